@@ -1,0 +1,253 @@
+//! The isolator contract of berth.
+//!
+//! An isolator fences a container in along one axis (cpu, memory, network
+//! class, disk, ...). berth composes isolators by name, in the fixed order of
+//! the agent's `isolation` list, and drives every one of them — built-in or
+//! plugin — through the same lifecycle, learned from the Apache Mesos
+//! containerizer:
+//!
+//! | step | when | what the isolator does |
+//! | --- | --- | --- |
+//! | [`Isolator::validate`] | before anything touches the host | refuse a bad request, naming the field |
+//! | [`Isolator::prepare`] | before the bundle is written | create its host state (cgroups, ...) and return a [`Contribution`] to the launch |
+//! | [`Isolator::isolate`] | once the container's pid exists, before the command is exec'd | place the pid (cgroup attach, ...) |
+//! | [`Isolator::watch`] | right after `isolate` | report a [`Limitation`] that must end the container |
+//! | [`Isolator::update`] | while running | apply new [`Resources`] |
+//! | [`Isolator::usage`] / [`Isolator::status`] | any time | report statistics and state |
+//! | [`Isolator::exit_limitation`] | after the container's processes are gone | say whether a limit caused the exit |
+//! | [`Isolator::cleanup`] | at most once, after all processes are gone | release everything; tolerate unknown ids |
+//! | [`Isolator::recover`] | when the agent starts | rebuild in-memory state from what it persisted |
+//!
+//! Prepare runs in the configured order and cleanup in the reverse order. If
+//! `prepare` of a later isolator fails, the agent cleans up the earlier ones:
+//! an isolator never has to undo another's work, but it must undo its own
+//! partial work before returning an error from `prepare`.
+//!
+//! # Example
+//!
+//! A small isolator that gives every container an environment variable and
+//! reports how many containers it has seen:
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//! use std::sync::Mutex;
+//! use berth_isolator::{
+//!     ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Usage,
+//! };
+//!
+//! #[derive(Default)]
+//! struct Greeter {
+//!     live: Mutex<BTreeSet<ContainerId>>,
+//! }
+//!
+//! impl Isolator for Greeter {
+//!     fn name(&self) -> &str {
+//!         "greeter"
+//!     }
+//!
+//!     fn prepare(&self, id: &ContainerId, _config: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+//!         self.live.lock().unwrap().insert(id.clone());
+//!         let mut contribution = Contribution::default();
+//!         contribution.env.insert("GREETING".into(), format!("hello {id}"));
+//!         Ok(contribution)
+//!     }
+//!
+//!     fn usage(&self, _id: &ContainerId) -> Result<Usage, IsolatorError> {
+//!         let mut usage = Usage::new();
+//!         usage.insert("live_containers".into(), self.live.lock().unwrap().len().into());
+//!         Ok(usage)
+//!     }
+//!
+//!     fn cleanup(&self, id: &ContainerId) -> Result<(), IsolatorError> {
+//!         self.live.lock().unwrap().remove(id);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let greeter = Greeter::default();
+//! let id = ContainerId::new("web-1").unwrap();
+//! let config = ContainerConfig::for_command(id.clone(), ["sh", "-c", "echo $GREETING"]);
+//! let contribution = greeter.prepare(&id, &config).unwrap();
+//! assert_eq!(contribution.env["GREETING"], "hello web-1");
+//! assert_eq!(greeter.usage(&id).unwrap()["live_containers"], 1);
+//! greeter.cleanup(&id).unwrap();
+//! greeter.cleanup(&id).unwrap(); // unknown ids are tolerated
+//! ```
+
+mod contribution;
+mod error;
+mod id;
+mod limitation;
+mod resources;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use contribution::{Contribution, ContributionConflict, Mount};
+pub use error::IsolatorError;
+pub use id::{ContainerId, InvalidContainerId};
+pub use limitation::{Limitation, LimitationReporter};
+pub use resources::Resources;
+
+/// Statistics an isolator reports for one container, as a JSON object.
+///
+/// The agent shows each isolator's usage under the isolator's name, so keys
+/// only need to be unique within one isolator. Use plain numbers with the
+/// unit in the key (`user_seconds`, `limit_bytes`).
+pub type Usage = serde_json::Map<String, serde_json::Value>;
+
+/// State an isolator reports for one container (for example an assigned
+/// network class id), shown by `berth inspect` under `status.<isolator>`.
+pub type Status = serde_json::Map<String, serde_json::Value>;
+
+/// What an isolator is told about a container it is asked to isolate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// The container's id.
+    pub id: ContainerId,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// The environment the command starts with.
+    pub env: BTreeMap<String, String>,
+    /// The resources asked for.
+    pub resources: Resources,
+    /// The container's sandbox directory on the host (its writable space).
+    pub sandbox: PathBuf,
+    /// The root filesystem on the host, or `None` for the host's root.
+    pub rootfs: Option<PathBuf>,
+    /// The directory where the isolator may persist state for this container
+    /// so that [`Isolator::recover`] can rebuild it (survives agent restarts,
+    /// not host reboots).
+    pub runtime_dir: PathBuf,
+}
+
+impl ContainerConfig {
+    /// A config with the given id and command, no resources and empty paths:
+    /// handy in tests and examples.
+    pub fn for_command<I, S>(id: ContainerId, command: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ContainerConfig {
+            id,
+            command: command.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+            resources: Resources::default(),
+            sandbox: PathBuf::new(),
+            rootfs: None,
+            runtime_dir: PathBuf::new(),
+        }
+    }
+}
+
+/// A container the agent knew about before it restarted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveredContainer {
+    /// The container's config as it was at launch (resources as last updated).
+    pub config: ContainerConfig,
+    /// The container's pid on the host, if it is still running.
+    pub pid: Option<u32>,
+}
+
+/// The lifecycle every isolator implements. See the [crate docs](crate) for
+/// the order of calls.
+///
+/// Methods take `&self`: the agent calls them from several threads, for
+/// different containers at once, so keep per-container state behind a lock.
+/// Every method but `name` and `prepare` has a default that does nothing, so
+/// a small isolator implements only what it needs.
+pub trait Isolator: Send + Sync {
+    /// The name the agent's `isolation` list uses for this isolator.
+    fn name(&self) -> &str;
+
+    /// What this isolator supports on this host, shown by `GET /v1/info`.
+    fn describe(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
+    /// Rebuilds in-memory state after an agent restart. `containers` are the
+    /// ones the agent still knows; `orphans` are ids of containers the
+    /// isolator may have state for but the agent does not know: clean them up.
+    fn recover(
+        &self,
+        containers: &[RecoveredContainer],
+        orphans: &[ContainerId],
+    ) -> Result<(), IsolatorError> {
+        let _ = (containers, orphans);
+        Ok(())
+    }
+
+    /// Checks the request without touching the host. Return
+    /// [`IsolatorError::InvalidConfig`] naming the field at fault.
+    fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Creates this isolator's host state for the container and says what it
+    /// adds to the launch. On error, undo any partial work before returning.
+    fn prepare(
+        &self,
+        id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Contribution, IsolatorError>;
+
+    /// Places the container's first process (host pid) under isolation. Runs
+    /// before the command is exec'd, so everything it starts is isolated.
+    fn isolate(&self, id: &ContainerId, pid: u32) -> Result<(), IsolatorError> {
+        let _ = (id, pid);
+        Ok(())
+    }
+
+    /// Starts watching for a limitation. When one is hit, call
+    /// `reporter.report(...)` once: the agent then ends the container with
+    /// reason `<resource>-limit`. Watching threads or tasks must stop by
+    /// [`Isolator::cleanup`].
+    fn watch(&self, id: &ContainerId, reporter: LimitationReporter) -> Result<(), IsolatorError> {
+        let _ = (id, reporter);
+        Ok(())
+    }
+
+    /// Applies new resources to a running container. Refuse (with
+    /// [`IsolatorError::InvalidConfig`] or [`IsolatorError::Refused`]) a change
+    /// the kernel would reject or that would kill the container, and leave the
+    /// old limits in place.
+    fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
+        let _ = (id, resources);
+        Ok(())
+    }
+
+    /// Reports usage statistics.
+    fn usage(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
+        let _ = id;
+        Ok(Usage::new())
+    }
+
+    /// Reports isolator state for `inspect`.
+    fn status(&self, id: &ContainerId) -> Result<Status, IsolatorError> {
+        let _ = id;
+        Ok(Status::new())
+    }
+
+    /// Called after the container's processes are gone and before cleanup:
+    /// returns the limitation that ended the container, if any.
+    ///
+    /// This exists because the exit of a process killed by a limit (the
+    /// kernel OOM killer, say) is often seen before the limit's event is
+    /// delivered; Mesos then reports a plain kill. Check counters here.
+    fn exit_limitation(&self, id: &ContainerId) -> Result<Option<Limitation>, IsolatorError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Releases everything held for the container. Called at most once per
+    /// container, after its processes are gone; must succeed for ids the
+    /// isolator does not know.
+    fn cleanup(&self, id: &ContainerId) -> Result<(), IsolatorError> {
+        let _ = id;
+        Ok(())
+    }
+}
