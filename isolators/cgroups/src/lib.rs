@@ -1,1 +1,36 @@
+//! A thin cgroup v1/v2 layer for berth's isolators.
+//!
+//! It knows where cgroups are (mode detection from `/proc/self/mountinfo`
+//! and `/proc/self/cgroup`, the `--cgroup-root`, a container's directory per
+//! controller) and how to handle their files (errors naming path and value,
+//! `rmdir` that waits out a busy cgroup). It does *not* know what values mean:
+//! each isolator writes its own v1 or v2 files. See
+//! `docs/decisions/0001-cgroup-layer.md` for why this is not `cgroups-rs`.
+//!
+//! ```no_run
+//! use berth_cgroups::{CgroupRoot, Controller};
+//!
+//! let root = CgroupRoot::detect("berth")?; // below the agent's own cgroup
+//! root.ensure(&[Controller::Cpu, Controller::Memory])?;
+//! let cgroup = root.container("web-1")?;
+//! cgroup.create(Controller::Memory)?;
+//! cgroup.write(Controller::Memory, "memory.limit_in_bytes", "67108864")?;
+//! cgroup.add_process(Controller::Memory, 4242)?;
+//! # Ok::<(), berth_cgroups::CgroupError>(())
+//! ```
 
+mod cgroupfs;
+mod container;
+mod controller;
+mod error;
+mod hierarchies;
+mod isolator_error;
+mod mountinfo;
+mod proc_cgroup;
+mod root;
+
+pub use container::ContainerCgroup;
+pub use controller::{Controller, UnknownController};
+pub use error::CgroupError;
+pub use hierarchies::{CgroupMode, Hierarchies};
+pub use root::{CgroupRoot, DEFAULT_CGROUP_ROOT};

@@ -1,0 +1,139 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::{cgroupfs, CgroupError, CgroupMode, Controller};
+
+/// One container's cgroup: a directory named after the container under the
+/// [`crate::CgroupRoot`] of each controller (on v2, one directory for all).
+///
+/// Creating it does not touch control files; the isolators write what they
+/// need, choosing the v1 or v2 file names by [`ContainerCgroup::mode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerCgroup {
+    id: String,
+    mode: CgroupMode,
+    dirs: BTreeMap<Controller, PathBuf>,
+}
+
+impl ContainerCgroup {
+    pub(crate) fn new(id: String, mode: CgroupMode, dirs: BTreeMap<Controller, PathBuf>) -> Self {
+        ContainerCgroup { id, mode, dirs }
+    }
+
+    /// The container id (the cgroup's directory name).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The cgroup version in use.
+    pub fn mode(&self) -> CgroupMode {
+        self.mode
+    }
+
+    /// The cgroup directory for `controller`.
+    pub fn path(&self, controller: Controller) -> Result<&Path, CgroupError> {
+        self.dirs
+            .get(&controller)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| controller.missing(self.mode))
+    }
+
+    /// The distinct directories of `controllers`: co-mounted v1 controllers,
+    /// and all controllers on v2, share one.
+    pub fn paths(&self, controllers: &[Controller]) -> Result<Vec<&Path>, CgroupError> {
+        let mut out: Vec<&Path> = Vec::new();
+        for controller in controllers {
+            let path = self.path(*controller)?;
+            if !out.contains(&path) {
+                out.push(path);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The path of a control file of `controller`.
+    pub fn file_path(&self, controller: Controller, file: &str) -> Result<PathBuf, CgroupError> {
+        Ok(self.path(controller)?.join(file))
+    }
+
+    /// Creates the cgroup directory for `controller` (an existing one is fine).
+    pub fn create(&self, controller: Controller) -> Result<(), CgroupError> {
+        cgroupfs::create_dir(self.path(controller)?)
+    }
+
+    /// Whether the cgroup directory for `controller` exists.
+    pub fn exists(&self, controller: Controller) -> bool {
+        self.path(controller).is_ok_and(Path::is_dir)
+    }
+
+    /// Whether the control file exists (optional kernel features such as
+    /// `memory.memsw.limit_in_bytes` or `cpu.cfs_quota_us`).
+    pub fn has_file(&self, controller: Controller, file: &str) -> bool {
+        self.file_path(controller, file).is_ok_and(|p| p.exists())
+    }
+
+    /// Writes `value` to a control file; the error names the file and value.
+    pub fn write(&self, controller: Controller, file: &str, value: &str) -> Result<(), CgroupError> {
+        cgroupfs::write(&self.file_path(controller, file)?, value)
+    }
+
+    /// Reads a control file.
+    pub fn read(&self, controller: Controller, file: &str) -> Result<String, CgroupError> {
+        cgroupfs::read(&self.file_path(controller, file)?)
+    }
+
+    /// Reads a control file holding one unsigned integer.
+    pub fn read_u64(&self, controller: Controller, file: &str) -> Result<u64, CgroupError> {
+        let path = self.file_path(controller, file)?;
+        cgroupfs::parse_u64(&path, &cgroupfs::read(&path)?)
+    }
+
+    /// Reads a flat keyed file (`key value` lines, as `cpu.stat`,
+    /// `memory.stat`, `memory.events`).
+    pub fn read_keyed(&self, controller: Controller, file: &str) -> Result<BTreeMap<String, u64>, CgroupError> {
+        let path = self.file_path(controller, file)?;
+        cgroupfs::parse_keyed(&path, &cgroupfs::read(&path)?)
+    }
+
+    /// Moves a process (with all its threads) into the cgroup of `controller`.
+    pub fn add_process(&self, controller: Controller, pid: u32) -> Result<(), CgroupError> {
+        self.write(controller, "cgroup.procs", &pid.to_string())
+    }
+
+    /// The processes in the cgroup of `controller`.
+    pub fn pids(&self, controller: Controller) -> Result<Vec<u32>, CgroupError> {
+        let path = self.file_path(controller, "cgroup.procs")?;
+        let text = cgroupfs::read(&path)?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| cgroupfs::parse_u64(&path, l).and_then(|pid| u32::try_from(pid).map_err(|_| pid_error(&path, l))))
+            .collect()
+    }
+
+    /// Removes the cgroup directory of `controller`: a missing one is fine,
+    /// a busy one is retried for about 2 s (tasks being torn down), then an
+    /// error naming the path.
+    pub fn remove(&self, controller: Controller) -> Result<(), CgroupError> {
+        cgroupfs::remove_dir(self.path(controller)?)
+    }
+
+    /// Removes the directories of all `controllers` (each shared directory
+    /// once), trying all of them; returns the first error.
+    pub fn remove_all(&self, controllers: &[Controller]) -> Result<(), CgroupError> {
+        let mut first = None;
+        for path in self.paths(controllers)? {
+            if let Err(e) = cgroupfs::remove_dir(path) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn pid_error(path: &Path, line: &str) -> CgroupError {
+    CgroupError::Parse {
+        path: path.to_path_buf(),
+        value: line.to_string(),
+        reason: "pid out of range".into(),
+    }
+}

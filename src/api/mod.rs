@@ -1,0 +1,139 @@
+//! The HTTP/JSON API on the agent's unix socket.
+
+mod error;
+mod logs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub use error::ApiError;
+
+use crate::container::LaunchRequest;
+use crate::manager::{Manager, ManagerError};
+
+type Shared = State<Arc<Manager>>;
+type Params = Query<HashMap<String, String>>;
+
+/// The API's routes.
+pub fn router(manager: Arc<Manager>) -> Router {
+    Router::new()
+        .route("/v1/info", get(info))
+        .route("/v1/containers", post(launch).get(list))
+        .route("/v1/containers/{id}", get(inspect).delete(remove))
+        .route("/v1/containers/{id}/wait", get(wait))
+        .route("/v1/containers/{id}/kill", post(kill))
+        .route("/v1/containers/{id}/stats", get(stats))
+        .route("/v1/containers/{id}/logs", get(logs::logs))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(manager)
+}
+
+async fn info(State(manager): Shared) -> Json<serde_json::Value> {
+    Json(manager.info())
+}
+
+async fn launch(State(manager): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let request: LaunchRequest = parse_json(&body)?;
+    let container = manager.launch(request).await?;
+    Ok((StatusCode::CREATED, Json(container)).into_response())
+}
+
+async fn list(State(manager): Shared) -> Response {
+    Json(manager.list()).into_response()
+}
+
+async fn inspect(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(manager.get(&id)?).into_response())
+}
+
+async fn wait(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(manager.wait(&id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillRequest {
+    #[serde(default = "default_signal")]
+    signal: String,
+}
+
+fn default_signal() -> String {
+    "KILL".into()
+}
+
+async fn kill(State(manager): Shared, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let request: KillRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        KillRequest { signal: default_signal() }
+    } else {
+        parse_json(&body)?
+    };
+    manager.kill(&id, &request.signal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn remove(State(manager): Shared, Path(id): Path<String>, Query(params): Params) -> Result<Response, ApiError> {
+    let force = bool_param(&params, "force")?.unwrap_or(false);
+    manager.remove(&id, force).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let isolators = manager.stats(&id)?;
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "read_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "isolators": isolators,
+    }))
+    .into_response())
+}
+
+/// Parses a JSON body into `T`, turning serde's complaint into a 400 that
+/// names the field.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid request body: {e}"))
+    })
+}
+
+fn bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ApiError> {
+    params
+        .get(name)
+        .map(|v| match v.as_str() {
+            "true" | "1" | "" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(ApiError::invalid(name, format!("expected true or false, got {other:?}"))),
+        })
+        .transpose()
+}
+
+fn u64_param(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::invalid(name, format!("expected a non-negative integer, got {v:?}")))
+        })
+        .transpose()
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(e: ManagerError) -> Self {
+        let (status, code) = match &e {
+            ManagerError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ManagerError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ManagerError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ManagerError::LaunchFailed { user_error: true, .. } => (StatusCode::BAD_REQUEST, "launch_failed"),
+            ManagerError::LaunchFailed { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "launch_failed"),
+            ManagerError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}

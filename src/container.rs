@@ -1,0 +1,178 @@
+//! The container as the API shows it and as the agent records it on disk.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use berth_isolator::{ContainerId, Limitation, Resources};
+use serde::{Deserialize, Serialize};
+
+/// A launch request: the body of `POST /v1/containers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchRequest {
+    /// The id; a random one is chosen when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Environment variables added to the defaults (`PATH`, `HOME`, ...).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The working directory inside the container; default: the sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// The user to run as; default root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    /// A root filesystem directory on the host; default: the host's root,
+    /// read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
+    /// The resources asked for.
+    #[serde(default)]
+    pub resources: Resources,
+    /// The isolators to apply, a subset of what the agent offers; default:
+    /// all it offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Vec<String>>,
+}
+
+/// A numeric user and group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub uid: u32,
+    /// Defaults to the uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+impl User {
+    /// Parses `UID[:GID]`.
+    pub fn parse(value: &str) -> Option<User> {
+        let (uid, gid) = match value.split_once(':') {
+            Some((uid, gid)) => (uid, Some(gid.parse().ok()?)),
+            None => (value, None),
+        };
+        Some(User {
+            uid: uid.parse().ok()?,
+            gid,
+        })
+    }
+
+    pub fn gid(&self) -> u32 {
+        self.gid.unwrap_or(self.uid)
+    }
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Being launched.
+    Created,
+    /// The command runs.
+    Running,
+    /// It ended (or never started); see the termination fields.
+    Exited,
+}
+
+/// Why a container ended.
+pub mod reason {
+    /// The command exited by itself.
+    pub const EXITED: &str = "exited";
+    /// A signal ended it.
+    pub const KILLED: &str = "killed";
+    /// It could not be started.
+    pub const LAUNCH_FAILED: &str = "launch-failed";
+    /// Its supervisor vanished without recording the end.
+    pub const SHIM_LOST: &str = "shim-lost";
+}
+
+/// Everything the agent knows about one container. Written to
+/// `<runtime_dir>/containers/<id>/container.json`, and returned by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: ContainerId,
+    pub state: State,
+    /// The container's first process on the host, while it runs.
+    pub pid: Option<u32>,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<User>,
+    pub rootfs: Option<PathBuf>,
+    pub resources: Resources,
+    /// The isolators applied, in order.
+    pub isolation: Vec<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    pub limitation: Option<Limitation>,
+    /// Details of a failure, for people.
+    pub message: Option<String>,
+    pub sandbox: PathBuf,
+    pub bundle: PathBuf,
+    /// What each isolator reports for the container (filled in on request).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub status: serde_json::Map<String, serde_json::Value>,
+    /// How the agent finds the supervisor again; not part of the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shim: Option<ProcessRef>,
+    /// The first process's start time, which guards against pid reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+}
+
+/// A process identified beyond its pid: the pid plus its start time in clock
+/// ticks since boot (`/proc/<pid>/stat` field 22), so a recycled pid is not
+/// mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl Container {
+    /// A container's exit code as a shell would report it: the code, or
+    /// 128 + signal.
+    pub fn shell_exit_code(&self) -> i32 {
+        match (self.exit_code, self.signal) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            _ => 255,
+        }
+    }
+
+    /// The record without agent-internal fields, as the API shows it.
+    pub fn public(&self) -> Container {
+        Container {
+            shim: None,
+            pid_start_time: None,
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_parses_uid_and_gid() {
+        assert_eq!(User::parse("1000"), Some(User { uid: 1000, gid: None }));
+        assert_eq!(User::parse("1000:100").unwrap().gid(), 100);
+        assert_eq!(User::parse("1000").unwrap().gid(), 1000);
+        assert_eq!(User::parse("root"), None);
+        assert_eq!(User::parse("1:x"), None);
+    }
+
+    #[test]
+    fn launch_request_refuses_unknown_fields() {
+        let err = serde_json::from_str::<LaunchRequest>(r#"{"command":["true"],"cpus":1}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `cpus`"), "{err}");
+    }
+}

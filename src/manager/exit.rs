@@ -1,0 +1,131 @@
+//! Noticing a container's end and recording it: exit status, reason,
+//! limitation; then the isolators' cleanup in reverse order.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use berth_isolator::ContainerId;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::{container_process, now, Manager};
+use crate::container::{reason, ProcessRef, State};
+
+impl Manager {
+    /// Waits for the shim to exit (through a pidfd, so pid reuse cannot
+    /// fool it), then records the end.
+    pub(super) async fn watch_exit(self: Arc<Self>, id: ContainerId, shim: ProcessRef) {
+        if let Some(pidfd) = shim.open() {
+            // SAFETY: the AsyncFd owns the pidfd, which stays open and the
+            // same for the AsyncFd's whole life.
+            let registered = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) };
+            match registered.map_err(|e| e.into_parts().1) {
+                // A pidfd turns readable when the process exits.
+                Ok(fd) => {
+                    let _ = fd.readable().await;
+                }
+                Err(e) => {
+                    tracing::error!(%id, "watch shim {}: {e}; polling instead", shim.pid);
+                    while shim.is_alive() {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        let manager = self.clone();
+        let _ = tokio::task::spawn_blocking(move || manager.finalize(&id)).await;
+    }
+
+    /// Records the end of a container whose shim has gone, once.
+    pub(super) fn finalize(&self, id: &ContainerId) {
+        let Some(slot) = self.slots.lock().unwrap().get(id).cloned() else {
+            return;
+        };
+        if slot.finalized.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut container = slot.get();
+        match self.store.exit_record(id) {
+            Ok(Some(exit)) => {
+                container.exit_code = exit.exit_code;
+                container.signal = exit.signal;
+                container.finished_at = Some(exit.finished_at);
+                if container.started_at.is_none() {
+                    container.started_at = exit.started_at;
+                }
+                if let Some(error) = exit.error {
+                    container.reason = Some(reason::LAUNCH_FAILED.into());
+                    container.message = Some(error);
+                }
+            }
+            Ok(None) => {
+                container.reason = Some(reason::SHIM_LOST.into());
+                container.message = Some("the shim ended without recording the container's exit".into());
+                container.finished_at = Some(now());
+                // Without its supervisor the container may still run: end it,
+                // so its cgroups can be removed.
+                if let Some(process) = container_process(&container) {
+                    for _ in 0..200 {
+                        match process.signal(libc::SIGKILL) {
+                            Ok(true) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                            _ => break,
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                container.reason = Some(reason::SHIM_LOST.into());
+                container.message = Some(format!("unreadable exit record: {e}"));
+                container.finished_at = Some(now());
+            }
+        }
+
+        let isolators = self.isolators.select(&container.isolation);
+        let mut limitation = slot.limitation.lock().unwrap().take();
+        if limitation.is_none() {
+            for isolator in &isolators {
+                match isolator.exit_limitation(id) {
+                    Ok(Some(found)) => {
+                        limitation = Some(found);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(%id, isolator = isolator.name(), "exit limitation: {e}"),
+                }
+            }
+        }
+        if let Some(limitation) = limitation {
+            container.reason = Some(limitation.reason());
+            container.limitation = Some(limitation);
+        } else if container.reason.is_none() {
+            container.reason = Some(
+                if container.exit_code.is_some() { reason::EXITED } else { reason::KILLED }.to_string(),
+            );
+        }
+
+        cleanup_isolators(&isolators, id, &mut container.message);
+        container.state = State::Exited;
+        container.pid = None;
+        tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");
+        self.publish(&slot, container);
+    }
+}
+
+/// Runs isolators' cleanup in reverse order; failures are logged and noted
+/// in the container's message, and do not stop the others.
+pub(super) fn cleanup_isolators(
+    isolators: &[Arc<dyn berth_isolator::Isolator>],
+    id: &ContainerId,
+    message: &mut Option<String>,
+) {
+    for isolator in isolators.iter().rev() {
+        if let Err(e) = isolator.cleanup(id) {
+            tracing::error!(%id, isolator = isolator.name(), "cleanup: {e}");
+            let note = format!("cleanup of {} failed: {e}", isolator.name());
+            *message = Some(match message.take() {
+                Some(m) => format!("{m}; {note}"),
+                None => note,
+            });
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Launching a container: validate, create, prepare, bundle, shim, isolate,
+//! go. Any failure undoes every step before it, so a failed launch leaves no
+//! cgroup, directory, process or record behind.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use berth_isolator::{
+    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, LimitationReporter,
+};
+
+use super::shim_client::{ShimArgs, ShimConnection};
+use super::{now, Manager, ManagerError, Slot};
+use crate::bundle::{build_spec, write_bundle, BundleInput};
+use crate::container::{Container, LaunchRequest, ProcessRef, State};
+use crate::shim::protocol::ShimMessage;
+
+/// A validated launch.
+struct Plan {
+    container: Container,
+    isolators: Vec<Arc<dyn Isolator>>,
+    config: ContainerConfig,
+}
+
+impl From<IsolatorError> for ManagerError {
+    fn from(e: IsolatorError) -> Self {
+        match e {
+            IsolatorError::InvalidConfig { field, message } => ManagerError::Invalid { field, message },
+            IsolatorError::Conflict { message } => ManagerError::Conflict(message),
+            IsolatorError::Refused { .. } => ManagerError::Conflict(e.to_string()),
+            other => ManagerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl Manager {
+    /// Launches a container and returns it running.
+    pub async fn launch(self: &Arc<Self>, request: LaunchRequest) -> Result<Container, ManagerError> {
+        let manager = self.clone();
+        tokio::task::spawn_blocking(move || manager.launch_blocking(request))
+            .await
+            .map_err(|e| ManagerError::Internal(format!("launch task: {e}")))?
+    }
+
+    fn launch_blocking(self: &Arc<Self>, request: LaunchRequest) -> Result<Container, ManagerError> {
+        let plan = self.plan(request)?;
+        let id = plan.container.id.clone();
+        let slot = Slot::new(plan.container.clone());
+        {
+            let mut slots = self.slots.lock().unwrap();
+            if slots.contains_key(&id) {
+                return Err(ManagerError::Conflict(format!("container id {id} is in use")));
+            }
+            slots.insert(id.clone(), slot.clone());
+        }
+        match self.start(&plan, &slot) {
+            Ok(container) => Ok(container.public()),
+            Err(e) => {
+                self.slots.lock().unwrap().remove(&id);
+                if let Err(remove) = self.store.remove(&id) {
+                    tracing::error!(%id, "remove after failed launch: {remove}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks the whole request without touching the host.
+    fn plan(&self, request: LaunchRequest) -> Result<Plan, ManagerError> {
+        let id = match &request.id {
+            Some(id) => ContainerId::new(id.clone()).map_err(|e| ManagerError::invalid("id", e.to_string()))?,
+            None => random_id(),
+        };
+        if request.command.is_empty() || request.command[0].is_empty() {
+            return Err(ManagerError::invalid("command", "must name a program to run"));
+        }
+        if request.command.iter().any(|arg| arg.contains('\0')) {
+            return Err(ManagerError::invalid("command", "arguments must not contain NUL"));
+        }
+        for key in request.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(ManagerError::invalid("env", format!("bad variable name {key:?}")));
+            }
+        }
+        if request.env.values().any(|v| v.contains('\0')) {
+            return Err(ManagerError::invalid("env", "values must not contain NUL"));
+        }
+        if let Some(workdir) = &request.workdir {
+            if !workdir.starts_with('/') || workdir.contains('\0') {
+                return Err(ManagerError::invalid("workdir", format!("must be an absolute path, got {workdir:?}")));
+            }
+        }
+        if let Some(rootfs) = &request.rootfs {
+            if !rootfs.is_absolute() {
+                return Err(ManagerError::invalid("rootfs", format!("must be an absolute path, got {}", rootfs.display())));
+            }
+            match std::fs::metadata(rootfs) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return Err(ManagerError::invalid("rootfs", format!("{} is not a directory", rootfs.display()))),
+                Err(e) => return Err(ManagerError::invalid("rootfs", format!("{}: {e}", rootfs.display()))),
+            }
+        }
+
+        let offered = self.isolators.names();
+        let chosen = match &request.isolation {
+            Some(names) => {
+                for name in names {
+                    if !offered.contains(name) {
+                        return Err(ManagerError::invalid(
+                            "isolation",
+                            format!("unknown or unoffered isolator {name:?} (offered: {})", offered.join(", ")),
+                        ));
+                    }
+                }
+                names.clone()
+            }
+            None => offered,
+        };
+        for (field, isolator) in request.resources.requested_isolators() {
+            if !chosen.iter().any(|n| n == isolator) {
+                return Err(ManagerError::invalid(
+                    field,
+                    format!("needs the {isolator} isolator, which this container does not use"),
+                ));
+            }
+        }
+        let isolators = self.isolators.select(&chosen);
+        let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
+
+        let sandbox = self.store.sandbox(&id);
+        let config = ContainerConfig {
+            id: id.clone(),
+            command: request.command.clone(),
+            env: request.env.clone(),
+            resources: request.resources.clone(),
+            sandbox: sandbox.clone(),
+            rootfs: request.rootfs.clone(),
+            runtime_dir: self.store.isolator_dir(&id),
+        };
+        for isolator in &isolators {
+            isolator.validate(&config)?;
+        }
+        let container = Container {
+            id: id.clone(),
+            state: State::Created,
+            pid: None,
+            command: request.command,
+            env: request.env,
+            workdir: request.workdir,
+            user: request.user,
+            rootfs: request.rootfs,
+            resources: request.resources,
+            isolation,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            limitation: None,
+            message: None,
+            sandbox,
+            bundle: self.store.bundle_dir(&id),
+            status: Default::default(),
+            shim: None,
+            pid_start_time: None,
+        };
+        Ok(Plan {
+            container,
+            isolators,
+            config,
+        })
+    }
+
+    /// Creates everything and starts the container. On error, whatever this
+    /// function created is undone, except the dirs (the caller removes them).
+    fn start(self: &Arc<Self>, plan: &Plan, slot: &Arc<Slot>) -> Result<Container, ManagerError> {
+        let mut container = plan.container.clone();
+        let id = container.id.clone();
+        self.create_dirs(&container)?;
+        self.store.save(&container).map_err(|e| ManagerError::Internal(e.to_string()))?;
+
+        let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
+        let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {
+            for isolator in prepared.iter().rev() {
+                if let Err(e) = isolator.cleanup(&id) {
+                    tracing::error!(%id, isolator = isolator.name(), "cleanup after failed launch: {e}");
+                }
+            }
+        };
+        let mut contribution = Contribution::default();
+        for isolator in &plan.isolators {
+            let result = isolator
+                .prepare(&id, &plan.config)
+                .map_err(ManagerError::from)
+                .and_then(|c| {
+                    contribution
+                        .merge(c, isolator.name())
+                        .map_err(|e| ManagerError::Internal(e.to_string()))
+                });
+            prepared.push(isolator);
+            if let Err(e) = result {
+                undo_isolators(&prepared);
+                return Err(e);
+            }
+        }
+
+        let launched = self.run_shim(&mut container, &contribution, &plan.isolators);
+        if let Err(e) = launched {
+            // The shim is gone (or never started) and with it the process:
+            // wait until the kernel is done with it before removing cgroups.
+            if let Some(process) = super::container_process(&container) {
+                wait_gone(&process);
+            }
+            undo_isolators(&prepared);
+            return Err(e);
+        }
+
+        let weak: Weak<Manager> = Arc::downgrade(self);
+        for isolator in &plan.isolators {
+            let reporter = limitation_reporter(weak.clone(), id.clone(), slot.clone());
+            if let Err(e) = isolator.watch(&id, reporter) {
+                tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
+            }
+        }
+        container.state = State::Running;
+        self.publish(slot, container.clone());
+        let shim = container.shim.expect("a started container has a shim");
+        let manager = self.clone();
+        self.runtime.spawn(async move { manager.watch_exit(id, shim).await });
+        Ok(container)
+    }
+
+    fn create_dirs(&self, container: &Container) -> Result<(), ManagerError> {
+        let internal = |what: &str, path: &PathBuf, e: std::io::Error| {
+            ManagerError::Internal(format!("{what} {}: {e}", path.display()))
+        };
+        let state_dir = self.store.state_dir(&container.id);
+        for dir in [&state_dir, &self.store.isolator_dir(&container.id)] {
+            std::fs::create_dir_all(dir).map_err(|e| internal("create", dir, e))?;
+        }
+        match std::fs::create_dir(&container.sandbox) {
+            Ok(()) => {}
+            // A sandbox left by an earlier container of the same id that was
+            // never removed: refuse rather than mix two containers' files.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ManagerError::Conflict(format!(
+                    "sandbox {} exists; remove the old container first",
+                    container.sandbox.display()
+                )))
+            }
+            Err(e) => return Err(internal("create", &container.sandbox, e)),
+        }
+        if let Some(user) = container.user {
+            std::os::unix::fs::chown(&container.sandbox, Some(user.uid), Some(user.gid()))
+                .map_err(|e| internal("chown", &container.sandbox, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the bundle, starts the shim, isolates the pid and lets the
+    /// command run. Fills in the container's pids and start time.
+    fn run_shim(
+        &self,
+        container: &mut Container,
+        contribution: &Contribution,
+        isolators: &[Arc<dyn Isolator>],
+    ) -> Result<(), ManagerError> {
+        let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
+        let spec = build_spec(&BundleInput {
+            id: container.id.as_str(),
+            command: &container.command,
+            env: &container.env,
+            workdir: container.workdir.as_deref(),
+            user: container.user,
+            rootfs: container.rootfs.as_deref(),
+            sandbox: &container.sandbox,
+            cgroups_path: (self.cgroups.cgroups_path)(&container.id),
+            contribution,
+            network_namespace: false,
+        })
+        .map_err(|e| internal(&e))?;
+        write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
+
+        let shim_path = self.config.shim_path();
+        let state_dir = self.store.state_dir(&container.id);
+        let mut shim = ShimConnection::spawn(&ShimArgs {
+            shim: &shim_path,
+            id: container.id.as_str(),
+            bundle: &container.bundle,
+            state_dir: &state_dir,
+            log_dir: &container.sandbox,
+        })
+        .map_err(|e| internal(&e))?;
+
+        let (shim_pid, pid) = match shim.receive().map_err(|e| internal(&e))? {
+            ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid),
+            ShimMessage::Failed { message } => return Err(launch_failed(message)),
+            ShimMessage::Running => return Err(internal(&"shim said running before go")),
+        };
+        // Both are identified now, before anything can exit: the container
+        // waits for our go, and the shim waits for the container.
+        container.shim = ProcessRef::of(shim_pid);
+        container.pid = Some(pid);
+        container.pid_start_time = ProcessRef::of(pid).map(|p| p.start_time);
+        if container.shim.is_none() || container.pid_start_time.is_none() {
+            return Err(internal(&format!("shim {shim_pid} or container process {pid} vanished during setup")));
+        }
+        self.store.save(container).map_err(|e| internal(&e))?;
+
+        for isolator in isolators {
+            if let Err(e) = isolator.isolate(&container.id, pid) {
+                // Dropping the connection makes the shim kill the container.
+                drop(shim);
+                return Err(ManagerError::Internal(format!("isolator {}: {e}", isolator.name())));
+            }
+        }
+        shim.go().map_err(|e| internal(&e))?;
+        match shim.receive().map_err(|e| internal(&e))? {
+            ShimMessage::Running => {}
+            ShimMessage::Failed { message } => return Err(launch_failed(message)),
+            ShimMessage::Ready { .. } => return Err(internal(&"shim said ready twice")),
+        }
+        container.started_at = Some(super::now());
+        Ok(())
+    }
+}
+
+/// A launch failure; a command that cannot be exec'd is the caller's error.
+fn launch_failed(message: String) -> ManagerError {
+    let user_error = message.starts_with("exec ");
+    ManagerError::LaunchFailed { message, user_error }
+}
+
+/// Waits (briefly) until a process has gone, so that its cgroups can go.
+fn wait_gone(process: &ProcessRef) {
+    for _ in 0..200 {
+        if !process.is_alive() {
+            return;
+        }
+        let _ = process.signal(libc::SIGKILL);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tracing::warn!(pid = process.pid, "process still alive after a failed launch");
+}
+
+/// The reporter handed to isolators' `watch`: records the first limitation
+/// and kills the container, whose exit then carries the limitation's reason.
+pub(super) fn limitation_reporter(manager: Weak<Manager>, id: ContainerId, slot: Arc<Slot>) -> LimitationReporter {
+    LimitationReporter::new(move |limitation| {
+        if slot.finalized.load(Ordering::SeqCst) {
+            return;
+        }
+        tracing::info!(%id, resource = %limitation.resource, "limitation: {}", limitation.message);
+        {
+            let mut first = slot.limitation.lock().unwrap();
+            if first.is_none() {
+                *first = Some(limitation);
+            }
+        }
+        if manager.upgrade().is_some() {
+            if let Some(process) = super::container_process(&slot.get()) {
+                let _ = process.signal(libc::SIGKILL);
+            }
+        }
+    })
+}
+
+/// A random 12-hex-digit id, as Docker's short ids.
+fn random_id() -> ContainerId {
+    let mut bytes = [0u8; 6];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = urandom.read_exact(&mut bytes);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    ContainerId::new(hex).expect("hex is a valid id")
+}

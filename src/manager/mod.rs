@@ -1,0 +1,302 @@
+//! The container manager: the lifecycle state machine behind the API.
+//!
+//! Every container has a slot holding its latest record in a `watch`
+//! channel, so waiters and followers learn of changes without polling. The
+//! record on disk (see `store`) is the truth; memory is a cache of it.
+
+mod exit;
+mod launch;
+mod recover;
+mod shim_client;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_isolator::{ContainerId, Isolator, Limitation};
+use tokio::sync::watch;
+
+use crate::config::AgentConfig;
+use crate::container::{Container, State};
+use crate::process::parse_signal;
+use crate::store::Store;
+
+/// How long `rm --force` waits for a killed container to end.
+const FORCE_REMOVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Errors the manager returns; the API maps each to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// 400: the request is wrong; `field` names what.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: String, message: String },
+    /// 404
+    #[error("no container with id {0}")]
+    NotFound(String),
+    /// 409
+    #[error("{0}")]
+    Conflict(String),
+    /// 400 or 500: the container could not be started; nothing was kept.
+    #[error("launch failed: {message}")]
+    LaunchFailed { message: String, user_error: bool },
+    /// 500
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ManagerError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ManagerError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One container's live state.
+struct Slot {
+    record: watch::Sender<Container>,
+    /// The limitation a watcher reported, kept for the exit.
+    limitation: Mutex<Option<Limitation>>,
+    /// Set once the end has been recorded and isolators cleaned up.
+    finalized: AtomicBool,
+}
+
+impl Slot {
+    fn new(container: Container) -> Arc<Slot> {
+        Arc::new(Slot {
+            record: watch::channel(container).0,
+            limitation: Mutex::new(None),
+            finalized: AtomicBool::new(false),
+        })
+    }
+
+    fn get(&self) -> Container {
+        self.record.borrow().clone()
+    }
+}
+
+/// The isolators offered by this agent, in the order they apply.
+pub struct Isolators {
+    pub ordered: Vec<Arc<dyn Isolator>>,
+}
+
+impl Isolators {
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Isolator>> {
+        self.ordered.iter().find(|i| i.name() == name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.ordered.iter().map(|i| i.name().to_string()).collect()
+    }
+
+    /// The isolators named in `names`, in the agent's order.
+    fn select(&self, names: &[String]) -> Vec<Arc<dyn Isolator>> {
+        self.ordered
+            .iter()
+            .filter(|i| names.iter().any(|n| n == i.name()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Host facts the manager reports and uses to build bundles.
+pub struct HostCgroups {
+    /// `v1` or `v2`.
+    pub mode: String,
+    /// The OCI `cgroupsPath` for a container.
+    pub cgroups_path: Box<dyn Fn(&ContainerId) -> String + Send + Sync>,
+}
+
+/// The container manager.
+pub struct Manager {
+    config: AgentConfig,
+    store: Store,
+    isolators: Isolators,
+    cgroups: HostCgroups,
+    slots: Mutex<HashMap<ContainerId, Arc<Slot>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Manager {
+    /// A manager over the given state; call [`Manager::recover`] next.
+    pub fn new(config: AgentConfig, isolators: Isolators, cgroups: HostCgroups) -> Arc<Manager> {
+        let store = Store::new(&config.work_dir, &config.runtime_dir);
+        Arc::new(Manager {
+            config,
+            store,
+            isolators,
+            cgroups,
+            slots: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn slot(&self, id: &str) -> Result<Arc<Slot>, ManagerError> {
+        let not_found = || ManagerError::NotFound(id.to_string());
+        let id = ContainerId::new(id).map_err(|_| not_found())?;
+        self.slots.lock().unwrap().get(&id).cloned().ok_or_else(not_found)
+    }
+
+    /// Every container, oldest first.
+    pub fn list(&self) -> Vec<Container> {
+        let mut all: Vec<Container> = self
+            .slots
+            .lock()
+            .unwrap()
+            .values()
+            .map(|slot| slot.get().public())
+            .collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        all
+    }
+
+    /// One container, with its isolators' status while it runs.
+    pub fn get(&self, id: &str) -> Result<Container, ManagerError> {
+        let mut container = self.slot(id)?.get();
+        if container.state == State::Running {
+            for isolator in self.isolators.select(&container.isolation) {
+                match isolator.status(&container.id) {
+                    Ok(status) if !status.is_empty() => {
+                        container
+                            .status
+                            .insert(isolator.name().to_string(), serde_json::Value::Object(status));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(id = %container.id, isolator = isolator.name(), "status: {e}"),
+                }
+            }
+        }
+        Ok(container.public())
+    }
+
+    /// A receiver that sees every change of the container's record.
+    pub fn subscribe(&self, id: &str) -> Result<watch::Receiver<Container>, ManagerError> {
+        Ok(self.slot(id)?.record.subscribe())
+    }
+
+    /// Waits until the container has ended.
+    pub async fn wait(&self, id: &str) -> Result<Container, ManagerError> {
+        let mut rx = self.subscribe(id)?;
+        let container = rx
+            .wait_for(|c| c.state == State::Exited)
+            .await
+            .map_err(|_| ManagerError::NotFound(id.to_string()))?
+            .clone();
+        Ok(container.public())
+    }
+
+    /// Sends a signal (`TERM`, `SIGKILL`, `9`) to the container's first process.
+    pub fn kill(&self, id: &str, signal: &str) -> Result<(), ManagerError> {
+        let number = parse_signal(signal)
+            .ok_or_else(|| ManagerError::invalid("signal", format!("unknown signal {signal:?}")))?;
+        let container = self.slot(id)?.get();
+        if container.state != State::Running {
+            return Err(ManagerError::Conflict(format!("container {id} is not running")));
+        }
+        let delivered = container_process(&container)
+            .map(|p| p.signal(number))
+            .transpose()
+            .map_err(|e| ManagerError::Internal(format!("signal container {id}: {e}")))?;
+        if delivered != Some(true) {
+            return Err(ManagerError::Conflict(format!("container {id} is not running")));
+        }
+        Ok(())
+    }
+
+    /// Removes an ended container (or, with `force`, kills it first): its
+    /// sandbox, bundle and records.
+    pub async fn remove(&self, id: &str, force: bool) -> Result<(), ManagerError> {
+        let slot = self.slot(id)?;
+        let container = slot.get();
+        if container.state != State::Exited {
+            if !force {
+                return Err(ManagerError::Conflict(format!(
+                    "container {id} is {}; stop it first or remove with force",
+                    if container.state == State::Running { "running" } else { "starting" }
+                )));
+            }
+            if let Some(process) = container_process(&container) {
+                let _ = process.signal(libc::SIGKILL);
+            }
+            tokio::time::timeout(FORCE_REMOVE_TIMEOUT, self.wait(id))
+                .await
+                .map_err(|_| ManagerError::Internal(format!("container {id} did not end after SIGKILL")))??;
+        }
+        let store = self.store.clone();
+        let cid = container.id.clone();
+        tokio::task::spawn_blocking(move || store.remove(&cid))
+            .await
+            .map_err(|e| ManagerError::Internal(e.to_string()))?
+            .map_err(|e| ManagerError::Internal(e.to_string()))?;
+        self.slots.lock().unwrap().remove(&container.id);
+        Ok(())
+    }
+
+    /// Every isolator's usage for a container, keyed by isolator name.
+    pub fn stats(&self, id: &str) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
+        let container = self.slot(id)?.get();
+        if container.state != State::Running {
+            return Err(ManagerError::Conflict(format!("container {id} is not running")));
+        }
+        let mut out = serde_json::Map::new();
+        for isolator in self.isolators.select(&container.isolation) {
+            let usage = isolator
+                .usage(&container.id)
+                .map_err(|e| ManagerError::Internal(format!("{} usage: {e}", isolator.name())))?;
+            out.insert(isolator.name().to_string(), serde_json::Value::Object(usage));
+        }
+        Ok(out)
+    }
+
+    /// What this agent is and offers.
+    pub fn info(&self) -> serde_json::Value {
+        let isolators: Vec<serde_json::Value> = self
+            .isolators
+            .ordered
+            .iter()
+            .map(|i| {
+                let mut entry = i.describe();
+                entry.insert("name".into(), i.name().into());
+                serde_json::Value::Object(entry)
+            })
+            .collect();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "cgroup_mode": self.cgroups.mode,
+            "isolators": isolators,
+            "work_dir": self.config.work_dir,
+            "runtime_dir": self.config.runtime_dir,
+        })
+    }
+
+    /// Writes and publishes a record.
+    fn publish(&self, slot: &Slot, container: Container) {
+        if let Err(e) = self.store.save(&container) {
+            tracing::error!(id = %container.id, "save record: {e}");
+        }
+        slot.record.send_replace(container);
+    }
+}
+
+/// The container's first process, if it is recorded.
+fn container_process(container: &Container) -> Option<crate::container::ProcessRef> {
+    Some(crate::container::ProcessRef {
+        pid: container.pid?,
+        start_time: container.pid_start_time?,
+    })
+}
+
+/// Now, as RFC 3339 with nanoseconds, in UTC.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

@@ -1,0 +1,121 @@
+//! The agent's side of the shim protocol (see `shim::protocol`).
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::shim::protocol::{ShimMessage, GO, SYNC_FD};
+
+/// How long a shim may take to set a container up before the launch fails.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Errors talking to a shim.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("start shim {}: {source}", path.display())]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("shim {} exited with {status} before starting the container", path.display())]
+    EarlyExit { path: PathBuf, status: std::process::ExitStatus },
+    #[error("shim protocol: {0}")]
+    Protocol(String),
+    #[error("talk to shim: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What the agent passes to a shim.
+pub struct ShimArgs<'a> {
+    pub shim: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub state_dir: &'a Path,
+    pub log_dir: &'a Path,
+}
+
+/// An open conversation with a shim that is launching a container.
+pub struct ShimConnection {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl ShimConnection {
+    /// Execs the shim, whose first process exits at once (the supervisor
+    /// lives on as an orphan, not as our child), and connects to it.
+    pub fn spawn(args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let theirs: OwnedFd = theirs.into();
+        let theirs_fd = theirs.as_raw_fd();
+        let mut command = Command::new(args.shim);
+        command
+            .arg("--id")
+            .arg(args.id)
+            .arg("--bundle")
+            .arg(args.bundle)
+            .arg("--state-dir")
+            .arg(args.state_dir)
+            .arg("--log-dir")
+            .arg(args.log_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: the closure runs between fork and exec and only calls
+        // dup2 and fcntl, which are async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                if theirs_fd == SYNC_FD {
+                    // dup2 onto itself keeps FD_CLOEXEC: clear it by hand.
+                    if libc::fcntl(SYNC_FD, libc::F_SETFD, 0) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(theirs_fd, SYNC_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|source| ShimError::Spawn {
+            path: args.shim.to_path_buf(),
+            source,
+        })?;
+        drop(theirs);
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(ShimError::EarlyExit {
+                path: args.shim.to_path_buf(),
+                status,
+            });
+        }
+        ours.set_read_timeout(Some(SETUP_TIMEOUT))?;
+        Ok(ShimConnection {
+            writer: ours.try_clone()?,
+            reader: BufReader::new(ours),
+        })
+    }
+
+    /// Reads the shim's next message.
+    pub fn receive(&mut self) -> Result<ShimMessage, ShimError> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err(ShimError::Protocol("the shim closed the connection".into())),
+            Ok(_) => serde_json::from_str(&line)
+                .map_err(|e| ShimError::Protocol(format!("bad message {:?}: {e}", line.trim_end()))),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Err(
+                ShimError::Protocol(format!("no word from the shim within {}s", SETUP_TIMEOUT.as_secs())),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lets the container exec its command.
+    pub fn go(&mut self) -> Result<(), ShimError> {
+        self.writer.write_all(format!("{GO}\n").as_bytes())?;
+        Ok(())
+    }
+}

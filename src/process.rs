@@ -1,0 +1,121 @@
+//! Finding and signalling processes without being fooled by pid reuse.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use crate::container::ProcessRef;
+
+/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`
+/// field 22), or `None` if it does not exist.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses: fields
+    // are counted after its last ')'. Field 3 is the first one after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl ProcessRef {
+    /// Identifies the live process `pid`.
+    pub fn of(pid: u32) -> Option<ProcessRef> {
+        Some(ProcessRef {
+            pid,
+            start_time: start_time(pid)?,
+        })
+    }
+
+    /// Opens a pidfd for the process, checking that the pid still names the
+    /// same process. Once open, the pidfd cannot be fooled by pid reuse.
+    pub fn open(&self) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // Checked after opening: if the start time still matches now, the
+        // pidfd refers to our process (a reused pid would start later).
+        (start_time(self.pid) == Some(self.start_time)).then_some(fd)
+    }
+
+    /// Whether the process still runs (or is an unreaped zombie).
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+
+    /// Sends `signal`; `Ok(false)` if the process is gone.
+    pub fn signal(&self, signal: i32) -> std::io::Result<bool> {
+        let Some(fd) = self.open() else {
+            return Ok(false);
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal(pidfd, sig, info=NULL, flags=0).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            Ok(true)
+        } else {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ESRCH) {
+                Ok(false)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Parses a signal given as `TERM`, `SIGTERM`, `term` or `15`.
+pub fn parse_signal(value: &str) -> Option<i32> {
+    if let Ok(n) = value.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
+    }
+    let upper = value.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
+        assert_eq!(parse_start_time(stat), Some(987654));
+    }
+
+    #[test]
+    fn own_process_is_found_and_a_wrong_start_time_is_not() {
+        let me = ProcessRef::of(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        assert!(me.open().is_some());
+        let impostor = ProcessRef {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!impostor.is_alive());
+        assert!(impostor.open().is_none());
+        assert!(!impostor.signal(0).unwrap());
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("TERM"), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("sigkill"), Some(libc::SIGKILL));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("NOPE"), None);
+        assert_eq!(parse_signal("99"), None);
+    }
+}

@@ -1,0 +1,442 @@
+//! The spec's `mounts`: turning option strings into `mount(2)` flags and data
+//! (the same table as runc), and performing one mount under the new root.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+use thiserror::Error;
+
+use super::resolve::{self, ResolveError};
+
+/// `struct mount_attr` for `mount_setattr(2)` (not in the libc crate's stable
+/// linux module).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+
+#[derive(Debug, Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("mount {source_desc} on {target} (type {fstype}): {errno}")]
+    Mount {
+        source_desc: String,
+        target: PathBuf,
+        fstype: String,
+        errno: Errno,
+    },
+    #[error("remount {target} with flags {flags:#x}: {errno}")]
+    Remount {
+        target: PathBuf,
+        flags: u64,
+        errno: Errno,
+    },
+    #[error("set propagation {flags:#x} on {target}: {errno}")]
+    Propagation {
+        target: PathBuf,
+        flags: u64,
+        errno: Errno,
+    },
+    #[error("mount_setattr on {target}: {errno}")]
+    SetAttr { target: PathBuf, errno: Errno },
+    #[error("stat bind source {path}: {source}")]
+    Source {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mount on {0} needs a source")]
+    NoSource(PathBuf),
+}
+
+/// Parsed `options` of one mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountOptions {
+    /// `MS_*` flags for the `mount(2)` call.
+    pub flags: libc::c_ulong,
+    /// Propagation changes, applied one by one after the mount.
+    pub propagation: Vec<libc::c_ulong>,
+    /// Filesystem-specific options, comma-joined.
+    pub data: String,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) set with `mount_setattr`.
+    pub attr_set: u64,
+    pub attr_clr: u64,
+}
+
+impl MountOptions {
+    pub fn parse<S: AsRef<str>>(options: &[S]) -> Self {
+        let mut out = MountOptions::default();
+        let mut data: Vec<&str> = Vec::new();
+        for opt in options {
+            let opt = opt.as_ref();
+            if let Some((clear, flag)) = flag_option(opt) {
+                if clear {
+                    out.flags &= !flag;
+                } else {
+                    out.flags |= flag;
+                }
+            } else if let Some(prop) = propagation_option(opt) {
+                out.propagation.push(prop);
+            } else if let Some((clear, attr)) = recursive_option(opt) {
+                if clear {
+                    out.attr_clr |= attr;
+                    out.attr_set &= !attr;
+                } else {
+                    out.attr_set |= attr;
+                    out.attr_clr &= !attr;
+                }
+            } else {
+                data.push(opt);
+            }
+        }
+        out.data = data.join(",");
+        out
+    }
+
+    pub fn is_bind(&self) -> bool {
+        self.flags & libc::MS_BIND != 0
+    }
+}
+
+/// runc's flag table: option name → (clears the flag?, flag).
+fn flag_option(opt: &str) -> Option<(bool, libc::c_ulong)> {
+    Some(match opt {
+        "acl" => (false, libc::MS_POSIXACL),
+        "async" => (true, libc::MS_SYNCHRONOUS),
+        "atime" => (true, libc::MS_NOATIME),
+        "bind" => (false, libc::MS_BIND),
+        "defaults" => (false, 0),
+        "dev" => (true, libc::MS_NODEV),
+        "diratime" => (true, libc::MS_NODIRATIME),
+        "dirsync" => (false, libc::MS_DIRSYNC),
+        "exec" => (true, libc::MS_NOEXEC),
+        "iversion" => (false, libc::MS_I_VERSION),
+        "lazytime" => (false, libc::MS_LAZYTIME),
+        "loud" => (true, libc::MS_SILENT),
+        "mand" => (false, libc::MS_MANDLOCK),
+        "noacl" => (true, libc::MS_POSIXACL),
+        "noatime" => (false, libc::MS_NOATIME),
+        "nodev" => (false, libc::MS_NODEV),
+        "nodiratime" => (false, libc::MS_NODIRATIME),
+        "noexec" => (false, libc::MS_NOEXEC),
+        "noiversion" => (true, libc::MS_I_VERSION),
+        "nolazytime" => (true, libc::MS_LAZYTIME),
+        "nomand" => (true, libc::MS_MANDLOCK),
+        "norelatime" => (true, libc::MS_RELATIME),
+        "nostrictatime" => (true, libc::MS_STRICTATIME),
+        "nosuid" => (false, libc::MS_NOSUID),
+        "nosymfollow" => (false, libc::MS_NOSYMFOLLOW),
+        "rbind" => (false, libc::MS_BIND | libc::MS_REC),
+        "relatime" => (false, libc::MS_RELATIME),
+        "remount" => (false, libc::MS_REMOUNT),
+        "ro" => (false, libc::MS_RDONLY),
+        "rw" => (true, libc::MS_RDONLY),
+        "silent" => (false, libc::MS_SILENT),
+        "strictatime" => (false, libc::MS_STRICTATIME),
+        "suid" => (true, libc::MS_NOSUID),
+        "sync" => (false, libc::MS_SYNCHRONOUS),
+        _ => return None,
+    })
+}
+
+fn propagation_option(opt: &str) -> Option<libc::c_ulong> {
+    Some(match opt {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Recursive mount attributes (runc ≥ 1.1): option → (clears?, attribute).
+fn recursive_option(opt: &str) -> Option<(bool, u64)> {
+    Some(match opt {
+        "rro" => (false, MOUNT_ATTR_RDONLY),
+        "rrw" => (true, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (false, MOUNT_ATTR_NOSUID),
+        "rsuid" => (true, MOUNT_ATTR_NOSUID),
+        "rnodev" => (false, MOUNT_ATTR_NODEV),
+        "rdev" => (true, MOUNT_ATTR_NODEV),
+        "rnoexec" => (false, MOUNT_ATTR_NOEXEC),
+        "rexec" => (true, MOUNT_ATTR_NOEXEC),
+        _ => return None,
+    })
+}
+
+/// One entry of the spec's `mounts`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub destination: PathBuf,
+    pub fstype: String,
+    pub source: Option<PathBuf>,
+    pub options: MountOptions,
+}
+
+impl MountSpec {
+    pub fn from_oci(m: &oci_spec::runtime::Mount) -> Self {
+        let options = MountOptions::parse(m.options().as_deref().unwrap_or(&[]));
+        let mut spec = MountSpec {
+            destination: m.destination().clone(),
+            fstype: m.typ().clone().unwrap_or_default(),
+            source: m.source().clone(),
+            options,
+        };
+        // A mount of type "bind" without a bind option is a bind anyway
+        // (runc does the same).
+        if spec.fstype == "bind" && !spec.options.is_bind() {
+            spec.options.flags |= libc::MS_BIND;
+        }
+        spec
+    }
+
+    /// Whether this is the `/dev` tmpfs that wants the default device nodes.
+    pub fn is_dev_tmpfs(&self) -> bool {
+        self.destination == Path::new("/dev") && !self.options.is_bind()
+    }
+}
+
+/// `mount(2)` with nix's flag type; errors carry the target.
+fn raw_mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), Errno> {
+    mount(
+        source,
+        target,
+        fstype,
+        MsFlags::from_bits_retain(flags),
+        data.filter(|d| !d.is_empty()),
+    )
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, attr)`: applies to the
+/// whole mount tree under `fd`, unlike a `MS_REMOUNT`, which changes a single
+/// mount and leaves submounts writable.
+pub fn set_attr_recursive(fd: &OwnedFd, set: u64, clr: u64, what: &Path) -> Result<(), MountError> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: valid fd, empty nul-terminated path and a correctly sized attr.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(MountError::SetAttr {
+            target: what.into(),
+            errno: Errno::last(),
+        });
+    }
+    Ok(())
+}
+
+/// Performs `spec` under `root` (a dirfd of the new root, before pivot).
+pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
+    let dest = &spec.destination;
+    let opts = &spec.options;
+
+    // cgroups are the agent's isolators' business; on cgroup v1 a fresh
+    // "cgroup" mount without controller options would try to mount a new
+    // hierarchy, so expose the host's tree (read-only if asked) instead.
+    let (source, fstype, mut flags) = if spec.fstype == "cgroup" || spec.fstype == "cgroup2" {
+        (
+            Some(PathBuf::from("/sys/fs/cgroup")),
+            String::new(),
+            opts.flags | libc::MS_BIND | libc::MS_REC,
+        )
+    } else {
+        (spec.source.clone(), spec.fstype.clone(), opts.flags)
+    };
+    let bind = flags & libc::MS_BIND != 0;
+
+    if bind {
+        let src = source.as_ref().ok_or_else(|| MountError::NoSource(dest.clone()))?;
+        let meta = fs::metadata(src).map_err(|e| MountError::Source {
+            path: src.clone(),
+            source: e,
+        })?;
+        if meta.is_dir() {
+            resolve::mkdir_all(root, dest)?;
+        } else {
+            resolve::create_file(root, dest)?;
+        }
+    } else {
+        resolve::mkdir_all(root, dest)?;
+    }
+
+    let target_fd = resolve::open(root, dest, libc::O_PATH, 0)?;
+    let target = resolve::proc_fd_path(&target_fd);
+    let mount_err = |errno| MountError::Mount {
+        source_desc: source
+            .as_ref()
+            .map(|s| s.display().to_string())
+            .unwrap_or_else(|| fstype.clone()),
+        target: dest.clone(),
+        fstype: if bind { "bind".into() } else { fstype.clone() },
+        errno,
+    };
+
+    if bind {
+        // The kernel ignores every flag but MS_REC on the initial bind; the
+        // rest needs a remount of the new mount.
+        raw_mount(
+            source.as_deref(),
+            &target,
+            None,
+            flags & (libc::MS_BIND | libc::MS_REC),
+            None,
+        )
+        .map_err(mount_err)?;
+        flags &= !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    } else {
+        let src = source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(if fstype.is_empty() { "none" } else { &fstype }));
+        raw_mount(
+            Some(&src),
+            &target,
+            Some(&fstype),
+            flags & !libc::MS_REMOUNT,
+            Some(&opts.data),
+        )
+        .map_err(mount_err)?;
+    }
+
+    // The O_PATH handle still names the mountpoint under the new mount;
+    // reopen to get the mount itself for the follow-up changes.
+    let mounted = resolve::open(root, dest, libc::O_PATH, 0)?;
+    let mounted_path = resolve::proc_fd_path(&mounted);
+
+    let remount_flags = flags
+        & (libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC
+            | libc::MS_NOATIME
+            | libc::MS_NODIRATIME
+            | libc::MS_RELATIME
+            | libc::MS_STRICTATIME
+            | libc::MS_NOSYMFOLLOW);
+    if bind && remount_flags != 0 {
+        raw_mount(
+            None,
+            &mounted_path,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | remount_flags,
+            None,
+        )
+        .map_err(|errno| MountError::Remount {
+            target: dest.clone(),
+            flags: remount_flags as u64,
+            errno,
+        })?;
+    }
+
+    for &prop in &opts.propagation {
+        raw_mount(None, &mounted_path, None, prop, None).map_err(|errno| {
+            MountError::Propagation {
+                target: dest.clone(),
+                flags: prop as u64,
+                errno,
+            }
+        })?;
+    }
+
+    if opts.attr_set != 0 || opts.attr_clr != 0 {
+        set_attr_recursive(&mounted, opts.attr_set, opts.attr_clr, dest)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_data_are_split() {
+        let o = MountOptions::parse(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_STRICTATIME);
+        assert_eq!(o.data, "mode=755,size=65536k");
+        assert!(o.propagation.is_empty());
+        assert!(!o.is_bind());
+    }
+
+    #[test]
+    fn later_options_win() {
+        let o = MountOptions::parse(&["ro", "rw", "nodev", "dev", "noexec"]);
+        assert_eq!(o.flags, libc::MS_NOEXEC);
+        let o = MountOptions::parse(&["rw", "ro"]);
+        assert_eq!(o.flags, libc::MS_RDONLY);
+    }
+
+    #[test]
+    fn bind_rbind_and_propagation() {
+        let o = MountOptions::parse(&["rbind", "ro", "rprivate"]);
+        assert_eq!(o.flags, libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY);
+        assert_eq!(o.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
+        assert!(o.is_bind());
+        let o = MountOptions::parse(&["bind", "slave", "unbindable"]);
+        assert_eq!(o.flags, libc::MS_BIND);
+        assert_eq!(o.propagation, vec![libc::MS_SLAVE, libc::MS_UNBINDABLE]);
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let o = MountOptions::parse(&["rbind", "rro", "rnosuid", "rsuid"]);
+        assert_eq!(o.attr_set, MOUNT_ATTR_RDONLY);
+        assert_eq!(o.attr_clr, MOUNT_ATTR_NOSUID);
+    }
+
+    #[test]
+    fn devpts_options_go_to_data() {
+        let o = MountOptions::parse(&[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]);
+        assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_NOEXEC);
+        assert_eq!(o.data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    }
+
+    #[test]
+    fn bind_type_implies_bind() {
+        let m: oci_spec::runtime::Mount = serde_json::from_value(serde_json::json!({
+            "destination": "/data", "type": "bind", "source": "/srv", "options": ["ro"]
+        }))
+        .unwrap();
+        let spec = MountSpec::from_oci(&m);
+        assert!(spec.options.is_bind());
+        assert_eq!(spec.options.flags, libc::MS_BIND | libc::MS_RDONLY);
+    }
+}

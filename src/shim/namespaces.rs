@@ -1,0 +1,235 @@
+//! `linux.namespaces`: which to create, which to join by path.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sched::{setns, unshare, CloneFlags};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NamespaceError {
+    #[error("{0} namespaces are not supported by berth-shim")]
+    Unsupported(String),
+    #[error("namespace {0} listed twice")]
+    Duplicate(String),
+    #[error("a new mount namespace is required")]
+    NoMountNamespace,
+    #[error("hostname needs a new uts namespace")]
+    HostnameWithoutUts,
+    #[error("open {kind} namespace {path}: {source}")]
+    Open {
+        kind: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("join {kind} namespace {path}: {errno}")]
+    Join {
+        kind: &'static str,
+        path: PathBuf,
+        errno: Errno,
+    },
+    #[error("create namespaces {flags:?}: {errno}")]
+    Create { flags: CloneFlags, errno: Errno },
+    #[error("bring up loopback: {0}")]
+    Loopback(io::Error),
+}
+
+/// What to do about one kind of namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NsAction {
+    /// Stay in the shim's namespace.
+    #[default]
+    Inherit,
+    /// Create a new one.
+    Create,
+    /// Join the one at this path (`/proc/PID/ns/...`).
+    Join(PathBuf),
+}
+
+/// The namespace plan of a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    pub pid: NsAction,
+    pub mount: NsAction,
+    pub ipc: NsAction,
+    pub uts: NsAction,
+    pub net: NsAction,
+}
+
+impl Namespaces {
+    pub fn from_spec(list: &[LinuxNamespace]) -> Result<Self, NamespaceError> {
+        let mut ns = Namespaces::default();
+        for entry in list {
+            let slot = match entry.typ() {
+                LinuxNamespaceType::Pid => &mut ns.pid,
+                LinuxNamespaceType::Mount => &mut ns.mount,
+                LinuxNamespaceType::Ipc => &mut ns.ipc,
+                LinuxNamespaceType::Uts => &mut ns.uts,
+                LinuxNamespaceType::Network => &mut ns.net,
+                other @ (LinuxNamespaceType::User
+                | LinuxNamespaceType::Cgroup
+                | LinuxNamespaceType::Time) => {
+                    return Err(NamespaceError::Unsupported(other.to_string()))
+                }
+            };
+            if *slot != NsAction::Inherit {
+                return Err(NamespaceError::Duplicate(entry.typ().to_string()));
+            }
+            *slot = match entry.path() {
+                Some(path) => NsAction::Join(path.clone()),
+                None => NsAction::Create,
+            };
+        }
+        // pivot_root in the shim's own mount namespace would pull the host's
+        // root from under everything else.
+        if ns.mount == NsAction::Inherit {
+            return Err(NamespaceError::NoMountNamespace);
+        }
+        Ok(ns)
+    }
+
+    /// In the monitor, before forking the container: makes its next child
+    /// pid 1 of the container's pid namespace. The monitor itself stays where
+    /// it is (that is how `unshare`/`setns` work for pid namespaces).
+    pub fn enter_pid(&self) -> Result<(), NamespaceError> {
+        match &self.pid {
+            NsAction::Inherit => Ok(()),
+            NsAction::Create => create(CloneFlags::CLONE_NEWPID),
+            NsAction::Join(path) => join("pid", path, CloneFlags::CLONE_NEWPID),
+        }
+    }
+
+    /// In the container child: joins the namespaces given by path first (as
+    /// runc does), then creates the new ones in one `unshare`. Returns
+    /// whether a new network namespace was created.
+    pub fn enter_others(&self) -> Result<bool, NamespaceError> {
+        let kinds: [(&NsAction, &'static str, CloneFlags); 4] = [
+            (&self.net, "net", CloneFlags::CLONE_NEWNET),
+            (&self.ipc, "ipc", CloneFlags::CLONE_NEWIPC),
+            (&self.uts, "uts", CloneFlags::CLONE_NEWUTS),
+            (&self.mount, "mnt", CloneFlags::CLONE_NEWNS),
+        ];
+        let mut new = CloneFlags::empty();
+        for (action, kind, flag) in kinds {
+            match action {
+                NsAction::Inherit => {}
+                NsAction::Create => new |= flag,
+                NsAction::Join(path) => join(kind, path, flag)?,
+            }
+        }
+        // A joined mount namespace is shared with whoever owns it; setting
+        // up the rootfs (rprivate, pivot_root) in it would change it for all
+        // of them, so the container gets a private copy of it.
+        if matches!(self.mount, NsAction::Join(_)) {
+            new |= CloneFlags::CLONE_NEWNS;
+        }
+        if !new.is_empty() {
+            create(new)?;
+        }
+        Ok(new.contains(CloneFlags::CLONE_NEWNET))
+    }
+
+    pub fn new_uts(&self) -> bool {
+        self.uts == NsAction::Create
+    }
+}
+
+fn create(flags: CloneFlags) -> Result<(), NamespaceError> {
+    unshare(flags).map_err(|errno| NamespaceError::Create { flags, errno })
+}
+
+fn join(kind: &'static str, path: &Path, flag: CloneFlags) -> Result<(), NamespaceError> {
+    let file = File::open(path).map_err(|source| NamespaceError::Open {
+        kind,
+        path: path.into(),
+        source,
+    })?;
+    setns(&file, flag).map_err(|errno| NamespaceError::Join {
+        kind,
+        path: path.into(),
+        errno,
+    })
+}
+
+/// `struct ifreq` with the flags member of its union (40 bytes on Linux).
+#[repr(C)]
+struct IfreqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// A new network namespace has only `lo`, and down; most programs expect
+/// 127.0.0.1 to work.
+pub fn loopback_up() -> Result<(), NamespaceError> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(NamespaceError::Loopback(io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = IfreqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    for (dst, src) in req.name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: the ioctls read/write a correctly sized ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(NamespaceError::Loopback(io::Error::last_os_error()));
+    }
+    req.flags |= libc::IFF_UP as libc::c_short;
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(NamespaceError::Loopback(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(json: serde_json::Value) -> Result<Namespaces, NamespaceError> {
+        let list: Vec<LinuxNamespace> = serde_json::from_value(json).unwrap();
+        Namespaces::from_spec(&list)
+    }
+
+    #[test]
+    fn creates_and_joins() {
+        let n = ns(serde_json::json!([
+            {"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": "/proc/1/ns/net"}
+        ]))
+        .unwrap();
+        assert_eq!(n.pid, NsAction::Create);
+        assert_eq!(n.mount, NsAction::Create);
+        assert_eq!(n.net, NsAction::Join("/proc/1/ns/net".into()));
+        assert_eq!(n.uts, NsAction::Inherit);
+    }
+
+    #[test]
+    fn refuses_user_and_cgroup() {
+        let err = ns(serde_json::json!([{"type": "mount"}, {"type": "user"}])).unwrap_err();
+        assert_eq!(err.to_string(), "user namespaces are not supported by berth-shim");
+        let err = ns(serde_json::json!([{"type": "cgroup"}, {"type": "mount"}])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cgroup namespaces are not supported by berth-shim"
+        );
+    }
+
+    #[test]
+    fn requires_mount_namespace() {
+        assert!(matches!(
+            ns(serde_json::json!([{"type": "pid"}])),
+            Err(NamespaceError::NoMountNamespace)
+        ));
+    }
+}

@@ -1,0 +1,242 @@
+//! Loading `config.json` and checking it against what the shim supports,
+//! before anything is forked, so that a bad bundle fails with a clear message.
+//!
+//! `linux.resources` and `linux.cgroupsPath` are ignored on purpose: the
+//! agent's isolators create the cgroups and place the container's pid in them
+//! between `Ready` and `go`.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use thiserror::Error;
+
+use super::capabilities::{CapSets, CapabilityError};
+use super::exec;
+use super::mounts::MountSpec;
+use super::namespaces::{NamespaceError, Namespaces};
+use super::user::{Rlimit, User, UserError};
+
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("load {path}: {source}")]
+    Load {
+        path: PathBuf,
+        source: oci_spec::OciSpecError,
+    },
+    #[error("config has no process")]
+    NoProcess,
+    #[error("process.args is empty")]
+    NoArgs,
+    #[error("process.terminal is not supported by berth-shim")]
+    Terminal,
+    #[error("config has no root")]
+    NoRoot,
+    #[error("{field} contains a nul byte: {value:?}")]
+    Nul { field: &'static str, value: String },
+    #[error("{field} must be an absolute path: {path}")]
+    NotAbsolute { field: &'static str, path: PathBuf },
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
+    #[error(transparent)]
+    User(#[from] UserError),
+}
+
+/// Everything the container child needs, validated.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    pub rootfs: PathBuf,
+    pub rootfs_readonly: bool,
+    pub hostname: Option<String>,
+    pub namespaces: Namespaces,
+    pub mounts: Vec<MountSpec>,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub process: ProcessConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    /// `PATH` from `env`, for resolving `args[0]`.
+    pub path_var: Option<String>,
+    pub cwd: PathBuf,
+    pub user: User,
+    pub capabilities: Option<CapSets>,
+    pub no_new_privileges: bool,
+    pub rlimits: Vec<Rlimit>,
+}
+
+impl ContainerConfig {
+    pub fn load(bundle: &Path) -> Result<Self, SpecError> {
+        let path = bundle.join("config.json");
+        let spec = Spec::load(&path).map_err(|source| SpecError::Load {
+            path: path.clone(),
+            source,
+        })?;
+        Self::from_spec(&spec, bundle)
+    }
+
+    pub fn from_spec(spec: &Spec, bundle: &Path) -> Result<Self, SpecError> {
+        let process = spec.process().as_ref().ok_or(SpecError::NoProcess)?;
+        if process.terminal().unwrap_or(false) {
+            return Err(SpecError::Terminal);
+        }
+        let args = process.args().as_deref().unwrap_or(&[]);
+        if args.is_empty() {
+            return Err(SpecError::NoArgs);
+        }
+        let env = process.env().as_deref().unwrap_or(&[]);
+        let cwd = process.cwd().clone();
+        if !cwd.is_absolute() {
+            return Err(SpecError::NotAbsolute {
+                field: "process.cwd",
+                path: cwd,
+            });
+        }
+
+        let root = spec.root().as_ref().ok_or(SpecError::NoRoot)?;
+        let rootfs = if root.path().is_absolute() {
+            root.path().clone()
+        } else {
+            bundle.join(root.path())
+        };
+
+        let linux = spec.linux().as_ref();
+        let namespaces =
+            Namespaces::from_spec(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]))?;
+        if spec.hostname().is_some() && !namespaces.new_uts() {
+            return Err(NamespaceError::HostnameWithoutUts.into());
+        }
+
+        let mut mounts = Vec::new();
+        for m in spec.mounts().as_deref().unwrap_or(&[]) {
+            if !m.destination().is_absolute() {
+                return Err(SpecError::NotAbsolute {
+                    field: "mounts[].destination",
+                    path: m.destination().clone(),
+                });
+            }
+            mounts.push(MountSpec::from_oci(m));
+        }
+
+        let paths = |list: Option<&Vec<String>>, field: &'static str| {
+            list.into_iter()
+                .flatten()
+                .map(|p| {
+                    let p = PathBuf::from(p);
+                    if p.is_absolute() {
+                        Ok(p)
+                    } else {
+                        Err(SpecError::NotAbsolute { field, path: p })
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let masked_paths = paths(
+            linux.and_then(|l| l.masked_paths().as_ref()),
+            "linux.maskedPaths",
+        )?;
+        let readonly_paths = paths(
+            linux.and_then(|l| l.readonly_paths().as_ref()),
+            "linux.readonlyPaths",
+        )?;
+
+        let user = process.user();
+        let capabilities = process
+            .capabilities()
+            .as_ref()
+            .map(CapSets::from_spec)
+            .transpose()?;
+        let rlimits = process
+            .rlimits()
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(Rlimit::from_spec)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(ContainerConfig {
+            rootfs,
+            rootfs_readonly: root.readonly().unwrap_or(false),
+            hostname: spec.hostname().clone(),
+            namespaces,
+            mounts,
+            masked_paths,
+            readonly_paths,
+            process: ProcessConfig {
+                args: cstrings(args, "process.args")?,
+                env: cstrings(env, "process.env")?,
+                path_var: exec::path_from_env(env).map(str::to_string),
+                cwd,
+                user: User {
+                    uid: user.uid(),
+                    gid: user.gid(),
+                    additional_gids: user.additional_gids().clone().unwrap_or_default(),
+                    umask: user.umask(),
+                },
+                capabilities,
+                no_new_privileges: process.no_new_privileges().unwrap_or(false),
+                rlimits,
+            },
+        })
+    }
+}
+
+fn cstrings(list: &[String], field: &'static str) -> Result<Vec<CString>, SpecError> {
+    list.iter()
+        .map(|s| {
+            CString::new(s.as_bytes()).map_err(|_| SpecError::Nul {
+                field,
+                value: s.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Spec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "env": ["PATH=/bin"]},
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "box",
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "uts"}]}
+        })
+    }
+
+    #[test]
+    fn relative_root_is_under_bundle() {
+        let c = ContainerConfig::from_spec(&spec(base()), Path::new("/b")).unwrap();
+        assert_eq!(c.rootfs, PathBuf::from("/b/rootfs"));
+        assert!(c.rootfs_readonly);
+        assert_eq!(c.process.path_var.as_deref(), Some("/bin"));
+    }
+
+    #[test]
+    fn refuses_terminal() {
+        let mut j = base();
+        j["process"]["terminal"] = true.into();
+        let err = ContainerConfig::from_spec(&spec(j), Path::new("/b")).unwrap_err();
+        assert!(matches!(err, SpecError::Terminal));
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let mut j = base();
+        j["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        let err = ContainerConfig::from_spec(&spec(j), Path::new("/b")).unwrap_err();
+        assert_eq!(err.to_string(), "hostname needs a new uts namespace");
+    }
+}

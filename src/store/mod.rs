@@ -1,0 +1,193 @@
+//! The agent's on-disk state: where each container's files live, and
+//! crash-safe writes of its record.
+//!
+//! ```text
+//! <work_dir>/containers/<id>/                 the sandbox (kept after exit)
+//! <runtime_dir>/containers/<id>/container.json the agent's record
+//! <runtime_dir>/containers/<id>/exit.json      the shim's record of the end
+//! <runtime_dir>/containers/<id>/bundle/        the OCI bundle
+//! <runtime_dir>/containers/<id>/isolators/     isolators' recovery state
+//! ```
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use berth_isolator::ContainerId;
+
+use crate::container::Container;
+use crate::shim::protocol::{ExitRecord, EXIT_FILE};
+
+const RECORD_FILE: &str = "container.json";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt record {}: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The agent's directories.
+#[derive(Debug, Clone)]
+pub struct Store {
+    work_dir: PathBuf,
+    runtime_dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(work_dir: &Path, runtime_dir: &Path) -> Store {
+        Store {
+            work_dir: work_dir.to_path_buf(),
+            runtime_dir: runtime_dir.to_path_buf(),
+        }
+    }
+
+    /// Creates the top-level directories (mode 0711: containers running as
+    /// other users must reach their sandbox, but not list the others).
+    pub fn init(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [self.work_dir.join("containers"), self.runtime_dir.join("containers")] {
+            fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(io_error("chmod", &dir))?;
+        }
+        Ok(())
+    }
+
+    pub fn sandbox(&self, id: &ContainerId) -> PathBuf {
+        self.work_dir.join("containers").join(id.as_str())
+    }
+
+    pub fn state_dir(&self, id: &ContainerId) -> PathBuf {
+        self.runtime_dir.join("containers").join(id.as_str())
+    }
+
+    pub fn bundle_dir(&self, id: &ContainerId) -> PathBuf {
+        self.state_dir(id).join("bundle")
+    }
+
+    pub fn isolator_dir(&self, id: &ContainerId) -> PathBuf {
+        self.state_dir(id).join("isolators")
+    }
+
+    /// Saves a container's record crash-safe.
+    pub fn save(&self, container: &Container) -> Result<(), StoreError> {
+        let path = self.state_dir(&container.id).join(RECORD_FILE);
+        let bytes = serde_json::to_vec_pretty(container).expect("a container record serializes");
+        write_atomic(&path, &bytes)
+    }
+
+    /// Loads every container record in the runtime dir. A record that cannot
+    /// be read is returned as an error for its id, so the caller can say so
+    /// and carry on with the rest.
+    pub fn load_all(&self) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
+        let dir = self.runtime_dir.join("containers");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("read", &dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error("read", &dir))?;
+            let path = entry.path().join(RECORD_FILE);
+            if path.exists() {
+                out.push(read_json(&path));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The shim's record of how the container ended, if it wrote one.
+    pub fn exit_record(&self, id: &ContainerId) -> Result<Option<ExitRecord>, StoreError> {
+        let path = self.state_dir(id).join(EXIT_FILE);
+        match read_json(&path) {
+            Ok(record) => Ok(Some(record)),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the container's state dir and sandbox.
+    pub fn remove(&self, id: &ContainerId) -> Result<(), StoreError> {
+        for dir in [self.sandbox(id), self.state_dir(id)] {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &dir)(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
+    let bytes = fs::read(path).map_err(io_error("read", path))?;
+    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new
+/// content: a temp file in the same dir, fsync, rename, fsync of the dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("record")
+    ));
+    let mut file = fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
+    file.write_all(bytes).map_err(io_error("write", &tmp))?;
+    file.sync_all().map_err(io_error("fsync", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_error("rename", path))?;
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn missing_exit_record_is_none_and_corrupt_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let id = ContainerId::new("c1").unwrap();
+        fs::create_dir_all(store.state_dir(&id)).unwrap();
+        assert!(store.exit_record(&id).unwrap().is_none());
+        fs::write(store.state_dir(&id).join(EXIT_FILE), b"{").unwrap();
+        assert!(matches!(store.exit_record(&id), Err(StoreError::Corrupt { .. })));
+    }
+}
