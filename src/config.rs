@@ -106,7 +106,9 @@ impl AgentConfig {
         let mut seen = std::collections::BTreeSet::new();
         for name in &self.isolation {
             if !seen.insert(name) {
-                return Err(ConfigError::Invalid(format!("isolator {name} is listed twice")));
+                return Err(ConfigError::Invalid(format!(
+                    "isolator {name} is listed twice"
+                )));
             }
         }
         Ok(())
@@ -132,7 +134,11 @@ mod tests {
     fn file_overrides_defaults_and_refuses_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
-        std::fs::write(&path, "work_dir = \"/srv/berth\"\nisolation = [\"memory\"]\n[cpu]\ncfs_quota = false\n").unwrap();
+        std::fs::write(
+            &path,
+            "work_dir = \"/srv/berth\"\nisolation = [\"memory\"]\n[cpu]\ncfs_quota = false\n",
+        )
+        .unwrap();
         let config = AgentConfig::load(&path).unwrap();
         assert_eq!(config.work_dir, PathBuf::from("/srv/berth"));
         assert_eq!(config.isolation, vec!["memory"]);
@@ -142,6 +148,13 @@ mod tests {
         std::fs::write(&path, "workdir = \"/x\"\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("workdir"), "{err}");
+    }
+
+    #[test]
+    fn the_packaged_config_parses_to_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/berth.toml"));
+        let config = AgentConfig::load(path).unwrap();
+        assert_eq!(config, AgentConfig::default());
     }
 
     #[test]

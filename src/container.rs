@@ -163,7 +163,13 @@ mod tests {
 
     #[test]
     fn user_parses_uid_and_gid() {
-        assert_eq!(User::parse("1000"), Some(User { uid: 1000, gid: None }));
+        assert_eq!(
+            User::parse("1000"),
+            Some(User {
+                uid: 1000,
+                gid: None
+            })
+        );
         assert_eq!(User::parse("1000:100").unwrap().gid(), 100);
         assert_eq!(User::parse("1000").unwrap().gid(), 1000);
         assert_eq!(User::parse("root"), None);
@@ -172,7 +178,8 @@ mod tests {
 
     #[test]
     fn launch_request_refuses_unknown_fields() {
-        let err = serde_json::from_str::<LaunchRequest>(r#"{"command":["true"],"cpus":1}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<LaunchRequest>(r#"{"command":["true"],"cpus":1}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `cpus`"), "{err}");
     }
 }

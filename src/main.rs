@@ -1,1 +1,115 @@
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth::cli;
+use berth::config::AgentConfig;
+use clap::{Args, Parser, Subcommand};
+
+/// berth: a per-host container agent and its command line.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version)]
+struct Cli {
+    /// The agent's API socket.
+    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: TopCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopCommand {
+    /// Run the agent.
+    Agent(AgentArgs),
+    #[command(flatten)]
+    Client(cli::Command),
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// A TOML config file; flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where sandboxes live.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Where state, bundles and shim records live.
+    #[arg(long, value_name = "DIR")]
+    runtime_dir: Option<PathBuf>,
+    /// `/path` below each hierarchy's root, or relative to the agent's own cgroup.
+    #[arg(long, value_name = "VALUE")]
+    cgroup_root: Option<String>,
+    /// The isolators to offer, comma-separated, in order.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    isolation: Option<Vec<String>>,
+    /// The berth-shim binary.
+    #[arg(long, value_name = "PATH")]
+    shim: Option<PathBuf>,
+}
+
+fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<AgentConfig> {
+    let mut config = match &args.config {
+        Some(path) => AgentConfig::load(path)?,
+        None => AgentConfig::default(),
+    };
+    if let Some(socket) = socket {
+        config.socket = socket;
+    }
+    if let Some(dir) = args.work_dir {
+        config.work_dir = std::path::absolute(dir)?;
+    }
+    if let Some(dir) = args.runtime_dir {
+        config.runtime_dir = std::path::absolute(dir)?;
+    }
+    if let Some(root) = args.cgroup_root {
+        config.cgroup_root = root;
+    }
+    if let Some(isolation) = args.isolation {
+        config.isolation = isolation.into_iter().filter(|s| !s.is_empty()).collect();
+    }
+    if let Some(shim) = args.shim {
+        config.shim = Some(shim);
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        TopCommand::Agent(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let result = agent_config(args, cli.socket).and_then(|config| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(berth::agent::run(config))
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        TopCommand::Client(command) => {
+            let socket = cli.socket.unwrap_or_else(|| AgentConfig::default().socket);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            match runtime.block_on(cli::run(socket, command)) {
+                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+                Err(failure) => {
+                    eprintln!("berth: {}", failure.message);
+                    ExitCode::from(failure.code.clamp(1, 255) as u8)
+                }
+            }
+        }
+    }
+}

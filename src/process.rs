@@ -42,9 +42,13 @@ impl ProcessRef {
         (start_time(self.pid) == Some(self.start_time)).then_some(fd)
     }
 
-    /// Whether the process still runs (or is an unreaped zombie).
+    /// Whether the process still runs. A zombie has ended: only its exit
+    /// status waits for its parent.
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        parse_start_time(&stat) == Some(self.start_time) && parse_state(&stat) != Some('Z')
     }
 
     /// Sends `signal`; `Ok(false)` if the process is gone.
@@ -82,8 +86,22 @@ pub fn parse_signal(value: &str) -> Option<i32> {
         return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
     }
     let upper = value.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+fn parse_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 #[cfg(test)]
@@ -92,8 +110,10 @@ mod tests {
 
     #[test]
     fn start_time_survives_odd_command_names() {
-        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
+        let stat =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
         assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_state(stat), Some('S'));
     }
 
     #[test]

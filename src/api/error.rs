@@ -23,7 +23,11 @@ impl ApiError {
 
     /// A 400 naming the parameter at fault.
     pub fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid {field}: {message}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("invalid {field}: {message}"),
+        )
     }
 }
 

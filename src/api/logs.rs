@@ -27,7 +27,10 @@ pub(super) async fn logs(
 ) -> Result<Response, ApiError> {
     let stream = params.get("stream").map(String::as_str).unwrap_or("stdout");
     if !matches!(stream, "stdout" | "stderr") {
-        return Err(ApiError::invalid("stream", format!("expected stdout or stderr, got {stream:?}")));
+        return Err(ApiError::invalid(
+            "stream",
+            format!("expected stdout or stderr, got {stream:?}"),
+        ));
     }
     let offset = u64_param(&params, "offset")?.unwrap_or(0);
     let length = u64_param(&params, "length")?;
@@ -77,7 +80,11 @@ fn async_stream(
                                 }
                                 file = Some(f);
                             }
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound && follow && !ended_now => {
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::NotFound
+                                    && follow
+                                    && !ended_now =>
+                            {
                                 tokio::time::sleep(FOLLOW_POLL).await;
                                 continue;
                             }

@@ -32,7 +32,9 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/kill", post(kill))
         .route("/v1/containers/{id}/stats", get(stats))
         .route("/v1/containers/{id}/logs", get(logs::logs))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .with_state(manager)
 }
 
@@ -69,9 +71,15 @@ fn default_signal() -> String {
     "KILL".into()
 }
 
-async fn kill(State(manager): Shared, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn kill(
+    State(manager): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request: KillRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        KillRequest { signal: default_signal() }
+        KillRequest {
+            signal: default_signal(),
+        }
     } else {
         parse_json(&body)?
     };
@@ -79,7 +87,11 @@ async fn kill(State(manager): Shared, Path(id): Path<String>, body: Bytes) -> Re
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn remove(State(manager): Shared, Path(id): Path<String>, Query(params): Params) -> Result<Response, ApiError> {
+async fn remove(
+    State(manager): Shared,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
     let force = bool_param(&params, "force")?.unwrap_or(false);
     manager.remove(&id, force).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -99,7 +111,11 @@ async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Respons
 /// names the field.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid request body: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("invalid request body: {e}"),
+        )
     })
 }
 
@@ -109,7 +125,10 @@ fn bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<boo
         .map(|v| match v.as_str() {
             "true" | "1" | "" => Ok(true),
             "false" | "0" => Ok(false),
-            other => Err(ApiError::invalid(name, format!("expected true or false, got {other:?}"))),
+            other => Err(ApiError::invalid(
+                name,
+                format!("expected true or false, got {other:?}"),
+            )),
         })
         .transpose()
 }
@@ -118,8 +137,9 @@ fn u64_param(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>
     params
         .get(name)
         .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| ApiError::invalid(name, format!("expected a non-negative integer, got {v:?}")))
+            v.parse::<u64>().map_err(|_| {
+                ApiError::invalid(name, format!("expected a non-negative integer, got {v:?}"))
+            })
         })
         .transpose()
 }
@@ -130,8 +150,12 @@ impl From<ManagerError> for ApiError {
             ManagerError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ManagerError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ManagerError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ManagerError::LaunchFailed { user_error: true, .. } => (StatusCode::BAD_REQUEST, "launch_failed"),
-            ManagerError::LaunchFailed { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "launch_failed"),
+            ManagerError::LaunchFailed {
+                user_error: true, ..
+            } => (StatusCode::BAD_REQUEST, "launch_failed"),
+            ManagerError::LaunchFailed { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "launch_failed")
+            }
             ManagerError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, e.to_string())

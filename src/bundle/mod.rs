@@ -71,6 +71,17 @@ pub struct BundleInput<'a> {
     pub contribution: &'a Contribution,
     /// Give the container its own network namespace.
     pub network_namespace: bool,
+    /// `RLIMIT_NOFILE` for the container (soft = hard).
+    pub nofile: u64,
+}
+
+/// The open-files limit a container gets: the agent's own hard limit, as
+/// Docker containers inherit the daemon's. Raising it above that needs
+/// `CAP_SYS_RESOURCE`, which the agent may not have.
+pub fn inherited_nofile() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(1024)
 }
 
 impl BundleInput<'_> {
@@ -86,22 +97,40 @@ impl BundleInput<'_> {
 /// Builds the runtime spec for a container.
 pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     let sandbox_inside = input.sandbox_inside();
-    let user = input.user.unwrap_or(User { uid: 0, gid: Some(0) });
+    let user = input.user.unwrap_or(User {
+        uid: 0,
+        gid: Some(0),
+    });
 
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
-    env.insert("HOME".to_string(), if user.uid == 0 { "/root".into() } else { "/".into() });
+    env.insert(
+        "HOME".to_string(),
+        if user.uid == 0 {
+            "/root".into()
+        } else {
+            "/".into()
+        },
+    );
     env.insert("HOSTNAME".to_string(), input.id.to_string());
     env.insert("BERTH_CONTAINER_ID".to_string(), input.id.to_string());
-    env.insert("BERTH_SANDBOX".to_string(), sandbox_inside.display().to_string());
+    env.insert(
+        "BERTH_SANDBOX".to_string(),
+        sandbox_inside.display().to_string(),
+    );
     env.extend(input.contribution.env.clone());
     env.extend(input.env.clone());
 
-    let caps: std::collections::HashSet<Capability> = DEFAULT_CAPABILITIES.iter().copied().collect();
+    let caps: std::collections::HashSet<Capability> =
+        DEFAULT_CAPABILITIES.iter().copied().collect();
     // A non-root user gets no capabilities in its effective and permitted
     // sets (as with Docker); the bounding set still caps what setuid
     // binaries could regain.
-    let granted = if user.uid == 0 { caps.clone() } else { Default::default() };
+    let granted = if user.uid == 0 {
+        caps.clone()
+    } else {
+        Default::default()
+    };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps)
         .effective(granted.clone())
@@ -113,8 +142,17 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     let process = ProcessBuilder::default()
         .terminal(false)
         .args(input.command.to_vec())
-        .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
-        .cwd(input.workdir.map(PathBuf::from).unwrap_or_else(|| sandbox_inside.clone()))
+        .env(
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        )
+        .cwd(
+            input
+                .workdir
+                .map(PathBuf::from)
+                .unwrap_or_else(|| sandbox_inside.clone()),
+        )
         .user(
             UserBuilder::default()
                 .uid(user.uid)
@@ -125,13 +163,18 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .no_new_privileges(true)
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
-            .hard(1_048_576u64)
-            .soft(1_048_576u64)
+            .hard(input.nofile)
+            .soft(input.nofile)
             .build()?])
         .build()?;
 
     let root = RootBuilder::default()
-        .path(input.rootfs.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/")))
+        .path(
+            input
+                .rootfs
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/")),
+        )
         .readonly(true)
         .build()?;
 
@@ -155,8 +198,8 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     resources
         .entry("devices")
         .or_insert_with(|| serde_json::json!([{"allow": false, "access": "rwm"}]));
-    let resources: LinuxResources =
-        serde_json::from_value(serde_json::Value::Object(resources)).map_err(BundleError::Resources)?;
+    let resources: LinuxResources = serde_json::from_value(serde_json::Value::Object(resources))
+        .map_err(BundleError::Resources)?;
 
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
@@ -249,6 +292,7 @@ mod tests {
             cgroups_path: "/berth/web-1".into(),
             contribution,
             network_namespace: false,
+            nofile: 4096,
         }
     }
 
@@ -262,18 +306,54 @@ mod tests {
         assert_eq!(spec["process"]["cwd"], "/var/lib/berth/containers/web-1");
         assert_eq!(spec["process"]["noNewPrivileges"], true);
         assert_eq!(spec["hostname"], "web-1");
-        let env: Vec<&str> = spec["process"]["env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let env: Vec<&str> = spec["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert!(env.contains(&"A=1"));
         assert!(env.iter().any(|e| e.starts_with("PATH=")));
-        let namespaces: Vec<&str> = spec["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        let namespaces: Vec<&str> = spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
         assert_eq!(namespaces, ["pid", "mount", "ipc", "uts"]);
-        let destinations: Vec<&str> = spec["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
-        for wanted in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/tmp", "/var/lib/berth/containers/web-1"] {
-            assert!(destinations.contains(&wanted), "{wanted} missing from {destinations:?}");
+        let destinations: Vec<&str> = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        for wanted in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+            "/sys",
+            "/tmp",
+            "/var/lib/berth/containers/web-1",
+        ] {
+            assert!(
+                destinations.contains(&wanted),
+                "{wanted} missing from {destinations:?}"
+            );
         }
         assert!(!destinations.contains(&"/sys/fs/cgroup"));
-        assert_eq!(spec["process"]["capabilities"]["bounding"].as_array().unwrap().len(), DEFAULT_CAPABILITIES.len());
-        assert!(spec["linux"]["maskedPaths"].as_array().unwrap().contains(&json!("/proc/kcore")));
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            DEFAULT_CAPABILITIES.len()
+        );
+        assert!(spec["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/proc/kcore")));
     }
 
     #[test]
@@ -281,14 +361,24 @@ mod tests {
         let command = vec!["true".to_string()];
         let env = BTreeMap::new();
         let mut contribution = Contribution::default();
-        contribution.linux_resources.insert("cpu".into(), json!({"shares": 512, "quota": 50000, "period": 100000}));
-        contribution.linux_resources.insert("memory".into(), json!({"limit": 67108864}));
-        contribution.env.insert("FROM_ISOLATOR".into(), "yes".into());
+        contribution.linux_resources.insert(
+            "cpu".into(),
+            json!({"shares": 512, "quota": 50000, "period": 100000}),
+        );
+        contribution
+            .linux_resources
+            .insert("memory".into(), json!({"limit": 67108864}));
+        contribution
+            .env
+            .insert("FROM_ISOLATOR".into(), "yes".into());
         let spec = spec_json(&input(&command, &env, &contribution));
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50000);
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 67108864);
         assert_eq!(spec["linux"]["cgroupsPath"], "/berth/web-1");
-        assert!(spec["process"]["env"].as_array().unwrap().contains(&json!("FROM_ISOLATOR=yes")));
+        assert!(spec["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("FROM_ISOLATOR=yes")));
     }
 
     #[test]
@@ -298,14 +388,23 @@ mod tests {
         let contribution = Contribution::default();
         let mut input = input(&command, &env, &contribution);
         input.rootfs = Some(Path::new("/srv/rootfs"));
-        input.user = Some(User { uid: 1000, gid: None });
+        input.user = Some(User {
+            uid: 1000,
+            gid: None,
+        });
         input.workdir = Some("/work");
         let spec = spec_json(&input);
         assert_eq!(spec["root"]["path"], "/srv/rootfs");
         assert_eq!(spec["process"]["cwd"], "/work");
         assert_eq!(spec["process"]["user"]["uid"], 1000);
         assert_eq!(spec["process"]["user"]["gid"], 1000);
-        assert!(spec["process"]["capabilities"]["effective"].as_array().is_none_or(|a| a.is_empty()));
-        assert!(spec["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == SANDBOX_IN_ROOTFS));
+        assert!(spec["process"]["capabilities"]["effective"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()));
+        assert!(spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == SANDBOX_IN_ROOTFS));
     }
 }

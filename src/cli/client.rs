@@ -49,23 +49,37 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Response<Incoming>, ClientError> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|source| ClientError::Unreachable {
-            socket: self.socket.clone(),
-            source,
-        })?;
+        let body = body.map(|b| Bytes::from(serde_json::to_vec(&b).expect("json serializes")));
+        self.send_bytes(method, path, body.unwrap_or_default())
+            .await
+    }
+
+    /// Like [`Client::send`] with a raw body.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Unreachable {
+                    socket: self.socket.clone(),
+                    source,
+                })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let body = body.map(|b| Bytes::from(serde_json::to_vec(&b).expect("json serializes")));
         let request = Request::builder()
             .method(method)
             .uri(format!("http://berth{path}"))
             .header("host", "berth")
             .header("content-type", "application/json")
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(body))
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let response = sender
             .send_request(request)
@@ -84,7 +98,10 @@ impl Client {
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(ClientError::Api {
             status,
-            code: parsed["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+            code: parsed["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string(),
             message: parsed["error"]["message"]
                 .as_str()
                 .map(str::to_string)
@@ -110,7 +127,12 @@ impl Client {
     }
 
     /// Sends a request and ignores the answer's body.
-    pub async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<(), ClientError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), ClientError> {
         self.send(method, path, body).await.map(drop)
     }
 
@@ -125,8 +147,12 @@ impl Client {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
             if let Some(data) = frame.data_ref() {
-                out.write_all(data).await.map_err(|e| ClientError::Http(e.to_string()))?;
-                out.flush().await.map_err(|e| ClientError::Http(e.to_string()))?;
+                out.write_all(data)
+                    .await
+                    .map_err(|e| ClientError::Http(e.to_string()))?;
+                out.flush()
+                    .await
+                    .map_err(|e| ClientError::Http(e.to_string()))?;
             }
         }
         Ok(())

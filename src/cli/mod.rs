@@ -103,6 +103,7 @@ pub struct RunArgs {
 }
 
 /// A CLI failure: the message and the exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub message: String,
     pub code: i32,
@@ -130,8 +131,12 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
     match command {
         Command::Run(args) => run_container(&client, args).await,
         Command::Ps { all, json } => {
-            let containers: Vec<Container> = client.json(Method::GET, "/v1/containers", None).await?;
-            let shown: Vec<&Container> = containers.iter().filter(|c| all || c.state != State::Exited).collect();
+            let containers: Vec<Container> =
+                client.json(Method::GET, "/v1/containers", None).await?;
+            let shown: Vec<&Container> = containers
+                .iter()
+                .filter(|c| all || c.state != State::Exited)
+                .collect();
             if json {
                 println!("{}", serde_json::to_string_pretty(&shown).expect("json"));
             } else {
@@ -140,25 +145,39 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Inspect { id } => {
-            let container: serde_json::Value = client.json(Method::GET, &container_path(&id), None).await?;
-            println!("{}", serde_json::to_string_pretty(&container).expect("json"));
+            let container: serde_json::Value =
+                client.json(Method::GET, &container_path(&id), None).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&container).expect("json")
+            );
             Ok(0)
         }
         Command::Wait { id } => {
-            let container: Container = client.json(Method::GET, &format!("{}/wait", container_path(&id)), None).await?;
+            let container: Container = client
+                .json(Method::GET, &format!("{}/wait", container_path(&id)), None)
+                .await?;
             let code = container.shell_exit_code();
             println!("{code}");
             Ok(code)
         }
         Command::Kill { signal, id } => {
             client
-                .call(Method::POST, &format!("{}/kill", container_path(&id)), Some(json!({"signal": signal})))
+                .call(
+                    Method::POST,
+                    &format!("{}/kill", container_path(&id)),
+                    Some(json!({"signal": signal})),
+                )
                 .await?;
             Ok(0)
         }
         Command::Rm { force, ids } => {
             for id in ids {
-                let path = format!("{}{}", container_path(&id), if force { "?force=true" } else { "" });
+                let path = format!(
+                    "{}{}",
+                    container_path(&id),
+                    if force { "?force=true" } else { "" }
+                );
                 client.call(Method::DELETE, &path, None).await?;
                 println!("{id}");
             }
@@ -166,7 +185,10 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         }
         Command::Logs { stderr, follow, id } => {
             let stream = if stderr { "stderr" } else { "stdout" };
-            let path = format!("{}/logs?stream={stream}&follow={follow}", container_path(&id));
+            let path = format!(
+                "{}/logs?stream={stream}&follow={follow}",
+                container_path(&id)
+            );
             if stderr {
                 client.stream_to(&path, &mut tokio::io::stderr()).await?;
             } else {
@@ -175,7 +197,9 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Stats { id } => {
-            let stats: serde_json::Value = client.json(Method::GET, &format!("{}/stats", container_path(&id)), None).await?;
+            let stats: serde_json::Value = client
+                .json(Method::GET, &format!("{}/stats", container_path(&id)), None)
+                .await?;
             println!("{}", serde_json::to_string_pretty(&stats).expect("json"));
             Ok(0)
         }
@@ -222,7 +246,11 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     for (flag, key, value) in [
         ("--memory", "memory", &args.memory),
-        ("--memory-reservation", "memory_reservation", &args.memory_reservation),
+        (
+            "--memory-reservation",
+            "memory_reservation",
+            &args.memory_reservation,
+        ),
     ] {
         if let Some(value) = value {
             let bytes = parse_size(value).map_err(|e| usage(format!("invalid {flag}: {e}")))?;
@@ -239,14 +267,16 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(rootfs) = &args.rootfs {
         // The agent has another working directory: send an absolute path.
-        let absolute = std::path::absolute(rootfs).map_err(|e| usage(format!("invalid --rootfs: {e}")))?;
+        let absolute =
+            std::path::absolute(rootfs).map_err(|e| usage(format!("invalid --rootfs: {e}")))?;
         request["rootfs"] = absolute.display().to_string().into();
     }
     if let Some(workdir) = &args.workdir {
         request["workdir"] = workdir.clone().into();
     }
     if let Some(user) = &args.user {
-        let user = User::parse(user).ok_or_else(|| usage(format!("invalid --user {user:?}: expected UID[:GID]")))?;
+        let user = User::parse(user)
+            .ok_or_else(|| usage(format!("invalid --user {user:?}: expected UID[:GID]")))?;
         request["user"] = serde_json::to_value(user).expect("json");
     }
     if let Some(isolation) = &args.isolation {
@@ -257,7 +287,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
 
 async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     let request = launch_request(&args)?;
-    let container: Container = client.json(Method::POST, "/v1/containers", Some(request)).await?;
+    let container: Container = client
+        .json(Method::POST, "/v1/containers", Some(request))
+        .await?;
     if args.detach {
         println!("{}", container.id);
         return Ok(0);
@@ -272,9 +304,14 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     );
     out?;
     err?;
-    let ended: Container = client.json(Method::GET, &format!("{base}/wait"), None).await?;
+    let ended: Container = client
+        .json(Method::GET, &format!("{base}/wait"), None)
+        .await?;
     if let Some(limitation) = &ended.limitation {
-        eprintln!("berth: container {} ended: {}", ended.id, limitation.message);
+        eprintln!(
+            "berth: container {} ended: {}",
+            ended.id, limitation.message
+        );
     }
     Ok(ended.shell_exit_code())
 }
@@ -291,7 +328,10 @@ mod tests {
     }
 
     fn run_args(argv: &[&str]) -> RunArgs {
-        match Cli::try_parse_from(std::iter::once("berth").chain(argv.iter().copied())).unwrap().command {
+        match Cli::try_parse_from(std::iter::once("berth").chain(argv.iter().copied()))
+            .unwrap()
+            .command
+        {
             Command::Run(args) => args,
             other => panic!("{other:?}"),
         }
@@ -299,7 +339,10 @@ mod tests {
 
     #[test]
     fn run_flags_become_a_request() {
-        let args = run_args(&["run", "--name", "w1", "--cpus", "0.5", "--memory", "64M", "-e", "A=b=c", "--user", "1000:100", "--", "sh", "-c", "echo hi"]);
+        let args = run_args(&[
+            "run", "--name", "w1", "--cpus", "0.5", "--memory", "64M", "-e", "A=b=c", "--user",
+            "1000:100", "--", "sh", "-c", "echo hi",
+        ]);
         let request = launch_request(&args).unwrap();
         assert_eq!(request["id"], "w1");
         assert_eq!(request["resources"]["cpus"], 0.5);

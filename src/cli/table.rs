@@ -92,7 +92,13 @@ mod tests {
 
     #[test]
     fn columns_line_up() {
-        let out = render(&["ID", "X"], &[vec!["long-id".into(), "1".into()], vec!["a".into(), "22".into()]]);
+        let out = render(
+            &["ID", "X"],
+            &[
+                vec!["long-id".into(), "1".into()],
+                vec!["a".into(), "22".into()],
+            ],
+        );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "ID        X");
         assert_eq!(lines[1], "long-id   1");

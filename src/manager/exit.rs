@@ -60,7 +60,8 @@ impl Manager {
             }
             Ok(None) => {
                 container.reason = Some(reason::SHIM_LOST.into());
-                container.message = Some("the shim ended without recording the container's exit".into());
+                container.message =
+                    Some("the shim ended without recording the container's exit".into());
                 container.finished_at = Some(now());
                 // Without its supervisor the container may still run: end it,
                 // so its cgroups can be removed.
@@ -90,7 +91,9 @@ impl Manager {
                         break;
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(%id, isolator = isolator.name(), "exit limitation: {e}"),
+                    Err(e) => {
+                        tracing::warn!(%id, isolator = isolator.name(), "exit limitation: {e}")
+                    }
                 }
             }
         }
@@ -99,7 +102,12 @@ impl Manager {
             container.limitation = Some(limitation);
         } else if container.reason.is_none() {
             container.reason = Some(
-                if container.exit_code.is_some() { reason::EXITED } else { reason::KILLED }.to_string(),
+                if container.exit_code.is_some() {
+                    reason::EXITED
+                } else {
+                    reason::KILLED
+                }
+                .to_string(),
             );
         }
 

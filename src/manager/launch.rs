@@ -26,7 +26,9 @@ struct Plan {
 impl From<IsolatorError> for ManagerError {
     fn from(e: IsolatorError) -> Self {
         match e {
-            IsolatorError::InvalidConfig { field, message } => ManagerError::Invalid { field, message },
+            IsolatorError::InvalidConfig { field, message } => {
+                ManagerError::Invalid { field, message }
+            }
             IsolatorError::Conflict { message } => ManagerError::Conflict(message),
             IsolatorError::Refused { .. } => ManagerError::Conflict(e.to_string()),
             other => ManagerError::Internal(other.to_string()),
@@ -36,21 +38,29 @@ impl From<IsolatorError> for ManagerError {
 
 impl Manager {
     /// Launches a container and returns it running.
-    pub async fn launch(self: &Arc<Self>, request: LaunchRequest) -> Result<Container, ManagerError> {
+    pub async fn launch(
+        self: &Arc<Self>,
+        request: LaunchRequest,
+    ) -> Result<Container, ManagerError> {
         let manager = self.clone();
         tokio::task::spawn_blocking(move || manager.launch_blocking(request))
             .await
             .map_err(|e| ManagerError::Internal(format!("launch task: {e}")))?
     }
 
-    fn launch_blocking(self: &Arc<Self>, request: LaunchRequest) -> Result<Container, ManagerError> {
+    fn launch_blocking(
+        self: &Arc<Self>,
+        request: LaunchRequest,
+    ) -> Result<Container, ManagerError> {
         let plan = self.plan(request)?;
         let id = plan.container.id.clone();
         let slot = Slot::new(plan.container.clone());
         {
             let mut slots = self.slots.lock().unwrap();
             if slots.contains_key(&id) {
-                return Err(ManagerError::Conflict(format!("container id {id} is in use")));
+                return Err(ManagerError::Conflict(format!(
+                    "container id {id} is in use"
+                )));
             }
             slots.insert(id.clone(), slot.clone());
         }
@@ -69,18 +79,28 @@ impl Manager {
     /// Checks the whole request without touching the host.
     fn plan(&self, request: LaunchRequest) -> Result<Plan, ManagerError> {
         let id = match &request.id {
-            Some(id) => ContainerId::new(id.clone()).map_err(|e| ManagerError::invalid("id", e.to_string()))?,
+            Some(id) => ContainerId::new(id.clone())
+                .map_err(|e| ManagerError::invalid("id", e.to_string()))?,
             None => random_id(),
         };
         if request.command.is_empty() || request.command[0].is_empty() {
-            return Err(ManagerError::invalid("command", "must name a program to run"));
+            return Err(ManagerError::invalid(
+                "command",
+                "must name a program to run",
+            ));
         }
         if request.command.iter().any(|arg| arg.contains('\0')) {
-            return Err(ManagerError::invalid("command", "arguments must not contain NUL"));
+            return Err(ManagerError::invalid(
+                "command",
+                "arguments must not contain NUL",
+            ));
         }
         for key in request.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(ManagerError::invalid("env", format!("bad variable name {key:?}")));
+                return Err(ManagerError::invalid(
+                    "env",
+                    format!("bad variable name {key:?}"),
+                ));
             }
         }
         if request.env.values().any(|v| v.contains('\0')) {
@@ -88,17 +108,33 @@ impl Manager {
         }
         if let Some(workdir) = &request.workdir {
             if !workdir.starts_with('/') || workdir.contains('\0') {
-                return Err(ManagerError::invalid("workdir", format!("must be an absolute path, got {workdir:?}")));
+                return Err(ManagerError::invalid(
+                    "workdir",
+                    format!("must be an absolute path, got {workdir:?}"),
+                ));
             }
         }
         if let Some(rootfs) = &request.rootfs {
             if !rootfs.is_absolute() {
-                return Err(ManagerError::invalid("rootfs", format!("must be an absolute path, got {}", rootfs.display())));
+                return Err(ManagerError::invalid(
+                    "rootfs",
+                    format!("must be an absolute path, got {}", rootfs.display()),
+                ));
             }
             match std::fs::metadata(rootfs) {
                 Ok(meta) if meta.is_dir() => {}
-                Ok(_) => return Err(ManagerError::invalid("rootfs", format!("{} is not a directory", rootfs.display()))),
-                Err(e) => return Err(ManagerError::invalid("rootfs", format!("{}: {e}", rootfs.display()))),
+                Ok(_) => {
+                    return Err(ManagerError::invalid(
+                        "rootfs",
+                        format!("{} is not a directory", rootfs.display()),
+                    ))
+                }
+                Err(e) => {
+                    return Err(ManagerError::invalid(
+                        "rootfs",
+                        format!("{}: {e}", rootfs.display()),
+                    ))
+                }
             }
         }
 
@@ -109,7 +145,10 @@ impl Manager {
                     if !offered.contains(name) {
                         return Err(ManagerError::invalid(
                             "isolation",
-                            format!("unknown or unoffered isolator {name:?} (offered: {})", offered.join(", ")),
+                            format!(
+                                "unknown or unoffered isolator {name:?} (offered: {})",
+                                offered.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -179,7 +218,9 @@ impl Manager {
         let mut container = plan.container.clone();
         let id = container.id.clone();
         self.create_dirs(&container)?;
-        self.store.save(&container).map_err(|e| ManagerError::Internal(e.to_string()))?;
+        self.store
+            .save(&container)
+            .map_err(|e| ManagerError::Internal(e.to_string()))?;
 
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
         let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {
@@ -211,7 +252,12 @@ impl Manager {
             // The shim is gone (or never started) and with it the process:
             // wait until the kernel is done with it before removing cgroups.
             if let Some(process) = super::container_process(&container) {
-                wait_gone(&process);
+                wait_gone(&process, true);
+            }
+            // The shim records the failure in the state dir before it exits;
+            // the dir is removed after that, not before.
+            if let Some(shim) = container.shim {
+                wait_gone(&shim, false);
             }
             undo_isolators(&prepared);
             return Err(e);
@@ -228,7 +274,8 @@ impl Manager {
         self.publish(slot, container.clone());
         let shim = container.shim.expect("a started container has a shim");
         let manager = self.clone();
-        self.runtime.spawn(async move { manager.watch_exit(id, shim).await });
+        self.runtime
+            .spawn(async move { manager.watch_exit(id, shim).await });
         Ok(container)
     }
 
@@ -279,6 +326,7 @@ impl Manager {
             cgroups_path: (self.cgroups.cgroups_path)(&container.id),
             contribution,
             network_namespace: false,
+            nofile: crate::bundle::inherited_nofile(),
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
@@ -305,7 +353,9 @@ impl Manager {
         container.pid = Some(pid);
         container.pid_start_time = ProcessRef::of(pid).map(|p| p.start_time);
         if container.shim.is_none() || container.pid_start_time.is_none() {
-            return Err(internal(&format!("shim {shim_pid} or container process {pid} vanished during setup")));
+            return Err(internal(&format!(
+                "shim {shim_pid} or container process {pid} vanished during setup"
+            )));
         }
         self.store.save(container).map_err(|e| internal(&e))?;
 
@@ -313,7 +363,10 @@ impl Manager {
             if let Err(e) = isolator.isolate(&container.id, pid) {
                 // Dropping the connection makes the shim kill the container.
                 drop(shim);
-                return Err(ManagerError::Internal(format!("isolator {}: {e}", isolator.name())));
+                return Err(ManagerError::Internal(format!(
+                    "isolator {}: {e}",
+                    isolator.name()
+                )));
             }
         }
         shim.go().map_err(|e| internal(&e))?;
@@ -330,24 +383,37 @@ impl Manager {
 /// A launch failure; a command that cannot be exec'd is the caller's error.
 fn launch_failed(message: String) -> ManagerError {
     let user_error = message.starts_with("exec ");
-    ManagerError::LaunchFailed { message, user_error }
+    ManagerError::LaunchFailed {
+        message,
+        user_error,
+    }
 }
 
-/// Waits (briefly) until a process has gone, so that its cgroups can go.
-fn wait_gone(process: &ProcessRef) {
-    for _ in 0..200 {
+/// Waits (briefly) until a process has gone, killing it if asked, so that
+/// its cgroups and files can go.
+fn wait_gone(process: &ProcessRef, kill: bool) {
+    for _ in 0..500 {
         if !process.is_alive() {
             return;
         }
-        let _ = process.signal(libc::SIGKILL);
+        if kill {
+            let _ = process.signal(libc::SIGKILL);
+        }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    tracing::warn!(pid = process.pid, "process still alive after a failed launch");
+    tracing::warn!(
+        pid = process.pid,
+        "process still alive after a failed launch"
+    );
 }
 
 /// The reporter handed to isolators' `watch`: records the first limitation
 /// and kills the container, whose exit then carries the limitation's reason.
-pub(super) fn limitation_reporter(manager: Weak<Manager>, id: ContainerId, slot: Arc<Slot>) -> LimitationReporter {
+pub(super) fn limitation_reporter(
+    manager: Weak<Manager>,
+    id: ContainerId,
+    slot: Arc<Slot>,
+) -> LimitationReporter {
     LimitationReporter::new(move |limitation| {
         if slot.finalized.load(Ordering::SeqCst) {
             return;

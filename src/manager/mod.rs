@@ -144,7 +144,12 @@ impl Manager {
     fn slot(&self, id: &str) -> Result<Arc<Slot>, ManagerError> {
         let not_found = || ManagerError::NotFound(id.to_string());
         let id = ContainerId::new(id).map_err(|_| not_found())?;
-        self.slots.lock().unwrap().get(&id).cloned().ok_or_else(not_found)
+        self.slots
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .ok_or_else(not_found)
     }
 
     /// Every container, oldest first.
@@ -167,12 +172,15 @@ impl Manager {
             for isolator in self.isolators.select(&container.isolation) {
                 match isolator.status(&container.id) {
                     Ok(status) if !status.is_empty() => {
-                        container
-                            .status
-                            .insert(isolator.name().to_string(), serde_json::Value::Object(status));
+                        container.status.insert(
+                            isolator.name().to_string(),
+                            serde_json::Value::Object(status),
+                        );
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(id = %container.id, isolator = isolator.name(), "status: {e}"),
+                    Err(e) => {
+                        tracing::warn!(id = %container.id, isolator = isolator.name(), "status: {e}")
+                    }
                 }
             }
         }
@@ -201,14 +209,18 @@ impl Manager {
             .ok_or_else(|| ManagerError::invalid("signal", format!("unknown signal {signal:?}")))?;
         let container = self.slot(id)?.get();
         if container.state != State::Running {
-            return Err(ManagerError::Conflict(format!("container {id} is not running")));
+            return Err(ManagerError::Conflict(format!(
+                "container {id} is not running"
+            )));
         }
         let delivered = container_process(&container)
             .map(|p| p.signal(number))
             .transpose()
             .map_err(|e| ManagerError::Internal(format!("signal container {id}: {e}")))?;
         if delivered != Some(true) {
-            return Err(ManagerError::Conflict(format!("container {id} is not running")));
+            return Err(ManagerError::Conflict(format!(
+                "container {id} is not running"
+            )));
         }
         Ok(())
     }
@@ -222,7 +234,11 @@ impl Manager {
             if !force {
                 return Err(ManagerError::Conflict(format!(
                     "container {id} is {}; stop it first or remove with force",
-                    if container.state == State::Running { "running" } else { "starting" }
+                    if container.state == State::Running {
+                        "running"
+                    } else {
+                        "starting"
+                    }
                 )));
             }
             if let Some(process) = container_process(&container) {
@@ -230,7 +246,9 @@ impl Manager {
             }
             tokio::time::timeout(FORCE_REMOVE_TIMEOUT, self.wait(id))
                 .await
-                .map_err(|_| ManagerError::Internal(format!("container {id} did not end after SIGKILL")))??;
+                .map_err(|_| {
+                    ManagerError::Internal(format!("container {id} did not end after SIGKILL"))
+                })??;
         }
         let store = self.store.clone();
         let cid = container.id.clone();
@@ -243,17 +261,25 @@ impl Manager {
     }
 
     /// Every isolator's usage for a container, keyed by isolator name.
-    pub fn stats(&self, id: &str) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
+    pub fn stats(
+        &self,
+        id: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
         let container = self.slot(id)?.get();
         if container.state != State::Running {
-            return Err(ManagerError::Conflict(format!("container {id} is not running")));
+            return Err(ManagerError::Conflict(format!(
+                "container {id} is not running"
+            )));
         }
         let mut out = serde_json::Map::new();
         for isolator in self.isolators.select(&container.isolation) {
             let usage = isolator
                 .usage(&container.id)
                 .map_err(|e| ManagerError::Internal(format!("{} usage: {e}", isolator.name())))?;
-            out.insert(isolator.name().to_string(), serde_json::Value::Object(usage));
+            out.insert(
+                isolator.name().to_string(),
+                serde_json::Value::Object(usage),
+            );
         }
         Ok(out)
     }

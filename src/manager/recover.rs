@@ -42,7 +42,9 @@ impl Manager {
             .filter(|c| c.state != State::Exited)
             .map(|c| RecoveredContainer {
                 config: self.isolator_config(c),
-                pid: c.pid.filter(|_| container_process(c).is_some_and(|p| p.is_alive())),
+                pid: c
+                    .pid
+                    .filter(|_| container_process(c).is_some_and(|p| p.is_alive())),
             })
             .collect();
         for isolator in &self.isolators.ordered {
@@ -73,13 +75,15 @@ impl Manager {
                         Some(shim) => {
                             let weak: Weak<Manager> = Arc::downgrade(self);
                             for isolator in self.isolators.select(&container.isolation) {
-                                let reporter = limitation_reporter(weak.clone(), id.clone(), slot.clone());
+                                let reporter =
+                                    limitation_reporter(weak.clone(), id.clone(), slot.clone());
                                 if let Err(e) = isolator.watch(&id, reporter) {
                                     tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
                                 }
                             }
                             let manager = self.clone();
-                            self.runtime.spawn(async move { manager.watch_exit(id, shim).await });
+                            self.runtime
+                                .spawn(async move { manager.watch_exit(id, shim).await });
                             summary.reattached += 1;
                         }
                         None => {
@@ -116,7 +120,11 @@ impl Manager {
             }
         }
         let mut message = None;
-        cleanup_isolators(&self.isolators.select(&container.isolation), &id, &mut message);
+        cleanup_isolators(
+            &self.isolators.select(&container.isolation),
+            &id,
+            &mut message,
+        );
         if let Err(e) = self.store.remove(&id) {
             tracing::error!(%id, "remove half-launched container: {e}");
         }

@@ -23,7 +23,10 @@ pub enum ShimError {
         source: io::Error,
     },
     #[error("shim {} exited with {status} before starting the container", path.display())]
-    EarlyExit { path: PathBuf, status: std::process::ExitStatus },
+    EarlyExit {
+        path: PathBuf,
+        status: std::process::ExitStatus,
+    },
     #[error("shim protocol: {0}")]
     Protocol(String),
     #[error("talk to shim: {0}")]
@@ -104,11 +107,20 @@ impl ShimConnection {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
             Ok(0) => Err(ShimError::Protocol("the shim closed the connection".into())),
-            Ok(_) => serde_json::from_str(&line)
-                .map_err(|e| ShimError::Protocol(format!("bad message {:?}: {e}", line.trim_end()))),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Err(
-                ShimError::Protocol(format!("no word from the shim within {}s", SETUP_TIMEOUT.as_secs())),
-            ),
+            Ok(_) => serde_json::from_str(&line).map_err(|e| {
+                ShimError::Protocol(format!("bad message {:?}: {e}", line.trim_end()))
+            }),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(ShimError::Protocol(format!(
+                    "no word from the shim within {}s",
+                    SETUP_TIMEOUT.as_secs()
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }

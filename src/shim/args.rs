@@ -66,7 +66,9 @@ impl Args {
             }
             let value = match inline {
                 Some(value) => value,
-                None => iter.next().ok_or_else(|| ArgsError::NoValue(name.clone()))?,
+                None => iter
+                    .next()
+                    .ok_or_else(|| ArgsError::NoValue(name.clone()))?,
             };
             if value.is_empty() {
                 return Err(ArgsError::NoValue(name));

@@ -61,7 +61,8 @@ impl CapSets {
         let supported = caps::runtime::thread_all_supported();
         // Capabilities this kernel does not know cannot be in any set; the
         // kernel would refuse the whole capset.
-        let known = |set: &CapsHashSet| -> CapsHashSet { set.intersection(&supported).copied().collect() };
+        let known =
+            |set: &CapsHashSet| -> CapsHashSet { set.intersection(&supported).copied().collect() };
         // Effective first: it may only shrink below, or grow up to, the
         // current permitted set, and permitted may only shrink once the
         // effective set fits in it.

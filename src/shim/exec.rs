@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn path_from_env_takes_last() {
-        assert_eq!(path_from_env(&["A=1", "PATH=/a", "PATH=/b:/c"]), Some("/b:/c"));
+        assert_eq!(
+            path_from_env(&["A=1", "PATH=/a", "PATH=/b:/c"]),
+            Some("/b:/c")
+        );
         assert_eq!(path_from_env(&["A=1"]), None);
     }
 

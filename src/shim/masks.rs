@@ -90,4 +90,3 @@ pub fn readonly_paths(root: &OwnedFd, paths: &[PathBuf]) -> Result<(), MaskError
     }
     Ok(())
 }
-

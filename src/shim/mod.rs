@@ -1,8 +1,81 @@
 //! berth-shim: the per-container supervisor the agent execs (see `protocol`).
+//!
+//! The agent starts `berth-shim`, whose first process forks and exits; the
+//! forked monitor ([`supervisor`]) forks the container child ([`container`]),
+//! which sets up namespaces, mounts and credentials and waits for the agent's
+//! `go` before it execs the command. The monitor stays single-threaded
+//! throughout, so forking and running Rust code in the child is safe.
 
+mod agent;
+mod args;
+mod capabilities;
+mod container;
+mod daemon;
+mod devices;
+mod exec;
+mod logs;
+mod masks;
+mod mounts;
+mod namespaces;
 pub mod protocol;
+mod resolve;
+mod rootfs;
+mod spec;
+mod state;
+mod supervisor;
+mod sync;
+mod user;
+
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::unistd::{fork, ForkResult};
+
+use agent::Agent;
+use args::Args;
+use protocol::ShimMessage;
 
 /// The shim's entry point; returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let args = match Args::parse(std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("berth-shim: {e}");
+            return 2;
+        }
+    };
+    // A vanished agent or a closed pipe must give EPIPE, not kill the
+    // supervisor. The container child resets this before exec.
+    // SAFETY: SIG_IGN installs no handler code.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) } {
+        eprintln!("berth-shim: ignore SIGPIPE: {e}");
+        return 1;
+    }
+    // The first process exits at once, so the monitor is no child of the
+    // agent: it outlives the agent and the agent just reaps this one.
+    // SAFETY: single-threaded here.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            eprintln!("berth-shim: fork: {e}");
+            return 1;
+        }
+    }
+    let mut agent = Agent::from_sync_fd();
+    if let Err(e) = daemon::detach(&args.state_dir) {
+        let _ = agent.send(&ShimMessage::Failed {
+            message: e.to_string(),
+        });
+        return 1;
+    }
+    note(format_args!("shim for container {} started", args.id));
+    supervisor::supervise(&args, agent)
+}
+
+/// A line in the shim's own log (stderr, `<state-dir>/shim.log` once
+/// detached).
+fn note(message: std::fmt::Arguments<'_>) {
+    eprintln!(
+        "{} {message}",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
 }

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use thiserror::Error;
 
 use super::resolve::{self, ResolveError};
@@ -40,13 +40,13 @@ pub enum MountError {
     #[error("remount {target} with flags {flags:#x}: {errno}")]
     Remount {
         target: PathBuf,
-        flags: u64,
+        flags: libc::c_ulong,
         errno: Errno,
     },
     #[error("set propagation {flags:#x} on {target}: {errno}")]
     Propagation {
         target: PathBuf,
-        flags: u64,
+        flags: libc::c_ulong,
         errno: Errno,
     },
     #[error("mount_setattr on {target}: {errno}")]
@@ -276,9 +276,16 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         (spec.source.clone(), spec.fstype.clone(), opts.flags)
     };
     let bind = flags & libc::MS_BIND != 0;
+    let mut attr_set = opts.attr_set;
+    if spec.fstype.starts_with("cgroup") && flags & libc::MS_RDONLY != 0 {
+        // The host tree has a mount per hierarchy; all of them must be ro.
+        attr_set |= MOUNT_ATTR_RDONLY;
+    }
 
     if bind {
-        let src = source.as_ref().ok_or_else(|| MountError::NoSource(dest.clone()))?;
+        let src = source
+            .as_ref()
+            .ok_or_else(|| MountError::NoSource(dest.clone()))?;
         let meta = fs::metadata(src).map_err(|e| MountError::Source {
             path: src.clone(),
             source: e,
@@ -320,14 +327,40 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         let src = source
             .clone()
             .unwrap_or_else(|| PathBuf::from(if fstype.is_empty() { "none" } else { &fstype }));
-        raw_mount(
+        // MS_RDONLY on a new mount also asks for a read-only superblock,
+        // which fails with EBUSY for filesystems whose superblock is shared
+        // and already read-write (sysfs of the same network namespace,
+        // mqueue). Read-only is applied to the mount alone, below.
+        let new_flags = flags & !(libc::MS_REMOUNT | libc::MS_RDONLY);
+        match raw_mount(
             Some(&src),
             &target,
             Some(&fstype),
-            flags & !libc::MS_REMOUNT,
+            new_flags,
             Some(&opts.data),
-        )
-        .map_err(mount_err)?;
+        ) {
+            // The kernel refuses to mount a superblock on the root of a mount
+            // of that same superblock. That happens when the rootfs is the
+            // host's / and the destination is the host's copy of, say, sysfs
+            // (shared per network namespace): the spec asks for a fresh mount
+            // there, so the inherited copy (and what was mounted below it)
+            // goes away first.
+            Err(Errno::EBUSY) => {
+                umount2(&target, MntFlags::MNT_DETACH).map_err(mount_err)?;
+                drop(target_fd);
+                let under = resolve::open(root, dest, libc::O_PATH, 0)?;
+                raw_mount(
+                    Some(&src),
+                    &resolve::proc_fd_path(&under),
+                    Some(&fstype),
+                    new_flags,
+                    Some(&opts.data),
+                )
+                .map_err(mount_err)?;
+            }
+            other => other.map_err(mount_err)?,
+        }
+        flags &= !libc::MS_REMOUNT;
     }
 
     // The O_PATH handle still names the mountpoint under the new mount;
@@ -345,7 +378,13 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
             | libc::MS_RELATIME
             | libc::MS_STRICTATIME
             | libc::MS_NOSYMFOLLOW);
-    if bind && remount_flags != 0 {
+    // Non-bind mounts got every flag but MS_RDONLY already.
+    let remount_needed = if bind {
+        remount_flags != 0
+    } else {
+        remount_flags & libc::MS_RDONLY != 0
+    };
+    if remount_needed {
         raw_mount(
             None,
             &mounted_path,
@@ -355,7 +394,7 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         )
         .map_err(|errno| MountError::Remount {
             target: dest.clone(),
-            flags: remount_flags as u64,
+            flags: remount_flags,
             errno,
         })?;
     }
@@ -364,14 +403,14 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         raw_mount(None, &mounted_path, None, prop, None).map_err(|errno| {
             MountError::Propagation {
                 target: dest.clone(),
-                flags: prop as u64,
+                flags: prop,
                 errno,
             }
         })?;
     }
 
-    if opts.attr_set != 0 || opts.attr_clr != 0 {
-        set_attr_recursive(&mounted, opts.attr_set, opts.attr_clr, dest)?;
+    if attr_set != 0 || opts.attr_clr != 0 {
+        set_attr_recursive(&mounted, attr_set, opts.attr_clr, dest)?;
     }
     Ok(())
 }

@@ -217,7 +217,10 @@ mod tests {
     #[test]
     fn refuses_user_and_cgroup() {
         let err = ns(serde_json::json!([{"type": "mount"}, {"type": "user"}])).unwrap_err();
-        assert_eq!(err.to_string(), "user namespaces are not supported by berth-shim");
+        assert_eq!(
+            err.to_string(),
+            "user namespaces are not supported by berth-shim"
+        );
         let err = ns(serde_json::json!([{"type": "cgroup"}, {"type": "mount"}])).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -48,15 +48,13 @@ pub fn open(root: &OwnedFd, path: &Path, flags: i32, mode: u32) -> Result<OwnedF
     };
     let c_path =
         CString::new(rel.as_os_str().as_bytes()).map_err(|_| ResolveError::Nul(path.into()))?;
-    let how = libc::open_how {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: if flags & libc::O_CREAT != 0 {
-            mode as u64
-        } else {
-            0
-        },
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    };
+    // SAFETY: open_how is plain data; zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    if flags & libc::O_CREAT != 0 {
+        how.mode = mode as u64;
+    }
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: plain syscall with a valid dirfd, a nul-terminated path and a
     // properly sized open_how.
     let fd = unsafe {
@@ -82,9 +80,7 @@ pub fn open(root: &OwnedFd, path: &Path, flags: i32, mode: u32) -> Result<OwnedF
 pub fn open_path(root: &OwnedFd, path: &Path) -> Result<Option<OwnedFd>, ResolveError> {
     match open(root, path, libc::O_PATH, 0) {
         Ok(fd) => Ok(Some(fd)),
-        Err(ResolveError::Open { source, .. })
-            if source.raw_os_error() == Some(libc::ENOENT) =>
-        {
+        Err(ResolveError::Open { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
             Ok(None)
         }
         Err(e) => Err(e),

@@ -55,6 +55,8 @@ pub struct ContainerConfig {
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     pub process: ProcessConfig,
+    /// Spec fields present but not applied by the shim, for its log.
+    pub ignored: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +161,32 @@ impl ContainerConfig {
             .map(Rlimit::from_spec)
             .collect::<Result<Vec<_>, _>>()?;
 
+        let mut ignored = Vec::new();
+        if let Some(l) = linux {
+            for (present, name) in [
+                (l.seccomp().is_some(), "linux.seccomp"),
+                (l.sysctl().is_some(), "linux.sysctl"),
+                (l.devices().is_some(), "linux.devices"),
+                (l.uid_mappings().is_some(), "linux.uidMappings"),
+                (l.rootfs_propagation().is_some(), "linux.rootfsPropagation"),
+            ] {
+                if present {
+                    ignored.push(name);
+                }
+            }
+        }
+        if process.oom_score_adj().is_some() {
+            ignored.push("process.oomScoreAdj");
+        }
+        if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
+            ignored.push("process.apparmorProfile/selinuxLabel");
+        }
+        if spec.hooks().is_some() {
+            ignored.push("hooks");
+        }
+
         Ok(ContainerConfig {
+            ignored,
             rootfs,
             rootfs_readonly: root.readonly().unwrap_or(false),
             hostname: spec.hostname().clone(),

@@ -65,9 +65,13 @@ impl Store {
     /// other users must reach their sandbox, but not list the others).
     pub fn init(&self) -> Result<(), StoreError> {
         use std::os::unix::fs::PermissionsExt;
-        for dir in [self.work_dir.join("containers"), self.runtime_dir.join("containers")] {
+        for dir in [
+            self.work_dir.join("containers"),
+            self.runtime_dir.join("containers"),
+        ] {
             fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(io_error("chmod", &dir))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))
+                .map_err(io_error("chmod", &dir))?;
         }
         Ok(())
     }
@@ -121,7 +125,9 @@ impl Store {
         let path = self.state_dir(id).join(EXIT_FILE);
         match read_json(&path) {
             Ok(record) => Ok(Some(record)),
-            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -153,7 +159,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("record")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record")
     ));
     let mut file = fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
     file.write_all(bytes).map_err(io_error("write", &tmp))?;
@@ -188,6 +196,9 @@ mod tests {
         fs::create_dir_all(store.state_dir(&id)).unwrap();
         assert!(store.exit_record(&id).unwrap().is_none());
         fs::write(store.state_dir(&id).join(EXIT_FILE), b"{").unwrap();
-        assert!(matches!(store.exit_record(&id), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.exit_record(&id),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

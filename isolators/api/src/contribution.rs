@@ -73,20 +73,29 @@ pub struct ContributionConflict {
 impl Contribution {
     /// Merges `other`, from isolator `isolator`, into `self`. On conflict
     /// `self` is left unchanged.
-    pub fn merge(&mut self, other: Contribution, isolator: &str) -> Result<(), ContributionConflict> {
+    pub fn merge(
+        &mut self,
+        other: Contribution,
+        isolator: &str,
+    ) -> Result<(), ContributionConflict> {
         let conflict = |what: String| ContributionConflict {
             isolator: isolator.to_string(),
             what,
         };
         let mut resources = self.linux_resources.clone();
-        merge_objects(&mut resources, other.linux_resources, "linux.resources").map_err(conflict)?;
+        merge_objects(&mut resources, other.linux_resources, "linux.resources")
+            .map_err(conflict)?;
         for (key, value) in &other.env {
             if self.env.get(key).is_some_and(|v| v != value) {
                 return Err(conflict(format!("env {key}")));
             }
         }
         for mount in &other.mounts {
-            if self.mounts.iter().any(|m| m.destination == mount.destination) {
+            if self
+                .mounts
+                .iter()
+                .any(|m| m.destination == mount.destination)
+            {
                 return Err(conflict(format!("mount {}", mount.destination)));
             }
         }
@@ -97,14 +106,20 @@ impl Contribution {
     }
 }
 
-fn merge_objects(into: &mut Map<String, Value>, from: Map<String, Value>, at: &str) -> Result<(), String> {
+fn merge_objects(
+    into: &mut Map<String, Value>,
+    from: Map<String, Value>,
+    at: &str,
+) -> Result<(), String> {
     for (key, value) in from {
         let here = format!("{at}.{key}");
         match (into.get_mut(&key), value) {
             (None, value) => {
                 into.insert(key, value);
             }
-            (Some(Value::Object(existing)), Value::Object(more)) => merge_objects(existing, more, &here)?,
+            (Some(Value::Object(existing)), Value::Object(more)) => {
+                merge_objects(existing, more, &here)?
+            }
             (Some(existing), value) if *existing == value => {}
             _ => return Err(here),
         }
@@ -127,8 +142,12 @@ mod tests {
     #[test]
     fn disjoint_keys_in_one_object_merge() {
         let mut a = with_resources(json!({"cpu": {"shares": 2}}));
-        a.merge(with_resources(json!({"cpu": {"cpus": "0-1"}})), "cpuset").unwrap();
-        assert_eq!(a.linux_resources["cpu"], json!({"shares": 2, "cpus": "0-1"}));
+        a.merge(with_resources(json!({"cpu": {"cpus": "0-1"}})), "cpuset")
+            .unwrap();
+        assert_eq!(
+            a.linux_resources["cpu"],
+            json!({"shares": 2, "cpus": "0-1"})
+        );
     }
 
     #[test]

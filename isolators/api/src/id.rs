@@ -80,7 +80,17 @@ mod tests {
 
     #[test]
     fn refuses_path_tricks_and_bad_lengths() {
-        for bad in ["", ".", "..", "-a", "_a", "a/b", "a b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-a",
+            "_a",
+            "a/b",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(ContainerId::new(bad).is_err(), "{bad}");
         }
     }

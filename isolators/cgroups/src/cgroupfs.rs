@@ -29,7 +29,11 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     // so a missing control file must show up as ENOENT. O_TRUNC is ignored
     // by cgroupfs but keeps a fake tree (a plain file) from keeping a tail
     // of a longer old value.
-    let mut file = OpenOptions::new().write(true).truncate(true).open(path).map_err(err)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(err)?;
     // One write(2) per value: the kernel parses each write on its own.
     file.write_all(value.as_bytes()).map_err(err)
 }
@@ -143,7 +147,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = write(&dir.path().join("cpu.shares"), "512").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("cpu.shares") && msg.contains("\"512\""), "{msg}");
+        assert!(
+            msg.contains("cpu.shares") && msg.contains("\"512\""),
+            "{msg}"
+        );
         assert!(!dir.path().join("cpu.shares").exists());
     }
 

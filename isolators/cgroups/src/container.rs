@@ -73,7 +73,12 @@ impl ContainerCgroup {
     }
 
     /// Writes `value` to a control file; the error names the file and value.
-    pub fn write(&self, controller: Controller, file: &str, value: &str) -> Result<(), CgroupError> {
+    pub fn write(
+        &self,
+        controller: Controller,
+        file: &str,
+        value: &str,
+    ) -> Result<(), CgroupError> {
         cgroupfs::write(&self.file_path(controller, file)?, value)
     }
 
@@ -90,7 +95,11 @@ impl ContainerCgroup {
 
     /// Reads a flat keyed file (`key value` lines, as `cpu.stat`,
     /// `memory.stat`, `memory.events`).
-    pub fn read_keyed(&self, controller: Controller, file: &str) -> Result<BTreeMap<String, u64>, CgroupError> {
+    pub fn read_keyed(
+        &self,
+        controller: Controller,
+        file: &str,
+    ) -> Result<BTreeMap<String, u64>, CgroupError> {
         let path = self.file_path(controller, file)?;
         cgroupfs::parse_keyed(&path, &cgroupfs::read(&path)?)
     }
@@ -106,7 +115,10 @@ impl ContainerCgroup {
         let text = cgroupfs::read(&path)?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| cgroupfs::parse_u64(&path, l).and_then(|pid| u32::try_from(pid).map_err(|_| pid_error(&path, l))))
+            .map(|l| {
+                cgroupfs::parse_u64(&path, l)
+                    .and_then(|pid| u32::try_from(pid).map_err(|_| pid_error(&path, l)))
+            })
             .collect()
     }
 

@@ -43,9 +43,12 @@ pub(crate) struct Hierarchy {
 impl Hierarchy {
     /// The directory of the process' own cgroup.
     pub fn own_dir(&self) -> Result<PathBuf, CgroupError> {
-        let own = self.own.as_deref().ok_or_else(|| CgroupError::OwnCgroupUnknown {
-            hierarchy: self.label.clone(),
-        })?;
+        let own = self
+            .own
+            .as_deref()
+            .ok_or_else(|| CgroupError::OwnCgroupUnknown {
+                hierarchy: self.label.clone(),
+            })?;
         // /proc/self/cgroup paths are relative to the hierarchy's root, but
         // the mount may show only a subtree (a bind-mounted container
         // cgroup): strip the mount's root to get the path below the mount.
@@ -96,7 +99,10 @@ pub struct Hierarchies {
 impl Hierarchies {
     /// Reads `/proc/self/mountinfo` and `/proc/self/cgroup`.
     pub fn detect() -> Result<Self, CgroupError> {
-        Self::from_files(Path::new("/proc/self/mountinfo"), Path::new("/proc/self/cgroup"))
+        Self::from_files(
+            Path::new("/proc/self/mountinfo"),
+            Path::new("/proc/self/cgroup"),
+        )
     }
 
     /// Reads a mountinfo file and a `/proc/<pid>/cgroup` file.
@@ -125,7 +131,10 @@ impl Hierarchies {
                         label: "unified".into(),
                         mount_point: mount.mount_point,
                         mount_root: mount.root,
-                        own: own.iter().find(|o| o.unified && o.hierarchy_id == 0).map(|o| o.path.clone()),
+                        own: own
+                            .iter()
+                            .find(|o| o.unified && o.hierarchy_id == 0)
+                            .map(|o| o.path.clone()),
                     });
                 }
                 continue;
@@ -133,7 +142,12 @@ impl Hierarchies {
             if mount.controllers.is_empty() {
                 continue;
             }
-            let label = mount.controllers.iter().map(|c| c.name()).collect::<Vec<_>>().join(",");
+            let label = mount
+                .controllers
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(",");
             // A hierarchy's line in /proc/self/cgroup names the same
             // controllers as its mount's super options.
             let hierarchy = Hierarchy {
@@ -196,7 +210,10 @@ impl Hierarchies {
 
     /// The controllers that can be used, in a stable order.
     pub fn controllers(&self) -> Vec<Controller> {
-        Controller::ALL.into_iter().filter(|c| self.has(*c)).collect()
+        Controller::ALL
+            .into_iter()
+            .filter(|c| self.has(*c))
+            .collect()
     }
 }
 
@@ -224,15 +241,23 @@ mod tests {
     fn hybrid_with_empty_unified_is_v1() {
         let h = Hierarchies::from_texts(HYBRID, HYBRID_OWN).unwrap();
         assert_eq!(h.mode(), CgroupMode::V1);
-        assert_eq!(h.controllers(), vec![Controller::Cpu, Controller::Cpuacct, Controller::Memory]);
-        assert_eq!(h.own_dir(Controller::Cpu).unwrap(), PathBuf::from("/sys/fs/cgroup/cpu"));
+        assert_eq!(
+            h.controllers(),
+            vec![Controller::Cpu, Controller::Cpuacct, Controller::Memory]
+        );
+        assert_eq!(
+            h.own_dir(Controller::Cpu).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/cpu")
+        );
         assert_eq!(
             h.own_dir(Controller::Memory).unwrap(),
             PathBuf::from("/sys/fs/cgroup/memory/process_api/4b2e9178e174a022d66d97fceb57b809")
         );
         assert!(matches!(
             h.own_dir(Controller::Blkio),
-            Err(CgroupError::NotMounted { controller: Controller::Blkio })
+            Err(CgroupError::NotMounted {
+                controller: Controller::Blkio
+            })
         ));
     }
 
@@ -245,17 +270,30 @@ mod tests {
             h.own_dir(Controller::Memory).unwrap(),
             PathBuf::from("/sys/fs/cgroup/system.slice/berth.service")
         );
-        assert_eq!(h.own_dir(Controller::Cpuacct).unwrap(), h.own_dir(Controller::Cpu).unwrap());
-        assert!(matches!(h.own_dir(Controller::NetCls), Err(CgroupError::NotOnV2 { .. })));
+        assert_eq!(
+            h.own_dir(Controller::Cpuacct).unwrap(),
+            h.own_dir(Controller::Cpu).unwrap()
+        );
+        assert!(matches!(
+            h.own_dir(Controller::NetCls),
+            Err(CgroupError::NotOnV2 { .. })
+        ));
     }
 
     #[test]
     fn bind_mounted_subtree_strips_the_mount_root() {
-        let mountinfo = "39 31 0:36 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        let mountinfo =
+            "39 31 0:36 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         let h = Hierarchies::from_texts(mountinfo, "4:memory:/docker/abc/inner\n").unwrap();
-        assert_eq!(h.own_dir(Controller::Memory).unwrap(), PathBuf::from("/sys/fs/cgroup/memory/inner"));
+        assert_eq!(
+            h.own_dir(Controller::Memory).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/memory/inner")
+        );
         let h = Hierarchies::from_texts(mountinfo, "4:memory:/docker/abcd\n").unwrap();
-        assert!(matches!(h.own_dir(Controller::Memory), Err(CgroupError::OutsideMount { .. })));
+        assert!(matches!(
+            h.own_dir(Controller::Memory),
+            Err(CgroupError::OutsideMount { .. })
+        ));
         let h = Hierarchies::from_texts(mountinfo, "4:memory:/../x\n").unwrap();
         assert!(h.own_dir(Controller::Memory).is_err());
     }

@@ -9,12 +9,18 @@ impl From<CgroupError> for IsolatorError {
     fn from(e: CgroupError) -> Self {
         match e {
             CgroupError::Read { path, source } => IsolatorError::io("read", path, source),
-            CgroupError::Create { path, source } => IsolatorError::io("create cgroup", path, source),
-            CgroupError::Remove { path, source } => IsolatorError::io("remove cgroup", path, source),
+            CgroupError::Create { path, source } => {
+                IsolatorError::io("create cgroup", path, source)
+            }
+            CgroupError::Remove { path, source } => {
+                IsolatorError::io("remove cgroup", path, source)
+            }
             CgroupError::NotMounted { .. }
             | CgroupError::NotOnV2 { .. }
             | CgroupError::Unavailable { .. }
-            | CgroupError::SubtreeBusy { .. } => IsolatorError::Unsupported { message: e.to_string() },
+            | CgroupError::SubtreeBusy { .. } => IsolatorError::Unsupported {
+                message: e.to_string(),
+            },
             other => IsolatorError::Other(other.to_string()),
         }
     }

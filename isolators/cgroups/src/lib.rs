@@ -19,6 +19,8 @@
 //! # Ok::<(), berth_cgroups::CgroupError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod cgroupfs;
 mod container;
 mod controller;

@@ -30,7 +30,9 @@ pub(crate) fn parse(text: &str) -> Result<Vec<CgroupMount>, CgroupError> {
         };
         // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue":
         // the optional fields before " - " vary in number, so split there.
-        let (before, after) = line.split_once(" - ").ok_or_else(|| bad("no \" - \" separator"))?;
+        let (before, after) = line
+            .split_once(" - ")
+            .ok_or_else(|| bad("no \" - \" separator"))?;
         let before: Vec<&str> = before.split(' ').collect();
         if before.len() < 6 {
             return Err(bad("fewer than 6 fields before the separator"));
@@ -74,7 +76,9 @@ fn unescape(field: &str) -> String {
         if bytes[i] == b'\\' && i + 4 <= bytes.len() {
             let digits = &bytes[i + 1..i + 4];
             if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 if let Ok(byte) = u8::try_from(value) {
                     out.push(byte);
                     i += 4;
@@ -108,13 +112,22 @@ mod tests {
         let mounts = parse(HYBRID).unwrap();
         assert_eq!(mounts.len(), 6);
         assert!(mounts[0].unified);
-        assert_eq!(mounts[0].mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
-        assert!(mounts[1].controllers.is_empty(), "name=systemd is no controller");
+        assert_eq!(
+            mounts[0].mount_point,
+            PathBuf::from("/sys/fs/cgroup/unified")
+        );
+        assert!(
+            mounts[1].controllers.is_empty(),
+            "name=systemd is no controller"
+        );
         assert_eq!(
             mounts[2].controllers,
             BTreeSet::from([Controller::Cpu, Controller::Cpuacct])
         );
-        assert_eq!(mounts[2].mount_point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(
+            mounts[2].mount_point,
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+        );
         assert_eq!(
             mounts[4].controllers,
             BTreeSet::from([Controller::NetCls, Controller::NetPrio])
@@ -128,13 +141,19 @@ mod tests {
         let mounts = parse(line).unwrap();
         assert_eq!(mounts[0].controllers, BTreeSet::from([Controller::Freezer]));
         let none = "40 31 0:37 / /cg rw,relatime - cgroup cgroup rw,blkio\n";
-        assert_eq!(parse(none).unwrap()[0].controllers, BTreeSet::from([Controller::Blkio]));
+        assert_eq!(
+            parse(none).unwrap()[0].controllers,
+            BTreeSet::from([Controller::Blkio])
+        );
     }
 
     #[test]
     fn unescapes_paths() {
         let line = r"40 31 0:37 / /tmp/a\040b\134c rw - cgroup2 cgroup2 rw";
-        assert_eq!(parse(line).unwrap()[0].mount_point, PathBuf::from(r"/tmp/a b\c"));
+        assert_eq!(
+            parse(line).unwrap()[0].mount_point,
+            PathBuf::from(r"/tmp/a b\c")
+        );
         assert_eq!(unescape(r"trailing\04"), r"trailing\04");
     }
 

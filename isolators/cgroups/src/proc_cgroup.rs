@@ -28,9 +28,15 @@ pub(crate) fn parse(text: &str) -> Result<Vec<OwnCgroup>, CgroupError> {
         // The path may itself contain ':', so split only twice.
         let mut fields = line.splitn(3, ':');
         let id = fields.next().unwrap_or_default();
-        let list = fields.next().ok_or_else(|| bad("expected hierarchy-id:controllers:path"))?;
-        let path = fields.next().ok_or_else(|| bad("expected hierarchy-id:controllers:path"))?;
-        let hierarchy_id = id.parse().map_err(|_| bad("hierarchy id is not a number"))?;
+        let list = fields
+            .next()
+            .ok_or_else(|| bad("expected hierarchy-id:controllers:path"))?;
+        let path = fields
+            .next()
+            .ok_or_else(|| bad("expected hierarchy-id:controllers:path"))?;
+        let hierarchy_id = id
+            .parse()
+            .map_err(|_| bad("hierarchy id is not a number"))?;
         if !path.starts_with('/') {
             return Err(bad("path is not absolute"));
         }
@@ -58,7 +64,10 @@ mod tests {
 ";
         let own = parse(text).unwrap();
         assert_eq!(own.len(), 4);
-        assert_eq!(own[0].controllers, BTreeSet::from([Controller::Cpu, Controller::Cpuacct]));
+        assert_eq!(
+            own[0].controllers,
+            BTreeSet::from([Controller::Cpu, Controller::Cpuacct])
+        );
         assert_eq!(own[1].path, "/process_api/4b2e9178e174a022d66d97fceb57b809");
         assert!(own[2].controllers.is_empty() && !own[2].unified);
         assert!(own[3].unified);

@@ -104,7 +104,9 @@ impl CgroupRoot {
     }
 
     fn entry(&self, controller: Controller) -> Result<&(PathBuf, PathBuf), CgroupError> {
-        self.dirs.get(&controller).ok_or_else(|| controller.missing(self.mode()))
+        self.dirs
+            .get(&controller)
+            .ok_or_else(|| controller.missing(self.mode()))
     }
 
     /// Creates the root directories of `controllers`. On v2 it also enables
@@ -205,7 +207,11 @@ impl CgroupRoot {
                 reason,
             });
         }
-        let dirs = self.dirs.iter().map(|(c, (_, dir))| (*c, dir.join(id))).collect();
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|(c, (_, dir))| (*c, dir.join(id)))
+            .collect();
         Ok(ContainerCgroup::new(id.to_string(), self.mode(), dirs))
     }
 
@@ -245,8 +251,15 @@ fn enable(dir: &Path, needed: &BTreeSet<&str>) -> Result<(), CgroupError> {
     let current = cgroupfs::read(&path)?;
     // The kernel lists enabled controllers bare ("cpu memory"); a fake tree
     // holds what was last written ("+cpu"): accept both.
-    let current: BTreeSet<&str> = current.split_whitespace().map(|c| c.trim_start_matches('+')).collect();
-    let missing: Vec<String> = needed.iter().filter(|n| !current.contains(*n)).map(|n| format!("+{n}")).collect();
+    let current: BTreeSet<&str> = current
+        .split_whitespace()
+        .map(|c| c.trim_start_matches('+'))
+        .collect();
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|n| !current.contains(*n))
+        .map(|n| format!("+{n}"))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -274,10 +287,10 @@ fn validate(value: &str) -> Result<Vec<String>, CgroupError> {
     if components.iter().any(|c| c.is_empty()) {
         return Err(bad("has an empty path component"));
     }
-    if components.iter().any(|c| *c == "..") {
+    if components.contains(&"..") {
         return Err(bad("must not contain .."));
     }
-    if components.iter().any(|c| *c == ".") {
+    if components.contains(&".") {
         return Err(bad("must not contain ."));
     }
     Ok(components.into_iter().map(String::from).collect())

@@ -1,0 +1,303 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
+use berth_isolator::{
+    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Limitation,
+    LimitationReporter, RecoveredContainer, Resources, Usage,
+};
+use serde_json::{Map, Value};
+
+use crate::apply::{self, MEMSW};
+use crate::limits::{format_bytes, MemoryLimits};
+use crate::oom::{self, Watcher};
+use crate::stats;
+
+const M: Controller = Controller::Memory;
+
+/// Options of the memory isolator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryOptions {
+    /// How often a cgroup v2 watcher reads `memory.events` for OOM kills
+    /// (v1 is told by the kernel through an eventfd).
+    pub oom_poll_interval: Duration,
+}
+
+impl Default for MemoryOptions {
+    fn default() -> Self {
+        MemoryOptions {
+            oom_poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The `memory` isolator: a hard limit (with swap closed off) and a soft
+/// limit from `resources.memory` and `resources.memory_reservation`, OOM
+/// kills reported as the `memory` limitation.
+#[derive(Debug)]
+pub struct MemoryIsolator {
+    root: Arc<CgroupRoot>,
+    options: MemoryOptions,
+    containers: Mutex<HashMap<ContainerId, Container>>,
+}
+
+#[derive(Debug)]
+struct Container {
+    cgroup: ContainerCgroup,
+    limits: MemoryLimits,
+    watcher: Option<Watcher>,
+}
+
+impl MemoryIsolator {
+    /// A memory isolator placing cgroups under `root`. Creates the root for
+    /// [`MemoryIsolator::CONTROLLERS`] ([`CgroupRoot::ensure`]; on v2 that
+    /// enables the memory controller), so a host without it fails here, at
+    /// agent start.
+    pub fn new(root: Arc<CgroupRoot>, options: MemoryOptions) -> Result<Self, IsolatorError> {
+        root.ensure(Self::CONTROLLERS)?;
+        Ok(MemoryIsolator {
+            root,
+            options,
+            containers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The controllers the isolator uses.
+    pub const CONTROLLERS: &'static [Controller] = &[Controller::Memory];
+
+    fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
+        // A panic while holding the lock leaves plain data behind: go on.
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn known(&self, id: &ContainerId) -> Result<(ContainerCgroup, MemoryLimits), IsolatorError> {
+        self.containers()
+            .get(id)
+            .map(|c| (c.cgroup.clone(), c.limits))
+            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+    }
+
+    fn swap_limited(&self) -> bool {
+        let file = match self.root.mode() {
+            CgroupMode::V1 => MEMSW,
+            CgroupMode::V2 => "memory.swap.max",
+        };
+        self.root.dir(M).is_ok_and(|d| d.join(file).exists())
+    }
+}
+
+fn apply_limits(cgroup: &ContainerCgroup, limits: &MemoryLimits) -> Result<(), IsolatorError> {
+    if let Some(limit) = limits.limit {
+        apply::set_limit(cgroup, limit)?;
+    }
+    if let Some(reservation) = limits.reservation {
+        apply::set_reservation(cgroup, reservation)?;
+    }
+    Ok(())
+}
+
+fn contribution(limits: &MemoryLimits) -> Contribution {
+    let mut memory = Map::new();
+    if let Some(limit) = limits.limit {
+        memory.insert("limit".into(), limit.into());
+    }
+    if let Some(reservation) = limits.reservation {
+        memory.insert("reservation".into(), reservation.into());
+    }
+    let mut contribution = Contribution::default();
+    if !memory.is_empty() {
+        contribution
+            .linux_resources
+            .insert("memory".into(), Value::Object(memory));
+    }
+    contribution
+}
+
+impl Isolator for MemoryIsolator {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn describe(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("mode".into(), self.root.mode().to_string().into());
+        out.insert("swap_limited".into(), self.swap_limited().into());
+        let oom_events = match self.root.mode() {
+            CgroupMode::V1 => "eventfd",
+            CgroupMode::V2 => "memory.events",
+        };
+        out.insert("oom_events".into(), oom_events.into());
+        out
+    }
+
+    fn recover(
+        &self,
+        containers: &[RecoveredContainer],
+        orphans: &[ContainerId],
+    ) -> Result<(), IsolatorError> {
+        for recovered in containers {
+            let id = &recovered.config.id;
+            let cgroup = self.root.container(id.as_str())?;
+            let limits =
+                MemoryLimits::from_resources(&recovered.config.resources).unwrap_or_default();
+            // Watchers are not restarted here: the agent calls watch() for
+            // the containers it reattaches to.
+            self.containers().insert(
+                id.clone(),
+                Container {
+                    cgroup,
+                    limits,
+                    watcher: None,
+                },
+            );
+        }
+        let mut failures = Vec::new();
+        for id in orphans {
+            if let Some(watcher) = self.containers().remove(id).and_then(|c| c.watcher) {
+                watcher.stop();
+            }
+            if let Err(e) = self.root.container(id.as_str()).and_then(|cg| cg.remove(M)) {
+                failures.push(e.to_string());
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(IsolatorError::Other(format!(
+                "memory: remove orphan cgroups: {}",
+                failures.join("; ")
+            )))
+        }
+    }
+
+    fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
+        MemoryLimits::from_resources(&config.resources).map(|_| ())
+    }
+
+    fn prepare(
+        &self,
+        id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Contribution, IsolatorError> {
+        let limits = MemoryLimits::from_resources(&config.resources)?;
+        let cgroup = self.root.container(id.as_str())?;
+        let created = cgroup
+            .create(M)
+            .map_err(IsolatorError::from)
+            .and_then(|()| apply_limits(&cgroup, &limits));
+        if let Err(e) = created {
+            // Undo our own partial work; the original error matters more.
+            let _ = cgroup.remove(M);
+            return Err(e);
+        }
+        self.containers().insert(
+            id.clone(),
+            Container {
+                cgroup,
+                limits,
+                watcher: None,
+            },
+        );
+        Ok(contribution(&limits))
+    }
+
+    fn isolate(&self, id: &ContainerId, pid: u32) -> Result<(), IsolatorError> {
+        let (cgroup, _) = self.known(id)?;
+        cgroup.add_process(M, pid)?;
+        Ok(())
+    }
+
+    fn watch(&self, id: &ContainerId, reporter: LimitationReporter) -> Result<(), IsolatorError> {
+        let (cgroup, limits) = self.known(id)?;
+        let watcher = Watcher::start(
+            cgroup,
+            limits.limit,
+            reporter,
+            self.options.oom_poll_interval,
+        )?;
+        let old = match self.containers().get_mut(id) {
+            Some(container) => container.watcher.replace(watcher),
+            // Cleaned up meanwhile: nothing to watch.
+            None => Some(watcher),
+        };
+        if let Some(old) = old {
+            old.stop();
+        }
+        Ok(())
+    }
+
+    /// Applies new memory limits; a field left out keeps its value. A hard
+    /// limit below the current usage is refused (the kernel would reclaim
+    /// and then OOM-kill the container), and the old limits stay.
+    fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
+        let asked = MemoryLimits {
+            limit: resources.memory,
+            reservation: resources.memory_reservation,
+        };
+        let mut state = self.containers();
+        let container = state
+            .get_mut(id)
+            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let new = container.limits.updated(&asked);
+        new.validate()?;
+        let cgroup = &container.cgroup;
+        if let Some(limit) = asked.limit {
+            let usage = apply::current_usage(cgroup)?;
+            if limit < usage {
+                return Err(IsolatorError::Refused {
+                    message: format!(
+                        "memory limit of {} ({limit} bytes) is below the current usage of {} ({usage} bytes)",
+                        format_bytes(limit),
+                        format_bytes(usage)
+                    ),
+                });
+            }
+        }
+        let old_kernel_limit = apply::kernel_limit(cgroup)?;
+        if let Err(e) = apply_limits(cgroup, &asked) {
+            // Best effort: put back the old limit after a partial write.
+            if let Some(old) = old_kernel_limit {
+                let _ = apply::set_limit(cgroup, old);
+            }
+            return Err(IsolatorError::Refused {
+                message: e.to_string(),
+            });
+        }
+        container.limits = new;
+        Ok(())
+    }
+
+    fn usage(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
+        let (cgroup, _) = self.known(id)?;
+        let mut usage = Usage::new();
+        stats::read_usage(&cgroup, &mut usage)?;
+        Ok(usage)
+    }
+
+    fn exit_limitation(&self, id: &ContainerId) -> Result<Option<Limitation>, IsolatorError> {
+        let (cgroup, limits) = self.known(id)?;
+        // The counter, not the (possibly undelivered) event, decides.
+        match oom::oom_kills(&cgroup)? {
+            Some(kills) if kills > 0 => Ok(Some(oom::limitation(&cgroup, limits.limit))),
+            _ => Ok(None),
+        }
+    }
+
+    fn cleanup(&self, id: &ContainerId) -> Result<(), IsolatorError> {
+        let known = self.containers().remove(id);
+        let cgroup = match known {
+            Some(container) => {
+                if let Some(watcher) = container.watcher {
+                    watcher.stop();
+                }
+                container.cgroup
+            }
+            // Unknown ids are tolerated, but a cgroup left by an earlier run
+            // of the agent under the same name is still removed.
+            None => self.root.container(id.as_str())?,
+        };
+        cgroup.remove(M)?;
+        Ok(())
+    }
+}

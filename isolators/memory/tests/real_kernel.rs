@@ -1,0 +1,234 @@
+//! The memory isolator against the real kernel (root, cgroup v1 or v2): a
+//! hog is OOM-killed at 64 MiB and reported both ways; a limit below usage is
+//! refused; raising and lowering respect the memsw ordering.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
+use berth_isolator::{
+    ContainerConfig, ContainerId, Isolator, IsolatorError, LimitationReporter, Resources,
+};
+use berth_isolator_memory::{MemoryIsolator, MemoryOptions};
+
+const MIB: u64 = 1 << 20;
+
+fn skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("\n*** SKIPPED: needs root ***\n");
+        return true;
+    }
+    false
+}
+
+/// A root below this test's own cgroup, unique per test.
+fn test_root() -> Arc<CgroupRoot> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "berth-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    Arc::new(CgroupRoot::detect(&name).unwrap())
+}
+
+/// A child that sleeps a little (so that it is isolated before it
+/// allocates: memory charged before the move stays with the old cgroup),
+/// then holds `mib` MiB for `hold` seconds.
+fn spawn_allocating(mib: u64, hold: u32) -> Child {
+    if Path::new("/usr/bin/python3").exists() {
+        let code =
+            format!("import time; time.sleep(0.5); x = b'a' * ({mib} << 20); time.sleep({hold})");
+        Command::new("/usr/bin/python3")
+            .args(["-c", &code])
+            .spawn()
+            .unwrap()
+    } else {
+        let script = format!("sleep 0.5; x=$(head -c {mib}M /dev/zero | tr '\\0' a); sleep {hold}");
+        Command::new("sh").args(["-c", &script]).spawn().unwrap()
+    }
+}
+
+fn config(id: &ContainerId, memory: u64) -> ContainerConfig {
+    let mut config = ContainerConfig::for_command(id.clone(), ["hog"]);
+    config.resources.memory = Some(memory);
+    config
+}
+
+fn limit_files(cgroup: &ContainerCgroup) -> Vec<u64> {
+    let files: &[&str] = match cgroup.mode() {
+        CgroupMode::V1 if cgroup.has_file(Controller::Memory, "memory.memsw.limit_in_bytes") => {
+            &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+        }
+        CgroupMode::V1 => &["memory.limit_in_bytes"],
+        CgroupMode::V2 => &["memory.max"],
+    };
+    files
+        .iter()
+        .map(|f| cgroup.read_u64(Controller::Memory, f).unwrap())
+        .collect()
+}
+
+fn assert_removed(root: &CgroupRoot, cgroup: &ContainerCgroup) {
+    let path = cgroup.path(Controller::Memory).unwrap();
+    assert!(!path.exists(), "{} left behind", path.display());
+    root.remove().unwrap();
+    assert!(!root.dir(Controller::Memory).unwrap().exists());
+}
+
+#[test]
+fn hog_is_oom_killed_and_reported() {
+    if skip() {
+        return;
+    }
+    let root = test_root();
+    let isolator = MemoryIsolator::new(root.clone(), MemoryOptions::default()).unwrap();
+    let id = ContainerId::new("hog").unwrap();
+    isolator.prepare(&id, &config(&id, 64 * MIB)).unwrap();
+    let cgroup = root.container("hog").unwrap();
+    assert!(
+        limit_files(&cgroup).iter().all(|l| *l == 64 * MIB),
+        "{:?}",
+        limit_files(&cgroup)
+    );
+
+    let (tx, reports) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    isolator
+        .watch(
+            &id,
+            LimitationReporter::new(move |l| tx.lock().unwrap().send(l).unwrap()),
+        )
+        .unwrap();
+    let mut child = spawn_allocating(200, 1);
+    isolator.isolate(&id, child.id()).unwrap();
+
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.signal() == Some(libc::SIGKILL) || !status.success(),
+        "the hog must not survive 64 MiB: {status:?}"
+    );
+    // What the agent does after the exit, whatever the event did.
+    let limitation = isolator
+        .exit_limitation(&id)
+        .unwrap()
+        .expect("an oom kill is counted");
+    eprintln!("exit_limitation: {}", limitation.message);
+    assert_eq!(limitation.reason(), "memory-limit");
+    assert!(
+        limitation
+            .message
+            .starts_with("memory limit of 64.0 MiB reached; peak usage "),
+        "{}",
+        limitation.message
+    );
+    let reported = reports
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the watcher reports the oom kill");
+    assert_eq!(reported.resource, "memory");
+    assert!(
+        reported.message.contains("64.0 MiB"),
+        "{}",
+        reported.message
+    );
+    assert!(isolator.usage(&id).unwrap()["oom_kills"].as_u64().unwrap() >= 1);
+
+    isolator.cleanup(&id).unwrap();
+    assert!(reports.try_recv().is_err(), "reported once");
+    assert_removed(&root, &cgroup);
+}
+
+#[test]
+fn update_below_usage_is_refused_and_memsw_order_holds() {
+    if skip() {
+        return;
+    }
+    let root = test_root();
+    let isolator = MemoryIsolator::new(root.clone(), MemoryOptions::default()).unwrap();
+    let id = ContainerId::new("holder").unwrap();
+    isolator.prepare(&id, &config(&id, 64 * MIB)).unwrap();
+    let cgroup = root.container("holder").unwrap();
+    let (tx, reports) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    isolator
+        .watch(
+            &id,
+            LimitationReporter::new(move |l| tx.lock().unwrap().send(l).unwrap()),
+        )
+        .unwrap();
+    let mut child = spawn_allocating(30, 60);
+    isolator.isolate(&id, child.id()).unwrap();
+
+    let start = Instant::now();
+    while isolator.usage(&id).unwrap()["current_bytes"]
+        .as_u64()
+        .unwrap()
+        < 24 * MIB
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the child never allocated"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let update = |memory: u64| {
+        isolator.update(
+            &id,
+            &Resources {
+                memory: Some(memory),
+                ..Default::default()
+            },
+        )
+    };
+    let err = update(16 * MIB).unwrap_err();
+    assert!(matches!(err, IsolatorError::Refused { .. }), "{err}");
+    eprintln!("refused: {err}");
+    assert!(
+        limit_files(&cgroup).iter().all(|l| *l == 64 * MIB),
+        "old limit kept"
+    );
+
+    // Raising needs memsw first, lowering needs the limit first: both pass.
+    update(128 * MIB).unwrap();
+    assert!(
+        limit_files(&cgroup).iter().all(|l| *l == 128 * MIB),
+        "{:?}",
+        limit_files(&cgroup)
+    );
+    update(96 * MIB).unwrap();
+    assert!(
+        limit_files(&cgroup).iter().all(|l| *l == 96 * MIB),
+        "{:?}",
+        limit_files(&cgroup)
+    );
+    isolator
+        .update(
+            &id,
+            &Resources {
+                memory_reservation: Some(32 * MIB),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        isolator.usage(&id).unwrap()["soft_limit_bytes"].as_u64(),
+        Some(32 * MIB)
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        isolator.exit_limitation(&id).unwrap(),
+        None,
+        "killed by us, not by the limit"
+    );
+    isolator.cleanup(&id).unwrap();
+    assert!(reports.try_recv().is_err(), "no oom, no report");
+    assert_removed(&root, &cgroup);
+}

@@ -1,0 +1,185 @@
+//! The container child: from `fork()` in the monitor to `execve`.
+//!
+//! Running Rust code here is fine because the shim is single-threaded: no
+//! lock can be held by a thread that does not exist in the child.
+
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sys::prctl;
+use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, sethostname, setsid};
+use thiserror::Error;
+
+use super::capabilities::CapabilityError;
+use super::devices::{self, DeviceError};
+use super::exec;
+use super::masks::{self, MaskError};
+use super::mounts::{self, MountError};
+use super::namespaces::{self, NamespaceError};
+use super::rootfs::{self, RootfsError};
+use super::spec::ContainerConfig;
+use super::sync;
+use super::user::UserError;
+
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("reset signal mask: {0}")]
+    Signals(Errno),
+    #[error("setsid: {0}")]
+    Setsid(Errno),
+    #[error("open /dev/null: {0}")]
+    DevNull(std::io::Error),
+    #[error("set up stdio: {0}")]
+    Stdio(Errno),
+    #[error("mark inherited fds close-on-exec: {0}")]
+    CloseRange(std::io::Error),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Mask(#[from] MaskError),
+    #[error("set hostname {hostname}: {errno}")]
+    Hostname { hostname: String, errno: Errno },
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
+    #[error("set keepcaps: {0}")]
+    KeepCaps(Errno),
+    #[error("set no_new_privs: {0}")]
+    NoNewPrivs(Errno),
+    #[error("chdir to {path}: {errno}")]
+    Cwd { path: PathBuf, errno: Errno },
+}
+
+/// The child's ends of the pipes.
+pub struct ChildFds {
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub go: OwnedFd,
+    pub report: OwnedFd,
+}
+
+/// Sets the container up, reports, waits for the release and execs. Never
+/// returns: the process becomes the command or exits.
+pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
+    let ChildFds {
+        stdout,
+        stderr,
+        go,
+        report,
+    } = fds;
+    if let Err(e) = setup(config, stdout, stderr) {
+        sync::report_error(&report, &e.to_string());
+        exit(1);
+    }
+    if sync::report_ready(&report).is_err() {
+        exit(1);
+    }
+    if !sync::wait_release(&go) {
+        // The monitor is gone: nobody would collect the output or the exit.
+        exit(1);
+    }
+    let p = &config.process;
+    let message = exec::exec(&p.args, &p.env, p.path_var.as_deref());
+    sync::report_error(&report, &message);
+    exit(127);
+}
+
+/// `_exit`: no atexit handlers or stdio flushing of state copied from the
+/// monitor.
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+fn setup(config: &ContainerConfig, stdout: OwnedFd, stderr: OwnedFd) -> Result<(), SetupError> {
+    reset_signals()?;
+    setsid().map_err(SetupError::Setsid)?;
+
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(SetupError::DevNull)?;
+    dup2_stdin(&null).map_err(SetupError::Stdio)?;
+    dup2_stdout(&stdout).map_err(SetupError::Stdio)?;
+    dup2_stderr(&stderr).map_err(SetupError::Stdio)?;
+    drop((null, stdout, stderr));
+    // Whatever else the agent let us inherit must not reach the command; the
+    // pipes to the monitor are close-on-exec already.
+    // SAFETY: only changes fd flags.
+    if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } < 0 {
+        return Err(SetupError::CloseRange(std::io::Error::last_os_error()));
+    }
+
+    let new_net = config.namespaces.enter_others()?;
+    if new_net {
+        namespaces::loopback_up()?;
+    }
+
+    let root = rootfs::prepare(&config.rootfs, config.rootfs_readonly)?;
+    for m in &config.mounts {
+        mounts::mount_one(&root, m)?;
+    }
+    if config.mounts.iter().any(|m| m.is_dev_tmpfs()) {
+        devices::create_defaults(&root)?;
+    }
+    if let Some(hostname) = &config.hostname {
+        sethostname(hostname).map_err(|errno| SetupError::Hostname {
+            hostname: hostname.clone(),
+            errno,
+        })?;
+    }
+    masks::readonly_paths(&root, &config.readonly_paths)?;
+    masks::mask_paths(&root, &config.masked_paths)?;
+    rootfs::pivot(&root)?;
+    drop(root);
+
+    let p = &config.process;
+    for r in &p.rlimits {
+        r.apply()?;
+    }
+    if let Some(caps) = &p.capabilities {
+        caps.apply_bounding()?;
+    }
+    // Keep the permitted set across setuid to a non-root user, so the spec's
+    // sets can be installed afterwards.
+    prctl::set_keepcaps(true).map_err(SetupError::KeepCaps)?;
+    p.user.switch()?;
+    prctl::set_keepcaps(false).map_err(SetupError::KeepCaps)?;
+    if let Some(caps) = &p.capabilities {
+        caps.apply()?;
+    }
+    if p.no_new_privileges {
+        prctl::set_no_new_privs().map_err(SetupError::NoNewPrivs)?;
+    }
+    chdir(&p.cwd).map_err(|errno| SetupError::Cwd {
+        path: p.cwd.clone(),
+        errno,
+    })?;
+    Ok(())
+}
+
+/// The monitor ignores SIGPIPE, and an ignored disposition survives exec;
+/// the command must start with defaults and an empty mask.
+fn reset_signals() -> Result<(), SetupError> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(SetupError::Signals)?;
+    for sig in Signal::iterator() {
+        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL has no handler-safety concerns.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    Ok(())
+}

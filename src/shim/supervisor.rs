@@ -1,0 +1,415 @@
+//! The monitor: forks the container, talks to the agent, pumps the output
+//! into the log files and records how the container ended.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, getpid, pipe2, read, ForkResult, Pid};
+
+use super::agent::{Agent, Incoming};
+use super::args::Args;
+use super::container::{self, ChildFds};
+use super::logs::LogSink;
+use super::note;
+use super::protocol::{ExitRecord, ShimMessage, GO};
+use super::spec::ContainerConfig;
+use super::state;
+use super::sync::{self, SetupReport};
+
+/// The monitor's ends of the pipes.
+struct MonitorFds {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    go: OwnedFd,
+    report: OwnedFd,
+}
+
+/// One output stream being pumped from a pipe into a sink.
+struct Stream {
+    name: &'static str,
+    pipe: Option<OwnedFd>,
+    sink: LogSink,
+}
+
+/// Why waiting for `go` ended.
+enum Release {
+    Go,
+    AgentGone,
+    ChildDied,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Runs the container to its end. Returns the monitor's exit code.
+pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
+    let config = match ContainerConfig::load(&args.bundle) {
+        Ok(config) => config,
+        Err(e) => return fail(args, &mut agent, e.to_string()),
+    };
+    if !config.ignored.is_empty() {
+        note(format_args!(
+            "not applied by berth-shim: {}",
+            config.ignored.join(", ")
+        ));
+    }
+    let sinks = LogSink::open(&args.log_dir.join("stdout"))
+        .and_then(|out| Ok((out, LogSink::open(&args.log_dir.join("stderr"))?)));
+    let (out_sink, err_sink) = match sinks {
+        Ok(sinks) => sinks,
+        Err(e) => return fail(args, &mut agent, e.to_string()),
+    };
+    if let Err(e) = config.namespaces.enter_pid() {
+        return fail(args, &mut agent, e.to_string());
+    }
+    let (monitor, child_fds) = match make_pipes() {
+        Ok(pipes) => pipes,
+        Err(e) => return fail(args, &mut agent, format!("create pipes: {e}")),
+    };
+
+    // SAFETY: the shim is single-threaded, so the child may run Rust code.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // The child must not hold the monitor's ends: a held go-pipe
+            // write end would keep it from noticing the monitor's death.
+            drop((monitor, agent, out_sink, err_sink));
+            container::run(&config, child_fds)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return fail(args, &mut agent, format!("fork container process: {e}")),
+    };
+    drop(child_fds);
+
+    let pidfd = match pidfd_open(child) {
+        Ok(fd) => fd,
+        Err(e) => {
+            kill_and_reap(child);
+            return fail(args, &mut agent, format!("pidfd_open {child}: {e}"));
+        }
+    };
+
+    match sync::read_setup(&monitor.report) {
+        Ok(SetupReport::Ready) => {}
+        Ok(SetupReport::Failed(message)) => {
+            reap(child);
+            return fail(args, &mut agent, message);
+        }
+        Ok(SetupReport::Vanished) => {
+            let status = reap(child);
+            return fail(
+                args,
+                &mut agent,
+                format!("container process died during setup ({status:?})"),
+            );
+        }
+        Err(e) => {
+            kill_and_reap(child);
+            return fail(args, &mut agent, format!("read setup report: {e}"));
+        }
+    }
+    let ready = ShimMessage::Ready {
+        shim_pid: getpid().as_raw() as u32,
+        pid: child.as_raw() as u32,
+    };
+    if let Err(e) = agent.send(&ready) {
+        note(format_args!("send ready: {e}"));
+    }
+
+    match wait_for_go(&mut agent, &pidfd) {
+        Release::Go => {}
+        Release::AgentGone => {
+            kill_and_reap(child);
+            agent.close();
+            return record_failure(args, "agent went away before the container started".into());
+        }
+        Release::ChildDied => {
+            let status = reap(child);
+            return fail(
+                args,
+                &mut agent,
+                format!("container process died before it was started ({status:?})"),
+            );
+        }
+    }
+    if let Err(e) = sync::release(&monitor.go) {
+        let status = reap(child);
+        return fail(
+            args,
+            &mut agent,
+            format!("release container process: {e} ({status:?})"),
+        );
+    }
+    drop(monitor.go);
+
+    match sync::read_exec(&monitor.report) {
+        Ok(None) => {}
+        Ok(Some(message)) => {
+            reap(child);
+            return fail(args, &mut agent, message);
+        }
+        Err(e) => {
+            kill_and_reap(child);
+            return fail(args, &mut agent, format!("read exec report: {e}"));
+        }
+    }
+    drop(monitor.report);
+    let started_at = now();
+    if let Err(e) = agent.send(&ShimMessage::Running) {
+        note(format_args!("send running: {e}"));
+    }
+    agent.close();
+
+    let mut streams = [
+        Stream {
+            name: "stdout",
+            pipe: Some(monitor.stdout),
+            sink: out_sink,
+        },
+        Stream {
+            name: "stderr",
+            pipe: Some(monitor.stderr),
+            sink: err_sink,
+        },
+    ];
+    let status = pump(child, &pidfd, &mut streams);
+    let finished_at = now();
+    let (exit_code, signal) = match status {
+        WaitStatus::Exited(_, code) => (Some(code), None),
+        WaitStatus::Signaled(_, sig, _) => (None, Some(sig as i32)),
+        other => {
+            note(format_args!("unexpected wait status {other:?}"));
+            (None, None)
+        }
+    };
+    let record = ExitRecord {
+        exit_code,
+        signal,
+        started_at: Some(started_at),
+        finished_at,
+        error: None,
+    };
+    match state::write_exit(&args.state_dir, &record) {
+        Ok(()) => 0,
+        Err(e) => {
+            note(format_args!("{e}"));
+            1
+        }
+    }
+}
+
+/// Records a launch failure in exit.json, then reports it to the agent (if
+/// it still listens), and returns the monitor's exit code. In this order
+/// because the agent removes the state dir once it hears of the failure: a
+/// record written after that would leave the dir behind.
+fn fail(args: &Args, agent: &mut Agent, message: String) -> i32 {
+    let code = record_failure(args, message.clone());
+    if let Err(e) = agent.send(&ShimMessage::Failed { message }) {
+        note(format_args!("send failed: {e}"));
+    }
+    agent.close();
+    code
+}
+
+fn record_failure(args: &Args, message: String) -> i32 {
+    note(format_args!("launch failed: {message}"));
+    let record = ExitRecord {
+        exit_code: None,
+        signal: None,
+        started_at: None,
+        finished_at: now(),
+        error: Some(message),
+    };
+    if let Err(e) = state::write_exit(&args.state_dir, &record) {
+        note(format_args!("{e}"));
+    }
+    1
+}
+
+fn make_pipes() -> nix::Result<(MonitorFds, ChildFds)> {
+    let (stdout_r, stdout_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (stderr_r, stderr_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)?;
+    // Only the monitor's read ends are non-blocking: the command must block
+    // on a full pipe rather than see EAGAIN on its stdout.
+    for fd in [&stdout_r, &stderr_r] {
+        let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    }
+    Ok((
+        MonitorFds {
+            stdout: stdout_r,
+            stderr: stderr_r,
+            go: go_w,
+            report: report_r,
+        },
+        ChildFds {
+            stdout: stdout_w,
+            stderr: stderr_w,
+            go: go_r,
+            report: report_w,
+        },
+    ))
+}
+
+fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd from the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits for the `go` line, watching the child at the same time.
+fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd) -> Release {
+    loop {
+        if let Some(line) = agent.buffered_line() {
+            if line == GO {
+                return Release::Go;
+            }
+            note(format_args!(
+                "ignoring unexpected line from agent: {line:?}"
+            ));
+            continue;
+        }
+        let Some(agent_fd) = agent.fd() else {
+            return Release::AgentGone;
+        };
+        let mut fds = [
+            PollFd::new(agent_fd, PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => {
+                note(format_args!("poll for go: {e}"));
+                return Release::AgentGone;
+            }
+        }
+        let agent_ready = fds[0].any().unwrap_or(true);
+        let child_gone = fds[1].any().unwrap_or(false);
+        if agent_ready {
+            match agent.read() {
+                Incoming::Line(line) if line == GO => return Release::Go,
+                Incoming::Line(line) => note(format_args!(
+                    "ignoring unexpected line from agent: {line:?}"
+                )),
+                Incoming::Partial => {}
+                Incoming::Closed => return Release::AgentGone,
+            }
+        } else if child_gone {
+            return Release::ChildDied;
+        }
+    }
+}
+
+/// Copies output until the child exits, then drains what is left and returns
+/// the child's wait status.
+fn pump(child: Pid, pidfd: &OwnedFd, streams: &mut [Stream; 2]) -> WaitStatus {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut ready = [false; 2];
+        let child_gone;
+        {
+            let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let mut index = Vec::new();
+            for (i, s) in streams.iter().enumerate() {
+                if let Some(pipe) = &s.pipe {
+                    fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+                    index.push(i);
+                }
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    // Not expected; fall back to waiting for the child so the
+                    // exit is still recorded.
+                    note(format_args!("poll: {e}"));
+                    break;
+                }
+            }
+            child_gone = fds[0].any().unwrap_or(false);
+            for (pfd, &i) in fds[1..].iter().zip(&index) {
+                ready[i] = pfd.any().unwrap_or(true);
+            }
+        }
+        for (s, r) in streams.iter_mut().zip(ready) {
+            if r {
+                copy_once(s, &mut buf);
+            }
+        }
+        if child_gone {
+            break;
+        }
+    }
+    let status = reap(child);
+    // A dead pid namespace closes every write end; without one, a background
+    // process may keep a pipe open, so stop at EAGAIN rather than EOF.
+    for s in streams.iter_mut() {
+        while s.pipe.is_some() && copy_once(s, &mut buf) {}
+    }
+    status
+}
+
+/// One read from the stream's pipe into its sink. Returns whether data came;
+/// closes the pipe at EOF or on error.
+fn copy_once(stream: &mut Stream, buf: &mut [u8]) -> bool {
+    let Some(pipe) = &stream.pipe else {
+        return false;
+    };
+    loop {
+        match read(pipe, buf) {
+            Ok(0) => {
+                stream.pipe = None;
+                return false;
+            }
+            Ok(n) => {
+                if let Err(e) = stream.sink.write(&buf[..n]) {
+                    note(format_args!("{e}"));
+                }
+                return true;
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return false,
+            Err(e) => {
+                note(format_args!(
+                    "read {} pipe (fd {}): {e}",
+                    stream.name,
+                    pipe.as_raw_fd()
+                ));
+                stream.pipe = None;
+                return false;
+            }
+        }
+    }
+}
+
+fn reap(child: Pid) -> WaitStatus {
+    loop {
+        match waitpid(child, None) {
+            Err(Errno::EINTR) => {}
+            Ok(status) => return status,
+            Err(e) => {
+                note(format_args!("waitpid {child}: {e}"));
+                return WaitStatus::StillAlive;
+            }
+        }
+    }
+}
+
+fn kill_and_reap(child: Pid) {
+    if let Err(e) = kill(child, Signal::SIGKILL) {
+        note(format_args!("kill {child}: {e}"));
+    }
+    reap(child);
+}

@@ -1,0 +1,134 @@
+//! The pipes between the monitor and the container child.
+//!
+//! - report pipe, child → monitor, close-on-exec in the child: one `R` byte
+//!   when setup is done; `E` and a message when setup or exec failed. Its EOF
+//!   after the release means the exec succeeded (the kernel closed the write
+//!   end as part of it), which is how runc learns the same.
+//! - go pipe, monitor → child: one byte releases the child to exec; EOF (the
+//!   monitor died) makes it exit instead.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+use nix::unistd::{read, write};
+
+const READY: u8 = b'R';
+const ERROR: u8 = b'E';
+const GO: u8 = b'G';
+
+/// What the child said about its setup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SetupReport {
+    Ready,
+    Failed(String),
+    /// The child died without a word (killed, or crashed).
+    Vanished,
+}
+
+pub fn report_ready(report: &OwnedFd) -> io::Result<()> {
+    write_all(report, &[READY])
+}
+
+/// Best effort: the monitor may be gone, and there is nobody else to tell.
+pub fn report_error(report: &OwnedFd, message: &str) {
+    let mut buf = Vec::with_capacity(message.len() + 1);
+    buf.push(ERROR);
+    buf.extend_from_slice(message.as_bytes());
+    let _ = write_all(report, &buf);
+}
+
+pub fn read_setup(report: &OwnedFd) -> io::Result<SetupReport> {
+    let mut byte = [0u8; 1];
+    if read_retry(report, &mut byte)? == 0 {
+        return Ok(SetupReport::Vanished);
+    }
+    match byte[0] {
+        READY => Ok(SetupReport::Ready),
+        _ => Ok(SetupReport::Failed(read_message(report)?)),
+    }
+}
+
+/// After the release: `None` when the exec succeeded, else the child's error.
+pub fn read_exec(report: &OwnedFd) -> io::Result<Option<String>> {
+    let mut byte = [0u8; 1];
+    if read_retry(report, &mut byte)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(read_message(report)?))
+}
+
+pub fn release(go: &OwnedFd) -> io::Result<()> {
+    write_all(go, &[GO])
+}
+
+/// In the child: blocks until released (`true`) or the monitor is gone.
+pub fn wait_release(go: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(read_retry(go, &mut byte), Ok(1))
+}
+
+fn read_message(fd: &OwnedFd) -> io::Result<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match read_retry(fd, &mut buf)? {
+            0 => break,
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn read_retry(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::unistd::pipe;
+
+    #[test]
+    fn ready_then_exec_eof() {
+        let (r, w) = pipe().unwrap();
+        report_ready(&w).unwrap();
+        drop(w);
+        assert_eq!(read_setup(&r).unwrap(), SetupReport::Ready);
+        assert_eq!(read_exec(&r).unwrap(), None);
+    }
+
+    #[test]
+    fn error_message_round_trips() {
+        let (r, w) = pipe().unwrap();
+        report_error(&w, "exec \"x\": no such file or directory");
+        drop(w);
+        assert_eq!(
+            read_setup(&r).unwrap(),
+            SetupReport::Failed("exec \"x\": no such file or directory".into())
+        );
+    }
+
+    #[test]
+    fn silent_death_is_vanished() {
+        let (r, w) = pipe().unwrap();
+        drop(w);
+        assert_eq!(read_setup(&r).unwrap(), SetupReport::Vanished);
+    }
+}

@@ -1,0 +1,351 @@
+//! A real agent for integration tests: temp work and runtime dirs, a socket
+//! of its own, and a cgroup root below the test's own cgroup, all removed
+//! when the test ends.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use berth::cli::client::{Client, ClientError};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::Method;
+use serde_json::Value;
+
+/// Returns from the test (counted as skipped by `.ci/run`, which counts the
+/// SKIPPED lines) unless running as root. Under CI a skip is a failure:
+/// there the real tests must run.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::common::is_root() {
+            $crate::common::skip(module_path!(), "needs root (namespaces, mounts, cgroups)");
+            return;
+        }
+    };
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED: {test}: {why}");
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub work_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub cgroup_root: String,
+    child: Option<Child>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A response from the API.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Agent {
+    /// Starts an agent offering its default isolators.
+    pub fn start() -> Agent {
+        Agent::start_with(&[])
+    }
+
+    /// Starts an agent with extra flags.
+    pub fn start_with(extra: &[&str]) -> Agent {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .unwrap();
+        // Containers running as other users reach their sandbox through it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let cgroup_root = format!("berth-test-{}-{n}", std::process::id());
+        let mut agent = Agent {
+            socket: dir.path().join("berth.sock"),
+            work_dir: dir.path().join("work"),
+            runtime_dir: dir.path().join("run"),
+            cgroup_root,
+            dir,
+            child: None,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        };
+        agent.spawn(extra);
+        agent
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("agent")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--work-dir")
+            .arg(&self.work_dir)
+            .arg("--runtime-dir")
+            .arg(&self.runtime_dir)
+            .arg("--cgroup-root")
+            .arg(&self.cgroup_root)
+            .arg("--shim")
+            .arg(env!("CARGO_BIN_EXE_berth-shim"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start berth agent");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("agent exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("agent did not listen within 20s:\n{}", self.log());
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Stops the agent process (SIGKILL: containers must not care).
+    pub fn kill_agent(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the agent again on the same dirs.
+    pub fn restart(&mut self) {
+        self.kill_agent();
+        self.spawn(&[]);
+    }
+
+    /// Runs the `berth` CLI against this agent.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
+    }
+
+    /// Calls the API with a JSON body.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let raw = body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default();
+        self.api_raw(method, path, raw)
+    }
+
+    /// Calls the API with raw body bytes.
+    pub fn api_raw(&self, method: &str, path: &str, body: Vec<u8>) -> Answer {
+        let client = Client::new(&self.socket);
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        self.runtime.block_on(async {
+            match client.send_bytes(method, path, Bytes::from(body)).await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let raw = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .unwrap()
+                        .to_bytes()
+                        .to_vec();
+                    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                    Answer { status, body, raw }
+                }
+                Err(ClientError::Api {
+                    status,
+                    code,
+                    message,
+                }) => Answer {
+                    status: status.as_u16(),
+                    body: serde_json::json!({"error": {"code": code, "message": message}}),
+                    raw: Vec::new(),
+                },
+                Err(e) => panic!("API call failed: {e}"),
+            }
+        })
+    }
+
+    /// Launches a container through the API; panics unless 201.
+    pub fn launch(&self, request: Value) -> Value {
+        let answer = self.api("POST", "/v1/containers", Some(request));
+        assert_eq!(
+            answer.status,
+            201,
+            "launch: {:?}\n{}",
+            answer.body,
+            self.log()
+        );
+        answer.body
+    }
+
+    /// Waits for a container to end and returns it.
+    pub fn wait(&self, id: &str) -> Value {
+        let answer = self.api("GET", &format!("/v1/containers/{id}/wait"), None);
+        assert_eq!(answer.status, 200, "wait: {:?}", answer.body);
+        answer.body
+    }
+
+    /// A container's stdout so far.
+    pub fn stdout(&self, id: &str) -> String {
+        let answer = self.api(
+            "GET",
+            &format!("/v1/containers/{id}/logs?stream=stdout"),
+            None,
+        );
+        assert_eq!(answer.status, 200);
+        String::from_utf8_lossy(&answer.raw).into_owned()
+    }
+
+    /// The cgroup directory of a container (or of the root, with `None`)
+    /// for a v1 controller.
+    pub fn cgroup_dir(&self, controller: &str, id: Option<&str>) -> PathBuf {
+        let own = own_cgroup(controller).unwrap_or_else(|| panic!("no {controller} hierarchy"));
+        let mut dir = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(own.trim_start_matches('/'))
+            .join(&self.cgroup_root);
+        if let Some(id) = id {
+            dir = dir.join(id);
+        }
+        dir
+    }
+
+    /// The entries of the agent's `containers` dirs and cgroup root: what a
+    /// failed launch must not leave behind.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for dir in [
+            self.work_dir.join("containers"),
+            self.runtime_dir.join("containers"),
+        ] {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                found.extend(entries.map(|e| e.unwrap().path().display().to_string()));
+            }
+        }
+        for controller in ["cpu", "cpuacct", "memory"] {
+            if let Ok(entries) = std::fs::read_dir(self.cgroup_dir(controller, None)) {
+                found.extend(
+                    entries
+                        .map(|e| e.unwrap())
+                        .filter(|e| e.file_type().unwrap().is_dir())
+                        .map(|e| e.path().display().to_string()),
+                );
+            }
+        }
+        found
+    }
+}
+
+/// This process's cgroup path in a v1 hierarchy.
+pub fn own_cgroup(controller: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, names, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        if names.split(',').any(|n| n == controller) {
+            return Some(path.to_string());
+        }
+    }
+    None
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let list = self.api("GET", "/v1/containers", None);
+            for container in list.body.as_array().into_iter().flatten() {
+                let id = container["id"].as_str().unwrap_or_default();
+                let _ = self.api("DELETE", &format!("/v1/containers/{id}?force=true"), None);
+            }
+        }
+        self.kill_agent();
+        for controller in ["cpu", "cpuacct", "memory", "blkio", "net_cls"] {
+            if own_cgroup(controller).is_none() {
+                continue;
+            }
+            let dir = self.cgroup_dir(controller, None);
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        let _ = std::fs::remove_dir(entry.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A minimal busybox root filesystem in `dir`.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    for sub in ["bin", "proc", "dev", "sys", "tmp", "sandbox", "etc"] {
+        std::fs::create_dir_all(rootfs.join(sub)).unwrap();
+    }
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is installed (.ci/run installs it)");
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "echo", "cat", "ls", "id", "hostname", "touch", "sleep", "pwd", "head", "tail",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    rootfs
+}

@@ -1,0 +1,587 @@
+//! Launching real containers end to end through the agent's API and CLI.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{busybox_rootfs, eventually, Agent};
+use serde_json::{json, Value};
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn run_prints_output_and_exits_with_the_container_code() {
+    require_root!();
+    let agent = Agent::start();
+    let out = agent.berth(&[
+        "run",
+        "--name",
+        "hello",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 7",
+    ]);
+    assert_eq!(stdout_of(&out), "hi\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    assert_eq!(out.status.code(), Some(7));
+    let container = agent.api("GET", "/v1/containers/hello", None).body;
+    assert_eq!(container["state"], "exited");
+    assert_eq!(container["exit_code"], 7);
+    assert_eq!(container["reason"], "exited");
+    assert!(container["finished_at"].as_str().is_some());
+    assert!(container["started_at"].as_str().is_some());
+}
+
+#[test]
+fn a_signal_death_is_reported_as_killed_with_128_plus_signal() {
+    require_root!();
+    let agent = Agent::start();
+    // The command is pid 1 of its namespace: the kernel delivers only the
+    // signals it handles (and SIGKILL), as with any container runtime.
+    agent.launch(json!({"id": "trapper", "command": ["sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done"]}));
+    eventually(Duration::from_secs(10), "the trap to be set", || {
+        agent.stdout("trapper").contains("ready").then_some(())
+    });
+    assert_eq!(
+        agent
+            .berth(&["kill", "-s", "TERM", "trapper"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let ended = agent.wait("trapper");
+    assert_eq!(ended["exit_code"], 3);
+    assert_eq!(ended["reason"], "exited");
+    assert!(agent.stdout("trapper").contains("got TERM"));
+
+    let out = agent.berth(&["run", "-d", "--name", "victim", "--", "sleep", "300"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        agent.berth(&["kill", "victim"]).status.code(),
+        Some(0),
+        "default signal is KILL"
+    );
+    let wait = agent.berth(&["wait", "victim"]);
+    assert_eq!(wait.status.code(), Some(128 + 9));
+    let container = agent.api("GET", "/v1/containers/victim", None).body;
+    assert_eq!(container["signal"], 9);
+    assert_eq!(container["exit_code"], Value::Null);
+    assert_eq!(container["reason"], "killed");
+    // Killing an ended container is a conflict, not a silent success.
+    assert_eq!(
+        agent.api("POST", "/v1/containers/victim/kill", None).status,
+        409
+    );
+}
+
+#[test]
+fn env_cwd_and_user_apply_and_the_command_is_pid_1() {
+    require_root!();
+    let agent = Agent::start();
+    let out = agent.berth(&[
+        "run",
+        "--env",
+        "GREETING=hello there",
+        "--workdir",
+        "/tmp",
+        "--user",
+        "1000:1001",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; pwd; id -u; id -g; echo $$; hostname",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = stdout_of(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "hello there");
+    assert_eq!(lines[1], "/tmp");
+    assert_eq!(lines[2], "1000");
+    assert_eq!(lines[3], "1001");
+    assert_eq!(lines[4], "1", "the command must be pid 1 of its namespace");
+    assert_eq!(lines.len(), 6);
+}
+
+#[test]
+fn host_root_is_read_only_while_sandbox_and_tmp_are_writable() {
+    require_root!();
+    let agent = Agent::start();
+    let script = "touch /usr/berth-probe 2>/dev/null && echo usr=rw || echo usr=ro; \
+                  touch /run/berth-probe 2>/dev/null && echo run=rw || echo run=ro; \
+                  echo data > in-sandbox && echo sandbox=rw; \
+                  touch /tmp/x && echo tmp=rw; \
+                  echo cwd=$(pwd)";
+    let container = agent.launch(json!({"id": "ro", "command": ["sh", "-c", script]}));
+    let ended = agent.wait("ro");
+    assert_eq!(ended["exit_code"], 0);
+    let out = agent.stdout("ro");
+    assert!(out.contains("usr=ro"), "{out}");
+    assert!(out.contains("run=ro"), "{out}");
+    assert!(out.contains("sandbox=rw"), "{out}");
+    assert!(out.contains("tmp=rw"), "{out}");
+    let sandbox = container["sandbox"].as_str().unwrap();
+    assert!(out.contains(&format!("cwd={sandbox}")), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{sandbox}/in-sandbox")).unwrap(),
+        "data\n"
+    );
+    assert!(!std::path::Path::new("/usr/berth-probe").exists());
+    assert!(!std::path::Path::new("/run/berth-probe").exists());
+}
+
+#[test]
+fn detached_run_kill_wait_and_rm_leave_nothing_behind() {
+    require_root!();
+    let agent = Agent::start();
+    let out = agent.berth(&[
+        "run", "-d", "--name", "sleeper", "--cpus", "0.5", "--memory", "64M", "--", "sleep", "300",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_of(&out).trim(), "sleeper");
+    let container = agent.api("GET", "/v1/containers/sleeper", None).body;
+    assert_eq!(container["state"], "running");
+    let pid = container["pid"].as_u64().unwrap() as i32;
+    let sandbox = container["sandbox"].as_str().unwrap().to_string();
+    let bundle = container["bundle"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&bundle).join("config.json").exists());
+    for controller in ["cpu", "cpuacct", "memory"] {
+        let procs = std::fs::read_to_string(
+            agent
+                .cgroup_dir(controller, Some("sleeper"))
+                .join("cgroup.procs"),
+        )
+        .unwrap();
+        assert!(
+            procs.lines().any(|l| l == pid.to_string()),
+            "{controller}: {procs}"
+        );
+    }
+    let shares =
+        std::fs::read_to_string(agent.cgroup_dir("cpu", Some("sleeper")).join("cpu.shares"))
+            .unwrap();
+    assert_eq!(shares.trim(), "512");
+    let quota = std::fs::read_to_string(
+        agent
+            .cgroup_dir("cpu", Some("sleeper"))
+            .join("cpu.cfs_quota_us"),
+    )
+    .unwrap();
+    assert_eq!(quota.trim(), "50000");
+    let limit = std::fs::read_to_string(
+        agent
+            .cgroup_dir("memory", Some("sleeper"))
+            .join("memory.limit_in_bytes"),
+    )
+    .unwrap();
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+
+    // ps lists it; rm refuses while it runs.
+    let ps = agent.berth(&["ps"]);
+    assert!(
+        stdout_of(&ps).lines().any(|l| l.starts_with("sleeper ")),
+        "{}",
+        stdout_of(&ps)
+    );
+    let ps_json: Value = serde_json::from_slice(&agent.berth(&["ps", "--json"]).stdout).unwrap();
+    assert_eq!(ps_json[0]["id"], "sleeper");
+    let rm = agent.berth(&["rm", "sleeper"]);
+    assert_ne!(rm.status.code(), Some(0));
+    assert_eq!(
+        agent.api("DELETE", "/v1/containers/sleeper", None).status,
+        409
+    );
+
+    let kill = agent.berth(&["kill", "sleeper"]);
+    assert_eq!(
+        kill.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let wait = agent.berth(&["wait", "sleeper"]);
+    assert_eq!(stdout_of(&wait).trim(), "137");
+    assert_eq!(wait.status.code(), Some(137));
+    let ended = agent.api("GET", "/v1/containers/sleeper", None).body;
+    assert_eq!(ended["reason"], "killed");
+    assert_eq!(ended["signal"], 9);
+    // Cgroups go at exit; sandbox and bundle stay until rm.
+    for controller in ["cpu", "cpuacct", "memory"] {
+        assert!(
+            !agent.cgroup_dir(controller, Some("sleeper")).exists(),
+            "{controller} cgroup left"
+        );
+    }
+    assert!(std::path::Path::new(&sandbox).exists());
+    assert_eq!(agent.berth(&["rm", "sleeper"]).status.code(), Some(0));
+    assert!(!std::path::Path::new(&sandbox).exists());
+    assert!(!std::path::Path::new(&bundle).exists());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} left"
+    );
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(&sandbox),
+        "a mount of the sandbox is left"
+    );
+    assert_eq!(agent.api("GET", "/v1/containers/sleeper", None).status, 404);
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}
+
+#[test]
+fn force_rm_kills_a_running_container() {
+    require_root!();
+    let agent = Agent::start();
+    let container = agent.launch(json!({"id": "doomed", "command": ["sleep", "300"]}));
+    let pid = container["pid"].as_u64().unwrap();
+    assert_eq!(
+        agent
+            .api("DELETE", "/v1/containers/doomed?force=true", None)
+            .status,
+        204
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}
+
+#[test]
+fn cpu_quota_caps_measured_usage() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "busy", "command": ["sh", "-c", "while :; do :; done"], "resources": {"cpus": 0.5}}));
+    let usage = || {
+        let stats = agent.api("GET", "/v1/containers/busy/stats", None);
+        assert_eq!(stats.status, 200, "{:?}", stats.body);
+        stats.body["isolators"]["cpu"]["usage_seconds"]
+            .as_f64()
+            .unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (start, t0) = (usage(), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (end, elapsed) = (usage(), t0.elapsed().as_secs_f64());
+    let rate = (end - start) / elapsed;
+    assert!(
+        (0.4..=0.6).contains(&rate),
+        "measured {rate:.3} CPUs under a 0.5 CPU quota"
+    );
+    let stats = agent.api("GET", "/v1/containers/busy/stats", None).body;
+    assert!(
+        stats["isolators"]["cpu"]["nr_throttled"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+}
+
+#[test]
+fn exceeding_the_memory_limit_ends_with_memory_limit() {
+    require_root!();
+    let agent = Agent::start();
+    // tail keeps the last 10 lines; /dev/zero has no newline, so it keeps
+    // everything it reads and grows past the limit.
+    let out = agent.berth(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "64M",
+        "--",
+        "sh",
+        "-c",
+        "head -c 512M /dev/zero | tail; sleep 30",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let ended = agent.wait("hog");
+    assert_eq!(ended["reason"], "memory-limit", "{ended}");
+    assert_eq!(ended["limitation"]["resource"], "memory");
+    let message = ended["limitation"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("64.0 MiB"),
+        "the message gives the limit: {message}"
+    );
+    assert!(
+        message.contains("peak"),
+        "the message gives the peak: {message}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("memory"),
+        "run says why"
+    );
+}
+
+#[test]
+fn bad_requests_get_400_naming_the_field_and_create_nothing() {
+    require_root!();
+    let agent = Agent::start();
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"id": "-bad", "command": ["true"]}), "id"),
+        (json!({"id": "a/b", "command": ["true"]}), "id"),
+        (json!({"id": "x".repeat(65), "command": ["true"]}), "id"),
+        (json!({"command": []}), "command"),
+        (json!({"command": [""]}), "command"),
+        (
+            json!({"command": ["true"], "resources": {"cpus": 0}}),
+            "resources.cpus",
+        ),
+        (
+            json!({"command": ["true"], "resources": {"cpus": -1}}),
+            "resources.cpus",
+        ),
+        (
+            json!({"command": ["true"], "resources": {"cpus": 1e9}}),
+            "resources.cpus",
+        ),
+        (
+            json!({"command": ["true"], "resources": {"memory": 0}}),
+            "resources.memory",
+        ),
+        (
+            json!({"command": ["true"], "resources": {"memory": 1u64 << 62}}),
+            "resources.memory",
+        ),
+        (
+            json!({"command": ["true"], "rootfs": "/nonexistent/rootfs"}),
+            "rootfs",
+        ),
+        (json!({"command": ["true"], "rootfs": "relative"}), "rootfs"),
+        (
+            json!({"command": ["true"], "workdir": "relative"}),
+            "workdir",
+        ),
+        (
+            json!({"command": ["true"], "isolation": ["gpu"]}),
+            "isolation",
+        ),
+        (
+            json!({"command": ["true"], "isolation": ["memory"], "resources": {"cpus": 1}}),
+            "resources.cpus",
+        ),
+        (json!({"command": ["true"], "env": {"A=B": "c"}}), "env"),
+        (json!({"command": ["true"], "cpus": 1}), "cpus"),
+        (json!({"command": ["true"], "resources": {"cpu": 1}}), "cpu"),
+    ];
+    for (request, field) in cases {
+        let answer = agent.api("POST", "/v1/containers", Some(request.clone()));
+        assert_eq!(answer.status, 400, "{request} → {:?}", answer.body);
+        assert_eq!(answer.body["error"]["code"], "invalid_request", "{request}");
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(field),
+            "{request}: message {message:?} should name {field}"
+        );
+    }
+    let malformed = agent.api_raw("POST", "/v1/containers", b"{\"command\": [".to_vec());
+    assert_eq!(malformed.status, 400);
+    assert!(malformed.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid request body"));
+    // An unknown program fails the launch: 400, and nothing is kept.
+    let missing = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "nope", "command": ["/no/such/program"]})),
+    );
+    assert_eq!(missing.status, 400, "{:?}", missing.body);
+    assert_eq!(missing.body["error"]["code"], "launch_failed");
+    assert!(missing.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/no/such/program"));
+    assert_eq!(agent.api("GET", "/v1/containers/nope", None).status, 404);
+    assert!(
+        agent.leftovers().is_empty(),
+        "a failed launch left {:?}",
+        agent.leftovers()
+    );
+
+    // The CLI says it in one line and exits non-zero.
+    let out = agent.berth(&["run", "--cpus", "0", "--", "true"]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("resources.cpus"), "{stderr}");
+    let out = agent.berth(&["run", "--memory", "lots", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}
+
+#[test]
+fn ids_conflict_and_unknown_ids_are_404() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "twin", "command": ["sleep", "300"]}));
+    let again = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "twin", "command": ["true"]})),
+    );
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    assert_eq!(again.body["error"]["code"], "conflict");
+    for (method, path) in [
+        ("GET", "/v1/containers/ghost"),
+        ("GET", "/v1/containers/ghost/wait"),
+        ("POST", "/v1/containers/ghost/kill"),
+        ("DELETE", "/v1/containers/ghost"),
+        ("GET", "/v1/containers/ghost/logs"),
+    ] {
+        let answer = agent.api(method, path, None);
+        assert_eq!(answer.status, 404, "{method} {path}");
+        assert_eq!(answer.body["error"]["code"], "not_found");
+    }
+    let bad_signal = agent.api(
+        "POST",
+        "/v1/containers/twin/kill",
+        Some(json!({"signal": "NOPE"})),
+    );
+    assert_eq!(bad_signal.status, 400);
+    assert!(bad_signal.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("signal"));
+}
+
+#[test]
+fn logs_read_by_offset_and_follow_until_exit() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "talker", "command": ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done"]}));
+    let followed = agent.api("GET", "/v1/containers/talker/logs?follow=true", None);
+    assert_eq!(
+        String::from_utf8_lossy(&followed.raw),
+        "line1\nline2\nline3\n"
+    );
+    let part = agent.api("GET", "/v1/containers/talker/logs?offset=6&length=5", None);
+    assert_eq!(String::from_utf8_lossy(&part.raw), "line2");
+    let logs = agent.berth(&["logs", "talker"]);
+    assert_eq!(stdout_of(&logs), "line1\nline2\nline3\n");
+    assert_eq!(
+        agent
+            .api("GET", "/v1/containers/talker/logs?stream=both", None)
+            .status,
+        400
+    );
+}
+
+#[test]
+fn info_names_the_cgroup_mode_and_isolators() {
+    require_root!();
+    let agent = Agent::start();
+    let info = agent.api("GET", "/v1/info", None).body;
+    assert_eq!(info["cgroup_mode"], "v1");
+    let names: Vec<&str> = info["isolators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cpu", "memory"]);
+    let out = agent.berth(&["info"]);
+    assert!(stdout_of(&out).contains("cgroups: v1"));
+}
+
+#[test]
+fn an_unreachable_agent_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody.sock");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("ps")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&socket.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn the_agent_refuses_an_unknown_isolator_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "agent",
+            "--isolation",
+            "cpu,gpu",
+            "--cgroup-root",
+            "berth-never",
+        ])
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--work-dir")
+        .arg(dir.path().join("w"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown isolator \"gpu\""));
+}
+
+#[test]
+fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
+    require_root!();
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        common::skip(
+            "a_busybox_rootfs_bundle_runs_the_same_under_runc",
+            "runc is not installed",
+        );
+        return;
+    };
+    let agent = Agent::start();
+    let rootfs = busybox_rootfs(agent.dir.path());
+    let script = "echo host=$(hostname) pid=$$ cwd=$(pwd) user=$(id -u); ls /; touch /probe 2>/dev/null || echo root=ro";
+    let container = agent.launch(json!({
+        "id": "interop",
+        "command": ["/bin/sh", "-c", script],
+        "rootfs": rootfs,
+        "resources": {"cpus": 1, "memory": 128u64 << 20},
+    }));
+    agent.wait("interop");
+    let ours = agent.stdout("interop");
+    assert!(
+        ours.contains("host=interop pid=1 cwd=/sandbox user=0"),
+        "{ours}"
+    );
+    assert!(ours.contains("root=ro"), "{ours}");
+
+    let bundle = container["bundle"].as_str().unwrap();
+    let runc_id = format!("berth-interop-{}", std::process::id());
+    let out = std::process::Command::new(runc)
+        .args(["run", "--bundle", bundle, &runc_id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new(runc)
+        .args(["delete", "--force", &runc_id])
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "runc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        ours,
+        "runc and berth disagree"
+    );
+    eventually(Duration::from_secs(5), "runc's cgroup to go", || {
+        (!agent.cgroup_dir("memory", Some("interop")).exists()).then_some(())
+    });
+}

@@ -1,0 +1,570 @@
+//! Runs real containers through `berth-shim`, playing the agent's side of the
+//! protocol over a socketpair. Needs root.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth::shim::protocol::{ExitRecord, ShimMessage, EXIT_FILE, GO, SYNC_FD};
+use serde_json::{json, Value};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Docker's default capability set.
+const DOCKER_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+/// CapBnd in /proc/PID/status for exactly [`DOCKER_CAPS`].
+const DOCKER_CAPBND: &str = "00000000a80425fb";
+
+fn skip_unless_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: needs root (berth-shim creates namespaces and mounts) !!!!!!!!\n"
+        );
+        return true;
+    }
+    false
+}
+
+/// A container's directories on the host, laid out like the agent does.
+struct Fixture {
+    // Held for cleanup on drop.
+    _base: tempfile::TempDir,
+    bundle: PathBuf,
+    sandbox: PathBuf,
+    state: PathBuf,
+    logs: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        // Under /var/tmp rather than /tmp: the container gets a tmpfs on
+        // /tmp, and the sandbox must exist at its host path in the read-only
+        // host root, as with the agent's work dir.
+        let base = tempfile::Builder::new()
+            .prefix("berth-shim-test")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let p = base.path();
+        let f = Fixture {
+            bundle: p.join("bundle"),
+            sandbox: p.join("sandbox"),
+            state: p.join("state"),
+            logs: p.join("logs"),
+            _base: base,
+        };
+        for d in [&f.bundle, &f.sandbox, &f.state, &f.logs] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        f
+    }
+
+    /// berth's default spec: the host's `/` read-only, the sandbox and a
+    /// tmpfs /tmp writable.
+    fn host_root_spec(&self, args: &[&str]) -> Value {
+        let sandbox = self.sandbox.to_str().unwrap();
+        json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0, "additionalGids": [0]},
+                "args": args,
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "BERTH_TEST=1"],
+                "cwd": sandbox,
+                "capabilities": {
+                    "bounding": DOCKER_CAPS, "effective": DOCKER_CAPS,
+                    "permitted": DOCKER_CAPS, "inheritable": [], "ambient": []
+                },
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "/", "readonly": true},
+            "hostname": "berth-test",
+            "mounts": standard_mounts(&[
+                json!({"destination": sandbox, "type": "bind", "source": sandbox,
+                       "options": ["rbind", "rw", "rprivate"]}),
+                json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "mode=1777"]}),
+            ]),
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
+                "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                                "/sys/firmware", "/proc/scsi"],
+                "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
+                                  "/proc/sys", "/proc/sysrq-trigger"],
+                "resources": {"memory": {"limit": 1073741824}},
+                "cgroupsPath": "/berth/ignored"
+            }
+        })
+    }
+
+    fn write_spec(&self, spec: &Value) {
+        std::fs::write(
+            self.bundle.join("config.json"),
+            serde_json::to_vec_pretty(spec).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Starts the shim as the agent does and returns our end of fd 3.
+    fn start(&self) -> Agent {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let fd = theirs.as_raw_fd();
+        let mut cmd = Command::new(SHIM);
+        cmd.arg("--id")
+            .arg("test")
+            .arg("--bundle")
+            .arg(&self.bundle)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--log-dir")
+            .arg(&self.logs);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == SYNC_FD {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, SYNC_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "first shim process exited with {status}");
+        drop(theirs);
+        ours.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Agent {
+            reader: BufReader::new(ours.try_clone().unwrap()),
+            writer: ours,
+        }
+    }
+
+    fn exit_record(&self) -> ExitRecord {
+        let path = self.state.join(EXIT_FILE);
+        let deadline = Instant::now() + TIMEOUT;
+        while !path.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no {} after {TIMEOUT:?}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.logs.join("stdout")).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.logs.join("stderr")).unwrap_or_default()
+    }
+
+    fn shim_log(&self) -> String {
+        std::fs::read_to_string(self.state.join("shim.log")).unwrap_or_default()
+    }
+
+    /// Runs `args` to the end with the default spec.
+    fn run(&self, args: &[&str]) -> ExitRecord {
+        self.write_spec(&self.host_root_spec(args));
+        self.run_written()
+    }
+
+    fn run_written(&self) -> ExitRecord {
+        let mut agent = self.start();
+        let msg = agent.recv();
+        assert!(
+            matches!(msg, Some(ShimMessage::Ready { .. })),
+            "expected ready, got {msg:?}; shim.log:\n{}",
+            self.shim_log()
+        );
+        agent.go();
+        assert_eq!(agent.recv(), Some(ShimMessage::Running));
+        assert_eq!(agent.recv(), None, "shim should close fd 3 after running");
+        self.exit_record()
+    }
+}
+
+fn standard_mounts(extra: &[Value]) -> Vec<Value> {
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+    ];
+    mounts.extend_from_slice(extra);
+    mounts
+}
+
+struct Agent {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Agent {
+    /// The next message, or `None` when the shim closed the socket.
+    fn recv(&mut self) -> Option<ShimMessage> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read from shim");
+        if n == 0 {
+            return None;
+        }
+        Some(serde_json::from_str(line.trim()).expect("a protocol message"))
+    }
+
+    fn go(&mut self) {
+        self.writer.write_all(format!("{GO}\n").as_bytes()).unwrap();
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+#[test]
+fn output_exit_code_pid1_and_hostname() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let rec = f.run(&[
+        "sh",
+        "-c",
+        "echo out; echo err >&2; echo pid=$$; hostname; exit 3",
+    ]);
+    assert_eq!(rec.exit_code, Some(3), "{rec:?}\n{}", f.shim_log());
+    assert_eq!(rec.signal, None);
+    assert_eq!(rec.error, None);
+    assert!(rec.started_at.is_some());
+    chrono::DateTime::parse_from_rfc3339(&rec.finished_at).unwrap();
+    assert_eq!(f.stdout(), "out\npid=1\nberth-test\n");
+    assert_eq!(f.stderr(), "err\n");
+}
+
+#[test]
+fn credentials_masks_and_devices() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut spec = f.host_root_spec(&[
+        "sh",
+        "-c",
+        r#"grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status
+           test -d /sys/fs/cgroup/memory && echo cgroup=present
+           mkdir /sys/fs/cgroup/memory/berth-probe 2>/dev/null || echo cgroup=read-only
+           echo timer_list=$(wc -c < /proc/timer_list) firmware=$(ls -A /sys/firmware | wc -l)
+           grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo procsys=ro
+           for d in null zero full random urandom tty; do test -c /dev/$d && echo dev:$d; done
+           readlink /dev/fd /dev/ptmx
+           echo cwd=$(pwd) env=$BERTH_TEST nofile=$(ulimit -n)
+           ls /proc | grep -cE '^[0-9]+$'"#,
+    ]);
+    // Docker's spec mounts the cgroup tree read-only.
+    spec["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+    }));
+    f.write_spec(&spec);
+    let rec = f.run_written();
+    let _ = std::fs::remove_dir("/sys/fs/cgroup/memory/berth-probe");
+    assert_eq!(
+        rec.exit_code,
+        Some(0),
+        "{rec:?}\n{}\n{}",
+        f.stderr(),
+        f.shim_log()
+    );
+    let out = f.stdout();
+    assert!(out.contains(&format!("CapBnd:\t{DOCKER_CAPBND}")), "{out}");
+    assert!(out.contains(&format!("CapEff:\t{DOCKER_CAPBND}")), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("cgroup=present\ncgroup=read-only\n"), "{out}");
+    // Masked: a file shows /dev/null, a directory an empty tmpfs.
+    assert!(out.contains("timer_list=0 firmware=0\n"), "{out}");
+    assert!(out.contains("procsys=ro"), "{out}");
+    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+        assert!(out.contains(&format!("dev:{d}\n")), "{out}");
+    }
+    assert!(out.contains("/proc/self/fd\npts/ptmx\n"), "{out}");
+    assert!(
+        out.contains(&format!("cwd={} env=1 nofile=1024", f.sandbox.display())),
+        "{out}"
+    );
+    // Only the container's own processes (sh, ls, grep) are visible.
+    let procs: u32 = out.lines().last().unwrap().trim().parse().unwrap();
+    assert!(procs <= 4, "{out}");
+}
+
+#[test]
+fn host_root_is_read_only_but_sandbox_and_tmp_are_writable() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let probe = format!(".berth-shim-probe-{}", std::process::id());
+    let script = format!(
+        r#"for p in / /usr /run /var/tmp; do
+             if touch $p/{probe} 2>/dev/null; then echo "$p writable"; else echo "$p read-only"; fi
+           done
+           touch {sandbox}/made-inside && echo "sandbox writable"
+           touch /tmp/x && echo "tmp writable""#,
+        sandbox = f.sandbox.display()
+    );
+    let rec = f.run(&["sh", "-c", &script]);
+    // Whatever happened, do not leave probes on the host.
+    for p in ["/", "/usr", "/run", "/var/tmp"] {
+        let _ = std::fs::remove_file(Path::new(p).join(&probe));
+    }
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.stderr());
+    assert_eq!(
+        f.stdout(),
+        "/ read-only\n/usr read-only\n/run read-only\n/var/tmp read-only\n\
+         sandbox writable\ntmp writable\n"
+    );
+    assert!(f.sandbox.join("made-inside").exists());
+}
+
+#[test]
+fn signal_death_is_recorded() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    f.write_spec(&f.host_root_spec(&["sleep", "100"]));
+    let mut agent = f.start();
+    let Some(ShimMessage::Ready { pid, shim_pid }) = agent.recv() else {
+        panic!("no ready; shim.log:\n{}", f.shim_log());
+    };
+    assert_ne!(pid, shim_pid);
+    agent.go();
+    assert_eq!(agent.recv(), Some(ShimMessage::Running));
+    // Only SIGKILL reaches a pid-namespace init that has no handlers.
+    // SAFETY: pid is the container we just started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let rec = f.exit_record();
+    assert_eq!(rec.signal, Some(libc::SIGKILL), "{rec:?}");
+    assert_eq!(rec.exit_code, None);
+    assert_eq!(rec.error, None);
+}
+
+#[test]
+fn unknown_executable_fails_clearly() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    f.write_spec(&f.host_root_spec(&["nosuchcmd", "arg"]));
+    let mut agent = f.start();
+    assert!(matches!(agent.recv(), Some(ShimMessage::Ready { .. })));
+    agent.go();
+    let expected = r#"exec "nosuchcmd": no such file or directory"#;
+    assert_eq!(
+        agent.recv(),
+        Some(ShimMessage::Failed {
+            message: expected.into()
+        })
+    );
+    let rec = f.exit_record();
+    assert_eq!(rec.error.as_deref(), Some(expected));
+    assert_eq!(rec.started_at, None);
+}
+
+#[test]
+fn bad_spec_fails_before_ready() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut spec = f.host_root_spec(&["true"]);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    f.write_spec(&spec);
+    let mut agent = f.start();
+    let expected = "user namespaces are not supported by berth-shim";
+    assert_eq!(
+        agent.recv(),
+        Some(ShimMessage::Failed {
+            message: expected.into()
+        })
+    );
+    assert_eq!(f.exit_record().error.as_deref(), Some(expected));
+}
+
+#[test]
+fn agent_gone_before_go_leaves_nothing_behind() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    f.write_spec(&f.host_root_spec(&["sleep", "100"]));
+    let mut agent = f.start();
+    let Some(ShimMessage::Ready { pid, shim_pid }) = agent.recv() else {
+        panic!("no ready; shim.log:\n{}", f.shim_log());
+    };
+    assert!(pid_alive(pid));
+    drop(agent);
+    let rec = f.exit_record();
+    assert_eq!(
+        rec.error.as_deref(),
+        Some("agent went away before the container started")
+    );
+    assert_eq!(rec.started_at, None);
+    let deadline = Instant::now() + TIMEOUT;
+    while pid_alive(pid) || pid_alive(shim_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "container {pid} or shim {shim_pid} still alive"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(f.stdout(), "");
+}
+
+#[test]
+fn keeps_running_when_agent_goes_away_after_go() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    f.write_spec(&f.host_root_spec(&["sh", "-c", "sleep 0.3; echo still here"]));
+    let mut agent = f.start();
+    assert!(matches!(agent.recv(), Some(ShimMessage::Ready { .. })));
+    agent.go();
+    drop(agent);
+    let rec = f.exit_record();
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
+    assert_eq!(f.stdout(), "still here\n");
+}
+
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut spec =
+        f.host_root_spec(&["sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags"]);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "network"}));
+    f.write_spec(&spec);
+    let rec = f.run_written();
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.stderr());
+    // IFF_UP | IFF_LOOPBACK, plus IFF_RUNNING once the kernel marks it.
+    let out = f.stdout();
+    assert!(out == "lo\n0x9\n" || out == "lo\n0x49\n", "{out}");
+}
+
+#[test]
+fn joins_namespaces_by_path() {
+    if skip_unless_root() {
+        return;
+    }
+    // A first container owns a uts namespace with its hostname...
+    let first = Fixture::new();
+    first.write_spec(&first.host_root_spec(&["sleep", "100"]));
+    let mut agent = first.start();
+    let Some(ShimMessage::Ready { pid, .. }) = agent.recv() else {
+        panic!("no ready; shim.log:\n{}", first.shim_log());
+    };
+    agent.go();
+    assert_eq!(agent.recv(), Some(ShimMessage::Running));
+
+    // ...which a second one joins instead of creating its own.
+    let second = Fixture::new();
+    let mut spec = second.host_root_spec(&["hostname"]);
+    spec["hostname"] = Value::Null;
+    spec["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
+        {"type": "uts", "path": format!("/proc/{pid}/ns/uts")}
+    ]);
+    second.write_spec(&spec);
+    let rec = second.run_written();
+
+    // SAFETY: pid is the first container, started by this test.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert_eq!(first.exit_record().signal, Some(libc::SIGKILL));
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", second.stderr());
+    assert_eq!(second.stdout(), "berth-test\n");
+}
+
+#[test]
+fn busybox_rootfs() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let rootfs = f.bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ls", "cat", "echo", "touch"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let mut spec = f.host_root_spec(&[
+        "sh",
+        "-c",
+        "ls /; ls /bin; echo pid=$$; touch /etc/x 2>/dev/null || echo etc read-only; \
+         touch /tmp/x && echo tmp writable",
+    ]);
+    spec["root"] = json!({"path": "rootfs", "readonly": true});
+    spec["process"]["env"] = json!(["PATH=/bin"]);
+    spec["process"]["cwd"] = json!("/");
+    spec["mounts"] = json!(standard_mounts(&[json!({
+        "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]
+    })]));
+    f.write_spec(&spec);
+    let rec = f.run_written();
+    assert_eq!(
+        rec.exit_code,
+        Some(0),
+        "{rec:?}\n{}\n{}",
+        f.stderr(),
+        f.shim_log()
+    );
+    assert_eq!(
+        f.stdout(),
+        "bin\ndev\netc\nproc\nsys\ntmp\n\
+         busybox\ncat\necho\nls\nsh\ntouch\n\
+         pid=1\netc read-only\ntmp writable\n"
+    );
+}
