@@ -16,12 +16,18 @@ use crate::manager::{HostCgroups, Isolators, Manager};
 /// The built-in isolators by name.
 pub const BUILT_IN_ISOLATORS: &[&str] = &["cpu", "memory"];
 
-/// Creates the configured isolators, in the configured order.
+/// Creates the configured isolators, in the configured order. Without an
+/// `isolation` list, every built-in isolator this host supports is offered,
+/// and the ones it does not support are logged and left out.
 pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::Result<Isolators> {
     // All names are checked before any isolator is made: making one creates
     // its cgroup root dirs.
-    if let Some(name) = config
-        .isolation
+    let explicit = config.isolation.is_some();
+    let names: Vec<String> = match &config.isolation {
+        Some(names) => names.clone(),
+        None => BUILT_IN_ISOLATORS.iter().map(|n| n.to_string()).collect(),
+    };
+    if let Some(name) = names
         .iter()
         .find(|n| !BUILT_IN_ISOLATORS.contains(&n.as_str()))
     {
@@ -31,23 +37,35 @@ pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::
         );
     }
     let mut ordered: Vec<Arc<dyn Isolator>> = Vec::new();
-    for name in &config.isolation {
-        let isolator: Arc<dyn Isolator> = match name.as_str() {
-            "cpu" => Arc::new(berth_isolator_cpu::CpuIsolator::new(
-                root.clone(),
-                berth_isolator_cpu::CpuOptions {
-                    cfs_quota: config.cpu.cfs_quota,
-                },
-            )?),
-            "memory" => Arc::new(berth_isolator_memory::MemoryIsolator::new(
-                root.clone(),
-                berth_isolator_memory::MemoryOptions::default(),
-            )?),
-            _ => unreachable!("checked against BUILT_IN_ISOLATORS"),
-        };
-        ordered.push(isolator);
+    for name in &names {
+        match make_isolator(name, config, root) {
+            Ok(isolator) => ordered.push(isolator),
+            Err(e) if explicit => return Err(e.context(format!("isolator {name}"))),
+            Err(e) => tracing::warn!("isolator {name} is not offered on this host: {e:#}"),
+        }
     }
     Ok(Isolators { ordered })
+}
+
+/// Makes one built-in isolator from the agent's settings.
+fn make_isolator(
+    name: &str,
+    config: &AgentConfig,
+    root: &Arc<CgroupRoot>,
+) -> anyhow::Result<Arc<dyn Isolator>> {
+    Ok(match name {
+        "cpu" => Arc::new(berth_isolator_cpu::CpuIsolator::new(
+            root.clone(),
+            berth_isolator_cpu::CpuOptions {
+                cfs_quota: config.cpu.cfs_quota,
+            },
+        )?),
+        "memory" => Arc::new(berth_isolator_memory::MemoryIsolator::new(
+            root.clone(),
+            berth_isolator_memory::MemoryOptions::default(),
+        )?),
+        other => bail!("no built-in isolator {other:?}"),
+    })
 }
 
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running.

@@ -4,9 +4,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The isolators an agent offers when its config names none.
-pub const DEFAULT_ISOLATION: &[&str] = &["cpu", "memory"];
-
 /// Errors reading the agent config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -40,12 +37,108 @@ pub struct AgentConfig {
     /// `/path` below each hierarchy's root, or a path relative to the
     /// agent's own cgroup.
     pub cgroup_root: String,
-    /// The isolators offered, in the order they are applied.
-    pub isolation: Vec<String>,
+    /// The isolators offered, in the order they are applied; default: every
+    /// built-in isolator this host supports.
+    pub isolation: Option<Vec<String>>,
     /// The `berth-shim` binary; default: next to the running `berth`.
     pub shim: Option<PathBuf>,
     /// cpu isolator settings.
     pub cpu: CpuSettings,
+    /// net_cls isolator settings.
+    pub net_cls: NetClsSettings,
+    /// disk isolator settings.
+    pub disk: DiskSettings,
+    /// Container log settings (each container may override them).
+    pub log: LogSettings,
+}
+
+/// Settings of the net_cls isolator: classids are `primary << 16 | secondary`
+/// with the secondary handle taken from `secondary_min..=secondary_max`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetClsSettings {
+    pub primary: u16,
+    pub secondary_min: u16,
+    pub secondary_max: u16,
+}
+
+impl Default for NetClsSettings {
+    fn default() -> Self {
+        NetClsSettings {
+            primary: 0xAAAA,
+            secondary_min: 1,
+            secondary_max: 0xFFFF,
+        }
+    }
+}
+
+/// How the disk isolator enforces `resources.disk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskBackend {
+    /// Periodic accounting; the container ends when over quota.
+    Du,
+    /// A per-sandbox filesystem image: writes past the quota get ENOSPC.
+    Loop,
+    /// XFS project quotas on a work dir mounted with prjquota.
+    Xfs,
+}
+
+/// Settings of the disk isolator.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskSettings {
+    pub backend: DiskBackend,
+    /// Seconds between two accountings (du backend).
+    pub interval_seconds: f64,
+    /// The XFS project ids berth may use (xfs backend).
+    pub xfs_project_min: u32,
+    pub xfs_project_max: u32,
+}
+
+impl Default for DiskSettings {
+    fn default() -> Self {
+        DiskSettings {
+            backend: DiskBackend::Du,
+            interval_seconds: 15.0,
+            xfs_project_min: 5000,
+            xfs_project_max: 9999,
+        }
+    }
+}
+
+/// What the shim does when a container writes faster than the disk takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogMode {
+    /// Slow the container down; lose nothing.
+    Block,
+    /// Drop what does not fit and count it.
+    Drop,
+}
+
+/// Log rotation and backpressure settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// Bytes per log file before it rotates.
+    pub max_size: u64,
+    /// Files kept per stream, the current one included.
+    pub max_files: u32,
+    /// Compress rotated files.
+    pub compress: bool,
+    pub mode: LogMode,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            max_size: 10 << 20,
+            max_files: 5,
+            compress: false,
+            mode: LogMode::Block,
+        }
+    }
 }
 
 /// Settings of the cpu isolator.
@@ -69,9 +162,12 @@ impl Default for AgentConfig {
             work_dir: PathBuf::from("/var/lib/berth"),
             runtime_dir: PathBuf::from("/run/berth"),
             cgroup_root: "/berth".to_string(),
-            isolation: DEFAULT_ISOLATION.iter().map(|s| s.to_string()).collect(),
+            isolation: None,
             shim: None,
             cpu: CpuSettings::default(),
+            net_cls: NetClsSettings::default(),
+            disk: DiskSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }
@@ -104,12 +200,35 @@ impl AgentConfig {
             }
         }
         let mut seen = std::collections::BTreeSet::new();
-        for name in &self.isolation {
+        for name in self.isolation.iter().flatten() {
             if !seen.insert(name) {
                 return Err(ConfigError::Invalid(format!(
                     "isolator {name} is listed twice"
                 )));
             }
+        }
+        if self.net_cls.secondary_min == 0
+            || self.net_cls.secondary_min > self.net_cls.secondary_max
+        {
+            return Err(ConfigError::Invalid(format!(
+                "net_cls secondary range {}..={} must be non-empty and start at 1 or above",
+                self.net_cls.secondary_min, self.net_cls.secondary_max
+            )));
+        }
+        if !(self.disk.interval_seconds.is_finite() && self.disk.interval_seconds > 0.0) {
+            return Err(ConfigError::Invalid(
+                "disk.interval_seconds must be positive".into(),
+            ));
+        }
+        if self.disk.xfs_project_min == 0 || self.disk.xfs_project_min > self.disk.xfs_project_max {
+            return Err(ConfigError::Invalid(
+                "disk xfs project range must be non-empty and above 0".into(),
+            ));
+        }
+        if self.log.max_size < 4096 || self.log.max_files == 0 {
+            return Err(ConfigError::Invalid(
+                "log.max_size must be at least 4096 and log.max_files at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -141,7 +260,7 @@ mod tests {
         .unwrap();
         let config = AgentConfig::load(&path).unwrap();
         assert_eq!(config.work_dir, PathBuf::from("/srv/berth"));
-        assert_eq!(config.isolation, vec!["memory"]);
+        assert_eq!(config.isolation, Some(vec!["memory".to_string()]));
         assert!(!config.cpu.cfs_quota);
         assert_eq!(config.runtime_dir, PathBuf::from("/run/berth"));
 
@@ -165,7 +284,7 @@ mod tests {
         };
         assert!(config.validate().is_err());
         let config = AgentConfig {
-            isolation: vec!["cpu".into(), "cpu".into()],
+            isolation: Some(vec!["cpu".into(), "cpu".into()]),
             ..Default::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("twice"));

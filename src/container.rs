@@ -35,6 +35,31 @@ pub struct LaunchRequest {
     /// all it offers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Vec<String>>,
+    /// `host` (default), `none` (own namespace, loopback only) or `ns:PATH`
+    /// (join an existing network namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Overrides of the agent's log settings for this container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogOverrides>,
+}
+
+/// Per-container overrides of the agent's `[log]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::config::LogMode>,
+}
+
+fn default_network() -> String {
+    "host".to_string()
 }
 
 /// A numeric user and group.
@@ -105,6 +130,12 @@ pub struct Container {
     pub resources: Resources,
     /// The isolators applied, in order.
     pub isolation: Vec<String>,
+    /// `host`, `none` or `ns:PATH`.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// The log settings in force for this container.
+    #[serde(default)]
+    pub log: crate::config::LogSettings,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,

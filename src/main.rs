@@ -64,7 +64,7 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
         config.cgroup_root = root;
     }
     if let Some(isolation) = args.isolation {
-        config.isolation = isolation.into_iter().filter(|s| !s.is_empty()).collect();
+        config.isolation = Some(isolation.into_iter().filter(|s| !s.is_empty()).collect());
     }
     if let Some(shim) = args.shim {
         config.shim = Some(shim);

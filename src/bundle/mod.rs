@@ -53,6 +53,32 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::AuditWrite,
 ];
 
+/// A container's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// The host's network namespace.
+    Host,
+    /// A new network namespace with only loopback, up.
+    None,
+    /// An existing network namespace (as CNI plugins leave them).
+    Join(PathBuf),
+}
+
+impl NetworkMode {
+    /// Parses `host`, `none` or `ns:PATH` (an absolute path).
+    pub fn parse(value: &str) -> Result<NetworkMode, String> {
+        match value {
+            "host" => Ok(NetworkMode::Host),
+            "none" => Ok(NetworkMode::None),
+            other => match other.strip_prefix("ns:") {
+                Some(path) if path.starts_with('/') => Ok(NetworkMode::Join(PathBuf::from(path))),
+                Some(path) => Err(format!("namespace path must be absolute, got {path:?}")),
+                None => Err(format!("expected host, none or ns:PATH, got {other:?}")),
+            },
+        }
+    }
+}
+
 /// What a bundle is made from.
 #[derive(Debug, Clone)]
 pub struct BundleInput<'a> {
@@ -69,8 +95,8 @@ pub struct BundleInput<'a> {
     pub cgroups_path: String,
     /// What the isolators contributed.
     pub contribution: &'a Contribution,
-    /// Give the container its own network namespace.
-    pub network_namespace: bool,
+    /// The container's network.
+    pub network: &'a NetworkMode,
     /// `RLIMIT_NOFILE` for the container (soft = hard).
     pub nofile: u64,
 }
@@ -178,19 +204,30 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .readonly(true)
         .build()?;
 
-    let mut namespaces = vec![
+    let namespaces = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
     ];
-    if input.network_namespace {
-        namespaces.push(LinuxNamespaceType::Network);
-    }
-    let namespaces = namespaces
+    let mut namespaces = namespaces
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
+    match input.network {
+        NetworkMode::Host => {}
+        NetworkMode::None => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()?,
+        ),
+        NetworkMode::Join(path) => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path.clone())
+                .build()?,
+        ),
+    }
 
     let mut resources = input.contribution.linux_resources.clone();
     // Deny all devices unless allowed: runc then adds its standard allow
@@ -291,7 +328,7 @@ mod tests {
             sandbox: Path::new("/var/lib/berth/containers/web-1"),
             cgroups_path: "/berth/web-1".into(),
             contribution,
-            network_namespace: false,
+            network: &NetworkMode::Host,
             nofile: 4096,
         }
     }
@@ -354,6 +391,32 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("/proc/kcore")));
+    }
+
+    #[test]
+    fn network_modes_map_to_namespaces() {
+        assert_eq!(NetworkMode::parse("host"), Ok(NetworkMode::Host));
+        assert_eq!(NetworkMode::parse("none"), Ok(NetworkMode::None));
+        assert_eq!(
+            NetworkMode::parse("ns:/run/netns/a"),
+            Ok(NetworkMode::Join("/run/netns/a".into()))
+        );
+        assert!(NetworkMode::parse("ns:relative").is_err());
+        assert!(NetworkMode::parse("bridge").is_err());
+        let command = vec!["true".to_string()];
+        let env = BTreeMap::new();
+        let contribution = Contribution::default();
+        let join = NetworkMode::Join("/run/netns/a".into());
+        let mut input = input(&command, &env, &contribution);
+        input.network = &join;
+        let spec = spec_json(&input);
+        let network = spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["type"] == "network")
+            .unwrap();
+        assert_eq!(network["path"], "/run/netns/a");
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// The isolators to use, comma-separated (default: all the agent offers).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub isolation: Option<Vec<String>>,
+    /// The network: host (default), none (loopback only) or ns:PATH.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
@@ -281,6 +284,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(isolation) = &args.isolation {
         request["isolation"] = isolation.clone().into();
+    }
+    if let Some(network) = &args.network {
+        request["network"] = network.clone().into();
     }
     Ok(request)
 }

@@ -12,7 +12,9 @@ use berth_isolator::{
 
 use super::shim_client::{ShimArgs, ShimConnection};
 use super::{now, Manager, ManagerError, Slot};
-use crate::bundle::{build_spec, write_bundle, BundleInput};
+use crate::bundle::{build_spec, write_bundle, BundleInput, NetworkMode};
+use crate::config::LogSettings;
+use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
 
@@ -138,6 +140,22 @@ impl Manager {
             }
         }
 
+        let network = request
+            .network
+            .clone()
+            .unwrap_or_else(|| "host".to_string());
+        match NetworkMode::parse(&network) {
+            Ok(NetworkMode::Join(path)) if !path.exists() => {
+                return Err(ManagerError::invalid(
+                    "network",
+                    format!("no namespace at {}", path.display()),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ManagerError::invalid("network", e)),
+        }
+        let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
+
         let offered = self.isolators.names();
         let chosen = match &request.isolation {
             Some(names) => {
@@ -191,6 +209,8 @@ impl Manager {
             rootfs: request.rootfs,
             resources: request.resources,
             isolation,
+            network,
+            log,
             created_at: now(),
             started_at: None,
             finished_at: None,
@@ -325,7 +345,7 @@ impl Manager {
             sandbox: &container.sandbox,
             cgroups_path: (self.cgroups.cgroups_path)(&container.id),
             contribution,
-            network_namespace: false,
+            network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
             nofile: crate::bundle::inherited_nofile(),
         })
         .map_err(|e| internal(&e))?;
@@ -378,6 +398,35 @@ impl Manager {
         container.started_at = Some(super::now());
         Ok(())
     }
+}
+
+/// The agent's log settings with a container's overrides applied.
+fn effective_log_settings(
+    agent: &LogSettings,
+    overrides: Option<&LogOverrides>,
+) -> Result<LogSettings, ManagerError> {
+    let Some(overrides) = overrides else {
+        return Ok(agent.clone());
+    };
+    let settings = LogSettings {
+        max_size: overrides.max_size.unwrap_or(agent.max_size),
+        max_files: overrides.max_files.unwrap_or(agent.max_files),
+        compress: overrides.compress.unwrap_or(agent.compress),
+        mode: overrides.mode.unwrap_or(agent.mode),
+    };
+    if settings.max_size < 4096 {
+        return Err(ManagerError::invalid(
+            "log.max_size",
+            "must be at least 4096 bytes",
+        ));
+    }
+    if settings.max_files == 0 || settings.max_files > 10_000 {
+        return Err(ManagerError::invalid(
+            "log.max_files",
+            "must be between 1 and 10000",
+        ));
+    }
+    Ok(settings)
 }
 
 /// A launch failure; a command that cannot be exec'd is the caller's error.

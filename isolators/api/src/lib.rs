@@ -89,7 +89,7 @@ pub use contribution::{Contribution, ContributionConflict, Mount};
 pub use error::IsolatorError;
 pub use id::{ContainerId, InvalidContainerId};
 pub use limitation::{Limitation, LimitationReporter};
-pub use resources::Resources;
+pub use resources::{DeviceLimit, Resources};
 
 /// Statistics an isolator reports for one container, as a JSON object.
 ///

@@ -1,0 +1,1 @@
+//! berth's built-in blkio isolator (being written).

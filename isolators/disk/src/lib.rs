@@ -1,0 +1,1 @@
+//! berth's built-in disk isolator (being written).

@@ -1,0 +1,1 @@
+//! berth's built-in net_cls isolator (being written).
