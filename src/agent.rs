@@ -13,8 +13,8 @@ use tokio::net::UnixListener;
 use crate::config::AgentConfig;
 use crate::manager::{HostCgroups, Isolators, Manager};
 
-/// The built-in isolators by name.
-pub const BUILT_IN_ISOLATORS: &[&str] = &["cpu", "memory"];
+/// The built-in isolators by name, in their default order.
+pub const BUILT_IN_ISOLATORS: &[&str] = &["cpu", "memory", "net_cls", "blkio", "disk"];
 
 /// Creates the configured isolators, in the configured order. Without an
 /// `isolation` list, every built-in isolator this host supports is offered,
