@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -64,6 +65,29 @@ fn make_isolator(
             root.clone(),
             berth_isolator_memory::MemoryOptions::default(),
         )?),
+        "net_cls" => Arc::new(berth_isolator_net_cls::NetClsIsolator::new(
+            root.clone(),
+            berth_isolator_net_cls::NetClsOptions {
+                primary: config.net_cls.primary,
+                secondary_min: config.net_cls.secondary_min,
+                secondary_max: config.net_cls.secondary_max,
+                ..Default::default()
+            },
+        )?),
+        "blkio" => Arc::new(berth_isolator_blkio::BlkioIsolator::new(root.clone())?),
+        "disk" => {
+            use berth_isolator_disk::{DiskBackend, DiskIsolator, DiskOptions};
+            Arc::new(DiskIsolator::new(DiskOptions {
+                backend: match config.disk.backend {
+                    crate::config::DiskBackend::Du => DiskBackend::Du,
+                    crate::config::DiskBackend::Loop => DiskBackend::Loop,
+                    crate::config::DiskBackend::Xfs => DiskBackend::Xfs,
+                },
+                interval: Duration::from_secs_f64(config.disk.interval_seconds),
+                work_dir: config.work_dir.clone(),
+                xfs_projects: config.disk.xfs_project_min..=config.disk.xfs_project_max,
+            })?)
+        }
         other => bail!("no built-in isolator {other:?}"),
     })
 }
@@ -85,12 +109,16 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     let socket = config.socket.clone();
     let cgroups_root = root.clone();
+    let root_value = config.cgroup_root.clone();
+    let kill_value = config.cgroup_root.clone();
     let manager = Manager::new(
         config,
         isolators,
         HostCgroups {
             mode: root.mode().to_string(),
             cgroups_path: Box::new(move |id| cgroups_root.oci_cgroups_path(id.as_str())),
+            children: Box::new(move || container_cgroups(&root_value)),
+            kill: Box::new(move |id| kill_cgroup_processes(&kill_value, id.as_str())),
         },
     );
     let recovery = {
@@ -111,12 +139,63 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down; containers keep running");
     };
-    axum::serve(listener, crate::api::router(manager))
+    let gc_manager = manager.clone();
+    let gc_interval = Duration::from_secs_f64(manager.config().gc.interval_seconds);
+    let gc = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(gc_interval).await;
+            if let Err(e) = gc_manager.gc().await {
+                tracing::error!("gc: {e}");
+            }
+        }
+    });
+    axum::serve(listener, crate::api::router(manager.clone()))
         .with_graceful_shutdown(shutdown)
         .await
         .context("serve the API")?;
+    gc.abort();
     let _ = std::fs::remove_file(&socket);
+    if manager.config().shutdown.stop_containers {
+        let grace = Duration::from_secs_f64(manager.config().shutdown.grace_seconds);
+        manager.stop_all(grace).await;
+    }
     Ok(())
+}
+
+/// The container cgroups below the root in every hierarchy. Detected anew
+/// each time: an isolator may have mounted a hierarchy (net_cls) since start.
+fn container_cgroups(root_value: &str) -> Vec<String> {
+    let Ok(root) = CgroupRoot::detect(root_value) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = root
+        .hierarchies()
+        .controllers()
+        .into_iter()
+        .filter_map(|c| root.children(c).ok())
+        .flatten()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// SIGKILLs every process in a container's cgroups, in every hierarchy.
+fn kill_cgroup_processes(root_value: &str, id: &str) {
+    let Ok(root) = CgroupRoot::detect(root_value) else {
+        return;
+    };
+    let Ok(cgroup) = root.container(id) else {
+        return;
+    };
+    for controller in root.hierarchies().controllers() {
+        for pid in cgroup.pids(controller).unwrap_or_default() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 /// Binds the API socket (mode 0660), replacing a stale socket file but never

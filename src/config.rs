@@ -50,6 +50,53 @@ pub struct AgentConfig {
     pub disk: DiskSettings,
     /// Container log settings (each container may override them).
     pub log: LogSettings,
+    /// Sandbox garbage collection.
+    pub gc: GcSettings,
+    /// What the agent does with containers when it stops.
+    pub shutdown: ShutdownSettings,
+}
+
+/// Garbage collection of ended containers' sandboxes, as Mesos'
+/// `--gc_delay` and `--gc_disk_headroom`: a sandbox may stay
+/// `delay_seconds × max(0, 1 − disk_headroom − disk usage)` after its
+/// container ended.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcSettings {
+    pub delay_seconds: f64,
+    /// The fraction of the work dir's disk to keep free.
+    pub disk_headroom: f64,
+    /// Seconds between two collections.
+    pub interval_seconds: f64,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        GcSettings {
+            delay_seconds: 7.0 * 24.0 * 3600.0,
+            disk_headroom: 0.1,
+            interval_seconds: 60.0,
+        }
+    }
+}
+
+/// What happens to containers when the agent gets SIGTERM.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// Stop every container (TERM, then KILL after the grace period). By
+    /// default containers keep running, and a new agent takes them over.
+    pub stop_containers: bool,
+    pub grace_seconds: f64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings {
+            stop_containers: false,
+            grace_seconds: 10.0,
+        }
+    }
 }
 
 /// Settings of the net_cls isolator: classids are `primary << 16 | secondary`
@@ -168,6 +215,8 @@ impl Default for AgentConfig {
             net_cls: NetClsSettings::default(),
             disk: DiskSettings::default(),
             log: LogSettings::default(),
+            gc: GcSettings::default(),
+            shutdown: ShutdownSettings::default(),
         }
     }
 }
@@ -224,6 +273,18 @@ impl AgentConfig {
             return Err(ConfigError::Invalid(
                 "disk xfs project range must be non-empty and above 0".into(),
             ));
+        }
+        let gc = &self.gc;
+        if !(gc.delay_seconds.is_finite() && gc.delay_seconds >= 0.0)
+            || !(0.0..=1.0).contains(&gc.disk_headroom)
+            || !(gc.interval_seconds.is_finite() && gc.interval_seconds > 0.0)
+        {
+            return Err(ConfigError::Invalid(
+                "gc: delay_seconds must be >= 0, disk_headroom within 0..=1, interval_seconds > 0".into(),
+            ));
+        }
+        if !(self.shutdown.grace_seconds.is_finite() && self.shutdown.grace_seconds >= 0.0) {
+            return Err(ConfigError::Invalid("shutdown.grace_seconds must be >= 0".into()));
         }
         if self.log.max_size < 4096 || self.log.max_files == 0 {
             return Err(ConfigError::Invalid(

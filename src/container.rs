@@ -112,6 +112,8 @@ pub mod reason {
     pub const LAUNCH_FAILED: &str = "launch-failed";
     /// Its supervisor vanished without recording the end.
     pub const SHIM_LOST: &str = "shim-lost";
+    /// The host went down under it (its runtime state is gone).
+    pub const AGENT_LOST: &str = "agent-lost";
 }
 
 /// Everything the agent knows about one container. Written to
@@ -156,6 +158,10 @@ pub struct Container {
     /// The first process's start time, which guards against pid reuse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start_time: Option<u64>,
+    /// The shim's log counters, `{"stdout": {...}, "stderr": {...}}`
+    /// (filled in on request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<crate::logs::counters::LogCounters>,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

@@ -1,7 +1,7 @@
 //! Runs real containers through `berth-shim`, playing the agent's side of the
 //! protocol over a socketpair. Needs root.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -130,6 +130,11 @@ impl Fixture {
 
     /// Starts the shim as the agent does and returns our end of fd 3.
     fn start(&self) -> Agent {
+        self.start_with(&[])
+    }
+
+    /// Starts the shim with extra options (log settings).
+    fn start_with(&self, extra: &[&str]) -> Agent {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let fd = theirs.as_raw_fd();
         let mut cmd = Command::new(SHIM);
@@ -140,7 +145,8 @@ impl Fixture {
             .arg("--state-dir")
             .arg(&self.state)
             .arg("--log-dir")
-            .arg(&self.logs);
+            .arg(&self.logs)
+            .args(extra);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -178,12 +184,19 @@ impl Fixture {
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
     }
 
+    /// All kept bytes of the container's stdout, through the segment files.
     fn stdout(&self) -> String {
-        std::fs::read_to_string(self.logs.join("stdout")).unwrap_or_default()
+        String::from_utf8(stream_bytes(&self.logs, "stdout")).unwrap()
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.logs.join("stderr")).unwrap_or_default()
+        String::from_utf8(stream_bytes(&self.logs, "stderr")).unwrap()
+    }
+
+    /// `<state-dir>/logs.json`, once the shim wrote it.
+    fn logs_json(&self) -> Value {
+        let path = self.state.join("logs.json");
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_default()).unwrap_or(Value::Null)
     }
 
     fn shim_log(&self) -> String {
@@ -197,17 +210,24 @@ impl Fixture {
     }
 
     fn run_written(&self) -> ExitRecord {
-        let mut agent = self.start();
+        self.run_written_with(&[]).0
+    }
+
+    /// Runs the written spec with extra shim options; also returns the
+    /// shim's pid.
+    fn run_written_with(&self, extra: &[&str]) -> (ExitRecord, u32) {
+        let mut agent = self.start_with(extra);
         let msg = agent.recv();
-        assert!(
-            matches!(msg, Some(ShimMessage::Ready { .. })),
-            "expected ready, got {msg:?}; shim.log:\n{}",
-            self.shim_log()
-        );
+        let Some(ShimMessage::Ready { shim_pid, .. }) = msg else {
+            panic!(
+                "expected ready, got {msg:?}; shim.log:\n{}",
+                self.shim_log()
+            );
+        };
         agent.go();
         assert_eq!(agent.recv(), Some(ShimMessage::Running));
         assert_eq!(agent.recv(), None, "shim should close fd 3 after running");
-        self.exit_record()
+        (self.exit_record(), shim_pid)
     }
 }
 
@@ -253,6 +273,85 @@ impl Agent {
 fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + TIMEOUT;
+    while pid_alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} still alive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A kept segment of a stream: its start offset, whether it is gzipped, and
+/// its (decompressed) bytes.
+struct Segment {
+    start: u64,
+    gz: bool,
+    data: Vec<u8>,
+}
+
+/// The segments of `stream` in `dir`, oldest first, per docs/log-format.md.
+fn segments(dir: &Path, stream: &str) -> Vec<Segment> {
+    let mut segs: Vec<Segment> = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return segs;
+    };
+    for entry in entries {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(rest) = name.strip_prefix(&format!("{stream}.")) else {
+            continue;
+        };
+        let (digits, gz) = match rest.strip_suffix(".gz") {
+            Some(d) => (d, true),
+            None => (rest, false),
+        };
+        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let raw = std::fs::read(dir.join(&name)).unwrap();
+        let data = if gz {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        } else {
+            raw
+        };
+        let start = digits.parse().unwrap();
+        // A segment caught between compression and removal shows up twice.
+        if let Some(seen) = segs.iter().find(|s| s.start == start) {
+            assert_eq!(seen.data, data, "{name} differs from its twin");
+            continue;
+        }
+        segs.push(Segment { start, gz, data });
+    }
+    segs.sort_by_key(|s| s.start);
+    // Contiguous: each segment ends where the next starts.
+    for pair in segs.windows(2) {
+        assert_eq!(
+            pair[0].start + pair[0].data.len() as u64,
+            pair[1].start,
+            "segments of {stream} not contiguous"
+        );
+    }
+    segs
+}
+
+fn stream_bytes(dir: &Path, stream: &str) -> Vec<u8> {
+    segments(dir, stream)
+        .into_iter()
+        .flat_map(|s| s.data)
+        .collect()
+}
+
+/// What `seq 1 n` prints.
+fn seq_output(n: u32) -> Vec<u8> {
+    (1..=n)
+        .map(|i| format!("{i}\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 #[test]
@@ -566,5 +665,220 @@ fn busybox_rootfs() {
         "bin\ndev\netc\nproc\nsys\ntmp\n\
          busybox\ncat\necho\nls\nsh\ntouch\n\
          pid=1\netc read-only\ntmp writable\n"
+    );
+}
+
+#[test]
+fn rotation_keeps_the_newest_segments_at_their_offsets() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    f.write_spec(&f.host_root_spec(&["seq", "1", "5000"]));
+    let (rec, _) = f.run_written_with(&["--log-max-size", "4096", "--log-max-files", "3"]);
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
+    let want = seq_output(5000);
+    assert_eq!(want.len(), 23893);
+    let segs = segments(&f.logs, "stdout");
+    let starts: Vec<u64> = segs.iter().map(|s| s.start).collect();
+    // 4096-byte segments at 0, 4096, ..., 20480; the newest three are kept.
+    assert_eq!(starts, [12288, 16384, 20480]);
+    assert!(segs.iter().all(|s| !s.gz));
+    assert_eq!(segs[0].data.len(), 4096);
+    assert_eq!(stream_bytes(&f.logs, "stdout"), &want[12288..]);
+    assert_eq!(
+        std::fs::read_link(f.logs.join("stdout")).unwrap(),
+        Path::new("stdout.00000000000000020480")
+    );
+    assert!(!f.logs.join("stdout.00000000000000008192").exists());
+    // The index starts at the oldest kept offset and never goes back.
+    let idx = std::fs::read_to_string(f.logs.join("stdout.idx")).unwrap();
+    let entries: Vec<(u64, u64)> = idx
+        .lines()
+        .map(|l| {
+            let (o, t) = l.split_once(' ').unwrap();
+            (o.parse().unwrap(), t.parse().unwrap())
+        })
+        .collect();
+    assert!(!entries.is_empty(), "{idx}");
+    assert!(entries[0].0 >= 12288, "{idx}");
+    assert!(entries.windows(2).all(|w| w[0] <= w[1]), "{idx}");
+    let counters = f.logs_json();
+    assert_eq!(counters["stdout"]["bytes"], 23893, "{counters}");
+    assert_eq!(counters["stdout"]["dropped_bytes"], 0);
+    assert_eq!(counters["stderr"]["bytes"], 0);
+}
+
+#[test]
+fn rotated_segments_are_compressed() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    f.write_spec(&f.host_root_spec(&["seq", "1", "5000"]));
+    let (rec, shim_pid) = f.run_written_with(&[
+        "--log-max-size",
+        "4096",
+        "--log-max-files",
+        "3",
+        "--log-compress",
+    ]);
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
+    // The shim finishes compressing after the exit record.
+    wait_gone(shim_pid);
+    let segs = segments(&f.logs, "stdout");
+    let kinds: Vec<(u64, bool)> = segs.iter().map(|s| (s.start, s.gz)).collect();
+    assert_eq!(
+        kinds,
+        [(12288, true), (16384, true), (20480, false)],
+        "{}",
+        f.shim_log()
+    );
+    assert_eq!(stream_bytes(&f.logs, "stdout"), &seq_output(5000)[12288..]);
+    let mut names: Vec<String> = std::fs::read_dir(&f.logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("stdout"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "stdout",
+            "stdout.00000000000000012288.gz",
+            "stdout.00000000000000016384.gz",
+            "stdout.00000000000000020480",
+            "stdout.idx",
+        ],
+        "{}",
+        f.shim_log()
+    );
+}
+
+/// Stops the shim while the container writes 4 MiB, so that the pipe fills
+/// up as if the disk had stalled: `drop` throws the oldest bytes away and
+/// counts them, `block` keeps everything.
+#[test]
+fn drop_mode_counts_what_a_stalled_writer_drops() {
+    if skip_unless_root() {
+        return;
+    }
+    const TOTAL: u64 = 4 << 20;
+    for mode in ["drop", "block"] {
+        let f = Fixture::new();
+        f.write_spec(&f.host_root_spec(&["sh", "-c", "sleep 0.3; head -c 4194304 /dev/zero"]));
+        let mut agent = f.start_with(&["--log-mode", mode]);
+        let Some(ShimMessage::Ready { shim_pid, pid }) = agent.recv() else {
+            panic!("no ready; shim.log:\n{}", f.shim_log());
+        };
+        agent.go();
+        assert_eq!(agent.recv(), Some(ShimMessage::Running));
+        // SAFETY: the shim started by this test.
+        unsafe { libc::kill(shim_pid as i32, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_millis(1000));
+        let blocked =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        // SAFETY: as above.
+        unsafe { libc::kill(shim_pid as i32, libc::SIGCONT) };
+        let rec = f.exit_record();
+        assert_eq!(rec.exit_code, Some(0), "{mode}: {rec:?}\n{}", f.shim_log());
+        let c = &f.logs_json()["stdout"];
+        let bytes = c["bytes"].as_u64().unwrap();
+        let dropped = c["dropped_bytes"].as_u64().unwrap();
+        assert_eq!(c["lost_bytes"], 0, "{mode}: {c}");
+        assert_eq!(bytes + dropped, TOTAL, "{mode}: {c} ({blocked})");
+        assert_eq!(stream_bytes(&f.logs, "stdout").len() as u64, bytes);
+        if mode == "drop" {
+            // At least the three quarters of the 1 MiB pipe above the mark.
+            assert!(dropped >= 3 << 18, "{mode}: {c}");
+        } else {
+            assert_eq!(dropped, 0, "{c}");
+        }
+    }
+}
+
+/// Mounts a small tmpfs and unmounts it when dropped.
+struct TinyFs(PathBuf);
+
+impl TinyFs {
+    fn mount(dir: &Path, size: &str) -> TinyFs {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs on {}", dir.display());
+        TinyFs(dir.to_path_buf())
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_loses_output_but_never_blocks_and_resumes() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let _fs = TinyFs::mount(&f.logs, "64k");
+    // Half the file system taken by something else, freed later.
+    let filler = f.logs.join("filler");
+    std::fs::write(&filler, vec![0u8; 32 << 10]).unwrap();
+    let phase1 = f.sandbox.join("phase1");
+    let resume = f.sandbox.join("resume");
+    let script = format!(
+        "head -c 1048576 /dev/zero; touch {p}; \
+         while [ ! -e {r} ]; do sleep 0.05; done; echo later-bytes",
+        p = phase1.display(),
+        r = resume.display()
+    );
+    f.write_spec(&f.host_root_spec(&["sh", "-c", &script]));
+    let mut agent = f.start();
+    let Some(ShimMessage::Ready { shim_pid, .. }) = agent.recv() else {
+        panic!("no ready; shim.log:\n{}", f.shim_log());
+    };
+    agent.go();
+    assert_eq!(agent.recv(), Some(ShimMessage::Running));
+    // The 1 MiB does not fit, yet the container gets past it.
+    let deadline = Instant::now() + TIMEOUT;
+    while !phase1.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "container stuck; {}",
+            f.shim_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lost = loop {
+        let lost = f.logs_json()["stdout"]["lost_bytes"].as_u64().unwrap_or(0);
+        if lost > 0 {
+            break lost;
+        }
+        assert!(Instant::now() < deadline, "no lost bytes counted");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(pid_alive(shim_pid));
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::write(&resume, b"").unwrap();
+    let rec = f.exit_record();
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
+    let out = stream_bytes(&f.logs, "stdout");
+    assert!(out.ends_with(b"later-bytes\n"), "{} bytes", out.len());
+    let c = &f.logs_json()["stdout"];
+    let (bytes, final_lost) = (
+        c["bytes"].as_u64().unwrap(),
+        c["lost_bytes"].as_u64().unwrap(),
+    );
+    assert!(final_lost >= lost);
+    assert_eq!(bytes + final_lost, 1048576 + 12, "{c}");
+    assert_eq!(out.len() as u64, bytes);
+    assert!(
+        f.shim_log().contains("No space left on device"),
+        "{}",
+        f.shim_log()
     );
 }

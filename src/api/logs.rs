@@ -1,119 +1,359 @@
-//! `GET /v1/containers/{id}/logs`: a byte range of a stream, or a follow
-//! that ends when the container has ended and everything was delivered.
+//! `GET /v1/containers/{id}/logs`: a container's output, read from its log
+//! segments (see `docs/log-format.md` and `crate::logs`).
+//!
+//! Parameters:
+//!
+//! - `stream=stdout|stderr|all` (default `stdout`). `all` interleaves both
+//!   in arrival order, to the precision of a chunk (see `crate::logs::merge`);
+//!   it takes `follow`, `since` and `timestamps` but not `offset`, `length`
+//!   or `tail` (each stream has its own offsets).
+//! - `offset=N`: start at logical offset N (default 0). `length=N`: at most N
+//!   bytes from there, any size, streamed in chunks.
+//! - `tail=N`: start at the last N lines (a last line without newline
+//!   counts). Not with `offset` or `since`.
+//! - `since=RFC3339`: start at the first chunk that arrived at or after that
+//!   time (per the index; nothing if none did). Not with `offset` or `tail`.
+//! - `follow=true`: keep streaming as the container writes, across
+//!   rotations; the body ends once the container has exited and everything
+//!   was delivered.
+//! - `timestamps=true`: prefix each line with its arrival time (RFC 3339,
+//!   UTC, nanoseconds, then a space). This changes the bytes: `offset` then
+//!   only says where to start, and `length` counts raw log bytes.
+//!
+//! The header `x-berth-log-offset` gives the logical offset the body starts
+//! at (single streams only). When the asked-for start has been rotated away,
+//! the body starts at the first available offset instead and the header
+//! `x-berth-log-rotated-away` gives that offset; with `length`, the range is
+//! cut to what is left of it, and when all of it is gone the answer is 416
+//! (code `rotated_away`) with the same header. Offsets past the end give an
+//! empty body (or, with `follow`, wait for them). Bad parameters are 400,
+//! naming the parameter.
 
-use std::io::SeekFrom;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::Response;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use super::{bool_param, u64_param, ApiError, Params, Shared};
 use crate::container::State as ContainerState;
+use crate::logs::follow::{drive, Cursor, CursorOptions};
+use crate::logs::index::Index;
+use crate::logs::merge::Merge;
+use crate::logs::segments::{list_with_end, Location};
+use crate::logs::tail::tail;
+use crate::logs::{timestamps, LogError, Stream};
 
 /// The header that tells at which logical offset the body starts.
 pub const OFFSET_HEADER: &str = "x-berth-log-offset";
+/// The header that tells the asked-for start was rotated away, giving the
+/// first offset still available.
+pub const ROTATED_AWAY_HEADER: &str = "x-berth-log-rotated-away";
 
-const CHUNK: usize = 64 * 1024;
-const FOLLOW_POLL: Duration = Duration::from_millis(50);
+/// Which streams to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    One(Stream),
+    All,
+}
+
+/// Where to start, before looking at the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Offset(u64),
+    Tail(u64),
+    /// Unix nanoseconds.
+    Since(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Request {
+    which: Which,
+    start: Start,
+    length: Option<u64>,
+    follow: bool,
+    timestamps: bool,
+}
+
+fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
+    let which = match params.get("stream").map(String::as_str) {
+        None => Which::One(Stream::Stdout),
+        Some("all") => Which::All,
+        Some(name) => Which::One(Stream::parse(name).ok_or_else(|| {
+            ApiError::invalid(
+                "stream",
+                format!("expected stdout, stderr or all, got {name:?}"),
+            )
+        })?),
+    };
+    let offset = u64_param(params, "offset")?;
+    let length = u64_param(params, "length")?;
+    let tail = u64_param(params, "tail")?;
+    let since = params
+        .get("since")
+        .map(|text| {
+            timestamps::parse(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "since",
+                    format!("expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got {text:?}"),
+                )
+            })
+        })
+        .transpose()?;
+    let follow = bool_param(params, "follow")?.unwrap_or(false);
+    let timestamps = bool_param(params, "timestamps")?.unwrap_or(false);
+    if tail.is_some() && offset.is_some() {
+        return Err(ApiError::invalid("tail", "cannot be combined with offset"));
+    }
+    if since.is_some() && (offset.is_some() || tail.is_some()) {
+        return Err(ApiError::invalid(
+            "since",
+            "cannot be combined with offset or tail",
+        ));
+    }
+    if which == Which::All {
+        for (name, given) in [
+            ("offset", offset.is_some()),
+            ("length", length.is_some()),
+            ("tail", tail.is_some()),
+        ] {
+            if given {
+                return Err(ApiError::invalid(
+                    name,
+                    "not supported with stream=all (each stream has its own offsets)",
+                ));
+            }
+        }
+    }
+    let start = match (tail, since) {
+        (Some(lines), _) => Start::Tail(lines),
+        (_, Some(time)) => Start::Since(time),
+        _ => Start::Offset(offset.unwrap_or(0)),
+    };
+    Ok(Request {
+        which,
+        start,
+        length,
+        follow,
+        timestamps,
+    })
+}
+
+/// The range to read of one stream, worked out from the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    offset: u64,
+    length: Option<u64>,
+    /// The first available offset, when the asked-for start was below it.
+    rotated_away: Option<u64>,
+}
+
+/// Works out where to start reading `stream`. Blocking.
+fn plan(dir: &std::path::Path, stream: Stream, request: &Request) -> Result<Plan, LogError> {
+    let (segments, end) = list_with_end(dir, stream)?;
+    let (offset, mut length) = match request.start {
+        Start::Offset(offset) => (offset, request.length),
+        Start::Tail(lines) => {
+            let range = tail(dir, stream, lines)?;
+            // Without follow, "the last N lines" as of now, whatever is
+            // written meanwhile.
+            let length = match request.length {
+                Some(length) => Some(length),
+                None if !request.follow => Some(range.end - range.start),
+                None => None,
+            };
+            (range.start, length)
+        }
+        Start::Since(time) => {
+            let index = Index::load(dir, stream)?;
+            (index.offset_since(time).unwrap_or(end), request.length)
+        }
+    };
+    let mut plan = Plan {
+        offset,
+        length,
+        rotated_away: None,
+    };
+    if let Location::RotatedAway { first } = segments.locate(offset) {
+        // Only an explicit offset (or the default 0) can be below the
+        // first kept byte; tail and since start inside what is kept, but a
+        // stale index entry may not.
+        plan.rotated_away = Some(first);
+        plan.offset = first;
+        length = length.map(|l| (offset + l).saturating_sub(first));
+        plan.length = length;
+    }
+    Ok(plan)
+}
 
 pub(super) async fn logs(
     State(manager): Shared,
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let stream = params.get("stream").map(String::as_str).unwrap_or("stdout");
-    if !matches!(stream, "stdout" | "stderr") {
-        return Err(ApiError::invalid(
-            "stream",
-            format!("expected stdout or stderr, got {stream:?}"),
-        ));
-    }
-    let offset = u64_param(&params, "offset")?.unwrap_or(0);
-    let length = u64_param(&params, "length")?;
-    let follow = bool_param(&params, "follow")?.unwrap_or(false);
+    let request = parse(&params)?;
     let container = manager.get(&id)?;
     let mut updates = manager.subscribe(&id)?;
-    let path: PathBuf = container.sandbox.join(stream);
+    let ended = move || updates.borrow_and_update().state == ContainerState::Exited;
+    let dir: PathBuf = container.sandbox;
+    let builder = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
 
-    let body_stream = async_stream(path, offset, length, follow, move || {
-        let ended = updates.borrow_and_update().state == ContainerState::Exited;
-        ended
-    });
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(OFFSET_HEADER, offset.to_string())
-        .body(Body::from_stream(body_stream))
-        .expect("a valid response"))
+    let stream = match request.which {
+        Which::One(stream) => stream,
+        Which::All => {
+            let merge = blocking(move || {
+                let mut offsets = [0u64; 2];
+                for (stream, offset) in Stream::ALL.into_iter().zip(&mut offsets) {
+                    *offset = plan(&dir, stream, &request)?.offset;
+                }
+                Merge::new(&dir, offsets, request.timestamps)
+            })
+            .await?;
+            let body = Body::from_stream(drive(merge, request.follow, ended));
+            return Ok(builder.body(body).expect("a valid response"));
+        }
+    };
+
+    let (plan, cursor) = blocking(move || {
+        let plan = plan(&dir, stream, &request)?;
+        if plan.length == Some(0) && plan.rotated_away.is_some() {
+            return Ok((plan, None));
+        }
+        let options = CursorOptions {
+            offset: plan.offset,
+            length: plan.length,
+            timestamps: request.timestamps,
+            index: false,
+        };
+        Ok((plan, Some(Cursor::new(&dir, stream, &options)?)))
+    })
+    .await?;
+
+    let Some(cursor) = cursor else {
+        let first = plan.rotated_away.expect("checked above");
+        let mut response = ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "rotated_away",
+            format!(
+                "the asked-for range of {stream} has been rotated away; the first available offset is {first}"
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(ROTATED_AWAY_HEADER, HeaderValue::from(first));
+        return Ok(response);
+    };
+    let mut builder = builder.header(OFFSET_HEADER, plan.offset);
+    if let Some(first) = plan.rotated_away {
+        builder = builder.header(ROTATED_AWAY_HEADER, first);
+    }
+    let body = Body::from_stream(drive(cursor, request.follow, ended));
+    Ok(builder.body(body).expect("a valid response"))
 }
 
-/// Reads `path` from `offset`, up to `length` bytes; with `follow`, waits for
-/// more until `ended()` says the container is gone and the file is drained.
-fn async_stream(
-    path: PathBuf,
-    offset: u64,
-    length: Option<u64>,
-    follow: bool,
-    mut ended: impl FnMut() -> bool + Send + 'static,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::unfold(
-        (None::<tokio::fs::File>, offset, length, false),
-        move |(mut file, mut position, mut remaining, done)| {
-            let path = path.clone();
-            let mut ended_now = false;
-            if follow && !done {
-                ended_now = ended();
+/// Runs blocking log work off the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| internal(format!("log reader: {e}")))?
+        .map_err(|e| internal(e.to_string()))
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::testing::write_segments;
+
+    fn params(query: &str) -> HashMap<String, String> {
+        let query: Params =
+            Query::try_from_uri(&format!("http://x/?{query}").parse().unwrap()).unwrap();
+        query.0
+    }
+
+    fn request(query: &str) -> Result<Request, String> {
+        parse(&params(query)).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (query, named) in [
+            ("stream=both", "invalid stream"),
+            ("offset=-1", "invalid offset"),
+            ("length=x", "invalid length"),
+            ("tail=ten", "invalid tail"),
+            ("since=yesterday", "invalid since"),
+            ("follow=maybe", "invalid follow"),
+            ("timestamps=2", "invalid timestamps"),
+            ("tail=3&offset=4", "invalid tail"),
+            ("since=2024-01-01T00:00:00Z&tail=1", "invalid since"),
+            ("stream=all&offset=3", "invalid offset"),
+            ("stream=all&tail=3", "invalid tail"),
+        ] {
+            let message = request(query).unwrap_err();
+            assert!(message.starts_with(named), "{query}: {message}");
+        }
+        let ok = request("stream=stderr&offset=5&length=7&follow=true&timestamps=1").unwrap();
+        assert_eq!(ok.which, Which::One(Stream::Stderr));
+        assert_eq!(ok.start, Start::Offset(5));
+        assert_eq!(ok.length, Some(7));
+        assert!(ok.follow && ok.timestamps);
+    }
+
+    #[test]
+    fn rotated_away_starts_are_moved_and_ranges_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segments(dir.path(), Stream::Stdout, 100, &[b'x'; 50], 20, &[]);
+        let plan_for =
+            |query: &str| plan(dir.path(), Stream::Stdout, &request(query).unwrap()).unwrap();
+        assert_eq!(
+            plan_for("offset=120&length=5"),
+            Plan {
+                offset: 120,
+                length: Some(5),
+                rotated_away: None
             }
-            async move {
-                if done || remaining == Some(0) {
-                    return None;
-                }
-                loop {
-                    if file.is_none() {
-                        match tokio::fs::File::open(&path).await {
-                            Ok(mut f) => {
-                                if let Err(e) = f.seek(SeekFrom::Start(position)).await {
-                                    return Some((Err(e), (None, position, remaining, true)));
-                                }
-                                file = Some(f);
-                            }
-                            Err(e)
-                                if e.kind() == std::io::ErrorKind::NotFound
-                                    && follow
-                                    && !ended_now =>
-                            {
-                                tokio::time::sleep(FOLLOW_POLL).await;
-                                continue;
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-                            Err(e) => return Some((Err(e), (None, position, remaining, true))),
-                        }
-                    }
-                    let want = remaining.map_or(CHUNK, |r| r.min(CHUNK as u64) as usize);
-                    let mut buf = vec![0u8; want];
-                    let n = match file.as_mut().expect("opened above").read(&mut buf).await {
-                        Ok(n) => n,
-                        Err(e) => return Some((Err(e), (file, position, remaining, true))),
-                    };
-                    if n > 0 {
-                        buf.truncate(n);
-                        position += n as u64;
-                        remaining = remaining.map(|r| r - n as u64);
-                        return Some((Ok(Bytes::from(buf)), (file, position, remaining, false)));
-                    }
-                    // At the end of what is written. The check of `ended` was
-                    // made before this read, so once it said "ended" and a
-                    // read still finds nothing, everything has been delivered.
-                    if !follow || ended_now {
-                        return None;
-                    }
-                    tokio::time::sleep(FOLLOW_POLL).await;
-                    return Some((Ok(Bytes::new()), (file, position, remaining, false)));
-                }
+        );
+        assert_eq!(
+            plan_for(""),
+            Plan {
+                offset: 100,
+                length: None,
+                rotated_away: Some(100)
             }
-        },
-    )
+        );
+        assert_eq!(
+            plan_for("offset=90&length=30"),
+            Plan {
+                offset: 100,
+                length: Some(20),
+                rotated_away: Some(100)
+            }
+        );
+        // Entirely gone: the handler answers 416.
+        assert_eq!(
+            plan_for("offset=10&length=30"),
+            Plan {
+                offset: 100,
+                length: Some(0),
+                rotated_away: Some(100)
+            }
+        );
+        assert_eq!(
+            plan_for("tail=0"),
+            Plan {
+                offset: 150,
+                length: Some(0),
+                rotated_away: None
+            }
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP/JSON API on the agent's unix socket.
 
 mod error;
+mod files;
 mod logs;
 
 use std::collections::HashMap;
@@ -26,16 +27,24 @@ type Params = Query<HashMap<String, String>>;
 pub fn router(manager: Arc<Manager>) -> Router {
     Router::new()
         .route("/v1/info", get(info))
+        .route("/v1/gc", post(gc))
         .route("/v1/containers", post(launch).get(list))
         .route("/v1/containers/{id}", get(inspect).delete(remove))
         .route("/v1/containers/{id}/wait", get(wait))
         .route("/v1/containers/{id}/kill", post(kill))
         .route("/v1/containers/{id}/stats", get(stats))
+        .route("/v1/containers/{id}/resources", axum::routing::patch(update))
         .route("/v1/containers/{id}/logs", get(logs::logs))
+        .route("/v1/containers/{id}/files", get(files::list))
+        .route("/v1/containers/{id}/files/content", get(files::content))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .with_state(manager)
+}
+
+async fn gc(State(manager): Shared) -> Result<Response, ApiError> {
+    Ok(Json(manager.gc().await?).into_response())
 }
 
 async fn info(State(manager): Shared) -> Json<serde_json::Value> {
@@ -97,6 +106,15 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn update(
+    State(manager): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let update: berth_isolator::Resources = parse_json(&body)?;
+    Ok(Json(manager.update(&id, update).await?).into_response())
+}
+
 async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let isolators = manager.stats(&id)?;
     Ok(Json(serde_json::json!({
@@ -150,6 +168,8 @@ impl From<ManagerError> for ApiError {
             ManagerError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ManagerError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ManagerError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ManagerError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            ManagerError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported"),
             ManagerError::LaunchFailed {
                 user_error: true, ..
             } => (StatusCode::BAD_REQUEST, "launch_failed"),

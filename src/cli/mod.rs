@@ -1,6 +1,7 @@
 //! The `berth` command line: talks to the agent's API.
 
 pub mod client;
+mod stats;
 mod table;
 
 use std::path::PathBuf;
@@ -47,21 +48,67 @@ pub enum Command {
     },
     /// Print a container's output.
     Logs {
-        /// Print stderr instead of stdout.
-        #[arg(long)]
+        /// Which output: stdout, stderr, or all (both interleaved in
+        /// arrival order, on stdout).
+        #[arg(long, value_parser = ["stdout", "stderr", "all"], default_value = "stdout")]
+        stream: String,
+        /// Same as --stream stderr.
+        #[arg(long, conflicts_with = "stream")]
         stderr: bool,
         /// Keep printing until the container ends.
         #[arg(short, long)]
         follow: bool,
+        /// Print only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+        /// Prefix each line with its arrival time (RFC 3339).
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Print only what arrived at or after TIME (RFC 3339, e.g.
+        /// 2024-05-01T12:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
         id: String,
     },
-    /// Print a container's resource usage as JSON.
-    Stats { id: String },
+    /// Browse a container's sandbox.
+    #[command(subcommand)]
+    Files(FilesCommand),
+    /// Show containers' resource usage: a live table, like `docker stats`.
+    Stats {
+        /// Print one sample and return.
+        #[arg(long)]
+        no_stream: bool,
+        /// Print one sample as a JSON array of stats objects.
+        #[arg(long)]
+        json: bool,
+        /// Containers to show (default: all running).
+        ids: Vec<String>,
+    },
+    /// Change a running container's resources; unset flags keep their value.
+    Update {
+        id: String,
+        #[command(flatten)]
+        resources: ResourceArgs,
+    },
+    /// Remove the sandboxes of ended containers that are past their age.
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print what the agent is and offers.
     Info {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `berth files` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// List a directory of the sandbox (default: its top).
+    Ls { id: String, path: Option<String> },
+    /// Print a file of the sandbox.
+    Cat { id: String, path: String },
 }
 
 /// `berth run`'s flags.
@@ -73,15 +120,23 @@ pub struct RunArgs {
     /// A root filesystem directory (default: the host's, read-only).
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
-    /// CPUs, fractional.
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// A specific net_cls secondary handle.
     #[arg(long, value_name = "N")]
-    pub cpus: Option<f64>,
-    /// Memory limit: bytes, or with K, M, G.
+    pub net_cls_handle: Option<u32>,
+    /// Rotate each log file at this size.
     #[arg(long, value_name = "SIZE")]
-    pub memory: Option<String>,
-    /// Memory soft limit.
-    #[arg(long, value_name = "SIZE")]
-    pub memory_reservation: Option<String>,
+    pub log_max_size: Option<String>,
+    /// Log files kept per stream.
+    #[arg(long, value_name = "N")]
+    pub log_max_files: Option<u32>,
+    /// Compress rotated log files.
+    #[arg(long)]
+    pub log_compress: bool,
+    /// What to do when output outpaces the disk: block (default) or drop.
+    #[arg(long, value_name = "MODE")]
+    pub log_mode: Option<String>,
     /// An environment variable.
     #[arg(short, long = "env", value_name = "K=V")]
     pub env: Vec<String>,
@@ -186,24 +241,101 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        Command::Logs { stderr, follow, id } => {
-            let stream = if stderr { "stderr" } else { "stdout" };
-            let path = format!(
-                "{}/logs?stream={stream}&follow={follow}",
-                container_path(&id)
-            );
-            if stderr {
+        Command::Logs {
+            stream,
+            stderr,
+            follow,
+            tail,
+            timestamps,
+            since,
+            id,
+        } => {
+            let stream = if stderr { "stderr".to_string() } else { stream };
+            let mut query = format!("stream={stream}&follow={follow}&timestamps={timestamps}");
+            if let Some(lines) = tail {
+                query.push_str(&format!("&tail={lines}"));
+            }
+            if let Some(since) = &since {
+                query.push_str(&format!("&since={}", query_escape(since)));
+            }
+            let path = format!("{}/logs?{query}", container_path(&id));
+            if stream == "stderr" {
                 client.stream_to(&path, &mut tokio::io::stderr()).await?;
             } else {
                 client.stream_to(&path, &mut tokio::io::stdout()).await?;
             }
             Ok(0)
         }
-        Command::Stats { id } => {
-            let stats: serde_json::Value = client
-                .json(Method::GET, &format!("{}/stats", container_path(&id)), None)
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&stats).expect("json"));
+        Command::Files(FilesCommand::Ls { id, path }) => {
+            let path = format!(
+                "{}/files?path={}",
+                container_path(&id),
+                query_escape(path.as_deref().unwrap_or(""))
+            );
+            let entries: Vec<serde_json::Value> = client.json(Method::GET, &path, None).await?;
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    ["type", "mode", "size", "mtime", "name"]
+                        .iter()
+                        .map(|k| match &e[*k] {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["TYPE", "MODE", "SIZE", "MODIFIED", "NAME"], &rows)
+            );
+            Ok(0)
+        }
+        Command::Files(FilesCommand::Cat { id, path }) => {
+            let path = format!(
+                "{}/files/content?path={}",
+                container_path(&id),
+                query_escape(&path)
+            );
+            client.stream_to(&path, &mut tokio::io::stdout()).await?;
+            Ok(0)
+        }
+        Command::Stats {
+            no_stream,
+            json,
+            ids,
+        } => stats::run(&client, ids, no_stream, json).await,
+        Command::Update { id, resources } => {
+            let body = serde_json::Value::Object(resources.to_json()?);
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                return Err(usage("nothing to update: give at least one resource flag"));
+            }
+            let path = format!("{}/resources", container_path(&id));
+            let container: Container = client.json(Method::PATCH, &path, Some(body)).await?;
+            println!("{}", container.id);
+            Ok(0)
+        }
+        Command::Gc { json } => {
+            let report: serde_json::Value = client.json(Method::POST, "/v1/gc", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+                return Ok(0);
+            }
+            let removed = report["removed"].as_array().cloned().unwrap_or_default();
+            println!(
+                "disk usage {:.1}%: sandboxes may stay {:.0}s after their container ended; removed {}",
+                report["disk_usage"].as_f64().unwrap_or(0.0) * 100.0,
+                report["max_age_seconds"].as_f64().unwrap_or(0.0),
+                removed.len()
+            );
+            for entry in removed {
+                println!(
+                    "{}\tended {}\t{:.0}s ago",
+                    entry["id"].as_str().unwrap_or("?"),
+                    entry["finished_at"].as_str().unwrap_or("-"),
+                    entry["age_seconds"].as_f64().unwrap_or(0.0)
+                );
+            }
             Ok(0)
         }
         Command::Info { json } => {
@@ -218,7 +350,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
     }
 }
 
-fn container_path(id: &str) -> String {
+pub(crate) fn container_path(id: &str) -> String {
     // Ids never need escaping, but a typo might: keep the path well-formed
     // and let the agent answer 404.
     let escaped: String = id
@@ -234,6 +366,107 @@ fn container_path(id: &str) -> String {
     format!("/v1/containers/{escaped}")
 }
 
+/// Resource flags shared by `berth run` and `berth update`.
+#[derive(Debug, Args, Default)]
+pub struct ResourceArgs {
+    /// CPUs, fractional.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Memory limit: bytes, or with K, M, G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory soft limit.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// Block I/O weight, 10 to 1000.
+    #[arg(long, value_name = "N")]
+    pub blkio_weight: Option<u16>,
+    /// Read throttle for a device, in bytes per second.
+    #[arg(long, value_name = "DEV:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Write throttle for a device, in bytes per second.
+    #[arg(long, value_name = "DEV:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Read throttle for a device, in operations per second.
+    #[arg(long, value_name = "DEV:N")]
+    pub device_read_iops: Vec<String>,
+    /// Write throttle for a device, in operations per second.
+    #[arg(long, value_name = "DEV:N")]
+    pub device_write_iops: Vec<String>,
+    /// Bytes the container may keep in its sandbox.
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
+}
+
+impl ResourceArgs {
+    /// The `resources` object of a launch or update request.
+    pub fn to_json(&self) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+        let mut resources = serde_json::Map::new();
+        if let Some(cpus) = self.cpus {
+            resources.insert("cpus".into(), cpus.into());
+        }
+        for (flag, key, value) in [
+            ("--memory", "memory", &self.memory),
+            ("--memory-reservation", "memory_reservation", &self.memory_reservation),
+            ("--disk", "disk", &self.disk),
+        ] {
+            if let Some(value) = value {
+                let bytes = parse_size(value).map_err(|e| usage(format!("invalid {flag}: {e}")))?;
+                resources.insert(key.into(), bytes.into());
+            }
+        }
+        if let Some(weight) = self.blkio_weight {
+            resources.insert("blkio_weight".into(), weight.into());
+        }
+        for (flag, key, values, sized) in [
+            ("--device-read-bps", "device_read_bps", &self.device_read_bps, true),
+            ("--device-write-bps", "device_write_bps", &self.device_write_bps, true),
+            ("--device-read-iops", "device_read_iops", &self.device_read_iops, false),
+            ("--device-write-iops", "device_write_iops", &self.device_write_iops, false),
+        ] {
+            if values.is_empty() {
+                continue;
+            }
+            let limits = values
+                .iter()
+                .map(|v| device_limit(flag, v, sized))
+                .collect::<Result<Vec<_>, _>>()?;
+            resources.insert(key.into(), limits.into());
+        }
+        Ok(resources)
+    }
+}
+
+/// Parses `DEV:RATE` where DEV is a path or `MAJOR:MINOR` (so the rate is
+/// after the last colon) and RATE a size (`5M`) or a plain count.
+fn device_limit(flag: &str, value: &str, sized: bool) -> Result<serde_json::Value, Failure> {
+    let bad = |why: &str| usage(format!("invalid {flag} {value:?}: {why}"));
+    let (device, rate) = value.rsplit_once(':').ok_or_else(|| bad("expected DEV:RATE"))?;
+    if device.is_empty() {
+        return Err(bad("no device"));
+    }
+    let rate = if sized {
+        parse_size(rate).map_err(|e| bad(&e.to_string()))?
+    } else {
+        rate.parse::<u64>().map_err(|_| bad("the rate must be a whole number"))?
+    };
+    Ok(json!({"device": device, "rate": rate}))
+}
+
+/// Percent-encodes a query parameter value.
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Turns `berth run` flags into a launch request body.
 pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     let mut env = serde_json::Map::new();
@@ -243,22 +476,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
             .ok_or_else(|| usage(format!("invalid --env {pair:?}: expected K=V")))?;
         env.insert(key.to_string(), value.into());
     }
-    let mut resources = serde_json::Map::new();
-    if let Some(cpus) = args.cpus {
-        resources.insert("cpus".into(), cpus.into());
-    }
-    for (flag, key, value) in [
-        ("--memory", "memory", &args.memory),
-        (
-            "--memory-reservation",
-            "memory_reservation",
-            &args.memory_reservation,
-        ),
-    ] {
-        if let Some(value) = value {
-            let bytes = parse_size(value).map_err(|e| usage(format!("invalid {flag}: {e}")))?;
-            resources.insert(key.into(), bytes.into());
-        }
+    let mut resources = args.resources.to_json()?;
+    if let Some(handle) = args.net_cls_handle {
+        resources.insert("net_cls_handle".into(), handle.into());
     }
     let mut request = json!({
         "command": args.command,
@@ -287,6 +507,26 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(network) = &args.network {
         request["network"] = network.clone().into();
+    }
+    let mut log = serde_json::Map::new();
+    if let Some(size) = &args.log_max_size {
+        let bytes = parse_size(size).map_err(|e| usage(format!("invalid --log-max-size: {e}")))?;
+        log.insert("max_size".into(), bytes.into());
+    }
+    if let Some(files) = args.log_max_files {
+        log.insert("max_files".into(), files.into());
+    }
+    if args.log_compress {
+        log.insert("compress".into(), true.into());
+    }
+    if let Some(mode) = &args.log_mode {
+        if !matches!(mode.as_str(), "block" | "drop") {
+            return Err(usage(format!("invalid --log-mode {mode:?}: expected block or drop")));
+        }
+        log.insert("mode".into(), mode.clone().into());
+    }
+    if !log.is_empty() {
+        request["log"] = log.into();
     }
     Ok(request)
 }
@@ -368,5 +608,27 @@ mod tests {
     #[test]
     fn odd_ids_are_escaped_in_paths() {
         assert_eq!(container_path("a/b"), "/v1/containers/a%2Fb");
+    }
+
+    #[test]
+    fn logs_flags_parse_and_query_values_are_escaped() {
+        let parse = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("berth").chain(argv.iter().copied()))
+                .map(|cli| cli.command)
+        };
+        match parse(&["logs", "--stderr", "-f", "--tail", "3", "x"]).unwrap() {
+            Command::Logs {
+                stderr, follow, tail, ..
+            } => assert!(stderr && follow && tail == Some(3)),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["logs", "--stderr", "--stream", "all", "x"]).is_err());
+        assert!(parse(&["logs", "--stream", "both", "x"]).is_err());
+        assert!(parse(&["files", "ls", "x"]).is_ok());
+        assert_eq!(
+            query_escape("2024-05-01T12:00:00+02:00"),
+            "2024-05-01T12%3A00%3A00%2B02%3A00"
+        );
+        assert_eq!(query_escape("a b/c&d"), "a%20b/c%26d");
     }
 }

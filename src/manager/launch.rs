@@ -32,7 +32,8 @@ impl From<IsolatorError> for ManagerError {
                 ManagerError::Invalid { field, message }
             }
             IsolatorError::Conflict { message } => ManagerError::Conflict(message),
-            IsolatorError::Refused { .. } => ManagerError::Conflict(e.to_string()),
+            IsolatorError::Refused { .. } => ManagerError::Refused(e.to_string()),
+            IsolatorError::Unsupported { .. } => ManagerError::Unsupported(e.to_string()),
             other => ManagerError::Internal(other.to_string()),
         }
     }
@@ -185,7 +186,18 @@ impl Manager {
         let isolators = self.isolators.select(&chosen);
         let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
 
+        if self.slots.lock().unwrap().contains_key(&id) {
+            return Err(ManagerError::Conflict(format!("container id {id} is in use")));
+        }
         let sandbox = self.store.sandbox(&id);
+        if sandbox.exists() {
+            // Left by an earlier container of this id that was never
+            // removed: refuse rather than mix two containers' files.
+            return Err(ManagerError::Conflict(format!(
+                "sandbox {} exists; remove the old container first",
+                sandbox.display()
+            )));
+        }
         let config = ContainerConfig {
             id: id.clone(),
             command: request.command.clone(),
@@ -224,6 +236,7 @@ impl Manager {
             status: Default::default(),
             shim: None,
             pid_start_time: None,
+            logs: None,
         };
         Ok(Plan {
             container,
@@ -238,9 +251,6 @@ impl Manager {
         let mut container = plan.container.clone();
         let id = container.id.clone();
         self.create_dirs(&container)?;
-        self.store
-            .save(&container)
-            .map_err(|e| ManagerError::Internal(e.to_string()))?;
 
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
         let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {
@@ -307,6 +317,11 @@ impl Manager {
         for dir in [&state_dir, &self.store.isolator_dir(&container.id)] {
             std::fs::create_dir_all(dir).map_err(|e| internal("create", dir, e))?;
         }
+        // The record comes before the sandbox, so that a crash leaves no
+        // sandbox that no record explains.
+        self.store
+            .save(container)
+            .map_err(|e| ManagerError::Internal(e.to_string()))?;
         match std::fs::create_dir(&container.sandbox) {
             Ok(()) => {}
             // A sandbox left by an earlier container of the same id that was
@@ -359,6 +374,7 @@ impl Manager {
             bundle: &container.bundle,
             state_dir: &state_dir,
             log_dir: &container.sandbox,
+            log: &container.log,
         })
         .map_err(|e| internal(&e))?;
 

@@ -5,9 +5,12 @@
 //! record on disk (see `store`) is the truth; memory is a cache of it.
 
 mod exit;
+mod gc;
 mod launch;
+pub use gc::{GcRemoved, GcReport};
 mod recover;
 mod shim_client;
+mod update;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -37,6 +40,12 @@ pub enum ManagerError {
     /// 409
     #[error("{0}")]
     Conflict(String),
+    /// 409: an isolator refused a live update; nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// 400: the host cannot do what was asked (a missing controller or knob).
+    #[error("{0}")]
+    Unsupported(String),
     /// 400 or 500: the container could not be started; nothing was kept.
     #[error("launch failed: {message}")]
     LaunchFailed { message: String, user_error: bool },
@@ -107,6 +116,11 @@ pub struct HostCgroups {
     pub mode: String,
     /// The OCI `cgroupsPath` for a container.
     pub cgroups_path: Box<dyn Fn(&ContainerId) -> String + Send + Sync>,
+    /// The names of the container cgroups below the cgroup root, in any
+    /// hierarchy.
+    pub children: Box<dyn Fn() -> Vec<String> + Send + Sync>,
+    /// SIGKILLs every process in a container's cgroups.
+    pub kill: Box<dyn Fn(&ContainerId) + Send + Sync>,
 }
 
 /// The container manager.
@@ -116,6 +130,7 @@ pub struct Manager {
     isolators: Isolators,
     cgroups: HostCgroups,
     slots: Mutex<HashMap<ContainerId, Arc<Slot>>>,
+    update_lock: tokio::sync::Mutex<()>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -129,6 +144,7 @@ impl Manager {
             isolators,
             cgroups,
             slots: Mutex::new(HashMap::new()),
+            update_lock: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
         })
     }
@@ -168,6 +184,10 @@ impl Manager {
     /// One container, with its isolators' status while it runs.
     pub fn get(&self, id: &str) -> Result<Container, ManagerError> {
         let mut container = self.slot(id)?.get();
+        match crate::logs::counters::read(&self.store.state_dir(&container.id)) {
+            Ok(counters) => container.logs = counters,
+            Err(e) => tracing::warn!(id = %container.id, "{e}"),
+        }
         if container.state == State::Running {
             for isolator in self.isolators.select(&container.isolation) {
                 match isolator.status(&container.id) {
@@ -258,6 +278,35 @@ impl Manager {
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
         self.slots.lock().unwrap().remove(&container.id);
         Ok(())
+    }
+
+    /// Stops every running container: SIGTERM, then SIGKILL after `grace`,
+    /// and waits until each has ended and been recorded.
+    pub async fn stop_all(&self, grace: Duration) {
+        // The slots' records, not `list()`: the public view has no start
+        // times to check pids against.
+        let running: Vec<Container> = self
+            .slots
+            .lock()
+            .unwrap()
+            .values()
+            .map(|slot| slot.get())
+            .filter(|c| c.state == State::Running)
+            .collect();
+        tracing::info!(count = running.len(), "stopping containers");
+        for container in &running {
+            if let Some(process) = container_process(container) {
+                let _ = process.signal(libc::SIGTERM);
+            }
+        }
+        let waits = running.iter().map(|c| async move {
+            let id = c.id.as_str();
+            if tokio::time::timeout(grace, self.wait(id)).await.is_err() {
+                let _ = self.kill(id, "KILL");
+                let _ = tokio::time::timeout(FORCE_REMOVE_TIMEOUT, self.wait(id)).await;
+            }
+        });
+        futures_util::future::join_all(waits).await;
     }
 
     /// Every isolator's usage for a container, keyed by isolator name.

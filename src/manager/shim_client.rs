@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::config::{LogMode, LogSettings};
 use crate::shim::protocol::{ShimMessage, GO, SYNC_FD};
 
 /// How long a shim may take to set a container up before the launch fails.
@@ -40,6 +41,9 @@ pub struct ShimArgs<'a> {
     pub bundle: &'a Path,
     pub state_dir: &'a Path,
     pub log_dir: &'a Path,
+    /// Rotation and backpressure, passed on the command line so that nothing
+    /// the container can write decides them.
+    pub log: &'a LogSettings,
 }
 
 /// An open conversation with a shim that is launching a container.
@@ -65,9 +69,21 @@ impl ShimConnection {
             .arg(args.state_dir)
             .arg("--log-dir")
             .arg(args.log_dir)
+            .arg("--log-max-size")
+            .arg(args.log.max_size.to_string())
+            .arg("--log-max-files")
+            .arg(args.log.max_files.to_string())
+            .arg("--log-mode")
+            .arg(match args.log.mode {
+                LogMode::Block => "block",
+                LogMode::Drop => "drop",
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if args.log.compress {
+            command.arg("--log-compress");
+        }
         // SAFETY: the closure runs between fork and exec and only calls
         // dup2 and fcntl, which are async-signal-safe.
         unsafe {

@@ -1,15 +1,21 @@
-//! The shim's command line: `--id ID --bundle DIR --state-dir DIR --log-dir DIR`.
+//! The shim's command line: `--id ID --bundle DIR --state-dir DIR --log-dir DIR
+//! [--log-max-size BYTES] [--log-max-files N] [--log-compress]
+//! [--log-mode block|drop]`.
 //!
-//! Parsed by hand: four required options do not justify a parser crate in a
-//! binary that is started once per container.
+//! Parsed by hand: a handful of options do not justify a parser crate in a
+//! binary that is started once per container. The log settings come only from
+//! here (never from a file the container could write); absent ones take
+//! [`LogSettings::default`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::config::{LogMode, LogSettings};
+
 /// What the agent tells the shim on its command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Args {
     /// The container's id (used in diagnostics only).
     pub id: String,
@@ -19,6 +25,8 @@ pub struct Args {
     pub state_dir: PathBuf,
     /// Where the `stdout` and `stderr` log files go.
     pub log_dir: PathBuf,
+    /// Rotation, compression and backpressure of the container's output.
+    pub log: LogSettings,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -33,6 +41,12 @@ pub enum ArgsError {
     Unknown(String),
     #[error("value of {option} is not valid utf-8")]
     NotUtf8 { option: String },
+    #[error("invalid value {value:?} for {option}: {reason}")]
+    Invalid {
+        option: String,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 impl Args {
@@ -46,6 +60,10 @@ impl Args {
         let mut bundle: Option<PathBuf> = None;
         let mut state_dir: Option<PathBuf> = None;
         let mut log_dir: Option<PathBuf> = None;
+        let mut max_size: Option<u64> = None;
+        let mut max_files: Option<u32> = None;
+        let mut compress = false;
+        let mut mode: Option<LogMode> = None;
 
         let mut iter = args.into_iter();
         while let Some(arg) = iter.next() {
@@ -58,9 +76,22 @@ impl Args {
                 }
                 _ => (arg.clone(), None),
             };
+            if name == "--log-compress" && inline.is_none() {
+                if compress {
+                    return Err(ArgsError::Duplicate(name));
+                }
+                compress = true;
+                continue;
+            }
             if !matches!(
                 name.as_str(),
-                "--id" | "--bundle" | "--state-dir" | "--log-dir"
+                "--id"
+                    | "--bundle"
+                    | "--state-dir"
+                    | "--log-dir"
+                    | "--log-max-size"
+                    | "--log-max-files"
+                    | "--log-mode"
             ) {
                 return Err(ArgsError::Unknown(arg));
             }
@@ -82,16 +113,73 @@ impl Args {
                 }
                 "--bundle" => set_once(&mut bundle, value.into(), &name)?,
                 "--state-dir" => set_once(&mut state_dir, value.into(), &name)?,
-                _ => set_once(&mut log_dir, value.into(), &name)?,
+                "--log-dir" => set_once(&mut log_dir, value.into(), &name)?,
+                "--log-max-size" => {
+                    let value = utf8(value, &name)?;
+                    set_once(&mut max_size, parse_positive(&name, &value)?, &name)?
+                }
+                "--log-max-files" => {
+                    let value = utf8(value, &name)?;
+                    set_once(&mut max_files, parse_positive(&name, &value)?, &name)?
+                }
+                _ => {
+                    let value = utf8(value, &name)?;
+                    let parsed = match value.as_str() {
+                        "block" => LogMode::Block,
+                        "drop" => LogMode::Drop,
+                        _ => {
+                            return Err(ArgsError::Invalid {
+                                option: name,
+                                value,
+                                reason: "expected block or drop",
+                            })
+                        }
+                    };
+                    set_once(&mut mode, parsed, &name)?
+                }
             }
         }
+        let defaults = LogSettings::default();
 
         Ok(Args {
             id: id.ok_or(ArgsError::Missing("--id"))?,
             bundle: bundle.ok_or(ArgsError::Missing("--bundle"))?,
             state_dir: state_dir.ok_or(ArgsError::Missing("--state-dir"))?,
             log_dir: log_dir.ok_or(ArgsError::Missing("--log-dir"))?,
+            log: LogSettings {
+                max_size: max_size.unwrap_or(defaults.max_size),
+                max_files: max_files.unwrap_or(defaults.max_files),
+                compress,
+                mode: mode.unwrap_or(defaults.mode),
+            },
         })
+    }
+}
+
+fn utf8(value: OsString, option: &str) -> Result<String, ArgsError> {
+    value.into_string().map_err(|_| ArgsError::NotUtf8 {
+        option: option.to_string(),
+    })
+}
+
+/// Parses a count or size that must be at least 1: a zero size would never
+/// make progress and zero files would keep nothing, not even the current one.
+fn parse_positive<T>(option: &str, value: &str) -> Result<T, ArgsError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+{
+    match value.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        Ok(_) => Err(ArgsError::Invalid {
+            option: option.to_string(),
+            value: value.to_string(),
+            reason: "must be at least 1",
+        }),
+        Err(_) => Err(ArgsError::Invalid {
+            option: option.to_string(),
+            value: value.to_string(),
+            reason: "not a whole number",
+        }),
     }
 }
 
@@ -129,7 +217,76 @@ mod tests {
                 bundle: "/b".into(),
                 state_dir: "/s".into(),
                 log_dir: "/l".into(),
+                log: LogSettings::default(),
             }
+        );
+    }
+
+    #[test]
+    fn parses_log_settings() {
+        let args = parse(&[
+            "--id=c1",
+            "--bundle=/b",
+            "--state-dir=/s",
+            "--log-dir=/l",
+            "--log-max-size",
+            "4096",
+            "--log-max-files=3",
+            "--log-compress",
+            "--log-mode",
+            "drop",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.log,
+            LogSettings {
+                max_size: 4096,
+                max_files: 3,
+                compress: true,
+                mode: LogMode::Drop,
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_log_settings() {
+        let base = ["--id=c", "--bundle=/b", "--state-dir=/s", "--log-dir=/l"];
+        let with = |extra: &[&str]| {
+            let mut all: Vec<&str> = base.to_vec();
+            all.extend_from_slice(extra);
+            parse(&all).unwrap_err()
+        };
+        assert_eq!(
+            with(&["--log-max-size", "0"]),
+            ArgsError::Invalid {
+                option: "--log-max-size".into(),
+                value: "0".into(),
+                reason: "must be at least 1",
+            }
+        );
+        assert_eq!(
+            with(&["--log-max-files", "-1"]),
+            ArgsError::Invalid {
+                option: "--log-max-files".into(),
+                value: "-1".into(),
+                reason: "not a whole number",
+            }
+        );
+        assert_eq!(
+            with(&["--log-mode", "fast"]),
+            ArgsError::Invalid {
+                option: "--log-mode".into(),
+                value: "fast".into(),
+                reason: "expected block or drop",
+            }
+        );
+        assert_eq!(
+            with(&["--log-compress", "--log-compress"]),
+            ArgsError::Duplicate("--log-compress".into())
+        );
+        assert_eq!(
+            with(&["--log-compress=yes"]),
+            ArgsError::Unknown("--log-compress=yes".into())
         );
     }
 

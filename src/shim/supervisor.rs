@@ -2,19 +2,21 @@
 //! into the log files and records how the container ended.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, getpid, pipe2, read, ForkResult, Pid};
+use nix::unistd::{fork, getpid, pipe2, ForkResult, Pid};
 
 use super::agent::{Agent, Incoming};
 use super::args::Args;
 use super::container::{self, ChildFds};
-use super::logs::LogSink;
+use super::logs::{Counters, CountersFile, LogSink, Pumped, Stamp};
 use super::note;
 use super::protocol::{ExitRecord, ShimMessage, GO};
 use super::spec::ContainerConfig;
@@ -31,10 +33,17 @@ struct MonitorFds {
 
 /// One output stream being pumped from a pipe into a sink.
 struct Stream {
-    name: &'static str,
     pipe: Option<OwnedFd>,
     sink: LogSink,
 }
+
+/// Bytes that pass through the shim's memory (dropped, lost, or copied where
+/// splice does not work) go through this much at a time; the rest never
+/// leaves the kernel.
+const SCRATCH: usize = 64 * 1024;
+
+/// How often finished compression children are looked for.
+const COMPRESS_POLL: Duration = Duration::from_millis(100);
 
 /// Why waiting for `go` ended.
 enum Release {
@@ -59,12 +68,14 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             config.ignored.join(", ")
         ));
     }
-    let sinks = LogSink::open(&args.log_dir.join("stdout"))
-        .and_then(|out| Ok((out, LogSink::open(&args.log_dir.join("stderr"))?)));
-    let (out_sink, err_sink) = match sinks {
+    let sinks = LogSink::open(&args.log_dir, "stdout", &args.log)
+        .and_then(|out| Ok((out, LogSink::open(&args.log_dir, "stderr", &args.log)?)));
+    let (mut out_sink, mut err_sink) = match sinks {
         Ok(sinks) => sinks,
         Err(e) => return fail(args, &mut agent, e.to_string()),
     };
+    // Kept to return to after forking the container: see below.
+    let own_pid_ns = std::fs::File::open("/proc/self/ns/pid");
     if let Err(e) = config.namespaces.enter_pid() {
         return fail(args, &mut agent, e.to_string());
     }
@@ -72,6 +83,8 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(pipes) => pipes,
         Err(e) => return fail(args, &mut agent, format!("create pipes: {e}")),
     };
+    out_sink.prepare(monitor.stdout.as_fd());
+    err_sink.prepare(monitor.stderr.as_fd());
 
     // SAFETY: the shim is single-threaded, so the child may run Rust code.
     let child = match unsafe { fork() } {
@@ -85,6 +98,14 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Err(e) => return fail(args, &mut agent, format!("fork container process: {e}")),
     };
     drop(child_fds);
+    // Only the container belongs in its pid namespace. The monitor's later
+    // children (log compressors) would otherwise run inside it, visible to
+    // the container, and could not be forked at all once it has died.
+    match own_pid_ns.map(|ns| setns(ns, CloneFlags::CLONE_NEWPID)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => note(format_args!("return to own pid namespace: {e}")),
+        Err(e) => note(format_args!("open /proc/self/ns/pid: {e}")),
+    }
 
     let pidfd = match pidfd_open(child) {
         Ok(fd) => fd,
@@ -167,17 +188,20 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 
     let mut streams = [
         Stream {
-            name: "stdout",
             pipe: Some(monitor.stdout),
             sink: out_sink,
         },
         Stream {
-            name: "stderr",
             pipe: Some(monitor.stderr),
             sink: err_sink,
         },
     ];
-    let status = pump(child, &pidfd, &mut streams);
+    let mut counters = CountersFile::new(&args.state_dir);
+    let status = pump(child, &pidfd, &mut streams, &mut counters);
+    // Final counters before exit.json: whoever sees the exit sees them too.
+    if let Err(e) = counters.write(&current_counters(&streams), Instant::now()) {
+        note(format_args!("{e}"));
+    }
     let finished_at = now();
     let (exit_code, signal) = match status {
         WaitStatus::Exited(_, code) => (Some(code), None),
@@ -194,13 +218,18 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         finished_at,
         error: None,
     };
-    match state::write_exit(&args.state_dir, &record) {
+    let code = match state::write_exit(&args.state_dir, &record) {
         Ok(()) => 0,
         Err(e) => {
             note(format_args!("{e}"));
             1
         }
+    };
+    // Compressing what is left does not hold up the exit record.
+    for s in &mut streams {
+        s.sink.finish();
     }
+    code
 }
 
 /// Records a launch failure in exit.json, then reports it to the agent (if
@@ -314,8 +343,13 @@ fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd) -> Release {
 
 /// Copies output until the child exits, then drains what is left and returns
 /// the child's wait status.
-fn pump(child: Pid, pidfd: &OwnedFd, streams: &mut [Stream; 2]) -> WaitStatus {
-    let mut buf = vec![0u8; 64 * 1024];
+fn pump(
+    child: Pid,
+    pidfd: &OwnedFd,
+    streams: &mut [Stream; 2],
+    counters: &mut CountersFile,
+) -> WaitStatus {
+    let mut scratch = vec![0u8; SCRATCH];
     loop {
         let mut ready = [false; 2];
         let child_gone;
@@ -328,7 +362,7 @@ fn pump(child: Pid, pidfd: &OwnedFd, streams: &mut [Stream; 2]) -> WaitStatus {
                     index.push(i);
                 }
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, poll_timeout(streams, counters)) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
@@ -343,10 +377,18 @@ fn pump(child: Pid, pidfd: &OwnedFd, streams: &mut [Stream; 2]) -> WaitStatus {
                 ready[i] = pfd.any().unwrap_or(true);
             }
         }
+        // One clock reading per wake-up serves both streams' index entries.
+        let at = Stamp::now();
         for (s, r) in streams.iter_mut().zip(ready) {
             if r {
-                copy_once(s, &mut buf);
+                pump_once(s, at, &mut scratch);
             }
+        }
+        for s in streams.iter_mut() {
+            s.sink.tick();
+        }
+        if let Err(e) = counters.tick(&current_counters(streams), at.mono) {
+            note(format_args!("{e}"));
         }
         if child_gone {
             break;
@@ -356,40 +398,47 @@ fn pump(child: Pid, pidfd: &OwnedFd, streams: &mut [Stream; 2]) -> WaitStatus {
     // A dead pid namespace closes every write end; without one, a background
     // process may keep a pipe open, so stop at EAGAIN rather than EOF.
     for s in streams.iter_mut() {
-        while s.pipe.is_some() && copy_once(s, &mut buf) {}
+        while s.pipe.is_some() && pump_once(s, Stamp::now(), &mut scratch) {}
     }
     status
 }
 
-/// One read from the stream's pipe into its sink. Returns whether data came;
+/// How long poll may sleep: until the counters are due or a compression
+/// child may have finished; forever if neither.
+fn poll_timeout(streams: &[Stream; 2], counters: &CountersFile) -> PollTimeout {
+    let mut wait = counters.due_in(&current_counters(streams), Instant::now());
+    if streams.iter().any(|s| s.sink.busy()) {
+        wait = Some(wait.map_or(COMPRESS_POLL, |w| w.min(COMPRESS_POLL)));
+    }
+    match wait {
+        // Rounded up to whole milliseconds so as not to wake up just early.
+        Some(w) => PollTimeout::try_from(
+            w.as_millis() as u64 + u64::from(w.subsec_nanos() % 1_000_000 != 0),
+        )
+        .unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    }
+}
+
+fn current_counters(streams: &[Stream; 2]) -> Counters {
+    Counters {
+        stdout: streams[0].sink.counters(),
+        stderr: streams[1].sink.counters(),
+    }
+}
+
+/// One step from the stream's pipe into its sink. Returns whether data came;
 /// closes the pipe at EOF or on error.
-fn copy_once(stream: &mut Stream, buf: &mut [u8]) -> bool {
+fn pump_once(stream: &mut Stream, at: Stamp, scratch: &mut [u8]) -> bool {
     let Some(pipe) = &stream.pipe else {
         return false;
     };
-    loop {
-        match read(pipe, buf) {
-            Ok(0) => {
-                stream.pipe = None;
-                return false;
-            }
-            Ok(n) => {
-                if let Err(e) = stream.sink.write(&buf[..n]) {
-                    note(format_args!("{e}"));
-                }
-                return true;
-            }
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => return false,
-            Err(e) => {
-                note(format_args!(
-                    "read {} pipe (fd {}): {e}",
-                    stream.name,
-                    pipe.as_raw_fd()
-                ));
-                stream.pipe = None;
-                return false;
-            }
+    match stream.sink.pump(pipe.as_fd(), at, scratch) {
+        Pumped::Data => true,
+        Pumped::Empty => false,
+        Pumped::Closed => {
+            stream.pipe = None;
+            false
         }
     }
 }

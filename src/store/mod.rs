@@ -7,7 +7,14 @@
 //! <runtime_dir>/containers/<id>/exit.json      the shim's record of the end
 //! <runtime_dir>/containers/<id>/bundle/        the OCI bundle
 //! <runtime_dir>/containers/<id>/isolators/     isolators' recovery state
+//! <runtime_dir>/boot_id                       the boot the runtime dir belongs to
+//! <work_dir>/records/<id>.json                 a copy of the record that
+//!                                              survives a reboot (the runtime
+//!                                              dir is a tmpfs)
 //! ```
+//!
+//! The record copy in the work dir is outside the sandbox on purpose: the
+//! container can write its sandbox, and must not rewrite its own record.
 
 use std::fs;
 use std::io::{self, Write};
@@ -66,6 +73,7 @@ impl Store {
     pub fn init(&self) -> Result<(), StoreError> {
         use std::os::unix::fs::PermissionsExt;
         for dir in [
+            self.work_dir.join("records"),
             self.work_dir.join("containers"),
             self.runtime_dir.join("containers"),
         ] {
@@ -96,7 +104,54 @@ impl Store {
     pub fn save(&self, container: &Container) -> Result<(), StoreError> {
         let path = self.state_dir(&container.id).join(RECORD_FILE);
         let bytes = serde_json::to_vec_pretty(container).expect("a container record serializes");
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &bytes)?;
+        write_atomic(&self.persistent_record(&container.id), &bytes)
+    }
+
+    fn persistent_record(&self, id: &ContainerId) -> PathBuf {
+        self.work_dir.join("records").join(format!("{id}.json"))
+    }
+
+    /// Records kept in the work dir, for containers whose runtime state is
+    /// gone (the host rebooted, or the runtime dir was wiped).
+    pub fn load_persistent(&self) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
+        let dir = self.work_dir.join("records");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("read", &dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_error("read", &dir))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                out.push(read_json(&path));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of sandbox directories in the work dir.
+    pub fn sandbox_ids(&self) -> Vec<String> {
+        fs::read_dir(self.work_dir.join("containers"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the runtime dir was made in this boot. Records it for the
+    /// current boot either way.
+    pub fn same_boot(&self) -> Result<bool, StoreError> {
+        let current = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map_err(io_error("read", Path::new("/proc/sys/kernel/random/boot_id")))?;
+        let path = self.runtime_dir.join("boot_id");
+        let recorded = fs::read_to_string(&path).ok();
+        write_atomic(&path, current.as_bytes())?;
+        Ok(recorded.is_none_or(|r| r == current))
     }
 
     /// Loads every container record in the runtime dir. A record that cannot
@@ -141,7 +196,14 @@ impl Store {
                 Err(e) => return Err(io_error("remove", &dir)(e)),
             }
         }
-        Ok(())
+        // The record goes last: a crash before this line leaves a record
+        // whose dirs are gone, which recovery removes again.
+        let record = self.persistent_record(id);
+        match fs::remove_file(&record) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("remove", &record)(e)),
+        }
     }
 }
 

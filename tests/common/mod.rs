@@ -50,6 +50,7 @@ pub struct Agent {
     pub runtime_dir: PathBuf,
     pub cgroup_root: String,
     child: Option<Child>,
+    extra: Vec<String>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -67,8 +68,37 @@ impl Agent {
         Agent::start_with(&[])
     }
 
+    /// Starts an agent with a TOML config file (flags the fixture passes,
+    /// such as dirs and the cgroup root, still override it).
+    pub fn start_with_config(toml: &str) -> Agent {
+        let mut agent = Agent::unstarted();
+        let path = agent.dir.path().join("berth.toml");
+        std::fs::write(&path, toml).unwrap();
+        agent.extra = vec!["--config".into(), path.display().to_string()];
+        agent.spawn();
+        agent
+    }
+
+    /// Starts an agent whose work dir is `work_dir`, with a TOML config.
+    pub fn start_in(work_dir: &Path, toml: &str) -> Agent {
+        let mut agent = Agent::unstarted();
+        agent.work_dir = work_dir.to_path_buf();
+        let path = agent.dir.path().join("berth.toml");
+        std::fs::write(&path, toml).unwrap();
+        agent.extra = vec!["--config".into(), path.display().to_string()];
+        agent.spawn();
+        agent
+    }
+
     /// Starts an agent with extra flags.
     pub fn start_with(extra: &[&str]) -> Agent {
+        let mut agent = Agent::unstarted();
+        agent.extra = extra.iter().map(|s| s.to_string()).collect();
+        agent.spawn();
+        agent
+    }
+
+    fn unstarted() -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("berth-test-")
             .tempdir()
@@ -77,23 +107,22 @@ impl Agent {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let cgroup_root = format!("berth-test-{}-{n}", std::process::id());
-        let mut agent = Agent {
+        Agent {
             socket: dir.path().join("berth.sock"),
             work_dir: dir.path().join("work"),
             runtime_dir: dir.path().join("run"),
             cgroup_root,
             dir,
             child: None,
+            extra: Vec::new(),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap(),
-        };
-        agent.spawn(extra);
-        agent
+        }
     }
 
-    fn spawn(&mut self, extra: &[&str]) {
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -111,7 +140,7 @@ impl Agent {
             .arg(&self.cgroup_root)
             .arg("--shim")
             .arg(env!("CARGO_BIN_EXE_berth-shim"))
-            .args(extra)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -144,10 +173,24 @@ impl Agent {
         }
     }
 
-    /// Starts the agent again on the same dirs.
+    /// Starts the agent again on the same dirs, with the same flags.
     pub fn restart(&mut self) {
         self.kill_agent();
-        self.spawn(&[]);
+        self.spawn();
+    }
+
+    /// Starts the agent after `kill_agent` or `stop_agent`.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the agent still runs");
+        self.spawn();
+    }
+
+    /// Stops the agent with SIGTERM and waits for it to exit.
+    pub fn stop_agent(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the agent runs");
+        // SAFETY: kill(2) on the pid of our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
     }
 
     /// Runs the `berth` CLI against this agent.
@@ -258,7 +301,10 @@ impl Agent {
                 found.extend(entries.map(|e| e.unwrap().path().display().to_string()));
             }
         }
-        for controller in ["cpu", "cpuacct", "memory"] {
+        for controller in ["cpu", "cpuacct", "memory", "blkio", "net_cls"] {
+            if own_cgroup(controller).is_none() {
+                continue;
+            }
             if let Ok(entries) = std::fs::read_dir(self.cgroup_dir(controller, None)) {
                 found.extend(
                     entries
@@ -299,21 +345,61 @@ impl Drop for Agent {
             }
         }
         self.kill_agent();
-        for controller in ["cpu", "cpuacct", "memory", "blkio", "net_cls"] {
-            if own_cgroup(controller).is_none() {
-                continue;
-            }
-            let dir = self.cgroup_dir(controller, None);
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for entry in entries.flatten() {
-                    if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                        let _ = std::fs::remove_dir(entry.path());
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&dir);
+        // Every hierarchy, not only the ones berth uses: runc (the interop
+        // test) creates the cgroup path in all of them.
+        for hierarchy in own_hierarchy_dirs() {
+            remove_tree(&hierarchy.join(&self.cgroup_root));
         }
     }
+}
+
+/// Removes a cgroup directory and every cgroup below it, deepest first.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// This process's own cgroup directory in every mounted hierarchy.
+pub fn own_hierarchy_dirs() -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut dirs = Vec::new();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, names, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        for mount in mountinfo.lines() {
+            let fields: Vec<&str> = mount.split(' ').collect();
+            let Some(dash) = fields.iter().position(|f| *f == "-") else {
+                continue;
+            };
+            let (fstype, options) = (
+                fields.get(dash + 1).copied(),
+                fields.get(dash + 3).copied().unwrap_or(""),
+            );
+            let matches = match fstype {
+                Some("cgroup2") => names.is_empty(),
+                Some("cgroup") => {
+                    !names.is_empty()
+                        && names.split(',').all(|n| options.split(',').any(|o| o == n))
+                }
+                _ => false,
+            };
+            if matches {
+                dirs.push(Path::new(fields[4]).join(path.trim_start_matches('/')));
+            }
+        }
+    }
+    dirs
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout`.

@@ -1,0 +1,246 @@
+//! Streaming a stream's bytes as an async body: a range, or a follow that
+//! carries on across rotations and ends once the container has exited and
+//! everything written has been delivered.
+//!
+//! The reading itself is blocking; each chunk is read on tokio's blocking
+//! pool, and a follower waiting for more sleeps on the runtime, so an idle
+//! follower holds no thread.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream as AsyncStream;
+
+use super::index::Index;
+use super::segments::{ReadOutcome, Reader};
+use super::timestamps::Stamper;
+use super::{LogError, Stream};
+
+/// The most bytes read per chunk of a body.
+pub const CHUNK: usize = 128 * 1024;
+
+/// How often a follower at the end looks for more.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What a producer has next.
+#[derive(Debug)]
+pub enum Step {
+    Data(Bytes),
+    /// Nothing for now; there may be more later.
+    End,
+    /// Never anything more (the asked length was delivered).
+    Done,
+}
+
+/// A source of log chunks, polled from the blocking pool.
+pub trait Producer: Send + 'static {
+    fn produce(&mut self) -> Result<Step, LogError>;
+}
+
+/// How to read one stream.
+#[derive(Debug, Clone, Default)]
+pub struct CursorOptions {
+    pub offset: u64,
+    /// Raw log bytes to deliver at most (timestamps come on top).
+    pub length: Option<u64>,
+    pub timestamps: bool,
+    /// Keep the index loaded (for ordering, see `merge`).
+    pub index: bool,
+}
+
+/// One stream being read from a logical offset.
+pub struct Cursor {
+    reader: Reader,
+    remaining: Option<u64>,
+    index: Option<Index>,
+    stamper: Option<Stamper>,
+}
+
+impl Cursor {
+    pub fn new(dir: &Path, stream: Stream, options: &CursorOptions) -> Result<Cursor, LogError> {
+        let index = if options.timestamps || options.index {
+            Some(Index::load(dir, stream)?)
+        } else {
+            None
+        };
+        Ok(Cursor {
+            reader: Reader::new(dir, stream, options.offset),
+            remaining: options.length,
+            index,
+            stamper: options.timestamps.then(Stamper::new),
+        })
+    }
+
+    /// The logical offset of the next byte.
+    pub fn position(&self) -> u64 {
+        self.reader.position()
+    }
+
+    /// The index, when loaded.
+    pub fn index(&self) -> Option<&Index> {
+        self.index.as_ref()
+    }
+
+    pub fn refresh_index(&mut self) -> Result<(), LogError> {
+        match &mut self.index {
+            Some(index) => index.refresh(),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads up to `max` raw bytes (fewer at a segment's end).
+    pub fn read_chunk(&mut self, max: usize) -> Result<Step, LogError> {
+        loop {
+            let want = match self.remaining {
+                Some(0) => return Ok(Step::Done),
+                Some(remaining) => max.min(usize::try_from(remaining).unwrap_or(usize::MAX)),
+                None => max,
+            };
+            let mut buf = vec![0u8; want];
+            match self.reader.read(&mut buf)? {
+                ReadOutcome::Data(n) => {
+                    buf.truncate(n);
+                    self.remaining = self.remaining.map(|r| r - n as u64);
+                    let at = self.reader.position() - n as u64;
+                    let Some(stamper) = &mut self.stamper else {
+                        return Ok(Step::Data(Bytes::from(buf)));
+                    };
+                    let index = self.index.as_mut().expect("loaded with timestamps");
+                    // The entry for these bytes may have been appended
+                    // since the last look.
+                    let stale = match index.entries().last() {
+                        Some(last) => last.offset <= at,
+                        None => true,
+                    };
+                    if stale {
+                        index.refresh()?;
+                    }
+                    return Ok(Step::Data(stamper.stamp(index, at, &buf)));
+                }
+                ReadOutcome::Skipped { from, to } => {
+                    // Only a reader that fell a whole `max_files` behind
+                    // sees this mid-stream; a raw byte body cannot say so.
+                    tracing::warn!(
+                        stream = %self.reader.stream(),
+                        "log bytes {from}..{to} were rotated away before they could be read"
+                    );
+                    self.remaining = self.remaining.map(|r| r.saturating_sub(to - from));
+                }
+                ReadOutcome::End => return Ok(Step::End),
+            }
+        }
+    }
+}
+
+impl Producer for Cursor {
+    fn produce(&mut self) -> Result<Step, LogError> {
+        self.read_chunk(CHUNK)
+    }
+}
+
+/// Turns a producer into a body stream. Without `follow` it ends at the end
+/// of what is written; with it, it waits for more until `ended()` says the
+/// container has exited and a read made after that finds nothing more.
+pub fn drive<P: Producer>(
+    producer: P,
+    follow: bool,
+    ended: impl FnMut() -> bool + Send + 'static,
+) -> impl AsyncStream<Item = io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(Some((producer, ended)), move |state| async move {
+        let (mut producer, mut ended) = state?;
+        loop {
+            // Asked before reading: if the container had already ended,
+            // everything it wrote is on disk, so an empty read means done.
+            let ended_before = follow && ended();
+            let task = tokio::task::spawn_blocking(move || {
+                let step = producer.produce();
+                (producer, step)
+            });
+            let step = match task.await {
+                Ok((p, step)) => {
+                    producer = p;
+                    step
+                }
+                Err(e) => return Some((Err(io::Error::other(format!("log reader: {e}"))), None)),
+            };
+            match step {
+                Ok(Step::Data(bytes)) => return Some((Ok(bytes), Some((producer, ended)))),
+                Ok(Step::Done) => return None,
+                Ok(Step::End) if !follow || ended_before => return None,
+                Ok(Step::End) => tokio::time::sleep(POLL).await,
+                Err(e) => return Some((Err(io::Error::other(e)), None)),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::testing::{segment_name, write_segments};
+    use futures_util::StreamExt;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    async fn collect(stream: impl AsyncStream<Item = io::Result<Bytes>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_range_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segments(dir.path(), Stream::Stdout, 0, b"0123456789abcdef", 4, &[1]);
+        let options = CursorOptions {
+            offset: 3,
+            length: Some(9),
+            ..Default::default()
+        };
+        let cursor = Cursor::new(dir.path(), Stream::Stdout, &options).unwrap();
+        assert_eq!(collect(drive(cursor, false, || true)).await, b"3456789ab");
+    }
+
+    #[tokio::test]
+    async fn follow_carries_on_across_rotations_and_ends_after_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ended = Arc::new(AtomicBool::new(false));
+        let cursor = Cursor::new(dir.path(), Stream::Stdout, &CursorOptions::default()).unwrap();
+        let flag = ended.clone();
+        let follower = tokio::spawn(collect(drive(cursor, true, move || {
+            flag.load(Ordering::SeqCst)
+        })));
+        // A writer rotating every 10 bytes, deleting past 2 files.
+        let mut expected = Vec::new();
+        let mut start = 0u64;
+        let mut segments: Vec<std::path::PathBuf> = Vec::new();
+        for round in 0..8 {
+            let path = dir.path().join(segment_name(Stream::Stdout, start));
+            let mut file = std::fs::File::create(&path).unwrap();
+            for half in 0..2 {
+                let piece = format!("r{round}h{half}...\n");
+                assert_eq!(piece.len(), 8);
+                file.write_all(&piece.as_bytes()[..5]).unwrap();
+                expected.extend_from_slice(&piece.as_bytes()[..5]);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            start += 10;
+            segments.push(path);
+            if segments.len() > 2 {
+                std::fs::remove_file(segments.remove(0)).unwrap();
+            }
+        }
+        ended.store(true, Ordering::SeqCst);
+        let got = tokio::time::timeout(Duration::from_secs(10), follower)
+            .await
+            .expect("the follower ends by itself")
+            .unwrap();
+        assert_eq!(got, expected);
+    }
+}

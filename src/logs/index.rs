@@ -1,0 +1,254 @@
+//! The sparse timestamp index `S.idx`: lines of `<offset> <unix ns>`, each
+//! meaning "the bytes from this offset on arrived at this time".
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{LogError, Stream};
+
+/// One index line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub offset: u64,
+    /// Unix time in nanoseconds.
+    pub time: i64,
+}
+
+/// A stream's index, loaded and refreshable as the writer appends to it.
+#[derive(Debug)]
+pub struct Index {
+    path: PathBuf,
+    entries: Vec<Entry>,
+    /// Bytes of the file parsed so far (complete lines only).
+    parsed: u64,
+    /// The file's inode: the writer replaces the file when it drops
+    /// entries, and then everything is read again.
+    inode: Option<u64>,
+}
+
+/// The index file of a stream in a sandbox.
+pub fn path(dir: &Path, stream: Stream) -> PathBuf {
+    dir.join(format!("{}.idx", stream.name()))
+}
+
+impl Index {
+    /// Loads the index of `stream`; a missing file is an empty index.
+    pub fn load(dir: &Path, stream: Stream) -> Result<Index, LogError> {
+        let mut index = Index {
+            path: path(dir, stream),
+            entries: Vec::new(),
+            parsed: 0,
+            inode: None,
+        };
+        index.refresh()?;
+        Ok(index)
+    }
+
+    /// An index over given entries (no file).
+    pub fn from_entries(entries: Vec<Entry>) -> Index {
+        Index {
+            path: PathBuf::new(),
+            entries,
+            parsed: 0,
+            inode: None,
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Reads what the writer appended since the last look, or everything
+    /// when the file was replaced.
+    pub fn refresh(&mut self) -> Result<(), LogError> {
+        if self.path.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(LogError::read(&self.path)(e)),
+        };
+        let meta = file.metadata().map_err(LogError::read(&self.path))?;
+        if self.inode != Some(meta.ino()) || meta.len() < self.parsed {
+            self.entries.clear();
+            self.parsed = 0;
+            self.inode = Some(meta.ino());
+        }
+        if meta.len() == self.parsed {
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        file.seek(SeekFrom::Start(self.parsed))
+            .and_then(|_| file.read_to_end(&mut text))
+            .map_err(LogError::read(&self.path))?;
+        let consumed = parse(&text, &mut self.entries);
+        self.parsed += consumed as u64;
+        Ok(())
+    }
+
+    /// When the byte at `offset` arrived: the time of the last entry at or
+    /// below it. `None` when the index starts above it or is empty.
+    pub fn time_at(&self, offset: u64) -> Option<i64> {
+        let i = self.entries.partition_point(|e| e.offset <= offset);
+        (i > 0).then(|| self.entries[i - 1].time)
+    }
+
+    /// Like [`Index::time_at`], but never unknown: below the first entry
+    /// the first entry's time, and without entries at all `now` (bytes
+    /// whose entry is not written yet have just arrived).
+    pub fn time_at_or_nearest(&self, offset: u64, now: i64) -> i64 {
+        self.time_at(offset)
+            .or_else(|| self.entries.first().map(|e| e.time))
+            .unwrap_or(now)
+    }
+
+    /// The offset of the first chunk that arrived at or after `time`;
+    /// `None` when nothing indexed did.
+    pub fn offset_since(&self, time: i64) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|e| e.time >= time)
+            .map(|e| e.offset)
+    }
+
+    /// The first entry offset above `offset`: where the chunk holding
+    /// `offset` ends, as far as the index knows.
+    pub fn boundary_after(&self, offset: u64) -> Option<u64> {
+        let i = self.entries.partition_point(|e| e.offset <= offset);
+        self.entries.get(i).map(|e| e.offset)
+    }
+}
+
+/// Parses complete lines of `text` into `entries`; returns the bytes
+/// consumed (a trailing partial line is left for the next look). Malformed
+/// lines are skipped: the index is a hint, and the logs must stay readable.
+pub fn parse(text: &[u8], entries: &mut Vec<Entry>) -> usize {
+    let mut consumed = 0;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.last() != Some(&b'\n') {
+            break;
+        }
+        consumed += line.len();
+        let Ok(line) = std::str::from_utf8(&line[..line.len() - 1]) else {
+            continue;
+        };
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(offset), Some(time), None) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        let (Ok(offset), Ok(time)) = (offset.parse::<u64>(), time.parse::<i64>()) else {
+            continue;
+        };
+        // Keep the order promise even if a writer bug breaks it: a reader
+        // bisects these.
+        if entries
+            .last()
+            .is_some_and(|last| offset < last.offset || time < last.time)
+        {
+            continue;
+        }
+        entries.push(Entry { offset, time });
+    }
+    consumed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn parses_complete_lines_and_skips_junk() {
+        let mut entries = Vec::new();
+        let consumed = parse(
+            b"0 100\n50 200\nbad line\n40 300\n70 150\n90 400\n12",
+            &mut entries,
+        );
+        assert_eq!(consumed, 43);
+        assert_eq!(
+            entries,
+            [
+                Entry {
+                    offset: 0,
+                    time: 100
+                },
+                Entry {
+                    offset: 50,
+                    time: 200
+                },
+                Entry {
+                    offset: 90,
+                    time: 400
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn offset_to_time_and_time_to_offset() {
+        let index = Index::from_entries(vec![
+            Entry {
+                offset: 10,
+                time: 1_000,
+            },
+            Entry {
+                offset: 50,
+                time: 2_000,
+            },
+            Entry {
+                offset: 80,
+                time: 3_000,
+            },
+        ]);
+        assert_eq!(index.time_at(5), None);
+        assert_eq!(index.time_at_or_nearest(5, 9), 1_000);
+        assert_eq!(index.time_at(10), Some(1_000));
+        assert_eq!(index.time_at(49), Some(1_000));
+        assert_eq!(index.time_at(50), Some(2_000));
+        assert_eq!(index.time_at(10_000), Some(3_000));
+        assert_eq!(index.offset_since(0), Some(10));
+        assert_eq!(index.offset_since(1_500), Some(50));
+        assert_eq!(index.offset_since(2_000), Some(50));
+        assert_eq!(index.offset_since(3_001), None);
+        assert_eq!(index.boundary_after(10), Some(50));
+        assert_eq!(index.boundary_after(79), Some(80));
+        assert_eq!(index.boundary_after(80), None);
+        assert_eq!(Index::from_entries(Vec::new()).time_at_or_nearest(3, 9), 9);
+    }
+
+    #[test]
+    fn refresh_reads_appends_and_rereads_a_replaced_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = Index::load(dir.path(), Stream::Stdout).unwrap();
+        assert!(index.entries().is_empty());
+        let file_path = path(dir.path(), Stream::Stdout);
+        let mut file = File::create(&file_path).unwrap();
+        file.write_all(b"0 1\n10 2\n2").unwrap();
+        index.refresh().unwrap();
+        assert_eq!(index.entries().len(), 2);
+        file.write_all(b"0 3\n").unwrap();
+        index.refresh().unwrap();
+        assert_eq!(
+            index.entries().last(),
+            Some(&Entry {
+                offset: 20,
+                time: 3
+            })
+        );
+        // Rewritten without the old entries (temp + rename).
+        let temp = dir.path().join("stdout.idx.tmp");
+        std::fs::write(&temp, "20 3\n").unwrap();
+        std::fs::rename(&temp, &file_path).unwrap();
+        index.refresh().unwrap();
+        assert_eq!(
+            index.entries(),
+            [Entry {
+                offset: 20,
+                time: 3
+            }]
+        );
+    }
+}

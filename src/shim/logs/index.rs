@@ -1,0 +1,246 @@
+//! The sparse timestamp index `S.idx`: lines `<logical offset> <unix ns>`,
+//! one when a chunk arrives at least [`SPACING`] after the last entry, so the
+//! raw log is never touched by timestamps and bursts cost one line.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The minimum time between two entries.
+pub const SPACING: Duration = Duration::from_millis(10);
+
+/// When a chunk arrived: the monotonic clock for spacing entries, the wall
+/// clock for what is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    pub mono: Instant,
+    pub unix_ns: u64,
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        let unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Stamp {
+            mono: Instant::now(),
+            unix_ns,
+        }
+    }
+}
+
+pub fn index_name(stream: &str) -> String {
+    format!("{stream}.idx")
+}
+
+pub struct TimeIndex {
+    path: PathBuf,
+    file: File,
+    /// The monotonic time of the last entry, if this shim wrote one.
+    last_mono: Option<Instant>,
+    /// The time of the last entry, which the next may not precede even if
+    /// the wall clock steps back.
+    last_unix_ns: u64,
+}
+
+impl TimeIndex {
+    /// Opens (creating) the index of `stream` in `dir` for appending.
+    pub fn open(dir: &Path, stream: &str) -> io::Result<TimeIndex> {
+        let path = dir.join(index_name(stream));
+        let file = open_append(&path)?;
+        let last_unix_ns = File::open(&path)
+            .ok()
+            .and_then(|mut f| last_time(&mut f))
+            .unwrap_or(0);
+        Ok(TimeIndex {
+            path,
+            file,
+            last_mono: None,
+            last_unix_ns,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a chunk arriving at `at` gets an entry.
+    pub fn due(&self, at: Stamp) -> bool {
+        match self.last_mono {
+            None => true,
+            Some(last) => at.mono.saturating_duration_since(last) >= SPACING,
+        }
+    }
+
+    /// Appends "the bytes from `offset` on arrived at `at`". A failed write
+    /// still counts as the last entry: a full disk must not cost a syscall
+    /// per chunk.
+    pub fn record(&mut self, offset: u64, at: Stamp) -> io::Result<()> {
+        self.last_mono = Some(at.mono);
+        self.last_unix_ns = self.last_unix_ns.max(at.unix_ns);
+        // One write per line, so a concurrent reader never sees half of one
+        // unless the disk is full.
+        let line = format!("{offset} {}\n", self.last_unix_ns);
+        self.file.write_all(line.as_bytes())
+    }
+
+    /// Rewrites the index (temp file + rename) without the entries below
+    /// `oldest`, the first offset still on disk.
+    pub fn prune(&mut self, oldest: u64) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let input = BufReader::with_capacity(8192, File::open(&self.path)?);
+        let mut out = BufWriter::with_capacity(8192, create(&tmp)?);
+        prune_entries(input, oldest, &mut out)?;
+        out.flush()?;
+        drop(out);
+        fs::rename(&tmp, &self.path)?;
+        self.file = open_append(&self.path)?;
+        Ok(())
+    }
+}
+
+/// Copies the entries at or above `oldest`. The last entry below it is kept
+/// as an entry at `oldest` itself: it timestamps the bytes from there to the
+/// next entry, which would otherwise lose their time.
+pub fn prune_entries(input: impl BufRead, oldest: u64, out: &mut impl Write) -> io::Result<()> {
+    let mut carried: Option<u64> = None;
+    for line in input.lines() {
+        let line = line?;
+        let Some((offset, time)) = parse_entry(&line) else {
+            continue;
+        };
+        if offset < oldest {
+            carried = Some(time);
+            continue;
+        }
+        if let Some(time) = carried.take() {
+            if offset > oldest {
+                writeln!(out, "{oldest} {time}")?;
+            }
+        }
+        writeln!(out, "{offset} {time}")?;
+    }
+    if let Some(time) = carried {
+        writeln!(out, "{oldest} {time}")?;
+    }
+    Ok(())
+}
+
+fn parse_entry(line: &str) -> Option<(u64, u64)> {
+    let (offset, time) = line.split_once(' ')?;
+    Some((offset.parse().ok()?, time.parse().ok()?))
+}
+
+/// The time of the file's last complete entry.
+fn last_time(file: &mut File) -> Option<u64> {
+    let len = file.metadata().ok()?.len();
+    let from = len.saturating_sub(128);
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = String::new();
+    file.take(128).read_to_string(&mut tail).ok()?;
+    tail.lines()
+        .rev()
+        .find_map(parse_entry)
+        .map(|(_, time)| time)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn create(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(base: Stamp, ms: u64) -> Stamp {
+        Stamp {
+            mono: base.mono + Duration::from_millis(ms),
+            unix_ns: base.unix_ns + ms * 1_000_000,
+        }
+    }
+
+    #[test]
+    fn entries_are_at_least_spacing_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = TimeIndex::open(dir.path(), "stdout").unwrap();
+        let t0 = Stamp::now();
+        let mut offset = 0;
+        for ms in [0, 3, 9, 10, 15, 25, 40, 41] {
+            let at = stamp(t0, ms);
+            if index.due(at) {
+                index.record(offset, at).unwrap();
+            }
+            offset += 100;
+        }
+        let text = fs::read_to_string(index.path()).unwrap();
+        let want: Vec<String> = [(0, 0), (300, 10), (500, 25), (600, 40)]
+            .iter()
+            .map(|(o, ms)| format!("{o} {}", t0.unix_ns + ms * 1_000_000))
+            .collect();
+        assert_eq!(text.lines().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn times_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = TimeIndex::open(dir.path(), "stdout").unwrap();
+        let t0 = Stamp::now();
+        index.record(0, t0).unwrap();
+        let mut stepped_back = stamp(t0, 20);
+        stepped_back.unix_ns = t0.unix_ns - 5_000_000_000;
+        index.record(10, stepped_back).unwrap();
+        let text = fs::read_to_string(index.path()).unwrap();
+        assert_eq!(text, format!("0 {0}\n10 {0}\n", t0.unix_ns));
+        // A reopened index carries on from the last time on disk.
+        let reopened = TimeIndex::open(dir.path(), "stdout").unwrap();
+        assert_eq!(reopened.last_unix_ns, t0.unix_ns);
+    }
+
+    #[test]
+    fn prune_drops_old_entries_and_keeps_the_time_of_the_oldest_byte() {
+        let run = |input: &str, oldest| {
+            let mut out = Vec::new();
+            prune_entries(input.as_bytes(), oldest, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let input = "0 100\n40 200\nbroken\n90 300\n120 400\n";
+        assert_eq!(run(input, 0), "0 100\n40 200\n90 300\n120 400\n");
+        assert_eq!(run(input, 50), "50 200\n90 300\n120 400\n");
+        assert_eq!(run(input, 90), "90 300\n120 400\n");
+        assert_eq!(run(input, 500), "500 400\n");
+    }
+
+    #[test]
+    fn prune_rewrites_and_keeps_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = TimeIndex::open(dir.path(), "stderr").unwrap();
+        let t0 = Stamp::now();
+        index.record(0, t0).unwrap();
+        index.record(10, stamp(t0, 10)).unwrap();
+        index.prune(10).unwrap();
+        index.record(20, stamp(t0, 20)).unwrap();
+        let text = fs::read_to_string(dir.path().join("stderr.idx")).unwrap();
+        let offsets: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(offsets, ["10", "20"]);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,287 @@
+//! Segment files: their names, finding them on disk, and appending to the
+//! current one (see docs/log-format.md).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Digits of the start offset in a segment's name, so that names sort by
+/// offset.
+const START_DIGITS: usize = 20;
+
+/// `S.<start>`: a plain segment.
+pub fn plain_name(stream: &str, start: u64) -> String {
+    format!("{stream}.{start:020}")
+}
+
+/// `S.<start>.gz`: a compressed rotated segment.
+pub fn compressed_name(stream: &str, start: u64) -> String {
+    format!("{stream}.{start:020}.gz")
+}
+
+/// Where a compressed segment is built before it is renamed into place. The
+/// leading dot keeps it out of every reader's pattern.
+pub fn compress_temp_name(stream: &str, start: u64) -> String {
+    format!(".{stream}.{start:020}.gz.tmp")
+}
+
+/// Parses a directory entry's name as a segment of `stream`: its start and
+/// whether it is compressed.
+pub fn parse_name(stream: &str, name: &str) -> Option<(u64, bool)> {
+    let rest = name.strip_prefix(stream)?.strip_prefix('.')?;
+    let (digits, compressed) = match rest.strip_suffix(".gz") {
+        Some(digits) => (digits, true),
+        None => (rest, false),
+    };
+    if digits.len() != START_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits.parse().ok()?, compressed))
+}
+
+/// A segment found on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub start: u64,
+    /// `S.<start>` exists.
+    pub plain: bool,
+    /// `S.<start>.gz` exists.
+    pub compressed: bool,
+}
+
+/// The segments of `stream` in `dir`, oldest first.
+pub fn list(dir: &Path, stream: &str) -> io::Result<Vec<Found>> {
+    let mut found: Vec<Found> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some((start, compressed)) = parse_name(stream, &name) else {
+            continue;
+        };
+        match found.iter_mut().find(|f| f.start == start) {
+            Some(f) if compressed => f.compressed = true,
+            Some(f) => f.plain = true,
+            None => found.push(Found {
+                start,
+                plain: !compressed,
+                compressed,
+            }),
+        }
+    }
+    found.sort_by_key(|f| f.start);
+    Ok(found)
+}
+
+/// Removes every file of the segment at `start` (plain, compressed, and a
+/// half-built compressed one); missing ones are fine.
+pub fn remove(dir: &Path, stream: &str, start: u64) -> io::Result<()> {
+    for name in [
+        plain_name(stream, start),
+        compressed_name(stream, start),
+        compress_temp_name(stream, start),
+    ] {
+        match fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The current segment, open for appending at `start + size`.
+pub struct Segment {
+    path: PathBuf,
+    file: File,
+    start: u64,
+    size: u64,
+}
+
+impl Segment {
+    /// Creates (or empties) the segment starting at `start`.
+    pub fn create(dir: &Path, stream: &str, start: u64) -> io::Result<Segment> {
+        let path = dir.join(plain_name(stream, start));
+        let file = options().create(true).truncate(true).open(&path)?;
+        Ok(Segment {
+            path,
+            file,
+            start,
+            size: 0,
+        })
+    }
+
+    /// Opens an existing segment to carry on appending to it.
+    pub fn reopen(dir: &Path, stream: &str, start: u64) -> io::Result<Segment> {
+        let path = dir.join(plain_name(stream, start));
+        let file = options().open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Segment {
+            path,
+            file,
+            start,
+            size,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The logical offset of the next byte written.
+    pub fn end(&self) -> u64 {
+        self.start + self.size
+    }
+
+    /// Bytes that still fit before the segment must rotate.
+    pub fn room(&self, max_size: u64) -> u64 {
+        max_size.saturating_sub(self.size)
+    }
+
+    /// Moves up to `len` bytes from `pipe` to the end of the segment without
+    /// copying them through user space. `Ok(0)` means end of file on the pipe;
+    /// `EAGAIN` that it is empty. A short count may precede a write error.
+    pub fn splice_from(&mut self, pipe: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+        let mut offset = self.size as libc::loff_t;
+        // SAFETY: both fds are open for the duration of the call; `offset`
+        // is a valid pointer. An explicit output offset is needed because
+        // splice refuses files opened with O_APPEND.
+        let n = unsafe {
+            libc::splice(
+                pipe.as_raw_fd(),
+                std::ptr::null_mut(),
+                self.file.as_raw_fd(),
+                &mut offset,
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.size += n as u64;
+        Ok(n as usize)
+    }
+
+    /// Appends as much of `data` as the disk takes. Returns the bytes
+    /// written and, if not all of them, why.
+    pub fn write(&mut self, data: &[u8]) -> (usize, Option<io::Error>) {
+        let mut done = 0;
+        while done < data.len() {
+            match self.file.write_at(&data[done..], self.size) {
+                Ok(0) => return (done, Some(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    done += n;
+                    self.size += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (done, Some(e)),
+            }
+        }
+        (done, None)
+    }
+}
+
+/// Write-only, not O_APPEND (splice rejects it; the shim is the only writer
+/// and tracks the end itself), mode 0640.
+fn options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options
+        .write(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC);
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_offset_and_parse_back() {
+        assert_eq!(plain_name("stdout", 4096), "stdout.00000000000000004096");
+        assert_eq!(
+            compressed_name("stderr", 0),
+            "stderr.00000000000000000000.gz"
+        );
+        assert!(plain_name("stdout", 9_999) < plain_name("stdout", 10_000));
+        assert_eq!(
+            parse_name("stdout", "stdout.00000000000000004096"),
+            Some((4096, false))
+        );
+        assert_eq!(
+            parse_name("stdout", "stdout.00000000000000004096.gz"),
+            Some((4096, true))
+        );
+        for other in [
+            "stdout",
+            "stdout.idx",
+            "stderr.00000000000000004096",
+            "stdout.4096",
+            "stdout.0000000000000000409x",
+            ".stdout.00000000000000004096.gz.tmp",
+            "stdout.00000000000000004096.gz.tmp",
+        ] {
+            assert_eq!(parse_name("stdout", other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn lists_and_removes_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "stdout.00000000000000000100",
+            "stdout.00000000000000000000.gz",
+            "stdout.00000000000000000050",
+            "stdout.00000000000000000050.gz",
+            "stdout.idx",
+            "stderr.00000000000000000000",
+        ] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let found = list(dir.path(), "stdout").unwrap();
+        let f = |start, plain, compressed| Found {
+            start,
+            plain,
+            compressed,
+        };
+        assert_eq!(
+            found,
+            [f(0, false, true), f(50, true, true), f(100, true, false)]
+        );
+        remove(dir.path(), "stdout", 50).unwrap();
+        remove(dir.path(), "stdout", 7).unwrap();
+        let starts: Vec<u64> = list(dir.path(), "stdout")
+            .unwrap()
+            .iter()
+            .map(|f| f.start)
+            .collect();
+        assert_eq!(starts, [0, 100]);
+    }
+
+    #[test]
+    fn appends_and_reopens_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), "stdout", 10).unwrap();
+        assert_eq!(seg.write(b"hello ").0, 6);
+        assert_eq!(seg.end(), 16);
+        assert_eq!(seg.room(8), 2);
+        let mut seg = Segment::reopen(dir.path(), "stdout", 10).unwrap();
+        assert_eq!(seg.end(), 16);
+        seg.write(b"world");
+        assert_eq!(fs::read(seg.path()).unwrap(), b"hello world");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(seg.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0);
+    }
+}
