@@ -241,9 +241,9 @@ impl AgentConfig {
             ("work_dir", &self.work_dir),
             ("runtime_dir", &self.runtime_dir),
         ] {
-            if !path.is_absolute() {
+            if !path.is_absolute() || path.parent().is_none() {
                 return Err(ConfigError::Invalid(format!(
-                    "{name} must be an absolute path, got {}",
+                    "{name} must be an absolute path other than /, got {}",
                     path.display()
                 )));
             }
@@ -275,10 +275,12 @@ impl AgentConfig {
             ));
         }
         let gc = &self.gc;
-        if !(gc.delay_seconds.is_finite() && gc.delay_seconds >= 0.0)
-            || !(0.0..=1.0).contains(&gc.disk_headroom)
-            || !(gc.interval_seconds.is_finite() && gc.interval_seconds > 0.0)
-        {
+        let valid = gc.delay_seconds.is_finite()
+            && gc.delay_seconds >= 0.0
+            && (0.0..=1.0).contains(&gc.disk_headroom)
+            && gc.interval_seconds.is_finite()
+            && gc.interval_seconds > 0.0;
+        if !valid {
             return Err(ConfigError::Invalid(
                 "gc: delay_seconds must be >= 0, disk_headroom within 0..=1, interval_seconds > 0".into(),
             ));

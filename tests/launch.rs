@@ -585,3 +585,22 @@ fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
         (!agent.cgroup_dir("memory", Some("interop")).exists()).then_some(())
     });
 }
+
+#[test]
+fn a_host_root_container_cannot_see_the_agent_or_other_sandboxes() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "neighbour", "command": ["sleep", "300"]}));
+    std::fs::write(agent.work_dir.join("containers/neighbour/secret"), "s3cret").unwrap();
+    let script = format!(
+        "ls -A {run} | wc -l; ls -A {work}/containers; test -S {socket} && echo socket=visible || echo socket=hidden; cat {work}/containers/neighbour/secret 2>/dev/null || echo secret=hidden",
+        run = agent.runtime_dir.display(),
+        work = agent.work_dir.display(),
+        socket = agent.socket.display(),
+    );
+    agent.launch(json!({"id": "nosy", "command": ["sh", "-c", script]}));
+    agent.wait("nosy");
+    let out = agent.stdout("nosy");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["0", "nosy", "socket=hidden", "secret=hidden"], "{out}");
+}

@@ -99,6 +99,12 @@ pub struct BundleInput<'a> {
     pub network: &'a NetworkMode,
     /// `RLIMIT_NOFILE` for the container (soft = hard).
     pub nofile: u64,
+    /// Host directories to hide behind an empty tmpfs when the container
+    /// sees the host's root: the agent's work and runtime dirs. Without
+    /// this, a container could read other containers' sandboxes and, worse,
+    /// connect to the agent's socket (a unix socket on a read-only mount
+    /// still accepts connections) and launch what it likes.
+    pub hidden: Vec<PathBuf>,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -272,6 +278,24 @@ fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, 
             .options(vec!["nosuid".into(), "nodev".into(), "mode=1777".into()])
             .build()?,
     );
+    if input.rootfs.is_none() {
+        for dir in &input.hidden {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(dir)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(vec![
+                        "nosuid".into(),
+                        "nodev".into(),
+                        "noexec".into(),
+                        "mode=755".into(),
+                        "size=64k".into(),
+                    ])
+                    .build()?,
+            );
+        }
+    }
     mounts.push(
         MountBuilder::default()
             .destination(sandbox_inside)
@@ -330,6 +354,7 @@ mod tests {
             contribution,
             network: &NetworkMode::Host,
             nofile: 4096,
+            hidden: vec![PathBuf::from("/var/lib/berth"), PathBuf::from("/run/berth")],
         }
     }
 
@@ -380,6 +405,10 @@ mod tests {
             );
         }
         assert!(!destinations.contains(&"/sys/fs/cgroup"));
+        // The agent's dirs are hidden, and the sandbox comes back on top.
+        let position = |d: &str| destinations.iter().position(|x| *x == d).unwrap();
+        assert!(position("/var/lib/berth") < position("/var/lib/berth/containers/web-1"));
+        assert!(position("/run/berth") < position("/var/lib/berth/containers/web-1"));
         assert_eq!(
             spec["process"]["capabilities"]["bounding"]
                 .as_array()

@@ -18,7 +18,7 @@ use client::{Client, ClientError};
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a container; without -d, print its output and exit with its code.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers (running ones unless -a).
     Ps {
         /// Include ended containers.
@@ -187,7 +187,7 @@ fn usage(message: impl Into<String>) -> Failure {
 pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
     let client = Client::new(&socket);
     match command {
-        Command::Run(args) => run_container(&client, args).await,
+        Command::Run(args) => run_container(&client, *args).await,
         Command::Ps { all, json } => {
             let containers: Vec<Container> =
                 client.json(Method::GET, "/v1/containers", None).await?;
@@ -578,7 +578,7 @@ mod tests {
             .unwrap()
             .command
         {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             other => panic!("{other:?}"),
         }
     }

@@ -362,6 +362,7 @@ impl Manager {
             contribution,
             network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
             nofile: crate::bundle::inherited_nofile(),
+            hidden: self.hidden_dirs(),
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
@@ -443,6 +444,28 @@ fn effective_log_settings(
         ));
     }
     Ok(settings)
+}
+
+impl Manager {
+    /// The agent's own directories, which a container on the host's root
+    /// must not see: work dir, runtime dir and the socket's dir. A dir inside
+    /// another one listed is covered by it.
+    fn hidden_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = [
+            Some(self.config.work_dir.clone()),
+            Some(self.config.runtime_dir.clone()),
+            self.config.socket.parent().map(PathBuf::from),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|d| d.is_absolute() && d.parent().is_some())
+        .collect();
+        dirs.sort();
+        dirs.dedup();
+        let all = dirs.clone();
+        dirs.retain(|d| !all.iter().any(|other| other != d && d.starts_with(other)));
+        dirs
+    }
 }
 
 /// A launch failure; a command that cannot be exec'd is the caller's error.

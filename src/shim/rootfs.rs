@@ -16,8 +16,8 @@ use super::mounts::{self, MountError, MOUNT_ATTR_RDONLY};
 
 #[derive(Debug, Error)]
 pub enum RootfsError {
-    #[error("make / rprivate: {0}")]
-    Private(Errno),
+    #[error("make / rslave: {0}")]
+    Propagation(Errno),
     #[error("bind rootfs {path} onto itself: {errno}")]
     Bind { path: PathBuf, errno: Errno },
     #[error("open rootfs {path}: {source}")]
@@ -32,18 +32,24 @@ pub enum RootfsError {
     Detach(Errno),
 }
 
-/// Makes the whole mount namespace private, so nothing we mount propagates
-/// back to the host, and binds the rootfs onto itself. Returns a dirfd of the
-/// new root mount, made read-only recursively when `readonly`.
+/// Makes the whole mount namespace a slave of the host's (runc's default
+/// `rootfsPropagation`), so nothing we mount propagates back to the host,
+/// and binds the rootfs onto itself. Returns a dirfd of the new root mount,
+/// made read-only recursively when `readonly`.
+///
+/// Slave, not private: when the host unmounts something (another
+/// container's loop-mounted sandbox, say), the unmount reaches this
+/// namespace too, instead of this copy pinning the filesystem and its loop
+/// device until the container ends.
 pub fn prepare(rootfs: &Path, readonly: bool) -> Result<OwnedFd, RootfsError> {
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )
-    .map_err(RootfsError::Private)?;
+    .map_err(RootfsError::Propagation)?;
 
     let before = mount_id(libc::AT_FDCWD, rootfs, 0)?;
     mount(
