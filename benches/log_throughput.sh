@@ -70,6 +70,11 @@ mbps() { # bytes seconds
 
 now() { date +%s.%N; }
 
+wait_for_file() { # path; up to 30 s
+    for _ in $(seq 1500); do [ -s "$1" ] && return 0; sleep 0.02; done
+    return 1
+}
+
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 echo "== building release binaries"
@@ -170,6 +175,8 @@ EOF
         --container-pidfile "$BASE/conmon/ctr.pid" \
         --conmon-pidfile "$BASE/conmon/conmon.pid" \
         >"$BASE/conmon/out.log" 2>&1 &&
+        # conmon returns before runc has created the container.
+        wait_for_file "$BASE/conmon/ctr.pid" &&
         runc start "$CONMON_ID" >>"$BASE/conmon/out.log" 2>&1; then
         for _ in $(seq 6000); do
             [ -f "$BASE/conmon/$CONMON_ID" ] && break
