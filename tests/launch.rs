@@ -604,3 +604,37 @@ fn a_host_root_container_cannot_see_the_agent_or_other_sandboxes() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, ["0", "nosy", "socket=hidden", "secret=hidden"], "{out}");
 }
+
+#[test]
+fn bad_log_and_network_settings_get_400_and_create_nothing() {
+    require_root!();
+    let agent = Agent::start();
+    let cases = [
+        (json!({"command": ["true"], "log": {"max_size": 10}}), "log.max_size"),
+        (json!({"command": ["true"], "log": {"max_files": 0}}), "log.max_files"),
+        (json!({"command": ["true"], "log": {"mode": "lossy"}}), "mode"),
+        (json!({"command": ["true"], "log": {"rotate": true}}), "rotate"),
+        (json!({"command": ["true"], "network": "bridge"}), "network"),
+        (json!({"command": ["true"], "network": "ns:relative/path"}), "network"),
+    ];
+    for (request, field) in cases {
+        let answer = agent.api("POST", "/v1/containers", Some(request.clone()));
+        assert_eq!(answer.status, 400, "{request}: {:?}", answer.body);
+        assert!(answer.body["error"]["message"].as_str().unwrap().contains(field), "{request}: {:?}", answer.body);
+    }
+    for flags in [
+        &["--log-mode", "lossy"][..],
+        &["--log-max-size", "huge"],
+        &["--disk", "lots"],
+        &["--device-read-bps", "/dev/vda:fast"],
+        &["--device-write-iops", "/dev/vda:1.5"],
+    ] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "true"]);
+        let out = agent.berth(&args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(flags[0]), "{flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}

@@ -128,13 +128,22 @@ async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Respons
 /// Parses a JSON body into `T`, turning serde's complaint into a 400 that
 /// names the field.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("invalid request body: {e}"),
-        )
-    })
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        // Name the field: `resources.memory: invalid type ...`. A syntax
+        // error has no field path; serde's message says where it is.
+        let path = e.path().to_string();
+        let message = if path.is_empty() || path == "." {
+            format!("invalid request body: {}", e.inner())
+        } else {
+            format!("invalid request body: {path}: {}", e.inner())
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    })?;
+    deserializer.end().map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid request body: {e}"))
+    })?;
+    Ok(value)
 }
 
 fn bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ApiError> {
