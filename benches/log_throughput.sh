@@ -113,9 +113,12 @@ SHIM_PID=$(awk '/^PPid:/ { print $2 }' "/proc/$CPID/status" 2>/dev/null || true)
 PEAK_RSS=0
 if [ -n "$SHIM_PID" ]; then
     (
-        peak=0
-        while rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SHIM_PID/status" 2>/dev/null) && [ -n "$rss" ]; do
+        peak=0 peak_anon=0
+        while read -r rss anon < <(awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 }
+                END { if (r) print r, a }' "/proc/$SHIM_PID/status" 2>/dev/null) &&
+            [ -n "$rss" ]; do
             [ "$rss" -gt "$peak" ] && peak=$rss && echo "$peak" >"$BASE/rss.peak"
+            [ "$anon" -gt "$peak_anon" ] && peak_anon=$anon && echo "$anon" >"$BASE/anon.peak"
             sleep 0.05
         done
     ) &
@@ -125,10 +128,12 @@ CODE=$("$BERTH" wait "$ID" || true)
 t1=$(now)
 [ -n "${SAMPLER:-}" ] && wait "$SAMPLER" 2>/dev/null || true
 [ -f "$BASE/rss.peak" ] && PEAK_RSS=$(cat "$BASE/rss.peak")
+PEAK_ANON=0
+[ -f "$BASE/anon.peak" ] && PEAK_ANON=$(cat "$BASE/anon.peak")
 BERTH_S=$(elapsed "$t0" "$t1")
 BERTH_MBPS=$(mbps "$BYTES" "$BERTH_S")
 SANDBOX=$("$BERTH" inspect "$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sandbox"])')
-echo "   exit $CODE, ${BERTH_S}s, $BERTH_MBPS MB/s, shim $SHIM_PID peak VmRSS ${PEAK_RSS} kB"
+echo "   exit $CODE, ${BERTH_S}s, $BERTH_MBPS MB/s, shim $SHIM_PID peak VmRSS ${PEAK_RSS} kB (RssAnon ${PEAK_ANON} kB)"
 echo "   kept: $(cd "$SANDBOX" && ls stdout.* | tr '\n' ' ')"
 LOGS_JSON=$(find "$BASE/run" -path "*$ID*" -name logs.json -exec cat {} \; 2>/dev/null | head -1)
 echo "   logs.json: $LOGS_JSON"
@@ -207,4 +212,7 @@ if [ -n "$CONMON" ]; then
 else
     echo "berth/conmon n/a (${CONMON_WHY:-})"
 fi
-echo "berth-shim peak VmRSS: ${PEAK_RSS} kB"
+echo "berth-shim peak VmRSS: ${PEAK_RSS} kB, of which anonymous ${PEAK_ANON} kB"
+echo "(raw keeps one ${SIZE_MB} MiB file, so its pages are written back to disk;"
+echo " berth and conmon delete or truncate past 50 resp. 10 MiB, so most of"
+echo " their pages die in the page cache: compare berth and conmon first)"

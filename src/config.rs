@@ -282,11 +282,14 @@ impl AgentConfig {
             && gc.interval_seconds > 0.0;
         if !valid {
             return Err(ConfigError::Invalid(
-                "gc: delay_seconds must be >= 0, disk_headroom within 0..=1, interval_seconds > 0".into(),
+                "gc: delay_seconds must be >= 0, disk_headroom within 0..=1, interval_seconds > 0"
+                    .into(),
             ));
         }
         if !(self.shutdown.grace_seconds.is_finite() && self.shutdown.grace_seconds >= 0.0) {
-            return Err(ConfigError::Invalid("shutdown.grace_seconds must be >= 0".into()));
+            return Err(ConfigError::Invalid(
+                "shutdown.grace_seconds must be >= 0".into(),
+            ));
         }
         if self.log.max_size < 4096 || self.log.max_files == 0 {
             return Err(ConfigError::Invalid(

@@ -486,7 +486,11 @@ fn info_names_the_cgroup_mode_and_isolators() {
         .iter()
         .map(|i| i["name"].as_str().unwrap())
         .collect();
-    assert_eq!(&names[..2], ["cpu", "memory"], "cpu and memory come first, in the default order");
+    assert_eq!(
+        &names[..2],
+        ["cpu", "memory"],
+        "cpu and memory come first, in the default order"
+    );
     let out = agent.berth(&["info"]);
     assert!(stdout_of(&out).contains("cgroups: v1"));
 }
@@ -602,7 +606,11 @@ fn a_host_root_container_cannot_see_the_agent_or_other_sandboxes() {
     agent.wait("nosy");
     let out = agent.stdout("nosy");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines, ["0", "nosy", "socket=hidden", "secret=hidden"], "{out}");
+    assert_eq!(
+        lines,
+        ["0", "nosy", "socket=hidden", "secret=hidden"],
+        "{out}"
+    );
 }
 
 #[test]
@@ -610,17 +618,39 @@ fn bad_log_and_network_settings_get_400_and_create_nothing() {
     require_root!();
     let agent = Agent::start();
     let cases = [
-        (json!({"command": ["true"], "log": {"max_size": 10}}), "log.max_size"),
-        (json!({"command": ["true"], "log": {"max_files": 0}}), "log.max_files"),
-        (json!({"command": ["true"], "log": {"mode": "lossy"}}), "mode"),
-        (json!({"command": ["true"], "log": {"rotate": true}}), "rotate"),
+        (
+            json!({"command": ["true"], "log": {"max_size": 10}}),
+            "log.max_size",
+        ),
+        (
+            json!({"command": ["true"], "log": {"max_files": 0}}),
+            "log.max_files",
+        ),
+        (
+            json!({"command": ["true"], "log": {"mode": "lossy"}}),
+            "mode",
+        ),
+        (
+            json!({"command": ["true"], "log": {"rotate": true}}),
+            "rotate",
+        ),
         (json!({"command": ["true"], "network": "bridge"}), "network"),
-        (json!({"command": ["true"], "network": "ns:relative/path"}), "network"),
+        (
+            json!({"command": ["true"], "network": "ns:relative/path"}),
+            "network",
+        ),
     ];
     for (request, field) in cases {
         let answer = agent.api("POST", "/v1/containers", Some(request.clone()));
         assert_eq!(answer.status, 400, "{request}: {:?}", answer.body);
-        assert!(answer.body["error"]["message"].as_str().unwrap().contains(field), "{request}: {:?}", answer.body);
+        assert!(
+            answer.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field),
+            "{request}: {:?}",
+            answer.body
+        );
     }
     for flags in [
         &["--log-mode", "lossy"][..],
@@ -634,7 +664,11 @@ fn bad_log_and_network_settings_get_400_and_create_nothing() {
         args.extend_from_slice(&["--", "true"]);
         let out = agent.berth(&args);
         assert_eq!(out.status.code(), Some(2), "{flags:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(flags[0]), "{flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(flags[0]),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }

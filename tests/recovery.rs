@@ -28,7 +28,11 @@ fn contiguous_count(output: &str) -> usize {
 
 fn ids(agent: &Agent) -> Vec<String> {
     let list = agent.api("GET", "/v1/containers", None).body;
-    list.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// This agent's shims: processes whose command line gives a state dir in
@@ -56,7 +60,10 @@ fn fifty_running_containers_survive_an_agent_restart() {
         agent.launch(counter(name));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let before: Vec<usize> = names.iter().map(|n| agent.stdout(n).lines().count()).collect();
+    let before: Vec<usize> = names
+        .iter()
+        .map(|n| agent.stdout(n).lines().count())
+        .collect();
     agent.kill_agent();
     // Output written while no agent runs must not be lost.
     std::thread::sleep(Duration::from_secs(1));
@@ -65,21 +72,38 @@ fn fifty_running_containers_survive_an_agent_restart() {
     let list = agent.api("GET", "/v1/containers", None).body;
     assert_eq!(list.as_array().unwrap().len(), 50);
     for (name, lines_before) in names.iter().zip(before) {
-        let container = agent.api("GET", &format!("/v1/containers/{name}"), None).body;
+        let container = agent
+            .api("GET", &format!("/v1/containers/{name}"), None)
+            .body;
         assert_eq!(container["state"], "running", "{name}: {container}");
         let stats = agent.api("GET", &format!("/v1/containers/{name}/stats"), None);
         assert_eq!(stats.status, 200, "{name} stats after restart");
-        assert_eq!(agent.api("POST", &format!("/v1/containers/{name}/kill"), None).status, 204);
+        assert_eq!(
+            agent
+                .api("POST", &format!("/v1/containers/{name}/kill"), None)
+                .status,
+            204
+        );
         let ended = agent.wait(name);
         assert_eq!(ended["reason"], "killed");
         assert_eq!(ended["signal"], 9);
         let printed = contiguous_count(&agent.stdout(name));
         // 1 s at one line per 50 ms (generously: the machine is busy).
-        assert!(printed >= lines_before + 8, "{name}: {printed} lines, {lines_before} before the agent went down");
-        assert_eq!(agent.api("DELETE", &format!("/v1/containers/{name}"), None).status, 204);
+        assert!(
+            printed >= lines_before + 8,
+            "{name}: {printed} lines, {lines_before} before the agent went down"
+        );
+        assert_eq!(
+            agent
+                .api("DELETE", &format!("/v1/containers/{name}"), None)
+                .status,
+            204
+        );
     }
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
-    eventually(Duration::from_secs(5), "every shim to exit", || shims_of(&agent).is_empty().then_some(()));
+    eventually(Duration::from_secs(5), "every shim to exit", || {
+        shims_of(&agent).is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -91,7 +115,19 @@ fn a_crash_during_a_burst_of_launches_leaves_nothing_unaccounted_for() {
             std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
                 .arg("--socket")
                 .arg(&agent.socket)
-                .args(["run", "-d", "--name", &format!("burst{i}"), "--cpus", "0.1", "--memory", "32M", "--", "sleep", "300"])
+                .args([
+                    "run",
+                    "-d",
+                    "--name",
+                    &format!("burst{i}"),
+                    "--cpus",
+                    "0.1",
+                    "--memory",
+                    "32M",
+                    "--",
+                    "sleep",
+                    "300",
+                ])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -122,15 +158,26 @@ fn a_crash_during_a_burst_of_launches_leaves_nothing_unaccounted_for() {
             }
         }
     }
-    eventually(Duration::from_secs(10), "the shims of destroyed launches to exit", || {
-        let shims = shims_of(&agent);
-        (shims.len() == known.len()).then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the shims of destroyed launches to exit",
+        || {
+            let shims = shims_of(&agent);
+            (shims.len() == known.len()).then_some(())
+        },
+    );
     for id in &known {
-        assert_eq!(agent.api("DELETE", &format!("/v1/containers/{id}?force=true"), None).status, 204);
+        assert_eq!(
+            agent
+                .api("DELETE", &format!("/v1/containers/{id}?force=true"), None)
+                .status,
+            204
+        );
     }
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
-    let sandboxes: Vec<_> = std::fs::read_dir(agent.work_dir.join("containers")).unwrap().collect();
+    let sandboxes: Vec<_> = std::fs::read_dir(agent.work_dir.join("containers"))
+        .unwrap()
+        .collect();
     assert!(sandboxes.is_empty(), "{sandboxes:?}");
 }
 
@@ -148,9 +195,15 @@ fn an_exit_while_the_agent_is_down_is_reported_after_restart() {
     assert_eq!(quitter["reason"], "exited");
     let hog = agent.wait("hog");
     assert_eq!(hog["reason"], "memory-limit", "{hog}");
-    assert!(hog["limitation"]["message"].as_str().unwrap().contains("64.0 MiB"));
+    assert!(hog["limitation"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("64.0 MiB"));
     for controller in ["cpu", "memory"] {
-        assert!(!agent.cgroup_dir(controller, Some("hog")).exists(), "cgroups are cleaned up after recovery");
+        assert!(
+            !agent.cgroup_dir(controller, Some("hog")).exists(),
+            "cgroups are cleaned up after recovery"
+        );
     }
 }
 
@@ -169,9 +222,14 @@ fn a_recycled_pid_does_not_fool_recovery() {
         libc::kill(shim, libc::SIGKILL);
         libc::kill(pid, libc::SIGKILL);
     }
-    eventually(Duration::from_secs(5), "the shim to go", || (!Path::new(&format!("/proc/{shim}")).exists()).then_some(()));
+    eventually(Duration::from_secs(5), "the shim to go", || {
+        (!Path::new(&format!("/proc/{shim}")).exists()).then_some(())
+    });
     // ...and an unrelated process gets their pids.
-    let mut stranger = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     record["shim"]["pid"] = stranger.id().into();
     record["pid"] = stranger.id().into();
     std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
@@ -180,7 +238,10 @@ fn a_recycled_pid_does_not_fool_recovery() {
     let ended = agent.wait("victim");
     assert_eq!(ended["state"], "exited");
     assert_eq!(ended["reason"], "shim-lost", "{ended}");
-    assert!(stranger.try_wait().unwrap().is_none(), "recovery must not signal a stranger");
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "recovery must not signal a stranger"
+    );
     stranger.kill().unwrap();
     stranger.wait().unwrap();
 }
@@ -189,15 +250,24 @@ fn a_recycled_pid_does_not_fool_recovery() {
 fn after_a_reboot_containers_are_reported_agent_lost_with_their_sandboxes() {
     require_root!();
     let mut agent = Agent::start();
-    let container = agent.launch(json!({"id": "survivor", "command": ["sh", "-c", "echo before; sleep 300"]}));
+    let container =
+        agent.launch(json!({"id": "survivor", "command": ["sh", "-c", "echo before; sleep 300"]}));
     let pid = container["pid"].as_u64().unwrap() as i32;
     let sandbox = container["sandbox"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(5), "output", || agent.stdout("survivor").contains("before").then_some(()));
+    eventually(Duration::from_secs(5), "output", || {
+        agent.stdout("survivor").contains("before").then_some(())
+    });
     agent.kill_agent();
     // A reboot: processes and the runtime dir (a tmpfs) are gone.
-    let record: Value = serde_json::from_slice(&std::fs::read(agent.runtime_dir.join("containers/survivor/container.json")).unwrap()).unwrap();
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(agent.runtime_dir.join("containers/survivor/container.json")).unwrap(),
+    )
+    .unwrap();
     unsafe {
-        libc::kill(record["shim"]["pid"].as_u64().unwrap() as i32, libc::SIGKILL);
+        libc::kill(
+            record["shim"]["pid"].as_u64().unwrap() as i32,
+            libc::SIGKILL,
+        );
         libc::kill(pid, libc::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -207,9 +277,15 @@ fn after_a_reboot_containers_are_reported_agent_lost_with_their_sandboxes() {
     let lost = agent.api("GET", "/v1/containers/survivor", None).body;
     assert_eq!(lost["state"], "exited");
     assert_eq!(lost["reason"], "agent-lost");
-    assert!(Path::new(&sandbox).exists(), "the sandbox is kept for inspection");
+    assert!(
+        Path::new(&sandbox).exists(),
+        "the sandbox is kept for inspection"
+    );
     assert!(agent.stdout("survivor").contains("before"));
-    assert_eq!(agent.api("DELETE", "/v1/containers/survivor", None).status, 204);
+    assert_eq!(
+        agent.api("DELETE", "/v1/containers/survivor", None).status,
+        204
+    );
     assert!(!Path::new(&sandbox).exists());
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
@@ -221,11 +297,18 @@ fn shutdown_leaves_containers_running_unless_configured_to_stop_them() {
     let container = agent.launch(json!({"id": "stays", "command": ["sleep", "300"]}));
     let pid = container["pid"].as_u64().unwrap();
     assert!(agent.stop_agent().success());
-    assert!(Path::new(&format!("/proc/{pid}")).exists(), "SIGTERM to the agent must not stop containers");
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "SIGTERM to the agent must not stop containers"
+    );
     agent.start_again();
-    assert_eq!(agent.api("GET", "/v1/containers/stays", None).body["state"], "running");
+    assert_eq!(
+        agent.api("GET", "/v1/containers/stays", None).body["state"],
+        "running"
+    );
 
-    let mut stopping = Agent::start_with_config("[shutdown]\nstop_containers = true\ngrace_seconds = 1.0\n");
+    let mut stopping =
+        Agent::start_with_config("[shutdown]\nstop_containers = true\ngrace_seconds = 1.0\n");
     stopping.launch(json!({"id": "polite", "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]}));
     stopping.launch(json!({"id": "stubborn", "command": ["sleep", "300"]}));
     assert!(stopping.stop_agent().success());
@@ -233,13 +316,18 @@ fn shutdown_leaves_containers_running_unless_configured_to_stop_them() {
     let polite = stopping.wait("polite");
     assert_eq!(polite["exit_code"], 0, "{polite}");
     let stubborn = stopping.wait("stubborn");
-    assert_eq!(stubborn["signal"], 9, "killed after the grace period: {stubborn}");
+    assert_eq!(
+        stubborn["signal"], 9,
+        "killed after the grace period: {stubborn}"
+    );
 }
 
 #[test]
 fn gc_removes_exactly_the_expired_sandboxes() {
     require_root!();
-    let agent = Agent::start_with_config("[gc]\ndelay_seconds = 2.0\ndisk_headroom = 0.0\ninterval_seconds = 3600.0\n");
+    let agent = Agent::start_with_config(
+        "[gc]\ndelay_seconds = 2.0\ndisk_headroom = 0.0\ninterval_seconds = 3600.0\n",
+    );
     for id in ["old1", "old2"] {
         agent.launch(json!({"id": id, "command": ["true"]}));
         agent.wait(id);
@@ -249,12 +337,20 @@ fn gc_removes_exactly_the_expired_sandboxes() {
     agent.launch(json!({"id": "fresh", "command": ["true"]}));
     agent.wait("fresh");
     let out = agent.berth(&["gc"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("removed 2"), "{text}");
     assert!(text.contains("old1") && text.contains("old2"), "{text}");
     let remaining: BTreeSet<String> = ids(&agent).into_iter().collect();
-    assert_eq!(remaining, BTreeSet::from(["fresh".to_string(), "running".to_string()]));
+    assert_eq!(
+        remaining,
+        BTreeSet::from(["fresh".to_string(), "running".to_string()])
+    );
     assert!(!agent.work_dir.join("containers/old1").exists());
     assert!(agent.work_dir.join("containers/fresh").exists());
 }
@@ -271,9 +367,18 @@ impl LoopFs {
         std::fs::create_dir_all(&mount).unwrap();
         let file = std::fs::File::create(&image).unwrap();
         file.set_len(u64::from(size_mib) << 20).unwrap();
-        let mkfs = std::process::Command::new("mkfs.ext4").args(["-q", "-F", "-m", "0"]).arg(&image).status().unwrap();
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image)
+            .status()
+            .unwrap();
         assert!(mkfs.success());
-        let status = std::process::Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mount).status().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount)
+            .status()
+            .unwrap();
         assert!(status.success());
         LoopFs { dir: mount }
     }
@@ -281,7 +386,10 @@ impl LoopFs {
 
 impl Drop for LoopFs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-d").arg(&self.dir).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-d")
+            .arg(&self.dir)
+            .status();
     }
 }
 
@@ -301,7 +409,10 @@ fn a_filling_disk_shortens_how_long_sandboxes_stay() {
     agent.wait("ended");
     let report: Value = serde_json::from_slice(&agent.berth(&["gc", "--json"]).stdout).unwrap();
     assert_eq!(report["removed"].as_array().unwrap().len(), 0, "{report}");
-    assert!(report["max_age_seconds"].as_f64().unwrap() > 3600.0, "{report}");
+    assert!(
+        report["max_age_seconds"].as_f64().unwrap() > 3600.0,
+        "{report}"
+    );
 
     // Fill the disk to ~80%.
     let filler = fs.dir.join("filler");

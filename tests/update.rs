@@ -12,7 +12,9 @@ fn measured_cpus(agent: &Agent, id: &str, window: Duration) -> f64 {
     let usage = || {
         let stats = agent.api("GET", &format!("/v1/containers/{id}/stats"), None);
         assert_eq!(stats.status, 200, "{:?}", stats.body);
-        stats.body["isolators"]["cpu"]["usage_seconds"].as_f64().unwrap()
+        stats.body["isolators"]["cpu"]["usage_seconds"]
+            .as_f64()
+            .unwrap()
     };
     let (start, t0) = (usage(), Instant::now());
     std::thread::sleep(window);
@@ -27,17 +29,33 @@ fn raising_a_cpu_limit_raises_measured_usage() {
     agent.launch(json!({"id": "busy", "command": ["sh", "-c", "(while :; do :; done) & while :; do :; done"], "resources": {"cpus": 0.2}}));
     std::thread::sleep(Duration::from_millis(300));
     let low = measured_cpus(&agent, "busy", Duration::from_secs(2));
-    assert!((0.12..=0.28).contains(&low), "under 0.2 CPUs measured {low:.3}");
+    assert!(
+        (0.12..=0.28).contains(&low),
+        "under 0.2 CPUs measured {low:.3}"
+    );
 
     let out = agent.berth(&["update", "busy", "--cpus", "0.8"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let container = agent.api("GET", "/v1/containers/busy", None).body;
     assert_eq!(container["resources"]["cpus"], 0.8);
-    let quota = std::fs::read_to_string(agent.cgroup_dir("cpu", Some("busy")).join("cpu.cfs_quota_us")).unwrap();
+    let quota = std::fs::read_to_string(
+        agent
+            .cgroup_dir("cpu", Some("busy"))
+            .join("cpu.cfs_quota_us"),
+    )
+    .unwrap();
     assert_eq!(quota.trim(), "80000");
     std::thread::sleep(Duration::from_millis(200));
     let high = measured_cpus(&agent, "busy", Duration::from_secs(2));
-    assert!((0.65..=0.95).contains(&high), "under 0.8 CPUs measured {high:.3}");
+    assert!(
+        (0.65..=0.95).contains(&high),
+        "under 0.8 CPUs measured {high:.3}"
+    );
 }
 
 #[test]
@@ -46,24 +64,55 @@ fn an_impossible_memory_update_is_refused_and_changes_nothing() {
     let agent = Agent::start();
     // Holds ~40 MiB in tail's buffer, then waits.
     agent.launch(json!({"id": "holder", "command": ["sh", "-c", "head -c 40M /dev/zero | tail > /dev/null & sleep 300"], "resources": {"memory": 128u64 << 20}}));
-    let limit_file = agent.cgroup_dir("memory", Some("holder")).join("memory.limit_in_bytes");
-    common::eventually(Duration::from_secs(10), "the container to hold 40 MiB", || {
-        let stats = agent.api("GET", "/v1/containers/holder/stats", None).body;
-        (stats["isolators"]["memory"]["current_bytes"].as_u64().unwrap_or(0) > 30 << 20).then_some(())
-    });
-    let refused = agent.api("PATCH", "/v1/containers/holder/resources", Some(json!({"memory": 8u64 << 20})));
+    let limit_file = agent
+        .cgroup_dir("memory", Some("holder"))
+        .join("memory.limit_in_bytes");
+    common::eventually(
+        Duration::from_secs(30),
+        "the container to hold 40 MiB",
+        || {
+            let stats = agent.api("GET", "/v1/containers/holder/stats", None).body;
+            (stats["isolators"]["memory"]["current_bytes"]
+                .as_u64()
+                .unwrap_or(0)
+                > 30 << 20)
+                .then_some(())
+        },
+    );
+    let refused = agent.api(
+        "PATCH",
+        "/v1/containers/holder/resources",
+        Some(json!({"memory": 8u64 << 20})),
+    );
     assert_eq!(refused.status, 409, "{:?}", refused.body);
     assert_eq!(refused.body["error"]["code"], "refused");
-    assert!(refused.body["error"]["message"].as_str().unwrap().contains("usage"), "{:?}", refused.body);
-    assert_eq!(std::fs::read_to_string(&limit_file).unwrap().trim(), (128u64 << 20).to_string());
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("usage"),
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(
+        std::fs::read_to_string(&limit_file).unwrap().trim(),
+        (128u64 << 20).to_string()
+    );
     let container = agent.api("GET", "/v1/containers/holder", None).body;
     assert_eq!(container["state"], "running");
     assert_eq!(container["resources"]["memory"], 128u64 << 20);
 
     // A possible one applies.
-    let raised = agent.api("PATCH", "/v1/containers/holder/resources", Some(json!({"memory": 256u64 << 20})));
+    let raised = agent.api(
+        "PATCH",
+        "/v1/containers/holder/resources",
+        Some(json!({"memory": 256u64 << 20})),
+    );
     assert_eq!(raised.status, 200, "{:?}", raised.body);
-    assert_eq!(std::fs::read_to_string(&limit_file).unwrap().trim(), (256u64 << 20).to_string());
+    assert_eq!(
+        std::fs::read_to_string(&limit_file).unwrap().trim(),
+        (256u64 << 20).to_string()
+    );
 }
 
 #[test]
@@ -75,17 +124,45 @@ fn bad_updates_name_the_field() {
         (json!({"cpus": 0}), "resources.cpus", 400),
         (json!({"cpus": 1e9}), "resources.cpus", 400),
         (json!({"memory": 64u64 << 20}), "resources.memory", 400),
-        (json!({"net_cls_handle": 3}), "resources.net_cls_handle", 400),
+        (
+            json!({"net_cls_handle": 3}),
+            "resources.net_cls_handle",
+            400,
+        ),
         (json!({"cpu": 1}), "cpu", 400),
     ];
     for (body, field, status) in cases {
-        let answer = agent.api("PATCH", "/v1/containers/target/resources", Some(body.clone()));
+        let answer = agent.api(
+            "PATCH",
+            "/v1/containers/target/resources",
+            Some(body.clone()),
+        );
         assert_eq!(answer.status, status, "{body}: {:?}", answer.body);
-        assert!(answer.body["error"]["message"].as_str().unwrap().contains(field), "{body}: {:?}", answer.body);
+        assert!(
+            answer.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field),
+            "{body}: {:?}",
+            answer.body
+        );
     }
-    assert_eq!(agent.api("PATCH", "/v1/containers/ghost/resources", Some(json!({"cpus": 1}))).status, 404);
+    assert_eq!(
+        agent
+            .api(
+                "PATCH",
+                "/v1/containers/ghost/resources",
+                Some(json!({"cpus": 1}))
+            )
+            .status,
+        404
+    );
     let out = agent.berth(&["update", "target"]);
-    assert_eq!(out.status.code(), Some(2), "an update with no flags is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an update with no flags is a usage error"
+    );
     let out = agent.berth(&["update", "target", "--device-write-bps", "/dev/vda"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--device-write-bps"));
@@ -97,22 +174,42 @@ fn bad_updates_name_the_field() {
 fn stats_show_every_running_container() {
     require_root!();
     let agent = Agent::start();
-    agent.launch(json!({"id": "s1", "command": ["sleep", "300"], "resources": {"memory": 64u64 << 20}}));
+    agent.launch(
+        json!({"id": "s1", "command": ["sleep", "300"], "resources": {"memory": 64u64 << 20}}),
+    );
     agent.launch(json!({"id": "s2", "command": ["sleep", "300"]}));
     let out = agent.berth(&["stats", "--no-stream"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("ID"), "{text}");
-    assert!(lines.iter().any(|l| l.starts_with("s1 ") && l.contains("/ 64.0 MiB")), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("s1 ") && l.contains("/ 64.0 MiB")),
+        "{text}"
+    );
     assert!(lines.iter().any(|l| l.starts_with("s2 ")), "{text}");
     let json_out = agent.berth(&["stats", "--json", "s1"]);
     let parsed: serde_json::Value = serde_json::from_slice(&json_out.stdout).unwrap();
     assert_eq!(parsed[0]["id"], "s1");
-    assert!(parsed[0]["isolators"]["memory"]["limit_bytes"].as_u64().unwrap() == 64 << 20);
+    assert!(
+        parsed[0]["isolators"]["memory"]["limit_bytes"]
+            .as_u64()
+            .unwrap()
+            == 64 << 20
+    );
     assert!(parsed[0]["cpu_percent"].as_f64().is_some());
     // A stopped container has no stats.
     agent.api("POST", "/v1/containers/s2/kill", None);
     agent.wait("s2");
-    assert_eq!(agent.api("GET", "/v1/containers/s2/stats", None).status, 409);
+    assert_eq!(
+        agent.api("GET", "/v1/containers/s2/stats", None).status,
+        409
+    );
 }

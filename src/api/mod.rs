@@ -33,7 +33,10 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/wait", get(wait))
         .route("/v1/containers/{id}/kill", post(kill))
         .route("/v1/containers/{id}/stats", get(stats))
-        .route("/v1/containers/{id}/resources", axum::routing::patch(update))
+        .route(
+            "/v1/containers/{id}/resources",
+            axum::routing::patch(update),
+        )
         .route("/v1/containers/{id}/logs", get(logs::logs))
         .route("/v1/containers/{id}/files", get(files::list))
         .route("/v1/containers/{id}/files/content", get(files::content))
@@ -141,7 +144,11 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     })?;
     deserializer.end().map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid request body: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("invalid request body: {e}"),
+        )
     })?;
     Ok(value)
 }

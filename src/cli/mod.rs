@@ -407,7 +407,11 @@ impl ResourceArgs {
         }
         for (flag, key, value) in [
             ("--memory", "memory", &self.memory),
-            ("--memory-reservation", "memory_reservation", &self.memory_reservation),
+            (
+                "--memory-reservation",
+                "memory_reservation",
+                &self.memory_reservation,
+            ),
             ("--disk", "disk", &self.disk),
         ] {
             if let Some(value) = value {
@@ -419,10 +423,30 @@ impl ResourceArgs {
             resources.insert("blkio_weight".into(), weight.into());
         }
         for (flag, key, values, sized) in [
-            ("--device-read-bps", "device_read_bps", &self.device_read_bps, true),
-            ("--device-write-bps", "device_write_bps", &self.device_write_bps, true),
-            ("--device-read-iops", "device_read_iops", &self.device_read_iops, false),
-            ("--device-write-iops", "device_write_iops", &self.device_write_iops, false),
+            (
+                "--device-read-bps",
+                "device_read_bps",
+                &self.device_read_bps,
+                true,
+            ),
+            (
+                "--device-write-bps",
+                "device_write_bps",
+                &self.device_write_bps,
+                true,
+            ),
+            (
+                "--device-read-iops",
+                "device_read_iops",
+                &self.device_read_iops,
+                false,
+            ),
+            (
+                "--device-write-iops",
+                "device_write_iops",
+                &self.device_write_iops,
+                false,
+            ),
         ] {
             if values.is_empty() {
                 continue;
@@ -441,14 +465,17 @@ impl ResourceArgs {
 /// after the last colon) and RATE a size (`5M`) or a plain count.
 fn device_limit(flag: &str, value: &str, sized: bool) -> Result<serde_json::Value, Failure> {
     let bad = |why: &str| usage(format!("invalid {flag} {value:?}: {why}"));
-    let (device, rate) = value.rsplit_once(':').ok_or_else(|| bad("expected DEV:RATE"))?;
+    let (device, rate) = value
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected DEV:RATE"))?;
     if device.is_empty() {
         return Err(bad("no device"));
     }
     let rate = if sized {
         parse_size(rate).map_err(|e| bad(&e.to_string()))?
     } else {
-        rate.parse::<u64>().map_err(|_| bad("the rate must be a whole number"))?
+        rate.parse::<u64>()
+            .map_err(|_| bad("the rate must be a whole number"))?
     };
     Ok(json!({"device": device, "rate": rate}))
 }
@@ -521,7 +548,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(mode) = &args.log_mode {
         if !matches!(mode.as_str(), "block" | "drop") {
-            return Err(usage(format!("invalid --log-mode {mode:?}: expected block or drop")));
+            return Err(usage(format!(
+                "invalid --log-mode {mode:?}: expected block or drop"
+            )));
         }
         log.insert("mode".into(), mode.clone().into());
     }
@@ -618,7 +647,10 @@ mod tests {
         };
         match parse(&["logs", "--stderr", "-f", "--tail", "3", "x"]).unwrap() {
             Command::Logs {
-                stderr, follow, tail, ..
+                stderr,
+                follow,
+                tail,
+                ..
             } => assert!(stderr && follow && tail == Some(3)),
             other => panic!("{other:?}"),
         }

@@ -21,7 +21,12 @@ struct Sample {
     at: Instant,
 }
 
-pub async fn run(client: &Client, ids: Vec<String>, no_stream: bool, json: bool) -> Result<i32, Failure> {
+pub async fn run(
+    client: &Client,
+    ids: Vec<String>,
+    no_stream: bool,
+    json: bool,
+) -> Result<i32, Failure> {
     let explicit = !ids.is_empty();
     let mut previous: HashMap<String, Sample> = HashMap::new();
     // A first sample to measure CPU rates against.
@@ -32,15 +37,26 @@ pub async fn run(client: &Client, ids: Vec<String>, no_stream: bool, json: bool)
         }
     }
     loop {
-        tokio::time::sleep(if no_stream || json { REFRESH / 2 } else { REFRESH }).await;
-        let ids = if explicit { ids.clone() } else { resolve(client, &[]).await? };
+        tokio::time::sleep(if no_stream || json {
+            REFRESH / 2
+        } else {
+            REFRESH
+        })
+        .await;
+        let ids = if explicit {
+            ids.clone()
+        } else {
+            resolve(client, &[]).await?
+        };
         let mut rows = Vec::new();
         let mut objects = Vec::new();
         for id in &ids {
             let Some(current) = sample(client, id, explicit).await? else {
                 continue;
             };
-            let cpu_percent = previous.get(id).and_then(|before| cpu_percent(before, &current));
+            let cpu_percent = previous
+                .get(id)
+                .and_then(|before| cpu_percent(before, &current));
             let mut object = current.stats.clone();
             object["cpu_percent"] = cpu_percent.map(Value::from).unwrap_or(Value::Null);
             rows.push(row(id, &current.stats, cpu_percent));
@@ -52,7 +68,15 @@ pub async fn run(client: &Client, ids: Vec<String>, no_stream: bool, json: bool)
             return Ok(0);
         }
         let rendered = table::render(
-            &["ID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "BLOCK I/O", "DISK", "NET CLASS"],
+            &[
+                "ID",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "BLOCK I/O",
+                "DISK",
+                "NET CLASS",
+            ],
             &rows,
         );
         if no_stream {
@@ -87,7 +111,9 @@ async fn sample(client: &Client, id: &str, explicit: bool) -> Result<Option<Samp
             stats,
             at: Instant::now(),
         })),
-        Err(super::client::ClientError::Api { code, .. }) if !explicit && code == "conflict" => Ok(None),
+        Err(super::client::ClientError::Api { code, .. }) if !explicit && code == "conflict" => {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -106,7 +132,10 @@ fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
     let dash = || "-".to_string();
     let cpu = cpu_percent.map(|p| format!("{p:.1}%")).unwrap_or_else(dash);
     let memory = &isolators["memory"];
-    let (mem, mem_percent) = match (memory["current_bytes"].as_u64(), memory["limit_bytes"].as_u64()) {
+    let (mem, mem_percent) = match (
+        memory["current_bytes"].as_u64(),
+        memory["limit_bytes"].as_u64(),
+    ) {
         (Some(used), Some(limit)) if limit > 0 && limit < (1 << 62) => (
             format!("{} / {}", format_size(used), format_size(limit)),
             format!("{:.1}%", used as f64 * 100.0 / limit as f64),
@@ -117,8 +146,17 @@ fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
     let block = isolators["blkio"]["devices"]
         .as_object()
         .map(|devices| {
-            let sum = |key: &str| devices.values().filter_map(|d| d[key].as_u64()).sum::<u64>();
-            format!("{} / {}", format_size(sum("read_bytes")), format_size(sum("write_bytes")))
+            let sum = |key: &str| {
+                devices
+                    .values()
+                    .filter_map(|d| d[key].as_u64())
+                    .sum::<u64>()
+            };
+            format!(
+                "{} / {}",
+                format_size(sum("read_bytes")),
+                format_size(sum("write_bytes"))
+            )
         })
         .unwrap_or_else(dash);
     let disk = &isolators["disk"];
@@ -127,7 +165,10 @@ fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
         (Some(used), None) => format!("{} / -", format_size(used)),
         _ => dash(),
     };
-    let class = isolators["net_cls"]["classid"].as_str().map(str::to_string).unwrap_or_else(dash);
+    let class = isolators["net_cls"]["classid"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(dash);
     vec![id.to_string(), cpu, mem, mem_percent, block, disk, class]
 }
 
@@ -146,7 +187,18 @@ mod tests {
             "net_cls": {"classid": "0xaaaa0001"},
         }});
         let row = row("c1", &stats, Some(50.0));
-        assert_eq!(row, ["c1", "50.0%", "32.0 MiB / 64.0 MiB", "50.0%", "1.0 KiB / 2.0 KiB", "1.0 MiB / 20.0 MiB", "0xaaaa0001"]);
+        assert_eq!(
+            row,
+            [
+                "c1",
+                "50.0%",
+                "32.0 MiB / 64.0 MiB",
+                "50.0%",
+                "1.0 KiB / 2.0 KiB",
+                "1.0 MiB / 20.0 MiB",
+                "0xaaaa0001"
+            ]
+        );
         let bare = super::row("c2", &json!({"isolators": {}}), None);
         assert_eq!(bare[1..], ["-", "-", "-", "-", "-", "-"]);
     }
@@ -154,8 +206,14 @@ mod tests {
     #[test]
     fn cpu_percent_is_the_usage_rate() {
         let t0 = Instant::now();
-        let before = Sample { stats: json!({"isolators": {"cpu": {"usage_seconds": 1.0}}}), at: t0 };
-        let now = Sample { stats: json!({"isolators": {"cpu": {"usage_seconds": 1.5}}}), at: t0 + Duration::from_secs(1) };
+        let before = Sample {
+            stats: json!({"isolators": {"cpu": {"usage_seconds": 1.0}}}),
+            at: t0,
+        };
+        let now = Sample {
+            stats: json!({"isolators": {"cpu": {"usage_seconds": 1.5}}}),
+            at: t0 + Duration::from_secs(1),
+        };
         assert!((cpu_percent(&before, &now).unwrap() - 50.0).abs() < 1e-9);
     }
 }

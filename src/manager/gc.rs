@@ -36,7 +36,8 @@ pub fn max_age(delay: Duration, headroom: f64, disk_usage: f64) -> Duration {
 /// The fraction of the filesystem holding `path` that is used, as `df`
 /// counts it (blocks reserved for root count as used).
 pub fn disk_usage(path: &Path) -> Result<f64, String> {
-    let stat = nix::sys::statvfs::statvfs(path).map_err(|e| format!("statvfs {}: {e}", path.display()))?;
+    let stat =
+        nix::sys::statvfs::statvfs(path).map_err(|e| format!("statvfs {}: {e}", path.display()))?;
     let total = stat.blocks() as f64;
     if total == 0.0 {
         return Ok(0.0);
@@ -62,11 +63,16 @@ impl Manager {
             }
             // A container with no end time (the host went down under it) is
             // aged from its creation.
-            let since = container.finished_at.as_deref().unwrap_or(&container.created_at);
+            let since = container
+                .finished_at
+                .as_deref()
+                .unwrap_or(&container.created_at);
             let Ok(since) = chrono::DateTime::parse_from_rfc3339(since) else {
                 continue;
             };
-            let age = (now - since.with_timezone(&chrono::Utc)).to_std().unwrap_or_default();
+            let age = (now - since.with_timezone(&chrono::Utc))
+                .to_std()
+                .unwrap_or_default();
             if age >= allowed {
                 expired.push(GcRemoved {
                     id: container.id.to_string(),

@@ -187,7 +187,9 @@ impl Manager {
         let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
 
         if self.slots.lock().unwrap().contains_key(&id) {
-            return Err(ManagerError::Conflict(format!("container id {id} is in use")));
+            return Err(ManagerError::Conflict(format!(
+                "container id {id} is in use"
+            )));
         }
         let sandbox = self.store.sandbox(&id);
         if sandbox.exists() {

@@ -102,7 +102,11 @@ impl Manager {
         for container in &lost {
             tracing::warn!(id = %container.id, "container lost with the host's runtime state (reboot?)");
             let mut message = container.message.clone();
-            cleanup_isolators(&self.isolators.select(&container.isolation), &container.id, &mut message);
+            cleanup_isolators(
+                &self.isolators.select(&container.isolation),
+                &container.id,
+                &mut message,
+            );
             summary.lost += 1;
         }
         for container in containers {
@@ -259,10 +263,14 @@ fn unescape_mount_path(field: &str) -> std::path::PathBuf {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match (bytes[i], octal) {
             (b'\\', Some(digits)) => {
-                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 out.push(value as u8);
                 i += 4;
             }
@@ -281,7 +289,13 @@ mod tests {
 
     #[test]
     fn mount_paths_are_unescaped() {
-        assert_eq!(unescape_mount_path("/a\\040b/c"), std::path::PathBuf::from("/a b/c"));
-        assert_eq!(unescape_mount_path("/plain"), std::path::PathBuf::from("/plain"));
+        assert_eq!(
+            unescape_mount_path("/a\\040b/c"),
+            std::path::PathBuf::from("/a b/c")
+        );
+        assert_eq!(
+            unescape_mount_path("/plain"),
+            std::path::PathBuf::from("/plain")
+        );
     }
 }

@@ -17,7 +17,9 @@ impl Manager {
         let _guard = self.update_lock.lock().await;
         let mut container = slot.get();
         if container.state != State::Running {
-            return Err(ManagerError::Conflict(format!("container {id} is not running")));
+            return Err(ManagerError::Conflict(format!(
+                "container {id} is not running"
+            )));
         }
         if update.net_cls_handle.is_some() {
             return Err(ManagerError::invalid(

@@ -18,6 +18,7 @@ mod masks;
 mod mounts;
 mod namespaces;
 pub mod protocol;
+mod resident;
 mod resolve;
 mod rootfs;
 mod spec;

@@ -185,6 +185,8 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         note(format_args!("send running: {e}"));
     }
     agent.close();
+    // From here on only the pump loop runs: let setup's code pages go.
+    super::resident::trim_code_pages();
 
     let mut streams = [
         Stream {

@@ -146,8 +146,10 @@ impl Store {
     /// Whether the runtime dir was made in this boot. Records it for the
     /// current boot either way.
     pub fn same_boot(&self) -> Result<bool, StoreError> {
-        let current = fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map_err(io_error("read", Path::new("/proc/sys/kernel/random/boot_id")))?;
+        let current = fs::read_to_string("/proc/sys/kernel/random/boot_id").map_err(io_error(
+            "read",
+            Path::new("/proc/sys/kernel/random/boot_id"),
+        ))?;
         let path = self.runtime_dir.join("boot_id");
         let recorded = fs::read_to_string(&path).ok();
         write_atomic(&path, current.as_bytes())?;

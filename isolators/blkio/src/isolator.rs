@@ -228,21 +228,12 @@ impl Isolator for BlkioIsolator {
             self.containers()
                 .insert(id.clone(), Container { cgroup, limits });
         }
-        let mut failures = Vec::new();
         for id in orphans {
             self.containers().remove(id);
-            if let Err(e) = self.root.container(id.as_str()).and_then(|cg| cg.remove(B)) {
-                failures.push(e.to_string());
-            }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(IsolatorError::Other(format!(
-                "blkio: remove orphan cgroups: {}",
-                failures.join("; ")
-            )))
-        }
+        self.root
+            .remove_containers(orphans.iter().map(ContainerId::as_str), Self::CONTROLLERS)
+            .map_err(|e| IsolatorError::Other(format!("blkio: remove orphan cgroups: {e}")))
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
@@ -256,22 +247,9 @@ impl Isolator for BlkioIsolator {
     ) -> Result<Contribution, IsolatorError> {
         let limits = self.limits(&config.resources)?;
         let cgroup = self.root.container(id.as_str())?;
-        let created = cgroup
-            .create(B)
-            .map_err(IsolatorError::from)
-            .and_then(|()| {
-                apply(
-                    &cgroup,
-                    &self.weight_files,
-                    &BlkioLimits::default(),
-                    &limits,
-                )
-            });
-        if let Err(e) = created {
-            // Undo our own partial work; the original error matters more.
-            let _ = cgroup.remove(B);
-            return Err(e);
-        }
+        cgroup.create_all_with(Self::CONTROLLERS, |cgroup| {
+            apply(cgroup, &self.weight_files, &BlkioLimits::default(), &limits)
+        })?;
         let contribution = contribution(&limits);
         self.containers()
             .insert(id.clone(), Container { cgroup, limits });
@@ -353,14 +331,10 @@ impl Isolator for BlkioIsolator {
     }
 
     fn cleanup(&self, id: &ContainerId) -> Result<(), IsolatorError> {
-        let known = self.containers().remove(id).map(|c| c.cgroup);
+        self.containers().remove(id);
         // Unknown ids are tolerated, but a cgroup left by an earlier run of
         // the agent under the same name is still removed.
-        let cgroup = match known {
-            Some(cgroup) => cgroup,
-            None => self.root.container(id.as_str())?,
-        };
-        cgroup.remove(B)?;
+        self.root.remove_container(id.as_str(), Self::CONTROLLERS)?;
         Ok(())
     }
 }

@@ -7,46 +7,13 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use berth_cgroups::{CgroupRoot, Hierarchies};
+use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
 use berth_isolator::{
-    ContainerConfig, ContainerId, DeviceLimit, Isolator, IsolatorError, RecoveredContainer,
-    Resources,
+    ContainerConfig, DeviceLimit, Isolator, IsolatorError, RecoveredContainer, Resources,
 };
 use berth_isolator_blkio::{BlkioIsolator, DeviceNumber};
 use serde_json::json;
-
-fn line(id: u32, mount_point: &Path, fstype: &str, options: &str) -> String {
-    format!(
-        "{id} 31 0:{id} / {} rw,relatime - {fstype} {fstype} {options}\n",
-        mount_point.display()
-    )
-}
-
-fn write_files(dir: &Path, files: &[(&str, &str)]) {
-    fs::create_dir_all(dir).unwrap();
-    for (name, content) in files {
-        fs::write(dir.join(name), content).unwrap();
-    }
-}
-
-fn read(path: PathBuf) -> String {
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Plays the kernel's part in rmdir: the pseudo files go with the directory.
-fn forget_files(dir: &Path) {
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        if entry.file_type().unwrap().is_file() {
-            fs::remove_file(entry.path()).unwrap();
-        }
-    }
-}
-
-fn id(s: &str) -> ContainerId {
-    ContainerId::new(s).unwrap()
-}
 
 fn limit(device: &str, rate: u64) -> DeviceLimit {
     DeviceLimit {
@@ -104,7 +71,7 @@ fn field_of(err: &IsolatorError) -> &str {
 }
 
 struct V1 {
-    _tmp: tempfile::TempDir,
+    _host: FakeCgroupfs,
     /// The berth root in the fake blkio hierarchy.
     root: PathBuf,
     isolator: BlkioIsolator,
@@ -119,19 +86,15 @@ const V1_ROOT_FILES: &[(&str, &str)] = &[
 
 /// A v1 blkio hierarchy whose berth root holds `weight_file` (if any).
 fn v1(weight_file: Option<&str>) -> V1 {
-    let tmp = tempfile::tempdir().unwrap();
-    let mount = tmp.path().join("blkio");
-    let root = mount.join("berth");
+    let mut host = FakeCgroupfs::new();
+    let root = host.mount_v1("blkio", "/").join("berth");
     write_files(&root, V1_ROOT_FILES);
     if let Some(file) = weight_file {
         write_files(&root, &[(file, "100\n")]);
     }
-    let h =
-        Hierarchies::from_texts(&line(32, &mount, "cgroup", "rw,blkio"), "7:blkio:/\n").unwrap();
-    let cgroup_root = Arc::new(CgroupRoot::new(h, "berth").unwrap());
-    let isolator = BlkioIsolator::new(cgroup_root).unwrap();
+    let isolator = BlkioIsolator::new(host.root("berth")).unwrap();
     V1 {
-        _tmp: tmp,
+        _host: host,
         root,
         isolator,
     }
@@ -500,31 +463,24 @@ fn recover_removes_orphans_and_keeps_known_containers() {
 }
 
 /// A v2 tree: the agent's own cgroup offers io, the berth root below it.
-fn v2(weight_files: &[&str]) -> (tempfile::TempDir, PathBuf, BlkioIsolator) {
-    let tmp = tempfile::tempdir().unwrap();
-    let subtree = [
-        ("cgroup.controllers", "cpu io memory"),
-        ("cgroup.subtree_control", ""),
-    ];
-    write_files(tmp.path(), &subtree);
-    let own = tmp.path().join("agent");
-    write_files(&own, &subtree);
+fn v2(weight_files: &[&str]) -> (FakeCgroupfs, PathBuf, BlkioIsolator) {
+    let host = FakeCgroupfs::v2("/agent", "cpu io memory");
+    let own = host.path().join("agent");
     let root = own.join("berth");
     write_files(&root, &[("cgroup.subtree_control", ""), ("io.max", "")]);
     for file in weight_files {
         write_files(&root, &[(file, "default 100\n")]);
     }
-    let h = Hierarchies::from_texts(&line(30, tmp.path(), "cgroup2", "rw"), "0::/agent\n").unwrap();
-    let isolator = BlkioIsolator::new(Arc::new(CgroupRoot::new(h, "berth").unwrap())).unwrap();
+    let isolator = BlkioIsolator::new(host.root("berth")).unwrap();
     assert_eq!(read(own.join("cgroup.subtree_control")), "+io");
     assert_eq!(read(root.join("cgroup.subtree_control")), "+io");
-    (tmp, root, isolator)
+    (host, root, isolator)
 }
 
 #[test]
 fn v2_writes_io_weight_io_max_and_parses_io_stat() {
     let (disk, _) = disk_or_skip!();
-    let (_tmp, root, isolator) = v2(&["io.weight", "io.bfq.weight"]);
+    let (_host, root, isolator) = v2(&["io.weight", "io.bfq.weight"]);
     let describe = isolator.describe();
     assert_eq!(describe["mode"], json!("v2"));
     assert_eq!(describe["weight_file"], json!("io.weight"));
@@ -605,7 +561,7 @@ fn v2_writes_io_weight_io_max_and_parses_io_stat() {
 
 #[test]
 fn v2_without_weight_files_says_so() {
-    let (_tmp, _root, isolator) = v2(&[]);
+    let (_host, _root, isolator) = v2(&[]);
     let describe = isolator.describe();
     assert_eq!(describe["weight"], json!(false));
     assert_eq!(describe["weight_file"], json!(null));

@@ -61,6 +61,37 @@ impl ContainerCgroup {
         cgroupfs::create_dir(self.path(controller)?)
     }
 
+    /// Creates the cgroup directories of `controllers` (existing ones are
+    /// fine). If one fails, those created before it are removed again (best
+    /// effort) and its error is returned.
+    pub fn create_all(&self, controllers: &[Controller]) -> Result<(), CgroupError> {
+        for (i, controller) in controllers.iter().enumerate() {
+            if let Err(e) = self.create(*controller) {
+                let _ = self.remove_all(&controllers[..i]);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the cgroup directories of `controllers`, then runs `set_up`
+    /// on the cgroup (writing its limits). If either fails, the directories
+    /// are removed again (best effort: the original error matters more) and
+    /// the error is returned: what an isolator's prepare needs.
+    pub fn create_all_with<T, E>(
+        &self,
+        controllers: &[Controller],
+        set_up: impl FnOnce(&Self) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<CgroupError>,
+    {
+        self.create_all(controllers)?;
+        set_up(self).inspect_err(|_| {
+            let _ = self.remove_all(controllers);
+        })
+    }
+
     /// Whether the cgroup directory for `controller` exists.
     pub fn exists(&self, controller: Controller) -> bool {
         self.path(controller).is_ok_and(Path::is_dir)
@@ -107,6 +138,15 @@ impl ContainerCgroup {
     /// Moves a process (with all its threads) into the cgroup of `controller`.
     pub fn add_process(&self, controller: Controller, pid: u32) -> Result<(), CgroupError> {
         self.write(controller, "cgroup.procs", &pid.to_string())
+    }
+
+    /// Moves a process into the cgroups of all `controllers` (each shared
+    /// directory once).
+    pub fn add_process_all(&self, controllers: &[Controller], pid: u32) -> Result<(), CgroupError> {
+        for path in self.paths(controllers)? {
+            cgroupfs::write(&path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
     }
 
     /// The processes in the cgroup of `controller`.

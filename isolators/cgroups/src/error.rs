@@ -48,6 +48,13 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+    /// Removing the cgroups of several containers failed for some of them:
+    /// the message is each failure's (each naming its path), joined by `; `.
+    #[error("{}", join(.failures))]
+    RemoveContainers {
+        /// One error per container whose cgroups were not all removed.
+        failures: Vec<CgroupError>,
+    },
     /// A cgroup stayed busy (it still has tasks or children) after retrying.
     #[error("remove cgroup {}: still busy after {waited:?} (tasks or child cgroups left in it)", path.display())]
     Busy {
@@ -148,4 +155,12 @@ pub enum CgroupError {
         /// Why it is refused.
         reason: &'static str,
     },
+}
+
+fn join(failures: &[CgroupError]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

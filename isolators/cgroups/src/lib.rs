@@ -18,19 +18,29 @@
 //! cgroup.add_process(Controller::Memory, 4242)?;
 //! # Ok::<(), berth_cgroups::CgroupError>(())
 //! ```
+//!
+//! With the `fake` feature, `berth_cgroups::fake` builds fake cgroupfs trees
+//! and `berth_cgroups::testing` sets up real-kernel tests, for the tests of
+//! isolators built on this layer.
 
 #![warn(missing_docs)]
 
+mod bytes;
 mod cgroupfs;
 mod container;
 mod controller;
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 mod hierarchies;
 mod isolator_error;
 mod mountinfo;
 mod proc_cgroup;
 mod root;
+#[cfg(feature = "fake")]
+pub mod testing;
 
+pub use bytes::format_bytes;
 pub use container::ContainerCgroup;
 pub use controller::{Controller, UnknownController};
 pub use error::CgroupError;

@@ -215,6 +215,36 @@ impl CgroupRoot {
         Ok(ContainerCgroup::new(id.to_string(), self.mode(), dirs))
     }
 
+    /// Removes the cgroup directories of container `id` for `controllers`
+    /// ([`ContainerCgroup::remove_all`]): a container never created, or
+    /// already removed, is fine.
+    pub fn remove_container(
+        &self,
+        id: &str,
+        controllers: &[Controller],
+    ) -> Result<(), CgroupError> {
+        self.container(id)?.remove_all(controllers)
+    }
+
+    /// Removes the cgroups of every container in `ids`, as
+    /// [`CgroupRoot::remove_container`] does, trying all of them; the error
+    /// ([`CgroupError::RemoveContainers`]) names every failure.
+    pub fn remove_containers<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        controllers: &[Controller],
+    ) -> Result<(), CgroupError> {
+        let failures: Vec<CgroupError> = ids
+            .into_iter()
+            .filter_map(|id| self.remove_container(id, controllers).err())
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(CgroupError::RemoveContainers { failures })
+        }
+    }
+
     /// The names of the cgroups directly below the root of `controller`
     /// (for finding leaked container cgroups). A root not created yet has none.
     pub fn children(&self, controller: Controller) -> Result<Vec<String>, CgroupError> {

@@ -4,14 +4,8 @@
 use std::fs;
 use std::path::Path;
 
+use berth_cgroups::fake::mountinfo_line;
 use berth_cgroups::{CgroupError, CgroupMode, CgroupRoot, Controller, Hierarchies};
-
-fn mountinfo_line(id: u32, mount_point: &Path, fstype: &str, options: &str) -> String {
-    format!(
-        "{id} 31 0:{id} / {} rw,nosuid,nodev,noexec,relatime shared:{id} - {fstype} {fstype} {options}\n",
-        mount_point.display()
-    )
-}
 
 /// A v1 tree with cpu and cpuacct either separate or co-mounted, memory, and
 /// the agent in memory cgroup `/agent`.

@@ -2,35 +2,17 @@
 //! is retried and then refused, and removed once its task is gone.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_cgroups::{CgroupError, CgroupRoot, Controller};
-
-fn unique_root() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "berth-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root");
-        return true;
-    }
-    false
-}
+use berth_cgroups::testing::{skip_unless_root, TestRoot};
+use berth_cgroups::{CgroupError, Controller};
 
 #[test]
 fn busy_cgroup_is_retried_then_removed_after_its_task_exits() {
-    if skip() {
+    if skip_unless_root() {
         return;
     }
-    let root = CgroupRoot::detect(&unique_root()).unwrap();
+    let root = TestRoot::detect();
     let controller = Controller::Memory;
     if !root.has(controller) {
         eprintln!("SKIPPED: memory controller not available");

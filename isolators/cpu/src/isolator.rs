@@ -171,26 +171,16 @@ impl Isolator for CpuIsolator {
             let limits = self.limits(&recovered.config.resources).ok().flatten();
             state.insert(id.clone(), Container { cgroup, limits });
         }
-        drop(state);
-        let mut failures = Vec::new();
         for id in orphans {
-            self.containers().remove(id);
-            let removed = self
-                .root
-                .container(id.as_str())
-                .and_then(|cg| cg.remove_all(controllers(self.root.mode())));
-            if let Err(e) = removed {
-                failures.push(e.to_string());
-            }
+            state.remove(id);
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(IsolatorError::Other(format!(
-                "cpu: remove orphan cgroups: {}",
-                failures.join("; ")
-            )))
-        }
+        drop(state);
+        self.root
+            .remove_containers(
+                orphans.iter().map(ContainerId::as_str),
+                controllers(self.root.mode()),
+            )
+            .map_err(|e| IsolatorError::Other(format!("cpu: remove orphan cgroups: {e}")))
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
@@ -204,21 +194,11 @@ impl Isolator for CpuIsolator {
     ) -> Result<Contribution, IsolatorError> {
         let limits = self.limits(&config.resources)?;
         let cgroup = self.root.container(id.as_str())?;
-        let controllers = controllers(cgroup.mode());
-        let created = controllers
-            .iter()
-            .try_for_each(|c| cgroup.create(*c))
-            .map_err(IsolatorError::from)
-            .and_then(|()| match &limits {
-                Some(limits) => apply(&cgroup, Some(limits)),
-                // No cpus asked: the cgroup is still there for accounting.
-                None => Ok(()),
-            });
-        if let Err(e) = created {
-            // Undo our own partial work; the original error matters more.
-            let _ = cgroup.remove_all(controllers);
-            return Err(e);
-        }
+        cgroup.create_all_with(controllers(cgroup.mode()), |cgroup| match &limits {
+            Some(limits) => apply(cgroup, Some(limits)),
+            // No cpus asked: the cgroup is still there for accounting.
+            None => Ok(()),
+        })?;
         self.containers()
             .insert(id.clone(), Container { cgroup, limits });
         Ok(contribution(limits.as_ref()))
@@ -226,11 +206,8 @@ impl Isolator for CpuIsolator {
 
     fn isolate(&self, id: &ContainerId, pid: u32) -> Result<(), IsolatorError> {
         let cgroup = self.cgroup(id)?;
-        for controller in controllers(cgroup.mode()) {
-            // Co-mounted controllers share a directory; one write is enough,
-            // but a second is harmless.
-            cgroup.add_process(*controller, pid)?;
-        }
+        // Co-mounted controllers share a directory: it is written once.
+        cgroup.add_process_all(controllers(cgroup.mode()), pid)?;
         Ok(())
     }
 
@@ -281,14 +258,11 @@ impl Isolator for CpuIsolator {
     }
 
     fn cleanup(&self, id: &ContainerId) -> Result<(), IsolatorError> {
-        let known = self.containers().remove(id).map(|c| c.cgroup);
+        self.containers().remove(id);
         // Unknown ids are tolerated, but a cgroup left by an earlier run of
         // the agent under the same name is still removed.
-        let cgroup = match known {
-            Some(cgroup) => cgroup,
-            None => self.root.container(id.as_str())?,
-        };
-        cgroup.remove_all(controllers(cgroup.mode()))?;
+        self.root
+            .remove_container(id.as_str(), controllers(self.root.mode()))?;
         Ok(())
     }
 }

@@ -2,44 +2,12 @@
 //! the usage it parses, on v1 (separate and co-mounted) and v2.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use berth_cgroups::{CgroupRoot, Hierarchies};
-use berth_isolator::{ContainerConfig, ContainerId, Isolator, IsolatorError, Resources};
+use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
+use berth_isolator::{ContainerConfig, Isolator, IsolatorError, Resources};
 use berth_isolator_cpu::{CpuIsolator, CpuOptions};
 use serde_json::json;
-
-fn line(id: u32, mount_point: &Path, fstype: &str, options: &str) -> String {
-    format!(
-        "{id} 31 0:{id} / {} rw,relatime - {fstype} {fstype} {options}\n",
-        mount_point.display()
-    )
-}
-
-fn write_files(dir: &Path, files: &[(&str, &str)]) {
-    fs::create_dir_all(dir).unwrap();
-    for (name, content) in files {
-        fs::write(dir.join(name), content).unwrap();
-    }
-}
-
-fn read(path: PathBuf) -> String {
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Plays the kernel's part in rmdir: the pseudo files go with the directory.
-fn forget_files(dir: &Path) {
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        if entry.file_type().unwrap().is_file() {
-            fs::remove_file(entry.path()).unwrap();
-        }
-    }
-}
-
-fn id(s: &str) -> ContainerId {
-    ContainerId::new(s).unwrap()
-}
 
 fn config(name: &str, cpus: Option<f64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
@@ -71,46 +39,28 @@ const CPUACCT_V1: &[(&str, &str)] = &[
 ];
 
 struct V1 {
-    _tmp: tempfile::TempDir,
+    _host: FakeCgroupfs,
     cpu: PathBuf,
     cpuacct: PathBuf,
     isolator: CpuIsolator,
 }
 
 fn v1(comounted: bool, cfs_files: bool, options: CpuOptions) -> V1 {
-    let tmp = tempfile::tempdir().unwrap();
-    let (mountinfo, cgroup, cpu, cpuacct) = if comounted {
-        let dir = tmp.path().join("cpu,cpuacct");
-        fs::create_dir_all(&dir).unwrap();
-        (
-            line(32, &dir, "cgroup", "rw,cpu,cpuacct"),
-            "2:cpu,cpuacct:/\n".to_string(),
-            dir.clone(),
-            dir,
-        )
+    let mut host = FakeCgroupfs::new();
+    let (cpu, cpuacct) = if comounted {
+        let dir = host.mount_v1("cpu,cpuacct", "/");
+        (dir.clone(), dir)
     } else {
-        let (cpu, cpuacct) = (tmp.path().join("cpu"), tmp.path().join("cpuacct"));
-        fs::create_dir_all(&cpu).unwrap();
-        fs::create_dir_all(&cpuacct).unwrap();
-        let mountinfo =
-            line(32, &cpu, "cgroup", "rw,cpu") + &line(33, &cpuacct, "cgroup", "rw,cpuacct");
-        (
-            mountinfo,
-            "2:cpuacct:/\n1:cpu:/\n".to_string(),
-            cpu,
-            cpuacct,
-        )
+        (host.mount_v1("cpu", "/"), host.mount_v1("cpuacct", "/"))
     };
     if cfs_files {
         write_files(&cpu, &[("cpu.cfs_quota_us", "-1")]);
     }
-    let h = Hierarchies::from_texts(&mountinfo, &cgroup).unwrap();
-    let root = Arc::new(CgroupRoot::new(h, "berth").unwrap());
-    let isolator = CpuIsolator::new(root, options).unwrap();
+    let isolator = CpuIsolator::new(host.root("berth"), options).unwrap();
     let (cpu, cpuacct) = (cpu.join("berth"), cpuacct.join("berth"));
     assert!(cpu.is_dir() && cpuacct.is_dir(), "new() creates the root");
     V1 {
-        _tmp: tmp,
+        _host: host,
         cpu,
         cpuacct,
         isolator,
@@ -293,29 +243,13 @@ fn recover_removes_orphans_and_keeps_known_containers() {
 
 #[test]
 fn v2_writes_weight_and_max() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_files(
-        tmp.path(),
-        &[
-            ("cgroup.controllers", "cpu memory"),
-            ("cgroup.subtree_control", ""),
-        ],
-    );
-    let own = tmp.path().join("agent");
-    write_files(
-        &own,
-        &[
-            ("cgroup.controllers", "cpu memory"),
-            ("cgroup.subtree_control", ""),
-        ],
-    );
+    let host = FakeCgroupfs::v2("/agent", "cpu memory");
+    let own = host.path().join("agent");
     write_files(
         &own.join("berth"),
         &[("cgroup.subtree_control", ""), ("cpu.max", "max 100000")],
     );
-    let h = Hierarchies::from_texts(&line(30, tmp.path(), "cgroup2", "rw"), "0::/agent\n").unwrap();
-    let root = Arc::new(CgroupRoot::new(h, "berth").unwrap());
-    let isolator = CpuIsolator::new(root, CpuOptions::default()).unwrap();
+    let isolator = CpuIsolator::new(host.root("berth"), CpuOptions::default()).unwrap();
     assert_eq!(read(own.join("cgroup.subtree_control")), "+cpu");
     assert_eq!(read(own.join("berth/cgroup.subtree_control")), "+cpu");
     assert_eq!(isolator.describe()["mode"], json!("v2"));

@@ -2,35 +2,14 @@
 //! quota of half a CPU caps a busy loop at half a CPU.
 
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use berth_cgroups::{CgroupMode, CgroupRoot, Controller};
+use berth_cgroups::testing::{skip_unless_root, TestRoot};
+use berth_cgroups::{CgroupMode, Controller};
 use berth_isolator::{ContainerConfig, ContainerId, Isolator, IsolatorError, Resources};
 use berth_isolator_cpu::{CpuIsolator, CpuOptions};
 use serde_json::Value;
-
-fn skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("\n*** SKIPPED: needs root ***\n");
-        return true;
-    }
-    false
-}
-
-/// A root below this test's own cgroup, unique per test.
-fn test_root() -> Arc<CgroupRoot> {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "berth-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    Arc::new(CgroupRoot::detect(&name).unwrap())
-}
 
 /// Kills and reaps a child we started (only that pid).
 struct Reaped(Child);
@@ -50,11 +29,11 @@ fn usage_seconds(isolator: &CpuIsolator, id: &ContainerId) -> f64 {
 
 #[test]
 fn half_a_cpu_caps_a_busy_loop() {
-    if skip() {
+    if skip_unless_root() {
         return;
     }
-    let root = test_root();
-    let isolator = CpuIsolator::new(root.clone(), CpuOptions::default()).unwrap();
+    let root = TestRoot::detect();
+    let isolator = CpuIsolator::new(root.shared(), CpuOptions::default()).unwrap();
     let id = ContainerId::new("spin").unwrap();
     let mut config = ContainerConfig::for_command(id.clone(), ["sh"]);
     config.resources.cpus = Some(0.5);

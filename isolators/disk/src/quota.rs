@@ -1,6 +1,7 @@
 //! The quota a container asks for, how it is checked, and the message when
 //! it is exceeded.
 
+pub use berth_cgroups::format_bytes;
 use berth_isolator::{IsolatorError, Limitation, Resources};
 
 /// The smallest quota: below this not even the container's logs fit.
@@ -46,21 +47,6 @@ pub fn over_quota(used: u64, quota: u64) -> Limitation {
             format_bytes(quota)
         ),
     )
-}
-
-/// Bytes for people: `20.0 MiB`, `512 B`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]

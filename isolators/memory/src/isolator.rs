@@ -49,6 +49,16 @@ struct Container {
     watcher: Option<Watcher>,
 }
 
+impl Container {
+    fn unwatched(cgroup: ContainerCgroup, limits: MemoryLimits) -> Self {
+        Container {
+            cgroup,
+            limits,
+            watcher: None,
+        }
+    }
+}
+
 impl MemoryIsolator {
     /// A memory isolator placing cgroups under `root`. Creates the root for
     /// [`MemoryIsolator::CONTROLLERS`] ([`CgroupRoot::ensure`]; on v2 that
@@ -76,6 +86,15 @@ impl MemoryIsolator {
             .get(id)
             .map(|c| (c.cgroup.clone(), c.limits))
             .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+    }
+
+    /// Drops what is known about container `id` and stops its watcher.
+    fn forget(&self, id: &ContainerId) {
+        // Not under the lock: stopping waits for the watcher thread.
+        let known = self.containers().remove(id);
+        if let Some(watcher) = known.and_then(|c| c.watcher) {
+            watcher.stop();
+        }
     }
 
     fn swap_limited(&self) -> bool {
@@ -143,32 +162,15 @@ impl Isolator for MemoryIsolator {
                 MemoryLimits::from_resources(&recovered.config.resources).unwrap_or_default();
             // Watchers are not restarted here: the agent calls watch() for
             // the containers it reattaches to.
-            self.containers().insert(
-                id.clone(),
-                Container {
-                    cgroup,
-                    limits,
-                    watcher: None,
-                },
-            );
+            self.containers()
+                .insert(id.clone(), Container::unwatched(cgroup, limits));
         }
-        let mut failures = Vec::new();
         for id in orphans {
-            if let Some(watcher) = self.containers().remove(id).and_then(|c| c.watcher) {
-                watcher.stop();
-            }
-            if let Err(e) = self.root.container(id.as_str()).and_then(|cg| cg.remove(M)) {
-                failures.push(e.to_string());
-            }
+            self.forget(id);
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(IsolatorError::Other(format!(
-                "memory: remove orphan cgroups: {}",
-                failures.join("; ")
-            )))
-        }
+        self.root
+            .remove_containers(orphans.iter().map(ContainerId::as_str), Self::CONTROLLERS)
+            .map_err(|e| IsolatorError::Other(format!("memory: remove orphan cgroups: {e}")))
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
@@ -182,23 +184,9 @@ impl Isolator for MemoryIsolator {
     ) -> Result<Contribution, IsolatorError> {
         let limits = MemoryLimits::from_resources(&config.resources)?;
         let cgroup = self.root.container(id.as_str())?;
-        let created = cgroup
-            .create(M)
-            .map_err(IsolatorError::from)
-            .and_then(|()| apply_limits(&cgroup, &limits));
-        if let Err(e) = created {
-            // Undo our own partial work; the original error matters more.
-            let _ = cgroup.remove(M);
-            return Err(e);
-        }
-        self.containers().insert(
-            id.clone(),
-            Container {
-                cgroup,
-                limits,
-                watcher: None,
-            },
-        );
+        cgroup.create_all_with(Self::CONTROLLERS, |cgroup| apply_limits(cgroup, &limits))?;
+        self.containers()
+            .insert(id.clone(), Container::unwatched(cgroup, limits));
         Ok(contribution(&limits))
     }
 
@@ -285,19 +273,10 @@ impl Isolator for MemoryIsolator {
     }
 
     fn cleanup(&self, id: &ContainerId) -> Result<(), IsolatorError> {
-        let known = self.containers().remove(id);
-        let cgroup = match known {
-            Some(container) => {
-                if let Some(watcher) = container.watcher {
-                    watcher.stop();
-                }
-                container.cgroup
-            }
-            // Unknown ids are tolerated, but a cgroup left by an earlier run
-            // of the agent under the same name is still removed.
-            None => self.root.container(id.as_str())?,
-        };
-        cgroup.remove(M)?;
+        self.forget(id);
+        // Unknown ids are tolerated, but a cgroup left by an earlier run of
+        // the agent under the same name is still removed.
+        self.root.remove_container(id.as_str(), Self::CONTROLLERS)?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! The memory values a container asks for, and how they are checked.
 
+pub use berth_cgroups::format_bytes;
 use berth_isolator::{IsolatorError, Resources};
 
 /// The smallest hard limit: below this a container cannot even start.
@@ -73,21 +74,6 @@ impl MemoryLimits {
     }
 }
 
-/// Bytes for people: `64.0 MiB`, `512 B`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,14 +127,5 @@ mod tests {
         });
         assert_eq!(new.reservation, Some(32 << 20));
         assert_eq!(new.limit, Some(128 << 20));
-    }
-
-    #[test]
-    fn bytes_read_well() {
-        assert_eq!(format_bytes(512), "512 B");
-        assert_eq!(format_bytes(64 << 20), "64.0 MiB");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(3 << 30), "3.0 GiB");
-        assert_eq!(format_bytes(u64::MAX), "16384.0 PiB");
     }
 }

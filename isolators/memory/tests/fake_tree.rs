@@ -4,49 +4,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_cgroups::{CgroupRoot, Hierarchies};
-use berth_isolator::{
-    ContainerConfig, ContainerId, Isolator, IsolatorError, LimitationReporter, Resources,
-};
+use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
+use berth_isolator::{ContainerConfig, Isolator, IsolatorError, LimitationReporter, Resources};
 use berth_isolator_memory::{MemoryIsolator, MemoryOptions};
 use serde_json::json;
 
 const MIB: u64 = 1 << 20;
 const UNLIMITED: &str = "9223372036854771712";
-
-fn line(id: u32, mount_point: &Path, fstype: &str, options: &str) -> String {
-    format!(
-        "{id} 31 0:{id} / {} rw,relatime - {fstype} {fstype} {options}\n",
-        mount_point.display()
-    )
-}
-
-fn write_files(dir: &Path, files: &[(&str, &str)]) {
-    fs::create_dir_all(dir).unwrap();
-    for (name, content) in files {
-        fs::write(dir.join(name), content).unwrap();
-    }
-}
-
-fn read(path: PathBuf) -> String {
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Plays the kernel's part in rmdir: the pseudo files go with the directory.
-fn forget_files(dir: &Path) {
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        if entry.file_type().unwrap().is_file() {
-            fs::remove_file(entry.path()).unwrap();
-        }
-    }
-}
-
-fn id(s: &str) -> ContainerId {
-    ContainerId::new(s).unwrap()
-}
 
 fn config(name: &str, memory: Option<u64>, reservation: Option<u64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
@@ -75,20 +41,13 @@ fn channel_reporter() -> (
     )
 }
 
-fn v1(options: MemoryOptions) -> (tempfile::TempDir, PathBuf, MemoryIsolator) {
-    let tmp = tempfile::tempdir().unwrap();
-    let mount = tmp.path().join("memory");
-    fs::create_dir_all(mount.join("agent")).unwrap();
-    let h = Hierarchies::from_texts(
-        &line(35, &mount, "cgroup", "rw,memory"),
-        "4:memory:/agent\n",
-    )
-    .unwrap();
-    let root = Arc::new(CgroupRoot::new(h, "berth").unwrap());
-    let isolator = MemoryIsolator::new(root, options).unwrap();
+fn v1(options: MemoryOptions) -> (FakeCgroupfs, PathBuf, MemoryIsolator) {
+    let mut host = FakeCgroupfs::new();
+    let mount = host.mount_v1("memory", "/agent");
+    let isolator = MemoryIsolator::new(host.root("berth"), options).unwrap();
     let dir = mount.join("agent/berth");
     assert!(dir.is_dir(), "new() creates the root");
-    (tmp, dir, isolator)
+    (host, dir, isolator)
 }
 
 fn fake_v1_container(dir: &Path, memsw: bool) {
@@ -118,7 +77,7 @@ fn fake_v1_container(dir: &Path, memsw: bool) {
 
 #[test]
 fn v1_prepare_usage_update_exit_limitation_cleanup() {
-    let (_tmp, root, isolator) = v1(MemoryOptions::default());
+    let (_host, root, isolator) = v1(MemoryOptions::default());
     let dir = root.join("c1");
     fake_v1_container(&dir, true);
     let c1 = id("c1");
@@ -216,7 +175,7 @@ fn v1_prepare_usage_update_exit_limitation_cleanup() {
 
 #[test]
 fn v1_without_swap_accounting_sets_only_the_limit() {
-    let (_tmp, root, isolator) = v1(MemoryOptions::default());
+    let (_host, root, isolator) = v1(MemoryOptions::default());
     assert_eq!(isolator.describe()["swap_limited"], json!(false));
     let dir = root.join("c1");
     fake_v1_container(&dir, false);
@@ -239,7 +198,7 @@ fn v1_without_swap_accounting_sets_only_the_limit() {
 
 #[test]
 fn no_memory_asked_creates_the_cgroup_without_limits() {
-    let (_tmp, root, isolator) = v1(MemoryOptions::default());
+    let (_host, root, isolator) = v1(MemoryOptions::default());
     let dir = root.join("c1");
     fake_v1_container(&dir, true);
     let contribution = isolator
@@ -256,7 +215,7 @@ fn no_memory_asked_creates_the_cgroup_without_limits() {
 
 #[test]
 fn invalid_requests_touch_nothing() {
-    let (_tmp, root, isolator) = v1(MemoryOptions::default());
+    let (_host, root, isolator) = v1(MemoryOptions::default());
     let err = isolator
         .validate(&config("c1", Some(64 * MIB), Some(65 * MIB)))
         .unwrap_err();
@@ -273,7 +232,7 @@ fn invalid_requests_touch_nothing() {
 
 #[test]
 fn v1_watcher_registers_an_eventfd_and_stops_at_cleanup() {
-    let (_tmp, root, isolator) = v1(MemoryOptions::default());
+    let (_host, root, isolator) = v1(MemoryOptions::default());
     let dir = root.join("c1");
     fake_v1_container(&dir, true);
     let c1 = id("c1");
@@ -301,26 +260,17 @@ fn v1_watcher_registers_an_eventfd_and_stops_at_cleanup() {
 
 #[test]
 fn v2_limits_usage_and_polled_oom() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_files(
-        tmp.path(),
-        &[
-            ("cgroup.controllers", "cpu memory"),
-            ("cgroup.subtree_control", ""),
-        ],
-    );
-    let root_dir = tmp.path().join("berth");
+    let host = FakeCgroupfs::v2("/agent", "cpu memory");
+    let root_dir = host.path().join("berth");
     write_files(
         &root_dir,
         &[("cgroup.subtree_control", ""), ("memory.swap.max", "max")],
     );
-    let h = Hierarchies::from_texts(&line(30, tmp.path(), "cgroup2", "rw"), "0::/agent\n").unwrap();
-    let root = Arc::new(CgroupRoot::new(h, "/berth").unwrap());
     let options = MemoryOptions {
         oom_poll_interval: Duration::from_millis(10),
     };
-    let isolator = MemoryIsolator::new(root, options).unwrap();
-    assert_eq!(read(tmp.path().join("cgroup.subtree_control")), "+memory");
+    let isolator = MemoryIsolator::new(host.root("/berth"), options).unwrap();
+    assert_eq!(read(host.path().join("cgroup.subtree_control")), "+memory");
     assert_eq!(read(root_dir.join("cgroup.subtree_control")), "+memory");
     assert_eq!(isolator.describe()["mode"], json!("v2"));
     assert_eq!(isolator.describe()["swap_limited"], json!(true));
@@ -394,7 +344,7 @@ fn v2_limits_usage_and_polled_oom() {
 
 #[test]
 fn recover_removes_orphans() {
-    let (_tmp, root, isolator) = v1(MemoryOptions::default());
+    let (_host, root, isolator) = v1(MemoryOptions::default());
     fs::create_dir_all(root.join("orphan")).unwrap();
     fake_v1_container(&root.join("known"), true);
     let known = berth_isolator::RecoveredContainer {

@@ -4,38 +4,19 @@
 
 use std::path::Path;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use berth_cgroups::testing::{skip_unless_root, TestRoot};
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Isolator, IsolatorError, LimitationReporter, Resources,
+    ContainerConfig, ContainerId, Isolator, IsolatorError, Limitation, LimitationReporter,
+    Resources,
 };
 use berth_isolator_memory::{MemoryIsolator, MemoryOptions};
 
 const MIB: u64 = 1 << 20;
-
-fn skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("\n*** SKIPPED: needs root ***\n");
-        return true;
-    }
-    false
-}
-
-/// A root below this test's own cgroup, unique per test.
-fn test_root() -> Arc<CgroupRoot> {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "berth-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    Arc::new(CgroupRoot::detect(&name).unwrap())
-}
 
 /// A child that sleeps a little (so that it is isolated before it
 /// allocates: memory charged before the move stays with the old cgroup),
@@ -74,6 +55,34 @@ fn limit_files(cgroup: &ContainerCgroup) -> Vec<u64> {
         .collect()
 }
 
+/// A container `name` prepared with a 64 MiB limit under a fresh test root,
+/// its limitations reported to the receiver: the root, the isolator, the
+/// id, the container's cgroup and the receiver.
+fn prepare_and_watch(
+    name: &str,
+) -> (
+    TestRoot,
+    MemoryIsolator,
+    ContainerId,
+    ContainerCgroup,
+    mpsc::Receiver<Limitation>,
+) {
+    let root = TestRoot::detect();
+    let isolator = MemoryIsolator::new(root.shared(), MemoryOptions::default()).unwrap();
+    let id = ContainerId::new(name).unwrap();
+    isolator.prepare(&id, &config(&id, 64 * MIB)).unwrap();
+    let cgroup = root.container(name).unwrap();
+    let (tx, reports) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    isolator
+        .watch(
+            &id,
+            LimitationReporter::new(move |l| tx.lock().unwrap().send(l).unwrap()),
+        )
+        .unwrap();
+    (root, isolator, id, cgroup, reports)
+}
+
 fn assert_removed(root: &CgroupRoot, cgroup: &ContainerCgroup) {
     let path = cgroup.path(Controller::Memory).unwrap();
     assert!(!path.exists(), "{} left behind", path.display());
@@ -83,28 +92,15 @@ fn assert_removed(root: &CgroupRoot, cgroup: &ContainerCgroup) {
 
 #[test]
 fn hog_is_oom_killed_and_reported() {
-    if skip() {
+    if skip_unless_root() {
         return;
     }
-    let root = test_root();
-    let isolator = MemoryIsolator::new(root.clone(), MemoryOptions::default()).unwrap();
-    let id = ContainerId::new("hog").unwrap();
-    isolator.prepare(&id, &config(&id, 64 * MIB)).unwrap();
-    let cgroup = root.container("hog").unwrap();
+    let (root, isolator, id, cgroup, reports) = prepare_and_watch("hog");
     assert!(
         limit_files(&cgroup).iter().all(|l| *l == 64 * MIB),
         "{:?}",
         limit_files(&cgroup)
     );
-
-    let (tx, reports) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    isolator
-        .watch(
-            &id,
-            LimitationReporter::new(move |l| tx.lock().unwrap().send(l).unwrap()),
-        )
-        .unwrap();
     let mut child = spawn_allocating(200, 1);
     isolator.isolate(&id, child.id()).unwrap();
 
@@ -146,22 +142,10 @@ fn hog_is_oom_killed_and_reported() {
 
 #[test]
 fn update_below_usage_is_refused_and_memsw_order_holds() {
-    if skip() {
+    if skip_unless_root() {
         return;
     }
-    let root = test_root();
-    let isolator = MemoryIsolator::new(root.clone(), MemoryOptions::default()).unwrap();
-    let id = ContainerId::new("holder").unwrap();
-    isolator.prepare(&id, &config(&id, 64 * MIB)).unwrap();
-    let cgroup = root.container("holder").unwrap();
-    let (tx, reports) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    isolator
-        .watch(
-            &id,
-            LimitationReporter::new(move |l| tx.lock().unwrap().send(l).unwrap()),
-        )
-        .unwrap();
+    let (root, isolator, id, cgroup, reports) = prepare_and_watch("holder");
     let mut child = spawn_allocating(30, 60);
     isolator.isolate(&id, child.id()).unwrap();
 

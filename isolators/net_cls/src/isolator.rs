@@ -439,7 +439,7 @@ impl Isolator for NetClsIsolator {
         let Some(container) = known else {
             // Unknown ids are tolerated, but a cgroup left by an earlier run
             // of the agent under the same name is still removed.
-            self.root.container(id.as_str())?.remove(NC)?;
+            self.root.remove_container(id.as_str(), Self::CONTROLLERS)?;
             return Ok(());
         };
         container.cgroup.remove(NC)?;

@@ -6,17 +6,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_cgroups::{CgroupRoot, Hierarchies};
-use berth_isolator::{
-    ContainerConfig, ContainerId, Isolator, IsolatorError, RecoveredContainer, Resources,
-};
+use berth_cgroups::fake::{forget_files, id, read, FakeCgroupfs};
+use berth_cgroups::CgroupRoot;
+use berth_isolator::{ContainerConfig, Isolator, IsolatorError, RecoveredContainer, Resources};
 use berth_isolator_net_cls::{NetClsIsolator, NetClsOptions};
 use serde_json::json;
 
 const CLASSID: &str = "net_cls.classid";
 
 struct Fake {
-    tmp: tempfile::TempDir,
+    host: FakeCgroupfs,
     /// The root's directory in the fake net_cls hierarchy.
     root_dir: PathBuf,
 }
@@ -24,28 +23,20 @@ struct Fake {
 impl Fake {
     /// A v1 host with net_cls mounted in a temp dir, the agent in `/agent`.
     fn v1() -> Fake {
-        let tmp = tempfile::tempdir().unwrap();
-        let mount = tmp.path().join("net_cls");
-        fs::create_dir_all(mount.join("agent")).unwrap();
-        let root_dir = mount.join("agent/berth");
-        Fake { tmp, root_dir }
+        let mut host = FakeCgroupfs::new();
+        let root_dir = host.mount_v1("net_cls", "/agent").join("agent/berth");
+        Fake { host, root_dir }
     }
 
     fn root(&self) -> Arc<CgroupRoot> {
-        let mount = self.tmp.path().join("net_cls");
-        let mountinfo = format!(
-            "43 31 0:39 / {} rw,relatime - cgroup cgroup rw,net_cls\n",
-            mount.display()
-        );
-        let h = Hierarchies::from_texts(&mountinfo, "10:net_cls:/agent\n").unwrap();
-        Arc::new(CgroupRoot::new(h, "berth").unwrap())
+        self.host.root("berth")
     }
 
     fn isolator(&self, min: u16, max: u16) -> NetClsIsolator {
         let options = NetClsOptions {
             secondary_min: min,
             secondary_max: max,
-            mount_point: self.tmp.path().join("unused"),
+            mount_point: self.host.path().join("unused"),
             ..Default::default()
         };
         let isolator = NetClsIsolator::new(self.root(), options).unwrap();
@@ -64,7 +55,7 @@ impl Fake {
 
     /// A runtime dir for a container (the agent creates it before prepare).
     fn runtime_dir(&self, name: &str) -> PathBuf {
-        let dir = self.tmp.path().join("run").join(name);
+        let dir = self.host.path().join("run").join(name);
         fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -85,27 +76,10 @@ impl Fake {
     }
 }
 
-/// Plays the kernel's part in rmdir: the pseudo files go with the directory.
-fn forget_files(dir: &Path) {
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().unwrap().is_file() {
-            fs::remove_file(entry.path()).unwrap();
-        }
-    }
-}
-
 fn cleanup(isolator: &NetClsIsolator, dir: &Path, name: &str) {
     forget_files(dir);
     isolator.cleanup(&id(name)).unwrap();
     assert!(!dir.exists(), "cleanup removes {}", dir.display());
-}
-
-fn id(s: &str) -> ContainerId {
-    ContainerId::new(s).unwrap()
-}
-
-fn read(path: PathBuf) -> String {
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn is_conflict(e: &IsolatorError) -> bool {
@@ -154,7 +128,7 @@ fn prepare_writes_the_classid_and_reports_it() {
     assert_eq!(describe["mounted_by_agent"], false);
     assert_eq!(
         describe["mount_point"],
-        fake.tmp.path().join("net_cls").display().to_string()
+        fake.host.path().join("net_cls").display().to_string()
     );
 
     // The next container gets the next handle.
@@ -341,7 +315,7 @@ fn a_recovered_classid_under_another_primary_is_kept_outside_the_pool() {
             primary: 0x10,
             secondary_min: 1,
             secondary_max: 10,
-            mount_point: fake.tmp.path().join("unused"),
+            mount_point: fake.host.path().join("unused"),
         },
     )
     .unwrap();
@@ -364,23 +338,12 @@ fn a_recovered_classid_under_another_primary_is_kept_outside_the_pool() {
 
 #[test]
 fn cgroup_v2_is_refused_naming_the_missing_controller() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mountinfo = format!(
-        "30 23 0:26 / {} rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n",
-        tmp.path().display()
-    );
-    fs::write(
-        tmp.path().join("cgroup.controllers"),
-        "cpu io memory pids\n",
-    )
-    .unwrap();
-    let h = Hierarchies::from_texts(&mountinfo, "0::/\n").unwrap();
-    let root = Arc::new(CgroupRoot::new(h, "berth").unwrap());
+    let host = FakeCgroupfs::v2("/", "cpu io memory pids");
     let options = NetClsOptions {
-        mount_point: tmp.path().join("net_cls"),
+        mount_point: host.path().join("net_cls"),
         ..Default::default()
     };
-    let err = NetClsIsolator::new(root, options).unwrap_err();
+    let err = NetClsIsolator::new(host.root("berth"), options).unwrap_err();
     assert!(matches!(err, IsolatorError::Unsupported { .. }), "{err}");
     let message = err.to_string();
     assert!(
@@ -388,8 +351,8 @@ fn cgroup_v2_is_refused_naming_the_missing_controller() {
         "{message}"
     );
     assert!(message.contains("socket cgroupv2"), "{message}");
-    assert!(!tmp.path().join("berth").exists(), "no root created");
-    assert!(!tmp.path().join("net_cls").exists(), "nothing mounted");
+    assert!(!host.path().join("berth").exists(), "no root created");
+    assert!(!host.path().join("net_cls").exists(), "nothing mounted");
 }
 
 #[test]
@@ -400,7 +363,7 @@ fn bad_handle_settings_are_refused() {
             primary,
             secondary_min: min,
             secondary_max: max,
-            mount_point: fake.tmp.path().join("unused"),
+            mount_point: fake.host.path().join("unused"),
         };
         let err = NetClsIsolator::new(fake.root(), options).unwrap_err();
         assert!(err.to_string().contains("invalid net_cls handles"), "{err}");

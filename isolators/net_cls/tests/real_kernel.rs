@@ -7,9 +7,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use berth_cgroups::testing::{skip_unless_root, unique_root_value};
 use berth_cgroups::{CgroupMode, CgroupRoot, Controller, Hierarchies};
 use berth_isolator::{ContainerConfig, ContainerId, Isolator};
 use berth_isolator_net_cls::{NetClsIsolator, NetClsOptions, DEFAULT_MOUNT_POINT};
@@ -17,9 +17,7 @@ use berth_isolator_net_cls::{NetClsIsolator, NetClsOptions, DEFAULT_MOUNT_POINT}
 const INNER: &str = "BERTH_NET_CLS_TEST_IN_PRIVATE_MOUNT_NS";
 
 fn skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("\n*** SKIPPED: needs root ***\n");
+    if skip_unless_root() {
         return true;
     }
     let enabled = std::fs::read_to_string("/proc/cgroups")
@@ -40,12 +38,7 @@ fn skip() -> bool {
 }
 
 fn root_name() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "berth-nc-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    unique_root_value("berth-nc-test")
 }
 
 #[test]
