@@ -80,7 +80,7 @@ impl Manager {
                 Err(e) => tracing::error!("skipping unreadable container record: {e}"),
             }
         }
-        self.remove_leaks(&containers);
+        let orphans = self.remove_leaks(&containers);
 
         let recovered: Vec<RecoveredContainer> = containers
             .iter()
@@ -92,8 +92,10 @@ impl Manager {
                     .filter(|_| container_process(c).is_some_and(|p| p.is_alive())),
             })
             .collect();
+        // One call with both lists: an isolator may treat anything it finds
+        // that is in neither as a leftover.
         for isolator in &self.isolators.ordered {
-            if let Err(e) = isolator.recover(&recovered, &[]) {
+            if let Err(e) = isolator.recover(&recovered, &orphans) {
                 tracing::error!(isolator = isolator.name(), "recover: {e}");
             }
         }
@@ -186,8 +188,9 @@ impl Manager {
     }
 
     /// Finds cgroups and mounts of containers berth no longer knows, says so
-    /// in the log and removes them.
-    fn remove_leaks(&self, containers: &[Container]) {
+    /// in the log, unmounts the mounts and kills the cgroups' processes.
+    /// Returns the ids whose cgroups the isolators must remove (as orphans).
+    fn remove_leaks(&self, containers: &[Container]) -> Vec<ContainerId> {
         let live: BTreeSet<String> = containers
             .iter()
             .filter(|c| c.state != State::Exited)
@@ -228,18 +231,12 @@ impl Manager {
             tracing::warn!(id = %orphan, "removing the leaked cgroups of a container berth does not run");
             (self.cgroups.kill)(orphan);
         }
-        if !orphans.is_empty() {
-            for isolator in &self.isolators.ordered {
-                if let Err(e) = isolator.recover(&[], &orphans) {
-                    tracing::error!(isolator = isolator.name(), "remove leaked cgroups: {e}");
-                }
-            }
-        }
         for id in self.store.sandbox_ids() {
             if !known.contains(&id) {
                 tracing::warn!(%id, "a sandbox with no container record is left in place for inspection");
             }
         }
+        orphans
     }
 
     pub(super) fn isolator_config(&self, container: &Container) -> ContainerConfig {
