@@ -213,15 +213,17 @@ fn xfs_project_quota_needs_a_kernel_with_xfs_quota() {
     // and CI machines lack the feature too.
     let supported = std::fs::read_to_string("/proc/fs/xfs/stat").is_ok()
         && Path::new("/proc/fs/xfs/xqm").exists();
-    eprintln!(
-        "SKIPPED: {}: the xfs backend needs a work dir on XFS mounted with prjquota and a \
+    common::skip_missing_kernel_feature(
+        "disk::xfs_project_quota_needs_a_kernel_with_xfs_quota",
+        &format!(
+            "the xfs backend needs a work dir on XFS mounted with prjquota and a \
          kernel with XFS quota support (CONFIG_XFS_QUOTA); this kernel {}",
-        module_path!(),
-        if supported {
-            "has it but the test has no XFS volume to mount"
-        } else {
-            "has no XFS quota support"
-        }
+            if supported {
+                "has it but the test has no XFS volume to mount"
+            } else {
+                "has no XFS quota support"
+            }
+        ),
     );
 }
 

@@ -36,14 +36,7 @@ const DOCKER_CAPS: &[&str] = &[
 const DOCKER_CAPBND: &str = "00000000a80425fb";
 
 fn skip_unless_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: needs root (berth-shim creates namespaces and mounts) !!!!!!!!\n"
-        );
-        return true;
-    }
-    false
+    berth_cgroups::testing::skip_unless_root()
 }
 
 /// A container's directories on the host, laid out like the agent does.

@@ -16,14 +16,17 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
-/// Returns from the test (counted as skipped by `.ci/run`, which counts the
-/// SKIPPED lines) unless running as root. Under CI a skip is a failure:
+/// Returns from the test (listed and counted as skipped by `.ci/run`, see
+/// `berth_cgroups::testing::skip`) unless running as root. Under CI a skip is a failure:
 /// there the real tests must run.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !$crate::common::is_root() {
-            $crate::common::skip(module_path!(), "needs root (namespaces, mounts, cgroups)");
+            $crate::common::skip(
+                concat!(file!(), ":", line!()),
+                "needs root (namespaces, mounts, cgroups)",
+            );
             return;
         }
     };
@@ -34,11 +37,19 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Skips a test that CI must run (it has root and the packages): under
+/// `CI=true` that is a failure.
 pub fn skip(test: &str, why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test} cannot run under CI: {why}");
     }
-    eprintln!("SKIPPED: {test}: {why}");
+    berth_cgroups::testing::skip(test, why);
+}
+
+/// Skips a test whose kernel feature no machine of ours has (CI included):
+/// said loudly and counted, never a failure.
+pub fn skip_missing_kernel_feature(test: &str, why: &str) {
+    berth_cgroups::testing::skip(test, why);
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

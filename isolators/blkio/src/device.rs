@@ -285,7 +285,7 @@ pub(crate) mod tests {
     #[test]
     fn the_root_disk_resolves_by_number_and_by_path() {
         let Some(disk) = root_disk() else {
-            eprintln!("SKIPPED: / is not on a block device");
+            berth_cgroups::testing::skip("blkio device", "/ is not on a block device");
             return;
         };
         assert_eq!(resolve(&disk.to_string()).unwrap(), disk);

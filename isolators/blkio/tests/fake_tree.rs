@@ -56,7 +56,7 @@ macro_rules! disk_or_skip {
         match root_disk() {
             Some(disk) => disk,
             None => {
-                eprintln!("SKIPPED: / is not on a block device");
+                berth_cgroups::testing::skip("blkio fake_tree", "/ is not on a block device");
                 return;
             }
         }
@@ -393,7 +393,7 @@ fn bad_requests_name_the_field_and_the_device() {
 fn a_device_named_twice_across_an_update_keeps_the_later_rate() {
     let (disk, path) = disk_or_skip!();
     let Some(path) = path else {
-        eprintln!("SKIPPED: no /dev path for the root disk");
+        berth_cgroups::testing::skip("blkio fake_tree", "no /dev path for the root disk");
         return;
     };
     let t = v1(None);

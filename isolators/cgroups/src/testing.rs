@@ -22,11 +22,46 @@ use std::sync::Arc;
 
 use crate::CgroupRoot;
 
-/// Whether a test that needs root must be skipped; says so on stderr.
+/// The environment variable naming a file where skipped tests are listed.
+///
+/// `cargo test` hides the output of tests that pass, and a test that returns
+/// early passes: so a skip is also appended, one line a skip, to this file,
+/// which `.ci/run` counts and prints.
+pub const SKIP_LOG_ENV: &str = "BERTH_SKIP_LOG";
+
+/// Reports a skipped test loudly: on stderr, and in the file named by
+/// [`SKIP_LOG_ENV`] when it is set.
+pub fn skip(test: &str, why: &str) {
+    let line = format!("SKIPPED: {test}: {why}");
+    eprintln!("\n*** {line} ***\n");
+    if let Some(path) = std::env::var_os(SKIP_LOG_ENV) {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// Whether a test that needs root must be skipped; says so (see [`skip`]).
+/// Under CI (`CI=true`), which runs as root, a missing root is a failure.
+///
+/// # Panics
+///
+/// Under `CI=true` when not root.
+#[track_caller]
 pub fn skip_unless_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("\n*** SKIPPED: needs root ***\n");
+        let at = std::panic::Location::caller();
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{at}: needs root, and CI must run it"
+        );
+        skip(&at.to_string(), "needs root");
         return true;
     }
     false

@@ -15,7 +15,7 @@ fn busy_cgroup_is_retried_then_removed_after_its_task_exits() {
     let root = TestRoot::detect();
     let controller = Controller::Memory;
     if !root.has(controller) {
-        eprintln!("SKIPPED: memory controller not available");
+        berth_cgroups::testing::skip("cgroups real_kernel", "memory controller not available");
         return;
     }
     root.ensure(&[controller]).unwrap();

@@ -245,8 +245,9 @@ mod tests {
     fn other_filesystems_are_not_entered() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!(
-                "SKIPPED: du::other_filesystems_are_not_entered: needs root to mount a tmpfs"
+            berth_cgroups::testing::skip(
+                "du::other_filesystems_are_not_entered",
+                "needs root to mount a tmpfs",
             );
             return;
         }

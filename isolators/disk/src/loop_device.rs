@@ -238,8 +238,9 @@ mod tests {
     fn autoclear_detaches_when_closed() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 || !Path::new(LOOP_CONTROL).exists() {
-            eprintln!(
-                "SKIPPED: loop_device::autoclear_detaches_when_closed: needs root and loop devices"
+            berth_cgroups::testing::skip(
+                "loop_device::autoclear_detaches_when_closed",
+                "needs root and loop devices",
             );
             return;
         }

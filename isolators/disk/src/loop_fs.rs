@@ -239,7 +239,10 @@ mod tests {
                 .output()
                 .is_ok();
         if !ok {
-            eprintln!("SKIPPED: loop_fs::{test}: needs root, loop devices and mkfs.ext4");
+            berth_cgroups::testing::skip(
+                &format!("loop_fs::{test}"),
+                "needs root, loop devices and mkfs.ext4",
+            );
         }
         ok
     }

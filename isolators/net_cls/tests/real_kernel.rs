@@ -31,7 +31,10 @@ fn skip() -> bool {
         });
     let v1 = Hierarchies::detect().is_ok_and(|h| h.mode() == CgroupMode::V1);
     if !enabled || !v1 {
-        eprintln!("\n*** SKIPPED: needs cgroup v1 with net_cls in the kernel ***\n");
+        berth_cgroups::testing::skip(
+            "net_cls real_kernel",
+            "needs cgroup v1 with net_cls in the kernel",
+        );
         return true;
     }
     false
@@ -51,7 +54,7 @@ fn mounts_a_missing_hierarchy_in_a_private_mount_namespace() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_unshare {
-        eprintln!("\n*** SKIPPED: needs unshare (util-linux) ***\n");
+        berth_cgroups::testing::skip("net_cls real_kernel", "needs unshare (util-linux)");
         return;
     }
     let out = Command::new("unshare")
