@@ -35,7 +35,7 @@ impl Counters {
     /// The JSON of docs/log-format.md. Written by hand, not with serde:
     /// this runs in the pump loop of every shim, where each distinct code
     /// path costs resident pages for the container's whole life.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(self) -> String {
         let stream = |c: &StreamCounters| {
             format!(
                 "{{\"bytes\":{},\"dropped_bytes\":{},\"lost_bytes\":{}}}",
