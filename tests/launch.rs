@@ -672,3 +672,19 @@ fn bad_log_and_network_settings_get_400_and_create_nothing() {
     }
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
+
+#[test]
+fn a_container_cannot_make_device_nodes() {
+    require_root!();
+    let agent = Agent::start();
+    // 254:0 or whatever the host disk is: the number does not matter, the
+    // capability does.
+    let out = agent.berth(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "mknod /dev/disk b 8 0 2>/dev/null && echo made || echo refused",
+    ]);
+    assert_eq!(stdout_of(&out), "refused\n");
+}

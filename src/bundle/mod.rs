@@ -35,13 +35,18 @@ pub enum BundleError {
     },
 }
 
-/// Docker's default capability set: what a root process in a container keeps.
+/// What a root process in a container keeps: Docker's default set less
+/// `CAP_MKNOD`.
+///
+/// Docker can grant `CAP_MKNOD` because its devices cgroup refuses access
+/// to any device node not on an allow list. berth has no devices isolator
+/// yet, and the container's `/dev` is a tmpfs: with `CAP_MKNOD` a root
+/// process could create a node for the host's disk there and write to it.
 pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
-    Capability::Mknod,
     Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,
