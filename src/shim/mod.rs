@@ -9,6 +9,7 @@
 mod agent;
 mod args;
 mod capabilities;
+mod clock;
 mod container;
 mod daemon;
 mod devices;

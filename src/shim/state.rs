@@ -24,9 +24,8 @@ pub fn write_exit(state_dir: &Path, record: &ExitRecord) -> Result<(), StateErro
         path: path.clone(),
         source,
     };
-    let data = serde_json::to_vec_pretty(record).map_err(|e| err(io::Error::other(e)))?;
     let mut file = File::create(&tmp).map_err(err)?;
-    file.write_all(&data).map_err(err)?;
+    file.write_all(exit_json(record).as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     drop(file);
     fs::rename(&tmp, &path).map_err(err)?;
@@ -35,6 +34,41 @@ pub fn write_exit(state_dir: &Path, record: &ExitRecord) -> Result<(), StateErro
         .and_then(|d| d.sync_all())
         .map_err(err)?;
     Ok(())
+}
+
+/// The record as JSON, written by hand rather than with serde: it runs at
+/// the container's end, when the shim has dropped its setup code pages, and
+/// serde's machinery would be paged in again for one small object.
+fn exit_json(record: &ExitRecord) -> String {
+    fn number(value: Option<i32>) -> String {
+        value.map_or_else(|| "null".to_string(), |v| v.to_string())
+    }
+    fn string(value: Option<&str>) -> String {
+        let Some(value) = value else {
+            return "null".to_string();
+        };
+        let mut out = String::with_capacity(value.len() + 2);
+        out.push('"');
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+    format!(
+        "{{\"exit_code\":{},\"signal\":{},\"started_at\":{},\"finished_at\":{},\"error\":{}}}\n",
+        number(record.exit_code),
+        number(record.signal),
+        string(record.started_at.as_deref()),
+        string(Some(&record.finished_at)),
+        string(record.error.as_deref()),
+    )
 }
 
 #[cfg(test)]
@@ -58,5 +92,28 @@ mod tests {
             serde_json::from_slice(&fs::read(dir.path().join(EXIT_FILE)).unwrap()).unwrap();
         assert_eq!(back, rec);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn hand_written_json_reads_back_with_serde() {
+        for record in [
+            ExitRecord {
+                exit_code: None,
+                signal: Some(9),
+                started_at: Some("2026-11-22T02:43:14.393000000Z".into()),
+                finished_at: "2026-11-22T02:43:15.000000001Z".into(),
+                error: None,
+            },
+            ExitRecord {
+                exit_code: None,
+                signal: None,
+                started_at: None,
+                finished_at: "2026-11-22T02:43:15Z".into(),
+                error: Some("exec \"a\\b\"\nfailed\u{1}: é".into()),
+            },
+        ] {
+            let back: ExitRecord = serde_json::from_str(&exit_json(&record)).unwrap();
+            assert_eq!(back, record);
+        }
     }
 }

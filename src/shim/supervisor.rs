@@ -53,7 +53,7 @@ enum Release {
 }
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    super::clock::rfc3339_now()
 }
 
 /// Runs the container to its end. Returns the monitor's exit code.
