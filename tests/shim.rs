@@ -122,6 +122,30 @@ impl Fixture {
     }
 
     /// Starts the shim as the agent does and returns our end of fd 3.
+    /// Waits for the shim's `Ready`: `(shim_pid, pid)`.
+    fn ready(&self, agent: &mut Agent) -> (u32, u32) {
+        match agent.recv() {
+            Some(ShimMessage::Ready { shim_pid, pid }) => (shim_pid, pid),
+            other => panic!(
+                "expected ready, got {other:?}; shim.log:\n{}",
+                self.shim_log()
+            ),
+        }
+    }
+
+    /// Waits for `Ready`, sends `go` and waits for `Running`.
+    fn started(&self, agent: &mut Agent) -> (u32, u32) {
+        let pids = self.ready(agent);
+        agent.go();
+        assert_eq!(
+            agent.recv(),
+            Some(ShimMessage::Running),
+            "shim.log:\n{}",
+            self.shim_log()
+        );
+        pids
+    }
+
     fn start(&self) -> Agent {
         self.start_with(&[])
     }
@@ -459,9 +483,7 @@ fn signal_death_is_recorded() {
     let f = Fixture::new();
     f.write_spec(&f.host_root_spec(&["sleep", "100"]));
     let mut agent = f.start();
-    let Some(ShimMessage::Ready { pid, shim_pid }) = agent.recv() else {
-        panic!("no ready; shim.log:\n{}", f.shim_log());
-    };
+    let (shim_pid, pid) = f.ready(&mut agent);
     assert_ne!(pid, shim_pid);
     agent.go();
     assert_eq!(agent.recv(), Some(ShimMessage::Running));
@@ -527,9 +549,7 @@ fn agent_gone_before_go_leaves_nothing_behind() {
     let f = Fixture::new();
     f.write_spec(&f.host_root_spec(&["sleep", "100"]));
     let mut agent = f.start();
-    let Some(ShimMessage::Ready { pid, shim_pid }) = agent.recv() else {
-        panic!("no ready; shim.log:\n{}", f.shim_log());
-    };
+    let (shim_pid, pid) = f.ready(&mut agent);
     assert!(pid_alive(pid));
     drop(agent);
     let rec = f.exit_record();
@@ -594,11 +614,7 @@ fn joins_namespaces_by_path() {
     let first = Fixture::new();
     first.write_spec(&first.host_root_spec(&["sleep", "100"]));
     let mut agent = first.start();
-    let Some(ShimMessage::Ready { pid, .. }) = agent.recv() else {
-        panic!("no ready; shim.log:\n{}", first.shim_log());
-    };
-    agent.go();
-    assert_eq!(agent.recv(), Some(ShimMessage::Running));
+    let (_, pid) = first.started(&mut agent);
 
     // ...which a second one joins instead of creating its own.
     let second = Fixture::new();
@@ -761,11 +777,7 @@ fn drop_mode_counts_what_a_stalled_writer_drops() {
         let f = Fixture::new();
         f.write_spec(&f.host_root_spec(&["sh", "-c", "sleep 0.3; head -c 4194304 /dev/zero"]));
         let mut agent = f.start_with(&["--log-mode", mode]);
-        let Some(ShimMessage::Ready { shim_pid, pid }) = agent.recv() else {
-            panic!("no ready; shim.log:\n{}", f.shim_log());
-        };
-        agent.go();
-        assert_eq!(agent.recv(), Some(ShimMessage::Running));
+        let (shim_pid, pid) = f.started(&mut agent);
         // SAFETY: the shim started by this test.
         unsafe { libc::kill(shim_pid as i32, libc::SIGSTOP) };
         std::thread::sleep(Duration::from_millis(1000));
@@ -831,11 +843,7 @@ fn full_disk_loses_output_but_never_blocks_and_resumes() {
     );
     f.write_spec(&f.host_root_spec(&["sh", "-c", &script]));
     let mut agent = f.start();
-    let Some(ShimMessage::Ready { shim_pid, .. }) = agent.recv() else {
-        panic!("no ready; shim.log:\n{}", f.shim_log());
-    };
-    agent.go();
-    assert_eq!(agent.recv(), Some(ShimMessage::Running));
+    let (shim_pid, _) = f.started(&mut agent);
     // The 1 MiB does not fit, yet the container gets past it.
     let deadline = Instant::now() + TIMEOUT;
     while !phase1.exists() {
