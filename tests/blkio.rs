@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,26 +17,8 @@ const MIB: u64 = 1 << 20;
 /// The whole disk backing `path`, as `(number, /dev path if any)`; `None`
 /// when it is on no block device (tmpfs, overlayfs).
 fn backing_disk(path: &Path) -> Option<(DeviceNumber, Option<String>)> {
-    let dev = DeviceNumber::from_rdev(fs::metadata(path).ok()?.dev());
-    let dir = dev.sysfs_dir();
-    if !dir.exists() {
-        return None;
-    }
-    let disk = if dir.join("partition").exists() {
-        // A partition: its disk's entry is the parent directory.
-        fs::read_to_string(dir.join("../dev"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?
-    } else {
-        dev
-    };
-    let dev_path = disk
-        .name()
-        .map(|n| format!("/dev/{n}"))
-        .filter(|p| Path::new(p).exists());
-    Some((disk, dev_path))
+    let disk = DeviceNumber::backing(path)?;
+    Some((disk, disk.dev_path()))
 }
 
 macro_rules! disk_or_skip {

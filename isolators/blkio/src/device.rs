@@ -54,6 +54,38 @@ impl DeviceNumber {
             .map(str::to_string)
     }
 
+    /// The whole disk this device is, or the disk it is a partition of;
+    /// `None` when sysfs has no entry for it.
+    pub fn whole_disk(&self) -> Option<DeviceNumber> {
+        let dir = self.sysfs_dir();
+        if !dir.exists() {
+            return None;
+        }
+        if !dir.join("partition").exists() {
+            return Some(*self);
+        }
+        // The sysfs entry of a partition sits in its disk's directory; `..`
+        // is resolved after the symlink, so this is the disk's `dev`.
+        fs::read_to_string(dir.join("../dev"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The whole disk holding the filesystem of `path`; `None` when that
+    /// filesystem is on no block device (tmpfs, overlayfs).
+    pub fn backing(path: &Path) -> Option<DeviceNumber> {
+        DeviceNumber::from_rdev(fs::metadata(path).ok()?.dev()).whole_disk()
+    }
+
+    /// The device's `/dev` path, when it has a name and the node exists.
+    pub fn dev_path(&self) -> Option<String> {
+        self.name()
+            .map(|n| format!("/dev/{n}"))
+            .filter(|p| Path::new(p).exists())
+    }
+
     /// The name and number for messages: `vda (254:0)`, or just the number.
     pub fn describe(&self) -> String {
         match self.name() {
@@ -186,13 +218,9 @@ pub fn resolve(spec: &str) -> Result<DeviceNumber, DeviceError> {
         }
         number
     };
-    let dir = number.sysfs_dir();
-    if dir.join("partition").exists() {
-        // The sysfs entry of a partition sits in its disk's directory; `..`
-        // is resolved after the symlink, so this is the disk's `dev`.
-        let disk = fs::read_to_string(dir.join("../dev"))
-            .ok()
-            .and_then(|d| d.trim().parse::<DeviceNumber>().ok())
+    if number.sysfs_dir().join("partition").exists() {
+        let disk = number
+            .whole_disk()
             .map_or_else(|| "it belongs to".to_string(), |d| d.describe());
         return Err(DeviceError::Partition {
             device: spec.to_string(),
@@ -210,16 +238,7 @@ pub(crate) mod tests {
     /// The whole disk holding `/`, if the root filesystem is on one (not in
     /// a container on overlayfs, say).
     pub(crate) fn root_disk() -> Option<DeviceNumber> {
-        let dev = DeviceNumber::from_rdev(fs::metadata("/").ok()?.dev());
-        let dir = dev.sysfs_dir();
-        if !dir.exists() {
-            return None;
-        }
-        if dir.join("partition").exists() {
-            let disk = fs::read_to_string(dir.join("../dev")).ok()?;
-            return disk.trim().parse().ok();
-        }
-        Some(dev)
+        DeviceNumber::backing(Path::new("/"))
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! sysfs): the tests use the disk holding `/`, and skip where there is none.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
@@ -30,25 +29,8 @@ fn config(name: &str, resources: Resources) -> ContainerConfig {
 
 /// The whole disk holding `/`, with a `/dev` path for it when there is one.
 fn root_disk() -> Option<(DeviceNumber, Option<String>)> {
-    let dev = DeviceNumber::from_rdev(fs::metadata("/").ok()?.dev());
-    let dir = dev.sysfs_dir();
-    if !dir.exists() {
-        return None;
-    }
-    let disk = if dir.join("partition").exists() {
-        fs::read_to_string(dir.join("../dev"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?
-    } else {
-        dev
-    };
-    let path = disk
-        .name()
-        .map(|n| format!("/dev/{n}"))
-        .filter(|p| Path::new(p).exists());
-    Some((disk, path))
+    let disk = DeviceNumber::backing(Path::new("/"))?;
+    Some((disk, disk.dev_path()))
 }
 
 macro_rules! disk_or_skip {
