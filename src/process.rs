@@ -51,6 +51,25 @@ impl ProcessRef {
         parse_start_time(&stat) == Some(self.start_time) && parse_state(&stat) != Some('Z')
     }
 
+    /// Waits until the process has ended, SIGKILLing it first (and again
+    /// while it lingers) when `kill`. Returns whether it ended within
+    /// `timeout`.
+    pub fn end(&self, kill: bool, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if !self.is_alive() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            if kill {
+                let _ = self.signal(libc::SIGKILL);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Sends `signal`; `Ok(false)` if the process is gone.
     pub fn signal(&self, signal: i32) -> std::io::Result<bool> {
         let Some(fd) = self.open() else {
@@ -128,6 +147,20 @@ mod tests {
         assert!(!impostor.is_alive());
         assert!(impostor.open().is_none());
         assert!(!impostor.signal(0).unwrap());
+        assert!(impostor.end(false, std::time::Duration::ZERO));
+    }
+
+    #[test]
+    fn end_kills_and_reaps_nothing_it_does_not_own() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let process = ProcessRef::of(child.id()).unwrap();
+        assert!(!process.end(false, std::time::Duration::from_millis(50)));
+        // Killed, the child is a zombie until we reap it: ended all the same.
+        assert!(process.end(true, std::time::Duration::from_secs(5)));
+        child.wait().unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@ use berth_isolator::ContainerId;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::{container_process, now, Manager};
+use super::{container_process, now, Manager, KILL_TIMEOUT};
 use crate::container::{reason, ProcessRef, State};
 
 impl Manager {
@@ -66,12 +66,7 @@ impl Manager {
                 // Without its supervisor the container may still run: end it,
                 // so its cgroups can be removed.
                 if let Some(process) = container_process(&container) {
-                    for _ in 0..200 {
-                        match process.signal(libc::SIGKILL) {
-                            Ok(true) => std::thread::sleep(std::time::Duration::from_millis(10)),
-                            _ => break,
-                        }
-                    }
+                    process.end(true, KILL_TIMEOUT);
                 }
             }
             Err(e) => {

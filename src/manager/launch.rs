@@ -18,6 +18,9 @@ use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
 
+/// How long a failed launch waits for its processes to go.
+const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A validated launch.
 struct Plan {
     container: Container,
@@ -479,22 +482,15 @@ fn launch_failed(message: String) -> ManagerError {
     }
 }
 
-/// Waits (briefly) until a process has gone, killing it if asked, so that
-/// its cgroups and files can go.
+/// Waits until a process has gone, killing it if asked, so that its
+/// cgroups and files can go.
 fn wait_gone(process: &ProcessRef, kill: bool) {
-    for _ in 0..500 {
-        if !process.is_alive() {
-            return;
-        }
-        if kill {
-            let _ = process.signal(libc::SIGKILL);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    if !process.end(kill, FAILED_LAUNCH_TIMEOUT) {
+        tracing::warn!(
+            pid = process.pid,
+            "process still alive after a failed launch"
+        );
     }
-    tracing::warn!(
-        pid = process.pid,
-        "process still alive after a failed launch"
-    );
 }
 
 /// The reporter handed to isolators' `watch`: records the first limitation

@@ -25,6 +25,10 @@ use crate::container::{Container, State};
 use crate::process::parse_signal;
 use crate::store::Store;
 
+/// How long the manager waits for a SIGKILLed process to be gone before it
+/// goes on cleaning up without it.
+const KILL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long `rm --force` waits for a killed container to end.
 const FORCE_REMOVE_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -8,7 +8,7 @@ use berth_isolator::{ContainerConfig, ContainerId, RecoveredContainer};
 
 use super::exit::cleanup_isolators;
 use super::launch::limitation_reporter;
-use super::{container_process, Manager, Slot};
+use super::{container_process, Manager, Slot, KILL_TIMEOUT};
 use crate::container::{reason, Container, State};
 
 /// What recovery found.
@@ -161,20 +161,10 @@ impl Manager {
         let id = container.id.clone();
         tracing::warn!(%id, "destroying a container whose launch was interrupted");
         if let Some(process) = container_process(&container) {
-            for _ in 0..200 {
-                match process.signal(libc::SIGKILL) {
-                    Ok(true) => std::thread::sleep(std::time::Duration::from_millis(10)),
-                    _ => break,
-                }
-            }
+            process.end(true, KILL_TIMEOUT);
         }
         if let Some(shim) = container.shim {
-            for _ in 0..200 {
-                if !shim.is_alive() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            shim.end(false, KILL_TIMEOUT);
         }
         let mut message = None;
         cleanup_isolators(
