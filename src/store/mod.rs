@@ -115,20 +115,9 @@ impl Store {
     /// Records kept in the work dir, for containers whose runtime state is
     /// gone (the host rebooted, or the runtime dir was wiped).
     pub fn load_persistent(&self) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
-        let dir = self.work_dir.join("records");
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_error("read", &dir)(e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(io_error("read", &dir))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                out.push(read_json(&path));
-            }
-        }
-        Ok(out)
+        read_records(&self.work_dir.join("records"), |entry| {
+            Some(entry).filter(|p| p.extension().is_some_and(|e| e == "json"))
+        })
     }
 
     /// Ids of sandbox directories in the work dir.
@@ -160,21 +149,9 @@ impl Store {
     /// be read is returned as an error for its id, so the caller can say so
     /// and carry on with the rest.
     pub fn load_all(&self) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
-        let dir = self.runtime_dir.join("containers");
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_error("read", &dir)(e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_error("read", &dir))?;
-            let path = entry.path().join(RECORD_FILE);
-            if path.exists() {
-                out.push(read_json(&path));
-            }
-        }
-        Ok(out)
+        read_records(&self.runtime_dir.join("containers"), |entry| {
+            Some(entry.join(RECORD_FILE)).filter(|p| p.exists())
+        })
     }
 
     /// The shim's record of how the container ended, if it wrote one.
@@ -207,6 +184,28 @@ impl Store {
             Err(e) => Err(io_error("remove", &record)(e)),
         }
     }
+}
+
+/// Reads the record that `record_of` finds for each entry of `dir` (none
+/// for a missing dir). An unreadable record is an error in the list, not of
+/// the whole load, so one bad file does not hide the others.
+fn read_records(
+    dir: &Path,
+    record_of: impl Fn(PathBuf) -> Option<PathBuf>,
+) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("read", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("read", dir))?;
+        if let Some(path) = record_of(entry.path()) {
+            out.push(read_json(&path));
+        }
+    }
+    Ok(out)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
