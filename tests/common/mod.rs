@@ -289,15 +289,18 @@ impl Agent {
     /// The cgroup directory of a container (or of the root, with `None`)
     /// for a v1 controller.
     pub fn cgroup_dir(&self, controller: &str, id: Option<&str>) -> PathBuf {
-        let own = own_cgroup(controller).unwrap_or_else(|| panic!("no {controller} hierarchy"));
-        let mut dir = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(own.trim_start_matches('/'))
-            .join(&self.cgroup_root);
-        if let Some(id) = id {
-            dir = dir.join(id);
-        }
-        dir
+        let root = self.cgroup_layout();
+        let parsed: berth_cgroups::Controller = controller.parse().unwrap();
+        let dir = root
+            .dir(parsed)
+            .unwrap_or_else(|e| panic!("no {controller} hierarchy: {e}"));
+        id.map_or_else(|| dir.to_path_buf(), |id| dir.join(id))
+    }
+
+    /// The agent's cgroup root as berth's own layer sees it, detected anew:
+    /// the net_cls isolator may have mounted its hierarchy since.
+    fn cgroup_layout(&self) -> berth_cgroups::CgroupRoot {
+        berth_cgroups::CgroupRoot::detect(&self.cgroup_root).expect("detect the cgroup layout")
     }
 
     /// The entries of the agent's `containers` dirs and cgroup root: what a
@@ -313,7 +316,7 @@ impl Agent {
             }
         }
         for controller in ["cpu", "cpuacct", "memory", "blkio", "net_cls"] {
-            if own_cgroup(controller).is_none() {
+            if !self.cgroup_layout().has(controller.parse().unwrap()) {
                 continue;
             }
             if let Ok(entries) = std::fs::read_dir(self.cgroup_dir(controller, None)) {
@@ -327,23 +330,6 @@ impl Agent {
         }
         found
     }
-}
-
-/// This process's cgroup path in a v1 hierarchy.
-pub fn own_cgroup(controller: &str) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, names, path) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-        );
-        if names.split(',').any(|n| n == controller) {
-            return Some(path.to_string());
-        }
-    }
-    None
 }
 
 impl Drop for Agent {
