@@ -203,18 +203,6 @@ impl Manager {
                 sandbox.display()
             )));
         }
-        let config = ContainerConfig {
-            id: id.clone(),
-            command: request.command.clone(),
-            env: request.env.clone(),
-            resources: request.resources.clone(),
-            sandbox: sandbox.clone(),
-            rootfs: request.rootfs.clone(),
-            runtime_dir: self.store.isolator_dir(&id),
-        };
-        for isolator in &isolators {
-            isolator.validate(&config)?;
-        }
         let container = Container {
             id: id.clone(),
             state: State::Created,
@@ -243,6 +231,10 @@ impl Manager {
             pid_start_time: None,
             logs: None,
         };
+        let config = self.isolator_config(&container);
+        for isolator in &isolators {
+            isolator.validate(&config)?;
+        }
         Ok(Plan {
             container,
             isolators,
