@@ -102,13 +102,33 @@ fn parse(name: &str) -> Option<Capability> {
     Capability::from_str(bare).ok()
 }
 
-/// Every capability both the `caps` crate (the kernel's list) and the OCI
-/// spec know.
+/// What `ALL` stands for: every capability in the agent's own bounding set
+/// (none of its containers can hold more) that the OCI spec knows.
 fn every_capability() -> HashSet<Capability> {
-    caps::all()
+    held()
         .into_iter()
         .filter_map(|cap| parse(&cap.to_string()))
         .collect()
+}
+
+/// The agent's bounding set; every capability when it cannot be read.
+fn held() -> caps::CapsHashSet {
+    caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all())
+}
+
+/// A named capability to add that the agent itself cannot grant (it is not
+/// in its own bounding set): `Some(message)` naming it.
+pub fn not_grantable(changes: &CapabilityChanges) -> Option<String> {
+    let held = held();
+    changes
+        .add
+        .iter()
+        .filter(|name| !name.eq_ignore_ascii_case(ALL))
+        .find(|name| {
+            caps::Capability::from_str(&name.to_ascii_uppercase())
+                .is_ok_and(|cap| !held.contains(&cap))
+        })
+        .map(|name| format!("{name} is not in the agent's own bounding set"))
 }
 
 #[cfg(test)]

@@ -302,6 +302,12 @@ fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, 
         .into_iter()
         .filter(|m| m.destination() != Path::new("/sys/fs/cgroup"))
         .collect();
+    // oci-spec's /proc has no options; runc's and Docker's specs say these.
+    for m in mounts.iter_mut() {
+        if m.destination() == Path::new("/proc") && m.options().is_none() {
+            m.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
+        }
+    }
     mounts.push(
         MountBuilder::default()
             .destination("/tmp")

@@ -166,6 +166,9 @@ impl Manager {
             .transpose()
             .map_err(|e| ManagerError::invalid(e.field, e.to_string()))?
             .unwrap_or_default();
+        if let Some(message) = crate::bundle::capabilities::not_grantable(&capabilities) {
+            return Err(ManagerError::invalid("capabilities.add", message));
+        }
         let tmp_size = request.tmp_size.unwrap_or(self.config.container.tmp_size);
         if tmp_size < crate::config::MIN_TMP_SIZE {
             return Err(ManagerError::invalid(
