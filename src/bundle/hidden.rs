@@ -150,6 +150,39 @@ pub fn run_mount(size: u64) -> Result<Mount, BundleError> {
         .build()?)
 }
 
+/// The host files below `/run` a host-root container keeps in its private
+/// `/run`: what `/etc/resolv.conf` leads to when it is a link into `/run`
+/// (systemd-resolved's stub), so that name resolution still works.
+pub fn run_files() -> Vec<PathBuf> {
+    std::fs::canonicalize("/etc/resolv.conf")
+        .ok()
+        .filter(|target| below(target, Path::new("/run")) && target.is_file())
+        .into_iter()
+        .collect()
+}
+
+/// Read-only binds of `files` (host paths below `/run`) onto the same paths
+/// in the container's `/run`.
+pub fn run_file_mounts(files: &[PathBuf]) -> Result<Vec<Mount>, BundleError> {
+    files
+        .iter()
+        .map(|file| {
+            Ok(MountBuilder::default()
+                .destination(file)
+                .typ("bind")
+                .source(file)
+                .options(vec![
+                    "bind".into(),
+                    "ro".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    "noexec".into(),
+                ])
+                .build()?)
+        })
+        .collect()
+}
+
 /// The mounts hiding `paths`: an empty read-only file over files, an empty
 /// read-only tmpfs over directories. A directory below which berth mounts
 /// something later (`later`, e.g. the sandbox under a hidden `/home`) gets a

@@ -130,6 +130,9 @@ pub struct BundleInput<'a> {
     /// sees the host's root (the agent's `[container] hidden_paths`,
     /// expanded); ignored with a rootfs.
     pub hidden_paths: Vec<HiddenPath>,
+    /// Host files below `/run` bound read-only into the private `/run` in
+    /// host-root mode (see [`hidden::run_files`]).
+    pub run_files: Vec<PathBuf>,
     /// The bundle dir, which holds the empty file hidden files are bound
     /// from.
     pub bundle_dir: &'a Path,
@@ -323,6 +326,7 @@ fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, 
     );
     if input.rootfs.is_none() {
         mounts.push(hidden::run_mount(input.tmp_size)?);
+        mounts.extend(hidden::run_file_mounts(&input.run_files)?);
         // What berth mounts below a hidden path must find it writable.
         let mut later: Vec<&Path> = input.hidden.iter().map(PathBuf::as_path).collect();
         later.push(sandbox_inside);
@@ -442,6 +446,7 @@ mod tests {
                     kind: hidden::HiddenKind::Directory,
                 },
             ],
+            run_files: vec![PathBuf::from("/run/systemd/resolve/stub-resolv.conf")],
             bundle_dir: Path::new("/run/berth/containers/web-1/bundle"),
             capabilities: &NO_CHANGES,
             tmp_size: 64 << 20,
@@ -519,6 +524,9 @@ mod tests {
         let shadow = mount(&spec, "/etc/shadow");
         assert_eq!(shadow["source"], "/run/berth/containers/web-1/bundle/empty");
         assert!(options(shadow).contains(&"ro"));
+        let resolv = mount(&spec, "/run/systemd/resolve/stub-resolv.conf");
+        assert_eq!(resolv["source"], "/run/systemd/resolve/stub-resolv.conf");
+        assert!(options(resolv).contains(&"ro"));
         let root = mount(&spec, "/root");
         assert_eq!(root["type"], "tmpfs");
         assert!(options(root).contains(&"ro"));

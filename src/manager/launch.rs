@@ -385,6 +385,10 @@ impl Manager {
                 None => hidden::expand(&self.config.container.hidden_paths),
                 Some(_) => Vec::new(),
             },
+            run_files: match container.rootfs {
+                None => hidden::run_files(),
+                Some(_) => Vec::new(),
+            },
             bundle_dir: &container.bundle,
             capabilities: &container.capabilities,
             tmp_size: container.tmp_size.unwrap_or(self.config.container.tmp_size),
