@@ -375,10 +375,15 @@ fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, 
     );
     for extra in &input.contribution.mounts {
         let mut options = extra.options.clone();
-        // No setuid file or device node enters through a bind mount either.
+        // No setuid file or device node enters through a bind mount either;
+        // a bind into /dev may be a device passed through on purpose.
         let bind = extra.kind == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+        let into_dev = Path::new(&extra.destination).starts_with("/dev");
         if bind {
             for (flag, opposite) in [("nosuid", "suid"), ("nodev", "dev")] {
+                if flag == "nodev" && into_dev {
+                    continue;
+                }
                 options.retain(|o| o != opposite);
                 if !options.iter().any(|o| o == flag) {
                     options.push(flag.to_string());
@@ -496,6 +501,12 @@ mod tests {
             kind: "bind".into(),
             options: vec!["rbind".into(), "suid".into()],
         });
+        contribution.mounts.push(berth_isolator::Mount {
+            destination: "/dev/kvm".into(),
+            source: "/dev/kvm".into(),
+            kind: "bind".into(),
+            options: vec!["bind".into()],
+        });
         for rootfs in [None, Some(Path::new("/srv/rootfs"))] {
             let mut input = input(&command, &env, &contribution);
             input.rootfs = rootfs;
@@ -508,6 +519,7 @@ mod tests {
             assert!(tmp.contains(&"nosuid") && tmp.contains(&"nodev"));
             assert!(tmp.contains(&"size=1048576"), "{tmp:?}");
             assert_eq!(options(mount(&spec, "/data")), ["rbind", "nosuid", "nodev"]);
+            assert_eq!(options(mount(&spec, "/dev/kvm")), ["bind", "nosuid"]);
             assert_eq!(spec["root"]["readonly"], true);
         }
     }
