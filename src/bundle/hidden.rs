@@ -194,6 +194,14 @@ pub fn hiding_mounts(
 ) -> Result<Vec<Mount>, BundleError> {
     let mut mounts = Vec::new();
     for hidden in paths {
+        // Below the container's own fresh /run and /tmp the host's files are
+        // not there to hide.
+        if ["/run", "/tmp"]
+            .iter()
+            .any(|fresh| hidden.path.starts_with(fresh))
+        {
+            continue;
+        }
         let mount = match hidden.kind {
             HiddenKind::File => MountBuilder::default()
                 .destination(&hidden.path)
@@ -326,6 +334,10 @@ mod tests {
                 path: "/home".into(),
                 kind: HiddenKind::Directory,
             },
+            HiddenPath {
+                path: "/run/secrets".into(),
+                kind: HiddenKind::Directory,
+            },
         ];
         let sandbox = Path::new("/home/berth/containers/x");
         let mounts = hiding_mounts(&paths, Path::new("/run/b/bundle"), &[sandbox]).unwrap();
@@ -339,5 +351,7 @@ mod tests {
         assert_eq!(json[1]["options"][0], "ro");
         // The sandbox is created below /home later: that tmpfs stays writable.
         assert_eq!(json[2]["options"][0], "rw");
+        // /run is the container's own already.
+        assert_eq!(mounts.len(), 3);
     }
 }
