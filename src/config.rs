@@ -54,6 +54,67 @@ pub struct AgentConfig {
     pub gc: GcSettings,
     /// What the agent does with containers when it stops.
     pub shutdown: ShutdownSettings,
+    /// What every container gets unless its request says otherwise.
+    pub container: ContainerSettings,
+}
+
+/// Per-container defaults of the agent: `[container]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerSettings {
+    /// Bytes of the container's `/tmp` tmpfs (and of its private `/run` in
+    /// host-root mode); the pages count against its memory limit.
+    pub tmp_size: u64,
+    /// Host paths hidden behind empty read-only mounts from containers on
+    /// the host's root; `*` and `?` may appear in the last component.
+    pub hidden_paths: Vec<String>,
+    /// `UID[:GID]` for containers whose request names no user; default root.
+    pub default_user: Option<String>,
+}
+
+/// The smallest `tmp_size` accepted, per container or agent-wide.
+pub const MIN_TMP_SIZE: u64 = 4096;
+
+impl Default for ContainerSettings {
+    fn default() -> Self {
+        ContainerSettings {
+            tmp_size: 64 << 20,
+            hidden_paths: crate::bundle::hidden::DEFAULT_HIDDEN_PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            default_user: None,
+        }
+    }
+}
+
+impl ContainerSettings {
+    /// The parsed `default_user`.
+    pub fn default_user(&self) -> Option<crate::container::User> {
+        self.default_user
+            .as_deref()
+            .and_then(crate::container::User::parse)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tmp_size < MIN_TMP_SIZE {
+            return Err(ConfigError::Invalid(format!(
+                "container.tmp_size must be at least {MIN_TMP_SIZE} bytes"
+            )));
+        }
+        for pattern in &self.hidden_paths {
+            crate::bundle::hidden::check_pattern(pattern)
+                .map_err(|e| ConfigError::Invalid(format!("container.{e}")))?;
+        }
+        if let Some(user) = &self.default_user {
+            if self.default_user().is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "container.default_user must be UID[:GID], got {user:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Garbage collection of ended containers' sandboxes, as Mesos'
@@ -217,6 +278,7 @@ impl Default for AgentConfig {
             log: LogSettings::default(),
             gc: GcSettings::default(),
             shutdown: ShutdownSettings::default(),
+            container: ContainerSettings::default(),
         }
     }
 }
@@ -296,6 +358,7 @@ impl AgentConfig {
                 "log.max_size must be at least 4096 and log.max_files at least 1".into(),
             ));
         }
+        self.container.validate()?;
         Ok(())
     }
 
@@ -354,5 +417,31 @@ mod tests {
             ..Default::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn container_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "[container]\ntmp_size = 1048576\nhidden_paths = [\"/srv/secret\"]\ndefault_user = \"65534:65534\"\n",
+        )
+        .unwrap();
+        let config = AgentConfig::load(&path).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.container.tmp_size, 1 << 20);
+        assert_eq!(config.container.hidden_paths, ["/srv/secret"]);
+        assert_eq!(config.container.default_user().unwrap().gid(), 65534);
+        for (bad, field) in [
+            ("tmp_size = 10", "tmp_size"),
+            ("hidden_paths = [\"etc/shadow\"]", "hidden_paths"),
+            ("hidden_paths = [\"/etc/*/x\"]", "hidden_paths"),
+            ("default_user = \"nobody\"", "default_user"),
+        ] {
+            std::fs::write(&path, format!("[container]\n{bad}\n")).unwrap();
+            let err = AgentConfig::load(&path).unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains(field), "{bad}: {err}");
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use berth_isolator::{ContainerId, Limitation, Resources};
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::capabilities::CapabilityChanges;
+
 /// A launch request: the body of `POST /v1/containers`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +44,13 @@ pub struct LaunchRequest {
     /// Overrides of the agent's log settings for this container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogOverrides>,
+    /// Capabilities added to or dropped from the default set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<CapabilityChanges>,
+    /// Bytes of the container's `/tmp` (default: the agent's
+    /// `container.tmp_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_size: Option<u64>,
 }
 
 /// Per-container overrides of the agent's `[log]` settings.
@@ -138,6 +147,13 @@ pub struct Container {
     /// The log settings in force for this container.
     #[serde(default)]
     pub log: crate::config::LogSettings,
+    /// Capability changes asked for (normalized names).
+    #[serde(default, skip_serializing_if = "CapabilityChanges::is_empty")]
+    pub capabilities: CapabilityChanges,
+    /// Bytes of the container's `/tmp` (absent in records older than it:
+    /// the agent's default then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_size: Option<u64>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,

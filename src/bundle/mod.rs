@@ -1,6 +1,9 @@
 //! Writes a container's OCI bundle: a runtime-spec `config.json` that any
 //! OCI runtime (runc, crun, youki) accepts unchanged, and that berth-shim runs.
 
+pub mod capabilities;
+pub mod hidden;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +16,8 @@ use oci_spec::runtime::{
 };
 
 use crate::container::User;
+use capabilities::CapabilityChanges;
+use hidden::HiddenPath;
 
 /// Where the sandbox appears inside a container that has its own rootfs.
 pub const SANDBOX_IN_ROOTFS: &str = "/sandbox";
@@ -33,21 +38,32 @@ pub enum BundleError {
         #[source]
         source: std::io::Error,
     },
+    #[error("create {}: {source}", path.display())]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What a root process in a container keeps: Docker's default set less
-/// `CAP_MKNOD`.
+/// `CAP_MKNOD` and `CAP_NET_RAW` (`--cap-add` gives either back).
 ///
 /// Docker can grant `CAP_MKNOD` because its devices cgroup refuses access
-/// to any device node not on an allow list. berth has no devices isolator
-/// yet, and the container's `/dev` is a tmpfs: with `CAP_MKNOD` a root
-/// process could create a node for the host's disk there and write to it.
+/// to any device node not on an allow list. Until berth's devices isolator
+/// is in every container, `/dev` is a tmpfs: with `CAP_MKNOD` a root process
+/// could create a node for the host's disk there and write to it. (Even with
+/// the isolator, keep it out unless that isolator cannot be left out of a
+/// container's `isolation` list.)
+///
+/// Docker keeps `CAP_NET_RAW` because its default network is a private
+/// bridge; berth's default is the host's network, where an `AF_PACKET`
+/// socket sniffs and forges the host's traffic.
 pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
-    Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,
     Capability::Setfcap,
@@ -110,6 +126,21 @@ pub struct BundleInput<'a> {
     /// connect to the agent's socket (a unix socket on a read-only mount
     /// still accepts connections) and launch what it likes.
     pub hidden: Vec<PathBuf>,
+    /// Host paths to hide behind empty read-only mounts when the container
+    /// sees the host's root (the agent's `[container] hidden_paths`,
+    /// expanded); ignored with a rootfs.
+    pub hidden_paths: Vec<HiddenPath>,
+    /// Host files below `/run` bound read-only into the private `/run` in
+    /// host-root mode (see [`hidden::run_files`]).
+    pub run_files: Vec<PathBuf>,
+    /// The bundle dir, which holds the empty file hidden files are bound
+    /// from.
+    pub bundle_dir: &'a Path,
+    /// Capabilities added to or dropped from [`DEFAULT_CAPABILITIES`].
+    pub capabilities: &'a CapabilityChanges,
+    /// The size of the container's `/tmp` (and of its private `/run` in
+    /// host-root mode), in bytes.
+    pub tmp_size: u64,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -158,8 +189,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     env.extend(input.contribution.env.clone());
     env.extend(input.env.clone());
 
-    let caps: std::collections::HashSet<Capability> =
-        DEFAULT_CAPABILITIES.iter().copied().collect();
+    let caps = input.capabilities.apply(DEFAULT_CAPABILITIES);
     // A non-root user gets no capabilities in its effective and permitted
     // sets (as with Docker); the bounding set still caps what setuid
     // binaries could regain.
@@ -275,15 +305,43 @@ fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, 
         .into_iter()
         .filter(|m| m.destination() != Path::new("/sys/fs/cgroup"))
         .collect();
+    // oci-spec's /proc has no options; runc's and Docker's specs say these.
+    for m in mounts.iter_mut() {
+        if m.destination() == Path::new("/proc") && m.options().is_none() {
+            m.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
+        }
+    }
     mounts.push(
         MountBuilder::default()
             .destination("/tmp")
             .typ("tmpfs")
             .source("tmpfs")
-            .options(vec!["nosuid".into(), "nodev".into(), "mode=1777".into()])
+            .options(vec![
+                "nosuid".into(),
+                "nodev".into(),
+                "mode=1777".into(),
+                format!("size={}", input.tmp_size),
+            ])
             .build()?,
     );
     if input.rootfs.is_none() {
+        mounts.push(hidden::run_mount(input.tmp_size)?);
+        mounts.extend(hidden::run_file_mounts(&input.run_files)?);
+        // What berth mounts below a hidden path must find it writable.
+        let mut later: Vec<&Path> = input.hidden.iter().map(PathBuf::as_path).collect();
+        later.push(sandbox_inside);
+        later.extend(
+            input
+                .contribution
+                .mounts
+                .iter()
+                .map(|m| Path::new(&m.destination)),
+        );
+        mounts.extend(hidden::hiding_mounts(
+            &input.hidden_paths,
+            input.bundle_dir,
+            &later,
+        )?);
         for dir in &input.hidden {
             mounts.push(
                 MountBuilder::default()
@@ -306,16 +364,38 @@ fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, 
             .destination(sandbox_inside)
             .typ("bind")
             .source(input.sandbox)
-            .options(vec!["rbind".into(), "rw".into(), "rprivate".into()])
+            .options(vec![
+                "rbind".into(),
+                "rw".into(),
+                "nosuid".into(),
+                "nodev".into(),
+                "rprivate".into(),
+            ])
             .build()?,
     );
     for extra in &input.contribution.mounts {
+        let mut options = extra.options.clone();
+        // No setuid file or device node enters through a bind mount either;
+        // a bind into /dev may be a device passed through on purpose.
+        let bind = extra.kind == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+        let into_dev = Path::new(&extra.destination).starts_with("/dev");
+        if bind {
+            for (flag, opposite) in [("nosuid", "suid"), ("nodev", "dev")] {
+                if flag == "nodev" && into_dev {
+                    continue;
+                }
+                options.retain(|o| o != opposite);
+                if !options.iter().any(|o| o == flag) {
+                    options.push(flag.to_string());
+                }
+            }
+        }
         mounts.push(
             MountBuilder::default()
                 .destination(&extra.destination)
                 .typ(extra.kind.clone())
                 .source(&extra.source)
-                .options(extra.options.clone())
+                .options(options)
                 .build()?,
         );
     }
@@ -328,6 +408,7 @@ pub fn write_bundle(dir: &Path, spec: &Spec) -> Result<PathBuf, BundleError> {
         path: dir.to_path_buf(),
         source,
     })?;
+    hidden::write_empty_file(dir)?;
     let path = dir.join("config.json");
     spec.save(&path)?;
     Ok(path)
@@ -360,7 +441,172 @@ mod tests {
             network: &NetworkMode::Host,
             nofile: 4096,
             hidden: vec![PathBuf::from("/var/lib/berth"), PathBuf::from("/run/berth")],
+            hidden_paths: vec![
+                HiddenPath {
+                    path: "/etc/shadow".into(),
+                    kind: hidden::HiddenKind::File,
+                },
+                HiddenPath {
+                    path: "/root".into(),
+                    kind: hidden::HiddenKind::Directory,
+                },
+            ],
+            run_files: vec![PathBuf::from("/run/systemd/resolve/stub-resolv.conf")],
+            bundle_dir: Path::new("/run/berth/containers/web-1/bundle"),
+            capabilities: &NO_CHANGES,
+            tmp_size: 64 << 20,
         }
+    }
+
+    static NO_CHANGES: CapabilityChanges = CapabilityChanges {
+        add: Vec::new(),
+        drop: Vec::new(),
+    };
+
+    fn mount<'a>(spec: &'a Value, destination: &str) -> &'a Value {
+        spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == destination)
+            .unwrap_or_else(|| panic!("no mount on {destination}"))
+    }
+
+    fn options(mount: &Value) -> Vec<&str> {
+        mount["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap())
+            .collect()
+    }
+
+    fn bounding(spec: &Value) -> Vec<&str> {
+        spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn sandbox_and_tmp_are_nosuid_nodev_and_tmp_has_a_size() {
+        let command = vec!["true".to_string()];
+        let env = BTreeMap::new();
+        let mut contribution = Contribution::default();
+        contribution.mounts.push(berth_isolator::Mount {
+            destination: "/data".into(),
+            source: "/srv/data".into(),
+            kind: "bind".into(),
+            options: vec!["rbind".into(), "suid".into()],
+        });
+        contribution.mounts.push(berth_isolator::Mount {
+            destination: "/dev/kvm".into(),
+            source: "/dev/kvm".into(),
+            kind: "bind".into(),
+            options: vec!["bind".into()],
+        });
+        for rootfs in [None, Some(Path::new("/srv/rootfs"))] {
+            let mut input = input(&command, &env, &contribution);
+            input.rootfs = rootfs;
+            input.tmp_size = 1 << 20;
+            let spec = spec_json(&input);
+            let sandbox = input.sandbox_inside();
+            let sandbox = options(mount(&spec, sandbox.to_str().unwrap()));
+            assert!(sandbox.contains(&"nosuid") && sandbox.contains(&"nodev"));
+            let tmp = options(mount(&spec, "/tmp"));
+            assert!(tmp.contains(&"nosuid") && tmp.contains(&"nodev"));
+            assert!(tmp.contains(&"size=1048576"), "{tmp:?}");
+            assert_eq!(options(mount(&spec, "/data")), ["rbind", "nosuid", "nodev"]);
+            assert_eq!(options(mount(&spec, "/dev/kvm")), ["bind", "nosuid"]);
+            assert_eq!(spec["root"]["readonly"], true);
+        }
+    }
+
+    #[test]
+    fn host_root_mode_hides_paths_and_gets_a_private_run() {
+        let command = vec!["true".to_string()];
+        let env = BTreeMap::new();
+        let contribution = Contribution::default();
+        let spec = spec_json(&input(&command, &env, &contribution));
+        let run = mount(&spec, "/run");
+        assert_eq!(run["type"], "tmpfs");
+        assert!(options(run).contains(&"size=67108864"));
+        let shadow = mount(&spec, "/etc/shadow");
+        assert_eq!(shadow["source"], "/run/berth/containers/web-1/bundle/empty");
+        assert!(options(shadow).contains(&"ro"));
+        let resolv = mount(&spec, "/run/systemd/resolve/stub-resolv.conf");
+        assert_eq!(resolv["source"], "/run/systemd/resolve/stub-resolv.conf");
+        assert!(options(resolv).contains(&"ro"));
+        let root = mount(&spec, "/root");
+        assert_eq!(root["type"], "tmpfs");
+        assert!(options(root).contains(&"ro"));
+        // /run comes first: the agent's runtime dir below it is hidden in
+        // the fresh tmpfs, not in the host's /run.
+        let destinations: Vec<&str> = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        let position = |d: &str| destinations.iter().position(|x| *x == d).unwrap();
+        assert!(position("/run") < position("/run/berth"));
+
+        // With a rootfs, nothing of that: the host's paths are not there.
+        let mut input = input(&command, &env, &contribution);
+        input.rootfs = Some(Path::new("/srv/rootfs"));
+        let spec = spec_json(&input);
+        for absent in ["/run", "/etc/shadow", "/root", "/var/lib/berth"] {
+            assert!(
+                !spec["mounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["destination"] == absent),
+                "{absent}"
+            );
+        }
+    }
+
+    #[test]
+    fn net_raw_and_mknod_are_out_by_default_and_cap_add_drop_change_the_set() {
+        let command = vec!["true".to_string()];
+        let env = BTreeMap::new();
+        let contribution = Contribution::default();
+        let spec = spec_json(&input(&command, &env, &contribution));
+        let caps = bounding(&spec);
+        assert!(!caps.contains(&"CAP_NET_RAW"), "{caps:?}");
+        assert!(!caps.contains(&"CAP_MKNOD"), "{caps:?}");
+        assert!(caps.contains(&"CAP_CHOWN"), "{caps:?}");
+
+        let changes = CapabilityChanges {
+            add: vec!["CAP_NET_RAW".into()],
+            drop: vec!["CAP_CHOWN".into()],
+        };
+        let mut with_changes = input(&command, &env, &contribution);
+        with_changes.capabilities = &changes;
+        let spec = spec_json(&with_changes);
+        let caps = bounding(&spec);
+        assert!(caps.contains(&"CAP_NET_RAW"), "{caps:?}");
+        assert!(!caps.contains(&"CAP_CHOWN"), "{caps:?}");
+        let effective: Vec<&str> = spec["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(effective.contains(&"CAP_NET_RAW"));
+
+        let none = CapabilityChanges {
+            add: vec![],
+            drop: vec!["ALL".into()],
+        };
+        with_changes.capabilities = &none;
+        let spec = spec_json(&with_changes);
+        assert!(spec["process"]["capabilities"]["bounding"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()));
     }
 
     #[test]

@@ -152,6 +152,15 @@ pub struct RunArgs {
     /// The network: host (default), none (loopback only) or ns:PATH.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// Add a capability to the default set (NET_RAW, CAP_NET_RAW, ALL); repeatable.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the default set (or ALL); repeatable.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Size of the container's /tmp tmpfs (counted against its memory).
+    #[arg(long, value_name = "SIZE")]
+    pub tmp_size: Option<String>,
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
@@ -534,6 +543,14 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(network) = &args.network {
         request["network"] = network.clone().into();
+    }
+    if !args.cap_add.is_empty() || !args.cap_drop.is_empty() {
+        // The agent checks the names and answers 400 naming the field.
+        request["capabilities"] = json!({"add": args.cap_add, "drop": args.cap_drop});
+    }
+    if let Some(size) = &args.tmp_size {
+        let bytes = parse_size(size).map_err(|e| usage(format!("invalid --tmp-size: {e}")))?;
+        request["tmp_size"] = bytes.into();
     }
     let mut log = serde_json::Map::new();
     if let Some(size) = &args.log_max_size {

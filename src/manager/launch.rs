@@ -12,7 +12,7 @@ use berth_isolator::{
 
 use super::shim_client::{ShimArgs, ShimConnection};
 use super::{now, Manager, ManagerError, Slot};
-use crate::bundle::{build_spec, write_bundle, BundleInput, NetworkMode};
+use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::LogSettings;
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
@@ -159,6 +159,23 @@ impl Manager {
             Err(e) => return Err(ManagerError::invalid("network", e)),
         }
         let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
+        let capabilities = request
+            .capabilities
+            .as_ref()
+            .map(|c| c.normalized())
+            .transpose()
+            .map_err(|e| ManagerError::invalid(e.field, e.to_string()))?
+            .unwrap_or_default();
+        if let Some(message) = crate::bundle::capabilities::not_grantable(&capabilities) {
+            return Err(ManagerError::invalid("capabilities.add", message));
+        }
+        let tmp_size = request.tmp_size.unwrap_or(self.config.container.tmp_size);
+        if tmp_size < crate::config::MIN_TMP_SIZE {
+            return Err(ManagerError::invalid(
+                "tmp_size",
+                format!("must be at least {} bytes", crate::config::MIN_TMP_SIZE),
+            ));
+        }
 
         let offered = self.isolators.names();
         let chosen = match &request.isolation {
@@ -210,12 +227,16 @@ impl Manager {
             command: request.command,
             env: request.env,
             workdir: request.workdir,
-            user: request.user,
+            user: request
+                .user
+                .or_else(|| self.config.container.default_user()),
             rootfs: request.rootfs,
             resources: request.resources,
             isolation,
             network,
             log,
+            capabilities,
+            tmp_size: Some(tmp_size),
             created_at: now(),
             started_at: None,
             finished_at: None,
@@ -360,6 +381,17 @@ impl Manager {
             network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
             nofile: crate::bundle::inherited_nofile(),
             hidden: self.hidden_dirs(),
+            hidden_paths: match container.rootfs {
+                None => hidden::expand(&self.config.container.hidden_paths),
+                Some(_) => Vec::new(),
+            },
+            run_files: match container.rootfs {
+                None => hidden::run_files(),
+                Some(_) => Vec::new(),
+            },
+            bundle_dir: &container.bundle,
+            capabilities: &container.capabilities,
+            tmp_size: container.tmp_size.unwrap_or(self.config.container.tmp_size),
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

@@ -16,6 +16,7 @@ use thiserror::Error;
 use super::capabilities::CapabilityError;
 use super::devices::{self, DeviceError};
 use super::exec;
+use super::keyring::{self, KeyringError};
 use super::masks::{self, MaskError};
 use super::mounts::{self, MountError};
 use super::namespaces::{self, NamespaceError};
@@ -52,6 +53,8 @@ pub enum SetupError {
     User(#[from] UserError),
     #[error(transparent)]
     Capability(#[from] CapabilityError),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
     #[error("set keepcaps: {0}")]
     KeepCaps(Errno),
     #[error("set no_new_privs: {0}")]
@@ -143,6 +146,9 @@ fn setup(config: &ContainerConfig, stdout: OwnedFd, stderr: OwnedFd) -> Result<(
     masks::mask_paths(&root, &config.masked_paths)?;
     rootfs::pivot(&root)?;
     drop(root);
+    // Still root with every capability: the new keyring is owned by root
+    // and possessed by the process, whatever user it becomes below.
+    keyring::join_new_session()?;
 
     let p = &config.process;
     for r in &p.rlimits {

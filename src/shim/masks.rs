@@ -43,7 +43,7 @@ pub fn mask_paths(root: &OwnedFd, paths: &[PathBuf]) -> Result<(), MaskError> {
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
-                MsFlags::MS_RDONLY,
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 None::<&str>,
             )
         } else {

@@ -14,6 +14,7 @@ mod container;
 mod daemon;
 mod devices;
 mod exec;
+mod keyring;
 mod logs;
 mod masks;
 mod mounts;

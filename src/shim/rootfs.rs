@@ -1,5 +1,6 @@
-//! The container's root: a private recursive bind of `root.path`, optionally
-//! read-only as a whole tree, and the final `pivot_root`.
+//! The container's root: a private recursive bind of `root.path`, nosuid and
+//! nodev (and optionally read-only) as a whole tree, and the final
+//! `pivot_root`.
 
 use std::ffi::CString;
 use std::io;
@@ -12,7 +13,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
 use thiserror::Error;
 
-use super::mounts::{self, MountError, MOUNT_ATTR_RDONLY};
+use super::mounts::{self, MountError, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 
 #[derive(Debug, Error)]
 pub enum RootfsError {
@@ -24,8 +25,8 @@ pub enum RootfsError {
     Open { path: PathBuf, source: io::Error },
     #[error("rootfs {0} is not reachable through its bind mount")]
     NotStacked(PathBuf),
-    #[error("make rootfs read-only: {0}")]
-    Readonly(#[source] MountError),
+    #[error("make rootfs nosuid, nodev (and read-only if asked): {0}")]
+    Attributes(#[source] MountError),
     #[error("pivot_root into the rootfs: {0}")]
     Pivot(Errno),
     #[error("detach the old root: {0}")]
@@ -79,14 +80,17 @@ pub fn prepare(rootfs: &Path, readonly: bool) -> Result<OwnedFd, RootfsError> {
         return Err(RootfsError::NotStacked(rootfs.into()));
     }
 
+    // Before the spec's mounts: those stay as the spec says, but every host
+    // submount the recursive bind brought along (say /run when the rootfs is
+    // the host's /) must get the flags too, which a single MS_REMOUNT of the
+    // top mount would not do. nosuid and nodev always (the OCI root has no
+    // field for them): a setuid file or a device node shipped in a rootfs
+    // gives nothing; the container's devices come from its own /dev.
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     if readonly {
-        // Before the spec's mounts: those stay as the spec says, but every
-        // host submount the recursive bind brought along (say /run when the
-        // rootfs is the host's /) must be read-only too, which a single
-        // MS_REMOUNT of the top mount would not do.
-        mounts::set_attr_recursive(&root, MOUNT_ATTR_RDONLY, 0, rootfs)
-            .map_err(RootfsError::Readonly)?;
+        attrs |= MOUNT_ATTR_RDONLY;
     }
+    mounts::set_attr_recursive(&root, attrs, 0, rootfs).map_err(RootfsError::Attributes)?;
     Ok(root)
 }
 

@@ -68,8 +68,12 @@ impl Store {
         }
     }
 
-    /// Creates the top-level directories (mode 0711: containers running as
-    /// other users must reach their sandbox, but not list the others).
+    /// Creates the top-level directories, mode 0700: no host user but root
+    /// may reach a sandbox (which a container can fill with anything,
+    /// setuid files included) or a record. A container running as another
+    /// user still reaches its own sandbox: the shim binds it into the
+    /// container while still root, and inside the container the path leads
+    /// through berth's own mounts, not through these directories.
     pub fn init(&self) -> Result<(), StoreError> {
         use std::os::unix::fs::PermissionsExt;
         for dir in [
@@ -78,7 +82,7 @@ impl Store {
             self.runtime_dir.join("containers"),
         ] {
             fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
                 .map_err(io_error("chmod", &dir))?;
         }
         Ok(())
