@@ -340,7 +340,25 @@ impl Manager {
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
-            store.remove(&kill_id)
+            // Its shim, if it still runs, records the end in the state dir
+            // as it goes: remove the dir after that.
+            while !matches!(store.exit_record(&kill_id), Ok(Some(_)))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // It may still be finishing its logs (compressing): try again
+            // while files appear under the dirs being removed.
+            let deadline = std::time::Instant::now() + KILL_TIMEOUT;
+            loop {
+                match store.remove(&kill_id) {
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        tracing::debug!(id = %kill_id, "remove, trying again: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    result => break result,
+                }
+            }
         })
         .await
         .map_err(|e| ManagerError::Internal(e.to_string()))?
