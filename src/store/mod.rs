@@ -300,6 +300,19 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_boot_id_record_is_not_another_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let path = dir.path().join("run/boot_id");
+        fs::write(&path, b"6d1f").unwrap();
+        assert!(store.same_boot().unwrap());
+        fs::write(&path, b"00000000-0000-0000-0000-000000000000\n").unwrap();
+        assert!(!store.same_boot().unwrap());
+        assert!(store.same_boot().unwrap());
+    }
+
+    #[test]
     fn missing_exit_record_is_none_and_corrupt_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
