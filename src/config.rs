@@ -328,7 +328,10 @@ impl AgentConfig {
             )));
         }
         for (name, seconds) in [
-            ("api.header_timeout_seconds", self.api.header_timeout_seconds),
+            (
+                "api.header_timeout_seconds",
+                self.api.header_timeout_seconds,
+            ),
             ("api.body_timeout_seconds", self.api.body_timeout_seconds),
         ] {
             if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {

@@ -28,9 +28,7 @@ fn alive(pid: u64) -> bool {
 }
 
 fn state_of(agent: &Agent, id: &str) -> Value {
-    agent
-        .api("GET", &format!("/v1/containers/{id}"), None)
-        .body
+    agent.api("GET", &format!("/v1/containers/{id}"), None).body
 }
 
 /// A second agent on the same runtime and work dirs, on a socket of its
@@ -168,7 +166,10 @@ fn a_corrupt_record_is_quarantined_and_nothing_else_is_touched() {
         assert_eq!(unknown["state"], "unknown", "{unknown}");
         let message = unknown["message"].as_str().unwrap();
         assert!(message.contains("container.json.corrupt-"), "{message}");
-        assert!(alive(damaged_pid), "round {round}: the damaged container's process was killed");
+        assert!(
+            alive(damaged_pid),
+            "round {round}: the damaged container's process was killed"
+        );
         let log = agent.log();
         for word in ["reboot", "agent-lost", "interrupted"] {
             assert!(!log.contains(word), "round {round}: {word} in\n{log}");
@@ -183,9 +184,11 @@ fn a_corrupt_record_is_quarantined_and_nothing_else_is_touched() {
     assert_eq!(refused.status, 409, "{:?}", refused.body);
     let removed = agent.api("DELETE", "/v1/containers/damaged?force=true", None);
     assert_eq!(removed.status, 204, "{:?}", removed.body);
-    eventually(Duration::from_secs(10), "the damaged container's end", || {
-        (!alive(damaged_pid)).then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the damaged container's end",
+        || (!alive(damaged_pid)).then_some(()),
+    );
     assert!(!agent.runtime_dir.join("containers/damaged").exists());
     assert_eq!(state_of(&agent, "healthy")["state"], "running");
 }
@@ -219,7 +222,10 @@ fn a_forced_remove_during_a_launch_waits_for_it_and_kills_it() {
     });
     // The remove waits while the launch is held.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!remove.is_finished(), "the remove did not wait for the launch");
+    assert!(
+        !remove.is_finished(),
+        "the remove did not wait for the launch"
+    );
     std::fs::write(gate.path().join("slow.go"), b"").unwrap();
 
     let (status, body) = launch.join().unwrap();
@@ -275,10 +281,7 @@ fn user_errors_found_at_launch_are_400_naming_the_field() {
             "log.max_size",
             json!({"command": ["true"], "log": {"max_size": 2u64 << 30}}),
         ),
-        (
-            "command",
-            json!({"command": ["echo", "x".repeat(200_000)]}),
-        ),
+        ("command", json!({"command": ["echo", "x".repeat(200_000)]})),
     ];
     for (field, request) in cases {
         let answer = agent.api("POST", "/v1/containers", Some(request.clone()));
@@ -288,7 +291,11 @@ fn user_errors_found_at_launch_are_400_naming_the_field() {
             message.starts_with(&format!("invalid {field}:")),
             "{field}: {message}"
         );
-        assert!(agent.leftovers().is_empty(), "{field}: {:?}", agent.leftovers());
+        assert!(
+            agent.leftovers().is_empty(),
+            "{field}: {:?}",
+            agent.leftovers()
+        );
     }
     // The workdir is checked in the container's view: one that exists
     // there works.
@@ -324,9 +331,8 @@ fn read_to_close(stream: &mut UnixStream, limit: Duration) -> (String, Duration)
 #[test]
 fn hostile_api_clients_are_cut_off_and_hold_nobody_up() {
     require_root!();
-    let agent = Agent::start_with_config(
-        "[api]\nheader_timeout_seconds = 1\nbody_timeout_seconds = 1\n",
-    );
+    let agent =
+        Agent::start_with_config("[api]\nheader_timeout_seconds = 1\nbody_timeout_seconds = 1\n");
     // Not JSON: 415 with the error body.
     let body = br#"{"command": ["true"]}"#;
     let mut stream = raw(
@@ -444,7 +450,11 @@ fn the_cli_ends_quietly_when_its_output_is_closed_and_escapes_commands() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "line 0\n");
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(141));
 
     let ps = agent.berth(&["ps"]);

@@ -71,7 +71,8 @@ pub async fn guard(State(limits): State<Limits>, request: Request, next: Next) -
             ))
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).
@@ -97,9 +98,10 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// (all) read, so the connection cannot carry another request.
 fn close(error: ApiError) -> Response {
     let mut response = error.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     response
 }
 

@@ -29,9 +29,7 @@ type Params = Query<HashMap<String, String>>;
 /// The API's routes.
 pub fn router(manager: Arc<Manager>) -> Router {
     let limits = guard::Limits {
-        body_timeout: std::time::Duration::from_secs_f64(
-            manager.config().api.body_timeout_seconds,
-        ),
+        body_timeout: std::time::Duration::from_secs_f64(manager.config().api.body_timeout_seconds),
     };
     Router::new()
         .route("/v1/info", get(info))

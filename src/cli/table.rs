@@ -118,7 +118,10 @@ mod tests {
 
     #[test]
     fn control_characters_in_commands_are_escaped() {
-        assert_eq!(escape_controls("a\x1b[2Jb\nc\u{9b}d é"), "a\\x1b[2Jb\\nc\\x9bd é");
+        assert_eq!(
+            escape_controls("a\x1b[2Jb\nc\u{9b}d é"),
+            "a\\x1b[2Jb\\nc\\x9bd é"
+        );
     }
 
     #[test]

@@ -288,9 +288,7 @@ impl Manager {
                     updates.wait_for(|c| c.state != State::Created),
                 )
                 .await
-                .map_err(|_| {
-                    ManagerError::Internal(format!("container {id} is still launching"))
-                })?
+                .map_err(|_| ManagerError::Internal(format!("container {id} is still launching")))?
                 .map_err(|_| ManagerError::NotFound(id.to_string()))?
                 .clone();
             }
@@ -322,7 +320,11 @@ impl Manager {
 
     /// Removes a container whose record was unreadable: SIGKILLs whatever
     /// runs in its cgroups, cleans up every isolator, removes its files.
-    async fn remove_unknown(&self, slot: &Arc<Slot>, container: Container) -> Result<(), ManagerError> {
+    async fn remove_unknown(
+        &self,
+        slot: &Arc<Slot>,
+        container: Container,
+    ) -> Result<(), ManagerError> {
         let id = container.id.clone();
         let kill_id = id.clone();
         let store = self.store.clone();

@@ -249,6 +249,18 @@ impl Manager {
             tracing::warn!(id = %orphan, "removing the leaked cgroups of a container berth does not run");
             (self.cgroups.kill)(orphan);
         }
+        // A state dir with no record (not even a quarantined one): the
+        // launch was interrupted before its first record was written, and
+        // so before it made a sandbox, cgroup or process.
+        for id in self.store.state_ids() {
+            if !known.contains(&id) {
+                let dir = self.config.runtime_dir.join("containers").join(&id);
+                tracing::warn!(dir = %dir.display(), "removing the state dir of a launch interrupted before its first record");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(dir = %dir.display(), "remove: {e}");
+                }
+            }
+        }
         for id in self.store.sandbox_ids() {
             if !known.contains(&id) {
                 tracing::warn!(%id, "a sandbox with no container record is left in place for inspection");

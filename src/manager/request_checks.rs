@@ -63,7 +63,8 @@ pub fn check(request: &LaunchRequest) -> Result<(), ManagerError> {
         check_rootfs(rootfs)?;
     }
     if let Some(Ok(NetworkMode::Join(path))) = request.network.as_deref().map(NetworkMode::parse) {
-        check_network_namespace(&path).map_err(|message| ManagerError::invalid("network", message))?;
+        check_network_namespace(&path)
+            .map_err(|message| ManagerError::invalid("network", message))?;
     }
     Ok(())
 }
@@ -205,11 +206,17 @@ mod tests {
         };
         check(&with("user", serde_json::json!({"uid": MAX_ID}))).unwrap();
         assert_eq!(
-            field_of(check(&with("user", serde_json::json!({"uid": 4294967295u32})))),
+            field_of(check(&with(
+                "user",
+                serde_json::json!({"uid": 4294967295u32})
+            ))),
             "user.uid"
         );
         assert_eq!(
-            field_of(check(&with("user", serde_json::json!({"uid": 1, "gid": 2147483648u32})))),
+            field_of(check(&with(
+                "user",
+                serde_json::json!({"uid": 1, "gid": 2147483648u32})
+            ))),
             "user.gid"
         );
         assert_eq!(field_of(check(&with("rootfs", "/".into()))), "rootfs");

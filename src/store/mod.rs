@@ -29,8 +29,8 @@ use crate::shim::protocol::{ExitRecord, EXIT_FILE};
 mod lock;
 mod quarantine;
 pub use lock::{LockError, RuntimeLock};
-pub use quarantine::{Loaded, Quarantined};
 use quarantine::{load_record, QUARANTINE_SUFFIX};
+pub use quarantine::{Loaded, Quarantined};
 
 const RECORD_FILE: &str = "container.json";
 
@@ -135,7 +135,9 @@ impl Store {
                 Some(Ok(id)) => {
                     ids.insert(id);
                 }
-                Some(Err(_)) => tracing::warn!(file = %dir.join(&name).display(), "ignoring a record file not named after a container id"),
+                Some(Err(_)) => {
+                    tracing::warn!(file = %dir.join(&name).display(), "ignoring a record file not named after a container id")
+                }
                 None => {}
             }
         }
@@ -158,6 +160,11 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Ids of state dirs in the runtime dir.
+    pub fn state_ids(&self) -> Vec<String> {
+        entry_names(&self.runtime_dir.join("containers")).unwrap_or_default()
     }
 
     /// Whether the runtime dir was made in this boot. Records it for the

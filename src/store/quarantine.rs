@@ -79,10 +79,7 @@ pub(super) fn load_record(id: ContainerId, path: &Path) -> Option<Loaded> {
 
 /// The newest quarantined copy of the record at `path`, if any.
 fn earlier_quarantine(path: &Path) -> Option<PathBuf> {
-    let prefix = format!(
-        "{}{QUARANTINE_SUFFIX}",
-        path.file_name()?.to_string_lossy()
-    );
+    let prefix = format!("{}{QUARANTINE_SUFFIX}", path.file_name()?.to_string_lossy());
     std::fs::read_dir(path.parent()?)
         .ok()?
         .flatten()
