@@ -105,6 +105,34 @@ fn a_second_agent_is_refused_before_it_touches_the_first_ones_launches() {
         assert!(alive(container["pid"].as_u64().unwrap()), "{id}");
     }
     assert_eq!(agent.api("GET", "/v1/info", None).status, 200);
+
+    // The same, ungated: a burst of launches racing second agents.
+    let burst: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
+    for id in &burst {
+        std::fs::write(gate.path().join(format!("{id}.go")), b"").unwrap();
+    }
+    let launches: Vec<_> = burst
+        .iter()
+        .map(|id| {
+            let socket = agent.socket.clone();
+            let id = id.clone();
+            std::thread::spawn(move || launch_over(&socket, &id))
+        })
+        .collect();
+    for _ in 0..3 {
+        let second = second_agent(&agent);
+        assert!(!second.status.success());
+        assert!(String::from_utf8_lossy(&second.stderr).contains(&expected));
+    }
+    for launch in launches {
+        let (status, body) = launch.join().unwrap();
+        assert_eq!(status, 201, "a launch of the first agent failed: {body}");
+    }
+    for id in ids.iter().chain(&burst) {
+        let container = state_of(&agent, id);
+        assert_eq!(container["state"], "running", "{id}: {container}");
+        assert!(alive(container["pid"].as_u64().unwrap()), "{id}");
+    }
     assert!(!agent.log().contains("interrupted"), "{}", agent.log());
 }
 
