@@ -95,6 +95,9 @@ fn make_isolator(
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     config.validate()?;
+    // Before anything reads or changes the dirs: a second agent would
+    // destroy the first one's in-flight launches as "interrupted".
+    let _lock = crate::store::RuntimeLock::acquire(&config.runtime_dir)?;
     let root = Arc::new(
         CgroupRoot::detect(&config.cgroup_root)
             .with_context(|| format!("cgroup root {:?}", config.cgroup_root))?,
@@ -149,10 +152,14 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             }
         }
     });
-    axum::serve(listener, crate::api::router(manager.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serve the API")?;
+    let header_timeout = Duration::from_secs_f64(manager.config().api.header_timeout_seconds);
+    crate::api::serve(
+        listener,
+        crate::api::router(manager.clone()),
+        header_timeout,
+        shutdown,
+    )
+    .await;
     gc.abort();
     let _ = std::fs::remove_file(&socket);
     if manager.config().shutdown.stop_containers {

@@ -56,6 +56,8 @@ pub struct AgentConfig {
     pub shutdown: ShutdownSettings,
     /// What every container gets unless its request says otherwise.
     pub container: ContainerSettings,
+    /// Limits of the API server.
+    pub api: ApiSettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -114,6 +116,27 @@ impl ContainerSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// How long the API server waits for a client's request: a client that
+/// sends part of its headers or body and stops is disconnected then.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Seconds to receive a request's headers, from the connection's first
+    /// byte (or the end of the previous request).
+    pub header_timeout_seconds: f64,
+    /// Seconds to receive a request's body, once its headers are in.
+    pub body_timeout_seconds: f64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            header_timeout_seconds: 10.0,
+            body_timeout_seconds: 30.0,
+        }
     }
 }
 
@@ -225,6 +248,11 @@ pub enum LogMode {
     Drop,
 }
 
+/// The largest `log.max_size`: one file of a stream, before it rotates.
+pub const MAX_LOG_FILE_SIZE: u64 = 1 << 30;
+/// The most `log.max_files`.
+pub const MAX_LOG_FILES: u32 = 10_000;
+
 /// Log rotation and backpressure settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -279,6 +307,7 @@ impl Default for AgentConfig {
             gc: GcSettings::default(),
             shutdown: ShutdownSettings::default(),
             container: ContainerSettings::default(),
+            api: ApiSettings::default(),
         }
     }
 }
@@ -353,10 +382,25 @@ impl AgentConfig {
                 "shutdown.grace_seconds must be >= 0".into(),
             ));
         }
-        if self.log.max_size < 4096 || self.log.max_files == 0 {
-            return Err(ConfigError::Invalid(
-                "log.max_size must be at least 4096 and log.max_files at least 1".into(),
-            ));
+        if !(4096..=MAX_LOG_FILE_SIZE).contains(&self.log.max_size)
+            || !(1..=MAX_LOG_FILES).contains(&self.log.max_files)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "log.max_size must be within 4096..={MAX_LOG_FILE_SIZE} and log.max_files within 1..={MAX_LOG_FILES}"
+            )));
+        }
+        for (name, seconds) in [
+            (
+                "api.header_timeout_seconds",
+                self.api.header_timeout_seconds,
+            ),
+            ("api.body_timeout_seconds", self.api.body_timeout_seconds),
+        ] {
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be within 0..=3600 and above 0, got {seconds}"
+                )));
+            }
         }
         self.container.validate()?;
         Ok(())

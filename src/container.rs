@@ -109,6 +109,9 @@ pub enum State {
     Running,
     /// It ended (or never started); see the termination fields.
     Exited,
+    /// Its record could not be read: it was quarantined (see `message`) and
+    /// whatever runs is left alone.
+    Unknown,
 }
 
 /// Why a container ended.

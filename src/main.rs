@@ -106,7 +106,11 @@ fn main() -> ExitCode {
             match runtime.block_on(cli::run(socket, command)) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(failure) => {
-                    eprintln!("berth: {}", failure.message);
+                    // Empty when the output's reader went away: nothing to say.
+                    if !failure.message.is_empty() {
+                        use std::io::Write;
+                        let _ = writeln!(std::io::stderr(), "berth: {}", failure.message);
+                    }
                     ExitCode::from(failure.code.clamp(1, 255) as u8)
                 }
             }

@@ -2,7 +2,9 @@
 
 mod error;
 mod files;
+mod guard;
 mod logs;
+mod server;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 pub use error::ApiError;
+pub use server::serve;
 
 use crate::container::LaunchRequest;
 use crate::manager::{Manager, ManagerError};
@@ -25,6 +28,9 @@ type Params = Query<HashMap<String, String>>;
 
 /// The API's routes.
 pub fn router(manager: Arc<Manager>) -> Router {
+    let limits = guard::Limits {
+        body_timeout: std::time::Duration::from_secs_f64(manager.config().api.body_timeout_seconds),
+    };
     Router::new()
         .route("/v1/info", get(info))
         .route("/v1/gc", post(gc))
@@ -43,6 +49,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(axum::middleware::from_fn_with_state(limits, guard::guard))
         .with_state(manager)
 }
 

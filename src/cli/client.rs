@@ -27,6 +27,9 @@ pub enum ClientError {
     },
     #[error("talking to the agent: {0}")]
     Http(String),
+    /// Writing the answer out failed (the reader of a pipe went away).
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 /// A client for one agent.
@@ -147,12 +150,8 @@ impl Client {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
             if let Some(data) = frame.data_ref() {
-                out.write_all(data)
-                    .await
-                    .map_err(|e| ClientError::Http(e.to_string()))?;
-                out.flush()
-                    .await
-                    .map_err(|e| ClientError::Http(e.to_string()))?;
+                out.write_all(data).await.map_err(ClientError::Output)?;
+                out.flush().await.map_err(ClientError::Output)?;
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! The `berth` command line: talks to the agent's API.
 
 pub mod client;
+mod output;
 mod stats;
 mod table;
 
@@ -13,6 +14,7 @@ use serde_json::json;
 use crate::container::{Container, State, User};
 use crate::size::parse_size;
 use client::{Client, ClientError};
+use output::{out, outln};
 
 /// Commands that talk to the agent.
 #[derive(Debug, Subcommand)]
@@ -178,6 +180,9 @@ pub struct Failure {
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
+        if let ClientError::Output(e) = &e {
+            return output::output_failure(e);
+        }
         Failure {
             message: e.to_string(),
             code: 1,
@@ -205,16 +210,16 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 .filter(|c| all || c.state != State::Exited)
                 .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&shown).expect("json"));
+                outln!("{}", serde_json::to_string_pretty(&shown).expect("json"));
             } else {
-                print!("{}", table::containers(&shown));
+                out!("{}", table::containers(&shown));
             }
             Ok(0)
         }
         Command::Inspect { id } => {
             let container: serde_json::Value =
                 client.json(Method::GET, &container_path(&id), None).await?;
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&container).expect("json")
             );
@@ -225,7 +230,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 .json(Method::GET, &format!("{}/wait", container_path(&id)), None)
                 .await?;
             let code = container.shell_exit_code();
-            println!("{code}");
+            outln!("{code}");
             Ok(code)
         }
         Command::Kill { signal, id } => {
@@ -246,7 +251,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                     if force { "?force=true" } else { "" }
                 );
                 client.call(Method::DELETE, &path, None).await?;
-                println!("{id}");
+                outln!("{id}");
             }
             Ok(0)
         }
@@ -294,7 +299,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                         .collect()
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(&["TYPE", "MODE", "SIZE", "MODIFIED", "NAME"], &rows)
             );
@@ -321,24 +326,24 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             let path = format!("{}/resources", container_path(&id));
             let container: Container = client.json(Method::PATCH, &path, Some(body)).await?;
-            println!("{}", container.id);
+            outln!("{}", container.id);
             Ok(0)
         }
         Command::Gc { json } => {
             let report: serde_json::Value = client.json(Method::POST, "/v1/gc", None).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+                outln!("{}", serde_json::to_string_pretty(&report).expect("json"));
                 return Ok(0);
             }
             let removed = report["removed"].as_array().cloned().unwrap_or_default();
-            println!(
+            outln!(
                 "disk usage {:.1}%: sandboxes may stay {:.0}s after their container ended; removed {}",
                 report["disk_usage"].as_f64().unwrap_or(0.0) * 100.0,
                 report["max_age_seconds"].as_f64().unwrap_or(0.0),
                 removed.len()
             );
             for entry in removed {
-                println!(
+                outln!(
                     "{}\tended {}\t{:.0}s ago",
                     entry["id"].as_str().unwrap_or("?"),
                     entry["finished_at"].as_str().unwrap_or("-"),
@@ -350,9 +355,9 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Info { json } => {
             let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&info).expect("json"));
+                outln!("{}", serde_json::to_string_pretty(&info).expect("json"));
             } else {
-                print!("{}", table::info(&info));
+                out!("{}", table::info(&info));
             }
             Ok(0)
         }
@@ -583,7 +588,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         .json(Method::POST, "/v1/containers", Some(request))
         .await?;
     if args.detach {
-        println!("{}", container.id);
+        outln!("{}", container.id);
         return Ok(0);
     }
     let base = container_path(container.id.as_str());
@@ -600,9 +605,12 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         .json(Method::GET, &format!("{base}/wait"), None)
         .await?;
     if let Some(limitation) = &ended.limitation {
-        eprintln!(
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "berth: container {} ended: {}",
-            ended.id, limitation.message
+            ended.id,
+            limitation.message
         );
     }
     Ok(ended.shell_exit_code())

@@ -9,6 +9,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::client::Client;
+use super::output::{out, outln};
 use super::{container_path, table, Failure};
 use crate::container::{Container, State};
 use crate::size::format_size;
@@ -64,7 +65,7 @@ pub async fn run(
             previous.insert(id.clone(), current);
         }
         if json {
-            println!("{}", serde_json::to_string_pretty(&objects).expect("json"));
+            outln!("{}", serde_json::to_string_pretty(&objects).expect("json"));
             return Ok(0);
         }
         let rendered = table::render(
@@ -80,11 +81,11 @@ pub async fn run(
             &rows,
         );
         if no_stream {
-            print!("{rendered}");
+            out!("{rendered}");
             return Ok(0);
         }
         // Clear the screen and draw again, as docker stats does.
-        print!("\x1b[2J\x1b[H{rendered}");
+        out!("\x1b[2J\x1b[H{rendered}");
         let _ = std::io::stdout().flush();
     }
 }

@@ -3,8 +3,13 @@
 use crate::container::{Container, State};
 
 /// Formats rows as columns separated by three spaces, padded to the widest
-/// cell of each column.
+/// cell of each column. Control characters in cells are escaped.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| escape_controls(cell)).collect())
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -38,8 +43,9 @@ pub fn containers(containers: &[&Container]) -> String {
                 ),
                 State::Running => "running".to_string(),
                 State::Created => "starting".to_string(),
+                State::Unknown => "unknown".to_string(),
             };
-            let mut command = c.command.join(" ");
+            let mut command = escape_controls(&c.command.join(" "));
             if command.chars().count() > 40 {
                 command = command.chars().take(39).collect::<String>() + "…";
             }
@@ -53,6 +59,26 @@ pub fn containers(containers: &[&Container]) -> String {
         })
         .collect();
     render(&["ID", "STATUS", "PID", "CREATED", "COMMAND"], &rows)
+}
+
+/// `text` with control characters (a terminal's escape sequences, line
+/// breaks) shown as escapes (`\x1b`, `\n`), so a container's command
+/// cannot draw on the terminal or break the table.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The `berth info` table.
@@ -89,6 +115,14 @@ pub fn info(info: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_commands_are_escaped() {
+        assert_eq!(
+            escape_controls("a\x1b[2Jb\nc\u{9b}d é"),
+            "a\\x1b[2Jb\\nc\\x9bd é"
+        );
+    }
 
     #[test]
     fn columns_line_up() {

@@ -13,7 +13,7 @@ use berth_isolator::{
 use super::shim_client::{ShimArgs, ShimConnection};
 use super::{now, Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
-use crate::config::LogSettings;
+use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
@@ -73,10 +73,12 @@ impl Manager {
         match self.start(&plan, &slot) {
             Ok(container) => Ok(container.public()),
             Err(e) => {
-                self.slots.lock().unwrap().remove(&id);
+                self.forget(&id, &slot);
                 if let Err(remove) = self.store.remove(&id) {
                     tracing::error!(%id, "remove after failed launch: {remove}");
                 }
+                // A forced remove waiting for this launch sees it end.
+                slot.record.send_modify(|c| c.state = State::Exited);
                 Err(e)
             }
         }
@@ -84,6 +86,7 @@ impl Manager {
 
     /// Checks the whole request without touching the host.
     fn plan(&self, request: LaunchRequest) -> Result<Plan, ManagerError> {
+        super::request_checks::check(&request)?;
         let id = match &request.id {
             Some(id) => ContainerId::new(id.clone())
                 .map_err(|e| ManagerError::invalid("id", e.to_string()))?,
@@ -435,6 +438,7 @@ impl Manager {
                 )));
             }
         }
+        launch_gate(&container.id);
         shim.go().map_err(|e| internal(&e))?;
         match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Running => {}
@@ -460,16 +464,16 @@ fn effective_log_settings(
         compress: overrides.compress.unwrap_or(agent.compress),
         mode: overrides.mode.unwrap_or(agent.mode),
     };
-    if settings.max_size < 4096 {
+    if !(4096..=MAX_LOG_FILE_SIZE).contains(&settings.max_size) {
         return Err(ManagerError::invalid(
             "log.max_size",
-            "must be at least 4096 bytes",
+            format!("must be between 4096 and {MAX_LOG_FILE_SIZE} bytes"),
         ));
     }
-    if settings.max_files == 0 || settings.max_files > 10_000 {
+    if !(1..=MAX_LOG_FILES).contains(&settings.max_files) {
         return Err(ManagerError::invalid(
             "log.max_files",
-            "must be between 1 and 10000",
+            format!("must be between 1 and {MAX_LOG_FILES}"),
         ));
     }
     Ok(settings)
@@ -497,12 +501,32 @@ impl Manager {
     }
 }
 
-/// A launch failure; a command that cannot be exec'd is the caller's error.
+/// A launch failure; a command that cannot be exec'd, or a working
+/// directory missing in the container, is the caller's error.
 fn launch_failed(message: String) -> ManagerError {
+    if message.starts_with("chdir to ") {
+        return ManagerError::invalid("workdir", message);
+    }
     let user_error = message.starts_with("exec ");
     ManagerError::LaunchFailed {
         message,
         user_error,
+    }
+}
+
+/// A hook for tests of what happens during a launch: with
+/// `BERTH_TEST_LAUNCH_GATE=DIR` in the agent's environment, a launch whose
+/// container process is ready creates `DIR/<id>.waiting` and goes on only
+/// once `DIR/<id>.go` exists. Without the variable it does nothing.
+fn launch_gate(id: &ContainerId) {
+    let Some(dir) = std::env::var_os("BERTH_TEST_LAUNCH_GATE").map(PathBuf::from) else {
+        return;
+    };
+    let _ = std::fs::write(dir.join(format!("{id}.waiting")), b"");
+    let go = dir.join(format!("{id}.go"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !go.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

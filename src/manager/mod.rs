@@ -9,6 +9,7 @@ mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
 mod recover;
+mod request_checks;
 mod shim_client;
 mod update;
 
@@ -31,6 +32,9 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long `rm --force` waits for a killed container to end.
 const FORCE_REMOVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long `rm --force` waits for a launch under way to finish.
+const LAUNCH_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Errors the manager returns; the API maps each to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -216,11 +220,12 @@ impl Manager {
         Ok(self.slot(id)?.record.subscribe())
     }
 
-    /// Waits until the container has ended.
+    /// Waits until the container has ended (at once for one whose state is
+    /// unknown).
     pub async fn wait(&self, id: &str) -> Result<Container, ManagerError> {
         let mut rx = self.subscribe(id)?;
         let container = rx
-            .wait_for(|c| c.state == State::Exited)
+            .wait_for(|c| c.state == State::Exited || c.state == State::Unknown)
             .await
             .map_err(|_| ManagerError::NotFound(id.to_string()))?
             .clone();
@@ -250,10 +255,19 @@ impl Manager {
     }
 
     /// Removes an ended container (or, with `force`, kills it first): its
-    /// sandbox, bundle and records.
+    /// sandbox, bundle and records. A forced remove during the launch waits
+    /// for the launch, then kills what it started.
     pub async fn remove(&self, id: &str, force: bool) -> Result<(), ManagerError> {
         let slot = self.slot(id)?;
-        let container = slot.get();
+        let mut container = slot.get();
+        if container.state == State::Unknown {
+            if !force {
+                return Err(ManagerError::Conflict(format!(
+                    "container {id}'s state is unknown (its record was unreadable); remove it with force to kill whatever runs in its cgroups"
+                )));
+            }
+            return self.remove_unknown(&slot, container).await;
+        }
         if container.state != State::Exited {
             if !force {
                 return Err(ManagerError::Conflict(format!(
@@ -265,14 +279,34 @@ impl Manager {
                     }
                 )));
             }
-            if let Some(process) = container_process(&container) {
-                let _ = process.signal(libc::SIGKILL);
-            }
-            tokio::time::timeout(FORCE_REMOVE_TIMEOUT, self.wait(id))
+            if container.state == State::Created {
+                // Its pids are not known before the launch is done; a failed
+                // launch ends it as exited.
+                let mut updates = slot.record.subscribe();
+                container = tokio::time::timeout(
+                    LAUNCH_WAIT_TIMEOUT,
+                    updates.wait_for(|c| c.state != State::Created),
+                )
                 .await
-                .map_err(|_| {
-                    ManagerError::Internal(format!("container {id} did not end after SIGKILL"))
-                })??;
+                .map_err(|_| ManagerError::Internal(format!("container {id} is still launching")))?
+                .map_err(|_| ManagerError::NotFound(id.to_string()))?
+                .clone();
+            }
+            if container.state == State::Running {
+                if let Some(process) = container_process(&container) {
+                    let _ = process.signal(libc::SIGKILL);
+                }
+            }
+            let mut updates = slot.record.subscribe();
+            tokio::time::timeout(
+                FORCE_REMOVE_TIMEOUT,
+                updates.wait_for(|c| c.state == State::Exited),
+            )
+            .await
+            .map_err(|_| {
+                ManagerError::Internal(format!("container {id} did not end after SIGKILL"))
+            })?
+            .map_err(|_| ManagerError::NotFound(id.to_string()))?;
         }
         let store = self.store.clone();
         let cid = container.id.clone();
@@ -280,8 +314,68 @@ impl Manager {
             .await
             .map_err(|e| ManagerError::Internal(e.to_string()))?
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
-        self.slots.lock().unwrap().remove(&container.id);
+        self.forget(&container.id, &slot);
         Ok(())
+    }
+
+    /// Removes a container whose record was unreadable: SIGKILLs whatever
+    /// runs in its cgroups, cleans up every isolator, removes its files.
+    async fn remove_unknown(
+        &self,
+        slot: &Arc<Slot>,
+        container: Container,
+    ) -> Result<(), ManagerError> {
+        let id = container.id.clone();
+        let kill_id = id.clone();
+        let store = self.store.clone();
+        let isolators = self.isolators.ordered.clone();
+        (self.cgroups.kill)(&kill_id);
+        tokio::task::spawn_blocking(move || {
+            // The killed processes take a moment to leave their cgroups.
+            let deadline = std::time::Instant::now() + KILL_TIMEOUT;
+            for isolator in isolators.iter().rev() {
+                while let Err(e) = isolator.cleanup(&kill_id) {
+                    if std::time::Instant::now() > deadline {
+                        tracing::error!(id = %kill_id, isolator = isolator.name(), "cleanup: {e}");
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            // Its shim, if it still runs, records the end in the state dir
+            // as it goes: remove the dir after that.
+            while !matches!(store.exit_record(&kill_id), Ok(Some(_)))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // It may still be finishing its logs (compressing): try again
+            // while files appear under the dirs being removed.
+            let deadline = std::time::Instant::now() + KILL_TIMEOUT;
+            loop {
+                match store.remove(&kill_id) {
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        tracing::debug!(id = %kill_id, "remove, trying again: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    result => break result,
+                }
+            }
+        })
+        .await
+        .map_err(|e| ManagerError::Internal(e.to_string()))?
+        .map_err(|e| ManagerError::Internal(e.to_string()))?;
+        self.forget(&id, slot);
+        Ok(())
+    }
+
+    /// Drops a container's slot, unless a new container of the same id has
+    /// taken it meanwhile.
+    fn forget(&self, id: &ContainerId, slot: &Arc<Slot>) {
+        let mut slots = self.slots.lock().unwrap();
+        if slots.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(id);
+        }
     }
 
     /// Stops every running container: SIGTERM, then SIGKILL after `grace`,

@@ -10,6 +10,7 @@ use super::exit::cleanup_isolators;
 use super::launch::limitation_reporter;
 use super::{container_process, Manager, Slot, KILL_TIMEOUT};
 use crate::container::{reason, Container, State};
+use crate::store::{Loaded, Quarantined};
 
 /// What recovery found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct Recovery {
     pub ended_before: usize,
     /// Containers whose runtime state was gone (host reboot).
     pub lost: usize,
+    /// Containers whose record could not be read, listed as `unknown`.
+    pub quarantined: usize,
 }
 
 /// Marks a container whose end nobody saw because the host went down.
@@ -43,12 +46,12 @@ impl Manager {
     /// end of those that exited meanwhile, destroys half-launched ones.
     pub fn recover(self: &Arc<Self>) -> Result<Recovery, String> {
         self.store.init().map_err(|e| e.to_string())?;
-        let records = self.store.load_all().map_err(|e| e.to_string())?;
         let mut containers = Vec::new();
-        for record in records {
-            match record {
-                Ok(container) => containers.push(container),
-                Err(e) => tracing::error!("skipping unreadable container record: {e}"),
+        let mut quarantined = Vec::new();
+        for loaded in self.store.load_all().map_err(|e| e.to_string())? {
+            match loaded {
+                Loaded::Record(container) => containers.push(*container),
+                Loaded::Quarantined(q) => quarantined.push(q),
             }
         }
         let same_boot = self.store.same_boot().map_err(|e| e.to_string())?;
@@ -63,24 +66,26 @@ impl Manager {
         }
         // Records whose runtime state is gone: the host rebooted, or the
         // runtime dir was wiped. Their sandboxes stay for inspection and GC.
-        let known: BTreeSet<ContainerId> = containers.iter().map(|c| c.id.clone()).collect();
-        for record in self.store.load_persistent().map_err(|e| e.to_string())? {
-            match record {
-                Ok(mut container) if !known.contains(&container.id) => {
+        // A container whose runtime record is quarantined is not one of them.
+        let mut known: BTreeSet<ContainerId> = containers.iter().map(|c| c.id.clone()).collect();
+        known.extend(quarantined.iter().map(|q| q.id.clone()));
+        for loaded in self.store.load_persistent().map_err(|e| e.to_string())? {
+            match loaded {
+                Loaded::Record(mut container) if !known.contains(&container.id) => {
                     if container.state != State::Exited {
                         mark_agent_lost(&mut container);
-                        lost.push(container.clone());
+                        lost.push((*container).clone());
                     }
                     if let Err(e) = std::fs::create_dir_all(self.store.state_dir(&container.id)) {
                         tracing::error!(id = %container.id, "recreate state dir: {e}");
                     }
-                    containers.push(container);
+                    containers.push(*container);
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!("skipping unreadable container record: {e}"),
+                Loaded::Quarantined(q) if !known.contains(&q.id) => quarantined.push(q),
+                _ => {}
             }
         }
-        let orphans = self.remove_leaks(&containers);
+        let orphans = self.remove_leaks(&containers, &quarantined);
 
         let recovered: Vec<RecoveredContainer> = containers
             .iter()
@@ -101,6 +106,13 @@ impl Manager {
         }
 
         let mut summary = Recovery::default();
+        for q in quarantined {
+            let slot = Slot::new(self.quarantined_record(q));
+            slot.finalized.store(true, Ordering::SeqCst);
+            let id = slot.get().id;
+            self.slots.lock().unwrap().insert(id, slot);
+            summary.quarantined += 1;
+        }
         for container in &lost {
             tracing::warn!(id = %container.id, "container lost with the host's runtime state (reboot?)");
             let mut message = container.message.clone();
@@ -119,6 +131,11 @@ impl Manager {
                     slot.finalized.store(true, Ordering::SeqCst);
                     self.slots.lock().unwrap().insert(id, slot);
                     summary.ended_before += 1;
+                }
+                State::Unknown => {
+                    tracing::error!(%id, "a record says its state is unknown; left alone");
+                    self.slots.lock().unwrap().insert(id, Slot::new(container));
+                    summary.quarantined += 1;
                 }
                 State::Created => {
                     self.destroy_half_launched(container);
@@ -180,13 +197,24 @@ impl Manager {
     /// Finds cgroups and mounts of containers berth no longer knows, says so
     /// in the log, unmounts the mounts and kills the cgroups' processes.
     /// Returns the ids whose cgroups the isolators must remove (as orphans).
-    fn remove_leaks(&self, containers: &[Container]) -> Vec<ContainerId> {
+    /// A quarantined container counts as live: what it may run is left alone.
+    fn remove_leaks(
+        &self,
+        containers: &[Container],
+        quarantined: &[Quarantined],
+    ) -> Vec<ContainerId> {
+        let unknown = quarantined.iter().map(|q| q.id.to_string());
         let live: BTreeSet<String> = containers
             .iter()
             .filter(|c| c.state != State::Exited)
             .map(|c| c.id.to_string())
+            .chain(unknown.clone())
             .collect();
-        let known: BTreeSet<String> = containers.iter().map(|c| c.id.to_string()).collect();
+        let known: BTreeSet<String> = containers
+            .iter()
+            .map(|c| c.id.to_string())
+            .chain(unknown)
+            .collect();
         // Mounts below a sandbox of a container that does not run (a loop
         // mount left by a crash, say) pin the sandbox: detach them.
         let sandboxes = self.config.work_dir.join("containers");
@@ -221,12 +249,59 @@ impl Manager {
             tracing::warn!(id = %orphan, "removing the leaked cgroups of a container berth does not run");
             (self.cgroups.kill)(orphan);
         }
+        // A state dir with no record (not even a quarantined one): the
+        // launch was interrupted before its first record was written, and
+        // so before it made a sandbox, cgroup or process.
+        for id in self.store.state_ids() {
+            if !known.contains(&id) {
+                let dir = self.config.runtime_dir.join("containers").join(&id);
+                tracing::warn!(dir = %dir.display(), "removing the state dir of a launch interrupted before its first record");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(dir = %dir.display(), "remove: {e}");
+                }
+            }
+        }
         for id in self.store.sandbox_ids() {
             if !known.contains(&id) {
                 tracing::warn!(%id, "a sandbox with no container record is left in place for inspection");
             }
         }
         orphans
+    }
+
+    /// The record shown for a container whose record could not be read:
+    /// its id, state `unknown` and what happened. Never saved.
+    fn quarantined_record(&self, q: Quarantined) -> Container {
+        Container {
+            state: State::Unknown,
+            pid: None,
+            command: Vec::new(),
+            env: Default::default(),
+            workdir: None,
+            user: None,
+            rootfs: None,
+            resources: Default::default(),
+            isolation: Vec::new(),
+            network: "unknown".into(),
+            log: self.config.log.clone(),
+            capabilities: Default::default(),
+            tmp_size: None,
+            created_at: super::now(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            limitation: None,
+            message: Some(q.message),
+            sandbox: self.store.sandbox(&q.id),
+            bundle: self.store.bundle_dir(&q.id),
+            status: Default::default(),
+            shim: None,
+            pid_start_time: None,
+            logs: None,
+            id: q.id,
+        }
     }
 
     pub(super) fn isolator_config(&self, container: &Container) -> ContainerConfig {

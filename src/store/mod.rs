@@ -8,6 +8,7 @@
 //! <runtime_dir>/containers/<id>/bundle/        the OCI bundle
 //! <runtime_dir>/containers/<id>/isolators/     isolators' recovery state
 //! <runtime_dir>/boot_id                       the boot the runtime dir belongs to
+//! <runtime_dir>/agent.lock                    flock'd by the agent that owns the dir
 //! <work_dir>/records/<id>.json                 a copy of the record that
 //!                                              survives a reboot (the runtime
 //!                                              dir is a tmpfs)
@@ -24,6 +25,12 @@ use berth_isolator::ContainerId;
 
 use crate::container::Container;
 use crate::shim::protocol::{ExitRecord, EXIT_FILE};
+
+mod lock;
+mod quarantine;
+pub use lock::{LockError, RuntimeLock};
+use quarantine::{load_record, QUARANTINE_SUFFIX};
+pub use quarantine::{Loaded, Quarantined};
 
 const RECORD_FILE: &str = "container.json";
 
@@ -117,11 +124,34 @@ impl Store {
     }
 
     /// Records kept in the work dir, for containers whose runtime state is
-    /// gone (the host rebooted, or the runtime dir was wiped).
-    pub fn load_persistent(&self) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
-        read_records(&self.work_dir.join("records"), |entry| {
-            Some(entry).filter(|p| p.extension().is_some_and(|e| e == "json"))
-        })
+    /// gone (the host rebooted, or the runtime dir was wiped). A corrupt one
+    /// is quarantined (see [`Loaded::Quarantined`]).
+    pub fn load_persistent(&self) -> Result<Vec<Loaded>, StoreError> {
+        let dir = self.work_dir.join("records");
+        let mut ids = std::collections::BTreeSet::new();
+        for name in entry_names(&dir)? {
+            // `<id>.json`, or only a quarantined `<id>.json.corrupt-<time>`.
+            let id = name
+                .strip_suffix(".json")
+                .or_else(|| name.split_once(QUARANTINE_SUFFIX).map(|(id, _)| id))
+                .and_then(|id| id.strip_suffix(".json").or(Some(id)));
+            match id.map(ContainerId::new) {
+                Some(Ok(id)) => {
+                    ids.insert(id);
+                }
+                Some(Err(_)) => {
+                    tracing::warn!(file = %dir.join(&name).display(), "ignoring a record file not named after a container id")
+                }
+                None => {}
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let path = self.persistent_record(&id);
+                load_record(id, &path)
+            })
+            .collect())
     }
 
     /// Ids of sandbox directories in the work dir.
@@ -136,6 +166,11 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Ids of state dirs in the runtime dir.
+    pub fn state_ids(&self) -> Vec<String> {
+        entry_names(&self.runtime_dir.join("containers")).unwrap_or_default()
+    }
+
     /// Whether the runtime dir was made in this boot. Records it for the
     /// current boot either way.
     pub fn same_boot(&self) -> Result<bool, StoreError> {
@@ -146,16 +181,34 @@ impl Store {
         let path = self.runtime_dir.join("boot_id");
         let recorded = fs::read_to_string(&path).ok();
         write_atomic(&path, current.as_bytes())?;
-        Ok(recorded.is_none_or(|r| r == current))
+        // Only a well-formed boot id says "another boot": a damaged file
+        // proves nothing, and the pids' start times still guard each record.
+        let well_formed = |r: &str| {
+            r.trim().len() == 36 && r.trim().bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        };
+        Ok(recorded.is_none_or(|r| {
+            if !well_formed(&r) {
+                tracing::warn!(file = %path.display(), "ignoring a damaged boot id record");
+            }
+            r == current || !well_formed(&r)
+        }))
     }
 
     /// Loads every container record in the runtime dir. A record that cannot
-    /// be read is returned as an error for its id, so the caller can say so
-    /// and carry on with the rest.
-    pub fn load_all(&self) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
-        read_records(&self.runtime_dir.join("containers"), |entry| {
-            Some(entry.join(RECORD_FILE)).filter(|p| p.exists())
-        })
+    /// be read is quarantined and returned as such for its id, so the caller
+    /// can say so and carry on with the rest.
+    pub fn load_all(&self) -> Result<Vec<Loaded>, StoreError> {
+        let dir = self.runtime_dir.join("containers");
+        let mut out = Vec::new();
+        for name in entry_names(&dir)? {
+            let Ok(id) = ContainerId::new(name.as_str()) else {
+                tracing::warn!(dir = %dir.join(&name).display(), "ignoring a state dir not named after a container id");
+                continue;
+            };
+            let path = dir.join(&name).join(RECORD_FILE);
+            out.extend(load_record(id, &path));
+        }
+        Ok(out)
     }
 
     /// The shim's record of how the container ended, if it wrote one.
@@ -182,6 +235,13 @@ impl Store {
         // The record goes last: a crash before this line leaves a record
         // whose dirs are gone, which recovery removes again.
         let record = self.persistent_record(id);
+        let records = self.work_dir.join("records");
+        let quarantined = format!("{id}.json{QUARANTINE_SUFFIX}");
+        for name in entry_names(&records).unwrap_or_default() {
+            if name.starts_with(&quarantined) {
+                let _ = fs::remove_file(records.join(name));
+            }
+        }
         match fs::remove_file(&record) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -190,26 +250,22 @@ impl Store {
     }
 }
 
-/// Reads the record that `record_of` finds for each entry of `dir` (none
-/// for a missing dir). An unreadable record is an error in the list, not of
-/// the whole load, so one bad file does not hide the others.
-fn read_records(
-    dir: &Path,
-    record_of: impl Fn(PathBuf) -> Option<PathBuf>,
-) -> Result<Vec<Result<Container, StoreError>>, StoreError> {
+/// The names of the entries of `dir` (none for a missing dir).
+fn entry_names(dir: &Path) -> Result<Vec<String>, StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_error("read", dir)(e)),
     };
-    let mut out = Vec::new();
+    let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_error("read", dir))?;
-        if let Some(path) = record_of(entry.path()) {
-            out.push(read_json(&path));
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
         }
     }
-    Ok(out)
+    names.sort();
+    Ok(names)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
@@ -252,6 +308,19 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_damaged_boot_id_record_is_not_another_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let path = dir.path().join("run/boot_id");
+        fs::write(&path, b"6d1f").unwrap();
+        assert!(store.same_boot().unwrap());
+        fs::write(&path, b"00000000-0000-0000-0000-000000000000\n").unwrap();
+        assert!(!store.same_boot().unwrap());
+        assert!(store.same_boot().unwrap());
     }
 
     #[test]

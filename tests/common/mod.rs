@@ -62,6 +62,7 @@ pub struct Agent {
     pub cgroup_root: String,
     child: Option<Child>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -109,6 +110,25 @@ impl Agent {
         agent
     }
 
+    /// Starts an agent with extra environment variables and a TOML config.
+    pub fn start_with_env(env: &[(&str, &str)], toml: &str) -> Agent {
+        let mut agent = Agent::unstarted();
+        let path = agent.dir.path().join("berth.toml");
+        std::fs::write(&path, toml).unwrap();
+        agent.extra = vec!["--config".into(), path.display().to_string()];
+        agent.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        agent.spawn();
+        agent
+    }
+
+    /// The agent process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn unstarted() -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("berth-test-")
@@ -126,6 +146,7 @@ impl Agent {
             dir,
             child: None,
             extra: Vec::new(),
+            env: Vec::new(),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -152,6 +173,7 @@ impl Agent {
             .arg("--shim")
             .arg(env!("CARGO_BIN_EXE_berth-shim"))
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
