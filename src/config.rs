@@ -54,6 +54,8 @@ pub struct AgentConfig {
     pub gc: GcSettings,
     /// What the agent does with containers when it stops.
     pub shutdown: ShutdownSettings,
+    /// Subordinate id ranges for containers with `userns: auto`.
+    pub userns: crate::userns::UsernsSettings,
 }
 
 /// Garbage collection of ended containers' sandboxes, as Mesos'
@@ -217,6 +219,7 @@ impl Default for AgentConfig {
             log: LogSettings::default(),
             gc: GcSettings::default(),
             shutdown: ShutdownSettings::default(),
+            userns: Default::default(),
         }
     }
 }
@@ -291,6 +294,9 @@ impl AgentConfig {
                 "shutdown.grace_seconds must be >= 0".into(),
             ));
         }
+        self.userns
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.log.max_size < 4096 || self.log.max_files == 0 {
             return Err(ConfigError::Invalid(
                 "log.max_size must be at least 4096 and log.max_files at least 1".into(),

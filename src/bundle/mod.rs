@@ -13,6 +13,9 @@ use oci_spec::runtime::{
 };
 
 use crate::container::User;
+use crate::userns::UsernsMapping;
+
+mod userns;
 
 /// Where the sandbox appears inside a container that has its own rootfs.
 pub const SANDBOX_IN_ROOTFS: &str = "/sandbox";
@@ -110,6 +113,8 @@ pub struct BundleInput<'a> {
     /// connect to the agent's socket (a unix socket on a read-only mount
     /// still accepts connections) and launch what it likes.
     pub hidden: Vec<PathBuf>,
+    /// The container's id mapping when it has a user namespace.
+    pub userns: Option<&'a UsernsMapping>,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -257,14 +262,18 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .readonly_paths(get_default_readonly_paths())
         .build()?;
 
-    Ok(SpecBuilder::default()
+    let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .hostname(input.id.to_string())
         .root(root)
         .mounts(mounts(input, &sandbox_inside)?)
         .process(process)
         .linux(linux)
-        .build()?)
+        .build()?;
+    if let Some(mapping) = input.userns {
+        userns::apply(&mut spec, mapping, input.network)?;
+    }
+    Ok(spec)
 }
 
 fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, BundleError> {
@@ -360,6 +369,7 @@ mod tests {
             network: &NetworkMode::Host,
             nofile: 4096,
             hidden: vec![PathBuf::from("/var/lib/berth"), PathBuf::from("/run/berth")],
+            userns: None,
         }
     }
 
@@ -425,6 +435,49 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("/proc/kcore")));
+    }
+
+    #[test]
+    fn userns_bundle_maps_ids_and_binds_sys_in_host_network() {
+        let command = vec!["id".to_string()];
+        let env = BTreeMap::new();
+        let contribution = Contribution::default();
+        let mapping = UsernsMapping {
+            uid: 100_000,
+            gid: 200_000,
+            size: 65536,
+        };
+        let mut input = input(&command, &env, &contribution);
+        input.userns = Some(&mapping);
+        let spec = spec_json(&input);
+        assert_eq!(spec["linux"]["namespaces"][0], json!({"type": "user"}));
+        assert_eq!(
+            spec["linux"]["uidMappings"],
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}])
+        );
+        assert_eq!(
+            spec["linux"]["gidMappings"],
+            json!([{"containerID": 0, "hostID": 200000, "size": 65536}])
+        );
+        let sys = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["type"], "bind");
+        assert_eq!(sys["source"], "/sys");
+        assert!(sys["options"].as_array().unwrap().contains(&json!("ro")));
+        // Its own network namespace may mount its own sysfs.
+        input.network = &NetworkMode::None;
+        let spec = spec_json(&input);
+        let sys = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["type"], "sysfs");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::LogSettings;
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
+use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 
 /// How long a failed launch waits for its processes to go.
 const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -24,6 +25,9 @@ const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// A validated launch.
 struct Plan {
     container: Container,
+    /// Whether the container gets a user namespace (its range is reserved
+    /// once the id is known to be free).
+    userns: bool,
     isolators: Vec<Arc<dyn Isolator>>,
     config: ContainerConfig,
 }
@@ -38,6 +42,15 @@ impl From<IsolatorError> for ManagerError {
             IsolatorError::Refused { .. } => ManagerError::Refused(e.to_string()),
             IsolatorError::Unsupported { .. } => ManagerError::Unsupported(e.to_string()),
             other => ManagerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<UsernsError> for ManagerError {
+    fn from(e: UsernsError) -> Self {
+        match e {
+            UsernsError::Exhausted { .. } => ManagerError::Conflict(e.to_string()),
+            other => ManagerError::invalid("userns", other.to_string()),
         }
     }
 }
@@ -58,18 +71,22 @@ impl Manager {
         self: &Arc<Self>,
         request: LaunchRequest,
     ) -> Result<Container, ManagerError> {
-        let plan = self.plan(request)?;
+        let mut plan = self.plan(request)?;
         let id = plan.container.id.clone();
-        let slot = Slot::new(plan.container.clone());
-        {
+        let slot = {
             let mut slots = self.slots.lock().unwrap();
             if slots.contains_key(&id) {
                 return Err(ManagerError::Conflict(format!(
                     "container id {id} is in use"
                 )));
             }
+            if plan.userns {
+                plan.container.userns = Some(self.userns.reserve(id.as_str())?);
+            }
+            let slot = Slot::new(plan.container.clone());
             slots.insert(id.clone(), slot.clone());
-        }
+            slot
+        };
         match self.start(&plan, &slot) {
             Ok(container) => Ok(container.public()),
             Err(e) => {
@@ -77,6 +94,7 @@ impl Manager {
                 if let Err(remove) = self.store.remove(&id) {
                     tracing::error!(%id, "remove after failed launch: {remove}");
                 }
+                self.userns.free(id.as_str());
                 Err(e)
             }
         }
@@ -159,6 +177,10 @@ impl Manager {
             Err(e) => return Err(ManagerError::invalid("network", e)),
         }
         let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
+        let userns = UsernsMode::parse(request.userns.as_deref())?;
+        if userns == UsernsMode::Auto {
+            self.check_userns(&request, &network)?;
+        }
 
         let offered = self.isolators.names();
         let chosen = match &request.isolation {
@@ -226,6 +248,7 @@ impl Manager {
             message: None,
             sandbox,
             bundle: self.store.bundle_dir(&id),
+            userns: None,
             status: Default::default(),
             shim: None,
             pid_start_time: None,
@@ -237,6 +260,7 @@ impl Manager {
         }
         Ok(Plan {
             container,
+            userns: userns == UsernsMode::Auto,
             isolators,
             config,
         })
@@ -331,8 +355,8 @@ impl Manager {
             }
             Err(e) => return Err(internal("create", &container.sandbox, e)),
         }
-        if let Some(user) = container.user {
-            std::os::unix::fs::chown(&container.sandbox, Some(user.uid), Some(user.gid()))
+        if let Some((uid, gid)) = sandbox_owner(container) {
+            std::os::unix::fs::chown(&container.sandbox, Some(uid), Some(gid))
                 .map_err(|e| internal("chown", &container.sandbox, e))?;
         }
         Ok(())
@@ -360,6 +384,7 @@ impl Manager {
             network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
             nofile: crate::bundle::inherited_nofile(),
             hidden: self.hidden_dirs(),
+            userns: container.userns.as_ref(),
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
@@ -462,6 +487,44 @@ impl Manager {
         let all = dirs.clone();
         dirs.retain(|d| !all.iter().any(|other| other != d && d.starts_with(other)));
         dirs
+    }
+}
+
+/// The host owner of a new sandbox: the container's user, as the host sees
+/// it (through the container's id mapping, if it has one).
+fn sandbox_owner(container: &Container) -> Option<(u32, u32)> {
+    let user = container.user.map(|u| (u.uid, u.gid()));
+    match &container.userns {
+        Some(mapping) => {
+            let (uid, gid) = user.unwrap_or((0, 0));
+            mapping.host_ids(uid, gid)
+        }
+        None => user,
+    }
+}
+
+impl Manager {
+    /// What `userns: auto` needs: ranges, a kernel that allows user
+    /// namespaces, a user inside the mapped ids, and no network namespace
+    /// to join (a namespace owned by the host's user namespace cannot be
+    /// joined from inside the container's).
+    fn check_userns(&self, request: &LaunchRequest, network: &str) -> Result<(), ManagerError> {
+        self.userns.check_available()?;
+        if let Some(user) = request.user {
+            if user.uid >= USERNS_BLOCK || user.gid() >= USERNS_BLOCK {
+                return Err(ManagerError::invalid(
+                    "user",
+                    format!("with userns auto, uid and gid must be below {USERNS_BLOCK}"),
+                ));
+            }
+        }
+        if matches!(NetworkMode::parse(network), Ok(NetworkMode::Join(_))) {
+            return Err(ManagerError::invalid(
+                "userns",
+                "auto cannot be combined with network ns:PATH (a network namespace of the host's user namespace cannot be joined from the container's)",
+            ));
+        }
+        Ok(())
     }
 }
 
