@@ -152,6 +152,10 @@ pub struct RunArgs {
     /// The network: host (default), none (loopback only) or ns:PATH.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// User namespace: host (default, none) or auto (an unprivileged id
+    /// range of its own).
+    #[arg(long, value_name = "MODE")]
+    pub userns: Option<String>,
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
@@ -534,6 +538,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(network) = &args.network {
         request["network"] = network.clone().into();
+    }
+    if let Some(userns) = &args.userns {
+        request["userns"] = userns.clone().into();
     }
     let mut log = serde_json::Map::new();
     if let Some(size) = &args.log_max_size {

@@ -27,6 +27,7 @@ mod state;
 mod supervisor;
 mod sync;
 mod user;
+mod userns;
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{fork, ForkResult};

@@ -258,6 +258,51 @@ pub fn set_attr_recursive(fd: &OwnedFd, set: u64, clr: u64, what: &Path) -> Resu
     Ok(())
 }
 
+/// Changes the flags of a bind mount. In a user namespace, the flags a
+/// mount of the host's came with (`nosuid`, `nodev`, `noexec`, `ro`) are
+/// locked: a remount must keep them or gets EPERM. Then, as runc does, the
+/// remount is tried again with them added.
+fn remount_bind(path: &Path, flags: libc::c_ulong) -> Result<(), Errno> {
+    let remount = |flags| raw_mount(None, path, None, libc::MS_REMOUNT | libc::MS_BIND | flags, None);
+    match remount(flags) {
+        Err(Errno::EPERM) => {
+            let current = nix::sys::statvfs::statvfs(path)?.flags();
+            use nix::sys::statvfs::FsFlags;
+            let mut locked = flags;
+            for (st, ms) in [
+                (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+                (FsFlags::ST_NODEV, libc::MS_NODEV),
+                (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+                (FsFlags::ST_RDONLY, libc::MS_RDONLY),
+            ] {
+                if current.contains(st) {
+                    locked |= ms;
+                }
+            }
+            // Asked-for atime flags give way to the current ones (locked
+            // too); none asked means the kernel keeps them.
+            let atime = libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
+            if locked & atime != 0 {
+                locked &= !atime;
+                for (st, ms) in [
+                    (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+                    (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+                    (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+                ] {
+                    if current.contains(st) {
+                        locked |= ms;
+                    }
+                }
+            }
+            if locked == flags {
+                return Err(Errno::EPERM);
+            }
+            remount(locked)
+        }
+        other => other,
+    }
+}
+
 /// Performs `spec` under `root` (a dirfd of the new root, before pivot).
 pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
     let dest = &spec.destination;
@@ -385,14 +430,7 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         remount_flags & libc::MS_RDONLY != 0
     };
     if remount_needed {
-        raw_mount(
-            None,
-            &mounted_path,
-            None,
-            libc::MS_REMOUNT | libc::MS_BIND | remount_flags,
-            None,
-        )
-        .map_err(|errno| MountError::Remount {
+        remount_bind(&mounted_path, remount_flags).map_err(|errno| MountError::Remount {
             target: dest.clone(),
             flags: remount_flags,
             errno,

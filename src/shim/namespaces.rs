@@ -20,6 +20,10 @@ pub enum NamespaceError {
     NoMountNamespace,
     #[error("hostname needs a new uts namespace")]
     HostnameWithoutUts,
+    #[error("a user namespace is created, not joined by path ({0})")]
+    JoinUser(PathBuf),
+    #[error("a new user namespace needs a new pid namespace and cannot be combined with joining the {0} namespace by path")]
+    UserWithJoin(&'static str),
     #[error("open {kind} namespace {path}: {source}")]
     Open {
         kind: &'static str,
@@ -58,6 +62,8 @@ pub struct Namespaces {
     pub ipc: NsAction,
     pub uts: NsAction,
     pub net: NsAction,
+    /// `Create` or `Inherit` (joining one by path is refused).
+    pub user: NsAction,
 }
 
 impl Namespaces {
@@ -70,9 +76,8 @@ impl Namespaces {
                 LinuxNamespaceType::Ipc => &mut ns.ipc,
                 LinuxNamespaceType::Uts => &mut ns.uts,
                 LinuxNamespaceType::Network => &mut ns.net,
-                other @ (LinuxNamespaceType::User
-                | LinuxNamespaceType::Cgroup
-                | LinuxNamespaceType::Time) => {
+                LinuxNamespaceType::User => &mut ns.user,
+                other @ (LinuxNamespaceType::Cgroup | LinuxNamespaceType::Time) => {
                     return Err(NamespaceError::Unsupported(other.to_string()))
                 }
             };
@@ -88,6 +93,26 @@ impl Namespaces {
         // root from under everything else.
         if ns.mount == NsAction::Inherit {
             return Err(NamespaceError::NoMountNamespace);
+        }
+        if let NsAction::Join(path) = &ns.user {
+            return Err(NamespaceError::JoinUser(path.clone()));
+        }
+        if ns.user == NsAction::Create {
+            // The container child is cloned into the user namespace: from
+            // inside it, namespaces of the host's user namespace cannot be
+            // joined, and its pid namespace is created by the same clone.
+            for (action, kind) in [
+                (&ns.pid, "pid"),
+                (&ns.net, "network"),
+                (&ns.ipc, "ipc"),
+                (&ns.uts, "uts"),
+                (&ns.mount, "mount"),
+            ] {
+                let pid_inherited = kind == "pid" && *action == NsAction::Inherit;
+                if matches!(action, NsAction::Join(_)) || pid_inherited {
+                    return Err(NamespaceError::UserWithJoin(kind));
+                }
+            }
         }
         Ok(ns)
     }
@@ -131,6 +156,11 @@ impl Namespaces {
             create(new)?;
         }
         Ok(new.contains(CloneFlags::CLONE_NEWNET))
+    }
+
+    /// Whether the container child is cloned into a new user namespace.
+    pub fn new_user(&self) -> bool {
+        self.user == NsAction::Create
     }
 
     pub fn new_uts(&self) -> bool {
@@ -215,12 +245,27 @@ mod tests {
     }
 
     #[test]
-    fn refuses_user_and_cgroup() {
+    fn user_namespace_is_created_with_a_pid_namespace_and_no_joins() {
+        let n = ns(serde_json::json!([{"type": "user"}, {"type": "pid"}, {"type": "mount"}]))
+            .unwrap();
+        assert!(n.new_user());
         let err = ns(serde_json::json!([{"type": "mount"}, {"type": "user"}])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "user namespaces are not supported by berth-shim"
-        );
+        assert!(matches!(err, NamespaceError::UserWithJoin("pid")), "{err}");
+        let err = ns(serde_json::json!([
+            {"type": "user"}, {"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": "/proc/1/ns/net"}
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, NamespaceError::UserWithJoin("network")), "{err}");
+        let err = ns(serde_json::json!([
+            {"type": "user", "path": "/proc/1/ns/user"}, {"type": "pid"}, {"type": "mount"}
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, NamespaceError::JoinUser(_)), "{err}");
+    }
+
+    #[test]
+    fn refuses_cgroup() {
         let err = ns(serde_json::json!([{"type": "cgroup"}, {"type": "mount"}])).unwrap_err();
         assert_eq!(
             err.to_string(),
