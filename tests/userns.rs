@@ -268,3 +268,37 @@ fn without_userns_nothing_changes() {
         .collect();
     assert_eq!(words, ["0", "5000000", "65536"]);
 }
+
+#[test]
+fn a_live_containers_range_stays_held_when_its_records_are_unreadable() {
+    require_root!();
+    if !userns_available("userns::unreadable_record") {
+        return;
+    }
+    let start = 6_000_000u64;
+    let mut agent = agent_with_range(&format!("{start}:{}", 2 * BLOCK));
+    let a = agent.launch(json!({"id": "a", "userns": "auto", "command": ["sleep", "600"]}));
+    assert_eq!(a["userns"]["uid"], start);
+    let pid = a["pid"].as_u64().unwrap();
+    agent.kill_agent();
+    for record in [
+        agent.runtime_dir.join("containers/a/container.json"),
+        agent.work_dir.join("records/a.json"),
+    ] {
+        std::fs::write(&record, "{\"id\": \"a\", \"sta").unwrap();
+    }
+    agent.start_again();
+    // The record is gone for the agent, but its sandbox, owned by the
+    // range, still says whose ids these are.
+    let b = agent.launch(json!({"id": "b", "userns": "auto", "command": ["true"]}));
+    assert_eq!(b["userns"]["uid"], start + BLOCK, "a's range was handed out");
+    // Whether a record-less container is left running is recovery's
+    // business; if it is, end it (it is still ours: its map says so).
+    let still_ours = std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
+        .is_ok_and(|m| m.split_whitespace().nth(1) == Some(&start.to_string()));
+    if still_ours {
+        // SAFETY: kill(2) on the container this test launched.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let _ = std::fs::remove_dir_all(agent.work_dir.join("containers/a"));
+}
