@@ -302,3 +302,48 @@ fn a_live_containers_range_stays_held_when_its_records_are_unreadable() {
     }
     let _ = std::fs::remove_dir_all(agent.work_dir.join("containers/a"));
 }
+
+#[test]
+fn runc_runs_a_userns_bundle_the_same() {
+    require_root!();
+    if !userns_available("userns::runc_interop") {
+        return;
+    }
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        common::skip("userns::runc_runs_a_userns_bundle_the_same", "runc is not installed");
+        return;
+    };
+    let start = 7_000_000u64;
+    let agent = agent_with_range(&format!("{start}:{BLOCK}"));
+    let rootfs = busybox_rootfs(agent.dir.path());
+    let script = "id -u; cat /proc/self/uid_map; ls /sys/kernel >/dev/null && echo sys=ok; \
+                  echo x > /sandbox/w && echo sandbox=rw; touch /probe 2>/dev/null || echo root=ro";
+    let c = agent.launch(json!({
+        "id": "interop",
+        "userns": "auto",
+        "rootfs": rootfs,
+        "command": ["/bin/sh", "-c", script],
+    }));
+    agent.wait("interop");
+    let ours = agent.stdout("interop");
+    assert!(ours.contains("sys=ok\nsandbox=rw\nroot=ro"), "{ours}");
+    let runc_id = format!("berth-userns-interop-{}", std::process::id());
+    let out = std::process::Command::new(runc)
+        .args(["run", "--bundle", c["bundle"].as_str().unwrap(), &runc_id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new(runc)
+        .args(["delete", "--force", &runc_id])
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "runc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), ours, "runc and berth disagree");
+}
