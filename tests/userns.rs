@@ -82,7 +82,16 @@ fn container_root_is_an_unprivileged_host_user_that_owns_its_sandbox() {
     // Inside: root, with 0..65535 mapped to the range.
     assert_eq!(
         &words[..8],
-        &["0", "0", "0", &start.to_string(), "65536", "0", &start.to_string(), "65536"],
+        &[
+            "0",
+            "0",
+            "0",
+            &start.to_string(),
+            "65536",
+            "0",
+            &start.to_string(),
+            "65536"
+        ],
         "{out}"
     );
     // Outside: an ordinary host user.
@@ -140,8 +149,7 @@ fn root_of_a_userns_container_cannot_read_a_host_root_only_file() {
     let rootfs = busybox_rootfs(dir.path());
     let secret = rootfs.join("secret");
     std::fs::write(&secret, "host root only\n").unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let agent = agent_with_range(&format!("2000000:{BLOCK}"));
     let attack = |userns: Option<&str>, id: &str| {
         let mut request = json!({
@@ -187,8 +195,14 @@ fn ranges_are_disjoint_survive_an_agent_restart_and_are_freed_by_rm() {
     );
     assert_ne!(a_uid, b_uid);
     for (c, uid) in [(&a, a_uid), (&b, b_uid)] {
-        assert_eq!(map_of(c["pid"].as_u64().unwrap(), "uid_map"), [0, uid, BLOCK]);
-        assert_eq!(map_of(c["pid"].as_u64().unwrap(), "gid_map"), [0, uid, BLOCK]);
+        assert_eq!(
+            map_of(c["pid"].as_u64().unwrap(), "uid_map"),
+            [0, uid, BLOCK]
+        );
+        assert_eq!(
+            map_of(c["pid"].as_u64().unwrap(), "gid_map"),
+            [0, uid, BLOCK]
+        );
     }
 
     agent.kill_agent();
@@ -291,7 +305,11 @@ fn a_live_containers_range_stays_held_when_its_records_are_unreadable() {
     // The record is gone for the agent, but its sandbox, owned by the
     // range, still says whose ids these are.
     let b = agent.launch(json!({"id": "b", "userns": "auto", "command": ["true"]}));
-    assert_eq!(b["userns"]["uid"], start + BLOCK, "a's range was handed out");
+    assert_eq!(
+        b["userns"]["uid"],
+        start + BLOCK,
+        "a's range was handed out"
+    );
     // Whether a record-less container is left running is recovery's
     // business; if it is, end it (it is still ours: its map says so).
     let still_ours = std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
@@ -313,7 +331,10 @@ fn runc_runs_a_userns_bundle_the_same() {
         .into_iter()
         .find(|p| Path::new(p).exists())
     else {
-        common::skip("userns::runc_runs_a_userns_bundle_the_same", "runc is not installed");
+        common::skip(
+            "userns::runc_runs_a_userns_bundle_the_same",
+            "runc is not installed",
+        );
         return;
     };
     let start = 7_000_000u64;
@@ -345,5 +366,9 @@ fn runc_runs_a_userns_bundle_the_same() {
         "runc failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), ours, "runc and berth disagree");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        ours,
+        "runc and berth disagree"
+    );
 }

@@ -263,7 +263,15 @@ pub fn set_attr_recursive(fd: &OwnedFd, set: u64, clr: u64, what: &Path) -> Resu
 /// locked: a remount must keep them or gets EPERM. Then, as runc does, the
 /// remount is tried again with them added.
 fn remount_bind(path: &Path, flags: libc::c_ulong) -> Result<(), Errno> {
-    let remount = |flags| raw_mount(None, path, None, libc::MS_REMOUNT | libc::MS_BIND | flags, None);
+    let remount = |flags| {
+        raw_mount(
+            None,
+            path,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | flags,
+            None,
+        )
+    };
     match remount(flags) {
         Err(Errno::EPERM) => {
             let current = nix::sys::statvfs::statvfs(path)?.flags();
@@ -281,7 +289,8 @@ fn remount_bind(path: &Path, flags: libc::c_ulong) -> Result<(), Errno> {
             }
             // Asked-for atime flags give way to the current ones (locked
             // too); none asked means the kernel keeps them.
-            let atime = libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
+            let atime =
+                libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
             if locked & atime != 0 {
                 locked &= !atime;
                 for (st, ms) in [

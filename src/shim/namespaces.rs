@@ -246,8 +246,8 @@ mod tests {
 
     #[test]
     fn user_namespace_is_created_with_a_pid_namespace_and_no_joins() {
-        let n = ns(serde_json::json!([{"type": "user"}, {"type": "pid"}, {"type": "mount"}]))
-            .unwrap();
+        let n =
+            ns(serde_json::json!([{"type": "user"}, {"type": "pid"}, {"type": "mount"}])).unwrap();
         assert!(n.new_user());
         let err = ns(serde_json::json!([{"type": "mount"}, {"type": "user"}])).unwrap_err();
         assert!(matches!(err, NamespaceError::UserWithJoin("pid")), "{err}");
@@ -256,7 +256,10 @@ mod tests {
             {"type": "network", "path": "/proc/1/ns/net"}
         ]))
         .unwrap_err();
-        assert!(matches!(err, NamespaceError::UserWithJoin("network")), "{err}");
+        assert!(
+            matches!(err, NamespaceError::UserWithJoin("network")),
+            "{err}"
+        );
         let err = ns(serde_json::json!([
             {"type": "user", "path": "/proc/1/ns/user"}, {"type": "pid"}, {"type": "mount"}
         ]))

@@ -237,9 +237,9 @@ fn kernel_allows() -> Result<(), UsernsError> {
         return Err(UsernsError::Kernel("built without CONFIG_USER_NS".into()));
     }
     match std::fs::read_to_string(MAX_USER_NAMESPACES) {
-        Ok(text) if text.trim() == "0" => Err(UsernsError::Kernel(format!(
-            "{MAX_USER_NAMESPACES} is 0"
-        ))),
+        Ok(text) if text.trim() == "0" => {
+            Err(UsernsError::Kernel(format!("{MAX_USER_NAMESPACES} is 0")))
+        }
         _ => Ok(()),
     }
 }

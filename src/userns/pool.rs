@@ -24,7 +24,10 @@ impl Pool {
         if blocks == 0 {
             return Err(UsernsError::Settings {
                 setting: "userns".into(),
-                value: format!("uids {}:{} gids {}:{}", uids.start, uids.count, gids.start, gids.count),
+                value: format!(
+                    "uids {}:{} gids {}:{}",
+                    uids.start, uids.count, gids.start, gids.count
+                ),
                 reason: format!("each range must hold at least {BLOCK} ids"),
             });
         }
@@ -163,7 +166,10 @@ mod tests {
         p.reserve("b").unwrap();
         assert_eq!(p.free_count(), 0);
         let err = p.reserve("c").unwrap_err();
-        assert!(matches!(err, UsernsError::Exhausted { count: 2, .. }), "{err}");
+        assert!(
+            matches!(err, UsernsError::Exhausted { count: 2, .. }),
+            "{err}"
+        );
         p.free("b");
         p.free("b");
         assert_eq!(p.free_count(), 1);

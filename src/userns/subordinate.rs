@@ -94,7 +94,14 @@ mod tests {
                 count: 6553600
             }
         );
-        for bad in ["100000", "a:1", "100000:b", "0:65536", "1000:65536", "4294901760:65536"] {
+        for bad in [
+            "100000",
+            "a:1",
+            "100000:b",
+            "0:65536",
+            "1000:65536",
+            "4294901760:65536",
+        ] {
             let err = SubordinateRange::parse(bad, "userns.subordinate_uids").unwrap_err();
             assert!(
                 err.to_string().contains("userns.subordinate_uids"),
@@ -107,7 +114,11 @@ mod tests {
     fn looks_up_a_user_in_a_subid_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("subuid");
-        std::fs::write(&file, "# comment\nalice:100000:65536\nberth:200000:655360\n").unwrap();
+        std::fs::write(
+            &file,
+            "# comment\nalice:100000:65536\nberth:200000:655360\n",
+        )
+        .unwrap();
         assert_eq!(
             SubordinateRange::lookup(&file, "berth").unwrap(),
             SubordinateRange {
