@@ -942,7 +942,14 @@ fn user_namespace_maps_ids_and_keeps_the_locked_flags_of_host_binds() {
     assert_eq!(
         words,
         [
-            "0", "0", "0", &start.to_string(), "65536", "locked", "locked=ro", "sandbox=rw"
+            "0",
+            "0",
+            "0",
+            &start.to_string(),
+            "65536",
+            "locked",
+            "locked=ro",
+            "sandbox=rw"
         ],
         "{}",
         f.stderr()
