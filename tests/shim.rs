@@ -531,7 +531,7 @@ fn bad_spec_fails_before_ready() {
         .push(json!({"type": "user"}));
     f.write_spec(&spec);
     let mut agent = f.start();
-    let expected = "user namespaces are not supported by berth-shim";
+    let expected = "a new user namespace needs linux.uidMappings and linux.gidMappings";
     assert_eq!(
         agent.recv(),
         Some(ShimMessage::Failed {
@@ -885,7 +885,7 @@ fn full_disk_loses_output_but_never_blocks_and_resumes() {
 }
 
 #[test]
-fn user_namespace_maps_ids_and_keeps_the_locked_flags_of_host_binds() {
+fn user_namespace_maps_ids_and_binds_a_host_mount_read_only() {
     if skip_unless_root() {
         return;
     }
@@ -897,8 +897,8 @@ fn user_namespace_maps_ids_and_keeps_the_locked_flags_of_host_binds() {
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
     let start = 8_000_000u32;
     std::os::unix::fs::chown(&f.sandbox, Some(start), Some(start)).unwrap();
-    // A host mount whose nosuid,nodev,noexec a user namespace cannot drop:
-    // a read-only bind of it must keep them rather than fail with EPERM.
+    // A host mount with flags a user namespace could not drop on a bind
+    // made by path (EPERM); the shim binds a detached copy of it instead.
     let locked = base.join("locked");
     std::fs::create_dir(&locked).unwrap();
     let mounted = Command::new("mount")

@@ -372,3 +372,39 @@ fn runc_runs_a_userns_bundle_the_same() {
         "runc and berth disagree"
     );
 }
+
+#[test]
+fn the_sandbox_is_mounted_even_where_the_containers_root_cannot_reach_its_host_path() {
+    require_root!();
+    if !userns_available("userns::unreachable_sandbox_path") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let agent = agent_with_range(&format!("9000000:{BLOCK}"));
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // No other host user (and the container's root is one) may pass here.
+    let containers = agent.work_dir.join("containers");
+    std::fs::set_permissions(&containers, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (id, rootfs) in [("host-root", None), ("own-rootfs", Some(&rootfs))] {
+        let mut request = json!({
+            "id": id,
+            "userns": "auto",
+            "command": ["sh", "-c", "echo x > \"$BERTH_SANDBOX/w\" && echo written"],
+        });
+        if let Some(rootfs) = rootfs {
+            request["rootfs"] = json!(rootfs);
+        }
+        let c = agent.launch(request);
+        let end = agent.wait(id);
+        assert_eq!(end["exit_code"], 0, "{end}");
+        assert_eq!(agent.stdout(id), "written\n");
+        assert_eq!(
+            std::fs::metadata(sandbox(&c).join("w")).unwrap().uid(),
+            9_000_000
+        );
+        let rm = agent.api("DELETE", &format!("/v1/containers/{id}"), None);
+        assert_eq!(rm.status, 204);
+    }
+}

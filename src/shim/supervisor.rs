@@ -60,7 +60,7 @@ fn now() -> String {
 
 /// Runs the container to its end. Returns the monitor's exit code.
 pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
-    let config = match ContainerConfig::load(&args.bundle) {
+    let mut config = match ContainerConfig::load(&args.bundle) {
         Ok(config) => config,
         Err(e) => return fail(args, &mut agent, e.to_string()),
     };
@@ -91,6 +91,15 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     out_sink.prepare(monitor.stdout.as_fd());
     err_sink.prepare(monitor.stderr.as_fd());
 
+    // Held until the child is cloned, which gets copies of them.
+    let source_trees = if config.namespaces.new_user() {
+        match super::mounts::detach_bind_sources(&mut config.mounts) {
+            Ok(trees) => trees,
+            Err(e) => return fail(args, &mut agent, e.to_string()),
+        }
+    } else {
+        Vec::new()
+    };
     let child = match fork_container(&config) {
         Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
@@ -101,7 +110,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(Some(child)) => child,
         Err(e) => return fail(args, &mut agent, e),
     };
-    drop(child_fds);
+    drop((child_fds, source_trees));
     // Only the container belongs in its pid namespace. The monitor's later
     // children (log compressors) would otherwise run inside it, visible to
     // the container, and could not be forked at all once it has died.
