@@ -147,6 +147,12 @@ fn root_of_a_userns_container_cannot_read_a_host_root_only_file() {
     }
     let dir = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(dir.path());
+    // Reachable by the container's root, an unprivileged host user.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let secret = rootfs.join("secret");
     std::fs::write(&secret, "host root only\n").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -248,6 +254,25 @@ fn userns_without_a_range_or_with_a_bad_value_is_400_naming_it() {
         assert!(message.contains(field), "{message}");
     }
     let configured = agent_with_range(&format!("4000000:{BLOCK}"));
+    // A rootfs the container's root could not reach.
+    let hidden = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(hidden.path());
+    std::fs::set_permissions(
+        hidden.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let answer = configured.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"userns": "auto", "rootfs": rootfs, "command": ["true"]})),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("rootfs") && message.contains("searchable"),
+        "{message}"
+    );
     let answer = configured.api(
         "POST",
         "/v1/containers",

@@ -518,6 +518,10 @@ impl Manager {
                 ));
             }
         }
+        if let Some(rootfs) = &request.rootfs {
+            crate::userns::check_reachable(rootfs)
+                .map_err(|e| ManagerError::invalid("rootfs", format!("with userns auto, {e}")))?;
+        }
         if matches!(NetworkMode::parse(network), Ok(NetworkMode::Join(_))) {
             return Err(ManagerError::invalid(
                 "userns",

@@ -231,6 +231,29 @@ impl Userns {
     }
 }
 
+/// Checks that an unprivileged host user (the container's root) can reach
+/// `path`: every directory from `/` down to it, itself included, must be
+/// searchable by others. The container's root is neither owner nor group of
+/// host dirs, and its capabilities count nowhere outside its namespace.
+pub fn check_reachable(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in path.ancestors() {
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "{} (mode {:o}) is not searchable by others, so the container's root, an unprivileged host user, cannot reach {}",
+                dir.display(),
+                mode & 0o7777,
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether this kernel lets us create user namespaces at all.
 fn kernel_allows() -> Result<(), UsernsError> {
     if !Path::new("/proc/self/ns/user").exists() {
@@ -278,6 +301,20 @@ mod tests {
         let err = u.reserve("a").unwrap_err();
         assert!(matches!(err, UsernsError::NotConfigured(_)), "{err}");
         assert!(err.to_string().contains("subordinate"), "{err}");
+    }
+
+    #[test]
+    fn reachable_needs_search_for_others_all_the_way() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("a/b");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(check_reachable(&inner), Ok(()));
+        std::fs::set_permissions(dir.path().join("a"), std::fs::Permissions::from_mode(0o750))
+            .unwrap();
+        let err = check_reachable(&inner).unwrap_err();
+        assert!(err.contains("/a (mode 750)"), "{err}");
     }
 
     #[test]
