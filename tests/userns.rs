@@ -433,3 +433,48 @@ fn the_sandbox_is_mounted_even_where_the_containers_root_cannot_reach_its_host_p
         assert_eq!(rm.status, 204);
     }
 }
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn add(name: String) -> NetNs {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip netns add {name}: {out:?}");
+        NetNs(name)
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_userns_container_joins_a_network_namespace_by_path() {
+    require_root!();
+    if !userns_available("userns::joins_netns") {
+        return;
+    }
+    let netns = NetNs::add(format!("berth-userns-{}", std::process::id()));
+    let inode = std::fs::metadata(netns.path()).unwrap().ino();
+    let agent = agent_with_range(&format!("10000000:{BLOCK}"));
+    agent.launch(json!({
+        "id": "joined",
+        "userns": "auto",
+        "network": format!("ns:{}", netns.path().display()),
+        "command": ["sh", "-c", "id -u; stat -L -c %i /proc/self/ns/net"],
+    }));
+    assert_eq!(agent.wait("joined")["exit_code"], 0);
+    assert_eq!(agent.stdout("joined"), format!("0\n{inode}\n"));
+}

@@ -37,9 +37,9 @@ pub fn apply(
         linux.set_gid_mappings(Some(vec![gid_map]));
     }
     // sysfs can only be mounted by the owner of the network namespace: in
-    // the host's network, the container gets the host's /sys read-only
-    // instead (as runc does).
-    if *network == NetworkMode::Host {
+    // the host's network or one joined by path, the container gets the
+    // host's /sys read-only instead (as runc does).
+    if *network != NetworkMode::None {
         if let Some(mounts) = spec.mounts_mut() {
             for m in mounts.iter_mut() {
                 if m.destination() == Path::new("/sys") {

@@ -179,7 +179,7 @@ impl Manager {
         let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
         let userns = UsernsMode::parse(request.userns.as_deref())?;
         if userns == UsernsMode::Auto {
-            self.check_userns(&request, &network)?;
+            self.check_userns(&request)?;
         }
 
         let offered = self.isolators.names();
@@ -505,10 +505,9 @@ fn sandbox_owner(container: &Container) -> Option<(u32, u32)> {
 
 impl Manager {
     /// What `userns: auto` needs: ranges, a kernel that allows user
-    /// namespaces, a user inside the mapped ids, and no network namespace
-    /// to join (a namespace owned by the host's user namespace cannot be
-    /// joined from inside the container's).
-    fn check_userns(&self, request: &LaunchRequest, network: &str) -> Result<(), ManagerError> {
+    /// namespaces, a user inside the mapped ids and a rootfs the container's
+    /// root can reach.
+    fn check_userns(&self, request: &LaunchRequest) -> Result<(), ManagerError> {
         self.userns.check_available()?;
         if let Some(user) = request.user {
             if user.uid >= USERNS_BLOCK || user.gid() >= USERNS_BLOCK {
@@ -521,12 +520,6 @@ impl Manager {
         if let Some(rootfs) = &request.rootfs {
             crate::userns::check_reachable(rootfs)
                 .map_err(|e| ManagerError::invalid("rootfs", format!("with userns auto, {e}")))?;
-        }
-        if matches!(NetworkMode::parse(network), Ok(NetworkMode::Join(_))) {
-            return Err(ManagerError::invalid(
-                "userns",
-                "auto cannot be combined with network ns:PATH (a network namespace of the host's user namespace cannot be joined from the container's)",
-            ));
         }
         Ok(())
     }

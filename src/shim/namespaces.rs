@@ -22,7 +22,7 @@ pub enum NamespaceError {
     HostnameWithoutUts,
     #[error("a user namespace is created, not joined by path ({0})")]
     JoinUser(PathBuf),
-    #[error("a new user namespace needs a new pid namespace and cannot be combined with joining the {0} namespace by path")]
+    #[error("a new user namespace needs a new pid namespace and cannot be combined with joining the {0} namespace by path (only network)")]
     UserWithJoin(&'static str),
     #[error("open {kind} namespace {path}: {source}")]
     Open {
@@ -100,10 +100,10 @@ impl Namespaces {
         if ns.user == NsAction::Create {
             // The container child is cloned into the user namespace: from
             // inside it, namespaces of the host's user namespace cannot be
-            // joined, and its pid namespace is created by the same clone.
+            // joined (a network namespace is joined by the monitor before
+            // the clone), and its pid namespace is created by the same clone.
             for (action, kind) in [
                 (&ns.pid, "pid"),
-                (&ns.net, "network"),
                 (&ns.ipc, "ipc"),
                 (&ns.uts, "uts"),
                 (&ns.mount, "mount"),
@@ -128,6 +128,27 @@ impl Namespaces {
         }
     }
 
+    /// In the monitor, before cloning the child into a new user namespace:
+    /// joins the network namespace given by path, which the child could not
+    /// join from inside its user namespace. Returns the monitor's own one to
+    /// go back to once the child is cloned.
+    pub fn enter_net_before_clone(&self) -> Result<Option<File>, NamespaceError> {
+        let NsAction::Join(path) = &self.net else {
+            return Ok(None);
+        };
+        if !self.new_user() {
+            return Ok(None);
+        }
+        let own = Path::new("/proc/self/ns/net");
+        let own = File::open(own).map_err(|source| NamespaceError::Open {
+            kind: "net",
+            path: own.into(),
+            source,
+        })?;
+        join("net", path, CloneFlags::CLONE_NEWNET)?;
+        Ok(Some(own))
+    }
+
     /// In the container child: joins the namespaces given by path first (as
     /// runc does), then creates the new ones in one `unshare`. Returns
     /// whether a new network namespace was created.
@@ -142,6 +163,8 @@ impl Namespaces {
         for (action, kind, flag) in kinds {
             match action {
                 NsAction::Inherit => {}
+                // Joined by the monitor before the clone.
+                NsAction::Join(_) if flag == CloneFlags::CLONE_NEWNET && self.new_user() => {}
                 NsAction::Create => new |= flag,
                 NsAction::Join(path) => join(kind, path, flag)?,
             }
@@ -253,13 +276,16 @@ mod tests {
         assert!(matches!(err, NamespaceError::UserWithJoin("pid")), "{err}");
         let err = ns(serde_json::json!([
             {"type": "user"}, {"type": "pid"}, {"type": "mount"},
-            {"type": "network", "path": "/proc/1/ns/net"}
+            {"type": "ipc", "path": "/proc/1/ns/ipc"}
         ]))
         .unwrap_err();
-        assert!(
-            matches!(err, NamespaceError::UserWithJoin("network")),
-            "{err}"
-        );
+        assert!(matches!(err, NamespaceError::UserWithJoin("ipc")), "{err}");
+        let n = ns(serde_json::json!([
+            {"type": "user"}, {"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": "/proc/1/ns/net"}
+        ]))
+        .unwrap();
+        assert_eq!(n.net, NsAction::Join("/proc/1/ns/net".into()));
         let err = ns(serde_json::json!([
             {"type": "user", "path": "/proc/1/ns/user"}, {"type": "pid"}, {"type": "mount"}
         ]))

@@ -100,6 +100,10 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     } else {
         Vec::new()
     };
+    let own_net_ns = match config.namespaces.enter_net_before_clone() {
+        Ok(own) => own,
+        Err(e) => return fail(args, &mut agent, e.to_string()),
+    };
     let child = match fork_container(&config) {
         Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
@@ -111,6 +115,11 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Err(e) => return fail(args, &mut agent, e),
     };
     drop((child_fds, source_trees));
+    if let Some(own) = own_net_ns {
+        if let Err(e) = setns(own, CloneFlags::CLONE_NEWNET) {
+            note(format_args!("return to own network namespace: {e}"));
+        }
+    }
     // Only the container belongs in its pid namespace. The monitor's later
     // children (log compressors) would otherwise run inside it, visible to
     // the container, and could not be forked at all once it has died.
