@@ -478,3 +478,38 @@ fn a_userns_container_joins_a_network_namespace_by_path() {
     assert_eq!(agent.wait("joined")["exit_code"], 0);
     assert_eq!(agent.stdout("joined"), format!("0\n{inode}\n"));
 }
+
+#[test]
+fn a_loop_mounted_sandbox_belongs_to_the_containers_root_too() {
+    require_root!();
+    if !userns_available("userns::loop_sandbox") {
+        return;
+    }
+    if !Path::new("/dev/loop-control").exists() {
+        common::skip("userns::loop_sandbox", "no loop devices on this host");
+        return;
+    }
+    let agent = Agent::start_with_config(&format!(
+        "[disk]\nbackend = \"loop\"\n[userns]\nsubordinate_uids = \"11000000:{BLOCK}\"\n"
+    ));
+    let c = agent.launch(json!({
+        "id": "looped",
+        "userns": "auto",
+        "command": ["sh", "-c", "echo x > \"$BERTH_SANDBOX/w\" && echo written; exec sleep 600"],
+        "resources": {"disk": 16u64 << 20},
+    }));
+    eventually(Duration::from_secs(20), "the write", || {
+        agent.stdout("looped").contains("written").then_some(())
+    });
+    let dir = sandbox(&c);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo.contains(&format!(" {} ", dir.display())),
+        "the sandbox is not a loop mount"
+    );
+    assert_eq!(std::fs::metadata(&dir).unwrap().uid(), 11_000_000);
+    assert_eq!(std::fs::metadata(dir.join("w")).unwrap().uid(), 11_000_000);
+    let rm = agent.api("DELETE", "/v1/containers/looped?force=true", None);
+    assert_eq!(rm.status, 204, "{:?}", rm.body);
+    assert!(!dir.exists());
+}
