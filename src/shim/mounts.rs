@@ -312,10 +312,9 @@ pub fn detach_bind_sources(mounts: &mut [MountSpec]) -> Result<Vec<OwnedFd>, Mou
 
 /// Whether a detached tree's root is a directory.
 fn tree_is_dir(tree: RawFd) -> Result<bool, Errno> {
-    let stat = nix::sys::stat::fstat(unsafe {
-        // SAFETY: the monitor keeps the fd open for the child's setup.
-        std::os::fd::BorrowedFd::borrow_raw(tree)
-    })?;
+    // SAFETY: the monitor keeps the fd open for the child's whole setup.
+    let tree = unsafe { std::os::fd::BorrowedFd::borrow_raw(tree) };
+    let stat = nix::sys::stat::fstat(tree)?;
     Ok(stat.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
