@@ -175,7 +175,7 @@ impl Userns {
     /// ranges and the kernel allows user namespaces.
     pub fn check_available(&self) -> Result<(), UsernsError> {
         drop(self.pool()?);
-        kernel_allows()
+        kernel_allows(Path::new(MAX_USER_NAMESPACES))
     }
 
     /// Reserves a block for container `id`.
@@ -254,14 +254,15 @@ pub fn check_reachable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether this kernel lets us create user namespaces at all.
-fn kernel_allows() -> Result<(), UsernsError> {
+/// Whether this kernel lets us create user namespaces at all (`max` is
+/// `/proc/sys/user/max_user_namespaces`).
+fn kernel_allows(max: &Path) -> Result<(), UsernsError> {
     if !Path::new("/proc/self/ns/user").exists() {
         return Err(UsernsError::Kernel("built without CONFIG_USER_NS".into()));
     }
-    match std::fs::read_to_string(MAX_USER_NAMESPACES) {
+    match std::fs::read_to_string(max) {
         Ok(text) if text.trim() == "0" => {
-            Err(UsernsError::Kernel(format!("{MAX_USER_NAMESPACES} is 0")))
+            Err(UsernsError::Kernel(format!("{} is 0", max.display())))
         }
         _ => Ok(()),
     }
@@ -315,6 +316,17 @@ mod tests {
             .unwrap();
         let err = check_reachable(&inner).unwrap_err();
         assert!(err.contains("/a (mode 750)"), "{err}");
+    }
+
+    #[test]
+    fn zero_max_user_namespaces_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = dir.path().join("max_user_namespaces");
+        std::fs::write(&max, "0\n").unwrap();
+        let err = kernel_allows(&max).unwrap_err();
+        assert!(err.to_string().contains("is 0"), "{err}");
+        std::fs::write(&max, "63000\n").unwrap();
+        assert!(kernel_allows(&max).is_ok());
     }
 
     #[test]
