@@ -287,7 +287,8 @@ fn userns_without_a_range_or_with_a_bad_value_is_400_naming_it() {
 #[test]
 fn without_userns_nothing_changes() {
     require_root!();
-    let agent = agent_with_range(&format!("5000000:{BLOCK}"));
+    let range = format!("5000000:{BLOCK}");
+    let agent = Agent::start_with(&["--userns-range", &range]);
     let out = agent.berth(&["run", "--name", "plain", "--", "cat", "/proc/self/uid_map"]);
     assert!(out.status.success(), "{out:?}");
     let words: Vec<String> = String::from_utf8_lossy(&out.stdout)
