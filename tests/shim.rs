@@ -907,6 +907,14 @@ fn user_namespace_maps_ids_and_binds_a_host_mount_read_only() {
         .status()
         .unwrap();
     assert!(mounted.success());
+    // Unmounted however the test ends.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(locked.clone());
     std::fs::write(locked.join("f"), "locked\n").unwrap();
     let sandbox = f.sandbox.to_str().unwrap();
     let mut spec = f.host_root_spec(&[
@@ -936,7 +944,6 @@ fn user_namespace_maps_ids_and_binds_a_host_mount_read_only() {
     }));
     f.write_spec(&spec);
     let rec = f.run_written();
-    let _ = Command::new("umount").arg(&locked).status();
     assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
     let words: Vec<String> = f.stdout().split_whitespace().map(str::to_string).collect();
     assert_eq!(
