@@ -58,6 +58,8 @@ pub struct AgentConfig {
     pub container: ContainerSettings,
     /// Limits of the API server.
     pub api: ApiSettings,
+    /// Subordinate id ranges for containers with `userns: auto`.
+    pub userns: crate::userns::UsernsSettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -308,6 +310,7 @@ impl Default for AgentConfig {
             shutdown: ShutdownSettings::default(),
             container: ContainerSettings::default(),
             api: ApiSettings::default(),
+            userns: Default::default(),
         }
     }
 }
@@ -389,6 +392,9 @@ impl AgentConfig {
                 "log.max_size must be within 4096..={MAX_LOG_FILE_SIZE} and log.max_files within 1..={MAX_LOG_FILES}"
             )));
         }
+        self.userns
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (name, seconds) in [
             (
                 "api.header_timeout_seconds",

@@ -51,6 +51,10 @@ pub struct LaunchRequest {
     /// `container.tmp_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp_size: Option<u64>,
+    /// `host` (default: no user namespace) or `auto` (container ids 0..65535
+    /// mapped to a range of unprivileged host ids of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<String>,
 }
 
 /// Per-container overrides of the agent's `[log]` settings.
@@ -168,6 +172,9 @@ pub struct Container {
     pub message: Option<String>,
     pub sandbox: PathBuf,
     pub bundle: PathBuf,
+    /// The container's id mapping when it has a user namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<crate::userns::UsernsMapping>,
     /// What each isolator reports for the container (filled in on request).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub status: serde_json::Map<String, serde_json::Value>,

@@ -13,3 +13,4 @@ pub mod process;
 pub mod shim;
 pub mod size;
 pub mod store;
+pub mod userns;

@@ -44,6 +44,9 @@ struct AgentArgs {
     /// The berth-shim binary.
     #[arg(long, value_name = "PATH")]
     shim: Option<PathBuf>,
+    /// Host uids and gids for `--userns auto` containers, as in /etc/subuid.
+    #[arg(long, value_name = "START:COUNT")]
+    userns_range: Option<String>,
 }
 
 fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<AgentConfig> {
@@ -68,6 +71,10 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
     }
     if let Some(shim) = args.shim {
         config.shim = Some(shim);
+    }
+    if let Some(range) = args.userns_range {
+        config.userns.subordinate_uids = Some(range.clone());
+        config.userns.subordinate_gids = Some(range);
     }
     Ok(config)
 }

@@ -531,7 +531,7 @@ fn bad_spec_fails_before_ready() {
         .push(json!({"type": "user"}));
     f.write_spec(&spec);
     let mut agent = f.start();
-    let expected = "user namespaces are not supported by berth-shim";
+    let expected = "a new user namespace needs linux.uidMappings and linux.gidMappings";
     assert_eq!(
         agent.recv(),
         Some(ShimMessage::Failed {
@@ -882,4 +882,85 @@ fn full_disk_loses_output_but_never_blocks_and_resumes() {
         "{}",
         f.shim_log()
     );
+}
+
+#[test]
+fn user_namespace_maps_ids_and_binds_a_host_mount_read_only() {
+    if skip_unless_root() {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let f = Fixture::new();
+    let base = f.sandbox.parent().unwrap().to_path_buf();
+    // The container's root is an unprivileged host user: it must reach its
+    // sandbox's host path, and own the sandbox.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let start = 8_000_000u32;
+    std::os::unix::fs::chown(&f.sandbox, Some(start), Some(start)).unwrap();
+    // A host mount with flags a user namespace could not drop on a bind
+    // made by path (EPERM); the shim binds a detached copy of it instead.
+    let locked = base.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "nosuid,nodev,noexec,size=1m", "tmpfs"])
+        .arg(&locked)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    // Unmounted however the test ends.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(locked.clone());
+    std::fs::write(locked.join("f"), "locked\n").unwrap();
+    let sandbox = f.sandbox.to_str().unwrap();
+    let mut spec = f.host_root_spec(&[
+        "sh",
+        "-c",
+        "id -u; id -g; cat /proc/self/uid_map; cat locked/f; \
+         touch locked/g 2>/dev/null || echo locked=ro; echo x > w && echo sandbox=rw",
+    ]);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": start, "size": 65536}]);
+    spec["linux"]["uidMappings"] = map.clone();
+    spec["linux"]["gidMappings"] = map;
+    spec["process"]["user"] = json!({"uid": 0, "gid": 0});
+    for m in spec["mounts"].as_array_mut().unwrap() {
+        // sysfs belongs to the owner of the network namespace (the host).
+        if m["destination"] == "/sys" {
+            *m = json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        }
+    }
+    spec["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": format!("{sandbox}/locked"), "type": "bind",
+        "source": locked, "options": ["bind", "ro"]
+    }));
+    f.write_spec(&spec);
+    let rec = f.run_written();
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
+    let words: Vec<String> = f.stdout().split_whitespace().map(str::to_string).collect();
+    assert_eq!(
+        words,
+        [
+            "0",
+            "0",
+            "0",
+            &start.to_string(),
+            "65536",
+            "locked",
+            "locked=ro",
+            "sandbox=rw"
+        ],
+        "{}",
+        f.stderr()
+    );
+    assert_eq!(std::fs::metadata(f.sandbox.join("w")).unwrap().uid(), start);
+    assert!(!locked.join("g").exists());
 }

@@ -16,8 +16,11 @@ use oci_spec::runtime::{
 };
 
 use crate::container::User;
+use crate::userns::UsernsMapping;
 use capabilities::CapabilityChanges;
 use hidden::HiddenPath;
+
+mod userns;
 
 /// Where the sandbox appears inside a container that has its own rootfs.
 pub const SANDBOX_IN_ROOTFS: &str = "/sandbox";
@@ -141,6 +144,8 @@ pub struct BundleInput<'a> {
     /// The size of the container's `/tmp` (and of its private `/run` in
     /// host-root mode), in bytes.
     pub tmp_size: u64,
+    /// The container's id mapping when it has a user namespace.
+    pub userns: Option<&'a UsernsMapping>,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -287,14 +292,18 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .readonly_paths(get_default_readonly_paths())
         .build()?;
 
-    Ok(SpecBuilder::default()
+    let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .hostname(input.id.to_string())
         .root(root)
         .mounts(mounts(input, &sandbox_inside)?)
         .process(process)
         .linux(linux)
-        .build()?)
+        .build()?;
+    if let Some(mapping) = input.userns {
+        userns::apply(&mut spec, mapping, input.network)?;
+    }
+    Ok(spec)
 }
 
 fn mounts(input: &BundleInput<'_>, sandbox_inside: &Path) -> Result<Vec<Mount>, BundleError> {
@@ -455,6 +464,7 @@ mod tests {
             bundle_dir: Path::new("/run/berth/containers/web-1/bundle"),
             capabilities: &NO_CHANGES,
             tmp_size: 64 << 20,
+            userns: None,
         }
     }
 
@@ -671,6 +681,49 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("/proc/kcore")));
+    }
+
+    #[test]
+    fn userns_bundle_maps_ids_and_binds_sys_in_host_network() {
+        let command = vec!["id".to_string()];
+        let env = BTreeMap::new();
+        let contribution = Contribution::default();
+        let mapping = UsernsMapping {
+            uid: 100_000,
+            gid: 200_000,
+            size: 65536,
+        };
+        let mut input = input(&command, &env, &contribution);
+        input.userns = Some(&mapping);
+        let spec = spec_json(&input);
+        assert_eq!(spec["linux"]["namespaces"][0], json!({"type": "user"}));
+        assert_eq!(
+            spec["linux"]["uidMappings"],
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}])
+        );
+        assert_eq!(
+            spec["linux"]["gidMappings"],
+            json!([{"containerID": 0, "hostID": 200000, "size": 65536}])
+        );
+        let sys = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["type"], "bind");
+        assert_eq!(sys["source"], "/sys");
+        assert!(sys["options"].as_array().unwrap().contains(&json!("ro")));
+        // Its own network namespace may mount its own sysfs.
+        input.network = &NetworkMode::None;
+        let spec = spec_json(&input);
+        let sys = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["type"], "sysfs");
     }
 
     #[test]

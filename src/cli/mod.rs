@@ -163,6 +163,10 @@ pub struct RunArgs {
     /// Size of the container's /tmp tmpfs (counted against its memory).
     #[arg(long, value_name = "SIZE")]
     pub tmp_size: Option<String>,
+    /// User namespace: host (default, none) or auto (an unprivileged id
+    /// range of its own).
+    #[arg(long, value_name = "MODE")]
+    pub userns: Option<String>,
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
@@ -556,6 +560,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if let Some(size) = &args.tmp_size {
         let bytes = parse_size(size).map_err(|e| usage(format!("invalid --tmp-size: {e}")))?;
         request["tmp_size"] = bytes.into();
+    }
+    if let Some(userns) = &args.userns {
+        request["userns"] = userns.clone().into();
     }
     let mut log = serde_json::Map::new();
     if let Some(size) = &args.log_max_size {

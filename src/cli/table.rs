@@ -90,6 +90,7 @@ pub fn info(info: &serde_json::Value) -> String {
         info["work_dir"].as_str().unwrap_or("?"),
         info["runtime_dir"].as_str().unwrap_or("?"),
     );
+    out.insert_str(out.len() - 1, &userns_line(&info["userns"]));
     let rows: Vec<Vec<String>> = info["isolators"]
         .as_array()
         .map(|list| {
@@ -110,6 +111,21 @@ pub fn info(info: &serde_json::Value) -> String {
         .unwrap_or_default();
     out.push_str(&render(&["ISOLATOR", "SUPPORTS"], &rows));
     out
+}
+
+/// `userns: UIDS gids GIDS, N of M ranges free` or why there are none.
+fn userns_line(userns: &serde_json::Value) -> String {
+    match userns["unavailable"].as_str() {
+        Some(why) => format!("userns: unavailable ({why})\n"),
+        None if userns.is_object() => format!(
+            "userns: uids {} gids {}, {} of {} ranges free\n",
+            userns["subordinate_uids"].as_str().unwrap_or("?"),
+            userns["subordinate_gids"].as_str().unwrap_or("?"),
+            userns["free"],
+            userns["capacity"],
+        ),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
+use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 
 /// How long a failed launch waits for its processes to go.
 const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -24,6 +25,9 @@ const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// A validated launch.
 struct Plan {
     container: Container,
+    /// Whether the container gets a user namespace (its range is reserved
+    /// once the id is known to be free).
+    userns: bool,
     isolators: Vec<Arc<dyn Isolator>>,
     config: ContainerConfig,
 }
@@ -38,6 +42,15 @@ impl From<IsolatorError> for ManagerError {
             IsolatorError::Refused { .. } => ManagerError::Refused(e.to_string()),
             IsolatorError::Unsupported { .. } => ManagerError::Unsupported(e.to_string()),
             other => ManagerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<UsernsError> for ManagerError {
+    fn from(e: UsernsError) -> Self {
+        match e {
+            UsernsError::Exhausted { .. } => ManagerError::Conflict(e.to_string()),
+            other => ManagerError::invalid("userns", other.to_string()),
         }
     }
 }
@@ -58,18 +71,22 @@ impl Manager {
         self: &Arc<Self>,
         request: LaunchRequest,
     ) -> Result<Container, ManagerError> {
-        let plan = self.plan(request)?;
+        let mut plan = self.plan(request)?;
         let id = plan.container.id.clone();
-        let slot = Slot::new(plan.container.clone());
-        {
+        let slot = {
             let mut slots = self.slots.lock().unwrap();
             if slots.contains_key(&id) {
                 return Err(ManagerError::Conflict(format!(
                     "container id {id} is in use"
                 )));
             }
+            if plan.userns {
+                plan.container.userns = Some(self.userns.reserve(id.as_str())?);
+            }
+            let slot = Slot::new(plan.container.clone());
             slots.insert(id.clone(), slot.clone());
-        }
+            slot
+        };
         match self.start(&plan, &slot) {
             Ok(container) => Ok(container.public()),
             Err(e) => {
@@ -79,6 +96,7 @@ impl Manager {
                 }
                 // A forced remove waiting for this launch sees it end.
                 slot.record.send_modify(|c| c.state = State::Exited);
+                self.userns.free(id.as_str());
                 Err(e)
             }
         }
@@ -179,6 +197,10 @@ impl Manager {
                 format!("must be at least {} bytes", crate::config::MIN_TMP_SIZE),
             ));
         }
+        let userns = UsernsMode::parse(request.userns.as_deref())?;
+        if userns == UsernsMode::Auto {
+            self.check_userns(&request)?;
+        }
 
         let offered = self.isolators.names();
         let chosen = match &request.isolation {
@@ -250,6 +272,7 @@ impl Manager {
             message: None,
             sandbox,
             bundle: self.store.bundle_dir(&id),
+            userns: None,
             status: Default::default(),
             shim: None,
             pid_start_time: None,
@@ -261,6 +284,7 @@ impl Manager {
         }
         Ok(Plan {
             container,
+            userns: userns == UsernsMode::Auto,
             isolators,
             config,
         })
@@ -355,8 +379,8 @@ impl Manager {
             }
             Err(e) => return Err(internal("create", &container.sandbox, e)),
         }
-        if let Some(user) = container.user {
-            std::os::unix::fs::chown(&container.sandbox, Some(user.uid), Some(user.gid()))
+        if let Some((uid, gid)) = sandbox_owner(container) {
+            std::os::unix::fs::chown(&container.sandbox, Some(uid), Some(gid))
                 .map_err(|e| internal("chown", &container.sandbox, e))?;
         }
         Ok(())
@@ -395,6 +419,7 @@ impl Manager {
             bundle_dir: &container.bundle,
             capabilities: &container.capabilities,
             tmp_size: container.tmp_size.unwrap_or(self.config.container.tmp_size),
+            userns: container.userns.as_ref(),
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
@@ -498,6 +523,44 @@ impl Manager {
         let all = dirs.clone();
         dirs.retain(|d| !all.iter().any(|other| other != d && d.starts_with(other)));
         dirs
+    }
+}
+
+/// The host owner of a new sandbox: the container's user, as the host sees
+/// it (through the container's id mapping, if it has one).
+fn sandbox_owner(container: &Container) -> Option<(u32, u32)> {
+    let user = container.user.map(|u| (u.uid, u.gid()));
+    match &container.userns {
+        Some(mapping) => {
+            let (uid, gid) = user.unwrap_or((0, 0));
+            mapping.host_ids(uid, gid)
+        }
+        None => user,
+    }
+}
+
+impl Manager {
+    /// What `userns: auto` needs: ranges, a kernel that allows user
+    /// namespaces, a user inside the mapped ids and a rootfs the container's
+    /// root can reach.
+    fn check_userns(&self, request: &LaunchRequest) -> Result<(), ManagerError> {
+        self.userns.check_available()?;
+        let user = request
+            .user
+            .or_else(|| self.config.container.default_user());
+        if let Some(user) = user {
+            if user.uid >= USERNS_BLOCK || user.gid() >= USERNS_BLOCK {
+                return Err(ManagerError::invalid(
+                    "user",
+                    format!("with userns auto, uid and gid must be below {USERNS_BLOCK}"),
+                ));
+            }
+        }
+        if let Some(rootfs) = &request.rootfs {
+            crate::userns::check_reachable(rootfs)
+                .map_err(|e| ManagerError::invalid("rootfs", format!("with userns auto, {e}")))?;
+        }
+        Ok(())
     }
 }
 

@@ -140,13 +140,17 @@ pub struct Manager {
     slots: Mutex<HashMap<ContainerId, Arc<Slot>>>,
     update_lock: tokio::sync::Mutex<()>,
     runtime: tokio::runtime::Handle,
+    /// The id ranges of containers with a user namespace.
+    userns: crate::userns::Userns,
 }
 
 impl Manager {
     /// A manager over the given state; call [`Manager::recover`] next.
     pub fn new(config: AgentConfig, isolators: Isolators, cgroups: HostCgroups) -> Arc<Manager> {
         let store = Store::new(&config.work_dir, &config.runtime_dir);
+        let userns = crate::userns::Userns::new(&config.userns);
         Arc::new(Manager {
+            userns,
             config,
             store,
             isolators,
@@ -315,6 +319,8 @@ impl Manager {
             .map_err(|e| ManagerError::Internal(e.to_string()))?
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
         self.forget(&container.id, &slot);
+        // Only now: until its files are gone, its ids own them.
+        self.userns.free(container.id.as_str());
         Ok(())
     }
 
@@ -366,6 +372,8 @@ impl Manager {
         .map_err(|e| ManagerError::Internal(e.to_string()))?
         .map_err(|e| ManagerError::Internal(e.to_string()))?;
         self.forget(&id, slot);
+        // Its files are gone: the ids that owned them are free.
+        self.userns.free(id.as_str());
         Ok(())
     }
 
@@ -449,6 +457,7 @@ impl Manager {
             "isolators": isolators,
             "work_dir": self.config.work_dir,
             "runtime_dir": self.config.runtime_dir,
+            "userns": self.userns.describe(),
         })
     }
 

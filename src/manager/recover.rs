@@ -168,7 +168,45 @@ impl Manager {
                 }
             }
         }
+        self.recover_userns();
         Ok(summary)
+    }
+
+    /// Holds the id ranges of every container still known (running or not
+    /// yet removed) and of sandboxes no readable record explains, so that
+    /// no new container gets ids that own a live container's files.
+    fn recover_userns(&self) {
+        let containers: Vec<Container> = self
+            .slots
+            .lock()
+            .unwrap()
+            .values()
+            .map(|slot| slot.get())
+            .collect();
+        // A quarantined record (state unknown) says nothing of its ids: its
+        // sandbox's owner does.
+        let known: BTreeSet<&str> = containers
+            .iter()
+            .filter(|c| c.state != State::Unknown)
+            .map(|c| c.id.as_str())
+            .collect();
+        let owners: Vec<(String, u32)> = self
+            .store
+            .sandbox_ids()
+            .into_iter()
+            .filter(|id| !known.contains(id.as_str()))
+            .filter_map(|id| {
+                let sandbox = self.store.sandbox(&ContainerId::new(id.clone()).ok()?);
+                let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(sandbox).ok()?);
+                Some((id, uid))
+            })
+            .collect();
+        self.userns.recover(
+            containers
+                .iter()
+                .filter_map(|c| Some((c.id.as_str(), c.userns.as_ref()?))),
+            owners,
+        );
     }
 
     /// A container caught between "created" and "running" by a crash: its
@@ -286,6 +324,7 @@ impl Manager {
             log: self.config.log.clone(),
             capabilities: Default::default(),
             tmp_size: None,
+            userns: None,
             created_at: super::now(),
             started_at: None,
             finished_at: None,

@@ -24,6 +24,7 @@ use super::rootfs::{self, RootfsError};
 use super::spec::ContainerConfig;
 use super::sync;
 use super::user::UserError;
+use super::userns;
 
 #[derive(Debug, Error)]
 pub enum SetupError {
@@ -80,6 +81,16 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         go,
         report,
     } = fds;
+    if config.id_mappings.is_some() {
+        // Nothing can be created or mounted before the maps exist.
+        if !sync::wait_maps(&go) {
+            exit(1);
+        }
+        if let Err(e) = userns::become_root() {
+            sync::report_error(&report, &e.to_string());
+            exit(1);
+        }
+    }
     if let Err(e) = setup(config, stdout, stderr) {
         sync::report_error(&report, &e.to_string());
         exit(1);

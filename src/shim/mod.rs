@@ -2,8 +2,9 @@
 //!
 //! The agent starts `berth-shim`, whose first process forks and exits; the
 //! forked monitor ([`supervisor`]) forks the container child ([`container`]),
-//! which sets up namespaces, mounts and credentials and waits for the agent's
-//! `go` before it execs the command. The monitor stays single-threaded
+//! (clones it into a new user namespace, see [`userns`], when the bundle has
+//! one), which sets up namespaces, mounts and credentials and waits for the
+//! agent's `go` before it execs the command. The monitor stays single-threaded
 //! throughout, so forking and running Rust code in the child is safe.
 
 mod agent;
@@ -28,6 +29,7 @@ mod state;
 mod supervisor;
 mod sync;
 mod user;
+mod userns;
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{fork, ForkResult};

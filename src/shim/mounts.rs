@@ -2,7 +2,7 @@
 //! (the same table as runc), and performing one mount under the new root.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -25,6 +25,11 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
 pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
 const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+
+/// `open_tree(2)` and `move_mount(2)` flags (not in the libc crate).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
 #[derive(Debug, Error)]
 pub enum MountError {
@@ -58,6 +63,8 @@ pub enum MountError {
     },
     #[error("mount on {0} needs a source")]
     NoSource(PathBuf),
+    #[error("open bind source {path}: {errno}")]
+    OpenSource { path: PathBuf, errno: Errno },
 }
 
 /// Parsed `options` of one mount.
@@ -186,6 +193,9 @@ pub struct MountSpec {
     pub fstype: String,
     pub source: Option<PathBuf>,
     pub options: MountOptions,
+    /// A detached copy of a bind mount's source, made by the monitor (see
+    /// [`detach_bind_sources`]); the monitor owns the fd.
+    pub source_tree: Option<RawFd>,
 }
 
 impl MountSpec {
@@ -196,6 +206,7 @@ impl MountSpec {
             fstype: m.typ().clone().unwrap_or_default(),
             source: m.source().clone(),
             options,
+            source_tree: None,
         };
         // A mount of type "bind" without a bind option is a bind anyway
         // (runc does the same).
@@ -258,6 +269,130 @@ pub fn set_attr_recursive(fd: &OwnedFd, set: u64, clr: u64, what: &Path) -> Resu
     Ok(())
 }
 
+/// In the monitor, before the container child is cloned into a new user
+/// namespace: makes a detached copy of each bind mount's source
+/// (`open_tree(OPEN_TREE_CLONE)`), which the child attaches in place of
+/// mounting the source by path. The container's root is an unprivileged
+/// host user there and may not be able to reach the source's host path
+/// (the agent's dirs are root's alone). Returns the fds, which the monitor
+/// keeps until the child is cloned.
+pub fn detach_bind_sources(mounts: &mut [MountSpec]) -> Result<Vec<OwnedFd>, MountError> {
+    let mut trees = Vec::new();
+    for m in mounts.iter_mut() {
+        // cgroup mounts are binds of the host's tree made in mount_one.
+        if !m.options.is_bind() || m.fstype.starts_with("cgroup") {
+            continue;
+        }
+        let Some(source) = &m.source else {
+            return Err(MountError::NoSource(m.destination.clone()));
+        };
+        let open_err = |errno| MountError::OpenSource {
+            path: source.clone(),
+            errno,
+        };
+        let path = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
+            .map_err(|_| open_err(Errno::EINVAL))?;
+        let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+        if m.options.flags & libc::MS_REC != 0 {
+            flags |= libc::AT_RECURSIVE as libc::c_uint;
+        }
+        // SAFETY: nul-terminated path; the returned fd is owned below.
+        let fd =
+            unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(open_err(Errno::last()));
+        }
+        // SAFETY: fresh fd from the kernel.
+        let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        m.source_tree = Some(tree.as_raw_fd());
+        trees.push(tree);
+    }
+    Ok(trees)
+}
+
+/// Whether a detached tree's root is a directory.
+fn tree_is_dir(tree: RawFd) -> Result<bool, Errno> {
+    // SAFETY: the monitor keeps the fd open for the child's whole setup.
+    let tree = unsafe { std::os::fd::BorrowedFd::borrow_raw(tree) };
+    let stat = nix::sys::stat::fstat(tree)?;
+    Ok(stat.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// `move_mount` of a detached tree onto `target`.
+fn attach_tree(tree: RawFd, target: &OwnedFd) -> Result<(), Errno> {
+    // SAFETY: both fds are open; the empty paths are nul-terminated.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Changes the flags of a bind mount. In a user namespace, the flags a
+/// mount of the host's came with (`nosuid`, `nodev`, `noexec`, `ro`) are
+/// locked: a remount must keep them or gets EPERM. Then, as runc does, the
+/// remount is tried again with them added. (Binds from detached copies made
+/// by [`detach_bind_sources`] are not locked; the host's cgroup tree, bound
+/// by path, is.)
+fn remount_bind(path: &Path, flags: libc::c_ulong) -> Result<(), Errno> {
+    let remount = |flags| {
+        raw_mount(
+            None,
+            path,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | flags,
+            None,
+        )
+    };
+    match remount(flags) {
+        Err(Errno::EPERM) => {
+            let current = nix::sys::statvfs::statvfs(path)?.flags();
+            use nix::sys::statvfs::FsFlags;
+            let mut locked = flags;
+            for (st, ms) in [
+                (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+                (FsFlags::ST_NODEV, libc::MS_NODEV),
+                (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+                (FsFlags::ST_RDONLY, libc::MS_RDONLY),
+            ] {
+                if current.contains(st) {
+                    locked |= ms;
+                }
+            }
+            // Asked-for atime flags give way to the current ones (locked
+            // too); none asked means the kernel keeps them.
+            let atime =
+                libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
+            if locked & atime != 0 {
+                locked &= !atime;
+                for (st, ms) in [
+                    (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+                    (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+                    (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+                ] {
+                    if current.contains(st) {
+                        locked |= ms;
+                    }
+                }
+            }
+            if locked == flags {
+                return Err(Errno::EPERM);
+            }
+            remount(locked)
+        }
+        other => other,
+    }
+}
+
 /// Performs `spec` under `root` (a dirfd of the new root, before pivot).
 pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
     let dest = &spec.destination;
@@ -286,11 +421,19 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         let src = source
             .as_ref()
             .ok_or_else(|| MountError::NoSource(dest.clone()))?;
-        let meta = fs::metadata(src).map_err(|e| MountError::Source {
-            path: src.clone(),
-            source: e,
-        })?;
-        if meta.is_dir() {
+        let is_dir = match spec.source_tree {
+            Some(tree) => tree_is_dir(tree).map_err(|errno| MountError::Source {
+                path: src.clone(),
+                source: errno.into(),
+            })?,
+            None => fs::metadata(src)
+                .map_err(|e| MountError::Source {
+                    path: src.clone(),
+                    source: e,
+                })?
+                .is_dir(),
+        };
+        if is_dir {
             resolve::mkdir_all(root, dest)?;
         } else {
             resolve::create_file(root, dest)?;
@@ -314,14 +457,17 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
     if bind {
         // The kernel ignores every flag but MS_REC on the initial bind; the
         // rest needs a remount of the new mount.
-        raw_mount(
-            source.as_deref(),
-            &target,
-            None,
-            flags & (libc::MS_BIND | libc::MS_REC),
-            None,
-        )
-        .map_err(mount_err)?;
+        match spec.source_tree {
+            Some(tree) => attach_tree(tree, &target_fd).map_err(mount_err)?,
+            None => raw_mount(
+                source.as_deref(),
+                &target,
+                None,
+                flags & (libc::MS_BIND | libc::MS_REC),
+                None,
+            )
+            .map_err(mount_err)?,
+        }
         flags &= !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
     } else {
         let src = source
@@ -385,14 +531,7 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         remount_flags & libc::MS_RDONLY != 0
     };
     if remount_needed {
-        raw_mount(
-            None,
-            &mounted_path,
-            None,
-            libc::MS_REMOUNT | libc::MS_BIND | remount_flags,
-            None,
-        )
-        .map_err(|errno| MountError::Remount {
+        remount_bind(&mounted_path, remount_flags).map_err(|errno| MountError::Remount {
             target: dest.clone(),
             flags: remount_flags,
             errno,

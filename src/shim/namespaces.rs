@@ -20,6 +20,10 @@ pub enum NamespaceError {
     NoMountNamespace,
     #[error("hostname needs a new uts namespace")]
     HostnameWithoutUts,
+    #[error("a user namespace is created, not joined by path ({0})")]
+    JoinUser(PathBuf),
+    #[error("a new user namespace needs a new pid namespace and cannot be combined with joining the {0} namespace by path (only network)")]
+    UserWithJoin(&'static str),
     #[error("open {kind} namespace {path}: {source}")]
     Open {
         kind: &'static str,
@@ -58,6 +62,8 @@ pub struct Namespaces {
     pub ipc: NsAction,
     pub uts: NsAction,
     pub net: NsAction,
+    /// `Create` or `Inherit` (joining one by path is refused).
+    pub user: NsAction,
 }
 
 impl Namespaces {
@@ -70,9 +76,8 @@ impl Namespaces {
                 LinuxNamespaceType::Ipc => &mut ns.ipc,
                 LinuxNamespaceType::Uts => &mut ns.uts,
                 LinuxNamespaceType::Network => &mut ns.net,
-                other @ (LinuxNamespaceType::User
-                | LinuxNamespaceType::Cgroup
-                | LinuxNamespaceType::Time) => {
+                LinuxNamespaceType::User => &mut ns.user,
+                other @ (LinuxNamespaceType::Cgroup | LinuxNamespaceType::Time) => {
                     return Err(NamespaceError::Unsupported(other.to_string()))
                 }
             };
@@ -89,6 +94,26 @@ impl Namespaces {
         if ns.mount == NsAction::Inherit {
             return Err(NamespaceError::NoMountNamespace);
         }
+        if let NsAction::Join(path) = &ns.user {
+            return Err(NamespaceError::JoinUser(path.clone()));
+        }
+        if ns.user == NsAction::Create {
+            // The container child is cloned into the user namespace: from
+            // inside it, namespaces of the host's user namespace cannot be
+            // joined (a network namespace is joined by the monitor before
+            // the clone), and its pid namespace is created by the same clone.
+            for (action, kind) in [
+                (&ns.pid, "pid"),
+                (&ns.ipc, "ipc"),
+                (&ns.uts, "uts"),
+                (&ns.mount, "mount"),
+            ] {
+                let pid_inherited = kind == "pid" && *action == NsAction::Inherit;
+                if matches!(action, NsAction::Join(_)) || pid_inherited {
+                    return Err(NamespaceError::UserWithJoin(kind));
+                }
+            }
+        }
         Ok(ns)
     }
 
@@ -101,6 +126,27 @@ impl Namespaces {
             NsAction::Create => create(CloneFlags::CLONE_NEWPID),
             NsAction::Join(path) => join("pid", path, CloneFlags::CLONE_NEWPID),
         }
+    }
+
+    /// In the monitor, before cloning the child into a new user namespace:
+    /// joins the network namespace given by path, which the child could not
+    /// join from inside its user namespace. Returns the monitor's own one to
+    /// go back to once the child is cloned.
+    pub fn enter_net_before_clone(&self) -> Result<Option<File>, NamespaceError> {
+        let NsAction::Join(path) = &self.net else {
+            return Ok(None);
+        };
+        if !self.new_user() {
+            return Ok(None);
+        }
+        let own = Path::new("/proc/self/ns/net");
+        let own = File::open(own).map_err(|source| NamespaceError::Open {
+            kind: "net",
+            path: own.into(),
+            source,
+        })?;
+        join("net", path, CloneFlags::CLONE_NEWNET)?;
+        Ok(Some(own))
     }
 
     /// In the container child: joins the namespaces given by path first (as
@@ -117,6 +163,8 @@ impl Namespaces {
         for (action, kind, flag) in kinds {
             match action {
                 NsAction::Inherit => {}
+                // Joined by the monitor before the clone.
+                NsAction::Join(_) if flag == CloneFlags::CLONE_NEWNET && self.new_user() => {}
                 NsAction::Create => new |= flag,
                 NsAction::Join(path) => join(kind, path, flag)?,
             }
@@ -131,6 +179,11 @@ impl Namespaces {
             create(new)?;
         }
         Ok(new.contains(CloneFlags::CLONE_NEWNET))
+    }
+
+    /// Whether the container child is cloned into a new user namespace.
+    pub fn new_user(&self) -> bool {
+        self.user == NsAction::Create
     }
 
     pub fn new_uts(&self) -> bool {
@@ -215,12 +268,33 @@ mod tests {
     }
 
     #[test]
-    fn refuses_user_and_cgroup() {
+    fn user_namespace_is_created_with_a_pid_namespace_and_no_joins() {
+        let n =
+            ns(serde_json::json!([{"type": "user"}, {"type": "pid"}, {"type": "mount"}])).unwrap();
+        assert!(n.new_user());
         let err = ns(serde_json::json!([{"type": "mount"}, {"type": "user"}])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "user namespaces are not supported by berth-shim"
-        );
+        assert!(matches!(err, NamespaceError::UserWithJoin("pid")), "{err}");
+        let err = ns(serde_json::json!([
+            {"type": "user"}, {"type": "pid"}, {"type": "mount"},
+            {"type": "ipc", "path": "/proc/1/ns/ipc"}
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, NamespaceError::UserWithJoin("ipc")), "{err}");
+        let n = ns(serde_json::json!([
+            {"type": "user"}, {"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": "/proc/1/ns/net"}
+        ]))
+        .unwrap();
+        assert_eq!(n.net, NsAction::Join("/proc/1/ns/net".into()));
+        let err = ns(serde_json::json!([
+            {"type": "user", "path": "/proc/1/ns/user"}, {"type": "pid"}, {"type": "mount"}
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, NamespaceError::JoinUser(_)), "{err}");
+    }
+
+    #[test]
+    fn refuses_cgroup() {
         let err = ns(serde_json::json!([{"type": "cgroup"}, {"type": "mount"}])).unwrap_err();
         assert_eq!(
             err.to_string(),

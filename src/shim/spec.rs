@@ -16,6 +16,7 @@ use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
 use super::user::{Rlimit, User, UserError};
+use super::userns::{IdMappings, UsernsError};
 
 #[derive(Debug, Error)]
 pub enum SpecError {
@@ -42,6 +43,8 @@ pub enum SpecError {
     Capability(#[from] CapabilityError),
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
 }
 
 /// Everything the container child needs, validated.
@@ -51,6 +54,8 @@ pub struct ContainerConfig {
     pub rootfs_readonly: bool,
     pub hostname: Option<String>,
     pub namespaces: Namespaces,
+    /// The id maps of a new user namespace.
+    pub id_mappings: Option<IdMappings>,
     pub mounts: Vec<MountSpec>,
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
@@ -113,6 +118,14 @@ impl ContainerConfig {
         if spec.hostname().is_some() && !namespaces.new_uts() {
             return Err(NamespaceError::HostnameWithoutUts.into());
         }
+        let id_mappings = if namespaces.new_user() {
+            Some(IdMappings::from_spec(
+                linux.and_then(|l| l.uid_mappings().as_ref()),
+                linux.and_then(|l| l.gid_mappings().as_ref()),
+            )?)
+        } else {
+            None
+        };
 
         let mut mounts = Vec::new();
         for m in spec.mounts().as_deref().unwrap_or(&[]) {
@@ -167,7 +180,10 @@ impl ContainerConfig {
                 (l.seccomp().is_some(), "linux.seccomp"),
                 (l.sysctl().is_some(), "linux.sysctl"),
                 (l.devices().is_some(), "linux.devices"),
-                (l.uid_mappings().is_some(), "linux.uidMappings"),
+                (
+                    l.uid_mappings().is_some() && id_mappings.is_none(),
+                    "linux.uidMappings",
+                ),
                 (l.rootfs_propagation().is_some(), "linux.rootfsPropagation"),
             ] {
                 if present {
@@ -191,6 +207,7 @@ impl ContainerConfig {
             rootfs_readonly: root.readonly().unwrap_or(false),
             hostname: spec.hostname().clone(),
             namespaces,
+            id_mappings,
             mounts,
             masked_paths,
             readonly_paths,

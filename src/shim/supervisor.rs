@@ -17,11 +17,13 @@ use super::agent::{Agent, Incoming};
 use super::args::Args;
 use super::container::{self, ChildFds};
 use super::logs::{Counters, CountersFile, LogSink, Pumped, Stamp};
+use super::namespaces::NsAction;
 use super::note;
 use super::protocol::{ExitRecord, ShimMessage, GO};
 use super::spec::ContainerConfig;
 use super::state;
 use super::sync::{self, SetupReport};
+use super::userns;
 
 /// The monitor's ends of the pipes.
 struct MonitorFds {
@@ -58,7 +60,7 @@ fn now() -> String {
 
 /// Runs the container to its end. Returns the monitor's exit code.
 pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
-    let config = match ContainerConfig::load(&args.bundle) {
+    let mut config = match ContainerConfig::load(&args.bundle) {
         Ok(config) => config,
         Err(e) => return fail(args, &mut agent, e.to_string()),
     };
@@ -76,8 +78,11 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     };
     // Kept to return to after forking the container: see below.
     let own_pid_ns = std::fs::File::open("/proc/self/ns/pid");
-    if let Err(e) = config.namespaces.enter_pid() {
-        return fail(args, &mut agent, e.to_string());
+    // With a new user namespace, the clone below creates the pid namespace.
+    if !config.namespaces.new_user() {
+        if let Err(e) = config.namespaces.enter_pid() {
+            return fail(args, &mut agent, e.to_string());
+        }
     }
     let (monitor, child_fds) = match make_pipes() {
         Ok(pipes) => pipes,
@@ -86,18 +91,35 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     out_sink.prepare(monitor.stdout.as_fd());
     err_sink.prepare(monitor.stderr.as_fd());
 
-    // SAFETY: the shim is single-threaded, so the child may run Rust code.
-    let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
+    // Held until the child is cloned, which gets copies of them.
+    let source_trees = if config.namespaces.new_user() {
+        match super::mounts::detach_bind_sources(&mut config.mounts) {
+            Ok(trees) => trees,
+            Err(e) => return fail(args, &mut agent, e.to_string()),
+        }
+    } else {
+        Vec::new()
+    };
+    let own_net_ns = match config.namespaces.enter_net_before_clone() {
+        Ok(own) => own,
+        Err(e) => return fail(args, &mut agent, e.to_string()),
+    };
+    let child = match fork_container(&config) {
+        Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
             // write end would keep it from noticing the monitor's death.
             drop((monitor, agent, out_sink, err_sink));
             container::run(&config, child_fds)
         }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => return fail(args, &mut agent, format!("fork container process: {e}")),
+        Ok(Some(child)) => child,
+        Err(e) => return fail(args, &mut agent, e),
     };
-    drop(child_fds);
+    drop((child_fds, source_trees));
+    if let Some(own) = own_net_ns {
+        if let Err(e) = setns(own, CloneFlags::CLONE_NEWNET) {
+            note(format_args!("return to own network namespace: {e}"));
+        }
+    }
     // Only the container belongs in its pid namespace. The monitor's later
     // children (log compressors) would otherwise run inside it, visible to
     // the container, and could not be forked at all once it has died.
@@ -114,6 +136,17 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, format!("pidfd_open {child}: {e}"));
         }
     };
+
+    if let Some(maps) = &config.id_mappings {
+        let written = maps.write(child).map_err(|e| e.to_string()).and_then(|()| {
+            sync::maps_written(&monitor.go)
+                .map_err(|e| format!("tell the container its id maps are written: {e}"))
+        });
+        if let Err(e) = written {
+            kill_and_reap(child);
+            return fail(args, &mut agent, e);
+        }
+    }
 
     match sync::read_setup(&monitor.report) {
         Ok(SetupReport::Ready) => {}
@@ -260,6 +293,23 @@ fn record_failure(args: &Args, message: String) -> i32 {
         note(format_args!("{e}"));
     }
     1
+}
+
+/// Forks the container child, `None` in the child: into a new user
+/// namespace (and with it a new pid namespace) when the config asks for
+/// one, else a plain fork into the pid namespace entered before.
+fn fork_container(config: &ContainerConfig) -> Result<Option<Pid>, String> {
+    if config.namespaces.new_user() {
+        // SAFETY: the shim is single-threaded, so the child may run Rust code.
+        return unsafe { userns::clone_child(config.namespaces.pid == NsAction::Create) }
+            .map_err(|e| e.to_string());
+    }
+    // SAFETY: the shim is single-threaded, so the child may run Rust code.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => Ok(None),
+        Ok(ForkResult::Parent { child }) => Ok(Some(child)),
+        Err(e) => Err(format!("fork container process: {e}")),
+    }
 }
 
 fn make_pipes() -> nix::Result<(MonitorFds, ChildFds)> {

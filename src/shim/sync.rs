@@ -5,7 +5,8 @@
 //!   after the release means the exec succeeded (the kernel closed the write
 //!   end as part of it), which is how runc learns the same.
 //! - go pipe, monitor → child: one byte releases the child to exec; EOF (the
-//!   monitor died) makes it exit instead.
+//!   monitor died) makes it exit instead. A child in a new user namespace
+//!   first gets an `M` byte on it: its id maps are written.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -16,6 +17,7 @@ use nix::unistd::{read, write};
 const READY: u8 = b'R';
 const ERROR: u8 = b'E';
 const GO: u8 = b'G';
+const MAPS: u8 = b'M';
 
 /// What the child said about its setup.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +62,18 @@ pub fn read_exec(report: &OwnedFd) -> io::Result<Option<String>> {
 
 pub fn release(go: &OwnedFd) -> io::Result<()> {
     write_all(go, &[GO])
+}
+
+/// Tells a child in a new user namespace that its id maps are written.
+pub fn maps_written(go: &OwnedFd) -> io::Result<()> {
+    write_all(go, &[MAPS])
+}
+
+/// In the child: blocks until its id maps are written (`true`) or the
+/// monitor is gone.
+pub fn wait_maps(go: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(read_retry(go, &mut byte), Ok(1)) && byte[0] == MAPS
 }
 
 /// In the child: blocks until released (`true`) or the monitor is gone.
@@ -123,6 +137,17 @@ mod tests {
             read_setup(&r).unwrap(),
             SetupReport::Failed("exec \"x\": no such file or directory".into())
         );
+    }
+
+    #[test]
+    fn maps_then_go() {
+        let (r, w) = pipe().unwrap();
+        maps_written(&w).unwrap();
+        release(&w).unwrap();
+        drop(w);
+        assert!(wait_maps(&r));
+        assert!(wait_release(&r));
+        assert!(!wait_maps(&r), "EOF: the monitor is gone");
     }
 
     #[test]
