@@ -95,6 +95,8 @@ fn make_isolator(
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     config.validate()?;
+    // A bad profile file stops the agent here, not every launch later.
+    crate::seccomp::SeccompSetting::from_config(&config.security.seccomp)?;
     let root = Arc::new(
         CgroupRoot::detect(&config.cgroup_root)
             .with_context(|| format!("cgroup root {:?}", config.cgroup_root))?,

@@ -54,6 +54,26 @@ pub struct AgentConfig {
     pub gc: GcSettings,
     /// What the agent does with containers when it stops.
     pub shutdown: ShutdownSettings,
+    /// Confinement defaults for containers.
+    pub security: SecuritySettings,
+}
+
+/// Confinement defaults; a container's request may override them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// The seccomp profile of containers that name none: `default`
+    /// (Docker's), `unconfined`, or the absolute path of a profile file
+    /// (Docker or OCI JSON), read when the agent starts.
+    pub seccomp: String,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            seccomp: "default".to_string(),
+        }
+    }
 }
 
 /// Garbage collection of ended containers' sandboxes, as Mesos'
@@ -217,6 +237,7 @@ impl Default for AgentConfig {
             log: LogSettings::default(),
             gc: GcSettings::default(),
             shutdown: ShutdownSettings::default(),
+            security: SecuritySettings::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `berth` command line: talks to the agent's API.
 
 pub mod client;
+mod security;
 mod stats;
 mod table;
 
@@ -152,6 +153,10 @@ pub struct RunArgs {
     /// The network: host (default), none (loopback only) or ns:PATH.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// A security option: seccomp=default, seccomp=unconfined or
+    /// seccomp=FILE (a Docker or OCI seccomp profile, read here).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
@@ -534,6 +539,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(network) = &args.network {
         request["network"] = network.clone().into();
+    }
+    if !args.security_opt.is_empty() {
+        request["security_opt"] = security::security_opt(&args.security_opt)?.into();
     }
     let mut log = serde_json::Map::new();
     if let Some(size) = &args.log_max_size {

@@ -26,6 +26,7 @@ struct Plan {
     container: Container,
     isolators: Vec<Arc<dyn Isolator>>,
     config: ContainerConfig,
+    seccomp: crate::seccomp::SeccompSetting,
 }
 
 impl From<IsolatorError> for ManagerError {
@@ -159,6 +160,7 @@ impl Manager {
             Err(e) => return Err(ManagerError::invalid("network", e)),
         }
         let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
+        let seccomp = self.seccomp_setting(request.security_opt.as_ref())?;
 
         let offered = self.isolators.names();
         let chosen = match &request.isolation {
@@ -216,6 +218,7 @@ impl Manager {
             isolation,
             network,
             log,
+            seccomp: seccomp.mode().to_string(),
             created_at: now(),
             started_at: None,
             finished_at: None,
@@ -239,6 +242,7 @@ impl Manager {
             container,
             isolators,
             config,
+            seccomp,
         })
     }
 
@@ -274,7 +278,12 @@ impl Manager {
             }
         }
 
-        let launched = self.run_shim(&mut container, &contribution, &plan.isolators);
+        let launched = self.run_shim(
+            &mut container,
+            &contribution,
+            &plan.isolators,
+            &plan.seccomp,
+        );
         if let Err(e) = launched {
             // The shim is gone (or never started) and with it the process:
             // wait until the kernel is done with it before removing cgroups.
@@ -345,8 +354,10 @@ impl Manager {
         container: &mut Container,
         contribution: &Contribution,
         isolators: &[Arc<dyn Isolator>],
+        seccomp: &crate::seccomp::SeccompSetting,
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
+        let seccomp = seccomp.profile();
         let spec = build_spec(&BundleInput {
             id: container.id.as_str(),
             command: &container.command,
@@ -360,6 +371,7 @@ impl Manager {
             network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
             nofile: crate::bundle::inherited_nofile(),
             hidden: self.hidden_dirs(),
+            seccomp: seccomp.as_deref(),
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

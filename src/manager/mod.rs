@@ -9,6 +9,7 @@ mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
 mod recover;
+mod seccomp;
 mod shim_client;
 mod update;
 

@@ -20,6 +20,7 @@ use super::masks::{self, MaskError};
 use super::mounts::{self, MountError};
 use super::namespaces::{self, NamespaceError};
 use super::rootfs::{self, RootfsError};
+use super::seccomp::SeccompError;
 use super::spec::ContainerConfig;
 use super::sync;
 use super::user::UserError;
@@ -58,6 +59,8 @@ pub enum SetupError {
     NoNewPrivs(Errno),
     #[error("chdir to {path}: {errno}")]
     Cwd { path: PathBuf, errno: Errno },
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// The child's ends of the pipes.
@@ -89,6 +92,15 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         exit(1);
     }
     let p = &config.process;
+    // The filter goes on last, so that none of the setup above needs a
+    // syscall the profile forbids; with no_new_privs set, no capability is
+    // needed for it.
+    if let Some(filter) = p.seccomp.as_ref().filter(|_| p.no_new_privileges) {
+        if let Err(e) = filter.install() {
+            sync::report_error(&report, &e.to_string());
+            exit(1);
+        }
+    }
     let message = exec::exec(&p.args, &p.env, p.path_var.as_deref());
     sync::report_error(&report, &message);
     exit(127);
@@ -154,6 +166,12 @@ fn setup(config: &ContainerConfig, stdout: OwnedFd, stderr: OwnedFd) -> Result<(
     // Keep the permitted set across setuid to a non-root user, so the spec's
     // sets can be installed afterwards.
     prctl::set_keepcaps(true).map_err(SetupError::KeepCaps)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which
+    // the user switch may take away: install it now, as runc does, and the
+    // rest of the setup must get past it.
+    if let Some(filter) = p.seccomp.as_ref().filter(|_| !p.no_new_privileges) {
+        filter.install()?;
+    }
     p.user.switch()?;
     prctl::set_keepcaps(false).map_err(SetupError::KeepCaps)?;
     if let Some(caps) = &p.capabilities {

@@ -15,6 +15,7 @@ use super::capabilities::{CapSets, CapabilityError};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
+use super::seccomp::{SeccompError, SeccompProgram};
 use super::user::{Rlimit, User, UserError};
 
 #[derive(Debug, Error)]
@@ -42,6 +43,8 @@ pub enum SpecError {
     Capability(#[from] CapabilityError),
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// Everything the container child needs, validated.
@@ -70,6 +73,8 @@ pub struct ProcessConfig {
     pub capabilities: Option<CapSets>,
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
+    /// `linux.seccomp`, compiled; installed right before exec.
+    pub seccomp: Option<SeccompProgram>,
 }
 
 impl ContainerConfig {
@@ -161,10 +166,14 @@ impl ContainerConfig {
             .map(Rlimit::from_spec)
             .collect::<Result<Vec<_>, _>>()?;
 
+        let seccomp = linux
+            .and_then(|l| l.seccomp().as_ref())
+            .map(SeccompProgram::compile)
+            .transpose()?;
+
         let mut ignored = Vec::new();
         if let Some(l) = linux {
             for (present, name) in [
-                (l.seccomp().is_some(), "linux.seccomp"),
                 (l.sysctl().is_some(), "linux.sysctl"),
                 (l.devices().is_some(), "linux.devices"),
                 (l.uid_mappings().is_some(), "linux.uidMappings"),
@@ -208,6 +217,7 @@ impl ContainerConfig {
                 capabilities,
                 no_new_privileges: process.no_new_privileges().unwrap_or(false),
                 rlimits,
+                seccomp,
             },
         })
     }

@@ -1,0 +1,241 @@
+//! The bundle's `linux.seccomp` compiled to a BPF program before the fork
+//! (with libseccomp), and installed by the container child with one
+//! `seccomp(2)` call right before `execve`.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use nix::errno::Errno;
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use thiserror::Error;
+
+/// The errno of an `SCMP_ACT_ERRNO` without `errnoRet`, as runc.
+const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
+
+#[derive(Debug, Error)]
+pub enum SeccompError {
+    #[error("linux.seccomp: {field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("linux.seccomp: libseccomp {what}: {source}")]
+    Library {
+        what: String,
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("linux.seccomp: export the filter: {0}")]
+    Export(std::io::Error),
+    #[error("install the seccomp filter: {0}")]
+    Install(Errno),
+}
+
+/// A compiled filter: the `sock_filter` instructions the kernel takes.
+#[derive(Clone)]
+pub struct SeccompProgram {
+    instructions: Vec<libc::sock_filter>,
+    /// Syscall names libseccomp does not know, skipped (as runc does).
+    pub unknown_syscalls: Vec<String>,
+}
+
+impl std::fmt::Debug for SeccompProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SeccompProgram({} instructions)",
+            self.instructions.len()
+        )
+    }
+}
+
+fn library(what: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
+    let what = what.into();
+    move |source| SeccompError::Library { what, source }
+}
+
+fn action(action: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
+    match action {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(DEFAULT_ERRNO) as i32)
+        }
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(0) as u16),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+    }
+}
+
+impl SeccompProgram {
+    /// Compiles `linux.seccomp`. Refuses what berth cannot honour (a
+    /// notify action, flags) rather than run the container less confined
+    /// than its bundle says.
+    pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
+        let invalid = |field: &str, message: &str| SeccompError::Invalid {
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        if spec.listener_path().is_some() || spec.listener_metadata().is_some() {
+            return Err(invalid(
+                "listenerPath",
+                "seccomp agents are not supported by berth-shim",
+            ));
+        }
+        if spec.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(invalid("flags", "not supported by berth-shim"));
+        }
+        let default = action(spec.default_action(), spec.default_errno_ret());
+        if default == ScmpAction::Notify {
+            return Err(invalid("defaultAction", "SCMP_ACT_NOTIFY is not supported"));
+        }
+        let mut filter = ScmpFilterContext::new(default).map_err(library("create a filter"))?;
+        // The no_new_privs bit is the container's business (the spec's
+        // noNewPrivileges), not the filter's.
+        filter
+            .set_ctl_nnp(false)
+            .map_err(library("clear the no_new_privs attribute"))?;
+        for (i, arch) in spec.architectures().iter().flatten().enumerate() {
+            let name = serde_json::to_value(arch)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let scmp: ScmpArch = name.parse().map_err(library(format!(
+                "architectures[{i}] {name}"
+            )))?;
+            if !filter
+                .is_arch_present(scmp)
+                .map_err(library(format!("architectures[{i}] {name}")))?
+            {
+                filter
+                    .add_arch(scmp)
+                    .map_err(library(format!("architectures[{i}] {name}")))?;
+            }
+        }
+
+        let mut unknown_syscalls = Vec::new();
+        for (i, rule) in spec.syscalls().iter().flatten().enumerate() {
+            let at = |field: &str| format!("syscalls[{i}].{field}");
+            let rule_action = action(rule.action(), rule.errno_ret());
+            if rule_action == ScmpAction::Notify {
+                return Err(invalid(&at("action"), "SCMP_ACT_NOTIFY is not supported"));
+            }
+            // libseccomp refuses a rule that repeats the default action;
+            // it would change nothing anyway.
+            if rule_action == default {
+                continue;
+            }
+            let mut conditions = Vec::new();
+            for (j, arg) in rule.args().iter().flatten().enumerate() {
+                if arg.index() > 5 {
+                    return Err(invalid(&at(&format!("args[{j}].index")), "must be 0 to 5"));
+                }
+                let (op, datum) = match arg.op() {
+                    LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
+                    LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
+                    LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, arg.value()),
+                    LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
+                    LinuxSeccompOperator::ScmpCmpGe => {
+                        (ScmpCompareOp::GreaterEqual, arg.value())
+                    }
+                    LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
+                    // OCI's value is the mask and valueTwo the datum.
+                    LinuxSeccompOperator::ScmpCmpMaskedEq => (
+                        ScmpCompareOp::MaskedEqual(arg.value()),
+                        arg.value_two().unwrap_or(0),
+                    ),
+                };
+                conditions.push(ScmpArgCompare::new(arg.index() as u32, op, datum));
+            }
+            for name in rule.names() {
+                let syscall = match ScmpSyscall::from_name(name) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        // Newer than this libseccomp, or of another
+                        // architecture: the default action covers it.
+                        if !unknown_syscalls.contains(name) {
+                            unknown_syscalls.push(name.clone());
+                        }
+                        continue;
+                    }
+                };
+                let added = if conditions.is_empty() {
+                    filter.add_rule(rule_action, syscall)
+                } else {
+                    filter.add_rule_conditional(rule_action, syscall, &conditions)
+                };
+                added.map_err(library(format!("{} {name}", at("names"))))?;
+            }
+        }
+
+        let instructions = export(&filter)?;
+        Ok(SeccompProgram {
+            instructions,
+            unknown_syscalls,
+        })
+    }
+
+    /// How many BPF instructions the filter has.
+    pub fn len(&self) -> usize {
+        self.instructions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instructions.is_empty()
+    }
+
+    /// Installs the filter on the calling thread. Without no_new_privs this
+    /// needs CAP_SYS_ADMIN.
+    pub fn install(&self) -> Result<(), SeccompError> {
+        let program = libc::sock_fprog {
+            len: self.instructions.len() as libc::c_ushort,
+            filter: self.instructions.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `program` points at `instructions`, which outlive the
+        // call; the kernel copies the program.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(SeccompError::Install(Errno::last()));
+        }
+        Ok(())
+    }
+}
+
+/// The filter's BPF program, exported through a memfd.
+fn export(filter: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    let fd = nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| SeccompError::Export(e.into()))?;
+    let mut file = std::fs::File::from(fd);
+    filter
+        .export_bpf(&file)
+        .map_err(library("export the filter"))?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(SeccompError::Export)?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if bytes.is_empty() || bytes.len() % size != 0 || bytes.len() / size > u16::MAX as usize {
+        return Err(SeccompError::Export(std::io::Error::other(format!(
+            "{} bytes is no BPF program",
+            bytes.len()
+        ))));
+    }
+    Ok(bytes
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
