@@ -33,7 +33,7 @@ call("io_uring_setup", 1, params)
 attr = ctypes.create_string_buffer(128)
 call("perf_event_open", attr, 0, -1, -1, 0)
 call("clone3", None, 0)
-call("personality", 0xffffffff)
+call("personality", ctypes.c_ulong(0xffffffff))
 ADDR_NO_RANDOMIZE = 0x0040000
 call("personality", ADDR_NO_RANDOMIZE)
 t = threading.Thread(target=lambda: None); t.start(); t.join()
