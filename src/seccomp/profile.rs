@@ -406,3 +406,276 @@ fn check_condition(condition: &Condition, field: &str) -> Result<(), ProfileErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seccomp::default::{docker_default, CLONE_NAMESPACE_FLAGS};
+    use serde_json::{json, Value};
+
+    const AMD64: Host = Host {
+        arch: "amd64",
+        kernel: (6, 1),
+    };
+
+    fn default_caps() -> HashSet<Capability> {
+        crate::bundle::DEFAULT_CAPABILITIES.iter().copied().collect()
+    }
+
+    fn resolved(caps: &HashSet<Capability>, host: &Host) -> Value {
+        serde_json::to_value(docker_default().resolve(caps, host).unwrap()).unwrap()
+    }
+
+    /// The rules naming `name`.
+    fn rules_for(seccomp: &Value, name: &str) -> Vec<Value> {
+        seccomp["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["names"].as_array().unwrap().contains(&json!(name)))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn the_default_profile_is_valid_and_survives_a_json_round_trip() {
+        let profile = docker_default();
+        profile.validate().unwrap();
+        let json = serde_json::to_vec(&profile).unwrap();
+        assert_eq!(Profile::parse(&json).unwrap(), profile);
+        for rule in &profile.syscalls {
+            assert!(
+                !rule.names.iter().any(|n| n.starts_with("io_uring")),
+                "io_uring stays denied"
+            );
+        }
+    }
+
+    #[test]
+    fn without_sys_admin_clone_is_masked_and_clone3_is_enosys() {
+        let seccomp = resolved(&default_caps(), &AMD64);
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(seccomp["defaultErrnoRet"], 1);
+        let clone = rules_for(&seccomp, "clone");
+        assert_eq!(clone.len(), 1, "{clone:?}");
+        assert_eq!(
+            clone[0]["args"],
+            json!([{"index": 0, "value": CLONE_NAMESPACE_FLAGS, "op": "SCMP_CMP_MASKED_EQ"}])
+        );
+        let clone3 = rules_for(&seccomp, "clone3");
+        assert_eq!(clone3.len(), 1);
+        assert_eq!(clone3[0]["action"], "SCMP_ACT_ERRNO");
+        assert_eq!(clone3[0]["errnoRet"], 38);
+        for denied in [
+            "unshare",
+            "setns",
+            "mount",
+            "bpf",
+            "perf_event_open",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "io_uring_setup",
+            "open_by_handle_at",
+            "kcmp",
+            "reboot",
+        ] {
+            assert!(
+                rules_for(&seccomp, denied).is_empty(),
+                "{denied} must fall to the default action"
+            );
+        }
+        // CAP_SYS_CHROOT is among berth's defaults.
+        assert_eq!(rules_for(&seccomp, "chroot").len(), 1);
+        // personality: only Docker's values.
+        let values: Vec<Value> = rules_for(&seccomp, "personality")
+            .iter()
+            .map(|r| r["args"][0]["value"].clone())
+            .collect();
+        assert_eq!(values, json!([0, 8, 0x20000, 0x20008, 0xffff_ffffu64]).as_array().unwrap().clone());
+        // socket: anything but AF_VSOCK.
+        assert_eq!(
+            rules_for(&seccomp, "socket")[0]["args"][0],
+            json!({"index": 0, "value": 40, "op": "SCMP_CMP_NE"})
+        );
+    }
+
+    #[test]
+    fn capabilities_include_their_blocks_and_exclude_the_restrictions() {
+        let mut caps = default_caps();
+        caps.insert(Capability::SysAdmin);
+        caps.insert(Capability::Perfmon);
+        caps.insert(Capability::SysPtrace);
+        let seccomp = resolved(&caps, &AMD64);
+        let clone = rules_for(&seccomp, "clone");
+        assert_eq!(clone.len(), 1);
+        assert!(clone[0].get("args").is_none(), "any flags with SYS_ADMIN");
+        let clone3 = rules_for(&seccomp, "clone3");
+        assert_eq!(clone3.len(), 1);
+        assert_eq!(clone3[0]["action"], "SCMP_ACT_ALLOW");
+        for allowed in ["unshare", "setns", "mount", "umount2", "bpf", "kcmp"] {
+            assert!(!rules_for(&seccomp, allowed).is_empty(), "{allowed}");
+        }
+        // Both the SYS_ADMIN and the PERFMON block name perf_event_open.
+        assert_eq!(rules_for(&seccomp, "perf_event_open").len(), 2);
+        // Never allowed: the keyring.
+        assert!(rules_for(&seccomp, "keyctl").is_empty());
+
+        let mut perfmon_only = default_caps();
+        perfmon_only.insert(Capability::Perfmon);
+        let seccomp = resolved(&perfmon_only, &AMD64);
+        assert_eq!(rules_for(&seccomp, "perf_event_open").len(), 1);
+        assert!(rules_for(&seccomp, "unshare").is_empty());
+    }
+
+    #[test]
+    fn the_arch_map_and_arch_rules_follow_the_host() {
+        let caps = default_caps();
+        let amd64 = resolved(&caps, &AMD64);
+        assert_eq!(
+            amd64["architectures"],
+            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+        );
+        assert_eq!(rules_for(&amd64, "arch_prctl").len(), 1);
+        assert_eq!(rules_for(&amd64, "modify_ldt").len(), 1);
+        assert!(rules_for(&amd64, "set_tls").is_empty());
+
+        let arm64 = resolved(
+            &caps,
+            &Host {
+                arch: "arm64",
+                kernel: (6, 1),
+            },
+        );
+        assert_eq!(
+            arm64["architectures"],
+            json!(["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"])
+        );
+        assert!(rules_for(&arm64, "arch_prctl").is_empty());
+        assert_eq!(rules_for(&arm64, "set_tls").len(), 1);
+
+        // s390 passes clone's flags second.
+        let s390x = resolved(
+            &caps,
+            &Host {
+                arch: "s390x",
+                kernel: (6, 1),
+            },
+        );
+        assert_eq!(s390x["architectures"], json!(["SCMP_ARCH_S390X", "SCMP_ARCH_S390"]));
+        let clone = rules_for(&s390x, "clone");
+        assert_eq!(clone.len(), 1);
+        assert_eq!(clone[0]["args"][0]["index"], 1);
+
+        let riscv = resolved(
+            &caps,
+            &Host {
+                arch: "riscv64",
+                kernel: (6, 1),
+            },
+        );
+        assert_eq!(riscv["architectures"], json!(["SCMP_ARCH_RISCV64"]));
+    }
+
+    #[test]
+    fn min_kernel_gates_ptrace() {
+        let caps = default_caps();
+        let old = resolved(
+            &caps,
+            &Host {
+                arch: "amd64",
+                kernel: (4, 4),
+            },
+        );
+        assert!(rules_for(&old, "ptrace").is_empty());
+        let new = resolved(&caps, &AMD64);
+        assert_eq!(rules_for(&new, "ptrace").len(), 1);
+        assert_eq!(parse_kernel("6.18.44-fc-v1045"), Some((6, 18)));
+        assert_eq!(parse_kernel("4.8"), Some((4, 8)));
+        assert_eq!(parse_kernel("x"), None);
+    }
+
+    #[test]
+    fn docker_and_oci_json_both_parse() {
+        // Docker's shape: nulls, comments, conditions.
+        let docker = br#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": null}],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": null,
+                 "comment": "", "includes": {}, "excludes": {}},
+                {"names": ["chroot"], "action": "SCMP_ACT_ALLOW",
+                 "includes": {"caps": ["CAP_SYS_CHROOT"], "minKernel": "4.8"}}
+            ]
+        }"#;
+        let profile = Profile::parse(docker).unwrap();
+        let seccomp = serde_json::to_value(profile.resolve(&default_caps(), &AMD64).unwrap()).unwrap();
+        assert_eq!(seccomp["architectures"], json!(["SCMP_ARCH_X86_64"]));
+        assert_eq!(seccomp["syscalls"].as_array().unwrap().len(), 2);
+
+        // OCI's shape: architectures as given, rules as given.
+        let oci = br#"{
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                          "args": [{"index": 1, "value": 448, "valueTwo": 0, "op": "SCMP_CMP_EQ"}]}]
+        }"#;
+        let profile = Profile::parse(oci).unwrap();
+        let seccomp = serde_json::to_value(profile.resolve(&HashSet::new(), &AMD64).unwrap()).unwrap();
+        assert_eq!(seccomp["architectures"], json!(["SCMP_ARCH_X86_64"]));
+        assert_eq!(seccomp["syscalls"][0]["errnoRet"], 13);
+        assert_eq!(seccomp["syscalls"][0]["args"][0]["valueTwo"], 0);
+    }
+
+    #[test]
+    fn bad_profiles_name_the_field() {
+        let field = |json: Value| Profile::parse(&serde_json::to_vec(&json).unwrap()).unwrap_err().field;
+        let rule = |extra: Value| {
+            let mut rule = json!({"names": ["read"], "action": "SCMP_ACT_ERRNO"});
+            rule.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]})
+        };
+        assert_eq!(field(json!({"defaultAction": "SCMP_ACT_NOPE"})), "defaultAction");
+        assert_eq!(field(json!({"syscalls": []})), "");
+        assert_eq!(
+            field(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]})),
+            "flags"
+        );
+        assert_eq!(
+            field(json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1})),
+            "defaultErrnoRet"
+        );
+        assert_eq!(
+            field(json!({"defaultAction": "SCMP_ACT_ALLOW",
+                         "architectures": ["SCMP_ARCH_X86_64"],
+                         "archMap": [{"architecture": "SCMP_ARCH_X86_64"}]})),
+            "architectures"
+        );
+        assert_eq!(field(rule(json!({"names": ["Read"]}))), "syscalls[0].names[0]");
+        assert_eq!(field(rule(json!({"errnoRet": 70000}))), "syscalls[0].errnoRet");
+        assert_eq!(
+            field(rule(json!({"args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}))),
+            "syscalls[0].args[0].index"
+        );
+        assert_eq!(
+            field(rule(json!({"includes": {"arches": ["vax"]}}))),
+            "syscalls[0].includes.arches"
+        );
+        assert_eq!(
+            field(rule(json!({"excludes": {"caps": ["CAP_NOPE"]}}))),
+            "syscalls[0].excludes.caps"
+        );
+        assert_eq!(
+            field(rule(json!({"includes": {"minKernel": "new"}}))),
+            "syscalls[0].includes.minKernel"
+        );
+        assert_eq!(field(rule(json!({"action": "SCMP_ACT_NOTIFY"}))), "syscalls[0].action");
+        assert_eq!(
+            field(rule(json!({"surprise": 1}))),
+            "syscalls[0].surprise"
+        );
+    }
+}
