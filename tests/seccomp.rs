@@ -96,7 +96,10 @@ fn the_default_profile_denies_what_docker_denies_and_lets_the_rest_run() {
         );
     };
     assert!(lines.contains(&"Seccomp: 2".to_string()), "{lines:?}");
-    assert!(lines.contains(&"a".to_string()), "a pipeline runs: {lines:?}");
+    assert!(
+        lines.contains(&"a".to_string()),
+        "a pipeline runs: {lines:?}"
+    );
     for name in [
         "unshare",
         "keyctl",
@@ -114,11 +117,7 @@ fn the_default_profile_denies_what_docker_denies_and_lets_the_rest_run() {
     assert!(lines.contains(&"thread+fork=ok".to_string()), "{lines:?}");
 
     // The same probe unconfined: the errnos above are the filter's doing.
-    let (container, lines) = probe(
-        &agent,
-        "unconfined",
-        Some(json!({"seccomp": "unconfined"})),
-    );
+    let (container, lines) = probe(&agent, "unconfined", Some(json!({"seccomp": "unconfined"})));
     assert_eq!(container["seccomp"], "unconfined");
     assert!(lines.contains(&"Seccomp: 0".to_string()), "{lines:?}");
     assert!(
@@ -133,7 +132,10 @@ fn unshare_of_a_user_namespace_fails_with_eperm() {
     require_root!();
     let unshare = "/usr/bin/unshare";
     if !std::path::Path::new(unshare).exists() {
-        common::skip("unshare_of_a_user_namespace_fails", "util-linux unshare missing");
+        common::skip(
+            "unshare_of_a_user_namespace_fails",
+            "util-linux unshare missing",
+        );
         return;
     }
     let agent = Agent::start();
@@ -311,17 +313,9 @@ fn the_agent_setting_chooses_the_default_and_a_bad_file_stops_the_agent() {
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
     )
     .unwrap();
-    let agent = Agent::start_with_config(&format!(
-        "[security]\nseccomp = \"{}\"\n",
-        path.display()
-    ));
-    let out = agent.berth(&[
-        "run",
-        "--",
-        "sh",
-        "-c",
-        "mkdir /tmp/d || echo refused",
-    ]);
+    let agent =
+        Agent::start_with_config(&format!("[security]\nseccomp = \"{}\"\n", path.display()));
+    let out = agent.berth(&["run", "--", "sh", "-c", "mkdir /tmp/d || echo refused"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("refused"));
     drop(agent);
 

@@ -543,6 +543,9 @@ mod tests {
         assert_eq!(for_name("clone3")[0]["errnoRet"], 38);
         assert!(for_name("unshare").is_empty());
         assert!(for_name("io_uring_setup").is_empty());
-        assert!(!for_name("chroot").is_empty(), "CAP_SYS_CHROOT is a default");
+        assert!(
+            !for_name("chroot").is_empty(),
+            "CAP_SYS_CHROOT is a default"
+        );
     }
 }

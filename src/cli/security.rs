@@ -5,7 +5,9 @@
 use super::{usage, Failure};
 
 /// The `security_opt` object for `--security-opt` values.
-pub fn security_opt(options: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+pub fn security_opt(
+    options: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
     let mut object = serde_json::Map::new();
     for option in options {
         let bad = |why: String| usage(format!("invalid --security-opt {option:?}: {why}"));
@@ -38,7 +40,10 @@ mod tests {
     #[test]
     fn modes_pass_and_files_are_read_and_sent() {
         let opts = |v: &[&str]| security_opt(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(opts(&["seccomp=unconfined"]).unwrap()["seccomp"], "unconfined");
+        assert_eq!(
+            opts(&["seccomp=unconfined"]).unwrap()["seccomp"],
+            "unconfined"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.json");
         std::fs::write(&path, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
@@ -48,7 +53,10 @@ mod tests {
         let err = opts(&[&format!("seccomp={}", path.display())]).unwrap_err();
         assert_eq!(err.code, 2);
         assert!(opts(&["seccomp=/no/such/file"]).is_err());
-        assert!(opts(&["apparmor=unconfined"]).unwrap_err().message.contains("apparmor"));
+        assert!(opts(&["apparmor=unconfined"])
+            .unwrap_err()
+            .message
+            .contains("apparmor"));
         assert!(opts(&["seccomp"]).is_err());
     }
 }

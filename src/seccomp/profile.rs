@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator,
-    LinuxSyscall,
+    Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -265,8 +265,7 @@ impl Profile {
                     ));
                 }
             }
-            for (field, condition) in [("includes", &rule.includes), ("excludes", &rule.excludes)]
-            {
+            for (field, condition) in [("includes", &rule.includes), ("excludes", &rule.excludes)] {
                 check_condition(condition, &at(field))?;
             }
         }
@@ -298,9 +297,7 @@ impl Profile {
                 .and_then(parse_kernel)
                 .map(|min| host.kernel >= min);
             if all {
-                (c.arches.is_empty() || arch)
-                    && cap_checks.all(|x| x)
-                    && kernel.unwrap_or(true)
+                (c.arches.is_empty() || arch) && cap_checks.all(|x| x) && kernel.unwrap_or(true)
             } else {
                 arch || cap_checks.any(|x| x) || kernel.unwrap_or(false)
             }
@@ -419,7 +416,10 @@ mod tests {
     };
 
     fn default_caps() -> HashSet<Capability> {
-        crate::bundle::DEFAULT_CAPABILITIES.iter().copied().collect()
+        crate::bundle::DEFAULT_CAPABILITIES
+            .iter()
+            .copied()
+            .collect()
     }
 
     fn resolved(caps: &HashSet<Capability>, host: &Host) -> Value {
@@ -492,7 +492,13 @@ mod tests {
             .iter()
             .map(|r| r["args"][0]["value"].clone())
             .collect();
-        assert_eq!(values, json!([0, 8, 0x20000, 0x20008, 0xffff_ffffu64]).as_array().unwrap().clone());
+        assert_eq!(
+            values,
+            json!([0, 8, 0x20000, 0x20008, 0xffff_ffffu64])
+                .as_array()
+                .unwrap()
+                .clone()
+        );
         // socket: anything but AF_VSOCK.
         assert_eq!(
             rules_for(&seccomp, "socket")[0]["args"][0],
@@ -562,7 +568,10 @@ mod tests {
                 kernel: (6, 1),
             },
         );
-        assert_eq!(s390x["architectures"], json!(["SCMP_ARCH_S390X", "SCMP_ARCH_S390"]));
+        assert_eq!(
+            s390x["architectures"],
+            json!(["SCMP_ARCH_S390X", "SCMP_ARCH_S390"])
+        );
         let clone = rules_for(&s390x, "clone");
         assert_eq!(clone.len(), 1);
         assert_eq!(clone[0]["args"][0]["index"], 1);
@@ -610,7 +619,8 @@ mod tests {
             ]
         }"#;
         let profile = Profile::parse(docker).unwrap();
-        let seccomp = serde_json::to_value(profile.resolve(&default_caps(), &AMD64).unwrap()).unwrap();
+        let seccomp =
+            serde_json::to_value(profile.resolve(&default_caps(), &AMD64).unwrap()).unwrap();
         assert_eq!(seccomp["architectures"], json!(["SCMP_ARCH_X86_64"]));
         assert_eq!(seccomp["syscalls"].as_array().unwrap().len(), 2);
 
@@ -622,7 +632,8 @@ mod tests {
                           "args": [{"index": 1, "value": 448, "valueTwo": 0, "op": "SCMP_CMP_EQ"}]}]
         }"#;
         let profile = Profile::parse(oci).unwrap();
-        let seccomp = serde_json::to_value(profile.resolve(&HashSet::new(), &AMD64).unwrap()).unwrap();
+        let seccomp =
+            serde_json::to_value(profile.resolve(&HashSet::new(), &AMD64).unwrap()).unwrap();
         assert_eq!(seccomp["architectures"], json!(["SCMP_ARCH_X86_64"]));
         assert_eq!(seccomp["syscalls"][0]["errnoRet"], 13);
         assert_eq!(seccomp["syscalls"][0]["args"][0]["valueTwo"], 0);
@@ -630,7 +641,11 @@ mod tests {
 
     #[test]
     fn bad_profiles_name_the_field() {
-        let field = |json: Value| Profile::parse(&serde_json::to_vec(&json).unwrap()).unwrap_err().field;
+        let field = |json: Value| {
+            Profile::parse(&serde_json::to_vec(&json).unwrap())
+                .unwrap_err()
+                .field
+        };
         let rule = |extra: Value| {
             let mut rule = json!({"names": ["read"], "action": "SCMP_ACT_ERRNO"});
             rule.as_object_mut()
@@ -638,7 +653,10 @@ mod tests {
                 .extend(extra.as_object().unwrap().clone());
             json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]})
         };
-        assert_eq!(field(json!({"defaultAction": "SCMP_ACT_NOPE"})), "defaultAction");
+        assert_eq!(
+            field(json!({"defaultAction": "SCMP_ACT_NOPE"})),
+            "defaultAction"
+        );
         assert_eq!(field(json!({"syscalls": []})), "");
         assert_eq!(
             field(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]})),
@@ -654,10 +672,18 @@ mod tests {
                          "archMap": [{"architecture": "SCMP_ARCH_X86_64"}]})),
             "architectures"
         );
-        assert_eq!(field(rule(json!({"names": ["Read"]}))), "syscalls[0].names[0]");
-        assert_eq!(field(rule(json!({"errnoRet": 70000}))), "syscalls[0].errnoRet");
         assert_eq!(
-            field(rule(json!({"args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}))),
+            field(rule(json!({"names": ["Read"]}))),
+            "syscalls[0].names[0]"
+        );
+        assert_eq!(
+            field(rule(json!({"errnoRet": 70000}))),
+            "syscalls[0].errnoRet"
+        );
+        assert_eq!(
+            field(rule(
+                json!({"args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]})
+            )),
             "syscalls[0].args[0].index"
         );
         assert_eq!(
@@ -672,10 +698,10 @@ mod tests {
             field(rule(json!({"includes": {"minKernel": "new"}}))),
             "syscalls[0].includes.minKernel"
         );
-        assert_eq!(field(rule(json!({"action": "SCMP_ACT_NOTIFY"}))), "syscalls[0].action");
         assert_eq!(
-            field(rule(json!({"surprise": 1}))),
-            "syscalls[0].surprise"
+            field(rule(json!({"action": "SCMP_ACT_NOTIFY"}))),
+            "syscalls[0].action"
         );
+        assert_eq!(field(rule(json!({"surprise": 1}))), "syscalls[0].surprise");
     }
 }

@@ -47,7 +47,9 @@ impl std::fmt::Debug for SeccompProgram {
     }
 }
 
-fn library(what: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
+fn library(
+    what: impl Into<String>,
+) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
     let what = what.into();
     move |source| SeccompError::Library { what, source }
 }
@@ -102,9 +104,9 @@ impl SeccompProgram {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let scmp: ScmpArch = name.parse().map_err(library(format!(
-                "architectures[{i}] {name}"
-            )))?;
+            let scmp: ScmpArch = name
+                .parse()
+                .map_err(library(format!("architectures[{i}] {name}")))?;
             if !filter
                 .is_arch_present(scmp)
                 .map_err(library(format!("architectures[{i}] {name}")))?
@@ -137,9 +139,7 @@ impl SeccompProgram {
                     LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
                     LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, arg.value()),
                     LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
-                    LinuxSeccompOperator::ScmpCmpGe => {
-                        (ScmpCompareOp::GreaterEqual, arg.value())
-                    }
+                    LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
                     LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
                     // OCI's value is the mask and valueTwo the datum.
                     LinuxSeccompOperator::ScmpCmpMaskedEq => (
@@ -212,8 +212,9 @@ impl SeccompProgram {
 
 /// The filter's BPF program, exported through a memfd.
 fn export(filter: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
-    let fd = nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| SeccompError::Export(e.into()))?;
+    let fd =
+        nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| SeccompError::Export(e.into()))?;
     let mut file = std::fs::File::from(fd);
     filter
         .export_bpf(&file)
@@ -248,7 +249,10 @@ mod tests {
     use std::collections::HashSet;
 
     fn default_filter() -> SeccompProgram {
-        let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES.iter().copied().collect();
+        let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES
+            .iter()
+            .copied()
+            .collect();
         let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
         SeccompProgram::compile(&spec).unwrap()
     }
