@@ -7,7 +7,7 @@ use super::{Manager, ManagerError};
 use crate::bundle::DEFAULT_CAPABILITIES;
 use crate::container::SecurityOpt;
 use crate::seccomp::{Host, SeccompSetting};
-use crate::shim::seccomp::SeccompProgram;
+use crate::shim::seccomp::SeccompFilter;
 
 /// The request's field, as error messages name it.
 const FIELD: &str = "security_opt.seccomp";
@@ -38,7 +38,8 @@ impl Manager {
             let resolved = profile
                 .resolve(&capabilities, &Host::current())
                 .map_err(|e| ManagerError::invalid(FIELD, e.to_string()))?;
-            SeccompProgram::compile(&resolved)
+            SeccompFilter::check(&resolved)
+                .and_then(|filter| filter.compile())
                 .map_err(|e| ManagerError::invalid(FIELD, e.to_string()))?;
         }
         Ok(setting)

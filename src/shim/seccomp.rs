@@ -1,6 +1,11 @@
-//! The bundle's `linux.seccomp` compiled to a BPF program before the fork
-//! (with libseccomp), and installed by the container child with one
-//! `seccomp(2)` call right before `execve`.
+//! The bundle's `linux.seccomp`: checked before the fork, compiled to a BPF
+//! program with libseccomp by the container child during its setup, and
+//! installed with one `seccomp(2)` call right before `execve`.
+//!
+//! The compile runs in the child, not the monitor: libseccomp's rule
+//! database for Docker's profile takes about a megabyte of heap, which the
+//! monitor, living as long as its container, would keep resident; the
+//! child's heap is gone at `execve`.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -8,7 +13,7 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 use nix::errno::Errno;
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 use thiserror::Error;
 
 /// The errno of an `SCMP_ACT_ERRNO` without `errnoRet`, as runc.
@@ -29,12 +34,20 @@ pub enum SeccompError {
     Install(Errno),
 }
 
+/// A `linux.seccomp` the shim can honour: no notify action, no flags, known
+/// architectures, argument indexes 0 to 5.
+#[derive(Debug, Clone)]
+pub struct SeccompFilter {
+    spec: LinuxSeccomp,
+    architectures: Vec<(String, ScmpArch)>,
+    /// Syscall names libseccomp does not know, left to the default action
+    /// (as runc does).
+    pub unknown_syscalls: Vec<String>,
+}
+
 /// A compiled filter: the `sock_filter` instructions the kernel takes.
-#[derive(Clone)]
 pub struct SeccompProgram {
     instructions: Vec<libc::sock_filter>,
-    /// Syscall names libseccomp does not know, skipped (as runc does).
-    pub unknown_syscalls: Vec<String>,
 }
 
 impl std::fmt::Debug for SeccompProgram {
@@ -54,6 +67,13 @@ fn library(
     move |source| SeccompError::Library { what, source }
 }
 
+fn invalid(field: impl Into<String>, message: &str) -> SeccompError {
+    SeccompError::Invalid {
+        field: field.into(),
+        message: message.to_string(),
+    }
+}
+
 fn action(action: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
     match action {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
@@ -71,15 +91,19 @@ fn action(action: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
     }
 }
 
-impl SeccompProgram {
-    /// Compiles `linux.seccomp`. Refuses what berth cannot honour (a
-    /// notify action, flags) rather than run the container less confined
-    /// than its bundle says.
-    pub fn compile(spec: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
-        let invalid = |field: &str, message: &str| SeccompError::Invalid {
-            field: field.to_string(),
-            message: message.to_string(),
-        };
+/// The spec's name of an architecture (`SCMP_ARCH_X86_64`).
+fn arch_name(arch: &Arch) -> String {
+    serde_json::to_value(arch)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl SeccompFilter {
+    /// Checks `linux.seccomp` without compiling it. Refuses what berth
+    /// cannot honour rather than run the container less confined than its
+    /// bundle says.
+    pub fn check(spec: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
         if spec.listener_path().is_some() || spec.listener_metadata().is_some() {
             return Err(invalid(
                 "listenerPath",
@@ -89,94 +113,118 @@ impl SeccompProgram {
         if spec.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(invalid("flags", "not supported by berth-shim"));
         }
-        let default = action(spec.default_action(), spec.default_errno_ret());
-        if default == ScmpAction::Notify {
+        if spec.default_action() == LinuxSeccompAction::ScmpActNotify {
             return Err(invalid("defaultAction", "SCMP_ACT_NOTIFY is not supported"));
         }
+        let mut architectures = Vec::new();
+        for (i, arch) in spec.architectures().iter().flatten().enumerate() {
+            let name = arch_name(arch);
+            let scmp: ScmpArch = name
+                .parse()
+                .map_err(library(format!("architectures[{i}] {name}")))?;
+            architectures.push((name, scmp));
+        }
+        let mut unknown_syscalls = Vec::new();
+        for (i, rule) in spec.syscalls().iter().flatten().enumerate() {
+            if rule.action() == LinuxSeccompAction::ScmpActNotify {
+                return Err(invalid(
+                    format!("syscalls[{i}].action"),
+                    "SCMP_ACT_NOTIFY is not supported",
+                ));
+            }
+            for (j, arg) in rule.args().iter().flatten().enumerate() {
+                if arg.index() > 5 {
+                    return Err(invalid(
+                        format!("syscalls[{i}].args[{j}].index"),
+                        "must be 0 to 5",
+                    ));
+                }
+            }
+            for name in rule.names() {
+                // A lookup in libseccomp's syscall tables.
+                if ScmpSyscall::from_name(name).is_err() && !unknown_syscalls.contains(name) {
+                    unknown_syscalls.push(name.clone());
+                }
+            }
+        }
+        Ok(SeccompFilter {
+            spec: spec.clone(),
+            architectures,
+            unknown_syscalls,
+        })
+    }
+
+    /// Compiles the filter to BPF.
+    pub fn compile(&self) -> Result<SeccompProgram, SeccompError> {
+        let spec = &self.spec;
+        let default = action(spec.default_action(), spec.default_errno_ret());
         let mut filter = ScmpFilterContext::new(default).map_err(library("create a filter"))?;
         // The no_new_privs bit is the container's business (the spec's
         // noNewPrivileges), not the filter's.
         filter
             .set_ctl_nnp(false)
             .map_err(library("clear the no_new_privs attribute"))?;
-        for (i, arch) in spec.architectures().iter().flatten().enumerate() {
-            let name = serde_json::to_value(arch)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let scmp: ScmpArch = name
-                .parse()
-                .map_err(library(format!("architectures[{i}] {name}")))?;
-            if !filter
-                .is_arch_present(scmp)
-                .map_err(library(format!("architectures[{i}] {name}")))?
-            {
-                filter
-                    .add_arch(scmp)
-                    .map_err(library(format!("architectures[{i}] {name}")))?;
+        for (i, (name, arch)) in self.architectures.iter().enumerate() {
+            let what = || format!("architectures[{i}] {name}");
+            // The native architecture is in every new filter.
+            if !filter.is_arch_present(*arch).map_err(library(what()))? {
+                filter.add_arch(*arch).map_err(library(what()))?;
             }
         }
 
-        let mut unknown_syscalls = Vec::new();
         for (i, rule) in spec.syscalls().iter().flatten().enumerate() {
-            let at = |field: &str| format!("syscalls[{i}].{field}");
             let rule_action = action(rule.action(), rule.errno_ret());
-            if rule_action == ScmpAction::Notify {
-                return Err(invalid(&at("action"), "SCMP_ACT_NOTIFY is not supported"));
-            }
             // libseccomp refuses a rule that repeats the default action;
             // it would change nothing anyway.
             if rule_action == default {
                 continue;
             }
-            let mut conditions = Vec::new();
-            for (j, arg) in rule.args().iter().flatten().enumerate() {
-                if arg.index() > 5 {
-                    return Err(invalid(&at(&format!("args[{j}].index")), "must be 0 to 5"));
-                }
-                let (op, datum) = match arg.op() {
-                    LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
-                    LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
-                    LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, arg.value()),
-                    LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
-                    LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
-                    LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
-                    // OCI's value is the mask and valueTwo the datum.
-                    LinuxSeccompOperator::ScmpCmpMaskedEq => (
-                        ScmpCompareOp::MaskedEqual(arg.value()),
-                        arg.value_two().unwrap_or(0),
-                    ),
-                };
-                conditions.push(ScmpArgCompare::new(arg.index() as u32, op, datum));
-            }
-            for name in rule.names() {
-                let syscall = match ScmpSyscall::from_name(name) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        // Newer than this libseccomp, or of another
-                        // architecture: the default action covers it.
-                        if !unknown_syscalls.contains(name) {
-                            unknown_syscalls.push(name.clone());
+            let conditions: Vec<ScmpArgCompare> = rule
+                .args()
+                .iter()
+                .flatten()
+                .map(|arg| {
+                    let (op, datum) = match arg.op() {
+                        LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
+                        LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
+                        LinuxSeccompOperator::ScmpCmpLe => {
+                            (ScmpCompareOp::LessOrEqual, arg.value())
                         }
-                        continue;
-                    }
+                        LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
+                        LinuxSeccompOperator::ScmpCmpGe => {
+                            (ScmpCompareOp::GreaterEqual, arg.value())
+                        }
+                        LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
+                        // OCI's value is the mask and valueTwo the datum.
+                        LinuxSeccompOperator::ScmpCmpMaskedEq => (
+                            ScmpCompareOp::MaskedEqual(arg.value()),
+                            arg.value_two().unwrap_or(0),
+                        ),
+                    };
+                    ScmpArgCompare::new(arg.index() as u32, op, datum)
+                })
+                .collect();
+            for name in rule.names() {
+                // Newer than this libseccomp, or of another architecture:
+                // the default action covers it.
+                let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                    continue;
                 };
                 let added = if conditions.is_empty() {
                     filter.add_rule(rule_action, syscall)
                 } else {
                     filter.add_rule_conditional(rule_action, syscall, &conditions)
                 };
-                added.map_err(library(format!("{} {name}", at("names"))))?;
+                added.map_err(library(format!("syscalls[{i}].names {name}")))?;
             }
         }
-
-        let instructions = export(&filter)?;
         Ok(SeccompProgram {
-            instructions,
-            unknown_syscalls,
+            instructions: export(&filter)?,
         })
     }
+}
 
+impl SeccompProgram {
     /// How many BPF instructions the filter has.
     pub fn len(&self) -> usize {
         self.instructions.len()
@@ -254,7 +302,7 @@ mod tests {
             .copied()
             .collect();
         let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
-        SeccompProgram::compile(&spec).unwrap()
+        SeccompFilter::check(&spec).unwrap().compile().unwrap()
     }
 
     /// Runs `probe` in a forked child with `filter` installed (after
@@ -357,8 +405,9 @@ mod tests {
         )
         .unwrap();
         let spec = profile.resolve(&HashSet::new(), &Host::current()).unwrap();
-        let filter = SeccompProgram::compile(&spec).unwrap();
-        assert_eq!(filter.unknown_syscalls, ["no_such_call"]);
+        let checked = SeccompFilter::check(&spec).unwrap();
+        assert_eq!(checked.unknown_syscalls, ["no_such_call"]);
+        let filter = checked.compile().unwrap();
         let code = in_child(&filter, || {
             // SAFETY: getppid has no arguments.
             errno_of(unsafe { libc::syscall(libc::SYS_getppid) })
@@ -375,7 +424,7 @@ mod tests {
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}"#,
         ] {
             let spec: LinuxSeccomp = serde_json::from_str(json).unwrap();
-            assert!(SeccompProgram::compile(&spec).is_err(), "{json}");
+            assert!(SeccompFilter::check(&spec).is_err(), "{json}");
         }
     }
 }

@@ -15,7 +15,7 @@ use super::capabilities::{CapSets, CapabilityError};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
-use super::seccomp::{SeccompError, SeccompProgram};
+use super::seccomp::{SeccompError, SeccompFilter};
 use super::user::{Rlimit, User, UserError};
 
 #[derive(Debug, Error)]
@@ -73,8 +73,9 @@ pub struct ProcessConfig {
     pub capabilities: Option<CapSets>,
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
-    /// `linux.seccomp`, compiled; installed right before exec.
-    pub seccomp: Option<SeccompProgram>,
+    /// `linux.seccomp`, checked; compiled by the child, installed right
+    /// before exec.
+    pub seccomp: Option<SeccompFilter>,
 }
 
 impl ContainerConfig {
@@ -168,7 +169,7 @@ impl ContainerConfig {
 
         let seccomp = linux
             .and_then(|l| l.seccomp().as_ref())
-            .map(SeccompProgram::compile)
+            .map(SeccompFilter::check)
             .transpose()?;
 
         let mut ignored = Vec::new();
