@@ -277,4 +277,21 @@ mod tests {
         let err = ContainerConfig::from_spec(&spec(j), Path::new("/b")).unwrap_err();
         assert_eq!(err.to_string(), "hostname needs a new uts namespace");
     }
+
+    #[test]
+    fn seccomp_is_checked_and_kept_not_ignored() {
+        let mut j = base();
+        j["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["read", "write", "brand_new_call"], "action": "SCMP_ACT_ALLOW"}]
+        });
+        let c = ContainerConfig::from_spec(&spec(j.clone()), Path::new("/b")).unwrap();
+        assert!(!c.ignored.contains(&"linux.seccomp"));
+        let filter = c.process.seccomp.expect("kept");
+        assert_eq!(filter.unknown_syscalls, ["brand_new_call"]);
+        j["linux"]["seccomp"]["syscalls"][0]["action"] = "SCMP_ACT_NOTIFY".into();
+        let err = ContainerConfig::from_spec(&spec(j), Path::new("/b")).unwrap_err();
+        assert!(err.to_string().contains("syscalls[0].action"), "{err}");
+    }
 }
