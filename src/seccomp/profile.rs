@@ -147,9 +147,9 @@ const ARCHES: &[(&str, Arch, &str)] = &[
     ("mips", Arch::ScmpArchMips, "mips"),
     ("mips64", Arch::ScmpArchMips64, "mips64"),
     ("mips64n32", Arch::ScmpArchMips64n32, ""),
-    ("mipsel", Arch::ScmpArchMipsel, ""),
-    ("mipsel64", Arch::ScmpArchMipsel64, ""),
-    ("mipsel64n32", Arch::ScmpArchMipsel64n32, ""),
+    ("mipsle", Arch::ScmpArchMipsel, ""),
+    ("mips64le", Arch::ScmpArchMipsel64, ""),
+    ("mips64len32", Arch::ScmpArchMipsel64n32, ""),
     ("ppc", Arch::ScmpArchPpc, "powerpc"),
     ("ppc64", Arch::ScmpArchPpc64, "powerpc64"),
     ("ppc64le", Arch::ScmpArchPpc64le, ""),
@@ -166,8 +166,8 @@ impl Host {
         let little_endian = cfg!(target_endian = "little");
         let arch = match rust {
             "powerpc64" if little_endian => "ppc64le",
-            "mips64" if little_endian => "mipsel64",
-            "mips" if little_endian => "mipsel",
+            "mips64" if little_endian => "mips64le",
+            "mips" if little_endian => "mipsle",
             _ => ARCHES
                 .iter()
                 .find(|(_, _, r)| *r == rust)
