@@ -98,6 +98,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     // Before anything reads or changes the dirs: a second agent would
     // destroy the first one's in-flight launches as "interrupted".
     let _lock = crate::store::RuntimeLock::acquire(&config.runtime_dir)?;
+    // A bad profile file stops the agent here, not every launch later.
+    crate::seccomp::SeccompSetting::from_config(&config.security.seccomp)?;
     let root = Arc::new(
         CgroupRoot::detect(&config.cgroup_root)
             .with_context(|| format!("cgroup root {:?}", config.cgroup_root))?,

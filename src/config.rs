@@ -60,6 +60,8 @@ pub struct AgentConfig {
     pub api: ApiSettings,
     /// Subordinate id ranges for containers with `userns: auto`.
     pub userns: crate::userns::UsernsSettings,
+    /// Confinement defaults for containers.
+    pub security: SecuritySettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -138,6 +140,24 @@ impl Default for ApiSettings {
         ApiSettings {
             header_timeout_seconds: 10.0,
             body_timeout_seconds: 30.0,
+        }
+    }
+}
+
+/// Confinement defaults; a container's request may override them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// The seccomp profile of containers that name none: `default`
+    /// (Docker's), `unconfined`, or the absolute path of a profile file
+    /// (Docker or OCI JSON), read when the agent starts.
+    pub seccomp: String,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            seccomp: "default".to_string(),
         }
     }
 }
@@ -311,6 +331,7 @@ impl Default for AgentConfig {
             container: ContainerSettings::default(),
             api: ApiSettings::default(),
             userns: Default::default(),
+            security: SecuritySettings::default(),
         }
     }
 }

@@ -55,6 +55,19 @@ pub struct LaunchRequest {
     /// mapped to a range of unprivileged host ids of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<String>,
+    /// Overrides of the agent's confinement defaults (`--security-opt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_opt: Option<SecurityOpt>,
+}
+
+/// Per-container `--security-opt` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityOpt {
+    /// `"default"`, `"unconfined"` or a seccomp profile (Docker or OCI
+    /// JSON); default: the agent's `[security] seccomp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<crate::seccomp::SeccompSetting>,
 }
 
 /// Per-container overrides of the agent's `[log]` settings.
@@ -69,6 +82,10 @@ pub struct LogOverrides {
     pub compress: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<crate::config::LogMode>,
+}
+
+fn unconfined() -> String {
+    "unconfined".to_string()
 }
 
 fn default_network() -> String {
@@ -161,6 +178,10 @@ pub struct Container {
     /// the agent's default then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmp_size: Option<u64>,
+    /// The seccomp filter in force: `default`, `unconfined` or `custom`.
+    /// Records from before seccomp support ran unconfined.
+    #[serde(default = "unconfined")]
+    pub seccomp: String,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,

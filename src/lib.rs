@@ -10,6 +10,7 @@ pub mod container;
 pub mod logs;
 pub mod manager;
 pub mod process;
+pub mod seccomp;
 pub mod shim;
 pub mod size;
 pub mod store;

@@ -550,7 +550,7 @@ fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
     };
     let agent = Agent::start();
     let rootfs = busybox_rootfs(agent.dir.path());
-    let script = "echo host=$(hostname) pid=$$ cwd=$(pwd) user=$(id -u); ls /; touch /probe 2>/dev/null || echo root=ro";
+    let script = "echo host=$(hostname) pid=$$ cwd=$(pwd) user=$(id -u); ls /; touch /probe 2>/dev/null || echo root=ro; busybox grep '^Seccomp:' /proc/self/status";
     let container = agent.launch(json!({
         "id": "interop",
         "command": ["/bin/sh", "-c", script],
@@ -564,8 +564,17 @@ fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
         "{ours}"
     );
     assert!(ours.contains("root=ro"), "{ours}");
+    assert!(ours.contains("Seccomp:\t2"), "{ours}");
 
     let bundle = container["bundle"].as_str().unwrap();
+    // The default profile is in the bundle, so runc enforces it too (its
+    // output, compared below, says Seccomp: 2 as well).
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(format!("{bundle}/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["linux"]["seccomp"]["defaultAction"],
+        "SCMP_ACT_ERRNO"
+    );
     let runc_id = format!("berth-interop-{}", std::process::id());
     let out = std::process::Command::new(runc)
         .args(["run", "--bundle", bundle, &runc_id])

@@ -964,3 +964,55 @@ fn user_namespace_maps_ids_and_binds_a_host_mount_read_only() {
     assert_eq!(std::fs::metadata(f.sandbox.join("w")).unwrap().uid(), start);
     assert!(!locked.join("g").exists());
 }
+
+#[test]
+fn seccomp_is_installed_with_and_without_no_new_privs() {
+    if skip_unless_root() {
+        return;
+    }
+    let seccomp = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+    });
+    let script = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; id -u; \
+                  mkdir /tmp/d 2>/dev/null && echo mkdir=ok || echo mkdir=refused";
+    for (no_new_privs, uid) in [(true, 0), (false, 1000)] {
+        let f = Fixture::new();
+        let mut spec = f.host_root_spec(&["sh", "-c", script]);
+        spec["linux"]["seccomp"] = seccomp.clone();
+        spec["process"]["noNewPrivileges"] = no_new_privs.into();
+        // Without no_new_privs and as a user without capabilities, the
+        // filter must go on before the user switch.
+        spec["process"]["user"] = json!({"uid": uid, "gid": uid});
+        if uid != 0 {
+            for set in ["effective", "permitted"] {
+                spec["process"]["capabilities"][set] = json!([]);
+            }
+        }
+        f.write_spec(&spec);
+        let rec = f.run_written();
+        assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
+        assert_eq!(
+            f.stdout(),
+            format!(
+                "NoNewPrivs:\t{}\nSeccomp:\t2\n{uid}\nmkdir=refused\n",
+                no_new_privs as u8
+            ),
+            "{}",
+            f.stderr()
+        );
+    }
+
+    // What berth cannot honour fails before ready.
+    let f = Fixture::new();
+    let mut spec = f.host_root_spec(&["true"]);
+    spec["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY"});
+    f.write_spec(&spec);
+    let mut agent = f.start();
+    match agent.recv() {
+        Some(ShimMessage::Failed { message }) => {
+            assert!(message.contains("defaultAction"), "{message}")
+        }
+        other => panic!("expected failed, got {other:?}"),
+    }
+}

@@ -146,6 +146,9 @@ pub struct BundleInput<'a> {
     pub tmp_size: u64,
     /// The container's id mapping when it has a user namespace.
     pub userns: Option<&'a UsernsMapping>,
+    /// The seccomp profile, resolved here against the container's bounding
+    /// set; `None` runs it unconfined.
+    pub seccomp: Option<&'a crate::seccomp::Profile>,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -204,7 +207,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         Default::default()
     };
     let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps)
+        .bounding(caps.clone())
         .effective(granted.clone())
         .permitted(granted)
         .inheritable(std::collections::HashSet::new())
@@ -284,13 +287,18 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     let resources: LinuxResources = serde_json::from_value(serde_json::Value::Object(resources))
         .map_err(BundleError::Resources)?;
 
-    let linux = LinuxBuilder::default()
+    let seccomp = input
+        .seccomp
+        .map(|profile| profile.resolve(&caps, &crate::seccomp::Host::current()))
+        .transpose()?;
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
         .masked_paths(get_default_maskedpaths())
         .readonly_paths(get_default_readonly_paths())
         .build()?;
+    linux.set_seccomp(seccomp);
 
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
@@ -465,6 +473,7 @@ mod tests {
             capabilities: &NO_CHANGES,
             tmp_size: 64 << 20,
             userns: None,
+            seccomp: None,
         }
     }
 
@@ -802,5 +811,40 @@ mod tests {
             .unwrap()
             .iter()
             .any(|m| m["destination"] == SANDBOX_IN_ROOTFS));
+    }
+
+    #[test]
+    fn the_seccomp_profile_is_resolved_into_linux_seccomp() {
+        let command = vec!["true".to_string()];
+        let env = BTreeMap::new();
+        let contribution = Contribution::default();
+        let mut input = input(&command, &env, &contribution);
+        let spec = spec_json(&input);
+        assert!(spec["linux"].get("seccomp").is_none(), "unconfined");
+        let profile = crate::seccomp::default::docker_default();
+        input.seccomp = Some(&profile);
+        let spec = spec_json(&input);
+        let seccomp = &spec["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(seccomp["defaultErrnoRet"], 1);
+        let rules = seccomp["syscalls"].as_array().unwrap();
+        // The default capabilities have no CAP_SYS_ADMIN: clone only
+        // without namespace flags, clone3 ENOSYS, no unshare.
+        let for_name = |name: &str| -> Vec<&Value> {
+            rules
+                .iter()
+                .filter(|r| r["names"].as_array().unwrap().contains(&json!(name)))
+                .collect()
+        };
+        let clone = for_name("clone");
+        assert_eq!(clone.len(), 1, "{clone:?}");
+        assert_eq!(clone[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+        assert_eq!(for_name("clone3")[0]["errnoRet"], 38);
+        assert!(for_name("unshare").is_empty());
+        assert!(for_name("io_uring_setup").is_empty());
+        assert!(
+            !for_name("chroot").is_empty(),
+            "CAP_SYS_CHROOT is a default"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod client;
 mod output;
+mod security;
 mod stats;
 mod table;
 
@@ -167,6 +168,10 @@ pub struct RunArgs {
     /// range of its own).
     #[arg(long, value_name = "MODE")]
     pub userns: Option<String>,
+    /// A security option: seccomp=default, seccomp=unconfined or
+    /// seccomp=FILE (a Docker or OCI seccomp profile, read here).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
@@ -563,6 +568,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if let Some(userns) = &args.userns {
         request["userns"] = userns.clone().into();
+    }
+    if !args.security_opt.is_empty() {
+        request["security_opt"] = security::security_opt(&args.security_opt)?.into();
     }
     let mut log = serde_json::Map::new();
     if let Some(size) = &args.log_max_size {

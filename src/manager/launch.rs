@@ -30,6 +30,7 @@ struct Plan {
     userns: bool,
     isolators: Vec<Arc<dyn Isolator>>,
     config: ContainerConfig,
+    seccomp: crate::seccomp::SeccompSetting,
 }
 
 impl From<IsolatorError> for ManagerError {
@@ -201,6 +202,10 @@ impl Manager {
         if userns == UsernsMode::Auto {
             self.check_userns(&request)?;
         }
+        let seccomp = self.seccomp_setting(
+            request.security_opt.as_ref(),
+            &capabilities.apply(crate::bundle::DEFAULT_CAPABILITIES),
+        )?;
 
         let offered = self.isolators.names();
         let chosen = match &request.isolation {
@@ -262,6 +267,7 @@ impl Manager {
             log,
             capabilities,
             tmp_size: Some(tmp_size),
+            seccomp: seccomp.mode().to_string(),
             created_at: now(),
             started_at: None,
             finished_at: None,
@@ -287,6 +293,7 @@ impl Manager {
             userns: userns == UsernsMode::Auto,
             isolators,
             config,
+            seccomp,
         })
     }
 
@@ -322,7 +329,12 @@ impl Manager {
             }
         }
 
-        let launched = self.run_shim(&mut container, &contribution, &plan.isolators);
+        let launched = self.run_shim(
+            &mut container,
+            &contribution,
+            &plan.isolators,
+            &plan.seccomp,
+        );
         if let Err(e) = launched {
             // The shim is gone (or never started) and with it the process:
             // wait until the kernel is done with it before removing cgroups.
@@ -393,8 +405,10 @@ impl Manager {
         container: &mut Container,
         contribution: &Contribution,
         isolators: &[Arc<dyn Isolator>],
+        seccomp: &crate::seccomp::SeccompSetting,
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
+        let seccomp = seccomp.profile();
         let spec = build_spec(&BundleInput {
             id: container.id.as_str(),
             command: &container.command,
@@ -420,6 +434,7 @@ impl Manager {
             capabilities: &container.capabilities,
             tmp_size: container.tmp_size.unwrap_or(self.config.container.tmp_size),
             userns: container.userns.as_ref(),
+            seccomp: seccomp.as_deref(),
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

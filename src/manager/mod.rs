@@ -10,6 +10,7 @@ mod launch;
 pub use gc::{GcRemoved, GcReport};
 mod recover;
 mod request_checks;
+mod seccomp;
 mod shim_client;
 mod update;
 

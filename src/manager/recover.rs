@@ -325,6 +325,7 @@ impl Manager {
             capabilities: Default::default(),
             tmp_size: None,
             userns: None,
+            seccomp: "unknown".into(),
             created_at: super::now(),
             started_at: None,
             finished_at: None,

@@ -21,6 +21,7 @@ use super::masks::{self, MaskError};
 use super::mounts::{self, MountError};
 use super::namespaces::{self, NamespaceError};
 use super::rootfs::{self, RootfsError};
+use super::seccomp::{SeccompError, SeccompProgram};
 use super::spec::ContainerConfig;
 use super::sync;
 use super::user::UserError;
@@ -62,6 +63,8 @@ pub enum SetupError {
     NoNewPrivs(Errno),
     #[error("chdir to {path}: {errno}")]
     Cwd { path: PathBuf, errno: Errno },
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// The child's ends of the pipes.
@@ -91,10 +94,13 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
             exit(1);
         }
     }
-    if let Err(e) = setup(config, stdout, stderr) {
-        sync::report_error(&report, &e.to_string());
-        exit(1);
-    }
+    let seccomp = match setup(config, stdout, stderr) {
+        Ok(seccomp) => seccomp,
+        Err(e) => {
+            sync::report_error(&report, &e.to_string());
+            exit(1);
+        }
+    };
     if sync::report_ready(&report).is_err() {
         exit(1);
     }
@@ -103,6 +109,15 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         exit(1);
     }
     let p = &config.process;
+    // The filter goes on last, so that none of the setup above needs a
+    // syscall the profile forbids; with no_new_privs set, no capability is
+    // needed for it.
+    if let Some(filter) = seccomp {
+        if let Err(e) = filter.install() {
+            sync::report_error(&report, &e.to_string());
+            exit(1);
+        }
+    }
     let message = exec::exec(&p.args, &p.env, p.path_var.as_deref());
     sync::report_error(&report, &message);
     exit(127);
@@ -115,7 +130,12 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn setup(config: &ContainerConfig, stdout: OwnedFd, stderr: OwnedFd) -> Result<(), SetupError> {
+/// Returns the seccomp filter still to install before exec.
+fn setup(
+    config: &ContainerConfig,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<Option<SeccompProgram>, SetupError> {
     reset_signals()?;
     setsid().map_err(SetupError::Setsid)?;
 
@@ -168,9 +188,20 @@ fn setup(config: &ContainerConfig, stdout: OwnedFd, stderr: OwnedFd) -> Result<(
     if let Some(caps) = &p.capabilities {
         caps.apply_bounding()?;
     }
+    // Compiled here: this process's heap goes at execve, the monitor's
+    // would stay (see shim::seccomp).
+    let mut seccomp = p.seccomp.as_ref().map(|f| f.compile()).transpose()?;
     // Keep the permitted set across setuid to a non-root user, so the spec's
     // sets can be installed afterwards.
     prctl::set_keepcaps(true).map_err(SetupError::KeepCaps)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which
+    // the user switch may take away: install it now, as runc does, and the
+    // rest of the setup must get past it.
+    if !p.no_new_privileges {
+        if let Some(filter) = seccomp.take() {
+            filter.install()?;
+        }
+    }
     p.user.switch()?;
     prctl::set_keepcaps(false).map_err(SetupError::KeepCaps)?;
     if let Some(caps) = &p.capabilities {
@@ -183,7 +214,7 @@ fn setup(config: &ContainerConfig, stdout: OwnedFd, stderr: OwnedFd) -> Result<(
         path: p.cwd.clone(),
         errno,
     })?;
-    Ok(())
+    Ok(seccomp)
 }
 
 /// The monitor ignores SIGPIPE, and an ignored disposition survives exec;

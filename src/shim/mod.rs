@@ -24,6 +24,7 @@ pub mod protocol;
 mod resident;
 mod resolve;
 mod rootfs;
+pub mod seccomp;
 mod spec;
 mod state;
 mod supervisor;

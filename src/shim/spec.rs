@@ -15,6 +15,7 @@ use super::capabilities::{CapSets, CapabilityError};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
+use super::seccomp::{SeccompError, SeccompFilter};
 use super::user::{Rlimit, User, UserError};
 use super::userns::{IdMappings, UsernsError};
 
@@ -45,6 +46,8 @@ pub enum SpecError {
     User(#[from] UserError),
     #[error(transparent)]
     Userns(#[from] UsernsError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// Everything the container child needs, validated.
@@ -75,6 +78,9 @@ pub struct ProcessConfig {
     pub capabilities: Option<CapSets>,
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
+    /// `linux.seccomp`, checked; compiled by the child, installed right
+    /// before exec.
+    pub seccomp: Option<SeccompFilter>,
 }
 
 impl ContainerConfig {
@@ -174,10 +180,14 @@ impl ContainerConfig {
             .map(Rlimit::from_spec)
             .collect::<Result<Vec<_>, _>>()?;
 
+        let seccomp = linux
+            .and_then(|l| l.seccomp().as_ref())
+            .map(SeccompFilter::check)
+            .transpose()?;
+
         let mut ignored = Vec::new();
         if let Some(l) = linux {
             for (present, name) in [
-                (l.seccomp().is_some(), "linux.seccomp"),
                 (l.sysctl().is_some(), "linux.sysctl"),
                 (l.devices().is_some(), "linux.devices"),
                 (
@@ -225,6 +235,7 @@ impl ContainerConfig {
                 capabilities,
                 no_new_privileges: process.no_new_privileges().unwrap_or(false),
                 rlimits,
+                seccomp,
             },
         })
     }
@@ -282,5 +293,22 @@ mod tests {
         j["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
         let err = ContainerConfig::from_spec(&spec(j), Path::new("/b")).unwrap_err();
         assert_eq!(err.to_string(), "hostname needs a new uts namespace");
+    }
+
+    #[test]
+    fn seccomp_is_checked_and_kept_not_ignored() {
+        let mut j = base();
+        j["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["read", "write", "brand_new_call"], "action": "SCMP_ACT_ALLOW"}]
+        });
+        let c = ContainerConfig::from_spec(&spec(j.clone()), Path::new("/b")).unwrap();
+        assert!(!c.ignored.contains(&"linux.seccomp"));
+        let filter = c.process.seccomp.expect("kept");
+        assert_eq!(filter.unknown_syscalls, ["brand_new_call"]);
+        j["linux"]["seccomp"]["syscalls"][0]["action"] = "SCMP_ACT_NOTIFY".into();
+        let err = ContainerConfig::from_spec(&spec(j), Path::new("/b")).unwrap_err();
+        assert!(err.to_string().contains("syscalls[0].action"), "{err}");
     }
 }

@@ -70,6 +70,14 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             config.ignored.join(", ")
         ));
     }
+    if let Some(filter) = &config.process.seccomp {
+        if !filter.unknown_syscalls.is_empty() {
+            note(format_args!(
+                "seccomp: syscalls unknown to libseccomp left to the default action: {}",
+                filter.unknown_syscalls.join(", ")
+            ));
+        }
+    }
     let sinks = LogSink::open(&args.log_dir, "stdout", &args.log)
         .and_then(|out| Ok((out, LogSink::open(&args.log_dir, "stderr", &args.log)?)));
     let (mut out_sink, mut err_sink) = match sinks {

@@ -1,0 +1,430 @@
+//! The bundle's `linux.seccomp`: checked before the fork, compiled to a BPF
+//! program with libseccomp by the container child during its setup, and
+//! installed with one `seccomp(2)` call right before `execve`.
+//!
+//! The compile runs in the child, not the monitor: libseccomp's rule
+//! database for Docker's profile takes about a megabyte of heap, which the
+//! monitor, living as long as its container, would keep resident; the
+//! child's heap is gone at `execve`.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use nix::errno::Errno;
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use thiserror::Error;
+
+/// The errno of an `SCMP_ACT_ERRNO` without `errnoRet`, as runc.
+const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
+
+#[derive(Debug, Error)]
+pub enum SeccompError {
+    #[error("linux.seccomp: {field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("linux.seccomp: libseccomp {what}: {source}")]
+    Library {
+        what: String,
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("linux.seccomp: export the filter: {0}")]
+    Export(std::io::Error),
+    #[error("install the seccomp filter: {0}")]
+    Install(Errno),
+}
+
+/// A `linux.seccomp` the shim can honour: no notify action, no flags, known
+/// architectures, argument indexes 0 to 5.
+#[derive(Debug, Clone)]
+pub struct SeccompFilter {
+    spec: LinuxSeccomp,
+    architectures: Vec<(String, ScmpArch)>,
+    /// Syscall names libseccomp does not know, left to the default action
+    /// (as runc does).
+    pub unknown_syscalls: Vec<String>,
+}
+
+/// A compiled filter: the `sock_filter` instructions the kernel takes.
+pub struct SeccompProgram {
+    instructions: Vec<libc::sock_filter>,
+}
+
+impl std::fmt::Debug for SeccompProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SeccompProgram({} instructions)",
+            self.instructions.len()
+        )
+    }
+}
+
+fn library(
+    what: impl Into<String>,
+) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
+    let what = what.into();
+    move |source| SeccompError::Library { what, source }
+}
+
+fn invalid(field: impl Into<String>, message: &str) -> SeccompError {
+    SeccompError::Invalid {
+        field: field.into(),
+        message: message.to_string(),
+    }
+}
+
+fn action(action: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
+    match action {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(DEFAULT_ERRNO) as i32)
+        }
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(0) as u16),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+    }
+}
+
+/// The spec's name of an architecture (`SCMP_ARCH_X86_64`).
+fn arch_name(arch: &Arch) -> String {
+    serde_json::to_value(arch)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl SeccompFilter {
+    /// Checks `linux.seccomp` without compiling it. Refuses what berth
+    /// cannot honour rather than run the container less confined than its
+    /// bundle says.
+    pub fn check(spec: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
+        if spec.listener_path().is_some() || spec.listener_metadata().is_some() {
+            return Err(invalid(
+                "listenerPath",
+                "seccomp agents are not supported by berth-shim",
+            ));
+        }
+        if spec.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(invalid("flags", "not supported by berth-shim"));
+        }
+        if spec.default_action() == LinuxSeccompAction::ScmpActNotify {
+            return Err(invalid("defaultAction", "SCMP_ACT_NOTIFY is not supported"));
+        }
+        let mut architectures = Vec::new();
+        for (i, arch) in spec.architectures().iter().flatten().enumerate() {
+            let name = arch_name(arch);
+            let scmp: ScmpArch = name
+                .parse()
+                .map_err(library(format!("architectures[{i}] {name}")))?;
+            architectures.push((name, scmp));
+        }
+        let mut unknown_syscalls = Vec::new();
+        for (i, rule) in spec.syscalls().iter().flatten().enumerate() {
+            if rule.action() == LinuxSeccompAction::ScmpActNotify {
+                return Err(invalid(
+                    format!("syscalls[{i}].action"),
+                    "SCMP_ACT_NOTIFY is not supported",
+                ));
+            }
+            for (j, arg) in rule.args().iter().flatten().enumerate() {
+                if arg.index() > 5 {
+                    return Err(invalid(
+                        format!("syscalls[{i}].args[{j}].index"),
+                        "must be 0 to 5",
+                    ));
+                }
+            }
+            for name in rule.names() {
+                // A lookup in libseccomp's syscall tables.
+                if ScmpSyscall::from_name(name).is_err() && !unknown_syscalls.contains(name) {
+                    unknown_syscalls.push(name.clone());
+                }
+            }
+        }
+        Ok(SeccompFilter {
+            spec: spec.clone(),
+            architectures,
+            unknown_syscalls,
+        })
+    }
+
+    /// Compiles the filter to BPF.
+    pub fn compile(&self) -> Result<SeccompProgram, SeccompError> {
+        let spec = &self.spec;
+        let default = action(spec.default_action(), spec.default_errno_ret());
+        let mut filter = ScmpFilterContext::new(default).map_err(library("create a filter"))?;
+        // The no_new_privs bit is the container's business (the spec's
+        // noNewPrivileges), not the filter's.
+        filter
+            .set_ctl_nnp(false)
+            .map_err(library("clear the no_new_privs attribute"))?;
+        for (i, (name, arch)) in self.architectures.iter().enumerate() {
+            let what = || format!("architectures[{i}] {name}");
+            // The native architecture is in every new filter.
+            if !filter.is_arch_present(*arch).map_err(library(what()))? {
+                filter.add_arch(*arch).map_err(library(what()))?;
+            }
+        }
+
+        for (i, rule) in spec.syscalls().iter().flatten().enumerate() {
+            let rule_action = action(rule.action(), rule.errno_ret());
+            // libseccomp refuses a rule that repeats the default action;
+            // it would change nothing anyway.
+            if rule_action == default {
+                continue;
+            }
+            let conditions: Vec<ScmpArgCompare> = rule
+                .args()
+                .iter()
+                .flatten()
+                .map(|arg| {
+                    let (op, datum) = match arg.op() {
+                        LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
+                        LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
+                        LinuxSeccompOperator::ScmpCmpLe => {
+                            (ScmpCompareOp::LessOrEqual, arg.value())
+                        }
+                        LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
+                        LinuxSeccompOperator::ScmpCmpGe => {
+                            (ScmpCompareOp::GreaterEqual, arg.value())
+                        }
+                        LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
+                        // OCI's value is the mask and valueTwo the datum.
+                        LinuxSeccompOperator::ScmpCmpMaskedEq => (
+                            ScmpCompareOp::MaskedEqual(arg.value()),
+                            arg.value_two().unwrap_or(0),
+                        ),
+                    };
+                    ScmpArgCompare::new(arg.index() as u32, op, datum)
+                })
+                .collect();
+            for name in rule.names() {
+                // Newer than this libseccomp, or of another architecture:
+                // the default action covers it.
+                let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                    continue;
+                };
+                let added = if conditions.is_empty() {
+                    filter.add_rule(rule_action, syscall)
+                } else {
+                    filter.add_rule_conditional(rule_action, syscall, &conditions)
+                };
+                added.map_err(library(format!("syscalls[{i}].names {name}")))?;
+            }
+        }
+        Ok(SeccompProgram {
+            instructions: export(&filter)?,
+        })
+    }
+}
+
+impl SeccompProgram {
+    /// How many BPF instructions the filter has.
+    pub fn len(&self) -> usize {
+        self.instructions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instructions.is_empty()
+    }
+
+    /// Installs the filter on the calling thread. Without no_new_privs this
+    /// needs CAP_SYS_ADMIN.
+    pub fn install(&self) -> Result<(), SeccompError> {
+        let program = libc::sock_fprog {
+            len: self.instructions.len() as libc::c_ushort,
+            filter: self.instructions.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `program` points at `instructions`, which outlive the
+        // call; the kernel copies the program.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(SeccompError::Install(Errno::last()));
+        }
+        Ok(())
+    }
+}
+
+/// The filter's BPF program, exported through a memfd.
+fn export(filter: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    let fd =
+        nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| SeccompError::Export(e.into()))?;
+    let mut file = std::fs::File::from(fd);
+    filter
+        .export_bpf(&file)
+        .map_err(library("export the filter"))?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(SeccompError::Export)?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if bytes.is_empty() || bytes.len() % size != 0 || bytes.len() / size > u16::MAX as usize {
+        return Err(SeccompError::Export(std::io::Error::other(format!(
+            "{} bytes is no BPF program",
+            bytes.len()
+        ))));
+    }
+    Ok(bytes
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seccomp::default::docker_default;
+    use crate::seccomp::{Host, Profile};
+    use std::collections::HashSet;
+
+    fn default_filter() -> SeccompProgram {
+        let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES
+            .iter()
+            .copied()
+            .collect();
+        let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
+        SeccompFilter::check(&spec).unwrap().compile().unwrap()
+    }
+
+    /// Runs `probe` in a forked child with `filter` installed (after
+    /// no_new_privs, as the shim does) and returns the child's exit code.
+    /// The child makes raw syscalls only: the test process has threads.
+    fn in_child(filter: &SeccompProgram, probe: fn() -> i32) -> i32 {
+        // SAFETY: the child calls only prctl, seccomp, the probe's raw
+        // syscalls and _exit, which are async-signal-safe.
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: see above.
+                unsafe {
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                        libc::_exit(100);
+                    }
+                }
+                if filter.install().is_err() {
+                    // SAFETY: see above.
+                    unsafe { libc::_exit(101) }
+                }
+                let code = probe();
+                // SAFETY: see above.
+                unsafe { libc::_exit(code) }
+            }
+            pid if pid > 0 => {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status), "child status {status}");
+                libc::WEXITSTATUS(status)
+            }
+            _ => panic!("fork: {}", std::io::Error::last_os_error()),
+        }
+    }
+
+    fn errno_of(rc: libc::c_long) -> i32 {
+        if rc >= 0 {
+            0
+        } else {
+            Errno::last_raw()
+        }
+    }
+
+    #[test]
+    fn the_default_profile_compiles_and_blocks_namespaces_but_not_fork() {
+        let filter = default_filter();
+        assert!(filter.len() > 100, "{filter:?}");
+        // unshare(CLONE_NEWUSER): EPERM.
+        let code = in_child(&filter, || {
+            // SAFETY: a raw syscall with integer arguments.
+            errno_of(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) })
+        });
+        assert_eq!(code, libc::EPERM);
+        // clone3: ENOSYS, whatever its arguments.
+        let code = in_child(&filter, || {
+            // SAFETY: clone3 with no arguments struct fails before using it.
+            errno_of(unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0) })
+        });
+        assert_eq!(code, libc::ENOSYS);
+        // clone with CLONE_NEWNS: EPERM; a plain fork-like clone works.
+        let code = in_child(&filter, || {
+            // SAFETY: clone with a namespace flag is refused before it forks.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    libc::CLONE_NEWNS | libc::SIGCHLD,
+                    0,
+                    0,
+                    0,
+                    0,
+                )
+            };
+            errno_of(rc)
+        });
+        assert_eq!(code, libc::EPERM);
+        let code = in_child(&filter, || {
+            // SAFETY: a fork-like clone; the grandchild exits at once.
+            let rc = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+            if rc == 0 {
+                // SAFETY: the grandchild leaves.
+                unsafe { libc::_exit(0) }
+            }
+            errno_of(rc)
+        });
+        assert_eq!(code, 0);
+        // keyctl: EPERM.
+        let code = in_child(&filter, || {
+            // SAFETY: KEYCTL_GET_KEYRING_ID with integer arguments.
+            errno_of(unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) })
+        });
+        assert_eq!(code, libc::EPERM);
+    }
+
+    #[test]
+    fn an_allow_list_with_a_denied_syscall_compiles_from_oci_json() {
+        let profile = Profile::parse(
+            br#"{"defaultAction": "SCMP_ACT_ALLOW",
+                 "syscalls": [{"names": ["getppid", "no_such_call"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                              {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}"#,
+        )
+        .unwrap();
+        let spec = profile.resolve(&HashSet::new(), &Host::current()).unwrap();
+        let checked = SeccompFilter::check(&spec).unwrap();
+        assert_eq!(checked.unknown_syscalls, ["no_such_call"]);
+        let filter = checked.compile().unwrap();
+        let code = in_child(&filter, || {
+            // SAFETY: getppid has no arguments.
+            errno_of(unsafe { libc::syscall(libc::SYS_getppid) })
+        });
+        assert_eq!(code, libc::EACCES);
+    }
+
+    #[test]
+    fn what_berth_cannot_honour_is_refused() {
+        for json in [
+            r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#,
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}"#,
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}"#,
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+        ] {
+            let spec: LinuxSeccomp = serde_json::from_str(json).unwrap();
+            assert!(SeccompFilter::check(&spec).is_err(), "{json}");
+        }
+    }
+}
