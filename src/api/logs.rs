@@ -197,7 +197,7 @@ pub(super) async fn logs(
     let container = manager.get(&id)?;
     let mut updates = manager.subscribe(&id)?;
     let ended = move || updates.borrow_and_update().state == ContainerState::Exited;
-    let dir: PathBuf = container.sandbox;
+    let dir: PathBuf = container.log_dir().to_path_buf();
     let builder = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
 
     let stream = match request.which {

@@ -194,13 +194,13 @@ impl Manager {
                 "container id {id} is in use"
             )));
         }
-        let sandbox = self.store.sandbox(&id);
-        if sandbox.exists() {
+        let container_dir = self.store.container_dir(&id);
+        if container_dir.symlink_metadata().is_ok() {
             // Left by an earlier container of this id that was never
             // removed: refuse rather than mix two containers' files.
             return Err(ManagerError::Conflict(format!(
                 "sandbox {} exists; remove the old container first",
-                sandbox.display()
+                container_dir.display()
             )));
         }
         let container = Container {
@@ -224,7 +224,8 @@ impl Manager {
             reason: None,
             limitation: None,
             message: None,
-            sandbox,
+            sandbox: self.store.sandbox(&id),
+            log_dir: Some(self.store.log_dir(&id)),
             bundle: self.store.bundle_dir(&id),
             status: Default::default(),
             shim: None,
@@ -319,18 +320,31 @@ impl Manager {
         self.store
             .save(container)
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
-        match std::fs::create_dir(&container.sandbox) {
+        let container_dir = self.store.container_dir(&container.id);
+        match std::fs::create_dir(&container_dir) {
             Ok(()) => {}
-            // A sandbox left by an earlier container of the same id that was
-            // never removed: refuse rather than mix two containers' files.
+            // Left by an earlier container of the same id that was never
+            // removed: refuse rather than mix two containers' files.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(ManagerError::Conflict(format!(
                     "sandbox {} exists; remove the old container first",
-                    container.sandbox.display()
+                    container_dir.display()
                 )))
             }
-            Err(e) => return Err(internal("create", &container.sandbox, e)),
+            Err(e) => return Err(internal("create", &container_dir, e)),
         }
+        // The container dir and the logs in it are root's alone; only the
+        // sandbox is mounted into the container.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::set_permissions(&container_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| internal("chmod", &container_dir, e))?;
+        let log_dir = self.store.log_dir(&container.id);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&log_dir)
+            .map_err(|e| internal("create", &log_dir, e))?;
+        std::fs::create_dir(&container.sandbox)
+            .map_err(|e| internal("create", &container.sandbox, e))?;
         if let Some(user) = container.user {
             std::os::unix::fs::chown(&container.sandbox, Some(user.uid), Some(user.gid()))
                 .map_err(|e| internal("chown", &container.sandbox, e))?;
@@ -371,7 +385,7 @@ impl Manager {
             id: container.id.as_str(),
             bundle: &container.bundle,
             state_dir: &state_dir,
-            log_dir: &container.sandbox,
+            log_dir: container.log_dir(),
             log: &container.log,
         })
         .map_err(|e| internal(&e))?;

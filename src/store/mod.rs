@@ -2,7 +2,15 @@
 //! crash-safe writes of its record.
 //!
 //! ```text
-//! <work_dir>/containers/<id>/                 the sandbox (kept after exit)
+//! <work_dir>/containers/                       0700 root
+//! <work_dir>/containers/<id>/                  the container's dir (0700 root,
+//!                                              kept after exit)
+//! <work_dir>/containers/<id>/sandbox/          the sandbox: the only part
+//!                                              mounted into the container
+//! <work_dir>/containers/<id>/logs/             log segments, indexes and temp
+//!                                              files (0700 root, never mounted:
+//!                                              the container can neither see
+//!                                              nor write them)
 //! <runtime_dir>/containers/<id>/container.json the agent's record
 //! <runtime_dir>/containers/<id>/exit.json      the shim's record of the end
 //! <runtime_dir>/containers/<id>/bundle/        the OCI bundle
@@ -15,6 +23,10 @@
 //!
 //! The record copy in the work dir is outside the sandbox on purpose: the
 //! container can write its sandbox, and must not rewrite its own record.
+//! Containers launched by agents before the logs dir existed have their
+//! sandbox at `<work_dir>/containers/<id>/` itself, logs inside it; their
+//! records say so (no `log_dir`), and removal of the container dir covers
+//! both layouts.
 
 use std::fs;
 use std::io::{self, Write};
@@ -36,6 +48,12 @@ pub enum StoreError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("remove {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: berth_confined::ConfinedError,
     },
     #[error("corrupt record {}: {source}", path.display())]
     Corrupt {
@@ -84,8 +102,22 @@ impl Store {
         Ok(())
     }
 
-    pub fn sandbox(&self, id: &ContainerId) -> PathBuf {
+    /// `<work_dir>/containers/<id>`: everything of the container that
+    /// outlives it (sandbox and logs).
+    pub fn container_dir(&self, id: &ContainerId) -> PathBuf {
         self.work_dir.join("containers").join(id.as_str())
+    }
+
+    /// The sandbox: the only part of the container dir mounted into the
+    /// container.
+    pub fn sandbox(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("sandbox")
+    }
+
+    /// Where the shim writes the container's logs: beside the sandbox, out
+    /// of the container's reach.
+    pub fn log_dir(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("logs")
     }
 
     pub fn state_dir(&self, id: &ContainerId) -> PathBuf {
@@ -120,7 +152,7 @@ impl Store {
         })
     }
 
-    /// Ids of sandbox directories in the work dir.
+    /// Ids of container directories in the work dir.
     pub fn sandbox_ids(&self) -> Vec<String> {
         fs::read_dir(self.work_dir.join("containers"))
             .map(|entries| {
@@ -166,14 +198,15 @@ impl Store {
         }
     }
 
-    /// Removes the container's state dir and sandbox.
+    /// Removes the container's state dir and its container dir (sandbox and
+    /// logs), never following a link the container planted out of it and
+    /// never entering a mount.
     pub fn remove(&self, id: &ContainerId) -> Result<(), StoreError> {
-        for dir in [self.sandbox(id), self.state_dir(id)] {
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("remove", &dir)(e)),
-            }
+        for dir in [self.container_dir(id), self.state_dir(id)] {
+            berth_confined::remove_tree(&dir).map_err(|e| StoreError::Remove {
+                path: dir.clone(),
+                source: e,
+            })?;
         }
         // The record goes last: a crash before this line leaves a record
         // whose dirs are gone, which recovery removes again.
