@@ -60,6 +60,11 @@ impl ReadFile {
         Ok(self.len)
     }
 
+    /// The open file's metadata (`fstat`).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     /// Moves the sequential read position (clamped to the bound).
     pub fn seek_to(&mut self, position: u64) {
         self.position = position.min(self.len);
