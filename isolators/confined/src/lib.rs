@@ -20,11 +20,13 @@ mod error;
 mod file;
 mod open;
 mod remove;
+mod walk;
 
 pub use dir::{Dir, Entry, Kind, Stat};
 pub use error::ConfinedError;
 pub use file::ReadFile;
 pub use remove::remove_tree;
+pub use walk::Step;
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, ConfinedError>;
