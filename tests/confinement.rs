@@ -141,7 +141,10 @@ seq -f %012.0f 1 20000
     assert!(out.status.success(), "{out:?}");
     let expected = numbered(20_000);
     assert!(out.stdout.len() >= 9 * 4096, "{} bytes", out.stdout.len());
-    assert!(expected.ends_with(&out.stdout), "not the container's output");
+    assert!(
+        expected.ends_with(&out.stdout),
+        "not the container's output"
+    );
     let tail = agent.berth(&["logs", "--tail", "1", "planter"]);
     assert_eq!(String::from_utf8_lossy(&tail.stdout), "000000020000\n");
 }
@@ -255,7 +258,12 @@ fn fifos_and_dev_zero_never_wedge_the_agent() {
         .map(|i| {
             let client = Client::new(&socket);
             let path = paths[i % paths.len()].to_string();
-            runtime.spawn(async move { (path.clone(), fetch(&client, path, Duration::from_secs(60)).await) })
+            runtime.spawn(async move {
+                (
+                    path.clone(),
+                    fetch(&client, path, Duration::from_secs(60)).await,
+                )
+            })
         })
         .collect();
 
@@ -306,8 +314,7 @@ fn fifos_and_dev_zero_never_wedge_the_agent() {
             assert!(len < 1 << 20, "{path}: {len} bytes of /dev/zero?");
         }
     }
-    let fifo = agent
-        .api("GET", "/v1/containers/wedge/files/content?path=fifo", None);
+    let fifo = agent.api("GET", "/v1/containers/wedge/files/content?path=fifo", None);
     assert_eq!(fifo.status, 400, "{:?}", fifo.body);
     // The FIFO is still a FIFO: nothing opened it for writing or replaced it.
     let sandbox = PathBuf::from(
@@ -364,7 +371,11 @@ fn rm_and_gc_never_follow_links_out_and_leave_nothing() {
     for id in ["removed", "collected"] {
         agent.launch(json!({"id": id, "command": ["sh", "-c", &script]}));
         let ended = agent.wait(id);
-        let stderr = agent.api("GET", &format!("/v1/containers/{id}/logs?stream=stderr"), None);
+        let stderr = agent.api(
+            "GET",
+            &format!("/v1/containers/{id}/logs?stream=stderr"),
+            None,
+        );
         assert_eq!(
             ended["exit_code"],
             0,

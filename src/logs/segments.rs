@@ -150,17 +150,16 @@ impl Segments {
         // Plain before compressed at equal starts, then keep the first.
         list.sort_by_key(|s| (s.start, s.compressed));
         list.dedup_by_key(|s| s.start);
-        if list.is_empty() {
-            if confined
+        if list.is_empty()
+            && confined
                 .stat(stream.name())
                 .is_ok_and(|st| st.kind() == Kind::File)
-            {
-                list.push(Segment {
-                    start: 0,
-                    path: dir.join(stream.name()),
-                    compressed: false,
-                });
-            }
+        {
+            list.push(Segment {
+                start: 0,
+                path: dir.join(stream.name()),
+                compressed: false,
+            });
         }
         Ok(Segments { list })
     }
@@ -341,9 +340,7 @@ impl Reader {
                     match segments.as_slice().iter().find(|s| s.start > open.start) {
                         Some(next) => {
                             open.end = Some(next.start);
-                            open.source
-                                .refresh()
-                                .map_err(LogError::read(&open.path))?;
+                            open.source.refresh().map_err(LogError::read(&open.path))?;
                         }
                         None => return Ok(ReadOutcome::End),
                     }
@@ -543,6 +540,47 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::End);
         assert_eq!(reader.position(), 3);
+    }
+
+    #[test]
+    fn planted_links_fifos_and_growth_are_never_followed_or_waited_on() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("secret"), "secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            host.path().join("secret"),
+            dir.path().join(segment_name(Stream::Stdout, 0)),
+        )
+        .unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join(segment_name(Stream::Stderr, 0)),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let mut buf = [0u8; 64];
+        for stream in Stream::ALL {
+            let err = Reader::new(dir.path(), stream, 0)
+                .read(&mut buf)
+                .unwrap_err();
+            assert!(matches!(err, LogError::Read { .. }), "{err}");
+            assert!(list_with_end(dir.path(), stream).is_err());
+        }
+        // A regular segment that grows is read up to what is there at each
+        // look, and followed as it grows.
+        let growing = dir.path().join(segment_name(Stream::Stdout, 0));
+        std::fs::remove_file(&growing).unwrap();
+        std::fs::write(&growing, "ab").unwrap();
+        let mut reader = Reader::new(dir.path(), Stream::Stdout, 0);
+        assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::Data(2));
+        assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::End);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&growing)
+            .unwrap()
+            .write_all(b"cd")
+            .unwrap();
+        assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::Data(2));
+        assert_eq!(&buf[..2], b"cd");
     }
 
     #[test]

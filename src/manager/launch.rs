@@ -336,8 +336,11 @@ impl Manager {
         // The container dir and the logs in it are root's alone; only the
         // sandbox is mounted into the container.
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::set_permissions(&container_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| internal("chmod", &container_dir, e))?;
+        std::fs::set_permissions(
+            &container_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| internal("chmod", &container_dir, e))?;
         let log_dir = self.store.log_dir(&container.id);
         std::fs::DirBuilder::new()
             .mode(0o700)

@@ -114,7 +114,9 @@ impl Dir {
                 Some(libc::ELOOP) => ConfinedError::Escapes { path: path.into() },
                 // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR too.
                 Some(libc::ENOTDIR)
-                    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) =>
+                    if path
+                        .symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink()) =>
                 {
                     ConfinedError::Escapes { path: path.into() }
                 }
@@ -341,7 +343,9 @@ impl Dir {
             ));
         }
         buf.truncate(n as usize);
-        Ok(PathBuf::from(<OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf)))
+        Ok(PathBuf::from(
+            <OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf),
+        ))
     }
 
     /// Removes the entry `name` (not a directory); a symlink itself goes,
@@ -390,8 +394,7 @@ impl Dir {
         let c_name = single_name(name.as_ref(), &path)?;
         let c_target = c_string(target.as_ref()).map_err(|e| open_error(e, &path))?;
         // SAFETY: valid descriptor and NUL-terminated strings.
-        if unsafe { libc::symlinkat(c_target.as_ptr(), self.fd.as_raw_fd(), c_name.as_ptr()) } < 0
-        {
+        if unsafe { libc::symlinkat(c_target.as_ptr(), self.fd.as_raw_fd(), c_name.as_ptr()) } < 0 {
             return Err(ConfinedError::io(
                 "symlink",
                 path,

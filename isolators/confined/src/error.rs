@@ -65,10 +65,9 @@ impl ConfinedError {
 impl From<ConfinedError> for io::Error {
     fn from(e: ConfinedError) -> io::Error {
         match e {
-            ConfinedError::Io { op, path, source } => io::Error::new(
-                source.kind(),
-                format!("{op} {}: {source}", path.display()),
-            ),
+            ConfinedError::Io { op, path, source } => {
+                io::Error::new(source.kind(), format!("{op} {}: {source}", path.display()))
+            }
             other => io::Error::new(other.kind(), other),
         }
     }

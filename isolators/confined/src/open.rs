@@ -160,7 +160,14 @@ fn openat(
 ) -> Result<OwnedFd, OpenError> {
     let c_name = c_string(name)?;
     // SAFETY: the name is NUL-terminated; the descriptor is owned below.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), c_name.as_ptr(), flags, mode as libc::c_uint) };
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c_name.as_ptr(),
+            flags,
+            mode as libc::c_uint,
+        )
+    };
     if fd < 0 {
         let e = io::Error::last_os_error();
         return Err(match e.raw_os_error() {
@@ -180,7 +187,7 @@ fn is_symlink(dir: BorrowedFd<'_>, name: &Path) -> bool {
 
 fn dev_of(fd: BorrowedFd<'_>) -> Result<u64, OpenError> {
     nix::sys::stat::fstat(fd)
-        .map(|st| st.st_dev as u64)
+        .map(|st| st.st_dev)
         .map_err(|e| OpenError::Io(e.into()))
 }
 
@@ -203,12 +210,29 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
         std::os::unix::fs::symlink("file", root.join("sub/link")).unwrap();
         let fd = std::fs::File::open(root).unwrap();
-        let open = |path: &str| walk(fd.as_fd(), Path::new(path), libc::O_RDONLY | libc::O_NOFOLLOW, 0, false);
+        let open = |path: &str| {
+            walk(
+                fd.as_fd(),
+                Path::new(path),
+                libc::O_RDONLY | libc::O_NOFOLLOW,
+                0,
+                false,
+            )
+        };
         assert!(open("sub/file").is_ok());
         assert!(open("./sub/file").is_ok());
-        for path in ["/etc/passwd", "..", "sub/../../x", "etc/passwd", "etc", "sub/link"] {
+        for path in [
+            "/etc/passwd",
+            "..",
+            "sub/../../x",
+            "etc/passwd",
+            "etc",
+            "sub/link",
+        ] {
             assert!(matches!(open(path), Err(OpenError::Escapes)), "{path}");
         }
-        assert!(matches!(open("nope"), Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound));
+        assert!(
+            matches!(open("nope"), Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound)
+        );
     }
 }

@@ -58,7 +58,9 @@ pub(crate) fn remove_tree_at(parent: &Dir, name: &OsStr) -> Result<()> {
     let mut current = parent.open_child_same_mount(name)?;
     let mut levels = vec![enter(&current, name, root_dev)?];
     loop {
-        let level = levels.last_mut().expect("the top level stays until the end");
+        let level = levels
+            .last_mut()
+            .expect("the top level stays until the end");
         if let Some(child) = level.pending.pop() {
             // Empty already (or emptied meanwhile): gone in one call.
             match current.remove_dir(&child) {

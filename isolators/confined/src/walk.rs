@@ -37,10 +37,7 @@ impl Dir {
     /// `visit` says [`Step::Descend`], unless they are symlinks (never) or
     /// on another mount (never). Entries vanishing meanwhile are left out.
     /// Returns `false` when `visit` stopped the walk.
-    pub fn walk(
-        &self,
-        mut visit: impl FnMut(&Dir, &Path, &Entry) -> Result<Step>,
-    ) -> Result<bool> {
+    pub fn walk(&self, mut visit: impl FnMut(&Dir, &Path, &Entry) -> Result<Step>) -> Result<bool> {
         let mut current = self.try_clone()?;
         let top = current.stat_self()?;
         let Some(pending) = visit_all(&current, Path::new(""), &mut visit)? else {
@@ -53,7 +50,9 @@ impl Dir {
             pending,
         }];
         loop {
-            let level = levels.last_mut().expect("the top level stays until the end");
+            let level = levels
+                .last_mut()
+                .expect("the top level stays until the end");
             if let Some(name) = level.pending.pop() {
                 let child = match current.open_child_same_mount(&name) {
                     Ok(child) => child,

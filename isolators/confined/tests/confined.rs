@@ -29,8 +29,11 @@ fn hostile() -> (tempfile::TempDir, tempfile::TempDir) {
     symlink(host.path(), root.join("outdir")).unwrap();
     symlink("/dev/zero", root.join("zero")).unwrap();
     symlink("../../../../../../etc/passwd", root.join("sub/up")).unwrap();
-    nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644))
-        .unwrap();
+    nix::unistd::mkfifo(
+        &root.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
     (dir, host)
 }
 
@@ -207,13 +210,31 @@ fn removal_keeps_what_links_point_at_and_handles_deep_unwritable_trees() {
     let mut deep = Dir::open(&root).unwrap();
     for i in 0..300 {
         let name = format!("{i:0>40}");
-        nix::sys::stat::mkdirat(&deep, name.as_str(), nix::sys::stat::Mode::from_bits_truncate(0o755))
-            .unwrap();
+        nix::sys::stat::mkdirat(
+            &deep,
+            name.as_str(),
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .unwrap();
         let next = deep.open_dir(&name).unwrap();
-        fs::write(format!("/proc/self/fd/{}/f", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&next))), "x").unwrap();
+        fs::write(
+            format!(
+                "/proc/self/fd/{}/f",
+                std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&next))
+            ),
+            "x",
+        )
+        .unwrap();
         deep = next;
     }
-    symlink(host.path(), format!("/proc/self/fd/{}/deep-link", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&deep)))).unwrap();
+    symlink(
+        host.path(),
+        format!(
+            "/proc/self/fd/{}/deep-link",
+            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&deep))
+        ),
+    )
+    .unwrap();
     drop(deep);
     fs::create_dir(root.join("locked")).unwrap();
     fs::write(root.join("locked/f"), "x").unwrap();

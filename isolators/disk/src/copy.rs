@@ -223,7 +223,12 @@ mod tests {
         let dst = dir.path().join("dst");
         copy_tree(&src, &dst).unwrap();
         for name in ["dir-out", "file-out", "zero"] {
-            assert!(dst.join(name).symlink_metadata().unwrap().file_type().is_symlink());
+            assert!(dst
+                .join(name)
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink());
         }
         assert_eq!(fs::read_dir(host.path()).unwrap().count(), 1);
     }

@@ -106,9 +106,9 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
     use std::fs;
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
 
     static NO_CANCEL: AtomicBool = AtomicBool::new(false);
 

@@ -211,7 +211,10 @@ mod tests {
         let host = tempfile::NamedTempFile::new().unwrap();
         fs::write(host.path(), "host").unwrap();
         fs::write(dir.path().join(plain_name("stdout", 0)), "data").unwrap();
-        for name in [compress_temp_name("stdout", 0), compressed_name("stdout", 0)] {
+        for name in [
+            compress_temp_name("stdout", 0),
+            compressed_name("stdout", 0),
+        ] {
             std::os::unix::fs::symlink(host.path(), dir.path().join(name)).unwrap();
         }
         compress_segment(&Dir::open(dir.path()).unwrap(), "stdout", 0).unwrap();

@@ -293,8 +293,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let host = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(host.path(), "host").unwrap();
-        std::os::unix::fs::symlink(host.path(), tmp.path().join(plain_name("stdout", 0)))
-            .unwrap();
+        std::os::unix::fs::symlink(host.path(), tmp.path().join(plain_name("stdout", 0))).unwrap();
         let dir = Dir::open(tmp.path()).unwrap();
         assert!(Segment::reopen(&dir, "stdout", 0).is_err());
         let mut seg = Segment::create(&dir, "stdout", 0).unwrap();
