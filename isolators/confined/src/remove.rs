@@ -40,7 +40,29 @@ struct Level {
     pending: Vec<OsString>,
 }
 
+/// How often a tree is emptied again when something appeared in it while it
+/// was being removed (a process still writing its last file).
+const ATTEMPTS: usize = 3;
+
 pub(crate) fn remove_tree_at(parent: &Dir, name: &OsStr) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match remove_once(parent, name) {
+            Err(ConfinedError::Io { source, .. })
+                if attempt < ATTEMPTS
+                    && matches!(
+                        source.raw_os_error(),
+                        Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+                    ) =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn remove_once(parent: &Dir, name: &OsStr) -> Result<()> {
     let top = match parent.stat(name) {
         Ok(stat) => stat,
         Err(e) if e.is_not_found() => return Ok(()),
