@@ -162,7 +162,12 @@ fn loop_refuses_writes_past_the_quota_and_keeps_the_sandbox() {
     // After the exit: a plain dir again, with the container's files.
     assert!(!mounted(&sandbox), "still mounted after exit");
     assert!(!image.exists(), "image left after exit");
-    assert!(loop_devices_backed_by(&image).is_empty());
+    assert!(
+        loop_devices_backed_by(&image).is_empty(),
+        "{:?}\n{}",
+        loop_devices_backed_by(&image),
+        agent.log()
+    );
     // The logs are beside the sandbox, not in it (nor in its quota).
     let stdout_file =
         std::fs::read_to_string(agent.work_dir.join("containers/boxed/logs/stdout")).unwrap();
