@@ -109,8 +109,11 @@ seq -f %012.0f 1 20000
     // The logs are the container's real output: the newest segments, each
     // compressed once rotated, nothing from the host file.
     let log_dir = PathBuf::from(container["log_dir"].as_str().unwrap());
-    let meta = std::fs::metadata(&log_dir).unwrap();
-    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(log_dir, agent.log_dir("planter"));
+    for dir in [agent.container_dir("planter"), log_dir.clone()] {
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{dir:?}");
+    }
     common::eventually(Duration::from_secs(10), "compressed segments", || {
         let gz = std::fs::read_dir(&log_dir)
             .unwrap()
@@ -385,7 +388,7 @@ fn rm_and_gc_never_follow_links_out_and_leave_nothing() {
         );
         assert_eq!(agent.stdout(id), "made\n");
     }
-    let container_dir = |id: &str| agent.work_dir.join("containers").join(id);
+    let container_dir = |id: &str| agent.container_dir(id);
     assert!(container_dir("removed").join("sandbox/locked").exists());
 
     let answer = agent.api("DELETE", "/v1/containers/removed", None);

@@ -320,37 +320,18 @@ impl Manager {
         self.store
             .save(container)
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
-        let container_dir = self.store.container_dir(&container.id);
-        match std::fs::create_dir(&container_dir) {
-            Ok(()) => {}
+        let owner = container.user.map(|user| (user.uid, user.gid()));
+        let created = self
+            .store
+            .create_container_dirs(&container.id, owner)
+            .map_err(|e| ManagerError::Internal(e.to_string()))?;
+        if !created {
             // Left by an earlier container of the same id that was never
             // removed: refuse rather than mix two containers' files.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(ManagerError::Conflict(format!(
-                    "sandbox {} exists; remove the old container first",
-                    container_dir.display()
-                )))
-            }
-            Err(e) => return Err(internal("create", &container_dir, e)),
-        }
-        // The container dir and the logs in it are root's alone; only the
-        // sandbox is mounted into the container.
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::set_permissions(
-            &container_dir,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .map_err(|e| internal("chmod", &container_dir, e))?;
-        let log_dir = self.store.log_dir(&container.id);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&log_dir)
-            .map_err(|e| internal("create", &log_dir, e))?;
-        std::fs::create_dir(&container.sandbox)
-            .map_err(|e| internal("create", &container.sandbox, e))?;
-        if let Some(user) = container.user {
-            std::os::unix::fs::chown(&container.sandbox, Some(user.uid), Some(user.gid()))
-                .map_err(|e| internal("chown", &container.sandbox, e))?;
+            return Err(ManagerError::Conflict(format!(
+                "sandbox {} exists; remove the old container first",
+                self.store.container_dir(&container.id).display()
+            )));
         }
         Ok(())
     }

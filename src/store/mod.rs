@@ -120,6 +120,39 @@ impl Store {
         self.container_dir(id).join("logs")
     }
 
+    /// Creates the container dir and the logs dir in it (both 0700 root:
+    /// only the sandbox is mounted into the container) and the sandbox,
+    /// owned by `owner` (uid, gid) if given. `Ok(false)`, creating nothing,
+    /// when the container dir exists already.
+    pub fn create_container_dirs(
+        &self,
+        id: &ContainerId,
+        owner: Option<(u32, u32)>,
+    ) -> Result<bool, StoreError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let container_dir = self.container_dir(id);
+        match fs::DirBuilder::new().mode(0o700).create(&container_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_error("create", &container_dir)(e)),
+        }
+        // Whatever the umask left: root's alone.
+        fs::set_permissions(&container_dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_error("chmod", &container_dir))?;
+        let log_dir = self.log_dir(id);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&log_dir)
+            .map_err(io_error("create", &log_dir))?;
+        let sandbox = self.sandbox(id);
+        fs::create_dir(&sandbox).map_err(io_error("create", &sandbox))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&sandbox, Some(uid), Some(gid))
+                .map_err(io_error("chown", &sandbox))?;
+        }
+        Ok(true)
+    }
+
     pub fn state_dir(&self, id: &ContainerId) -> PathBuf {
         self.runtime_dir.join("containers").join(id.as_str())
     }
@@ -281,6 +314,31 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn container_dirs_are_roots_and_removal_takes_all_of_them() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let id = ContainerId::new("c1").unwrap();
+        assert!(store
+            .create_container_dirs(&id, Some((1000, 1000)))
+            .unwrap());
+        assert!(!store.create_container_dirs(&id, None).unwrap());
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.container_dir(&id)), 0o700);
+        assert_eq!(mode(&store.log_dir(&id)), 0o700);
+        assert_eq!(fs::metadata(store.sandbox(&id)).unwrap().uid(), 1000);
+        assert_eq!(store.sandbox(&id).parent(), store.log_dir(&id).parent());
+        // A link out of the sandbox is removed, not followed.
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("keep"), "k").unwrap();
+        std::os::unix::fs::symlink(outside.path(), store.sandbox(&id).join("out")).unwrap();
+        store.remove(&id).unwrap();
+        assert!(!store.container_dir(&id).exists());
+        assert!(outside.path().join("keep").exists());
     }
 
     #[test]
