@@ -80,6 +80,12 @@ impl Manager {
                 Err(e) => tracing::error!("skipping unreadable container record: {e}"),
             }
         }
+        for id in self.store.unrecorded_state_ids() {
+            tracing::warn!(%id, "removing the state dir of a launch interrupted before its record");
+            if let Err(e) = self.store.remove(&id) {
+                tracing::error!(%id, "{e}");
+            }
+        }
         let orphans = self.remove_leaks(&containers);
 
         let recovered: Vec<RecoveredContainer> = containers

@@ -197,6 +197,28 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Ids of state dirs that hold no record, here or in the work dir: a
+    /// launch the agent died in before it wrote the record (nothing else
+    /// was made yet, nobody was told). A record that exists but cannot be
+    /// read does not count: that dir is not a stray.
+    pub fn unrecorded_state_ids(&self) -> Vec<ContainerId> {
+        let Ok(entries) = fs::read_dir(self.runtime_dir.join("containers")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| ContainerId::new(e.file_name().to_str()?).ok())
+            .filter(|id| {
+                self.state_dir(id)
+                    .join(RECORD_FILE)
+                    .symlink_metadata()
+                    .is_err()
+                    && self.persistent_record(id).symlink_metadata().is_err()
+            })
+            .collect()
+    }
+
     /// Whether the runtime dir was made in this boot. Records it for the
     /// current boot either way.
     pub fn same_boot(&self) -> Result<bool, StoreError> {
@@ -339,6 +361,22 @@ mod tests {
         store.remove(&id).unwrap();
         assert!(!store.container_dir(&id).exists());
         assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn state_dirs_without_any_record_are_strays_and_corrupt_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let [stray, corrupt, persisted] = ["stray", "corrupt", "persisted"].map(|id| {
+            let id = ContainerId::new(id).unwrap();
+            fs::create_dir_all(store.state_dir(&id).join("isolators")).unwrap();
+            id
+        });
+        fs::write(store.state_dir(&stray).join(".container.json.tmp"), "{").unwrap();
+        fs::write(store.state_dir(&corrupt).join(RECORD_FILE), "{").unwrap();
+        fs::write(store.persistent_record(&persisted), "{}").unwrap();
+        assert_eq!(store.unrecorded_state_ids(), [stray]);
     }
 
     #[test]
