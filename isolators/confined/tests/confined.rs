@@ -284,3 +284,61 @@ fn removal_never_enters_a_mount() {
     remove_tree(&root).unwrap();
     assert!(!root.exists());
 }
+
+#[test]
+fn a_walk_stays_in_the_tree_with_a_few_descriptors_whatever_the_depth() {
+    let (tmp, host) = hostile();
+    let root = tmp.path();
+    // 300 levels, far past PATH_MAX as a path.
+    let mut made = 0;
+    let dir = Dir::open(root).unwrap();
+    let mut current = dir.open_dir("sub").unwrap();
+    for i in 0..300 {
+        let name = format!("{i:0>40}");
+        nix::sys::stat::mkdirat(
+            &current,
+            name.as_str(),
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .unwrap();
+        current = current.open_dir(&name).unwrap();
+        made += 1;
+    }
+    drop(current);
+    let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let mut seen = Vec::new();
+    let mut most_fds = 0;
+    let done = dir
+        .walk(|_, relative, entry| {
+            most_fds = most_fds.max(std::fs::read_dir("/proc/self/fd").unwrap().count());
+            seen.push(relative.join(&entry.name));
+            Ok(berth_confined::Step::Descend)
+        })
+        .unwrap();
+    assert!(done);
+    // Every dir of the chain was entered; nothing of the host dir was seen
+    // through `outdir`.
+    assert_eq!(
+        seen.iter()
+            .filter(|p| p.file_name().unwrap().len() == 40)
+            .count(),
+        made
+    );
+    assert!(seen
+        .iter()
+        .all(|p| !p.starts_with("outdir") || p == Path::new("outdir")));
+    assert!(!seen.iter().any(|p| p.ends_with("secret")));
+    // Two descriptors at most beyond what was open: the walk's own and the
+    // visitor's read_dir of /proc/self/fd.
+    assert!(most_fds <= fds_before + 3, "{fds_before} -> {most_fds}");
+    // Stopping ends it.
+    let mut calls = 0;
+    assert!(!dir
+        .walk(|_, _, _| {
+            calls += 1;
+            Ok(berth_confined::Step::Stop)
+        })
+        .unwrap());
+    assert_eq!(calls, 1);
+    drop(host);
+}
