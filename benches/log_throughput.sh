@@ -132,9 +132,9 @@ PEAK_ANON=0
 [ -f "$BASE/anon.peak" ] && PEAK_ANON=$(cat "$BASE/anon.peak")
 BERTH_S=$(elapsed "$t0" "$t1")
 BERTH_MBPS=$(mbps "$BYTES" "$BERTH_S")
-SANDBOX=$("$BERTH" inspect "$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sandbox"])')
+LOG_DIR=$("$BERTH" inspect "$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_dir"])')
 echo "   exit $CODE, ${BERTH_S}s, $BERTH_MBPS MB/s, shim $SHIM_PID peak VmRSS ${PEAK_RSS} kB (RssAnon ${PEAK_ANON} kB)"
-echo "   kept: $(cd "$SANDBOX" && ls stdout.* | tr '\n' ' ')"
+echo "   kept: $(cd "$LOG_DIR" && ls stdout.* | tr '\n' ' ')"
 LOGS_JSON=$(find "$BASE/run" -path "*$ID*" -name logs.json -exec cat {} \; 2>/dev/null | head -1)
 echo "   logs.json: $LOGS_JSON"
 "$BERTH" rm -f "$ID" >/dev/null

@@ -192,6 +192,11 @@ pub struct Container {
     /// Details of a failure, for people.
     pub message: Option<String>,
     pub sandbox: PathBuf,
+    /// Where the container's logs are, out of its reach. Absent in records
+    /// of containers launched before logs moved out of the sandbox: their
+    /// logs are in the sandbox (see [`Container::log_dir`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<PathBuf>,
     pub bundle: PathBuf,
     /// The container's id mapping when it has a user namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +234,13 @@ impl Container {
             (None, Some(signal)) => 128 + signal,
             _ => 255,
         }
+    }
+
+    /// Where the container's log files are: its log dir, or for a
+    /// container launched by an older agent, its sandbox (readers go
+    /// through `berth_confined` either way).
+    pub fn log_dir(&self) -> &std::path::Path {
+        self.log_dir.as_deref().unwrap_or(&self.sandbox)
     }
 
     /// The record without agent-internal fields, as the API shows it.

@@ -122,7 +122,7 @@ fn loop_refuses_writes_past_the_quota_and_keeps_the_sandbox() {
         return;
     }
     let mut agent = Agent::start_with_config("[disk]\nbackend = \"loop\"\n");
-    let sandbox = agent.work_dir.join("containers/boxed");
+    let sandbox = agent.sandbox("boxed");
     let image = agent.work_dir.join("disk-images/boxed.img");
     let _leftovers = LoopLeftovers {
         sandbox: sandbox.clone(),
@@ -162,8 +162,14 @@ fn loop_refuses_writes_past_the_quota_and_keeps_the_sandbox() {
     // After the exit: a plain dir again, with the container's files.
     assert!(!mounted(&sandbox), "still mounted after exit");
     assert!(!image.exists(), "image left after exit");
-    assert!(loop_devices_backed_by(&image).is_empty());
-    let stdout_file = std::fs::read_to_string(sandbox.join("stdout")).unwrap();
+    assert!(
+        loop_devices_backed_by(&image).is_empty(),
+        "{:?}\n{}",
+        loop_devices_backed_by(&image),
+        agent.log()
+    );
+    // The logs are beside the sandbox, not in it (nor in its quota).
+    let stdout_file = std::fs::read_to_string(agent.log_dir("boxed").join("stdout")).unwrap();
     assert!(stdout_file.contains("alive"), "{stdout_file:?}");
     let big = sandbox.join("big").metadata().unwrap().len();
     assert!(big > 10 * MIB && big <= 20 * MIB, "big is {big} bytes");
@@ -187,7 +193,7 @@ fn loop_refuses_to_resize_a_running_image() {
     }
     let agent = Agent::start_with_config("[disk]\nbackend = \"loop\"\n");
     let _leftovers = LoopLeftovers {
-        sandbox: agent.work_dir.join("containers/fixed"),
+        sandbox: agent.sandbox("fixed"),
         image: agent.work_dir.join("disk-images/fixed.img"),
     };
     agent.launch(json!({

@@ -605,12 +605,13 @@ fn a_host_root_container_cannot_see_the_agent_or_other_sandboxes() {
     require_root!();
     let agent = Agent::start();
     agent.launch(json!({"id": "neighbour", "command": ["sleep", "300"]}));
-    std::fs::write(agent.work_dir.join("containers/neighbour/secret"), "s3cret").unwrap();
+    std::fs::write(agent.sandbox("neighbour").join("secret"), "s3cret").unwrap();
     let script = format!(
-        "ls -A {run} | wc -l; ls -A {work}/containers; test -S {socket} && echo socket=visible || echo socket=hidden; cat {work}/containers/neighbour/secret 2>/dev/null || echo secret=hidden",
+        "ls -A {run} | wc -l; ls -A {work}/containers; test -S {socket} && echo socket=visible || echo socket=hidden; cat {neighbour}/secret 2>/dev/null || echo secret=hidden",
         run = agent.runtime_dir.display(),
         work = agent.work_dir.display(),
         socket = agent.socket.display(),
+        neighbour = agent.sandbox("neighbour").display(),
     );
     agent.launch(json!({"id": "nosy", "command": ["sh", "-c", script]}));
     agent.wait("nosy");

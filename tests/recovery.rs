@@ -281,12 +281,18 @@ fn after_a_reboot_containers_are_reported_agent_lost_with_their_sandboxes() {
         Path::new(&sandbox).exists(),
         "the sandbox is kept for inspection"
     );
+    assert_eq!(
+        lost["log_dir"],
+        agent.log_dir("survivor").display().to_string()
+    );
+    assert!(agent.log_dir("survivor").join("stdout.idx").exists());
     assert!(agent.stdout("survivor").contains("before"));
     assert_eq!(
         agent.api("DELETE", "/v1/containers/survivor", None).status,
         204
     );
     assert!(!Path::new(&sandbox).exists());
+    assert!(!agent.container_dir("survivor").exists());
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
 

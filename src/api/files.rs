@@ -3,18 +3,16 @@
 //! [&offset=N][&length=N]` streams a regular file.
 //!
 //! Paths are relative to the sandbox and resolved by the kernel beneath it
-//! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS` on a descriptor
-//! of the sandbox): absolute paths, `..` above the sandbox and symlinks
-//! leading out are refused with 403, whatever the container did to the
-//! tree meanwhile. No string checks: the container owns the tree and may
-//! change it between a check and a use.
+//! through `berth_confined` (`openat2` with `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` on a descriptor of the
+//! sandbox): absolute paths, `..` above the sandbox and every symlink are
+//! refused with 403, whatever the container did to the tree meanwhile; a
+//! FIFO or device is refused (400) without blocking; a file is served up to
+//! the size it had when opened. No string checks: the container owns the
+//! tree and may change it between a check and a use.
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use axum::body::{Body, Bytes};
@@ -22,6 +20,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use berth_confined::{ConfinedError, Dir, Kind, ReadFile};
 use serde::Serialize;
 
 use super::{u64_param, ApiError, Params, Shared};
@@ -81,129 +80,92 @@ pub struct Entry {
 
 /// A sandbox directory, opened once; paths are resolved beneath it.
 pub struct Sandbox {
-    root: OwnedFd,
+    root: Dir,
+}
+
+impl FilesError {
+    fn from_confined(path: &str, e: ConfinedError) -> FilesError {
+        let path = path.to_string();
+        match e {
+            ConfinedError::Escapes { .. } | ConfinedError::CrossesMount { .. } => {
+                FilesError::Escapes { path }
+            }
+            ConfinedError::NotAFile { .. } => FilesError::NotAFile { path },
+            ConfinedError::NotADirectory { .. } => FilesError::NotADirectory { path },
+            e if e.is_not_found() => FilesError::NotFound { path },
+            // ENOTDIR on the way: a file where a directory was named.
+            ConfinedError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOTDIR) => {
+                FilesError::NotFound { path }
+            }
+            ConfinedError::Io { op, source, .. } => FilesError::Io { op, path, source },
+            ConfinedError::Moved { .. } => FilesError::Io {
+                op: "open",
+                path,
+                source: io::ErrorKind::Other.into(),
+            },
+        }
+    }
 }
 
 impl Sandbox {
     pub fn open(dir: &Path) -> Result<Sandbox, FilesError> {
-        let root = File::open(dir).map_err(|source| FilesError::Io {
-            op: "open sandbox",
-            path: dir.display().to_string(),
-            source,
+        let root = Dir::open(dir).map_err(|e| match e {
+            ConfinedError::Io { source, .. } => FilesError::Io {
+                op: "open sandbox",
+                path: dir.display().to_string(),
+                source,
+            },
+            other => FilesError::from_confined(&dir.display().to_string(), other),
         })?;
-        Ok(Sandbox { root: root.into() })
-    }
-
-    /// Opens `path` beneath the sandbox with `flags`. An empty path is the
-    /// sandbox itself.
-    fn open_beneath(&self, path: &str, flags: libc::c_int) -> Result<OwnedFd, FilesError> {
-        let relative = if path.is_empty() { "." } else { path };
-        let c_path = CString::new(relative).map_err(|_| FilesError::NotFound {
-            path: path.to_string(),
-        })?;
-        // SAFETY: open_how is plain integers; all zero is its default.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (flags | libc::O_CLOEXEC) as u64;
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: the path is NUL-terminated, `how` is a valid open_how of
-        // the size passed, and the returned descriptor is owned below.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.root.as_raw_fd(),
-                c_path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            let source = io::Error::last_os_error();
-            let path = path.to_string();
-            return Err(match source.raw_os_error() {
-                // EXDEV: the walk would leave the sandbox (absolute, `..`
-                // above it, a symlink out). ELOOP: a magic link, or a loop.
-                Some(libc::EXDEV) | Some(libc::ELOOP) => FilesError::Escapes { path },
-                Some(libc::ENOENT) => FilesError::NotFound { path },
-                Some(libc::ENOTDIR) if flags & libc::O_DIRECTORY != 0 => {
-                    FilesError::NotADirectory { path }
-                }
-                Some(libc::ENOTDIR) => FilesError::NotFound { path },
-                _ => FilesError::Io {
-                    op: "open",
-                    path,
-                    source,
-                },
-            });
-        }
-        // SAFETY: a fresh descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+        Ok(Sandbox { root })
     }
 
     /// Lists a directory, sorted by name.
     pub fn list(&self, path: &str) -> Result<Vec<Entry>, FilesError> {
-        let fd = self.open_beneath(path, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let io_error = |op: &'static str| {
-            let path = path.to_string();
-            move |source: io::Error| FilesError::Io { op, path, source }
-        };
-        // Through our own descriptor, the very directory resolved above;
-        // std then stats each entry relative to it (fstatat), not by path.
-        let listing = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map_err(io_error("read dir"))?;
-        let mut entries = Vec::new();
-        for entry in listing {
-            let entry = entry.map_err(io_error("read dir"))?;
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                // Removed since it was listed.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error("stat")(e)),
-            };
-            entries.push(Entry {
-                name: entry.file_name().to_string_lossy().into_owned(),
-                kind: kind(meta.mode()),
-                size: meta.size(),
-                mode: format!("{:04o}", meta.mode() & 0o7777),
-                mtime: rfc3339(meta.mtime(), meta.mtime_nsec()),
-            });
-        }
-        drop(fd);
+        let dir = self
+            .root
+            .open_dir(path)
+            .map_err(|e| FilesError::from_confined(path, e))?;
+        // Through the directory's own descriptor; each entry is stat'ed
+        // relative to it (fstatat, no symlink followed).
+        let mut entries: Vec<Entry> = dir
+            .entries()
+            .map_err(|e| FilesError::from_confined(path, e))?
+            .into_iter()
+            .map(|entry| {
+                let (secs, nanos) = entry.stat.mtime();
+                Entry {
+                    name: entry.name.to_string_lossy().into_owned(),
+                    kind: kind(entry.stat.kind()),
+                    size: entry.stat.size(),
+                    mode: format!("{:04o}", entry.stat.mode() & 0o7777),
+                    mtime: rfc3339(secs, nanos),
+                }
+            })
+            .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
 
-    /// Opens a regular file for reading.
-    pub fn open_file(&self, path: &str) -> Result<File, FilesError> {
-        // O_PATH first: opening a FIFO or a device for reading could block
-        // or have side effects; only a regular file is opened for real.
-        let fd = self.open_beneath(path, libc::O_PATH)?;
-        let file = File::from(fd);
-        let meta = file.metadata().map_err(|source| FilesError::Io {
-            op: "stat",
-            path: path.to_string(),
-            source,
-        })?;
-        if !meta.is_file() {
+    /// Opens a regular file for reading, bounded by its size now.
+    pub fn open_file(&self, path: &str) -> Result<ReadFile, FilesError> {
+        if path.is_empty() {
             return Err(FilesError::NotAFile {
                 path: path.to_string(),
             });
         }
-        // Reopening the very inode found above through its descriptor is
-        // race-free, unlike resolving the path again.
-        File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(|source| FilesError::Io {
-            op: "open",
-            path: path.to_string(),
-            source,
-        })
+        self.root
+            .open_file(path)
+            .map_err(|e| FilesError::from_confined(path, e))
     }
 }
 
-fn kind(mode: u32) -> &'static str {
-    match mode & libc::S_IFMT {
-        libc::S_IFREG => "file",
-        libc::S_IFDIR => "dir",
-        libc::S_IFLNK => "symlink",
-        _ => "other",
+fn kind(kind: Kind) -> &'static str {
+    match kind {
+        Kind::File => "file",
+        Kind::Dir => "dir",
+        Kind::Symlink => "symlink",
+        Kind::Other => "other",
     }
 }
 
@@ -317,6 +279,7 @@ mod tests {
             "etc/passwd",
             "etc",
             "sub/up",
+            "inside",
         ] {
             assert!(
                 matches!(read(&sandbox, path), Err(FilesError::Escapes { .. })),
@@ -332,7 +295,11 @@ mod tests {
             sandbox.list("../"),
             Err(FilesError::Escapes { .. })
         ));
-        assert_eq!(read(&sandbox, "inside").unwrap(), "content");
+        // No symlink is followed, not even one that stays inside.
+        assert!(matches!(
+            read(&sandbox, "inside"),
+            Err(FilesError::Escapes { .. })
+        ));
         assert_eq!(read(&sandbox, "sub/../top").unwrap(), "t");
         assert!(matches!(
             read(&sandbox, "missing"),

@@ -197,7 +197,7 @@ pub(super) async fn logs(
     let container = manager.get(&id)?;
     let mut updates = manager.subscribe(&id)?;
     let ended = move || updates.borrow_and_update().state == ContainerState::Exited;
-    let dir: PathBuf = container.sandbox;
+    let dir: PathBuf = container.log_dir().to_path_buf();
     let builder = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
 
     let stream = match request.which {
@@ -261,7 +261,24 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| internal(format!("log reader: {e}")))?
-        .map_err(|e| internal(e.to_string()))
+        .map_err(log_error)
+}
+
+/// A log file the confined readers refused (a symlink, a FIFO, a device
+/// where a segment should be: a container of an older agent kept its logs
+/// in its sandbox) is 403; anything else is the agent's failure.
+fn log_error(e: LogError) -> ApiError {
+    match &e {
+        LogError::Read { source, .. } | LogError::List { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
+            ) =>
+        {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+        }
+        _ => internal(e.to_string()),
+    }
 }
 
 fn internal(message: String) -> ApiError {

@@ -1,8 +1,7 @@
 //! The sparse timestamp index `S.idx`: lines of `<offset> <unix ns>`, each
 //! meaning "the bytes from this offset on arrived at this time".
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -66,7 +65,7 @@ impl Index {
         if self.path.as_os_str().is_empty() {
             return Ok(());
         }
-        let mut file = match File::open(&self.path) {
+        let mut file = match super::open_file(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(LogError::read(&self.path)(e)),
@@ -81,8 +80,8 @@ impl Index {
             return Ok(());
         }
         let mut text = Vec::new();
-        file.seek(SeekFrom::Start(self.parsed))
-            .and_then(|_| file.read_to_end(&mut text))
+        file.seek_to(self.parsed);
+        file.read_to_end(&mut text)
             .map_err(LogError::read(&self.path))?;
         let consumed = parse(&text, &mut self.entries);
         self.parsed += consumed as u64;
@@ -225,7 +224,7 @@ mod tests {
         let mut index = Index::load(dir.path(), Stream::Stdout).unwrap();
         assert!(index.entries().is_empty());
         let file_path = path(dir.path(), Stream::Stdout);
-        let mut file = File::create(&file_path).unwrap();
+        let mut file = std::fs::File::create(&file_path).unwrap();
         file.write_all(b"0 1\n10 2\n2").unwrap();
         index.refresh().unwrap();
         assert_eq!(index.entries().len(), 2);

@@ -80,6 +80,17 @@ impl LogError {
     }
 }
 
+/// Opens a log file for reading through `berth_confined`: relative to its
+/// directory's descriptor, never through a symlink, only a regular file
+/// (a FIFO or device is refused without blocking), reads bounded by its
+/// size at open. A log dir of a container from an older agent is its
+/// sandbox, which the container writes.
+pub(crate) fn open_file(path: &std::path::Path) -> io::Result<berth_confined::ReadFile> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().unwrap_or_default();
+    Ok(berth_confined::Dir::open(dir)?.open_file(name)?)
+}
+
 /// How often the readers retry after a segment vanished between listing and
 /// opening (rotated away, or compressed and removed).
 const RETRIES: usize = 8;

@@ -5,10 +5,15 @@
 //! may find its file gone: the reader then lists again and retries. Once a
 //! file is open its bytes stay readable (a rotated segment never changes;
 //! deletion only unlinks), so only opening races.
+//!
+//! Every listing and open goes through `berth_confined` (see
+//! [`super::open_file`]); reads of a plain segment are bounded by its size,
+//! which is looked at again only when the reader reaches it.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+use berth_confined::{Dir, Kind, ReadFile};
 
 use super::{LogError, Stream, RETRIES};
 
@@ -25,14 +30,42 @@ pub struct Segment {
     pub compressed: bool,
 }
 
+/// An open segment's bytes.
+enum Source {
+    /// Bounded by the size seen at open, until [`Source::refresh`].
+    Plain(ReadFile),
+    /// A rotated segment, never appended to.
+    Compressed(Box<flate2::read::MultiGzDecoder<io::BufReader<ReadFile>>>),
+}
+
+impl Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Plain(file) => file.read(buf),
+            Source::Compressed(decoder) => decoder.read(buf),
+        }
+    }
+
+    /// Takes in what was appended since the last look. Whether it grew.
+    fn refresh(&mut self) -> io::Result<bool> {
+        match self {
+            Source::Plain(file) => {
+                let before = file.len();
+                Ok(file.refresh()? > before)
+            }
+            Source::Compressed(_) => Ok(false),
+        }
+    }
+}
+
 impl Segment {
     /// Opens the segment positioned `skip` bytes into its (decompressed)
     /// content. `NotFound` means it vanished since it was listed.
-    fn open(&self, skip: u64) -> io::Result<Box<dyn Read + Send>> {
-        let mut file = File::open(&self.path)?;
+    fn open(&self, skip: u64) -> io::Result<Source> {
+        let mut file = super::open_file(&self.path)?;
         if !self.compressed {
-            file.seek(SeekFrom::Start(skip))?;
-            return Ok(Box::new(file));
+            file.seek_to(skip);
+            return Ok(Source::Plain(file));
         }
         // Multi-member tolerant: a gzip writer may have flushed in members.
         let mut decoder = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
@@ -43,17 +76,24 @@ impl Segment {
                 format!("compressed segment holds {skipped} bytes, expected at least {skip}"),
             ));
         }
-        Ok(Box::new(decoder))
+        Ok(Source::Compressed(Box::new(decoder)))
     }
 
     /// The segment's content length: its size, or for a compressed one the
     /// decompressed size (which costs a full decompression).
     fn len(&self) -> io::Result<u64> {
         if !self.compressed {
-            return Ok(std::fs::metadata(&self.path)?.len());
+            return Ok(super::open_file(&self.path)?.len());
         }
-        let mut decoder = self.open(0)?;
-        io::copy(&mut decoder, &mut io::sink())
+        let mut source = self.open(0)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            match source.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
     }
 }
 
@@ -91,36 +131,35 @@ impl Segments {
             source,
         };
         let mut list: Vec<Segment> = Vec::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Segments::default()),
-            Err(e) => return Err(list_error(e)),
+        let confined = match Dir::open(dir) {
+            Ok(confined) => confined,
+            Err(e) if e.is_not_found() => return Ok(Segments::default()),
+            Err(e) => return Err(list_error(e.into())),
         };
-        for entry in entries {
-            let entry = entry.map_err(list_error)?;
-            let name = entry.file_name();
+        for name in confined.names().map_err(|e| list_error(e.into()))? {
             let Some((start, compressed)) = name.to_str().and_then(|n| parse_name(n, stream))
             else {
                 continue;
             };
             list.push(Segment {
                 start,
-                path: entry.path(),
+                path: dir.join(name),
                 compressed,
             });
         }
         // Plain before compressed at equal starts, then keep the first.
         list.sort_by_key(|s| (s.start, s.compressed));
         list.dedup_by_key(|s| s.start);
-        if list.is_empty() {
-            let legacy = dir.join(stream.name());
-            if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.file_type().is_file()) {
-                list.push(Segment {
-                    start: 0,
-                    path: legacy,
-                    compressed: false,
-                });
-            }
+        if list.is_empty()
+            && confined
+                .stat(stream.name())
+                .is_ok_and(|st| st.kind() == Kind::File)
+        {
+            list.push(Segment {
+                start: 0,
+                path: dir.join(stream.name()),
+                compressed: false,
+            });
         }
         Ok(Segments { list })
     }
@@ -223,7 +262,7 @@ struct Open {
     path: PathBuf,
     /// Where the segment ends, once a newer segment is known.
     end: Option<u64>,
-    source: Box<dyn Read + Send>,
+    source: Source,
 }
 
 /// Reads a stream sequentially from a logical offset, across segments.
@@ -289,13 +328,20 @@ impl Reader {
                     return Ok(ReadOutcome::Skipped { from, to: end });
                 }
                 None => {
-                    // At the end of the segment that was the newest. If a
-                    // newer one appeared, this one is complete (the writer
-                    // rotates only after writing it); read once more to
-                    // catch what came just before the rotation.
+                    // At the end of what the newest segment held when last
+                    // looked at: look again.
+                    if open.source.refresh().map_err(LogError::read(&open.path))? {
+                        continue;
+                    }
+                    // If a newer one appeared, this one is complete (the
+                    // writer rotates only after writing it); take in what
+                    // came just before the rotation and read once more.
                     let segments = Segments::list(&self.dir, self.stream)?;
                     match segments.as_slice().iter().find(|s| s.start > open.start) {
-                        Some(next) => open.end = Some(next.start),
+                        Some(next) => {
+                            open.end = Some(next.start);
+                            open.source.refresh().map_err(LogError::read(&open.path))?;
+                        }
                         None => return Ok(ReadOutcome::End),
                     }
                 }
@@ -494,6 +540,47 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::End);
         assert_eq!(reader.position(), 3);
+    }
+
+    #[test]
+    fn planted_links_fifos_and_growth_are_never_followed_or_waited_on() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("secret"), "secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            host.path().join("secret"),
+            dir.path().join(segment_name(Stream::Stdout, 0)),
+        )
+        .unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join(segment_name(Stream::Stderr, 0)),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let mut buf = [0u8; 64];
+        for stream in Stream::ALL {
+            let err = Reader::new(dir.path(), stream, 0)
+                .read(&mut buf)
+                .unwrap_err();
+            assert!(matches!(err, LogError::Read { .. }), "{err}");
+            assert!(list_with_end(dir.path(), stream).is_err());
+        }
+        // A regular segment that grows is read up to what is there at each
+        // look, and followed as it grows.
+        let growing = dir.path().join(segment_name(Stream::Stdout, 0));
+        std::fs::remove_file(&growing).unwrap();
+        std::fs::write(&growing, "ab").unwrap();
+        let mut reader = Reader::new(dir.path(), Stream::Stdout, 0);
+        assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::Data(2));
+        assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::End);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&growing)
+            .unwrap()
+            .write_all(b"cd")
+            .unwrap();
+        assert_eq!(reader.read(&mut buf).unwrap(), ReadOutcome::Data(2));
+        assert_eq!(&buf[..2], b"cd");
     }
 
     #[test]

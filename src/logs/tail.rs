@@ -5,9 +5,7 @@
 //! start while remembering only the last newlines that may matter.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::segments::{list_with_end, Segment};
@@ -86,7 +84,7 @@ enum Scan {
 /// Looks for the `needed`-th last newline among the first `len` bytes of
 /// the segment.
 fn scan(segment: &Segment, len: u64, needed: u64) -> io::Result<Scan> {
-    let file = File::open(&segment.path)?;
+    let file = super::open_file(&segment.path)?;
     if segment.compressed {
         return scan_forward(
             flate2::read::MultiGzDecoder::new(io::BufReader::new(file)),
@@ -100,7 +98,7 @@ fn scan(segment: &Segment, len: u64, needed: u64) -> io::Result<Scan> {
     while high > 0 {
         let low = high.saturating_sub(BLOCK as u64);
         let block = &mut buf[..(high - low) as usize];
-        file.read_exact_at(block, low)?;
+        read_exact_at(&file, block, low)?;
         for (i, _) in block.iter().enumerate().rev().filter(|(_, &b)| b == b'\n') {
             counted += 1;
             if counted == needed {
@@ -110,6 +108,19 @@ fn scan(segment: &Segment, len: u64, needed: u64) -> io::Result<Scan> {
         high = low;
     }
     Ok(Scan::Counted(counted))
+}
+
+/// Fills `buf` from `offset`; a file shorter than its listing said is an
+/// error, not a loop.
+fn read_exact_at(file: &berth_confined::ReadFile, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
 }
 
 /// [`scan`] for a stream that reads only forwards: keeps the positions of

@@ -241,13 +241,13 @@ impl Manager {
                 "container id {id} is in use"
             )));
         }
-        let sandbox = self.store.sandbox(&id);
-        if sandbox.exists() {
+        let container_dir = self.store.container_dir(&id);
+        if container_dir.symlink_metadata().is_ok() {
             // Left by an earlier container of this id that was never
             // removed: refuse rather than mix two containers' files.
             return Err(ManagerError::Conflict(format!(
                 "sandbox {} exists; remove the old container first",
-                sandbox.display()
+                container_dir.display()
             )));
         }
         let container = Container {
@@ -276,7 +276,8 @@ impl Manager {
             reason: None,
             limitation: None,
             message: None,
-            sandbox,
+            sandbox: self.store.sandbox(&id),
+            log_dir: Some(self.store.log_dir(&id)),
             bundle: self.store.bundle_dir(&id),
             userns: None,
             status: Default::default(),
@@ -379,21 +380,18 @@ impl Manager {
         self.store
             .save(container)
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
-        match std::fs::create_dir(&container.sandbox) {
-            Ok(()) => {}
-            // A sandbox left by an earlier container of the same id that was
-            // never removed: refuse rather than mix two containers' files.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(ManagerError::Conflict(format!(
-                    "sandbox {} exists; remove the old container first",
-                    container.sandbox.display()
-                )))
-            }
-            Err(e) => return Err(internal("create", &container.sandbox, e)),
-        }
-        if let Some((uid, gid)) = sandbox_owner(container) {
-            std::os::unix::fs::chown(&container.sandbox, Some(uid), Some(gid))
-                .map_err(|e| internal("chown", &container.sandbox, e))?;
+        let owner = sandbox_owner(container);
+        let created = self
+            .store
+            .create_container_dirs(&container.id, owner)
+            .map_err(|e| ManagerError::Internal(e.to_string()))?;
+        if !created {
+            // Left by an earlier container of the same id that was never
+            // removed: refuse rather than mix two containers' files.
+            return Err(ManagerError::Conflict(format!(
+                "sandbox {} exists; remove the old container first",
+                self.store.container_dir(&container.id).display()
+            )));
         }
         Ok(())
     }
@@ -446,7 +444,7 @@ impl Manager {
             id: container.id.as_str(),
             bundle: &container.bundle,
             state_dir: &state_dir,
-            log_dir: &container.sandbox,
+            log_dir: container.log_dir(),
             log: &container.log,
         })
         .map_err(|e| internal(&e))?;

@@ -335,6 +335,7 @@ impl Manager {
             limitation: None,
             message: Some(q.message),
             sandbox: self.store.sandbox(&q.id),
+            log_dir: Some(self.store.log_dir(&q.id)),
             bundle: self.store.bundle_dir(&q.id),
             status: Default::default(),
             shim: None,

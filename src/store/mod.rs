@@ -2,7 +2,15 @@
 //! crash-safe writes of its record.
 //!
 //! ```text
-//! <work_dir>/containers/<id>/                 the sandbox (kept after exit)
+//! <work_dir>/containers/                       0700 root
+//! <work_dir>/containers/<id>/                  the container's dir (0700 root,
+//!                                              kept after exit)
+//! <work_dir>/containers/<id>/sandbox/          the sandbox: the only part
+//!                                              mounted into the container
+//! <work_dir>/containers/<id>/logs/             log segments, indexes and temp
+//!                                              files (0700 root, never mounted:
+//!                                              the container can neither see
+//!                                              nor write them)
 //! <runtime_dir>/containers/<id>/container.json the agent's record
 //! <runtime_dir>/containers/<id>/exit.json      the shim's record of the end
 //! <runtime_dir>/containers/<id>/bundle/        the OCI bundle
@@ -16,6 +24,10 @@
 //!
 //! The record copy in the work dir is outside the sandbox on purpose: the
 //! container can write its sandbox, and must not rewrite its own record.
+//! Containers launched by agents before the logs dir existed have their
+//! sandbox at `<work_dir>/containers/<id>/` itself, logs inside it; their
+//! records say so (no `log_dir`), and removal of the container dir covers
+//! both layouts.
 
 use std::fs;
 use std::io::{self, Write};
@@ -43,6 +55,12 @@ pub enum StoreError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("remove {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: berth_confined::ConfinedError,
     },
     #[error("corrupt record {}: {source}", path.display())]
     Corrupt {
@@ -95,8 +113,55 @@ impl Store {
         Ok(())
     }
 
-    pub fn sandbox(&self, id: &ContainerId) -> PathBuf {
+    /// `<work_dir>/containers/<id>`: everything of the container that
+    /// outlives it (sandbox and logs).
+    pub fn container_dir(&self, id: &ContainerId) -> PathBuf {
         self.work_dir.join("containers").join(id.as_str())
+    }
+
+    /// The sandbox: the only part of the container dir mounted into the
+    /// container.
+    pub fn sandbox(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("sandbox")
+    }
+
+    /// Where the shim writes the container's logs: beside the sandbox, out
+    /// of the container's reach.
+    pub fn log_dir(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("logs")
+    }
+
+    /// Creates the container dir and the logs dir in it (both 0700 root:
+    /// only the sandbox is mounted into the container) and the sandbox,
+    /// owned by `owner` (uid, gid) if given. `Ok(false)`, creating nothing,
+    /// when the container dir exists already.
+    pub fn create_container_dirs(
+        &self,
+        id: &ContainerId,
+        owner: Option<(u32, u32)>,
+    ) -> Result<bool, StoreError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let container_dir = self.container_dir(id);
+        match fs::DirBuilder::new().mode(0o700).create(&container_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_error("create", &container_dir)(e)),
+        }
+        // Whatever the umask left: root's alone.
+        fs::set_permissions(&container_dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_error("chmod", &container_dir))?;
+        let log_dir = self.log_dir(id);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&log_dir)
+            .map_err(io_error("create", &log_dir))?;
+        let sandbox = self.sandbox(id);
+        fs::create_dir(&sandbox).map_err(io_error("create", &sandbox))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&sandbox, Some(uid), Some(gid))
+                .map_err(io_error("chown", &sandbox))?;
+        }
+        Ok(true)
     }
 
     pub fn state_dir(&self, id: &ContainerId) -> PathBuf {
@@ -154,7 +219,7 @@ impl Store {
             .collect())
     }
 
-    /// Ids of sandbox directories in the work dir.
+    /// Ids of container directories in the work dir.
     pub fn sandbox_ids(&self) -> Vec<String> {
         fs::read_dir(self.work_dir.join("containers"))
             .map(|entries| {
@@ -223,14 +288,15 @@ impl Store {
         }
     }
 
-    /// Removes the container's state dir and sandbox.
+    /// Removes the container's state dir and its container dir (sandbox and
+    /// logs), never following a link the container planted out of it and
+    /// never entering a mount.
     pub fn remove(&self, id: &ContainerId) -> Result<(), StoreError> {
-        for dir in [self.sandbox(id), self.state_dir(id)] {
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("remove", &dir)(e)),
-            }
+        for dir in [self.container_dir(id), self.state_dir(id)] {
+            berth_confined::remove_tree(&dir).map_err(|e| StoreError::Remove {
+                path: dir.clone(),
+                source: e,
+            })?;
         }
         // The record goes last: a crash before this line leaves a record
         // whose dirs are gone, which recovery removes again.
@@ -321,6 +387,31 @@ mod tests {
         fs::write(&path, b"00000000-0000-0000-0000-000000000000\n").unwrap();
         assert!(!store.same_boot().unwrap());
         assert!(store.same_boot().unwrap());
+    }
+
+    #[test]
+    fn container_dirs_are_roots_and_removal_takes_all_of_them() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let id = ContainerId::new("c1").unwrap();
+        assert!(store
+            .create_container_dirs(&id, Some((1000, 1000)))
+            .unwrap());
+        assert!(!store.create_container_dirs(&id, None).unwrap());
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.container_dir(&id)), 0o700);
+        assert_eq!(mode(&store.log_dir(&id)), 0o700);
+        assert_eq!(fs::metadata(store.sandbox(&id)).unwrap().uid(), 1000);
+        assert_eq!(store.sandbox(&id).parent(), store.log_dir(&id).parent());
+        // A link out of the sandbox is removed, not followed.
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("keep"), "k").unwrap();
+        std::os::unix::fs::symlink(outside.path(), store.sandbox(&id).join("out")).unwrap();
+        store.remove(&id).unwrap();
+        assert!(!store.container_dir(&id).exists());
+        assert!(outside.path().join("keep").exists());
     }
 
     #[test]

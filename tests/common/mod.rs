@@ -193,6 +193,22 @@ impl Agent {
         panic!("agent did not listen within 20s:\n{}", self.log());
     }
 
+    /// `<work_dir>/containers/<id>`: everything of a container that
+    /// outlives it.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.work_dir.join("containers").join(id)
+    }
+
+    /// A container's sandbox on the host, the only part mounted into it.
+    pub fn sandbox(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("sandbox")
+    }
+
+    /// A container's log files on the host, beside its sandbox.
+    pub fn log_dir(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("logs")
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()

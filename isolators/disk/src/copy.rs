@@ -1,13 +1,19 @@
 //! Copying a sandbox out of its loop filesystem, keeping what a person
 //! inspecting it cares about: contents, modes, owners, times, symlinks,
 //! hard links, fifos and device nodes (not extended attributes).
+//!
+//! The source is the container's: it is walked through `berth_confined`
+//! (directory descriptors, no symlink followed, only regular files opened,
+//! never blocking on a FIFO, reads bounded by the size at open). The
+//! destination is the agent's own staging dir.
 
 use std::collections::HashMap;
-use std::fs::{self, File, FileTimes, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::fs::{self, File, FileTimes};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
+use berth_confined::{Dir, Entry, Kind, Stat, Step};
 use nix::sys::stat::{mknod, Mode, SFlag};
 
 use crate::error::DiskError;
@@ -15,50 +21,29 @@ use crate::error::DiskError;
 /// Copies the tree at `from` to `to`, which must not exist. Iterative, so a
 /// deep tree made by the container cannot exhaust the stack.
 pub fn copy_tree(from: &Path, to: &Path) -> Result<(), DiskError> {
-    let top = from
-        .symlink_metadata()
-        .map_err(|e| DiskError::io("stat", from, e))?;
+    let confined = |op| move |e: berth_confined::ConfinedError| DiskError::io(op, from, e.into());
+    let src = Dir::open(from).map_err(confined("open"))?;
+    let top = src.stat_self().map_err(confined("stat"))?;
     fs::create_dir(to).map_err(|e| DiskError::io("create", to, e))?;
     // Directories get their owner, mode and times after their contents,
     // deepest first: writing into them would change the times, and a
     // read-only mode would stop the copy.
-    let mut finish: Vec<(PathBuf, Metadata)> = vec![(to.to_path_buf(), top)];
-    let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+    let mut finish: Vec<(PathBuf, Stat)> = vec![(to.to_path_buf(), top)];
     let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    while let Some((src_dir, dst_dir)) = pending.pop() {
-        let entries = fs::read_dir(&src_dir).map_err(|e| DiskError::io("read", &src_dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| DiskError::io("read", &src_dir, e))?;
-            let src = entry.path();
-            let dst = dst_dir.join(entry.file_name());
-            let meta = src
-                .symlink_metadata()
-                .map_err(|e| DiskError::io("stat", &src, e))?;
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                fs::create_dir(&dst).map_err(|e| DiskError::io("create", &dst, e))?;
-                finish.push((dst.clone(), meta));
-                pending.push((src, dst));
-                continue;
-            }
-            if meta.nlink() > 1 {
-                if let Some(first) = linked.get(&(meta.dev(), meta.ino())) {
-                    fs::hard_link(first, &dst).map_err(|e| DiskError::io("link", &dst, e))?;
-                    continue;
-                }
-                linked.insert((meta.dev(), meta.ino()), dst.clone());
-            }
-            if kind.is_symlink() {
-                let target = fs::read_link(&src).map_err(|e| DiskError::io("readlink", &src, e))?;
-                std::os::unix::fs::symlink(&target, &dst)
-                    .map_err(|e| DiskError::io("symlink", &dst, e))?;
-                owner(&dst, &meta)?;
-            } else if kind.is_file() {
-                copy_file(&src, &dst, &meta)?;
-            } else {
-                special(&dst, &meta)?;
+    let mut failed = None;
+    src.walk(|dir, relative, entry| {
+        let dst = to.join(relative).join(&entry.name);
+        match copy_entry(dir, entry, &dst, &mut linked, &mut finish) {
+            Ok(step) => Ok(step),
+            Err(e) => {
+                failed = Some(e);
+                Ok(Step::Stop)
             }
         }
+    })
+    .map_err(confined("walk"))?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     for (dir, meta) in finish.iter().rev() {
         owner(dir, meta)?;
@@ -69,8 +54,48 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), DiskError> {
     Ok(())
 }
 
-fn copy_file(src: &Path, dst: &Path, meta: &Metadata) -> Result<(), DiskError> {
-    let mut input = File::open(src).map_err(|e| DiskError::io("open", src, e))?;
+/// Copies one entry; a directory is made here and filled as the walk
+/// descends into it.
+fn copy_entry(
+    dir: &Dir,
+    entry: &Entry,
+    dst: &Path,
+    linked: &mut HashMap<(u64, u64), PathBuf>,
+    finish: &mut Vec<(PathBuf, Stat)>,
+) -> Result<Step, DiskError> {
+    let meta = entry.stat;
+    let kind = meta.kind();
+    if kind == Kind::Dir {
+        fs::create_dir(dst).map_err(|e| DiskError::io("create", dst, e))?;
+        finish.push((dst.to_path_buf(), meta));
+        return Ok(Step::Descend);
+    }
+    if meta.nlink() > 1 {
+        if let Some(first) = linked.get(&(meta.dev(), meta.ino())) {
+            fs::hard_link(first, dst).map_err(|e| DiskError::io("link", dst, e))?;
+            return Ok(Step::Skip);
+        }
+        linked.insert((meta.dev(), meta.ino()), dst.to_path_buf());
+    }
+    let src = |e: berth_confined::ConfinedError| DiskError::io("copy", dst, e.into());
+    match kind {
+        Kind::Symlink => {
+            let target = dir.read_link(&entry.name).map_err(src)?;
+            std::os::unix::fs::symlink(&target, dst)
+                .map_err(|e| DiskError::io("symlink", dst, e))?;
+            owner(dst, &meta)?;
+        }
+        Kind::File => copy_file(dir, entry, dst)?,
+        _ => special(dst, &meta)?,
+    }
+    Ok(Step::Skip)
+}
+
+fn copy_file(dir: &Dir, entry: &Entry, dst: &Path) -> Result<(), DiskError> {
+    let meta = &entry.stat;
+    let mut input = dir
+        .open_file(&entry.name)
+        .map_err(|e| DiskError::io("open", dst, e.into()))?;
     let mut output = File::create_new(dst).map_err(|e| DiskError::io("create", dst, e))?;
     std::io::copy(&mut input, &mut output).map_err(|e| DiskError::io("copy", dst, e))?;
     times(&output, dst, meta)?;
@@ -79,16 +104,12 @@ fn copy_file(src: &Path, dst: &Path, meta: &Metadata) -> Result<(), DiskError> {
     mode(dst, meta)
 }
 
-fn special(dst: &Path, meta: &Metadata) -> Result<(), DiskError> {
-    let kind = meta.file_type();
-    let flag = if kind.is_fifo() {
-        SFlag::S_IFIFO
-    } else if kind.is_char_device() {
-        SFlag::S_IFCHR
-    } else if kind.is_block_device() {
-        SFlag::S_IFBLK
-    } else {
-        SFlag::S_IFSOCK
+fn special(dst: &Path, meta: &Stat) -> Result<(), DiskError> {
+    let flag = match meta.mode() & libc::S_IFMT {
+        libc::S_IFIFO => SFlag::S_IFIFO,
+        libc::S_IFCHR => SFlag::S_IFCHR,
+        libc::S_IFBLK => SFlag::S_IFBLK,
+        _ => SFlag::S_IFSOCK,
     };
     let perm = Mode::from_bits_truncate((meta.mode() & 0o7777) as _);
     mknod(dst, flag, perm, meta.rdev() as _).map_err(|e| DiskError::io("mknod", dst, e.into()))?;
@@ -96,17 +117,17 @@ fn special(dst: &Path, meta: &Metadata) -> Result<(), DiskError> {
     mode(dst, meta)
 }
 
-fn owner(path: &Path, meta: &Metadata) -> Result<(), DiskError> {
+fn owner(path: &Path, meta: &Stat) -> Result<(), DiskError> {
     std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
         .map_err(|e| DiskError::io("chown", path, e))
 }
 
-fn mode(path: &Path, meta: &Metadata) -> Result<(), DiskError> {
+fn mode(path: &Path, meta: &Stat) -> Result<(), DiskError> {
     fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(|e| DiskError::io("chmod", path, e))
 }
 
-fn times(file: &File, path: &Path, meta: &Metadata) -> Result<(), DiskError> {
+fn times(file: &File, path: &Path, meta: &Stat) -> Result<(), DiskError> {
     let at = |secs: i64, nanos: i64| {
         let since = Duration::new(secs.unsigned_abs(), nanos as u32);
         if secs >= 0 {
@@ -115,9 +136,11 @@ fn times(file: &File, path: &Path, meta: &Metadata) -> Result<(), DiskError> {
             UNIX_EPOCH - since
         }
     };
+    let (atime, atime_nsec) = meta.atime();
+    let (mtime, mtime_nsec) = meta.mtime();
     let times = FileTimes::new()
-        .set_accessed(at(meta.atime(), meta.atime_nsec()))
-        .set_modified(at(meta.mtime(), meta.mtime_nsec()));
+        .set_accessed(at(atime, atime_nsec))
+        .set_modified(at(mtime, mtime_nsec));
     file.set_times(times)
         .map_err(|e| DiskError::io("set times of", path, e))
 }
@@ -137,6 +160,8 @@ pub fn move_entries(from: &Path, to: &Path) -> Result<(), DiskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::Metadata;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::time::SystemTime;
 
     fn mtime(meta: &Metadata) -> SystemTime {
@@ -183,6 +208,29 @@ mod tests {
         assert_eq!(mtime(&meta("sub/deeper/data")), old);
         fs::set_permissions(src.join("sub"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(dst.join("sub"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn links_out_are_copied_as_links_and_never_followed() {
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("secret"), "host").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        std::os::unix::fs::symlink(host.path(), src.join("dir-out")).unwrap();
+        std::os::unix::fs::symlink(host.path().join("secret"), src.join("file-out")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", src.join("zero")).unwrap();
+        let dst = dir.path().join("dst");
+        copy_tree(&src, &dst).unwrap();
+        for name in ["dir-out", "file-out", "zero"] {
+            assert!(dst
+                .join(name)
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        assert_eq!(fs::read_dir(host.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! answer is known.
 
 use std::collections::HashSet;
-use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use berth_confined::{Dir, Kind, Step};
 
 use crate::error::DiskError;
 
@@ -35,6 +35,11 @@ pub enum Stop {
 /// blocks (sparse files count what they hold), each hard-linked inode once
 /// by `(dev, ino)`, no symlink followed, no other filesystem entered.
 ///
+/// The walk goes through `berth_confined` (directory descriptors, `*at`
+/// calls, nothing opened but directories, no symlink followed), so a
+/// container changing its sandbox under the walk can neither lead it out
+/// nor make it block.
+///
 /// With `stop_above`, the walk ends as soon as the count exceeds it: an
 /// over-quota sandbox is known without walking all of it. Entries vanishing
 /// under the walk (the container is running) are skipped; only an
@@ -44,95 +49,58 @@ pub fn measure(
     stop_above: Option<u64>,
     cancel: &AtomicBool,
 ) -> Result<Measured, DiskError> {
-    let top = root
-        .symlink_metadata()
-        .map_err(|e| DiskError::io("stat", root, e))?;
+    let dir = Dir::open(root).map_err(|e| DiskError::io("open", root, e.into()))?;
+    let top = dir
+        .stat_self()
+        .map_err(|e| DiskError::io("stat", root, e.into()))?;
     let dev = top.dev();
-    let mut bytes = allocated(&top);
+    let mut bytes = top.allocated();
     let over = |bytes: u64| stop_above.is_some_and(|limit| bytes > limit);
-    let stopped = |bytes, stop| {
-        Ok(Measured {
-            bytes,
-            stopped: Some(stop),
-        })
-    };
     if over(bytes) {
-        return stopped(bytes, Stop::OverLimit);
-    }
-    if !top.is_dir() {
         return Ok(Measured {
             bytes,
-            stopped: None,
+            stopped: Some(Stop::OverLimit),
         });
     }
     // Only inodes with more than one link can be met twice: the set stays
     // small on ordinary trees.
     let mut linked: HashSet<(u64, u64)> = HashSet::new();
-    let mut pending: Vec<PathBuf> = vec![root.to_path_buf()];
     let mut until_cancel_check = CANCEL_CHECK_EVERY;
-    while let Some(dir) = pending.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if dir == root => return Err(DiskError::io("read", root, e)),
-            Err(e) => {
-                skip(&dir, &e);
-                continue;
+    let mut stopped = None;
+    let walked = dir.walk(|_, _, entry| {
+        until_cancel_check -= 1;
+        if until_cancel_check == 0 {
+            if cancel.load(Ordering::Relaxed) {
+                stopped = Some(Stop::Cancelled);
+                return Ok(Step::Stop);
             }
-        };
-        for entry in entries {
-            until_cancel_check -= 1;
-            if until_cancel_check == 0 {
-                if cancel.load(Ordering::Relaxed) {
-                    return stopped(bytes, Stop::Cancelled);
-                }
-                until_cancel_check = CANCEL_CHECK_EVERY;
-            }
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    skip(&dir, &e);
-                    continue;
-                }
-            };
-            // DirEntry::metadata is an fstatat(AT_SYMLINK_NOFOLLOW) on the
-            // directory's fd: an lstat without resolving the path again.
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) => {
-                    skip(&entry.path(), &e);
-                    continue;
-                }
-            };
-            if meta.dev() != dev {
-                // A mount point: what is mounted there is not the sandbox's.
-                continue;
-            }
-            if !meta.is_dir() && meta.nlink() > 1 && !linked.insert((meta.dev(), meta.ino())) {
-                continue;
-            }
-            bytes = bytes.saturating_add(allocated(&meta));
-            if over(bytes) {
-                return stopped(bytes, Stop::OverLimit);
-            }
-            if meta.is_dir() {
-                pending.push(entry.path());
-            }
+            until_cancel_check = CANCEL_CHECK_EVERY;
+        }
+        let stat = &entry.stat;
+        if stat.dev() != dev {
+            // A mount point: what is mounted there is not the sandbox's.
+            return Ok(Step::Skip);
+        }
+        let is_dir = stat.kind() == Kind::Dir;
+        if !is_dir && stat.nlink() > 1 && !linked.insert((stat.dev(), stat.ino())) {
+            return Ok(Step::Skip);
+        }
+        bytes = bytes.saturating_add(stat.allocated());
+        if over(bytes) {
+            stopped = Some(Stop::OverLimit);
+            return Ok(Step::Stop);
+        }
+        Ok(Step::Descend)
+    });
+    match walked {
+        Ok(_) => {}
+        // Moved under the walk by the running container: what was counted
+        // is a lower bound.
+        Err(e) => {
+            tracing::debug!(path = %root.display(), error = %e, "disk: walk cut short");
         }
     }
-    Ok(Measured {
-        bytes,
-        stopped: None,
-    })
-}
-
-fn allocated(meta: &std::fs::Metadata) -> u64 {
-    meta.blocks().saturating_mul(512)
-}
-
-fn skip(path: &Path, e: &io::Error) {
-    if e.kind() != io::ErrorKind::NotFound {
-        tracing::debug!(path = %path.display(), error = %e, "disk: not counted");
-    }
+    Ok(Measured { bytes, stopped })
 }
 
 #[cfg(test)]
@@ -140,6 +108,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
 
     static NO_CANCEL: AtomicBool = AtomicBool::new(false);
 

@@ -154,15 +154,16 @@ pub fn is_mounted(sandbox: &Path) -> Result<bool, DiskError> {
 pub fn tear_down(paths: &LoopPaths) -> Result<(), DiskError> {
     if is_mounted(&paths.sandbox)? {
         if paths.staging.exists() {
-            // A half-done earlier attempt: start the copy afresh.
-            std::fs::remove_dir_all(&paths.staging)
-                .map_err(|e| DiskError::io("remove", &paths.staging, e))?;
+            // A half-done earlier attempt: start the copy afresh. A copy
+            // of the container's tree: removed confined, like the tree.
+            berth_confined::remove_tree(&paths.staging)
+                .map_err(|e| DiskError::io("remove", &paths.staging, e.into()))?;
         }
         let copied = copy_tree(&paths.sandbox, &paths.staging);
         unmount(&paths.sandbox)?;
         release_devices(&paths.image);
         if let Err(e) = copied {
-            let _ = std::fs::remove_dir_all(&paths.staging);
+            let _ = berth_confined::remove_tree(&paths.staging);
             return Err(DiskError::Io {
                 op: "copy the sandbox out of its image (image kept)",
                 path: paths.image.clone(),

@@ -383,26 +383,32 @@ impl XfsQuota {
     /// it; they hold no data blocks worth counting.
     pub fn release(&self, sandbox: &Path, project: u32) -> Result<(), DiskError> {
         self.set_quota(project, 0)?;
-        let mut pending = vec![sandbox.to_path_buf()];
-        let mut first_error = None;
-        while let Some(path) = pending.pop() {
-            let Ok(meta) = path.symlink_metadata() else {
-                continue;
-            };
-            if !(meta.is_dir() || meta.is_file()) {
-                continue;
-            }
-            if meta.is_dir() {
-                if let Ok(entries) = std::fs::read_dir(&path) {
-                    pending.extend(entries.flatten().map(|e| e.path()));
+        // The sandbox itself, then what a confined walk finds below it (no
+        // symlinked dir entered, no other mount).
+        let mut paths = Vec::new();
+        if let Ok(dir) = berth_confined::Dir::open(sandbox) {
+            paths.push(sandbox.to_path_buf());
+            let _ = dir.walk(|_, relative, entry| {
+                use berth_confined::Kind;
+                if matches!(entry.stat.kind(), Kind::File | Kind::Dir) {
+                    paths.push(sandbox.join(relative).join(&entry.name));
                 }
-            }
+                Ok(berth_confined::Step::Descend)
+            });
+        }
+        let mut first_error = None;
+        for path in paths {
             let reset = self
                 .sys
                 .get_attr(&path)
                 .and_then(|attr| self.sys.set_attr(&path, &attr.with_project(0)));
-            if let Err(e) = reset {
-                first_error.get_or_insert(DiskError::io("FS_IOC_FSSETXATTR", &path, e));
+            match reset {
+                Ok(()) => {}
+                // Gone since the walk: nothing carries the id there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    first_error.get_or_insert(DiskError::io("FS_IOC_FSSETXATTR", &path, e));
+                }
             }
         }
         match first_error {

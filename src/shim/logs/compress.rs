@@ -4,10 +4,11 @@
 //! leave it).
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+use berth_confined::Dir;
 
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -31,38 +32,36 @@ pub enum CompressError {
 
 /// Writes `S.<start>.gz` completely (temp file + rename), then removes
 /// `S.<start>`, so that at every instant one of them holds the bytes.
-pub fn compress_segment(dir: &Path, stream: &str, start: u64) -> Result<(), CompressError> {
-    let plain = dir.join(plain_name(stream, start));
-    let tmp = dir.join(compress_temp_name(stream, start));
-    let done = dir.join(compressed_name(stream, start));
-    let read_err = |source| CompressError::Read {
-        path: plain.clone(),
+pub fn compress_segment(dir: &Dir, stream: &str, start: u64) -> Result<(), CompressError> {
+    let plain = plain_name(stream, start);
+    let tmp = compress_temp_name(stream, start);
+    let done = compressed_name(stream, start);
+    let read_err = |source: berth_confined::ConfinedError| CompressError::Read {
+        path: dir.path().join(&plain),
+        source: source.into(),
+    };
+    let write_err = |source: io::Error| CompressError::Write {
+        path: dir.path().join(&done),
         source,
     };
-    let write_err = |source| CompressError::Write {
-        path: done.clone(),
-        source,
-    };
-    let input = File::open(&plain).map_err(read_err)?;
-    let output = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&tmp)
-        .map_err(write_err)?;
-    let written = gzip(input, output).and_then(|()| fs::rename(&tmp, &done));
+    // Bounded by the size at open: a rotated segment never grows.
+    let input = dir.open_file(&plain).map_err(read_err)?;
+    // A leftover temp file (or anything planted under its name) is
+    // unlinked, never written through.
+    let output = dir
+        .create_replacing(&tmp, 0o640)
+        .map_err(|e| write_err(e.into()))?;
+    let written = gzip(input, output).and_then(|()| Ok(dir.rename(&tmp, &done)?));
     if let Err(e) = written {
         // A full disk must not leave half a file taking what space is left.
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove_file(&tmp);
         return Err(write_err(e));
     }
-    fs::remove_file(&plain).map_err(read_err)?;
+    dir.remove_file(&plain).map_err(read_err)?;
     Ok(())
 }
 
-fn gzip(input: File, output: File) -> io::Result<()> {
+fn gzip(input: impl Read, output: File) -> io::Result<()> {
     let mut encoder = GzEncoder::new(
         BufWriter::with_capacity(64 * 1024, output),
         Compression::default(),
@@ -77,25 +76,25 @@ fn gzip(input: File, output: File) -> io::Result<()> {
 }
 
 /// The size of a compressed segment's content.
-pub fn decompressed_len(path: &Path) -> io::Result<u64> {
+pub fn decompressed_len(dir: &Dir, name: &str) -> io::Result<u64> {
     io::copy(
-        &mut MultiGzDecoder::new(BufReader::new(File::open(path)?)),
+        &mut MultiGzDecoder::new(BufReader::new(dir.open_file(name)?)),
         &mut io::sink(),
     )
 }
 
 /// The compression work of one stream.
 pub struct Compressor {
-    dir: PathBuf,
+    dir: Dir,
     stream: &'static str,
     running: Option<(u64, Pid)>,
     queue: VecDeque<u64>,
 }
 
 impl Compressor {
-    pub fn new(dir: &Path, stream: &'static str) -> Compressor {
+    pub fn new(dir: Dir, stream: &'static str) -> Compressor {
         Compressor {
-            dir: dir.to_path_buf(),
+            dir,
             stream,
             running: None,
             queue: VecDeque::new(),
@@ -204,21 +203,43 @@ fn wait_blocking(pid: Pid) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::fs;
+
+    #[test]
+    fn planted_temp_and_target_links_are_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = tempfile::NamedTempFile::new().unwrap();
+        fs::write(host.path(), "host").unwrap();
+        fs::write(dir.path().join(plain_name("stdout", 0)), "data").unwrap();
+        for name in [
+            compress_temp_name("stdout", 0),
+            compressed_name("stdout", 0),
+        ] {
+            std::os::unix::fs::symlink(host.path(), dir.path().join(name)).unwrap();
+        }
+        compress_segment(&Dir::open(dir.path()).unwrap(), "stdout", 0).unwrap();
+        assert_eq!(fs::read(host.path()).unwrap(), b"host");
+        let gz = dir.path().join(compressed_name("stdout", 0));
+        assert!(gz.symlink_metadata().unwrap().is_file());
+    }
 
     #[test]
     fn compresses_completely_then_removes_the_plain_segment() {
         let dir = tempfile::tempdir().unwrap();
+        let confined = Dir::open(dir.path()).unwrap();
         let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
         fs::write(dir.path().join(plain_name("stdout", 4096)), &data).unwrap();
-        compress_segment(dir.path(), "stdout", 4096).unwrap();
+        compress_segment(&confined, "stdout", 4096).unwrap();
         let gz = dir.path().join(compressed_name("stdout", 4096));
         let mut back = Vec::new();
         MultiGzDecoder::new(File::open(&gz).unwrap())
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
-        assert_eq!(decompressed_len(&gz).unwrap(), data.len() as u64);
+        assert_eq!(
+            decompressed_len(&confined, &compressed_name("stdout", 4096)).unwrap(),
+            data.len() as u64
+        );
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -229,7 +250,7 @@ mod tests {
     #[test]
     fn missing_segment_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let err = compress_segment(dir.path(), "stdout", 0).unwrap_err();
+        let err = compress_segment(&Dir::open(dir.path()).unwrap(), "stdout", 0).unwrap_err();
         assert!(err.to_string().starts_with("read segment "), "{err}");
         assert!(err.to_string().contains("stdout.00000000000000000000"));
     }

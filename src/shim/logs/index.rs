@@ -2,10 +2,11 @@
 //! one when a chunk arrives at least [`SPACING`] after the last entry, so the
 //! raw log is never touched by timestamps and bursts cost one line.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use berth_confined::{Dir, ReadFile};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The minimum time between two entries.
@@ -36,6 +37,8 @@ pub fn index_name(stream: &str) -> String {
 }
 
 pub struct TimeIndex {
+    dir: Dir,
+    name: String,
     path: PathBuf,
     file: File,
     /// The monotonic time of the last entry, if this shim wrote one.
@@ -47,15 +50,18 @@ pub struct TimeIndex {
 
 impl TimeIndex {
     /// Opens (creating) the index of `stream` in `dir` for appending.
-    pub fn open(dir: &Path, stream: &str) -> io::Result<TimeIndex> {
-        let path = dir.join(index_name(stream));
-        let file = open_append(&path)?;
-        let last_unix_ns = File::open(&path)
+    pub fn open(dir: &Dir, stream: &str) -> io::Result<TimeIndex> {
+        let name = index_name(stream);
+        let file = dir.open_writable(&name, true, Some(0o640))?;
+        let last_unix_ns = dir
+            .open_file(&name)
             .ok()
-            .and_then(|mut f| last_time(&mut f))
+            .and_then(|f| last_time(&f))
             .unwrap_or(0);
         Ok(TimeIndex {
-            path,
+            dir: dir.try_clone()?,
+            path: dir.path().join(&name),
+            name,
             file,
             last_mono: None,
             last_unix_ns,
@@ -89,16 +95,14 @@ impl TimeIndex {
     /// Rewrites the index (temp file + rename) without the entries below
     /// `oldest`, the first offset still on disk.
     pub fn prune(&mut self, oldest: u64) -> io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let input = BufReader::with_capacity(8192, File::open(&self.path)?);
-        let mut out = BufWriter::with_capacity(8192, create(&tmp)?);
+        let tmp = format!(".{}.tmp", self.name);
+        let input = BufReader::with_capacity(8192, self.dir.open_file(&self.name)?);
+        let mut out = BufWriter::with_capacity(8192, self.dir.create_replacing(&tmp, 0o640)?);
         prune_entries(input, oldest, &mut out)?;
         out.flush()?;
         drop(out);
-        fs::rename(&tmp, &self.path)?;
-        self.file = open_append(&self.path)?;
+        self.dir.rename(&tmp, &self.name)?;
+        self.file = self.dir.open_writable(&self.name, true, Some(0o640))?;
         Ok(())
     }
 }
@@ -136,40 +140,22 @@ fn parse_entry(line: &str) -> Option<(u64, u64)> {
 }
 
 /// The time of the file's last complete entry.
-fn last_time(file: &mut File) -> Option<u64> {
-    let len = file.metadata().ok()?.len();
-    let from = len.saturating_sub(128);
-    file.seek(SeekFrom::Start(from)).ok()?;
-    let mut tail = String::new();
-    file.take(128).read_to_string(&mut tail).ok()?;
-    tail.lines()
+fn last_time(file: &ReadFile) -> Option<u64> {
+    let from = file.len().saturating_sub(128);
+    let mut tail = [0u8; 128];
+    let n = file.read_at(&mut tail, from).ok()?;
+    String::from_utf8_lossy(&tail[..n])
+        .lines()
         .rev()
         .find_map(parse_entry)
         .map(|(_, time)| time)
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-}
-
-fn create(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::time::Duration;
 
     fn stamp(base: Stamp, ms: u64) -> Stamp {
         Stamp {
@@ -181,7 +167,7 @@ mod tests {
     #[test]
     fn entries_are_at_least_spacing_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = TimeIndex::open(dir.path(), "stdout").unwrap();
+        let mut index = TimeIndex::open(&Dir::open(dir.path()).unwrap(), "stdout").unwrap();
         let t0 = Stamp::now();
         let mut offset = 0;
         for ms in [0, 3, 9, 10, 15, 25, 40, 41] {
@@ -202,7 +188,7 @@ mod tests {
     #[test]
     fn times_never_go_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = TimeIndex::open(dir.path(), "stdout").unwrap();
+        let mut index = TimeIndex::open(&Dir::open(dir.path()).unwrap(), "stdout").unwrap();
         let t0 = Stamp::now();
         index.record(0, t0).unwrap();
         let mut stepped_back = stamp(t0, 20);
@@ -211,7 +197,7 @@ mod tests {
         let text = fs::read_to_string(index.path()).unwrap();
         assert_eq!(text, format!("0 {0}\n10 {0}\n", t0.unix_ns));
         // A reopened index carries on from the last time on disk.
-        let reopened = TimeIndex::open(dir.path(), "stdout").unwrap();
+        let reopened = TimeIndex::open(&Dir::open(dir.path()).unwrap(), "stdout").unwrap();
         assert_eq!(reopened.last_unix_ns, t0.unix_ns);
     }
 
@@ -232,7 +218,7 @@ mod tests {
     #[test]
     fn prune_rewrites_and_keeps_appending() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = TimeIndex::open(dir.path(), "stderr").unwrap();
+        let mut index = TimeIndex::open(&Dir::open(dir.path()).unwrap(), "stderr").unwrap();
         let t0 = Stamp::now();
         index.record(0, t0).unwrap();
         index.record(10, stamp(t0, 10)).unwrap();

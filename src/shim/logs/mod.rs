@@ -17,10 +17,11 @@ mod pipe;
 mod rotation;
 mod segment;
 
-use std::fs;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
+
+use berth_confined::Dir;
 
 use thiserror::Error;
 
@@ -60,7 +61,7 @@ pub enum Pumped {
 
 /// One stream's log writer.
 pub struct LogSink {
-    dir: PathBuf,
+    dir: Dir,
     stream: &'static str,
     settings: LogSettings,
     segment: Segment,
@@ -85,12 +86,18 @@ impl LogSink {
         stream: &'static str,
         settings: &LogSettings,
     ) -> Result<LogSink, LogError> {
-        let found = segment::list(dir, stream).map_err(|source| LogError::List {
+        // The log dir is root's and out of the container's reach; it is
+        // still only ever used through its descriptor (berth_confined).
+        let dir = &Dir::open(dir).map_err(|source| LogError::Open {
             path: dir.into(),
+            source: source.into(),
+        })?;
+        let found = segment::list(dir, stream).map_err(|source| LogError::List {
+            path: dir.path().into(),
             source,
         })?;
         let open_err = |start, source| LogError::Open {
-            path: dir.join(segment::plain_name(stream, start)),
+            path: dir.path().join(segment::plain_name(stream, start)),
             source,
         };
         let segment = match found.last() {
@@ -99,8 +106,9 @@ impl LogSink {
             }
             Some(last) => {
                 // Only a compressed last segment: carry on after its content.
-                let gz = dir.join(segment::compressed_name(stream, last.start));
-                let len = compress::decompressed_len(&gz).map_err(|e| open_err(last.start, e))?;
+                let gz = segment::compressed_name(stream, last.start);
+                let len =
+                    compress::decompressed_len(dir, &gz).map_err(|e| open_err(last.start, e))?;
                 let start = last.start + len;
                 Segment::create(dir, stream, start).map_err(|e| open_err(start, e))?
             }
@@ -111,10 +119,19 @@ impl LogSink {
             starts.push(segment.start());
         }
         let index = TimeIndex::open(dir, stream).map_err(|source| LogError::Open {
-            path: dir.join(index::index_name(stream)),
+            path: dir.path().join(index::index_name(stream)),
             source,
         })?;
-        let mut compressor = settings.compress.then(|| Compressor::new(dir, stream));
+        let mut compressor = match settings.compress {
+            true => Some(Compressor::new(
+                dir.try_clone().map_err(|source| LogError::Open {
+                    path: dir.path().into(),
+                    source: source.into(),
+                })?,
+                stream,
+            )),
+            false => None,
+        };
         if let Some(c) = &mut compressor {
             // Left behind by an earlier shim that ended before compressing.
             for f in &found {
@@ -124,7 +141,10 @@ impl LogSink {
             }
         }
         let mut sink = LogSink {
-            dir: dir.into(),
+            dir: dir.try_clone().map_err(|source| LogError::Open {
+                path: dir.path().into(),
+                source: source.into(),
+            })?,
             stream,
             settings: settings.clone(),
             counters: StreamCounters {
@@ -336,6 +356,7 @@ impl LogSink {
                 note(format_args!(
                     "remove {}: {e}",
                     self.dir
+                        .path()
                         .join(segment::plain_name(self.stream, start))
                         .display()
                 ));
@@ -351,14 +372,16 @@ impl LogSink {
     /// Points the `S` symlink at the current segment (atomically: a new link
     /// renamed over the old one).
     fn link_current(&self) {
-        let link = self.dir.join(self.stream);
-        let tmp = self.dir.join(format!(".{}.link.tmp", self.stream));
+        let link = self.stream;
+        let tmp = format!(".{}.link.tmp", self.stream);
         let target = segment::plain_name(self.stream, self.segment.start());
-        let _ = fs::remove_file(&tmp);
-        let result =
-            std::os::unix::fs::symlink(&target, &tmp).and_then(|()| fs::rename(&tmp, &link));
+        let _ = self.dir.remove_file(&tmp);
+        let result = self
+            .dir
+            .symlink(&target, &tmp)
+            .and_then(|()| self.dir.rename(&tmp, link));
         if let Err(e) = result {
-            note(format_args!("link {} to {target}: {e}", link.display()));
+            note(format_args!("link {link} to {target}: {e}"));
         }
     }
 }
@@ -366,6 +389,7 @@ impl LogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::fd::{AsFd, OwnedFd};
 
     use nix::fcntl::OFlag;

@@ -1,11 +1,18 @@
 //! Segment files: their names, finding them on disk, and appending to the
-//! current one (see docs/log-format.md).
+//! current one (see docs/log-format.md). Every file operation goes through
+//! `berth_confined` relative to the log dir's descriptor: no name is ever
+//! followed as a symlink, created through one, or truncated.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use berth_confined::Dir;
+
+/// Mode of log files: root reads and writes, its group reads.
+const MODE: u32 = 0o640;
 
 /// Digits of the start offset in a segment's name, so that names sort by
 /// offset.
@@ -52,11 +59,10 @@ pub struct Found {
 }
 
 /// The segments of `stream` in `dir`, oldest first.
-pub fn list(dir: &Path, stream: &str) -> io::Result<Vec<Found>> {
+pub fn list(dir: &Dir, stream: &str) -> io::Result<Vec<Found>> {
     let mut found: Vec<Found> = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+    for name in dir.names()? {
+        let Some(name) = name.to_str().map(str::to_owned) else {
             continue;
         };
         let Some((start, compressed)) = parse_name(stream, &name) else {
@@ -78,14 +84,14 @@ pub fn list(dir: &Path, stream: &str) -> io::Result<Vec<Found>> {
 
 /// Removes every file of the segment at `start` (plain, compressed, and a
 /// half-built compressed one); missing ones are fine.
-pub fn remove(dir: &Path, stream: &str, start: u64) -> io::Result<()> {
+pub fn remove(dir: &Dir, stream: &str, start: u64) -> io::Result<()> {
     for name in [
         plain_name(stream, start),
         compressed_name(stream, start),
         compress_temp_name(stream, start),
     ] {
-        match fs::remove_file(dir.join(name)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        match dir.remove_file(name) {
+            Err(e) if !e.is_not_found() => return Err(e.into()),
             _ => {}
         }
     }
@@ -101,10 +107,13 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates (or empties) the segment starting at `start`.
-    pub fn create(dir: &Path, stream: &str, start: u64) -> io::Result<Segment> {
-        let path = dir.join(plain_name(stream, start));
-        let file = options().create(true).truncate(true).open(&path)?;
+    /// Creates the segment starting at `start`; whatever had its name (a
+    /// leftover, a planted symlink) is unlinked first, never written
+    /// through.
+    pub fn create(dir: &Dir, stream: &str, start: u64) -> io::Result<Segment> {
+        let name = plain_name(stream, start);
+        let path = dir.path().join(&name);
+        let file = dir.create_replacing(&name, MODE)?;
         Ok(Segment {
             path,
             file,
@@ -114,9 +123,12 @@ impl Segment {
     }
 
     /// Opens an existing segment to carry on appending to it.
-    pub fn reopen(dir: &Path, stream: &str, start: u64) -> io::Result<Segment> {
-        let path = dir.join(plain_name(stream, start));
-        let file = options().open(&path)?;
+    pub fn reopen(dir: &Dir, stream: &str, start: u64) -> io::Result<Segment> {
+        let name = plain_name(stream, start);
+        let path = dir.path().join(&name);
+        // Write-only, not O_APPEND (splice rejects it; the shim is the only
+        // writer and tracks the end itself).
+        let file = dir.open_writable(&name, false, None)?;
         let size = file.metadata()?.len();
         Ok(Segment {
             path,
@@ -192,17 +204,6 @@ impl Segment {
     }
 }
 
-/// Write-only, not O_APPEND (splice rejects it; the shim is the only writer
-/// and tracks the end itself), mode 0640.
-fn options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    options
-        .write(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC);
-    options
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,9 +248,10 @@ mod tests {
             "stdout.idx",
             "stderr.00000000000000000000",
         ] {
-            fs::write(dir.path().join(name), b"x").unwrap();
+            std::fs::write(dir.path().join(name), b"x").unwrap();
         }
-        let found = list(dir.path(), "stdout").unwrap();
+        let confined = Dir::open(dir.path()).unwrap();
+        let found = list(&confined, "stdout").unwrap();
         let f = |start, plain, compressed| Found {
             start,
             plain,
@@ -259,9 +261,9 @@ mod tests {
             found,
             [f(0, false, true), f(50, true, true), f(100, true, false)]
         );
-        remove(dir.path(), "stdout", 50).unwrap();
-        remove(dir.path(), "stdout", 7).unwrap();
-        let starts: Vec<u64> = list(dir.path(), "stdout")
+        remove(&confined, "stdout", 50).unwrap();
+        remove(&confined, "stdout", 7).unwrap();
+        let starts: Vec<u64> = list(&confined, "stdout")
             .unwrap()
             .iter()
             .map(|f| f.start)
@@ -271,17 +273,32 @@ mod tests {
 
     #[test]
     fn appends_and_reopens_at_the_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), "stdout", 10).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let mut seg = Segment::create(&dir, "stdout", 10).unwrap();
         assert_eq!(seg.write(b"hello ").0, 6);
         assert_eq!(seg.end(), 16);
         assert_eq!(seg.room(8), 2);
-        let mut seg = Segment::reopen(dir.path(), "stdout", 10).unwrap();
+        let mut seg = Segment::reopen(&dir, "stdout", 10).unwrap();
         assert_eq!(seg.end(), 16);
         seg.write(b"world");
-        assert_eq!(fs::read(seg.path()).unwrap(), b"hello world");
+        assert_eq!(std::fs::read(seg.path()).unwrap(), b"hello world");
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(seg.path()).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(seg.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & !0o640, 0);
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_not_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(host.path(), "host").unwrap();
+        std::os::unix::fs::symlink(host.path(), tmp.path().join(plain_name("stdout", 0))).unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        assert!(Segment::reopen(&dir, "stdout", 0).is_err());
+        let mut seg = Segment::create(&dir, "stdout", 0).unwrap();
+        seg.write(b"mine");
+        assert_eq!(std::fs::read(host.path()).unwrap(), b"host");
+        assert_eq!(std::fs::read(seg.path()).unwrap(), b"mine");
     }
 }
