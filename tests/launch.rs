@@ -538,14 +538,7 @@ fn the_agent_refuses_an_unknown_isolator_at_start() {
 #[test]
 fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
     require_root!();
-    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
-        common::skip(
-            "a_busybox_rootfs_bundle_runs_the_same_under_runc",
-            "runc is not installed",
-        );
+    let Some(runc) = common::runc("a_busybox_rootfs_bundle_runs_the_same_under_runc") else {
         return;
     };
     let agent = Agent::start();
@@ -575,26 +568,7 @@ fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
         config["linux"]["seccomp"]["defaultAction"],
         "SCMP_ACT_ERRNO"
     );
-    let runc_id = format!("berth-interop-{}", std::process::id());
-    let out = std::process::Command::new(runc)
-        .args(["run", "--bundle", bundle, &runc_id])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let _ = std::process::Command::new(runc)
-        .args(["delete", "--force", &runc_id])
-        .output();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "runc failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        ours,
-        "runc and berth disagree"
-    );
+    common::assert_runc_runs_the_same(runc, bundle, "interop", &ours);
     eventually(Duration::from_secs(5), "runc's cgroup to go", || {
         (!agent.cgroup_dir("memory", Some("interop")).exists()).then_some(())
     });

@@ -353,14 +353,7 @@ fn runc_runs_a_userns_bundle_the_same() {
     if !userns_available("userns::runc_interop") {
         return;
     }
-    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-    else {
-        common::skip(
-            "userns::runc_runs_a_userns_bundle_the_same",
-            "runc is not installed",
-        );
+    let Some(runc) = common::runc("userns::runc_runs_a_userns_bundle_the_same") else {
         return;
     };
     let start = 7_000_000u64;
@@ -377,26 +370,7 @@ fn runc_runs_a_userns_bundle_the_same() {
     agent.wait("interop");
     let ours = agent.stdout("interop");
     assert!(ours.contains("sys=ok\nsandbox=rw\nroot=ro"), "{ours}");
-    let runc_id = format!("berth-userns-interop-{}", std::process::id());
-    let out = std::process::Command::new(runc)
-        .args(["run", "--bundle", c["bundle"].as_str().unwrap(), &runc_id])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let _ = std::process::Command::new(runc)
-        .args(["delete", "--force", &runc_id])
-        .output();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "runc failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        ours,
-        "runc and berth disagree"
-    );
+    common::assert_runc_runs_the_same(runc, c["bundle"].as_str().unwrap(), "userns-interop", &ours);
 }
 
 #[test]

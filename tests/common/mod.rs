@@ -470,3 +470,40 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     rootfs
 }
+
+/// Debian's `runc`, or a skip naming `test` (a failure under CI).
+pub fn runc(test: &str) -> Option<&'static str> {
+    let found = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    if found.is_none() {
+        skip(test, "runc is not installed");
+    }
+    found
+}
+
+/// Runs a bundle berth wrote, unchanged, under `runc run` (then deletes
+/// runc's container), and asserts that runc succeeds and prints exactly
+/// `ours`, what the container printed under berth.
+pub fn assert_runc_runs_the_same(runc: &str, bundle: &str, name: &str, ours: &str) {
+    let runc_id = format!("berth-{name}-{}", std::process::id());
+    let out = Command::new(runc)
+        .args(["run", "--bundle", bundle, &runc_id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = Command::new(runc)
+        .args(["delete", "--force", &runc_id])
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "runc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        ours,
+        "runc and berth disagree"
+    );
+}
