@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use berth_isolator::Contribution;
 use oci_spec::runtime::{
     get_default_maskedpaths, get_default_mounts, get_default_readonly_paths, Capability,
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDevice, LinuxNamespaceBuilder, LinuxNamespaceType,
     LinuxResources, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
     RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
@@ -248,10 +248,15 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .or_insert_with(|| serde_json::json!([{"allow": false, "access": "rwm"}]));
     let resources: LinuxResources = serde_json::from_value(serde_json::Value::Object(resources))
         .map_err(BundleError::Resources)?;
+    // Device nodes passed through (the devices isolator's `--device`).
+    let devices: Vec<LinuxDevice> = serde_json::to_value(&input.contribution.devices)
+        .and_then(serde_json::from_value)
+        .map_err(BundleError::Resources)?;
 
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
+        .devices(devices)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
         .masked_paths(get_default_maskedpaths())
         .readonly_paths(get_default_readonly_paths())
@@ -476,6 +481,34 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("FROM_ISOLATOR=yes")));
+    }
+
+    #[test]
+    fn passed_devices_land_in_linux_devices_and_deny_all_stays_the_fallback() {
+        let command = vec!["true".to_string()];
+        let env = BTreeMap::new();
+        let none = Contribution::default();
+        let spec = spec_json(&input(&command, &env, &none));
+        assert_eq!(
+            spec["linux"]["resources"]["devices"],
+            json!([{"allow": false, "access": "rwm"}])
+        );
+        let mut contribution = Contribution::default();
+        contribution.devices.push(berth_isolator::DeviceNode {
+            path: "/dev/kvm".into(),
+            kind: "c".into(),
+            major: 10,
+            minor: 232,
+            file_mode: 0o660,
+            uid: 0,
+            gid: 36,
+        });
+        let spec = spec_json(&input(&command, &env, &contribution));
+        assert_eq!(
+            spec["linux"]["devices"],
+            json!([{"path": "/dev/kvm", "type": "c", "major": 10, "minor": 232,
+                    "fileMode": 0o660, "uid": 0, "gid": 36}])
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use oci_spec::runtime::Spec;
 use thiserror::Error;
 
 use super::capabilities::{CapSets, CapabilityError};
+use super::device_nodes::{DeviceNodeError, DeviceNodeSpec};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
@@ -42,6 +43,8 @@ pub enum SpecError {
     Capability(#[from] CapabilityError),
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    DeviceNode(#[from] DeviceNodeError),
 }
 
 /// Everything the container child needs, validated.
@@ -54,6 +57,8 @@ pub struct ContainerConfig {
     pub mounts: Vec<MountSpec>,
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
+    /// `linux.devices`: nodes to create in the container.
+    pub devices: Vec<DeviceNodeSpec>,
     pub process: ProcessConfig,
     /// Spec fields present but not applied by the shim, for its log.
     pub ignored: Vec<&'static str>,
@@ -147,6 +152,13 @@ impl ContainerConfig {
             "linux.readonlyPaths",
         )?;
 
+        let devices = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or(&[])
+            .iter()
+            .map(DeviceNodeSpec::from_oci)
+            .collect::<Result<Vec<_>, _>>()?;
+
         let user = process.user();
         let capabilities = process
             .capabilities()
@@ -166,7 +178,6 @@ impl ContainerConfig {
             for (present, name) in [
                 (l.seccomp().is_some(), "linux.seccomp"),
                 (l.sysctl().is_some(), "linux.sysctl"),
-                (l.devices().is_some(), "linux.devices"),
                 (l.uid_mappings().is_some(), "linux.uidMappings"),
                 (l.rootfs_propagation().is_some(), "linux.rootfsPropagation"),
             ] {
@@ -194,6 +205,7 @@ impl ContainerConfig {
             mounts,
             masked_paths,
             readonly_paths,
+            devices,
             process: ProcessConfig {
                 args: cstrings(args, "process.args")?,
                 env: cstrings(env, "process.env")?,
