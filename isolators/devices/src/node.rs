@@ -29,6 +29,19 @@ pub fn host_node(index: usize, mapping: &DeviceMapping) -> Result<PassedDevice, 
             format!("must be an absolute path, got {:?}", mapping.host),
         ));
     }
+    let meta = std::fs::metadata(host).map_err(|e| {
+        IsolatorError::invalid(field("host"), format!("{}: {e}", mapping.host))
+    })?;
+    let kind = if meta.file_type().is_char_device() {
+        DeviceKind::Char
+    } else if meta.file_type().is_block_device() {
+        DeviceKind::Block
+    } else {
+        return Err(IsolatorError::invalid(
+            field("host"),
+            format!("{} is not a device node", mapping.host),
+        ));
+    };
     let inside = mapping.container_path();
     let inside_path = Path::new(inside);
     let clean = inside_path
@@ -49,19 +62,6 @@ pub fn host_node(index: usize, mapping: &DeviceMapping) -> Result<PassedDevice, 
             ),
         )
     })?;
-    let meta = std::fs::metadata(host).map_err(|e| {
-        IsolatorError::invalid(field("host"), format!("{}: {e}", mapping.host))
-    })?;
-    let kind = if meta.file_type().is_char_device() {
-        DeviceKind::Char
-    } else if meta.file_type().is_block_device() {
-        DeviceKind::Block
-    } else {
-        return Err(IsolatorError::invalid(
-            field("host"),
-            format!("{} is not a device node", mapping.host),
-        ));
-    };
     let rdev = meta.rdev();
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
     Ok(PassedDevice {
