@@ -398,7 +398,9 @@ mod tests {
         let parse = |text: &str| toml::from_str::<AgentConfig>(text).map(|c| c.pids);
         assert_eq!(parse("").unwrap().default_limit, PidsLimit(4096));
         assert_eq!(
-            parse("[pids]\ndefault_limit = 100\n").unwrap().default_limit,
+            parse("[pids]\ndefault_limit = 100\n")
+                .unwrap()
+                .default_limit,
             PidsLimit(100)
         );
         let max = parse("[pids]\ndefault_limit = \"max\"\nallow_unlimited = true\n").unwrap();

@@ -46,7 +46,13 @@ fn mknod(path: &Path, major: u32, minor: u32) {
             libc::makedev(major, minor),
         )
     };
-    assert_eq!(rc, 0, "mknod {}: {}", path.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "mknod {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 fn devices_list(agent: &Agent, id: &str) -> Vec<String> {
@@ -66,8 +72,7 @@ fn the_container_cgroup_allows_exactly_dockers_default_list() {
     assert_eq!(devices_list(&agent, "listed"), DEFAULT_LIST);
     let container = agent.api("GET", "/v1/containers/listed", None).body;
     let bundle = Path::new(container["bundle"].as_str().unwrap()).join("config.json");
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
     let rules = spec["linux"]["resources"]["devices"].as_array().unwrap();
     assert_eq!(rules[0], json!({"allow": false, "access": "rwm"}));
     assert_eq!(rules.len(), DEFAULT_LIST.len() + 1);
@@ -108,7 +113,10 @@ fn a_device_node_shipped_in_a_rootfs_cannot_be_opened() {
     // mounted nodev, which refuses it with EACCES instead).
     agent.launch(json!({"id": "open", "command": ["sh", "-c", script], "rootfs": rootfs, "isolation": ["pids"]}));
     agent.wait("open");
-    let (out, err) = (stream(&agent, "open", "stdout"), stream(&agent, "open", "stderr"));
+    let (out, err) = (
+        stream(&agent, "open", "stdout"),
+        stream(&agent, "open", "stderr"),
+    );
     eprintln!("without the devices isolator: {out:?} {err:?}");
     assert!(
         out == "OPENED\n" || err.contains("Permission denied"),
@@ -197,9 +205,18 @@ fn a_bad_device_is_a_400_naming_the_field_and_creates_nothing() {
     std::fs::write(&plain, "x").unwrap();
     for (device, field) in [
         (json!({"host": plain}), "resources.devices[0].host"),
-        (json!({"host": "/dev/does-not-exist"}), "resources.devices[0].host"),
-        (json!({"host": "/dev/null", "access": "rwx"}), "resources.devices[0].access"),
-        (json!({"host": "/dev/null", "container": "/etc/null"}), "resources.devices[0].container"),
+        (
+            json!({"host": "/dev/does-not-exist"}),
+            "resources.devices[0].host",
+        ),
+        (
+            json!({"host": "/dev/null", "access": "rwx"}),
+            "resources.devices[0].access",
+        ),
+        (
+            json!({"host": "/dev/null", "container": "/etc/null"}),
+            "resources.devices[0].container",
+        ),
     ] {
         let answer = agent.api(
             "POST",
@@ -229,7 +246,10 @@ fn info_lists_the_devices_and_pids_isolators() {
     let isolators = info["isolators"].as_array().unwrap();
     let devices = isolators.iter().find(|i| i["name"] == "devices").unwrap();
     assert_eq!(devices["filter"], "devices.allow");
-    assert_eq!(devices["default_allow"].as_array().unwrap().len(), DEFAULT_LIST.len());
+    assert_eq!(
+        devices["default_allow"].as_array().unwrap().len(),
+        DEFAULT_LIST.len()
+    );
     let pids = isolators.iter().find(|i| i["name"] == "pids").unwrap();
     assert_eq!(pids["default_limit"], 4096);
     let out = agent.berth(&["info"]);

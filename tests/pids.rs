@@ -46,13 +46,22 @@ fn a_fork_storm_of_6000_stops_at_the_limit() {
     eventually(Duration::from_secs(60), "the storm to end", || {
         agent.stdout("storm").contains("storm-ended").then_some(())
     });
-    eprintln!("storm stopped after {:.2} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "storm stopped after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let stdout = agent.stdout("storm");
     assert!(!stdout.contains("all-6000-started"), "{stdout}");
     let err = stderr_of(&agent, "storm");
-    assert!(err.contains("Resource temporarily unavailable"), "EAGAIN expected: {err}");
+    assert!(
+        err.contains("Resource temporarily unavailable"),
+        "EAGAIN expected: {err}"
+    );
     let current: u64 = pids_file(&agent, "storm", "pids.current").parse().unwrap();
-    assert!(current <= LIMIT && current > LIMIT / 2, "pids.current {current}");
+    assert!(
+        current <= LIMIT && current > LIMIT / 2,
+        "pids.current {current}"
+    );
 
     // The API's usage agrees, and counts the refused forks.
     let stats = agent.api("GET", "/v1/containers/storm/stats", None);
@@ -66,7 +75,10 @@ fn a_fork_storm_of_6000_stops_at_the_limit() {
     let t0 = Instant::now();
     agent.launch(json!({"id": "after", "command": ["true"]}));
     agent.wait("after");
-    eprintln!("launch and wait during the storm: {:.3} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "launch and wait during the storm: {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
     assert!(t0.elapsed() < Duration::from_secs(5));
 
     // Kill it; the kernel reaps every task and the cgroup goes.
@@ -132,12 +144,15 @@ fn the_default_limit_applies_and_updates_and_stats_show_it() {
 #[test]
 fn the_agent_default_limit_is_configurable() {
     require_root!();
-    let agent = Agent::start_with_config("[pids]\ndefault_limit = \"max\"\nallow_unlimited = true\n");
+    let agent =
+        Agent::start_with_config("[pids]\ndefault_limit = \"max\"\nallow_unlimited = true\n");
     agent.launch(json!({"id": "open", "command": ["sleep", "300"]}));
     assert_eq!(pids_file(&agent, "open", "pids.max"), "max");
     let stats = agent.api("GET", "/v1/containers/open/stats", None).body;
     assert_eq!(stats["isolators"]["pids"]["limit"], "max");
-    agent.launch(json!({"id": "capped", "command": ["sleep", "300"], "resources": {"pids_limit": 7}}));
+    agent.launch(
+        json!({"id": "capped", "command": ["sleep", "300"], "resources": {"pids_limit": 7}}),
+    );
     assert_eq!(pids_file(&agent, "capped", "pids.max"), "7");
     drop(agent);
 

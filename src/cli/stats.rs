@@ -176,7 +176,16 @@ fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
         (Some(current), _) => format!("{current} / -"),
         _ => dash(),
     };
-    vec![id.to_string(), cpu, mem, mem_percent, block, disk, class, pids]
+    vec![
+        id.to_string(),
+        cpu,
+        mem,
+        mem_percent,
+        block,
+        disk,
+        class,
+        pids,
+    ]
 }
 
 #[cfg(test)]

@@ -29,9 +29,8 @@ pub fn host_node(index: usize, mapping: &DeviceMapping) -> Result<PassedDevice, 
             format!("must be an absolute path, got {:?}", mapping.host),
         ));
     }
-    let meta = std::fs::metadata(host).map_err(|e| {
-        IsolatorError::invalid(field("host"), format!("{}: {e}", mapping.host))
-    })?;
+    let meta = std::fs::metadata(host)
+        .map_err(|e| IsolatorError::invalid(field("host"), format!("{}: {e}", mapping.host)))?;
     let kind = if meta.file_type().is_char_device() {
         DeviceKind::Char
     } else if meta.file_type().is_block_device() {
@@ -116,7 +115,14 @@ mod tests {
     fn a_host_char_device_becomes_a_node_and_a_rule() {
         let passed = host_node(0, &mapping("/dev/null", Some("/dev/mynull"), Some("rw"))).unwrap();
         assert_eq!(passed.node.path, "/dev/mynull");
-        assert_eq!((passed.node.kind.as_str(), passed.node.major, passed.node.minor), ("c", 1, 3));
+        assert_eq!(
+            (
+                passed.node.kind.as_str(),
+                passed.node.major,
+                passed.node.minor
+            ),
+            ("c", 1, 3)
+        );
         assert_eq!(passed.node.file_mode, 0o666);
         assert_eq!(passed.rule.v1_line(), "c 1:3 rw");
     }
@@ -129,19 +135,40 @@ mod tests {
         let file = file.to_str().unwrap();
         for (m, field) in [
             (mapping("dev/null", None, None), "resources.devices[0].host"),
-            (mapping("/nonexistent/dev", Some("/dev/x"), None), "resources.devices[0].host"),
-            (mapping(file, Some("/dev/x"), None), "resources.devices[0].host"),
-            (mapping("/dev/null", None, Some("rwx")), "resources.devices[0].access"),
-            (mapping("/dev/null", Some("/etc/x"), None), "resources.devices[0].container"),
-            (mapping("/dev/null", Some("/dev/../etc/x"), None), "resources.devices[0].container"),
-            (mapping("/dev/null", Some("/dev"), None), "resources.devices[0].container"),
+            (
+                mapping("/nonexistent/dev", Some("/dev/x"), None),
+                "resources.devices[0].host",
+            ),
+            (
+                mapping(file, Some("/dev/x"), None),
+                "resources.devices[0].host",
+            ),
+            (
+                mapping("/dev/null", None, Some("rwx")),
+                "resources.devices[0].access",
+            ),
+            (
+                mapping("/dev/null", Some("/etc/x"), None),
+                "resources.devices[0].container",
+            ),
+            (
+                mapping("/dev/null", Some("/dev/../etc/x"), None),
+                "resources.devices[0].container",
+            ),
+            (
+                mapping("/dev/null", Some("/dev"), None),
+                "resources.devices[0].container",
+            ),
         ] {
             match host_node(0, &m) {
                 Err(IsolatorError::InvalidConfig { field: f, .. }) => assert_eq!(f, field, "{m:?}"),
                 other => panic!("{m:?}: {other:?}"),
             }
         }
-        let twice = [mapping("/dev/null", None, None), mapping("/dev/zero", Some("/dev/null"), None)];
+        let twice = [
+            mapping("/dev/null", None, None),
+            mapping("/dev/zero", Some("/dev/null"), None),
+        ];
         match passed_devices(&twice) {
             Err(IsolatorError::InvalidConfig { field, .. }) => {
                 assert_eq!(field, "resources.devices[1].container")

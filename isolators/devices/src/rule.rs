@@ -72,7 +72,11 @@ impl Access {
 
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (bit, letter) in [(Access::READ, 'r'), (Access::WRITE, 'w'), (Access::MKNOD, 'm')] {
+        for (bit, letter) in [
+            (Access::READ, 'r'),
+            (Access::WRITE, 'w'),
+            (Access::MKNOD, 'm'),
+        ] {
             if self.contains(bit) {
                 write!(f, "{letter}")?;
             }

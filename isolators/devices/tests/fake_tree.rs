@@ -46,7 +46,11 @@ fn v1_denies_all_then_allows_each_rule() {
     let dir = t.root.join("c1");
     write_files(
         &dir,
-        &[("cgroup.procs", ""), ("devices.deny", ""), ("devices.allow", "")],
+        &[
+            ("cgroup.procs", ""),
+            ("devices.deny", ""),
+            ("devices.allow", ""),
+        ],
     );
     let c1 = id("c1");
     let passed = DeviceMapping {
@@ -54,7 +58,10 @@ fn v1_denies_all_then_allows_each_rule() {
         container: Some("/dev/other-null".into()),
         access: Some("r".into()),
     };
-    let contribution = t.isolator.prepare(&c1, &config("c1", vec![passed])).unwrap();
+    let contribution = t
+        .isolator
+        .prepare(&c1, &config("c1", vec![passed]))
+        .unwrap();
     // A plain file keeps the last write: the passed device's rule came
     // after the deny-all (the real-kernel test reads the whole list).
     assert_eq!(read(dir.join("devices.deny")), "a");
@@ -110,7 +117,11 @@ fn updates_keep_the_devices_or_are_refused() {
     let dir = t.root.join("c1");
     write_files(
         &dir,
-        &[("cgroup.procs", ""), ("devices.deny", ""), ("devices.allow", "")],
+        &[
+            ("cgroup.procs", ""),
+            ("devices.deny", ""),
+            ("devices.allow", ""),
+        ],
     );
     let c1 = id("c1");
     t.isolator.prepare(&c1, &config("c1", vec![])).unwrap();
@@ -143,7 +154,8 @@ fn a_bad_device_is_refused_before_anything_is_created() {
     );
     let err = t.isolator.validate(&bad).unwrap_err();
     assert!(
-        err.to_string().starts_with("invalid resources.devices[0].host"),
+        err.to_string()
+            .starts_with("invalid resources.devices[0].host"),
         "{err}"
     );
     assert!(t.isolator.prepare(&id("c1"), &bad).is_err());
@@ -154,7 +166,10 @@ fn a_bad_device_is_refused_before_anything_is_created() {
 fn a_failed_write_removes_the_cgroup() {
     let t = v1();
     // No devices.deny in the new directory: the first write fails.
-    let err = t.isolator.prepare(&id("c1"), &config("c1", vec![])).unwrap_err();
+    let err = t
+        .isolator
+        .prepare(&id("c1"), &config("c1", vec![]))
+        .unwrap_err();
     assert!(err.to_string().contains("devices.deny"), "{err}");
     assert!(!t.root.join("c1").exists());
 }
@@ -187,7 +202,10 @@ fn describe_names_the_filter_and_the_default_list() {
     assert_eq!(described["filter"], "devices.allow");
     assert_eq!(described["default_allow"], json!(default_lines()));
     let host = FakeCgroupfs::v2("/agent", "cpu memory pids");
-    write_files(&host.path().join("agent/berth"), &[("cgroup.subtree_control", "")]);
+    write_files(
+        &host.path().join("agent/berth"),
+        &[("cgroup.subtree_control", "")],
+    );
     let v2 = DevicesIsolator::new(host.root("berth")).unwrap();
     assert_eq!(v2.describe()["filter"], "ebpf");
     // Nothing to enable on v2: the filter is a program, not a controller.

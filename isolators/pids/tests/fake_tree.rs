@@ -128,7 +128,10 @@ fn the_default_limit_applies_and_unlimited_needs_the_option() {
         err.to_string().starts_with("invalid resources.pids_limit"),
         "{err}"
     );
-    assert!(t.isolator.prepare(&id("c2"), &config("c2", Some(0))).is_err());
+    assert!(t
+        .isolator
+        .prepare(&id("c2"), &config("c2", Some(0)))
+        .is_err());
     assert!(!t.root.join("c2").exists());
 
     let open = v1(PidsOptions {
@@ -136,7 +139,10 @@ fn the_default_limit_applies_and_unlimited_needs_the_option() {
         allow_unlimited: true,
     });
     write_files(&open.root.join("c3"), PIDS_FILES);
-    let contribution = open.isolator.prepare(&id("c3"), &config("c3", None)).unwrap();
+    let contribution = open
+        .isolator
+        .prepare(&id("c3"), &config("c3", None))
+        .unwrap();
     assert_eq!(contribution.linux_resources["pids"], json!({"limit": -1}));
     assert_eq!(read(open.root.join("c3/pids.max")), "max");
     assert_eq!(open.isolator.usage(&id("c3")).unwrap()["limit"], "max");

@@ -33,7 +33,10 @@ fn forks_past_the_limit_fail_and_the_count_stays_at_it() {
     config.resources.pids_limit = Some(5);
     isolator.prepare(&id, &config).unwrap();
     let cgroup = root.container("forker").unwrap();
-    assert_eq!(cgroup.read(Controller::Pids, "pids.max").unwrap().trim(), "5");
+    assert_eq!(
+        cgroup.read(Controller::Pids, "pids.max").unwrap().trim(),
+        "5"
+    );
 
     // The shell waits for a line, so it is in the cgroup before it forks.
     let mut child = Reaped(
@@ -78,7 +81,10 @@ fn forks_past_the_limit_fail_and_the_count_stays_at_it() {
         ..Default::default()
     };
     isolator.update(&id, &more).unwrap();
-    assert_eq!(cgroup.read(Controller::Pids, "pids.max").unwrap().trim(), "50");
+    assert_eq!(
+        cgroup.read(Controller::Pids, "pids.max").unwrap().trim(),
+        "50"
+    );
 
     // Kill the sleeps we started (by pid, from the cgroup) and clean up.
     for pid in cgroup.pids(Controller::Pids).unwrap() {
