@@ -210,11 +210,15 @@ fn a_bad_device_is_a_400_naming_the_field_and_creates_nothing() {
             "resources.devices[0].host",
         ),
         (
-            json!({"host": "/dev/null", "access": "rwx"}),
+            json!({"host": "/dev/null", "container": "/dev/n", "access": "rwx"}),
             "resources.devices[0].access",
         ),
         (
             json!({"host": "/dev/null", "container": "/etc/null"}),
+            "resources.devices[0].container",
+        ),
+        (
+            json!({"host": "/dev/zero", "container": "/dev/null"}),
             "resources.devices[0].container",
         ),
     ] {

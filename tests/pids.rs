@@ -160,3 +160,35 @@ fn the_agent_default_limit_is_configurable() {
     agent.launch(json!({"id": "c", "command": ["sleep", "300"]}));
     assert_eq!(pids_file(&agent, "c", "pids.max"), "123");
 }
+
+#[test]
+fn limits_survive_an_agent_restart_and_cgroups_go_with_the_container() {
+    require_root!();
+    let mut agent = Agent::start();
+    agent.launch(json!({
+        "id": "kept",
+        "command": ["sleep", "300"],
+        "resources": {"pids_limit": 77, "devices": [{"host": "/dev/null", "container": "/dev/n2", "access": "r"}]},
+    }));
+    let devices = agent.cgroup_dir("devices", Some("kept"));
+    let list_before = std::fs::read_to_string(devices.join("devices.list")).unwrap();
+    assert!(list_before.contains("c 1:3 r"), "{list_before}");
+    agent.restart();
+    let stats = agent.api("GET", "/v1/containers/kept/stats", None);
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    assert_eq!(stats.body["isolators"]["pids"]["limit"], 77);
+    assert_eq!(
+        std::fs::read_to_string(devices.join("devices.list")).unwrap(),
+        list_before
+    );
+    let pids = agent.cgroup_dir("pids", Some("kept"));
+    assert_eq!(
+        agent
+            .api("DELETE", "/v1/containers/kept?force=true", None)
+            .status,
+        204
+    );
+    eventually(Duration::from_secs(10), "both cgroups to go", || {
+        (!pids.exists() && !devices.exists()).then_some(())
+    });
+}

@@ -7,6 +7,26 @@ use berth_isolator::{DeviceMapping, DeviceNode, IsolatorError};
 
 use crate::rule::{Access, DeviceKind, DeviceRule};
 
+/// What every container's `/dev` has already: the default nodes and
+/// links, and the pts, shm and mqueue mounts.
+const RESERVED: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/console",
+    "/dev/ptmx",
+    "/dev/fd",
+    "/dev/stdin",
+    "/dev/stdout",
+    "/dev/stderr",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+];
+
 /// A validated `resources.devices` entry: the node to create in the
 /// container and the rule that lets the container use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +70,12 @@ pub fn host_node(index: usize, mapping: &DeviceMapping) -> Result<PassedDevice, 
         return Err(IsolatorError::invalid(
             field("container"),
             format!("must be a path below /dev without . or .., got {inside:?}"),
+        ));
+    }
+    if let Some(taken) = RESERVED.iter().find(|r| inside_path.starts_with(r)) {
+        return Err(IsolatorError::invalid(
+            field("container"),
+            format!("{inside} is taken: every container has {taken}"),
         ));
     }
     let access = Access::parse(mapping.access()).ok_or_else(|| {
@@ -144,7 +170,7 @@ mod tests {
                 "resources.devices[0].host",
             ),
             (
-                mapping("/dev/null", None, Some("rwx")),
+                mapping("/dev/null", Some("/dev/x"), Some("rwx")),
                 "resources.devices[0].access",
             ),
             (
@@ -153,6 +179,14 @@ mod tests {
             ),
             (
                 mapping("/dev/null", Some("/dev/../etc/x"), None),
+                "resources.devices[0].container",
+            ),
+            (
+                mapping("/dev/null", None, None),
+                "resources.devices[0].container",
+            ),
+            (
+                mapping("/dev/zero", Some("/dev/pts/9"), None),
                 "resources.devices[0].container",
             ),
             (
@@ -166,8 +200,8 @@ mod tests {
             }
         }
         let twice = [
-            mapping("/dev/null", None, None),
-            mapping("/dev/zero", Some("/dev/null"), None),
+            mapping("/dev/null", Some("/dev/a"), None),
+            mapping("/dev/zero", Some("/dev/a"), None),
         ];
         match passed_devices(&twice) {
             Err(IsolatorError::InvalidConfig { field, .. }) => {
