@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, RecoveredContainer,
-    Resources, Status,
+    ContainerConfig, ContainerId, Contribution, DeviceMapping, Isolator, IsolatorError,
+    RecoveredContainer, Resources, Status,
 };
 use serde_json::{json, Map, Value};
 
@@ -27,6 +27,8 @@ pub struct DevicesIsolator {
 #[derive(Debug)]
 struct Container {
     cgroup: ContainerCgroup,
+    /// The devices asked for at launch.
+    devices: Vec<DeviceMapping>,
     rules: Vec<DeviceRule>,
     /// The attached v2 program, while this agent has its fd (not after a
     /// restart: the cgroup keeps the program attached, and its removal
@@ -128,6 +130,7 @@ impl Isolator for DevicesIsolator {
                 id.clone(),
                 Container {
                     cgroup,
+                    devices: recovered.config.resources.devices.clone(),
                     rules,
                     program: None,
                 },
@@ -158,6 +161,7 @@ impl Isolator for DevicesIsolator {
             id.clone(),
             Container {
                 cgroup,
+                devices: config.resources.devices.clone(),
                 rules,
                 program,
             },
@@ -181,11 +185,7 @@ impl Isolator for DevicesIsolator {
         let container = state
             .get(id)
             .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
-        let (wanted, _) = Self::rules(&ContainerConfig {
-            resources: resources.clone(),
-            ..ContainerConfig::for_command(id.clone(), ["-"])
-        })?;
-        if wanted != container.rules {
+        if resources.devices != container.devices {
             return Err(IsolatorError::invalid(
                 "resources.devices",
                 "cannot be changed while the container runs",
