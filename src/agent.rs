@@ -15,7 +15,9 @@ use crate::config::AgentConfig;
 use crate::manager::{HostCgroups, Isolators, Manager};
 
 /// The built-in isolators by name, in their default order.
-pub const BUILT_IN_ISOLATORS: &[&str] = &["cpu", "memory", "net_cls", "blkio", "disk"];
+pub const BUILT_IN_ISOLATORS: &[&str] = &[
+    "cpu", "memory", "net_cls", "blkio", "disk", "devices", "pids",
+];
 
 /// Creates the configured isolators, in the configured order. Without an
 /// `isolation` list, every built-in isolator this host supports is offered,
@@ -88,6 +90,14 @@ fn make_isolator(
                 xfs_projects: config.disk.xfs_project_min..=config.disk.xfs_project_max,
             })?)
         }
+        "devices" => Arc::new(berth_isolator_devices::DevicesIsolator::new(root.clone())?),
+        "pids" => Arc::new(berth_isolator_pids::PidsIsolator::new(
+            root.clone(),
+            berth_isolator_pids::PidsOptions {
+                default_limit: config.pids.default_limit.0,
+                allow_unlimited: config.pids.allow_unlimited,
+            },
+        )?),
         other => bail!("no built-in isolator {other:?}"),
     })
 }

@@ -48,6 +48,8 @@ pub struct AgentConfig {
     pub net_cls: NetClsSettings,
     /// disk isolator settings.
     pub disk: DiskSettings,
+    /// pids isolator settings.
+    pub pids: PidsSettings,
     /// Container log settings (each container may override them).
     pub log: LogSettings,
     /// Sandbox garbage collection.
@@ -299,6 +301,48 @@ impl Default for LogSettings {
     }
 }
 
+/// Settings of the pids isolator.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PidsSettings {
+    /// `pids.max` of a container that asks for no limit; `0` or `"max"`:
+    /// none.
+    pub default_limit: PidsLimit,
+    /// Whether a container may ask for no limit (`pids_limit: 0`).
+    pub allow_unlimited: bool,
+}
+
+impl Default for PidsSettings {
+    fn default() -> Self {
+        PidsSettings {
+            default_limit: PidsLimit(berth_isolator_pids::DEFAULT_PIDS_LIMIT),
+            allow_unlimited: false,
+        }
+    }
+}
+
+/// A task limit in the config: a number, with `0` or `"max"` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidsLimit(pub u64);
+
+impl<'de> Deserialize<'de> for PidsLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => Ok(PidsLimit(n)),
+            Raw::Text(t) if t == "max" => Ok(PidsLimit(0)),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected a number or \"max\", got {t:?}"
+            ))),
+        }
+    }
+}
+
 /// Settings of the cpu isolator.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -325,6 +369,7 @@ impl Default for AgentConfig {
             cpu: CpuSettings::default(),
             net_cls: NetClsSettings::default(),
             disk: DiskSettings::default(),
+            pids: PidsSettings::default(),
             log: LogSettings::default(),
             gc: GcSettings::default(),
             shutdown: ShutdownSettings::default(),
@@ -406,6 +451,12 @@ impl AgentConfig {
                 "shutdown.grace_seconds must be >= 0".into(),
             ));
         }
+        if self.pids.default_limit.0 > berth_isolator_pids::MAX_PIDS_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "pids.default_limit must be at most {}",
+                berth_isolator_pids::MAX_PIDS_LIMIT
+            )));
+        }
         if !(4096..=MAX_LOG_FILE_SIZE).contains(&self.log.max_size)
             || !(1..=MAX_LOG_FILES).contains(&self.log.max_files)
         {
@@ -474,6 +525,22 @@ mod tests {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/berth.toml"));
         let config = AgentConfig::load(path).unwrap();
         assert_eq!(config, AgentConfig::default());
+    }
+
+    #[test]
+    fn pids_default_limit_takes_a_number_or_max() {
+        let parse = |text: &str| toml::from_str::<AgentConfig>(text).map(|c| c.pids);
+        assert_eq!(parse("").unwrap().default_limit, PidsLimit(4096));
+        assert_eq!(
+            parse("[pids]\ndefault_limit = 100\n")
+                .unwrap()
+                .default_limit,
+            PidsLimit(100)
+        );
+        let max = parse("[pids]\ndefault_limit = \"max\"\nallow_unlimited = true\n").unwrap();
+        assert_eq!(max.default_limit, PidsLimit(0));
+        assert!(max.allow_unlimited);
+        assert!(parse("[pids]\ndefault_limit = \"lots\"\n").is_err());
     }
 
     #[test]

@@ -487,3 +487,24 @@ fn sandbox_root_and_host_mounts_are_nosuid_nodev_and_tmp_is_bounded() {
     assert!(stdout.contains("status=1"), "{stdout}");
     assert!(stdout.contains("size=1048576"), "{stdout}");
 }
+
+#[test]
+fn proc_interrupts_and_timer_list_are_masked() {
+    require_root!();
+    // The host's /proc/interrupts (one line per IRQ, a Docker addition to
+    // the runtime-spec list) and /proc/timer_list have content; the
+    // container's read empty.
+    for path in ["/proc/interrupts", "/proc/timer_list"] {
+        assert!(!std::fs::read_to_string(path).unwrap().is_empty(), "{path}");
+    }
+    let agent = Agent::start();
+    let out = agent.berth(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo interrupts=$(wc -c < /proc/interrupts) timer_list=$(wc -c < /proc/timer_list)",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout_of(&out), "interrupts=0 timer_list=0\n");
+}

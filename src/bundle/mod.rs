@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use berth_isolator::Contribution;
 use oci_spec::runtime::{
     get_default_maskedpaths, get_default_mounts, get_default_readonly_paths, Capability,
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDevice, LinuxNamespaceBuilder, LinuxNamespaceType,
     LinuxResources, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
     RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
@@ -53,11 +53,10 @@ pub enum BundleError {
 /// `CAP_MKNOD` and `CAP_NET_RAW` (`--cap-add` gives either back).
 ///
 /// Docker can grant `CAP_MKNOD` because its devices cgroup refuses access
-/// to any device node not on an allow list. Until berth's devices isolator
-/// is in every container, `/dev` is a tmpfs: with `CAP_MKNOD` a root process
-/// could create a node for the host's disk there and write to it. (Even with
-/// the isolator, keep it out unless that isolator cannot be left out of a
-/// container's `isolation` list.)
+/// to any device node not on an allow list. berth's devices isolator does
+/// the same, but a request may leave it out of its `isolation` list, and the
+/// container's `/dev` is a tmpfs without `nodev`: with `CAP_MKNOD` a root
+/// process there could create a node for the host's disk and write to it.
 ///
 /// Docker keeps `CAP_NET_RAW` because its default network is a private
 /// bridge; berth's default is the host's network, where an `AF_PACKET`
@@ -76,6 +75,20 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::Kill,
     Capability::AuditWrite,
 ];
+
+/// Paths masked in every container: the runtime-spec defaults plus what
+/// Docker masks beyond them (`/proc/interrupts`, and the powercap energy
+/// counters behind the PLATYPUS side channel, CVE-2020-8694). The shim skips
+/// a path this kernel does not have.
+fn masked_paths() -> Vec<String> {
+    let mut paths = get_default_maskedpaths();
+    for extra in ["/proc/interrupts", "/sys/devices/virtual/powercap"] {
+        if !paths.iter().any(|p| p == extra) {
+            paths.push(extra.to_string());
+        }
+    }
+    paths
+}
 
 /// A container's network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +299,10 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .or_insert_with(|| serde_json::json!([{"allow": false, "access": "rwm"}]));
     let resources: LinuxResources = serde_json::from_value(serde_json::Value::Object(resources))
         .map_err(BundleError::Resources)?;
+    // Device nodes passed through (the devices isolator's `--device`).
+    let devices: Vec<LinuxDevice> = serde_json::to_value(&input.contribution.devices)
+        .and_then(serde_json::from_value)
+        .map_err(BundleError::Resources)?;
 
     let seccomp = input
         .seccomp
@@ -294,8 +311,9 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
+        .devices(devices)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
-        .masked_paths(get_default_maskedpaths())
+        .masked_paths(masked_paths())
         .readonly_paths(get_default_readonly_paths())
         .build()?;
     linux.set_seccomp(seccomp);
@@ -690,6 +708,12 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("/proc/kcore")));
+        for docker_also_masks in ["/proc/interrupts", "/sys/devices/virtual/powercap"] {
+            assert!(spec["linux"]["maskedPaths"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(docker_also_masks)));
+        }
     }
 
     #[test]
@@ -784,6 +808,34 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("FROM_ISOLATOR=yes")));
+    }
+
+    #[test]
+    fn passed_devices_land_in_linux_devices_and_deny_all_stays_the_fallback() {
+        let command = vec!["true".to_string()];
+        let env = BTreeMap::new();
+        let none = Contribution::default();
+        let spec = spec_json(&input(&command, &env, &none));
+        assert_eq!(
+            spec["linux"]["resources"]["devices"],
+            json!([{"allow": false, "access": "rwm"}])
+        );
+        let mut contribution = Contribution::default();
+        contribution.devices.push(berth_isolator::DeviceNode {
+            path: "/dev/kvm".into(),
+            kind: "c".into(),
+            major: 10,
+            minor: 232,
+            file_mode: 0o660,
+            uid: 0,
+            gid: 36,
+        });
+        let spec = spec_json(&input(&command, &env, &contribution));
+        assert_eq!(
+            spec["linux"]["devices"],
+            json!([{"path": "/dev/kvm", "type": "c", "major": 10, "minor": 232,
+                    "fileMode": 0o660, "uid": 0, "gid": 36}])
+        );
     }
 
     #[test]

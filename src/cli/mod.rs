@@ -128,6 +128,9 @@ pub struct RunArgs {
     /// A specific net_cls secondary handle.
     #[arg(long, value_name = "N")]
     pub net_cls_handle: Option<u32>,
+    /// Pass a host device node through (repeatable).
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:rwm]")]
+    pub devices: Vec<String>,
     /// Rotate each log file at this size.
     #[arg(long, value_name = "SIZE")]
     pub log_max_size: Option<String>,
@@ -419,6 +422,10 @@ pub struct ResourceArgs {
     /// Bytes the container may keep in its sandbox.
     #[arg(long, value_name = "SIZE")]
     pub disk: Option<String>,
+    /// The most processes and threads at once (`max`, 0 or -1: none, if
+    /// the agent allows it).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
 }
 
 impl ResourceArgs {
@@ -444,6 +451,17 @@ impl ResourceArgs {
         }
         if let Some(weight) = self.blkio_weight {
             resources.insert("blkio_weight".into(), weight.into());
+        }
+        if let Some(limit) = &self.pids_limit {
+            let limit: u64 = match limit.as_str() {
+                "max" | "-1" => 0,
+                n => n.parse().map_err(|_| {
+                    usage(format!(
+                        "invalid --pids-limit {limit:?}: expected a whole number or max"
+                    ))
+                })?,
+            };
+            resources.insert("pids_limit".into(), limit.into());
         }
         for (flag, key, values, sized) in [
             (
@@ -503,6 +521,38 @@ fn device_limit(flag: &str, value: &str, sized: bool) -> Result<serde_json::Valu
     Ok(json!({"device": device, "rate": rate}))
 }
 
+/// Parses `--device HOST[:CONTAINER][:rwm]` as Docker does: a second part
+/// made only of `r`, `w` and `m` is the access, anything else the path in
+/// the container. The agent checks the paths and the access.
+fn device_mapping(value: &str) -> Result<serde_json::Value, Failure> {
+    let is_access = |s: &str| !s.is_empty() && s.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+    let parts: Vec<&str> = value.split(':').collect();
+    let (host, container, access) = match parts[..] {
+        [host] => (host, None, None),
+        [host, access] if is_access(access) => (host, None, Some(access)),
+        [host, container] => (host, Some(container), None),
+        [host, container, access] => (host, Some(container), Some(access)),
+        _ => {
+            return Err(usage(format!(
+                "invalid --device {value:?}: expected HOST[:CONTAINER][:rwm]"
+            )))
+        }
+    };
+    if host.is_empty() || container.is_some_and(str::is_empty) {
+        return Err(usage(format!(
+            "invalid --device {value:?}: expected HOST[:CONTAINER][:rwm]"
+        )));
+    }
+    let mut mapping = json!({ "host": host });
+    if let Some(container) = container {
+        mapping["container"] = container.into();
+    }
+    if let Some(access) = access {
+        mapping["access"] = access.into();
+    }
+    Ok(mapping)
+}
+
 /// Percent-encodes a query parameter value.
 fn query_escape(value: &str) -> String {
     value
@@ -529,6 +579,14 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     let mut resources = args.resources.to_json()?;
     if let Some(handle) = args.net_cls_handle {
         resources.insert("net_cls_handle".into(), handle.into());
+    }
+    if !args.devices.is_empty() {
+        let devices = args
+            .devices
+            .iter()
+            .map(|d| device_mapping(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        resources.insert("devices".into(), devices.into());
     }
     let mut request = json!({
         "command": args.command,
@@ -672,6 +730,48 @@ mod tests {
         assert!(launch_request(&run_args(&["run", "--memory", "lots", "--", "true"])).is_err());
         assert!(launch_request(&run_args(&["run", "-e", "NOEQUALS", "--", "true"])).is_err());
         assert!(launch_request(&run_args(&["run", "--user", "root", "--", "true"])).is_err());
+    }
+
+    #[test]
+    fn device_and_pids_flags_become_resources() {
+        let args = run_args(&[
+            "run",
+            "--device",
+            "/dev/kvm",
+            "--device",
+            "/dev/loop-control:r",
+            "--device",
+            "/dev/sda:/dev/xvda:rw",
+            "--device",
+            "/dev/fuse:/dev/f",
+            "--pids-limit",
+            "100",
+            "--",
+            "true",
+        ]);
+        let request = launch_request(&args).unwrap();
+        assert_eq!(
+            request["resources"]["devices"],
+            json!([
+                {"host": "/dev/kvm"},
+                {"host": "/dev/loop-control", "access": "r"},
+                {"host": "/dev/sda", "container": "/dev/xvda", "access": "rw"},
+                {"host": "/dev/fuse", "container": "/dev/f"},
+            ])
+        );
+        assert_eq!(request["resources"]["pids_limit"], 100);
+        for none in ["max", "-1", "0"] {
+            let args = run_args(&["run", "--pids-limit", none, "--", "true"]);
+            assert_eq!(launch_request(&args).unwrap()["resources"]["pids_limit"], 0);
+        }
+        for bad in [
+            &["run", "--pids-limit", "-2", "--", "true"][..],
+            &["run", "--pids-limit", "lots", "--", "true"],
+            &["run", "--device", "/a:/b:rw:x", "--", "true"],
+            &["run", "--device", ":/b", "--", "true"],
+        ] {
+            assert!(launch_request(&run_args(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub async fn run(
                 "BLOCK I/O",
                 "DISK",
                 "NET CLASS",
+                "PIDS",
             ],
             &rows,
         );
@@ -170,7 +171,22 @@ fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(dash);
-    vec![id.to_string(), cpu, mem, mem_percent, block, disk, class]
+    let pids = &isolators["pids"];
+    let pids = match (pids["current"].as_u64(), &pids["limit"]) {
+        (Some(current), serde_json::Value::Number(limit)) => format!("{current} / {limit}"),
+        (Some(current), _) => format!("{current} / -"),
+        _ => dash(),
+    };
+    vec![
+        id.to_string(),
+        cpu,
+        mem,
+        mem_percent,
+        block,
+        disk,
+        class,
+        pids,
+    ]
 }
 
 #[cfg(test)]
@@ -186,6 +202,7 @@ mod tests {
             "blkio": {"devices": {"254:0": {"read_bytes": 1024, "write_bytes": 2048}}},
             "disk": {"used_bytes": 1u64 << 20, "limit_bytes": 20u64 << 20},
             "net_cls": {"classid": "0xaaaa0001"},
+            "pids": {"current": 3, "limit": 4096},
         }});
         let row = row("c1", &stats, Some(50.0));
         assert_eq!(
@@ -197,11 +214,12 @@ mod tests {
                 "50.0%",
                 "1.0 KiB / 2.0 KiB",
                 "1.0 MiB / 20.0 MiB",
-                "0xaaaa0001"
+                "0xaaaa0001",
+                "3 / 4096"
             ]
         );
         let bare = super::row("c2", &json!({"isolators": {}}), None);
-        assert_eq!(bare[1..], ["-", "-", "-", "-", "-", "-"]);
+        assert_eq!(bare[1..], ["-", "-", "-", "-", "-", "-", "-"]);
     }
 
     #[test]

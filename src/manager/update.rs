@@ -27,6 +27,12 @@ impl Manager {
                 "cannot be changed while the container runs",
             ));
         }
+        if !update.devices.is_empty() {
+            return Err(ManagerError::invalid(
+                "resources.devices",
+                "cannot be changed while the container runs",
+            ));
+        }
         for (field, isolator) in update.requested_isolators() {
             if !container.isolation.iter().any(|n| n == isolator) {
                 return Err(ManagerError::invalid(

@@ -14,6 +14,7 @@ use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, sethostname, sets
 use thiserror::Error;
 
 use super::capabilities::CapabilityError;
+use super::device_nodes::{self, DeviceNodeError};
 use super::devices::{self, DeviceError};
 use super::exec;
 use super::keyring::{self, KeyringError};
@@ -47,6 +48,8 @@ pub enum SetupError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error(transparent)]
+    DeviceNode(#[from] DeviceNodeError),
     #[error(transparent)]
     Mask(#[from] MaskError),
     #[error("set hostname {hostname}: {errno}")]
@@ -167,6 +170,7 @@ fn setup(
     if config.mounts.iter().any(|m| m.is_dev_tmpfs()) {
         devices::create_defaults(&root)?;
     }
+    device_nodes::create(&root, &config.devices)?;
     if let Some(hostname) = &config.hostname {
         sethostname(hostname).map_err(|errno| SetupError::Hostname {
             hostname: hostname.clone(),

@@ -13,6 +13,7 @@ mod capabilities;
 mod clock;
 mod container;
 mod daemon;
+mod device_nodes;
 mod devices;
 mod exec;
 mod keyring;

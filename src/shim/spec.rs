@@ -12,6 +12,7 @@ use oci_spec::runtime::Spec;
 use thiserror::Error;
 
 use super::capabilities::{CapSets, CapabilityError};
+use super::device_nodes::{DeviceNodeError, DeviceNodeSpec};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
@@ -48,6 +49,8 @@ pub enum SpecError {
     Userns(#[from] UsernsError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    DeviceNode(#[from] DeviceNodeError),
 }
 
 /// Everything the container child needs, validated.
@@ -62,6 +65,8 @@ pub struct ContainerConfig {
     pub mounts: Vec<MountSpec>,
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
+    /// `linux.devices`: nodes to create in the container.
+    pub devices: Vec<DeviceNodeSpec>,
     pub process: ProcessConfig,
     /// Spec fields present but not applied by the shim, for its log.
     pub ignored: Vec<&'static str>,
@@ -166,6 +171,13 @@ impl ContainerConfig {
             "linux.readonlyPaths",
         )?;
 
+        let devices = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or(&[])
+            .iter()
+            .map(DeviceNodeSpec::from_oci)
+            .collect::<Result<Vec<_>, _>>()?;
+
         let user = process.user();
         let capabilities = process
             .capabilities()
@@ -189,7 +201,6 @@ impl ContainerConfig {
         if let Some(l) = linux {
             for (present, name) in [
                 (l.sysctl().is_some(), "linux.sysctl"),
-                (l.devices().is_some(), "linux.devices"),
                 (
                     l.uid_mappings().is_some() && id_mappings.is_none(),
                     "linux.uidMappings",
@@ -221,6 +232,7 @@ impl ContainerConfig {
             mounts,
             masked_paths,
             readonly_paths,
+            devices,
             process: ProcessConfig {
                 args: cstrings(args, "process.args")?,
                 env: cstrings(env, "process.env")?,

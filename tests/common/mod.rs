@@ -353,7 +353,9 @@ impl Agent {
                 found.extend(entries.map(|e| e.unwrap().path().display().to_string()));
             }
         }
-        for controller in ["cpu", "cpuacct", "memory", "blkio", "net_cls"] {
+        for controller in [
+            "cpu", "cpuacct", "memory", "blkio", "net_cls", "devices", "pids",
+        ] {
             if !self.cgroup_layout().has(controller.parse().unwrap()) {
                 continue;
             }

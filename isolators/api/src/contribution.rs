@@ -42,6 +42,32 @@ pub struct Contribution {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Device nodes to create in the container's `/dev` (the runtime-spec
+    /// `linux.devices`).
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
+}
+
+/// A device node created in the container, as a runtime-spec
+/// `linux.devices` entry (same JSON field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeviceNode {
+    /// The path inside the container (`/dev/kvm`).
+    pub path: String,
+    /// `c` (character) or `b` (block).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The device's major number.
+    pub major: i64,
+    /// The device's minor number.
+    pub minor: i64,
+    /// The node's permission bits (`0o666`).
+    pub file_mode: u32,
+    /// The node's owner.
+    pub uid: u32,
+    /// The node's group.
+    pub gid: u32,
 }
 
 /// A mount, as in the runtime spec.
@@ -90,6 +116,11 @@ impl Contribution {
                 return Err(conflict(format!("env {key}")));
             }
         }
+        for device in &other.devices {
+            if self.devices.iter().any(|d| d.path == device.path) {
+                return Err(conflict(format!("device {}", device.path)));
+            }
+        }
         for mount in &other.mounts {
             if self
                 .mounts
@@ -102,6 +133,7 @@ impl Contribution {
         self.linux_resources = resources;
         self.env.extend(other.env);
         self.mounts.extend(other.mounts);
+        self.devices.extend(other.devices);
         Ok(())
     }
 }

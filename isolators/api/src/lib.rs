@@ -85,11 +85,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use contribution::{Contribution, ContributionConflict, Mount};
+pub use contribution::{Contribution, ContributionConflict, DeviceNode, Mount};
 pub use error::IsolatorError;
 pub use id::{ContainerId, InvalidContainerId};
 pub use limitation::{Limitation, LimitationReporter};
-pub use resources::{DeviceLimit, Resources};
+pub use resources::{DeviceLimit, DeviceMapping, Resources};
 
 /// Statistics an isolator reports for one container, as a JSON object.
 ///

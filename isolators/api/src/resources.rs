@@ -47,6 +47,51 @@ pub struct Resources {
     /// Isolator `net_cls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net_cls_handle: Option<u32>,
+    /// Host device nodes passed through to the container (allowed in its
+    /// devices cgroup and created in its `/dev`). Isolator `devices`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceMapping>,
+    /// The most tasks (processes and threads) the container may have at
+    /// once (`pids.max`); `0` asks for no limit, which the agent allows only
+    /// when configured to. Default: the agent's `[pids] default_limit`.
+    /// Isolator `pids`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
+}
+
+/// A host device node passed through to a container, as Docker's
+/// `--device HOST[:CONTAINER][:rwm]`.
+///
+/// ```
+/// use berth_isolator::DeviceMapping;
+/// let d: DeviceMapping = serde_json::from_str(r#"{"host": "/dev/kvm", "access": "rw"}"#).unwrap();
+/// assert_eq!(d.container_path(), "/dev/kvm");
+/// assert_eq!(d.access(), "rw");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceMapping {
+    /// The device node on the host (`/dev/kvm`).
+    pub host: String,
+    /// Where it appears in the container; default: the host path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// What the container may do with it, a subset of `rwm` (read, write,
+    /// mknod); default `rwm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
+}
+
+impl DeviceMapping {
+    /// Where the device appears in the container.
+    pub fn container_path(&self) -> &str {
+        self.container.as_deref().unwrap_or(&self.host)
+    }
+
+    /// The access granted (`rwm` unless given).
+    pub fn access(&self) -> &str {
+        self.access.as_deref().unwrap_or("rwm")
+    }
 }
 
 /// A limit on one block device.
@@ -112,6 +157,8 @@ impl Resources {
             "resources.net_cls_handle",
             "net_cls",
         );
+        want(!self.devices.is_empty(), "resources.devices", "devices");
+        want(self.pids_limit.is_some(), "resources.pids_limit", "pids");
         out
     }
 
@@ -141,6 +188,12 @@ impl Resources {
             device_write_iops: pick_list(&update.device_write_iops, &self.device_write_iops),
             disk: pick(&update.disk, &self.disk),
             net_cls_handle: pick(&update.net_cls_handle, &self.net_cls_handle),
+            devices: if update.devices.is_empty() {
+                self.devices.clone()
+            } else {
+                update.devices.clone()
+            },
+            pids_limit: pick(&update.pids_limit, &self.pids_limit),
         }
     }
 }
