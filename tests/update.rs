@@ -62,8 +62,10 @@ fn raising_a_cpu_limit_raises_measured_usage() {
 fn an_impossible_memory_update_is_refused_and_changes_nothing() {
     require_root!();
     let agent = Agent::start();
-    // Holds ~40 MiB in tail's buffer, then waits.
-    agent.launch(json!({"id": "holder", "command": ["sh", "-c", "head -c 40M /dev/zero | tail > /dev/null & sleep 300"], "resources": {"memory": 128u64 << 20}}));
+    // Holds 40 MiB of written (so resident) memory until killed. (Not
+    // `head | tail`: tail lets go of its buffer when its input ends, so the
+    // figure was there only for a moment.)
+    agent.launch(json!({"id": "holder", "command": ["/usr/bin/python3", "-c", "import time; held = b'x' * (40 << 20); time.sleep(300)"], "resources": {"memory": 128u64 << 20}}));
     let limit_file = agent
         .cgroup_dir("memory", Some("holder"))
         .join("memory.limit_in_bytes");
