@@ -89,6 +89,8 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                // Plain text in a log file or the journal; colour on a terminal.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let result = agent_config(args, cli.socket).and_then(|config| {
                 tokio::runtime::Builder::new_multi_thread()

@@ -68,7 +68,8 @@ fn a_signal_death_is_reported_as_killed_with_128_plus_signal() {
     assert_eq!(wait.status.code(), Some(128 + 9));
     let container = agent.api("GET", "/v1/containers/victim", None).body;
     assert_eq!(container["signal"], 9);
-    assert_eq!(container["exit_code"], Value::Null);
+    // As `wait` and `ps` say it: 128 + the signal.
+    assert_eq!(container["exit_code"], 128 + 9);
     assert_eq!(container["reason"], "killed");
     // Killing an ended container is a conflict, not a silent success.
     assert_eq!(
@@ -199,6 +200,12 @@ fn detached_run_kill_wait_and_rm_leave_nothing_behind() {
     assert_eq!(ps_json[0]["id"], "sleeper");
     let rm = agent.berth(&["rm", "sleeper"]);
     assert_ne!(rm.status.code(), Some(0));
+    // The refusal names what works: there is no `stop`.
+    let said = String::from_utf8_lossy(&rm.stderr);
+    assert!(
+        said.contains("rm -f") && !said.contains("stop it"),
+        "{said}"
+    );
     assert_eq!(
         agent.api("DELETE", "/v1/containers/sleeper", None).status,
         409
@@ -672,4 +679,47 @@ fn a_container_cannot_make_device_nodes() {
         "mknod /dev/disk b 8 0 2>/dev/null && echo made || echo refused",
     ]);
     assert_eq!(stdout_of(&out), "refused\n");
+}
+
+#[test]
+fn an_ended_container_keeps_its_final_stats() {
+    require_root!();
+    let agent = Agent::start();
+    let out = agent.berth(&[
+        "run",
+        "--name",
+        "spent",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stats = agent.api("GET", "/v1/containers/spent/stats", None);
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    // The CPU it used is still there, though its cgroups are gone.
+    let cpu = stats.body["isolators"]["cpu"]["usage_seconds"].as_f64();
+    assert!(cpu.is_some_and(|s| s > 0.0), "{:?}", stats.body);
+    assert!(!agent.cgroup_dir("cpu", Some("spent")).exists());
+    let table = agent.berth(&["stats", "--no-stream", "spent"]);
+    assert_eq!(table.status.code(), Some(0), "{table:?}");
+    assert!(String::from_utf8_lossy(&table.stdout).contains("spent"));
+}
+
+#[test]
+fn more_cpus_than_the_host_has_are_refused_with_the_range() {
+    require_root!();
+    let agent = Agent::start();
+    let host = berth_isolator_cpu::online_cpus();
+    let asked = (host + 1).to_string();
+    let out = agent.berth(&["run", "--cpus", &asked, "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("resources.cpus") && said.contains(&format!("0.01..={host}")),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+    let listed = agent.api("GET", "/v1/containers", None).body;
+    assert_eq!(listed, serde_json::json!([]), "nothing was created");
 }

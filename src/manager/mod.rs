@@ -276,7 +276,7 @@ impl Manager {
         if container.state != State::Exited {
             if !force {
                 return Err(ManagerError::Conflict(format!(
-                    "container {id} is {}; stop it first or remove with force",
+                    "container {id} is {}; kill it first, or remove it with force (`berth rm -f`, `?force=true`)",
                     if container.state == State::Running {
                         "running"
                     } else {
@@ -416,12 +416,20 @@ impl Manager {
         futures_util::future::join_all(waits).await;
     }
 
-    /// Every isolator's usage for a container, keyed by isolator name.
+    /// Every isolator's usage for a container, keyed by isolator name; for
+    /// an ended container, its figures as it ended.
     pub fn stats(
         &self,
         id: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
         let container = self.slot(id)?.get();
+        if container.state == State::Exited {
+            return container.final_stats.ok_or_else(|| {
+                ManagerError::Conflict(format!(
+                    "container {id} ended without usage figures (it ended while no agent ran, or before this agent version)"
+                ))
+            });
+        }
         if container.state != State::Running {
             return Err(ManagerError::Conflict(format!(
                 "container {id} is not running"
