@@ -435,11 +435,40 @@ fn sandbox_files_are_listed_and_read_but_never_outside() {
     );
     assert_eq!(read.body, b"3456");
 
+    // Paths are the sandbox's: `/` is its root, `/d/f` is `d/f`, and `/etc`
+    // is a missing `etc` in the sandbox, never the host's.
+    let root = agent.api("GET", "/v1/containers/files/files?path=/", None);
+    assert_eq!(root.status, 200, "{:?}", root.body);
+    assert!(root
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "d"));
+    let ls = agent.berth(&["files", "ls", "files", "/"]);
+    assert_eq!(ls.status.code(), Some(0), "{ls:?}");
+    let listing = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        listing.lines().any(|l| l.trim_end().ends_with(" d")),
+        "{listing}"
+    );
+    let read = get(
+        &agent,
+        "/v1/containers/files/files/content?path=/d/f&offset=3&length=4",
+    );
+    assert_eq!(read.body, b"3456");
+    for path in ["/etc", "%2Fetc%2Fpasswd"] {
+        let answer = agent.api(
+            "GET",
+            &format!("/v1/containers/files/files?path={path}"),
+            None,
+        );
+        assert_eq!(answer.status, 404, "{path}: {:?}", answer.body);
+    }
     for path in [
         "..",
         "../..",
-        "/etc",
-        "%2Fetc%2Fpasswd",
+        "/../x",
         "etc-link",
         "etc-link/passwd",
         "up",
