@@ -723,3 +723,23 @@ fn more_cpus_than_the_host_has_are_refused_with_the_range() {
     let listed = agent.api("GET", "/v1/containers", None).body;
     assert_eq!(listed, serde_json::json!([]), "nothing was created");
 }
+
+#[test]
+fn short_runs_leave_no_warnings_and_no_colour_in_the_agents_log() {
+    require_root!();
+    let agent = Agent::start();
+    for i in 0..20 {
+        let out = agent.berth(&["run", "--", "sh", "-c", &format!("echo {i}")]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(stdout_of(&out), format!("{i}\n"));
+    }
+    let log = agent.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    // Written to a file, not a terminal: plain text.
+    assert!(!log.contains('\x1b'), "{log}");
+    assert!(log.contains("container ended"), "{log}");
+}

@@ -211,6 +211,11 @@ impl Manager {
                         );
                     }
                     Ok(_) => {}
+                    // It ended and was cleaned up since the snapshot above:
+                    // a normal lifecycle, not worth a warning.
+                    Err(berth_isolator::IsolatorError::UnknownContainer { .. }) => {
+                        tracing::debug!(id = %container.id, isolator = isolator.name(), "status: container ended meanwhile")
+                    }
                     Err(e) => {
                         tracing::warn!(id = %container.id, isolator = isolator.name(), "status: {e}")
                     }
