@@ -504,3 +504,52 @@ fn sandbox_files_are_listed_and_read_but_never_outside() {
     let out = agent.berth(&["files", "cat", "files", "etc-link/passwd"]);
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[test]
+fn by_default_logs_shows_both_streams_each_on_its_own_fd() {
+    require_root!();
+    let agent = Agent::start();
+    let out = agent.berth(&[
+        "run",
+        "--name",
+        "both",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo out$i; echo err$i >&2; done",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let logs = agent.berth(&["logs", "both"]);
+    assert_eq!(logs.status.code(), Some(0), "{logs:?}");
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "out1\nout2\nout3\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "err1\nerr2\nerr3\n");
+
+    // --tail (alias -n) with both streams: the last N lines of each.
+    let tail = agent.berth(&["logs", "-n", "1", "both"]);
+    assert_eq!(tail.status.code(), Some(0), "{tail:?}");
+    assert_eq!(String::from_utf8_lossy(&tail.stdout), "out3\n");
+    assert_eq!(String::from_utf8_lossy(&tail.stderr), "err3\n");
+    let all = agent.berth(&["logs", "--tail", "all", "--stream", "all", "both"]);
+    assert_eq!(all.status.code(), Some(0), "{all:?}");
+    let merged = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(merged.lines().count(), 6, "{merged}");
+    assert!(all.stderr.is_empty());
+    let bad = agent.berth(&["logs", "--tail", "some", "both"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+
+    // The API: frames only with stream=all, and what they carry.
+    let refused = agent.api("GET", "/v1/containers/both/logs?frames=true", None);
+    assert_eq!(refused.status, 400);
+    let framed = get(&agent, "/v1/containers/both/logs?stream=all&frames=true");
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut demux = berth::logs::frames::Demux::default();
+    demux
+        .feed(&framed.body, |stream, data| match stream {
+            berth::logs::Stream::Stdout => stdout.extend_from_slice(data),
+            berth::logs::Stream::Stderr => stderr.extend_from_slice(data),
+        })
+        .unwrap();
+    assert!(!demux.is_partial());
+    assert_eq!(stdout, b"out1\nout2\nout3\n");
+    assert_eq!(stderr, b"err1\nerr2\nerr3\n");
+}

@@ -156,4 +156,52 @@ impl Client {
         }
         Ok(())
     }
+
+    /// Streams a framed logs body (`stream=all&frames=true`): stdout's
+    /// chunks into `stdout`, stderr's into `stderr`, in arrival order.
+    pub async fn stream_framed_to(
+        &self,
+        path: &str,
+        stdout: &mut (impl tokio::io::AsyncWrite + Unpin),
+        stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<(), ClientError> {
+        use crate::logs::{frames::Demux, Stream};
+        use tokio::io::AsyncWriteExt;
+        let mut body = self.send(Method::GET, path, None).await?.into_body();
+        let mut demux = Demux::default();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            let mut chunks: Vec<(Stream, Vec<u8>)> = Vec::new();
+            demux
+                .feed(data, |stream, bytes| chunks.push((stream, bytes.to_vec())))
+                .map_err(|e| ClientError::Http(e.to_string()))?;
+            for (stream, bytes) in chunks {
+                match stream {
+                    Stream::Stdout => {
+                        stdout
+                            .write_all(&bytes)
+                            .await
+                            .map_err(ClientError::Output)?;
+                        stdout.flush().await.map_err(ClientError::Output)?;
+                    }
+                    Stream::Stderr => {
+                        stderr
+                            .write_all(&bytes)
+                            .await
+                            .map_err(ClientError::Output)?;
+                        stderr.flush().await.map_err(ClientError::Output)?;
+                    }
+                }
+            }
+        }
+        if demux.is_partial() {
+            return Err(ClientError::Http(
+                "the logs answer ended inside a frame".into(),
+            ));
+        }
+        Ok(())
+    }
 }
