@@ -743,3 +743,41 @@ fn short_runs_leave_no_warnings_and_no_colour_in_the_agents_log() {
     assert!(!log.contains('\x1b'), "{log}");
     assert!(log.contains("container ended"), "{log}");
 }
+
+#[test]
+fn exit_statuses_are_documented_and_kept() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Exit status:") && help.contains("141"),
+        "{help}"
+    );
+    // A usage error is 2, one line, before any agent is asked (there is
+    // none at this socket).
+    let usage = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "--socket",
+            "/nonexistent/berth.sock",
+            "logs",
+            "--tail",
+            "x",
+            "c",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+    // No agent: 1, one line.
+    let unreachable = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["--socket", "/nonexistent/berth.sock", "ps"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(1), "{unreachable:?}");
+    let said = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        said.starts_with("berth: ") && said.lines().count() == 1,
+        "{said}"
+    );
+}
