@@ -537,6 +537,34 @@ fn by_default_logs_shows_both_streams_each_on_its_own_fd() {
     let bad = agent.berth(&["logs", "--tail", "some", "both"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 
+    // --since as people type it: a duration, unix seconds, `ps`'s CREATED.
+    let created = agent.api("GET", "/v1/containers/both", None).body["created_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created_local = chrono::DateTime::parse_from_rfc3339(&created)
+        .unwrap()
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let hour_ago = (chrono::Utc::now().timestamp() - 3600).to_string();
+    for since in ["10m", hour_ago.as_str(), created_local.as_str()] {
+        let logs = agent.berth(&["logs", "--since", since, "both"]);
+        assert_eq!(logs.status.code(), Some(0), "{since}: {logs:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&logs.stdout),
+            "out1\nout2\nout3\n",
+            "{since}"
+        );
+    }
+    let later = (chrono::Utc::now().timestamp() + 3600).to_string();
+    let none = agent.berth(&["logs", "--since", &later, "both"]);
+    assert_eq!(none.status.code(), Some(0), "{none:?}");
+    assert!(none.stdout.is_empty() && none.stderr.is_empty(), "{none:?}");
+    let bad = agent.berth(&["logs", "--since", "yesterday", "both"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("berth: invalid --since"));
+
     // The API: frames only with stream=all, and what they carry.
     let refused = agent.api("GET", "/v1/containers/both/logs?frames=true", None);
     assert_eq!(refused.status, 400);

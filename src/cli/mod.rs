@@ -5,6 +5,7 @@ mod output;
 mod security;
 mod stats;
 mod table;
+mod time_arg;
 
 use std::path::PathBuf;
 
@@ -69,8 +70,9 @@ pub enum Command {
         /// Prefix each line with its arrival time (RFC 3339).
         #[arg(short, long)]
         timestamps: bool,
-        /// Print only what arrived at or after TIME (RFC 3339, e.g.
-        /// 2024-05-01T12:00:00Z).
+        /// Print only what arrived at or after TIME: RFC 3339 with or
+        /// without a zone (local time), a date, a duration back from now
+        /// (10m, 2h) or unix seconds.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
         id: String,
@@ -310,7 +312,10 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 query.push_str(&format!("&tail={lines}"));
             }
             if let Some(since) = &since {
-                query.push_str(&format!("&since={}", query_escape(since)));
+                let since = time_arg::parse(since, chrono::Utc::now())
+                    .map_err(|e| usage(format!("invalid --since: {e}")))?;
+                let since = since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                query.push_str(&format!("&since={}", query_escape(&since)));
             }
             let path = format!("{}/logs?{query}", container_path(&id));
             if both {
