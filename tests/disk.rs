@@ -162,6 +162,13 @@ fn loop_refuses_writes_past_the_quota_and_keeps_the_sandbox() {
     // After the exit: a plain dir again, with the container's files.
     assert!(!mounted(&sandbox), "still mounted after exit");
     assert!(!image.exists(), "image left after exit");
+    // Autoclear lets the device go when its last mount does; a mount
+    // namespace made meanwhile by another test's container may hold that
+    // mount a moment longer (until the unmount propagates to it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !loop_devices_backed_by(&image).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         loop_devices_backed_by(&image).is_empty(),
         "{:?}\n{}",
