@@ -61,7 +61,6 @@ fn make_isolator(
             root.clone(),
             berth_isolator_cpu::CpuOptions {
                 cfs_quota: config.cpu.cfs_quota,
-                ..Default::default()
             },
         )?),
         "memory" => Arc::new(berth_isolator_memory::MemoryIsolator::new(

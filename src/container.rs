@@ -214,10 +214,6 @@ pub struct Container {
     /// (filled in on request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<crate::logs::counters::LogCounters>,
-    /// Every isolator's usage as the container ended (its cgroups are gone
-    /// after that): what `stats` shows for an ended container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_stats: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock
@@ -247,18 +243,11 @@ impl Container {
         self.log_dir.as_deref().unwrap_or(&self.sandbox)
     }
 
-    /// The record without agent-internal fields, as the API shows it. A
-    /// container a signal ended shows `exit_code` 128 + signal (keeping
-    /// `signal`), as `ps`, `wait` and a shell say.
+    /// The record without agent-internal fields, as the API shows it.
     pub fn public(&self) -> Container {
-        let exit_code = match (self.exit_code, self.signal) {
-            (None, Some(signal)) => Some(128 + signal),
-            (code, _) => code,
-        };
         Container {
             shim: None,
             pid_start_time: None,
-            exit_code,
             ..self.clone()
         }
     }
@@ -267,22 +256,6 @@ impl Container {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_public_view_gives_a_signal_death_128_plus_the_signal() {
-        let mut record: Container = serde_json::from_value(serde_json::json!({
-            "id": "c", "state": "exited", "command": ["sleep", "9"], "env": {},
-            "resources": {}, "isolation": [], "network": "host",
-            "log": {"max_size": 4096, "max_files": 1, "compress": false, "mode": "block"},
-            "created_at": "2026-12-03T00:00:00Z", "sandbox": "/s", "bundle": "/b",
-            "signal": 9
-        }))
-        .unwrap();
-        assert_eq!(record.public().exit_code, Some(137));
-        assert_eq!(record.public().signal, Some(9));
-        record.exit_code = Some(3);
-        assert_eq!(record.public().exit_code, Some(3));
-    }
 
     #[test]
     fn user_parses_uid_and_gid() {

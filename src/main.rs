@@ -5,19 +5,9 @@ use berth::cli;
 use berth::config::AgentConfig;
 use clap::{Args, Parser, Subcommand};
 
-/// What `berth --help` says of exit statuses (the README says the same).
-const EXIT_STATUS: &str = "\
-Exit status:
-  0    success
-  1    an error the agent reported (bad request, unknown id, conflict), or no agent
-  2    a usage error, caught before asking the agent (bad flag or value)
-  141  stdout was closed by its reader (`berth ps | head -1`); nothing is printed
-  run, wait: the container's exit code (128 + N when signal N ended it)
-Errors are one line on stderr: `berth: ...`.";
-
 /// berth: a per-host container agent and its command line.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, after_help = EXIT_STATUS)]
+#[command(name = "berth", version)]
 struct Cli {
     /// The agent's API socket.
     #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
@@ -99,8 +89,6 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
-                // Plain text in a log file or the journal; colour on a terminal.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let result = agent_config(args, cli.socket).and_then(|config| {
                 tokio::runtime::Builder::new_multi_thread()

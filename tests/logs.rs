@@ -435,40 +435,11 @@ fn sandbox_files_are_listed_and_read_but_never_outside() {
     );
     assert_eq!(read.body, b"3456");
 
-    // Paths are the sandbox's: `/` is its root, `/d/f` is `d/f`, and `/etc`
-    // is a missing `etc` in the sandbox, never the host's.
-    let root = agent.api("GET", "/v1/containers/files/files?path=/", None);
-    assert_eq!(root.status, 200, "{:?}", root.body);
-    assert!(root
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["name"] == "d"));
-    let ls = agent.berth(&["files", "ls", "files", "/"]);
-    assert_eq!(ls.status.code(), Some(0), "{ls:?}");
-    let listing = String::from_utf8_lossy(&ls.stdout);
-    assert!(
-        listing.lines().any(|l| l.trim_end().ends_with(" d")),
-        "{listing}"
-    );
-    let read = get(
-        &agent,
-        "/v1/containers/files/files/content?path=/d/f&offset=3&length=4",
-    );
-    assert_eq!(read.body, b"3456");
-    for path in ["/etc", "%2Fetc%2Fpasswd"] {
-        let answer = agent.api(
-            "GET",
-            &format!("/v1/containers/files/files?path={path}"),
-            None,
-        );
-        assert_eq!(answer.status, 404, "{path}: {:?}", answer.body);
-    }
     for path in [
         "..",
         "../..",
-        "/../x",
+        "/etc",
+        "%2Fetc%2Fpasswd",
         "etc-link",
         "etc-link/passwd",
         "up",
@@ -503,81 +474,4 @@ fn sandbox_files_are_listed_and_read_but_never_outside() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0123456789");
     let out = agent.berth(&["files", "cat", "files", "etc-link/passwd"]);
     assert_ne!(out.status.code(), Some(0));
-}
-
-#[test]
-fn by_default_logs_shows_both_streams_each_on_its_own_fd() {
-    require_root!();
-    let agent = Agent::start();
-    let out = agent.berth(&[
-        "run",
-        "--name",
-        "both",
-        "--",
-        "sh",
-        "-c",
-        "for i in 1 2 3; do echo out$i; echo err$i >&2; done",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let logs = agent.berth(&["logs", "both"]);
-    assert_eq!(logs.status.code(), Some(0), "{logs:?}");
-    assert_eq!(String::from_utf8_lossy(&logs.stdout), "out1\nout2\nout3\n");
-    assert_eq!(String::from_utf8_lossy(&logs.stderr), "err1\nerr2\nerr3\n");
-
-    // --tail (alias -n) with both streams: the last N lines of each.
-    let tail = agent.berth(&["logs", "-n", "1", "both"]);
-    assert_eq!(tail.status.code(), Some(0), "{tail:?}");
-    assert_eq!(String::from_utf8_lossy(&tail.stdout), "out3\n");
-    assert_eq!(String::from_utf8_lossy(&tail.stderr), "err3\n");
-    let all = agent.berth(&["logs", "--tail", "all", "--stream", "all", "both"]);
-    assert_eq!(all.status.code(), Some(0), "{all:?}");
-    let merged = String::from_utf8_lossy(&all.stdout);
-    assert_eq!(merged.lines().count(), 6, "{merged}");
-    assert!(all.stderr.is_empty());
-    let bad = agent.berth(&["logs", "--tail", "some", "both"]);
-    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
-
-    // --since as people type it: a duration, unix seconds, `ps`'s CREATED.
-    let created = agent.api("GET", "/v1/containers/both", None).body["created_at"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let created_local = chrono::DateTime::parse_from_rfc3339(&created)
-        .unwrap()
-        .with_timezone(&chrono::Local)
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let hour_ago = (chrono::Utc::now().timestamp() - 3600).to_string();
-    for since in ["10m", hour_ago.as_str(), created_local.as_str()] {
-        let logs = agent.berth(&["logs", "--since", since, "both"]);
-        assert_eq!(logs.status.code(), Some(0), "{since}: {logs:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&logs.stdout),
-            "out1\nout2\nout3\n",
-            "{since}"
-        );
-    }
-    let later = (chrono::Utc::now().timestamp() + 3600).to_string();
-    let none = agent.berth(&["logs", "--since", &later, "both"]);
-    assert_eq!(none.status.code(), Some(0), "{none:?}");
-    assert!(none.stdout.is_empty() && none.stderr.is_empty(), "{none:?}");
-    let bad = agent.berth(&["logs", "--since", "yesterday", "both"]);
-    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
-    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("berth: invalid --since"));
-
-    // The API: frames only with stream=all, and what they carry.
-    let refused = agent.api("GET", "/v1/containers/both/logs?frames=true", None);
-    assert_eq!(refused.status, 400);
-    let framed = get(&agent, "/v1/containers/both/logs?stream=all&frames=true");
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let mut demux = berth::logs::frames::Demux::default();
-    demux
-        .feed(&framed.body, |stream, data| match stream {
-            berth::logs::Stream::Stdout => stdout.extend_from_slice(data),
-            berth::logs::Stream::Stderr => stderr.extend_from_slice(data),
-        })
-        .unwrap();
-    assert!(!demux.is_partial());
-    assert_eq!(stdout, b"out1\nout2\nout3\n");
-    assert_eq!(stderr, b"err1\nerr2\nerr3\n");
 }

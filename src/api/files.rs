@@ -5,8 +5,8 @@
 //! Paths are relative to the sandbox and resolved by the kernel beneath it
 //! through `berth_confined` (`openat2` with `RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` on a descriptor of the
-//! sandbox; a leading `/` is the sandbox's root): `..` above the sandbox
-//! and every symlink are refused with 403, whatever the container did to the tree meanwhile; a
+//! sandbox): absolute paths, `..` above the sandbox and every symlink are
+//! refused with 403, whatever the container did to the tree meanwhile; a
 //! FIFO or device is refused (400) without blocking; a file is served up to
 //! the size it had when opened. No string checks: the container owns the
 //! tree and may change it between a check and a use.
@@ -175,14 +175,9 @@ fn rfc3339(seconds: i64, nanos: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The `path` parameter, relative to the sandbox: absent or `/` means the
-/// sandbox itself, and `/a/b` is `a/b` in it (as the container sees its
-/// sandbox). What it names is still resolved beneath the sandbox.
+/// The `path` parameter; absent means the sandbox itself.
 fn path_param(params: &HashMap<String, String>) -> String {
-    params
-        .get("path")
-        .map(|p| p.trim_start_matches('/').to_string())
-        .unwrap_or_default()
+    params.get("path").cloned().unwrap_or_default()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -5,12 +5,8 @@
 //!
 //! - `stream=stdout|stderr|all` (default `stdout`). `all` interleaves both
 //!   in arrival order, to the precision of a chunk (see `crate::logs::merge`);
-//!   it takes `follow`, `since`, `timestamps` and `tail` (the last N lines
-//!   of each stream) but not `offset` or `length` (each stream has its own
-//!   offsets).
-//! - `frames=true` (with `stream=all`): each chunk comes in a frame naming
-//!   its stream (`crate::logs::frames`, Docker's attach format), so a client
-//!   can split them again.
+//!   it takes `follow`, `since` and `timestamps` but not `offset`, `length`
+//!   or `tail` (each stream has its own offsets).
 //! - `offset=N`: start at logical offset N (default 0). `length=N`: at most N
 //!   bytes from there, any size, streamed in chunks.
 //! - `tail=N`: start at the last N lines (a last line without newline
@@ -79,7 +75,6 @@ struct Request {
     length: Option<u64>,
     follow: bool,
     timestamps: bool,
-    frames: bool,
 }
 
 fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
@@ -109,10 +104,6 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         .transpose()?;
     let follow = bool_param(params, "follow")?.unwrap_or(false);
     let timestamps = bool_param(params, "timestamps")?.unwrap_or(false);
-    let frames = bool_param(params, "frames")?.unwrap_or(false);
-    if frames && which != Which::All {
-        return Err(ApiError::invalid("frames", "needs stream=all"));
-    }
     if tail.is_some() && offset.is_some() {
         return Err(ApiError::invalid("tail", "cannot be combined with offset"));
     }
@@ -123,7 +114,11 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         ));
     }
     if which == Which::All {
-        for (name, given) in [("offset", offset.is_some()), ("length", length.is_some())] {
+        for (name, given) in [
+            ("offset", offset.is_some()),
+            ("length", length.is_some()),
+            ("tail", tail.is_some()),
+        ] {
             if given {
                 return Err(ApiError::invalid(
                     name,
@@ -143,7 +138,6 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         length,
         follow,
         timestamps,
-        frames,
     })
 }
 
@@ -214,12 +208,7 @@ pub(super) async fn logs(
                 for (stream, offset) in Stream::ALL.into_iter().zip(&mut offsets) {
                     *offset = plan(&dir, stream, &request)?.offset;
                 }
-                let merge = Merge::new(&dir, offsets, request.timestamps)?;
-                Ok(if request.frames {
-                    merge.framed()
-                } else {
-                    merge
-                })
+                Merge::new(&dir, offsets, request.timestamps)
             })
             .await?;
             let body = Body::from_stream(drive(merge, request.follow, ended));
@@ -324,9 +313,7 @@ mod tests {
             ("tail=3&offset=4", "invalid tail"),
             ("since=2024-01-01T00:00:00Z&tail=1", "invalid since"),
             ("stream=all&offset=3", "invalid offset"),
-            ("stream=all&length=3", "invalid length"),
-            ("frames=true", "invalid frames"),
-            ("stream=stderr&frames=true", "invalid frames"),
+            ("stream=all&tail=3", "invalid tail"),
         ] {
             let message = request(query).unwrap_err();
             assert!(message.starts_with(named), "{query}: {message}");

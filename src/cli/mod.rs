@@ -5,7 +5,6 @@ mod output;
 mod security;
 mod stats;
 mod table;
-mod time_arg;
 
 use std::path::PathBuf;
 
@@ -53,26 +52,23 @@ pub enum Command {
     /// Print a container's output.
     Logs {
         /// Which output: stdout, stderr, or all (both interleaved in
-        /// arrival order, on stdout). Default: both, in arrival order,
-        /// stdout's on stdout and stderr's on stderr.
-        #[arg(long, value_parser = ["stdout", "stderr", "all"])]
-        stream: Option<String>,
+        /// arrival order, on stdout).
+        #[arg(long, value_parser = ["stdout", "stderr", "all"], default_value = "stdout")]
+        stream: String,
         /// Same as --stream stderr.
         #[arg(long, conflicts_with = "stream")]
         stderr: bool,
         /// Keep printing until the container ends.
         #[arg(short, long)]
         follow: bool,
-        /// Print only the last N lines (of each stream when both are shown),
-        /// or `all`.
-        #[arg(short = 'n', long, value_name = "N|all", value_parser = parse_tail)]
-        tail: Option<Tail>,
+        /// Print only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
         /// Prefix each line with its arrival time (RFC 3339).
         #[arg(short, long)]
         timestamps: bool,
-        /// Print only what arrived at or after TIME: RFC 3339 with or
-        /// without a zone (local time), a date, a duration back from now
-        /// (10m, 2h) or unix seconds.
+        /// Print only what arrived at or after TIME (RFC 3339, e.g.
+        /// 2024-05-01T12:00:00Z).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
         id: String,
@@ -107,23 +103,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// `--tail`: a number of lines, or everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tail {
-    Lines(u64),
-    All,
-}
-
-fn parse_tail(value: &str) -> Result<Tail, String> {
-    if value == "all" {
-        return Ok(Tail::All);
-    }
-    value
-        .parse()
-        .map(Tail::Lines)
-        .map_err(|_| format!("expected a number of lines or `all`, got {value:?}"))
 }
 
 /// `berth files` subcommands.
@@ -297,32 +276,16 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             since,
             id,
         } => {
-            let stream = if stderr {
-                Some("stderr".to_string())
-            } else {
-                stream
-            };
-            let both = stream.is_none();
-            let stream = stream.unwrap_or_else(|| "all".to_string());
+            let stream = if stderr { "stderr".to_string() } else { stream };
             let mut query = format!("stream={stream}&follow={follow}&timestamps={timestamps}");
-            if both {
-                query.push_str("&frames=true");
-            }
-            if let Some(Tail::Lines(lines)) = tail {
+            if let Some(lines) = tail {
                 query.push_str(&format!("&tail={lines}"));
             }
             if let Some(since) = &since {
-                let since = time_arg::parse(since, chrono::Utc::now())
-                    .map_err(|e| usage(format!("invalid --since: {e}")))?;
-                let since = since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                query.push_str(&format!("&since={}", query_escape(&since)));
+                query.push_str(&format!("&since={}", query_escape(since)));
             }
             let path = format!("{}/logs?{query}", container_path(&id));
-            if both {
-                client
-                    .stream_framed_to(&path, &mut tokio::io::stdout(), &mut tokio::io::stderr())
-                    .await?;
-            } else if stream == "stderr" {
+            if stream == "stderr" {
                 client.stream_to(&path, &mut tokio::io::stderr()).await?;
             } else {
                 client.stream_to(&path, &mut tokio::io::stdout()).await?;
@@ -828,7 +791,7 @@ mod tests {
                 follow,
                 tail,
                 ..
-            } => assert!(stderr && follow && tail == Some(Tail::Lines(3))),
+            } => assert!(stderr && follow && tail == Some(3)),
             other => panic!("{other:?}"),
         }
         assert!(parse(&["logs", "--stderr", "--stream", "all", "x"]).is_err());

@@ -16,8 +16,6 @@ use super::{LogError, Stream};
 pub struct Merge {
     /// stdout, stderr.
     cursors: [Cursor; 2],
-    /// Each chunk in a frame naming its stream (see [`super::frames`]).
-    framed: bool,
 }
 
 impl Merge {
@@ -40,14 +38,7 @@ impl Merge {
                 cursor(Stream::Stdout, offsets[0])?,
                 cursor(Stream::Stderr, offsets[1])?,
             ],
-            framed: false,
         })
-    }
-
-    /// Puts every chunk in a frame naming its stream.
-    pub fn framed(mut self) -> Merge {
-        self.framed = true;
-        self
     }
 }
 
@@ -81,12 +72,6 @@ impl Producer for Merge {
                 None => CHUNK,
             };
             match cursor.read_chunk(max)? {
-                Step::Data(bytes) if self.framed => {
-                    let mut framed = Vec::with_capacity(super::frames::HEADER_LEN + bytes.len());
-                    framed.extend_from_slice(&super::frames::header(Stream::ALL[i], bytes.len()));
-                    framed.extend_from_slice(&bytes);
-                    return Ok(Step::Data(framed.into()));
-                }
                 Step::Data(bytes) => return Ok(Step::Data(bytes)),
                 Step::End => {}
                 Step::Done => done += 1,
@@ -144,30 +129,6 @@ mod tests {
             "1970-01-01T00:00:00.000000040Z e2\n\
              1970-01-01T00:00:00.000000050Z o4\n\
              1970-01-01T00:00:00.000000060Z e3\n"
-        );
-    }
-
-    #[test]
-    fn framed_chunks_name_their_stream() {
-        let dir = tempfile::tempdir().unwrap();
-        write_segments(dir.path(), Stream::Stdout, 0, b"o1\n", 100, &[]);
-        write_segments(dir.path(), Stream::Stderr, 0, b"e1\n", 100, &[]);
-        std::fs::write(index::path(dir.path(), Stream::Stdout), "0 20\n").unwrap();
-        std::fs::write(index::path(dir.path(), Stream::Stderr), "0 10\n").unwrap();
-        let mut merge = Merge::new(dir.path(), [0, 0], false).unwrap().framed();
-        let mut demux = crate::logs::frames::Demux::default();
-        let mut got = Vec::new();
-        while let Step::Data(bytes) = merge.produce().unwrap() {
-            demux
-                .feed(&bytes, |stream, data| got.push((stream, data.to_vec())))
-                .unwrap();
-        }
-        assert_eq!(
-            got,
-            [
-                (Stream::Stderr, b"e1\n".to_vec()),
-                (Stream::Stdout, b"o1\n".to_vec())
-            ]
         );
     }
 

@@ -106,34 +106,12 @@ impl Manager {
             );
         }
 
-        container.final_stats = Some(usage_of(&isolators, id));
         cleanup_isolators(&isolators, id, &mut container.message);
         container.state = State::Exited;
         container.pid = None;
         tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");
         self.publish(&slot, container);
     }
-}
-
-/// Every isolator's usage, keyed by isolator name; one that cannot say is
-/// left out (and logged).
-pub(super) fn usage_of(
-    isolators: &[Arc<dyn berth_isolator::Isolator>],
-    id: &ContainerId,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    for isolator in isolators {
-        match isolator.usage(id) {
-            Ok(usage) => {
-                out.insert(
-                    isolator.name().to_string(),
-                    serde_json::Value::Object(usage),
-                );
-            }
-            Err(e) => tracing::warn!(%id, isolator = isolator.name(), "final usage: {e}"),
-        }
-    }
-    out
 }
 
 /// Runs isolators' cleanup in reverse order; failures are logged and noted

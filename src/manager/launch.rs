@@ -284,7 +284,6 @@ impl Manager {
             shim: None,
             pid_start_time: None,
             logs: None,
-            final_stats: None,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {

@@ -211,11 +211,6 @@ impl Manager {
                         );
                     }
                     Ok(_) => {}
-                    // It ended and was cleaned up since the snapshot above:
-                    // a normal lifecycle, not worth a warning.
-                    Err(berth_isolator::IsolatorError::UnknownContainer { .. }) => {
-                        tracing::debug!(id = %container.id, isolator = isolator.name(), "status: container ended meanwhile")
-                    }
                     Err(e) => {
                         tracing::warn!(id = %container.id, isolator = isolator.name(), "status: {e}")
                     }
@@ -281,7 +276,7 @@ impl Manager {
         if container.state != State::Exited {
             if !force {
                 return Err(ManagerError::Conflict(format!(
-                    "container {id} is {}; kill it first, or remove it with force (`berth rm -f`, `?force=true`)",
+                    "container {id} is {}; stop it first or remove with force",
                     if container.state == State::Running {
                         "running"
                     } else {
@@ -421,20 +416,12 @@ impl Manager {
         futures_util::future::join_all(waits).await;
     }
 
-    /// Every isolator's usage for a container, keyed by isolator name; for
-    /// an ended container, its figures as it ended.
+    /// Every isolator's usage for a container, keyed by isolator name.
     pub fn stats(
         &self,
         id: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
         let container = self.slot(id)?.get();
-        if container.state == State::Exited {
-            return container.final_stats.ok_or_else(|| {
-                ManagerError::Conflict(format!(
-                    "container {id} ended without usage figures (it ended while no agent ran, or before this agent version)"
-                ))
-            });
-        }
         if container.state != State::Running {
             return Err(ManagerError::Conflict(format!(
                 "container {id} is not running"

@@ -341,7 +341,6 @@ impl Manager {
             shim: None,
             pid_start_time: None,
             logs: None,
-            final_stats: None,
             id: q.id,
         }
     }

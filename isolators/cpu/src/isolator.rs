@@ -18,25 +18,12 @@ pub struct CpuOptions {
     /// `--cgroups_enable_cfs`). Off: only shares (weights) apply, and a
     /// container may use idle CPUs beyond what it asked for.
     pub cfs_quota: bool,
-    /// The CPUs a container may ask for at most: the host's online CPUs
-    /// (as Docker refuses `--cpus` above them).
-    pub host_cpus: u32,
 }
 
 impl Default for CpuOptions {
     fn default() -> Self {
-        CpuOptions {
-            cfs_quota: true,
-            host_cpus: online_cpus(),
-        }
+        CpuOptions { cfs_quota: true }
     }
-}
-
-/// The host's online CPUs (at least 1).
-pub fn online_cpus() -> u32 {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    u32::try_from(n).unwrap_or(1).max(1)
 }
 
 /// The `cpu` isolator: cpu shares (v2 weight) and a CFS quota from
@@ -79,23 +66,8 @@ impl CpuIsolator {
     fn limits(&self, resources: &Resources) -> Result<Option<CpuLimits>, IsolatorError> {
         resources
             .cpus
-            .map(|cpus| {
-                self.check_host(cpus)?;
-                CpuLimits::new(cpus, self.options.cfs_quota)
-            })
+            .map(|cpus| CpuLimits::new(cpus, self.options.cfs_quota))
             .transpose()
-    }
-
-    /// Refuses more CPUs than the host has.
-    fn check_host(&self, cpus: f64) -> Result<(), IsolatorError> {
-        let host = self.options.host_cpus;
-        if cpus > f64::from(host) {
-            return Err(IsolatorError::invalid(
-                crate::limits::FIELD,
-                format!("must be within 0.01..={host} (this host has {host} CPUs), got {cpus}"),
-            ));
-        }
-        Ok(())
     }
 
     fn cfs_supported(&self) -> bool {
@@ -212,10 +184,7 @@ impl Isolator for CpuIsolator {
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        config.resources.cpus.map_or(Ok(()), |cpus| {
-            validate_cpus(cpus)?;
-            self.check_host(cpus)
-        })
+        config.resources.cpus.map_or(Ok(()), validate_cpus)
     }
 
     fn prepare(

@@ -22,7 +22,7 @@ mod isolator;
 mod limits;
 mod stats;
 
-pub use isolator::{online_cpus, CpuIsolator, CpuOptions};
+pub use isolator::{CpuIsolator, CpuOptions};
 pub use limits::{
     shares_to_weight, validate_cpus, CpuLimits, CFS_PERIOD_US, MAX_CPUS, MIN_CFS_QUOTA_US,
     MIN_SHARES, SHARES_PER_CPU,

@@ -15,14 +15,6 @@ fn config(name: &str, cpus: Option<f64>) -> ContainerConfig {
     config
 }
 
-/// The default options on a host of 64 CPUs, whatever this machine has.
-fn options() -> CpuOptions {
-    CpuOptions {
-        host_cpus: 64,
-        ..CpuOptions::default()
-    }
-}
-
 fn cpus(cpus: f64) -> Resources {
     Resources {
         cpus: Some(cpus),
@@ -91,7 +83,7 @@ fn fake_v1_container(t: &V1, name: &str, cfs_files: bool) {
 
 #[test]
 fn v1_prepare_isolate_usage_update_cleanup() {
-    let t = v1(false, true, options());
+    let t = v1(false, true, CpuOptions::default());
     fake_v1_container(&t, "c1", true);
     let c1 = id("c1");
     let contribution = t.isolator.prepare(&c1, &config("c1", Some(0.5))).unwrap();
@@ -170,14 +162,7 @@ fn v1_prepare_isolate_usage_update_cleanup() {
 
 #[test]
 fn v1_comounted_without_cfs_quota_writes_only_shares() {
-    let t = v1(
-        true,
-        false,
-        CpuOptions {
-            cfs_quota: false,
-            ..options()
-        },
-    );
+    let t = v1(true, false, CpuOptions { cfs_quota: false });
     assert_eq!(t.isolator.describe()["cfs_quota_supported"], json!(false));
     assert_eq!(t.isolator.describe()["mode"], json!("v1"));
     fake_v1_container(&t, "c1", false);
@@ -194,7 +179,7 @@ fn v1_comounted_without_cfs_quota_writes_only_shares() {
 
 #[test]
 fn cfs_quota_asked_but_missing_is_unsupported_and_undone() {
-    let t = v1(false, false, options());
+    let t = v1(false, false, CpuOptions::default());
     // The container's directories do not exist yet, so the undo can remove them.
     let err = t
         .isolator
@@ -215,7 +200,7 @@ fn cfs_quota_asked_but_missing_is_unsupported_and_undone() {
 
 #[test]
 fn no_cpus_still_creates_the_cgroup_without_limits() {
-    let t = v1(false, true, options());
+    let t = v1(false, true, CpuOptions::default());
     fake_v1_container(&t, "c1", true);
     let contribution = t.isolator.prepare(&id("c1"), &config("c1", None)).unwrap();
     assert!(contribution.linux_resources.is_empty());
@@ -228,7 +213,7 @@ fn no_cpus_still_creates_the_cgroup_without_limits() {
 
 #[test]
 fn invalid_cpus_are_refused_before_touching_the_host() {
-    let t = v1(false, true, options());
+    let t = v1(false, true, CpuOptions::default());
     let err = t.isolator.validate(&config("c1", Some(-1.0))).unwrap_err();
     assert!(
         err.to_string().starts_with("invalid resources.cpus"),
@@ -243,7 +228,7 @@ fn invalid_cpus_are_refused_before_touching_the_host() {
 
 #[test]
 fn recover_removes_orphans_and_keeps_known_containers() {
-    let t = v1(false, true, options());
+    let t = v1(false, true, CpuOptions::default());
     fs::create_dir_all(t.cpu.join("orphan")).unwrap();
     fs::create_dir_all(t.cpuacct.join("orphan")).unwrap();
     fake_v1_container(&t, "known", true);
@@ -264,7 +249,7 @@ fn v2_writes_weight_and_max() {
         &own.join("berth"),
         &[("cgroup.subtree_control", ""), ("cpu.max", "max 100000")],
     );
-    let isolator = CpuIsolator::new(host.root("berth"), options()).unwrap();
+    let isolator = CpuIsolator::new(host.root("berth"), CpuOptions::default()).unwrap();
     assert_eq!(read(own.join("cgroup.subtree_control")), "+cpu");
     assert_eq!(read(own.join("berth/cgroup.subtree_control")), "+cpu");
     assert_eq!(isolator.describe()["mode"], json!("v2"));
@@ -311,27 +296,4 @@ fn v2_writes_weight_and_max() {
     forget_files(&dir);
     isolator.cleanup(&c1).unwrap();
     assert!(!dir.exists());
-}
-
-#[test]
-fn more_cpus_than_the_host_has_are_refused_with_the_range() {
-    let t = v1(
-        false,
-        true,
-        CpuOptions {
-            host_cpus: 2,
-            ..options()
-        },
-    );
-    let err = t.isolator.validate(&config("c1", Some(2.5))).unwrap_err();
-    assert!(
-        err.to_string().contains("resources.cpus") && err.to_string().contains("0.01..=2"),
-        "{err}"
-    );
-    assert!(t.isolator.validate(&config("c1", Some(2.0))).is_ok());
-    assert!(t
-        .isolator
-        .prepare(&id("c1"), &config("c1", Some(3.0)))
-        .is_err());
-    assert!(!t.cpu.join("c1").exists());
 }
