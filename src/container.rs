@@ -243,11 +243,18 @@ impl Container {
         self.log_dir.as_deref().unwrap_or(&self.sandbox)
     }
 
-    /// The record without agent-internal fields, as the API shows it.
+    /// The record without agent-internal fields, as the API shows it: a
+    /// signal death shows `exit_code` 128 + n beside `signal`, as `ps` and
+    /// `wait` (and shells) report it.
     pub fn public(&self) -> Container {
+        let exit_code = match (self.exit_code, self.signal) {
+            (None, Some(_)) => Some(self.shell_exit_code()),
+            (code, _) => code,
+        };
         Container {
             shim: None,
             pid_start_time: None,
+            exit_code,
             ..self.clone()
         }
     }

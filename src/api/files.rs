@@ -175,9 +175,12 @@ fn rfc3339(seconds: i64, nanos: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The `path` parameter; absent means the sandbox itself.
+/// The `path` parameter, relative to the sandbox: absent or `/` means the
+/// sandbox itself and a leading `/` names the sandbox's root, not the
+/// host's (the kernel still resolves what follows beneath the sandbox).
 fn path_param(params: &HashMap<String, String>) -> String {
-    params.get("path").cloned().unwrap_or_default()
+    let path = params.get("path").map(String::as_str).unwrap_or_default();
+    path.trim_start_matches('/').to_string()
 }
 
 async fn blocking<T: Send + 'static>(
