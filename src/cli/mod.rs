@@ -1,6 +1,7 @@
 //! The `berth` command line: talks to the agent's API.
 
 pub mod client;
+mod logs_stream;
 mod output;
 mod security;
 mod stats;
@@ -321,11 +322,11 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             match stream.as_deref() {
                 Some("stderr") => {
                     let path = format!("{base}&stream=stderr");
-                    client.stream_to(&path, &mut tokio::io::stderr()).await?;
+                    logs_stream::stream_log(&client, &path, &mut tokio::io::stderr()).await?;
                 }
                 Some(stream) => {
                     let path = format!("{base}&stream={stream}");
-                    client.stream_to(&path, &mut tokio::io::stdout()).await?;
+                    logs_stream::stream_log(&client, &path, &mut tokio::io::stdout()).await?;
                 }
                 None => {
                     // Each stream to its own fd, as `docker logs` does.
@@ -333,8 +334,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                         (format!("{base}&stream=stdout"), format!("{base}&stream=stderr"));
                     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
                     let (out, err) = tokio::join!(
-                        client.stream_to(&stdout_path, &mut stdout),
-                        client.stream_to(&stderr_path, &mut stderr),
+                        logs_stream::stream_log(&client, &stdout_path, &mut stdout),
+                        logs_stream::stream_log(&client, &stderr_path, &mut stderr),
                     );
                     out?;
                     err?;
