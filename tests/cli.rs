@@ -40,18 +40,32 @@ fn logs_tail_since_and_streams_combine() {
     assert_eq!(ok(&out), "");
 
     // --since in every accepted form, and with --tail.
-    for since in ["10m", "1h30m", "2000-01-01", "2000-01-01T00:00:00", "946684800"] {
-        let out = agent.berth(&["logs", "--stream", "all", "--since", since, "--tail", "2", "both"]);
+    for since in [
+        "10m",
+        "1h30m",
+        "2000-01-01",
+        "2000-01-01T00:00:00",
+        "946684800",
+    ] {
+        let out = agent.berth(&[
+            "logs", "--stream", "all", "--since", since, "--tail", "2", "both",
+        ]);
         assert_eq!(ok(&out), "out6\nerr6\n", "--since {since}");
     }
     let future = (chrono::Local::now() + chrono::TimeDelta::hours(1))
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
-    let out = agent.berth(&["logs", "--stream", "all", "--since", &future, "-n", "5", "both"]);
+    let out = agent.berth(&[
+        "logs", "--stream", "all", "--since", &future, "-n", "5", "both",
+    ]);
     assert_eq!(ok(&out), "", "nothing arrived after {future} (local time)");
     let out = agent.berth(&["logs", "--since", "yesterday", "both"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
-    assert!(text(&out.stderr).starts_with("berth: invalid --since"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("berth: invalid --since"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(text(&out.stderr).lines().count(), 1);
 }
 
@@ -59,14 +73,17 @@ fn logs_tail_since_and_streams_combine() {
 fn rotated_away_output_is_announced_and_starts_at_a_line() {
     require_root!();
     let agent = Agent::start();
-    agent.launch(json!({"id": "few", "log": {"max_size": 65536, "max_files": 2},
-        "command": ["seq", "-f", "%012.0f", "1", "100000"]}));
+    agent.launch(
+        json!({"id": "few", "log": {"max_size": 65536, "max_files": 2},
+        "command": ["seq", "-f", "%012.0f", "1", "100000"]}),
+    );
     agent.wait("few");
     let out = agent.berth(&["logs", "--stream", "stdout", "few"]);
     let stdout = ok(&out);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.starts_with("berth: output before offset ") && stderr.ends_with(" was rotated away\n"),
+        stderr.starts_with("berth: output before offset ")
+            && stderr.ends_with(" was rotated away\n"),
         "{stderr}"
     );
     let first = stdout.lines().next().unwrap();
@@ -79,15 +96,32 @@ fn cpus_beyond_the_host_and_rm_of_a_running_container_explain_themselves() {
     require_root!();
     let agent = Agent::start();
     let host_cpus = berth_isolator_cpu::host_cpus();
-    let out = agent.berth(&["run", "--cpus", &(host_cpus + 1.0).to_string(), "--", "true"]);
+    let out = agent.berth(&[
+        "run",
+        "--cpus",
+        &(host_cpus + 1.0).to_string(),
+        "--",
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(1), "the agent refused it");
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("resources.cpus") && stderr.contains(&format!("at most {host_cpus}")), "{stderr}");
-    assert_eq!(ok(&agent.berth(&["ps", "-a", "--json"])).trim(), "[]", "nothing half-made");
+    assert!(
+        stderr.contains("resources.cpus") && stderr.contains(&format!("at most {host_cpus}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&agent.berth(&["ps", "-a", "--json"])).trim(),
+        "[]",
+        "nothing half-made"
+    );
 
     ok(&agent.berth(&["run", "-d", "--name", "busy", "--", "sleep", "300"]));
     let out = agent.berth(&["rm", "busy"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("berth rm -f"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("berth rm -f"),
+        "{}",
+        text(&out.stderr)
+    );
     ok(&agent.berth(&["rm", "-f", "busy"]));
 }

@@ -72,7 +72,10 @@ fn a_signal_death_is_reported_as_killed_with_128_plus_signal() {
     assert_eq!(container["reason"], "killed");
     let inspect = agent.berth(&["inspect", "victim"]);
     let shown: Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    assert_eq!((shown["exit_code"].clone(), shown["signal"].clone()), (json!(137), json!(9)));
+    assert_eq!(
+        (shown["exit_code"].clone(), shown["signal"].clone()),
+        (json!(137), json!(9))
+    );
     // Killing an ended container is a conflict, not a silent success.
     assert_eq!(
         agent.api("POST", "/v1/containers/victim/kill", None).status,

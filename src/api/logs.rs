@@ -115,10 +115,7 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         return Err(ApiError::invalid("since", "cannot be combined with offset"));
     }
     if which == Which::All {
-        for (name, given) in [
-            ("offset", offset.is_some()),
-            ("length", length.is_some()),
-        ] {
+        for (name, given) in [("offset", offset.is_some()), ("length", length.is_some())] {
             if given {
                 return Err(ApiError::invalid(
                     name,
@@ -226,11 +223,8 @@ pub(super) async fn logs(
                 Ok((Merge::new(&dir, offsets, request.timestamps)?, surplus))
             })
             .await?;
-            let body = Body::from_stream(drive(
-                SkipLines::new(merge, surplus),
-                request.follow,
-                ended,
-            ));
+            let body =
+                Body::from_stream(drive(SkipLines::new(merge, surplus), request.follow, ended));
             return Ok(builder.body(body).expect("a valid response"));
         }
     };

@@ -330,8 +330,10 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 }
                 None => {
                     // Each stream to its own fd, as `docker logs` does.
-                    let (stdout_path, stderr_path) =
-                        (format!("{base}&stream=stdout"), format!("{base}&stream=stderr"));
+                    let (stdout_path, stderr_path) = (
+                        format!("{base}&stream=stdout"),
+                        format!("{base}&stream=stderr"),
+                    );
                     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
                     let (out, err) = tokio::join!(
                         logs_stream::stream_log(&client, &stdout_path, &mut stdout),
@@ -863,7 +865,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse(&["logs", "-n", "all", "x"]).unwrap() {
-            Command::Logs { tail, stream, .. } => assert_eq!((tail, stream), (Some(Tail::All), None)),
+            Command::Logs { tail, stream, .. } => {
+                assert_eq!((tail, stream), (Some(Tail::All), None))
+            }
             other => panic!("{other:?}"),
         }
         assert!(parse(&["logs", "-n", "some", "x"]).is_err());

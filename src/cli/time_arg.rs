@@ -11,7 +11,11 @@ pub fn parse_time(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Stri
     if let Ok(time) = DateTime::parse_from_rfc3339(value) {
         return Ok(time.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(value, format) {
             return local(naive, value);
         }
@@ -89,7 +93,10 @@ mod tests {
         assert_eq!(at("1h30m"), "2026-12-03T08:30:00+00:00");
         assert_eq!(at("1700000000"), "2023-11-14T22:13:20+00:00");
         let local = Local.with_ymd_and_hms(2026, 12, 3, 7, 15, 37).unwrap();
-        assert_eq!(at("2026-12-03T07:15:37"), local.with_timezone(&Utc).to_rfc3339());
+        assert_eq!(
+            at("2026-12-03T07:15:37"),
+            local.with_timezone(&Utc).to_rfc3339()
+        );
         let midnight = Local.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap();
         assert_eq!(at("2026-12-03"), midnight.with_timezone(&Utc).to_rfc3339());
         for bad in ["yesterday", "", "10x", "m", "-5", "2026-13-01"] {
