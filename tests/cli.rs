@@ -117,10 +117,17 @@ fn cpus_beyond_the_host_and_rm_of_a_running_container_explain_themselves() {
 
     ok(&agent.berth(&["run", "-d", "--name", "busy", "--", "sleep", "300"]));
     let table = ok(&agent.berth(&["ps"]));
-    assert!(table.lines().nth(1).unwrap().contains(" ago "), "relative times: {table}");
-    let listed: serde_json::Value = serde_json::from_str(&ok(&agent.berth(&["ps", "--json"]))).unwrap();
+    assert!(
+        table.lines().nth(1).unwrap().contains(" ago "),
+        "relative times: {table}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&agent.berth(&["ps", "--json"]))).unwrap();
     let created = listed[0]["created_at"].as_str().unwrap();
-    assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "full RFC 3339 with zone: {created}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+        "full RFC 3339 with zone: {created}"
+    );
     let out = agent.berth(&["rm", "busy"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -68,7 +68,9 @@ pub fn ago(time: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let Ok(then) = chrono::DateTime::parse_from_rfc3339(time) else {
         return escape_controls(time);
     };
-    let seconds = (now - then.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let seconds = (now - then.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
     let (count, unit) = match seconds {
         0 => return "Less than a second ago".to_string(),
         1..=59 => (seconds, "second"),
