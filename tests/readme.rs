@@ -72,4 +72,13 @@ fn the_readme_quick_start_works_as_written() {
         );
         eprintln!("ok in {:.2?}: {command}", started.elapsed());
     }
+    // The agent's log, written to a file: plain text, and no warning for
+    // these normal lifecycles.
+    let log = agent.log();
+    assert!(!log.contains('\u{1b}'), "no colour codes in a file:\n{log}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && !l.contains("is not offered on this host"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
 }

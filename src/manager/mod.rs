@@ -211,6 +211,11 @@ impl Manager {
                         );
                     }
                     Ok(_) => {}
+                    // The container ended and its isolator let go of it
+                    // between the record's read and this call: normal.
+                    Err(e @ berth_isolator::IsolatorError::UnknownContainer { .. }) => {
+                        tracing::debug!(id = %container.id, isolator = isolator.name(), "status: {e}")
+                    }
                     Err(e) => {
                         tracing::warn!(id = %container.id, isolator = isolator.name(), "status: {e}")
                     }
