@@ -2,7 +2,8 @@
 //! lists a directory, `GET /v1/containers/{id}/files/content?path=FILE
 //! [&offset=N][&length=N]` streams a regular file.
 //!
-//! Paths are relative to the sandbox and resolved by the kernel beneath it
+//! Paths are relative to the sandbox (a leading `/` is its root) and
+//! resolved by the kernel beneath it
 //! through `berth_confined` (`openat2` with `RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` on a descriptor of the
 //! sandbox): absolute paths, `..` above the sandbox and every symlink are
