@@ -6,7 +6,7 @@
 //! resolved by the kernel beneath it
 //! through `berth_confined` (`openat2` with `RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` on a descriptor of the
-//! sandbox): absolute paths, `..` above the sandbox and every symlink are
+//! sandbox): `..` above the sandbox and every symlink are
 //! refused with 403, whatever the container did to the tree meanwhile; a
 //! FIFO or device is refused (400) without blocking; a file is served up to
 //! the size it had when opened. No string checks: the container owns the
