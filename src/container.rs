@@ -210,6 +210,10 @@ pub struct Container {
     /// The first process's start time, which guards against pid reuse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start_time: Option<u64>,
+    /// Each isolator's usage just before its cleanup, what `stats` shows of
+    /// an ended container; not part of the container's API object.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub final_usage: serde_json::Map<String, serde_json::Value>,
     /// The shim's log counters, `{"stdout": {...}, "stderr": {...}}`
     /// (filled in on request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,6 +258,7 @@ impl Container {
         Container {
             shim: None,
             pid_start_time: None,
+            final_usage: serde_json::Map::new(),
             exit_code,
             ..self.clone()
         }

@@ -137,3 +137,23 @@ fn cpus_beyond_the_host_and_rm_of_a_running_container_explain_themselves() {
     );
     ok(&agent.berth(&["rm", "-f", "busy"]));
 }
+
+#[test]
+fn stats_of_an_ended_container_shows_its_final_figures() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "done", "command": ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"]}));
+    agent.wait("done");
+    let out = agent.berth(&["stats", "--json", "done"]);
+    let stats: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let used = stats[0]["isolators"]["cpu"]["usage_seconds"].as_f64();
+    assert!(used.is_some_and(|s| s > 0.0), "{stats}");
+    let table = ok(&agent.berth(&["stats", "--no-stream", "done"]));
+    assert!(table.lines().nth(1).unwrap().starts_with("done"), "{table}");
+    // Not in the container's API object.
+    assert!(agent
+        .api("GET", "/v1/containers/done", None)
+        .body
+        .get("final_usage")
+        .is_none());
+}

@@ -427,6 +427,9 @@ impl Manager {
         id: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
         let container = self.slot(id)?.get();
+        if container.state == State::Exited && !container.final_usage.is_empty() {
+            return Ok(container.final_usage);
+        }
         if container.state != State::Running {
             return Err(ManagerError::Conflict(format!(
                 "container {id} is not running"
