@@ -210,6 +210,10 @@ pub struct Container {
     /// The first process's start time, which guards against pid reuse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start_time: Option<u64>,
+    /// Each isolator's usage just before its cleanup, what `stats` shows of
+    /// an ended container; not part of the container's API object.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub final_usage: serde_json::Map<String, serde_json::Value>,
     /// The shim's log counters, `{"stdout": {...}, "stderr": {...}}`
     /// (filled in on request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,11 +247,19 @@ impl Container {
         self.log_dir.as_deref().unwrap_or(&self.sandbox)
     }
 
-    /// The record without agent-internal fields, as the API shows it.
+    /// The record without agent-internal fields, as the API shows it: a
+    /// signal death shows `exit_code` 128 + n beside `signal`, as `ps` and
+    /// `wait` (and shells) report it.
     pub fn public(&self) -> Container {
+        let exit_code = match (self.exit_code, self.signal) {
+            (None, Some(_)) => Some(self.shell_exit_code()),
+            (code, _) => code,
+        };
         Container {
             shim: None,
             pid_start_time: None,
+            final_usage: serde_json::Map::new(),
+            exit_code,
             ..self.clone()
         }
     }

@@ -7,7 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 /// berth: a per-host container agent and its command line.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version)]
+#[command(
+    name = "berth",
+    version,
+    after_help = "Exit status: 0 ok (also when the reader of the output went away, as in \
+                  `berth ps | head -1`); 1 an error the agent reported or could not be reached; \
+                  2 a usage error (a bad flag or value, refused before asking the agent). \
+                  `run` and `wait` exit with the container's code (128+n for a signal n)."
+)]
 struct Cli {
     /// The agent's API socket.
     #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
@@ -89,6 +96,8 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                // Colour only for a terminal: a log file gets plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let result = agent_config(args, cli.socket).and_then(|config| {
                 tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +127,8 @@ fn main() -> ExitCode {
                         use std::io::Write;
                         let _ = writeln!(std::io::stderr(), "berth: {}", failure.message);
                     }
-                    ExitCode::from(failure.code.clamp(1, 255) as u8)
+                    // 0 only for a closed output (decision 0012).
+                    ExitCode::from(failure.code.clamp(0, 255) as u8)
                 }
             }
         }

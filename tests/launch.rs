@@ -68,8 +68,14 @@ fn a_signal_death_is_reported_as_killed_with_128_plus_signal() {
     assert_eq!(wait.status.code(), Some(128 + 9));
     let container = agent.api("GET", "/v1/containers/victim", None).body;
     assert_eq!(container["signal"], 9);
-    assert_eq!(container["exit_code"], Value::Null);
+    assert_eq!(container["exit_code"], 128 + 9, "as ps and wait say");
     assert_eq!(container["reason"], "killed");
+    let inspect = agent.berth(&["inspect", "victim"]);
+    let shown: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(
+        (shown["exit_code"].clone(), shown["signal"].clone()),
+        (json!(137), json!(9))
+    );
     // Killing an ended container is a conflict, not a silent success.
     assert_eq!(
         agent.api("POST", "/v1/containers/victim/kill", None).status,

@@ -438,8 +438,8 @@ fn sandbox_files_are_listed_and_read_but_never_outside() {
     for path in [
         "..",
         "../..",
-        "/etc",
-        "%2Fetc%2Fpasswd",
+        "/..",
+        "/d/../..",
         "etc-link",
         "etc-link/passwd",
         "up",
@@ -457,6 +457,30 @@ fn sandbox_files_are_listed_and_read_but_never_outside() {
             assert_eq!(answer.body["error"]["code"], "forbidden");
         }
     }
+    // A leading `/` is the sandbox's root, never the host's: `/` lists the
+    // sandbox, `/d/f` is its file and the host's /etc/passwd is not found.
+    let root = agent.api("GET", "/v1/containers/files/files?path=/", None);
+    assert_eq!(root.body, listing.body);
+    assert_eq!(
+        get(&agent, "/v1/containers/files/files/content?path=/d/f").body,
+        b"0123456789"
+    );
+    for host_path in ["/etc/passwd", "%2Fetc%2Fpasswd", "//etc/passwd"] {
+        let answer = agent.api(
+            "GET",
+            &format!("/v1/containers/files/files/content?path={host_path}"),
+            None,
+        );
+        assert_eq!(answer.status, 404, "{host_path}: {:?}", answer.body);
+    }
+    let out = agent.berth(&["files", "ls", "files", "/"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("etc-link"));
     let missing = agent.api("GET", "/v1/containers/files/files/content?path=nope", None);
     assert_eq!(missing.status, 404);
     let dir = agent.api("GET", "/v1/containers/files/files/content?path=d", None);

@@ -2,10 +2,11 @@
 //! lists a directory, `GET /v1/containers/{id}/files/content?path=FILE
 //! [&offset=N][&length=N]` streams a regular file.
 //!
-//! Paths are relative to the sandbox and resolved by the kernel beneath it
+//! Paths are relative to the sandbox (a leading `/` is its root) and
+//! resolved by the kernel beneath it
 //! through `berth_confined` (`openat2` with `RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` on a descriptor of the
-//! sandbox): absolute paths, `..` above the sandbox and every symlink are
+//! sandbox): `..` above the sandbox and every symlink are
 //! refused with 403, whatever the container did to the tree meanwhile; a
 //! FIFO or device is refused (400) without blocking; a file is served up to
 //! the size it had when opened. No string checks: the container owns the
@@ -175,9 +176,12 @@ fn rfc3339(seconds: i64, nanos: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The `path` parameter; absent means the sandbox itself.
+/// The `path` parameter, relative to the sandbox: absent or `/` means the
+/// sandbox itself and a leading `/` names the sandbox's root, not the
+/// host's (the kernel still resolves what follows beneath the sandbox).
 fn path_param(params: &HashMap<String, String>) -> String {
-    params.get("path").cloned().unwrap_or_default()
+    let path = params.get("path").map(String::as_str).unwrap_or_default();
+    path.trim_start_matches('/').to_string()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -5,14 +5,16 @@
 //!
 //! - `stream=stdout|stderr|all` (default `stdout`). `all` interleaves both
 //!   in arrival order, to the precision of a chunk (see `crate::logs::merge`);
-//!   it takes `follow`, `since` and `timestamps` but not `offset`, `length`
-//!   or `tail` (each stream has its own offsets).
+//!   it takes `follow`, `since`, `tail` (the last N lines of the merged
+//!   output) and `timestamps` but not `offset` or `length` (each stream has
+//!   its own offsets).
 //! - `offset=N`: start at logical offset N (default 0). `length=N`: at most N
 //!   bytes from there, any size, streamed in chunks.
 //! - `tail=N`: start at the last N lines (a last line without newline
-//!   counts). Not with `offset` or `since`.
+//!   counts). Not with `offset`; with `since`, the last N of the lines that
+//!   arrived since then.
 //! - `since=RFC3339`: start at the first chunk that arrived at or after that
-//!   time (per the index; nothing if none did). Not with `offset` or `tail`.
+//!   time (per the index; nothing if none did). Not with `offset`.
 //! - `follow=true`: keep streaming as the container writes, across
 //!   rotations; the body ends once the container has exited and everything
 //!   was delivered.
@@ -39,10 +41,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::{bool_param, u64_param, ApiError, Params, Shared};
 use crate::container::State as ContainerState;
-use crate::logs::follow::{drive, Cursor, CursorOptions};
+use crate::logs::follow::{drive, Cursor, CursorOptions, Step, CHUNK};
 use crate::logs::index::Index;
 use crate::logs::merge::Merge;
 use crate::logs::segments::{list_with_end, Location};
+use crate::logs::skip::SkipLines;
 use crate::logs::tail::tail;
 use crate::logs::{timestamps, LogError, Stream};
 
@@ -63,7 +66,8 @@ enum Which {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
     Offset(u64),
-    Tail(u64),
+    /// The last lines, of those since a time (Unix nanoseconds) if given.
+    Tail(u64, Option<i64>),
     /// Unix nanoseconds.
     Since(i64),
 }
@@ -107,18 +111,11 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
     if tail.is_some() && offset.is_some() {
         return Err(ApiError::invalid("tail", "cannot be combined with offset"));
     }
-    if since.is_some() && (offset.is_some() || tail.is_some()) {
-        return Err(ApiError::invalid(
-            "since",
-            "cannot be combined with offset or tail",
-        ));
+    if since.is_some() && offset.is_some() {
+        return Err(ApiError::invalid("since", "cannot be combined with offset"));
     }
     if which == Which::All {
-        for (name, given) in [
-            ("offset", offset.is_some()),
-            ("length", length.is_some()),
-            ("tail", tail.is_some()),
-        ] {
+        for (name, given) in [("offset", offset.is_some()), ("length", length.is_some())] {
             if given {
                 return Err(ApiError::invalid(
                     name,
@@ -128,7 +125,7 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         }
     }
     let start = match (tail, since) {
-        (Some(lines), _) => Start::Tail(lines),
+        (Some(lines), since) => Start::Tail(lines, since),
         (_, Some(time)) => Start::Since(time),
         _ => Start::Offset(offset.unwrap_or(0)),
     };
@@ -155,8 +152,13 @@ fn plan(dir: &std::path::Path, stream: Stream, request: &Request) -> Result<Plan
     let (segments, end) = list_with_end(dir, stream)?;
     let (offset, mut length) = match request.start {
         Start::Offset(offset) => (offset, request.length),
-        Start::Tail(lines) => {
-            let range = tail(dir, stream, lines)?;
+        Start::Tail(lines, since) => {
+            let mut range = tail(dir, stream, lines)?;
+            if let Some(time) = since {
+                let index = Index::load(dir, stream)?;
+                let since_offset = index.offset_since(time).unwrap_or(end);
+                range.start = range.start.max(since_offset.min(range.end));
+            }
             // Without follow, "the last N lines" as of now, whatever is
             // written meanwhile.
             let length = match request.length {
@@ -203,15 +205,26 @@ pub(super) async fn logs(
     let stream = match request.which {
         Which::One(stream) => stream,
         Which::All => {
-            let merge = blocking(move || {
+            let (merge, surplus) = blocking(move || {
                 let mut offsets = [0u64; 2];
+                let mut lines = 0;
                 for (stream, offset) in Stream::ALL.into_iter().zip(&mut offsets) {
                     *offset = plan(&dir, stream, &request)?.offset;
+                    if let Start::Tail(..) = request.start {
+                        lines += lines_from(&dir, stream, *offset)?;
+                    }
                 }
-                Merge::new(&dir, offsets, request.timestamps)
+                // Each stream's last N lines: the merged last N are among
+                // them, after the surplus.
+                let surplus = match request.start {
+                    Start::Tail(wanted, _) => lines.saturating_sub(wanted),
+                    _ => 0,
+                };
+                Ok((Merge::new(&dir, offsets, request.timestamps)?, surplus))
             })
             .await?;
-            let body = Body::from_stream(drive(merge, request.follow, ended));
+            let body =
+                Body::from_stream(drive(SkipLines::new(merge, surplus), request.follow, ended));
             return Ok(builder.body(body).expect("a valid response"));
         }
     };
@@ -252,6 +265,24 @@ pub(super) async fn logs(
     }
     let body = Body::from_stream(drive(cursor, request.follow, ended));
     Ok(builder.body(body).expect("a valid response"))
+}
+
+/// The lines of `stream` from `offset` to its end now. Blocking.
+fn lines_from(dir: &std::path::Path, stream: Stream, offset: u64) -> Result<u64, LogError> {
+    let (_, end) = list_with_end(dir, stream)?;
+    let options = CursorOptions {
+        offset,
+        length: Some(end.saturating_sub(offset)),
+        timestamps: false,
+        index: false,
+    };
+    let mut cursor = Cursor::new(dir, stream, &options)?;
+    let (mut lines, mut last) = (0, b'\n');
+    while let Step::Data(bytes) = cursor.read_chunk(CHUNK)? {
+        lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        last = bytes.last().copied().unwrap_or(last);
+    }
+    Ok(lines + u64::from(last != b'\n'))
 }
 
 /// Runs blocking log work off the runtime.
@@ -311,9 +342,8 @@ mod tests {
             ("follow=maybe", "invalid follow"),
             ("timestamps=2", "invalid timestamps"),
             ("tail=3&offset=4", "invalid tail"),
-            ("since=2024-01-01T00:00:00Z&tail=1", "invalid since"),
+            ("since=2024-01-01T00:00:00Z&offset=1", "invalid since"),
             ("stream=all&offset=3", "invalid offset"),
-            ("stream=all&tail=3", "invalid tail"),
         ] {
             let message = request(query).unwrap_err();
             assert!(message.starts_with(named), "{query}: {message}");

@@ -3,7 +3,7 @@
 mod error;
 mod files;
 mod guard;
-mod logs;
+pub mod logs;
 mod server;
 
 use std::collections::HashMap;

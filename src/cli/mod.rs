@@ -1,10 +1,12 @@
 //! The `berth` command line: talks to the agent's API.
 
 pub mod client;
+mod logs_stream;
 mod output;
 mod security;
 mod stats;
 mod table;
+mod time_arg;
 
 use std::path::PathBuf;
 
@@ -32,13 +34,21 @@ pub enum Command {
         json: bool,
     },
     /// Print a container as JSON.
-    Inspect { id: String },
+    Inspect {
+        /// The container's id.
+        id: String,
+    },
     /// Wait for a container to end; print its exit code and exit with it.
-    Wait { id: String },
+    Wait {
+        /// The container's id.
+        id: String,
+    },
     /// Send a signal to a container (default KILL).
     Kill {
+        /// The signal: a name (TERM, SIGTERM) or a number.
         #[arg(short, long, default_value = "KILL")]
         signal: String,
+        /// The container's id.
         id: String,
     },
     /// Remove a container and its sandbox.
@@ -46,31 +56,35 @@ pub enum Command {
         /// Kill it first if it runs.
         #[arg(short, long)]
         force: bool,
+        /// The containers' ids.
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Print a container's output.
     Logs {
         /// Which output: stdout, stderr, or all (both interleaved in
-        /// arrival order, on stdout).
-        #[arg(long, value_parser = ["stdout", "stderr", "all"], default_value = "stdout")]
-        stream: String,
+        /// arrival order, on stdout). Default: stdout to stdout and
+        /// stderr to stderr.
+        #[arg(long, value_parser = ["stdout", "stderr", "all"])]
+        stream: Option<String>,
         /// Same as --stream stderr.
         #[arg(long, conflicts_with = "stream")]
         stderr: bool,
         /// Keep printing until the container ends.
         #[arg(short, long)]
         follow: bool,
-        /// Print only the last N lines.
-        #[arg(long, value_name = "N")]
-        tail: Option<u64>,
+        /// Print only the last N lines (`all`: everything).
+        #[arg(short = 'n', long, value_name = "N", value_parser = parse_tail)]
+        tail: Option<Tail>,
         /// Prefix each line with its arrival time (RFC 3339).
         #[arg(short, long)]
         timestamps: bool,
-        /// Print only what arrived at or after TIME (RFC 3339, e.g.
-        /// 2024-05-01T12:00:00Z).
+        /// Print only what arrived at or after TIME: RFC 3339 with or
+        /// without a zone (local time), a date, a duration before now
+        /// (10m, 2h) or epoch seconds.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// The container's id (or name).
         id: String,
     },
     /// Browse a container's sandbox.
@@ -89,17 +103,20 @@ pub enum Command {
     },
     /// Change a running container's resources; unset flags keep their value.
     Update {
+        /// The container's id.
         id: String,
         #[command(flatten)]
         resources: ResourceArgs,
     },
     /// Remove the sandboxes of ended containers that are past their age.
     Gc {
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print what the agent is and offers.
     Info {
+        /// Print it as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -109,9 +126,19 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum FilesCommand {
     /// List a directory of the sandbox (default: its top).
-    Ls { id: String, path: Option<String> },
+    Ls {
+        /// The container's id.
+        id: String,
+        /// A directory, relative to the sandbox (`/` is its root).
+        path: Option<String>,
+    },
     /// Print a file of the sandbox.
-    Cat { id: String, path: String },
+    Cat {
+        /// The container's id.
+        id: String,
+        /// A file, relative to the sandbox (`/` is its root).
+        path: String,
+    },
 }
 
 /// `berth run`'s flags.
@@ -276,19 +303,45 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             since,
             id,
         } => {
-            let stream = if stderr { "stderr".to_string() } else { stream };
-            let mut query = format!("stream={stream}&follow={follow}&timestamps={timestamps}");
-            if let Some(lines) = tail {
+            let stream = if stderr {
+                Some("stderr".to_string())
+            } else {
+                stream
+            };
+            let mut query = format!("follow={follow}&timestamps={timestamps}");
+            if let Some(Tail::Lines(lines)) = tail {
                 query.push_str(&format!("&tail={lines}"));
             }
             if let Some(since) = &since {
-                query.push_str(&format!("&since={}", query_escape(since)));
+                let time = time_arg::parse_time(since, chrono::Utc::now())
+                    .map_err(|e| usage(format!("invalid --since {e}")))?;
+                let time = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                query.push_str(&format!("&since={}", query_escape(&time)));
             }
-            let path = format!("{}/logs?{query}", container_path(&id));
-            if stream == "stderr" {
-                client.stream_to(&path, &mut tokio::io::stderr()).await?;
-            } else {
-                client.stream_to(&path, &mut tokio::io::stdout()).await?;
+            let base = format!("{}/logs?{query}", container_path(&id));
+            match stream.as_deref() {
+                Some("stderr") => {
+                    let path = format!("{base}&stream=stderr");
+                    logs_stream::stream_log(&client, &path, &mut tokio::io::stderr()).await?;
+                }
+                Some(stream) => {
+                    let path = format!("{base}&stream={stream}");
+                    logs_stream::stream_log(&client, &path, &mut tokio::io::stdout()).await?;
+                }
+                None => {
+                    // Each stream to its own fd, as `docker logs` does.
+                    let (stdout_path, stderr_path) = (
+                        format!("{base}&stream=stdout"),
+                        format!("{base}&stream=stderr"),
+                    );
+                    let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
+                    let (out, err) = tokio::join!(
+                        logs_stream::stream_log(&client, &stdout_path, &mut stdout),
+                        logs_stream::stream_log(&client, &stderr_path, &mut stderr),
+                    );
+                    out?;
+                    err?;
+                }
             }
             Ok(0)
         }
@@ -373,6 +426,23 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+    }
+}
+
+/// `--tail`: a number of lines or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    All,
+    Lines(u64),
+}
+
+fn parse_tail(value: &str) -> Result<Tail, String> {
+    match value {
+        "all" => Ok(Tail::All),
+        n => n
+            .parse()
+            .map(Tail::Lines)
+            .map_err(|_| format!("{value:?}: expected a number of lines or all")),
     }
 }
 
@@ -791,9 +861,16 @@ mod tests {
                 follow,
                 tail,
                 ..
-            } => assert!(stderr && follow && tail == Some(3)),
+            } => assert!(stderr && follow && tail == Some(Tail::Lines(3))),
             other => panic!("{other:?}"),
         }
+        match parse(&["logs", "-n", "all", "x"]).unwrap() {
+            Command::Logs { tail, stream, .. } => {
+                assert_eq!((tail, stream), (Some(Tail::All), None))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["logs", "-n", "some", "x"]).is_err());
         assert!(parse(&["logs", "--stderr", "--stream", "all", "x"]).is_err());
         assert!(parse(&["logs", "--stream", "both", "x"]).is_err());
         assert!(parse(&["files", "ls", "x"]).is_ok());

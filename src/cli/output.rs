@@ -1,13 +1,15 @@
 //! The CLI's writes to its stdout: a reader that went away (`berth ps |
-//! head -1`) ends the command quietly, with the status a shell shows for a
-//! coreutils tool killed by SIGPIPE (141), never a panic or an error line.
+//! head -1`) ends the command quietly with status 0 (the reader got what it
+//! wanted; decision 0012), never a panic, an error line or a blame on the
+//! agent.
 
 use std::io::Write;
 
 use super::Failure;
 
-/// The exit status after the output's reader went away: 128 + SIGPIPE.
-pub const CLOSED_OUTPUT_STATUS: i32 = 128 + libc::SIGPIPE;
+/// The exit status after the output's reader went away: success, so
+/// `set -o pipefail; berth logs X | head` does not fail (decision 0012).
+pub const CLOSED_OUTPUT_STATUS: i32 = 0;
 
 /// Writes to stdout and flushes, so a closed pipe is seen here.
 pub fn write_stdout(text: std::fmt::Arguments) -> Result<(), Failure> {

@@ -53,12 +53,36 @@ pub fn containers(containers: &[&Container]) -> String {
                 c.id.to_string(),
                 status,
                 c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                c.created_at.chars().take(19).collect(),
+                ago(&c.created_at, chrono::Utc::now()),
                 command,
             ]
         })
         .collect();
     render(&["ID", "STATUS", "PID", "CREATED", "COMMAND"], &rows)
+}
+
+/// How long before `now` an RFC 3339 time was, as Docker's `ps` says it
+/// (`Less than a second ago`, `2 minutes ago`); the text itself if it does
+/// not parse. `--json` keeps the full time with its zone.
+pub fn ago(time: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Ok(then) = chrono::DateTime::parse_from_rfc3339(time) else {
+        return escape_controls(time);
+    };
+    let seconds = (now - then.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    let (count, unit) = match seconds {
+        0 => return "Less than a second ago".to_string(),
+        1..=59 => (seconds, "second"),
+        60..=3599 => (seconds / 60, "minute"),
+        3600..=86_399 => (seconds / 3600, "hour"),
+        86_400..=1_209_599 => (seconds / 86_400, "day"),
+        1_209_600..=5_183_999 => (seconds / 604_800, "week"),
+        5_184_000..=63_071_999 => (seconds / 2_592_000, "month"),
+        _ => (seconds / 31_536_000, "year"),
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural} ago")
 }
 
 /// `text` with control characters (a terminal's escape sequences, line
@@ -131,6 +155,21 @@ fn userns_line(userns: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn created_times_are_relative() {
+        let now = "2026-12-03T10:00:00Z".parse().unwrap();
+        for (time, shown) in [
+            ("2026-12-03T10:00:00Z", "Less than a second ago"),
+            ("2026-12-03T09:59:59Z", "1 second ago"),
+            ("2026-12-03T11:58:00+02:00", "2 minutes ago"),
+            ("2026-12-03T07:00:00Z", "3 hours ago"),
+            ("2026-11-19T10:00:00Z", "2 weeks ago"),
+            ("not a time", "not a time"),
+        ] {
+            assert_eq!(ago(time, now), shown, "{time}");
+        }
+    }
 
     #[test]
     fn control_characters_in_commands_are_escaped() {

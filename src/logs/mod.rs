@@ -10,6 +10,7 @@ pub mod follow;
 pub mod index;
 pub mod merge;
 pub mod segments;
+pub mod skip;
 pub mod tail;
 pub mod timestamps;
 

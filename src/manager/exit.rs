@@ -106,6 +106,15 @@ impl Manager {
             );
         }
 
+        // The final figures, for `stats` of the ended container.
+        for isolator in &isolators {
+            if let Ok(usage) = isolator.usage(id) {
+                let usage = serde_json::Value::Object(usage);
+                container
+                    .final_usage
+                    .insert(isolator.name().to_string(), usage);
+            }
+        }
         cleanup_isolators(&isolators, id, &mut container.message);
         container.state = State::Exited;
         container.pid = None;

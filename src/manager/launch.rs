@@ -283,6 +283,7 @@ impl Manager {
             status: Default::default(),
             shim: None,
             pid_start_time: None,
+            final_usage: Default::default(),
             logs: None,
         };
         let config = self.isolator_config(&container);

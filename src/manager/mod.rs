@@ -211,6 +211,11 @@ impl Manager {
                         );
                     }
                     Ok(_) => {}
+                    // The container ended and its isolator let go of it
+                    // between the record's read and this call: normal.
+                    Err(e @ berth_isolator::IsolatorError::UnknownContainer { .. }) => {
+                        tracing::debug!(id = %container.id, isolator = isolator.name(), "status: {e}")
+                    }
                     Err(e) => {
                         tracing::warn!(id = %container.id, isolator = isolator.name(), "status: {e}")
                     }
@@ -276,7 +281,7 @@ impl Manager {
         if container.state != State::Exited {
             if !force {
                 return Err(ManagerError::Conflict(format!(
-                    "container {id} is {}; stop it first or remove with force",
+                    "container {id} is {}; kill it first (berth kill) or remove it with force (berth rm -f)",
                     if container.state == State::Running {
                         "running"
                     } else {
@@ -422,6 +427,9 @@ impl Manager {
         id: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
         let container = self.slot(id)?.get();
+        if container.state == State::Exited && !container.final_usage.is_empty() {
+            return Ok(container.final_usage);
+        }
         if container.state != State::Running {
             return Err(ManagerError::Conflict(format!(
                 "container {id} is not running"

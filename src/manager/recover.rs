@@ -340,6 +340,7 @@ impl Manager {
             status: Default::default(),
             shim: None,
             pid_start_time: None,
+            final_usage: Default::default(),
             logs: None,
             id: q.id,
         }

@@ -24,6 +24,6 @@ mod stats;
 
 pub use isolator::{CpuIsolator, CpuOptions};
 pub use limits::{
-    shares_to_weight, validate_cpus, CpuLimits, CFS_PERIOD_US, MAX_CPUS, MIN_CFS_QUOTA_US,
-    MIN_SHARES, SHARES_PER_CPU,
+    host_cpus, shares_to_weight, validate_cpus, CpuLimits, CFS_PERIOD_US, MAX_CPUS,
+    MIN_CFS_QUOTA_US, MIN_SHARES, SHARES_PER_CPU,
 };

@@ -54,7 +54,16 @@ impl CpuLimits {
     }
 }
 
-/// Checks a `resources.cpus` value: finite, positive, at most [`MAX_CPUS`].
+/// The CPUs online on this host (`sysconf(_SC_NPROCESSORS_ONLN)`), at
+/// least 1 and at most [`MAX_CPUS`].
+pub fn host_cpus() -> f64 {
+    // SAFETY: sysconf reads a system value and touches no memory of ours.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (online.max(1) as f64).min(MAX_CPUS)
+}
+
+/// Checks a `resources.cpus` value: finite, positive, at most the host's
+/// CPU count (as Docker does; more can never be used).
 pub fn validate_cpus(cpus: f64) -> Result<(), IsolatorError> {
     if !cpus.is_finite() {
         return Err(IsolatorError::invalid(
@@ -68,10 +77,13 @@ pub fn validate_cpus(cpus: f64) -> Result<(), IsolatorError> {
             format!("must be greater than 0, got {cpus}"),
         ));
     }
-    if cpus > MAX_CPUS {
+    let available = host_cpus();
+    if cpus > available {
         return Err(IsolatorError::invalid(
             FIELD,
-            format!("must be at most {MAX_CPUS}, got {cpus}"),
+            format!(
+                "must be greater than 0 and at most {available} (the CPUs available on this host), got {cpus}"
+            ),
         ));
     }
     Ok(())
@@ -145,6 +157,7 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
-        assert!(validate_cpus(1024.0).is_ok());
+        assert!(validate_cpus(host_cpus()).is_ok());
+        assert!(validate_cpus(host_cpus() + 1.0).is_err());
     }
 }

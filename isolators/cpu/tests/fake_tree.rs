@@ -136,7 +136,7 @@ fn v1_prepare_isolate_usage_update_cleanup() {
     // written) is a refused update, and the old shares are put back.
     fs::remove_file(dir.join("cpu.cfs_period_us")).unwrap();
     fs::create_dir(dir.join("cpu.cfs_period_us")).unwrap();
-    let err = t.isolator.update(&c1, &cpus(3.0)).unwrap_err();
+    let err = t.isolator.update(&c1, &cpus(1.0)).unwrap_err();
     assert!(matches!(err, IsolatorError::Refused { .. }), "{err}");
     assert!(err.to_string().contains("cpu.cfs_period_us"), "{err}");
     assert_eq!(read(dir.join("cpu.shares")), "1536");
