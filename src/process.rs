@@ -18,6 +18,20 @@ fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Blocks until `fd` is readable (a pidfd: its process exited) or `timeout`
+/// has passed; an interrupted or failed poll just returns early.
+fn wait_readable(fd: &OwnedFd, timeout: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let mut pollfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: poll on one valid, initialised pollfd that outlives the call.
+    unsafe { libc::poll(&mut pollfd, 1, millis) };
+}
+
 impl ProcessRef {
     /// Identifies the live process `pid`.
     pub fn of(pid: u32) -> Option<ProcessRef> {
@@ -56,17 +70,26 @@ impl ProcessRef {
     /// `timeout`.
     pub fn end(&self, kill: bool, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
+        // Woken by the pidfd turning readable when the process exits, not by
+        // polling /proc; without a pidfd the process is already gone.
+        let pidfd = self.open();
         loop {
             if !self.is_alive() {
                 return true;
             }
-            if std::time::Instant::now() >= deadline {
+            let now = std::time::Instant::now();
+            if now >= deadline {
                 return false;
             }
             if kill {
                 let _ = self.signal(libc::SIGKILL);
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            // Capped so that a process lingering after SIGKILL gets it again.
+            let wait = (deadline - now).min(std::time::Duration::from_millis(100));
+            match &pidfd {
+                Some(fd) => wait_readable(fd, wait),
+                None => std::thread::sleep(wait.min(std::time::Duration::from_millis(10))),
+            }
         }
     }
 

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Launch latency and throughput: berth side by side with runc and crun.
+#
+# Alternating in one run, after WARMUP runs of each, COUNT runs (default 200) of
+#   (a) berth run --rootfs R -- /bin/true      whole CLI round trip
+#   (c) API alone: POST /v1/containers {command: [/bin/true], rootfs: R}
+#       -> GET /v1/containers/{id}/wait -> exit code, over the unix socket
+#   (d) runc run of a bundle with the same rootfs
+#   (e) crun run of the same bundle (if crun is installed)
+# and prints p50/p90/p99 per case, then the ratios berth/runc last.
+# Throughput: TOTAL containers (default 500) started by CLIENTS (default 8)
+# clients in parallel, containers/second, berth (CLI) and runc the same way.
+#
+# Quick run: COUNT=20 WARMUP=3 TOTAL=40 benches/launch.sh
+# Needs root. Builds release binaries; installs runc, crun and busybox-static
+# with apt-get if missing. Runs its own agent with temp dirs and a cgroup root
+# below this shell's cgroup; removes its temp dirs, cgroups and containers and
+# kills only processes it started. Not run by CI.
+
+set -euo pipefail
+
+COUNT=${COUNT:-200}
+WARMUP=${WARMUP:-10}
+TOTAL=${TOTAL:-500}
+CLIENTS=${CLIENTS:-8}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+TAG="berth-launch-$$"
+BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
+chmod 755 "$BASE"
+AGENT_PID=""
+
+die() { echo "launch: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
+
+# This shell's own cgroup directory in every v1 hierarchy (or the v2 root).
+own_cgroup_dirs() {
+    while IFS=: read -r _ names path; do
+        local sub
+        if [ -z "$names" ]; then sub=/sys/fs/cgroup
+        else sub=/sys/fs/cgroup/${names#name=}; fi
+        [ -d "$sub" ] && echo "$sub$path"
+    done </proc/self/cgroup
+}
+
+cleanup() {
+    set +e
+    for rt in runc crun; do
+        command -v "$rt" >/dev/null || continue
+        for id in $("$rt" list -q 2>/dev/null | grep "^$TAG-"); do
+            "$rt" delete --force "$id" >/dev/null 2>&1
+        done
+    done
+    if [ -n "$AGENT_PID" ]; then
+        for id in $("$BERTH" --socket "$BASE/berth.sock" ps -a --json 2>/dev/null |
+            python3 -c 'import json,sys; print(" ".join(c["id"] for c in json.load(sys.stdin)))'); do
+            "$BERTH" --socket "$BASE/berth.sock" rm -f "$id" >/dev/null 2>&1
+        done
+        kill "$AGENT_PID" 2>/dev/null
+        wait "$AGENT_PID" 2>/dev/null
+    fi
+    for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
+        for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
+            [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+    done
+    rm -rf "$BASE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+missing=""
+command -v runc >/dev/null || missing="$missing runc"
+command -v crun >/dev/null || missing="$missing crun"
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing="$missing busybox-static"
+if [ -n "$missing" ]; then
+    echo "== installing:$missing"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $missing >/dev/null 2>&1 ||
+        echo "   apt-get install$missing failed"
+fi
+command -v runc >/dev/null || die "runc not installed"
+
+echo "== building release binaries"
+(cd "$REPO" && cargo build --release --bins --quiet)
+BERTH="$REPO/target/release/berth"
+SHIM="$REPO/target/release/berth-shim"
+
+# One busybox rootfs for every case; runc/crun get a bundle around it.
+BUSYBOX=$(command -v busybox)
+BUNDLE="$BASE/bundle"
+ROOTFS="$BUNDLE/rootfs"
+mkdir -p "$ROOTFS/bin" "$ROOTFS/dev" "$ROOTFS/proc" "$ROOTFS/sys" "$ROOTFS/tmp" \
+    "$ROOTFS/sandbox" # berth mounts the sandbox here
+cp "$BUSYBOX" "$ROOTFS/bin/busybox"
+for applet in sh true; do ln -s busybox "$ROOTFS/bin/$applet"; done
+(cd "$BUNDLE" && runc spec)
+python3 - "$BUNDLE/config.json" <<'EOF'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["/bin/true"]
+spec["root"]["readonly"] = True
+json.dump(spec, open(path, "w"), indent=2)
+EOF
+
+"$BERTH" agent --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
+    --runtime-dir "$BASE/run" --cgroup-root "$TAG" --shim "$SHIM" \
+    >"$BASE/agent.log" 2>&1 &
+AGENT_PID=$!
+for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
+[ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
+
+python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" <<'EOF'
+import http.client, json, os, shutil, socket, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+
+berth, sock, bundle, tag = sys.argv[1:5]
+count, warmup, total, clients = map(int, sys.argv[5:9])
+rootfs = os.path.join(bundle, "rootfs")
+env = dict(os.environ, BERTH_SOCKET=sock)
+seq = iter(range(10**9))
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=60)
+        self.unix_path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.unix_path)
+
+def request(method, path, body=None):
+    conn = UnixHTTP(sock)
+    headers = {"content-type": "application/json"} if body is not None else {}
+    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    if resp.status >= 300:
+        raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
+    return json.loads(data) if data else None
+
+def remove(cid):
+    request("DELETE", f"/v1/containers/{cid}?force=true")
+
+def run_cli():
+    cid = f"{tag}-a{next(seq)}"
+    subprocess.run([berth, "run", "--name", cid, "--rootfs", rootfs, "--", "/bin/true"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    return cid
+
+def run_api():
+    cid = f"{tag}-c{next(seq)}"
+    request("POST", "/v1/containers", {"id": cid, "command": ["/bin/true"], "rootfs": rootfs})
+    done = request("GET", f"/v1/containers/{cid}/wait")
+    code = done.get("exit_code")
+    if code not in (0, None):
+        raise RuntimeError(f"api: exit {code}")
+    return cid
+
+def runtime(rt):
+    def run():
+        cid = f"{tag}-{rt}{next(seq)}"
+        subprocess.run([rt, "run", "-b", bundle, cid], check=True,
+                       stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        return None
+    return run
+
+cases = [("berth run --rootfs", run_cli), ("berth API create->wait", run_api),
+         ("runc run", runtime("runc"))]
+if shutil.which("crun"):
+    probe = subprocess.run(["crun", "run", "-b", bundle, f"{tag}-crunprobe"],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if probe.returncode == 0:
+        cases.append(("crun run", runtime("crun")))
+    else:  # e.g. "cgroups in hybrid mode not supported"
+        print(f"== crun skipped: {probe.stderr.strip().splitlines()[-1:]}")
+
+def timed(fn):
+    t0 = time.perf_counter()
+    cid = fn()
+    dt = time.perf_counter() - t0
+    if cid:
+        remove(cid)  # outside the timing
+    return dt
+
+times = {name: [] for name, _ in cases}
+for i in range(warmup + count):
+    for name, fn in cases:
+        dt = timed(fn)
+        if i >= warmup:
+            times[name].append(dt)
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+print(f"== latency, {count} runs each after {warmup} warm-up, alternating (ms)")
+print(f"   {'case':<26} {'p50':>8} {'p90':>8} {'p99':>8}")
+for name, _ in cases:
+    xs = times[name]
+    print(f"   {name:<26} {pct(xs,50)*1e3:8.1f} {pct(xs,90)*1e3:8.1f} {pct(xs,99)*1e3:8.1f}")
+
+def throughput(fn):
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        ids = list(pool.map(lambda _: fn(), range(total)))
+    dt = time.perf_counter() - t0
+    for cid in ids:
+        if cid:
+            remove(cid)
+    return total / dt
+
+print(f"== throughput, {total} containers, {clients} clients in parallel (containers/s)")
+tp = {}
+for name, fn in [("berth run --rootfs", run_cli), ("berth API create->wait", run_api),
+                 ("runc run", runtime("runc"))]:
+    tp[name] = throughput(fn)
+    print(f"   {name:<26} {tp[name]:8.1f}")
+
+runc50 = pct(times["runc run"], 50)
+print("== ratios berth/runc (lower is faster)")
+for name in ("berth run --rootfs", "berth API create->wait"):
+    print(f"   {name:<26} p50 {pct(times[name],50)/runc50:5.2f}x"
+          f"  throughput {tp[name]/tp['runc run']:5.2f}x runc's containers/s")
+EOF
