@@ -8,13 +8,19 @@
 //!   it takes `follow`, `since`, `tail` (the last N lines of the merged
 //!   output) and `timestamps` but not `offset` or `length` (each stream has
 //!   its own offsets).
+//! - `frames=true` (with `stream=all`): each chunk comes in a frame naming
+//!   its stream (`crate::logs::frames`, Docker's attach format), so a client
+//!   can split the streams again and keep their arrival order.
 //! - `offset=N`: start at logical offset N (default 0). `length=N`: at most N
 //!   bytes from there, any size, streamed in chunks.
 //! - `tail=N`: start at the last N lines (a last line without newline
 //!   counts). Not with `offset`; with `since`, the last N of the lines that
 //!   arrived since then.
-//! - `since=RFC3339`: start at the first chunk that arrived at or after that
+//! - `since=RFC3339`: start at the first line that arrived at or after that
 //!   time (per the index; nothing if none did). Not with `offset`.
+//! - `until=RFC3339`: stop before the first line that arrived after that
+//!   time; with `tail`, the last N lines up to then; with `follow`, the
+//!   body ends once the time has passed and what came before is delivered.
 //! - `follow=true`: keep streaming as the container writes, across
 //!   rotations; the body ends once the container has exited and everything
 //!   was delivered.
@@ -23,7 +29,9 @@
 //!   only says where to start, and `length` counts raw log bytes.
 //!
 //! The header `x-berth-log-offset` gives the logical offset the body starts
-//! at (single streams only). When the asked-for start has been rotated away,
+//! at (single streams only; with `stream=all`, a stream whose start was
+//! rotated away is named by `x-berth-log-rotated-away-stdout` or `-stderr`,
+//! giving its first available offset). When the asked-for start has been rotated away,
 //! the body starts at the first available offset instead and the header
 //! `x-berth-log-rotated-away` gives that offset; with `length`, the range is
 //! cut to what is left of it, and when all of it is gone the answer is 416
@@ -45,8 +53,7 @@ use crate::logs::follow::{drive, Cursor, CursorOptions, Step, CHUNK};
 use crate::logs::index::Index;
 use crate::logs::merge::Merge;
 use crate::logs::segments::{list_with_end, Location};
-use crate::logs::skip::SkipLines;
-use crate::logs::tail::tail;
+use crate::logs::tail::tail_before;
 use crate::logs::{timestamps, LogError, Stream};
 
 /// The header that tells at which logical offset the body starts.
@@ -79,6 +86,9 @@ struct Request {
     length: Option<u64>,
     follow: bool,
     timestamps: bool,
+    frames: bool,
+    /// Unix nanoseconds: nothing that arrived later.
+    until: Option<i64>,
 }
 
 fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
@@ -106,8 +116,23 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
             })
         })
         .transpose()?;
+    let until = params
+        .get("until")
+        .map(|text| {
+            timestamps::parse(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "until",
+                    format!("expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got {text:?}"),
+                )
+            })
+        })
+        .transpose()?;
     let follow = bool_param(params, "follow")?.unwrap_or(false);
     let timestamps = bool_param(params, "timestamps")?.unwrap_or(false);
+    let frames = bool_param(params, "frames")?.unwrap_or(false);
+    if frames && which != Which::All {
+        return Err(ApiError::invalid("frames", "needs stream=all"));
+    }
     if tail.is_some() && offset.is_some() {
         return Err(ApiError::invalid("tail", "cannot be combined with offset"));
     }
@@ -135,6 +160,8 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         length,
         follow,
         timestamps,
+        frames,
+        until,
     })
 }
 
@@ -153,7 +180,11 @@ fn plan(dir: &std::path::Path, stream: Stream, request: &Request) -> Result<Plan
     let (offset, mut length) = match request.start {
         Start::Offset(offset) => (offset, request.length),
         Start::Tail(lines, since) => {
-            let mut range = tail(dir, stream, lines)?;
+            let up_to = match request.until {
+                Some(until) => Index::load(dir, stream)?.offset_after(until),
+                None => None,
+            };
+            let mut range = tail_before(dir, stream, lines, up_to)?;
             if let Some(time) = since {
                 let index = Index::load(dir, stream)?;
                 let since_offset = index.offset_since(time).unwrap_or(end);
@@ -205,13 +236,20 @@ pub(super) async fn logs(
     let stream = match request.which {
         Which::One(stream) => stream,
         Which::All => {
-            let (merge, surplus) = blocking(move || {
+            let (merge, rotated_away) = blocking(move || {
                 let mut offsets = [0u64; 2];
+                let mut rotated_away = [None; 2];
                 let mut lines = 0;
-                for (stream, offset) in Stream::ALL.into_iter().zip(&mut offsets) {
-                    *offset = plan(&dir, stream, &request)?.offset;
+                for ((stream, offset), rotated) in Stream::ALL
+                    .into_iter()
+                    .zip(&mut offsets)
+                    .zip(&mut rotated_away)
+                {
+                    let plan = plan(&dir, stream, &request)?;
+                    *offset = plan.offset;
+                    *rotated = plan.rotated_away;
                     if let Start::Tail(..) = request.start {
-                        lines += lines_from(&dir, stream, *offset)?;
+                        lines += lines_from(&dir, stream, *offset, request.until)?;
                     }
                 }
                 // Each stream's last N lines: the merged last N are among
@@ -220,11 +258,20 @@ pub(super) async fn logs(
                     Start::Tail(wanted, _) => lines.saturating_sub(wanted),
                     _ => 0,
                 };
-                Ok((Merge::new(&dir, offsets, request.timestamps)?, surplus))
+                let merge = Merge::new(&dir, offsets, request.timestamps, request.until)?
+                    .skipping(surplus)
+                    .framed(request.frames);
+                Ok((merge, rotated_away))
             })
             .await?;
-            let body =
-                Body::from_stream(drive(SkipLines::new(merge, surplus), request.follow, ended));
+            let mut builder = builder;
+            for (stream, first) in Stream::ALL.into_iter().zip(rotated_away) {
+                if let Some(first) = first {
+                    let name = format!("{ROTATED_AWAY_HEADER}-{}", stream.name());
+                    builder = builder.header(name, first);
+                }
+            }
+            let body = Body::from_stream(drive(merge, request.follow, ended));
             return Ok(builder.body(body).expect("a valid response"));
         }
     };
@@ -239,6 +286,7 @@ pub(super) async fn logs(
             length: plan.length,
             timestamps: request.timestamps,
             index: false,
+            until: request.until,
         };
         Ok((plan, Some(Cursor::new(&dir, stream, &options)?)))
     })
@@ -267,14 +315,21 @@ pub(super) async fn logs(
     Ok(builder.body(body).expect("a valid response"))
 }
 
-/// The lines of `stream` from `offset` to its end now. Blocking.
-fn lines_from(dir: &std::path::Path, stream: Stream, offset: u64) -> Result<u64, LogError> {
+/// The lines of `stream` from `offset` to its end now (or to where the
+/// lines after `until` begin). Blocking.
+fn lines_from(
+    dir: &std::path::Path,
+    stream: Stream,
+    offset: u64,
+    until: Option<i64>,
+) -> Result<u64, LogError> {
     let (_, end) = list_with_end(dir, stream)?;
     let options = CursorOptions {
         offset,
         length: Some(end.saturating_sub(offset)),
         timestamps: false,
         index: false,
+        until,
     };
     let mut cursor = Cursor::new(dir, stream, &options)?;
     let (mut lines, mut last) = (0, b'\n');

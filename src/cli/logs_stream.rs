@@ -1,6 +1,8 @@
-//! `berth logs`' copy of one log answer to a file descriptor: when the
-//! asked-for start was rotated away, it says so on stderr and starts at
-//! the first complete line instead of in the middle of one.
+//! `berth logs`' copy of a log answer to its file descriptors: one stream
+//! to one fd, or both streams (`stream=all&frames=true`) each to its own fd
+//! in arrival order. When the asked-for start was rotated away, it says so
+//! on stderr and starts at the first complete line instead of in the
+//! middle of one.
 
 use http_body_util::BodyExt;
 use hyper::Method;
@@ -8,6 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::{Client, ClientError};
 use crate::api::logs::ROTATED_AWAY_HEADER;
+use crate::logs::frames::Demux;
+use crate::logs::Stream;
 
 /// Streams the log answer at `path` into `out`, chunk by chunk.
 pub async fn stream_log(
@@ -46,6 +50,67 @@ pub async fn stream_log(
         }
         out.write_all(data).await.map_err(ClientError::Output)?;
         out.flush().await.map_err(ClientError::Output)?;
+    }
+    Ok(())
+}
+
+/// Streams a framed answer of both streams at `path`: stdout's chunks into
+/// `stdout`, stderr's into `stderr`, in the order they arrived.
+pub async fn stream_framed(
+    client: &Client,
+    path: &str,
+    stdout: &mut (impl tokio::io::AsyncWrite + Unpin),
+    stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), ClientError> {
+    let response = client.send(Method::GET, path, None).await?;
+    // Per stream: skip to the first line start after a rotated-away start.
+    let mut skipping = [false; 2];
+    for (i, stream) in Stream::ALL.into_iter().enumerate() {
+        let name = format!("{ROTATED_AWAY_HEADER}-{}", stream.name());
+        if let Some(first) = response.headers().get(&name).and_then(|v| v.to_str().ok()) {
+            skipping[i] = true;
+            let notice = format!(
+                "berth: {} output before offset {first} was rotated away\n",
+                stream.name()
+            );
+            let _ = tokio::io::stderr().write_all(notice.as_bytes()).await;
+        }
+    }
+    let mut body = response.into_body();
+    let mut demux = Demux::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        let mut chunks: Vec<(Stream, Vec<u8>)> = Vec::new();
+        demux
+            .feed(data, |stream, bytes| chunks.push((stream, bytes.to_vec())))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        for (stream, bytes) in chunks {
+            let i = stream as usize;
+            let mut data = &bytes[..];
+            if skipping[i] {
+                match data.iter().position(|b| *b == b'\n') {
+                    Some(at) => {
+                        data = &data[at + 1..];
+                        skipping[i] = false;
+                    }
+                    None => continue,
+                }
+            }
+            let out: &mut (dyn tokio::io::AsyncWrite + Unpin) = match stream {
+                Stream::Stdout => stdout,
+                Stream::Stderr => stderr,
+            };
+            out.write_all(data).await.map_err(ClientError::Output)?;
+            out.flush().await.map_err(ClientError::Output)?;
+        }
+    }
+    if demux.is_partial() {
+        return Err(ClientError::Http(
+            "the logs answer ended inside a frame".into(),
+        ));
     }
     Ok(())
 }

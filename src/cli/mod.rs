@@ -84,6 +84,10 @@ pub enum Command {
         /// (10m, 2h) or epoch seconds.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Print only what arrived before or at TIME (same forms as
+        /// --since); with -f, stop once TIME has passed.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
         /// The container's id (or name).
         id: String,
     },
@@ -301,6 +305,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             tail,
             timestamps,
             since,
+            until,
             id,
         } => {
             let stream = if stderr {
@@ -318,6 +323,12 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 let time = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
                 query.push_str(&format!("&since={}", query_escape(&time)));
             }
+            if let Some(until) = &until {
+                let time = time_arg::parse_time(until, chrono::Utc::now())
+                    .map_err(|e| usage(format!("invalid --until {e}")))?;
+                let time = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                query.push_str(&format!("&until={}", query_escape(&time)));
+            }
             let base = format!("{}/logs?{query}", container_path(&id));
             match stream.as_deref() {
                 Some("stderr") => {
@@ -329,18 +340,11 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                     logs_stream::stream_log(&client, &path, &mut tokio::io::stdout()).await?;
                 }
                 None => {
-                    // Each stream to its own fd, as `docker logs` does.
-                    let (stdout_path, stderr_path) = (
-                        format!("{base}&stream=stdout"),
-                        format!("{base}&stream=stderr"),
-                    );
+                    // Each stream to its own fd, as `docker logs` does,
+                    // in the order the lines arrived.
+                    let path = format!("{base}&stream=all&frames=true");
                     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
-                    let (out, err) = tokio::join!(
-                        logs_stream::stream_log(&client, &stdout_path, &mut stdout),
-                        logs_stream::stream_log(&client, &stderr_path, &mut stderr),
-                    );
-                    out?;
-                    err?;
+                    logs_stream::stream_framed(&client, &path, &mut stdout, &mut stderr).await?;
                 }
             }
             Ok(0)

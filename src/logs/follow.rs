@@ -48,6 +48,10 @@ pub struct CursorOptions {
     pub timestamps: bool,
     /// Keep the index loaded (for ordering, see `merge`).
     pub index: bool,
+    /// Stop before the first line that arrived after this time (Unix
+    /// nanoseconds); a follower stops once the time has passed and it has
+    /// read everything written.
+    pub until: Option<i64>,
 }
 
 /// One stream being read from a logical offset.
@@ -56,11 +60,12 @@ pub struct Cursor {
     remaining: Option<u64>,
     index: Option<Index>,
     stamper: Option<Stamper>,
+    until: Option<i64>,
 }
 
 impl Cursor {
     pub fn new(dir: &Path, stream: Stream, options: &CursorOptions) -> Result<Cursor, LogError> {
-        let index = if options.timestamps || options.index {
+        let index = if options.timestamps || options.index || options.until.is_some() {
             Some(Index::load(dir, stream)?)
         } else {
             None
@@ -70,6 +75,7 @@ impl Cursor {
             remaining: options.length,
             index,
             stamper: options.timestamps.then(Stamper::new),
+            until: options.until,
         })
     }
 
@@ -90,8 +96,30 @@ impl Cursor {
         }
     }
 
-    /// Reads up to `max` raw bytes (fewer at a segment's end).
+    /// Reads up to `max` raw bytes (fewer at a segment's end, or where the
+    /// lines after `until` begin).
     pub fn read_chunk(&mut self, max: usize) -> Result<Step, LogError> {
+        let Some(until) = self.until else {
+            return self.read_raw(max);
+        };
+        let position = self.position();
+        let index = self.index.as_mut().expect("loaded for until");
+        index.refresh()?;
+        let mut max = max;
+        if let Some(end) = index.offset_after(until) {
+            if position >= end {
+                return Ok(Step::Done);
+            }
+            max = max.min(usize::try_from(end - position).unwrap_or(usize::MAX));
+        }
+        match self.read_raw(max)? {
+            // Whatever is written from now on arrives after `until`.
+            Step::End if now_ns() > until => Ok(Step::Done),
+            step => Ok(step),
+        }
+    }
+
+    fn read_raw(&mut self, max: usize) -> Result<Step, LogError> {
         loop {
             let want = match self.remaining {
                 Some(0) => return Ok(Step::Done),
@@ -132,6 +160,10 @@ impl Cursor {
             }
         }
     }
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 impl Producer for Cursor {

@@ -1,5 +1,6 @@
-//! The sparse timestamp index `S.idx`: lines of `<offset> <unix ns>`, each
-//! meaning "the bytes from this offset on arrived at this time".
+//! The timestamp index `S.idx`: lines of `<offset> <unix ns>`, each
+//! meaning "the line starting at this offset, and the bytes after it until
+//! the next entry, arrived at this time" (see docs/log-format.md).
 
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -110,6 +111,15 @@ impl Index {
         self.entries
             .iter()
             .find(|e| e.time >= time)
+            .map(|e| e.offset)
+    }
+
+    /// The offset of the first line that arrived after `time`: where an
+    /// `until` of `time` ends. `None` when nothing indexed did.
+    pub fn offset_after(&self, time: i64) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|e| e.time > time)
             .map(|e| e.offset)
     }
 

@@ -2,25 +2,42 @@
 //!
 //! Each stream's index cuts it into chunks with arrival times; the merge
 //! always delivers the pending chunk that arrived first, and never reads
-//! past a chunk's end in one go, so the order is right to the precision of
-//! a chunk (what the shim read from the pipe within 10 ms).
+//! past a chunk's end in one go. The shim indexes the first line start of
+//! every chunk it reads from a pipe, so lines come in the order they
+//! arrived (lines read in one chunk of one stream arrived together).
 
 use std::path::Path;
 
+use bytes::Bytes;
 use chrono::Utc;
 
 use super::follow::{Cursor, CursorOptions, Producer, Step, CHUNK};
+use super::frames::{header, HEADER_LEN};
+use super::skip::skip_lines;
 use super::{LogError, Stream};
 
 /// Both streams of a container, read in arrival order.
 pub struct Merge {
     /// stdout, stderr.
     cursors: [Cursor; 2],
+    /// Each chunk in a frame naming its stream (see [`super::frames`]).
+    framed: bool,
+    /// Lines of the merged output still to drop before anything is
+    /// delivered (`tail` over both streams).
+    skip: u64,
+    /// Streams found ended for good by the last look.
+    done: usize,
 }
 
 impl Merge {
     /// Reads stdout from `offsets[0]` and stderr from `offsets[1]`.
-    pub fn new(dir: &Path, offsets: [u64; 2], timestamps: bool) -> Result<Merge, LogError> {
+    /// Stops before the lines that arrived after `until` (Unix ns).
+    pub fn new(
+        dir: &Path,
+        offsets: [u64; 2],
+        timestamps: bool,
+        until: Option<i64>,
+    ) -> Result<Merge, LogError> {
         let cursor = |stream: Stream, offset: u64| {
             Cursor::new(
                 dir,
@@ -30,6 +47,7 @@ impl Merge {
                     length: None,
                     timestamps,
                     index: true,
+                    until,
                 },
             )
         };
@@ -38,7 +56,22 @@ impl Merge {
                 cursor(Stream::Stdout, offsets[0])?,
                 cursor(Stream::Stderr, offsets[1])?,
             ],
+            framed: false,
+            skip: 0,
+            done: 0,
         })
+    }
+
+    /// Puts every chunk in a frame naming its stream.
+    pub fn framed(mut self, framed: bool) -> Merge {
+        self.framed = framed;
+        self
+    }
+
+    /// Drops the first `lines` lines of the merged output.
+    pub fn skipping(mut self, lines: u64) -> Merge {
+        self.skip = lines;
+        self
     }
 }
 
@@ -54,6 +87,32 @@ pub fn order(times: [i64; 2]) -> [usize; 2] {
 
 impl Producer for Merge {
     fn produce(&mut self) -> Result<Step, LogError> {
+        loop {
+            match self.next_chunk()? {
+                Some((stream, bytes)) => {
+                    let Some(bytes) = skip_lines(bytes, &mut self.skip) else {
+                        continue;
+                    };
+                    if !self.framed {
+                        return Ok(Step::Data(bytes));
+                    }
+                    let mut framed = Vec::with_capacity(HEADER_LEN + bytes.len());
+                    framed.extend_from_slice(&header(stream, bytes.len()));
+                    framed.extend_from_slice(&bytes);
+                    return Ok(Step::Data(framed.into()));
+                }
+                None if self.done == 2 => return Ok(Step::Done),
+                None => return Ok(Step::End),
+            }
+        }
+    }
+}
+
+impl Merge {
+    /// The chunk that arrived first of those pending, and its stream;
+    /// `None` when neither stream has one now (`done` counts the streams
+    /// that have ended for good).
+    fn next_chunk(&mut self) -> Result<Option<(Stream, Bytes)>, LogError> {
         let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let mut times = [0i64; 2];
         for (cursor, time) in self.cursors.iter_mut().zip(&mut times) {
@@ -63,7 +122,7 @@ impl Producer for Merge {
         }
         // A stream with nothing written yet gives way to the other one:
         // whatever it writes later arrives later.
-        let mut done = 0;
+        self.done = 0;
         for i in order(times) {
             let cursor = &mut self.cursors[i];
             let index = cursor.index().expect("merge loads indexes");
@@ -72,12 +131,12 @@ impl Producer for Merge {
                 None => CHUNK,
             };
             match cursor.read_chunk(max)? {
-                Step::Data(bytes) => return Ok(Step::Data(bytes)),
+                Step::Data(bytes) => return Ok(Some((Stream::ALL[i], bytes))),
                 Step::End => {}
-                Step::Done => done += 1,
+                Step::Done => self.done += 1,
             }
         }
-        Ok(if done == 2 { Step::Done } else { Step::End })
+        Ok(None)
     }
 }
 
@@ -119,11 +178,11 @@ mod tests {
             "0 20\n3 40\n6 60\n",
         )
         .unwrap();
-        let mut merge = Merge::new(dir.path(), [0, 0], false).unwrap();
+        let mut merge = Merge::new(dir.path(), [0, 0], false, None).unwrap();
         assert_eq!(drain(&mut merge), "o1\ne1\no2\no3\ne2\no4\ne3\n");
 
         // From later offsets (as `since` gives them), with timestamps.
-        let mut merge = Merge::new(dir.path(), [9, 3], true).unwrap();
+        let mut merge = Merge::new(dir.path(), [9, 3], true, None).unwrap();
         assert_eq!(
             drain(&mut merge),
             "1970-01-01T00:00:00.000000040Z e2\n\
@@ -137,7 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_segments(dir.path(), Stream::Stderr, 0, b"only\n", 100, &[]);
         std::fs::write(index::path(dir.path(), Stream::Stderr), "0 20\n").unwrap();
-        let mut merge = Merge::new(dir.path(), [0, 0], false).unwrap();
+        let mut merge = Merge::new(dir.path(), [0, 0], false, None).unwrap();
         assert_eq!(drain(&mut merge), "only\n");
         assert!(matches!(merge.produce().unwrap(), Step::End));
     }

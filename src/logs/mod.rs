@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod follow;
+pub mod frames;
 pub mod index;
 pub mod merge;
 pub mod segments;

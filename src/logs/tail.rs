@@ -25,11 +25,23 @@ pub struct TailRange {
 /// without a newline counts as a line; fewer lines than asked give
 /// everything still kept.
 pub fn tail(dir: &Path, stream: Stream, lines: u64) -> Result<TailRange, LogError> {
+    tail_before(dir, stream, lines, None)
+}
+
+/// Like [`tail`], of the bytes below `up_to` only (`until`: the offset of
+/// the first line that arrived later), when given.
+pub fn tail_before(
+    dir: &Path,
+    stream: Stream,
+    lines: u64,
+    up_to: Option<u64>,
+) -> Result<TailRange, LogError> {
     let mut vanished = dir.join(stream.name());
     for _ in 0..RETRIES {
         let (segments, end) = list_with_end(dir, stream)?;
+        let end = up_to.map_or(end, |up_to| end.min(up_to));
         let first = segments.first().unwrap_or(end);
-        if lines == 0 || end == first {
+        if lines == 0 || end <= first {
             return Ok(TailRange { start: end, end });
         }
         // Newlines that end the wanted lines: only those strictly before

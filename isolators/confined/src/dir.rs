@@ -235,6 +235,14 @@ impl Dir {
         self.regular(file, name)
     }
 
+    /// Opens the existing regular file `name` for reading and writing at
+    /// explicit offsets (`pread`/`pwrite`, `splice` with an offset).
+    pub fn open_read_write(&self, name: impl AsRef<Path>) -> Result<File> {
+        let name = name.as_ref();
+        let file = self.open_raw(name, libc::O_RDWR, 0)?;
+        self.regular(file, name)
+    }
+
     fn regular(&self, file: File, name: &Path) -> Result<File> {
         let meta = file
             .metadata()

@@ -1,19 +1,18 @@
-//! The sparse timestamp index `S.idx`: lines `<logical offset> <unix ns>`,
-//! one when a chunk arrives at least [`SPACING`] after the last entry, so the
-//! raw log is never touched by timestamps and bursts cost one line.
+//! The timestamp index `S.idx`: lines `<logical offset> <unix ns>`, one at
+//! the first line start of each chunk that holds one (and arrived at a later
+//! time than the last entry), so every line's time is its first byte's
+//! arrival, the raw log is never touched by timestamps, and a burst read in
+//! one chunk costs one entry.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use berth_confined::{Dir, ReadFile};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// The minimum time between two entries.
-pub const SPACING: Duration = Duration::from_millis(10);
-
-/// When a chunk arrived: the monotonic clock for spacing entries, the wall
-/// clock for what is written.
+/// When a chunk arrived: the monotonic clock for the shim's timers, the
+/// wall clock for what the index says.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp {
     pub mono: Instant,
@@ -41,8 +40,6 @@ pub struct TimeIndex {
     name: String,
     path: PathBuf,
     file: File,
-    /// The monotonic time of the last entry, if this shim wrote one.
-    last_mono: Option<Instant>,
     /// The time of the last entry, which the next may not precede even if
     /// the wall clock steps back.
     last_unix_ns: u64,
@@ -63,7 +60,6 @@ impl TimeIndex {
             path: dir.path().join(&name),
             name,
             file,
-            last_mono: None,
             last_unix_ns,
         })
     }
@@ -72,19 +68,17 @@ impl TimeIndex {
         &self.path
     }
 
-    /// Whether a chunk arriving at `at` gets an entry.
+    /// Whether a line starting in a chunk that arrived at `at` needs an
+    /// entry: only when it arrived later than the last entry says (equal
+    /// times, and a wall clock stepping back, add nothing).
     pub fn due(&self, at: Stamp) -> bool {
-        match self.last_mono {
-            None => true,
-            Some(last) => at.mono.saturating_duration_since(last) >= SPACING,
-        }
+        at.unix_ns > self.last_unix_ns
     }
 
     /// Appends "the bytes from `offset` on arrived at `at`". A failed write
     /// still counts as the last entry: a full disk must not cost a syscall
     /// per chunk.
     pub fn record(&mut self, offset: u64, at: Stamp) -> io::Result<()> {
-        self.last_mono = Some(at.mono);
         self.last_unix_ns = self.last_unix_ns.max(at.unix_ns);
         // One write per line, so a concurrent reader never sees half of one
         // unless the disk is full.
@@ -155,22 +149,21 @@ fn last_time(file: &ReadFile) -> Option<u64> {
 mod tests {
     use super::*;
     use std::fs;
-    use std::time::Duration;
 
     fn stamp(base: Stamp, ms: u64) -> Stamp {
         Stamp {
-            mono: base.mono + Duration::from_millis(ms),
+            mono: base.mono,
             unix_ns: base.unix_ns + ms * 1_000_000,
         }
     }
 
     #[test]
-    fn entries_are_at_least_spacing_apart() {
+    fn an_entry_for_every_later_time_none_for_an_equal_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = TimeIndex::open(&Dir::open(dir.path()).unwrap(), "stdout").unwrap();
         let t0 = Stamp::now();
         let mut offset = 0;
-        for ms in [0, 3, 9, 10, 15, 25, 40, 41] {
+        for ms in [0, 0, 1, 3, 3, 10] {
             let at = stamp(t0, ms);
             if index.due(at) {
                 index.record(offset, at).unwrap();
@@ -178,7 +171,7 @@ mod tests {
             offset += 100;
         }
         let text = fs::read_to_string(index.path()).unwrap();
-        let want: Vec<String> = [(0, 0), (300, 10), (500, 25), (600, 40)]
+        let want: Vec<String> = [(0, 0), (200, 1), (300, 3), (500, 10)]
             .iter()
             .map(|(o, ms)| format!("{o} {}", t0.unix_ns + ms * 1_000_000))
             .collect();

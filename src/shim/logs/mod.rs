@@ -76,6 +76,9 @@ pub struct LogSink {
     /// Writes are failing: said once, until one succeeds again.
     failing: bool,
     index_failing: bool,
+    /// The last byte written did not end a line: the next chunk's first
+    /// byte continues it (and keeps its time).
+    line_open: bool,
 }
 
 impl LogSink {
@@ -159,7 +162,9 @@ impl LogSink {
             splice: true,
             failing: false,
             index_failing: false,
+            line_open: false,
         };
+        sink.line_open = sink.ends_inside_line();
         sink.prune();
         sink.link_current();
         Ok(sink)
@@ -232,7 +237,7 @@ impl LogSink {
             match self.segment.splice_from(pipe, len) {
                 Ok(0) => return Pumped::Closed,
                 Ok(n) => {
-                    self.wrote(before, n, at);
+                    self.wrote(before, n, at, None, scratch);
                     return Pumped::Data;
                 }
                 Err(e) => match e.raw_os_error() {
@@ -257,7 +262,8 @@ impl LogSink {
             Ok(pipe::Read::Data(n)) => {
                 let (written, err) = self.segment.write(&scratch[..n]);
                 if written > 0 {
-                    self.wrote(before, written, at);
+                    let (data, spare) = scratch.split_at_mut(written);
+                    self.wrote(before, written, at, Some(data), spare);
                 }
                 if let Some(e) = err {
                     self.write_failed(&e);
@@ -271,8 +277,9 @@ impl LogSink {
         }
     }
 
-    /// Accounts `n` bytes written at logical offset `offset`.
-    fn wrote(&mut self, offset: u64, n: usize, at: Stamp) {
+    /// Accounts `n` bytes written at logical offset `offset` (`data`, when
+    /// they passed through memory), and indexes the first line they start.
+    fn wrote(&mut self, offset: u64, n: usize, at: Stamp, data: Option<&[u8]>, scratch: &mut [u8]) {
         self.counters.bytes += n as u64;
         if self.failing {
             self.failing = false;
@@ -282,8 +289,8 @@ impl LogSink {
                 self.counters.lost_bytes
             ));
         }
-        if self.index.due(at) {
-            match self.index.record(offset, at) {
+        if let Some(line_start) = self.first_line_start(offset, n, at, data, scratch) {
+            match self.index.record(line_start, at) {
                 Ok(()) => self.index_failing = false,
                 Err(e) if !self.index_failing => {
                     self.index_failing = true;
@@ -292,6 +299,75 @@ impl LogSink {
                 Err(_) => {}
             }
         }
+    }
+
+    /// Where the first line starting in the chunk `offset..offset + n`
+    /// starts, when the chunk needs an index entry (it arrived later than
+    /// the last entry); notes whether the chunk leaves a line open. Spliced
+    /// bytes are read back from the segment (the page cache) for this.
+    fn first_line_start(
+        &mut self,
+        offset: u64,
+        n: usize,
+        at: Stamp,
+        data: Option<&[u8]>,
+        scratch: &mut [u8],
+    ) -> Option<u64> {
+        let continues = self.line_open;
+        self.line_open = match data {
+            Some(data) => data.last() != Some(&b'\n'),
+            None => self.ends_inside_line(),
+        };
+        if !self.index.due(at) {
+            return None;
+        }
+        if !continues {
+            return Some(offset);
+        }
+        let newline = match data {
+            Some(data) => data.iter().position(|&b| b == b'\n').map(|i| i as u64),
+            None => self.find_newline(offset, n, scratch),
+        };
+        // A line starts after the newline, if the chunk goes on past it.
+        newline
+            .map(|i| offset + i + 1)
+            .filter(|&start| start < offset + n as u64)
+    }
+
+    /// Whether the segment's last byte leaves a line open.
+    fn ends_inside_line(&self) -> bool {
+        if self.segment.size() == 0 {
+            return false;
+        }
+        let mut last = [0u8; 1];
+        match self.segment.read_at(&mut last, self.segment.end() - 1) {
+            Ok(1) => last[0] != b'\n',
+            _ => false,
+        }
+    }
+
+    /// The position of the first newline in the segment's bytes
+    /// `offset..offset + n`, relative to `offset`.
+    fn find_newline(&self, offset: u64, n: usize, scratch: &mut [u8]) -> Option<u64> {
+        if scratch.is_empty() {
+            return None;
+        }
+        let mut done = 0usize;
+        while done < n {
+            let want = (n - done).min(scratch.len());
+            let got = self
+                .segment
+                .read_at(&mut scratch[..want], offset + done as u64)
+                .ok()?;
+            if got == 0 {
+                return None;
+            }
+            if let Some(i) = scratch[..got].iter().position(|&b| b == b'\n') {
+                return Some((done + i) as u64);
+            }
+            done += got;
+        }
+        None
     }
 
     /// Says once that writing fails; the bytes are counted by the caller.
@@ -425,6 +501,61 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// Pumps one chunk written to the pipe, stamped `ns`.
+    fn pump_chunk(sink: &mut LogSink, r: &OwnedFd, w: &OwnedFd, data: &[u8], ns: u64) {
+        nix::unistd::write(w, data).unwrap();
+        let at = Stamp {
+            mono: std::time::Instant::now(),
+            unix_ns: ns,
+        };
+        // Tiny for splice, to read spliced bytes back in several steps; a
+        // whole chunk when copying.
+        let mut scratch = vec![0u8; if sink.splice { 3 } else { 64 }];
+        assert_eq!(sink.pump(r.as_fd(), at, &mut scratch), Pumped::Data);
+    }
+
+    fn index_entries(dir: &Path) -> Vec<(u64, u64)> {
+        fs::read_to_string(dir.join("stdout.idx"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (o, t) = l.split_once(' ').unwrap();
+                (o.parse().unwrap(), t.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_index_has_an_entry_at_each_chunks_first_line_start() {
+        for splice in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sink =
+                LogSink::open(dir.path(), "stdout", &settings(1 << 20, 2, LogMode::Block)).unwrap();
+            sink.splice = splice;
+            let (r, w) = pipe();
+            // "ab" opens a line; "c\nde\n" ends it and starts "de" at 4;
+            // "fgh" (same time as the last entry) starts a line at 7 but
+            // adds nothing; "ij" only continues a line; "k\nl" starts "l".
+            pump_chunk(&mut sink, &r, &w, b"ab", 100);
+            pump_chunk(&mut sink, &r, &w, b"c\nde\n", 200);
+            pump_chunk(&mut sink, &r, &w, b"fgh", 200);
+            pump_chunk(&mut sink, &r, &w, b"ij", 300);
+            pump_chunk(&mut sink, &r, &w, b"k\nl", 400);
+            assert_eq!(
+                index_entries(dir.path()),
+                [(0, 100), (4, 200), (14, 400)],
+                "splice {splice}"
+            );
+            // A reopened sink knows the last line is still open.
+            drop(sink);
+            let mut sink =
+                LogSink::open(dir.path(), "stdout", &settings(1 << 20, 2, LogMode::Block)).unwrap();
+            sink.splice = splice;
+            pump_chunk(&mut sink, &r, &w, b"m\nn", 500);
+            assert_eq!(index_entries(dir.path()).last(), Some(&(17, 500)));
+        }
     }
 
     #[test]

@@ -113,7 +113,10 @@ impl Segment {
     pub fn create(dir: &Dir, stream: &str, start: u64) -> io::Result<Segment> {
         let name = plain_name(stream, start);
         let path = dir.path().join(&name);
-        let file = dir.create_replacing(&name, MODE)?;
+        drop(dir.create_replacing(&name, MODE)?);
+        // Read and write: the index reads back where lines start in bytes
+        // that were spliced (never through user space).
+        let file = dir.open_read_write(&name)?;
         Ok(Segment {
             path,
             file,
@@ -126,9 +129,9 @@ impl Segment {
     pub fn reopen(dir: &Dir, stream: &str, start: u64) -> io::Result<Segment> {
         let name = plain_name(stream, start);
         let path = dir.path().join(&name);
-        // Write-only, not O_APPEND (splice rejects it; the shim is the only
-        // writer and tracks the end itself).
-        let file = dir.open_writable(&name, false, None)?;
+        // Not O_APPEND (splice rejects it; the shim is the only writer and
+        // tracks the end itself); readable for the index's line starts.
+        let file = dir.open_read_write(&name)?;
         let size = file.metadata()?.len();
         Ok(Segment {
             path,
@@ -153,6 +156,25 @@ impl Segment {
     /// The logical offset of the next byte written.
     pub fn end(&self) -> u64 {
         self.start + self.size
+    }
+
+    /// Reads the segment's bytes from logical offset `offset` into `buf`
+    /// (as many as are there); returns how many.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let Some(at) = offset.checked_sub(self.start) else {
+            return Ok(0);
+        };
+        let end = self.size.saturating_sub(at).min(buf.len() as u64) as usize;
+        let mut done = 0;
+        while done < end {
+            match self.file.read_at(&mut buf[done..end], at + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
     }
 
     /// Bytes that still fit before the segment must rotate.
