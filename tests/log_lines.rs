@@ -154,6 +154,24 @@ fn both_streams_arrive_in_order_each_on_its_own_fd() {
         .flat_map(|i| [format!("out:out{i}"), format!("err:err{i}")])
         .collect();
     assert_eq!(got, want);
+    // Followed with exit=true, the body ends with the container's record.
+    let answer = agent.api(
+        "GET",
+        "/v1/containers/mixed/logs?stream=all&frames=true&follow=true&exit=true",
+        None,
+    );
+    assert_eq!(answer.status, 200);
+    let mut body = &answer.raw[..];
+    let mut last = (0u8, Vec::new());
+    while !body.is_empty() {
+        let len = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
+        last = (body[0], body[8..8 + len].to_vec());
+        body = &body[8 + len..];
+    }
+    assert_eq!(last.0, 3, "an exit frame last");
+    let record: serde_json::Value = serde_json::from_slice(&last.1).unwrap();
+    assert_eq!(record["id"], "mixed");
+    assert_eq!(record["exit_code"], 0);
     // frames needs stream=all.
     let answer = agent.api("GET", "/v1/containers/mixed/logs?frames=true", None);
     assert_eq!(answer.status, 400);

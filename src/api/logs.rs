@@ -11,6 +11,9 @@
 //! - `frames=true` (with `stream=all`): each chunk comes in a frame naming
 //!   its stream (`crate::logs::frames`, Docker's attach format), so a client
 //!   can split the streams again and keep their arrival order.
+//! - `exit=true` (with `frames=true&follow=true`): when the body ends because
+//!   the container ended, a last frame on channel 3 holds its record (JSON):
+//!   output and exit status in one request (`berth run`).
 //! - `offset=N`: start at logical offset N (default 0). `length=N`: at most N
 //!   bytes from there, any size, streamed in chunks.
 //! - `tail=N`: start at the last N lines (a last line without newline
@@ -49,7 +52,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::{bool_param, u64_param, ApiError, Params, Shared};
 use crate::container::State as ContainerState;
-use crate::logs::follow::{drive, Cursor, CursorOptions, Step, CHUNK};
+use tokio::sync::watch;
+
+use crate::container::Container;
+use crate::logs::follow::{drive, Cursor, CursorOptions, Follow, Step, CHUNK, POLL};
+use crate::logs::frames::{frame, Channel};
+use crate::logs::wake::DirWatch;
 use crate::logs::index::Index;
 use crate::logs::merge::Merge;
 use crate::logs::segments::{list_with_end, Location};
@@ -89,6 +97,8 @@ struct Request {
     frames: bool,
     /// Unix nanoseconds: nothing that arrived later.
     until: Option<i64>,
+    /// End a followed framed body with an exit frame.
+    exit: bool,
 }
 
 fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
@@ -133,6 +143,10 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
     if frames && which != Which::All {
         return Err(ApiError::invalid("frames", "needs stream=all"));
     }
+    let exit = bool_param(params, "exit")?.unwrap_or(false);
+    if exit && !(frames && follow) {
+        return Err(ApiError::invalid("exit", "needs frames=true and follow=true"));
+    }
     if tail.is_some() && offset.is_some() {
         return Err(ApiError::invalid("tail", "cannot be combined with offset"));
     }
@@ -162,6 +176,7 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         timestamps,
         frames,
         until,
+        exit,
     })
 }
 
@@ -228,9 +243,15 @@ pub(super) async fn logs(
 ) -> Result<Response, ApiError> {
     let request = parse(&params)?;
     let container = manager.get(&id)?;
-    let mut updates = manager.subscribe(&id)?;
-    let ended = move || updates.borrow_and_update().state == ContainerState::Exited;
     let dir: PathBuf = container.log_dir().to_path_buf();
+    let follow = match request.follow {
+        true => Some(ContainerFollow::new(
+            manager.subscribe(&id)?,
+            &dir,
+            request.exit,
+        )),
+        false => None,
+    };
     let builder = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
 
     let stream = match request.which {
@@ -271,7 +292,7 @@ pub(super) async fn logs(
                     builder = builder.header(name, first);
                 }
             }
-            let body = Body::from_stream(drive(merge, request.follow, ended));
+            let body = Body::from_stream(drive(merge, follow));
             return Ok(builder.body(body).expect("a valid response"));
         }
     };
@@ -311,8 +332,68 @@ pub(super) async fn logs(
     if let Some(first) = plan.rotated_away {
         builder = builder.header(ROTATED_AWAY_HEADER, first);
     }
-    let body = Body::from_stream(drive(cursor, request.follow, ended));
+    let body = Body::from_stream(drive(cursor, follow));
     Ok(builder.body(body).expect("a valid response"))
+}
+
+/// A follower of a container's logs: woken by changes in its log dir and
+/// by the container's state; ended once the container has exited.
+struct ContainerFollow {
+    updates: watch::Receiver<Container>,
+    /// `None` when no inotify instance could be had: then it polls.
+    dir: Option<DirWatch>,
+    /// End with an exit frame holding the ended container's record.
+    exit: bool,
+}
+
+impl ContainerFollow {
+    fn new(
+        updates: watch::Receiver<Container>,
+        dir: &std::path::Path,
+        exit: bool,
+    ) -> ContainerFollow {
+        let dir = DirWatch::new(dir)
+            .inspect_err(|e| {
+                tracing::warn!(dir = %dir.display(), "no inotify watch for a log follower, polling: {e}");
+            })
+            .ok();
+        ContainerFollow { updates, dir, exit }
+    }
+}
+
+impl Follow for ContainerFollow {
+    fn ended(&mut self) -> bool {
+        self.updates.borrow_and_update().state == ContainerState::Exited
+    }
+
+    fn trailer(&mut self) -> Option<bytes::Bytes> {
+        if !self.exit {
+            return None;
+        }
+        let record = serde_json::to_vec(&*self.updates.borrow()).ok()?;
+        Some(frame(Channel::Exit, &record).into())
+    }
+
+    async fn more(&mut self) {
+        let Some(dir) = &mut self.dir else {
+            return tokio::time::sleep(POLL).await;
+        };
+        tokio::select! {
+            changed = dir.changed() => {
+                if let Err(e) = changed {
+                    tracing::warn!("log follower's inotify watch failed, polling: {e}");
+                    self.dir = None;
+                }
+            }
+            changed = self.updates.changed() => {
+                // The manager dropped the container's channel: nothing will
+                // say it ended any more; look again later.
+                if changed.is_err() {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
 }
 
 /// The lines of `stream` from `offset` to its end now (or to where the
@@ -399,6 +480,11 @@ mod tests {
             ("tail=3&offset=4", "invalid tail"),
             ("since=2024-01-01T00:00:00Z&offset=1", "invalid since"),
             ("stream=all&offset=3", "invalid offset"),
+            ("until=soon", "invalid until"),
+            ("frames=true", "invalid frames"),
+            ("stream=stderr&frames=true", "invalid frames"),
+            ("stream=all&frames=true&exit=true", "invalid exit"),
+            ("stream=all&follow=true&exit=true", "invalid exit"),
         ] {
             let message = request(query).unwrap_err();
             assert!(message.starts_with(named), "{query}: {message}");

@@ -10,7 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::{Client, ClientError};
 use crate::api::logs::ROTATED_AWAY_HEADER;
-use crate::logs::frames::Demux;
+use crate::container::Container;
+use crate::logs::frames::{Channel, Demux};
 use crate::logs::Stream;
 
 /// Streams the log answer at `path` into `out`, chunk by chunk.
@@ -55,13 +56,14 @@ pub async fn stream_log(
 }
 
 /// Streams a framed answer of both streams at `path`: stdout's chunks into
-/// `stdout`, stderr's into `stderr`, in the order they arrived.
+/// `stdout`, stderr's into `stderr`, in the order they arrived. Returns the
+/// ended container from an exit frame, when the answer ends with one.
 pub async fn stream_framed(
     client: &Client,
     path: &str,
     stdout: &mut (impl tokio::io::AsyncWrite + Unpin),
     stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
-) -> Result<(), ClientError> {
+) -> Result<Option<Container>, ClientError> {
     let response = client.send(Method::GET, path, None).await?;
     // Per stream: skip to the first line start after a rotated-away start.
     let mut skipping = [false; 2];
@@ -78,15 +80,26 @@ pub async fn stream_framed(
     }
     let mut body = response.into_body();
     let mut demux = Demux::default();
+    let mut ended = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
         let Some(data) = frame.data_ref() else {
             continue;
         };
         let mut chunks: Vec<(Stream, Vec<u8>)> = Vec::new();
+        let mut exit = None;
         demux
-            .feed(data, |stream, bytes| chunks.push((stream, bytes.to_vec())))
+            .feed(data, |channel, bytes| match channel {
+                Channel::Stdout => chunks.push((Stream::Stdout, bytes.to_vec())),
+                Channel::Stderr => chunks.push((Stream::Stderr, bytes.to_vec())),
+                Channel::Exit => exit = Some(bytes.to_vec()),
+            })
             .map_err(|e| ClientError::Http(e.to_string()))?;
+        if let Some(record) = exit {
+            let container = serde_json::from_slice(&record)
+                .map_err(|e| ClientError::Http(format!("the exit frame: {e}")))?;
+            ended = Some(container);
+        }
         for (stream, bytes) in chunks {
             let i = stream as usize;
             let mut data = &bytes[..];
@@ -112,5 +125,5 @@ pub async fn stream_framed(
             "the logs answer ended inside a frame".into(),
         ));
     }
-    Ok(())
+    Ok(ended)
 }

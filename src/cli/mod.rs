@@ -739,18 +739,21 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         return Ok(0);
     }
     let base = container_path(container.id.as_str());
-    let stdout_path = format!("{base}/logs?stream=stdout&follow=true");
-    let stderr_path = format!("{base}/logs?stream=stderr&follow=true");
+    // Output in arrival order, each stream on its fd, and the exit in the
+    // last frame: one request.
+    let path = format!("{base}/logs?stream=all&frames=true&follow=true&exit=true");
     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
-    let (out, err) = tokio::join!(
-        client.stream_to(&stdout_path, &mut stdout),
-        client.stream_to(&stderr_path, &mut stderr),
-    );
-    out?;
-    err?;
-    let ended: Container = client
-        .json(Method::GET, &format!("{base}/wait"), None)
-        .await?;
+    let ended = logs_stream::stream_framed(client, &path, &mut stdout, &mut stderr).await?;
+    let ended: Container = match ended {
+        Some(ended) => ended,
+        // The answer ended without the container's end (an agent going
+        // away): ask for it.
+        None => {
+            client
+                .json(Method::GET, &format!("{base}/wait"), None)
+                .await?
+        }
+    };
     if let Some(limitation) = &ended.limitation {
         use std::io::Write;
         let _ = writeln!(

@@ -3,8 +3,9 @@
 //! everything written has been delivered.
 //!
 //! The reading itself is blocking; each chunk is read on tokio's blocking
-//! pool, and a follower waiting for more sleeps on the runtime, so an idle
-//! follower holds no thread.
+//! pool, and a follower at the end of what is written waits on the runtime
+//! for its [`Follow`] to say there may be more (the log dir changed, the
+//! container ended), so an idle follower holds no thread and never polls.
 
 use std::io;
 use std::path::Path;
@@ -21,8 +22,26 @@ use super::{LogError, Stream};
 /// The most bytes read per chunk of a body.
 pub const CHUNK: usize = 128 * 1024;
 
-/// How often a follower at the end looks for more.
-const POLL: Duration = Duration::from_millis(50);
+/// How often a follower at the end looks for more when nothing can wake
+/// it (no inotify instance could be had).
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// What a follower waits on at the end of what is written.
+pub trait Follow: Send + 'static {
+    /// Whether the writer has ended for good (everything it wrote is on
+    /// disk by now).
+    fn ended(&mut self) -> bool;
+
+    /// Resolves when there may be more to read, or the writer may have
+    /// ended, since the last call.
+    fn more(&mut self) -> impl std::future::Future<Output = ()> + Send;
+
+    /// The last chunk of a body that ended with the writer (an exit
+    /// frame, see `frames`), if any.
+    fn trailer(&mut self) -> Option<Bytes> {
+        None
+    }
+}
 
 /// What a producer has next.
 #[derive(Debug)]
@@ -175,17 +194,16 @@ impl Producer for Cursor {
 /// Turns a producer into a body stream. Without `follow` it ends at the end
 /// of what is written; with it, it waits for more until `ended()` says the
 /// container has exited and a read made after that finds nothing more.
-pub fn drive<P: Producer>(
+pub fn drive<P: Producer, F: Follow>(
     producer: P,
-    follow: bool,
-    ended: impl FnMut() -> bool + Send + 'static,
+    follow: Option<F>,
 ) -> impl AsyncStream<Item = io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::unfold(Some((producer, ended)), move |state| async move {
-        let (mut producer, mut ended) = state?;
+    futures_util::stream::unfold(Some((producer, follow)), move |state| async move {
+        let (mut producer, mut follow) = state?;
         loop {
             // Asked before reading: if the container had already ended,
             // everything it wrote is on disk, so an empty read means done.
-            let ended_before = follow && ended();
+            let ended_before = follow.as_mut().is_some_and(Follow::ended);
             let task = tokio::task::spawn_blocking(move || {
                 let step = producer.produce();
                 (producer, step)
@@ -198,10 +216,16 @@ pub fn drive<P: Producer>(
                 Err(e) => return Some((Err(io::Error::other(format!("log reader: {e}"))), None)),
             };
             match step {
-                Ok(Step::Data(bytes)) => return Some((Ok(bytes), Some((producer, ended)))),
+                Ok(Step::Data(bytes)) => return Some((Ok(bytes), Some((producer, follow)))),
                 Ok(Step::Done) => return None,
-                Ok(Step::End) if !follow || ended_before => return None,
-                Ok(Step::End) => tokio::time::sleep(POLL).await,
+                Ok(Step::End) if ended_before => {
+                    let trailer = follow.as_mut().and_then(Follow::trailer)?;
+                    return Some((Ok(trailer), None));
+                }
+                Ok(Step::End) => match &mut follow {
+                    Some(f) => f.more().await,
+                    None => return None,
+                },
                 Err(e) => return Some((Err(io::Error::other(e)), None)),
             }
         }
@@ -216,6 +240,19 @@ mod tests {
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+
+    /// Ends when the flag is set; looks again every [`POLL`].
+    struct Flag(Arc<AtomicBool>);
+
+    impl Follow for Flag {
+        fn ended(&mut self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+
+        async fn more(&mut self) {
+            tokio::time::sleep(POLL).await
+        }
+    }
 
     async fn collect(stream: impl AsyncStream<Item = io::Result<Bytes>>) -> Vec<u8> {
         let mut out = Vec::new();
@@ -236,7 +273,10 @@ mod tests {
             ..Default::default()
         };
         let cursor = Cursor::new(dir.path(), Stream::Stdout, &options).unwrap();
-        assert_eq!(collect(drive(cursor, false, || true)).await, b"3456789ab");
+        assert_eq!(
+            collect(drive(cursor, None::<Flag>)).await,
+            b"3456789ab"
+        );
     }
 
     #[tokio::test]
@@ -245,9 +285,7 @@ mod tests {
         let ended = Arc::new(AtomicBool::new(false));
         let cursor = Cursor::new(dir.path(), Stream::Stdout, &CursorOptions::default()).unwrap();
         let flag = ended.clone();
-        let follower = tokio::spawn(collect(drive(cursor, true, move || {
-            flag.load(Ordering::SeqCst)
-        })));
+        let follower = tokio::spawn(collect(drive(cursor, Some(Flag(flag)))));
         // A writer rotating every 10 bytes, deleting past 2 files.
         let mut expected = Vec::new();
         let mut start = 0u64;

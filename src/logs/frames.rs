@@ -2,26 +2,56 @@
 //! with the stream it came from, so a client can put stdout on its stdout
 //! and stderr on its stderr and keep the arrival order.
 //!
-//! The frame is Docker's attach format: a header of 8 bytes — the stream
-//! (1 stdout, 2 stderr), three zero bytes, the data's length as a 32-bit
-//! big-endian number — then the data. The writer ([`header`]) is used by the
-//! logs API, the reader ([`Demux`]) by the CLI.
+//! The frame is Docker's attach format: a header of 8 bytes — the channel
+//! (1 stdout, 2 stderr, 3 exit), three zero bytes, the data's length as a
+//! 32-bit big-endian number — then the data. An `exit` frame (with
+//! `follow=true&exit=true`) ends a body that ended with the container: its
+//! data is the ended container's record as JSON, so `berth run` gets the
+//! output and the exit code in one request. The writer ([`header`]) is used
+//! by the logs API, the reader ([`Demux`]) by the CLI.
 
 use super::Stream;
 
 /// Bytes of a frame's header.
 pub const HEADER_LEN: usize = 8;
 
-/// The header of a frame of `len` bytes of `stream`.
-pub fn header(stream: Stream, len: usize) -> [u8; HEADER_LEN] {
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Stdout,
+    Stderr,
+    /// The ended container's record (JSON), last.
+    Exit,
+}
+
+impl From<Stream> for Channel {
+    fn from(stream: Stream) -> Channel {
+        match stream {
+            Stream::Stdout => Channel::Stdout,
+            Stream::Stderr => Channel::Stderr,
+        }
+    }
+}
+
+/// The header of a frame of `len` bytes on `channel`.
+pub fn header(channel: impl Into<Channel>, len: usize) -> [u8; HEADER_LEN] {
     let len = u32::try_from(len).expect("a log chunk is far below 4 GiB");
     let mut header = [0u8; HEADER_LEN];
-    header[0] = match stream {
-        Stream::Stdout => 1,
-        Stream::Stderr => 2,
+    header[0] = match channel.into() {
+        Channel::Stdout => 1,
+        Channel::Stderr => 2,
+        Channel::Exit => 3,
     };
     header[4..].copy_from_slice(&len.to_be_bytes());
     header
+}
+
+/// A whole frame: its header and `data`.
+pub fn frame(channel: impl Into<Channel>, data: &[u8]) -> Vec<u8> {
+    let mut framed = Vec::with_capacity(HEADER_LEN + data.len());
+    framed.extend_from_slice(&header(channel, data.len()));
+    framed.extend_from_slice(data);
+    framed
 }
 
 /// A body that is not a sequence of frames.
@@ -41,15 +71,16 @@ impl Demux {
     pub fn feed(
         &mut self,
         bytes: &[u8],
-        mut out: impl FnMut(Stream, &[u8]),
+        mut out: impl FnMut(Channel, &[u8]),
     ) -> Result<(), BadFrame> {
         self.pending.extend_from_slice(bytes);
         let mut at = 0;
         while self.pending.len() - at >= HEADER_LEN {
             let head = &self.pending[at..at + HEADER_LEN];
-            let stream = match head[0] {
-                1 => Stream::Stdout,
-                2 => Stream::Stderr,
+            let channel = match head[0] {
+                1 => Channel::Stdout,
+                2 => Channel::Stderr,
+                3 => Channel::Exit,
                 other => return Err(BadFrame(other)),
             };
             let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
@@ -57,7 +88,7 @@ impl Demux {
             if self.pending.len() < end {
                 break;
             }
-            out(stream, &self.pending[at + HEADER_LEN..end]);
+            out(channel, &self.pending[at + HEADER_LEN..end]);
             at = end;
         }
         self.pending.drain(..at);
@@ -78,13 +109,13 @@ mod tests {
     fn frames_written_are_read_back_whatever_the_pieces() {
         let mut body = Vec::new();
         for (stream, data) in [
-            (Stream::Stdout, &b"out 1\n"[..]),
-            (Stream::Stderr, b"err 1\n"),
-            (Stream::Stdout, b""),
-            (Stream::Stdout, b"out 2\n"),
+            (Channel::Stdout, &b"out 1\n"[..]),
+            (Channel::Stderr, b"err 1\n"),
+            (Channel::Stdout, b""),
+            (Channel::Stdout, b"out 2\n"),
+            (Channel::Exit, b"{}"),
         ] {
-            body.extend_from_slice(&header(stream, data.len()));
-            body.extend_from_slice(data);
+            body.extend_from_slice(&frame(stream, data));
         }
         for piece in [1, 3, 7, 8, 9, body.len()] {
             let mut demux = Demux::default();
@@ -95,7 +126,7 @@ mod tests {
                     .unwrap();
             }
             assert!(!demux.is_partial());
-            let text: Vec<(Stream, &str)> = got
+            let text: Vec<(Channel, &str)> = got
                 .iter()
                 .filter(|(_, d)| !d.is_empty())
                 .map(|(s, d)| (*s, std::str::from_utf8(d).unwrap()))
@@ -103,9 +134,10 @@ mod tests {
             assert_eq!(
                 text,
                 [
-                    (Stream::Stdout, "out 1\n"),
-                    (Stream::Stderr, "err 1\n"),
-                    (Stream::Stdout, "out 2\n")
+                    (Channel::Stdout, "out 1\n"),
+                    (Channel::Stderr, "err 1\n"),
+                    (Channel::Stdout, "out 2\n"),
+                    (Channel::Exit, "{}")
                 ],
                 "pieces of {piece}"
             );

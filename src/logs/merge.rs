@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::Utc;
 
 use super::follow::{Cursor, CursorOptions, Producer, Step, CHUNK};
-use super::frames::{header, HEADER_LEN};
+use super::frames::frame;
 use super::skip::skip_lines;
 use super::{LogError, Stream};
 
@@ -96,10 +96,7 @@ impl Producer for Merge {
                     if !self.framed {
                         return Ok(Step::Data(bytes));
                     }
-                    let mut framed = Vec::with_capacity(HEADER_LEN + bytes.len());
-                    framed.extend_from_slice(&header(stream, bytes.len()));
-                    framed.extend_from_slice(&bytes);
-                    return Ok(Step::Data(framed.into()));
+                    return Ok(Step::Data(frame(stream, &bytes).into()));
                 }
                 None if self.done == 2 => return Ok(Step::Done),
                 None => return Ok(Step::End),

@@ -8,6 +8,7 @@
 pub mod counters;
 pub mod follow;
 pub mod frames;
+pub mod wake;
 pub mod index;
 pub mod merge;
 pub mod segments;
