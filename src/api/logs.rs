@@ -57,11 +57,11 @@ use tokio::sync::watch;
 use crate::container::Container;
 use crate::logs::follow::{drive, Cursor, CursorOptions, Follow, Step, CHUNK, POLL};
 use crate::logs::frames::{frame, Channel};
-use crate::logs::wake::DirWatch;
 use crate::logs::index::Index;
 use crate::logs::merge::Merge;
 use crate::logs::segments::{list_with_end, Location};
 use crate::logs::tail::tail_before;
+use crate::logs::wake::DirWatch;
 use crate::logs::{timestamps, LogError, Stream};
 
 /// The header that tells at which logical offset the body starts.
@@ -145,7 +145,10 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
     }
     let exit = bool_param(params, "exit")?.unwrap_or(false);
     if exit && !(frames && follow) {
-        return Err(ApiError::invalid("exit", "needs frames=true and follow=true"));
+        return Err(ApiError::invalid(
+            "exit",
+            "needs frames=true and follow=true",
+        ));
     }
     if tail.is_some() && offset.is_some() {
         return Err(ApiError::invalid("tail", "cannot be combined with offset"));

@@ -273,10 +273,7 @@ mod tests {
             ..Default::default()
         };
         let cursor = Cursor::new(dir.path(), Stream::Stdout, &options).unwrap();
-        assert_eq!(
-            collect(drive(cursor, None::<Flag>)).await,
-            b"3456789ab"
-        );
+        assert_eq!(collect(drive(cursor, None::<Flag>)).await, b"3456789ab");
     }
 
     #[tokio::test]

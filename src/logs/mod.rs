@@ -8,13 +8,13 @@
 pub mod counters;
 pub mod follow;
 pub mod frames;
-pub mod wake;
 pub mod index;
 pub mod merge;
 pub mod segments;
 pub mod skip;
 pub mod tail;
 pub mod timestamps;
+pub mod wake;
 
 use std::io;
 use std::path::PathBuf;

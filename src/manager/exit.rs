@@ -10,6 +10,7 @@ use tokio::io::Interest;
 
 use super::{container_process, now, Manager, KILL_TIMEOUT};
 use crate::container::{reason, ProcessRef, State};
+use crate::store::Durability;
 
 impl Manager {
     /// Waits for the shim to exit (through a pidfd, so pid reuse cannot
@@ -119,7 +120,8 @@ impl Manager {
         container.state = State::Exited;
         container.pid = None;
         tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");
-        self.publish(&slot, container);
+        // How it ended is kept across a power loss too.
+        self.publish(&slot, container, Durability::Durable);
     }
 }
 

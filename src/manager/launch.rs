@@ -17,6 +17,8 @@ use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
+use crate::shim::seccomp::PROGRAM_FILE;
+use crate::store::Durability;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 
 /// How long a failed launch waits for its processes to go.
@@ -360,7 +362,7 @@ impl Manager {
             }
         }
         container.state = State::Running;
-        self.publish(slot, container.clone());
+        self.publish(slot, container.clone(), Durability::CrashSafe);
         let shim = container.shim.expect("a started container has a shim");
         let manager = self.clone();
         self.runtime
@@ -376,10 +378,10 @@ impl Manager {
         for dir in [&state_dir, &self.store.isolator_dir(&container.id)] {
             std::fs::create_dir_all(dir).map_err(|e| internal("create", dir, e))?;
         }
-        // The record comes before the sandbox, so that a crash leaves no
-        // sandbox that no record explains.
+        // The record comes before the sandbox, so that a crash, even a
+        // power loss, leaves no sandbox that no record explains.
         self.store
-            .save(container)
+            .save(container, Durability::Durable)
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
         let owner = sandbox_owner(container);
         let created = self
@@ -437,6 +439,13 @@ impl Manager {
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
+        // The filter compiled once per profile, for the shim to load.
+        if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            let program = self.seccomp_program(seccomp).map_err(|e| internal(&e))?;
+            let path = container.bundle.join(PROGRAM_FILE);
+            std::fs::write(&path, program.to_bytes())
+                .map_err(|e| internal(&format!("write {}: {e}", path.display())))?;
+        }
 
         let shim_path = self.config.shim_path();
         let state_dir = self.store.state_dir(&container.id);
@@ -465,7 +474,10 @@ impl Manager {
                 "shim {shim_pid} or container process {pid} vanished during setup"
             )));
         }
-        self.store.save(container).map_err(|e| internal(&e))?;
+        // Its processes do not outlive a power loss: crash-safe is enough.
+        self.store
+            .save(container, Durability::CrashSafe)
+            .map_err(|e| internal(&e))?;
 
         for isolator in isolators {
             if let Err(e) = isolator.isolate(&container.id, pid) {

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::config::AgentConfig;
 use crate::container::{Container, State};
 use crate::process::parse_signal;
-use crate::store::Store;
+use crate::store::{Durability, Store};
 
 /// How long the manager waits for a SIGKILLed process to be gone before it
 /// goes on cleaning up without it.
@@ -143,6 +143,8 @@ pub struct Manager {
     runtime: tokio::runtime::Handle,
     /// The id ranges of containers with a user namespace.
     userns: crate::userns::Userns,
+    /// Seccomp programs compiled so far, by profile (see `seccomp`).
+    seccomp_programs: seccomp::ProgramCache,
 }
 
 impl Manager {
@@ -159,6 +161,7 @@ impl Manager {
             slots: Mutex::new(HashMap::new()),
             update_lock: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
+            seccomp_programs: seccomp::ProgramCache::default(),
         })
     }
 
@@ -471,8 +474,8 @@ impl Manager {
     }
 
     /// Writes and publishes a record.
-    fn publish(&self, slot: &Slot, container: Container) {
-        if let Err(e) = self.store.save(&container) {
+    fn publish(&self, slot: &Slot, container: Container, durability: Durability) {
+        if let Err(e) = self.store.save(&container, durability) {
             tracing::error!(id = %container.id, "save record: {e}");
         }
         slot.record.send_replace(container);

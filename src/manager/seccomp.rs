@@ -1,14 +1,46 @@
 //! Choosing a container's seccomp profile at launch, and refusing a bad one
 //! before anything is created.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
-use oci_spec::runtime::Capability;
+use oci_spec::runtime::{Capability, LinuxSeccomp};
 
 use super::{Manager, ManagerError};
 use crate::container::SecurityOpt;
 use crate::seccomp::{Host, SeccompSetting};
-use crate::shim::seccomp::SeccompFilter;
+use crate::shim::seccomp::{SeccompError, SeccompFilter, SeccompProgram};
+
+/// The most distinct profiles whose programs are kept: one per profile
+/// and bounding set in use, usually a handful.
+const CACHED_PROGRAMS: usize = 64;
+
+/// Compiled seccomp programs by their resolved `linux.seccomp` (as JSON):
+/// libseccomp takes milliseconds per compile, and every container of a
+/// profile gets the same program.
+#[derive(Default)]
+pub(super) struct ProgramCache {
+    programs: Mutex<HashMap<String, SeccompProgram>>,
+}
+
+impl ProgramCache {
+    /// The program for `spec`, compiled on first use.
+    pub(super) fn get(&self, spec: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
+        let key = serde_json::to_string(spec).expect("a seccomp spec serializes");
+        if let Some(program) = self.programs.lock().unwrap().get(&key) {
+            return Ok(program.clone());
+        }
+        // Compiled outside the lock: two first uses may both compile.
+        let program = SeccompFilter::check(spec)?.compile()?;
+        let mut programs = self.programs.lock().unwrap();
+        if programs.len() >= CACHED_PROGRAMS {
+            // Requests naming ever new profiles must not grow the agent.
+            programs.clear();
+        }
+        programs.insert(key, program.clone());
+        Ok(program)
+    }
+}
 
 /// The request's field, as error messages name it.
 const FIELD: &str = "security_opt.seccomp";
@@ -40,10 +72,20 @@ impl Manager {
             let resolved = profile
                 .resolve(capabilities, &Host::current())
                 .map_err(|e| ManagerError::invalid(FIELD, e.to_string()))?;
-            SeccompFilter::check(&resolved)
-                .and_then(|filter| filter.compile())
+            self.seccomp_programs
+                .get(&resolved)
                 .map_err(|e| ManagerError::invalid(FIELD, e.to_string()))?;
         }
         Ok(setting)
+    }
+}
+
+impl Manager {
+    /// The compiled program of a bundle's `linux.seccomp`.
+    pub(super) fn seccomp_program(
+        &self,
+        spec: &LinuxSeccomp,
+    ) -> Result<SeccompProgram, SeccompError> {
+        self.seccomp_programs.get(spec)
     }
 }

@@ -5,6 +5,7 @@ use berth_isolator::{ContainerConfig, Resources};
 
 use super::{Manager, ManagerError};
 use crate::container::{Container, State};
+use crate::store::Durability;
 
 impl Manager {
     /// Applies `update` (fields left unset keep their value) to a running
@@ -73,7 +74,7 @@ impl Manager {
         applied?;
         container = slot.get();
         container.resources = new;
-        self.publish(&slot, container.clone());
+        self.publish(&slot, container.clone(), Durability::CrashSafe);
         Ok(container.public())
     }
 }

@@ -6,6 +6,12 @@
 //! database for Docker's profile takes about a megabyte of heap, which the
 //! monitor, living as long as its container, would keep resident; the
 //! child's heap is gone at `execve`.
+//!
+//! Compiling takes milliseconds, so the agent compiles each distinct
+//! profile once and writes the program beside `config.json` as
+//! [`PROGRAM_FILE`] (raw `sock_filter` instructions, as libseccomp exports
+//! them); the shim then loads that instead of compiling (the bundle is the
+//! agent's, in its root-only runtime dir).
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -34,6 +40,9 @@ pub enum SeccompError {
     Install(Errno),
 }
 
+/// The bundle file holding `linux.seccomp` compiled by the agent.
+pub const PROGRAM_FILE: &str = "seccomp.bpf";
+
 /// A `linux.seccomp` the shim can honour: no notify action, no flags, known
 /// architectures, argument indexes 0 to 5.
 #[derive(Debug, Clone)]
@@ -43,9 +52,12 @@ pub struct SeccompFilter {
     /// Syscall names libseccomp does not know, left to the default action
     /// (as runc does).
     pub unknown_syscalls: Vec<String>,
+    /// The program the agent compiled from this spec, if it did.
+    precompiled: Option<SeccompProgram>,
 }
 
 /// A compiled filter: the `sock_filter` instructions the kernel takes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SeccompProgram {
     instructions: Vec<libc::sock_filter>,
 }
@@ -104,6 +116,16 @@ impl SeccompFilter {
     /// cannot honour rather than run the container less confined than its
     /// bundle says.
     pub fn check(spec: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
+        Self::check_with(spec, None)
+    }
+
+    /// Like [`SeccompFilter::check`], with the program the agent compiled
+    /// from `spec`: [`SeccompFilter::compile`] then returns it (and the
+    /// syscall names, which the agent looked up, are not looked up again).
+    pub fn check_with(
+        spec: &LinuxSeccomp,
+        precompiled: Option<SeccompProgram>,
+    ) -> Result<SeccompFilter, SeccompError> {
         if spec.listener_path().is_some() || spec.listener_metadata().is_some() {
             return Err(invalid(
                 "listenerPath",
@@ -140,7 +162,7 @@ impl SeccompFilter {
                     ));
                 }
             }
-            for name in rule.names() {
+            for name in rule.names().iter().filter(|_| precompiled.is_none()) {
                 // A lookup in libseccomp's syscall tables.
                 if ScmpSyscall::from_name(name).is_err() && !unknown_syscalls.contains(name) {
                     unknown_syscalls.push(name.clone());
@@ -151,11 +173,16 @@ impl SeccompFilter {
             spec: spec.clone(),
             architectures,
             unknown_syscalls,
+            precompiled,
         })
     }
 
-    /// Compiles the filter to BPF.
+    /// Compiles the filter to BPF (or returns the program the agent
+    /// compiled).
     pub fn compile(&self) -> Result<SeccompProgram, SeccompError> {
+        if let Some(program) = &self.precompiled {
+            return Ok(program.clone());
+        }
         let spec = &self.spec;
         let default = action(spec.default_action(), spec.default_errno_ret());
         let mut filter = ScmpFilterContext::new(default).map_err(library("create a filter"))?;
@@ -225,6 +252,44 @@ impl SeccompFilter {
 }
 
 impl SeccompProgram {
+    /// The program as [`PROGRAM_FILE`] holds it: each instruction's 8
+    /// bytes in native byte order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.instructions.len() * 8);
+        for i in &self.instructions {
+            bytes.extend_from_slice(&i.code.to_ne_bytes());
+            bytes.extend_from_slice(&[i.jt, i.jf]);
+            bytes.extend_from_slice(&i.k.to_ne_bytes());
+        }
+        bytes
+    }
+
+    /// Reads a program written by [`SeccompProgram::to_bytes`] (or
+    /// libseccomp's export).
+    pub fn from_bytes(bytes: &[u8]) -> Result<SeccompProgram, SeccompError> {
+        let size = std::mem::size_of::<libc::sock_filter>();
+        if bytes.is_empty()
+            || !bytes.len().is_multiple_of(size)
+            || bytes.len() / size > u16::MAX as usize
+        {
+            return Err(SeccompError::Export(std::io::Error::other(format!(
+                "{} bytes is no BPF program",
+                bytes.len()
+            ))));
+        }
+        Ok(SeccompProgram {
+            instructions: bytes
+                .chunks_exact(size)
+                .map(|c| libc::sock_filter {
+                    code: u16::from_ne_bytes([c[0], c[1]]),
+                    jt: c[2],
+                    jf: c[3],
+                    k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+                })
+                .collect(),
+        })
+    }
+
     /// How many BPF instructions the filter has.
     pub fn len(&self) -> usize {
         self.instructions.len()
@@ -271,22 +336,7 @@ fn export(filter: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompE
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(SeccompError::Export)?;
-    let size = std::mem::size_of::<libc::sock_filter>();
-    if bytes.is_empty() || bytes.len() % size != 0 || bytes.len() / size > u16::MAX as usize {
-        return Err(SeccompError::Export(std::io::Error::other(format!(
-            "{} bytes is no BPF program",
-            bytes.len()
-        ))));
-    }
-    Ok(bytes
-        .chunks_exact(size)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect())
+    Ok(SeccompProgram::from_bytes(&bytes)?.instructions)
 }
 
 #[cfg(test)]

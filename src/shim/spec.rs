@@ -6,6 +6,7 @@
 //! between `Ready` and `go`.
 
 use std::ffi::CString;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -16,7 +17,7 @@ use super::device_nodes::{DeviceNodeError, DeviceNodeSpec};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
-use super::seccomp::{SeccompError, SeccompFilter};
+use super::seccomp::{SeccompError, SeccompFilter, SeccompProgram, PROGRAM_FILE};
 use super::user::{Rlimit, User, UserError};
 use super::userns::{IdMappings, UsernsError};
 
@@ -49,6 +50,8 @@ pub enum SpecError {
     Userns(#[from] UsernsError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error("read {path}: {source}")]
+    SeccompProgram { path: PathBuf, source: io::Error },
     #[error(transparent)]
     DeviceNode(#[from] DeviceNodeError),
 }
@@ -192,10 +195,10 @@ impl ContainerConfig {
             .map(Rlimit::from_spec)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let seccomp = linux
-            .and_then(|l| l.seccomp().as_ref())
-            .map(SeccompFilter::check)
-            .transpose()?;
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(spec) => Some(SeccompFilter::check_with(spec, precompiled(bundle)?)?),
+            None => None,
+        };
 
         let mut ignored = Vec::new();
         if let Some(l) = linux {
@@ -264,6 +267,16 @@ fn cstrings(list: &[String], field: &'static str) -> Result<Vec<CString>, SpecEr
         .collect()
 }
 
+/// The seccomp program the agent compiled into the bundle, if it did.
+fn precompiled(bundle: &Path) -> Result<Option<SeccompProgram>, SpecError> {
+    let path = bundle.join(PROGRAM_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(SeccompProgram::from_bytes(&bytes)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SpecError::SeccompProgram { path, source }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +335,31 @@ mod tests {
         j["linux"]["seccomp"]["syscalls"][0]["action"] = "SCMP_ACT_NOTIFY".into();
         let err = ContainerConfig::from_spec(&spec(j), Path::new("/b")).unwrap_err();
         assert!(err.to_string().contains("syscalls[0].action"), "{err}");
+    }
+
+    #[test]
+    fn the_agents_compiled_program_is_used_instead_of_compiling() {
+        let mut j = base();
+        j["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]
+        });
+        let compiled = ContainerConfig::from_spec(&spec(j.clone()), Path::new("/b"))
+            .unwrap()
+            .process
+            .seccomp
+            .unwrap()
+            .compile()
+            .unwrap();
+        // A different program in the bundle: it is what the shim installs.
+        let bundle = tempfile::tempdir().unwrap();
+        let other = SeccompProgram::from_bytes(&[0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]).unwrap();
+        std::fs::write(bundle.path().join(PROGRAM_FILE), other.to_bytes()).unwrap();
+        let c = ContainerConfig::from_spec(&spec(j.clone()), bundle.path()).unwrap();
+        let loaded = c.process.seccomp.unwrap().compile().unwrap();
+        assert!(loaded == other && loaded != compiled);
+        // A damaged program is an error, not a container without a filter.
+        std::fs::write(bundle.path().join(PROGRAM_FILE), b"abc").unwrap();
+        assert!(ContainerConfig::from_spec(&spec(j), bundle.path()).is_err());
     }
 }

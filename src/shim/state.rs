@@ -16,7 +16,9 @@ pub struct StateError {
 }
 
 /// Writes `exit.json` crash-safely: a reader sees the old state or the whole
-/// record, never a torn file.
+/// record, never a torn file. Not synced to disk: the state dir is in the
+/// runtime dir, which does not outlive a reboot, and a crash of the shim or
+/// the agent leaves the page cache intact (decision 0014).
 pub fn write_exit(state_dir: &Path, record: &ExitRecord) -> Result<(), StateError> {
     let path = state_dir.join(EXIT_FILE);
     let tmp = state_dir.join(format!(".{EXIT_FILE}.tmp"));
@@ -26,13 +28,8 @@ pub fn write_exit(state_dir: &Path, record: &ExitRecord) -> Result<(), StateErro
     };
     let mut file = File::create(&tmp).map_err(err)?;
     file.write_all(exit_json(record).as_bytes()).map_err(err)?;
-    file.sync_all().map_err(err)?;
     drop(file);
     fs::rename(&tmp, &path).map_err(err)?;
-    // The rename itself is durable only once the directory is synced.
-    File::open(state_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
     Ok(())
 }
 

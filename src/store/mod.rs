@@ -176,12 +176,15 @@ impl Store {
         self.state_dir(id).join("isolators")
     }
 
-    /// Saves a container's record crash-safe.
-    pub fn save(&self, container: &Container) -> Result<(), StoreError> {
+    /// Saves a container's record: both copies replaced atomically (an
+    /// agent crash leaves the old or the new record), the work dir's copy
+    /// also synced to disk when `durability` says so (see decision 0014:
+    /// the runtime dir does not outlive a reboot, so its copy never is).
+    pub fn save(&self, container: &Container, durability: Durability) -> Result<(), StoreError> {
         let path = self.state_dir(&container.id).join(RECORD_FILE);
         let bytes = serde_json::to_vec_pretty(container).expect("a container record serializes");
-        write_atomic(&path, &bytes)?;
-        write_atomic(&self.persistent_record(&container.id), &bytes)
+        write_atomic(&path, &bytes, Durability::CrashSafe)?;
+        write_atomic(&self.persistent_record(&container.id), &bytes, durability)
     }
 
     fn persistent_record(&self, id: &ContainerId) -> PathBuf {
@@ -245,7 +248,7 @@ impl Store {
         ))?;
         let path = self.runtime_dir.join("boot_id");
         let recorded = fs::read_to_string(&path).ok();
-        write_atomic(&path, current.as_bytes())?;
+        write_atomic(&path, current.as_bytes(), Durability::CrashSafe)?;
         // Only a well-formed boot id says "another boot": a damaged file
         // proves nothing, and the pids' start times still guard each record.
         let well_formed = |r: &str| {
@@ -342,9 +345,22 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreErro
     })
 }
 
+/// What a write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash of the writer (`kill -9`, a panic): the rename is atomic and
+    /// the page cache keeps what was written. Not a power loss.
+    CrashSafe,
+    /// Also a power loss or kernel crash: the file and then its directory
+    /// are synced to disk (two fsyncs).
+    Durable,
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
-/// content: a temp file in the same dir, fsync, rename, fsync of the dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// content: a temp file in the same dir, renamed over `path`; with
+/// [`Durability::Durable`], the file is synced before the rename and the
+/// directory after it.
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = dir.join(format!(
         ".{}.tmp",
@@ -354,10 +370,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     ));
     let mut file = fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
     file.write_all(bytes).map_err(io_error("write", &tmp))?;
-    file.sync_all().map_err(io_error("fsync", &tmp))?;
+    if durability == Durability::Durable {
+        file.sync_all().map_err(io_error("fsync", &tmp))?;
+    }
+    drop(file);
     fs::rename(&tmp, path).map_err(io_error("rename", path))?;
-    if let Ok(dir) = fs::File::open(dir) {
-        let _ = dir.sync_all();
+    if durability == Durability::Durable {
+        if let Ok(dir) = fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
     }
     Ok(())
 }
@@ -370,8 +391,8 @@ mod tests {
     fn atomic_write_replaces_content_and_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.json");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
+        write_atomic(&path, b"one", Durability::Durable).unwrap();
+        write_atomic(&path, b"two", Durability::CrashSafe).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

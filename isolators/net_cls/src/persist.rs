@@ -17,8 +17,9 @@ fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Writes `classid` crash-safe: a temp file, synced, renamed over the old
-/// one. A crash leaves either the old file or the new one, never half.
+/// Writes `classid` crash-safe: a temp file renamed over the old one. A
+/// crash of the agent leaves either the old file or the new one, never
+/// half; not synced to disk, as the runtime dir does not outlive a reboot.
 pub(crate) fn save(dir: &Path, classid: ClassId) -> Result<(), NetClsError> {
     let target = path(dir);
     let temp = dir.join(format!(".{FILE}.tmp"));
@@ -33,7 +34,6 @@ pub(crate) fn save(dir: &Path, classid: ClassId) -> Result<(), NetClsError> {
     });
     let mut file = File::create(&temp).map_err(err("create", &temp))?;
     file.write_all(body.to_string().as_bytes())
-        .and_then(|()| file.sync_all())
         .map_err(err("write", &temp))?;
     fs::rename(&temp, &target).map_err(err("rename", &target))
 }
