@@ -28,6 +28,11 @@ TAG="berth-launch-$$"
 BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
 chmod 755 "$BASE"
 AGENT_PID=""
+# Runtime state on a tmpfs, as /run is on the hosts berth targets (systemd):
+# berth's runtime dir and runc's and crun's --root alike.
+RUNTIME="$BASE/run"
+mkdir -p "$RUNTIME"
+mount -t tmpfs -o mode=0711 berth-bench-run "$RUNTIME"
 
 die() { echo "launch: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
@@ -46,8 +51,8 @@ cleanup() {
     set +e
     for rt in runc crun; do
         command -v "$rt" >/dev/null || continue
-        for id in $("$rt" list -q 2>/dev/null | grep "^$TAG-"); do
-            "$rt" delete --force "$id" >/dev/null 2>&1
+        for id in $("$rt" --root "$RUNTIME/$rt" list -q 2>/dev/null | grep "^$TAG-"); do
+            "$rt" --root "$RUNTIME/$rt" delete --force "$id" >/dev/null 2>&1
         done
     done
     if [ -n "$AGENT_PID" ]; then
@@ -63,6 +68,7 @@ cleanup() {
             [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
         done
     done
+    mountpoint -q "$RUNTIME" && umount "$RUNTIME"
     rm -rf "$BASE"
 }
 trap cleanup EXIT
@@ -104,18 +110,19 @@ json.dump(spec, open(path, "w"), indent=2)
 EOF
 
 "$BERTH" agent --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
-    --runtime-dir "$BASE/run" --cgroup-root "$TAG" --shim "$SHIM" \
+    --runtime-dir "$RUNTIME/berth" --cgroup-root "$TAG" --shim "$SHIM" \
     >"$BASE/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
 [ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
 
-python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" <<'EOF'
+python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" <<'EOF'
 import http.client, json, os, shutil, socket, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 berth, sock, bundle, tag = sys.argv[1:5]
 count, warmup, total, clients = map(int, sys.argv[5:9])
+runtime_root = sys.argv[9]
 rootfs = os.path.join(bundle, "rootfs")
 env = dict(os.environ, BERTH_SOCKET=sock)
 seq = iter(range(10**9))
@@ -160,7 +167,8 @@ def run_api():
 def runtime(rt):
     def run():
         cid = f"{tag}-{rt}{next(seq)}"
-        subprocess.run([rt, "run", "-b", bundle, cid], check=True,
+        subprocess.run([rt, "--root", os.path.join(runtime_root, rt), "run", "-b", bundle, cid],
+                       check=True,
                        stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         return None
     return run
@@ -168,7 +176,8 @@ def runtime(rt):
 cases = [("berth run --rootfs", run_cli), ("berth API create->wait", run_api),
          ("runc run", runtime("runc"))]
 if shutil.which("crun"):
-    probe = subprocess.run(["crun", "run", "-b", bundle, f"{tag}-crunprobe"],
+    probe = subprocess.run(["crun", "--root", os.path.join(runtime_root, "crun"), "run",
+                            "-b", bundle, f"{tag}-crunprobe"],
                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if probe.returncode == 0:
         cases.append(("crun run", runtime("crun")))
