@@ -42,11 +42,27 @@ pub enum LogError {
     Open { path: PathBuf, source: io::Error },
 }
 
+/// How far into a spliced chunk that continues a line the shim looks for
+/// the next line start (reading the chunk back from the page cache): far
+/// enough for any ordinary line, short enough that output without newlines
+/// is not read twice.
+const NEWLINE_SCAN: usize = 4096;
+
 /// The most moved per step in `block` mode: a whole pipe.
 const BLOCK_STEP: usize = pipe::CAPACITY;
 /// The most written per step in `drop` mode: a step is as long as the pipe
 /// goes unwatched, so keep it short.
 const DROP_STEP: usize = 128 * 1024;
+
+/// Where a chunk's first newline is.
+enum Newline {
+    /// At this position in the chunk.
+    At(u64),
+    /// Nowhere in the chunk.
+    None,
+    /// Not in the part of the chunk looked at.
+    NotWithinScan,
+}
 
 /// What one step of pumping did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,13 +341,22 @@ impl LogSink {
             return Some(offset);
         }
         let newline = match data {
-            Some(data) => data.iter().position(|&b| b == b'\n').map(|i| i as u64),
+            Some(data) => match data.iter().position(|&b| b == b'\n') {
+                Some(i) => Newline::At(i as u64),
+                None => Newline::None,
+            },
             None => self.find_newline(offset, n, scratch),
         };
-        // A line starts after the newline, if the chunk goes on past it.
-        newline
-            .map(|i| offset + i + 1)
-            .filter(|&start| start < offset + n as u64)
+        match newline {
+            // A line starts after the newline, if the chunk goes on past it.
+            Newline::At(i) => Some(offset + i + 1).filter(|&start| start < offset + n as u64),
+            Newline::None => None,
+            // A line longer than the scan: its continuation gets an entry
+            // where the chunk starts. The line keeps its first chunk's time
+            // (it starts below the entry); lines starting later in this
+            // chunk get this chunk's time, as they should.
+            Newline::NotWithinScan => Some(offset),
+        }
     }
 
     /// Whether the segment's last byte leaves a line open.
@@ -346,28 +371,34 @@ impl LogSink {
         }
     }
 
-    /// The position of the first newline in the segment's bytes
-    /// `offset..offset + n`, relative to `offset`.
-    fn find_newline(&self, offset: u64, n: usize, scratch: &mut [u8]) -> Option<u64> {
+    /// Where the first newline is in the segment's bytes
+    /// `offset..offset + n`, relative to `offset`, looking at the first
+    /// [`NEWLINE_SCAN`] bytes only.
+    fn find_newline(&self, offset: u64, n: usize, scratch: &mut [u8]) -> Newline {
         if scratch.is_empty() {
-            return None;
+            return Newline::NotWithinScan;
         }
+        let scanned = n.min(NEWLINE_SCAN);
         let mut done = 0usize;
-        while done < n {
-            let want = (n - done).min(scratch.len());
-            let got = self
+        while done < scanned {
+            let want = (scanned - done).min(scratch.len());
+            let got = match self
                 .segment
                 .read_at(&mut scratch[..want], offset + done as u64)
-                .ok()?;
-            if got == 0 {
-                return None;
-            }
+            {
+                Ok(0) | Err(_) => return Newline::NotWithinScan,
+                Ok(got) => got,
+            };
             if let Some(i) = scratch[..got].iter().position(|&b| b == b'\n') {
-                return Some((done + i) as u64);
+                return Newline::At((done + i) as u64);
             }
             done += got;
         }
-        None
+        if scanned < n {
+            Newline::NotWithinScan
+        } else {
+            Newline::None
+        }
     }
 
     /// Says once that writing fails; the bytes are counted by the caller.
