@@ -58,10 +58,6 @@ pub struct LaunchRequest {
     /// Overrides of the agent's confinement defaults (`--security-opt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_opt: Option<SecurityOpt>,
-    /// Run a reaper as the first process: it forwards signals to the
-    /// command and reaps orphans (`berth run --init`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub init: bool,
 }
 
 /// Per-container `--security-opt` settings.
@@ -222,9 +218,6 @@ pub struct Container {
     /// (filled in on request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<crate::logs::counters::LogCounters>,
-    /// A reaper runs as the first process (`init` of the request).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub init: bool,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

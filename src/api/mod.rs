@@ -38,7 +38,6 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}", get(inspect).delete(remove))
         .route("/v1/containers/{id}/wait", get(wait))
         .route("/v1/containers/{id}/kill", post(kill))
-        .route("/v1/containers/{id}/stop", post(stop))
         .route("/v1/containers/{id}/stats", get(stats))
         .route(
             "/v1/containers/{id}/resources",
@@ -105,26 +104,6 @@ async fn kill(
     };
     manager.kill(&id, &request.signal)?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// The grace period of a stop when the request gives none, as Docker's.
-const STOP_GRACE_SECONDS: u64 = 10;
-
-/// `POST /v1/containers/{id}/stop[?t=SECS]`: TERM, KILL after `t` seconds
-/// (default 10), and the ended container.
-async fn stop(
-    State(manager): Shared,
-    Path(id): Path<String>,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
-    let grace = u64_param(&params, "t")?.unwrap_or(STOP_GRACE_SECONDS);
-    if grace > 24 * 3600 {
-        return Err(ApiError::invalid("t", "must be at most 86400 seconds"));
-    }
-    let ended = manager
-        .stop(&id, std::time::Duration::from_secs(grace))
-        .await?;
-    Ok(Json(ended).into_response())
 }
 
 async fn remove(

@@ -4,7 +4,6 @@ pub mod client;
 mod logs_stream;
 mod output;
 mod security;
-mod signals;
 mod stats;
 mod table;
 mod time_arg;
@@ -51,21 +50,6 @@ pub enum Command {
         signal: String,
         /// The container's id.
         id: String,
-    },
-    /// Stop containers: TERM, then KILL after the grace period; prints
-    /// each id once it has ended.
-    Stop {
-        /// Seconds to wait after TERM before KILL.
-        #[arg(
-            short = 't',
-            long = "time",
-            visible_alias = "timeout",
-            default_value_t = 10
-        )]
-        time: u64,
-        /// The containers' ids.
-        #[arg(required = true)]
-        ids: Vec<String>,
     },
     /// Remove a container and its sandbox.
     Rm {
@@ -225,16 +209,6 @@ pub struct RunArgs {
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
-    /// In the foreground, forward SIGINT, SIGTERM and SIGHUP to the
-    /// container's first process (a second SIGINT kills it); false: they
-    /// end only this command, the container keeps running.
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
-    pub sig_proxy: bool,
-    /// Run a tiny init as the first process: it forwards signals to the
-    /// command (which then gets TERM and INT like any process) and reaps
-    /// orphaned zombies.
-    #[arg(long)]
-    pub init: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -311,24 +285,6 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 )
                 .await?;
             Ok(0)
-        }
-        Command::Stop { time, ids } => {
-            let mut failed = None;
-            for id in ids {
-                let path = format!("{}/stop?t={time}", container_path(&id));
-                match client.call(Method::POST, &path, None).await {
-                    Ok(_) => outln!("{id}"),
-                    Err(e) => {
-                        let failure = Failure::from(e);
-                        if !failure.message.is_empty() {
-                            use std::io::Write;
-                            let _ = writeln!(std::io::stderr(), "berth: {}", failure.message);
-                        }
-                        failed = Some(failure.code);
-                    }
-                }
-            }
-            Ok(failed.unwrap_or(0))
         }
         Command::Rm { force, ids } => {
             for id in ids {
@@ -745,9 +701,6 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if let Some(userns) = &args.userns {
         request["userns"] = userns.clone().into();
     }
-    if args.init {
-        request["init"] = true.into();
-    }
     if !args.security_opt.is_empty() {
         request["security_opt"] = security::security_opt(&args.security_opt)?.into();
     }
@@ -790,11 +743,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     // last frame: one request.
     let path = format!("{base}/logs?stream=all&frames=true&follow=true&exit=true");
     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
-    let streaming = logs_stream::stream_framed(client, &path, &mut stdout, &mut stderr);
-    let ended = match args.sig_proxy {
-        true => signals::proxy(client, container.id.as_str(), streaming).await?,
-        false => streaming.await?,
-    };
+    let ended = logs_stream::stream_framed(client, &path, &mut stdout, &mut stderr).await?;
     let ended: Container = match ended {
         Some(ended) => ended,
         // The answer ended without the container's end (an agent going

@@ -18,7 +18,6 @@ use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
 use crate::shim::seccomp::PROGRAM_FILE;
-use crate::shim::INIT_ANNOTATION;
 use crate::store::Durability;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 
@@ -288,7 +287,6 @@ impl Manager {
             pid_start_time: None,
             final_usage: Default::default(),
             logs: None,
-            init: request.init,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -412,7 +410,7 @@ impl Manager {
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
-        let mut spec = build_spec(&BundleInput {
+        let spec = build_spec(&BundleInput {
             id: container.id.as_str(),
             command: &container.command,
             env: &container.env,
@@ -440,11 +438,6 @@ impl Manager {
             seccomp: seccomp.as_deref(),
         })
         .map_err(|e| internal(&e))?;
-        if container.init {
-            let mut annotations = spec.annotations().clone().unwrap_or_default();
-            annotations.insert(INIT_ANNOTATION.to_string(), "true".to_string());
-            spec.set_annotations(Some(annotations));
-        }
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
         // The filter compiled once per profile, for the shim to load.
         if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {

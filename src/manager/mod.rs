@@ -267,33 +267,6 @@ impl Manager {
         Ok(())
     }
 
-    /// Stops a container as `docker stop` does: `TERM` to its first process,
-    /// then `KILL` once `grace` has passed, and waits for its end. An ended
-    /// container is returned as it is.
-    pub async fn stop(&self, id: &str, grace: Duration) -> Result<Container, ManagerError> {
-        let mut rx = self.subscribe(id)?;
-        let ended = |c: &Container| c.state == State::Exited || c.state == State::Unknown;
-        if ended(&rx.borrow()) {
-            return Ok(rx.borrow().public());
-        }
-        // Not running yet (a launch in flight) or ended meanwhile: wait
-        // for the record to say which.
-        match self.kill(id, "TERM") {
-            Ok(()) | Err(ManagerError::Conflict(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let timed_out = tokio::time::timeout(grace, rx.wait_for(ended))
-            .await
-            .is_err();
-        if timed_out {
-            match self.kill(id, "KILL") {
-                Ok(()) | Err(ManagerError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.wait(id).await
-    }
-
     /// Removes an ended container (or, with `force`, kills it first): its
     /// sandbox, bundle and records. A forced remove during the launch waits
     /// for the launch, then kills what it started.

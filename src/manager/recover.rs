@@ -342,7 +342,6 @@ impl Manager {
             pid_start_time: None,
             final_usage: Default::default(),
             logs: None,
-            init: false,
             id: q.id,
         }
     }

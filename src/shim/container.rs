@@ -121,10 +121,6 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
             exit(1);
         }
     }
-    if p.init {
-        // The first process stays here as the reaper; its child goes on.
-        super::init::fork_reaper(go, &report);
-    }
     let message = exec::exec(&p.args, &p.env, p.path_var.as_deref());
     sync::report_error(&report, &message);
     exit(127);

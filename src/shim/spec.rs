@@ -89,13 +89,7 @@ pub struct ProcessConfig {
     /// `linux.seccomp`, checked; compiled by the child, installed right
     /// before exec.
     pub seccomp: Option<SeccompFilter>,
-    /// Run a reaper as the container's first process (annotation
-    /// [`INIT_ANNOTATION`] = `"true"`; see `shim::init`).
-    pub init: bool,
 }
-
-/// The bundle annotation that asks for `shim::init` as the first process.
-pub const INIT_ANNOTATION: &str = "io.berth.init";
 
 impl ContainerConfig {
     pub fn load(bundle: &Path) -> Result<Self, SpecError> {
@@ -257,11 +251,6 @@ impl ContainerConfig {
                 no_new_privileges: process.no_new_privileges().unwrap_or(false),
                 rlimits,
                 seccomp,
-                init: spec
-                    .annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(INIT_ANNOTATION))
-                    .is_some_and(|v| v == "true"),
             },
         })
     }
