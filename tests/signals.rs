@@ -210,3 +210,26 @@ fn foreground_run_forwards_signals() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(agent.wait("alone")["exit_code"], 143);
 }
+
+#[test]
+fn a_command_that_cannot_start_exits_127_or_126() {
+    require_root!();
+    let agent = Agent::start();
+    let out = agent.berth(&["run", "--", "no-such-command-here"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no-such-command-here"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+    // A directory is found but cannot be run.
+    let out = agent.berth(&["run", "--", "/etc"]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    // Also with --init: the reaper does not hide the exec failure.
+    let out = agent.berth(&["run", "--init", "--", "no-such-command-here"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    // Nothing is left of the failed launches.
+    let out = agent.berth(&["ps", "-a", "--json"]);
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}

@@ -775,9 +775,15 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
 
 async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     let request = launch_request(&args)?;
+    let proxy = if args.sig_proxy && !args.detach {
+        sig_proxy::Proxy::install()
+    } else {
+        None
+    };
     let container: Container = client
         .json(Method::POST, "/v1/containers", Some(request))
-        .await?;
+        .await
+        .map_err(command_failure)?;
     if args.detach {
         outln!("{}", container.id);
         return Ok(0);
@@ -797,13 +803,12 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
             .json::<Container>(Method::GET, &format!("{base}/wait"), None)
             .await
     };
-    let ended = if args.sig_proxy {
-        tokio::select! {
+    let ended = match proxy {
+        Some(proxy) => tokio::select! {
             ended = follow => ended?,
-            never = sig_proxy::forward(client, container.id.as_str()) => match never {},
-        }
-    } else {
-        follow.await?
+            never = proxy.forward(client, container.id.as_str()) => match never {},
+        },
+        None => follow.await?,
     };
     if let Some(limitation) = &ended.limitation {
         use std::io::Write;
@@ -815,6 +820,33 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         );
     }
     Ok(ended.shell_exit_code())
+}
+
+/// A launch refused because the command cannot be exec'd exits as a shell
+/// would: 127 when it is not found, 126 when it cannot be run (the shim
+/// reports `exec "ARG0": REASON`, as runc does).
+fn command_failure(e: ClientError) -> Failure {
+    let code = match &e {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } if status.as_u16() == 400
+            && code == "launch_failed"
+            && message.starts_with("launch failed: exec \"") =>
+        {
+            if message.ends_with(": no such file or directory") {
+                127
+            } else {
+                126
+            }
+        }
+        _ => return e.into(),
+    };
+    Failure {
+        message: e.to_string(),
+        code,
+    }
 }
 
 #[cfg(test)]
