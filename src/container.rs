@@ -58,6 +58,10 @@ pub struct LaunchRequest {
     /// Overrides of the agent's confinement defaults (`--security-opt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_opt: Option<SecurityOpt>,
+    /// Run a reaper as pid 1 that forwards signals to the command and reaps
+    /// orphaned processes (`--init`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// Per-container `--security-opt` settings.
@@ -218,6 +222,9 @@ pub struct Container {
     /// (filled in on request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<crate::logs::counters::LogCounters>,
+    /// Whether a reaper runs as pid 1 (`--init`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

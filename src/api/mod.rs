@@ -46,6 +46,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/logs", get(logs::logs))
         .route("/v1/containers/{id}/files", get(files::list))
         .route("/v1/containers/{id}/files/content", get(files::content))
+        .route("/v1/containers/{id}/stop", post(stop))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -104,6 +105,47 @@ async fn kill(
     };
     manager.kill(&id, &request.signal)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopRequest {
+    /// Seconds between SIGTERM and SIGKILL.
+    #[serde(default = "default_stop_timeout")]
+    timeout: f64,
+}
+
+fn default_stop_timeout() -> f64 {
+    10.0
+}
+
+/// The longest grace period a stop accepts: a day.
+const MAX_STOP_TIMEOUT: f64 = 86_400.0;
+
+async fn stop(
+    State(manager): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: StopRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StopRequest {
+            timeout: default_stop_timeout(),
+        }
+    } else {
+        parse_json(&body)?
+    };
+    if !(0.0..=MAX_STOP_TIMEOUT).contains(&request.timeout) {
+        return Err(ManagerError::invalid(
+            "timeout",
+            format!(
+                "timeout must be between 0 and {MAX_STOP_TIMEOUT} seconds, not {}",
+                request.timeout
+            ),
+        )
+        .into());
+    }
+    let grace = std::time::Duration::from_secs_f64(request.timeout);
+    Ok(Json(manager.stop(&id, grace).await?).into_response())
 }
 
 async fn remove(

@@ -162,6 +162,9 @@ pub struct BundleInput<'a> {
     /// The seccomp profile, resolved here against the container's bounding
     /// set; `None` runs it unconfined.
     pub seccomp: Option<&'a crate::seccomp::Profile>,
+    /// Run the shim's reaper as pid 1 (`--init`), asked for by an
+    /// annotation (see `shim::init`).
+    pub init: bool,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -182,6 +185,10 @@ impl BundleInput<'_> {
         }
     }
 }
+
+/// The annotation that asks berth-shim for its reaper as pid 1 (read by
+/// `shim::init`).
+pub const INIT_ANNOTATION: &str = "berth.init";
 
 /// Builds the runtime spec for a container.
 pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
@@ -328,6 +335,11 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .build()?;
     if let Some(mapping) = input.userns {
         userns::apply(&mut spec, mapping, input.network)?;
+    }
+    if input.init {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(INIT_ANNOTATION.to_string(), "true".to_string());
+        spec.set_annotations(Some(annotations));
     }
     Ok(spec)
 }
@@ -492,6 +504,7 @@ mod tests {
             tmp_size: 64 << 20,
             userns: None,
             seccomp: None,
+            init: false,
         }
     }
 

@@ -4,6 +4,7 @@ pub mod client;
 mod logs_stream;
 mod output;
 mod security;
+mod sig_proxy;
 mod stats;
 mod table;
 mod time_arg;
@@ -124,6 +125,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stop containers: SIGTERM, then SIGKILL after the grace period; print
+    /// each id once it has ended.
+    Stop {
+        /// Seconds to wait after SIGTERM before SIGKILL.
+        #[arg(
+            short = 't',
+            long = "time",
+            value_name = "SECS",
+            default_value_t = 10.0
+        )]
+        time: f64,
+        /// The containers' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// `berth files` subcommands.
@@ -209,6 +225,17 @@ pub struct RunArgs {
     /// Print the id and return at once.
     #[arg(short, long)]
     pub detach: bool,
+    /// Run a tiny init as the container's pid 1: it forwards signals to
+    /// the command and reaps orphaned processes (a pid 1 without it ignores
+    /// TERM and INT unless it handles them).
+    #[arg(long)]
+    pub init: bool,
+    /// In the foreground, forward SIGINT, SIGTERM and SIGHUP to the
+    /// container (default true; --sig-proxy=false to turn off). A second
+    /// SIGINT (Ctrl-C again) sends KILL.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -418,6 +445,24 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                     entry["finished_at"].as_str().unwrap_or("-"),
                     entry["age_seconds"].as_f64().unwrap_or(0.0)
                 );
+            }
+            Ok(0)
+        }
+        Command::Stop { time, ids } => {
+            if !(0.0..=86_400.0).contains(&time) {
+                return Err(usage(format!(
+                    "invalid --time {time}: expected seconds between 0 and 86400"
+                )));
+            }
+            for id in ids {
+                client
+                    .call(
+                        Method::POST,
+                        &format!("{}/stop", container_path(&id)),
+                        Some(json!({ "timeout": time })),
+                    )
+                    .await?;
+                outln!("{id}");
             }
             Ok(0)
         }
@@ -704,6 +749,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if !args.security_opt.is_empty() {
         request["security_opt"] = security::security_opt(&args.security_opt)?.into();
     }
+    if args.init {
+        request["init"] = true.into();
+    }
     let mut log = serde_json::Map::new();
     if let Some(size) = &args.log_max_size {
         let bytes = parse_size(size).map_err(|e| usage(format!("invalid --log-max-size: {e}")))?;
@@ -731,9 +779,15 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
 
 async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     let request = launch_request(&args)?;
+    let proxy = if args.sig_proxy && !args.detach {
+        sig_proxy::Proxy::install()
+    } else {
+        None
+    };
     let container: Container = client
         .json(Method::POST, "/v1/containers", Some(request))
-        .await?;
+        .await
+        .map_err(command_failure)?;
     if args.detach {
         outln!("{}", container.id);
         return Ok(0);
@@ -743,16 +797,25 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     // last frame: one request.
     let path = format!("{base}/logs?stream=all&frames=true&follow=true&exit=true");
     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
-    let ended = logs_stream::stream_framed(client, &path, &mut stdout, &mut stderr).await?;
-    let ended: Container = match ended {
-        Some(ended) => ended,
-        // The answer ended without the container's end (an agent going
-        // away): ask for it.
-        None => {
-            client
-                .json(Method::GET, &format!("{base}/wait"), None)
-                .await?
+    let follow = async {
+        let ended = logs_stream::stream_framed(client, &path, &mut stdout, &mut stderr).await?;
+        match ended {
+            Some(ended) => Ok(ended),
+            // The answer ended without the container's end (an agent going
+            // away): ask for it.
+            None => {
+                client
+                    .json::<Container>(Method::GET, &format!("{base}/wait"), None)
+                    .await
+            }
         }
+    };
+    let ended = match proxy {
+        Some(proxy) => tokio::select! {
+            ended = follow => ended?,
+            never = proxy.forward(client, container.id.as_str()) => match never {},
+        },
+        None => follow.await?,
     };
     if let Some(limitation) = &ended.limitation {
         use std::io::Write;
@@ -764,6 +827,33 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         );
     }
     Ok(ended.shell_exit_code())
+}
+
+/// A launch refused because the command cannot be exec'd exits as a shell
+/// would: 127 when it is not found, 126 when it cannot be run (the shim
+/// reports `exec "ARG0": REASON`, as runc does).
+fn command_failure(e: ClientError) -> Failure {
+    let code = match &e {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } if status.as_u16() == 400
+            && code == "launch_failed"
+            && message.starts_with("launch failed: exec \"") =>
+        {
+            if message.ends_with(": no such file or directory") {
+                127
+            } else {
+                126
+            }
+        }
+        _ => return e.into(),
+    };
+    Failure {
+        message: e.to_string(),
+        code,
+    }
 }
 
 #[cfg(test)]
@@ -800,6 +890,17 @@ mod tests {
         assert_eq!(request["env"]["A"], "b=c");
         assert_eq!(request["user"], json!({"uid": 1000, "gid": 100}));
         assert_eq!(request["command"], json!(["sh", "-c", "echo hi"]));
+    }
+
+    #[test]
+    fn init_and_sig_proxy_flags() {
+        let args = run_args(&["run", "--init", "--", "true"]);
+        assert!(args.sig_proxy, "on by default");
+        assert_eq!(launch_request(&args).unwrap()["init"], true);
+        let args = run_args(&["run", "--sig-proxy=false", "--", "true"]);
+        assert!(!args.sig_proxy);
+        assert!(launch_request(&args).unwrap().get("init").is_none());
+        assert!(run_args(&["run", "--sig-proxy", "--", "true"]).sig_proxy);
     }
 
     #[test]

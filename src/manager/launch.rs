@@ -287,6 +287,7 @@ impl Manager {
             pid_start_time: None,
             final_usage: Default::default(),
             logs: None,
+            init: request.init,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -436,6 +437,7 @@ impl Manager {
             tmp_size: container.tmp_size.unwrap_or(self.config.container.tmp_size),
             userns: container.userns.as_ref(),
             seccomp: seccomp.as_deref(),
+            init: container.init,
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

@@ -267,6 +267,37 @@ impl Manager {
         Ok(())
     }
 
+    /// Stops a container: SIGTERM, then SIGKILL once `grace` has passed
+    /// without it ending; returns its record once it has ended. An ended
+    /// container is returned as it is; one still launching is a conflict.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<Container, ManagerError> {
+        let container = self.slot(id)?.get();
+        match container.state {
+            State::Exited | State::Unknown => return Ok(container.public()),
+            State::Running => {}
+            _ => {
+                return Err(ManagerError::Conflict(format!(
+                    "container {id} is still starting"
+                )))
+            }
+        }
+        // It may end between the check and the signal: not an error.
+        if let Some(process) = container_process(&container) {
+            let _ = process.signal(libc::SIGTERM);
+        }
+        if let Ok(ended) = tokio::time::timeout(grace, self.wait(id)).await {
+            return ended;
+        }
+        if let Some(process) = container_process(&container) {
+            let _ = process.signal(libc::SIGKILL);
+        }
+        tokio::time::timeout(FORCE_REMOVE_TIMEOUT, self.wait(id))
+            .await
+            .map_err(|_| {
+                ManagerError::Internal(format!("container {id} did not end after SIGKILL"))
+            })?
+    }
+
     /// Removes an ended container (or, with `force`, kills it first): its
     /// sandbox, bundle and records. A forced remove during the launch waits
     /// for the launch, then kills what it started.

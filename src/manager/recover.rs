@@ -341,6 +341,7 @@ impl Manager {
             shim: None,
             pid_start_time: None,
             final_usage: Default::default(),
+            init: false,
             logs: None,
             id: q.id,
         }

@@ -121,6 +121,18 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
             exit(1);
         }
     }
+    drop(go);
+    let report = if p.init {
+        match super::init::fork_reaper(report) {
+            Ok(report) => report,
+            Err((e, report)) => {
+                sync::report_error(&report, &format!("fork the init process: {e}"));
+                exit(1);
+            }
+        }
+    } else {
+        report
+    };
     let message = exec::exec(&p.args, &p.env, p.path_var.as_deref());
     sync::report_error(&report, &message);
     exit(127);

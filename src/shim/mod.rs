@@ -16,6 +16,7 @@ mod daemon;
 mod device_nodes;
 mod devices;
 mod exec;
+mod init;
 mod keyring;
 mod logs;
 mod masks;

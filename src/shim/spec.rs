@@ -89,6 +89,9 @@ pub struct ProcessConfig {
     /// `linux.seccomp`, checked; compiled by the child, installed right
     /// before exec.
     pub seccomp: Option<SeccompFilter>,
+    /// `--init`: a reaper runs as pid 1 and the command as its child (see
+    /// `shim::init`).
+    pub init: bool,
 }
 
 impl ContainerConfig {
@@ -251,6 +254,11 @@ impl ContainerConfig {
                 no_new_privileges: process.no_new_privileges().unwrap_or(false),
                 rlimits,
                 seccomp,
+                init: spec
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(super::init::ANNOTATION))
+                    .is_some_and(|v| v == "true"),
             },
         })
     }
