@@ -30,6 +30,17 @@ fn stamped(output: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The frames of a `frames=true` body: channel byte and data.
+fn frames(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        let len = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
+        frames.push((body[0], body[8..8 + len].to_vec()));
+        body = &body[8 + len..];
+    }
+    frames
+}
+
 fn nanos(time: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(time)
         .unwrap()
@@ -134,19 +145,17 @@ fn both_streams_arrive_in_order_each_on_its_own_fd() {
         None,
     );
     assert_eq!(answer.status, 200);
-    let mut frames = Vec::new();
-    let mut body = &answer.raw[..];
-    while !body.is_empty() {
-        let len = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
-        let stream = match body[0] {
-            1 => "out",
-            2 => "err",
-            other => panic!("stream byte {other}"),
-        };
-        frames.push((stream, text(&body[8..8 + len])));
-        body = &body[8 + len..];
-    }
-    let got: Vec<String> = frames
+    let got: Vec<String> = frames(&answer.raw)
+        .into_iter()
+        .map(|(channel, data)| {
+            let stream = match channel {
+                1 => "out",
+                2 => "err",
+                other => panic!("stream byte {other}"),
+            };
+            (stream, text(&data))
+        })
+        .collect::<Vec<_>>()
         .iter()
         .flat_map(|(s, t)| t.lines().map(move |l| format!("{s}:{l}")))
         .collect();
@@ -161,13 +170,7 @@ fn both_streams_arrive_in_order_each_on_its_own_fd() {
         None,
     );
     assert_eq!(answer.status, 200);
-    let mut body = &answer.raw[..];
-    let mut last = (0u8, Vec::new());
-    while !body.is_empty() {
-        let len = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
-        last = (body[0], body[8..8 + len].to_vec());
-        body = &body[8 + len..];
-    }
+    let last = frames(&answer.raw).pop().unwrap();
     assert_eq!(last.0, 3, "an exit frame last");
     let record: serde_json::Value = serde_json::from_slice(&last.1).unwrap();
     assert_eq!(record["id"], "mixed");

@@ -101,6 +101,21 @@ struct Request {
     exit: bool,
 }
 
+/// An RFC 3339 time parameter, as Unix nanoseconds.
+fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|text| {
+            timestamps::parse(text).ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    format!("expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got {text:?}"),
+                )
+            })
+        })
+        .transpose()
+}
+
 fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
     let which = match params.get("stream").map(String::as_str) {
         None => Which::One(Stream::Stdout),
@@ -115,28 +130,8 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
     let offset = u64_param(params, "offset")?;
     let length = u64_param(params, "length")?;
     let tail = u64_param(params, "tail")?;
-    let since = params
-        .get("since")
-        .map(|text| {
-            timestamps::parse(text).ok_or_else(|| {
-                ApiError::invalid(
-                    "since",
-                    format!("expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got {text:?}"),
-                )
-            })
-        })
-        .transpose()?;
-    let until = params
-        .get("until")
-        .map(|text| {
-            timestamps::parse(text).ok_or_else(|| {
-                ApiError::invalid(
-                    "until",
-                    format!("expected an RFC 3339 time such as 2024-05-01T12:00:00Z, got {text:?}"),
-                )
-            })
-        })
-        .transpose()?;
+    let since = time_param(params, "since")?;
+    let until = time_param(params, "until")?;
     let follow = bool_param(params, "follow")?.unwrap_or(false);
     let timestamps = bool_param(params, "timestamps")?.unwrap_or(false);
     let frames = bool_param(params, "frames")?.unwrap_or(false);
