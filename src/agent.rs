@@ -153,6 +153,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down; containers keep running");
+        if let Err(e) = crate::notify::notify(crate::notify::STOPPING) {
+            tracing::warn!("tell systemd we are stopping: {e}");
+        }
     };
     let gc_manager = manager.clone();
     let gc_interval = Duration::from_secs_f64(manager.config().gc.interval_seconds);
@@ -165,6 +168,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         }
     });
     let header_timeout = Duration::from_secs_f64(manager.config().api.header_timeout_seconds);
+    // The socket is bound and recovery is done: a request now is answered.
+    if let Err(e) = crate::notify::notify(crate::notify::READY) {
+        tracing::warn!("tell systemd we are ready: {e}");
+    }
     crate::api::serve(
         listener,
         crate::api::router(manager.clone()),
@@ -221,7 +228,7 @@ fn kill_cgroup_processes(root_value: &str, id: &str) {
 /// a live agent's.
 fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        crate::store::create_runtime_dir(dir)?;
     }
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {

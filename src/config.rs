@@ -485,20 +485,47 @@ impl AgentConfig {
     }
 
     /// The shim binary to exec.
+    /// The shim binary: the configured one, else `berth-shim` next to this
+    /// binary (a build tree, a tarball), else the packaged
+    /// [`PACKAGED_SHIM`].
     pub fn shim_path(&self) -> PathBuf {
         if let Some(path) = &self.shim {
             return path.clone();
         }
-        std::env::current_exe()
+        let beside = std::env::current_exe()
             .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("berth-shim")))
-            .unwrap_or_else(|| PathBuf::from("/usr/libexec/berth/berth-shim"))
+            .and_then(|exe| exe.parent().map(|dir| dir.join("berth-shim")));
+        shim_beside_or_packaged(beside)
+    }
+}
+
+/// Where the RPM installs the shim (`/usr/libexec` is for programs other
+/// programs run).
+pub const PACKAGED_SHIM: &str = "/usr/libexec/berth/berth-shim";
+
+fn shim_beside_or_packaged(beside: Option<PathBuf>) -> PathBuf {
+    match beside {
+        Some(path) if path.is_file() => path,
+        _ => PathBuf::from(PACKAGED_SHIM),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shim_beside_the_binary_else_the_packaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let beside = dir.path().join("berth-shim");
+        assert_eq!(
+            shim_beside_or_packaged(Some(beside.clone())),
+            Path::new(PACKAGED_SHIM)
+        );
+        std::fs::write(&beside, b"").unwrap();
+        assert_eq!(shim_beside_or_packaged(Some(beside.clone())), beside);
+        assert_eq!(shim_beside_or_packaged(None), Path::new(PACKAGED_SHIM));
+    }
 
     #[test]
     fn file_overrides_defaults_and_refuses_unknown_keys() {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod container;
 pub mod logs;
 pub mod manager;
+pub mod notify;
 pub mod process;
 pub mod seccomp;
 pub mod shim;

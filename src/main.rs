@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use berth::cli;
 use berth::config::AgentConfig;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// berth: a per-host container agent and its command line.
 #[derive(Debug, Parser)]
@@ -27,6 +27,17 @@ struct Cli {
 enum TopCommand {
     /// Run the agent.
     Agent(AgentArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (berth.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// The directory, made if missing.
+        dir: PathBuf,
+    },
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -54,6 +65,22 @@ struct AgentArgs {
     /// Host uids and gids for `--userns auto` containers, as in /etc/subuid.
     #[arg(long, value_name = "START:COUNT")]
     userns_range: Option<String>,
+}
+
+/// Writes `berth.1` and `berth-<command>.1` for every visible command.
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let command = Cli::command();
+    let write = |name: String, page: clap::Command| -> std::io::Result<()> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)
+    };
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = format!("berth-{}", sub.get_name());
+        write(name.clone(), sub.clone().name(name))?;
+    }
+    write("berth".to_string(), command)
 }
 
 fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<AgentConfig> {
@@ -113,6 +140,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        TopCommand::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "berth", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        TopCommand::Man { dir } => match write_man_pages(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: write man pages to {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
         TopCommand::Client(command) => {
             let socket = cli.socket.unwrap_or_else(|| AgentConfig::default().socket);
             let runtime = tokio::runtime::Builder::new_current_thread()

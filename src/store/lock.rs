@@ -41,7 +41,7 @@ impl RuntimeLock {
             let path = path.to_path_buf();
             move |source| LockError::Io { op, path, source }
         };
-        std::fs::create_dir_all(runtime_dir).map_err(io("create", runtime_dir))?;
+        super::create_runtime_dir(runtime_dir).map_err(io("create", runtime_dir))?;
         let path = runtime_dir.join(LOCK_FILE);
         // Not truncated on open: the holder's pid must stay readable.
         let file = std::fs::OpenOptions::new()

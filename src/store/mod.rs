@@ -345,6 +345,21 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreErro
     })
 }
 
+/// The mode of a runtime dir berth creates, as `packaging/berth.tmpfiles`
+/// makes `/run/berth`: others may pass through to the socket's dir, never
+/// list it.
+pub const RUNTIME_DIR_MODE: u32 = 0o711;
+
+/// Creates a runtime dir (and missing parents) with [`RUNTIME_DIR_MODE`];
+/// one that exists is left as it is.
+pub fn create_runtime_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(RUNTIME_DIR_MODE)
+        .create(dir)
+}
+
 /// What a write must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
