@@ -1,0 +1,49 @@
+#!/bin/sh
+# Runs inside the VM (see run.sh): guest-tests.sh MODE TEST_BINARY...
+#
+# MODE root: each test binary runs in the root cgroup.
+# MODE delegated: each runs as the single process of a cgroup like a systemd
+#   service with Delegate=yes (/system.slice/berth.service, the controllers
+#   enabled in /system.slice), started afresh for every binary; the driver
+#   (this shell) stays in the root cgroup. Afterwards every ancestor of the
+#   service cgroup must still be of cgroup.type "domain".
+# Prints one line per binary with its duration; exits 1 if any failed.
+set -u
+mode=$1; shift
+cg=/sys/fs/cgroup
+slice=$cg/system.slice
+service=$slice/berth.service
+failed=""
+check_domain() {
+  for d in "$slice" "$service"; do
+    t=$(cat "$d/cgroup.type" 2>/dev/null || echo missing)
+    if [ "$t" != domain ]; then
+      echo "v2-vm: $d has cgroup.type '$t', not domain"
+      return 1
+    fi
+  done
+}
+for bin in "$@"; do
+  name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
+  start=$(date +%s)
+  if [ "$mode" = delegated ]; then
+    mkdir -p "$service"
+    echo "+cpu +cpuset +io +memory +pids" > "$slice/cgroup.subtree_control" || exit 1
+    # shellcheck disable=SC2016
+    sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$service" \
+      "$bin" --test-threads=2
+  else
+    "$bin" --test-threads=2
+  fi
+  rc=$?
+  echo "v2-vm: $mode $name: exit $rc in $(( $(date +%s) - start ))s"
+  [ "$rc" = 0 ] || failed="$failed $name"
+  if [ "$mode" = delegated ]; then
+    check_domain || failed="$failed $name(cgroup.type)"
+  fi
+done
+if [ -n "$failed" ]; then
+  echo "v2-vm: $mode: FAILED:$failed"
+  exit 1
+fi
+echo "v2-vm: $mode: all passed"
