@@ -488,7 +488,8 @@ fn info_names_the_cgroup_mode_and_isolators() {
         "cpu and memory come first, in the default order"
     );
     let out = agent.berth(&["info"]);
-    assert!(stdout_of(&out).contains("cgroups: v1"));
+    let mode = format!("cgroups: {}", common::cgroup::mode_name());
+    assert!(stdout_of(&out).contains(&mode));
 }
 
 #[test]

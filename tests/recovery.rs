@@ -78,6 +78,10 @@ fn fifty_running_containers_survive_an_agent_restart() {
         assert_eq!(container["state"], "running", "{name}: {container}");
         let stats = agent.api("GET", &format!("/v1/containers/{name}/stats"), None);
         assert_eq!(stats.status, 200, "{name} stats after restart");
+        // Output goes on without a gap (on a slow machine: give it time).
+        common::eventually(Duration::from_secs(60), "output to go on", || {
+            (contiguous_count(&agent.stdout(name)) >= lines_before + 8).then_some(())
+        });
         assert_eq!(
             agent
                 .api("POST", &format!("/v1/containers/{name}/kill"), None)

@@ -3,8 +3,8 @@
 #
 # MODE root: each test binary runs in the root cgroup.
 # MODE delegated: each runs as the single process of a cgroup like a systemd
-#   service with Delegate=yes (/system.slice/berth.service, the controllers
-#   enabled in /system.slice), started afresh for every binary; the driver
+#   service with Delegate=yes (/system.slice/berth-N.service, the controllers
+#   enabled in /system.slice), a new one for every binary; the driver
 #   (this shell) stays in the root cgroup. Afterwards every ancestor of the
 #   service cgroup must still be of cgroup.type "domain".
 # Prints one line per binary with its duration; exits 1 if any failed.
@@ -12,8 +12,8 @@ set -u
 mode=$1; shift
 cg=/sys/fs/cgroup
 slice=$cg/system.slice
-service=$slice/berth.service
 failed=""
+n=0
 check_domain() {
   for d in "$slice" "$service"; do
     t=$(cat "$d/cgroup.type" 2>/dev/null || echo missing)
@@ -26,6 +26,8 @@ check_domain() {
 for bin in "$@"; do
   name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
   start=$(date +%s)
+  n=$((n+1))
+  service=$slice/berth-$n.service
   if [ "$mode" = delegated ]; then
     mkdir -p "$service"
     echo "+cpu +cpuset +io +memory +pids" > "$slice/cgroup.subtree_control" || exit 1

@@ -485,9 +485,21 @@ pub fn enter_agent_leaf() {
     });
 }
 
-/// Polls `f` until it returns `Some`, or panics after `timeout`.
+/// How much longer than on a normal machine a condition may take to hold:
+/// `BERTH_TEST_TIME_SCALE` (a whole number, default 1).
+pub fn time_scale() -> u32 {
+    std::env::var("BERTH_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` times
+/// `BERTH_TEST_TIME_SCALE` (default 1; the emulated v2 VM sets it: its
+/// guest runs ~12 times slower and spawns ~75 times slower).
 pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + timeout * time_scale();
     loop {
         if let Some(value) = f() {
             return value;
