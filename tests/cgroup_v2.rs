@@ -69,3 +69,89 @@ fn the_agents_cgroups_stay_domains_and_a_container_gets_pids_max() {
         "agent cgroup {own}"
     );
 }
+
+/// The delegation point of this test process: its own cgroup v2 directory,
+/// or the parent when it is in the agent's leaf.
+fn delegation_point() -> std::path::PathBuf {
+    common::enter_agent_leaf();
+    let h = berth_cgroups::Hierarchies::detect().unwrap();
+    let own = h.own_dir(berth_cgroups::Controller::Memory).unwrap();
+    if own
+        .file_name()
+        .is_some_and(|n| n == berth_cgroups::AGENT_LEAF)
+    {
+        own.parent().unwrap().to_path_buf()
+    } else {
+        own
+    }
+}
+
+#[test]
+fn an_agent_sharing_its_delegated_cgroup_refuses_and_enables_nothing() {
+    require_root!();
+    if !on_v2("cgroup_v2::an_agent_sharing_its_delegated_cgroup_refuses") {
+        return;
+    }
+    use std::process::{Command, Stdio};
+    // A "service" cgroup holding another process besides the agent.
+    let service = delegation_point().join(format!("berth-test-shared-{}", std::process::id()));
+    std::fs::create_dir(&service).unwrap();
+    let mut other = Command::new("sleep").arg("300").spawn().unwrap();
+    std::fs::write(service.join("cgroup.procs"), other.id().to_string()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s.sock");
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut agent = Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+        .arg(&service)
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .args(["agent", "--cgroup-root", "berth", "--socket"])
+        .arg(&socket)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .arg("--shim")
+        .arg(env!("CARGO_BIN_EXE_berth-shim"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let ended = common::eventually(
+        std::time::Duration::from_secs(20),
+        "the agent to listen or exit",
+        || {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Some(false);
+            }
+            agent.try_wait().unwrap().map(|_| true)
+        },
+    );
+    let text = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let subtree = std::fs::read_to_string(service.join("cgroup.subtree_control")).unwrap();
+    let kind = std::fs::read_to_string(service.join("cgroup.type")).unwrap();
+    if !ended {
+        let _ = agent.kill();
+    }
+    let _ = agent.wait();
+    let _ = other.kill();
+    let _ = other.wait();
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the cgroups to go",
+        || {
+            let _ = std::fs::remove_dir(service.join(berth_cgroups::AGENT_LEAF));
+            let _ = std::fs::remove_dir(service.join("berth"));
+            std::fs::remove_dir(&service).ok()
+        },
+    );
+    // It says why, names the other process, and left nothing enabled.
+    assert!(
+        text.contains("processes other than the agent") && text.contains(&other.id().to_string()),
+        "{text}"
+    );
+    assert_eq!(subtree.trim(), "", "{text}");
+    assert_eq!(kind.trim(), "domain");
+}
