@@ -335,15 +335,18 @@ fn shutdown_leaves_containers_running_unless_configured_to_stop_them() {
 #[test]
 fn gc_removes_exactly_the_expired_sandboxes() {
     require_root!();
-    let agent = Agent::start_with_config(
-        "[gc]\ndelay_seconds = 2.0\ndisk_headroom = 0.0\ninterval_seconds = 3600.0\n",
-    );
+    // "fresh" must still be younger than the delay when gc runs: a slow
+    // machine gets a longer delay.
+    let delay = 2 * common::time_scale();
+    let agent = Agent::start_with_config(&format!(
+        "[gc]\ndelay_seconds = {delay}.0\ndisk_headroom = 0.0\ninterval_seconds = 3600.0\n"
+    ));
     for id in ["old1", "old2"] {
         agent.launch(json!({"id": id, "command": ["true"]}));
         agent.wait(id);
     }
     agent.launch(json!({"id": "running", "command": ["sleep", "300"]}));
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_secs(delay.into()) + Duration::from_millis(500));
     agent.launch(json!({"id": "fresh", "command": ["true"]}));
     agent.wait("fresh");
     let out = agent.berth(&["gc"]);

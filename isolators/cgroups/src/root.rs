@@ -216,7 +216,7 @@ impl CgroupRoot {
         result
     }
 
-    /// Moves this process into `<base>/agent`, so that `base` (the agent's
+    /// Moves this process into `<base>/berth-agent`, so that `base` (the agent's
     /// delegated cgroup) has no processes of its own; any other process
     /// left in `base` is an error, and this process goes back.
     fn leave_delegation_point(&self, base: &Path) -> Result<(), CgroupError> {
