@@ -155,3 +155,73 @@ fn an_agent_sharing_its_delegated_cgroup_refuses_and_enables_nothing() {
     assert_eq!(subtree.trim(), "", "{text}");
     assert_eq!(kind.trim(), "domain");
 }
+
+#[test]
+fn an_agent_in_a_threaded_subtree_says_so_and_enables_nothing() {
+    require_root!();
+    if !on_v2("cgroup_v2::an_agent_in_a_threaded_subtree") {
+        return;
+    }
+    use std::process::{Command, Stdio};
+    // A "service" cgroup that became a thread root: a threaded child.
+    let base = delegation_point();
+    let _ = std::fs::write(base.join("cgroup.subtree_control"), "+cpu +memory +pids");
+    let service = base.join(format!("berth-test-threaded-{}", std::process::id()));
+    std::fs::create_dir(&service).unwrap();
+    let threads = service.join("threads");
+    std::fs::create_dir(&threads).unwrap();
+    std::fs::write(threads.join("cgroup.type"), "threaded").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s.sock");
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut agent = Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+        .arg(&service)
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .args(["agent", "--cgroup-root", "berth", "--socket"])
+        .arg(&socket)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .arg("--shim")
+        .arg(env!("CARGO_BIN_EXE_berth-shim"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let ended = common::eventually(
+        std::time::Duration::from_secs(20),
+        "the agent to listen or exit",
+        || {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Some(false);
+            }
+            agent.try_wait().unwrap().map(|_| true)
+        },
+    );
+    let text = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let subtree = std::fs::read_to_string(service.join("cgroup.subtree_control")).unwrap();
+    if !ended {
+        let _ = agent.kill();
+    }
+    let _ = agent.wait();
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the cgroups to go",
+        || {
+            for d in [berth_cgroups::AGENT_LEAF, "berth", "threads"] {
+                let _ = std::fs::remove_dir(service.join(d));
+            }
+            std::fs::remove_dir(&service).ok()
+        },
+    );
+    assert!(
+        text.contains("cgroup.type \"domain threaded\", not \"domain\""),
+        "{text}"
+    );
+    // berth enabled nothing it then abandoned.
+    assert_eq!(subtree.trim(), "", "{text}");
+}

@@ -220,6 +220,9 @@ impl CgroupRoot {
     /// delegated cgroup) has no processes of its own; any other process
     /// left in `base` is an error, and this process goes back.
     fn leave_delegation_point(&self, base: &Path) -> Result<(), CgroupError> {
+        // A thread root or threaded cgroup can host no domain controllers
+        // (and its leaf would take no process): say so before touching it.
+        check_domain(base)?;
         let procs_path = base.join("cgroup.procs");
         let me = std::process::id().to_string();
         let others = |text: &str| -> Vec<String> {

@@ -106,7 +106,7 @@ fn other_processes_in_the_delegated_cgroup_are_a_clear_error_and_nothing_is_enab
 }
 
 #[test]
-fn a_cgroup_that_turned_threaded_is_refused_and_what_was_enabled_is_undone() {
+fn a_threaded_delegated_cgroup_is_refused_before_anything_is_enabled() {
     let tmp = tempfile::tempdir().unwrap();
     let h = tree(tmp.path(), "/berth.service", "");
     let own = tmp.path().join("berth.service");
@@ -114,9 +114,9 @@ fn a_cgroup_that_turned_threaded_is_refused_and_what_was_enabled_is_undone() {
     let root = CgroupRoot::new(h, "berth").unwrap();
     let err = root.ensure(&[Controller::Cpu]).unwrap_err();
     assert!(matches!(err, CgroupError::NotDomain { ref kind, .. } if kind == "domain threaded"));
-    // Undone children first: the fake keeps the last write.
-    assert_eq!(read(own.join("cgroup.subtree_control")), "-cpu -pids");
-    assert_eq!(read(own.join("berth/cgroup.subtree_control")), "-cpu -pids");
+    // Refused before anything was enabled.
+    assert_eq!(read(own.join("cgroup.subtree_control")), "");
+    assert_eq!(read(own.join("berth/cgroup.subtree_control")), "");
 }
 
 #[test]
