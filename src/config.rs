@@ -551,6 +551,13 @@ mod tests {
     fn the_packaged_config_parses_to_the_defaults() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/berth.toml"));
         let config = AgentConfig::load(path).unwrap();
+        // Except the cgroup root: relative, inside the unit's delegated
+        // subtree (decision 0015).
+        assert_eq!(config.cgroup_root, "berth");
+        let config = AgentConfig {
+            cgroup_root: AgentConfig::default().cgroup_root,
+            ..config
+        };
         assert_eq!(config, AgentConfig::default());
     }
 

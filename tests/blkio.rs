@@ -91,13 +91,8 @@ fn a_write_throttle_slows_direct_io_and_stats_count_it() {
         "command": ["sh", "-c", WRITER],
         "resources": {"device_write_bps": [{"device": device, "rate": 5 * MIB}]},
     }));
-    let rule = fs::read_to_string(
-        agent
-            .cgroup_dir("blkio", Some("throttled"))
-            .join("blkio.throttle.write_bps_device"),
-    )
-    .unwrap();
-    assert_eq!(rule.trim(), format!("{disk} {}", 5 * MIB));
+    let rule = common::cgroup::read(&agent, "throttled", common::cgroup::Knob::WriteBpsDevice);
+    assert_eq!(rule, format!("{disk} {}", 5 * MIB));
     let throttled = elapsed(&agent, "throttled");
     eprintln!("20 MiB O_DIRECT to {device}: {free:.2} s free, {throttled:.2} s at 5 MiB/s");
     assert!(
@@ -134,13 +129,8 @@ fn a_write_throttle_slows_direct_io_and_stats_count_it() {
         Some(json!({"device_write_bps": [{"device": disk.to_string(), "rate": 10 * MIB}]})),
     );
     assert_eq!(update.status, 200, "{:?}", update.body);
-    let rule = fs::read_to_string(
-        agent
-            .cgroup_dir("blkio", Some("throttled"))
-            .join("blkio.throttle.write_bps_device"),
-    )
-    .unwrap();
-    assert_eq!(rule.trim(), format!("{disk} {}", 10 * MIB));
+    let rule = common::cgroup::read(&agent, "throttled", common::cgroup::Knob::WriteBpsDevice);
+    assert_eq!(rule, format!("{disk} {}", 10 * MIB));
     // A zero rate is refused and the rule stays.
     let refused = agent.api(
         "PATCH",
@@ -148,13 +138,8 @@ fn a_write_throttle_slows_direct_io_and_stats_count_it() {
         Some(json!({"device_write_bps": [{"device": disk.to_string(), "rate": 0}]})),
     );
     assert_eq!(refused.status, 400, "{:?}", refused.body);
-    let rule = fs::read_to_string(
-        agent
-            .cgroup_dir("blkio", Some("throttled"))
-            .join("blkio.throttle.write_bps_device"),
-    )
-    .unwrap();
-    assert_eq!(rule.trim(), format!("{disk} {}", 10 * MIB));
+    let rule = common::cgroup::read(&agent, "throttled", common::cgroup::Knob::WriteBpsDevice);
+    assert_eq!(rule, format!("{disk} {}", 10 * MIB));
 
     kill(&agent, "throttled");
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
@@ -178,7 +163,13 @@ fn the_weight_lands_in_the_hosts_weight_file_or_is_refused_up_front() {
         agent.launch(request);
         let value =
             fs::read_to_string(agent.cgroup_dir("blkio", Some("weighted")).join(file)).unwrap();
-        assert_eq!(value.trim(), "500", "{file}");
+        // v2's io.weight takes "default N" on its own 1..10000 scale.
+        let expected = if file == "io.weight" {
+            format!("default {}", berth_isolator_blkio::io_weight(500))
+        } else {
+            "500".to_string()
+        };
+        assert_eq!(value.trim(), expected, "{file}");
         kill(&agent, "weighted");
     } else {
         assert_eq!(info["weight_file"], Value::Null);

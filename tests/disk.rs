@@ -66,18 +66,15 @@ fn du_ends_a_container_over_its_quota() {
         "command": ["sh", "-c", "dd if=/dev/zero of=big bs=1M count=50 2>/dev/null; echo written; sleep 60"],
         "resources": {"disk": 20 * MIB},
     }));
-    let written = eventually(Duration::from_secs(30), "the write to finish", || {
-        let out = agent.stdout("filler");
-        out.contains("written").then(Instant::now)
-    });
+    // On a slow machine the poller may end it before dd is done: wait for
+    // the end, not for dd.
     let ended = agent.wait("filler");
-    let after_write = written.elapsed();
     assert_eq!(ended["reason"], "disk-limit", "{ended}\n{}", agent.log());
+    let took = start.elapsed();
     assert!(
-        after_write < Duration::from_secs(10),
-        "ended {after_write:?} after the write (interval 0.5 s)"
+        took < Duration::from_secs(40) * common::time_scale(),
+        "ended {took:?} after the launch (interval 0.5 s)"
     );
-    assert!(start.elapsed() < Duration::from_secs(40));
     let message = ended["limitation"]["message"].as_str().unwrap();
     assert!(message.starts_with("disk usage "), "{message}");
     assert!(message.ends_with("exceeds quota 20.0 MiB"), "{message}");

@@ -175,24 +175,13 @@ fn detached_run_kill_wait_and_rm_leave_nothing_behind() {
             "{controller}: {procs}"
         );
     }
-    let shares =
-        std::fs::read_to_string(agent.cgroup_dir("cpu", Some("sleeper")).join("cpu.shares"))
-            .unwrap();
-    assert_eq!(shares.trim(), "512");
-    let quota = std::fs::read_to_string(
-        agent
-            .cgroup_dir("cpu", Some("sleeper"))
-            .join("cpu.cfs_quota_us"),
-    )
-    .unwrap();
-    assert_eq!(quota.trim(), "50000");
-    let limit = std::fs::read_to_string(
-        agent
-            .cgroup_dir("memory", Some("sleeper"))
-            .join("memory.limit_in_bytes"),
-    )
-    .unwrap();
-    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    use common::cgroup::{cpu_shares, read, Knob};
+    assert_eq!(read(&agent, "sleeper", Knob::CpuShares), cpu_shares(512));
+    assert_eq!(read(&agent, "sleeper", Knob::CpuQuota), "50000");
+    assert_eq!(
+        read(&agent, "sleeper", Knob::MemoryLimit),
+        (64u64 << 20).to_string()
+    );
 
     // ps lists it; rm refuses while it runs.
     let ps = agent.berth(&["ps"]);
@@ -486,7 +475,7 @@ fn info_names_the_cgroup_mode_and_isolators() {
     require_root!();
     let agent = Agent::start();
     let info = agent.api("GET", "/v1/info", None).body;
-    assert_eq!(info["cgroup_mode"], "v1");
+    assert_eq!(info["cgroup_mode"], common::cgroup::mode_name());
     let names: Vec<&str> = info["isolators"]
         .as_array()
         .unwrap()
@@ -499,7 +488,8 @@ fn info_names_the_cgroup_mode_and_isolators() {
         "cpu and memory come first, in the default order"
     );
     let out = agent.berth(&["info"]);
-    assert!(stdout_of(&out).contains("cgroups: v1"));
+    let mode = format!("cgroups: {}", common::cgroup::mode_name());
+    assert!(stdout_of(&out).contains(&mode));
 }
 
 #[test]

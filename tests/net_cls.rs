@@ -196,6 +196,17 @@ fn require_tools() -> bool {
     false
 }
 
+/// net_cls is a cgroup v1 controller: on v2 the isolator refuses (decision
+/// 0016), which `on_cgroup_v2_net_cls_is_refused_naming_the_alternative`
+/// checks instead.
+fn require_net_cls(test: &str) -> bool {
+    if common::cgroup::mode_name() == "v1" {
+        return true;
+    }
+    common::skip_missing_kernel_feature(test, "net_cls needs cgroup v1 (refused on v2)");
+    false
+}
+
 fn error_message(answer: &common::Answer) -> String {
     answer.body["error"]["message"]
         .as_str()
@@ -229,6 +240,9 @@ fn classid_of(agent: &Agent, id: &str) -> Value {
 #[test]
 fn container_traffic_lands_in_its_tc_class() {
     require_root!();
+    if !require_net_cls("container_traffic_lands_in_its_tc_class") {
+        return;
+    }
     if !require_tools() {
         return;
     }
@@ -291,6 +305,9 @@ fn container_traffic_lands_in_its_tc_class() {
 #[test]
 fn handles_conflict_while_held_and_are_freed_at_exit() {
     require_root!();
+    if !require_net_cls("handles_conflict_while_held_and_are_freed_at_exit") {
+        return;
+    }
     let agent = Agent::start();
     agent.launch(json!({
         "id": "holder",
@@ -365,6 +382,9 @@ fn handles_conflict_while_held_and_are_freed_at_exit() {
 #[test]
 fn recovery_keeps_handles() {
     require_root!();
+    if !require_net_cls("recovery_keeps_handles") {
+        return;
+    }
     let mut agent = Agent::start();
     agent.launch(json!({"id": "long", "command": ["sleep", "300"]}));
     let classid = classid_of(&agent, "long");
@@ -439,4 +459,61 @@ fn network_none_has_only_loopback_up_and_a_missing_namespace_is_refused() {
         answer.body
     );
     assert!(!agent.leftovers().iter().any(|l| l.contains("lost")));
+}
+
+#[test]
+fn on_cgroup_v2_net_cls_is_refused_naming_the_alternative() {
+    require_root!();
+    if common::cgroup::mode_name() != "v2" {
+        return; // the v1 tests above cover net_cls there
+    }
+    let agent = Agent::start();
+    // Not offered, and said so in the agent's log with the alternative.
+    let info = agent.api("GET", "/v1/info", None).body;
+    assert!(
+        !info["isolators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "net_cls"),
+        "{info}"
+    );
+    let log = agent.log();
+    assert!(
+        log.contains("net_cls") && log.contains("socket cgroupv2"),
+        "{log}"
+    );
+    // A launch that asks for a class id is a 400 naming the field, and
+    // leaves nothing behind.
+    let answer = launch_answer(&agent, "tagged", json!(0x10));
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert!(
+        error_message(&answer).contains("net_cls_handle"),
+        "{:?}",
+        answer.body
+    );
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+    // An agent configured to require it does not start.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "isolation = [\"net_cls\"]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["agent", "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .arg("--cgroup-root")
+        .arg(format!("berth-test-netcls-{}", std::process::id()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("net_cls") && err.contains("cgroup v2"),
+        "{err}"
+    );
 }

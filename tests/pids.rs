@@ -107,7 +107,18 @@ fn the_default_limit_applies_and_updates_and_stats_show_it() {
     });
     let out = agent.berth(&["stats", "--no-stream", "--json", "plain"]);
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(stats[0]["isolators"]["pids"]["current"], current);
+    // The count may still move (sh forking its last sleep): the stats agree
+    // with the file once it settles.
+    eventually(
+        Duration::from_secs(10),
+        "stats to agree with pids.current",
+        || {
+            let out = agent.berth(&["stats", "--no-stream", "--json", "plain"]);
+            let stats: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let file: u64 = pids_file(&agent, "plain", "pids.current").parse().ok()?;
+            (stats[0]["isolators"]["pids"]["current"] == file && file >= current).then_some(())
+        },
+    );
     assert_eq!(stats[0]["isolators"]["pids"]["limit"], 4096);
     let table = agent.berth(&["stats", "--no-stream", "plain"]);
     let table = String::from_utf8_lossy(&table.stdout);
@@ -171,16 +182,24 @@ fn limits_survive_an_agent_restart_and_cgroups_go_with_the_container() {
         "resources": {"pids_limit": 77, "devices": [{"host": "/dev/null", "container": "/dev/n2", "access": "r"}]},
     }));
     let devices = agent.cgroup_dir("devices", Some("kept"));
-    let list_before = std::fs::read_to_string(devices.join("devices.list")).unwrap();
-    assert!(list_before.contains("c 1:3 r"), "{list_before}");
+    // v1 lists the rules in a file; v2 has an eBPF program instead.
+    let v1 = common::cgroup::mode_name() == "v1";
+    let list_before = if v1 {
+        std::fs::read_to_string(devices.join("devices.list")).unwrap()
+    } else {
+        String::new()
+    };
+    assert!(!v1 || list_before.contains("c 1:3 r"), "{list_before}");
     agent.restart();
     let stats = agent.api("GET", "/v1/containers/kept/stats", None);
     assert_eq!(stats.status, 200, "{:?}", stats.body);
     assert_eq!(stats.body["isolators"]["pids"]["limit"], 77);
-    assert_eq!(
-        std::fs::read_to_string(devices.join("devices.list")).unwrap(),
-        list_before
-    );
+    if v1 {
+        assert_eq!(
+            std::fs::read_to_string(devices.join("devices.list")).unwrap(),
+            list_before
+        );
+    }
     let pids = agent.cgroup_dir("pids", Some("kept"));
     assert_eq!(
         agent

@@ -78,6 +78,10 @@ fn fifty_running_containers_survive_an_agent_restart() {
         assert_eq!(container["state"], "running", "{name}: {container}");
         let stats = agent.api("GET", &format!("/v1/containers/{name}/stats"), None);
         assert_eq!(stats.status, 200, "{name} stats after restart");
+        // Output goes on without a gap (on a slow machine: give it time).
+        common::eventually(Duration::from_secs(60), "output to go on", || {
+            (contiguous_count(&agent.stdout(name)) >= lines_before + 8).then_some(())
+        });
         assert_eq!(
             agent
                 .api("POST", &format!("/v1/containers/{name}/kill"), None)
@@ -331,15 +335,18 @@ fn shutdown_leaves_containers_running_unless_configured_to_stop_them() {
 #[test]
 fn gc_removes_exactly_the_expired_sandboxes() {
     require_root!();
-    let agent = Agent::start_with_config(
-        "[gc]\ndelay_seconds = 2.0\ndisk_headroom = 0.0\ninterval_seconds = 3600.0\n",
-    );
+    // "fresh" must still be younger than the delay when gc runs: a slow
+    // machine gets a longer delay.
+    let delay = 2 * common::time_scale();
+    let agent = Agent::start_with_config(&format!(
+        "[gc]\ndelay_seconds = {delay}.0\ndisk_headroom = 0.0\ninterval_seconds = 3600.0\n"
+    ));
     for id in ["old1", "old2"] {
         agent.launch(json!({"id": id, "command": ["true"]}));
         agent.wait(id);
     }
     agent.launch(json!({"id": "running", "command": ["sleep", "300"]}));
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_secs(delay.into()) + Duration::from_millis(500));
     agent.launch(json!({"id": "fresh", "command": ["true"]}));
     agent.wait("fresh");
     let out = agent.berth(&["gc"]);

@@ -401,8 +401,8 @@ fn credentials_masks_and_devices() {
         "sh",
         "-c",
         r#"grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status
-           test -d /sys/fs/cgroup/memory && echo cgroup=present
-           mkdir /sys/fs/cgroup/memory/berth-probe 2>/dev/null || echo cgroup=read-only
+           test -d /sys/fs/cgroup/memory -o -f /sys/fs/cgroup/cgroup.controllers && echo cgroup=present
+           mkdir /sys/fs/cgroup/memory/berth-probe /sys/fs/cgroup/berth-probe 2>/dev/null || echo cgroup=read-only
            echo timer_list=$(wc -c < /proc/timer_list) firmware=$(ls -A /sys/firmware | wc -l)
            grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo procsys=ro
            for d in null zero full random urandom tty; do test -c /dev/$d && echo dev:$d; done

@@ -43,18 +43,15 @@ fn raising_a_cpu_limit_raises_measured_usage() {
     );
     let container = agent.api("GET", "/v1/containers/busy", None).body;
     assert_eq!(container["resources"]["cpus"], 0.8);
-    let quota = std::fs::read_to_string(
-        agent
-            .cgroup_dir("cpu", Some("busy"))
-            .join("cpu.cfs_quota_us"),
-    )
-    .unwrap();
-    assert_eq!(quota.trim(), "80000");
+    let quota = common::cgroup::read(&agent, "busy", common::cgroup::Knob::CpuQuota);
+    assert_eq!(quota, "80000");
     std::thread::sleep(Duration::from_millis(200));
     let high = measured_cpus(&agent, "busy", Duration::from_secs(2));
+    // Never above the new cap; clearly above the old one (not "near 0.8":
+    // on a loaded or emulated machine two loops may not get 0.8 CPUs).
     assert!(
-        (0.65..=0.95).contains(&high),
-        "under 0.8 CPUs measured {high:.3}"
+        high <= 0.95 && high > low * 1.8,
+        "under 0.8 CPUs measured {high:.3} (under 0.2: {low:.3})"
     );
 }
 
@@ -66,9 +63,6 @@ fn an_impossible_memory_update_is_refused_and_changes_nothing() {
     // `head | tail`: tail lets go of its buffer when its input ends, so the
     // figure was there only for a moment.)
     agent.launch(json!({"id": "holder", "command": ["/usr/bin/python3", "-c", "import time; held = b'x' * (40 << 20); time.sleep(300)"], "resources": {"memory": 128u64 << 20}}));
-    let limit_file = agent
-        .cgroup_dir("memory", Some("holder"))
-        .join("memory.limit_in_bytes");
     common::eventually(
         Duration::from_secs(30),
         "the container to hold 40 MiB",
@@ -97,7 +91,7 @@ fn an_impossible_memory_update_is_refused_and_changes_nothing() {
         refused.body
     );
     assert_eq!(
-        std::fs::read_to_string(&limit_file).unwrap().trim(),
+        common::cgroup::read(&agent, "holder", common::cgroup::Knob::MemoryLimit),
         (128u64 << 20).to_string()
     );
     let container = agent.api("GET", "/v1/containers/holder", None).body;
@@ -112,7 +106,7 @@ fn an_impossible_memory_update_is_refused_and_changes_nothing() {
     );
     assert_eq!(raised.status, 200, "{:?}", raised.body);
     assert_eq!(
-        std::fs::read_to_string(&limit_file).unwrap().trim(),
+        common::cgroup::read(&agent, "holder", common::cgroup::Knob::MemoryLimit),
         (256u64 << 20).to_string()
     );
 }

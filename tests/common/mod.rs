@@ -52,6 +52,8 @@ pub fn skip_missing_kernel_feature(test: &str, why: &str) {
     berth_cgroups::testing::skip(test, why);
 }
 
+pub mod cgroup;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Agent {
@@ -130,6 +132,7 @@ impl Agent {
     }
 
     fn unstarted() -> Agent {
+        enter_agent_leaf();
         let dir = tempfile::Builder::new()
             .prefix("berth-test-")
             .tempdir()
@@ -180,7 +183,8 @@ impl Agent {
             .spawn()
             .expect("start berth agent");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a VM under emulation spawns ~75 times slower.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
@@ -190,7 +194,7 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("agent did not listen within 20s:\n{}", self.log());
+        panic!("agent did not listen within 120s:\n{}", self.log());
     }
 
     /// `<work_dir>/containers/<id>`: everything of a container that
@@ -432,16 +436,70 @@ pub fn own_hierarchy_dirs() -> Vec<PathBuf> {
                 _ => false,
             };
             if matches {
-                dirs.push(Path::new(fields[4]).join(path.trim_start_matches('/')));
+                let mut dir = Path::new(fields[4]).join(path.trim_start_matches('/'));
+                // In the agent's leaf (cgroup v2 delegation): the roots are
+                // beside it, below the delegated cgroup.
+                if fstype == Some("cgroup2")
+                    && dir
+                        .file_name()
+                        .is_some_and(|n| n == berth_cgroups::AGENT_LEAF)
+                {
+                    dir.pop();
+                }
+                dirs.push(dir);
             }
         }
     }
     dirs
 }
 
-/// Polls `f` until it returns `Some`, or panics after `timeout`.
+/// On cgroup v2 in a cgroup other than the root (a systemd service with
+/// `Delegate=yes`, a session scope): moves this test process into the leaf
+/// the agent uses (`<own>/berth-agent`), as the agent would itself, so that
+/// the agents it starts find their delegated cgroup free of processes and
+/// can enable controllers below it. Once per process.
+pub fn enter_agent_leaf() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(h) = berth_cgroups::Hierarchies::detect() else {
+            return;
+        };
+        if h.mode() != berth_cgroups::CgroupMode::V2 {
+            return;
+        }
+        let Ok(own) = h.own_dir(berth_cgroups::Controller::Memory) else {
+            return;
+        };
+        let is_root = !own.join("cgroup.type").exists();
+        if is_root
+            || own
+                .file_name()
+                .is_some_and(|n| n == berth_cgroups::AGENT_LEAF)
+        {
+            return;
+        }
+        let leaf = own.join(berth_cgroups::AGENT_LEAF);
+        let _ = std::fs::create_dir(&leaf);
+        std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
+            .unwrap_or_else(|e| panic!("move the test into {}: {e}", leaf.display()));
+    });
+}
+
+/// How much longer than on a normal machine a condition may take to hold:
+/// `BERTH_TEST_TIME_SCALE` (a whole number, default 1).
+pub fn time_scale() -> u32 {
+    std::env::var("BERTH_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` times
+/// `BERTH_TEST_TIME_SCALE` (default 1; the emulated v2 VM sets it: its
+/// guest runs ~12 times slower and spawns ~75 times slower).
 pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + timeout * time_scale();
     loop {
         if let Some(value) = f() {
             return value;

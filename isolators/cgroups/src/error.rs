@@ -155,6 +155,46 @@ pub enum CgroupError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The kernel refused to enable controllers with `EOPNOTSUPP`: the
+    /// cgroup is threaded (or becomes so), where domain controllers cannot go.
+    #[error(
+        "enable controllers {value:?} in {}: not supported (EOPNOTSUPP): the cgroup or an ancestor is \
+         not of cgroup.type \"domain\" (a threaded subtree, or internal processes); give the agent a \
+         delegated cgroup of its own (systemd: Delegate=yes) and a relative cgroup_root",
+        path.display()
+    )]
+    SubtreeUnsupported {
+        /// The `cgroup.subtree_control` file.
+        path: PathBuf,
+        /// What was written (`+cpu +memory`).
+        value: String,
+    },
+    /// The agent's delegated cgroup v2 still has processes other than the
+    /// agent after it moved itself into its leaf, so no controller can be
+    /// enabled for its children.
+    #[error(
+        "cgroup {} has processes other than the agent ({pids}): cgroup v2 enables controllers only in a \
+         cgroup without processes of its own; run the agent alone in its delegated cgroup (one process \
+         per systemd unit with Delegate=yes) or use an absolute cgroup_root",
+        path.display()
+    )]
+    OtherProcesses {
+        /// The delegated cgroup's directory.
+        path: PathBuf,
+        /// The other processes' ids, space-separated.
+        pids: String,
+    },
+    /// A cgroup v2 directory the agent uses is not a domain cgroup.
+    #[error(
+        "cgroup {} is of cgroup.type {kind:?}, not \"domain\": its controllers cannot serve containers",
+        path.display()
+    )]
+    NotDomain {
+        /// The cgroup's directory.
+        path: PathBuf,
+        /// Its `cgroup.type`.
+        kind: String,
+    },
 }
 
 fn join(failures: &[CgroupError]) -> String {

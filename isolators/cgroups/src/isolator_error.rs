@@ -18,7 +18,10 @@ impl From<CgroupError> for IsolatorError {
             CgroupError::NotMounted { .. }
             | CgroupError::NotOnV2 { .. }
             | CgroupError::Unavailable { .. }
-            | CgroupError::SubtreeBusy { .. } => IsolatorError::Unsupported {
+            | CgroupError::SubtreeBusy { .. }
+            | CgroupError::SubtreeUnsupported { .. }
+            | CgroupError::OtherProcesses { .. }
+            | CgroupError::NotDomain { .. } => IsolatorError::Unsupported {
                 message: e.to_string(),
             },
             other => IsolatorError::Other(other.to_string()),

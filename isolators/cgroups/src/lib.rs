@@ -45,4 +45,4 @@ pub use container::ContainerCgroup;
 pub use controller::{Controller, UnknownController};
 pub use error::CgroupError;
 pub use hierarchies::{CgroupMode, Hierarchies};
-pub use root::{CgroupRoot, DEFAULT_CGROUP_ROOT};
+pub use root::{CgroupRoot, AGENT_LEAF, DEFAULT_CGROUP_ROOT};

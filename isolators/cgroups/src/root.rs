@@ -9,6 +9,13 @@ use crate::{cgroupfs, CgroupError, CgroupMode, ContainerCgroup, Controller, Hier
 /// The default `--cgroup-root`: `/berth` below the root of each hierarchy.
 pub const DEFAULT_CGROUP_ROOT: &str = "/berth";
 
+/// The leaf cgroup v2 the agent moves itself into, below its own (delegated)
+/// cgroup, so that the delegated cgroup has no processes of its own and can
+/// enable controllers for its children (the "no internal processes" rule).
+/// A process found already in a cgroup of this name takes the parent as its
+/// delegation point (threads of one agent, and the processes it spawns).
+pub const AGENT_LEAF: &str = "berth-agent";
+
 /// Where berth's container cgroups live, from the `--cgroup-root` value.
 ///
 /// - A value starting with `/` is a path below the root of each hierarchy
@@ -49,11 +56,28 @@ impl CgroupRoot {
     pub fn new(hierarchies: Hierarchies, value: &str) -> Result<Self, CgroupError> {
         let components = validate(value)?;
         let relative = !value.starts_with('/');
+        if relative && hierarchies.mode() == CgroupMode::V2 && components[0] == AGENT_LEAF {
+            return Err(CgroupError::InvalidRoot {
+                value: value.to_string(),
+                reason:
+                    "must not start with \"berth-agent\", the agent's own leaf cgroup on cgroup v2",
+            });
+        }
         let mut dirs = BTreeMap::new();
         for controller in hierarchies.controllers() {
             let hierarchy = hierarchies.hierarchy(controller)?;
             let base = if relative {
-                hierarchy.own_dir()?
+                let own = hierarchy.own_dir()?;
+                match own.parent() {
+                    Some(parent)
+                        if hierarchies.mode() == CgroupMode::V2
+                            && own.file_name().is_some_and(|n| n == AGENT_LEAF)
+                            && parent.starts_with(&hierarchy.mount_point) =>
+                    {
+                        parent.to_path_buf()
+                    }
+                    _ => own,
+                }
             } else {
                 hierarchy.mount_point.clone()
             };
@@ -136,6 +160,10 @@ impl CgroupRoot {
         Ok(())
     }
 
+    /// On v2: `pids` is enabled with whatever is asked for when offered, so
+    /// that every container gets `pids.max`. With a relative root below a
+    /// non-root cgroup, the agent first moves itself into [`AGENT_LEAF`].
+    /// On failure, the controllers this call enabled are disabled again.
     fn ensure_v2(&self, controllers: &[Controller]) -> Result<(), CgroupError> {
         let mut needed = BTreeSet::new();
         for controller in controllers {
@@ -157,14 +185,79 @@ impl CgroupRoot {
                 path: offered_path,
             });
         }
-        self.create_chain(base, dir)?;
-        let mut path = base.clone();
-        enable(&path, &needed)?;
-        for component in &self.components {
-            path.push(component);
-            enable(&path, &needed)?;
+        if !needed.is_empty() && offered.contains("pids") {
+            needed.insert("pids");
         }
-        Ok(())
+        let mount_point = &self.hierarchies.hierarchy(Controller::Memory)?.mount_point;
+        if self.is_relative() && base != mount_point {
+            self.leave_delegation_point(base)?;
+        }
+        self.create_chain(base, dir)?;
+        let mut enabled = Vec::new();
+        let mut path = base.clone();
+        let mut result = enable(&path, &needed, &mut enabled);
+        for component in &self.components {
+            if result.is_err() {
+                break;
+            }
+            path.push(component);
+            result = enable(&path, &needed, &mut enabled);
+        }
+        if result.is_ok() && self.is_relative() {
+            result = check_domain(base);
+        }
+        if result.is_err() {
+            // Children first: a parent cannot drop what a child still uses.
+            for (path, added) in enabled.iter().rev() {
+                let undo: Vec<String> = added.iter().map(|c| format!("-{c}")).collect();
+                let _ = cgroupfs::write(path, &undo.join(" "));
+            }
+        }
+        result
+    }
+
+    /// Moves this process into `<base>/berth-agent`, so that `base` (the agent's
+    /// delegated cgroup) has no processes of its own; any other process
+    /// left in `base` is an error, and this process goes back.
+    fn leave_delegation_point(&self, base: &Path) -> Result<(), CgroupError> {
+        // A thread root or threaded cgroup can host no domain controllers
+        // (and its leaf would take no process): say so before touching it.
+        check_domain(base)?;
+        let procs_path = base.join("cgroup.procs");
+        let me = std::process::id().to_string();
+        let others = |text: &str| -> Vec<String> {
+            text.split_whitespace()
+                .filter(|p| *p != me)
+                .map(String::from)
+                .collect()
+        };
+        let before = match fs::read_to_string(&procs_path) {
+            Ok(text) => text,
+            // A fake tree without the file: nothing to move.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(CgroupError::Read {
+                    path: procs_path,
+                    source,
+                })
+            }
+        };
+        if before.split_whitespace().any(|p| p == me) {
+            let leaf = base.join(AGENT_LEAF);
+            cgroupfs::create_dir(&leaf)?;
+            cgroupfs::write(&leaf.join("cgroup.procs"), &me)?;
+        }
+        let left = others(&cgroupfs::read(&procs_path)?);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if before.split_whitespace().any(|p| p == me) {
+            let _ = cgroupfs::write(&procs_path, &me);
+        }
+        Err(CgroupError::OtherProcesses {
+            path: base.to_path_buf(),
+            pids: left.join(" "),
+        })
     }
 
     /// Removes the root directories with every cgroup below them, and the
@@ -275,8 +368,13 @@ impl CgroupRoot {
     }
 }
 
-/// Enables `needed` v2 controllers for the children of `dir`.
-fn enable(dir: &Path, needed: &BTreeSet<&str>) -> Result<(), CgroupError> {
+/// Enables `needed` v2 controllers for the children of `dir`, recording in
+/// `enabled` what it turned on (for undoing).
+fn enable<'a>(
+    dir: &Path,
+    needed: &BTreeSet<&'a str>,
+    enabled: &mut Vec<(PathBuf, Vec<&'a str>)>,
+) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.subtree_control");
     let current = cgroupfs::read(&path)?;
     // The kernel lists enabled controllers bare ("cpu memory"); a fake tree
@@ -285,19 +383,45 @@ fn enable(dir: &Path, needed: &BTreeSet<&str>) -> Result<(), CgroupError> {
         .split_whitespace()
         .map(|c| c.trim_start_matches('+'))
         .collect();
-    let missing: Vec<String> = needed
+    let missing: Vec<&str> = needed
         .iter()
         .filter(|n| !current.contains(*n))
-        .map(|n| format!("+{n}"))
+        .copied()
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    match cgroupfs::write(&path, &missing.join(" ")) {
+    let value: Vec<String> = missing.iter().map(|n| format!("+{n}")).collect();
+    let value = value.join(" ");
+    match cgroupfs::write(&path, &value) {
+        Ok(()) => {
+            enabled.push((path, missing));
+            Ok(())
+        }
         Err(CgroupError::Write { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
             Err(CgroupError::SubtreeBusy { path })
         }
-        other => other,
+        Err(CgroupError::Write { source, .. })
+            if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+        {
+            Err(CgroupError::SubtreeUnsupported { path, value })
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Fails unless `dir` (a cgroup v2 directory) is a domain cgroup; a fake
+/// tree without `cgroup.type` passes.
+fn check_domain(dir: &Path) -> Result<(), CgroupError> {
+    let path = dir.join("cgroup.type");
+    match fs::read_to_string(&path) {
+        Ok(kind) if kind.trim() == "domain" => Ok(()),
+        Ok(kind) => Err(CgroupError::NotDomain {
+            path: dir.to_path_buf(),
+            kind: kind.trim().to_string(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(CgroupError::Read { path, source }),
     }
 }
 

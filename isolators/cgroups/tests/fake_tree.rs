@@ -205,11 +205,11 @@ fn v2_maps_all_controllers_to_one_directory_and_enables_them() {
     // From the delegation point (the agent's own cgroup) down to the root.
     assert_eq!(
         fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
-        "+cpu +memory"
+        "+cpu +memory +pids"
     );
     assert_eq!(
         fs::read_to_string(own.join("berth/cgroup.subtree_control")).unwrap(),
-        "+cpu +memory"
+        "+cpu +memory +pids"
     );
     // Nothing above the delegation point is touched.
     assert_eq!(
@@ -227,7 +227,7 @@ fn v2_maps_all_controllers_to_one_directory_and_enables_them() {
     );
     assert_eq!(
         fs::read_to_string(own.join("berth/cgroup.subtree_control")).unwrap(),
-        "+pids"
+        "+cpu +memory +pids"
     );
 
     let cg = root.container("c1").unwrap();
@@ -300,7 +300,7 @@ fn v2_absolute_root_enables_from_the_hierarchy_root() {
         let file = tmp.path().join(dir).join("cgroup.subtree_control");
         assert_eq!(
             fs::read_to_string(&file).unwrap(),
-            "+memory",
+            "+memory +pids",
             "{}",
             file.display()
         );

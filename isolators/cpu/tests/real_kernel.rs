@@ -63,9 +63,14 @@ fn half_a_cpu_caps_a_busy_loop() {
     let (t1, u1) = (Instant::now(), usage_seconds(&isolator, &id));
     let share = (u1 - u0) / (t1 - t0).as_secs_f64();
     eprintln!("busy loop under cpus=0.5 used {share:.3} CPU");
+    // The cap is the claim: never above. Below is only the machine: an
+    // emulated guest (BERTH_TEST_TIME_SCALE > 1, the v2 VM job) may not
+    // even give the loop half a CPU.
+    let slow = std::env::var("BERTH_TEST_TIME_SCALE").is_ok_and(|v| v != "1");
+    let low = if slow { 0.1 } else { 0.4 };
     assert!(
-        (0.4..=0.6).contains(&share),
-        "expected 0.5±0.1 CPU, got {share:.3}"
+        (low..=0.6).contains(&share),
+        "expected 0.5±0.1 CPU (at least {low} here), got {share:.3}"
     );
     let usage = isolator.usage(&id).unwrap();
     assert!(usage["nr_throttled"].as_u64().unwrap() > 0, "{usage:?}");

@@ -270,8 +270,14 @@ fn v2_limits_usage_and_polled_oom() {
         oom_poll_interval: Duration::from_millis(10),
     };
     let isolator = MemoryIsolator::new(host.root("/berth"), options).unwrap();
-    assert_eq!(read(host.path().join("cgroup.subtree_control")), "+memory");
-    assert_eq!(read(root_dir.join("cgroup.subtree_control")), "+memory");
+    assert_eq!(
+        read(host.path().join("cgroup.subtree_control")),
+        "+memory +pids"
+    );
+    assert_eq!(
+        read(root_dir.join("cgroup.subtree_control")),
+        "+memory +pids"
+    );
     assert_eq!(isolator.describe()["mode"], json!("v2"));
     assert_eq!(isolator.describe()["swap_limited"], json!(true));
 
