@@ -205,11 +205,19 @@ fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
 
     let pid = args.target.pid;
     let pidfd = args.target.open().ok_or(JoinError::Ended { pid })?;
-    let cgroups = berth_cgroups::Hierarchies::from_files(
-        Path::new("/proc/self/mountinfo"),
+    let mountinfo = Path::new("/proc/self/mountinfo");
+    let own = berth_cgroups::Hierarchies::from_files(mountinfo, Path::new("/proc/self/cgroup"))?
+        .own_dirs()?;
+    // Only where the helper is elsewhere: a move into the cgroup one is
+    // already in costs as much (v1) and changes nothing.
+    let cgroups: Vec<PathBuf> = berth_cgroups::Hierarchies::from_files(
+        mountinfo,
         &PathBuf::from(format!("/proc/{pid}/cgroup")),
     )?
-    .own_dirs()?;
+    .own_dirs()?
+    .into_iter()
+    .filter(|dir| !own.contains(dir))
+    .collect();
     let mut flags = 0;
     for (name, flag) in NAMESPACES {
         let theirs = ns_inode(&format!("/proc/{pid}/ns/{name}"))?;
