@@ -40,6 +40,7 @@ use thiserror::Error;
 use super::container;
 use super::exec;
 use super::protocol::ExitRecord;
+use super::seccomp::SeccompProgram;
 use super::spec::{ContainerConfig, ProcessConfig};
 use super::state;
 use crate::container::{ExecRequest, ProcessRef};
@@ -84,6 +85,8 @@ pub enum JoinError {
     Sys { what: &'static str, errno: Errno },
     #[error(transparent)]
     Spec(#[from] super::spec::SpecError),
+    #[error(transparent)]
+    Seccomp(super::seccomp::SeccompError),
 }
 
 impl JoinArgs {
@@ -201,7 +204,19 @@ fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
         path: request_path,
         source,
     })?;
-    let process = exec_process(&config.process, &request)?;
+    let mut process = exec_process(&config.process, &request)?;
+    // With no_new_privs, the filter goes on last, after the user switch:
+    // compiled once per container and kept in its state dir (the agent's,
+    // out of the container's reach), then installed by the command's
+    // process right before exec.
+    let program = if process.no_new_privileges {
+        match process.seccomp.take() {
+            Some(filter) => Some(cached_program(&args.dir, &filter)?),
+            None => None,
+        }
+    } else {
+        None
+    };
 
     let pid = args.target.pid;
     let pidfd = args.target.open().ok_or(JoinError::Ended { pid })?;
@@ -247,7 +262,7 @@ fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
 
     // SAFETY: the helper is single-threaded.
     let joiner = match unsafe { fork() }.map_err(sys("fork"))? {
-        ForkResult::Child => join(&pipes, &cgroups, &pidfd, flags, &process),
+        ForkResult::Child => join(&pipes, &cgroups, &pidfd, flags, &process, program.as_ref()),
         ForkResult::Parent { child } => child,
     };
     let Pipes {
@@ -312,6 +327,31 @@ fn exec_process(base: &ProcessConfig, request: &ExecRequest) -> Result<ProcessCo
     Ok(process)
 }
 
+/// The container's compiled seccomp program: from `../seccomp.bpf` beside
+/// the exec dirs, or compiled now and kept there for the next exec.
+fn cached_program(
+    exec_dir: &Path,
+    filter: &super::seccomp::SeccompFilter,
+) -> Result<SeccompProgram, JoinError> {
+    let cache = exec_dir
+        .parent()
+        .map(|p| p.join("seccomp.bpf"))
+        .unwrap_or_else(|| exec_dir.join("seccomp.bpf"));
+    if let Some(program) = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| SeccompProgram::from_bytes(&b))
+    {
+        return Ok(program);
+    }
+    let program = filter.compile().map_err(JoinError::Seccomp)?;
+    // Best effort, atomically: a torn cache would be a wrong filter.
+    let tmp = cache.with_extension(format!("tmp.{}", std::process::id()));
+    if std::fs::write(&tmp, program.to_bytes()).is_ok() {
+        let _ = std::fs::rename(&tmp, &cache);
+    }
+    Ok(program)
+}
+
 fn ns_inode(path: &str) -> Result<u64, JoinError> {
     std::fs::metadata(path)
         .map(|m| m.ino())
@@ -329,6 +369,7 @@ fn join(
     pidfd: &OwnedFd,
     flags: libc::c_int,
     process: &ProcessConfig,
+    program: Option<&SeccompProgram>,
 ) -> ! {
     let report = &pipes.report.1;
     // Before the namespaces: the cgroup files are the host's.
@@ -347,7 +388,7 @@ fn join(
     // The pid namespace applies to children only.
     // SAFETY: single-threaded.
     let command = match unsafe { fork() } {
-        Ok(ForkResult::Child) => start(pipes, process),
+        Ok(ForkResult::Child) => start(pipes, process, program),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(report, &format!("fork into the pid namespace: {e}"), 1),
     };
@@ -371,7 +412,7 @@ fn join(
 }
 
 /// The command's side: stdio, confinement, seccomp, exec. Never returns.
-fn start(pipes: &Pipes, process: &ProcessConfig) -> ! {
+fn start(pipes: &Pipes, process: &ProcessConfig, program: Option<&SeccompProgram>) -> ! {
     let report = &pipes.report.1;
     if let Err(e) = container::reset_signals() {
         fail(report, &e.to_string(), 126);
@@ -399,7 +440,7 @@ fn start(pipes: &Pipes, process: &ProcessConfig) -> ! {
         Ok(seccomp) => seccomp,
         Err(e) => fail(report, &e.to_string(), 126),
     };
-    if let Some(filter) = seccomp {
+    for filter in seccomp.as_ref().into_iter().chain(program) {
         if let Err(e) = filter.install() {
             fail(report, &e.to_string(), 126);
         }
