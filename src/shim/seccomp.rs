@@ -252,7 +252,8 @@ impl SeccompProgram {
     /// The program written by [`SeccompProgram::to_bytes`]; `None` when the
     /// bytes cannot be one (empty, or not whole instructions).
     pub fn from_bytes(bytes: &[u8]) -> Option<SeccompProgram> {
-        if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > u16::MAX as usize {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > u16::MAX as usize
+        {
             return None;
         }
         let instructions = bytes
