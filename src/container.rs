@@ -64,6 +64,26 @@ pub struct LaunchRequest {
     pub init: bool,
 }
 
+/// `POST /v1/containers/{id}/exec`: a further process in a running
+/// container. Also the `request.json` the agent writes for the exec helper
+/// (`berth-shim exec`), which reads it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Environment variables set over the container's.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The working directory inside the container (default: the
+    /// container's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// The user to run as (default: the container's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+}
+
 /// Per-container `--security-opt` settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -47,6 +47,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/files", get(files::list))
         .route("/v1/containers/{id}/files/content", get(files::content))
         .route("/v1/containers/{id}/stop", post(stop))
+        .route("/v1/containers/{id}/exec", post(exec))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -146,6 +147,15 @@ async fn stop(
     }
     let grace = std::time::Duration::from_secs_f64(request.timeout);
     Ok(Json(manager.stop(&id, grace).await?).into_response())
+}
+
+async fn exec(
+    State(manager): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: crate::container::ExecRequest = parse_json(&body)?;
+    Ok(Json(manager.exec(&id, request).await?).into_response())
 }
 
 async fn remove(

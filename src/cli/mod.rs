@@ -140,6 +140,29 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Run a command in a running container, confined as its first
+    /// process; print its output and exit with its code.
+    Exec {
+        /// An environment variable (repeatable).
+        #[arg(short, long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// The working directory inside the container (absolute).
+        #[arg(short, long, value_name = "DIR")]
+        workdir: Option<String>,
+        /// The user to run as (default: the container's).
+        #[arg(short, long, value_name = "UID[:GID]")]
+        user: Option<String>,
+        /// The container's id.
+        id: String,
+        /// The command and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
 }
 
 /// `berth files` subcommands.
@@ -465,6 +488,48 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 outln!("{id}");
             }
             Ok(0)
+        }
+        Command::Exec {
+            env,
+            workdir,
+            user,
+            id,
+            command,
+        } => {
+            let mut request = json!({ "command": command });
+            let mut vars = serde_json::Map::new();
+            for pair in &env {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| usage(format!("invalid --env {pair:?}: expected K=V")))?;
+                vars.insert(key.to_string(), value.into());
+            }
+            request["env"] = vars.into();
+            if let Some(dir) = workdir {
+                request["workdir"] = dir.into();
+            }
+            if let Some(user) = &user {
+                let user = User::parse(user)
+                    .ok_or_else(|| usage(format!("invalid --user {user:?}: expected UID[:GID]")))?;
+                request["user"] = serde_json::to_value(user).expect("json");
+            }
+            let result: serde_json::Value = client
+                .json(
+                    Method::POST,
+                    &format!("{}/exec", container_path(&id)),
+                    Some(request),
+                )
+                .await?;
+            out!("{}", result["stdout"].as_str().unwrap_or(""));
+            {
+                use std::io::Write;
+                let mut err = std::io::stderr();
+                let _ = err.write_all(result["stderr"].as_str().unwrap_or("").as_bytes());
+                if let Some(error) = result["error"].as_str() {
+                    let _ = writeln!(err, "berth: {error}");
+                }
+            }
+            Ok(result["exit_code"].as_i64().unwrap_or(255) as i32)
         }
         Command::Info { json } => {
             let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;

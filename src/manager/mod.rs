@@ -4,6 +4,8 @@
 //! channel, so waiters and followers learn of changes without polling. The
 //! record on disk (see `store`) is the truth; memory is a cache of it.
 
+mod exec;
+pub use exec::ExecResult;
 mod exit;
 mod gc;
 mod launch;

@@ -23,7 +23,7 @@ use super::mounts::{self, MountError};
 use super::namespaces::{self, NamespaceError};
 use super::rootfs::{self, RootfsError};
 use super::seccomp::{SeccompError, SeccompProgram};
-use super::spec::ContainerConfig;
+use super::spec::{ContainerConfig, ProcessConfig};
 use super::sync;
 use super::user::UserError;
 use super::userns;
@@ -196,8 +196,14 @@ fn setup(
     // Still root with every capability: the new keyring is owned by root
     // and possessed by the process, whatever user it becomes below.
     keyring::join_new_session()?;
+    confine(&config.process)
+}
 
-    let p = &config.process;
+/// The process's own confinement, after the namespaces and the root are in
+/// place: rlimits, bounding set, user, capabilities, no_new_privs, the
+/// working directory. Returns the seccomp filter still to install right
+/// before exec. Shared by the container's first process and `exec`.
+pub fn confine(p: &ProcessConfig) -> Result<Option<SeccompProgram>, SetupError> {
     for r in &p.rlimits {
         r.apply()?;
     }
@@ -235,7 +241,7 @@ fn setup(
 
 /// The monitor ignores SIGPIPE, and an ignored disposition survives exec;
 /// the command must start with defaults and an empty mask.
-fn reset_signals() -> Result<(), SetupError> {
+pub fn reset_signals() -> Result<(), SetupError> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(SetupError::Signals)?;
     for sig in Signal::iterator() {

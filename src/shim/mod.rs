@@ -17,6 +17,7 @@ mod device_nodes;
 mod devices;
 mod exec;
 mod init;
+pub mod join;
 mod keyring;
 mod logs;
 mod masks;
@@ -43,6 +44,9 @@ use protocol::ShimMessage;
 
 /// The shim's entry point; returns the process exit code.
 pub fn main() -> i32 {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
+        return join::main(std::env::args_os().skip(2));
+    }
     let args = match Args::parse(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(e) => {

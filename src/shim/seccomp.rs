@@ -301,6 +301,38 @@ impl SeccompProgram {
 
     /// Installs the filter on the calling thread. Without no_new_privs this
     /// needs CAP_SYS_ADMIN.
+    /// The program as bytes, 8 per instruction in native byte order (the
+    /// kernel's `struct sock_filter`), for a cache on the same host.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.instructions.len() * 8);
+        for i in &self.instructions {
+            out.extend_from_slice(&i.code.to_ne_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend_from_slice(&i.k.to_ne_bytes());
+        }
+        out
+    }
+
+    /// The program written by [`SeccompProgram::to_bytes`]; `None` when the
+    /// bytes cannot be one (empty, or not whole instructions).
+    pub fn from_bytes(bytes: &[u8]) -> Option<SeccompProgram> {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > u16::MAX as usize
+        {
+            return None;
+        }
+        let instructions = bytes
+            .chunks_exact(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(SeccompProgram { instructions })
+    }
+
     pub fn install(&self) -> Result<(), SeccompError> {
         let program = libc::sock_fprog {
             len: self.instructions.len() as libc::c_ushort,
@@ -342,6 +374,38 @@ fn export(filter: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_round_trip_through_bytes() {
+        let program = SeccompProgram {
+            instructions: vec![
+                libc::sock_filter {
+                    code: 0x20,
+                    jt: 0,
+                    jf: 0,
+                    k: 4,
+                },
+                libc::sock_filter {
+                    code: 0x15,
+                    jt: 1,
+                    jf: 2,
+                    k: 0xc000_003e,
+                },
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x7fff_0000,
+                },
+            ],
+        };
+        let bytes = program.to_bytes();
+        assert_eq!(bytes.len(), 24);
+        let back = SeccompProgram::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_bytes(), bytes);
+        assert!(SeccompProgram::from_bytes(&bytes[..23]).is_none());
+        assert!(SeccompProgram::from_bytes(&[]).is_none());
+    }
     use crate::seccomp::default::docker_default;
     use crate::seccomp::{Host, Profile};
     use std::collections::HashSet;

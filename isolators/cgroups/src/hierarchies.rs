@@ -215,6 +215,20 @@ impl Hierarchies {
             .filter(|c| self.has(*c))
             .collect()
     }
+
+    /// The process' own cgroup directory in every mounted hierarchy that
+    /// serves a known controller, and in the unified one: where a process
+    /// must go to be in the same cgroups (one entry per hierarchy).
+    pub fn own_dirs(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut dirs = Vec::new();
+        for hierarchy in self.v1.values().chain(self.unified.as_ref()) {
+            let dir = hierarchy.own_dir()?;
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        Ok(dirs)
+    }
 }
 
 #[cfg(test)]

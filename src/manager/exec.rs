@@ -1,0 +1,149 @@
+//! `exec`: one more process in a running container, run by a per-exec
+//! helper (`berth-shim exec`, see `shim::join`) that outlives the agent.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+use super::{Manager, ManagerError};
+use crate::container::{ExecRequest, State};
+use crate::shim::join::REQUEST_FILE;
+use crate::shim::protocol::{ExitRecord, EXIT_FILE};
+
+/// Output returned in the answer, per stream; the files keep all of it.
+const MAX_OUTPUT: u64 = 4 << 20;
+
+/// How an exec ended, as the API answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecResult {
+    /// The exec's id, naming its directory in the container's state dir.
+    pub id: String,
+    /// The command's code, or 128 + n when signal n ended it; 127 when it
+    /// was not found, 126 when it could not be started.
+    pub exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Why the command could not be started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: String,
+}
+
+impl Manager {
+    /// Runs `request` in the running container `id` and waits for its end.
+    pub async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecResult, ManagerError> {
+        if request.command.is_empty() || request.command[0].is_empty() {
+            return Err(ManagerError::invalid(
+                "command",
+                "command must not be empty",
+            ));
+        }
+        if let Some(dir) = &request.workdir {
+            if !dir.starts_with('/') {
+                return Err(ManagerError::invalid(
+                    "workdir",
+                    format!("workdir must be absolute, not {dir:?}"),
+                ));
+            }
+        }
+        let container = self.slot(id)?.get();
+        let (Some(pid), Some(start_time), State::Running) =
+            (container.pid, container.pid_start_time, container.state)
+        else {
+            return Err(ManagerError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        };
+        let exec_id = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let dir = self
+            .store
+            .state_dir(&container.id)
+            .join("exec")
+            .join(&exec_id);
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            ManagerError::Internal(format!("exec in {id}: {what}: {e}"))
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| internal("create exec dir", &e))?;
+        let raw = serde_json::to_vec(&request).map_err(|e| internal("request", &e))?;
+        std::fs::write(dir.join(REQUEST_FILE), raw).map_err(|e| internal("write request", &e))?;
+        let helper_log = std::fs::File::create(dir.join("helper.log"))
+            .map_err(|e| internal("helper log", &e))?;
+        let mut child = tokio::process::Command::new(self.config.shim_path())
+            .arg("exec")
+            .arg("--bundle")
+            .arg(self.store.bundle_dir(&container.id))
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--pid")
+            .arg(pid.to_string())
+            .arg("--start-time")
+            .arg(start_time.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(helper_log)
+            .spawn()
+            .map_err(|e| internal("start the exec helper", &e))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| internal("wait for the exec helper", &e))?;
+        let record: ExitRecord = std::fs::read(dir.join(EXIT_FILE))
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .ok_or_else(|| {
+                let log = std::fs::read_to_string(dir.join("helper.log")).unwrap_or_default();
+                internal(
+                    "the exec helper failed",
+                    &format!("{status}: {}", log.trim()),
+                )
+            })?;
+        let Some(exit_code) = record.exit_code.or(record.signal.map(|s| 128 + s)) else {
+            // Nothing ran: the container ended meanwhile, or it could not
+            // be joined.
+            let message = record.error.unwrap_or_else(|| "no exit status".into());
+            return Err(if container_running(self, id) {
+                ManagerError::Internal(format!("exec in {id}: {message}"))
+            } else {
+                ManagerError::Conflict(format!("container {id} is not running: {message}"))
+            });
+        };
+        Ok(ExecResult {
+            id: exec_id,
+            exit_code,
+            signal: record.signal,
+            stdout: read_capped(&dir.join("stdout")).await,
+            stderr: read_capped(&dir.join("stderr")).await,
+            error: record.error,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+        })
+    }
+}
+
+fn container_running(manager: &Manager, id: &str) -> bool {
+    manager
+        .slot(id)
+        .map(|s| s.get())
+        .ok()
+        .and_then(|c| super::container_process(&c).filter(|_| c.state == State::Running))
+        .is_some_and(|p| p.is_alive())
+}
+
+async fn read_capped(path: &Path) -> String {
+    let mut out = Vec::new();
+    if let Ok(file) = tokio::fs::File::open(path).await {
+        let _ = file.take(MAX_OUTPUT).read_to_end(&mut out).await;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
