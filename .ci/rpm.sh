@@ -48,11 +48,12 @@ grep -q '^shim = "/usr/libexec/berth/berth-shim"' "$root/etc/berth/berth.toml"
 echo "== file list"
 # packaging/rpm-files.txt, plus a man page for every command the installed
 # berth has (compared without the .gz a build host's rpm may add); the
-# documentation tree (one file per decision) is checked for presence only.
+# documentation tree (one file per decision) is checked for presence only,
+# and the build-id links (one per binary build) not at all.
 "$root/usr/bin/berth" man "$top/man"
 { cat packaging/rpm-files.txt; ls "$top/man" | sed 's|^|/usr/share/man/man1/|'; } |
     sort >"$top/expected.txt"
-rpm -qlp "$rpm_file" | sed 's/\.gz$//' | grep -v '^/usr/share/doc/berth-[^/]*/docs/' |
+rpm -qlp "$rpm_file" | sed 's/\.gz$//' | grep -v -e '^/usr/share/doc/berth-[^/]*/docs/' -e '^/usr/lib/.build-id' |
     sort >"$top/files.txt"
 if ! diff -u "$top/expected.txt" "$top/files.txt"; then
     echo "the package's files differ from the expected list"

@@ -339,7 +339,7 @@ fn cached_program(
         .unwrap_or_else(|| exec_dir.join("seccomp.bpf"));
     if let Some(program) = std::fs::read(&cache)
         .ok()
-        .and_then(|b| SeccompProgram::from_bytes(&b))
+        .and_then(|b| SeccompProgram::from_bytes(&b).ok())
     {
         return Ok(program);
     }

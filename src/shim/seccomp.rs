@@ -301,38 +301,6 @@ impl SeccompProgram {
 
     /// Installs the filter on the calling thread. Without no_new_privs this
     /// needs CAP_SYS_ADMIN.
-    /// The program as bytes, 8 per instruction in native byte order (the
-    /// kernel's `struct sock_filter`), for a cache on the same host.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.instructions.len() * 8);
-        for i in &self.instructions {
-            out.extend_from_slice(&i.code.to_ne_bytes());
-            out.push(i.jt);
-            out.push(i.jf);
-            out.extend_from_slice(&i.k.to_ne_bytes());
-        }
-        out
-    }
-
-    /// The program written by [`SeccompProgram::to_bytes`]; `None` when the
-    /// bytes cannot be one (empty, or not whole instructions).
-    pub fn from_bytes(bytes: &[u8]) -> Option<SeccompProgram> {
-        if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > u16::MAX as usize
-        {
-            return None;
-        }
-        let instructions = bytes
-            .chunks_exact(8)
-            .map(|c| libc::sock_filter {
-                code: u16::from_ne_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect();
-        Some(SeccompProgram { instructions })
-    }
-
     pub fn install(&self) -> Result<(), SeccompError> {
         let program = libc::sock_fprog {
             len: self.instructions.len() as libc::c_ushort,
@@ -403,8 +371,8 @@ mod tests {
         assert_eq!(bytes.len(), 24);
         let back = SeccompProgram::from_bytes(&bytes).unwrap();
         assert_eq!(back.to_bytes(), bytes);
-        assert!(SeccompProgram::from_bytes(&bytes[..23]).is_none());
-        assert!(SeccompProgram::from_bytes(&[]).is_none());
+        assert!(SeccompProgram::from_bytes(&bytes[..23]).is_err());
+        assert!(SeccompProgram::from_bytes(&[]).is_err());
     }
     use crate::seccomp::default::docker_default;
     use crate::seccomp::{Host, Profile};
