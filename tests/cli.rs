@@ -131,7 +131,7 @@ fn cpus_beyond_the_host_and_rm_of_a_running_container_explain_themselves() {
     let out = agent.berth(&["rm", "busy"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("berth rm -f"),
+        text(&out.stderr).contains("berth rm -f") && text(&out.stderr).contains("berth stop"),
         "{}",
         text(&out.stderr)
     );

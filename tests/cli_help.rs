@@ -57,6 +57,20 @@ fn every_command_and_argument_has_help_text() {
         }
     }
     assert!(seen > 15, "walked only {seen} commands");
+    // Every listing or report command can print JSON.
+    for command in [
+        &["ps"][..],
+        &["stats"],
+        &["gc"],
+        &["info"],
+        &["files", "ls"],
+    ] {
+        let path: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        assert!(
+            help(&path).contains("--json"),
+            "berth {command:?}: no --json"
+        );
+    }
     assert!(arguments > 10, "checked only {arguments} arguments");
     eprintln!("{seen} commands, {arguments} arguments with help text");
 }

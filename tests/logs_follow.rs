@@ -110,4 +110,17 @@ fn followers_show_the_tail_then_new_lines_of_both_streams_in_order() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out4\nout5\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err4\nerr5\n");
     assert_eq!(out.status.code(), Some(0));
+
+    // The sandbox listing as JSON too (--json on every listing).
+    let out = agent.berth(&["files", "ls", "--json", "web", "/"]);
+    assert_eq!(out.status.code(), Some(0));
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let go = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "go")
+        .unwrap_or_else(|| panic!("{entries}"));
+    assert_eq!(go["type"], "file");
+    assert_eq!(go["size"], 0);
 }
