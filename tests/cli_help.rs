@@ -74,3 +74,34 @@ fn every_command_and_argument_has_help_text() {
     assert!(arguments > 10, "checked only {arguments} arguments");
     eprintln!("{seen} commands, {arguments} arguments with help text");
 }
+
+#[test]
+fn exit_statuses_are_documented_in_help_and_readme() {
+    let text = help(&[]);
+    let statuses = text
+        .split("Exit status:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no exit statuses in berth --help:\n{text}"));
+    for said in [
+        "0 ok",
+        "1 an error the agent reported",
+        "2 a usage error",
+        "128+n",
+    ] {
+        assert!(statuses.contains(said), "{said:?} not in {statuses}");
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("Exit status of every `berth` command")
+        .nth(1)
+        .expect("the README documents exit statuses");
+    for said in [
+        "0 when it worked",
+        "1 for an error",
+        "2 for a usage error",
+        "128+n",
+    ] {
+        assert!(section.contains(said), "README: {said:?}");
+    }
+}
