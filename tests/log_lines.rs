@@ -154,8 +154,27 @@ fn lines_a_few_milliseconds_apart_get_distinct_times() {
 fn both_streams_arrive_in_order_each_on_its_own_fd() {
     require_root!();
     let agent = Agent::start();
+    // Each line waits until the test has seen the one before in the log,
+    // so the arrival order is known.
     agent.launch(json!({"id": "mixed", "command": ["sh", "-c",
-        "for i in 1 2 3 4 5; do echo out$i; sleep 0.03; echo err$i >&2; sleep 0.03; done"]}));
+        "ack() { while [ ! -e ack$1 ]; do sleep 0.01; done; }; \
+         for i in 1 2 3 4 5; do echo out$i; ack o$i; echo err$i >&2; ack e$i; done"]}));
+    let sandbox = agent.sandbox("mixed");
+    for i in 1..=5 {
+        for (stream, line, name) in [("stdout", "out", "o"), ("stderr", "err", "e")] {
+            common::eventually(Duration::from_secs(20), line, || {
+                let answer = agent.api(
+                    "GET",
+                    &format!("/v1/containers/mixed/logs?stream={stream}"),
+                    None,
+                );
+                text(&answer.raw)
+                    .ends_with(&format!("{line}{i}\n"))
+                    .then_some(())
+            });
+            std::fs::write(sandbox.join(format!("ack{name}{i}")), b"").unwrap();
+        }
+    }
     agent.wait("mixed");
 
     // The API's frames name each chunk's stream, in arrival order.
