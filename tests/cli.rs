@@ -21,9 +21,27 @@ fn ok(out: &Output) -> String {
 fn logs_tail_since_and_streams_combine() {
     require_root!();
     let agent = Agent::start();
-    // Alternating stdout and stderr lines, each its own chunk.
+    // Alternating stdout and stderr lines, each its own chunk: each line
+    // waits until the test has seen the one before in the log.
     agent.launch(json!({"id": "both", "command": ["sh", "-c",
-        "for i in 1 2 3 4 5 6; do echo out$i; sleep 0.05; echo err$i >&2; sleep 0.05; done"]}));
+        "ack() { while [ ! -e ack$1 ]; do sleep 0.01; done; }; \
+         for i in 1 2 3 4 5 6; do echo out$i; ack o$i; echo err$i >&2; ack e$i; done"]}));
+    let sandbox = agent.sandbox("both");
+    for i in 1..=6 {
+        for (stream, line, name) in [("stdout", "out", "o"), ("stderr", "err", "e")] {
+            common::eventually(std::time::Duration::from_secs(20), line, || {
+                let answer = agent.api(
+                    "GET",
+                    &format!("/v1/containers/both/logs?stream={stream}"),
+                    None,
+                );
+                text(&answer.raw)
+                    .ends_with(&format!("{line}{i}\n"))
+                    .then_some(())
+            });
+            std::fs::write(sandbox.join(format!("ack{name}{i}")), b"").unwrap();
+        }
+    }
     agent.wait("both");
 
     // Default: stdout to stdout, stderr to stderr.
@@ -131,7 +149,7 @@ fn cpus_beyond_the_host_and_rm_of_a_running_container_explain_themselves() {
     let out = agent.berth(&["rm", "busy"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("berth rm -f"),
+        text(&out.stderr).contains("berth rm -f") && text(&out.stderr).contains("berth stop"),
         "{}",
         text(&out.stderr)
     );

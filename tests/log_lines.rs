@@ -52,11 +52,28 @@ fn nanos(time: &str) -> i64 {
 fn every_line_has_its_own_time_and_since_until_pick_exact_lines() {
     require_root!();
     let agent = Agent::start();
-    // Pairs written in one write (one chunk, one time), 50 ms apart; then a
-    // line written in two pieces 50 ms apart, which keeps its first time.
+    // Pairs written in one write (one chunk, one time); each next write only
+    // once the test has seen the one before in the log (so it is another
+    // chunk); then a line written in two pieces, the second after the test
+    // saw the first, which keeps its first piece's time.
     agent.launch(json!({"id": "lines", "command": ["sh", "-c",
-        "for i in 1 2 3 4 5 6 7 8; do printf 'a%s\\nb%s\\n' $i $i; sleep 0.05; done; \
-         printf 'split'; sleep 0.05; printf ' line\\n'; sleep 0.05; echo last"]}));
+        "ack() { while [ ! -e ack$1 ]; do sleep 0.01; done; }; \
+         for i in 1 2 3 4 5 6 7 8; do printf 'a%s\\nb%s\\n' $i $i; ack $i; done; \
+         printf 'split'; ack split; printf ' line\\n'; ack line; echo last"]}));
+    let sandbox = agent.sandbox("lines");
+    let ack = |name: &str, seen: &str| {
+        common::eventually(Duration::from_secs(20), seen, || {
+            agent.stdout("lines").ends_with(seen).then_some(())
+        });
+        let now = chrono::Utc::now();
+        std::fs::write(sandbox.join(format!("ack{name}")), b"").unwrap();
+        now
+    };
+    for i in 1..=8 {
+        ack(&i.to_string(), &format!("b{i}\n"));
+    }
+    let split_acked = ack("split", "split");
+    let line_acked = ack("line", "split line\n");
     agent.wait("lines");
 
     let lines = stamped(&ok(&agent.berth(&["logs", "--timestamps", "lines"])));
@@ -70,15 +87,18 @@ fn every_line_has_its_own_time_and_since_until_pick_exact_lines() {
     for pair in 0..8 {
         // One write: one time for both lines.
         assert_eq!(times[2 * pair], times[2 * pair + 1], "{lines:?}");
-        // The next write came at least 50 ms later.
+        // The next write came later, in another chunk.
         assert!(
-            times[2 * pair + 2] - times[2 * pair] >= 40_000_000,
+            times[2 * pair + 2] > times[2 * pair],
             "pair {pair}: {lines:?}"
         );
     }
-    // The split line has the time of its first piece: well before "last",
-    // which came 100 ms after it.
-    assert!(times[17] - times[16] >= 80_000_000, "{lines:?}");
+    // The split line has the time of its first piece, written before the
+    // test let the second piece come; "last" came after the test saw it.
+    let split_acked = split_acked.timestamp_nanos_opt().unwrap();
+    let line_acked = line_acked.timestamp_nanos_opt().unwrap();
+    assert!(times[16] <= split_acked, "{lines:?}");
+    assert!(times[17] > line_acked, "{lines:?}");
 
     // --since a line's time starts exactly at it; --until ends exactly at
     // it (the line it shares a write with comes too).
@@ -134,8 +154,27 @@ fn lines_a_few_milliseconds_apart_get_distinct_times() {
 fn both_streams_arrive_in_order_each_on_its_own_fd() {
     require_root!();
     let agent = Agent::start();
+    // Each line waits until the test has seen the one before in the log,
+    // so the arrival order is known.
     agent.launch(json!({"id": "mixed", "command": ["sh", "-c",
-        "for i in 1 2 3 4 5; do echo out$i; sleep 0.03; echo err$i >&2; sleep 0.03; done"]}));
+        "ack() { while [ ! -e ack$1 ]; do sleep 0.01; done; }; \
+         for i in 1 2 3 4 5; do echo out$i; ack o$i; echo err$i >&2; ack e$i; done"]}));
+    let sandbox = agent.sandbox("mixed");
+    for i in 1..=5 {
+        for (stream, line, name) in [("stdout", "out", "o"), ("stderr", "err", "e")] {
+            common::eventually(Duration::from_secs(20), line, || {
+                let answer = agent.api(
+                    "GET",
+                    &format!("/v1/containers/mixed/logs?stream={stream}"),
+                    None,
+                );
+                text(&answer.raw)
+                    .ends_with(&format!("{line}{i}\n"))
+                    .then_some(())
+            });
+            std::fs::write(sandbox.join(format!("ack{name}{i}")), b"").unwrap();
+        }
+    }
     agent.wait("mixed");
 
     // The API's frames name each chunk's stream, in arrival order.

@@ -174,6 +174,9 @@ pub enum FilesCommand {
         id: String,
         /// A directory, relative to the sandbox (`/` is its root).
         path: Option<String>,
+        /// Print a JSON array of entry objects (type, mode, size, mtime, name).
+        #[arg(long)]
+        json: bool,
     },
     /// Print a file of the sandbox.
     Cat {
@@ -399,13 +402,17 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        Command::Files(FilesCommand::Ls { id, path }) => {
+        Command::Files(FilesCommand::Ls { id, path, json }) => {
             let path = format!(
                 "{}/files?path={}",
                 container_path(&id),
                 query_escape(path.as_deref().unwrap_or(""))
             );
             let entries: Vec<serde_json::Value> = client.json(Method::GET, &path, None).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&entries).expect("json"));
+                return Ok(0);
+            }
             let rows: Vec<Vec<String>> = entries
                 .iter()
                 .map(|e| {

@@ -317,7 +317,7 @@ impl Manager {
         if container.state != State::Exited {
             if !force {
                 return Err(ManagerError::Conflict(format!(
-                    "container {id} is {}; kill it first (berth kill) or remove it with force (berth rm -f)",
+                    "container {id} is {}; stop it first (berth stop) or remove it with force (berth rm -f)",
                     if container.state == State::Running {
                         "running"
                     } else {
