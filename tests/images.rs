@@ -148,3 +148,224 @@ fn temp_files_of_a_killed_writer_are_discarded_at_open() {
     );
     assert!(!store.has_blob(&digest));
 }
+
+#[path = "common/registry.rs"]
+mod registry;
+
+use berth::images::pull::{pull, Credentials, PullError, PullOptions};
+use registry::Registry;
+
+fn options(reg: &Registry) -> PullOptions {
+    PullOptions {
+        insecure_registries: vec![reg.addr.clone()],
+        credentials: [(
+            reg.addr.clone(),
+            Credentials {
+                username: registry::USER.into(),
+                password: registry::PASSWORD.into(),
+            },
+        )]
+        .into(),
+        platform: None,
+    }
+}
+
+fn registry_or_skip(test: &str) -> Option<Registry> {
+    if let Some(tool) = registry::missing_tool() {
+        berth_cgroups::testing::skip(test, &format!("{tool} is not installed"));
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "{test}: {tool} missing under CI"
+        );
+        return None;
+    }
+    Some(Registry::start())
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn pull_by_tag_and_digest_in_oci_and_docker_forms_with_basic_auth() {
+    let Some(reg) = registry_or_skip("pull_by_tag_and_digest") else {
+        return;
+    };
+    let source = reg.build_image("a", 3);
+    let oci_digest = reg.push(&source, "t/busy:oci", &[]);
+    let v2s2_digest = reg.push(&source, "t/busy:v2s2", &["--format", "v2s2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let opts = options(&reg);
+
+    let r = Reference::parse(&format!("{}/t/busy:oci", reg.addr)).unwrap();
+    let mut events = Vec::new();
+    let image = block_on(pull(&store, &r, &opts, &mut |p| events.push(p))).unwrap();
+    assert_eq!(image.manifest_digest.to_string(), oci_digest);
+    assert_eq!(image.layers.len(), 3);
+    assert_eq!(
+        image.config.entrypoint,
+        Some(vec!["/bin/busybox".to_string()])
+    );
+    for l in &image.layers {
+        assert!(store.has_blob(&l.digest));
+    }
+    assert_eq!(
+        store.resolve(&r).unwrap().unwrap().manifest_digest,
+        image.manifest_digest
+    );
+
+    // Docker v2s2 of the same content: the layers are already there.
+    let r2 = Reference::parse(&format!("{}/t/busy:v2s2", reg.addr)).unwrap();
+    let gets_before = reg.log().matches("GET /v2/t/busy/blobs/").count();
+    let image2 = block_on(pull(&store, &r2, &opts, &mut |_| {})).unwrap();
+    assert_eq!(image2.manifest_digest.to_string(), v2s2_digest);
+    let layer_gets = reg.log().matches("GET /v2/t/busy/blobs/").count() - gets_before;
+    assert!(
+        layer_gets <= 1,
+        "only the v2s2 config may be fetched, saw {layer_gets} blob GETs"
+    );
+
+    // By digest.
+    let r3 = Reference::parse(&format!("{}/t/busy@{oci_digest}", reg.addr)).unwrap();
+    let image3 = block_on(pull(&store, &r3, &opts, &mut |_| {})).unwrap();
+    assert_eq!(image3.manifest_digest.to_string(), oci_digest);
+    assert_eq!(store.list().unwrap().len(), 3);
+
+    // Wrong password: refused, naming the registry.
+    let mut bad = opts.clone();
+    bad.credentials.get_mut(&reg.addr).unwrap().password = "wrong".into();
+    let err = block_on(pull(&store, &r, &bad, &mut |_| {})).unwrap_err();
+    assert!(err.to_string().contains(&reg.addr), "{err}");
+    assert!(!err.to_string().contains("wrong"), "{err}");
+}
+
+#[test]
+fn index_picks_linux_amd64() {
+    let Some(reg) = registry_or_skip("index_picks_linux_amd64") else {
+        return;
+    };
+    let amd = reg.build_image("amd", 1);
+    let arm = reg.build_image("arm", 1);
+    let amd_digest = reg.push(&amd, "t/multi:amd64", &[]);
+    let arm_digest = reg.push(&arm, "t/multi:arm64", &[]);
+    // The index by hand, pushed through skopeo from an OCI layout.
+    let layout = reg.dir.path().join("oci-amd");
+    // Copy the arm image's blobs into the amd layout so the index is complete.
+    for e in std::fs::read_dir(reg.dir.path().join("oci-arm/blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let _ = std::fs::copy(e.path(), layout.join("blobs/sha256").join(e.file_name()));
+    }
+    let size = |d: &str| {
+        std::fs::metadata(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+        .len()
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": arm_digest, "size": size(&arm_digest),
+             "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": OCI_MANIFEST, "digest": amd_digest, "size": size(&amd_digest),
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ]
+    });
+    let index = serde_json::to_vec(&index).unwrap();
+    let index_digest = Digest::of(&index);
+    std::fs::write(layout.join("blobs/sha256").join(index_digest.hex()), &index).unwrap();
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": index_digest.to_string(),
+         "size": index.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    reg.push(
+        &format!("oci:{}:multi", layout.display()),
+        "t/multi:latest",
+        &["--all"],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let r = Reference::parse(&format!("{}/t/multi", reg.addr)).unwrap();
+    let mut opts = options(&reg);
+    opts.platform = Some(berth::images::Platform {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        variant: None,
+    });
+    let image = block_on(pull(&store, &r, &opts, &mut |_| {})).unwrap();
+    assert_eq!(image.manifest_digest.to_string(), amd_digest);
+    // Not in the index: an error naming the platform.
+    opts.platform = Some(berth::images::Platform {
+        os: "linux".into(),
+        architecture: "s390x".into(),
+        variant: None,
+    });
+    let err = block_on(pull(&store, &r, &opts, &mut |_| {})).unwrap_err();
+    assert!(matches!(err, PullError::NoPlatform { .. }), "{err}");
+}
+
+#[test]
+fn corrupted_blob_on_the_registry_is_refused_and_leaves_nothing() {
+    let Some(reg) = registry_or_skip("corrupted_blob_refused") else {
+        return;
+    };
+    let source = reg.build_image("c", 2);
+    reg.push(&source, "t/bad:v1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let r = Reference::parse(&format!("{}/t/bad:v1", reg.addr)).unwrap();
+    // Find the layers from a first resolve of the manifest via the layout.
+    let layout_index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reg.dir.path().join("oci-c/index.json")).unwrap())
+            .unwrap();
+    let m = layout_index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(reg.dir.path().join("oci-c/blobs/sha256").join(&m)).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let file = reg.blob_file(&layer);
+    let mut data = std::fs::read(&file).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&file, data).unwrap();
+
+    let err = block_on(pull(&store, &r, &options(&reg), &mut |_| {})).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&layer) && text.contains(&reg.addr), "{text}");
+    let bad = Digest::from_hex(&layer).unwrap();
+    assert!(!store.has_blob(&bad));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("images/ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(store.resolve(&r).unwrap().is_none());
+}
+
+#[test]
+fn plain_http_is_refused_unless_the_registry_is_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let r = Reference::parse("127.0.0.1:1/t/x:v1").unwrap();
+    let err = block_on(pull(&store, &r, &PullOptions::default(), &mut |_| {})).unwrap_err();
+    assert!(matches!(err, PullError::TlsUnsupported { .. }), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}

@@ -6,6 +6,7 @@
 
 pub mod digest;
 pub mod manifest;
+pub mod pull;
 pub mod reference;
 pub mod store;
 
