@@ -369,3 +369,40 @@ fn plain_http_is_refused_unless_the_registry_is_insecure() {
     assert!(matches!(err, PullError::TlsUnsupported { .. }), "{err}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
 }
+
+#[test]
+fn concurrent_pulls_share_one_download_and_policies_apply() {
+    use berth::images::{Images, PullPolicy};
+    let Some(reg) = registry_or_skip("concurrent_pulls_share_one_download") else {
+        return;
+    };
+    let source = reg.build_image("s", 3);
+    reg.push(&source, "t/shared:v1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::new(ImageStore::open(dir.path()).unwrap(), options(&reg));
+    let r = Reference::parse(&format!("{}/t/shared:v1", reg.addr)).unwrap();
+    let err = block_on(images.ensure_image(&r, PullPolicy::Never)).unwrap_err();
+    assert!(err.to_string().contains("t/shared:v1"), "{err}");
+    let before = reg.log().matches("GET /v2/t/shared/blobs/").count();
+    let (a, b) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::join!(
+                images.ensure_image(&r, PullPolicy::Missing),
+                images.ensure_image(&r, PullPolicy::Always)
+            )
+        });
+    assert_eq!(a.unwrap().manifest_digest, b.unwrap().manifest_digest);
+    let gets = reg.log().matches("GET /v2/t/shared/blobs/").count() - before;
+    // 3 layers + 1 config, each fetched once (the access log also has the
+    // 401 challenges, so count the answered ones).
+    let ok_gets = reg
+        .log()
+        .lines()
+        .filter(|l| l.contains("GET /v2/t/shared/blobs/") && l.contains("\" 200 "))
+        .count();
+    assert_eq!(ok_gets, 4, "blob GETs: {gets}\n{}", reg.log());
+    assert!(block_on(images.ensure_image(&r, PullPolicy::Never)).is_ok());
+}

@@ -5,12 +5,14 @@
 //! docs/decisions/0021-image-store-and-registry-client.md.
 
 pub mod digest;
+pub mod ensure;
 pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod store;
 
 pub use digest::{Digest, DigestError};
+pub use ensure::{EnsureError, Images, PullPolicy};
 pub use manifest::{Compression, ImageConfig, Platform};
 pub use reference::{Reference, ReferenceError};
 pub use store::{ImageStore, ImageStoreError, ImageSummary, Layer, StoredImage};

@@ -127,6 +127,61 @@ struct Session<'a> {
 
 type Result<T, E = PullError> = std::result::Result<T, E>;
 
+/// Blobs being downloaded in this process: a second pull of the same blob
+/// waits for the first and then finds it in the store.
+static IN_FLIGHT: std::sync::Mutex<
+    Option<HashMap<Digest, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+> = std::sync::Mutex::new(None);
+/// Blobs a pull in progress needs (pinned from when its manifest is read
+/// until its image is in the index): image GC must keep them.
+static PINNED: std::sync::Mutex<Option<HashMap<Digest, usize>>> = std::sync::Mutex::new(None);
+
+/// The blobs pulls in progress need; pass to `ImageStore::sweep_except`.
+pub fn pinned_blobs() -> std::collections::BTreeSet<Digest> {
+    let pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner());
+    pinned.iter().flat_map(|m| m.keys().cloned()).collect()
+}
+
+struct Pins(Vec<Digest>);
+
+impl Pins {
+    fn pin(&mut self, digest: &Digest) {
+        let mut pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner());
+        *pinned
+            .get_or_insert_with(HashMap::new)
+            .entry(digest.clone())
+            .or_default() += 1;
+        self.0.push(digest.clone());
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let mut pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner());
+        let map = pinned.get_or_insert_with(HashMap::new);
+        for d in &self.0 {
+            if let Some(n) = map.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(d);
+                }
+            }
+        }
+    }
+}
+
+fn flight_lock(digest: &Digest) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    let mut map = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = map.get_or_insert_with(HashMap::new);
+    map.retain(|_, w| w.strong_count() > 0);
+    if let Some(lock) = map.get(digest).and_then(|w| w.upgrade()) {
+        return lock;
+    }
+    let lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    map.insert(digest.clone(), std::sync::Arc::downgrade(&lock));
+    lock
+}
+
 /// Pulls `reference` into `store`; returns the stored image.
 pub async fn pull(
     store: &ImageStore,
@@ -215,6 +270,12 @@ pub async fn pull(
             "larger than 8 MiB".into(),
         ));
     }
+    let mut pins = Pins(Vec::new());
+    pins.pin(&manifest_digest);
+    pins.pin(&manifest.config.digest);
+    for layer in &manifest.layers {
+        pins.pin(&layer.digest);
+    }
     progress(Progress::Resolved {
         reference: reference.to_string(),
         manifest: manifest_digest.to_string(),
@@ -245,6 +306,8 @@ pub async fn pull(
                 format!("unsupported media type {:?}", layer.media_type),
             ));
         };
+        let flight = flight_lock(&layer.digest);
+        let _flight = flight.lock().await;
         if store.has_blob(&layer.digest) {
             progress(Progress::LayerExists {
                 digest: layer.digest.to_string(),
@@ -252,7 +315,7 @@ pub async fn pull(
             });
             continue;
         }
-        s.blob(store, layer).await?;
+        s.fetch_blob(store, layer).await?;
         let path = store.blob_path(&layer.digest);
         let actual = tokio::task::spawn_blocking(move || diff_id_of(&path, compression))
             .await
@@ -380,9 +443,16 @@ impl Session<'_> {
     }
 
     async fn blob(&mut self, store: &ImageStore, desc: &Descriptor) -> Result<()> {
+        let flight = flight_lock(&desc.digest);
+        let _flight = flight.lock().await;
         if store.has_blob(&desc.digest) {
             return Ok(());
         }
+        self.fetch_blob(store, desc).await
+    }
+
+    /// Downloads a blob; the caller holds its in-flight lock.
+    async fn fetch_blob(&mut self, store: &ImageStore, desc: &Descriptor) -> Result<()> {
         let path = format!("/v2/{}/blobs/{}", self.repository, desc.digest);
         let response = self.get(&path, None).await?;
         let mut writer = store
