@@ -32,7 +32,7 @@ pub enum EnsureError {
     Pull {
         reference: String,
         #[source]
-        source: PullError,
+        source: Box<PullError>,
     },
     #[error("image {reference}: {source}")]
     Store {
@@ -82,7 +82,7 @@ impl Images {
             .await
             .map_err(|source| EnsureError::Pull {
                 reference: name,
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -117,7 +117,7 @@ impl Images {
                     .await
                     .map_err(|source| EnsureError::Pull {
                         reference: name.clone(),
-                        source,
+                        source: Box::new(source),
                     })
             }
             PullPolicy::Always => self.pull(reference, &mut |_| {}).await,
