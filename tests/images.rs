@@ -406,3 +406,37 @@ fn concurrent_pulls_share_one_download_and_policies_apply() {
     assert_eq!(ok_gets, 4, "blob GETs: {gets}\n{}", reg.log());
     assert!(block_on(images.ensure_image(&r, PullPolicy::Never)).is_ok());
 }
+
+#[test]
+fn load_of_an_oci_layout_verifies_and_names_images() {
+    let Some(reg) = registry_or_skip("load_of_an_oci_layout") else {
+        return;
+    };
+    reg.build_image("l", 2);
+    let layout = reg.dir.path().join("oci-l");
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let loaded = berth::images::load::load_oci_layout(&store, &layout, None).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].reference, "docker.io/library/busy:latest");
+    assert_eq!(loaded[0].layers.len(), 2);
+    assert!(store
+        .resolve(&Reference::parse("busy").unwrap())
+        .unwrap()
+        .is_some());
+
+    // A tampered layer blob in the layout: refused, nothing stored.
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 = ImageStore::open(dir2.path()).unwrap();
+    let layer = &loaded[0].layers[1].digest;
+    let path = layout.join("blobs/sha256").join(layer.hex());
+    let mut data = std::fs::read(&path).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, data).unwrap();
+    let err = berth::images::load::load_oci_layout(&store2, &layout, None).unwrap_err();
+    assert!(err.to_string().contains(&layer.to_string()), "{err}");
+    assert!(!store2.has_blob(layer));
+    assert!(store2.list().unwrap().is_empty());
+}

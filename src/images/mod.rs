@@ -6,6 +6,7 @@
 
 pub mod digest;
 pub mod ensure;
+pub mod load;
 pub mod manifest;
 pub mod pull;
 pub mod reference;
