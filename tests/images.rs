@@ -440,3 +440,44 @@ fn load_of_an_oci_layout_verifies_and_names_images() {
     assert!(!store2.has_blob(layer));
     assert!(store2.list().unwrap().is_empty());
 }
+
+#[test]
+fn gc_frees_unused_images_and_keeps_used_ones() {
+    use std::collections::BTreeSet;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let (used, used_layer) = put_image(&store, &[1u8; 4096]);
+    let (unused, unused_layer) = put_image(&store, &[2u8; 4096]);
+    store
+        .tag(&Reference::parse("used:v1").unwrap(), &used)
+        .unwrap();
+    store
+        .tag(&Reference::parse("unused:v1").unwrap(), &unused)
+        .unwrap();
+    // An orphan blob (as from an abandoned pull) goes too; a pinned one stays.
+    let orphan = store.put_document(b"orphan").unwrap();
+    let pinned = store.put_document(b"pinned by a pull").unwrap();
+    let report = store
+        .gc(
+            0,
+            &BTreeSet::from([used.digest.clone()]),
+            &BTreeSet::from([pinned.clone()]),
+        )
+        .unwrap();
+    assert_eq!(
+        report.removed,
+        vec!["docker.io/library/unused:v1".to_string()]
+    );
+    assert!(report.freed > 0);
+    assert!(!store.has_blob(&orphan) && !store.has_blob(&unused_layer));
+    assert!(store.has_blob(&pinned) && store.has_blob(&used_layer));
+    assert!(store
+        .resolve(&Reference::parse("used:v1").unwrap())
+        .unwrap()
+        .is_some());
+    // Under the limit: nothing removed.
+    let report = store
+        .gc(u64::MAX, &BTreeSet::new(), &BTreeSet::new())
+        .unwrap();
+    assert!(report.removed.is_empty());
+}

@@ -102,9 +102,14 @@ impl Images {
                 })
         };
         match policy {
-            PullPolicy::Never => stored()?.ok_or_else(|| EnsureError::NotPresent(name.clone())),
+            PullPolicy::Never => {
+                let image = stored()?.ok_or_else(|| EnsureError::NotPresent(name.clone()))?;
+                let _ = self.store.touch(reference);
+                Ok(image)
+            }
             PullPolicy::Missing => {
                 if let Some(image) = stored()? {
+                    let _ = self.store.touch(reference);
                     return Ok(image);
                 }
                 let lock = self.pull_lock(&name);

@@ -333,7 +333,10 @@ impl ImageStore {
         if entry.media_type.is_empty() {
             entry.media_type = OCI_MANIFEST.to_owned();
         }
-        entry.annotations = BTreeMap::from([(REF_NAME.to_owned(), name)]);
+        entry.annotations = BTreeMap::from([
+            (REF_NAME.to_owned(), name),
+            (LAST_USED.to_owned(), now_stamp()),
+        ]);
         index.manifests.push(entry);
         self.write_index(&index)?;
         Ok(image)
@@ -512,6 +515,96 @@ impl ImageStore {
 
     fn sweep(&self) -> Result<u64> {
         self.sweep_except(&BTreeSet::new())
+    }
+}
+
+/// Annotation of an index entry: when it was last stored or used (seconds
+/// since the epoch, zero-padded so it sorts as text).
+pub const LAST_USED: &str = "io.berth.image.last-used";
+
+fn now_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs:020}")
+}
+
+/// What [`ImageStore::gc`] removed.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct GcReport {
+    pub removed: Vec<String>,
+    pub freed: u64,
+}
+
+impl ImageStore {
+    /// Records that the image stored as `reference` was used now (image GC
+    /// removes the least recently used first).
+    pub fn touch(&self, reference: &Reference) -> Result<()> {
+        let name = reference.to_string();
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        for d in &mut index.manifests {
+            if d.annotations.get(REF_NAME) == Some(&name) {
+                d.annotations.insert(LAST_USED.to_owned(), now_stamp());
+            }
+        }
+        self.write_index(&index)
+    }
+
+    /// Bytes of all blobs in the store.
+    pub fn size(&self) -> Result<u64> {
+        let dir = self.root.join("blobs").join("sha256");
+        Ok(fs::read_dir(&dir)
+            .map_err(io_err("read", &dir))?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum())
+    }
+
+    /// Removes images, least recently used first, until the store holds at
+    /// most `limit` bytes, never one whose manifest digest is in `in_use`
+    /// (containers' images) and never a blob in `keep` (pulls in flight,
+    /// `pull::pinned_blobs()`). Unreferenced blobs go first.
+    pub fn gc(
+        &self,
+        limit: u64,
+        in_use: &BTreeSet<Digest>,
+        keep: &BTreeSet<Digest>,
+    ) -> Result<GcReport> {
+        let mut report = GcReport {
+            freed: self.sweep_except(keep)?,
+            ..Default::default()
+        };
+        while self.size()? > limit {
+            let victim = {
+                let index = self.read_index()?;
+                let mut candidates: Vec<&Descriptor> = index
+                    .manifests
+                    .iter()
+                    .filter(|d| !in_use.contains(&d.digest) && !keep.contains(&d.digest))
+                    .collect();
+                candidates
+                    .sort_by_key(|d| d.annotations.get(LAST_USED).cloned().unwrap_or_default());
+                match candidates.first() {
+                    Some(d) => d.annotations.get(REF_NAME).cloned(),
+                    None => None,
+                }
+            };
+            let Some(name) = victim else { break };
+            {
+                let _lock = self.lock()?;
+                let mut index = self.read_index()?;
+                index
+                    .manifests
+                    .retain(|d| d.annotations.get(REF_NAME) != Some(&name));
+                self.write_index(&index)?;
+            }
+            report.freed += self.sweep_except(keep)?;
+            report.removed.push(name);
+        }
+        Ok(report)
     }
 }
 
