@@ -54,6 +54,9 @@ struct AgentArgs {
     /// Host uids and gids for `--userns auto` containers, as in /etc/subuid.
     #[arg(long, value_name = "START:COUNT")]
     userns_range: Option<String>,
+    /// A registry spoken to over plain HTTP (repeatable), as dockerd.
+    #[arg(long, value_name = "HOST:PORT")]
+    insecure_registry: Vec<String>,
 }
 
 fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<AgentConfig> {
@@ -83,6 +86,10 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
         config.userns.subordinate_uids = Some(range.clone());
         config.userns.subordinate_gids = Some(range);
     }
+    config
+        .images
+        .insecure_registries
+        .extend(args.insecure_registry);
     Ok(config)
 }
 

@@ -10,6 +10,7 @@ pub mod load;
 pub mod manifest;
 pub mod pull;
 pub mod reference;
+pub mod settings;
 pub mod store;
 
 pub use digest::{Digest, DigestError};
