@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub userns: crate::userns::UsernsSettings,
     /// Confinement defaults for containers.
     pub security: SecuritySettings,
+    /// Registries, credentials, pull policy and image store size: `[images]`.
+    pub images: crate::images::settings::ImagesSettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -377,6 +379,7 @@ impl Default for AgentConfig {
             api: ApiSettings::default(),
             userns: Default::default(),
             security: SecuritySettings::default(),
+            images: Default::default(),
         }
     }
 }

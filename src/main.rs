@@ -65,6 +65,9 @@ struct AgentArgs {
     /// Host uids and gids for `--userns auto` containers, as in /etc/subuid.
     #[arg(long, value_name = "START:COUNT")]
     userns_range: Option<String>,
+    /// A registry spoken to over plain HTTP (repeatable), as dockerd.
+    #[arg(long, value_name = "HOST:PORT")]
+    insecure_registry: Vec<String>,
 }
 
 /// Writes `berth.1` and `berth-<command>.1` for every visible command.
@@ -110,6 +113,10 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
         config.userns.subordinate_uids = Some(range.clone());
         config.userns.subordinate_gids = Some(range);
     }
+    config
+        .images
+        .insecure_registries
+        .extend(args.insecure_registry);
     Ok(config)
 }
 

@@ -567,3 +567,4 @@ pub fn assert_runc_runs_the_same(runc: &str, bundle: &str, name: &str, ours: &st
         "runc and berth disagree"
     );
 }
+pub mod registry;

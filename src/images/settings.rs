@@ -1,0 +1,79 @@
+//! The agent config's `[images]` table.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::ensure::PullPolicy;
+use super::pull::{Credentials, PullOptions};
+
+/// `[images]`: registries, credentials, pull policy, store size.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesSettings {
+    /// `HOST:PORT` of registries spoken to over plain HTTP (also
+    /// `berth agent --insecure-registry`, repeatable).
+    pub insecure_registries: Vec<String>,
+    /// The pull policy of launches whose request names none.
+    pub pull_policy: PullPolicy,
+    /// Image GC removes unused images above this many bytes of blobs.
+    pub max_store_bytes: Option<u64>,
+    /// Credentials by registry `HOST[:PORT]` (never logged or recorded).
+    pub credentials: BTreeMap<String, RegistryCredentials>,
+}
+
+/// `[images.credentials."HOST:PORT"]`.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegistryCredentials({}, <redacted>)", self.username)
+    }
+}
+
+impl ImagesSettings {
+    /// The registry client's options.
+    pub fn pull_options(&self) -> PullOptions {
+        PullOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            credentials: self
+                .credentials
+                .iter()
+                .map(|(registry, c)| {
+                    (
+                        registry.clone(),
+                        Credentials {
+                            username: c.username.clone(),
+                            password: c.password.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            platform: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_redacts() {
+        let s: ImagesSettings = toml::from_str(
+            "insecure_registries = [\"127.0.0.1:5000\"]\npull_policy = \"never\"\n[credentials.\"r.example:443\"]\nusername = \"u\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.pull_policy, PullPolicy::Never);
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            s.pull_options().credentials["r.example:443"].password,
+            "hunter2"
+        );
+    }
+}
