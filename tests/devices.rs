@@ -179,7 +179,10 @@ fn a_passed_device_opens_as_allowed_and_no_further() {
     // host node's numbers and mode; the cgroup lets it be read, not written.
     let host_mode = {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata("/dev/loop-control").unwrap().permissions().mode();
+        let mode = std::fs::metadata("/dev/loop-control")
+            .unwrap()
+            .permissions()
+            .mode();
         let bits: String = (0..9)
             .map(|i| match (mode >> (8 - i)) & 1 {
                 0 => '-',
