@@ -39,10 +39,12 @@ export BERTH_SKIP_LOG=$results/skipped
 export BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-10}
 : > "$BERTH_SKIP_LOG"
 status=0
+# The tree is shared at its own path as well: the guest's /tmp is a fresh
+# disk, which would hide a checkout (and its test binaries) under /tmp.
 for mode in ${V2VM_MODES:-root delegated}; do
     start=$(date +%s)
     set +e
-    V2VM_ENV="BERTH_TEST_TIME_SCALE" V2VM_RW="$results" V2VM_TMP_DISK=${V2VM_TMP_DISK:-4G} "$here/run.sh" sh "$here/guest-tests.sh" "$mode" "${bins[@]}"
+    V2VM_ENV="BERTH_TEST_TIME_SCALE" V2VM_RW="$results $PWD" V2VM_TMP_DISK=${V2VM_TMP_DISK:-4G} "$here/run.sh" sh "$here/guest-tests.sh" "$mode" "${bins[@]}"
     rc=$?
     set -e
     echo "v2-vm: $mode run: exit $rc in $(( $(date +%s) - start ))s"
