@@ -109,21 +109,21 @@ fn the_default_limit_applies_and_updates_and_stats_show_it() {
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // The count may still move (sh forking its last sleep): the stats agree
     // with the file once it settles.
-    eventually(
+    let settled = eventually(
         Duration::from_secs(10),
         "stats to agree with pids.current",
         || {
             let out = agent.berth(&["stats", "--no-stream", "--json", "plain"]);
             let stats: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
             let file: u64 = pids_file(&agent, "plain", "pids.current").parse().ok()?;
-            (stats[0]["isolators"]["pids"]["current"] == file && file >= current).then_some(())
+            (stats[0]["isolators"]["pids"]["current"] == file && file >= current).then_some(file)
         },
     );
     assert_eq!(stats[0]["isolators"]["pids"]["limit"], 4096);
     let table = agent.berth(&["stats", "--no-stream", "plain"]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.lines().next().unwrap().ends_with("PIDS"), "{table}");
-    assert!(table.contains(&format!("{current} / 4096")), "{table}");
+    assert!(table.contains(&format!("{settled} / 4096")), "{table}");
 
     let out = agent.berth(&["update", "plain", "--pids-limit", "50"]);
     assert_eq!(
