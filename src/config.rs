@@ -66,6 +66,8 @@ pub struct AgentConfig {
     pub security: SecuritySettings,
     /// Registries, credentials, pull policy and image store size: `[images]`.
     pub images: crate::images::settings::ImagesSettings,
+    /// Back-off of restart policies: `[restart]`.
+    pub restart: crate::restart_policy::RestartSettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -380,6 +382,7 @@ impl Default for AgentConfig {
             userns: Default::default(),
             security: SecuritySettings::default(),
             images: Default::default(),
+            restart: Default::default(),
         }
     }
 }
@@ -470,6 +473,7 @@ impl AgentConfig {
         self.userns
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.restart.validate().map_err(ConfigError::Invalid)?;
         for (name, seconds) in [
             (
                 "api.header_timeout_seconds",

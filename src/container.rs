@@ -7,6 +7,7 @@ use berth_isolator::{ContainerId, Limitation, Resources};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::capabilities::CapabilityChanges;
+use crate::restart_policy::{RestartPolicy, RestartState};
 
 /// A launch request: the body of `POST /v1/containers`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +63,16 @@ pub struct LaunchRequest {
     /// orphaned processes (`--init`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Free-form `key: value` metadata (`--label K=V`), shown and
+    /// filterable.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Remove the container once it has ended (`--rm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
+    /// `no` (default), `on-failure[:N]` or `always` (`--restart`).
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_no")]
+    pub restart: RestartPolicy,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running
@@ -245,6 +256,19 @@ pub struct Container {
     /// Whether a reaper runs as pid 1 (`--init`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Its labels (`--label K=V`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Removed once it has ended (`--rm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
+    /// Its restart policy, restarts made and the next one due.
+    #[serde(default)]
+    pub restart: RestartState,
+    /// The request it was launched with, which a restart launches again;
+    /// not part of the API object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Box<LaunchRequest>>,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock
@@ -286,6 +310,7 @@ impl Container {
             shim: None,
             pid_start_time: None,
             final_usage: serde_json::Map::new(),
+            request: None,
             exit_code,
             ..self.clone()
         }

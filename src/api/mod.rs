@@ -48,6 +48,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/files/content", get(files::content))
         .route("/v1/containers/{id}/stop", post(stop))
         .route("/v1/containers/{id}/exec", post(exec))
+        .route("/v1/containers/{id}/restart", post(restart))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -128,12 +129,29 @@ async fn stop(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let grace = stop_grace(&body)?;
+    Ok(Json(manager.stop(&id, grace).await?).into_response())
+}
+
+/// `POST /v1/containers/{id}/restart`: the body of a stop (`timeout`, for
+/// a running container); answers with the container running again.
+async fn restart(
+    State(manager): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let grace = stop_grace(&body)?;
+    Ok(Json(manager.restart(&id, grace).await?).into_response())
+}
+
+/// The grace period of a stop or restart request body (empty: default).
+fn stop_grace(body: &[u8]) -> Result<std::time::Duration, ApiError> {
     let request: StopRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StopRequest {
             timeout: default_stop_timeout(),
         }
     } else {
-        parse_json(&body)?
+        parse_json(body)?
     };
     if !(0.0..=MAX_STOP_TIMEOUT).contains(&request.timeout) {
         return Err(ManagerError::invalid(
@@ -145,8 +163,7 @@ async fn stop(
         )
         .into());
     }
-    let grace = std::time::Duration::from_secs_f64(request.timeout);
-    Ok(Json(manager.stop(&id, grace).await?).into_response())
+    Ok(std::time::Duration::from_secs_f64(request.timeout))
 }
 
 async fn exec(

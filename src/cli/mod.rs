@@ -3,6 +3,7 @@
 pub mod client;
 mod logs_stream;
 mod output;
+mod ps_filter;
 mod security;
 mod sig_proxy;
 mod stats;
@@ -33,24 +34,36 @@ pub enum Command {
         /// Print a JSON array of container objects.
         #[arg(long)]
         json: bool,
+        /// Print only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Show only containers matching state=S, name=ID or label=K[=V]
+        /// (repeatable: the same key matches any of its values, different
+        /// keys all must match). A state filter includes ended ones.
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
-    /// Print a container as JSON.
+    /// Print containers as JSON (one: its object; several: an array).
     Inspect {
-        /// The container's id.
-        id: String,
+        /// The containers' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
-    /// Wait for a container to end; print its exit code and exit with it.
+    /// Wait for containers to end; print each one's exit code and exit
+    /// with the last one's.
     Wait {
-        /// The container's id.
-        id: String,
+        /// The containers' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
-    /// Send a signal to a container (default KILL).
+    /// Send a signal to containers (default KILL).
     Kill {
         /// The signal: a name (TERM, SIGTERM) or a number.
         #[arg(short, long, default_value = "KILL")]
         signal: String,
-        /// The container's id.
-        id: String,
+        /// The containers' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Remove a container and its sandbox.
     Rm {
@@ -163,6 +176,21 @@ pub enum Command {
         )]
         command: Vec<String>,
     },
+    /// Restart containers: stop each running one (as `stop`), then start
+    /// it again with the same command, id, sandbox and logs; print each id.
+    Restart {
+        /// Seconds to wait after SIGTERM before SIGKILL.
+        #[arg(
+            short = 't',
+            long = "time",
+            value_name = "SECS",
+            default_value_t = 10.0
+        )]
+        time: f64,
+        /// The containers' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// `berth files` subcommands.
@@ -265,6 +293,18 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+    /// Remove the container once it has ended (by the agent, also if the
+    /// container ends while no agent runs).
+    #[arg(long)]
+    pub rm: bool,
+    /// Restart policy: no (default), on-failure[:N] (at most N times) or
+    /// always; restarts back off exponentially. A user's stop or kill
+    /// holds the policy off until `berth restart`.
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// A label K=V (repeatable), shown by inspect and filterable in ps.
+    #[arg(short = 'l', long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
 }
 
 /// A CLI failure: the message and the exit code.
@@ -298,58 +338,101 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
     let client = Client::new(&socket);
     match command {
         Command::Run(args) => run_container(&client, *args).await,
-        Command::Ps { all, json } => {
+        Command::Ps {
+            all,
+            json,
+            quiet,
+            filter,
+        } => {
+            let filter = ps_filter::Filter::parse(&filter).map_err(usage)?;
             let containers: Vec<Container> =
                 client.json(Method::GET, "/v1/containers", None).await?;
+            let all = all || filter.has_state();
             let shown: Vec<&Container> = containers
                 .iter()
                 .filter(|c| all || c.state != State::Exited)
+                .filter(|c| filter.matches(c))
                 .collect();
-            if json {
+            if quiet {
+                for container in &shown {
+                    outln!("{}", container.id);
+                }
+            } else if json {
                 outln!("{}", serde_json::to_string_pretty(&shown).expect("json"));
             } else {
                 out!("{}", table::containers(&shown));
             }
             Ok(0)
         }
-        Command::Inspect { id } => {
-            let container: serde_json::Value =
-                client.json(Method::GET, &container_path(&id), None).await?;
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&container).expect("json")
-            );
-            Ok(0)
+        Command::Inspect { ids } => {
+            let mut found = Vec::new();
+            let mut failed = Failed::default();
+            for id in &ids {
+                match client
+                    .json::<serde_json::Value>(Method::GET, &container_path(id), None)
+                    .await
+                {
+                    Ok(container) => found.push(container),
+                    Err(e) => failed.note(e)?,
+                }
+            }
+            let shown = match (ids.len(), found.len()) {
+                (_, 0) => None,
+                (1, _) => found.pop(),
+                _ => Some(serde_json::Value::Array(found)),
+            };
+            if let Some(shown) = shown {
+                outln!("{}", serde_json::to_string_pretty(&shown).expect("json"));
+            }
+            failed.result(0)
         }
-        Command::Wait { id } => {
-            let container: Container = client
-                .json(Method::GET, &format!("{}/wait", container_path(&id)), None)
-                .await?;
-            let code = container.shell_exit_code();
-            outln!("{code}");
-            Ok(code)
+        Command::Wait { ids } => {
+            let mut failed = Failed::default();
+            let mut last = 0;
+            for id in &ids {
+                match client
+                    .json::<Container>(Method::GET, &format!("{}/wait", container_path(id)), None)
+                    .await
+                {
+                    Ok(container) => {
+                        last = container.shell_exit_code();
+                        outln!("{last}");
+                    }
+                    Err(e) => failed.note(e)?,
+                }
+            }
+            failed.result(last)
         }
-        Command::Kill { signal, id } => {
-            client
-                .call(
-                    Method::POST,
-                    &format!("{}/kill", container_path(&id)),
-                    Some(json!({"signal": signal})),
-                )
-                .await?;
-            Ok(0)
+        Command::Kill { signal, ids } => {
+            let mut failed = Failed::default();
+            for id in &ids {
+                let sent = client
+                    .call(
+                        Method::POST,
+                        &format!("{}/kill", container_path(id)),
+                        Some(json!({"signal": signal})),
+                    )
+                    .await;
+                if let Err(e) = sent {
+                    failed.note(e)?;
+                }
+            }
+            failed.result(0)
         }
         Command::Rm { force, ids } => {
+            let mut failed = Failed::default();
             for id in ids {
                 let path = format!(
                     "{}{}",
                     container_path(&id),
                     if force { "?force=true" } else { "" }
                 );
-                client.call(Method::DELETE, &path, None).await?;
-                outln!("{id}");
+                match client.call(Method::DELETE, &path, None).await {
+                    Ok(_) => outln!("{id}"),
+                    Err(e) => failed.note(e)?,
+                }
             }
-            Ok(0)
+            failed.result(0)
         }
         Command::Logs {
             stream,
@@ -484,17 +567,43 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                     "invalid --time {time}: expected seconds between 0 and 86400"
                 )));
             }
+            let mut failed = Failed::default();
             for id in ids {
-                client
+                let stopped = client
                     .call(
                         Method::POST,
                         &format!("{}/stop", container_path(&id)),
                         Some(json!({ "timeout": time })),
                     )
-                    .await?;
-                outln!("{id}");
+                    .await;
+                match stopped {
+                    Ok(_) => outln!("{id}"),
+                    Err(e) => failed.note(e)?,
+                }
             }
-            Ok(0)
+            failed.result(0)
+        }
+        Command::Restart { time, ids } => {
+            if !(0.0..=86_400.0).contains(&time) {
+                return Err(usage(format!(
+                    "invalid --time {time}: expected seconds between 0 and 86400"
+                )));
+            }
+            let mut failed = Failed::default();
+            for id in ids {
+                let restarted = client
+                    .call(
+                        Method::POST,
+                        &format!("{}/restart", container_path(&id)),
+                        Some(json!({ "timeout": time })),
+                    )
+                    .await;
+                match restarted {
+                    Ok(_) => outln!("{id}"),
+                    Err(e) => failed.note(e)?,
+                }
+            }
+            failed.result(0)
         }
         Command::Exec {
             env,
@@ -504,14 +613,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             command,
         } => {
             let mut request = json!({ "command": command });
-            let mut vars = serde_json::Map::new();
-            for pair in &env {
-                let (key, value) = pair
-                    .split_once('=')
-                    .ok_or_else(|| usage(format!("invalid --env {pair:?}: expected K=V")))?;
-                vars.insert(key.to_string(), value.into());
-            }
-            request["env"] = vars.into();
+            request["env"] = env_vars(&env)?.into();
             if let Some(dir) = workdir {
                 request["workdir"] = dir.into();
             }
@@ -760,13 +862,7 @@ fn query_escape(value: &str) -> String {
 
 /// Turns `berth run` flags into a launch request body.
 pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
-    let mut env = serde_json::Map::new();
-    for pair in &args.env {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| usage(format!("invalid --env {pair:?}: expected K=V")))?;
-        env.insert(key.to_string(), value.into());
-    }
+    let env = env_vars(&args.env)?;
     let mut resources = args.resources.to_json()?;
     if let Some(handle) = args.net_cls_handle {
         resources.insert("net_cls_handle".into(), handle.into());
@@ -823,6 +919,29 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if args.init {
         request["init"] = true.into();
+    }
+    if args.rm {
+        request["auto_remove"] = true.into();
+    }
+    if let Some(policy) = &args.restart {
+        let policy: crate::restart_policy::RestartPolicy = policy
+            .parse()
+            .map_err(|e| usage(format!("invalid --restart: {e}")))?;
+        if args.rm && !policy.is_no() {
+            return Err(usage("--rm and --restart conflict: choose one"));
+        }
+        request["restart"] = policy.to_string().into();
+    }
+    if !args.labels.is_empty() {
+        let mut labels = serde_json::Map::new();
+        for pair in &args.labels {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key.is_empty() {
+                return Err(usage(format!("invalid --label {pair:?}: expected K=V")));
+            }
+            labels.insert(key.to_string(), value.into());
+        }
+        request["labels"] = labels.into();
     }
     let mut log = serde_json::Map::new();
     if let Some(size) = &args.log_max_size {
@@ -899,6 +1018,55 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         );
     }
     Ok(ended.shell_exit_code())
+}
+
+/// `-e K=V` sets K; `-e K` passes the CLI's own value of K, or nothing
+/// when K is not set here (as Docker).
+fn env_vars(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    let mut env = serde_json::Map::new();
+    for pair in pairs {
+        match pair.split_once('=') {
+            Some((key, value)) => {
+                env.insert(key.to_string(), value.into());
+            }
+            None if pair.is_empty() => {
+                return Err(usage("invalid --env \"\": expected K=V or K"));
+            }
+            None => {
+                if let Some(value) = std::env::var_os(pair) {
+                    let value = value.into_string().map_err(|_| {
+                        usage(format!("invalid --env {pair}: its value here is not UTF-8"))
+                    })?;
+                    env.insert(pair.clone(), value.into());
+                }
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// The failures of a command over several containers: each is printed as
+/// one `berth: ...` line as it happens, and the command exits 1 at the end
+/// if any failed. A failure to reach the agent at all ends it at once.
+#[derive(Default)]
+struct Failed {
+    any: bool,
+}
+
+impl Failed {
+    fn note(&mut self, e: ClientError) -> Result<(), Failure> {
+        if !matches!(e, ClientError::Api { .. }) {
+            return Err(e.into());
+        }
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "berth: {e}");
+        self.any = true;
+        Ok(())
+    }
+
+    fn result(self, code: i32) -> Result<i32, Failure> {
+        Ok(if self.any { 1 } else { code })
+    }
 }
 
 /// A launch refused because the command cannot be exec'd exits as a shell
@@ -978,7 +1146,19 @@ mod tests {
     #[test]
     fn bad_flags_are_refused_before_asking_the_agent() {
         assert!(launch_request(&run_args(&["run", "--memory", "lots", "--", "true"])).is_err());
-        assert!(launch_request(&run_args(&["run", "-e", "NOEQUALS", "--", "true"])).is_err());
+        assert!(launch_request(&run_args(&["run", "-e", "", "--", "true"])).is_err());
+        assert!(
+            launch_request(&run_args(&["run", "--restart", "sometimes", "--", "true"])).is_err()
+        );
+        assert!(launch_request(&run_args(&[
+            "run",
+            "--rm",
+            "--restart",
+            "always",
+            "--",
+            "true"
+        ]))
+        .is_err());
         assert!(launch_request(&run_args(&["run", "--user", "root", "--", "true"])).is_err());
     }
 

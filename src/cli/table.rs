@@ -36,11 +36,19 @@ pub fn containers(containers: &[&Container]) -> String {
         .iter()
         .map(|c| {
             let status = match c.state {
+                State::Exited if c.restart.next_attempt_at.is_some() => format!(
+                    "restarting ({}) #{}",
+                    c.shell_exit_code(),
+                    c.restart.count + 1
+                ),
                 State::Exited => format!(
                     "{} ({})",
                     c.reason.as_deref().unwrap_or("ended"),
                     c.shell_exit_code()
                 ),
+                State::Running if c.restart.count > 0 => {
+                    format!("running (restarted {})", c.restart.count)
+                }
                 State::Running => "running".to_string(),
                 State::Created => "starting".to_string(),
                 State::Unknown => "unknown".to_string(),

@@ -34,7 +34,9 @@ impl Manager {
             }
         }
         let manager = self.clone();
-        let _ = tokio::task::spawn_blocking(move || manager.finalize(&id)).await;
+        let ended = id.clone();
+        let _ = tokio::task::spawn_blocking(move || manager.finalize(&ended)).await;
+        self.after_exit(&id);
     }
 
     /// Records the end of a container whose shim has gone, once.

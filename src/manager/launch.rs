@@ -25,8 +25,8 @@ use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A validated launch.
-struct Plan {
-    container: Container,
+pub(super) struct Plan {
+    pub(super) container: Container,
     /// Whether the container gets a user namespace (its range is reserved
     /// once the id is known to be free).
     userns: bool,
@@ -74,7 +74,7 @@ impl Manager {
         self: &Arc<Self>,
         request: LaunchRequest,
     ) -> Result<Container, ManagerError> {
-        let mut plan = self.plan(request)?;
+        let mut plan = self.plan(request, false)?;
         let id = plan.container.id.clone();
         let slot = {
             let mut slots = self.slots.lock().unwrap();
@@ -90,7 +90,7 @@ impl Manager {
             slots.insert(id.clone(), slot.clone());
             slot
         };
-        match self.start(&plan, &slot) {
+        match self.start(&plan, &slot, true) {
             Ok(container) => Ok(container.public()),
             Err(e) => {
                 self.forget(&id, &slot);
@@ -105,14 +105,24 @@ impl Manager {
         }
     }
 
-    /// Checks the whole request without touching the host.
-    fn plan(&self, request: LaunchRequest) -> Result<Plan, ManagerError> {
+    /// Checks the whole request without touching the host. A `relaunch`
+    /// (a restart) is of a container whose id and dirs exist already.
+    pub(super) fn plan(
+        &self,
+        request: LaunchRequest,
+        relaunch: bool,
+    ) -> Result<Plan, ManagerError> {
         super::request_checks::check(&request)?;
+        super::restart::check_request(&request)?;
         let id = match &request.id {
             Some(id) => ContainerId::new(id.clone())
                 .map_err(|e| ManagerError::invalid("id", e.to_string()))?,
             None => random_id(),
         };
+        let stored = Box::new(LaunchRequest {
+            id: Some(id.to_string()),
+            ..request.clone()
+        });
         if request.command.is_empty() || request.command[0].is_empty() {
             return Err(ManagerError::invalid(
                 "command",
@@ -238,13 +248,13 @@ impl Manager {
         let isolators = self.isolators.select(&chosen);
         let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
 
-        if self.slots.lock().unwrap().contains_key(&id) {
+        if !relaunch && self.slots.lock().unwrap().contains_key(&id) {
             return Err(ManagerError::Conflict(format!(
                 "container id {id} is in use"
             )));
         }
         let container_dir = self.store.container_dir(&id);
-        if container_dir.symlink_metadata().is_ok() {
+        if !relaunch && container_dir.symlink_metadata().is_ok() {
             // Left by an earlier container of this id that was never
             // removed: refuse rather than mix two containers' files.
             return Err(ManagerError::Conflict(format!(
@@ -288,6 +298,13 @@ impl Manager {
             final_usage: Default::default(),
             logs: None,
             init: request.init,
+            labels: request.labels,
+            auto_remove: request.auto_remove,
+            restart: crate::restart_policy::RestartState {
+                policy: request.restart,
+                ..Default::default()
+            },
+            request: Some(stored),
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -304,10 +321,22 @@ impl Manager {
 
     /// Creates everything and starts the container. On error, whatever this
     /// function created is undone, except the dirs (the caller removes them).
-    fn start(self: &Arc<Self>, plan: &Plan, slot: &Arc<Slot>) -> Result<Container, ManagerError> {
+    /// A restart (not `fresh`) reuses the container's dirs.
+    pub(super) fn start(
+        self: &Arc<Self>,
+        plan: &Plan,
+        slot: &Arc<Slot>,
+        fresh: bool,
+    ) -> Result<Container, ManagerError> {
         let mut container = plan.container.clone();
         let id = container.id.clone();
-        self.create_dirs(&container)?;
+        if fresh {
+            self.create_dirs(&container)?;
+        } else {
+            self.store
+                .save(&container, Durability::Durable)
+                .map_err(|e| ManagerError::Internal(e.to_string()))?;
+        }
 
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
         let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {

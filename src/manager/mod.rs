@@ -12,6 +12,7 @@ mod launch;
 pub use gc::{GcRemoved, GcReport};
 mod recover;
 mod request_checks;
+mod restart;
 mod seccomp;
 mod shim_client;
 mod update;
@@ -147,6 +148,9 @@ pub struct Manager {
     userns: crate::userns::Userns,
     /// Seccomp programs compiled so far, by profile (see `seccomp`).
     seccomp_programs: seccomp::ProgramCache,
+    /// Set when the agent stops: restart policies record their next
+    /// attempt for the next agent instead of making it.
+    shutting_down: AtomicBool,
 }
 
 impl Manager {
@@ -164,6 +168,7 @@ impl Manager {
             update_lock: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             seccomp_programs: seccomp::ProgramCache::default(),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -251,12 +256,14 @@ impl Manager {
     pub fn kill(&self, id: &str, signal: &str) -> Result<(), ManagerError> {
         let number = parse_signal(signal)
             .ok_or_else(|| ManagerError::invalid("signal", format!("unknown signal {signal:?}")))?;
-        let container = self.slot(id)?.get();
+        let slot = self.slot(id)?;
+        let container = slot.get();
         if container.state != State::Running {
             return Err(ManagerError::Conflict(format!(
                 "container {id} is not running"
             )));
         }
+        self.mark_stopped_by_user(&slot);
         let delivered = container_process(&container)
             .map(|p| p.signal(number))
             .transpose()
@@ -273,7 +280,10 @@ impl Manager {
     /// without it ending; returns its record once it has ended. An ended
     /// container is returned as it is; one still launching is a conflict.
     pub async fn stop(&self, id: &str, grace: Duration) -> Result<Container, ManagerError> {
-        let container = self.slot(id)?.get();
+        let slot = self.slot(id)?;
+        // Also cancels a pending restart of an ended container.
+        self.mark_stopped_by_user(&slot);
+        let container = slot.get();
         match container.state {
             State::Exited | State::Unknown => return Ok(container.public()),
             State::Running => {}
@@ -339,6 +349,7 @@ impl Manager {
                 .clone();
             }
             if container.state == State::Running {
+                self.mark_stopped_by_user(&slot);
                 if let Some(process) = container_process(&container) {
                     let _ = process.signal(libc::SIGKILL);
                 }
@@ -442,6 +453,8 @@ impl Manager {
             .filter(|c| c.state == State::Running)
             .collect();
         tracing::info!(count = running.len(), "stopping containers");
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for container in &running {
             if let Some(process) = container_process(container) {
                 let _ = process.signal(libc::SIGTERM);
@@ -450,7 +463,11 @@ impl Manager {
         let waits = running.iter().map(|c| async move {
             let id = c.id.as_str();
             if tokio::time::timeout(grace, self.wait(id)).await.is_err() {
-                let _ = self.kill(id, "KILL");
+                // Not `kill`: the agent's own stop is no user's, and leaves
+                // restart policies in force for the next agent.
+                if let Some(process) = container_process(c) {
+                    let _ = process.signal(libc::SIGKILL);
+                }
                 let _ = tokio::time::timeout(FORCE_REMOVE_TIMEOUT, self.wait(id)).await;
             }
         });

@@ -169,6 +169,7 @@ impl Manager {
             }
         }
         self.recover_userns();
+        self.resume_lifecycle();
         Ok(summary)
     }
 
@@ -343,6 +344,10 @@ impl Manager {
             final_usage: Default::default(),
             init: false,
             logs: None,
+            labels: Default::default(),
+            auto_remove: false,
+            restart: Default::default(),
+            request: None,
             id: q.id,
         }
     }
