@@ -73,6 +73,10 @@ pub struct LaunchRequest {
     /// `no` (default), `on-failure[:N]` or `always` (`--restart`).
     #[serde(default, skip_serializing_if = "RestartPolicy::is_no")]
     pub restart: RestartPolicy,
+    /// `NAME|UID[:GROUP|GID]` resolved in the root filesystem's
+    /// `/etc/passwd` and `/etc/group` (`-u NAME`); instead of `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running

@@ -13,6 +13,7 @@ pub mod manager;
 pub mod notify;
 pub mod process;
 pub mod restart_policy;
+pub mod rootfs_users;
 pub mod seccomp;
 pub mod shim;
 pub mod size;

@@ -417,3 +417,69 @@ fn a_command_that_cannot_start_exits_126_or_127() {
     let out = agent.berth(&["run", "--", "/etc/hostname"]);
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 }
+
+#[test]
+fn user_names_are_resolved_inside_the_root_filesystem() {
+    require_root!();
+    let agent = Agent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = common::busybox_rootfs(dir.path());
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rootfs.join("etc/group"),
+        "root:x:0:\nweb:x:1001:\nstaff:x:50:\n",
+    )
+    .unwrap();
+    let root = rootfs.display().to_string();
+    let run = |user: &str| {
+        agent.berth(&[
+            "run",
+            "--rootfs",
+            &root,
+            "-u",
+            user,
+            "--",
+            "sh",
+            "-c",
+            "echo $(id -u):$(id -g)",
+        ])
+    };
+    let out = run("web");
+    assert_eq!(text(&out.stdout), "1000:1001\n", "{}", text(&out.stderr));
+    assert_eq!(text(&run("web:staff").stdout), "1000:50\n");
+    // The host's own names are not the container's.
+    let out = run("nobody");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("user_name") && stderr.contains("nobody"),
+        "{stderr}"
+    );
+
+    // Attack: the root's /etc/passwd is a symlink to a host file naming a
+    // user the host has: it is not followed, the name is not found.
+    let before = agent.leftovers();
+    let host_file = dir.path().join("host-passwd");
+    std::fs::write(&host_file, "evil:x:0:0::/:/bin/sh\n").unwrap();
+    std::fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink(&host_file, rootfs.join("etc/passwd")).unwrap();
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"rootfs": root, "user_name": "evil", "command": ["true"]})),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert!(answer.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("user_name"));
+    assert_eq!(agent.leftovers(), before);
+
+    // On the host's root, the host's names.
+    let out = agent.berth(&["run", "-u", "nobody", "--", "sh", "-c", "id -u"]);
+    assert_eq!(text(&out.stdout), "65534\n", "{}", text(&out.stderr));
+}

@@ -250,8 +250,9 @@ pub struct RunArgs {
     /// The working directory inside the container.
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// The user to run as.
-    #[arg(short, long, value_name = "UID[:GID]")]
+    /// The user to run as: UID[:GID], or a name (NAME[:GROUP]) looked up
+    /// in the root filesystem's /etc/passwd and /etc/group.
+    #[arg(short, long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
     /// The isolators to use, comma-separated (default: all the agent offers).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -893,9 +894,12 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
         request["workdir"] = workdir.clone().into();
     }
     if let Some(user) = &args.user {
-        let user = User::parse(user)
-            .ok_or_else(|| usage(format!("invalid --user {user:?}: expected UID[:GID]")))?;
-        request["user"] = serde_json::to_value(user).expect("json");
+        match User::parse(user) {
+            Some(user) => request["user"] = serde_json::to_value(user).expect("json"),
+            // A name: the agent resolves it in the root filesystem.
+            None if !user.is_empty() => request["user_name"] = user.clone().into(),
+            None => return Err(usage("invalid --user \"\": expected NAME|UID[:GROUP|GID]")),
+        }
     }
     if let Some(isolation) = &args.isolation {
         request["isolation"] = isolation.clone().into();
@@ -1159,7 +1163,11 @@ mod tests {
             "true"
         ]))
         .is_err());
-        assert!(launch_request(&run_args(&["run", "--user", "root", "--", "true"])).is_err());
+        assert_eq!(
+            launch_request(&run_args(&["run", "--user", "web:staff", "--", "true"])).unwrap()
+                ["user_name"],
+            "web:staff"
+        );
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Manager {
     /// (a restart) is of a container whose id and dirs exist already.
     pub(super) fn plan(
         &self,
-        request: LaunchRequest,
+        mut request: LaunchRequest,
         relaunch: bool,
     ) -> Result<Plan, ManagerError> {
         super::request_checks::check(&request)?;
@@ -178,6 +178,27 @@ impl Manager {
             }
         }
 
+        if let Some(spec) = &request.user_name {
+            if request.user.is_some() {
+                return Err(ManagerError::invalid(
+                    "user_name",
+                    "give user or user_name, not both",
+                ));
+            }
+            let root = request
+                .rootfs
+                .as_deref()
+                .unwrap_or(std::path::Path::new("/"));
+            let user = crate::rootfs_users::resolve(root, spec)
+                .map_err(|e| ManagerError::invalid("user_name", e.to_string()))?;
+            if user.uid > i32::MAX as u32 || user.gid() > i32::MAX as u32 {
+                return Err(ManagerError::invalid(
+                    "user_name",
+                    format!("{spec:?} resolves to ids above 2^31-1"),
+                ));
+            }
+            request.user = Some(user);
+        }
         let network = request
             .network
             .clone()
