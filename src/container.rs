@@ -77,6 +77,9 @@ pub struct LaunchRequest {
     /// `/etc/passwd` and `/etc/group` (`-u NAME`); instead of `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
+    /// A health check (`--health-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthCheck>,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running
@@ -186,6 +189,8 @@ pub mod reason {
     pub const SHIM_LOST: &str = "shim-lost";
     /// The host went down under it (its runtime state is gone).
     pub const AGENT_LOST: &str = "agent-lost";
+    /// Its health check ended it (`on_unhealthy: kill|restart`).
+    pub const UNHEALTHY: &str = "unhealthy";
 }
 
 /// Everything the agent knows about one container. Written to
@@ -273,6 +278,13 @@ pub struct Container {
     /// not part of the API object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Box<LaunchRequest>>,
+    /// Its health check, as asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<crate::health::HealthCheck>,
+    /// What its checks found (read from the checker's file on request;
+    /// kept in the record once it has ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthState>,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

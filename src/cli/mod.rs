@@ -306,6 +306,91 @@ pub struct RunArgs {
     /// A label K=V (repeatable), shown by inspect and filterable in ps.
     #[arg(short = 'l', long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// `berth run`'s health check flags (Docker's names; Mesos semantics).
+#[derive(Debug, Args, Default)]
+pub struct HealthArgs {
+    /// Health check: a shell command run in the container (as an exec);
+    /// healthy when it exits 0.
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Health check: GET http://127.0.0.1:PORT/PATH from inside the
+    /// container's network namespace; healthy on 2xx or 3xx.
+    #[arg(long, value_name = "PORT/PATH")]
+    pub health_http: Option<String>,
+    /// Health check: connect to 127.0.0.1:PORT from inside the container's
+    /// network namespace.
+    #[arg(long, value_name = "PORT")]
+    pub health_tcp: Option<u16>,
+    /// Time between checks (500ms, 1s, 2m; default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// A check taking longer fails (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures that make it unhealthy (default 3).
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Failures in this time after the start do not count until the first
+    /// success (default 0s).
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Once unhealthy: report (default), kill (ends with reason unhealthy)
+    /// or restart.
+    #[arg(long, value_name = "ACTION", value_parser = ["report", "kill", "restart"])]
+    pub health_on_unhealthy: Option<String>,
+}
+
+impl HealthArgs {
+    /// The launch request's `health` object, if a check is asked for.
+    fn to_json(&self) -> Result<Option<serde_json::Value>, Failure> {
+        let mut check = serde_json::Map::new();
+        if let Some(cmd) = &self.health_cmd {
+            check.insert("cmd".into(), json!(["/bin/sh", "-c", cmd]));
+        }
+        if let Some(http) = &self.health_http {
+            check.insert("http".into(), http.clone().into());
+        }
+        if let Some(port) = self.health_tcp {
+            check.insert("tcp".into(), port.into());
+        }
+        let probes = check.len();
+        for (flag, key, value) in [
+            ("--health-interval", "interval", &self.health_interval),
+            ("--health-timeout", "timeout", &self.health_timeout),
+            (
+                "--health-start-period",
+                "start_period",
+                &self.health_start_period,
+            ),
+        ] {
+            if let Some(value) = value {
+                value
+                    .parse::<crate::health::HealthDuration>()
+                    .map_err(|e| usage(format!("invalid {flag}: {e}")))?;
+                check.insert(key.into(), value.clone().into());
+            }
+        }
+        if let Some(retries) = self.health_retries {
+            check.insert("retries".into(), retries.into());
+        }
+        if let Some(action) = &self.health_on_unhealthy {
+            check.insert("on_unhealthy".into(), action.clone().into());
+        }
+        match probes {
+            0 if check.is_empty() => Ok(None),
+            0 => Err(usage(
+                "the --health-* settings need a check: --health-cmd, --health-http or --health-tcp",
+            )),
+            1 => Ok(Some(check.into())),
+            _ => Err(usage(
+                "give one of --health-cmd, --health-http and --health-tcp",
+            )),
+        }
+    }
 }
 
 /// A CLI failure: the message and the exit code.
@@ -935,6 +1020,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
             return Err(usage("--rm and --restart conflict: choose one"));
         }
         request["restart"] = policy.to_string().into();
+    }
+    if let Some(health) = args.health.to_json()? {
+        request["health"] = health;
     }
     if !args.labels.is_empty() {
         let mut labels = serde_json::Map::new();

@@ -46,10 +46,16 @@ pub fn containers(containers: &[&Container]) -> String {
                     c.reason.as_deref().unwrap_or("ended"),
                     c.shell_exit_code()
                 ),
-                State::Running if c.restart.count > 0 => {
-                    format!("running (restarted {})", c.restart.count)
+                State::Running => {
+                    let mut status = "running".to_string();
+                    if let Some(health) = &c.health {
+                        status.push_str(&format!(" ({})", health.status));
+                    }
+                    if c.restart.count > 0 {
+                        status.push_str(&format!(" (restarted {})", c.restart.count));
+                    }
+                    status
                 }
-                State::Running => "running".to_string(),
                 State::Created => "starting".to_string(),
                 State::Unknown => "unknown".to_string(),
             };

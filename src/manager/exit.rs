@@ -95,9 +95,16 @@ impl Manager {
                 }
             }
         }
+        let health = crate::health::HealthState::read(&self.store.state_dir(id));
+        let unhealthy = health.as_ref().is_some_and(|h| h.killed);
+        if container.health_check.is_some() {
+            container.health = health;
+        }
         if let Some(limitation) = limitation {
             container.reason = Some(limitation.reason());
             container.limitation = Some(limitation);
+        } else if unhealthy && container.reason.is_none() {
+            container.reason = Some(reason::UNHEALTHY.into());
         } else if container.reason.is_none() {
             container.reason = Some(
                 if container.exit_code.is_some() {

@@ -114,6 +114,7 @@ impl Manager {
     ) -> Result<Plan, ManagerError> {
         super::request_checks::check(&request)?;
         super::restart::check_request(&request)?;
+        super::health::check_request(&request)?;
         let id = match &request.id {
             Some(id) => ContainerId::new(id.clone())
                 .map_err(|e| ManagerError::invalid("id", e.to_string()))?,
@@ -326,6 +327,8 @@ impl Manager {
                 ..Default::default()
             },
             request: Some(stored),
+            health_check: request.health,
+            health: None,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -414,6 +417,7 @@ impl Manager {
         }
         container.state = State::Running;
         self.publish(slot, container.clone(), Durability::CrashSafe);
+        self.start_health_checker(&container);
         let shim = container.shim.expect("a started container has a shim");
         let manager = self.clone();
         self.runtime

@@ -10,6 +10,7 @@ mod exit;
 mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
+mod health;
 mod recover;
 mod request_checks;
 mod restart;
@@ -198,7 +199,7 @@ impl Manager {
             .lock()
             .unwrap()
             .values()
-            .map(|slot| slot.get().public())
+            .map(|slot| self.with_health(slot.get()).public())
             .collect();
         all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         all
@@ -206,7 +207,7 @@ impl Manager {
 
     /// One container, with its isolators' status while it runs.
     pub fn get(&self, id: &str) -> Result<Container, ManagerError> {
-        let mut container = self.slot(id)?.get();
+        let mut container = self.with_health(self.slot(id)?.get());
         match crate::logs::counters::read(&self.store.state_dir(&container.id)) {
             Ok(counters) => container.logs = counters,
             Err(e) => tracing::warn!(id = %container.id, "{e}"),

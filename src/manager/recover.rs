@@ -348,6 +348,8 @@ impl Manager {
             auto_remove: false,
             restart: Default::default(),
             request: None,
+            health_check: None,
+            health: None,
             id: q.id,
         }
     }

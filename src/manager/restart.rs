@@ -144,12 +144,18 @@ impl Manager {
         let mut scheduled = None;
         slot.record.send_if_modified(|c| {
             let restart = &c.restart;
+            // The health check's `restart` restarts whatever the policy.
+            let unhealthy_restart = c.reason.as_deref() == Some(reason::UNHEALTHY)
+                && c.health_check
+                    .as_ref()
+                    .is_some_and(|h| h.on_unhealthy == crate::health::OnUnhealthy::Restart);
             if c.state != State::Exited
                 || restart.stopped_by_user
                 || restart.next_attempt_at.is_some()
-                || !restart
-                    .policy
-                    .wants_restart(c.shell_exit_code(), restart.count)
+                || !(unhealthy_restart
+                    || restart
+                        .policy
+                        .wants_restart(c.shell_exit_code(), restart.count))
             {
                 return false;
             }
@@ -345,6 +351,12 @@ impl Manager {
         plan.container.created_at = old.created_at.clone();
         plan.container.userns = old.userns;
         plan.container.restart = old.restart.clone();
+        // The new run's health starts over.
+        let _ = std::fs::remove_file(
+            self.store
+                .state_dir(&old.id)
+                .join(crate::health::STATE_FILE),
+        );
         // The previous run's end must not be taken for this run's.
         let exit_file = self
             .store

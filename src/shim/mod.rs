@@ -47,6 +47,9 @@ pub fn main() -> i32 {
     if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
         return join::main(std::env::args_os().skip(2));
     }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
+        return crate::health::runner::main(std::env::args_os().skip(2));
+    }
     let args = match Args::parse(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(e) => {
