@@ -179,6 +179,11 @@ pub struct RestartState {
     /// is off until the next `restart` (as Docker's "manually stopped").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped_by_user: bool,
+    /// Set in the record while a restart launches it: recovery ends such a
+    /// container as a failed restart (and the policy decides again) rather
+    /// than destroying it as an interrupted first launch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relaunching: bool,
 }
 
 #[cfg(test)]

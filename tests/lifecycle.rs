@@ -483,3 +483,37 @@ fn user_names_are_resolved_inside_the_root_filesystem() {
     let out = agent.berth(&["run", "-u", "nobody", "--", "sh", "-c", "id -u"]);
     assert_eq!(text(&out.stdout), "65534\n", "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_restart_interrupted_by_an_agent_crash_is_a_failed_attempt_not_a_lost_container() {
+    require_root!();
+    let gate = tempfile::tempdir().unwrap();
+    let gate_dir = gate.path().display().to_string();
+    std::fs::write(gate.path().join("cut.go"), b"").unwrap();
+    let mut agent = Agent::start_with_env(
+        &[("BERTH_TEST_LAUNCH_GATE", &gate_dir)],
+        "[restart]\ninitial_delay_seconds = 0.5\n",
+    );
+    agent.launch(json!({"id": "cut", "restart": "on-failure:2",
+        "command": ["sh", "-c", "exit 1"]}));
+    // The first launch went through; the restart stops at the gate.
+    std::fs::remove_file(gate.path().join("cut.go")).unwrap();
+    std::fs::remove_file(gate.path().join("cut.waiting")).unwrap();
+    eventually(Duration::from_secs(20), "the restart at the gate", || {
+        gate.path().join("cut.waiting").exists().then_some(())
+    });
+    agent.kill_agent();
+    std::fs::write(gate.path().join("cut.go"), b"").unwrap();
+    agent.start_again();
+    let ended = eventually(Duration::from_secs(30), "the policy run out", || {
+        let c = inspect(&agent, "cut");
+        (c["state"] == "exited"
+            && c["restart"]["count"] == 2
+            && c["restart"].get("next_attempt_at").is_none()
+            && c["exit_code"] == 1)
+            .then_some(c)
+    });
+    assert!(ended["restart"].get("relaunching").is_none(), "{ended}");
+    assert!(agent.log().contains("a restart was interrupted"));
+    assert!(agent.sandbox("cut").exists());
+}

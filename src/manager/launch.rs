@@ -416,6 +416,8 @@ impl Manager {
             }
         }
         container.state = State::Running;
+        // A restart is done launching (see `restart::end_interrupted_restart`).
+        container.restart.relaunching = false;
         self.publish(slot, container.clone(), Durability::CrashSafe);
         self.start_health_checker(&container);
         let shim = container.shim.expect("a started container has a shim");

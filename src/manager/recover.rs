@@ -137,6 +137,10 @@ impl Manager {
                     self.slots.lock().unwrap().insert(id, Slot::new(container));
                     summary.quarantined += 1;
                 }
+                State::Created if container.restart.relaunching => {
+                    self.end_interrupted_restart(container);
+                    summary.ended_meanwhile += 1;
+                }
                 State::Created => {
                     self.destroy_half_launched(container);
                     summary.destroyed += 1;

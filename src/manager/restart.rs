@@ -351,6 +351,7 @@ impl Manager {
         plan.container.created_at = old.created_at.clone();
         plan.container.userns = old.userns;
         plan.container.restart = old.restart.clone();
+        plan.container.restart.relaunching = true;
         // The new run's health starts over.
         let _ = std::fs::remove_file(
             self.store
@@ -375,11 +376,48 @@ impl Manager {
         *slot.limitation.lock().unwrap() = None;
         slot.finalized.store(false, Ordering::SeqCst);
         let started = self.start(&plan, slot, false);
-        if started.is_err() {
-            // Its end is the failure, recorded by the caller.
-            slot.finalized.store(true, Ordering::SeqCst);
+        match started {
+            Ok(running) => Ok(running),
+            Err(e) => {
+                // Its end is the failure, recorded by the caller.
+                slot.finalized.store(true, Ordering::SeqCst);
+                Err(e)
+            }
         }
-        started
+    }
+
+    /// At recovery: a container whose restart an agent crash interrupted.
+    /// Whatever it started is ended and its isolators cleaned up; its
+    /// sandbox and logs stay, and it is recorded as a failed restart, which
+    /// the policy decides on again ([`Manager::resume_lifecycle`]).
+    pub(super) fn end_interrupted_restart(&self, mut container: Container) {
+        let id = container.id.clone();
+        tracing::warn!(%id, "a restart was interrupted; recording it as failed");
+        if let Some(process) = super::container_process(&container) {
+            process.end(true, super::KILL_TIMEOUT);
+        }
+        if let Some(shim) = container.shim {
+            shim.end(false, super::KILL_TIMEOUT);
+        }
+        let mut message = Some("restart: interrupted by an agent crash".to_string());
+        super::exit::cleanup_isolators(
+            &self.isolators.select(&container.isolation),
+            &id,
+            &mut message,
+        );
+        container.state = State::Exited;
+        container.pid = None;
+        container.started_at = None;
+        container.finished_at = Some(now());
+        container.reason = Some(reason::LAUNCH_FAILED.into());
+        container.message = message;
+        container.restart.relaunching = false;
+        if let Err(e) = self.store.save(&container, Durability::Durable) {
+            tracing::error!(%id, "save record: {e}");
+        }
+        let slot = Slot::new(container);
+        slot.finalized.store(true, Ordering::SeqCst);
+        self.slots.lock().unwrap().insert(id, slot);
     }
 
     /// A user stopped, killed or force-removed the container: its restart
