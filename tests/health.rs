@@ -304,3 +304,36 @@ fn bad_health_checks_are_refused_naming_the_field() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(agent.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn a_checker_that_died_is_started_again_by_the_next_agent() {
+    require_root!();
+    let mut agent = Agent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    agent.launch(json!({"id": "orphan", "rootfs": root, "network": "none",
+        "command": ["sh", "-c", HTTPD],
+        "health": {"tcp": 8080, "interval": "100ms", "timeout": "1s"}}));
+    eventually(Duration::from_secs(30), "healthy", || {
+        health_is(&agent, "orphan", "healthy")
+    });
+    let file = agent
+        .runtime_dir
+        .join("containers/orphan/health-checker.json");
+    let checker: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let pid = checker["pid"].as_u64().unwrap() as i32;
+    agent.kill_agent();
+    // SAFETY: kill(2) of the checker this test's agent started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    eventually(Duration::from_secs(10), "the checker gone", || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat.contains(") Z")).then_some(())
+    });
+    agent.start_again();
+    eventually(Duration::from_secs(30), "a new checker, healthy", || {
+        let checker: Value = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
+        (checker["pid"].as_u64()? as i32 != pid).then_some(())?;
+        health_is(&agent, "orphan", "healthy")
+    });
+    assert!(agent.log().contains("health checker is gone"));
+}

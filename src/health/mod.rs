@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_FILE: &str = "health-config.json";
 /// The checker's results in the container's state dir.
 pub const STATE_FILE: &str = "health.json";
+/// The checker's identity (pid and start time, a `ProcessRef`) in the
+/// container's state dir: recovery starts a new checker if it is gone.
+pub const CHECKER_FILE: &str = "health-checker.json";
 /// The checker's own log in the container's state dir.
 pub const LOG_FILE: &str = "health.log";
 /// Results kept in the state's log.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::probe::{self, Target};
 use super::{
-    Change, CheckResult, HealthCheck, HealthState, OnUnhealthy, Status, CONFIG_FILE, KEPT_CHANGES,
-    KEPT_RESULTS, LOG_FILE, STATE_FILE,
+    Change, CheckResult, HealthCheck, HealthState, OnUnhealthy, Status, CHECKER_FILE, CONFIG_FILE,
+    KEPT_CHANGES, KEPT_RESULTS, LOG_FILE, STATE_FILE,
 };
 use crate::container::ProcessRef;
 
@@ -93,6 +93,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
     let _ = nix::unistd::setsid();
     detach_stdio(&args.state_dir);
+    if let Some(me) = ProcessRef::of(std::process::id()) {
+        let raw = serde_json::to_vec(&me).expect("a process ref serializes");
+        let path = args.state_dir.join(CHECKER_FILE);
+        if let Err(e) = crate::store::write_atomic(&path, &raw, crate::store::Durability::CrashSafe)
+        {
+            eprintln!("{} health: {e}", now());
+        }
+    }
     // SAFETY: SIG_IGN installs no handler code.
     let _ = unsafe {
         nix::sys::signal::signal(

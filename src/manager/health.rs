@@ -5,8 +5,9 @@
 use std::process::Stdio;
 
 use super::{Manager, ManagerError};
+use crate::container::ProcessRef;
 use crate::container::{Container, LaunchRequest, State};
-use crate::health::{HealthState, CONFIG_FILE, LOG_FILE, STATE_FILE};
+use crate::health::{HealthState, CHECKER_FILE, CONFIG_FILE, LOG_FILE, STATE_FILE};
 
 /// Checks a launch request's `health`; the error names the field.
 pub(super) fn check_request(request: &LaunchRequest) -> Result<(), ManagerError> {
@@ -66,6 +67,24 @@ impl Manager {
             }
             Ok(status) => tracing::error!(%id, "health checker: {status}"),
             Err(e) => tracing::error!(%id, "health checker: {e}"),
+        }
+    }
+
+    /// At recovery, for a container still running: starts its checker
+    /// again if it has one and the checker is gone (its health starts over
+    /// at `starting`).
+    pub(super) fn ensure_health_checker(&self, container: &Container) {
+        if container.health_check.is_none() {
+            return;
+        }
+        let path = self.store.state_dir(&container.id).join(CHECKER_FILE);
+        let alive = std::fs::read(&path)
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<ProcessRef>(&raw).ok())
+            .is_some_and(|checker| checker.is_alive());
+        if !alive {
+            tracing::warn!(id = %container.id, "its health checker is gone; starting a new one");
+            self.start_health_checker(container);
         }
     }
 

@@ -151,6 +151,7 @@ impl Manager {
                     self.slots.lock().unwrap().insert(id.clone(), slot.clone());
                     match shim {
                         Some(shim) => {
+                            self.ensure_health_checker(&container);
                             let weak: Weak<Manager> = Arc::downgrade(self);
                             for isolator in self.isolators.select(&container.isolation) {
                                 let reporter =
