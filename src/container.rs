@@ -100,6 +100,11 @@ pub struct ExecRequest {
     /// The user to run as (default: the container's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<User>,
+    /// `NAME|UID[:GROUP|GID]` resolved in the container's root
+    /// filesystem (`-u NAME`); instead of `user`. The agent resolves it
+    /// before writing the helper's request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
 }
 
 /// Per-container `--security-opt` settings.

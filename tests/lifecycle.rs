@@ -451,6 +451,28 @@ fn user_names_are_resolved_inside_the_root_filesystem() {
     let out = run("web");
     assert_eq!(text(&out.stdout), "1000:1001\n", "{}", text(&out.stderr));
     assert_eq!(text(&run("web:staff").stdout), "1000:50\n");
+    // exec -u NAME: the container's names too.
+    let out = agent.berth(&[
+        "run", "-d", "--name", "named", "--rootfs", &root, "--", "sleep", "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = agent.berth(&[
+        "exec",
+        "-u",
+        "web",
+        "named",
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g)",
+    ]);
+    assert_eq!(text(&out.stdout), "1000:1001\n", "{}", text(&out.stderr));
+    let out = agent.berth(&["exec", "-u", "nobody", "named", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("user_name"),
+        "{}",
+        text(&out.stderr)
+    );
     // The host's own names are not the container's.
     let out = run("nobody");
     assert_eq!(out.status.code(), Some(1));

@@ -162,8 +162,9 @@ pub enum Command {
         /// The working directory inside the container (absolute).
         #[arg(short, long, value_name = "DIR")]
         workdir: Option<String>,
-        /// The user to run as (default: the container's).
-        #[arg(short, long, value_name = "UID[:GID]")]
+        /// The user to run as (default: the container's): UID[:GID] or a
+        /// name (NAME[:GROUP]) looked up in the container's root filesystem.
+        #[arg(short, long, value_name = "USER[:GROUP]")]
         user: Option<String>,
         /// The container's id.
         id: String,
@@ -704,9 +705,13 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 request["workdir"] = dir.into();
             }
             if let Some(user) = &user {
-                let user = User::parse(user)
-                    .ok_or_else(|| usage(format!("invalid --user {user:?}: expected UID[:GID]")))?;
-                request["user"] = serde_json::to_value(user).expect("json");
+                match User::parse(user) {
+                    Some(user) => request["user"] = serde_json::to_value(user).expect("json"),
+                    None if !user.is_empty() => request["user_name"] = user.clone().into(),
+                    None => {
+                        return Err(usage("invalid --user \"\": expected NAME|UID[:GROUP|GID]"))
+                    }
+                }
             }
             let result: serde_json::Value = client
                 .json(

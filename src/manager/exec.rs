@@ -36,7 +36,11 @@ pub struct ExecResult {
 
 impl Manager {
     /// Runs `request` in the running container `id` and waits for its end.
-    pub async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecResult, ManagerError> {
+    pub async fn exec(
+        &self,
+        id: &str,
+        mut request: ExecRequest,
+    ) -> Result<ExecResult, ManagerError> {
         if request.command.is_empty() || request.command[0].is_empty() {
             return Err(ManagerError::invalid(
                 "command",
@@ -59,6 +63,24 @@ impl Manager {
                 "container {id} is not running"
             )));
         };
+        if let Some(spec) = request.user_name.take() {
+            if request.user.is_some() {
+                return Err(ManagerError::invalid(
+                    "user_name",
+                    "give user or user_name, not both",
+                ));
+            }
+            let root = container
+                .rootfs
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("/"));
+            let user =
+                tokio::task::spawn_blocking(move || crate::rootfs_users::resolve(&root, &spec))
+                    .await
+                    .map_err(|e| ManagerError::Internal(e.to_string()))?
+                    .map_err(|e| ManagerError::invalid("user_name", e.to_string()))?;
+            request.user = Some(user);
+        }
         let exec_id = format!(
             "{:x}",
             std::time::SystemTime::now()
