@@ -92,6 +92,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
+    // Pins no directory of whoever started it.
+    let _ = nix::unistd::chdir("/");
     detach_stdio(&args.state_dir);
     if let Some(me) = ProcessRef::of(std::process::id()) {
         let raw = serde_json::to_vec(&me).expect("a process ref serializes");
