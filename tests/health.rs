@@ -337,3 +337,31 @@ fn a_checker_that_died_is_started_again_by_the_next_agent() {
     });
     assert!(agent.log().contains("health checker is gone"));
 }
+
+#[test]
+fn a_command_check_that_times_out_fails_and_leaves_nothing_running() {
+    require_root!();
+    let agent = Agent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    agent.launch(json!({"id": "hung", "rootfs": root, "network": "none",
+        "command": ["sleep", "1000"],
+        "health": {"cmd": ["sleep", "4242"], "interval": "50ms", "timeout": "200ms",
+                   "retries": 3}}));
+    let c = eventually(Duration::from_secs(30), "unhealthy", || {
+        health_is(&agent, "hung", "unhealthy")
+    });
+    let output = c["health"]["log"][0]["output"].as_str().unwrap();
+    assert!(output.contains("timed out"), "{c}");
+    // Three checks timed out; at most the one under way still runs.
+    let hung = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x004242\x00")
+            })
+            .count()
+    };
+    assert!(hung() <= 1, "{} checks still run", hung());
+}

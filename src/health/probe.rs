@@ -164,9 +164,9 @@ fn run_command(
             Ok(Some(_)) => break,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(None) | Err(_) => {
-                // The helper leads its own session, with the command in it.
-                // SAFETY: kill(2) of a process group this process created.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                // The command leads a session of its own inside the
+                // container: end every process below the helper, then it.
+                kill_descendants(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!("timed out after {}ms", timeout.as_millis()));
@@ -192,6 +192,46 @@ fn run_command(
         exit_code,
         output: truncate(output),
     })
+}
+
+/// SIGKILLs every process descending from `root` (found through the
+/// parent pids in `/proc`, seen from the checker's pid namespace, the
+/// host's), deepest first, stopped first so none can fork away meanwhile.
+fn kill_descendants(root: u32) {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The fields after the command's name, which may hold spaces.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid: u32 = rest.split(' ').nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    for pid in found.iter().skip(1) {
+        // SAFETY: kill(2) of a process this checker started (a descendant
+        // of its own exec helper).
+        unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
+    }
+    for pid in found.iter().skip(1).rev() {
+        // SAFETY: as above.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
 }
 
 /// At most [`MAX_OUTPUT`] bytes, cut at a character boundary.
