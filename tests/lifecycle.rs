@@ -127,6 +127,7 @@ fn on_failure_restarts_n_times_with_growing_delays_then_stops() {
     // Back-off 100 ms, 200 ms, 400 ms (plus each run's own time).
     let first = attempts[1] - attempts[0];
     let second = attempts[2] - attempts[1];
+    eprintln!("gaps between restarts: {first} then {second}");
     assert!(
         first >= chrono::Duration::milliseconds(200),
         "{first} {ended}"
