@@ -540,3 +540,30 @@ fn a_restart_interrupted_by_an_agent_crash_is_a_failed_attempt_not_a_lost_contai
     assert!(agent.log().contains("a restart was interrupted"));
     assert!(agent.sandbox("cut").exists());
 }
+
+#[test]
+fn rm_of_a_container_waiting_for_its_restart_cancels_the_restart() {
+    require_root!();
+    let agent = Agent::start_with_config("[restart]\ninitial_delay_seconds = 1.0\n");
+    agent.launch(json!({"id": "pending", "restart": "always",
+        "command": ["true"]}));
+    eventually(Duration::from_secs(10), "a pending restart", || {
+        let c = inspect(&agent, "pending");
+        c["restart"]["next_attempt_at"].as_str().map(|_| ())
+    });
+    let out = agent.berth(&["ps", "-a"]);
+    assert!(
+        text(&out.stdout).contains("restarting (0) #1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = agent.berth(&["rm", "pending"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The restart's timer fired and made nothing.
+    eventually(
+        Duration::from_secs(10),
+        "the cancelled restart's time",
+        || agent.log().contains("restart not made").then_some(()),
+    );
+    assert_gone(&agent, "pending");
+}

@@ -316,6 +316,9 @@ impl Manager {
     /// for the launch, then kills what it started.
     pub async fn remove(&self, id: &str, force: bool) -> Result<(), ManagerError> {
         let slot = self.slot(id)?;
+        // Cancels a pending restart first: a restart that claimed the
+        // container already makes it "starting" below.
+        self.mark_stopped_by_user(&slot);
         let mut container = slot.get();
         if container.state == State::Unknown {
             if !force {
@@ -350,7 +353,6 @@ impl Manager {
                 .clone();
             }
             if container.state == State::Running {
-                self.mark_stopped_by_user(&slot);
                 if let Some(process) = container_process(&container) {
                     let _ = process.signal(libc::SIGKILL);
                 }

@@ -199,15 +199,19 @@ impl Manager {
             }
             let relaunch = manager.clone();
             let slot_for_launch = slot.clone();
+            let trigger = Trigger::Policy { due: due.clone() };
             let result = tokio::task::spawn_blocking(move || {
-                relaunch.relaunch_blocking(&slot_for_launch, Trigger::Policy { due })
+                relaunch.relaunch_blocking(&slot_for_launch, trigger)
             })
             .await;
             match result {
                 Ok(Ok(Some(container))) => {
                     tracing::info!(id = %container.id, count = container.restart.count, "restarted by policy")
                 }
-                Ok(Ok(None)) => {}
+                Ok(Ok(None)) => {
+                    let id = slot.get().id;
+                    tracing::info!(%id, %due, "restart not made: stopped, removed or restarted meanwhile");
+                }
                 Ok(Err(e)) => {
                     tracing::warn!("restart by policy failed: {e}");
                     // Its failure is recorded as an end: the policy decides
