@@ -567,3 +567,29 @@ fn rm_of_a_container_waiting_for_its_restart_cancels_the_restart() {
     );
     assert_gone(&agent, "pending");
 }
+
+#[test]
+fn gc_leaves_a_container_waiting_for_its_restart() {
+    require_root!();
+    let agent = Agent::start_with_config(
+        "[restart]\ninitial_delay_seconds = 30.0\n[gc]\ndelay_seconds = 0.0\ndisk_headroom = 0.0\ninterval_seconds = 3600.0\n",
+    );
+    agent.launch(json!({"id": "waiting", "restart": "always", "command": ["true"]}));
+    agent.launch(json!({"id": "done", "command": ["true"]}));
+    agent.wait("done");
+    eventually(Duration::from_secs(10), "a pending restart", || {
+        let c = inspect(&agent, "waiting");
+        c["restart"]["next_attempt_at"].as_str().map(|_| ())
+    });
+    let report = agent.api("POST", "/v1/gc", None);
+    assert_eq!(report.status, 200, "{:?}", report.body);
+    let removed: Vec<&str> = report.body["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, ["done"]);
+    assert!(inspect(&agent, "waiting")["restart"]["next_attempt_at"].is_string());
+    assert!(agent.sandbox("waiting").exists());
+}

@@ -61,6 +61,10 @@ impl Manager {
             if container.state != State::Exited {
                 continue;
             }
+            // One waiting for its restart is not done with its sandbox.
+            if container.restart.next_attempt_at.is_some() {
+                continue;
+            }
             // A container with no end time (the host went down under it) is
             // aged from its creation.
             let since = container
