@@ -12,6 +12,7 @@ mod launch;
 pub use gc::{GcRemoved, GcReport};
 mod recover;
 mod request_checks;
+mod root;
 mod seccomp;
 mod shim_client;
 mod update;
@@ -147,6 +148,8 @@ pub struct Manager {
     userns: crate::userns::Userns,
     /// Seccomp programs compiled so far, by profile (see `seccomp`).
     seccomp_programs: seccomp::ProgramCache,
+    /// The image store and registry client, opened at first use.
+    images: std::sync::OnceLock<Arc<crate::images::Images>>,
 }
 
 impl Manager {
@@ -164,7 +167,19 @@ impl Manager {
             update_lock: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             seccomp_programs: seccomp::ProgramCache::default(),
+            images: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The agent's images (store and registry client; `[images]` config).
+    pub fn images(&self) -> Result<&Arc<crate::images::Images>, ManagerError> {
+        if let Some(images) = self.images.get() {
+            return Ok(images);
+        }
+        let store = crate::images::ImageStore::open(&self.config.work_dir)
+            .map_err(|e| ManagerError::Internal(format!("open the image store: {e}")))?;
+        let images = crate::images::Images::new(store, self.config.images.pull_options());
+        Ok(self.images.get_or_init(|| Arc::new(images)))
     }
 
     pub fn config(&self) -> &AgentConfig {

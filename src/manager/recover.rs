@@ -343,6 +343,11 @@ impl Manager {
             final_usage: Default::default(),
             init: false,
             logs: None,
+            image: None,
+            image_digest: None,
+            read_only: false,
+            exposed_ports: Vec::new(),
+            image_labels: Default::default(),
             id: q.id,
         }
     }
