@@ -194,3 +194,500 @@ fn an_overlay_container_survives_an_agent_kill_and_rm_cleans_its_dirs() {
     assert!(!agent.container_dir("kept").exists());
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
+
+/// One entry of a hand-made layer tar.
+enum Entry<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a [u8]),
+    Symlink(&'a str, &'a str),
+    /// `.wh.NAME` beside NAME.
+    Whiteout(&'a str),
+    /// `DIR/.wh..wh..opq`.
+    Opaque(&'a str),
+}
+
+/// An image built offline in an OCI layout with umoci, each layer a tar
+/// written here and added with `umoci raw add-layer`.
+struct TestImage {
+    layout: PathBuf,
+    tag: String,
+    dir: PathBuf,
+}
+
+fn umoci(args: &[&str]) {
+    let out = std::process::Command::new("umoci")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestImage {
+    fn new(dir: &Path, tag: &str) -> Self {
+        let layout = dir.join(format!("layout-{tag}"));
+        umoci(&["init", "--layout", layout.to_str().unwrap()]);
+        let image = TestImage {
+            layout,
+            tag: tag.to_string(),
+            dir: dir.to_path_buf(),
+        };
+        umoci(&["new", "--image", &image.image()]);
+        image
+    }
+
+    fn image(&self) -> String {
+        format!("{}:{}", self.layout.display(), self.tag)
+    }
+
+    fn add_layer(&self, entries: &[Entry]) {
+        let mut tar = tar::Builder::new(Vec::new());
+        for entry in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1_700_000_000);
+            let (path, data): (String, &[u8]) = match entry {
+                Entry::Dir(p) => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    (format!("{p}/"), &[])
+                }
+                Entry::File(p, data) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o755);
+                    (p.to_string(), data)
+                }
+                Entry::Symlink(p, target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_link_name(target).unwrap();
+                    (p.to_string(), &[])
+                }
+                Entry::Whiteout(p) => {
+                    let p = Path::new(p);
+                    let name = format!(".wh.{}", p.file_name().unwrap().to_str().unwrap());
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    (
+                        p.parent().unwrap().join(name).to_str().unwrap().to_string(),
+                        &[],
+                    )
+                }
+                Entry::Opaque(d) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    (format!("{d}/.wh..wh..opq"), &[])
+                }
+            };
+            header.set_size(data.len() as u64);
+            header.set_path(&path).unwrap();
+            header.set_cksum();
+            tar.append(&header, data).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap();
+        let file = self.dir.join(format!("layer-{}.tar", self.tag));
+        std::fs::write(&file, bytes).unwrap();
+        umoci(&[
+            "raw",
+            "add-layer",
+            "--no-history",
+            "--image",
+            &self.image(),
+            file.to_str().unwrap(),
+        ]);
+    }
+
+    fn config(&self, args: &[&str]) {
+        let mut all = vec!["config", "--no-history", "--image"];
+        let image = self.image();
+        all.push(&image);
+        all.extend_from_slice(args);
+        umoci(&all);
+    }
+
+    /// Loads the layout into the store under `work_dir` (the agent's).
+    fn load(&self, work_dir: &Path) {
+        let store = berth::images::ImageStore::open(work_dir).unwrap();
+        berth::images::load::load_oci_layout(&store, &self.layout, None).unwrap();
+    }
+}
+
+fn busybox_bytes() -> Vec<u8> {
+    std::fs::read(
+        ["/usr/bin/busybox", "/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox-static is installed"),
+    )
+    .unwrap()
+}
+
+/// The busybox layer's entries (`bin/` and applets).
+fn with_busybox<'a>(busybox: &'a [u8], mut rest: Vec<Entry<'a>>) -> Vec<Entry<'a>> {
+    let mut entries = vec![Entry::Dir("bin"), Entry::File("bin/busybox", busybox)];
+    for applet in [
+        "bin/sh",
+        "bin/echo",
+        "bin/cat",
+        "bin/ls",
+        "bin/id",
+        "bin/pwd",
+        "bin/touch",
+        "bin/sleep",
+        "bin/env",
+    ] {
+        entries.push(Entry::Symlink(applet, "busybox"));
+    }
+    entries.append(&mut rest);
+    entries
+}
+
+fn require_umoci(test: &str) -> bool {
+    if let Some(tool) = common::registry::missing_tool() {
+        common::skip(test, &format!("{tool} is not installed"));
+        return false;
+    }
+    true
+}
+
+fn run_out(agent: &Agent, id: &str, request: serde_json::Value) -> (serde_json::Value, String) {
+    let mut request = request;
+    request["id"] = id.into();
+    agent.launch(request);
+    let done = agent.wait(id);
+    (done, agent.stdout(id))
+}
+
+#[test]
+fn the_image_config_applies_with_dockers_semantics() {
+    require_root!();
+    if !require_umoci("image_rootfs::the_image_config_applies_with_dockers_semantics") {
+        return;
+    }
+    let agent = Agent::start();
+    let busybox = busybox_bytes();
+    let image = TestImage::new(agent.dir.path(), "cfg");
+    image.add_layer(&with_busybox(
+        &busybox,
+        vec![
+            Entry::Dir("etc"),
+            Entry::File(
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/home/app:/bin/sh\n",
+            ),
+            Entry::File("etc/group", b"root:x:0:\napp:x:2345:\nstaff:x:50:\n"),
+            Entry::Dir("srv"),
+        ],
+    ));
+    image.config(&[
+        "--config.entrypoint",
+        "/bin/sh",
+        "--config.entrypoint",
+        "-c",
+        "--config.cmd",
+        "echo default $IMG $(pwd) $(id -u):$(id -g)",
+        "--config.env",
+        "IMG=img",
+        "--config.env",
+        "PATH=/bin",
+        "--config.workingdir",
+        "/srv",
+        "--config.user",
+        "app",
+        "--config.exposedports",
+        "8080/tcp",
+        "--config.label",
+        "k=v",
+    ]);
+    image.load(&agent.work_dir);
+
+    let base = json!({"image": "cfg", "pull": "never"});
+    let (done, out) = run_out(&agent, "plain", base.clone());
+    assert_eq!(out, "default img /srv 1234:2345\n", "{done}");
+
+    // Arguments replace Cmd; the request's env wins over the image's.
+    let mut r = base.clone();
+    r["command"] = json!(["echo args $IMG $OVER"]);
+    r["env"] = json!({"IMG": "request", "OVER": "req"});
+    assert_eq!(run_out(&agent, "args", r).1, "args request req\n");
+
+    // --entrypoint replaces Entrypoint and clears Cmd.
+    let mut r = base.clone();
+    r["entrypoint"] = json!(["/bin/echo"]);
+    assert_eq!(run_out(&agent, "ep", r).1, "\n");
+    let mut r = base.clone();
+    r["entrypoint"] = json!(["/bin/echo"]);
+    r["command"] = json!(["hi"]);
+    assert_eq!(run_out(&agent, "ep-args", r).1, "hi\n");
+
+    // -u NAME:GROUP and -w win over the image's.
+    let mut r = base.clone();
+    r["command"] = json!(["echo $(pwd) $(id -u):$(id -g)"]);
+    r["user_name"] = "app:staff".into();
+    r["workdir"] = "/".into();
+    assert_eq!(run_out(&agent, "user", r).1, "/ 1234:50\n");
+
+    let inspect = agent.api("GET", "/v1/containers/plain", None).body;
+    assert_eq!(inspect["image"], "docker.io/library/cfg:latest");
+    assert!(inspect["image_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(inspect["exposed_ports"], json!(["8080/tcp"]));
+    assert_eq!(inspect["image_labels"], json!({"k": "v"}));
+    assert_eq!(inspect["user"], json!({"uid": 1234, "gid": 2345}));
+
+    // The CLI: IMAGE ARGS.
+    let out = agent.berth(&[
+        "run",
+        "--pull",
+        "never",
+        "-u",
+        "root",
+        "cfg",
+        "echo cli $(id -u)",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "cli 0\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An unknown image or user: 400 naming the field, nothing made.
+    for id in ["plain", "args", "ep", "ep-args", "user"] {
+        remove(&agent, id);
+    }
+    for (request, field) in [
+        (
+            json!({"id": "bad", "image": "nothere", "pull": "never"}),
+            "image",
+        ),
+        (
+            json!({"id": "bad", "image": "cfg", "pull": "never", "user_name": "ghost"}),
+            "user_name",
+        ),
+        (
+            json!({"id": "bad", "image": "Bad Name!", "pull": "never"}),
+            "image",
+        ),
+    ] {
+        let answer = agent.api("POST", "/v1/containers", Some(request));
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert!(
+            answer.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field),
+            "{:?}",
+            answer.body
+        );
+        assert!(agent.api("GET", "/v1/containers/bad", None).status == 404);
+        assert!(!agent.container_dir("bad").exists());
+    }
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs_across_three_layers_behave_as_in_docker() {
+    require_root!();
+    if !require_umoci(
+        "image_rootfs::whiteouts_and_opaque_dirs_across_three_layers_behave_as_in_docker",
+    ) {
+        return;
+    }
+    let agent = Agent::start();
+    let busybox = busybox_bytes();
+    let image = TestImage::new(agent.dir.path(), "wh");
+    image.add_layer(&with_busybox(
+        &busybox,
+        vec![
+            Entry::Dir("a"),
+            Entry::File("a/keep", b"keep1"),
+            Entry::File("a/gone", b"gone1"),
+            Entry::Dir("d"),
+            Entry::File("d/old1", b"o1"),
+            Entry::File("d/old2", b"o2"),
+            Entry::Dir("x"),
+            Entry::File("x/f", b"x"),
+        ],
+    ));
+    image.add_layer(&[
+        Entry::Whiteout("a/gone"),
+        Entry::Dir("d"),
+        Entry::Opaque("d"),
+        Entry::File("d/new", b"n2"),
+        Entry::Whiteout("x"),
+    ]);
+    image.add_layer(&[
+        Entry::Dir("a"),
+        Entry::File("a/back", b"back3"),
+        Entry::Dir("x"),
+        Entry::File("x/again", b"x3"),
+    ]);
+    image.load(&agent.work_dir);
+    let (done, out) = run_out(
+        &agent,
+        "wh",
+        json!({"image": "wh", "pull": "never",
+               "command": ["/bin/sh", "-c", "ls /a; echo -; ls /d; echo -; ls /x; cat /a/back /d/new"]}),
+    );
+    assert_eq!(out, "back\nkeep\n-\nnew\n-\nagain\nback3n2", "{done}");
+}
+
+#[test]
+fn image_layers_are_shared_and_never_modified_by_containers() {
+    require_root!();
+    if !require_umoci("image_rootfs::image_layers_are_shared_and_never_modified_by_containers") {
+        return;
+    }
+    let agent = Agent::start();
+    let busybox = busybox_bytes();
+    let image = TestImage::new(agent.dir.path(), "shared");
+    image.add_layer(&with_busybox(
+        &busybox,
+        vec![Entry::Dir("etc"), Entry::File("etc/conf", b"original")],
+    ));
+    image.load(&agent.work_dir);
+    let script = "echo changed > /etc/conf; rm /bin/ls; echo new > /made; mkdir -p /var/x; \
+                  cat /etc/conf; exec sleep 1000";
+    for id in ["one", "two"] {
+        agent.launch(json!({"id": id, "image": "shared", "pull": "never",
+                            "command": ["/bin/sh", "-c", script]}));
+    }
+    let layers_root = agent.work_dir.join("images/layers");
+    eventually(Duration::from_secs(10), "both writes", || {
+        (agent.stdout("one") == "changed\n" && agent.stdout("two") == "changed\n").then_some(())
+    });
+    // Both overlays name the same lower dir: one copy of the layer.
+    let lower = |id: &str| -> serde_json::Value {
+        let bundle = agent.api("GET", &format!("/v1/containers/{id}"), None).body["bundle"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{bundle}/config.json")).unwrap())
+                .unwrap();
+        let overlay: serde_json::Value = serde_json::from_str(
+            config["annotations"]["berth.rootfs.overlay"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        overlay["lower"].clone()
+    };
+    assert_eq!(lower("one"), lower("two"));
+    let layer = PathBuf::from(lower("one")[0].as_str().unwrap());
+    assert!(layer.starts_with(&layers_root), "{}", layer.display());
+    assert_eq!(
+        std::fs::read_to_string(layer.join("etc/conf")).unwrap(),
+        "original"
+    );
+    assert!(layer.join("bin/ls").exists());
+    assert!(!layer.join("made").exists() && !layer.join("var").exists());
+    let before = snapshot(&layer);
+    remove(&agent, "one");
+    remove(&agent, "two");
+    assert_eq!(snapshot(&layer), before);
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}
+
+#[test]
+fn an_image_with_120_layers_runs() {
+    require_root!();
+    if !require_umoci("image_rootfs::an_image_with_120_layers_runs") {
+        return;
+    }
+    let agent = Agent::start();
+    let busybox = busybox_bytes();
+    let image = TestImage::new(agent.dir.path(), "many");
+    image.add_layer(&with_busybox(&busybox, vec![Entry::Dir("l")]));
+    let names: Vec<String> = (1..120).map(|i| format!("l/{i:03}")).collect();
+    for name in &names {
+        image.add_layer(&[Entry::Dir("l"), Entry::File(name, name.as_bytes())]);
+    }
+    image.load(&agent.work_dir);
+    let (done, out) = run_out(
+        &agent,
+        "many",
+        json!({"image": "many", "pull": "never",
+               "command": ["/bin/sh", "-c", "ls /l | busybox wc -l; cat /l/001 /l/119"]}),
+    );
+    assert_eq!(out, "119\nl/001l/119", "{done}");
+}
+
+#[test]
+fn a_symlinked_passwd_in_an_image_is_not_followed_to_the_host() {
+    require_root!();
+    if !require_umoci("image_rootfs::a_symlinked_passwd_in_an_image_is_not_followed_to_the_host") {
+        return;
+    }
+    let agent = Agent::start();
+    // A host file a name resolution would wrongly read.
+    let host = agent.dir.path().join("host-passwd");
+    std::fs::write(&host, "hostonly:x:4242:4242::/:/bin/sh\n").unwrap();
+    let busybox = busybox_bytes();
+    let image = TestImage::new(agent.dir.path(), "evil");
+    image.add_layer(&with_busybox(
+        &busybox,
+        vec![
+            Entry::Dir("etc"),
+            Entry::Symlink("etc/passwd", host.to_str().unwrap()),
+        ],
+    ));
+    image.config(&["--config.user", "hostonly"]);
+    image.load(&agent.work_dir);
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "evil", "image": "evil", "pull": "never", "command": ["/bin/id"]})),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("user_name") && message.contains("symlink"),
+        "{message}"
+    );
+    assert!(!agent.container_dir("evil").exists());
+}
+
+#[test]
+fn run_by_tag_and_by_digest_from_a_registry() {
+    require_root!();
+    if !require_umoci("image_rootfs::run_by_tag_and_by_digest_from_a_registry") {
+        return;
+    }
+    let registry = common::registry::Registry::start();
+    let source = registry.build_image("reg", 2);
+    let digest = registry.push(&source, "team/busy:1", &[]);
+    let agent = Agent::start_with_config(&format!(
+        "[images]\ninsecure_registries = [\"{addr}\"]\n[images.credentials.\"{addr}\"]\nusername = \"{u}\"\npassword = \"{p}\"\n",
+        addr = registry.addr,
+        u = common::registry::USER,
+        p = common::registry::PASSWORD,
+    ));
+    let by_tag = format!("{}/team/busy:1", registry.addr);
+    let (done, out) = run_out(
+        &agent,
+        "tag",
+        json!({"image": by_tag, "command": ["echo", "tag $IMG"]}),
+    );
+    // The image's Entrypoint is /bin/busybox: ARGS replace its Cmd.
+    assert_eq!(out, "tag $IMG\n", "{done}");
+    assert_eq!(done["exit_code"], 0);
+    let inspect = agent.api("GET", "/v1/containers/tag", None).body;
+    assert_eq!(inspect["image_digest"], digest);
+    let by_digest = format!("{}/team/busy@{digest}", registry.addr);
+    let (done, out) = run_out(
+        &agent,
+        "digest",
+        json!({"image": by_digest, "pull": "missing", "command": ["sh", "-c", "echo $IMG"]}),
+    );
+    assert_eq!(out, "1\n", "{done}");
+    // The default Cmd (`true`) runs with no arguments.
+    let (done, _) = run_out(&agent, "cmd", json!({"image": by_tag, "pull": "never"}));
+    assert_eq!(done["exit_code"], 0, "{done}");
+}

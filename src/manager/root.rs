@@ -110,7 +110,7 @@ impl Manager {
             .runtime
             .block_on(images.ensure_image(&reference, policy))
             .map_err(|e| ManagerError::invalid("image", e.to_string()))?;
-        let mut layers = unpacked_layers(&images.store, &image)
+        let mut layers = crate::images::unpack::unpacked_layers(&images.store, &image)
             .map_err(|e| ManagerError::invalid("image", format!("{reference}: {e}")))?;
         if layers.is_empty() || layers.len() > MAX_LOWER {
             return Err(ManagerError::invalid(
@@ -129,14 +129,6 @@ impl Manager {
             config: image.config.clone(),
         }))
     }
-}
-
-/// Until layer extraction lands (helper h10unpack): no image can be run.
-fn unpacked_layers(
-    _store: &crate::images::ImageStore,
-    _image: &crate::images::StoredImage,
-) -> Result<Vec<PathBuf>, String> {
-    Err("layer extraction is not available in this build".into())
 }
 
 /// Applies an image's config to a request with Docker's semantics:
