@@ -164,34 +164,54 @@ fn the_cli_runs_a_rootfs_command_without_dashes() {
 }
 
 #[test]
-fn an_overlay_container_survives_an_agent_kill_and_rm_cleans_its_dirs() {
+fn overlay_containers_survive_an_agent_kill_and_rm_cleans_their_dirs() {
     require_root!();
     let mut agent = Agent::start();
     let rootfs = bin_only_rootfs(agent.dir.path());
-    agent.launch(json!({
-        "id": "kept",
-        "command": ["/bin/sh", "-c", "echo data > /kept; exec sleep 1000"],
-        "rootfs": rootfs,
-    }));
-    let upper = agent.container_dir("kept").join("root/upper");
-    eventually(Duration::from_secs(10), "the write", || {
-        upper.join("kept").exists().then_some(())
-    });
+    let script = json!(["/bin/sh", "-c", "echo data > /kept; exec sleep 1000"]);
+    agent.launch(json!({"id": "kept", "command": script, "rootfs": rootfs}));
+    let mut ids = vec!["kept"];
+    if common::registry::missing_tool().is_none() {
+        let busybox = busybox_bytes();
+        let image = TestImage::new(agent.dir.path(), "kept");
+        image.add_layer(&with_busybox(&busybox, vec![]));
+        image.load(&agent.work_dir);
+        agent.launch(json!({"id": "kept-image", "image": "kept", "pull": "never",
+                            "command": script}));
+        ids.push("kept-image");
+    } else {
+        common::skip(
+            "image_rootfs: image part of the recovery test",
+            "umoci is missing",
+        );
+    }
+    for id in &ids {
+        let upper = agent.container_dir(id).join("root/upper");
+        eventually(Duration::from_secs(10), "the write", || {
+            upper.join("kept").exists().then_some(())
+        });
+    }
     agent.kill_agent();
     agent.start_again();
-    let inspect = agent.api("GET", "/v1/containers/kept", None);
-    assert_eq!(inspect.body["state"], "running", "{:?}", inspect.body);
-    // Nothing of the container is mounted on the host.
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(agent.container_dir("kept").to_str().unwrap()),
-        "{mounts}"
-    );
-    let stop = agent.api("POST", "/v1/containers/kept/stop?timeout=1", None);
-    assert!(stop.status < 300, "{:?}", stop.body);
-    agent.wait("kept");
-    remove(&agent, "kept");
-    assert!(!agent.container_dir("kept").exists());
+    for id in &ids {
+        let inspect = agent.api("GET", &format!("/v1/containers/{id}"), None);
+        assert_eq!(inspect.body["state"], "running", "{:?}", inspect.body);
+        // Nothing of the container is mounted on the host.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(agent.container_dir(id).to_str().unwrap()),
+            "{mounts}"
+        );
+        let stop = agent.api(
+            "POST",
+            &format!("/v1/containers/{id}/stop"),
+            Some(json!({"timeout": 1})),
+        );
+        assert!(stop.status < 300, "{:?}", stop.body);
+        agent.wait(id);
+        remove(&agent, id);
+        assert!(!agent.container_dir(id).exists());
+    }
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
 
