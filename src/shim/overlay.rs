@@ -6,6 +6,8 @@
 //! shim reads it back from there. Nothing is mounted on the host, so a dead
 //! container leaves no mount to clean up.
 //!
+//! The overlay is `volatile` where the kernel has it (see [`RootOverlay::mount`]).
+//!
 //! Mount options are limited to one page. Every dir is opened first and
 //! named by its fd number relative to `/proc/self/fd` (the child's cwd
 //! during the mount), so each layer costs about four bytes of options:
@@ -100,18 +102,35 @@ impl RootOverlay {
             rest[0],
             rest[1]
         );
+        // A volatile overlay left from an earlier run of this container
+        // (a restart) blocks a new volatile mount until this dir is gone;
+        // nothing of it is needed: the container's processes are gone.
+        let _ = std::fs::remove_dir(self.work.join("work/incompat/volatile"));
         let fd_dir = Path::new("/proc/self/fd");
         nix::unistd::chdir(fd_dir).map_err(|errno| OverlayError::Chdir {
             path: fd_dir.into(),
             errno,
         })?;
-        let mounted = mount(
-            Some("overlay"),
-            target,
-            Some("overlay"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(data.as_str()),
-        );
+        let overlay = |data: &str| {
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(data),
+            )
+        };
+        // `volatile` (Linux 5.10+): the overlay never syncs its upper dir.
+        // Without it, the unmount when the container's mount namespace goes
+        // syncs the whole filesystem of the upper dir (measured: 40 ms to
+        // 0.9 s on a busy host, at every container exit). The container's
+        // writes stay in the page cache like any file's; a host crash ends
+        // every container anyway. Older kernels refuse the option: mount
+        // without it.
+        let mounted = match overlay(&format!("{data},volatile")) {
+            Err(Errno::EINVAL) => overlay(&data),
+            other => other,
+        };
         let back = nix::unistd::chdir("/");
         mounted.map_err(|errno| OverlayError::Mount {
             target: target.into(),
