@@ -795,3 +795,59 @@ fn refusals_say_why() {
         )
     );
 }
+
+/// Extraction throughput of one big layer, for benches/image_unpack.sh:
+/// `BERTH_BENCH_LAYER=<tar> BERTH_BENCH_BLOB=<tar.gz>` (the same tar,
+/// gzipped); prints MB/s of uncompressed tar.
+#[test]
+#[ignore = "benchmark, run by benches/image_unpack.sh"]
+fn bench_unpack_throughput() {
+    let (Ok(tar), Ok(blob)) = (
+        std::env::var("BERTH_BENCH_LAYER"),
+        std::env::var("BERTH_BENCH_BLOB"),
+    ) else {
+        eprintln!("set BERTH_BENCH_LAYER and BERTH_BENCH_BLOB");
+        return;
+    };
+    let work = tempfile::tempdir_in(std::env::var("BERTH_BENCH_DIR").unwrap_or("/var/tmp".into()))
+        .unwrap();
+    let store = ImageStore::open(work.path()).unwrap();
+    let diff_id = berth::images::pull::diff_id_of(Path::new(&tar), Compression::Plain).unwrap();
+    let tar_size = std::fs::metadata(&tar).unwrap().len();
+    let gz = std::fs::read(&blob).unwrap();
+    let digest = store.put_document(&gz).unwrap();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]}
+    }))
+    .unwrap();
+    let config_digest = store.put_document(&config).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest.to_string(), "size": gz.len()}],
+    }))
+    .unwrap();
+    let manifest_digest = store.put_document(&manifest).unwrap();
+    let image = store
+        .tag(
+            &Reference::parse("bench/layer:1").unwrap(),
+            &Descriptor {
+                media_type: OCI_MANIFEST.into(),
+                digest: manifest_digest,
+                size: manifest.len() as u64,
+                platform: None,
+                annotations: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    unpack::unpacked_layers(&store, &image).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "berth unpack: {:.1} MiB tar in {seconds:.2}s = {:.1} MB/s",
+        tar_size as f64 / (1 << 20) as f64,
+        tar_size as f64 / 1e6 / seconds
+    );
+}
