@@ -851,3 +851,121 @@ fn bench_unpack_throughput() {
         tar_size as f64 / 1e6 / seconds
     );
 }
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An image as real tools make it (umoci from busybox-static, whiteouts
+/// from a deleted file), plus hostile layers added on top of it with
+/// `umoci raw add-layer`, loaded with `berth load`'s OCI layout reader.
+#[test]
+fn umoci_images_unpack_and_hostile_added_layers_are_refused() {
+    let _shared = COUNTING.read().unwrap();
+    if let Some(tool) = ["umoci", "python3"]
+        .into_iter()
+        .find(|t| Command::new(t).arg("--version").output().is_err())
+        .or_else(|| (!Path::new("/bin/busybox").is_file()).then_some("busybox-static"))
+    {
+        common::skip(
+            "umoci_images_unpack_and_hostile_added_layers_are_refused",
+            &format!("{tool} is not installed"),
+        );
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let image = format!("{}:busy", layout.display());
+    let bundle = work.path().join("bundle");
+    let rootfs = bundle.join("rootfs");
+    run(Command::new("umoci")
+        .arg("init")
+        .arg("--layout")
+        .arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &image])
+        .arg(&bundle));
+    for dir in ["bin", "d", "etc"] {
+        std::fs::create_dir_all(rootfs.join(dir)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    std::fs::write(rootfs.join("etc/gone"), "x").unwrap();
+    std::fs::write(rootfs.join("d/old"), "o").unwrap();
+    let repack = || {
+        run(Command::new("umoci")
+            .args(["repack", "--refresh-bundle", "--image", &image])
+            .arg(&bundle))
+    };
+    repack();
+    std::fs::remove_file(rootfs.join("etc/gone")).unwrap();
+    std::fs::remove_file(rootfs.join("d/old")).unwrap();
+    std::fs::write(rootfs.join("d/new"), "n").unwrap();
+    repack();
+    let host = tempfile::tempdir().unwrap();
+    let host_dir = host.path().to_str().unwrap();
+    let hostile = [
+        json!([{"name": "../escape", "data": "x"}]),
+        json!([{"name": "/abs-escape", "data": "x"}]),
+        json!([{"name": "evil", "type": "symlink", "target": host_dir},
+               {"name": "evil/file", "data": "x"}]),
+        json!([{"name": "shadow", "type": "link", "target": "../../etc/shadow"}]),
+        json!([{"name": ".wh.../x", "data": "x"}]),
+        json!([{"name": "bin/.wh...", "data": ""}]),
+    ];
+    for (i, entries) in hostile.iter().enumerate() {
+        let tar = work.path().join(format!("hostile-{i}.tar"));
+        std::fs::write(&tar, python_tar(entries)).unwrap();
+        run(Command::new("umoci")
+            .args(["raw", "add-layer", "--image", &image, "--tag"])
+            .arg(format!("hostile-{i}"))
+            .arg(&tar));
+    }
+
+    let f = Fixture::new();
+    let loaded = berth::images::load::load_oci_layout(&f.store, &layout, None).unwrap();
+    assert_eq!(loaded.len(), 1 + hostile.len());
+    let busy = loaded
+        .iter()
+        .find(|i| i.reference == "docker.io/library/busy:latest")
+        .unwrap();
+    let dirs = unpack::unpacked_layers(&f.store, busy).unwrap();
+    // umoci new makes no layer: the first repack is the lowest.
+    assert_eq!(dirs.len(), 2);
+    let busybox = std::fs::metadata(dirs[0].join("bin/busybox")).unwrap();
+    assert_eq!(
+        busybox.len(),
+        std::fs::metadata("/bin/busybox").unwrap().len()
+    );
+    assert_eq!(
+        std::fs::read_link(dirs[0].join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(is_whiteout(&dirs[1].join("etc/gone")));
+    assert!(is_whiteout(&dirs[1].join("d/old")));
+    assert_eq!(std::fs::read_to_string(dirs[1].join("d/new")).unwrap(), "n");
+    let good_layers = f.layer_dirs();
+    assert_eq!(good_layers.len(), 2);
+
+    for image in loaded.iter().filter(|i| i.reference.contains("hostile")) {
+        let err = unpack::unpacked_layers(&f.store, image).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::Entry { layer, .. } if layer == &image.layers[2].digest),
+            "{}: {err}",
+            image.reference
+        );
+        // The shared lower layers stay; nothing of the hostile one.
+        assert_eq!(f.layer_dirs(), good_layers, "{}", image.reference);
+        assert!(f.temp_dirs().is_empty());
+    }
+    assert!(tree(host.path()).is_empty());
+    assert!(!Path::new("/abs-escape").exists());
+    assert!(!f.layers_root().join("escape").exists());
+    assert!(!f.layers_root().join(".tmp/escape").exists());
+}
