@@ -145,11 +145,13 @@ impl State<'_> {
         let path = name::parse(&entry.path_bytes())?;
         let header = entry.header();
         let kind = header.entry_type();
+        // An empty uid, gid or mtime field (some writers leave them blank)
+        // is 0, as GNU tar reads it; a garbled mode is refused.
         let meta = Meta {
-            uid: header.uid().map_err(io_op("read uid of"))? as u32,
-            gid: header.gid().map_err(io_op("read gid of"))? as u32,
+            uid: header.uid().unwrap_or(0) as u32,
+            gid: header.gid().unwrap_or(0) as u32,
             mode: header.mode().map_err(io_op("read mode of"))? & 0o7777,
-            mtime: header.mtime().map_err(io_op("read mtime of"))? as i64,
+            mtime: header.mtime().unwrap_or(0) as i64,
         };
         let Some((parents, last)) = path.split() else {
             // The root itself: `./`.
@@ -299,14 +301,20 @@ impl State<'_> {
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let header = entry.header();
-                let major = header
-                    .device_major()
-                    .map_err(io_op("read device of"))?
-                    .unwrap_or(0);
-                let minor = header
-                    .device_minor()
-                    .map_err(io_op("read device of"))?
-                    .unwrap_or(0);
+                let (major, minor) = if kind == tar::EntryType::Fifo {
+                    (0, 0)
+                } else {
+                    (
+                        header
+                            .device_major()
+                            .map_err(io_op("read device of"))?
+                            .unwrap_or(0),
+                        header
+                            .device_minor()
+                            .map_err(io_op("read device of"))?
+                            .unwrap_or(0),
+                    )
+                };
                 let file_type = match kind {
                     tar::EntryType::Char => libc::S_IFCHR,
                     tar::EntryType::Block => libc::S_IFBLK,
