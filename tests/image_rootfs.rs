@@ -451,6 +451,12 @@ fn the_image_config_applies_with_dockers_semantics() {
     r["workdir"] = "/".into();
     assert_eq!(run_out(&agent, "user", r).1, "/ 1234:50\n");
 
+    // A working dir the image lacks is made, in the container's own layer.
+    let mut r = base.clone();
+    r["command"] = json!(["pwd"]);
+    r["workdir"] = "/made/here".into();
+    assert_eq!(run_out(&agent, "mkwd", r).1, "/made/here\n");
+
     let inspect = agent.api("GET", "/v1/containers/plain", None).body;
     assert_eq!(inspect["image"], "docker.io/library/cfg:latest");
     assert!(inspect["image_digest"]
@@ -479,7 +485,7 @@ fn the_image_config_applies_with_dockers_semantics() {
     );
 
     // An unknown image or user: 400 naming the field, nothing made.
-    for id in ["plain", "args", "ep", "ep-args", "user"] {
+    for id in ["plain", "args", "ep", "ep-args", "user", "mkwd"] {
         remove(&agent, id);
     }
     for (request, field) in [

@@ -195,8 +195,13 @@ fn setup(
     }
     masks::readonly_paths(&root, &config.readonly_paths)?;
     masks::mask_paths(&root, &config.masked_paths)?;
-    if config.overlay.is_some() && config.rootfs_readonly {
-        rootfs::seal_readonly(&root)?;
+    if config.overlay.is_some() {
+        // As Docker does, a missing working directory is created, in the
+        // container's own layer.
+        super::resolve::mkdir_all(&root, &config.process.cwd).map_err(MountError::from)?;
+        if config.rootfs_readonly {
+            rootfs::seal_readonly(&root)?;
+        }
     }
     rootfs::pivot(&root)?;
     drop(root);
