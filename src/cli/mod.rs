@@ -24,9 +24,11 @@ use output::{out, outln};
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a container; without -d, print its output and exit with its code.
-    #[command(after_help = "`berth run [OPTIONS] IMAGE [ARGS...]` runs an image (ARGS replace \
+    #[command(
+        after_help = "`berth run [OPTIONS] IMAGE [ARGS...]` runs an image (ARGS replace \
 its Cmd; `IMAGE -- ARGS...` too); `berth run [OPTIONS] -- CMD...` runs a host command on the \
-host's root, read-only; with `--rootfs DIR`, every word after the options is the command.")]
+host's root, read-only; with `--rootfs DIR`, every word after the options is the command."
+    )]
     Run(Box<RunArgs>),
     /// List containers (running ones unless -a).
     Ps {

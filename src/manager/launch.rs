@@ -354,7 +354,10 @@ impl Manager {
                 dirs.create().map_err(|e| {
                     ManagerError::Internal(format!("create the container's root dirs: {e}"))
                 })?;
-                Some((dirs.overlay(lower.clone()), dirs.merged))
+                Some((
+                    dirs.overlay(lower.clone(), container.image.is_some()),
+                    dirs.merged,
+                ))
             }
             None => None,
         };

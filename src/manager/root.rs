@@ -60,12 +60,14 @@ impl RootDirs {
         Ok(())
     }
 
-    /// The overlay of `lower` (topmost first) under these dirs.
-    pub fn overlay(&self, lower: Vec<PathBuf>) -> RootOverlay {
+    /// The overlay of `lower` (topmost first) under these dirs; an image's
+    /// missing working dir is made (`make_workdir`).
+    pub fn overlay(&self, lower: Vec<PathBuf>, make_workdir: bool) -> RootOverlay {
         RootOverlay {
             lower,
             upper: self.upper.clone(),
             work: self.work.clone(),
+            make_workdir,
         }
     }
 }

@@ -195,10 +195,12 @@ fn setup(
     }
     masks::readonly_paths(&root, &config.readonly_paths)?;
     masks::mask_paths(&root, &config.masked_paths)?;
-    if config.overlay.is_some() {
-        // As Docker does, a missing working directory is created, in the
-        // container's own layer.
-        super::resolve::mkdir_all(&root, &config.process.cwd).map_err(MountError::from)?;
+    if let Some(overlay) = &config.overlay {
+        if overlay.make_workdir {
+            // As Docker does for an image, a missing working directory is
+            // created, in the container's own layer.
+            super::resolve::mkdir_all(&root, &config.process.cwd).map_err(MountError::from)?;
+        }
         if config.rootfs_readonly {
             rootfs::seal_readonly(&root)?;
         }

@@ -40,6 +40,10 @@ pub struct RootOverlay {
     pub upper: PathBuf,
     /// overlayfs's work dir, on the same filesystem as `upper`.
     pub work: PathBuf,
+    /// Create the process's working dir if the root lacks it (in the
+    /// upper dir), as Docker does for an image's `WorkingDir`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub make_workdir: bool,
 }
 
 #[derive(Debug, Error)]
@@ -175,6 +179,7 @@ mod tests {
             lower: vec!["/l/2".into(), "/l/1".into()],
             upper: "/c/upper".into(),
             work: "/c/work".into(),
+            make_workdir: true,
         };
         assert_eq!(RootOverlay::from_annotation(&o.to_annotation()).unwrap(), o);
         let mut bad = o.clone();
