@@ -717,3 +717,53 @@ fn run_by_tag_and_by_digest_from_a_registry() {
     let (done, _) = run_out(&agent, "cmd", json!({"image": by_tag, "pull": "never"}));
     assert_eq!(done["exit_code"], 0, "{done}");
 }
+
+#[test]
+fn user_names_resolve_in_a_rootfs_dir_and_exec_sees_the_image_env() {
+    require_root!();
+    let agent = Agent::start();
+    let rootfs = bin_only_rootfs(agent.dir.path());
+    std::fs::create_dir(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/passwd"), "app:x:1234:2345::/:/bin/sh\n").unwrap();
+    std::fs::write(rootfs.join("etc/group"), "grp:x:77:\n").unwrap();
+    let (done, out) = run_out(
+        &agent,
+        "named",
+        json!({"rootfs": rootfs, "user_name": "app:grp",
+               "command": ["/bin/sh", "-c", "echo $(id -u):$(id -g)"]}),
+    );
+    assert_eq!(out, "1234:77\n", "{done}");
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "nobody", "rootfs": rootfs, "user_name": "ghost", "command": ["true"]})),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert!(!agent.container_dir("nobody").exists());
+
+    if !require_umoci(
+        "image_rootfs::user_names_resolve_in_a_rootfs_dir_and_exec_sees_the_image_env",
+    ) {
+        return;
+    }
+    let busybox = busybox_bytes();
+    let image = TestImage::new(agent.dir.path(), "execenv");
+    image.add_layer(&with_busybox(&busybox, vec![Entry::Dir("w")]));
+    image.config(&[
+        "--config.env",
+        "FROM_IMAGE=yes",
+        "--config.workingdir",
+        "/w",
+    ]);
+    image.load(&agent.work_dir);
+    agent.launch(json!({"id": "ex", "image": "execenv", "pull": "never",
+                        "command": ["/bin/sleep", "1000"]}));
+    let answer = agent.api(
+        "POST",
+        "/v1/containers/ex/exec",
+        Some(json!({"command": ["/bin/sh", "-c", "echo $FROM_IMAGE $(pwd)"]})),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["stdout"], "yes /w\n", "{:?}", answer.body);
+    remove(&agent, "ex");
+}
