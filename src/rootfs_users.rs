@@ -1,247 +1,388 @@
-//! Resolving `-u NAME[:GROUP]` inside a container's root filesystem: its
-//! `/etc/passwd` and `/etc/group`, read confined beneath the root (through
-//! `berth_confined`: a symlink planted in the root, such as `/etc/passwd ->
-//! /host/etc/shadow`, is never followed out of it), bounded in size.
+//! User and group names of a container's root filesystem: `/etc/passwd` and
+//! `/etc/group` read CONFINED beneath the root (an image's layer dirs or a
+//! `--rootfs` dir), so that `-u NAME` or an image's `User` resolve as the
+//! container itself would see them.
 //!
-//! API (for merging with the image-root resolver):
-//! [`resolve(root, spec)`](resolve) -> [`User`] (uid, gid) or
-//! [`UsersError`] naming the file or the name not found.
+//! The root is untrusted: the files are opened through `berth-confined`
+//! (no symlink, no `..`, regular files only, reads bounded), so a
+//! `/etc/passwd` planted as a symlink to a host file is refused, never read.
+//!
+//! ```text
+//! let users = RootUsers::read(&[top_layer, .., bottom_layer])?; // or &[rootfs]
+//! let user: User = users.resolve("www-data:adm")?;
+//! ```
 
 use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+
+use berth_confined::{ConfinedError, Dir, Kind};
+use thiserror::Error;
 
 use crate::container::User;
 
-/// The most of `/etc/passwd` or `/etc/group` read: bigger is not a user
-/// database but an attempt to make the agent read without end.
-pub const MAX_FILE_SIZE: u64 = 4 << 20;
+/// The most of `/etc/passwd` or `/etc/group` read.
+const MAX_FILE: u64 = 4 << 20;
 
-/// Why a user spec could not be resolved.
-#[derive(Debug, thiserror::Error)]
-pub enum UsersError {
-    #[error("bad user {spec:?}: expected NAME|UID[:GROUP|GID]")]
-    BadSpec { spec: String },
-    #[error("read {}: {source}", path.display())]
+#[derive(Debug, Error)]
+pub enum RootUsersError {
+    #[error("read {path}: {source}")]
     Read {
         path: PathBuf,
         #[source]
-        source: berth_confined::ConfinedError,
+        source: ConfinedError,
     },
-    #[error("read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{} is larger than {MAX_FILE_SIZE} bytes", path.display())]
+    #[error("{path} is larger than {MAX_FILE} bytes")]
     TooLarge { path: PathBuf },
-    #[error("no user {name:?} in {}", path.display())]
-    NoUser { name: String, path: PathBuf },
-    #[error("no group {name:?} in {}", path.display())]
-    NoGroup { name: String, path: PathBuf },
+    #[error("user {name:?} is not in the container's /etc/passwd")]
+    NoUser { name: String },
+    #[error("group {name:?} is not in the container's /etc/group")]
+    NoGroup { name: String },
+    #[error("bad user {value:?}: expected USER[:GROUP], names or ids")]
+    Syntax { value: String },
 }
 
-/// Resolves `NAME`, `UID`, `NAME:GROUP`, `UID:GID`, `NAME:GID` or
-/// `UID:GROUP` against the passwd and group files of `root`. A name's gid
-/// is its primary group unless a group is given; a numeric uid without a
-/// group takes the gid of its passwd entry, or the uid when it has none.
-pub fn resolve(root: &Path, spec: &str) -> Result<User, UsersError> {
-    let bad = || UsersError::BadSpec {
-        spec: spec.to_string(),
-    };
-    let (user, group) = match spec.split_once(':') {
-        Some((user, group)) => (user, Some(group)),
-        None => (spec, None),
-    };
-    let valid = |s: &str| !s.is_empty() && !s.contains(['\0', '\n', ':']);
-    if !valid(user) || group.is_some_and(|g| !valid(g)) {
-        return Err(bad());
-    }
-    let etc = || {
-        berth_confined::Dir::open(root).map_err(|source| UsersError::Read {
-            path: root.to_path_buf(),
-            source,
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GroupEntry {
+    name: String,
+    gid: u32,
+}
+
+/// The users and groups a root filesystem defines.
+#[derive(Debug, Clone, Default)]
+pub struct RootUsers {
+    passwd: Vec<PasswdEntry>,
+    group: Vec<GroupEntry>,
+}
+
+impl RootUsers {
+    /// Reads `/etc/passwd` and `/etc/group` of the root made of `layers`,
+    /// the TOPMOST first (a plain root dir is a single layer). A file the
+    /// root lacks is empty; overlay whiteouts and opaque dirs in the layers
+    /// hide what lies below them, as in the mounted overlay.
+    pub fn read<P: AsRef<Path>>(layers: &[P]) -> Result<Self, RootUsersError> {
+        let passwd = read_layered(layers, "passwd")?;
+        let group = read_layered(layers, "group")?;
+        Ok(RootUsers {
+            passwd: passwd.as_deref().map(parse_passwd).unwrap_or_default(),
+            group: group.as_deref().map(parse_group).unwrap_or_default(),
         })
-    };
-    let passwd_path = root.join("etc/passwd");
-    let (uid, primary_gid) = match user.parse::<u32>() {
-        Ok(uid) => {
-            let passwd = read_optional(&etc()?, "etc/passwd", &passwd_path)?;
-            let gid = passwd
-                .as_deref()
-                .and_then(|text| entries(text).find(|e| e.get(2) == Some(&user)))
-                .and_then(|e| e.get(3)?.parse().ok());
-            (uid, gid)
-        }
-        Err(_) => {
-            let passwd = read_optional(&etc()?, "etc/passwd", &passwd_path)?.ok_or_else(|| {
-                UsersError::NoUser {
-                    name: user.to_string(),
-                    path: passwd_path.clone(),
-                }
-            })?;
-            let entry = entries(&passwd)
-                .find(|e| e.first() == Some(&user))
-                .ok_or_else(|| UsersError::NoUser {
-                    name: user.to_string(),
-                    path: passwd_path.clone(),
-                })?;
-            let number = |i: usize| entry.get(i).and_then(|v| v.parse::<u32>().ok());
-            match (number(2), number(3)) {
-                (Some(uid), Some(gid)) => (uid, Some(gid)),
-                _ => {
-                    return Err(UsersError::NoUser {
-                        name: user.to_string(),
-                        path: passwd_path,
-                    })
-                }
-            }
-        }
-    };
-    let gid = match group {
-        None => primary_gid.unwrap_or(uid),
-        Some(group) => match group.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                let group_path = root.join("etc/group");
-                let no_group = || UsersError::NoGroup {
-                    name: group.to_string(),
-                    path: group_path.clone(),
-                };
-                let text =
-                    read_optional(&etc()?, "etc/group", &group_path)?.ok_or_else(no_group)?;
-                let gid: Option<u32> = entries(&text)
-                    .find(|e| e.first() == Some(&group))
-                    .and_then(|e| e.get(2)?.parse().ok());
-                gid.ok_or_else(no_group)?
-            }
-        },
-    };
-    Ok(User {
-        uid,
-        gid: Some(gid),
-    })
-}
-
-/// The colon-separated fields of each entry (comments and blank lines
-/// skipped).
-fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
-    text.lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.split(':').collect())
-}
-
-/// The file's text, `None` if it does not exist.
-fn read_optional(
-    root: &berth_confined::Dir,
-    name: &str,
-    path: &Path,
-) -> Result<Option<String>, UsersError> {
-    let mut file = match root.open_file(name) {
-        Ok(file) => file,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(source) => {
-            return Err(UsersError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    if file.len() > MAX_FILE_SIZE {
-        return Err(UsersError::TooLarge {
-            path: path.to_path_buf(),
-        });
     }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|source| UsersError::Io {
-            path: path.to_path_buf(),
-            source,
+
+    /// Resolves `USER[:GROUP]`, each a name or a numeric id. A user named
+    /// alone gets its primary group from `/etc/passwd`; a numeric uid that
+    /// the file lacks keeps the default (gid = uid).
+    pub fn resolve(&self, value: &str) -> Result<User, RootUsersError> {
+        let syntax = || RootUsersError::Syntax {
+            value: value.to_string(),
+        };
+        let (user, group) = match value.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (value, None),
+        };
+        if user.is_empty() || group.is_some_and(str::is_empty) {
+            return Err(syntax());
+        }
+        let (uid, primary) = match user.parse::<u32>() {
+            Ok(uid) => (
+                uid,
+                self.passwd.iter().find(|e| e.uid == uid).map(|e| e.gid),
+            ),
+            Err(_) => {
+                let entry = self.passwd.iter().find(|e| e.name == user).ok_or_else(|| {
+                    RootUsersError::NoUser {
+                        name: user.to_string(),
+                    }
+                })?;
+                (entry.uid, Some(entry.gid))
+            }
+        };
+        let gid = match group {
+            None => primary,
+            Some(g) => Some(match g.parse::<u32>() {
+                Ok(gid) => gid,
+                Err(_) => {
+                    self.group
+                        .iter()
+                        .find(|e| e.name == g)
+                        .ok_or_else(|| RootUsersError::NoGroup {
+                            name: g.to_string(),
+                        })?
+                        .gid
+                }
+            }),
+        };
+        Ok(User { uid, gid })
+    }
+}
+
+/// Resolves `USER[:GROUP]` (names or ids) in the single root dir `root`
+/// (the host's `/` or a `--rootfs` dir): [`RootUsers::read`] of that one
+/// layer, then [`RootUsers::resolve`].
+pub fn resolve(root: &Path, spec: &str) -> Result<User, RootUsersError> {
+    RootUsers::read(&[root])?.resolve(spec)
+}
+
+/// Whether `USER[:GROUP]` is all numeric (needs no root filesystem).
+pub fn is_numeric(value: &str) -> bool {
+    User::parse(value).is_some()
+}
+
+/// The content of `etc/NAME` as the overlay of `layers` shows it.
+fn read_layered<P: AsRef<Path>>(
+    layers: &[P],
+    name: &str,
+) -> Result<Option<Vec<u8>>, RootUsersError> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RootUsersError::Read { path, source }
+    };
+    for layer in layers {
+        let layer = layer.as_ref();
+        let root = Dir::open(layer).map_err(read_err(layer))?;
+        let etc_path = layer.join("etc");
+        let etc = match root.stat("etc") {
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(read_err(&etc_path)(e)),
+            Ok(st) if st.kind() == Kind::Dir => {
+                root.open_dir("etc").map_err(read_err(&etc_path))?
+            }
+            // A whiteout (or a file) hides any etc below.
+            Ok(st) if is_whiteout(&st) || st.kind() == Kind::File => return Ok(None),
+            // A symlinked /etc: refused, never followed.
+            Ok(_) => {
+                return Err(read_err(&etc_path)(ConfinedError::Escapes {
+                    path: etc_path.clone(),
+                }))
+            }
+        };
+        let path = etc_path.join(name);
+        match etc.stat(name) {
+            Err(e) if e.is_not_found() => {
+                if is_opaque(&etc) {
+                    return Ok(None);
+                }
+                continue;
+            }
+            Err(e) => return Err(read_err(&path)(e)),
+            Ok(st) if is_whiteout(&st) => return Ok(None),
+            Ok(_) => {}
+        }
+        // Not a regular file (a symlink, a FIFO, a device): an error.
+        let file = etc.open_file(name).map_err(read_err(&path))?;
+        if file.len() > MAX_FILE {
+            return Err(RootUsersError::TooLarge { path });
+        }
+        let mut bytes = Vec::with_capacity(file.len() as usize);
+        let mut file = file;
+        file.read_to_end(&mut bytes).map_err(|e| {
+            read_err(&path)(ConfinedError::Io {
+                op: "read",
+                path: path.clone(),
+                source: e,
+            })
         })?;
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        return Ok(Some(bytes));
+    }
+    Ok(None)
+}
+
+/// An overlay whiteout: a character device 0/0.
+fn is_whiteout(st: &berth_confined::Stat) -> bool {
+    st.mode() & libc::S_IFMT == libc::S_IFCHR && st.rdev() == 0
+}
+
+/// Whether a layer's dir is an overlay opaque dir (hides lower layers).
+fn is_opaque(dir: &Dir) -> bool {
+    let mut value = [0u8; 1];
+    for attr in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
+        // SAFETY: valid fd, nul-terminated name, buffer of the given size.
+        let n = unsafe {
+            libc::fgetxattr(
+                dir.as_fd().as_raw_fd(),
+                attr.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if n == 1 && value[0] == b'y' {
+            return true;
+        }
+    }
+    false
+}
+
+fn parse_passwd(bytes: &[u8]) -> Vec<PasswdEntry> {
+    lines(bytes)
+        .filter_map(|fields| {
+            Some(PasswdEntry {
+                name: fields.first()?.to_string(),
+                uid: fields.get(2)?.parse().ok()?,
+                gid: fields.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn parse_group(bytes: &[u8]) -> Vec<GroupEntry> {
+    lines(bytes)
+        .filter_map(|fields| {
+            Some(GroupEntry {
+                name: fields.first()?.to_string(),
+                gid: fields.get(2)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn lines(bytes: &[u8]) -> impl Iterator<Item = Vec<&str>> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| line.split(':').collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
-    fn root() -> tempfile::TempDir {
+    fn root_with(passwd: &str, group: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\n# comment\nweb:x:1000:1001::/home/web:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("etc/group"),
-            "root:x:0:\nweb:x:1001:\nstaff:x:50:web\n",
-        )
-        .unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::write(dir.path().join("etc/passwd"), passwd).unwrap();
+        fs::write(dir.path().join("etc/group"), group).unwrap();
         dir
     }
 
-    fn user(uid: u32, gid: u32) -> User {
-        User {
-            uid,
-            gid: Some(gid),
-        }
+    #[test]
+    fn names_and_ids_resolve() {
+        let root = root_with(
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n",
+            "root:x:0:\nadm:x:4:www\nwww:x:34:\n",
+        );
+        let users = RootUsers::read(&[root.path()]).unwrap();
+        assert_eq!(
+            users.resolve("www").unwrap(),
+            User {
+                uid: 33,
+                gid: Some(34)
+            }
+        );
+        assert_eq!(
+            users.resolve("www:adm").unwrap(),
+            User {
+                uid: 33,
+                gid: Some(4)
+            }
+        );
+        assert_eq!(
+            users.resolve("33:0").unwrap(),
+            User {
+                uid: 33,
+                gid: Some(0)
+            }
+        );
+        assert_eq!(
+            users.resolve("33").unwrap(),
+            User {
+                uid: 33,
+                gid: Some(34)
+            }
+        );
+        assert_eq!(
+            users.resolve("500").unwrap(),
+            User {
+                uid: 500,
+                gid: None
+            }
+        );
+        assert!(matches!(
+            users.resolve("nobody"),
+            Err(RootUsersError::NoUser { .. })
+        ));
+        assert!(matches!(
+            users.resolve("www:staff"),
+            Err(RootUsersError::NoGroup { .. })
+        ));
+        assert!(matches!(
+            users.resolve("www:"),
+            Err(RootUsersError::Syntax { .. })
+        ));
     }
 
     #[test]
-    fn names_and_numbers_resolve() {
-        let dir = root();
-        let root = dir.path();
-        assert_eq!(resolve(root, "web").unwrap(), user(1000, 1001));
-        assert_eq!(resolve(root, "web:staff").unwrap(), user(1000, 50));
-        assert_eq!(resolve(root, "web:7").unwrap(), user(1000, 7));
-        assert_eq!(resolve(root, "1000").unwrap(), user(1000, 1001));
-        assert_eq!(resolve(root, "1234").unwrap(), user(1234, 1234));
-        assert_eq!(resolve(root, "1234:staff").unwrap(), user(1234, 50));
-        assert!(matches!(
-            resolve(root, "nobody"),
-            Err(UsersError::NoUser { .. })
-        ));
-        assert!(matches!(
-            resolve(root, "web:wheel"),
-            Err(UsersError::NoGroup { .. })
-        ));
-        for bad in ["", ":", "web:", ":staff", "a:b:c", "we\nb"] {
-            assert!(
-                matches!(
-                    resolve(root, bad),
-                    Err(UsersError::BadSpec { .. }) | Err(UsersError::NoGroup { .. })
-                ),
-                "{bad:?}"
-            );
-        }
+    fn a_root_without_etc_knows_only_ids() {
+        let root = tempfile::tempdir().unwrap();
+        let users = RootUsers::read(&[root.path()]).unwrap();
+        assert_eq!(
+            users.resolve("7:8").unwrap(),
+            User {
+                uid: 7,
+                gid: Some(8)
+            }
+        );
+        assert!(users.resolve("root").is_err());
     }
 
+    /// The attack: /etc/passwd a symlink to a host file. It is refused,
+    /// and nothing of the host file is used.
     #[test]
-    fn a_symlinked_passwd_pointing_out_of_the_root_is_not_followed() {
-        let dir = root();
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::write(
-            outside.path().join("passwd"),
-            "evil:x:4242:4242::/:/bin/sh\n",
+    fn a_symlinked_passwd_to_a_host_file_is_not_read() {
+        let host = tempfile::tempdir().unwrap();
+        let secret = host.path().join("passwd");
+        fs::write(&secret, "hostonly:x:4242:4242::/:/bin/sh\n").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(&secret, root.path().join("etc/passwd")).unwrap();
+        let err = RootUsers::read(&[root.path()]).unwrap_err();
+        assert!(err.to_string().contains("etc/passwd"), "{err}");
+        // A symlinked /etc (to the host's /etc) is refused the same way.
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), root.path().join("etc")).unwrap();
+        assert!(RootUsers::read(&[root.path()]).is_err());
+        // A FIFO does not block and is refused.
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("etc")).unwrap();
+        nix::unistd::mkfifo(
+            &root.path().join("etc/passwd"),
+            nix::sys::stat::Mode::S_IRWXU,
         )
         .unwrap();
-        std::fs::remove_file(dir.path().join("etc/passwd")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("passwd"), dir.path().join("etc/passwd"))
-            .unwrap();
-        let err = resolve(dir.path(), "evil").unwrap_err();
-        assert!(
-            matches!(err, UsersError::Read { .. } | UsersError::NoUser { .. }),
-            "{err}"
-        );
-        // Nor through a symlinked /etc.
-        std::fs::remove_dir_all(dir.path().join("etc")).unwrap();
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("etc")).unwrap();
-        let err = resolve(dir.path(), "evil").unwrap_err();
-        assert!(
-            matches!(err, UsersError::Read { .. } | UsersError::NoUser { .. }),
-            "{err}"
-        );
+        assert!(RootUsers::read(&[root.path()]).is_err());
+    }
+
+    #[test]
+    fn layers_stack_like_the_overlay() {
+        let bottom = root_with("a:x:1:1::/:/bin/sh\n", "a:x:1:\n");
+        let top = tempfile::tempdir().unwrap();
+        fs::create_dir(top.path().join("etc")).unwrap();
+        // The top layer has no passwd: the bottom one shows through.
+        let users = RootUsers::read(&[top.path(), bottom.path()]).unwrap();
+        assert_eq!(users.resolve("a").unwrap().uid, 1);
+        // A whiteout hides it.
+        nix::sys::stat::mknod(
+            &top.path().join("etc/passwd"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let users = RootUsers::read(&[top.path(), bottom.path()]).unwrap();
+        assert!(users.resolve("a").is_err());
+        // A newer passwd wins.
+        fs::remove_file(top.path().join("etc/passwd")).unwrap();
+        fs::write(top.path().join("etc/passwd"), "a:x:9:9::/:/bin/sh\n").unwrap();
+        let users = RootUsers::read(&[top.path(), bottom.path()]).unwrap();
+        assert_eq!(users.resolve("a").unwrap().uid, 9);
     }
 }

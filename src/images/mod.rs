@@ -12,6 +12,7 @@ pub mod pull;
 pub mod reference;
 pub mod settings;
 pub mod store;
+pub mod unpack;
 
 pub use digest::{Digest, DigestError};
 pub use ensure::{EnsureError, Images, PullPolicy};

@@ -70,10 +70,9 @@ impl Manager {
                     "give user or user_name, not both",
                 ));
             }
-            let root = container
-                .rootfs
-                .clone()
-                .unwrap_or_else(|| std::path::PathBuf::from("/"));
+            // The container's own root as it sees it (host root, `--rootfs`
+            // overlay or image layers alike), read confined beneath it.
+            let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
             let user =
                 tokio::task::spawn_blocking(move || crate::rootfs_users::resolve(&root, &spec))
                     .await

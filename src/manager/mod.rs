@@ -14,6 +14,7 @@ mod health;
 mod recover;
 mod request_checks;
 mod restart;
+mod root;
 mod seccomp;
 mod shim_client;
 mod update;
@@ -152,6 +153,8 @@ pub struct Manager {
     /// Set when the agent stops: restart policies record their next
     /// attempt for the next agent instead of making it.
     shutting_down: AtomicBool,
+    /// The image store and registry client, opened at first use.
+    images: std::sync::OnceLock<Arc<crate::images::Images>>,
 }
 
 impl Manager {
@@ -170,7 +173,19 @@ impl Manager {
             runtime: tokio::runtime::Handle::current(),
             seccomp_programs: seccomp::ProgramCache::default(),
             shutting_down: AtomicBool::new(false),
+            images: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The agent's images (store and registry client; `[images]` config).
+    pub fn images(&self) -> Result<&Arc<crate::images::Images>, ManagerError> {
+        if let Some(images) = self.images.get() {
+            return Ok(images);
+        }
+        let store = crate::images::ImageStore::open(&self.config.work_dir)
+            .map_err(|e| ManagerError::Internal(format!("open the image store: {e}")))?;
+        let images = crate::images::Images::new(store, self.config.images.pull_options());
+        Ok(self.images.get_or_init(|| Arc::new(images)))
     }
 
     pub fn config(&self) -> &AgentConfig {

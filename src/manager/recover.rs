@@ -355,6 +355,11 @@ impl Manager {
             request: None,
             health_check: None,
             health: None,
+            image: None,
+            image_digest: None,
+            read_only: false,
+            exposed_ports: Vec::new(),
+            image_labels: Default::default(),
             id: q.id,
         }
     }
