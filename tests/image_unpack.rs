@@ -193,6 +193,16 @@ fn is_whiteout(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }
 
+/// Unpacking keeps ownership and makes device nodes: root only. Returns
+/// false (after saying so) when not root.
+fn root(test: &str) -> bool {
+    if common::is_root() {
+        return true;
+    }
+    common::skip(test, "needs root (chown, mknod, trusted xattrs)");
+    false
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     store: ImageStore,
@@ -231,11 +241,7 @@ impl Fixture {
 #[test]
 fn a_layer_is_unpacked_with_its_metadata() {
     let _shared = COUNTING.read().unwrap();
-    if !common::is_root() {
-        common::skip(
-            "a_layer_is_unpacked_with_its_metadata",
-            "needs root (chown, mknod)",
-        );
+    if !root("a_layer_is_unpacked_with_its_metadata") {
         return;
     }
     let f = Fixture::new();
@@ -312,6 +318,9 @@ fn a_layer_is_unpacked_with_its_metadata() {
 #[test]
 fn every_compression_unpacks_and_a_layer_is_shared_by_images() {
     let _shared = COUNTING.read().unwrap();
+    if !root("every_compression_unpacks_and_a_layer_is_shared_by_images") {
+        return;
+    }
     let f = Fixture::new();
     let base = python_tar(&json!([{"name": "base", "data": "b"}]));
     for (i, compression) in [Compression::Gzip, Compression::Zstd, Compression::Plain]
@@ -338,6 +347,9 @@ fn every_compression_unpacks_and_a_layer_is_shared_by_images() {
 #[test]
 fn hostile_layers_are_refused_and_write_nothing() {
     let _shared = COUNTING.read().unwrap();
+    if !root("hostile_layers_are_refused_and_write_nothing") {
+        return;
+    }
     let f = Fixture::new();
     // A host directory the layers aim at.
     let host = tempfile::tempdir().unwrap();
@@ -498,6 +510,9 @@ fn hostile_layers_are_refused_and_write_nothing() {
 #[test]
 fn an_entry_replaces_a_symlink_of_its_name_without_following_it() {
     let _shared = COUNTING.read().unwrap();
+    if !root("an_entry_replaces_a_symlink_of_its_name_without_following_it") {
+        return;
+    }
     let f = Fixture::new();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("target"), "keep").unwrap();
@@ -524,6 +539,9 @@ fn an_entry_replaces_a_symlink_of_its_name_without_following_it() {
 #[test]
 fn a_diff_id_mismatch_discards_the_layer() {
     let _shared = COUNTING.read().unwrap();
+    if !root("a_diff_id_mismatch_discards_the_layer") {
+        return;
+    }
     let f = Fixture::new();
     let good = python_tar(&json!([{"name": "a", "data": "a"}]));
     let tar = python_tar(&json!([{"name": "b", "data": "b"}]));
@@ -565,6 +583,9 @@ fn a_diff_id_mismatch_discards_the_layer() {
 #[test]
 fn whiteouts_and_opaque_dirs_across_three_layers() {
     let _shared = COUNTING.read().unwrap();
+    if !root("whiteouts_and_opaque_dirs_across_three_layers") {
+        return;
+    }
     let f = Fixture::new();
     let l1 = python_tar(&json!([
         {"name": "a/", "type": "dir"},
@@ -618,13 +639,6 @@ fn whiteouts_and_opaque_dirs_across_three_layers() {
     assert_eq!(xattr(&l2.join("a"), "trusted.overlay.opaque"), None);
 
     // Mounted as overlay lower dirs (top first), the view is Docker's.
-    if !common::is_root() {
-        common::skip(
-            "whiteouts_and_opaque_dirs_across_three_layers (mount)",
-            "needs root",
-        );
-        return;
-    }
     let mnt = tempfile::tempdir().unwrap();
     let lower = dirs
         .iter()
@@ -662,6 +676,9 @@ fn whiteouts_and_opaque_dirs_across_three_layers() {
 #[test]
 fn one_hundred_twenty_layers_unpack() {
     let _shared = COUNTING.read().unwrap();
+    if !root("one_hundred_twenty_layers_unpack") {
+        return;
+    }
     let f = Fixture::new();
     let layers: Vec<(Vec<u8>, Compression)> = (0..120)
         .map(|i| {
@@ -691,6 +708,9 @@ fn one_hundred_twenty_layers_unpack() {
 #[test]
 fn concurrent_unpacks_extract_each_layer_once() {
     let _alone = COUNTING.write().unwrap();
+    if !root("concurrent_unpacks_extract_each_layer_once") {
+        return;
+    }
     let f = Fixture::new();
     let layers: Vec<(Vec<u8>, Compression)> = (0..6)
         .map(|i| {
@@ -725,6 +745,9 @@ fn concurrent_unpacks_extract_each_layer_once() {
 #[test]
 fn prune_removes_layers_no_image_uses() {
     let _shared = COUNTING.read().unwrap();
+    if !root("prune_removes_layers_no_image_uses") {
+        return;
+    }
     let f = Fixture::new();
     let base = python_tar(&json!([{"name": "base", "data": "b".repeat(100_000)}]));
     let a = python_tar(&json!([{"name": "a", "data": "a".repeat(100_000)}]));
@@ -773,6 +796,9 @@ fn prune_removes_layers_no_image_uses() {
 #[test]
 fn refusals_say_why() {
     let _shared = COUNTING.read().unwrap();
+    if !root("refusals_say_why") {
+        return;
+    }
     let f = Fixture::new();
     let tar = python_tar(&json!([{"name": "../escape", "data": "x"}]));
     let image = put_image(&f.store, "t/why:1", &[(tar, Compression::Gzip)], None);
@@ -867,6 +893,9 @@ fn run(cmd: &mut Command) {
 #[test]
 fn umoci_images_unpack_and_hostile_added_layers_are_refused() {
     let _shared = COUNTING.read().unwrap();
+    if !root("umoci_images_unpack_and_hostile_added_layers_are_refused") {
+        return;
+    }
     if let Some(tool) = ["umoci", "python3"]
         .into_iter()
         .find(|t| Command::new(t).arg("--version").output().is_err())
@@ -968,4 +997,64 @@ fn umoci_images_unpack_and_hostile_added_layers_are_refused() {
     assert!(!Path::new("/abs-escape").exists());
     assert!(!f.layers_root().join("escape").exists());
     assert!(!f.layers_root().join(".tmp/escape").exists());
+}
+
+/// Processes (an agent and a CLI, two agents' worth of callers) unpacking
+/// the same image at once extract each layer once between them.
+#[test]
+fn concurrent_processes_extract_each_layer_once() {
+    let _shared = COUNTING.read().unwrap();
+    if !root("concurrent_processes_extract_each_layer_once") {
+        return;
+    }
+    let f = Fixture::new();
+    let layers: Vec<(Vec<u8>, Compression)> = (0..8)
+        .map(|i| {
+            let data = vec![b'a' + i as u8; 2 << 20];
+            (small_tar(&format!("f{i}"), &data), Compression::Plain)
+        })
+        .collect();
+    put_image(&f.store, "t/procs:1", &layers, None);
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "--nocapture", "unpack_child"])
+                .env("BERTH_UNPACK_CHILD_WORK", f.dir.path())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut total = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let n: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("extracted="))
+            .unwrap_or_else(|| panic!("no count in {stdout}"))
+            .parse()
+            .unwrap();
+        total += n;
+    }
+    assert_eq!(total, 8);
+    assert_eq!(f.layer_dirs().len(), 8);
+    assert!(f.temp_dirs().is_empty());
+}
+
+/// The child of [`concurrent_processes_extract_each_layer_once`].
+#[test]
+#[ignore = "run by concurrent_processes_extract_each_layer_once"]
+fn unpack_child() {
+    let Ok(work) = std::env::var("BERTH_UNPACK_CHILD_WORK") else {
+        return;
+    };
+    let store = ImageStore::open_existing(Path::new(&work)).unwrap();
+    let image = store
+        .resolve(&Reference::parse("t/procs:1").unwrap())
+        .unwrap()
+        .unwrap();
+    unpack::unpacked_layers(&store, &image).unwrap();
+    println!("extracted={}", unpack::extractions());
 }

@@ -196,14 +196,21 @@ fn extract_into_place(
             bytes = done.tar_bytes,
             "layer unpacked"
         );
-        fs::rename(&temp, dest).map_err(io_err("rename into place", dest))
+        match fs::rename(&temp, dest) {
+            Ok(()) => Ok(true),
+            // Only with the lock bypassed (a lock file removed by hand):
+            // another extraction got there first; ours is discarded.
+            Err(_) if is_dir(dest) => Ok(false),
+            Err(e) => Err(io_err("rename into place", dest)(e)),
+        }
     })();
-    if let Err(e) = result {
+    if !matches!(result, Ok(true)) {
         if let Err(cleanup) = berth_confined::remove_tree(&temp) {
             tracing::warn!(path = %temp.display(), error = %cleanup, "cannot remove a failed layer extraction");
         }
-        return Err(e);
     }
-    EXTRACTIONS.fetch_add(1, Ordering::Relaxed);
+    if result? {
+        EXTRACTIONS.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
 }
