@@ -28,12 +28,19 @@ static COUNTING: RwLock<()> = RwLock::new(());
 /// "target", "mode", "uid", "gid", "mtime", "major", "minor", "xattrs"}`.
 /// Names are written exactly as given (`tarfile` does not clean them).
 fn python_tar(entries: &Value) -> Vec<u8> {
+    python_tar_as(entries, "pax")
+}
+
+/// [`python_tar`] in `format` `pax` or `gnu` (long names as `././@LongLink`
+/// members).
+fn python_tar_as(entries: &Value, format: &str) -> Vec<u8> {
     const SCRIPT: &str = r#"
 import io, json, sys, tarfile
 spec = json.load(sys.stdin)
+fmt = {"pax": tarfile.PAX_FORMAT, "gnu": tarfile.GNU_FORMAT}[spec["format"]]
 out = io.BytesIO()
-with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-    for e in spec:
+with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+    for e in spec["entries"]:
         info = tarfile.TarInfo(e["name"])
         kind = e.get("type", "file")
         info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE,
@@ -49,6 +56,8 @@ with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info.devminor = e.get("minor", 0)
         for k, v in e.get("xattrs", {}).items():
             info.pax_headers["SCHILY.xattr." + k] = v
+        for k, v in e.get("pax", {}).items():
+            info.pax_headers[k] = v
         data = e.get("data", "").encode()
         if kind == "file":
             info.size = len(data)
@@ -67,7 +76,11 @@ sys.stdout.buffer.write(out.getvalue())
         .stdin
         .take()
         .unwrap()
-        .write_all(entries.to_string().as_bytes())
+        .write_all(
+            json!({"format": format, "entries": entries})
+                .to_string()
+                .as_bytes(),
+        )
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "python tarfile failed");
@@ -1057,4 +1070,104 @@ fn unpack_child() {
         .unwrap();
     unpack::unpacked_layers(&store, &image).unwrap();
     println!("extracted={}", unpack::extractions());
+}
+
+/// Long names and links (GNU `././@LongLink` members, PAX `path` and
+/// `linkpath` records) are applied; oversized metadata members are refused
+/// before they are read into memory; a PAX `path` that escapes is refused
+/// even under a harmless header name.
+#[test]
+fn long_names_apply_and_metadata_members_are_bounded() {
+    let _shared = COUNTING.read().unwrap();
+    if !root("long_names_apply_and_metadata_members_are_bounded") {
+        return;
+    }
+    let f = Fixture::new();
+    let deep = format!("{}/file", vec!["d".repeat(60); 5].join("/"));
+    let link_target = format!("/{}", "t".repeat(200));
+    for (i, format) in ["gnu", "pax"].into_iter().enumerate() {
+        let tar = python_tar_as(
+            &json!([
+                {"name": deep, "data": "deep"},
+                {"name": "ln", "type": "symlink", "target": link_target},
+                {"name": "hard", "type": "link", "target": deep},
+            ]),
+            format,
+        );
+        let image = put_image(
+            &f.store,
+            &format!("t/long:{i}"),
+            &[(tar, Compression::Gzip)],
+            None,
+        );
+        let dirs = unpack::unpacked_layers(&f.store, &image).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dirs[0].join(&deep)).unwrap(),
+            "deep",
+            "{format}"
+        );
+        assert_eq!(
+            std::fs::read_link(dirs[0].join("ln")).unwrap(),
+            Path::new(&link_target)
+        );
+        assert_eq!(
+            std::fs::metadata(dirs[0].join("hard")).unwrap().ino(),
+            std::fs::metadata(dirs[0].join(&deep)).unwrap().ino()
+        );
+    }
+    let cases = [
+        (
+            "GNU long name of 100 KiB",
+            python_tar_as(
+                &json!([{"name": "n".repeat(100 << 10), "data": "x"}]),
+                "gnu",
+            ),
+            "TooLarge",
+        ),
+        (
+            "PAX header of 2 MiB",
+            python_tar(
+                &json!([{"name": "f", "data": "x", "pax": {"comment": "c".repeat(2 << 20)}}]),
+            ),
+            "TooLarge",
+        ),
+        (
+            "PAX path escaping under a harmless name",
+            python_tar(&json!([{"name": "harmless", "data": "x", "pax": {"path": "../escape"}}])),
+            "ParentDir",
+        ),
+        (
+            "PAX linkpath escaping",
+            python_tar(&json!([{"name": "h", "type": "link", "target": "harmless",
+                                "pax": {"linkpath": "../../etc/shadow"}}])),
+            "LinkTarget",
+        ),
+        (
+            "GNU long name escaping",
+            python_tar_as(
+                &json!([{"name": format!("{}/../../../escape", "x".repeat(120)), "data": "x"}]),
+                "gnu",
+            ),
+            "ParentDir",
+        ),
+    ];
+    for (i, (what, tar, want)) in cases.into_iter().enumerate() {
+        let image = put_image(
+            &f.store,
+            &format!("t/meta-bad:{i}"),
+            &[(tar, Compression::Gzip)],
+            None,
+        );
+        let err = unpack::unpacked_layers(&f.store, &image).unwrap_err();
+        match &err {
+            UnpackError::Entry { source, .. } => {
+                assert!(format!("{source:?}").starts_with(want), "{what}: {err}")
+            }
+            other => panic!("{what}: {other}"),
+        }
+        eprintln!("{what}: {err}");
+        assert!(f.temp_dirs().is_empty());
+    }
+    assert!(!f.layers_root().join("escape").exists());
+    assert!(!f.layers_root().join(".tmp/escape").exists());
 }
