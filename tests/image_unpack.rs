@@ -702,6 +702,14 @@ fn one_hundred_twenty_layers_unpack() {
         })
         .collect();
     let image = put_image(&f.store, "t/many:120", &layers, None);
+    // What a `kill -9` mid-extraction leaves of one of them goes when that
+    // layer is extracted.
+    let chain = unpack::chain_ids(&image.layers);
+    let killed = f
+        .layers_root()
+        .join(".tmp")
+        .join(format!("{}.999999.7", chain[5].hex()));
+    std::fs::create_dir_all(killed.join("half/done")).unwrap();
     let started = std::time::Instant::now();
     let dirs = unpack::unpacked_layers(&f.store, &image).unwrap();
     eprintln!("120 layers unpacked in {:?}", started.elapsed());
@@ -713,6 +721,8 @@ fn one_hundred_twenty_layers_unpack() {
         );
     }
     assert_eq!(f.layer_dirs().len(), 120);
+    assert!(!killed.exists());
+    assert!(f.temp_dirs().is_empty());
     // Unpacked again: the same dirs, nothing extracted.
     assert_eq!(unpack::unpacked_layers(&f.store, &image).unwrap(), dirs);
 }

@@ -135,6 +135,7 @@ fn ensure_layer(
             source: e.into(),
         })?;
     if !is_dir(&dir) {
+        remove_stale_temps(store, chain_id);
         extract_into_place(store, layer, chain_id, &dir)?;
     }
     lock.relock(FlockArg::LockShared)
@@ -144,6 +145,22 @@ fn ensure_layer(
             source: e.into(),
         })?;
     Ok((dir, lock))
+}
+
+/// Removes temp dirs of `chain_id` that a killed extraction left: with
+/// the layer's exclusive lock held, no live one exists.
+fn remove_stale_temps(store: &ImageStore, chain_id: &Digest) {
+    let Ok(entries) = fs::read_dir(temp_dir(store)) else {
+        return;
+    };
+    let prefix = format!("{}.", chain_id.hex());
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            if let Err(e) = berth_confined::remove_tree(&entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a killed layer extraction");
+            }
+        }
+    }
 }
 
 fn is_dir(path: &Path) -> bool {
