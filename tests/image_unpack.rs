@@ -28,12 +28,19 @@ static COUNTING: RwLock<()> = RwLock::new(());
 /// "target", "mode", "uid", "gid", "mtime", "major", "minor", "xattrs"}`.
 /// Names are written exactly as given (`tarfile` does not clean them).
 fn python_tar(entries: &Value) -> Vec<u8> {
+    python_tar_as(entries, "pax")
+}
+
+/// [`python_tar`] in `format` `pax` or `gnu` (long names as `././@LongLink`
+/// members).
+fn python_tar_as(entries: &Value, format: &str) -> Vec<u8> {
     const SCRIPT: &str = r#"
 import io, json, sys, tarfile
 spec = json.load(sys.stdin)
+fmt = {"pax": tarfile.PAX_FORMAT, "gnu": tarfile.GNU_FORMAT}[spec["format"]]
 out = io.BytesIO()
-with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-    for e in spec:
+with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+    for e in spec["entries"]:
         info = tarfile.TarInfo(e["name"])
         kind = e.get("type", "file")
         info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE,
@@ -49,6 +56,8 @@ with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info.devminor = e.get("minor", 0)
         for k, v in e.get("xattrs", {}).items():
             info.pax_headers["SCHILY.xattr." + k] = v
+        for k, v in e.get("pax", {}).items():
+            info.pax_headers[k] = v
         data = e.get("data", "").encode()
         if kind == "file":
             info.size = len(data)
@@ -67,7 +76,11 @@ sys.stdout.buffer.write(out.getvalue())
         .stdin
         .take()
         .unwrap()
-        .write_all(entries.to_string().as_bytes())
+        .write_all(
+            json!({"format": format, "entries": entries})
+                .to_string()
+                .as_bytes(),
+        )
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "python tarfile failed");
@@ -193,6 +206,16 @@ fn is_whiteout(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }
 
+/// Unpacking keeps ownership and makes device nodes: root only. Returns
+/// false (after saying so) when not root.
+fn root(test: &str) -> bool {
+    if common::is_root() {
+        return true;
+    }
+    common::skip(test, "needs root (chown, mknod, trusted xattrs)");
+    false
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     store: ImageStore,
@@ -231,11 +254,7 @@ impl Fixture {
 #[test]
 fn a_layer_is_unpacked_with_its_metadata() {
     let _shared = COUNTING.read().unwrap();
-    if !common::is_root() {
-        common::skip(
-            "a_layer_is_unpacked_with_its_metadata",
-            "needs root (chown, mknod)",
-        );
+    if !root("a_layer_is_unpacked_with_its_metadata") {
         return;
     }
     let f = Fixture::new();
@@ -312,6 +331,9 @@ fn a_layer_is_unpacked_with_its_metadata() {
 #[test]
 fn every_compression_unpacks_and_a_layer_is_shared_by_images() {
     let _shared = COUNTING.read().unwrap();
+    if !root("every_compression_unpacks_and_a_layer_is_shared_by_images") {
+        return;
+    }
     let f = Fixture::new();
     let base = python_tar(&json!([{"name": "base", "data": "b"}]));
     for (i, compression) in [Compression::Gzip, Compression::Zstd, Compression::Plain]
@@ -338,6 +360,9 @@ fn every_compression_unpacks_and_a_layer_is_shared_by_images() {
 #[test]
 fn hostile_layers_are_refused_and_write_nothing() {
     let _shared = COUNTING.read().unwrap();
+    if !root("hostile_layers_are_refused_and_write_nothing") {
+        return;
+    }
     let f = Fixture::new();
     // A host directory the layers aim at.
     let host = tempfile::tempdir().unwrap();
@@ -498,6 +523,9 @@ fn hostile_layers_are_refused_and_write_nothing() {
 #[test]
 fn an_entry_replaces_a_symlink_of_its_name_without_following_it() {
     let _shared = COUNTING.read().unwrap();
+    if !root("an_entry_replaces_a_symlink_of_its_name_without_following_it") {
+        return;
+    }
     let f = Fixture::new();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("target"), "keep").unwrap();
@@ -524,6 +552,9 @@ fn an_entry_replaces_a_symlink_of_its_name_without_following_it() {
 #[test]
 fn a_diff_id_mismatch_discards_the_layer() {
     let _shared = COUNTING.read().unwrap();
+    if !root("a_diff_id_mismatch_discards_the_layer") {
+        return;
+    }
     let f = Fixture::new();
     let good = python_tar(&json!([{"name": "a", "data": "a"}]));
     let tar = python_tar(&json!([{"name": "b", "data": "b"}]));
@@ -565,6 +596,9 @@ fn a_diff_id_mismatch_discards_the_layer() {
 #[test]
 fn whiteouts_and_opaque_dirs_across_three_layers() {
     let _shared = COUNTING.read().unwrap();
+    if !root("whiteouts_and_opaque_dirs_across_three_layers") {
+        return;
+    }
     let f = Fixture::new();
     let l1 = python_tar(&json!([
         {"name": "a/", "type": "dir"},
@@ -618,13 +652,6 @@ fn whiteouts_and_opaque_dirs_across_three_layers() {
     assert_eq!(xattr(&l2.join("a"), "trusted.overlay.opaque"), None);
 
     // Mounted as overlay lower dirs (top first), the view is Docker's.
-    if !common::is_root() {
-        common::skip(
-            "whiteouts_and_opaque_dirs_across_three_layers (mount)",
-            "needs root",
-        );
-        return;
-    }
     let mnt = tempfile::tempdir().unwrap();
     let lower = dirs
         .iter()
@@ -662,6 +689,9 @@ fn whiteouts_and_opaque_dirs_across_three_layers() {
 #[test]
 fn one_hundred_twenty_layers_unpack() {
     let _shared = COUNTING.read().unwrap();
+    if !root("one_hundred_twenty_layers_unpack") {
+        return;
+    }
     let f = Fixture::new();
     let layers: Vec<(Vec<u8>, Compression)> = (0..120)
         .map(|i| {
@@ -672,6 +702,14 @@ fn one_hundred_twenty_layers_unpack() {
         })
         .collect();
     let image = put_image(&f.store, "t/many:120", &layers, None);
+    // What a `kill -9` mid-extraction leaves of one of them goes when that
+    // layer is extracted.
+    let chain = unpack::chain_ids(&image.layers);
+    let killed = f
+        .layers_root()
+        .join(".tmp")
+        .join(format!("{}.999999.7", chain[5].hex()));
+    std::fs::create_dir_all(killed.join("half/done")).unwrap();
     let started = std::time::Instant::now();
     let dirs = unpack::unpacked_layers(&f.store, &image).unwrap();
     eprintln!("120 layers unpacked in {:?}", started.elapsed());
@@ -683,6 +721,8 @@ fn one_hundred_twenty_layers_unpack() {
         );
     }
     assert_eq!(f.layer_dirs().len(), 120);
+    assert!(!killed.exists());
+    assert!(f.temp_dirs().is_empty());
     // Unpacked again: the same dirs, nothing extracted.
     assert_eq!(unpack::unpacked_layers(&f.store, &image).unwrap(), dirs);
 }
@@ -691,6 +731,9 @@ fn one_hundred_twenty_layers_unpack() {
 #[test]
 fn concurrent_unpacks_extract_each_layer_once() {
     let _alone = COUNTING.write().unwrap();
+    if !root("concurrent_unpacks_extract_each_layer_once") {
+        return;
+    }
     let f = Fixture::new();
     let layers: Vec<(Vec<u8>, Compression)> = (0..6)
         .map(|i| {
@@ -725,6 +768,9 @@ fn concurrent_unpacks_extract_each_layer_once() {
 #[test]
 fn prune_removes_layers_no_image_uses() {
     let _shared = COUNTING.read().unwrap();
+    if !root("prune_removes_layers_no_image_uses") {
+        return;
+    }
     let f = Fixture::new();
     let base = python_tar(&json!([{"name": "base", "data": "b".repeat(100_000)}]));
     let a = python_tar(&json!([{"name": "a", "data": "a".repeat(100_000)}]));
@@ -773,6 +819,9 @@ fn prune_removes_layers_no_image_uses() {
 #[test]
 fn refusals_say_why() {
     let _shared = COUNTING.read().unwrap();
+    if !root("refusals_say_why") {
+        return;
+    }
     let f = Fixture::new();
     let tar = python_tar(&json!([{"name": "../escape", "data": "x"}]));
     let image = put_image(&f.store, "t/why:1", &[(tar, Compression::Gzip)], None);
@@ -867,6 +916,9 @@ fn run(cmd: &mut Command) {
 #[test]
 fn umoci_images_unpack_and_hostile_added_layers_are_refused() {
     let _shared = COUNTING.read().unwrap();
+    if !root("umoci_images_unpack_and_hostile_added_layers_are_refused") {
+        return;
+    }
     if let Some(tool) = ["umoci", "python3"]
         .into_iter()
         .find(|t| Command::new(t).arg("--version").output().is_err())
@@ -966,6 +1018,166 @@ fn umoci_images_unpack_and_hostile_added_layers_are_refused() {
     }
     assert!(tree(host.path()).is_empty());
     assert!(!Path::new("/abs-escape").exists());
+    assert!(!f.layers_root().join("escape").exists());
+    assert!(!f.layers_root().join(".tmp/escape").exists());
+}
+
+/// Processes (an agent and a CLI, two agents' worth of callers) unpacking
+/// the same image at once extract each layer once between them.
+#[test]
+fn concurrent_processes_extract_each_layer_once() {
+    let _shared = COUNTING.read().unwrap();
+    if !root("concurrent_processes_extract_each_layer_once") {
+        return;
+    }
+    let f = Fixture::new();
+    let layers: Vec<(Vec<u8>, Compression)> = (0..8)
+        .map(|i| {
+            let data = vec![b'a' + i as u8; 2 << 20];
+            (small_tar(&format!("f{i}"), &data), Compression::Plain)
+        })
+        .collect();
+    put_image(&f.store, "t/procs:1", &layers, None);
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "--nocapture", "unpack_child"])
+                .env("BERTH_UNPACK_CHILD_WORK", f.dir.path())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut total = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let n: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("extracted="))
+            .unwrap_or_else(|| panic!("no count in {stdout}"))
+            .parse()
+            .unwrap();
+        total += n;
+    }
+    assert_eq!(total, 8);
+    assert_eq!(f.layer_dirs().len(), 8);
+    assert!(f.temp_dirs().is_empty());
+}
+
+/// The child of [`concurrent_processes_extract_each_layer_once`].
+#[test]
+#[ignore = "run by concurrent_processes_extract_each_layer_once"]
+fn unpack_child() {
+    let Ok(work) = std::env::var("BERTH_UNPACK_CHILD_WORK") else {
+        return;
+    };
+    let store = ImageStore::open_existing(Path::new(&work)).unwrap();
+    let image = store
+        .resolve(&Reference::parse("t/procs:1").unwrap())
+        .unwrap()
+        .unwrap();
+    unpack::unpacked_layers(&store, &image).unwrap();
+    println!("extracted={}", unpack::extractions());
+}
+
+/// Long names and links (GNU `././@LongLink` members, PAX `path` and
+/// `linkpath` records) are applied; oversized metadata members are refused
+/// before they are read into memory; a PAX `path` that escapes is refused
+/// even under a harmless header name.
+#[test]
+fn long_names_apply_and_metadata_members_are_bounded() {
+    let _shared = COUNTING.read().unwrap();
+    if !root("long_names_apply_and_metadata_members_are_bounded") {
+        return;
+    }
+    let f = Fixture::new();
+    let deep = format!("{}/file", vec!["d".repeat(60); 5].join("/"));
+    let link_target = format!("/{}", "t".repeat(200));
+    for (i, format) in ["gnu", "pax"].into_iter().enumerate() {
+        let tar = python_tar_as(
+            &json!([
+                {"name": deep, "data": "deep"},
+                {"name": "ln", "type": "symlink", "target": link_target},
+                {"name": "hard", "type": "link", "target": deep},
+            ]),
+            format,
+        );
+        let image = put_image(
+            &f.store,
+            &format!("t/long:{i}"),
+            &[(tar, Compression::Gzip)],
+            None,
+        );
+        let dirs = unpack::unpacked_layers(&f.store, &image).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dirs[0].join(&deep)).unwrap(),
+            "deep",
+            "{format}"
+        );
+        assert_eq!(
+            std::fs::read_link(dirs[0].join("ln")).unwrap(),
+            Path::new(&link_target)
+        );
+        assert_eq!(
+            std::fs::metadata(dirs[0].join("hard")).unwrap().ino(),
+            std::fs::metadata(dirs[0].join(&deep)).unwrap().ino()
+        );
+    }
+    let cases = [
+        (
+            "GNU long name of 100 KiB",
+            python_tar_as(
+                &json!([{"name": "n".repeat(100 << 10), "data": "x"}]),
+                "gnu",
+            ),
+            "TooLarge",
+        ),
+        (
+            "PAX header of 2 MiB",
+            python_tar(
+                &json!([{"name": "f", "data": "x", "pax": {"comment": "c".repeat(2 << 20)}}]),
+            ),
+            "TooLarge",
+        ),
+        (
+            "PAX path escaping under a harmless name",
+            python_tar(&json!([{"name": "harmless", "data": "x", "pax": {"path": "../escape"}}])),
+            "ParentDir",
+        ),
+        (
+            "PAX linkpath escaping",
+            python_tar(&json!([{"name": "h", "type": "link", "target": "harmless",
+                                "pax": {"linkpath": "../../etc/shadow"}}])),
+            "LinkTarget",
+        ),
+        (
+            "GNU long name escaping",
+            python_tar_as(
+                &json!([{"name": format!("{}/../../../escape", "x".repeat(120)), "data": "x"}]),
+                "gnu",
+            ),
+            "ParentDir",
+        ),
+    ];
+    for (i, (what, tar, want)) in cases.into_iter().enumerate() {
+        let image = put_image(
+            &f.store,
+            &format!("t/meta-bad:{i}"),
+            &[(tar, Compression::Gzip)],
+            None,
+        );
+        let err = unpack::unpacked_layers(&f.store, &image).unwrap_err();
+        match &err {
+            UnpackError::Entry { source, .. } => {
+                assert!(format!("{source:?}").starts_with(want), "{what}: {err}")
+            }
+            other => panic!("{what}: {other}"),
+        }
+        eprintln!("{what}: {err}");
+        assert!(f.temp_dirs().is_empty());
+    }
     assert!(!f.layers_root().join("escape").exists());
     assert!(!f.layers_root().join(".tmp/escape").exists());
 }

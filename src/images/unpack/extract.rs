@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use berth_confined::{ConfinedError, Dir, Kind};
 
+use super::member::{Member, Pending};
 use super::name::{self, EntryPath, Leaf};
 use super::node;
 use super::pipe::HashedStream;
@@ -73,16 +74,24 @@ pub(crate) fn extract(
         buf: vec![0u8; 256 * 1024],
     };
     let mut entries = 0;
-    for entry in archive.entries().map_err(tar_err)? {
+    let mut pending = Pending::default();
+    for entry in archive.entries().map_err(tar_err)?.raw(true) {
         let mut entry = entry.map_err(tar_err)?;
-        let raw = entry.path_bytes().into_owned();
+        let header_name = entry.header().path_bytes().into_owned();
+        let refused = |name: &[u8], source| UnpackError::Entry {
+            layer: layer.clone(),
+            entry: String::from_utf8_lossy(name).into_owned(),
+            source,
+        };
+        let Some(member) = pending
+            .take(&mut entry)
+            .map_err(|e| refused(&header_name, e))?
+        else {
+            continue;
+        };
         state
-            .entry(&mut entry)
-            .map_err(|source| UnpackError::Entry {
-                layer: layer.clone(),
-                entry: String::from_utf8_lossy(&raw).into_owned(),
-                source,
-            })?;
+            .entry(&mut entry, &member)
+            .map_err(|e| refused(&member.path, e))?;
         entries += 1;
     }
     // The tar ends at its first zero block; the diff_id covers the whole
@@ -120,17 +129,19 @@ fn io_op(op: &'static str) -> impl FnOnce(io::Error) -> EntryError {
 }
 
 impl State<'_> {
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), EntryError> {
-        let path = name::parse(&entry.path_bytes())?;
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        member: &Member,
+    ) -> Result<(), EntryError> {
+        let path = name::parse(&member.path)?;
         let header = entry.header();
         let kind = header.entry_type();
-        // An empty uid, gid or mtime field (some writers leave them blank)
-        // is 0, as GNU tar reads it; a garbled mode is refused.
         let meta = Meta {
-            uid: header.uid().unwrap_or(0) as u32,
-            gid: header.gid().unwrap_or(0) as u32,
+            uid: member.uid,
+            gid: member.gid,
             mode: header.mode().map_err(io_op("read mode of"))? & 0o7777,
-            mtime: header.mtime().unwrap_or(0) as i64,
+            mtime: member.mtime,
         };
         let Some((parents, last)) = path.split() else {
             // The root itself: `./`.
@@ -155,10 +166,7 @@ impl State<'_> {
                     .map_err(io_op("make whiteout"))?;
                 node::lchown(&parent, hidden, meta.uid, meta.gid).map_err(io_op("chown"))
             }
-            Leaf::Plain(name) => {
-                let xattrs = xattrs(entry)?;
-                self.plain(entry, &path, &parent, name, &meta, &xattrs)
-            }
+            Leaf::Plain(name) => self.plain(entry, member, &path, &parent, name, &meta),
         }
     }
 
@@ -191,15 +199,16 @@ impl State<'_> {
     fn plain<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
+        member: &Member,
         path: &EntryPath,
         parent: &Dir,
         name: &OsStr,
         meta: &Meta,
-        xattrs: &[(String, Vec<u8>)],
     ) -> Result<(), EntryError> {
+        let xattrs = &member.xattrs;
         let kind = entry.header().entry_type();
         match kind {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
                 remove_existing(parent, name, false)?;
                 let mut file = parent.create_new(name, 0o600)?;
                 loop {
@@ -233,10 +242,7 @@ impl State<'_> {
                 Ok(())
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or(EntryError::NoLinkTarget)?
-                    .into_owned();
+                let target = member.link.clone().ok_or(EntryError::NoLinkTarget)?;
                 if target.is_empty() || target.contains(&0) {
                     return Err(EntryError::NoLinkTarget);
                 }
@@ -248,10 +254,7 @@ impl State<'_> {
                 node::set_times_at(parent, name, meta.mtime).map_err(io_op("set times of"))
             }
             tar::EntryType::Link => {
-                let raw = entry
-                    .link_name_bytes()
-                    .ok_or(EntryError::NoLinkTarget)?
-                    .into_owned();
+                let raw = member.link.clone().ok_or(EntryError::NoLinkTarget)?;
                 let bad_target = |reason: EntryError| EntryError::LinkTarget {
                     target: String::from_utf8_lossy(&raw).into_owned(),
                     reason: Box::new(reason),
@@ -349,32 +352,6 @@ fn remove_existing(parent: &Dir, name: &OsStr, new_is_dir: bool) -> Result<bool,
             Ok(true)
         }
     }
-}
-
-/// The extended attributes of PAX `SCHILY.xattr.NAME` records that are kept:
-/// `user.*` and `security.capability` (file capabilities, as Docker keeps
-/// them). Others are dropped: `trusted.*` would let a layer forge overlay
-/// metadata (`trusted.overlay.redirect`, `.origin`), `security.selinux`
-/// labels are the host's business.
-fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>, EntryError> {
-    let mut out = Vec::new();
-    let Some(extensions) = entry
-        .pax_extensions()
-        .map_err(io_op("read PAX header of"))?
-    else {
-        return Ok(out);
-    };
-    for extension in extensions {
-        let extension = extension.map_err(io_op("read PAX header of"))?;
-        let Ok(key) = extension.key() else { continue };
-        let Some(attr) = key.strip_prefix("SCHILY.xattr.") else {
-            continue;
-        };
-        if attr.starts_with("user.") || attr == "security.capability" {
-            out.push((attr.to_owned(), extension.value_bytes().to_vec()));
-        }
-    }
-    Ok(out)
 }
 
 impl From<ConfinedError> for EntryError {

@@ -135,6 +135,7 @@ fn ensure_layer(
             source: e.into(),
         })?;
     if !is_dir(&dir) {
+        remove_stale_temps(store, chain_id);
         extract_into_place(store, layer, chain_id, &dir)?;
     }
     lock.relock(FlockArg::LockShared)
@@ -144,6 +145,22 @@ fn ensure_layer(
             source: e.into(),
         })?;
     Ok((dir, lock))
+}
+
+/// Removes temp dirs of `chain_id` that a killed extraction left: with
+/// the layer's exclusive lock held, no live one exists.
+fn remove_stale_temps(store: &ImageStore, chain_id: &Digest) {
+    let Ok(entries) = fs::read_dir(temp_dir(store)) else {
+        return;
+    };
+    let prefix = format!("{}.", chain_id.hex());
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            if let Err(e) = berth_confined::remove_tree(&entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a killed layer extraction");
+            }
+        }
+    }
 }
 
 fn is_dir(path: &Path) -> bool {
@@ -196,14 +213,21 @@ fn extract_into_place(
             bytes = done.tar_bytes,
             "layer unpacked"
         );
-        fs::rename(&temp, dest).map_err(io_err("rename into place", dest))
+        match fs::rename(&temp, dest) {
+            Ok(()) => Ok(true),
+            // Only with the lock bypassed (a lock file removed by hand):
+            // another extraction got there first; ours is discarded.
+            Err(_) if is_dir(dest) => Ok(false),
+            Err(e) => Err(io_err("rename into place", dest)(e)),
+        }
     })();
-    if let Err(e) = result {
+    if !matches!(result, Ok(true)) {
         if let Err(cleanup) = berth_confined::remove_tree(&temp) {
             tracing::warn!(path = %temp.display(), error = %cleanup, "cannot remove a failed layer extraction");
         }
-        return Err(e);
     }
-    EXTRACTIONS.fetch_add(1, Ordering::Relaxed);
+    if result? {
+        EXTRACTIONS.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
 }

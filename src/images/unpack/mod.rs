@@ -22,6 +22,7 @@
 mod chain;
 mod extract;
 mod layers;
+mod member;
 mod name;
 mod node;
 mod pipe;
@@ -99,6 +100,14 @@ pub enum EntryError {
     },
     #[error("unsupported entry type {0:#04x}")]
     Type(u8),
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+    #[error("{what} of {size} bytes, more than the {limit} accepted")]
+    TooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
     #[error(transparent)]
     Confined(ConfinedError),
     #[error("{op}: {source}")]
