@@ -767,3 +767,39 @@ fn user_names_resolve_in_a_rootfs_dir_and_exec_sees_the_image_env() {
     assert_eq!(answer.body["stdout"], "yes /w\n", "{:?}", answer.body);
     remove(&agent, "ex");
 }
+
+#[test]
+fn a_restarted_container_keeps_its_own_layer() {
+    require_root!();
+    let agent = Agent::start();
+    let rootfs = bin_only_rootfs(agent.dir.path());
+    // Each run appends to a file in the container's root and fails: the
+    // overlay (mounted `volatile`) is mounted again for every restart,
+    // over the same writable layer.
+    agent.launch(json!({
+        "id": "again",
+        "restart": "on-failure:2",
+        "command": ["/bin/sh", "-c", "echo run >> /runs; cat /runs | wc -l; exit 1"],
+        "rootfs": rootfs,
+    }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ended = loop {
+        let c = agent.api("GET", "/v1/containers/again", None).body;
+        if c["state"] == "exited"
+            && c["restart"]["count"] == 2
+            && c["restart"].get("next_attempt_at").is_none()
+        {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "no two restarts: {c}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(ended["exit_code"], 1, "{ended}");
+    let upper = agent.container_dir("again").join("root/upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("runs")).unwrap(),
+        "run\nrun\nrun\n"
+    );
+    remove(&agent, "again");
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}

@@ -72,7 +72,9 @@ impl Manager {
             }
             // The container's own root as it sees it (host root, `--rootfs`
             // overlay or image layers alike), read confined beneath it.
-            let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+            // (The trailing slash makes the open follow the magic link
+            // itself; nothing below it is followed.)
+            let root = std::path::PathBuf::from(format!("/proc/{pid}/root/"));
             let user =
                 tokio::task::spawn_blocking(move || crate::rootfs_users::resolve(&root, &spec))
                     .await
