@@ -245,6 +245,12 @@ pub struct Container {
     /// Whether a reaper runs as pid 1 (`--init`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// The image reference the container runs (normalized), if any.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The manifest digest of that image, if any.
+    #[serde(default)]
+    pub image_digest: Option<String>,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

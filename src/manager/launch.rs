@@ -288,6 +288,8 @@ impl Manager {
             final_usage: Default::default(),
             logs: None,
             init: request.init,
+            image: None,
+            image_digest: None,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {

@@ -10,6 +10,7 @@ mod exit;
 mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
+pub mod images;
 mod recover;
 mod request_checks;
 mod seccomp;
@@ -147,6 +148,8 @@ pub struct Manager {
     userns: crate::userns::Userns,
     /// Seccomp programs compiled so far, by profile (see `seccomp`).
     seccomp_programs: seccomp::ProgramCache,
+    /// The image store and registry client (set by the agent at start).
+    images: std::sync::OnceLock<Arc<crate::images::Images>>,
 }
 
 impl Manager {
@@ -164,7 +167,20 @@ impl Manager {
             update_lock: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             seccomp_programs: seccomp::ProgramCache::default(),
+            images: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the manager its image store (once, at agent start).
+    pub fn set_images(&self, images: Arc<crate::images::Images>) {
+        let _ = self.images.set(images);
+    }
+
+    /// The image store, if the agent opened one.
+    pub fn images(&self) -> Result<&Arc<crate::images::Images>, ManagerError> {
+        self.images
+            .get()
+            .ok_or_else(|| ManagerError::Internal("the image store is not open".into()))
     }
 
     pub fn config(&self) -> &AgentConfig {

@@ -342,6 +342,8 @@ impl Manager {
             pid_start_time: None,
             final_usage: Default::default(),
             init: false,
+            image: None,
+            image_digest: None,
             logs: None,
             id: q.id,
         }
