@@ -153,3 +153,16 @@ pub fn headroom_shortfall(path: &std::path::Path, headroom: f64) -> Option<u64> 
     let wanted = (total as f64 * headroom.clamp(0.0, 1.0)) as u128;
     (available < wanted).then(|| (wanted - available) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headroom_shortfall_is_what_free_space_lacks() {
+        let root = std::path::Path::new("/");
+        assert_eq!(headroom_shortfall(root, 0.0), None);
+        // Wanting the whole disk free: short by at least the used space.
+        assert!(headroom_shortfall(root, 1.0).is_some_and(|s| s > 0));
+    }
+}
