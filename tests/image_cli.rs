@@ -5,15 +5,12 @@
 
 mod common;
 
-#[path = "common/registry.rs"]
-mod registry;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::registry::{self, Registry};
 use common::Agent;
-use registry::Registry;
 use serde_json::{json, Value};
 
 fn registry_or_skip(test: &str) -> Option<Registry> {
