@@ -15,6 +15,7 @@ pub mod reference;
 pub mod settings;
 pub mod store;
 pub mod tls;
+pub mod unpack;
 
 pub use digest::{Digest, DigestError};
 pub use ensure::{EnsureError, Images, PullPolicy};
