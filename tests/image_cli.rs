@@ -93,6 +93,21 @@ fn pull_images_inspect_rmi_prune_and_load_through_the_cli_and_api() {
     assert!(out.status.success(), "{stdout}{stderr}\n{}", agent.log());
     assert!(stdout.contains(&format!("pulled {busy_ref}")), "{stdout}");
     assert_eq!(stdout.matches(": verified").count(), 2, "{stdout}");
+    assert!(
+        stdout.contains(&format!("unpacked {busy_ref} (2 layers)")),
+        "{stdout}"
+    );
+    let layers = agent.work_dir.join("images/layers");
+    let unpacked = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(unpacked(&layers), 2);
 
     // API pull: newline-delimited JSON progress, ending in done.
     let answer = agent.api("POST", "/v1/images/pull", Some(json!({"image": two_ref})));
@@ -102,7 +117,8 @@ fn pull_images_inspect_rmi_prune_and_load_through_the_cli_and_api() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(events[0]["event"], "resolved", "{events:?}");
-    assert_eq!(events.last().unwrap()["event"], "done", "{events:?}");
+    assert_eq!(events.last().unwrap()["event"], "unpacked", "{events:?}");
+    assert!(events.iter().any(|e| e["event"] == "done"), "{events:?}");
 
     // Bad reference: 400 naming `image`; unknown tag: 404 naming the registry.
     let answer = agent.api(
@@ -174,6 +190,11 @@ fn pull_images_inspect_rmi_prune_and_load_through_the_cli_and_api() {
     let out = agent.berth(&["rmi", "--force", &busy_ref]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(assert_blobs_verified(&agent.work_dir), 0);
+    assert_eq!(
+        unpacked(&layers),
+        0,
+        "unpacked layers of removed images stay"
+    );
 
     // load of a docker save tarball and of an OCI layout directory.
     let docker_tar = reg.dir.path().join("docker.tar");

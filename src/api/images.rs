@@ -49,6 +49,7 @@ fn pull_error(e: &EnsureError) -> ApiError {
             _ => StatusCode::BAD_GATEWAY,
         },
         EnsureError::NotPresent(_) => StatusCode::NOT_FOUND,
+        EnsureError::Unpack(_) => StatusCode::UNPROCESSABLE_ENTITY,
         EnsureError::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError::new(status, "pull_failed", e.to_string())
@@ -76,9 +77,29 @@ async fn pull(State(manager): Shared, body: Bytes) -> Result<Response, ApiError>
                 let _ = progress_tx.send(Event::Progress(p));
             })
             .await;
-        if let Err(e) = result {
-            let _ = tx.send(Event::Failed(e));
-        }
+        let image = match result {
+            Ok(image) => image,
+            Err(e) => {
+                let _ = tx.send(Event::Failed(e));
+                return;
+            }
+        };
+        // Unpacked now, so a launch of it does not wait for extraction.
+        let store = images.store.clone();
+        let name = reference.to_string();
+        let unpacked = tokio::task::spawn_blocking(move || {
+            crate::images::unpack::unpacked_layers(&store, &image).map(|dirs| dirs.len())
+        })
+        .await;
+        let event = match unpacked {
+            Ok(Ok(layers)) => Event::Progress(Progress::Unpacked {
+                reference: name,
+                layers,
+            }),
+            Ok(Err(e)) => Event::Failed(EnsureError::Unpack(format!("image {name}: {e}"))),
+            Err(e) => Event::Failed(EnsureError::Unpack(format!("image {name}: {e}"))),
+        };
+        let _ = tx.send(event);
     });
     let first = match rx.recv().await {
         Some(Event::Progress(p)) => p,

@@ -175,6 +175,9 @@ pub async fn pull(client: &Client, image: &str) -> Result<i32, Failure> {
                 Progress::Error { message } => {
                     result = Err(Failure { message, code: 1 });
                 }
+                Progress::Unpacked { reference, layers } => {
+                    outln!("unpacked {reference} ({layers} layers)");
+                }
             }
         }
     }

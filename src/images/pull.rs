@@ -161,6 +161,11 @@ pub enum Progress {
     Error {
         message: String,
     },
+    /// The image's layers are unpacked, ready to launch.
+    Unpacked {
+        reference: String,
+        layers: usize,
+    },
 }
 
 struct Session {

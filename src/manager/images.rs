@@ -84,15 +84,19 @@ impl Manager {
                 )));
             }
         }
-        let removed = tokio::task::spawn_blocking(move || images.store.remove(&reference))
-            .await
-            .map_err(|e| ManagerError::Internal(e.to_string()))?
-            .map_err(|e| match e {
-                crate::images::ImageStoreError::NotFound(n) => {
-                    ManagerError::NotFound(format!("image {n}"))
-                }
-                e => ManagerError::Internal(e.to_string()),
-            })?;
+        let removed = tokio::task::spawn_blocking(move || {
+            let removed = images.store.remove(&reference);
+            prune_layers(&images.store);
+            removed
+        })
+        .await
+        .map_err(|e| ManagerError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            crate::images::ImageStoreError::NotFound(n) => {
+                ManagerError::NotFound(format!("image {n}"))
+            }
+            e => ManagerError::Internal(e.to_string()),
+        })?;
         Ok(ImageRemoved { removed })
     }
 
@@ -109,7 +113,11 @@ impl Manager {
         let (in_use, _) = self.images_in_use();
         tokio::task::spawn_blocking(move || {
             let keep = crate::images::pull::pinned_blobs();
-            images.store.gc(limit, &in_use, &keep)
+            let report = images.store.gc(limit, &in_use, &keep);
+            if report.as_ref().is_ok_and(|r| !r.removed.is_empty()) || limit == 0 {
+                prune_layers(&images.store);
+            }
+            report
         })
         .await
         .map_err(|e| ManagerError::Internal(e.to_string()))?
@@ -140,6 +148,14 @@ impl Manager {
             tracing::info!(removed = ?report.removed, freed = report.freed, "image gc");
         }
         Ok(Some(report))
+    }
+}
+
+/// Removes unpacked layers no stored image uses (logged on failure: the
+/// next collection tries again).
+fn prune_layers(store: &crate::images::ImageStore) {
+    if let Err(e) = crate::images::unpack::prune_layers(store) {
+        tracing::warn!("prune unpacked layers: {e}");
     }
 }
 
