@@ -100,6 +100,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn registry_settings_parse() {
+        let s: ImagesSettings = toml::from_str(
+            "default_registry = \"r.example:5000\"\ndocker_config = \"/etc/berth/docker.json\"\n[mirrors]\n\"docker.io\" = [\"https://m1:5000/\", \"m2:5000\"]\n[ca_certs]\n\"r.example:5000\" = [\"/etc/berth/ca.pem\"]\n",
+        )
+        .unwrap();
+        let o = s.pull_options();
+        assert_eq!(o.mirrors["docker.io"], vec!["m1:5000", "m2:5000"]);
+        assert_eq!(o.ca_certs["r.example:5000"].len(), 1);
+        assert_eq!(
+            o.parse_reference("app:v1").unwrap().to_string(),
+            "r.example:5000/app:v1"
+        );
+        assert!(o.docker_config.is_some());
+    }
+
+    #[test]
     fn parses_and_redacts() {
         let s: ImagesSettings = toml::from_str(
             "insecure_registries = [\"127.0.0.1:5000\"]\npull_policy = \"never\"\n[credentials.\"r.example:443\"]\nusername = \"u\"\npassword = \"hunter2\"\n",
