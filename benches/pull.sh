@@ -26,6 +26,8 @@ AGENT_PID=""
 cleanup() {
     [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
     [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+    # The agent's (empty) cgroup dirs.
+    find /sys/fs/cgroup -depth -type d -name "$TAG" -exec rmdir {} \; 2>/dev/null || true
     rm -rf "$BASE"
 }
 trap cleanup EXIT
