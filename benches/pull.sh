@@ -11,6 +11,10 @@
 # apt-get if missing; builds berth in release mode. Everything goes under a
 # temp dir in $BENCH_DIR (default /var/tmp), removed at the end. Not run by
 # CI.
+#
+# Last measured (2 cores shared with other builds, 10 layers / 200 MiB of
+# /usr files, 120 MiB gzip in the registry, RUNS=2): berth 4.85 s, skopeo
+# copy + umoci unpack 17.89 s: ratio 0.27.
 
 set -euo pipefail
 
@@ -24,8 +28,11 @@ chmod 755 "$BASE"
 REGISTRY_PID=""
 AGENT_PID=""
 cleanup() {
-    [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
-    [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+    set +e
+    for pid in $AGENT_PID $REGISTRY_PID; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     # The agent's (empty) cgroup dirs.
     find /sys/fs/cgroup -depth -type d -name "$TAG" -exec rmdir {} \; 2>/dev/null || true
     rm -rf "$BASE"
