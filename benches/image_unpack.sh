@@ -6,6 +6,9 @@
 # RUNS (default 3), and the ratio berth / tar.
 #
 # Quick run: SIZE_MIB=50 RUNS=1 benches/image_unpack.sh
+# BENCH_DIR=/dev/shm measures the extractors rather than a shared disk (the
+# runs alternate and each starts after a `sync`, so no run pays for the
+# previous one's dirty pages).
 # Needs root (ownership, device nodes). Installs umoci and python3 with
 # apt-get if missing. Everything goes under a temp dir in $BENCH_DIR
 # (default /var/tmp), removed at the end. Not run by CI.
@@ -65,11 +68,11 @@ time_of() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N);
 
 tar_times=() umoci_times=() berth_times=()
 for _ in $(seq "$RUNS"); do
-    rm -rf "$BASE/x"; mkdir "$BASE/x"
+    rm -rf "$BASE/x"; mkdir "$BASE/x"; sync
     tar_times+=("$(time_of tar -xzf "$BASE/layer.tar.gz" -C "$BASE/x" --numeric-owner)")
-    rm -rf "$BASE/x" "$BASE/bundle"
+    rm -rf "$BASE/x" "$BASE/bundle"; sync
     umoci_times+=("$(time_of umoci unpack --image "$BASE/oci:layer" "$BASE/bundle")")
-    rm -rf "$BASE/bundle"
+    rm -rf "$BASE/bundle"; sync
     out=$(cd "$REPO" && BERTH_BENCH_LAYER="$BASE/layer.tar" BERTH_BENCH_BLOB="$BASE/layer.tar.gz" \
         BERTH_BENCH_DIR="$BASE" cargo test --release -q --test image_unpack -- \
         --ignored --nocapture --exact bench_unpack_throughput 2>&1 | grep '^berth unpack:')

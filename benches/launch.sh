@@ -3,6 +3,10 @@
 #
 # Alternating in one run, after WARMUP runs of each, COUNT runs (default 200) of
 #   (a) berth run --rootfs R -- /bin/true      whole CLI round trip
+#   (b) berth run --pull never IMAGE /bin/true the same from a cached image
+#       (the same busybox files as R, built with umoci, pulled once from a
+#       Debian docker-registry on loopback); skipped without umoci, skopeo and
+#       docker-registry, or with NO_IMAGE=1
 #   (c) API alone: POST /v1/containers {command: [/bin/true], rootfs: R}
 #       -> GET /v1/containers/{id}/wait -> exit code, over the unix socket
 #   (d) runc run of a bundle with the same rootfs
@@ -12,6 +16,8 @@
 # clients in parallel, containers/second, berth (CLI) and runc the same way.
 #
 # Quick run: COUNT=20 WARMUP=3 TOTAL=40 benches/launch.sh
+# PREBUILT=DIR uses DIR/berth and DIR/berth-shim instead of building (e.g. an
+# older build, with NO_IMAGE=1 if it cannot run images).
 # Needs root. Builds release binaries; installs runc, crun and busybox-static
 # with apt-get if missing. Runs its own agent with temp dirs and a cgroup root
 # below this shell's cgroup; removes its temp dirs, cgroups and containers and
@@ -28,6 +34,7 @@ TAG="berth-launch-$$"
 BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
 chmod 755 "$BASE"
 AGENT_PID=""
+REGISTRY_PID=""
 # Runtime state on a tmpfs, as /run is on the hosts berth targets (systemd):
 # berth's runtime dir and runc's and crun's --root alike.
 RUNTIME="$BASE/run"
@@ -63,6 +70,10 @@ cleanup() {
         kill "$AGENT_PID" 2>/dev/null
         wait "$AGENT_PID" 2>/dev/null
     fi
+    if [ -n "$REGISTRY_PID" ]; then
+        kill "$REGISTRY_PID" 2>/dev/null
+        wait "$REGISTRY_PID" 2>/dev/null
+    fi
     for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
         for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
             [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
@@ -85,10 +96,15 @@ if [ -n "$missing" ]; then
 fi
 command -v runc >/dev/null || die "runc not installed"
 
-echo "== building release binaries"
-(cd "$REPO" && cargo build --release --bins --quiet)
-BERTH="$REPO/target/release/berth"
-SHIM="$REPO/target/release/berth-shim"
+if [ -n "${PREBUILT:-}" ]; then
+    BERTH="$PREBUILT/berth"
+    SHIM="$PREBUILT/berth-shim"
+else
+    echo "== building release binaries"
+    (cd "$REPO" && cargo build --release --bins --quiet)
+    BERTH="$REPO/target/release/berth"
+    SHIM="$REPO/target/release/berth-shim"
+fi
 
 # One busybox rootfs for every case; runc/crun get a bundle around it.
 BUSYBOX=$(command -v busybox)
@@ -109,20 +125,57 @@ spec["root"]["readonly"] = True
 json.dump(spec, open(path, "w"), indent=2)
 EOF
 
-"$BERTH" agent --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
+# (b): the same files as an image in a loopback registry.
+IMAGE=""
+if [ -z "${NO_IMAGE:-}" ] && command -v umoci >/dev/null && command -v skopeo >/dev/null &&
+    command -v docker-registry >/dev/null; then
+    LAYOUT="$BASE/layout"
+    umoci init --layout "$LAYOUT"
+    umoci new --image "$LAYOUT:busy"
+    umoci unpack --image "$LAYOUT:busy" "$BASE/image-bundle" >/dev/null
+    cp -a "$ROOTFS/." "$BASE/image-bundle/rootfs/"
+    umoci repack --image "$LAYOUT:busy" "$BASE/image-bundle"
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$BASE/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $BASE/registry
+http:
+  addr: 127.0.0.1:$PORT
+YML
+    docker-registry serve "$BASE/registry.yml" >"$BASE/registry.log" 2>&1 &
+    REGISTRY_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:busy" \
+        "docker://127.0.0.1:$PORT/bench/busy:1"
+    IMAGE="127.0.0.1:$PORT/bench/busy:1"
+    printf '[images]\ninsecure_registries = ["127.0.0.1:%s"]\n' "$PORT" >"$BASE/berth.toml"
+else
+    echo "== (b) berth run IMAGE skipped (NO_IMAGE, or umoci/skopeo/docker-registry missing)"
+    : >"$BASE/berth.toml"
+fi
+
+"$BERTH" agent --config "$BASE/berth.toml" --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
     --runtime-dir "$RUNTIME/berth" --cgroup-root "$TAG" --shim "$SHIM" \
     >"$BASE/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
 [ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
 
-python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" <<'EOF'
+python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" "$IMAGE" <<'EOF'
 import http.client, json, os, shutil, socket, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 berth, sock, bundle, tag = sys.argv[1:5]
 count, warmup, total, clients = map(int, sys.argv[5:9])
 runtime_root = sys.argv[9]
+image = sys.argv[10]
 rootfs = os.path.join(bundle, "rootfs")
 env = dict(os.environ, BERTH_SOCKET=sock)
 seq = iter(range(10**9))
@@ -155,6 +208,12 @@ def run_cli():
                    env=env, check=True, stdout=subprocess.DEVNULL)
     return cid
 
+def run_image():
+    cid = f"{tag}-b{next(seq)}"
+    subprocess.run([berth, "run", "--name", cid, "--pull", "never", image, "/bin/true"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    return cid
+
 def run_api():
     cid = f"{tag}-c{next(seq)}"
     request("POST", "/v1/containers", {"id": cid, "command": ["/bin/true"], "rootfs": rootfs})
@@ -173,8 +232,15 @@ def runtime(rt):
         return None
     return run
 
-cases = [("berth run --rootfs", run_cli), ("berth API create->wait", run_api),
-         ("runc run", runtime("runc"))]
+cases = [("berth run --rootfs", run_cli)]
+if image:
+    # Pulled (and unpacked) once here: the case measures a cached image.
+    cid = f"{tag}-pull"
+    subprocess.run([berth, "run", "--name", cid, image, "/bin/true"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    remove(cid)
+    cases.append(("berth run IMAGE", run_image))
+cases += [("berth API create->wait", run_api), ("runc run", runtime("runc"))]
 if shutil.which("crun"):
     probe = subprocess.run(["crun", "--root", os.path.join(runtime_root, "crun"), "run",
                             "-b", bundle, f"{tag}-crunprobe"],
@@ -226,6 +292,10 @@ for name, fn in [("berth run --rootfs", run_cli), ("berth API create->wait", run
     tp[name] = throughput(fn)
     print(f"   {name:<26} {tp[name]:8.1f}")
 
+if image:
+    print("== ratio berth run IMAGE / berth run --rootfs (target <= 1.2x)")
+    for p in (50, 90):
+        print(f"   p{p} {pct(times['berth run IMAGE'], p) / pct(times['berth run --rootfs'], p):5.2f}x")
 runc50 = pct(times["runc run"], 50)
 print("== ratios berth/runc (lower is faster)")
 for name in ("berth run --rootfs", "berth API create->wait"):

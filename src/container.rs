@@ -15,7 +15,9 @@ pub struct LaunchRequest {
     /// The id; a random one is chosen when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// The command and its arguments.
+    /// The command and its arguments (with an `image`: its arguments,
+    /// replacing the image's `Cmd`; empty keeps the image's).
+    #[serde(default)]
     pub command: Vec<String>,
     /// Environment variables added to the defaults (`PATH`, `HOME`, ...).
     #[serde(default)]
@@ -62,6 +64,27 @@ pub struct LaunchRequest {
     /// orphaned processes (`--init`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// An image reference (`name[:tag][@digest]`) whose layers are the root
+    /// filesystem and whose config supplies the command, env, working dir
+    /// and user the request leaves out. Excludes `rootfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// When the image is pulled: `missing`, `always` or `never` (default:
+    /// the agent's `[images] pull`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<crate::images::PullPolicy>,
+    /// Replaces the image's `Entrypoint` and clears its `Cmd` (Docker's
+    /// `--entrypoint`); `[]` runs `command` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `USER[:GROUP]` by name or id, resolved in the container's root
+    /// filesystem (instead of the numeric `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// Keep an image's or a `--rootfs` root read-only (it has its own
+    /// writable layer otherwise). The host root is always read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running
@@ -245,12 +268,22 @@ pub struct Container {
     /// Whether a reaper runs as pid 1 (`--init`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
-    /// The image reference the container runs (normalized), if any.
-    #[serde(default)]
+    /// The image it runs, as a normalized reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// The manifest digest of that image, if any.
-    #[serde(default)]
+    /// The image's manifest digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// Its own root (an image's or a `--rootfs` overlay) is read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// The image's `ExposedPorts` (`80/tcp`, ...), for people: berth
+    /// publishes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
+    /// The image's `Labels`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_labels: BTreeMap<String, String>,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

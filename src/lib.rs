@@ -12,6 +12,7 @@ pub mod logs;
 pub mod manager;
 pub mod notify;
 pub mod process;
+pub mod rootfs_users;
 pub mod seccomp;
 pub mod shim;
 pub mod size;

@@ -544,6 +544,8 @@ fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
         "id": "interop",
         "command": ["/bin/sh", "-c", script],
         "rootfs": rootfs,
+        // runc binds the dir read-only; berth's overlay root is made so.
+        "read_only": true,
         "resources": {"cpus": 1, "memory": 128u64 << 20},
     }));
     agent.wait("interop");

@@ -450,7 +450,8 @@ fn sandbox_root_and_host_mounts_are_nosuid_nodev_and_tmp_is_bounded() {
         }
     }
 
-    // With a rootfs: the same for the root and /sandbox.
+    // With a rootfs: the same for the root (an overlay with the
+    // container's own writable layer, decision 0024) and /sandbox.
     let rootfs = busybox_rootfs(agent.dir.path());
     agent.launch(json!({
         "id": "flags-rootfs",
@@ -460,7 +461,7 @@ fn sandbox_root_and_host_mounts_are_nosuid_nodev_and_tmp_is_bounded() {
     agent.wait("flags-rootfs");
     let mounts = mountinfo(&agent.stdout("flags-rootfs"));
     for (point, wanted) in [
-        ("/", &["ro", "nosuid", "nodev"][..]),
+        ("/", &["rw", "nosuid", "nodev"][..]),
         ("/sandbox", &["rw", "nosuid", "nodev"]),
     ] {
         let options = &mounts.iter().rev().find(|m| m.0 == point).unwrap().1;

@@ -165,6 +165,12 @@ pub struct BundleInput<'a> {
     /// Run the shim's reaper as pid 1 (`--init`), asked for by an
     /// annotation (see `shim::init`).
     pub init: bool,
+    /// The root is this overlay, mounted by the shim on `rootfs` (then the
+    /// empty mount point); an annotation carries it (see `shim::overlay`).
+    pub overlay: Option<&'a crate::shim::overlay::RootOverlay>,
+    /// With an overlay root: make it read-only (`--read-only`). A root
+    /// without its own writable layer is read-only anyway.
+    pub read_only: bool,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -270,7 +276,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from("/")),
         )
-        .readonly(true)
+        .readonly(input.overlay.is_none() || input.read_only)
         .build()?;
 
     let namespaces = vec![
@@ -339,6 +345,14 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     if input.init {
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         annotations.insert(INIT_ANNOTATION.to_string(), "true".to_string());
+        spec.set_annotations(Some(annotations));
+    }
+    if let Some(overlay) = input.overlay {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(
+            crate::shim::overlay::ANNOTATION.to_string(),
+            overlay.to_annotation(),
+        );
         spec.set_annotations(Some(annotations));
     }
     Ok(spec)
@@ -505,6 +519,8 @@ mod tests {
             userns: None,
             seccomp: None,
             init: false,
+            overlay: None,
+            read_only: false,
         }
     }
 

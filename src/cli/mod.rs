@@ -26,6 +26,11 @@ use output::{out, outln};
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a container; without -d, print its output and exit with its code.
+    #[command(
+        after_help = "`berth run [OPTIONS] IMAGE [ARGS...]` runs an image (ARGS replace \
+its Cmd; `IMAGE -- ARGS...` too); `berth run [OPTIONS] -- CMD...` runs a host command on the \
+host's root, read-only; with `--rootfs DIR`, every word after the options is the command."
+    )]
     Run(Box<RunArgs>),
     /// List containers (running ones unless -a).
     Ps {
@@ -254,8 +259,9 @@ pub struct RunArgs {
     /// The working directory inside the container.
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// The user to run as.
-    #[arg(short, long, value_name = "UID[:GID]")]
+    /// The user to run as: ids, or names from the container's /etc/passwd
+    /// and /etc/group (an image's or a --rootfs dir's).
+    #[arg(short, long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
     /// The isolators to use, comma-separated (default: all the agent offers).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -294,9 +300,53 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The image to run (`name[:tag][@digest]`); with --rootfs, the
+    /// command.
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The image's arguments (replacing its Cmd); with --rootfs, the
+    /// command's.
+    #[arg(value_name = "ARGS", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// The command and its arguments (with an image: its arguments).
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+    /// Replace the image's Entrypoint (and clear its Cmd); "" for none.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// When to pull the image: missing (agent default), always or never.
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Keep an image's or a --rootfs root read-only (default: the container
+    /// writes to a layer of its own, removed with it).
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+impl RunArgs {
+    /// The image, if one is run, and the command or the image's arguments.
+    fn image_and_command(&self) -> Result<(Option<String>, Vec<String>), Failure> {
+        let positional: Vec<String> = self.image.iter().chain(&self.args).cloned().collect();
+        if self.rootfs.is_some() {
+            let command: Vec<String> = positional.into_iter().chain(self.command.clone()).collect();
+            if command.is_empty() {
+                return Err(usage(
+                    "with --rootfs, give the command: --rootfs DIR -- CMD...",
+                ));
+            }
+            return Ok((None, command));
+        }
+        match &self.image {
+            Some(image) => Ok((
+                Some(image.clone()),
+                self.args.iter().chain(&self.command).cloned().collect(),
+            )),
+            None if self.command.is_empty() => Err(usage(
+                "give an IMAGE [ARGS...] to run, or -- CMD... for a host command",
+            )),
+            None => Ok((None, self.command.clone())),
+        }
+    }
 }
 
 /// A CLI failure: the message and the exit code.
@@ -816,11 +866,33 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
             .collect::<Result<Vec<_>, _>>()?;
         resources.insert("devices".into(), devices.into());
     }
+    let (image, command) = args.image_and_command()?;
     let mut request = json!({
-        "command": args.command,
+        "command": command,
         "env": env,
         "resources": resources,
     });
+    if let Some(image) = image {
+        request["image"] = image.into();
+    }
+    if let Some(entrypoint) = &args.entrypoint {
+        let entrypoint: Vec<String> = match entrypoint.as_str() {
+            "" => Vec::new(),
+            e => vec![e.to_string()],
+        };
+        request["entrypoint"] = entrypoint.into();
+    }
+    if let Some(pull) = &args.pull {
+        if !["missing", "always", "never"].contains(&pull.as_str()) {
+            return Err(usage(format!(
+                "invalid --pull {pull:?}: expected missing, always or never"
+            )));
+        }
+        request["pull"] = pull.clone().into();
+    }
+    if args.read_only {
+        request["read_only"] = true.into();
+    }
     if let Some(name) = &args.name {
         request["id"] = name.clone().into();
     }
@@ -834,9 +906,11 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
         request["workdir"] = workdir.clone().into();
     }
     if let Some(user) = &args.user {
-        let user = User::parse(user)
-            .ok_or_else(|| usage(format!("invalid --user {user:?}: expected UID[:GID]")))?;
-        request["user"] = serde_json::to_value(user).expect("json");
+        match User::parse(user) {
+            Some(user) => request["user"] = serde_json::to_value(user).expect("json"),
+            // Names are resolved by the agent in the container's root.
+            None => request["user_name"] = user.clone().into(),
+        }
     }
     if let Some(isolation) = &args.isolation {
         request["isolation"] = isolation.clone().into();
@@ -1016,7 +1090,45 @@ mod tests {
     fn bad_flags_are_refused_before_asking_the_agent() {
         assert!(launch_request(&run_args(&["run", "--memory", "lots", "--", "true"])).is_err());
         assert!(launch_request(&run_args(&["run", "-e", "NOEQUALS", "--", "true"])).is_err());
-        assert!(launch_request(&run_args(&["run", "--user", "root", "--", "true"])).is_err());
+        assert!(launch_request(&run_args(&["run", "--pull", "often", "img"])).is_err());
+        assert!(launch_request(&run_args(&["run", "--name", "x"])).is_err());
+        assert!(launch_request(&run_args(&["run", "--rootfs", "/r"])).is_err());
+    }
+
+    #[test]
+    fn run_takes_an_image_or_a_command() {
+        let r = launch_request(&run_args(&["run", "--user", "root", "--", "true"])).unwrap();
+        assert_eq!(r["user_name"], "root");
+        assert!(r.get("image").is_none());
+        assert_eq!(r["command"], json!(["true"]));
+        let r = launch_request(&run_args(&["run", "busybox:1", "sh", "-c", "echo hi"])).unwrap();
+        assert_eq!(r["image"], "busybox:1");
+        assert_eq!(r["command"], json!(["sh", "-c", "echo hi"]));
+        let r = launch_request(&run_args(&[
+            "run",
+            "--pull",
+            "never",
+            "--entrypoint",
+            "",
+            "--read-only",
+            "img",
+            "--",
+            "-x",
+        ]))
+        .unwrap();
+        assert_eq!(r["image"], "img");
+        assert_eq!(r["command"], json!(["-x"]));
+        assert_eq!(r["entrypoint"], json!([]));
+        assert_eq!(r["pull"], "never");
+        assert_eq!(r["read_only"], true);
+        let r = launch_request(&run_args(&["run", "img"])).unwrap();
+        assert_eq!(r["command"], json!([]));
+        // With --rootfs, the words are the command, as with `--`.
+        let r = launch_request(&run_args(&["run", "--rootfs", "/r", "sh", "-c", "x"])).unwrap();
+        assert!(r.get("image").is_none());
+        assert_eq!(r["command"], json!(["sh", "-c", "x"]));
+        let r = launch_request(&run_args(&["run", "--rootfs", "/r", "--", "true"])).unwrap();
+        assert_eq!(r["command"], json!(["true"]));
     }
 
     #[test]

@@ -33,6 +33,9 @@ struct Plan {
     isolators: Vec<Arc<dyn Isolator>>,
     config: ContainerConfig,
     seccomp: crate::seccomp::SeccompSetting,
+    /// The lower dirs of its overlay root, topmost first (an image's
+    /// layers, or the `--rootfs` dir); `None`: no overlay.
+    lower: Option<Vec<PathBuf>>,
 }
 
 impl From<IsolatorError> for ManagerError {
@@ -106,8 +109,13 @@ impl Manager {
     }
 
     /// Checks the whole request without touching the host.
-    fn plan(&self, request: LaunchRequest) -> Result<Plan, ManagerError> {
+    fn plan(&self, mut request: LaunchRequest) -> Result<Plan, ManagerError> {
         super::request_checks::check(&request)?;
+        let image = self.resolve_image(&request)?;
+        if let Some(image) = &image {
+            super::root::apply_image_config(&mut request, &image.config);
+            super::request_checks::check(&request)?;
+        }
         let id = match &request.id {
             Some(id) => ContainerId::new(id.clone())
                 .map_err(|e| ManagerError::invalid("id", e.to_string()))?,
@@ -167,6 +175,25 @@ impl Manager {
                 }
             }
         }
+
+        let root_layers: Vec<&std::path::Path> = match (&image, &request.rootfs) {
+            (Some(image), _) => image.layers.iter().map(PathBuf::as_path).collect(),
+            (None, Some(rootfs)) => vec![rootfs.as_path()],
+            (None, None) => vec![std::path::Path::new("/")],
+        };
+        let mut resolved = request.clone();
+        super::root::resolve_user_name(&mut resolved, &root_layers)?;
+        request.user = resolved.user;
+        // A `--rootfs` dir is the single lower dir of an overlay, except
+        // with a user namespace (its root could not mount the overlay of
+        // the agent's dirs): a read-only bind then, as before.
+        let lower = match (&image, &request.rootfs) {
+            (Some(image), _) => Some(image.layers.clone()),
+            (None, Some(rootfs)) if request.userns.as_deref() != Some("auto") => {
+                Some(vec![rootfs.clone()])
+            }
+            _ => None,
+        };
 
         let network = request
             .network
@@ -288,8 +315,18 @@ impl Manager {
             final_usage: Default::default(),
             logs: None,
             init: request.init,
-            image: None,
-            image_digest: None,
+            image: image.as_ref().map(|i| i.reference.clone()),
+            image_digest: image.as_ref().map(|i| i.manifest_digest.clone()),
+            read_only: request.read_only && lower.is_some(),
+            exposed_ports: image
+                .as_ref()
+                .and_then(|i| i.config.exposed_ports.as_ref())
+                .map(|ports| ports.keys().cloned().collect())
+                .unwrap_or_default(),
+            image_labels: image
+                .as_ref()
+                .and_then(|i| i.config.labels.clone())
+                .unwrap_or_default(),
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -301,6 +338,7 @@ impl Manager {
             isolators,
             config,
             seccomp,
+            lower,
         })
     }
 
@@ -310,6 +348,19 @@ impl Manager {
         let mut container = plan.container.clone();
         let id = container.id.clone();
         self.create_dirs(&container)?;
+        let overlay = match &plan.lower {
+            Some(lower) => {
+                let dirs = super::root::RootDirs::of(&self.store, &id);
+                dirs.create().map_err(|e| {
+                    ManagerError::Internal(format!("create the container's root dirs: {e}"))
+                })?;
+                Some((
+                    dirs.overlay(lower.clone(), container.image.is_some()),
+                    dirs.merged,
+                ))
+            }
+            None => None,
+        };
 
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
         let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {
@@ -341,6 +392,7 @@ impl Manager {
             &contribution,
             &plan.isolators,
             &plan.seccomp,
+            overlay.as_ref().map(|(o, merged)| (o, merged.as_path())),
         );
         if let Err(e) = launched {
             // The shim is gone (or never started) and with it the process:
@@ -410,27 +462,36 @@ impl Manager {
         contribution: &Contribution,
         isolators: &[Arc<dyn Isolator>],
         seccomp: &crate::seccomp::SeccompSetting,
+        overlay: Option<(&crate::shim::overlay::RootOverlay, &std::path::Path)>,
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
+        // The container's own root: a `--rootfs` dir (the shim mounts its
+        // overlay over it in the container's mount namespace, so `runc`
+        // still runs the bundle unchanged, on the dir read-only), an image
+        // overlay's mount point; `None` is the host's root.
+        let rootfs = container
+            .rootfs
+            .as_deref()
+            .or(overlay.map(|(_, merged)| merged));
         let spec = build_spec(&BundleInput {
             id: container.id.as_str(),
             command: &container.command,
             env: &container.env,
             workdir: container.workdir.as_deref(),
             user: container.user,
-            rootfs: container.rootfs.as_deref(),
+            rootfs,
             sandbox: &container.sandbox,
             cgroups_path: (self.cgroups.cgroups_path)(&container.id),
             contribution,
             network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
             nofile: crate::bundle::inherited_nofile(),
             hidden: self.hidden_dirs(),
-            hidden_paths: match container.rootfs {
+            hidden_paths: match rootfs {
                 None => hidden::expand(&self.config.container.hidden_paths),
                 Some(_) => Vec::new(),
             },
-            run_files: match container.rootfs {
+            run_files: match rootfs {
                 None => hidden::run_files(),
                 Some(_) => Vec::new(),
             },
@@ -440,6 +501,8 @@ impl Manager {
             userns: container.userns.as_ref(),
             seccomp: seccomp.as_deref(),
             init: container.init,
+            overlay: overlay.map(|(o, _)| o),
+            read_only: container.read_only,
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

@@ -13,6 +13,7 @@ pub use gc::{GcRemoved, GcReport};
 pub mod images;
 mod recover;
 mod request_checks;
+mod root;
 mod seccomp;
 mod shim_client;
 mod update;
@@ -148,7 +149,7 @@ pub struct Manager {
     userns: crate::userns::Userns,
     /// Seccomp programs compiled so far, by profile (see `seccomp`).
     seccomp_programs: seccomp::ProgramCache,
-    /// The image store and registry client (set by the agent at start).
+    /// The image store and registry client, opened at first use.
     images: std::sync::OnceLock<Arc<crate::images::Images>>,
 }
 
@@ -171,16 +172,21 @@ impl Manager {
         })
     }
 
-    /// Gives the manager its image store (once, at agent start).
+    /// Gives the manager its image store (once, at agent start, before
+    /// any request: the store's `ingest/` is emptied when it is opened).
     pub fn set_images(&self, images: Arc<crate::images::Images>) {
         let _ = self.images.set(images);
     }
 
-    /// The image store, if the agent opened one.
+    /// The agent's images (store and registry client; `[images]` config).
     pub fn images(&self) -> Result<&Arc<crate::images::Images>, ManagerError> {
-        self.images
-            .get()
-            .ok_or_else(|| ManagerError::Internal("the image store is not open".into()))
+        if let Some(images) = self.images.get() {
+            return Ok(images);
+        }
+        let store = crate::images::ImageStore::open(&self.config.work_dir)
+            .map_err(|e| ManagerError::Internal(format!("open the image store: {e}")))?;
+        let images = crate::images::Images::new(store, self.config.images.pull_options());
+        Ok(self.images.get_or_init(|| Arc::new(images)))
     }
 
     pub fn config(&self) -> &AgentConfig {

@@ -342,9 +342,12 @@ impl Manager {
             pid_start_time: None,
             final_usage: Default::default(),
             init: false,
+            logs: None,
             image: None,
             image_digest: None,
-            logs: None,
+            read_only: false,
+            exposed_ports: Vec::new(),
+            image_labels: Default::default(),
             id: q.id,
         }
     }

@@ -175,7 +175,11 @@ fn setup(
         namespaces::loopback_up()?;
     }
 
-    let root = rootfs::prepare(&config.rootfs, config.rootfs_readonly)?;
+    let root = rootfs::prepare(
+        &config.rootfs,
+        config.rootfs_readonly,
+        config.overlay.as_ref(),
+    )?;
     for m in &config.mounts {
         mounts::mount_one(&root, m)?;
     }
@@ -191,6 +195,16 @@ fn setup(
     }
     masks::readonly_paths(&root, &config.readonly_paths)?;
     masks::mask_paths(&root, &config.masked_paths)?;
+    if let Some(overlay) = &config.overlay {
+        if overlay.make_workdir {
+            // As Docker does for an image, a missing working directory is
+            // created, in the container's own layer.
+            super::resolve::mkdir_all(&root, &config.process.cwd).map_err(MountError::from)?;
+        }
+        if config.rootfs_readonly {
+            rootfs::seal_readonly(&root)?;
+        }
+    }
     rootfs::pivot(&root)?;
     drop(root);
     // Still root with every capability: the new keyring is owned by root

@@ -23,6 +23,7 @@ mod logs;
 mod masks;
 mod mounts;
 mod namespaces;
+pub mod overlay;
 pub mod protocol;
 mod resident;
 mod resolve;

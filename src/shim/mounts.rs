@@ -14,11 +14,23 @@ use super::resolve::{self, ResolveError};
 /// `struct mount_attr` for `mount_setattr(2)` (not in the libc crate's stable
 /// linux module).
 #[repr(C)]
-struct MountAttr {
+pub struct MountAttr {
     attr_set: u64,
     attr_clr: u64,
     propagation: u64,
     userns_fd: u64,
+}
+
+impl MountAttr {
+    /// Sets `attrs`, clears nothing.
+    pub fn set(attrs: u64) -> Self {
+        MountAttr {
+            attr_set: attrs,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        }
+    }
 }
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;

@@ -14,6 +14,7 @@ use nix::unistd::{chdir, fchdir, pivot_root};
 use thiserror::Error;
 
 use super::mounts::{self, MountError, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use super::overlay::{OverlayError, RootOverlay};
 
 #[derive(Debug, Error)]
 pub enum RootfsError {
@@ -31,6 +32,10 @@ pub enum RootfsError {
     Pivot(Errno),
     #[error("detach the old root: {0}")]
     Detach(Errno),
+    #[error(transparent)]
+    Overlay(#[from] OverlayError),
+    #[error("make the overlay root read-only: {0}")]
+    Seal(Errno),
 }
 
 /// Makes the whole mount namespace a slave of the host's (runc's default
@@ -42,7 +47,16 @@ pub enum RootfsError {
 /// container's loop-mounted sandbox, say), the unmount reaches this
 /// namespace too, instead of this copy pinning the filesystem and its loop
 /// device until the container ends.
-pub fn prepare(rootfs: &Path, readonly: bool) -> Result<OwnedFd, RootfsError> {
+///
+/// With `overlay`, the overlay is mounted on `rootfs` instead of the bind,
+/// and stays writable here: the mount points the spec needs are made in the
+/// container's upper dir, and [`seal_readonly`] makes the root read-only
+/// afterwards when asked.
+pub fn prepare(
+    rootfs: &Path,
+    readonly: bool,
+    overlay: Option<&RootOverlay>,
+) -> Result<OwnedFd, RootfsError> {
     mount(
         None::<&str>,
         "/",
@@ -53,17 +67,20 @@ pub fn prepare(rootfs: &Path, readonly: bool) -> Result<OwnedFd, RootfsError> {
     .map_err(RootfsError::Propagation)?;
 
     let before = mount_id(libc::AT_FDCWD, rootfs, 0)?;
-    mount(
-        Some(rootfs),
-        rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|errno| RootfsError::Bind {
-        path: rootfs.into(),
-        errno,
-    })?;
+    match overlay {
+        Some(overlay) => overlay.mount(rootfs)?,
+        None => mount(
+            Some(rootfs),
+            rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|errno| RootfsError::Bind {
+            path: rootfs.into(),
+            errno,
+        })?,
+    }
 
     // Looking up a path crosses onto a mount stacked on its last component,
     // but the lookup of "/" itself starts at the process's root and never
@@ -87,11 +104,32 @@ pub fn prepare(rootfs: &Path, readonly: bool) -> Result<OwnedFd, RootfsError> {
     // field for them): a setuid file or a device node shipped in a rootfs
     // gives nothing; the container's devices come from its own /dev.
     let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    if readonly {
+    if readonly && overlay.is_none() {
         attrs |= MOUNT_ATTR_RDONLY;
     }
     mounts::set_attr_recursive(&root, attrs, 0, rootfs).map_err(RootfsError::Attributes)?;
     Ok(root)
+}
+
+/// Makes the root mount alone read-only (its submounts, `/tmp` say, keep
+/// their own flags): for an overlay root once its mount points exist.
+pub fn seal_readonly(root: &OwnedFd) -> Result<(), RootfsError> {
+    let attr = mounts::MountAttr::set(MOUNT_ATTR_RDONLY);
+    // SAFETY: valid fd, empty nul-terminated path and a correctly sized attr.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            root.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const _,
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if rc < 0 {
+        return Err(RootfsError::Seal(Errno::last()));
+    }
+    Ok(())
 }
 
 /// Switches to the new root and detaches the old one.

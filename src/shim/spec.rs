@@ -17,6 +17,7 @@ use super::device_nodes::{DeviceNodeError, DeviceNodeSpec};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
+use super::overlay::{OverlayError, RootOverlay, ANNOTATION as OVERLAY_ANNOTATION};
 use super::seccomp::{SeccompError, SeccompFilter, SeccompProgram, PROGRAM_FILE};
 use super::user::{Rlimit, User, UserError};
 use super::userns::{IdMappings, UsernsError};
@@ -54,6 +55,8 @@ pub enum SpecError {
     SeccompProgram { path: PathBuf, source: io::Error },
     #[error(transparent)]
     DeviceNode(#[from] DeviceNodeError),
+    #[error(transparent)]
+    Overlay(#[from] OverlayError),
 }
 
 /// Everything the container child needs, validated.
@@ -61,6 +64,8 @@ pub enum SpecError {
 pub struct ContainerConfig {
     pub rootfs: PathBuf,
     pub rootfs_readonly: bool,
+    /// The root is an overlay mounted on `rootfs` (see `shim::overlay`).
+    pub overlay: Option<RootOverlay>,
     pub hostname: Option<String>,
     pub namespaces: Namespaces,
     /// The id maps of a new user namespace.
@@ -228,10 +233,18 @@ impl ContainerConfig {
             ignored.push("hooks");
         }
 
+        let overlay = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(OVERLAY_ANNOTATION))
+            .map(|v| RootOverlay::from_annotation(v))
+            .transpose()?;
+
         Ok(ContainerConfig {
             ignored,
             rootfs,
             rootfs_readonly: root.readonly().unwrap_or(false),
+            overlay,
             hostname: spec.hostname().clone(),
             namespaces,
             id_mappings,

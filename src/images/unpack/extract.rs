@@ -21,31 +21,19 @@ use berth_confined::{ConfinedError, Dir, Kind};
 
 use super::name::{self, EntryPath, Leaf};
 use super::node;
+use super::pipe::HashedStream;
 use super::{EntryError, UnpackError};
-use crate::images::digest::{Digest, Hasher};
+use crate::images::digest::Digest;
 use crate::images::manifest::Compression;
 
 /// The overlayfs xattr that makes a directory opaque.
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
-/// Counts and hashes what passes through.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 /// The decompressed stream of the blob at `path`.
-pub(crate) fn decompressed(path: &Path, compression: Compression) -> io::Result<Box<dyn Read>> {
+pub(crate) fn decompressed(
+    path: &Path,
+    compression: Compression,
+) -> io::Result<Box<dyn Read + Send>> {
     let file = File::open(path)?;
     Ok(match compression {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
@@ -69,7 +57,7 @@ pub(crate) struct Extracted {
 /// checks the stream's sha256 against `diff_id`. `layer` names the blob in
 /// errors. On error `root` holds a partial tree the caller removes.
 pub(crate) fn extract(
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     root: &Dir,
     layer: &Digest,
     diff_id: &Digest,
@@ -78,11 +66,7 @@ pub(crate) fn extract(
         layer: layer.clone(),
         source,
     };
-    let mut archive = tar::Archive::new(Hashing {
-        inner: input,
-        hasher: Hasher::new(),
-        bytes: 0,
-    });
+    let mut archive = tar::Archive::new(HashedStream::start(input).map_err(tar_err)?);
     let mut state = State {
         root,
         dir_times: BTreeMap::new(),
@@ -103,9 +87,7 @@ pub(crate) fn extract(
     }
     // The tar ends at its first zero block; the diff_id covers the whole
     // stream, padding and anything after it included.
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(tar_err)?;
-    let actual = rest.hasher.finish();
+    let (actual, tar_bytes) = archive.into_inner().finish().map_err(tar_err)?;
     if &actual != diff_id {
         return Err(UnpackError::DiffId {
             layer: layer.clone(),
@@ -114,10 +96,7 @@ pub(crate) fn extract(
         });
     }
     state.set_dir_times()?;
-    Ok(Extracted {
-        tar_bytes: rest.bytes,
-        entries,
-    })
+    Ok(Extracted { tar_bytes, entries })
 }
 
 struct State<'a> {

@@ -24,6 +24,7 @@ mod extract;
 mod layers;
 mod name;
 mod node;
+mod pipe;
 mod prune;
 
 use std::io;

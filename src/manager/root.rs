@@ -1,0 +1,264 @@
+//! A container's own root filesystem: the overlay of an image's layers or a
+//! `--rootfs` dir under the container's writable layer (see decision 0024),
+//! and what an image's config says about the command, env, working dir and
+//! user.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use berth_isolator::ContainerId;
+
+use super::{Manager, ManagerError};
+use crate::container::LaunchRequest;
+use crate::images::{ImageConfig, Reference};
+use crate::rootfs_users::RootUsers;
+use crate::shim::overlay::{RootOverlay, MAX_LOWER};
+use crate::store::Store;
+
+/// An image resolved for a launch: in the store, its layers unpacked.
+#[derive(Debug, Clone)]
+pub(super) struct ImageRoot {
+    /// The normalized reference.
+    pub reference: String,
+    pub manifest_digest: String,
+    /// The layer dirs, TOPMOST first.
+    pub layers: Vec<PathBuf>,
+    pub config: ImageConfig,
+}
+
+/// The dirs of a container's overlay root, in its container dir (0700, the
+/// agent's): `root/upper` (the container's writes), `root/work` and the
+/// mount point `root/merged`, which stays empty on the host: the shim mounts
+/// the overlay in the container's own mount namespace.
+pub(super) struct RootDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+}
+
+impl RootDirs {
+    pub fn of(store: &Store, id: &ContainerId) -> Self {
+        let root = store.container_dir(id).join("root");
+        RootDirs {
+            upper: root.join("upper"),
+            work: root.join("work"),
+            merged: root.join("merged"),
+        }
+    }
+
+    /// Creates the dirs; the container dir exists already.
+    pub fn create(&self) -> std::io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700);
+        builder.create(self.upper.parent().expect("root dir"))?;
+        builder.create(&self.work)?;
+        // The upper dir's owner and mode are those of the container's "/".
+        builder.mode(0o755);
+        builder.create(&self.upper)?;
+        builder.create(&self.merged)?;
+        Ok(())
+    }
+
+    /// The overlay of `lower` (topmost first) under these dirs; an image's
+    /// missing working dir is made (`make_workdir`).
+    pub fn overlay(&self, lower: Vec<PathBuf>, make_workdir: bool) -> RootOverlay {
+        RootOverlay {
+            lower,
+            upper: self.upper.clone(),
+            work: self.work.clone(),
+            make_workdir,
+        }
+    }
+}
+
+impl Manager {
+    /// The image a request names, pulled as its policy says and unpacked.
+    /// Every failure is a 4xx naming `image` (or `pull`).
+    pub(super) fn resolve_image(
+        &self,
+        request: &LaunchRequest,
+    ) -> Result<Option<ImageRoot>, ManagerError> {
+        let Some(name) = &request.image else {
+            if request.pull.is_some() || request.entrypoint.is_some() {
+                return Err(ManagerError::invalid(
+                    if request.pull.is_some() {
+                        "pull"
+                    } else {
+                        "entrypoint"
+                    },
+                    "needs an image",
+                ));
+            }
+            return Ok(None);
+        };
+        if request.rootfs.is_some() {
+            return Err(ManagerError::invalid(
+                "image",
+                "an image and a rootfs exclude each other",
+            ));
+        }
+        if request.userns.as_deref() == Some("auto") {
+            return Err(ManagerError::invalid(
+                "userns",
+                "auto is not supported with an image yet",
+            ));
+        }
+        let reference = Reference::parse(name)
+            .map_err(|e| ManagerError::invalid("image", format!("{name:?}: {e}")))?;
+        let policy = request.pull.unwrap_or(self.config.images.pull_policy);
+        let images = self.images()?;
+        let image = self
+            .runtime
+            .block_on(images.ensure_image(&reference, policy))
+            .map_err(|e| ManagerError::invalid("image", e.to_string()))?;
+        let mut layers = crate::images::unpack::unpacked_layers(&images.store, &image)
+            .map_err(|e| ManagerError::invalid("image", format!("{reference}: {e}")))?;
+        if layers.is_empty() || layers.len() > MAX_LOWER {
+            return Err(ManagerError::invalid(
+                "image",
+                format!(
+                    "{reference}: has {} layers; 1 to {MAX_LOWER} can be mounted",
+                    layers.len()
+                ),
+            ));
+        }
+        layers.reverse();
+        Ok(Some(ImageRoot {
+            reference: image.reference.clone(),
+            manifest_digest: image.manifest_digest.to_string(),
+            layers,
+            config: image.config.clone(),
+        }))
+    }
+}
+
+/// Applies an image's config to a request with Docker's semantics:
+/// `entrypoint` (the request's, else the image's) then the request's
+/// `command`, else the image's `Cmd` unless the request replaced the
+/// entrypoint; the image's `Env` under the request's; its `WorkingDir`
+/// (default `/`) unless the request has one; its `User` unless the request
+/// has one.
+pub(super) fn apply_image_config(request: &mut LaunchRequest, image: &ImageConfig) {
+    let entrypoint = match &request.entrypoint {
+        Some(e) => e.clone(),
+        None => image.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd = if !request.command.is_empty() {
+        std::mem::take(&mut request.command)
+    } else if request.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        image.cmd.clone().unwrap_or_default()
+    };
+    request.command = entrypoint.into_iter().chain(cmd).collect();
+
+    let mut env: BTreeMap<String, String> = image
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    env.append(&mut request.env);
+    request.env = env;
+
+    if request.workdir.is_none() {
+        request.workdir = Some(
+            image
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".to_string()),
+        );
+    }
+    if request.user.is_none() && request.user_name.is_none() {
+        request.user_name = image.user.clone().filter(|u| !u.is_empty());
+    }
+}
+
+/// Resolves `user_name` in the root made of `layers` (topmost first) into
+/// the request's numeric `user`.
+pub(super) fn resolve_user_name(
+    request: &mut LaunchRequest,
+    layers: &[&Path],
+) -> Result<(), ManagerError> {
+    let Some(name) = request.user_name.clone() else {
+        return Ok(());
+    };
+    if request.user.is_some() {
+        return Err(ManagerError::invalid(
+            "user_name",
+            "give user or user_name, not both",
+        ));
+    }
+    let user = match crate::container::User::parse(&name) {
+        Some(user) => user,
+        None => RootUsers::read(layers)
+            .and_then(|users| users.resolve(&name))
+            .map_err(|e| ManagerError::invalid("user_name", e.to_string()))?,
+    };
+    request.user = Some(user);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(command: &[&str]) -> LaunchRequest {
+        serde_json::from_value(serde_json::json!({
+            "command": command, "image": "busybox"
+        }))
+        .unwrap()
+    }
+
+    fn config() -> ImageConfig {
+        serde_json::from_value(serde_json::json!({
+            "Entrypoint": ["/bin/ep"], "Cmd": ["default"],
+            "Env": ["PATH=/img/bin", "A=image", "B=image"],
+            "WorkingDir": "/srv", "User": "www"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn docker_semantics() {
+        let mut r = request(&[]);
+        r.env.insert("A".into(), "request".into());
+        apply_image_config(&mut r, &config());
+        assert_eq!(r.command, ["/bin/ep", "default"]);
+        assert_eq!(r.env["A"], "request");
+        assert_eq!(r.env["B"], "image");
+        assert_eq!(r.env["PATH"], "/img/bin");
+        assert_eq!(r.workdir.as_deref(), Some("/srv"));
+        assert_eq!(r.user_name.as_deref(), Some("www"));
+
+        // Arguments replace Cmd.
+        let mut r = request(&["x", "y"]);
+        apply_image_config(&mut r, &config());
+        assert_eq!(r.command, ["/bin/ep", "x", "y"]);
+
+        // --entrypoint replaces Entrypoint and clears Cmd.
+        let mut r = request(&[]);
+        r.entrypoint = Some(vec!["/bin/sh".into()]);
+        apply_image_config(&mut r, &config());
+        assert_eq!(r.command, ["/bin/sh"]);
+        let mut r = request(&["-c", "true"]);
+        r.entrypoint = Some(vec!["/bin/sh".into()]);
+        r.workdir = Some("/w".into());
+        r.user = Some(crate::container::User { uid: 5, gid: None });
+        apply_image_config(&mut r, &config());
+        assert_eq!(r.command, ["/bin/sh", "-c", "true"]);
+        assert_eq!(r.workdir.as_deref(), Some("/w"));
+        assert_eq!(r.user_name, None);
+
+        // No WorkingDir: "/".
+        let mut r = request(&[]);
+        apply_image_config(&mut r, &ImageConfig::default());
+        assert_eq!(r.workdir.as_deref(), Some("/"));
+        assert!(r.command.is_empty());
+    }
+}
