@@ -83,7 +83,7 @@ fn pull_images_inspect_rmi_prune_and_load_through_the_cli_and_api() {
     let busy_digest = reg.push(&busy, "t/busy:v1", &[]);
     let two = reg.build_image("two", 1);
     reg.push(&two, "t/two:v1", &[]);
-    let mut agent = Agent::start_with_config(&config(&reg, ""));
+    let agent = Agent::start_with_config(&config(&reg, ""));
     let busy_ref = format!("{}/t/busy:v1", reg.addr);
     let two_ref = format!("{}/t/two:v1", reg.addr);
 
@@ -159,16 +159,11 @@ fn pull_images_inspect_rmi_prune_and_load_through_the_cli_and_api() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains(registry::PASSWORD));
     assert!(!agent.log().contains(registry::PASSWORD));
 
-    // rmi refused (409) while a container record names the image.
-    agent.launch(json!({"id": "user", "command": ["/bin/true"]}));
-    agent.wait("user");
-    agent.stop_agent();
-    mark_record(
-        &agent,
-        "user",
-        json!({"image": busy_ref, "image_digest": busy_digest}),
-    );
-    agent.start_again();
+    // rmi refused (409) while a container (here an ended one, still
+    // recorded) runs the image.
+    let container = agent.launch(json!({"id": "user", "image": busy_ref}));
+    assert_eq!(container["image_digest"], busy_digest.as_str());
+    assert_eq!(agent.wait("user")["exit_code"], 0);
     let answer = agent.api("DELETE", &format!("/v1/images/{busy_ref}"), None);
     assert_eq!(answer.status, 409, "{:?}", answer.body);
     let out = agent.berth(&["rmi", &busy_ref]);
@@ -235,6 +230,8 @@ fn image_gc_removes_unused_images_above_the_store_limit() {
     reg.push(&spare, "t/spare:v1", &[]);
     let mut agent = Agent::start_with_config(&config(&reg, "max_store_bytes = 1"));
     let used_ref = format!("{}/t/used:v1", reg.addr);
+    // A record of an agent that ran the image, then a restart: the image
+    // stays in use across it.
     agent.launch(json!({"id": "user", "command": ["/bin/true"]}));
     agent.wait("user");
     agent.stop_agent();
