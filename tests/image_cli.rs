@@ -211,6 +211,14 @@ fn pull_images_inspect_rmi_prune_and_load_through_the_cli_and_api() {
     assert!(text(&out)
         .0
         .contains("loaded docker.io/library/busy:latest"));
+    let answer = agent.api(
+        "POST",
+        "/v1/images/load",
+        Some(json!({"path": "/dev/null"})),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    let answer = agent.api("POST", "/v1/images/load", Some(json!({"path": "rel.tar"})));
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
     let out = agent.berth(&["load", "-i", "/nonexistent/image.tar"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());

@@ -187,11 +187,23 @@ async fn load(State(manager): Shared, body: Bytes) -> Result<Response, ApiError>
             format!("{} is not an absolute path", request.path.display()),
         ));
     }
-    if !request.path.exists() {
-        return Err(ApiError::invalid(
-            "path",
-            format!("{} does not exist", request.path.display()),
-        ));
+    match std::fs::metadata(&request.path) {
+        Ok(m) if m.is_file() || m.is_dir() => {}
+        Ok(_) => {
+            return Err(ApiError::invalid(
+                "path",
+                format!(
+                    "{} is neither a directory nor a regular file",
+                    request.path.display()
+                ),
+            ))
+        }
+        Err(e) => {
+            return Err(ApiError::invalid(
+                "path",
+                format!("{}: {e}", request.path.display()),
+            ))
+        }
     }
     let images = manager.images()?.clone();
     let loaded = tokio::task::spawn_blocking(move || {
