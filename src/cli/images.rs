@@ -141,7 +141,17 @@ pub async fn pull(client: &Client, image: &str) -> Result<i32, Failure> {
                     reference,
                     manifest,
                     layers,
-                } => outln!("{reference}: manifest {manifest}, {layers} layers"),
+                    layer_digests,
+                } => {
+                    outln!("{reference}: manifest {manifest}, {layers} layers");
+                    if display.tty {
+                        for digest in &layer_digests {
+                            display.order.push(digest.clone());
+                            display.lines.insert(digest.clone(), "waiting".into());
+                        }
+                        display.redraw()?;
+                    }
+                }
                 Progress::LayerExists { digest, size } => {
                     if display.tty {
                         display.set(&digest, format!("already present ({})", human(size)))?;

@@ -138,6 +138,9 @@ pub enum Progress {
         reference: String,
         manifest: String,
         layers: usize,
+        /// The layers' digests, lowest first.
+        #[serde(default)]
+        layer_digests: Vec<String>,
     },
     LayerExists {
         digest: String,
@@ -393,6 +396,11 @@ async fn pull_from(
         reference: reference.to_string(),
         manifest: manifest_digest.to_string(),
         layers: manifest.layers.len(),
+        layer_digests: manifest
+            .layers
+            .iter()
+            .map(|l| l.digest.to_string())
+            .collect(),
     });
     s.blob(store, &manifest.config).await?;
     let config_data = store
