@@ -136,6 +136,15 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             kill: Box::new(move |id| kill_cgroup_processes(&kill_value, id.as_str())),
         },
     );
+    {
+        let settings = &manager.config().images;
+        let store = crate::images::ImageStore::open(&manager.config().work_dir)
+            .context("open the image store")?;
+        manager.set_images(Arc::new(crate::images::Images::new(
+            store,
+            settings.pull_options(),
+        )));
+    }
     let recovery = {
         let manager = manager.clone();
         tokio::task::spawn_blocking(move || manager.recover()).await?
@@ -164,6 +173,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             tokio::time::sleep(gc_interval).await;
             if let Err(e) = gc_manager.gc().await {
                 tracing::error!("gc: {e}");
+            }
+            if let Err(e) = gc_manager.images_gc().await {
+                tracing::error!("image gc: {e}");
             }
         }
     });

@@ -166,7 +166,7 @@ fn options(reg: &Registry) -> PullOptions {
             },
         )]
         .into(),
-        platform: None,
+        ..Default::default()
     }
 }
 
@@ -361,13 +361,28 @@ fn corrupted_blob_on_the_registry_is_refused_and_leaves_nothing() {
 }
 
 #[test]
-fn plain_http_is_refused_unless_the_registry_is_insecure() {
+fn plain_http_is_never_spoken_unless_the_registry_is_insecure() {
+    let Some(reg) = registry_or_skip("plain_http_is_never_spoken") else {
+        return;
+    };
+    let source = reg.build_image("p", 1);
+    reg.push(&source, "t/plain:v1", &[]);
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path()).unwrap();
-    let r = Reference::parse("127.0.0.1:1/t/x:v1").unwrap();
-    let err = block_on(pull(&store, &r, &PullOptions::default(), &mut |_| {})).unwrap_err();
-    assert!(matches!(err, PullError::TlsUnsupported { .. }), "{err}");
-    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    let r = Reference::parse(&format!("{}/t/plain:v1", reg.addr)).unwrap();
+    let mut opts = options(&reg);
+    opts.insecure_registries.clear();
+    // Not named insecure: TLS is tried, the plain-HTTP registry fails the
+    // handshake, and no HTTP request (nor the credentials) reached it.
+    let before = reg.log().len();
+    let err = block_on(pull(&store, &r, &opts, &mut |_| {})).unwrap_err();
+    assert!(matches!(err, PullError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains(&reg.addr), "{err}");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    let after = reg.log();
+    assert!(!after[before..].contains("GET /v2"), "{}", &after[before..]);
+    // Named insecure: works.
+    block_on(pull(&store, &r, &options(&reg), &mut |_| {})).unwrap();
 }
 
 #[test]
@@ -480,4 +495,299 @@ fn gc_frees_unused_images_and_keeps_used_ones() {
         .gc(u64::MAX, &BTreeSet::new(), &BTreeSet::new())
         .unwrap();
     assert!(report.removed.is_empty());
+}
+
+/// A CA and a server certificate for 127.0.0.1 made with rcgen; returns
+/// (ca.pem, cert.pem, key.pem) paths in `dir`.
+fn make_tls(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "berth test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn tls_registry_needs_its_ca_and_mirrors_and_docker_config_work() {
+    if registry::missing_tool().is_some() {
+        registry_or_skip("tls_registry_needs_its_ca");
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_tls(certs.path());
+    let reg = Registry::start_with_tls(Some((&cert, &key)));
+    let source = reg.build_image("tls", 2);
+    let digest = reg.push(&source, "t/tls:v1", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let r = Reference::parse(&format!("{}/t/tls:v1", reg.addr)).unwrap();
+    let creds = options(&reg).credentials;
+
+    // Without the CA: refused, naming the registry and the certificate.
+    let opts = PullOptions {
+        credentials: creds.clone(),
+        ..Default::default()
+    };
+    let err = block_on(pull(&store, &r, &opts, &mut |_| {})).unwrap_err();
+    let text = format!("{err} {:?}", std::error::Error::source(&err));
+    assert!(text.contains(&reg.addr), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    assert!(store.resolve(&r).unwrap().is_none());
+
+    // With the CA configured for that registry: pulled, verified.
+    let with_ca = PullOptions {
+        credentials: creds.clone(),
+        ca_certs: [(reg.addr.clone(), vec![ca.clone()])].into(),
+        ..Default::default()
+    };
+    let image = block_on(pull(&store, &r, &with_ca, &mut |_| {})).unwrap();
+    assert_eq!(image.manifest_digest.to_string(), digest);
+
+    // Credentials from a docker config.json only (auth = base64 user:pass).
+    use base64::Engine as _;
+    let config = certs.path().join("config.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        registry::USER,
+        registry::PASSWORD
+    ));
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 = ImageStore::open(dir2.path()).unwrap();
+    let docker_only = PullOptions {
+        ca_certs: with_ca.ca_certs.clone(),
+        docker_config: Some(config.clone()),
+        ..Default::default()
+    };
+    block_on(pull(&store2, &r, &docker_only, &mut |_| {})).unwrap();
+
+    // A mirror of an unreachable registry, and a default registry: a name
+    // without registry goes to the default, which is pulled via its mirror.
+    let dir3 = tempfile::tempdir().unwrap();
+    let store3 = ImageStore::open(dir3.path()).unwrap();
+    let mirrored = PullOptions {
+        ca_certs: with_ca.ca_certs.clone(),
+        docker_config: Some(config),
+        default_registry: Some("127.0.0.1:1".into()),
+        mirrors: [("127.0.0.1:1".to_string(), vec![reg.addr.clone()])].into(),
+        ..Default::default()
+    };
+    let short = mirrored.parse_reference("t/tls:v1").unwrap();
+    assert_eq!(short.to_string(), "127.0.0.1:1/t/tls:v1");
+    let image = block_on(pull(&store3, &short, &mirrored, &mut |_| {})).unwrap();
+    assert_eq!(image.manifest_digest.to_string(), digest);
+    assert!(!format!("{mirrored:?}").contains(registry::PASSWORD));
+}
+
+#[test]
+fn removing_an_image_keeps_blobs_another_image_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let (desc, layer) = put_image(&store, b"shared layer");
+    let a = Reference::parse("127.0.0.1:5000/t/a:v1").unwrap();
+    let b = Reference::parse("127.0.0.1:5000/t/b:v1").unwrap();
+    store.tag(&a, &desc).unwrap();
+    store.tag(&b, &desc).unwrap();
+    store.remove(&a).unwrap();
+    assert!(store.blob_path(&layer).is_file());
+    assert!(store.resolve(&b).unwrap().is_some());
+    store.remove(&b).unwrap();
+    assert!(!store.blob_path(&layer).exists());
+    // A blob a pull in flight pinned survives a removal's sweep.
+    let (desc, layer) = put_image(&store, b"pinned layer");
+    store.tag(&a, &desc).unwrap();
+    let mut pins = berth::images::pull::Pins::default();
+    pins.pin(&layer);
+    store.remove(&a).unwrap();
+    assert!(store.blob_path(&layer).is_file());
+    drop(pins);
+}
+
+fn skopeo(args: &[&str]) {
+    let out = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn load_of_oci_archive_and_docker_archive_verifies_every_blob() {
+    use berth::images::archive::load_path;
+    let Some(reg) = registry_or_skip("load_of_archives") else {
+        return;
+    };
+    let source = reg.build_image("ld", 2);
+    let layout = source.trim_start_matches("oci:").trim_end_matches(":busy");
+    let work = tempfile::tempdir().unwrap();
+
+    // docker save format, built offline by skopeo.
+    let docker_tar = work.path().join("docker.tar");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        &source,
+        &format!("docker-archive:{}:t/docker:v1", docker_tar.display()),
+    ]);
+    // The OCI layout as a tar.
+    let oci_tar = work.path().join("oci.tar");
+    let out = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(layout)
+        .arg("-cf")
+        .arg(&oci_tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let loaded = load_path(&store, &docker_tar, None).unwrap();
+    assert_eq!(loaded[0].reference, "docker.io/t/docker:v1");
+    assert_eq!(loaded[0].layers.len(), 2);
+    assert_eq!(
+        loaded[0].config.entrypoint,
+        Some(vec!["/bin/busybox".to_string()])
+    );
+    let loaded = load_path(&store, &oci_tar, None).unwrap();
+    assert_eq!(loaded[0].reference, "docker.io/library/busy:latest");
+    for layer in &loaded[0].layers {
+        let data = std::fs::read(store.blob_path(&layer.digest)).unwrap();
+        assert_eq!(Digest::of(&data), layer.digest);
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("images/ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // A docker archive whose layer was altered: refused, naming the layer.
+    let mut tampered = tar::Builder::new(Vec::new());
+    let mut original = tar::Archive::new(std::fs::File::open(&docker_tar).unwrap());
+    let mut flipped = false;
+    for entry in original.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        let name = entry.path().unwrap().into_owned();
+        if !flipped && header.entry_type().is_file() && data.len() > 10_000 {
+            let n = data.len();
+            data[n - 600] ^= 1;
+            flipped = true;
+        }
+        header.set_cksum();
+        tampered.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    assert!(flipped);
+    let tampered_path = work.path().join("tampered.tar");
+    std::fs::write(&tampered_path, tampered.into_inner().unwrap()).unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 = ImageStore::open(dir2.path()).unwrap();
+    let err = load_path(&store2, &tampered_path, None).unwrap_err();
+    assert!(err.to_string().contains("sha256:"), "{err}");
+    assert!(store2.list().unwrap().is_empty());
+}
+
+#[test]
+fn hostile_archive_members_never_write_outside_the_store() {
+    use berth::images::archive::load_path;
+    let work = tempfile::tempdir().unwrap();
+    let victim_dir = work.path().join("victim");
+    std::fs::create_dir(&victim_dir).unwrap();
+    let build = |name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]| {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut index_header = tar::Header::new_gnu();
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        index_header.set_size(index.len() as u64);
+        index_header.set_mode(0o644);
+        index_header.set_cksum();
+        builder
+            .append_data(&mut index_header, "index.json", &index[..])
+            .unwrap();
+        let mut header = tar::Header::new_old();
+        header.set_entry_type(kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        // Names set raw: the tar crate's setters refuse `..` themselves.
+        let bytes = name.as_bytes();
+        header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        if let Some(link) = link {
+            let l = link.as_bytes();
+            header.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+        }
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+        builder.into_inner().unwrap()
+    };
+    let cases = [
+        (
+            "escape",
+            build("../victim/x", tar::EntryType::Regular, None, b"pwned"),
+        ),
+        (
+            "absolute",
+            build("/tmp/berth-abs-x", tar::EntryType::Regular, None, b"pwned"),
+        ),
+        (
+            "symlink out",
+            build(
+                "blobs/sha256/ln",
+                tar::EntryType::Symlink,
+                Some("../../../etc/shadow"),
+                b"",
+            ),
+        ),
+        (
+            "hard link out",
+            build(
+                "blobs/sha256/hl",
+                tar::EntryType::Link,
+                Some("../etc/shadow"),
+                b"",
+            ),
+        ),
+        ("device", build("dev", tar::EntryType::Char, None, b"")),
+    ];
+    for (what, archive) in cases {
+        let path = work.path().join("hostile.tar");
+        std::fs::write(&path, archive).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let err = load_path(&store, &path, None).expect_err(what);
+        assert!(err.to_string().contains("archive member"), "{what}: {err}");
+        assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 0, "{what}");
+        assert!(!std::path::Path::new("/tmp/berth-abs-x").exists(), "{what}");
+        let ingest = std::fs::read_dir(dir.path().join("images/ingest"))
+            .unwrap()
+            .count();
+        assert_eq!(ingest, 0, "{what}: temp files left");
+    }
 }

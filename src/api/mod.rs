@@ -3,6 +3,7 @@
 mod error;
 mod files;
 mod guard;
+mod images;
 pub mod logs;
 mod server;
 
@@ -49,6 +50,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/stop", post(stop))
         .route("/v1/containers/{id}/exec", post(exec))
         .route("/v1/containers/{id}/restart", post(restart))
+        .merge(images::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

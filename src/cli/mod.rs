@@ -1,6 +1,8 @@
 //! The `berth` command line: talks to the agent's API.
 
 pub mod client;
+pub use images::ImageCommand;
+mod images;
 mod logs_stream;
 mod output;
 mod ps_filter;
@@ -196,6 +198,36 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
         /// The containers' ids.
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+    /// Pull an image into the agent's store, showing progress per layer.
+    Pull {
+        /// The image reference: NAME[:TAG][@DIGEST].
+        image: String,
+    },
+    /// List stored images.
+    Images {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage stored images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Remove images (refused while a container uses one, unless --force).
+    Rmi {
+        /// Remove even if containers use it.
+        #[arg(short, long)]
+        force: bool,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from an OCI layout directory or archive, or a `docker
+    /// save` tarball.
+    Load {
+        /// The directory or archive (read by the agent on this host).
+        #[arg(short, long, value_name = "PATH")]
+        input: PathBuf,
     },
 }
 
@@ -780,6 +812,11 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             Ok(result["exit_code"].as_i64().unwrap_or(255) as i32)
         }
+        Command::Pull { image } => images::pull(&client, &image).await,
+        Command::Images { json } => images::list(&client, json).await,
+        Command::Image(command) => images::image(&client, command).await,
+        Command::Rmi { force, images } => images::rmi(&client, force, &images).await,
+        Command::Load { input } => images::load(&client, &input).await,
         Command::Info { json } => {
             let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
             if json {

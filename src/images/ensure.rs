@@ -40,6 +40,10 @@ pub enum EnsureError {
         #[source]
         source: ImageStoreError,
     },
+    /// Unpacking the pulled image's layers failed (the message names the
+    /// image and the layer).
+    #[error("{0}")]
+    Unpack(String),
 }
 
 /// The agent's images: the store, registry options, pulls in progress.

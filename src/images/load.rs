@@ -54,15 +54,6 @@ struct Layout<'a> {
 }
 
 impl Layout<'_> {
-    fn content(&self, what: &'static str, digest: &Digest, why: String) -> LoadError {
-        LoadError::Content {
-            layout: self.dir.to_owned(),
-            what,
-            digest: digest.to_string(),
-            why,
-        }
-    }
-
     fn open_blob(&self, digest: &Digest) -> Result<File, LoadError> {
         let path = self.dir.join("blobs/sha256").join(digest.hex());
         File::options()
@@ -76,33 +67,38 @@ impl Layout<'_> {
             })
     }
 
-    fn document(&self, desc: &Descriptor) -> Result<Vec<u8>, LoadError> {
-        if desc.size > MAX_DOCUMENT {
-            return Err(self.content("document", &desc.digest, "larger than 8 MiB".into()));
-        }
-        self.copy(desc)?;
-        self.store
-            .read_document(&desc.digest)
-            .map_err(|source| self.store_err(source))
-    }
-
-    fn copy(&self, desc: &Descriptor) -> Result<(), LoadError> {
+    /// Copies the blob into the store; true if it was not there before.
+    fn copy(&self, desc: &Descriptor) -> Result<bool, LoadError> {
         if self.store.has_blob(&desc.digest) {
-            return Ok(());
+            return Ok(false);
         }
         let mut file = self.open_blob(&desc.digest)?;
         self.store
             .put_blob(&desc.digest, Some(desc.size), &mut file as &mut dyn Read)
-            .map(|_| ())
-            .map_err(|source| self.store_err(source))
+            .map(|_| true)
+            .map_err(|source| LoadError::Store {
+                layout: self.dir.to_owned(),
+                source,
+            })
     }
+}
 
-    fn store_err(&self, source: ImageStoreError) -> LoadError {
-        LoadError::Store {
-            layout: self.dir.to_owned(),
-            source,
-        }
+/// A stored JSON document, bounded.
+fn read_stored(store: &ImageStore, origin: &Path, desc: &Descriptor) -> Result<Vec<u8>, LoadError> {
+    if desc.size > MAX_DOCUMENT {
+        return Err(LoadError::Content {
+            layout: origin.to_owned(),
+            what: "document",
+            digest: desc.digest.to_string(),
+            why: "larger than 8 MiB".into(),
+        });
     }
+    store
+        .read_document(&desc.digest)
+        .map_err(|source| LoadError::Store {
+            layout: origin.to_owned(),
+            source,
+        })
 }
 
 /// Loads every named image of the OCI layout at `dir`; an index entry is
@@ -122,7 +118,44 @@ pub fn load_oci_layout(
             path: index_path.clone(),
             source,
         })?;
-    let index: Index = serde_json::from_slice(&data).map_err(|e| LoadError::Content {
+    load_index(store, dir, &data, platform, &mut |desc| l.copy(desc))
+}
+
+/// The annotation `docker save` (containerd) names an image by.
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// Loads every named image of an OCI layout's `index.json` (`data`);
+/// `copy` brings a blob into the store and says whether it was new (a new
+/// layer's diff_id is checked; one already stored was checked before).
+pub(crate) fn load_index(
+    store: &ImageStore,
+    dir: &Path,
+    data: &[u8],
+    platform: Option<&Platform>,
+    copy: &mut dyn FnMut(&Descriptor) -> Result<bool, LoadError>,
+) -> Result<Vec<StoredImage>, LoadError> {
+    let content = |what: &'static str, digest: &Digest, why: String| LoadError::Content {
+        layout: dir.to_owned(),
+        what,
+        digest: digest.to_string(),
+        why,
+    };
+    let store_err = |source| LoadError::Store {
+        layout: dir.to_owned(),
+        source,
+    };
+    fn document(
+        store: &ImageStore,
+        dir: &Path,
+        copy: &mut dyn FnMut(&Descriptor) -> Result<bool, LoadError>,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>, LoadError> {
+        if desc.size <= MAX_DOCUMENT {
+            copy(desc)?;
+        }
+        read_stored(store, dir, desc)
+    }
+    let index: Index = serde_json::from_slice(data).map_err(|e| LoadError::Content {
         layout: dir.to_owned(),
         what: "index.json",
         digest: String::new(),
@@ -132,7 +165,11 @@ pub fn load_oci_layout(
     let platform = platform.unwrap_or(&host);
     let mut loaded = Vec::new();
     for entry in &index.manifests {
-        let Some(name) = entry.annotations.get(REF_NAME) else {
+        let Some(name) = entry
+            .annotations
+            .get(CONTAINERD_NAME)
+            .or_else(|| entry.annotations.get(REF_NAME))
+        else {
             continue;
         };
         let reference = Reference::parse(name).map_err(|source| LoadError::Reference {
@@ -140,16 +177,16 @@ pub fn load_oci_layout(
             source,
         })?;
         let mut desc = entry.clone();
-        let body = l.document(&desc)?;
+        let body = document(store, dir, copy, &desc)?;
         let kind = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
         let is_index = entry.media_type == OCI_INDEX
             || entry.media_type == DOCKER_LIST
             || kind.get("manifests").is_some();
         if is_index {
             let nested: Index = serde_json::from_slice(&body)
-                .map_err(|e| l.content("index", &desc.digest, e.to_string()))?;
+                .map_err(|e| content("index", &desc.digest, e.to_string()))?;
             let Some(chosen) = nested.select(platform) else {
-                return Err(l.content(
+                return Err(content(
                     "index",
                     &desc.digest,
                     format!("no manifest for {}/{}", platform.os, platform.architecture),
@@ -157,14 +194,14 @@ pub fn load_oci_layout(
             };
             desc = chosen.clone();
         }
-        let body = l.document(&desc)?;
+        let body = document(store, dir, copy, &desc)?;
         let manifest: Manifest = serde_json::from_slice(&body)
-            .map_err(|e| l.content("manifest", &desc.digest, e.to_string()))?;
-        let config_data = l.document(&manifest.config)?;
+            .map_err(|e| content("manifest", &desc.digest, e.to_string()))?;
+        let config_data = document(store, dir, copy, &manifest.config)?;
         let config: ImageConfigFile = serde_json::from_slice(&config_data)
-            .map_err(|e| l.content("config", &manifest.config.digest, e.to_string()))?;
+            .map_err(|e| content("config", &manifest.config.digest, e.to_string()))?;
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(l.content(
+            return Err(content(
                 "manifest",
                 &desc.digest,
                 "layer count differs from the config's diff_ids".into(),
@@ -172,22 +209,21 @@ pub fn load_oci_layout(
         }
         for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
             let Some(compression) = Compression::of_media_type(&layer.media_type) else {
-                return Err(l.content(
+                return Err(content(
                     "layer",
                     &layer.digest,
                     format!("unsupported media type {:?}", layer.media_type),
                 ));
             };
-            if store.has_blob(&layer.digest) {
+            if !copy(layer)? {
                 continue;
             }
-            l.copy(layer)?;
             let path = store.blob_path(&layer.digest);
             match diff_id_of(&path, compression) {
                 Ok(actual) if &actual == diff_id => {}
                 Ok(actual) => {
                     let _ = std::fs::remove_file(&path);
-                    return Err(l.content(
+                    return Err(content(
                         "layer",
                         &layer.digest,
                         format!("uncompressed digest {actual}, the config's diff_id is {diff_id}; discarded"),
@@ -195,7 +231,7 @@ pub fn load_oci_layout(
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&path);
-                    return Err(l.content(
+                    return Err(content(
                         "layer",
                         &layer.digest,
                         format!("cannot decompress: {e}; discarded"),
@@ -203,9 +239,7 @@ pub fn load_oci_layout(
                 }
             }
         }
-        let image = store
-            .tag(&reference, &desc)
-            .map_err(|source| l.store_err(source))?;
+        let image = store.tag(&reference, &desc).map_err(store_err)?;
         loaded.push(image);
     }
     Ok(loaded)

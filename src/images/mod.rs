@@ -4,7 +4,9 @@
 //! built from anything but a validated digest. See
 //! docs/decisions/0021-image-store-and-registry-client.md.
 
+pub mod archive;
 pub mod digest;
+pub mod docker_config;
 pub mod ensure;
 pub mod load;
 pub mod manifest;
@@ -12,6 +14,7 @@ pub mod pull;
 pub mod reference;
 pub mod settings;
 pub mod store;
+pub mod tls;
 pub mod unpack;
 
 pub use digest::{Digest, DigestError};

@@ -6,8 +6,10 @@
 //! writer, every layer's uncompressed digest is checked against the
 //! config's diff_ids. Blobs already in the store are not fetched again.
 //!
-//! Transport: plain HTTP to registries named insecure; TLS is not built yet
-//! and a registry not named insecure is refused (never silently downgraded).
+//! Transport: TLS (rustls; bundled Mozilla roots, the system's CA bundle
+//! and the registry's configured extra CA certificates), plain HTTP only to
+//! registries named insecure. Mirrors of a registry are tried in order
+//! before it.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -30,8 +32,14 @@ use super::store::{ImageStore, ImageStoreError, StoredImage};
 /// Why a pull failed; names the registry, and the blob when one is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
-    #[error("registry {registry}: TLS is not supported yet; name it with --insecure-registry to use plain HTTP")]
-    TlsUnsupported { registry: String },
+    #[error("registry {registry}: refusing to follow {url} to plain HTTP from a TLS registry")]
+    TlsDowngrade { registry: String, url: String },
+    #[error("registry {registry}: CA certificates {}: {why}", path.display())]
+    CaCerts {
+        registry: String,
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error("registry {registry}: {what}: {source}")]
     Connect {
         registry: String,
@@ -92,16 +100,47 @@ pub struct PullOptions {
     pub credentials: HashMap<String, Credentials>,
     /// Platform to select from an index; the host's when None.
     pub platform: Option<Platform>,
+    /// The registry of names without one (Docker Hub when None).
+    pub default_registry: Option<String>,
+    /// Mirrors (`HOST[:PORT]`) by registry, tried in order before it.
+    pub mirrors: HashMap<String, Vec<String>>,
+    /// Extra CA certificate PEM files by registry or mirror `HOST[:PORT]`.
+    pub ca_certs: HashMap<String, Vec<std::path::PathBuf>>,
+    /// A docker-style `config.json` to read credentials from.
+    pub docker_config: Option<std::path::PathBuf>,
+}
+
+impl PullOptions {
+    /// Parses an image reference with the configured default registry.
+    pub fn parse_reference(
+        &self,
+        text: &str,
+    ) -> std::result::Result<Reference, super::reference::ReferenceError> {
+        Reference::parse_with_default(text, self.default_registry.as_deref().unwrap_or(DOCKER_HUB))
+    }
+
+    /// The credentials for `host`: the agent config's, else the docker
+    /// `config.json`'s.
+    fn credentials_for(&self, host: &str) -> Option<Credentials> {
+        if let Some(c) = self.credentials.get(host) {
+            return Some(c.clone());
+        }
+        let path = self.docker_config.as_ref()?;
+        super::docker_config::lookup(path, host)
+    }
 }
 
 /// A progress event of a pull.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Progress {
     Resolved {
         reference: String,
         manifest: String,
         layers: usize,
+        /// The layers' digests, lowest first.
+        #[serde(default)]
+        layer_digests: Vec<String>,
     },
     LayerExists {
         digest: String,
@@ -115,14 +154,31 @@ pub enum Progress {
         reference: String,
         manifest: String,
     },
+    /// Bytes of a layer downloaded so far.
+    Downloading {
+        digest: String,
+        done: u64,
+        size: u64,
+    },
+    /// The pull failed (the last line of a streamed pull).
+    Error {
+        message: String,
+    },
+    /// The image's layers are unpacked, ready to launch.
+    Unpacked {
+        reference: String,
+        layers: usize,
+    },
 }
 
-struct Session<'a> {
+struct Session {
     registry: String,
     host: String,
     repository: String,
-    creds: Option<&'a Credentials>,
+    creds: Option<Credentials>,
     auth: Option<String>,
+    /// None: plain HTTP.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 type Result<T, E = PullError> = std::result::Result<T, E>;
@@ -142,10 +198,12 @@ pub fn pinned_blobs() -> std::collections::BTreeSet<Digest> {
     pinned.iter().flat_map(|m| m.keys().cloned()).collect()
 }
 
-struct Pins(Vec<Digest>);
+/// Blobs pinned against GC until dropped.
+#[derive(Default)]
+pub struct Pins(Vec<Digest>);
 
 impl Pins {
-    fn pin(&mut self, digest: &Digest) {
+    pub fn pin(&mut self, digest: &Digest) {
         let mut pinned = PINNED.lock().unwrap_or_else(|e| e.into_inner());
         *pinned
             .get_or_insert_with(HashMap::new)
@@ -182,7 +240,8 @@ fn flight_lock(digest: &Digest) -> std::sync::Arc<tokio::sync::Mutex<()>> {
     lock
 }
 
-/// Pulls `reference` into `store`; returns the stored image.
+/// Pulls `reference` into `store`; returns the stored image. The
+/// registry's mirrors are tried first, in order; the registry itself last.
 pub async fn pull(
     store: &ImageStore,
     reference: &Reference,
@@ -190,21 +249,78 @@ pub async fn pull(
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<StoredImage> {
     let registry = reference.registry.clone();
-    if !options.insecure_registries.iter().any(|r| r == &registry) {
-        return Err(PullError::TlsUnsupported { registry });
+    let mirrors = options.mirrors.get(&registry).cloned().unwrap_or_default();
+    for mirror in mirrors {
+        let name = format!("{mirror} (mirror of {registry})");
+        let session = match session(options, reference, name, &mirror) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("image {reference}: {e}; trying the next source");
+                continue;
+            }
+        };
+        match pull_from(store, reference, options, progress, session).await {
+            Ok(image) => return Ok(image),
+            Err(e @ PullError::Store { .. }) => return Err(e),
+            Err(e) => tracing::warn!("image {reference}: {e}; trying the next source"),
+        }
     }
     let host = if registry == DOCKER_HUB {
         DOCKER_HUB_API.to_owned()
     } else {
         registry.clone()
     };
-    let mut s = Session {
-        creds: options.credentials.get(&registry),
+    let s = session(options, reference, registry, &host)?;
+    pull_from(store, reference, options, progress, s).await
+}
+
+/// A session with `host` (a registry or a mirror), TLS unless named
+/// insecure.
+fn session(
+    options: &PullOptions,
+    reference: &Reference,
+    registry: String,
+    host: &str,
+) -> Result<Session> {
+    let insecure = options.insecure_registries.iter().any(|r| r == host)
+        || options
+            .insecure_registries
+            .iter()
+            .any(|r| r == &reference.registry && host == reference.registry);
+    let tls = if insecure {
+        None
+    } else {
+        let extra = options.ca_certs.get(host).cloned().unwrap_or_default();
+        Some(
+            super::tls::connector(&extra).map_err(|(path, why)| PullError::CaCerts {
+                registry: registry.clone(),
+                path,
+                why,
+            })?,
+        )
+    };
+    let creds = options.credentials_for(host).or_else(|| {
+        (reference.registry == DOCKER_HUB && host == DOCKER_HUB_API)
+            .then(|| options.credentials_for(DOCKER_HUB))
+            .flatten()
+    });
+    Ok(Session {
+        creds,
         registry,
-        host,
+        host: host.to_owned(),
         repository: reference.repository.clone(),
         auth: None,
-    };
+        tls,
+    })
+}
+
+async fn pull_from(
+    store: &ImageStore,
+    reference: &Reference,
+    options: &PullOptions,
+    progress: &mut (dyn FnMut(Progress) + Send),
+    mut s: Session,
+) -> Result<StoredImage> {
     let store_err = |registry: &str| {
         let registry = registry.to_owned();
         move |source| PullError::Store { registry, source }
@@ -280,6 +396,11 @@ pub async fn pull(
         reference: reference.to_string(),
         manifest: manifest_digest.to_string(),
         layers: manifest.layers.len(),
+        layer_digests: manifest
+            .layers
+            .iter()
+            .map(|l| l.digest.to_string())
+            .collect(),
     });
     s.blob(store, &manifest.config).await?;
     let config_data = store
@@ -315,7 +436,7 @@ pub async fn pull(
             });
             continue;
         }
-        s.fetch_blob(store, layer).await?;
+        s.fetch_blob(store, layer, progress).await?;
         let path = store.blob_path(&layer.digest);
         let actual = tokio::task::spawn_blocking(move || diff_id_of(&path, compression))
             .await
@@ -383,7 +504,7 @@ pub fn diff_id_of(path: &std::path::Path, compression: Compression) -> std::io::
     }
 }
 
-impl Session<'_> {
+impl Session {
     fn content(&self, what: &'static str, digest: String, why: String) -> PullError {
         PullError::Content {
             registry: self.registry.clone(),
@@ -448,11 +569,22 @@ impl Session<'_> {
         if store.has_blob(&desc.digest) {
             return Ok(());
         }
-        self.fetch_blob(store, desc).await
+        self.fetch_blob(store, desc, &mut |_| {}).await
     }
 
     /// Downloads a blob; the caller holds its in-flight lock.
-    async fn fetch_blob(&mut self, store: &ImageStore, desc: &Descriptor) -> Result<()> {
+    async fn fetch_blob(
+        &mut self,
+        store: &ImageStore,
+        desc: &Descriptor,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<()> {
+        progress(Progress::Downloading {
+            digest: desc.digest.to_string(),
+            done: 0,
+            size: desc.size,
+        });
+        let mut reported = 0u64;
         let path = format!("/v2/{}/blobs/{}", self.repository, desc.digest);
         let response = self.get(&path, None).await?;
         let mut writer = store
@@ -471,6 +603,14 @@ impl Session<'_> {
                         registry: self.registry.clone(),
                         source,
                     })?;
+                if writer.written() - reported >= 1 << 20 {
+                    reported = writer.written();
+                    progress(Progress::Downloading {
+                        digest: desc.digest.to_string(),
+                        done: reported,
+                        size: desc.size,
+                    });
+                }
             }
         }
         writer.commit().map_err(|source| PullError::Store {
@@ -494,10 +634,11 @@ impl Session<'_> {
 
     /// GET with auth: on 401, authenticate as the challenge asks, retry once.
     async fn get(&mut self, path: &str, accept: Option<&str>) -> Result<Response<Incoming>> {
-        let mut target = format!("http://{}{}", self.host, path);
+        let base = format!("{}://{}", self.scheme(), self.host);
+        let mut target = format!("{base}{path}");
         let mut authenticated = false;
         for _ in 0..6 {
-            let same_host = target.starts_with(&format!("http://{}/", self.host));
+            let same_host = target.starts_with(&format!("{base}/"));
             let auth = if same_host {
                 self.auth.as_deref()
             } else {
@@ -525,7 +666,7 @@ impl Session<'_> {
                     break;
                 };
                 target = if location.starts_with('/') {
-                    format!("http://{}{}", self.host, location)
+                    format!("{base}{location}")
                 } else {
                     location.to_owned()
                 };
@@ -563,7 +704,7 @@ impl Session<'_> {
         let params = parse_challenge(params);
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => {
-                let Some(c) = self.creds else {
+                let Some(c) = &self.creds else {
                     return Err(PullError::Auth {
                         registry: self.registry.clone(),
                         why: "the registry asks for Basic credentials and none are configured"
@@ -598,12 +739,7 @@ impl Session<'_> {
                         urlencode(&format!("repository:{}:pull", self.repository))
                     ));
                 }
-                if !url.starts_with("http://") {
-                    return Err(PullError::TlsUnsupported {
-                        registry: self.registry.clone(),
-                    });
-                }
-                let auth = self.creds.map(basic);
+                let auth = self.creds.as_ref().map(basic);
                 let response = self.send(&url, None, auth.as_deref()).await?;
                 if !response.status().is_success() {
                     return Err(PullError::Auth {
@@ -654,26 +790,60 @@ impl Session<'_> {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| self.connect(format!("URL {url}"), e))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(PullError::TlsUnsupported {
-                registry: self.registry.clone(),
-            });
-        }
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") if self.tls.is_none() => false,
+            // A TLS registry never sends us (or our credentials) to plain HTTP.
+            _ => {
+                return Err(PullError::TlsDowngrade {
+                    registry: self.registry.clone(),
+                    url: url.to_owned(),
+                })
+            }
+        };
         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        let host = uri.host().unwrap_or_default().to_owned();
         let addr = if uri.port().is_some() {
             authority.clone()
+        } else if https {
+            format!("{authority}:443")
         } else {
             format!("{authority}:80")
         };
         let stream = tokio::net::TcpStream::connect(&addr)
             .await
             .map_err(|e| self.connect(format!("connect {addr}"), e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.connect(format!("connect {addr}"), e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let mut sender = if https {
+            let connector = match &self.tls {
+                Some(c) => c.clone(),
+                None => super::tls::connector(&[]).map_err(|(path, why)| PullError::CaCerts {
+                    registry: self.registry.clone(),
+                    path,
+                    why,
+                })?,
+            };
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| self.connect(format!("TLS server name {host:?}"), e))?;
+            let stream = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| self.connect(format!("TLS handshake with {addr}"), e))?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| self.connect(format!("connect {addr}"), e))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            sender
+        } else {
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| self.connect(format!("connect {addr}"), e))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            sender
+        };
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut request = Request::get(path)
             .header(hyper::header::HOST, authority)
@@ -689,6 +859,16 @@ impl Session<'_> {
             .send_request(request)
             .await
             .map_err(|e| self.connect(format!("GET {url}"), e))
+    }
+}
+
+impl Session {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 

@@ -107,8 +107,14 @@ fn valid_registry(r: &str) -> bool {
 }
 
 impl Reference {
-    /// Parses and normalizes `text`.
+    /// Parses and normalizes `text` (no registry means Docker Hub).
     pub fn parse(text: &str) -> Result<Self, ReferenceError> {
+        Self::parse_with_default(text, DOCKER_HUB)
+    }
+
+    /// Parses and normalizes `text`; a name without a registry is on
+    /// `default_registry` (the agent's `[images] default_registry`).
+    pub fn parse_with_default(text: &str, default_registry: &str) -> Result<Self, ReferenceError> {
         if text.is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -147,7 +153,7 @@ impl Reference {
                 }
                 (first.to_owned(), path.to_owned())
             }
-            _ => (DOCKER_HUB.to_owned(), name.to_owned()),
+            _ => (default_registry.to_owned(), name.to_owned()),
         };
         let registry = if registry == "index.docker.io" || registry == DOCKER_HUB_API {
             DOCKER_HUB.to_owned()

@@ -20,6 +20,18 @@ pub struct ImagesSettings {
     pub max_store_bytes: Option<u64>,
     /// Credentials by registry `HOST[:PORT]` (never logged or recorded).
     pub credentials: BTreeMap<String, RegistryCredentials>,
+    /// The registry of names without one (default `docker.io`).
+    pub default_registry: Option<String>,
+    /// Mirrors by registry, `HOST[:PORT]` each (TLS unless the mirror is
+    /// also in `insecure_registries`), tried in order before the registry.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Extra CA certificates (PEM files) trusted for a registry or mirror
+    /// `HOST[:PORT]`, on top of the bundled and system roots.
+    pub ca_certs: BTreeMap<String, Vec<std::path::PathBuf>>,
+    /// A docker-style `config.json` whose `auths.<host>.auth` (base64
+    /// `user:password`) is used for registries the agent config has no
+    /// credentials for. Read at each pull; none unless set.
+    pub docker_config: Option<std::path::PathBuf>,
 }
 
 /// `[images.credentials."HOST:PORT"]`.
@@ -55,13 +67,53 @@ impl ImagesSettings {
                 })
                 .collect(),
             platform: None,
+            default_registry: self.default_registry.clone(),
+            mirrors: self
+                .mirrors
+                .iter()
+                .map(|(registry, mirrors)| {
+                    let hosts = mirrors.iter().map(|m| strip_scheme(m)).collect();
+                    (registry.clone(), hosts)
+                })
+                .collect(),
+            ca_certs: self
+                .ca_certs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            docker_config: self.docker_config.clone(),
         }
     }
+}
+
+/// `https://mirror:5000/` -> `mirror:5000`.
+fn strip_scheme(mirror: &str) -> String {
+    let m = mirror
+        .strip_prefix("https://")
+        .or_else(|| mirror.strip_prefix("http://"))
+        .unwrap_or(mirror);
+    m.trim_end_matches('/').to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_settings_parse() {
+        let s: ImagesSettings = toml::from_str(
+            "default_registry = \"r.example:5000\"\ndocker_config = \"/etc/berth/docker.json\"\n[mirrors]\n\"docker.io\" = [\"https://m1:5000/\", \"m2:5000\"]\n[ca_certs]\n\"r.example:5000\" = [\"/etc/berth/ca.pem\"]\n",
+        )
+        .unwrap();
+        let o = s.pull_options();
+        assert_eq!(o.mirrors["docker.io"], vec!["m1:5000", "m2:5000"]);
+        assert_eq!(o.ca_certs["r.example:5000"].len(), 1);
+        assert_eq!(
+            o.parse_reference("app:v1").unwrap().to_string(),
+            "r.example:5000/app:v1"
+        );
+        assert!(o.docker_config.is_some());
+    }
 
     #[test]
     fn parses_and_redacts() {

@@ -513,8 +513,9 @@ impl ImageStore {
         Ok(freed)
     }
 
+    /// Sweeps, keeping the blobs pulls and loads in flight have pinned.
     fn sweep(&self) -> Result<u64> {
-        self.sweep_except(&BTreeSet::new())
+        self.sweep_except(&super::pull::pinned_blobs())
     }
 }
 
@@ -678,4 +679,58 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     file.write_all(data).map_err(io_err("write", &temp))?;
     file.sync_all().map_err(io_err("sync", &temp))?;
     fs::rename(&temp, path).map_err(io_err("rename into", path))
+}
+
+impl ImageStore {
+    /// Copies `reader` into the store under the digest of its content
+    /// (content addressed, so verified by construction); `before_visible`
+    /// is called with the digest before the blob appears under its name
+    /// (to pin it against GC). Returns the digest and size.
+    pub fn put_content(
+        &self,
+        reader: &mut dyn Read,
+        before_visible: &mut dyn FnMut(&Digest),
+    ) -> Result<(Digest, u64)> {
+        let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let temp = self
+            .ingest_dir()
+            .join(format!("content.{}.{}", std::process::id(), seq));
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io_err("create", &temp))?;
+        // Removes the temp file on every early return.
+        struct Temp<'a>(&'a Path);
+        impl Drop for Temp<'_> {
+            fn drop(&mut self) {
+                let _ = fs::remove_file(self.0);
+            }
+        }
+        let _guard = Temp(&temp);
+        let mut hasher = Hasher::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf).map_err(io_err("read into", &temp))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+            file.write_all(&buf[..n]).map_err(io_err("write", &temp))?;
+        }
+        let digest = hasher.finish();
+        before_visible(&digest);
+        if self.has_blob(&digest) {
+            return Ok((digest, size));
+        }
+        file.sync_all().map_err(io_err("sync", &temp))?;
+        drop(file);
+        fs::set_permissions(&temp, fs::Permissions::from_mode(0o444))
+            .map_err(io_err("chmod", &temp))?;
+        let dest = self.blob_path(&digest);
+        fs::rename(&temp, &dest).map_err(io_err("rename into", &dest))?;
+        Ok((digest, size))
+    }
 }

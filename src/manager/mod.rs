@@ -11,6 +11,7 @@ mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
 mod health;
+pub mod images;
 mod recover;
 mod request_checks;
 mod restart;
@@ -175,6 +176,12 @@ impl Manager {
             shutting_down: AtomicBool::new(false),
             images: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the manager its image store (once, at agent start, before
+    /// any request: the store's `ingest/` is emptied when it is opened).
+    pub fn set_images(&self, images: Arc<crate::images::Images>) {
+        let _ = self.images.set(images);
     }
 
     /// The agent's images (store and registry client; `[images]` config).

@@ -43,6 +43,12 @@ fn run(cmd: &mut Command) -> String {
 impl Registry {
     /// Starts a registry with htpasswd auth; waits until it answers.
     pub fn start() -> Self {
+        Self::start_with_tls(None)
+    }
+
+    /// Starts a registry serving TLS with the PEM certificate and key at
+    /// `tls` (cert, key) when given.
+    pub fn start_with_tls(tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -52,8 +58,16 @@ impl Registry {
         let addr = format!("127.0.0.1:{port}");
         let htpasswd = run(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
         std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
+        let tls = match tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {pw}\n",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls}auth:\n  htpasswd:\n    realm: berth-test\n    path: {pw}\n",
             data = dir.path().join("data").display(),
             pw = dir.path().join("htpasswd").display(),
         );
@@ -133,6 +147,37 @@ impl Registry {
             "--config.env",
             "IMG=1",
         ]));
+        format!("oci:{image}")
+    }
+
+    /// Builds an image of `layers` layers of `bytes` random bytes each
+    /// (incompressible, so the blobs are that large) and returns
+    /// `oci:<dir>:big`.
+    #[allow(dead_code)] // used by some of the test binaries that include this file
+    pub fn build_big_image(&self, name: &str, layers: usize, bytes: usize) -> String {
+        use std::io::Read;
+        let layout = self.dir.path().join(format!("oci-{name}"));
+        let image = format!("{}:big", layout.display());
+        run(Command::new("umoci")
+            .arg("init")
+            .arg("--layout")
+            .arg(&layout));
+        run(Command::new("umoci").args(["new", "--image", &image]));
+        let bundle = self.dir.path().join(format!("bundle-{name}"));
+        run(Command::new("umoci")
+            .args(["unpack", "--image", &image])
+            .arg(&bundle));
+        let rootfs = bundle.join("rootfs");
+        let mut random = std::fs::File::open("/dev/urandom").unwrap();
+        for i in 0..layers {
+            let mut data = vec![0u8; bytes];
+            random.read_exact(&mut data).unwrap();
+            std::fs::write(rootfs.join(format!("data-{i}")), &data).unwrap();
+            run(Command::new("umoci")
+                .args(["repack", "--refresh-bundle", "--image", &image])
+                .arg(&bundle));
+        }
+        let _ = std::fs::remove_dir_all(&bundle);
         format!("oci:{image}")
     }
 
