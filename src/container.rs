@@ -82,6 +82,14 @@ pub struct ExecRequest {
     /// The user to run as (default: the container's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<User>,
+    /// Keep stdin open, fed by the attached client (`-i`); the exec is
+    /// started by `GET .../exec/{exec}/attach` (decision 0026).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Run on a pty opened inside the container (`-t`); attached as with
+    /// `stdin`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// Per-container `--security-opt` settings.

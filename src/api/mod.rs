@@ -5,6 +5,7 @@ mod files;
 mod guard;
 pub mod logs;
 mod server;
+mod streams;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,10 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/files/content", get(files::content))
         .route("/v1/containers/{id}/stop", post(stop))
         .route("/v1/containers/{id}/exec", post(exec))
+        .route(
+            "/v1/containers/{id}/exec/{exec}/attach",
+            get(streams::exec_attach),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -155,6 +160,10 @@ async fn exec(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: crate::container::ExecRequest = parse_json(&body)?;
+    if request.stdin || request.tty {
+        let created = manager.exec_create(&id, request)?;
+        return Ok((StatusCode::CREATED, Json(created)).into_response());
+    }
     Ok(Json(manager.exec(&id, request).await?).into_response())
 }
 

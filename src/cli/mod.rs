@@ -1,5 +1,6 @@
 //! The `berth` command line: talks to the agent's API.
 
+mod attach;
 pub mod client;
 mod logs_stream;
 mod output;
@@ -162,6 +163,13 @@ pub enum Command {
             value_name = "CMD"
         )]
         command: Vec<String>,
+        /// Keep stdin open and send it to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Run the command on a pty opened inside the container; the local
+        /// terminal is put in raw mode while attached.
+        #[arg(short, long)]
+        tty: bool,
     },
 }
 
@@ -502,6 +510,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             user,
             id,
             command,
+            interactive,
+            tty,
         } => {
             let mut request = json!({ "command": command });
             let mut vars = serde_json::Map::new();
@@ -519,6 +529,23 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 let user = User::parse(user)
                     .ok_or_else(|| usage(format!("invalid --user {user:?}: expected UID[:GID]")))?;
                 request["user"] = serde_json::to_value(user).expect("json");
+            }
+            if interactive || tty {
+                request["stdin"] = interactive.into();
+                request["tty"] = tty.into();
+                let created: serde_json::Value = client
+                    .json(
+                        Method::POST,
+                        &format!("{}/exec", container_path(&id)),
+                        Some(request),
+                    )
+                    .await?;
+                let path = created["attach"].as_str().unwrap_or_default();
+                let options = attach::Attach {
+                    stdin: interactive,
+                    tty,
+                };
+                return Ok(attach::attach(client.socket(), path, options).await?);
             }
             let result: serde_json::Value = client
                 .json(

@@ -10,11 +10,13 @@ mod exit;
 mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
+mod exec_stream;
 mod recover;
 mod request_checks;
 mod seccomp;
 mod shim_client;
 mod update;
+pub use exec_stream::{ExecCreated, ExecStream};
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
