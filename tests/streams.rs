@@ -419,3 +419,74 @@ fn attach_is_refused_without_the_protocol_or_twice() {
     );
     assert_eq!(answer.status, 409, "{:?}", answer.body);
 }
+
+#[test]
+fn attached_exec_of_a_missing_command_exits_127() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "missing", "command": ["sleep", "1000"]}));
+    let out = berth(&agent)
+        .args(["exec", "-i", "missing", "no-such-command"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("berth: exec \"no-such-command\": no such file"),
+        "{stderr}"
+    );
+    // An unknown container: one line, no panic.
+    let out = berth(&agent)
+        .args(["exec", "-it", "nobody", "sh"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn a_tty_exec_in_a_user_namespace_and_rootfs_of_its_own() {
+    require_root!();
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    if max.trim() == "0" {
+        common::skip_missing_kernel_feature(
+            "a_tty_exec_in_a_user_namespace_and_rootfs_of_its_own",
+            "the kernel allows no user namespaces",
+        );
+        return;
+    }
+    let agent = Agent::start_with_config("[userns]\nsubordinate_uids = \"13000000:65536\"\n");
+    let rootfs = common::busybox_rootfs(agent.dir.path());
+    agent.launch(json!({"id": "mapped", "userns": "auto",
+        "rootfs": rootfs, "command": ["sleep", "1000"]}));
+    let mut term = Terminal::spawn(&agent, &["exec", "-it", "mapped", "sh"], 30, 90);
+    term.type_in("busybox tty; busybox stty size; exit 7\r");
+    assert_eq!(term.wait(), 7, "{}", term.screen());
+    let screen = term.screen();
+    assert!(screen.contains("/dev/pts/0"), "{screen}");
+    assert!(screen.contains("30 90"), "{screen}");
+}
+
+/// The local terminal is in raw mode while attached and put back when the
+/// CLI ends, also when a signal ends it.
+#[test]
+fn the_terminal_is_put_back_after_a_signal() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "raw", "command": ["sleep", "1000"]}));
+    let mut term = Terminal::spawn(&agent, &["exec", "-it", "raw", "sh"], 24, 80);
+    let mode = |term: &Terminal| nix::sys::termios::tcgetattr(term.slave.as_fd()).unwrap();
+    let cooked = nix::sys::termios::LocalFlags::ICANON | nix::sys::termios::LocalFlags::ECHO;
+    term.type_in("echo ready-$((1+1))\r");
+    term.wait_for(0, "ready-2");
+    assert!(
+        !mode(&term).local_flags.intersects(cooked),
+        "raw while attached"
+    );
+    // SAFETY: a signal to the test's own child.
+    unsafe { libc::kill(term.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(term.wait(), 128 + libc::SIGTERM);
+    assert!(mode(&term).local_flags.contains(cooked), "cooked again");
+}

@@ -251,7 +251,12 @@ pub async fn attach(socket: &Path, path: &str, options: Attach) -> Result<i32, C
     match status {
         Some(status) => match status.exit_code() {
             Some(code) => {
-                if code != 0 && !status.message.is_empty() && status.reason != "NonZeroExitCode" {
+                // The generic Kubernetes message says nothing the code does not;
+                // a start failure's (`exec "X": not found`) does.
+                if code != 0
+                    && !status.message.is_empty()
+                    && !status.message.starts_with("command terminated with")
+                {
                     eprintln!("berth: {}", status.message);
                 }
                 Ok(code)
