@@ -62,6 +62,9 @@ pub struct LaunchRequest {
     /// orphaned processes (`--init`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Keep the first process's stdin open, fed by `attach` (`-i`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running
@@ -253,6 +256,9 @@ pub struct Container {
     /// Whether a reaper runs as pid 1 (`--init`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Keep the first process's stdin open, fed by `attach` (`-i`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

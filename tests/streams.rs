@@ -490,3 +490,46 @@ fn the_terminal_is_put_back_after_a_signal() {
     assert_eq!(term.wait(), 128 + libc::SIGTERM);
     assert!(mode(&term).local_flags.contains(cooked), "cooked again");
 }
+
+#[test]
+fn run_i_feeds_the_first_process_stdin() {
+    require_root!();
+    let agent = Agent::start();
+    let mut child = berth(&agent)
+        .args(["run", "-i", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    // A large input does not block the output; the exit code comes through.
+    let mut child = berth(&agent)
+        .args(["run", "-i", "--", "sh", "-c", "cat; exit 4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let big = vec![b'x'; 4 << 20];
+    let feeder = std::thread::spawn(move || stdin.write_all(&big).unwrap());
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(out.stdout.len(), 4 << 20);
+    assert_eq!(out.status.code(), Some(4));
+
+    // Without -i there is no attach socket: the endpoint says why.
+    agent.launch(json!({"id": "plain", "command": ["sleep", "1000"]}));
+    let answer = agent.api("GET", "/v1/containers/plain/attach", None);
+    assert!(answer.status >= 400, "{answer:?}");
+}

@@ -1,5 +1,6 @@
 //! The HTTP/JSON API on the agent's unix socket.
 
+mod attach;
 mod error;
 mod files;
 mod guard;
@@ -53,6 +54,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/containers/{id}/exec/{exec}/attach",
             get(streams::exec_attach),
         )
+        .route("/v1/containers/{id}/attach", get(attach::attach))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -17,7 +17,7 @@ use crate::manager::{ExecStream, Manager};
 use crate::streams::{frames, PROTOCOL, STATUS};
 
 /// Whether the client offered the Kubernetes subprotocol.
-fn offers_protocol(headers: &HeaderMap) -> bool {
+pub(super) fn offers_protocol(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()

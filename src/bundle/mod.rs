@@ -165,6 +165,9 @@ pub struct BundleInput<'a> {
     /// Run the shim's reaper as pid 1 (`--init`), asked for by an
     /// annotation (see `shim::init`).
     pub init: bool,
+    /// `-i`: the first process's stdin is the shim's pipe (see
+    /// `shim::attach_stdin`), asked for by an annotation.
+    pub stdin: bool,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -189,6 +192,10 @@ impl BundleInput<'_> {
 /// The annotation that asks berth-shim for its reaper as pid 1 (read by
 /// `shim::init`).
 pub const INIT_ANNOTATION: &str = "berth.init";
+
+/// The annotation that asks berth-shim for a stdin pipe and an attach
+/// socket (`-i`, read by `shim::spec`).
+pub const STDIN_ANNOTATION: &str = "berth.stdin";
 
 /// Builds the runtime spec for a container.
 pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
@@ -339,6 +346,11 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     if input.init {
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         annotations.insert(INIT_ANNOTATION.to_string(), "true".to_string());
+        spec.set_annotations(Some(annotations));
+    }
+    if input.stdin {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(STDIN_ANNOTATION.to_string(), "true".to_string());
         spec.set_annotations(Some(annotations));
     }
     Ok(spec)
@@ -505,6 +517,7 @@ mod tests {
             userns: None,
             seccomp: None,
             init: false,
+            stdin: false,
         }
     }
 

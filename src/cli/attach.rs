@@ -100,8 +100,11 @@ async fn any_end(ends: &mut [(i32, tokio::signal::unix::Signal)]) -> i32 {
     futures_util::future::select_all(futures).await.0
 }
 
-/// Attaches to the WebSocket at `path`; the process's exit code.
-pub async fn attach(socket: &Path, path: &str, options: Attach) -> Result<i32, ClientError> {
+/// Opens the WebSocket at `path` on the agent's socket.
+pub(super) async fn connect(
+    socket: &Path,
+    path: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>, ClientError> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|source| ClientError::Unreachable {
@@ -139,6 +142,12 @@ pub async fn attach(socket: &Path, path: &str, options: Attach) -> Result<i32, C
         }
         Err(e) => return Err(ClientError::Http(format!("attach: {e}"))),
     };
+    Ok(ws)
+}
+
+/// Attaches to the WebSocket at `path`; the process's exit code.
+pub async fn attach(socket: &Path, path: &str, options: Attach) -> Result<i32, ClientError> {
+    let ws = connect(socket, path).await?;
     let (mut to_agent, mut from_agent) = ws.split();
     // Everything to the agent goes through one writer task, so that the
     // loop below always reads: a client that stops reading while it sends

@@ -7,6 +7,7 @@ mod output;
 mod security;
 mod sig_proxy;
 mod stats;
+mod stdin_send;
 mod table;
 mod time_arg;
 
@@ -270,6 +271,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
+    /// Keep the command's stdin open and send this one to it (a pipe; EOF
+    /// when this stdin ends). With -d, `berth attach` sends it later.
+    #[arg(short, long)]
+    pub interactive: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -848,6 +853,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if !args.security_opt.is_empty() {
         request["security_opt"] = security::security_opt(&args.security_opt)?.into();
     }
+    if args.interactive {
+        request["stdin"] = true.into();
+    }
     if args.init {
         request["init"] = true.into();
     }
@@ -892,6 +900,16 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         return Ok(0);
     }
     let base = container_path(container.id.as_str());
+    if args.interactive {
+        let socket = client.socket().to_path_buf();
+        let path = format!("{base}/attach");
+        tokio::spawn(async move {
+            if let Err(e) = stdin_send::send_stdin(&socket, &path).await {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "berth: stdin: {e}");
+            }
+        });
+    }
     // Output in arrival order, each stream on its fd, and the exit in the
     // last frame: one request.
     let path = format!("{base}/logs?stream=all&frames=true&follow=true&exit=true");

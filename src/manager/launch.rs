@@ -288,6 +288,7 @@ impl Manager {
             final_usage: Default::default(),
             logs: None,
             init: request.init,
+            stdin: request.stdin,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -438,6 +439,7 @@ impl Manager {
             userns: container.userns.as_ref(),
             seccomp: seccomp.as_deref(),
             init: container.init,
+            stdin: container.stdin,
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

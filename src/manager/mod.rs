@@ -10,6 +10,7 @@ mod exit;
 mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
+mod attach;
 mod exec_stream;
 mod recover;
 mod request_checks;

@@ -342,6 +342,7 @@ impl Manager {
             pid_start_time: None,
             final_usage: Default::default(),
             init: false,
+            stdin: false,
             logs: None,
             id: q.id,
         }

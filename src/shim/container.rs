@@ -76,6 +76,8 @@ pub struct ChildFds {
     pub stderr: OwnedFd,
     pub go: OwnedFd,
     pub report: OwnedFd,
+    /// With `-i`, the read end of the shim's stdin pipe.
+    pub stdin: Option<OwnedFd>,
 }
 
 /// Sets the container up, reports, waits for the release and execs. Never
@@ -86,6 +88,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         stderr,
         go,
         report,
+        stdin,
     } = fds;
     if config.id_mappings.is_some() {
         // Nothing can be created or mounted before the maps exist.
@@ -97,7 +100,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
             exit(1);
         }
     }
-    let seccomp = match setup(config, stdout, stderr) {
+    let seccomp = match setup(config, stdout, stderr, stdin) {
         Ok(seccomp) => seccomp,
         Err(e) => {
             sync::report_error(&report, &e.to_string());
@@ -150,6 +153,7 @@ fn setup(
     config: &ContainerConfig,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    stdin: Option<OwnedFd>,
 ) -> Result<Option<SeccompProgram>, SetupError> {
     reset_signals()?;
     setsid().map_err(SetupError::Setsid)?;
@@ -159,10 +163,14 @@ fn setup(
         .write(true)
         .open("/dev/null")
         .map_err(SetupError::DevNull)?;
-    dup2_stdin(&null).map_err(SetupError::Stdio)?;
+    match &stdin {
+        Some(pipe) => dup2_stdin(pipe),
+        None => dup2_stdin(&null),
+    }
+    .map_err(SetupError::Stdio)?;
     dup2_stdout(&stdout).map_err(SetupError::Stdio)?;
     dup2_stderr(&stderr).map_err(SetupError::Stdio)?;
-    drop((null, stdout, stderr));
+    drop((null, stdout, stderr, stdin));
     // Whatever else the agent let us inherit must not reach the command; the
     // pipes to the monitor are close-on-exec already.
     // SAFETY: only changes fd flags.

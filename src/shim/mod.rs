@@ -9,6 +9,7 @@
 
 mod agent;
 mod args;
+pub mod attach_stdin;
 mod capabilities;
 mod clock;
 mod container;

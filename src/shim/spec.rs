@@ -92,6 +92,9 @@ pub struct ProcessConfig {
     /// `--init`: a reaper runs as pid 1 and the command as its child (see
     /// `shim::init`).
     pub init: bool,
+    /// `-i`: stdin is a pipe fed through the shim's attach socket (see
+    /// `shim::attach_stdin`).
+    pub stdin: bool,
 }
 
 impl ContainerConfig {
@@ -258,6 +261,11 @@ impl ContainerConfig {
                     .annotations()
                     .as_ref()
                     .and_then(|a| a.get(super::init::ANNOTATION))
+                    .is_some_and(|v| v == "true"),
+                stdin: spec
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(crate::bundle::STDIN_ANNOTATION))
                     .is_some_and(|v| v == "true"),
             },
         })

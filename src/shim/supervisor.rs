@@ -92,10 +92,21 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, e.to_string());
         }
     }
-    let (monitor, child_fds) = match make_pipes() {
+    let (monitor, mut child_fds) = match make_pipes() {
         Ok(pipes) => pipes,
         Err(e) => return fail(args, &mut agent, format!("create pipes: {e}")),
     };
+    // `-i` only: the container's stdin pipe and the attach socket.
+    let mut stdin_relay = None;
+    if config.process.stdin {
+        match super::attach_stdin::StdinRelay::open(&args.state_dir) {
+            Ok((relay, read)) => {
+                stdin_relay = Some(relay);
+                child_fds.stdin = Some(read);
+            }
+            Err(e) => return fail(args, &mut agent, format!("open the stdin relay: {e}")),
+        }
+    }
     out_sink.prepare(monitor.stdout.as_fd());
     err_sink.prepare(monitor.stderr.as_fd());
 
@@ -116,7 +127,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
             // write end would keep it from noticing the monitor's death.
-            drop((monitor, agent, out_sink, err_sink));
+            drop((monitor, agent, out_sink, err_sink, stdin_relay));
             container::run(&config, child_fds)
         }
         Ok(Some(child)) => child,
@@ -240,7 +251,13 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         },
     ];
     let mut counters = CountersFile::new(&args.state_dir);
-    let status = pump(child, &pidfd, &mut streams, &mut counters);
+    let status = pump(
+        child,
+        &pidfd,
+        &mut streams,
+        &mut counters,
+        stdin_relay.as_mut(),
+    );
     // Final counters before exit.json: whoever sees the exit sees them too.
     if let Err(e) = counters.write(&current_counters(&streams), Instant::now()) {
         note(format_args!("{e}"));
@@ -343,6 +360,7 @@ fn make_pipes() -> nix::Result<(MonitorFds, ChildFds)> {
             stderr: stderr_w,
             go: go_r,
             report: report_w,
+            stdin: None,
         },
     ))
 }
@@ -408,10 +426,12 @@ fn pump(
     pidfd: &OwnedFd,
     streams: &mut [Stream; 2],
     counters: &mut CountersFile,
+    mut stdin_relay: Option<&mut super::attach_stdin::StdinRelay>,
 ) -> WaitStatus {
     let mut scratch = vec![0u8; SCRATCH];
     loop {
         let mut ready = [false; 2];
+        let relay_ready;
         let child_gone;
         {
             let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
@@ -422,6 +442,8 @@ fn pump(
                     index.push(i);
                 }
             }
+            let n_streams = fds.len();
+            let relay_slots = stdin_relay.as_deref().map(|r| r.poll_fds(&mut fds));
             match poll(&mut fds, poll_timeout(streams, counters)) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
@@ -433,9 +455,15 @@ fn pump(
                 }
             }
             child_gone = fds[0].any().unwrap_or(false);
-            for (pfd, &i) in fds[1..].iter().zip(&index) {
+            for (pfd, &i) in fds[1..n_streams].iter().zip(&index) {
                 ready[i] = pfd.any().unwrap_or(true);
             }
+            relay_ready = relay_slots
+                .as_ref()
+                .map(|slots| super::attach_stdin::StdinRelay::ready(slots, &fds));
+        }
+        if let (Some(relay), Some(r)) = (stdin_relay.as_deref_mut(), relay_ready) {
+            relay.on_ready(r);
         }
         // One clock reading per wake-up serves both streams' index entries.
         let at = Stamp::now();
