@@ -533,3 +533,86 @@ fn run_i_feeds_the_first_process_stdin() {
     let answer = agent.api("GET", "/v1/containers/plain/attach", None);
     assert!(answer.status >= 400, "{answer:?}");
 }
+
+/// `berth attach ID` with a piped stdin; its stdout collected by a thread.
+fn attach_cli(agent: &Agent, id: &str) -> (Child, std::process::ChildStdin, Arc<Mutex<Vec<u8>>>) {
+    let mut child = berth(agent)
+        .args(["attach", id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (child, stdin, seen)
+}
+
+#[test]
+fn attach_feeds_a_running_i_container_which_outlives_the_attacher() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "cat", "command": ["cat"], "stdin": true}));
+    for word in ["hi", "again"] {
+        let (mut child, mut stdin, seen) = attach_cli(&agent, "cat");
+        stdin.write_all(format!("{word}\n").as_bytes()).unwrap();
+        eventually(Duration::from_secs(10), "the echo", || {
+            String::from_utf8_lossy(&seen.lock().unwrap())
+                .contains(word)
+                .then_some(())
+        });
+        // The attacher leaves (a signal): the container keeps running, its
+        // stdin open for the next one.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let state = agent.api("GET", "/v1/containers/cat", None).body["state"].clone();
+        assert_eq!(state, "running");
+    }
+    // The log has both, in order: one writer at a time.
+    let logs = agent.api("GET", "/v1/containers/cat/logs", None);
+    assert_eq!(String::from_utf8_lossy(&logs.raw), "hi\nagain\n");
+    agent.api(
+        "POST",
+        "/v1/containers/cat/kill",
+        Some(json!({"signal": "KILL"})),
+    );
+}
+
+#[test]
+fn no_host_fd_reaches_a_run_i_container() {
+    require_root!();
+    let agent = Agent::start();
+    let out = berth(&agent)
+        .args([
+            "run",
+            "-i",
+            "--",
+            "sh",
+            "-c",
+            "cat >/dev/null; ls -l /proc/self/fd/",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{listing}");
+    // Only 0-2 (3 is ls's own directory fd) and 0 is a pipe.
+    let fds: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains(" -> "))
+        .filter_map(|l| l.split(" -> ").next()?.split_whitespace().last())
+        .collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "{listing}");
+    assert!(listing.contains("0 -> pipe:"), "{listing}");
+}

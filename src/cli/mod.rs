@@ -1,6 +1,7 @@
 //! The `berth` command line: talks to the agent's API.
 
 mod attach;
+mod attach_first;
 pub mod client;
 mod logs_stream;
 mod output;
@@ -171,6 +172,15 @@ pub enum Command {
         /// terminal is put in raw mode while attached.
         #[arg(short, long)]
         tty: bool,
+    },
+    /// Attach to a running container's first process: its output from now
+    /// on, and this stdin to it if it was started with -i. Ends when the
+    /// container does (with its exit code) or on a signal, which leaves
+    /// the container running; the end of this stdin does not close the
+    /// container's.
+    Attach {
+        /// The container's id.
+        id: String,
     },
 }
 
@@ -579,6 +589,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        Command::Attach { id } => attach_first::attach_first(&client, &id).await,
     }
 }
 
@@ -904,7 +915,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         let socket = client.socket().to_path_buf();
         let path = format!("{base}/attach");
         tokio::spawn(async move {
-            if let Err(e) = stdin_send::send_stdin(&socket, &path).await {
+            if let Err(e) = stdin_send::send_stdin(&socket, &path, true).await {
                 use std::io::Write;
                 let _ = writeln!(std::io::stderr(), "berth: stdin: {e}");
             }

@@ -12,9 +12,10 @@ use super::attach::connect;
 use super::client::ClientError;
 use crate::streams::{CLOSE, STDIN};
 
-/// Sends the local stdin until its EOF, then `[255, 0]` (the container's
-/// stdin closes). Returns when all is sent or the agent closed the attach.
-pub async fn send_stdin(socket: &Path, path: &str) -> Result<(), ClientError> {
+/// Sends the local stdin until its EOF, then, if `close`, `[255, 0]` (the
+/// container's stdin closes). Returns when all is sent or the agent closed
+/// the attach.
+pub async fn send_stdin(socket: &Path, path: &str, close: bool) -> Result<(), ClientError> {
     let mut ws = connect(socket, path).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     // A plain thread, not the runtime's blocking pool, which would hold up
@@ -41,7 +42,9 @@ pub async fn send_stdin(socket: &Path, path: &str) -> Result<(), ClientError> {
             return Ok(());
         }
     }
-    let _ = ws.send(Message::binary(vec![CLOSE, STDIN])).await;
+    if close {
+        let _ = ws.send(Message::binary(vec![CLOSE, STDIN])).await;
+    }
     let _ = ws.close(None).await;
     Ok(())
 }
