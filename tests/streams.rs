@@ -616,3 +616,26 @@ fn no_host_fd_reaches_a_run_i_container() {
     assert_eq!(fds, ["0", "1", "2", "3"], "{listing}");
     assert!(listing.contains("0 -> pipe:"), "{listing}");
 }
+
+#[test]
+fn a_run_i_container_keeps_its_stdin_across_an_agent_restart() {
+    require_root!();
+    let mut agent = Agent::start();
+    agent.launch(json!({"id": "cat", "command": ["cat"], "stdin": true}));
+    agent.kill_agent();
+    agent.start_again();
+    let (mut child, mut stdin, seen) = attach_cli(&agent, "cat");
+    stdin.write_all(b"after\n").unwrap();
+    eventually(Duration::from_secs(10), "the echo", || {
+        String::from_utf8_lossy(&seen.lock().unwrap())
+            .contains("after")
+            .then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    agent.api(
+        "POST",
+        "/v1/containers/cat/kill",
+        Some(json!({"signal": "KILL"})),
+    );
+}
