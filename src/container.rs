@@ -65,6 +65,9 @@ pub struct LaunchRequest {
     /// Keep the first process's stdin open, fed by `attach` (`-i`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// Run the first process on a pty (`-t`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running
@@ -259,6 +262,9 @@ pub struct Container {
     /// Keep the first process's stdin open, fed by `attach` (`-i`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// Run the first process on a pty (`-t`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

@@ -639,3 +639,26 @@ fn a_run_i_container_keeps_its_stdin_across_an_agent_restart() {
         Some(json!({"signal": "KILL"})),
     );
 }
+
+#[test]
+fn run_it_runs_a_shell_on_a_pty_that_follows_resizes() {
+    require_root!();
+    let agent = Agent::start();
+    let mut term = Terminal::spawn(&agent, &["run", "-it", "--", "sh"], 24, 80);
+    term.type_in("stty size; tty; echo done-$((6*7))\r");
+    term.wait_for(0, "done-42");
+    let screen = term.screen();
+    assert!(screen.contains("24 80"), "{screen}");
+    assert!(screen.contains("/dev/pts/0"), "{screen}");
+
+    term.resize(40, 100);
+    eventually(Duration::from_secs(20), "the new size", || {
+        let from = term.screen().len();
+        term.type_in("stty size\r");
+        std::thread::sleep(Duration::from_millis(200));
+        term.screen()[from..].contains("40 100").then_some(())
+    });
+
+    term.type_in("exit 3\r");
+    assert_eq!(term.wait(), 3, "{}", term.screen());
+}

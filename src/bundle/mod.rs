@@ -168,6 +168,8 @@ pub struct BundleInput<'a> {
     /// `-i`: the first process's stdin is the shim's pipe (see
     /// `shim::attach_stdin`), asked for by an annotation.
     pub stdin: bool,
+    /// `-t`: the first process runs on a pty (see `shim::container`).
+    pub tty: bool,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -196,6 +198,9 @@ pub const INIT_ANNOTATION: &str = "berth.init";
 /// The annotation that asks berth-shim for a stdin pipe and an attach
 /// socket (`-i`, read by `shim::spec`).
 pub const STDIN_ANNOTATION: &str = "berth.stdin";
+
+/// The annotation that asks berth-shim for a pty (`-t`).
+pub const TTY_ANNOTATION: &str = "berth.tty";
 
 /// Builds the runtime spec for a container.
 pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
@@ -351,6 +356,11 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     if input.stdin {
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         annotations.insert(STDIN_ANNOTATION.to_string(), "true".to_string());
+        spec.set_annotations(Some(annotations));
+    }
+    if input.tty {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(TTY_ANNOTATION.to_string(), "true".to_string());
         spec.set_annotations(Some(annotations));
     }
     Ok(spec)
@@ -518,6 +528,7 @@ mod tests {
             seccomp: None,
             init: false,
             stdin: false,
+            tty: false,
         }
     }
 

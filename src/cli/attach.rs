@@ -35,12 +35,12 @@ pub struct Attach {
 }
 
 /// The local terminal's settings, put back when dropped.
-struct RawMode {
+pub(super) struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
-    fn enter() -> Option<RawMode> {
+    pub(super) fn enter() -> Option<RawMode> {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
             return None;
@@ -60,7 +60,7 @@ impl Drop for RawMode {
 }
 
 /// The local terminal's size, from whichever of stdin/stdout is one.
-fn terminal_size() -> Option<Resize> {
+pub(super) fn terminal_size() -> Option<Resize> {
     for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
         // SAFETY: winsize is plain data.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };

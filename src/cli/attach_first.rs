@@ -12,7 +12,13 @@ pub async fn attach_first(client: &Client, id: &str) -> Result<i32, Failure> {
     let base = container_path(id);
     let container: Container = client.json(Method::GET, &base, None).await?;
     let (started, following) = tokio::sync::oneshot::channel();
-    if container.stdin {
+    let tty = container.tty;
+    let _raw = if tty {
+        super::attach::RawMode::enter()
+    } else {
+        None
+    };
+    if container.stdin || container.tty {
         let socket = client.socket().to_path_buf();
         let path = format!("{base}/attach");
         tokio::spawn(async move {
@@ -21,7 +27,7 @@ pub async fn attach_first(client: &Client, id: &str) -> Result<i32, Failure> {
             if following.await.is_err() {
                 return;
             }
-            if let Err(e) = stdin_send::send_stdin(&socket, &path, false).await {
+            if let Err(e) = stdin_send::send_stdin(&socket, &path, false, tty).await {
                 use std::io::Write;
                 let _ = writeln!(std::io::stderr(), "berth: stdin: {e}");
             }

@@ -285,6 +285,10 @@ pub struct RunArgs {
     /// when this stdin ends). With -d, `berth attach` sends it later.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Run the command on a pty opened inside the container; in the
+    /// foreground the local terminal is in raw mode meanwhile.
+    #[arg(short, long)]
+    pub tty: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -867,6 +871,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if args.interactive {
         request["stdin"] = true.into();
     }
+    if args.tty {
+        request["tty"] = true.into();
+    }
     if args.init {
         request["init"] = true.into();
     }
@@ -911,11 +918,17 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         return Ok(0);
     }
     let base = container_path(container.id.as_str());
-    if args.interactive {
+    let _raw = if args.tty {
+        attach::RawMode::enter()
+    } else {
+        None
+    };
+    if args.interactive || args.tty {
+        let (close, tty) = (args.interactive && !args.tty, args.tty);
         let socket = client.socket().to_path_buf();
         let path = format!("{base}/attach");
         tokio::spawn(async move {
-            if let Err(e) = stdin_send::send_stdin(&socket, &path, true).await {
+            if let Err(e) = stdin_send::send_stdin(&socket, &path, close, tty).await {
                 use std::io::Write;
                 let _ = writeln!(std::io::stderr(), "berth: stdin: {e}");
             }

@@ -10,13 +10,26 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::attach::connect;
 use super::client::ClientError;
-use crate::streams::{CLOSE, STDIN};
+use crate::streams::{CLOSE, RESIZE, STDIN};
 
 /// Sends the local stdin until its EOF, then, if `close`, `[255, 0]` (the
 /// container's stdin closes). Returns when all is sent or the agent closed
 /// the attach.
-pub async fn send_stdin(socket: &Path, path: &str, close: bool) -> Result<(), ClientError> {
+///
+/// With `tty`, the terminal's size goes first and on every SIGWINCH.
+pub async fn send_stdin(
+    socket: &Path,
+    path: &str,
+    close: bool,
+    tty: bool,
+) -> Result<(), ClientError> {
     let mut ws = connect(socket, path).await?;
+    let mut winch = if tty {
+        send_size(&mut ws).await;
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok()
+    } else {
+        None
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     // A plain thread, not the runtime's blocking pool, which would hold up
     // the exit while it waits on a read.
@@ -37,7 +50,18 @@ pub async fn send_stdin(socket: &Path, path: &str, close: bool) -> Result<(), Cl
             }
         }
     });
-    while let Some(data) = rx.recv().await {
+    loop {
+        let data = match &mut winch {
+            Some(w) => tokio::select! {
+                data = rx.recv() => data,
+                _ = w.recv() => {
+                    send_size(&mut ws).await;
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(data) = data else { break };
         if ws.send(Message::binary(data)).await.is_err() {
             return Ok(());
         }
@@ -47,4 +71,12 @@ pub async fn send_stdin(socket: &Path, path: &str, close: bool) -> Result<(), Cl
     }
     let _ = ws.close(None).await;
     Ok(())
+}
+
+async fn send_size(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>) {
+    if let Some(size) = super::attach::terminal_size() {
+        let mut data = vec![RESIZE];
+        data.extend_from_slice(&serde_json::to_vec(&size).expect("size serializes"));
+        let _ = ws.send(Message::binary(data)).await;
+    }
 }

@@ -9,7 +9,7 @@ impl Manager {
     /// The shim's attach socket of the running container `id`.
     pub fn attach_socket(&self, id: &str) -> Result<PathBuf, ManagerError> {
         let container = self.slot(id)?.get();
-        if !container.stdin {
+        if !container.stdin && !container.tty {
             return Err(ManagerError::Conflict(format!(
                 "container {id} was not started with stdin open (-i)"
             )));

@@ -289,6 +289,7 @@ impl Manager {
             logs: None,
             init: request.init,
             stdin: request.stdin,
+            tty: request.tty,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -440,6 +441,7 @@ impl Manager {
             seccomp: seccomp.as_deref(),
             init: container.init,
             stdin: container.stdin,
+            tty: container.tty,
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

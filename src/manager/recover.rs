@@ -343,6 +343,7 @@ impl Manager {
             final_usage: Default::default(),
             init: false,
             stdin: false,
+            tty: false,
             logs: None,
             id: q.id,
         }

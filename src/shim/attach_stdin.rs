@@ -21,7 +21,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{PollFd, PollFlags};
 use nix::unistd::pipe2;
 
-use crate::streams::{frames, CLOSE, STDIN};
+use crate::streams::{frames, CLOSE, RESIZE, STDIN};
 
 /// The socket's name in the container's state dir.
 pub const SOCKET: &str = "attach.sock";
@@ -34,6 +34,8 @@ pub struct StdinRelay {
     pending: Vec<u8>,
     pipe: Option<OwnedFd>,
     close_after_pending: bool,
+    /// With `-t`: the master, for resizes.
+    master: Option<OwnedFd>,
 }
 
 /// Where each of the relay's fds went in the poll set.
@@ -66,9 +68,16 @@ impl StdinRelay {
                 pending: Vec::new(),
                 pipe: Some(write),
                 close_after_pending: false,
+                master: None,
             },
             read,
         ))
+    }
+
+    /// With `-t`: input goes to the pty's master, resizes apply to it.
+    pub fn use_tty(&mut self, master: OwnedFd) {
+        self.pipe = master.try_clone().ok();
+        self.master = Some(master);
     }
 
     /// Adds the fds to wait for to `fds`.
@@ -141,6 +150,14 @@ impl StdinRelay {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => match frame.channel {
                     STDIN => self.pending.extend_from_slice(&frame.payload),
+                    RESIZE => {
+                        if let (Some(m), Ok(size)) = (
+                            &self.master,
+                            serde_json::from_slice::<crate::streams::Resize>(&frame.payload),
+                        ) {
+                            let _ = super::pty::set_size(m.as_fd(), size);
+                        }
+                    }
                     CLOSE if frame.payload.first() == Some(&STDIN) => {
                         self.close_after_pending = true
                     }

@@ -95,6 +95,9 @@ pub struct ProcessConfig {
     /// `-i`: stdin is a pipe fed through the shim's attach socket (see
     /// `shim::attach_stdin`).
     pub stdin: bool,
+    /// `-t`: a pty opened inside the container after the pivot, the
+    /// master passed to the shim.
+    pub tty: bool,
 }
 
 impl ContainerConfig {
@@ -266,6 +269,11 @@ impl ContainerConfig {
                     .annotations()
                     .as_ref()
                     .and_then(|a| a.get(crate::bundle::STDIN_ANNOTATION))
+                    .is_some_and(|v| v == "true"),
+                tty: spec
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(crate::bundle::TTY_ANNOTATION))
                     .is_some_and(|v| v == "true"),
             },
         })

@@ -98,11 +98,23 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     };
     // `-i` only: the container's stdin pipe and the attach socket.
     let mut stdin_relay = None;
-    if config.process.stdin {
+    let mut pty_socket = None;
+    if config.process.tty {
+        match std::os::unix::net::UnixStream::pair() {
+            Ok((ours, theirs)) => {
+                pty_socket = Some(ours);
+                child_fds.pty = Some(OwnedFd::from(theirs));
+            }
+            Err(e) => return fail(args, &mut agent, format!("create the pty socket: {e}")),
+        }
+    }
+    if config.process.stdin || config.process.tty {
         match super::attach_stdin::StdinRelay::open(&args.state_dir) {
             Ok((relay, read)) => {
                 stdin_relay = Some(relay);
-                child_fds.stdin = Some(read);
+                if !config.process.tty {
+                    child_fds.stdin = Some(read);
+                }
             }
             Err(e) => return fail(args, &mut agent, format!("open the stdin relay: {e}")),
         }
@@ -127,7 +139,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
             // write end would keep it from noticing the monitor's death.
-            drop((monitor, agent, out_sink, err_sink, stdin_relay));
+            drop((monitor, agent, out_sink, err_sink, stdin_relay, pty_socket));
             container::run(&config, child_fds)
         }
         Ok(Some(child)) => child,
@@ -186,6 +198,27 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, format!("read setup report: {e}"));
         }
     }
+    // With -t, the pty's master: the output and the input both.
+    let mut master = None;
+    if let Some(socket) = &pty_socket {
+        match super::pty::recv_fd(socket.as_fd()) {
+            Ok(Some(fd)) => {
+                if let Ok(flags) = fcntl(&fd, FcntlArg::F_GETFL) {
+                    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+                    let _ = fcntl(&fd, FcntlArg::F_SETFL(flags));
+                }
+                if let (Some(relay), Ok(copy)) = (stdin_relay.as_mut(), fd.try_clone()) {
+                    relay.use_tty(copy);
+                }
+                master = Some(fd);
+            }
+            other => {
+                kill_and_reap(child);
+                return fail(args, &mut agent, format!("receive the pty: {other:?}"));
+            }
+        }
+    }
+    drop(pty_socket);
     let ready = ShimMessage::Ready {
         shim_pid: getpid().as_raw() as u32,
         pid: child.as_raw() as u32,
@@ -242,7 +275,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 
     let mut streams = [
         Stream {
-            pipe: Some(monitor.stdout),
+            pipe: Some(master.unwrap_or(monitor.stdout)),
             sink: out_sink,
         },
         Stream {
@@ -361,6 +394,7 @@ fn make_pipes() -> nix::Result<(MonitorFds, ChildFds)> {
             go: go_r,
             report: report_w,
             stdin: None,
+            pty: None,
         },
     ))
 }
