@@ -662,3 +662,35 @@ fn run_it_runs_a_shell_on_a_pty_that_follows_resizes() {
     term.type_in("exit 3\r");
     assert_eq!(term.wait(), 3, "{}", term.screen());
 }
+
+#[test]
+fn a_run_t_container_sees_only_its_own_pty() {
+    require_root!();
+    let agent = Agent::start();
+    let mut term = Terminal::spawn(
+        &agent,
+        &[
+            "run",
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "echo pts: $(ls /dev/pts); ls -l /proc/self/fd/; echo end-$((1+1))",
+        ],
+        24,
+        80,
+    );
+    term.wait_for(0, "end-2");
+    assert_eq!(term.wait(), 0);
+    let screen = term.screen();
+    // The container's own devpts instance: its pty and ptmx, nothing of
+    // the host's (the test's terminal is a host pty).
+    assert!(screen.contains("pts: 0 ptmx"), "{screen}");
+    let fds: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.contains(" -> "))
+        .filter_map(|l| l.split(" -> ").next()?.split_whitespace().last())
+        .collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "{screen}");
+    assert_eq!(screen.matches("-> /dev/pts/0").count(), 3, "{screen}");
+}

@@ -12,7 +12,7 @@ pub async fn attach_first(client: &Client, id: &str) -> Result<i32, Failure> {
     let base = container_path(id);
     let container: Container = client.json(Method::GET, &base, None).await?;
     let (started, following) = tokio::sync::oneshot::channel();
-    let tty = container.tty;
+    let (tty, input) = (container.tty, container.stdin);
     let _raw = if tty {
         super::attach::RawMode::enter()
     } else {
@@ -27,7 +27,7 @@ pub async fn attach_first(client: &Client, id: &str) -> Result<i32, Failure> {
             if following.await.is_err() {
                 return;
             }
-            if let Err(e) = stdin_send::send_stdin(&socket, &path, false, tty).await {
+            if let Err(e) = stdin_send::send_stdin(&socket, &path, false, tty, input).await {
                 use std::io::Write;
                 let _ = writeln!(std::io::stderr(), "berth: stdin: {e}");
             }

@@ -924,11 +924,11 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         None
     };
     if args.interactive || args.tty {
-        let (close, tty) = (args.interactive && !args.tty, args.tty);
+        let (close, tty, interactive) = (args.interactive && !args.tty, args.tty, args.interactive);
         let socket = client.socket().to_path_buf();
         let path = format!("{base}/attach");
         tokio::spawn(async move {
-            if let Err(e) = stdin_send::send_stdin(&socket, &path, close, tty).await {
+            if let Err(e) = stdin_send::send_stdin(&socket, &path, close, tty, interactive).await {
                 use std::io::Write;
                 let _ = writeln!(std::io::stderr(), "berth: stdin: {e}");
             }

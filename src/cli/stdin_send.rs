@@ -16,12 +16,14 @@ use crate::streams::{CLOSE, RESIZE, STDIN};
 /// container's stdin closes). Returns when all is sent or the agent closed
 /// the attach.
 ///
-/// With `tty`, the terminal's size goes first and on every SIGWINCH.
+/// With `tty`, the terminal's size goes first and on every SIGWINCH;
+/// without `input` (`-t` alone), only the sizes are sent.
 pub async fn send_stdin(
     socket: &Path,
     path: &str,
     close: bool,
     tty: bool,
+    input: bool,
 ) -> Result<(), ClientError> {
     let mut ws = connect(socket, path).await?;
     let mut winch = if tty {
@@ -33,7 +35,7 @@ pub async fn send_stdin(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     // A plain thread, not the runtime's blocking pool, which would hold up
     // the exit while it waits on a read.
-    std::thread::spawn(move || {
+    let reader = move || {
         let mut stdin = std::io::stdin();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -49,7 +51,15 @@ pub async fn send_stdin(
                 }
             }
         }
-    });
+    };
+    // Without input the sender stays (and so does the loop below, for
+    // the sizes) until the attach ends.
+    let _keep = if input {
+        std::thread::spawn(reader);
+        None
+    } else {
+        Some(reader)
+    };
     loop {
         let data = match &mut winch {
             Some(w) => tokio::select! {
