@@ -99,6 +99,12 @@ pub struct LaunchRequest {
     /// writable layer otherwise). The host root is always read-only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// Keep the first process's stdin open, fed by `attach` (`-i`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Run the first process on a pty (`-t`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running
@@ -124,6 +130,14 @@ pub struct ExecRequest {
     /// before writing the helper's request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
+    /// Keep stdin open, fed by the attached client (`-i`); the exec is
+    /// started by `GET .../exec/{exec}/attach` (decision 0026).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Run on a pty opened inside the container (`-t`); attached as with
+    /// `stdin`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// Per-container `--security-opt` settings.
@@ -325,6 +339,12 @@ pub struct Container {
     /// The image's `Labels`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub image_labels: BTreeMap<String, String>,
+    /// Keep the first process's stdin open, fed by `attach` (`-i`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Run the first process on a pty (`-t`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// A process identified beyond its pid: the pid plus its start time in clock

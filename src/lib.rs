@@ -19,4 +19,5 @@ pub mod seccomp;
 pub mod shim;
 pub mod size;
 pub mod store;
+pub mod streams;
 pub mod userns;

@@ -1,11 +1,13 @@
 //! The HTTP/JSON API on the agent's unix socket.
 
+mod attach;
 mod error;
 mod files;
 mod guard;
 mod images;
 pub mod logs;
 mod server;
+mod streams;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +53,11 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/exec", post(exec))
         .route("/v1/containers/{id}/restart", post(restart))
         .merge(images::routes())
+        .route(
+            "/v1/containers/{id}/exec/{exec}/attach",
+            get(streams::exec_attach),
+        )
+        .route("/v1/containers/{id}/attach", get(attach::attach))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -174,6 +181,10 @@ async fn exec(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: crate::container::ExecRequest = parse_json(&body)?;
+    if request.stdin || request.tty {
+        let created = manager.exec_create(&id, request)?;
+        return Ok((StatusCode::CREATED, Json(created)).into_response());
+    }
     Ok(Json(manager.exec(&id, request).await?).into_response())
 }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 
@@ -22,7 +21,12 @@ pub async fn serve(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // hyper-util's GracefulShutdown does not take connections that can be
+    // upgraded (WebSocket attach, decision 0026): a watch channel tells the
+    // connections to stop, and the last one's sender ending says they all
+    // have.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -41,15 +45,28 @@ pub async fn serve(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+            .serve_connection(TokioIo::new(stream), service)
+            // WebSocket attach (decision 0026).
+            .with_upgrades();
+        let (mut stopping, open) = (stopping.clone(), open.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _open = open;
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async { stopping.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!("API connection: {e}");
             }
         });
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    let _ = stop.send(true);
+    drop(open);
+    if tokio::time::timeout(SHUTDOWN_GRACE, all_closed.recv())
         .await
         .is_err()
     {

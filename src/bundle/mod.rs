@@ -171,6 +171,11 @@ pub struct BundleInput<'a> {
     /// With an overlay root: make it read-only (`--read-only`). A root
     /// without its own writable layer is read-only anyway.
     pub read_only: bool,
+    /// `-i`: the first process's stdin is the shim's pipe (see
+    /// `shim::attach_stdin`), asked for by an annotation.
+    pub stdin: bool,
+    /// `-t`: the first process runs on a pty (see `shim::container`).
+    pub tty: bool,
 }
 
 /// The open-files limit a container gets: the agent's own hard limit, as
@@ -195,6 +200,13 @@ impl BundleInput<'_> {
 /// The annotation that asks berth-shim for its reaper as pid 1 (read by
 /// `shim::init`).
 pub const INIT_ANNOTATION: &str = "berth.init";
+
+/// The annotation that asks berth-shim for a stdin pipe and an attach
+/// socket (`-i`, read by `shim::spec`).
+pub const STDIN_ANNOTATION: &str = "berth.stdin";
+
+/// The annotation that asks berth-shim for a pty (`-t`).
+pub const TTY_ANNOTATION: &str = "berth.tty";
 
 /// Builds the runtime spec for a container.
 pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
@@ -353,6 +365,16 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
             crate::shim::overlay::ANNOTATION.to_string(),
             overlay.to_annotation(),
         );
+        spec.set_annotations(Some(annotations));
+    }
+    if input.stdin {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(STDIN_ANNOTATION.to_string(), "true".to_string());
+        spec.set_annotations(Some(annotations));
+    }
+    if input.tty {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(TTY_ANNOTATION.to_string(), "true".to_string());
         spec.set_annotations(Some(annotations));
     }
     Ok(spec)
@@ -521,6 +543,8 @@ mod tests {
             init: false,
             overlay: None,
             read_only: false,
+            stdin: false,
+            tty: false,
         }
     }
 

@@ -44,6 +44,11 @@ impl Client {
         }
     }
 
+    /// The agent's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// Sends a request and returns the response if its status is a success,
     /// or the agent's error.
     pub async fn send(

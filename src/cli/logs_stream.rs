@@ -64,7 +64,23 @@ pub async fn stream_framed(
     stdout: &mut (impl tokio::io::AsyncWrite + Unpin),
     stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<Option<Container>, ClientError> {
+    stream_framed_notify(client, path, stdout, stderr, None).await
+}
+
+/// `stream_framed`, telling `started` once the answer's head has arrived:
+/// from then on, new output is in the answer (`berth attach` sends its
+/// stdin only then).
+pub async fn stream_framed_notify(
+    client: &Client,
+    path: &str,
+    stdout: &mut (impl tokio::io::AsyncWrite + Unpin),
+    stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    started: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<Option<Container>, ClientError> {
     let response = client.send(Method::GET, path, None).await?;
+    if let Some(started) = started {
+        let _ = started.send(());
+    }
     // Per stream: skip to the first line start after a rotated-away start.
     let mut skipping = [false; 2];
     for (i, stream) in Stream::ALL.into_iter().enumerate() {

@@ -1,5 +1,7 @@
 //! The `berth` command line: talks to the agent's API.
 
+mod attach;
+mod attach_first;
 pub mod client;
 pub use images::ImageCommand;
 mod images;
@@ -9,6 +11,7 @@ mod ps_filter;
 mod security;
 mod sig_proxy;
 mod stats;
+mod stdin_send;
 mod table;
 mod time_arg;
 
@@ -183,6 +186,22 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
             value_name = "CMD"
         )]
         command: Vec<String>,
+        /// Keep stdin open and send it to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Run the command on a pty opened inside the container; the local
+        /// terminal is put in raw mode while attached.
+        #[arg(short, long)]
+        tty: bool,
+    },
+    /// Attach to a running container's first process: its output from now
+    /// on, and this stdin to it if it was started with -i. Ends when the
+    /// container does (with its exit code) or on a signal, which leaves
+    /// the container running; the end of this stdin does not close the
+    /// container's.
+    Attach {
+        /// The container's id.
+        id: String,
     },
     /// Restart containers: stop each running one (as `stop`), then start
     /// it again with the same command, id, sandbox and logs; print each id.
@@ -329,6 +348,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
+    /// Keep the command's stdin open and send this one to it (a pipe; EOF
+    /// when this stdin ends). With -d, `berth attach` sends it later.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Run the command on a pty opened inside the container; in the
+    /// foreground the local terminal is in raw mode meanwhile.
+    #[arg(short, long)]
+    pub tty: bool,
     /// The image to run (`name[:tag][@digest]`); with --rootfs, the
     /// command.
     #[arg(value_name = "IMAGE")]
@@ -779,6 +806,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             user,
             id,
             command,
+            interactive,
+            tty,
         } => {
             let mut request = json!({ "command": command });
             request["env"] = env_vars(&env)?.into();
@@ -793,6 +822,23 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                         return Err(usage("invalid --user \"\": expected NAME|UID[:GROUP|GID]"))
                     }
                 }
+            }
+            if interactive || tty {
+                request["stdin"] = interactive.into();
+                request["tty"] = tty.into();
+                let created: serde_json::Value = client
+                    .json(
+                        Method::POST,
+                        &format!("{}/exec", container_path(&id)),
+                        Some(request),
+                    )
+                    .await?;
+                let path = created["attach"].as_str().unwrap_or_default();
+                let options = attach::Attach {
+                    stdin: interactive,
+                    tty,
+                };
+                return Ok(attach::attach(client.socket(), path, options).await?);
             }
             let result: serde_json::Value = client
                 .json(
@@ -826,6 +872,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        Command::Attach { id } => attach_first::attach_first(&client, &id).await,
     }
 }
 
@@ -1119,6 +1166,12 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if !args.security_opt.is_empty() {
         request["security_opt"] = security::security_opt(&args.security_opt)?.into();
     }
+    if args.interactive {
+        request["stdin"] = true.into();
+    }
+    if args.tty {
+        request["tty"] = true.into();
+    }
     if args.init {
         request["init"] = true.into();
     }
@@ -1189,6 +1242,22 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         return Ok(0);
     }
     let base = container_path(container.id.as_str());
+    let _raw = if args.tty {
+        attach::RawMode::enter()
+    } else {
+        None
+    };
+    if args.interactive || args.tty {
+        let (close, tty, interactive) = (args.interactive && !args.tty, args.tty, args.interactive);
+        let socket = client.socket().to_path_buf();
+        let path = format!("{base}/attach");
+        tokio::spawn(async move {
+            if let Err(e) = stdin_send::send_stdin(&socket, &path, close, tty, interactive).await {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "berth: stdin: {e}");
+            }
+        });
+    }
     // Output in arrival order, each stream on its fd, and the exit in the
     // last frame: one request.
     let path = format!("{base}/logs?stream=all&frames=true&follow=true&exit=true");

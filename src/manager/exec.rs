@@ -41,80 +41,17 @@ impl Manager {
         id: &str,
         mut request: ExecRequest,
     ) -> Result<ExecResult, ManagerError> {
-        if request.command.is_empty() || request.command[0].is_empty() {
-            return Err(ManagerError::invalid(
-                "command",
-                "command must not be empty",
-            ));
-        }
-        if let Some(dir) = &request.workdir {
-            if !dir.starts_with('/') {
-                return Err(ManagerError::invalid(
-                    "workdir",
-                    format!("workdir must be absolute, not {dir:?}"),
-                ));
-            }
-        }
-        let container = self.slot(id)?.get();
-        let (Some(pid), Some(start_time), State::Running) =
-            (container.pid, container.pid_start_time, container.state)
-        else {
+        let (container, exec_id, dir) = self.exec_prepare(id, &mut request)?;
+        let (Some(pid), Some(start_time)) = (container.pid, container.pid_start_time) else {
             return Err(ManagerError::Conflict(format!(
                 "container {id} is not running"
             )));
         };
-        if let Some(spec) = request.user_name.take() {
-            if request.user.is_some() {
-                return Err(ManagerError::invalid(
-                    "user_name",
-                    "give user or user_name, not both",
-                ));
-            }
-            // The container's own root as it sees it (host root, `--rootfs`
-            // overlay or image layers alike), read confined beneath it.
-            // (The trailing slash makes the open follow the magic link
-            // itself; nothing below it is followed.)
-            let root = std::path::PathBuf::from(format!("/proc/{pid}/root/"));
-            let user =
-                tokio::task::spawn_blocking(move || crate::rootfs_users::resolve(&root, &spec))
-                    .await
-                    .map_err(|e| ManagerError::Internal(e.to_string()))?
-                    .map_err(|e| ManagerError::invalid("user_name", e.to_string()))?;
-            request.user = Some(user);
-        }
-        let exec_id = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        );
-        let dir = self
-            .store
-            .state_dir(&container.id)
-            .join("exec")
-            .join(&exec_id);
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             ManagerError::Internal(format!("exec in {id}: {what}: {e}"))
         };
-        std::fs::create_dir_all(&dir).map_err(|e| internal("create exec dir", &e))?;
-        let raw = serde_json::to_vec(&request).map_err(|e| internal("request", &e))?;
-        std::fs::write(dir.join(REQUEST_FILE), raw).map_err(|e| internal("write request", &e))?;
-        let helper_log = std::fs::File::create(dir.join("helper.log"))
-            .map_err(|e| internal("helper log", &e))?;
-        let mut child = tokio::process::Command::new(self.config.shim_path())
-            .arg("exec")
-            .arg("--bundle")
-            .arg(self.store.bundle_dir(&container.id))
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--pid")
-            .arg(pid.to_string())
-            .arg("--start-time")
-            .arg(start_time.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(helper_log)
+        let mut child = self
+            .exec_helper(&container.id, &dir, pid, start_time)?
             .spawn()
             .map_err(|e| internal("start the exec helper", &e))?;
         let status = child
@@ -152,9 +89,103 @@ impl Manager {
             finished_at: record.finished_at,
         })
     }
+
+    /// Checks `request` against the running container `id` and writes it
+    /// into a new exec dir: the container, the exec's id and its dir.
+    pub(super) fn exec_prepare(
+        &self,
+        id: &str,
+        request: &mut ExecRequest,
+    ) -> Result<(crate::container::Container, String, std::path::PathBuf), ManagerError> {
+        if request.command.is_empty() || request.command[0].is_empty() {
+            return Err(ManagerError::invalid(
+                "command",
+                "command must not be empty",
+            ));
+        }
+        if let Some(dir) = &request.workdir {
+            if !dir.starts_with('/') {
+                return Err(ManagerError::invalid(
+                    "workdir",
+                    format!("workdir must be absolute, not {dir:?}"),
+                ));
+            }
+        }
+        let container = self.slot(id)?.get();
+        let (Some(pid), Some(_), State::Running) =
+            (container.pid, container.pid_start_time, container.state)
+        else {
+            return Err(ManagerError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        };
+        if let Some(spec) = request.user_name.take() {
+            if request.user.is_some() {
+                return Err(ManagerError::invalid(
+                    "user_name",
+                    "give user or user_name, not both",
+                ));
+            }
+            // The container's own root as it sees it (host root, `--rootfs`
+            // overlay or image layers alike), read confined beneath it
+            // (bounded, no FIFOs or devices). The trailing slash makes the
+            // open follow the magic link itself; nothing below it is
+            // followed.
+            let root = std::path::PathBuf::from(format!("/proc/{pid}/root/"));
+            let user = crate::rootfs_users::resolve(&root, &spec)
+                .map_err(|e| ManagerError::invalid("user_name", e.to_string()))?;
+            request.user = Some(user);
+        }
+        let exec_id = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let dir = self
+            .store
+            .state_dir(&container.id)
+            .join("exec")
+            .join(&exec_id);
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            ManagerError::Internal(format!("exec in {id}: {what}: {e}"))
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| internal("create exec dir", &e))?;
+        let raw = serde_json::to_vec(&request).map_err(|e| internal("request", &e))?;
+        std::fs::write(dir.join(REQUEST_FILE), raw).map_err(|e| internal("write request", &e))?;
+        Ok((container, exec_id, dir))
+    }
+
+    /// The exec helper's command for the exec dir `dir` of `container`.
+    pub(super) fn exec_helper(
+        &self,
+        container: &berth_isolator::ContainerId,
+        dir: &Path,
+        pid: u32,
+        start_time: u64,
+    ) -> Result<tokio::process::Command, ManagerError> {
+        let helper_log = std::fs::File::create(dir.join("helper.log"))
+            .map_err(|e| ManagerError::Internal(format!("exec in {container}: helper log: {e}")))?;
+        let mut command = tokio::process::Command::new(self.config.shim_path());
+        command
+            .arg("exec")
+            .arg("--bundle")
+            .arg(self.store.bundle_dir(container))
+            .arg("--dir")
+            .arg(dir)
+            .arg("--pid")
+            .arg(pid.to_string())
+            .arg("--start-time")
+            .arg(start_time.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(helper_log);
+        Ok(command)
+    }
 }
 
-fn container_running(manager: &Manager, id: &str) -> bool {
+pub(super) fn container_running(manager: &Manager, id: &str) -> bool {
     manager
         .slot(id)
         .map(|s| s.get())

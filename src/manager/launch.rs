@@ -358,6 +358,8 @@ impl Manager {
                 .as_ref()
                 .and_then(|i| i.config.labels.clone())
                 .unwrap_or_default(),
+            stdin: request.stdin,
+            tty: request.tty,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
@@ -556,6 +558,8 @@ impl Manager {
             init: container.init,
             overlay: overlay.map(|(o, _)| o),
             read_only: container.read_only,
+            stdin: container.stdin,
+            tty: container.tty,
         })
         .map_err(|e| internal(&e))?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;

@@ -10,6 +10,8 @@ mod exit;
 mod gc;
 mod launch;
 pub use gc::{GcRemoved, GcReport};
+mod attach;
+mod exec_stream;
 mod health;
 pub mod images;
 mod recover;
@@ -19,6 +21,7 @@ mod root;
 mod seccomp;
 mod shim_client;
 mod update;
+pub use exec_stream::{ExecCreated, ExecStream};
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

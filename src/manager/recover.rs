@@ -348,6 +348,8 @@ impl Manager {
             pid_start_time: None,
             final_usage: Default::default(),
             init: false,
+            stdin: false,
+            tty: false,
             logs: None,
             labels: Default::default(),
             auto_remove: false,

@@ -4,7 +4,7 @@
 //! lock can be held by a thread that does not exist in the child.
 
 use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
@@ -68,6 +68,8 @@ pub enum SetupError {
     Cwd { path: PathBuf, errno: Errno },
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error("set up the pty: {0}")]
+    Pty(Errno),
 }
 
 /// The child's ends of the pipes.
@@ -76,6 +78,10 @@ pub struct ChildFds {
     pub stderr: OwnedFd,
     pub go: OwnedFd,
     pub report: OwnedFd,
+    /// With `-i`, the read end of the shim's stdin pipe.
+    pub stdin: Option<OwnedFd>,
+    /// With `-t`, the socket the pty's master goes to the shim on.
+    pub pty: Option<OwnedFd>,
 }
 
 /// Sets the container up, reports, waits for the release and execs. Never
@@ -86,6 +92,8 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         stderr,
         go,
         report,
+        stdin,
+        pty,
     } = fds;
     if config.id_mappings.is_some() {
         // Nothing can be created or mounted before the maps exist.
@@ -97,7 +105,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
             exit(1);
         }
     }
-    let seccomp = match setup(config, stdout, stderr) {
+    let seccomp = match setup(config, stdout, stderr, stdin, pty) {
         Ok(seccomp) => seccomp,
         Err(e) => {
             sync::report_error(&report, &e.to_string());
@@ -150,6 +158,8 @@ fn setup(
     config: &ContainerConfig,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    stdin: Option<OwnedFd>,
+    pty: Option<OwnedFd>,
 ) -> Result<Option<SeccompProgram>, SetupError> {
     reset_signals()?;
     setsid().map_err(SetupError::Setsid)?;
@@ -159,10 +169,14 @@ fn setup(
         .write(true)
         .open("/dev/null")
         .map_err(SetupError::DevNull)?;
-    dup2_stdin(&null).map_err(SetupError::Stdio)?;
+    match &stdin {
+        Some(pipe) => dup2_stdin(pipe),
+        None => dup2_stdin(&null),
+    }
+    .map_err(SetupError::Stdio)?;
     dup2_stdout(&stdout).map_err(SetupError::Stdio)?;
     dup2_stderr(&stderr).map_err(SetupError::Stdio)?;
-    drop((null, stdout, stderr));
+    drop((null, stdout, stderr, stdin));
     // Whatever else the agent let us inherit must not reach the command; the
     // pipes to the monitor are close-on-exec already.
     // SAFETY: only changes fd flags.
@@ -207,6 +221,18 @@ fn setup(
     }
     rootfs::pivot(&root)?;
     drop(root);
+    if let Some(socket) = pty {
+        // The container's own devpts, after the pivot: its slave becomes
+        // the controlling terminal and stdio, the master goes to the shim.
+        let (master, slave) = super::pty::open().map_err(SetupError::Pty)?;
+        super::pty::make_controlling(slave.as_fd())
+            .and_then(|()| dup2_stdin(&slave))
+            .and_then(|()| dup2_stdout(&slave))
+            .and_then(|()| dup2_stderr(&slave))
+            .and_then(|()| super::pty::send_fd(socket.as_fd(), master.as_fd()))
+            .map_err(SetupError::Pty)?;
+        drop((master, slave, socket));
+    }
     // Still root with every capability: the new keyring is owned by root
     // and possessed by the process, whatever user it becomes below.
     keyring::join_new_session()?;

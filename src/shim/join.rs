@@ -25,8 +25,9 @@
 use std::ffi::{CString, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -54,6 +55,9 @@ pub struct JoinArgs {
     pub bundle: PathBuf,
     pub dir: PathBuf,
     pub target: ProcessRef,
+    /// `--stream-fd N`: a connected socket to the agent carrying the
+    /// streams' frames (`crate::streams::frames`), for `-i`/`-t`.
+    pub stream_fd: Option<i32>,
 }
 
 #[derive(Debug, Error)]
@@ -92,6 +96,7 @@ pub enum JoinError {
 impl JoinArgs {
     pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<JoinArgs, JoinError> {
         let (mut bundle, mut dir, mut pid, mut start) = (None, None, None, None);
+        let mut stream_fd = None;
         let mut iter = args.into_iter();
         while let Some(name) = iter.next() {
             let name = name.to_string_lossy().into_owned();
@@ -108,6 +113,7 @@ impl JoinArgs {
                 "--dir" => dir = Some(PathBuf::from(value)),
                 "--pid" => pid = Some(number(&value)? as u32),
                 "--start-time" => start = Some(number(&value)?),
+                "--stream-fd" => stream_fd = Some(number(&value)? as i32),
                 _ => return Err(JoinError::Usage(format!("unknown argument {name:?}"))),
             }
         }
@@ -119,6 +125,7 @@ impl JoinArgs {
                 pid: pid.ok_or_else(|| missing("--pid"))?,
                 start_time: start.ok_or_else(|| missing("--start-time"))?,
             },
+            stream_fd,
         })
     }
 }
@@ -190,6 +197,11 @@ struct Pipes {
     stdout: (OwnedFd, OwnedFd),
     stderr: (OwnedFd, OwnedFd),
     report: (OwnedFd, OwnedFd),
+    /// `-i` without `-t`: the command's stdin, fed by the helper.
+    stdin: Option<(OwnedFd, OwnedFd)>,
+    /// `-t`: the socket the command sends its pty's master over (the
+    /// helper's end, the command's end).
+    pty: Option<(UnixStream, UnixStream)>,
 }
 
 /// Runs the exec; the joiner's wait status and the command's start error.
@@ -258,21 +270,69 @@ fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
         stdout: pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?,
         stderr: pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?,
         report: pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?,
+        stdin: if request.stdin && !request.tty {
+            Some(pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?)
+        } else {
+            None
+        },
+        pty: if request.tty {
+            Some(UnixStream::pair().map_err(|e| JoinError::Sys {
+                what: "socketpair",
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?)
+        } else {
+            None
+        },
     };
+    // The agent's socket, when attached: taken now so that it is closed
+    // in the joiner and the command (close-on-exec is not enough there).
+    let stream = args.stream_fd.map(|fd| {
+        // SAFETY: the agent passed this fd to the helper for it alone.
+        UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    if let Some(stream) = &stream {
+        let _ = fcntl(stream, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    }
 
     // SAFETY: the helper is single-threaded.
     let joiner = match unsafe { fork() }.map_err(sys("fork"))? {
-        ForkResult::Child => join(&pipes, &cgroups, &pidfd, flags, &process, program.as_ref()),
+        ForkResult::Child => {
+            drop(stream);
+            join(&pipes, &cgroups, &pidfd, flags, &process, program.as_ref())
+        }
         ForkResult::Parent { child } => child,
     };
     let Pipes {
         stdout,
         stderr,
         report,
+        stdin,
+        pty,
     } = pipes;
     drop((stdout.1, stderr.1, report.1));
     let joiner_fd = ProcessRef::of(joiner.as_raw() as u32).and_then(|p| p.open());
-    pump([stdout.0, stderr.0], &mut outputs, joiner_fd.as_ref());
+    if stream.is_none() && stdin.is_none() && pty.is_none() {
+        pump([stdout.0, stderr.0], &mut outputs, joiner_fd.as_ref());
+    } else {
+        let stdin = stdin.map(|(read, write)| {
+            drop(read);
+            write
+        });
+        // With a tty the command sends the master once it has made the
+        // slave its terminal; nothing comes when it failed before that.
+        let master = match pty {
+            Some((ours, theirs)) => {
+                drop(theirs);
+                super::pty::recv_fd(ours.as_fd()).map_err(sys("receive the pty"))?
+            }
+            None => None,
+        };
+        let output = match master {
+            Some(master) => super::stream_pump::Output::Pty(master),
+            None => super::stream_pump::Output::Pipes([stdout.0, stderr.0]),
+        };
+        super::stream_pump::pump(output, stdin, stream, &mut outputs, joiner_fd.as_ref());
+    }
     let status = loop {
         match waitpid(joiner, None) {
             Err(Errno::EINTR) => continue,
@@ -372,6 +432,13 @@ fn join(
     program: Option<&SeccompProgram>,
 ) -> ! {
     let report = &pipes.report.1;
+    // The writing end of the command's stdin is the helper's alone: held
+    // here, the command would never see EOF.
+    if let Some((_, write)) = &pipes.stdin {
+        // SAFETY: the joiner only _exits, so the fd is never used or
+        // closed again through its owner.
+        unsafe { libc::close(write.as_raw_fd()) };
+    }
     // Before the namespaces: the cgroup files are the host's.
     for dir in cgroups {
         let path = dir.join("cgroup.procs");
@@ -418,18 +485,41 @@ fn start(pipes: &Pipes, process: &ProcessConfig, program: Option<&SeccompProgram
         fail(report, &e.to_string(), 126);
     }
     let _ = setsid();
-    // The container's /dev/null: the mount namespace is the container's.
-    let null = match OpenOptions::new().read(true).open("/dev/null") {
-        Ok(null) => null,
-        Err(e) => fail(report, &format!("open /dev/null: {e}"), 126),
-    };
-    let stdio = dup2_stdin(&null)
-        .and_then(|()| dup2_stdout(&pipes.stdout.1))
-        .and_then(|()| dup2_stderr(&pipes.stderr.1));
-    if let Err(e) = stdio {
-        fail(report, &format!("set up stdio: {e}"), 126);
+    if let Some((_, socket)) = &pipes.pty {
+        // The container's own devpts: the mount namespace is the
+        // container's. Its slave becomes the controlling terminal and
+        // stdio; the master goes to the helper.
+        let (master, slave) = match super::pty::open() {
+            Ok(pair) => pair,
+            Err(e) => fail(report, &format!("open a pty in the container: {e}"), 126),
+        };
+        let stdio = super::pty::make_controlling(slave.as_fd())
+            .and_then(|()| dup2_stdin(&slave))
+            .and_then(|()| dup2_stdout(&slave))
+            .and_then(|()| dup2_stderr(&slave))
+            .and_then(|()| super::pty::send_fd(socket.as_fd(), master.as_fd()));
+        if let Err(e) = stdio {
+            fail(report, &format!("set up the pty: {e}"), 126);
+        }
+        drop((master, slave));
+    } else {
+        // The container's /dev/null: the mount namespace is the container's.
+        let input = match &pipes.stdin {
+            Some((read, _)) => read.try_clone().map(File::from),
+            None => OpenOptions::new().read(true).open("/dev/null"),
+        };
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => fail(report, &format!("open /dev/null: {e}"), 126),
+        };
+        let stdio = dup2_stdin(&input)
+            .and_then(|()| dup2_stdout(&pipes.stdout.1))
+            .and_then(|()| dup2_stderr(&pipes.stderr.1));
+        if let Err(e) = stdio {
+            fail(report, &format!("set up stdio: {e}"), 126);
+        }
+        drop(input);
     }
-    drop(null);
     // Nothing else of the helper's reaches the command.
     // SAFETY: only changes fd flags.
     if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } < 0 {

@@ -9,6 +9,7 @@
 
 mod agent;
 mod args;
+pub mod attach_stdin;
 mod capabilities;
 mod clock;
 mod container;
@@ -25,12 +26,14 @@ mod mounts;
 mod namespaces;
 pub mod overlay;
 pub mod protocol;
+pub mod pty;
 mod resident;
 mod resolve;
 mod rootfs;
 pub mod seccomp;
 mod spec;
 mod state;
+mod stream_pump;
 mod supervisor;
 mod sync;
 mod user;

@@ -97,6 +97,12 @@ pub struct ProcessConfig {
     /// `--init`: a reaper runs as pid 1 and the command as its child (see
     /// `shim::init`).
     pub init: bool,
+    /// `-i`: stdin is a pipe fed through the shim's attach socket (see
+    /// `shim::attach_stdin`).
+    pub stdin: bool,
+    /// `-t`: a pty opened inside the container after the pivot, the
+    /// master passed to the shim.
+    pub tty: bool,
 }
 
 impl ContainerConfig {
@@ -271,6 +277,16 @@ impl ContainerConfig {
                     .annotations()
                     .as_ref()
                     .and_then(|a| a.get(super::init::ANNOTATION))
+                    .is_some_and(|v| v == "true"),
+                stdin: spec
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(crate::bundle::STDIN_ANNOTATION))
+                    .is_some_and(|v| v == "true"),
+                tty: spec
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(crate::bundle::TTY_ANNOTATION))
                     .is_some_and(|v| v == "true"),
             },
         })

@@ -92,10 +92,33 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, e.to_string());
         }
     }
-    let (monitor, child_fds) = match make_pipes() {
+    let (monitor, mut child_fds) = match make_pipes() {
         Ok(pipes) => pipes,
         Err(e) => return fail(args, &mut agent, format!("create pipes: {e}")),
     };
+    // `-i` only: the container's stdin pipe and the attach socket.
+    let mut stdin_relay = None;
+    let mut pty_socket = None;
+    if config.process.tty {
+        match std::os::unix::net::UnixStream::pair() {
+            Ok((ours, theirs)) => {
+                pty_socket = Some(ours);
+                child_fds.pty = Some(OwnedFd::from(theirs));
+            }
+            Err(e) => return fail(args, &mut agent, format!("create the pty socket: {e}")),
+        }
+    }
+    if config.process.stdin || config.process.tty {
+        match super::attach_stdin::StdinRelay::open(&args.state_dir) {
+            Ok((relay, read)) => {
+                stdin_relay = Some(relay);
+                if !config.process.tty {
+                    child_fds.stdin = Some(read);
+                }
+            }
+            Err(e) => return fail(args, &mut agent, format!("open the stdin relay: {e}")),
+        }
+    }
     out_sink.prepare(monitor.stdout.as_fd());
     err_sink.prepare(monitor.stderr.as_fd());
 
@@ -116,7 +139,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
             // write end would keep it from noticing the monitor's death.
-            drop((monitor, agent, out_sink, err_sink));
+            drop((monitor, agent, out_sink, err_sink, stdin_relay, pty_socket));
             container::run(&config, child_fds)
         }
         Ok(Some(child)) => child,
@@ -175,6 +198,27 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, format!("read setup report: {e}"));
         }
     }
+    // With -t, the pty's master: the output and the input both.
+    let mut master = None;
+    if let Some(socket) = &pty_socket {
+        match super::pty::recv_fd(socket.as_fd()) {
+            Ok(Some(fd)) => {
+                if let Ok(flags) = fcntl(&fd, FcntlArg::F_GETFL) {
+                    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+                    let _ = fcntl(&fd, FcntlArg::F_SETFL(flags));
+                }
+                if let (Some(relay), Ok(copy)) = (stdin_relay.as_mut(), fd.try_clone()) {
+                    relay.use_tty(copy);
+                }
+                master = Some(fd);
+            }
+            other => {
+                kill_and_reap(child);
+                return fail(args, &mut agent, format!("receive the pty: {other:?}"));
+            }
+        }
+    }
+    drop(pty_socket);
     let ready = ShimMessage::Ready {
         shim_pid: getpid().as_raw() as u32,
         pid: child.as_raw() as u32,
@@ -231,7 +275,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 
     let mut streams = [
         Stream {
-            pipe: Some(monitor.stdout),
+            pipe: Some(master.unwrap_or(monitor.stdout)),
             sink: out_sink,
         },
         Stream {
@@ -240,7 +284,13 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         },
     ];
     let mut counters = CountersFile::new(&args.state_dir);
-    let status = pump(child, &pidfd, &mut streams, &mut counters);
+    let status = pump(
+        child,
+        &pidfd,
+        &mut streams,
+        &mut counters,
+        stdin_relay.as_mut(),
+    );
     // Final counters before exit.json: whoever sees the exit sees them too.
     if let Err(e) = counters.write(&current_counters(&streams), Instant::now()) {
         note(format_args!("{e}"));
@@ -343,6 +393,8 @@ fn make_pipes() -> nix::Result<(MonitorFds, ChildFds)> {
             stderr: stderr_w,
             go: go_r,
             report: report_w,
+            stdin: None,
+            pty: None,
         },
     ))
 }
@@ -408,10 +460,12 @@ fn pump(
     pidfd: &OwnedFd,
     streams: &mut [Stream; 2],
     counters: &mut CountersFile,
+    mut stdin_relay: Option<&mut super::attach_stdin::StdinRelay>,
 ) -> WaitStatus {
     let mut scratch = vec![0u8; SCRATCH];
     loop {
         let mut ready = [false; 2];
+        let relay_ready;
         let child_gone;
         {
             let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
@@ -422,6 +476,8 @@ fn pump(
                     index.push(i);
                 }
             }
+            let n_streams = fds.len();
+            let relay_slots = stdin_relay.as_deref().map(|r| r.poll_fds(&mut fds));
             match poll(&mut fds, poll_timeout(streams, counters)) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
@@ -433,9 +489,15 @@ fn pump(
                 }
             }
             child_gone = fds[0].any().unwrap_or(false);
-            for (pfd, &i) in fds[1..].iter().zip(&index) {
+            for (pfd, &i) in fds[1..n_streams].iter().zip(&index) {
                 ready[i] = pfd.any().unwrap_or(true);
             }
+            relay_ready = relay_slots
+                .as_ref()
+                .map(|slots| super::attach_stdin::StdinRelay::ready(slots, &fds));
+        }
+        if let (Some(relay), Some(r)) = (stdin_relay.as_deref_mut(), relay_ready) {
+            relay.on_ready(r);
         }
         // One clock reading per wake-up serves both streams' index entries.
         let at = Stamp::now();

@@ -1,0 +1,74 @@
+//! `GET /v1/containers/{id}/attach`: a WebSocket (`v5.channel.k8s.io`,
+//! decision 0026) whose channel 0 feeds the stdin of a container started
+//! with `-i`, relayed to the shim's attach socket; `[255, 0]` closes that
+//! stdin. Output is read from the logs (`GET .../logs?follow=true`), which
+//! any number of readers may follow; the socket closes when the shim ends
+//! the attach (stdin closed, another attacher writing, the container gone).
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncReadExt;
+
+use super::streams::offers_protocol;
+use super::{ApiError, Shared};
+use crate::manager::Manager;
+use crate::streams::{frames, PROTOCOL};
+
+pub async fn attach(
+    State(manager): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| ApiError::invalid("Upgrade", format!("{e}")))?;
+    if !offers_protocol(&headers) {
+        return Err(ApiError::invalid(
+            "Sec-WebSocket-Protocol",
+            format!("the subprotocol {PROTOCOL} is required"),
+        ));
+    }
+    let path = manager.attach_socket(&id)?;
+    let shim = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+        ApiError::from(crate::manager::ManagerError::Conflict(format!(
+            "container {id} does not accept stdin now: {e}"
+        )))
+    })?;
+    Ok(upgrade
+        .protocols([PROTOCOL])
+        .on_upgrade(move |socket| relay(socket, shim, manager)))
+}
+
+async fn relay(socket: WebSocket, shim: tokio::net::UnixStream, _manager: Arc<Manager>) {
+    let (mut to_client, mut from_client) = socket.split();
+    let (mut from_shim, mut to_shim) = shim.into_split();
+    let input = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            let data = match message {
+                Message::Binary(data) => data,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            let Some((&channel, payload)) = data.split_first() else {
+                continue;
+            };
+            if frames::write_async(&mut to_shim, channel, payload)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    // The shim never writes: a read returning means it closed the attach.
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        _ = input => {}
+        _ = from_shim.read(&mut byte) => {}
+    }
+    let _ = to_client.send(Message::Close(None)).await;
+}
