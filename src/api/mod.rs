@@ -4,7 +4,9 @@ mod error;
 mod files;
 mod guard;
 pub mod logs;
+pub mod roles;
 mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use serde::Deserialize;
 
 pub use error::ApiError;
 pub use server::serve;
+pub use tls::serve_tcp;
 
 use crate::container::LaunchRequest;
 use crate::manager::{Manager, ManagerError};

@@ -1,0 +1,317 @@
+//! The remote API on TCP with mutual TLS and roles: certificates are made
+//! here with rcgen; the client is rustls + hyper over a real TCP connection.
+
+#[macro_use]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, Agent};
+use http_body_util::BodyExt;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::{json, Value};
+
+/// A CA that signs certificates.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf certificate with subject CN `cn` (and DNS names `sans`).
+    fn leaf(&self, cn: &str, sans: &[&str], expired: bool) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        }
+    }
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+    key_der: Vec<u8>,
+}
+
+/// A port free on loopback now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Remote {
+    agent: Agent,
+    port: u16,
+    server_ca: Ca,
+    client_ca: Ca,
+}
+
+fn start(dir: &Path) -> Remote {
+    let server_ca = Ca::new("berth test server ca");
+    let client_ca = Ca::new("berth test client ca");
+    let server = server_ca.leaf("berth agent", &["localhost"], false);
+    std::fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
+    std::fs::write(dir.join("clients.pem"), &client_ca.pem).unwrap();
+    let port = free_port();
+    let agent = Agent::start_with_config(&format!(
+        r#"
+[api.tcp]
+listen = "127.0.0.1:{port}"
+cert = "{d}/server.pem"
+key = "{d}/server.key"
+client_ca = "{d}/clients.pem"
+
+[api.roles]
+operator = ["alice"]
+read-only = ["reader"]
+"#,
+        d = dir.display()
+    ));
+    Remote {
+        agent,
+        port,
+        server_ca,
+        client_ca,
+    }
+}
+
+/// One request over TLS: `Err` when the handshake (or the first read,
+/// where TLS 1.3 reports a refused client certificate) fails.
+fn request(
+    remote: &Remote,
+    client: Option<&Leaf>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Vec<u8>), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(remote.server_ca.der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client {
+            Some(leaf) => builder
+                .with_client_auth_cert(
+                    vec![leaf.der.clone()],
+                    PrivateKeyDer::try_from(leaf.key_der.clone()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", remote.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let body = body.map(|v| v.to_string()).unwrap_or_default();
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        if !body.is_empty() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let response = sender
+            .send_request(
+                builder
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .unwrap(),
+            )
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, bytes.to_vec()))
+    })
+}
+
+#[test]
+fn refused_clients_and_an_operator_over_tcp() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = start(dir.path());
+    let alice = remote.client_ca.leaf("alice", &[], false);
+    let reader = remote.client_ca.leaf("reader", &[], false);
+    let nobody = remote.client_ca.leaf("mallory", &[], false);
+    let expired = remote.client_ca.leaf("alice", &[], true);
+    let other_ca = Ca::new("another ca").leaf("alice", &[], false);
+
+    // No client certificate, another CA's, an expired one: the handshake fails.
+    for (what, client) in [
+        ("no client certificate", None),
+        ("another CA", Some(&other_ca)),
+        ("expired", Some(&expired)),
+    ] {
+        let got = request(&remote, client, "GET", "/v1/containers", None);
+        assert!(got.is_err(), "{what}: {got:?}");
+    }
+
+    // A read-only identity may list but not launch: 403 with an audit line.
+    let (status, _) = request(&remote, Some(&reader), "GET", "/v1/containers", None).unwrap();
+    assert_eq!(status, 200);
+    let launch = json!({"id": "remote", "command": ["echo", "hello over tls"]});
+    let (status, body) = request(
+        &remote,
+        Some(&reader),
+        "POST",
+        "/v1/containers",
+        Some(launch.clone()),
+    )
+    .unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], "forbidden");
+    eventually(Duration::from_secs(10), "audit line for reader", || {
+        let log = remote.agent.log();
+        log.lines()
+            .any(|l| l.contains("API request denied") && l.contains("reader") && l.contains("POST"))
+            .then_some(())
+    });
+    // A certificate of the right CA that maps to no role: 403.
+    let (status, _) = request(&remote, Some(&nobody), "GET", "/v1/containers", None).unwrap();
+    assert_eq!(status, 403);
+    assert!(
+        remote
+            .agent
+            .api("GET", "/v1/containers/remote", None)
+            .status
+            == 404
+    );
+
+    // The operator launches and reads the logs.
+    let (status, body) = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers",
+        Some(launch),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = request(
+        &remote,
+        Some(&alice),
+        "GET",
+        "/v1/containers/remote/wait",
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, logs) = request(
+        &remote,
+        Some(&alice),
+        "GET",
+        "/v1/containers/remote/logs?stream=stdout",
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&logs).contains("hello over tls"),
+        "{}",
+        String::from_utf8_lossy(&logs)
+    );
+    // The unix socket keeps working.
+    assert_eq!(
+        remote
+            .agent
+            .api("GET", "/v1/containers/remote", None)
+            .status,
+        200
+    );
+}
+
+#[test]
+fn non_loopback_without_client_ca_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("server ca");
+    let server = ca.leaf("berth agent", &["localhost"], false);
+    std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server.key"), &server.key_pem).unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api.tcp]\nlisten = \"0.0.0.0:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("agent")
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("berth.sock"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .arg("--cgroup-root")
+        .arg(format!("berth-test-refuse-{}", std::process::id()))
+        .arg("--shim")
+        .arg(env!("CARGO_BIN_EXE_berth-shim"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("non-loopback") && stderr.contains("client_ca"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("berth.sock").exists());
+}
