@@ -282,19 +282,14 @@ fn non_loopback_without_client_ca_is_refused_at_start() {
     let server = ca.leaf("berth agent", &["localhost"], false);
     std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
     std::fs::write(dir.path().join("server.key"), &server.key_pem).unwrap();
-    let config = dir.path().join("berth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[api.tcp]\nlisten = \"0.0.0.0:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("agent")
-        .arg("--config")
-        .arg(&config)
+        .arg("--tcp")
+        .arg("0.0.0.0:0")
+        .arg("--tls-cert")
+        .arg(dir.path().join("server.pem"))
+        .arg("--tls-key")
+        .arg(dir.path().join("server.key"))
         .arg("--socket")
         .arg(dir.path().join("berth.sock"))
         .arg("--work-dir")
@@ -314,4 +309,138 @@ fn non_loopback_without_client_ca_is_refused_at_start() {
         "{stderr}"
     );
     assert!(!dir.path().join("berth.sock").exists());
+}
+
+/// A TLS connection as `alice`: the request sender and the server's leaf.
+async fn connect(
+    remote: &Remote,
+    client: &Leaf,
+) -> (
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    CertificateDer<'static>,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(remote.server_ca.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![client.der.clone()],
+            PrivateKeyDer::try_from(client.key_der.clone()).unwrap(),
+        )
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", remote.port))
+        .await
+        .unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let server = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    (sender, server)
+}
+
+fn get(path: &str) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+    hyper::Request::builder()
+        .uri(path)
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap()
+}
+
+#[test]
+fn sighup_rotates_the_certificate_and_keeps_open_streams() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = start(dir.path());
+    let alice = remote.client_ca.leaf("alice", &[], false);
+    let launch = json!({"id": "ticker", "command": ["sh", "-c",
+        "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.1; done"]});
+    let (status, body) = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers",
+        Some(launch),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (mut sender, old_cert) = connect(&remote, &alice).await;
+        let response = sender
+            .send_request(get("/v1/containers/ticker/logs?follow=true&stream=stdout"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut seen = String::new();
+        while !seen.contains("tick3") {
+            let frame = tokio::time::timeout(Duration::from_secs(30), body.frame())
+                .await
+                .expect("log data within 30s")
+                .unwrap()
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                seen.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+
+        // Rotate: a new pair on disk, then SIGHUP.
+        let rotated = remote
+            .server_ca
+            .leaf("berth agent rotated", &["localhost"], false);
+        std::fs::write(dir.path().join("server.pem"), &rotated.cert_pem).unwrap();
+        std::fs::write(dir.path().join("server.key"), &rotated.key_pem).unwrap();
+        // SAFETY: kill with the agent's own pid and a valid signal.
+        assert_eq!(
+            unsafe { libc::kill(remote.agent.pid().unwrap() as i32, libc::SIGHUP) },
+            0
+        );
+        eventually(Duration::from_secs(30), "certificate reloaded", || {
+            remote
+                .agent
+                .log()
+                .contains("API TLS certificate reloaded")
+                .then_some(())
+        });
+
+        // A new connection sees the new certificate.
+        let (_, new_cert) = connect(&remote, &alice).await;
+        assert_eq!(new_cert, rotated.der);
+        assert_ne!(new_cert, old_cert);
+
+        // The open stream goes on after the rotation.
+        let mark = seen.len();
+        while !seen[mark..].contains("tick") {
+            let frame = tokio::time::timeout(Duration::from_secs(30), body.frame())
+                .await
+                .expect("log data after the rotation")
+                .unwrap()
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                seen.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    });
+    let (status, _) = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers/ticker/kill",
+        None,
+    )
+    .unwrap();
+    assert!(status < 300, "kill: {status}");
 }
