@@ -10,6 +10,7 @@ pub mod container;
 pub mod images;
 pub mod logs;
 pub mod manager;
+pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod seccomp;

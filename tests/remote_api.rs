@@ -444,3 +444,163 @@ fn sighup_rotates_the_certificate_and_keeps_open_streams() {
     .unwrap();
     assert!(status < 300, "kill: {status}");
 }
+
+/// A plain HTTP GET on loopback (Prometheus's own API), body as JSON.
+fn http_get_json(port: u16, path: &str) -> Option<Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_metrics_over_mutual_tls() {
+    require_root!();
+    let Some(prometheus) = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        common::skip(
+            "a_real_prometheus_scrapes_metrics_over_mutual_tls",
+            "no prometheus binary (apt-get install prometheus)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let remote = start(dir.path());
+    let reader = remote.client_ca.leaf("reader", &[], false);
+    let launch = json!({"id": "metered", "command": ["sleep", "1000"]});
+    let admin = remote.client_ca.leaf("alice", &[], false);
+    let (status, body) = request(
+        &remote,
+        Some(&admin),
+        "POST",
+        "/v1/containers",
+        Some(launch),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+
+    // The read-only identity may read the metrics; promtool accepts them.
+    let (status, text) = request(&remote, Some(&reader), "GET", "/metrics", None).unwrap();
+    assert_eq!(status, 200);
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("container_memory_usage_bytes{") && text.contains("berth_containers{"),
+        "{text}"
+    );
+    let promtool = Path::new(prometheus).with_file_name("promtool");
+    if promtool.exists() {
+        let check = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .output_with_stdin(text.as_bytes());
+        assert!(check.status.success(), "promtool: {}", check.stderr_text());
+    }
+
+    // Prometheus scrapes the TCP listener with the reader's certificate.
+    std::fs::write(dir.path().join("server-ca.pem"), &remote.server_ca.pem).unwrap();
+    std::fs::write(dir.path().join("reader.pem"), &reader.cert_pem).unwrap();
+    std::fs::write(dir.path().join("reader.key"), &reader.key_pem).unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: berth\n    scheme: https\n    tls_config:\n      ca_file: {d}/server-ca.pem\n      cert_file: {d}/reader.pem\n      key_file: {d}/reader.key\n      server_name: localhost\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            remote.port
+        ),
+    )
+    .unwrap();
+    let web = free_port();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let mut child = Command::new(prometheus)
+        .arg(format!("--config.file={d}/prometheus.yml"))
+        .arg(format!("--storage.tsdb.path={d}/tsdb"))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let prometheus_log = || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let target = eventually(Duration::from_secs(60), "target up", || {
+            let targets = http_get_json(web, "/api/v1/targets")?;
+            let target = targets["data"]["activeTargets"].get(0)?.clone();
+            (target["health"] == "up").then_some(target)
+        });
+        assert_eq!(target["lastError"], "", "{target}");
+        let value = eventually(Duration::from_secs(60), "memory sample", || {
+            let answer = http_get_json(
+                web,
+                "/api/v1/query?query=container_memory_usage_bytes%7Bname%3D%22metered%22%7D",
+            )?;
+            let sample = answer["data"]["result"].get(0)?.clone();
+            sample["value"][1].as_str()?.parse::<f64>().ok()
+        });
+        assert!(value > 0.0, "memory usage {value}");
+        let stats = remote
+            .agent
+            .api("GET", "/v1/containers/metered/stats", None);
+        let current = stats.body["isolators"]["memory"]["current_bytes"]
+            .as_f64()
+            .unwrap();
+        // The same cgroup, read a moment apart: within a factor of 4.
+        assert!(
+            value < current * 4.0 && current < value * 4.0,
+            "prometheus {value}, stats {current}"
+        );
+        eprintln!("prometheus saw {value} bytes, stats {current}");
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = request(
+        &remote,
+        Some(&admin),
+        "POST",
+        "/v1/containers/metered/kill",
+        None,
+    );
+    if let Err(e) = result {
+        eprintln!("prometheus log:\n{}", prometheus_log());
+        std::panic::resume_unwind(e);
+    }
+}
+
+trait WithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl WithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+trait StderrText {
+    fn stderr_text(&self) -> String;
+}
+
+impl StderrText for std::process::Output {
+    fn stderr_text(&self) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.stdout),
+            String::from_utf8_lossy(&self.stderr)
+        )
+    }
+}

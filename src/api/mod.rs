@@ -51,6 +51,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/files/content", get(files::content))
         .route("/v1/containers/{id}/stop", post(stop))
         .route("/v1/containers/{id}/exec", post(exec))
+        .route("/metrics", get(crate::metrics::metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
