@@ -494,7 +494,11 @@ fn a_real_prometheus_scrapes_metrics_over_mutual_tls() {
     assert_eq!(status, 200);
     let text = String::from_utf8(text).unwrap();
     assert!(
-        text.contains("container_memory_usage_bytes{") && text.contains("berth_containers{"),
+        text.contains("container_memory_usage_bytes{")
+            && text.contains("berth_containers{")
+            && text.contains("# TYPE container_cpu_usage_seconds_total counter")
+            && text.contains("container_cpu_usage_seconds_total{")
+            && text.contains("container_processes{"),
         "{text}"
     );
     let promtool = Path::new(prometheus).with_file_name("promtool");
