@@ -118,6 +118,18 @@ fn request(
     path: &str,
     body: Option<Value>,
 ) -> Result<(u16, Vec<u8>), String> {
+    request_accepting(remote, client, method, path, body, None).map(|(s, _, b)| (s, b))
+}
+
+/// [`request`] with an `Accept` header; also answers the content type.
+fn request_accepting(
+    remote: &Remote,
+    client: Option<&Leaf>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    accept: Option<&str>,
+) -> Result<(u16, String, Vec<u8>), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,6 +172,9 @@ fn request(
         if !body.is_empty() {
             builder = builder.header("content-type", "application/json");
         }
+        if let Some(accept) = accept {
+            builder = builder.header("accept", accept);
+        }
         let response = sender
             .send_request(
                 builder
@@ -169,13 +184,19 @@ fn request(
             .await
             .map_err(|e| format!("request: {e}"))?;
         let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let bytes = response
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok((status, bytes.to_vec()))
+        Ok((status, content_type, bytes.to_vec()))
     })
 }
 
@@ -607,4 +628,93 @@ impl StderrText for std::process::Output {
             String::from_utf8_lossy(&self.stderr)
         )
     }
+}
+
+/// The value of `metric`'s sample for container `name` in the text.
+fn sample(text: &str, metric: &str, name: &str) -> Option<f64> {
+    let label = format!("name=\"{name}\"");
+    text.lines()
+        .find(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn metrics_follow_the_cpu_quota_and_speak_openmetrics_when_asked() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = start(dir.path());
+    let alice = remote.client_ca.leaf("alice", &[], false);
+    let reader = remote.client_ca.leaf("reader", &[], false);
+    let launch = json!({"id": "busy", "command": ["sh", "-c", "while :; do :; done"],
+        "resources": {"cpus": 0.5}});
+    let (status, body) = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers",
+        Some(launch),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let scrape = || {
+        let (status, text) = request(&remote, Some(&reader), "GET", "/metrics", None).unwrap();
+        assert_eq!(status, 200);
+        String::from_utf8(text).unwrap()
+    };
+    let text = scrape();
+    assert_eq!(
+        sample(&text, "container_spec_cpu_quota", "busy"),
+        Some(50000.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "container_spec_cpu_period", "busy"),
+        Some(100000.0),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = |text: &str| sample(text, "container_cpu_usage_seconds_total", "busy").unwrap();
+    let (start, t0) = (cpu(&scrape()), std::time::Instant::now());
+    // A measuring window, as tests/launch.rs's quota test.
+    std::thread::sleep(Duration::from_secs(2));
+    let text = scrape();
+    let rate = (cpu(&text) - start) / t0.elapsed().as_secs_f64();
+    assert!(
+        (0.35..=0.6).contains(&rate),
+        "counter grew at {rate:.3} CPUs under a 0.5 CPU quota"
+    );
+    assert!(sample(&text, "container_cpu_cfs_throttled_periods_total", "busy").unwrap() > 0.0);
+
+    // OpenMetrics when asked: its content type and the `# EOF` trailer.
+    let (status, content_type, body) = request_accepting(
+        &remote,
+        Some(&reader),
+        "GET",
+        "/metrics",
+        None,
+        Some("application/openmetrics-text; version=1.0.0"),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains("# TYPE container_cpu_usage_seconds counter"),
+        "{body}"
+    );
+    assert!(!text.contains("# EOF"));
+    let _ = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers/busy/kill",
+        None,
+    );
 }
