@@ -15,6 +15,8 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use serde::Deserialize;
@@ -72,9 +74,9 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem {
             path: path.to_path_buf(),
@@ -93,15 +95,10 @@ fn certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>,
 fn certified_key(settings: &TcpSettings) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = certs(&settings.cert)?;
     let pem = read(&settings.key)?;
-    let key = rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| TlsError::Pem {
-            path: settings.key.clone(),
-            message: e.to_string(),
-        })?
-        .ok_or_else(|| TlsError::Pem {
-            path: settings.key.clone(),
-            message: "no private key in the file".into(),
-        })?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
+        path: settings.key.clone(),
+        message: e.to_string(),
+    })?;
     let signing = provider()
         .key_provider
         .load_private_key(key)
