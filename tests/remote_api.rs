@@ -252,6 +252,24 @@ fn refused_clients_and_an_operator_over_tcp() {
             .status
             == 404
     );
+    // Attack: a CN carrying a newline cannot forge an audit line.
+    let forger = remote
+        .client_ca
+        .leaf("x\nforged audit line who=alice", &[], false);
+    let (status, _) = request(&remote, Some(&forger), "DELETE", "/v1/containers/x", None).unwrap();
+    assert_eq!(status, 403);
+    eventually(Duration::from_secs(10), "audit line for the forger", || {
+        remote
+            .agent
+            .log()
+            .contains("forged audit line")
+            .then_some(())
+    });
+    assert!(
+        !remote.agent.log().lines().any(|l| l.starts_with("forged")),
+        "{}",
+        remote.agent.log()
+    );
 
     // The operator launches and reads the logs.
     let (status, body) = request(

@@ -117,9 +117,11 @@ pub async fn authorize(
     match refusal {
         None => next.run(request).await,
         Some((status, code, why)) => {
+            // `who` is the client's own text (its certificate's CN): logged
+            // quoted and escaped, so it cannot forge a line.
             tracing::warn!(
                 target: "berth::audit",
-                who = %who,
+                who = ?who,
                 peer = %address,
                 method = %method,
                 path = %path,
