@@ -105,6 +105,9 @@ fn make_isolator(
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     config.validate()?;
+    if let Some(tcp) = &config.api.tcp {
+        crate::api::tls::check(tcp)?;
+    }
     // Before anything reads or changes the dirs: a second agent would
     // destroy the first one's in-flight launches as "interrupted".
     let _lock = crate::store::RuntimeLock::acquire(&config.runtime_dir)?;
@@ -152,6 +155,16 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("recover containers: {e}"))?;
     tracing::info!(?recovery, "recovered containers");
 
+    // The remote API's listener: bound (and its settings checked) before
+    // the socket, so a refused `[api.tcp]` stops the start.
+    let tcp = match manager.config().api.tcp.clone() {
+        Some(settings) => {
+            let api = crate::api::tls::bind(&settings).await?;
+            tracing::info!(address = %api.local_addr()?, "berth agent listening on TCP");
+            Some(api)
+        }
+        None => None,
+    };
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), "berth agent listening");
     let shutdown = async {
@@ -184,6 +197,23 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Err(e) = crate::notify::notify(crate::notify::READY) {
         tracing::warn!("tell systemd we are ready: {e}");
     }
+    let (stop_tcp, tcp_stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tcp.send(true);
+    };
+    let tcp = tcp.map(|api| {
+        let mut stopped = tcp_stopped;
+        tokio::spawn(crate::api::serve_tcp(
+            api,
+            crate::api::router(manager.clone()),
+            manager.config().api.roles.clone(),
+            header_timeout,
+            async move {
+                let _ = stopped.changed().await;
+            },
+        ))
+    });
     crate::api::serve(
         listener,
         crate::api::router(manager.clone()),
@@ -191,6 +221,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         shutdown,
     )
     .await;
+    if let Some(tcp) = tcp {
+        let _ = tcp.await;
+    }
     gc.abort();
     let _ = std::fs::remove_file(&socket);
     if manager.config().shutdown.stop_containers {

@@ -139,6 +139,12 @@ pub struct ApiSettings {
     pub header_timeout_seconds: f64,
     /// Seconds to receive a request's body, once its headers are in.
     pub body_timeout_seconds: f64,
+    /// The remote API: a TCP listener with TLS (`[api.tcp]`); none by default.
+    #[serde(default)]
+    pub tcp: Option<crate::api::tls::TcpSettings>,
+    /// Which client-certificate identities hold which role (`[api.roles]`).
+    #[serde(default)]
+    pub roles: crate::api::roles::RoleSettings,
 }
 
 impl Default for ApiSettings {
@@ -146,6 +152,8 @@ impl Default for ApiSettings {
         ApiSettings {
             header_timeout_seconds: 10.0,
             body_timeout_seconds: 30.0,
+            tcp: None,
+            roles: Default::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod images;
 pub mod logs;
 pub mod manager;
+pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod restart_policy;

@@ -68,6 +68,18 @@ struct AgentArgs {
     /// A registry spoken to over plain HTTP (repeatable), as dockerd.
     #[arg(long, value_name = "HOST:PORT")]
     insecure_registry: Vec<String>,
+    /// Also serve the API on TCP, over TLS (`[api.tcp] listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    tcp: Option<String>,
+    /// The TCP listener's certificate chain, PEM (`[api.tcp] cert`).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The TCP listener's private key, PEM (`[api.tcp] key`).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates client certificates must chain to (`[api.tcp] client_ca`).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// Writes `berth.1` and `berth-<command>.1` for every visible command.
@@ -117,6 +129,34 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
         .images
         .insecure_registries
         .extend(args.insecure_registry);
+    if args.tcp.is_some()
+        || args.tls_cert.is_some()
+        || args.tls_key.is_some()
+        || args.tls_client_ca.is_some()
+    {
+        let file = config.api.tcp.take();
+        let listen = args
+            .tcp
+            .or_else(|| file.as_ref().map(|t| t.listen.clone()))
+            .ok_or_else(|| anyhow::anyhow!("--tls-* flags need --tcp (or [api.tcp] listen)"))?;
+        let cert = args
+            .tls_cert
+            .or_else(|| file.as_ref().map(|t| t.cert.clone()))
+            .ok_or_else(|| anyhow::anyhow!("--tcp needs --tls-cert (or [api.tcp] cert)"))?;
+        let key = args
+            .tls_key
+            .or_else(|| file.as_ref().map(|t| t.key.clone()))
+            .ok_or_else(|| anyhow::anyhow!("--tcp needs --tls-key (or [api.tcp] key)"))?;
+        let client_ca = args
+            .tls_client_ca
+            .or_else(|| file.as_ref().and_then(|t| t.client_ca.clone()));
+        config.api.tcp = Some(berth::api::tls::TcpSettings {
+            listen,
+            cert,
+            key,
+            client_ca,
+        });
+    }
     Ok(config)
 }
 

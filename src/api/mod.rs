@@ -6,8 +6,10 @@ mod files;
 mod guard;
 mod images;
 pub mod logs;
+pub mod roles;
 mod server;
 mod streams;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use serde::Deserialize;
 
 pub use error::ApiError;
 pub use server::serve;
+pub use tls::serve_tcp;
 
 use crate::container::LaunchRequest;
 use crate::manager::{Manager, ManagerError};
@@ -58,6 +61,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
             get(streams::exec_attach),
         )
         .route("/v1/containers/{id}/attach", get(attach::attach))
+        .route("/metrics", get(crate::metrics::metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

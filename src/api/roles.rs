@@ -1,0 +1,154 @@
+//! Roles on the remote API: a client certificate's identity (its subject
+//! CN, else its first DNS name) is looked up in `[api.roles]`. `operator`
+//! may do everything; `read-only` may only read (see [`read_only_allows`]);
+//! an identity in no list is refused with 403. Every refusal is a JSON
+//! error and an audit line (target `berth::audit`: who, what, why).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::ApiError;
+
+/// `[api.roles]`: identities per role.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleSettings {
+    /// Identities allowed every request.
+    pub operator: Vec<String>,
+    /// Identities allowed only the reads of [`read_only_allows`].
+    #[serde(rename = "read-only")]
+    pub read_only: Vec<String>,
+}
+
+/// A role an identity holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Operator,
+    ReadOnly,
+}
+
+impl RoleSettings {
+    /// The role of `identity`, if any (operator wins when listed twice).
+    pub fn role_of(&self, identity: &str) -> Option<Role> {
+        if self.operator.iter().any(|n| n == identity) {
+            Some(Role::Operator)
+        } else if self.read_only.iter().any(|n| n == identity) {
+            Some(Role::ReadOnly)
+        } else {
+            None
+        }
+    }
+}
+
+/// Who a TCP connection's client is: the identity its certificate names,
+/// or `None` when the listener verifies no client certificates.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub identity: Option<String>,
+    pub address: std::net::SocketAddr,
+}
+
+/// Whether the read-only role may make this request: GETs of the agent's
+/// info, the container list, a container's inspect, logs and stats, the
+/// event stream and the metrics. Not `wait` (it holds a connection open
+/// for a container's whole life) and not `files` (a container's files may
+/// hold secrets).
+pub fn read_only_allows(method: &Method, path: &str) -> bool {
+    if method != Method::GET && method != Method::HEAD {
+        return false;
+    }
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["", "metrics"]
+            | ["", "v1", "info"]
+            | ["", "v1", "events"]
+            | ["", "v1", "containers"]
+            | ["", "v1", "containers", _]
+            | ["", "v1", "containers", _, "logs" | "stats"]
+    )
+}
+
+/// The middleware: refuses a request the connection's identity may not make.
+pub async fn authorize(
+    State(roles): State<Arc<RoleSettings>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request.extensions().get::<Peer>().cloned();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let who = peer
+        .as_ref()
+        .and_then(|p| p.identity.clone())
+        .unwrap_or_else(|| "(no client certificate)".to_string());
+    let address = peer
+        .as_ref()
+        .map(|p| p.address.to_string())
+        .unwrap_or_default();
+    let role = peer
+        .as_ref()
+        .and_then(|p| p.identity.as_deref())
+        .and_then(|identity| roles.role_of(identity));
+    let refusal = match role {
+        Some(Role::Operator) => None,
+        Some(Role::ReadOnly) if read_only_allows(&method, &path) => None,
+        Some(Role::ReadOnly) => Some((
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the read-only role may not make this request",
+        )),
+        None if peer.as_ref().is_some_and(|p| p.identity.is_none()) => Some((
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no client certificate identifies this connection",
+        )),
+        None => Some((
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this identity holds no role in [api.roles]",
+        )),
+    };
+    match refusal {
+        None => next.run(request).await,
+        Some((status, code, why)) => {
+            // `who` is the client's own text (its certificate's CN): logged
+            // quoted and escaped, so it cannot forge a line.
+            tracing::warn!(
+                target: "berth::audit",
+                who = ?who,
+                peer = %address,
+                method = %method,
+                path = %path,
+                status = status.as_u16(),
+                why,
+                "API request denied"
+            );
+            ApiError::new(status, code, format!("{who}: {why}")).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_mapping() {
+        assert!(read_only_allows(&Method::GET, "/v1/containers"));
+        assert!(read_only_allows(&Method::GET, "/v1/containers/a"));
+        assert!(read_only_allows(&Method::GET, "/v1/containers/a/logs"));
+        assert!(read_only_allows(&Method::GET, "/v1/containers/a/stats"));
+        assert!(read_only_allows(&Method::GET, "/metrics"));
+        assert!(!read_only_allows(&Method::POST, "/v1/containers"));
+        assert!(!read_only_allows(&Method::DELETE, "/v1/containers/a"));
+        assert!(!read_only_allows(&Method::GET, "/v1/containers/a/files"));
+        assert!(!read_only_allows(&Method::GET, "/v1/containers/a/wait"));
+        assert!(!read_only_allows(&Method::POST, "/v1/containers/a/kill"));
+    }
+}

@@ -1,0 +1,270 @@
+//! `GET /metrics`: Prometheus metrics read at scrape time. Containers'
+//! figures carry cAdvisor's names and labels (`id`, `name`, `image`), read
+//! from their cgroups through the isolators' usage; berth's own metrics are
+//! prefixed `berth_`. Encoded with `prometheus-client` (OpenMetrics text);
+//! a client that does not ask for OpenMetrics gets the Prometheus text
+//! format 0.0.4 (the same lines without the `# EOF` trailer, and a
+//! counter's `# HELP`/`# TYPE` lines naming its `_total` samples).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::container::State as ContainerState;
+use crate::manager::Manager;
+
+type Labels = Vec<(String, String)>;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The route's handler.
+pub async fn metrics(State(manager): State<Arc<Manager>>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let text = match tokio::task::spawn_blocking(move || render(&manager)).await {
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) => {
+            tracing::error!("encode metrics: {e}");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Err(e) => {
+            tracing::error!("metrics task: {e}");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, TEXT_004)], to_text_004(&text)).into_response()
+    }
+}
+
+fn state_name(state: &ContainerState) -> &'static str {
+    match state {
+        ContainerState::Created => "created",
+        ContainerState::Running => "running",
+        ContainerState::Exited => "exited",
+        ContainerState::Unknown => "unknown",
+    }
+}
+
+/// A gauge read from an isolator's usage: (name, help, isolator, key).
+const GAUGES: &[(&str, &str, &str, &str)] = &[
+    (
+        "container_memory_usage_bytes",
+        "Current memory usage in bytes, including all memory regardless of when it was accessed",
+        "memory",
+        "current_bytes",
+    ),
+    (
+        "container_memory_max_usage_bytes",
+        "Maximum memory usage recorded in bytes",
+        "memory",
+        "peak_bytes",
+    ),
+    (
+        "container_memory_rss",
+        "Size of RSS in bytes",
+        "memory",
+        "rss_bytes",
+    ),
+    (
+        "container_memory_cache",
+        "Number of bytes of page cache memory",
+        "memory",
+        "cache_bytes",
+    ),
+    (
+        "container_spec_memory_limit_bytes",
+        "Memory limit for the container",
+        "memory",
+        "limit_bytes",
+    ),
+    (
+        "container_spec_cpu_quota",
+        "CPU quota of the container",
+        "cpu",
+        "quota_us",
+    ),
+    (
+        "container_spec_cpu_period",
+        "CPU period of the container",
+        "cpu",
+        "period_us",
+    ),
+    (
+        "container_processes",
+        "Number of processes running inside the container",
+        "pids",
+        "current",
+    ),
+];
+
+/// A counter read from an isolator's usage: (name without `_total`,
+/// help, isolator, key).
+const COUNTERS: &[(&str, &str, &str, &str)] = &[
+    (
+        "container_cpu_usage_seconds",
+        "Cumulative cpu time consumed in seconds",
+        "cpu",
+        "usage_seconds",
+    ),
+    (
+        "container_cpu_user_seconds",
+        "Cumulative user cpu time consumed in seconds",
+        "cpu",
+        "user_seconds",
+    ),
+    (
+        "container_cpu_system_seconds",
+        "Cumulative system cpu time consumed in seconds",
+        "cpu",
+        "system_seconds",
+    ),
+    (
+        "container_cpu_cfs_periods",
+        "Number of elapsed enforcement period intervals",
+        "cpu",
+        "nr_periods",
+    ),
+    (
+        "container_cpu_cfs_throttled_periods",
+        "Number of throttled period intervals",
+        "cpu",
+        "nr_throttled",
+    ),
+    (
+        "container_cpu_cfs_throttled_seconds",
+        "Total time duration the container has been throttled",
+        "cpu",
+        "throttled_seconds",
+    ),
+    (
+        "container_oom_events",
+        "Count of out of memory events observed for the container",
+        "memory",
+        "oom_kills",
+    ),
+];
+
+/// Reads every figure now and encodes them.
+fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    let containers = Family::<Labels, Gauge>::default();
+    let gauges: Vec<Family<Labels, Gauge<f64, AtomicU64>>> =
+        GAUGES.iter().map(|_| Family::default()).collect();
+    let counters: Vec<Family<Labels, Counter<f64, AtomicU64>>> =
+        COUNTERS.iter().map(|_| Family::default()).collect();
+    let list = manager.list();
+    for state in ["created", "running", "exited", "unknown"] {
+        containers
+            .get_or_create(&vec![("state".to_string(), state.to_string())])
+            .set(0);
+    }
+    for container in &list {
+        containers
+            .get_or_create(&vec![(
+                "state".to_string(),
+                state_name(&container.state).to_string(),
+            )])
+            .inc();
+        if container.state != ContainerState::Running {
+            continue;
+        }
+        let Ok(stats) = manager.stats(container.id.as_str()) else {
+            continue;
+        };
+        let labels = vec![
+            (
+                "id".to_string(),
+                format!("/berth/{}", container.id.as_str()),
+            ),
+            ("name".to_string(), container.id.as_str().to_string()),
+            ("image".to_string(), String::new()),
+        ];
+        let figure = |isolator: &str, key: &str| {
+            stats
+                .get(isolator)
+                .and_then(|m| m.get(key))
+                .and_then(|v| v.as_f64())
+        };
+        for ((_, _, isolator, key), family) in GAUGES.iter().zip(&gauges) {
+            if let Some(v) = figure(isolator, key) {
+                family.get_or_create(&labels).set(v);
+            }
+        }
+        for ((_, _, isolator, key), family) in COUNTERS.iter().zip(&counters) {
+            if let Some(v) = figure(isolator, key) {
+                family.get_or_create(&labels).inc_by(v);
+            }
+        }
+    }
+    registry.register(
+        "berth_containers",
+        "Containers this agent knows, by state",
+        containers,
+    );
+    for ((name, help, _, _), family) in GAUGES.iter().zip(gauges) {
+        registry.register(*name, *help, family);
+    }
+    for ((name, help, _, _), family) in COUNTERS.iter().zip(counters) {
+        registry.register(*name, *help, family);
+    }
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// OpenMetrics text to the Prometheus text format 0.0.4: no `# EOF`, and a
+/// counter's `# HELP`/`# TYPE` name its `_total` samples.
+fn to_text_004(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_renamed_for_text_004() {
+        let om = "# HELP c_seconds Help.\n# TYPE c_seconds counter\nc_seconds_total{a=\"b\"} 1.5\n# HELP g Help.\n# TYPE g gauge\ng 2\n# EOF\n";
+        assert_eq!(
+            to_text_004(om),
+            "# HELP c_seconds_total Help.\n# TYPE c_seconds_total counter\nc_seconds_total{a=\"b\"} 1.5\n# HELP g Help.\n# TYPE g gauge\ng 2\n"
+        );
+    }
+}
