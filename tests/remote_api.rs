@@ -516,7 +516,8 @@ fn a_real_prometheus_scrapes_metrics_over_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
     let remote = start(dir.path());
     let reader = remote.client_ca.leaf("reader", &[], false);
-    let launch = json!({"id": "metered", "command": ["sleep", "1000"]});
+    let launch = json!({"id": "metered", "command": ["sleep", "1000"],
+        "labels": {"team.name": "db"}});
     let admin = remote.client_ca.leaf("alice", &[], false);
     let (status, body) = request(
         &remote,
@@ -583,7 +584,9 @@ fn a_real_prometheus_scrapes_metrics_over_mutual_tls() {
         let value = eventually(Duration::from_secs(60), "memory sample", || {
             let answer = http_get_json(
                 web,
-                "/api/v1/query?query=container_memory_usage_bytes%7Bname%3D%22metered%22%7D",
+                // {name="metered",container_label_team_name="db"}: cAdvisor's
+                // label names for the container's labels.
+                "/api/v1/query?query=container_memory_usage_bytes%7Bname%3D%22metered%22%2Ccontainer_label_team_name%3D%22db%22%7D",
             )?;
             let sample = answer["data"]["result"].get(0)?.clone();
             sample["value"][1].as_str()?.parse::<f64>().ok()

@@ -192,8 +192,25 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
                 format!("/berth/{}", container.id.as_str()),
             ),
             ("name".to_string(), container.id.as_str().to_string()),
-            ("image".to_string(), String::new()),
+            (
+                "image".to_string(),
+                container.image.clone().unwrap_or_default(),
+            ),
         ];
+        let mut labels = labels;
+        // cAdvisor's `container_label_<name>` for each of its labels (names
+        // made Prometheus-safe; the first of two keys that map to one name
+        // wins, as a series may not repeat a label).
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, value) in &container.labels {
+            let name: String = key
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            if seen.insert(name.clone()) {
+                labels.push((format!("container_label_{name}"), value.clone()));
+            }
+        }
         let figure = |isolator: &str, key: &str| {
             stats
                 .get(isolator)
