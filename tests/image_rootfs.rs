@@ -803,3 +803,53 @@ fn a_restarted_container_keeps_its_own_layer() {
     remove(&agent, "again");
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
+
+#[test]
+fn a_restart_runs_the_image_it_started_with_even_when_the_tag_moved() {
+    require_root!();
+    if !require_umoci(
+        "image_rootfs::a_restart_runs_the_image_it_started_with_even_when_the_tag_moved",
+    ) {
+        return;
+    }
+    let agent = Agent::start();
+    let busybox = busybox_bytes();
+    let build = |sub: &str, version: &'static [u8]| {
+        let dir = agent.dir.path().join(sub);
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = TestImage::new(&dir, "pin");
+        image.add_layer(&with_busybox(
+            &busybox,
+            vec![Entry::File("version", version)],
+        ));
+        image
+    };
+    build("first", b"1\n").load(&agent.work_dir);
+    agent.launch(json!({"id": "pinned", "image": "pin", "pull": "never",
+        "restart": "on-failure:1",
+        "command": ["/bin/sh", "-c",
+            "cat /version; while [ ! -e /sandbox/go ]; do sleep 0.05; done; exit 1"]}));
+    eventually(Duration::from_secs(10), "the first run", || {
+        (agent.stdout("pinned") == "1\n").then_some(())
+    });
+    // The tag now names another image.
+    build("second", b"2\n").load(&agent.work_dir);
+    let (_, out) = run_out(
+        &agent,
+        "fresh",
+        json!({"image": "pin", "pull": "never", "command": ["cat", "/version"]}),
+    );
+    assert_eq!(out, "2\n", "the tag did not move");
+    std::fs::write(agent.sandbox("pinned").join("go"), "").unwrap();
+    let ended = eventually(Duration::from_secs(30), "one restart", || {
+        let c = agent.api("GET", "/v1/containers/pinned", None).body;
+        (c["state"] == "exited"
+            && c["restart"]["count"] == 1
+            && c["restart"].get("next_attempt_at").is_none())
+        .then_some(c)
+    });
+    assert_eq!(ended["exit_code"], 1, "{ended}");
+    assert_eq!(agent.stdout("pinned"), "1\n1\n", "{ended}");
+    remove(&agent, "pinned");
+    remove(&agent, "fresh");
+}

@@ -325,9 +325,32 @@ impl ImageStore {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
         index.schema_version = 2;
-        index
-            .manifests
-            .retain(|d| d.annotations.get(REF_NAME) != Some(&name));
+        // An image the name leaves stays, untagged, as
+        // `registry/repository@digest`: a container may run on it (a
+        // restart asks for it by digest), and GC removes it once none does.
+        let mut untagged = Vec::new();
+        index.manifests.retain(|d| {
+            if d.annotations.get(REF_NAME) != Some(&name) {
+                return true;
+            }
+            if d.digest != manifest.digest {
+                untagged.push(d.clone());
+            }
+            false
+        });
+        for mut old in untagged {
+            if index.manifests.iter().any(|d| d.digest == old.digest) {
+                continue;
+            }
+            old.annotations.insert(
+                REF_NAME.to_owned(),
+                format!(
+                    "{}/{}@{}",
+                    reference.registry, reference.repository, old.digest
+                ),
+            );
+            index.manifests.push(old);
+        }
         let mut entry = manifest.clone();
         entry.platform = None;
         if entry.media_type.is_empty() {

@@ -120,9 +120,12 @@ impl Manager {
         super::health::check_request(&request)?;
         // A restart launches the request as it was asked for, before the
         // image's config filled it in.
-        let asked = request.clone();
+        let mut asked = request.clone();
         let image = self.resolve_image(&request)?;
         if let Some(image) = &image {
+            // A restart runs the very image this launch runs (its writable
+            // layer lies over these layers), not what the tag names by then.
+            asked.image = Some(super::root::pinned_reference(image));
             super::root::apply_image_config(&mut request, &image.config);
             super::request_checks::check(&request)?;
         }

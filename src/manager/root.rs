@@ -93,6 +93,16 @@ impl RootDirs {
     }
 }
 
+/// `image`'s reference pinned to the manifest it resolved to:
+/// `registry/repo[:tag]@sha256:...`.
+pub(super) fn pinned_reference(image: &ImageRoot) -> String {
+    let base = image
+        .reference
+        .split_once('@')
+        .map_or(image.reference.as_str(), |(base, _)| base);
+    format!("{base}@{}", image.manifest_digest)
+}
+
 impl Manager {
     /// The image a request names, pulled as its policy says and unpacked.
     /// Every failure is a 4xx naming `image` (or `pull`).
