@@ -739,3 +739,67 @@ fn metrics_follow_the_cpu_quota_and_speak_openmetrics_when_asked() {
         None,
     );
 }
+
+#[test]
+fn attach_works_over_the_tls_listener() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = start(dir.path());
+    let alice = remote.client_ca.leaf("alice", &[], false);
+    let (status, body) = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "fed", "stdin": true, "command": ["cat"]})),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ws = runtime.block_on(async {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(remote.server_ca.der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![alice.der.clone()],
+                PrivateKeyDer::try_from(alice.key_der.clone()).unwrap(),
+            )
+            .unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", remote.port))
+            .await
+            .unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let mut request = "wss://localhost/v1/containers/fed/attach?stdin=1"
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "v5.channel.k8s.io".parse().unwrap(),
+        );
+        // The upgrade needs hyper's `with_upgrades` on the TCP listener too.
+        let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
+            .await
+            .expect("a WebSocket over the TLS listener");
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(b"hi over tls\n");
+        ws.send(Message::binary(frame)).await.unwrap();
+        ws.send(Message::binary(vec![255u8, 0])).await.unwrap();
+        ws
+    });
+    let done = remote.agent.wait("fed");
+    assert_eq!(remote.agent.stdout("fed"), "hi over tls\n");
+    assert_eq!(done["exit_code"], 0, "{done}");
+}

@@ -12,8 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -229,7 +228,7 @@ pub async fn serve_tcp(
         Arc::new(roles),
         authorize,
     ));
-    let graceful = GracefulShutdown::new();
+    let connections = super::server::Connections::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
@@ -263,7 +262,7 @@ pub async fn serve_tcp(
         let acceptor = api.acceptor.clone();
         let router = router.clone();
         let verifies_clients = api.verifies_clients;
-        let watcher = graceful.watcher();
+        let connection = connections.handle();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -293,19 +292,10 @@ pub async fn serve_tcp(
                     hyper::service::Service::call(&inner, request)
                 },
             );
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!("API TCP connection: {e}");
-            }
+            connection
+                .serve(TokioIo::new(tls), service, header_timeout)
+                .await;
         });
     }
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::info!("API TCP requests still open at shutdown are dropped");
-    }
+    connections.close("API TCP").await;
 }
