@@ -290,7 +290,10 @@ fn tty_games_inside_cannot_reach_the_host_terminal() {
     require_root!();
     let agent = Agent::start();
     agent.launch(json!({"id": "games", "command": ["sleep", "1000"]}));
-    let exe = std::env::current_exe().unwrap();
+    // This test binary runs inside the container, from its sandbox (the
+    // checkout may lie under /tmp, which the container has of its own).
+    let exe = agent.sandbox("games").join("streams-attack");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     let mut term = Terminal::spawn(
         &agent,
         &["exec", "-it", "-e", "BERTH_STREAMS_ATTACK=1", "games", "sh"],
