@@ -60,6 +60,9 @@ impl Manager {
     ) -> Result<ImageRemoved, ManagerError> {
         let reference = self.parse_image(text)?;
         let images = self.images_arc()?;
+        // No launch is between unpacking this image's layers and mounting
+        // them while it goes.
+        let _gate = self.image_gate.write().await;
         let name = reference.to_string();
         let stored = images
             .store
@@ -123,6 +126,7 @@ impl Manager {
     /// pull in flight needs.
     pub async fn collect_images(&self, limit: u64) -> Result<GcReport, ManagerError> {
         let images = self.images_arc()?;
+        let _gate = self.image_gate.write().await;
         let (in_use, _) = self.images_in_use();
         tokio::task::spawn_blocking(move || {
             let keep = crate::images::pull::pinned_blobs();

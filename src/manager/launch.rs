@@ -36,6 +36,8 @@ pub(super) struct Plan {
     /// The lower dirs of its overlay root, topmost first (an image's
     /// layers, or the `--rootfs` dir); `None`: no overlay.
     lower: Option<Vec<PathBuf>>,
+    /// With an image: held until the root is mounted (see `image_gate`).
+    _image_gate: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
 impl From<IsolatorError> for ManagerError {
@@ -121,6 +123,10 @@ impl Manager {
         // A restart launches the request as it was asked for, before the
         // image's config filled it in.
         let mut asked = request.clone();
+        let image_gate = request
+            .image
+            .is_some()
+            .then(|| self.runtime.block_on(self.image_gate.clone().read_owned()));
         let image = self.resolve_image(&request)?;
         if let Some(image) = &image {
             // A restart runs the very image this launch runs (its writable
@@ -375,6 +381,7 @@ impl Manager {
             config,
             seccomp,
             lower,
+            _image_gate: image_gate,
         })
     }
 

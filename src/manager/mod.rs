@@ -159,6 +159,10 @@ pub struct Manager {
     shutting_down: AtomicBool,
     /// The image store and registry client, opened at first use.
     images: std::sync::OnceLock<Arc<crate::images::Images>>,
+    /// Held (shared) by a launch from its image's resolution until its root
+    /// is mounted, and (exclusive) by image removal and GC, so that no
+    /// layer is pruned between being unpacked and being mounted.
+    image_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Manager {
@@ -178,6 +182,7 @@ impl Manager {
             seccomp_programs: seccomp::ProgramCache::default(),
             shutting_down: AtomicBool::new(false),
             images: std::sync::OnceLock::new(),
+            image_gate: Default::default(),
         })
     }
 
