@@ -5,12 +5,14 @@
 # (run.sh) twice: once running them from the root cgroup, once each as the
 # single process of a delegated service cgroup (guest-tests.sh). The tests
 # chosen (issue 16): launch, update, memory, cpu, blkio, disk, recovery,
-# shim, pids, and the v2-specific ones (cgroup_v2). Fails if any fails.
+# shim, pids, and the v2-specific ones (cgroup_v2); overlay roots from
+# images (image_rootfs) and health checkers (health), which place processes
+# in the container's cgroups. Fails if any fails.
 # V2VM_MODES="root delegated" picks the runs; V2VM_TESTS overrides the list.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=.ci/v2-vm
-root_tests=${V2VM_TESTS:-"launch update blkio disk recovery shim pids cgroup_v2"}
+root_tests=${V2VM_TESTS:-"launch update blkio disk recovery shim pids cgroup_v2 image_rootfs health"}
 crate_tests="berth-isolator-memory berth-isolator-cpu berth-cgroups"
 
 bins=()
