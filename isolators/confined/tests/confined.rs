@@ -328,9 +328,11 @@ fn a_walk_stays_in_the_tree_with_a_few_descriptors_whatever_the_depth() {
         .iter()
         .all(|p| !p.starts_with("outdir") || p == Path::new("outdir")));
     assert!(!seen.iter().any(|p| p.ends_with("secret")));
-    // Two descriptors at most beyond what was open: the walk's own and the
-    // visitor's read_dir of /proc/self/fd.
-    assert!(most_fds <= fds_before + 3, "{fds_before} -> {most_fds}");
+    // A few descriptors beyond what was open (the walk's own, the
+    // visitor's read_dir of /proc/self/fd, and whatever the other tests of
+    // this binary, running in parallel threads, hold at that moment), not
+    // one per level of the 300.
+    assert!(most_fds <= fds_before + 16, "{fds_before} -> {most_fds}");
     // Stopping ends it.
     let mut calls = 0;
     assert!(!dir
