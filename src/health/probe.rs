@@ -194,20 +194,48 @@ fn run_command(
     })
 }
 
-/// SIGKILLs every process descending from `root` (found through the
+/// SIGKILLs `root` and every process descending from it (found through the
 /// parent pids in `/proc`, seen from the checker's pid namespace, the
-/// host's), deepest first, stopped first so none can fork away meanwhile.
+/// host's). The tree is frozen first, top down and until a look finds no
+/// new process: a process caught in `fork` either shows its child on the
+/// next look or, stopped, forks no more. Killing from one look only lost
+/// the race with a joiner forking the command, which then outlived it.
 fn kill_descendants(root: u32) {
+    let mut frozen: Vec<u32> = Vec::new();
+    // Bounded: a tree cannot grow once its members are stopped.
+    for _ in 0..64 {
+        let new: Vec<u32> = process_tree(root)
+            .into_iter()
+            .filter(|pid| !frozen.contains(pid))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for pid in &new {
+            // SAFETY: kill(2) of the checker's own exec helper or one of
+            // its descendants.
+            unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
+        }
+        for pid in &new {
+            wait_stopped(*pid);
+        }
+        frozen.extend(new);
+    }
+    for pid in frozen.iter().rev() {
+        // SAFETY: as above.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+}
+
+/// `root` and its descendants, parents before children.
+fn process_tree(root: u32) -> Vec<u32> {
     let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            // The fields after the command's name, which may hold spaces.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let ppid: u32 = rest.split(' ').nth(1)?.parse().ok()?;
+            let (_, ppid) = stat_state(pid)?;
             Some((pid, ppid))
         })
         .collect();
@@ -223,14 +251,27 @@ fn kill_descendants(root: u32) {
         );
         i += 1;
     }
-    for pid in found.iter().skip(1) {
-        // SAFETY: kill(2) of a process this checker started (a descendant
-        // of its own exec helper).
-        unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
-    }
-    for pid in found.iter().skip(1).rev() {
-        // SAFETY: as above.
-        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    found
+}
+
+/// A process's state letter and parent pid from `/proc/PID/stat`.
+fn stat_state(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command's name, which may hold spaces.
+    let mut rest = stat[stat.rfind(')')? + 2..].split(' ');
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Waits (briefly) until SIGSTOP has taken `pid`, or it is gone.
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        match stat_state(pid) {
+            Some(('T' | 't' | 'Z' | 'X', _)) | None => return,
+            Some(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
     }
 }
 
