@@ -14,10 +14,10 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncReadExt;
 
-use super::streams::offers_protocol;
+use super::streams::{forward_client_frames, offers_protocol};
 use super::{ApiError, Shared};
 use crate::manager::Manager;
-use crate::streams::{frames, PROTOCOL};
+use crate::streams::PROTOCOL;
 
 pub async fn attach(
     State(manager): Shared,
@@ -44,26 +44,9 @@ pub async fn attach(
 }
 
 async fn relay(socket: WebSocket, shim: tokio::net::UnixStream, _manager: Arc<Manager>) {
-    let (mut to_client, mut from_client) = socket.split();
-    let (mut from_shim, mut to_shim) = shim.into_split();
-    let input = async {
-        while let Some(Ok(message)) = from_client.next().await {
-            let data = match message {
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            let Some((&channel, payload)) = data.split_first() else {
-                continue;
-            };
-            if frames::write_async(&mut to_shim, channel, payload)
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    };
+    let (mut to_client, from_client) = socket.split();
+    let (mut from_shim, to_shim) = shim.into_split();
+    let input = forward_client_frames(from_client, to_shim);
     // The shim never writes: a read returning means it closed the attach.
     let mut byte = [0u8; 1];
     tokio::select! {

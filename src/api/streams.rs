@@ -48,28 +48,11 @@ pub async fn exec_attach(
 /// Relays between the client's WebSocket and the helper's socket until the
 /// helper has ended, then sends the status and closes.
 async fn relay(socket: WebSocket, mut stream: ExecStream, manager: Arc<Manager>) {
-    let (mut to_client, mut from_client) = socket.split();
-    let (mut from_helper, mut to_helper) = stream.take_socket().into_split();
-    let input = tokio::spawn(async move {
-        while let Some(Ok(message)) = from_client.next().await {
-            let data = match message {
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            let Some((&channel, payload)) = data.split_first() else {
-                continue;
-            };
-            if frames::write_async(&mut to_helper, channel, payload)
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        // Dropping the write half ends the helper's input: stdin closes, a
-        // tty hangs up.
-    });
+    let (mut to_client, from_client) = socket.split();
+    let (mut from_helper, to_helper) = stream.take_socket().into_split();
+    // Dropping the write half when the client is done ends the helper's
+    // input: stdin closes, a tty hangs up.
+    let input = tokio::spawn(async move { forward_client_frames(from_client, to_helper).await });
     let mut client_gone = false;
     while let Ok(Some(frame)) = frames::read_async(&mut from_helper).await {
         if client_gone {
@@ -95,4 +78,30 @@ async fn relay(socket: WebSocket, mut stream: ExecStream, manager: Arc<Manager>)
     message.extend_from_slice(&serde_json::to_vec(&status).expect("status serializes"));
     let _ = to_client.send(Message::Binary(message.into())).await;
     let _ = to_client.send(Message::Close(None)).await;
+}
+
+/// Copies the client's binary WebSocket messages (channel byte, payload) to
+/// `to` as frames until the client closes or `to` fails.
+pub(super) async fn forward_client_frames<W>(
+    mut from_client: futures_util::stream::SplitStream<WebSocket>,
+    mut to: W,
+) where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(Ok(message)) = from_client.next().await {
+        let data = match message {
+            Message::Binary(data) => data,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let Some((&channel, payload)) = data.split_first() else {
+            continue;
+        };
+        if frames::write_async(&mut to, channel, payload)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
 }

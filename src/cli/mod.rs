@@ -756,50 +756,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             Ok(0)
         }
-        Command::Stop { time, ids } => {
-            if !(0.0..=86_400.0).contains(&time) {
-                return Err(usage(format!(
-                    "invalid --time {time}: expected seconds between 0 and 86400"
-                )));
-            }
-            let mut failed = Failed::default();
-            for id in ids {
-                let stopped = client
-                    .call(
-                        Method::POST,
-                        &format!("{}/stop", container_path(&id)),
-                        Some(json!({ "timeout": time })),
-                    )
-                    .await;
-                match stopped {
-                    Ok(_) => outln!("{id}"),
-                    Err(e) => failed.note(e)?,
-                }
-            }
-            failed.result(0)
-        }
-        Command::Restart { time, ids } => {
-            if !(0.0..=86_400.0).contains(&time) {
-                return Err(usage(format!(
-                    "invalid --time {time}: expected seconds between 0 and 86400"
-                )));
-            }
-            let mut failed = Failed::default();
-            for id in ids {
-                let restarted = client
-                    .call(
-                        Method::POST,
-                        &format!("{}/restart", container_path(&id)),
-                        Some(json!({ "timeout": time })),
-                    )
-                    .await;
-                match restarted {
-                    Ok(_) => outln!("{id}"),
-                    Err(e) => failed.note(e)?,
-                }
-            }
-            failed.result(0)
-        }
+        Command::Stop { time, ids } => stop_each(&client, "stop", time, ids).await,
+        Command::Restart { time, ids } => stop_each(&client, "restart", time, ids).await,
         Command::Exec {
             env,
             workdir,
@@ -1341,6 +1299,36 @@ impl Failed {
     fn result(self, code: i32) -> Result<i32, Failure> {
         Ok(if self.any { 1 } else { code })
     }
+}
+
+/// `berth stop` and `berth restart`: POSTs `{"timeout": time}` to each
+/// container's `action` (`stop` or `restart`), printing the ids done.
+async fn stop_each(
+    client: &Client,
+    action: &str,
+    time: f64,
+    ids: Vec<String>,
+) -> Result<i32, Failure> {
+    if !(0.0..=86_400.0).contains(&time) {
+        return Err(usage(format!(
+            "invalid --time {time}: expected seconds between 0 and 86400"
+        )));
+    }
+    let mut failed = Failed::default();
+    for id in ids {
+        let done = client
+            .call(
+                Method::POST,
+                &format!("{}/{action}", container_path(&id)),
+                Some(json!({ "timeout": time })),
+            )
+            .await;
+        match done {
+            Ok(_) => outln!("{id}"),
+            Err(e) => failed.note(e)?,
+        }
+    }
+    failed.result(0)
 }
 
 /// A launch refused because the command cannot be exec'd exits as a shell
