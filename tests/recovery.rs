@@ -222,6 +222,7 @@ fn a_recycled_pid_does_not_fool_recovery() {
     let mut record: Value = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
     let shim = record["shim"]["pid"].as_u64().unwrap() as i32;
     // The shim and its container die while no agent watches...
+    // SAFETY: kill(2) of this test's own container's shim and process.
     unsafe {
         libc::kill(shim, libc::SIGKILL);
         libc::kill(pid, libc::SIGKILL);
@@ -267,6 +268,7 @@ fn after_a_reboot_containers_are_reported_agent_lost_with_their_sandboxes() {
         &std::fs::read(agent.runtime_dir.join("containers/survivor/container.json")).unwrap(),
     )
     .unwrap();
+    // SAFETY: kill(2) of this test's own container's shim.
     unsafe {
         libc::kill(
             record["shim"]["pid"].as_u64().unwrap() as i32,

@@ -442,8 +442,8 @@ fn sighup_rotates_the_certificate_and_keeps_open_streams() {
             .leaf("berth agent rotated", &["localhost"], false);
         std::fs::write(dir.path().join("server.pem"), &rotated.cert_pem).unwrap();
         std::fs::write(dir.path().join("server.key"), &rotated.key_pem).unwrap();
-        // SAFETY: kill with the agent's own pid and a valid signal.
         assert_eq!(
+            // SAFETY: kill with the agent's own pid and a valid signal.
             unsafe { libc::kill(remote.agent.pid().unwrap() as i32, libc::SIGHUP) },
             0
         );

@@ -39,8 +39,8 @@ impl Terminal {
     fn spawn(agent: &Agent, args: &[&str], rows: u16, cols: u16) -> Terminal {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let size = winsize(rows, cols);
-        // SAFETY: TIOCSWINSZ reads a winsize that outlives the call.
         assert_eq!(
+            // SAFETY: TIOCSWINSZ reads a winsize that outlives the call.
             unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &size) },
             0
         );
@@ -107,8 +107,8 @@ impl Terminal {
 
     fn resize(&self, rows: u16, cols: u16) {
         let size = winsize(rows, cols);
-        // SAFETY: as above.
         assert_eq!(
+            // SAFETY: TIOCSWINSZ reads a winsize that outlives the call.
             unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) },
             0
         );
@@ -133,8 +133,8 @@ impl Terminal {
     /// it after the CLI would get).
     fn pending_input(&self) -> i32 {
         let mut n: libc::c_int = 0;
-        // SAFETY: FIONREAD writes an int that outlives the call.
         assert_eq!(
+            // SAFETY: FIONREAD writes an int that outlives the call.
             unsafe { libc::ioctl(self.slave.as_fd().as_raw_fd(), libc::FIONREAD, &mut n) },
             0
         );

@@ -239,6 +239,7 @@ pub fn loopback_up() -> Result<(), NamespaceError> {
         return Err(NamespaceError::Loopback(io::Error::last_os_error()));
     }
     req.flags |= libc::IFF_UP as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads the ifreq filled above, which outlives the call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
         return Err(NamespaceError::Loopback(io::Error::last_os_error()));
     }

@@ -165,8 +165,10 @@ fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
 
 fn mount_id(dirfd: i32, path: &Path, flags: i32) -> Result<u64, RootfsError> {
     let c = cstring(path)?;
-    // SAFETY: statx fills the zeroed buffer; all pointers are valid.
+    // SAFETY: statx is plain data; all zeroes is a valid value.
     let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx fills the buffer; the path is a valid C string and
+    // both outlive the call.
     let rc = unsafe { libc::statx(dirfd, c.as_ptr(), flags, libc::STATX_MNT_ID, &mut buf) };
     if rc < 0 {
         return Err(RootfsError::Open {

@@ -185,6 +185,8 @@ impl Compressor {
                         1
                     }
                 };
+                // SAFETY: _exit ends this forked child without running the
+                // parent's atexit handlers or flushing its copied buffers.
                 unsafe { libc::_exit(code) }
             }
         }
