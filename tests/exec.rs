@@ -278,3 +278,40 @@ fn exec_enters_a_user_namespace_and_a_rootfs_of_its_own() {
     assert_eq!(out["stdout"], theirs);
     assert!(!theirs.trim_start().starts_with("0          0"), "{theirs}");
 }
+
+/// Attack: an exec's output is the container's to choose, and its exec dir
+/// lives in the agent's runtime dir (a tmpfs: host memory). A command that
+/// writes 40 MiB to each stream leaves at most the cap of each on disk and
+/// in the answer, and still ends with its own exit code.
+#[test]
+fn an_exec_flooding_its_output_fills_no_host_memory() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "flood", "network": "none",
+        "command": ["sleep", "1000"]}));
+    let cap: u64 = 4 << 20;
+    let out = exec(
+        &agent,
+        "flood",
+        &[
+            "sh",
+            "-c",
+            "head -c 41943040 /dev/zero; head -c 41943040 /dev/zero >&2; exit 7",
+        ],
+    );
+    assert_eq!(out["exit_code"], 7, "{}", agent.log());
+    assert!(out["stdout"].as_str().unwrap().len() as u64 <= cap);
+    assert!(out["stderr"].as_str().unwrap().len() as u64 <= cap);
+    let execs = agent.runtime_dir.join("containers/flood/exec");
+    let mut files = 0;
+    let dirs = std::fs::read_dir(&execs).unwrap().flatten();
+    for dir in dirs.filter(|d| d.path().is_dir()) {
+        for name in ["stdout", "stderr"] {
+            let size = std::fs::metadata(dir.path().join(name)).unwrap().len();
+            assert!(size <= cap + 64, "{name}: {size} bytes kept");
+            assert!(size >= cap, "{name}: only {size} bytes kept");
+            files += 1;
+        }
+    }
+    assert_eq!(files, 2);
+}

@@ -13,7 +13,7 @@ use crate::shim::join::REQUEST_FILE;
 use crate::shim::protocol::{ExitRecord, EXIT_FILE};
 
 /// Output returned in the answer, per stream; the files keep all of it.
-const MAX_OUTPUT: u64 = 4 << 20;
+const MAX_OUTPUT: u64 = crate::shim::protocol::EXEC_OUTPUT_CAP;
 
 /// How an exec ended, as the API answers it.
 #[derive(Debug, Clone, Serialize)]

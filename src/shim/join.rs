@@ -40,6 +40,7 @@ use thiserror::Error;
 
 use super::container;
 use super::exec;
+use super::exec_output::CappedOutput;
 use super::protocol::ExitRecord;
 use super::seccomp::SeccompProgram;
 use super::spec::{ContainerConfig, ProcessConfig};
@@ -264,7 +265,10 @@ fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
             .open(&path)
             .map_err(|source| JoinError::Open { path, source })
     };
-    let mut outputs = [create("stdout")?, create("stderr")?];
+    let mut outputs = [
+        CappedOutput::new(create("stdout")?),
+        CappedOutput::new(create("stderr")?),
+    ];
     let sys = |what| move |errno| JoinError::Sys { what, errno };
     let pipes = Pipes {
         stdout: pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?,
@@ -558,7 +562,7 @@ fn exit(code: i32) -> ! {
 /// Copies the command's output into the files until the joiner has ended
 /// and the pipes are drained (or, with background processes holding them,
 /// empty).
-fn pump(pipes: [OwnedFd; 2], files: &mut [File; 2], joiner: Option<&OwnedFd>) {
+fn pump(pipes: [OwnedFd; 2], files: &mut [CappedOutput; 2], joiner: Option<&OwnedFd>) {
     for pipe in &pipes {
         if let Ok(flags) = fcntl(pipe, FcntlArg::F_GETFL) {
             let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
@@ -601,7 +605,7 @@ fn pump(pipes: [OwnedFd; 2], files: &mut [File; 2], joiner: Option<&OwnedFd>) {
                         break;
                     }
                     Ok(n) => {
-                        let _ = files[i].write_all(&buf[..n]);
+                        files[i].write(&buf[..n]);
                     }
                     Err(Errno::EINTR) => {}
                     Err(_) => {

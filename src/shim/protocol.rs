@@ -29,6 +29,10 @@ pub const EXIT_FILE: &str = "exit.json";
 /// The file in the state dir where the shim logs its own trouble.
 pub const SHIM_LOG_FILE: &str = "shim.log";
 
+/// The most of an exec's stdout, and of its stderr, kept in its exec dir:
+/// the exec helper writes no more, the agent reads no more.
+pub const EXEC_OUTPUT_CAP: u64 = 4 << 20;
+
 /// The fd on which the shim finds its socket to the agent.
 pub const SYNC_FD: i32 = 3;
 

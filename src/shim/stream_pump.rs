@@ -10,8 +10,6 @@
 //! here and the socket is not read meanwhile, so the command's output is
 //! always copied, whatever the size of its input.
 
-use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
@@ -19,6 +17,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use super::exec_output::CappedOutput;
 use crate::streams::{frames, Resize, CLOSE, RESIZE, STDERR, STDIN, STDOUT};
 
 /// Where the command's output comes from.
@@ -41,7 +40,7 @@ pub fn pump(
     output: Output,
     stdin: Option<OwnedFd>,
     stream: Option<UnixStream>,
-    files: &mut [File; 2],
+    files: &mut [CappedOutput; 2],
     joiner: Option<&OwnedFd>,
 ) {
     let (mut sources, mut master): (Vec<(OwnedFd, usize, u8)>, Option<OwnedFd>) = match output {
@@ -130,7 +129,7 @@ pub fn pump(
                         break;
                     }
                     Ok(n) => {
-                        let _ = files[*file].write_all(&buf[..n]);
+                        files[*file].write(&buf[..n]);
                         if let Some(s) = &mut stream {
                             if frames::write(s, *channel, &buf[..n]).is_err() {
                                 stream = None;
