@@ -315,3 +315,40 @@ fn an_exec_flooding_its_output_fills_no_host_memory() {
     }
     assert_eq!(files, 2);
 }
+
+/// A container exec'd into again and again keeps only its newest 16
+/// finished execs on the runtime tmpfs; an exec created for attaching and
+/// not yet run stays.
+#[test]
+fn finished_execs_are_pruned_to_the_newest() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "busy", "network": "none",
+        "command": ["sleep", "1000"]}));
+    let waiting = agent.api(
+        "POST",
+        "/v1/containers/busy/exec",
+        Some(json!({"command": ["cat"], "stdin": true})),
+    );
+    assert_eq!(waiting.status, 201, "{:?}", waiting.body);
+    let waiting = waiting.body["id"].as_str().unwrap().to_string();
+    let ids: Vec<String> = (0..20)
+        .map(|_| {
+            exec(&agent, "busy", &["true"])["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let execs = agent.runtime_dir.join("containers/busy/exec");
+    let kept: BTreeSet<String> = std::fs::read_dir(&execs)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.path().is_dir())
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .collect();
+    let newest: BTreeSet<String> = ids[4..].iter().cloned().collect();
+    assert!(kept.contains(&waiting), "{kept:?}");
+    assert_eq!(kept.len(), 17, "{kept:?}");
+    assert!(newest.is_subset(&kept), "{kept:?}");
+}

@@ -78,7 +78,7 @@ impl Manager {
                 ManagerError::Conflict(format!("container {id} is not running: {message}"))
             });
         };
-        Ok(ExecResult {
+        let result = ExecResult {
             id: exec_id,
             exit_code,
             signal: record.signal,
@@ -87,7 +87,11 @@ impl Manager {
             error: record.error,
             started_at: record.started_at,
             finished_at: record.finished_at,
-        })
+        };
+        if let Some(execs) = dir.parent() {
+            prune_finished_execs(execs);
+        }
+        Ok(result)
     }
 
     /// Checks `request` against the running container `id` and writes it
@@ -200,4 +204,36 @@ async fn read_capped(path: &Path) -> String {
         let _ = file.take(MAX_OUTPUT).read_to_end(&mut out).await;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How many finished execs a container keeps (their dirs: request, exit
+/// record, up to 4 MiB of each output stream) beside the running ones.
+const FINISHED_EXECS_KEPT: usize = 16;
+
+/// Removes all but the newest [`FINISHED_EXECS_KEPT`] finished exec dirs
+/// below `execs`, so that a container exec'd into every second does not
+/// fill the runtime dir until it is removed. Exec ids are hex nanoseconds:
+/// their value orders them. A dir without an exit record runs, or waits to
+/// be attached, and stays.
+pub(super) fn prune_finished_execs(execs: &Path) {
+    let Ok(entries) = std::fs::read_dir(execs) else {
+        return;
+    };
+    let mut finished: Vec<(u128, std::path::PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let id = u128::from_str_radix(entry.file_name().to_str()?, 16).ok()?;
+            let path = entry.path();
+            path.join(EXIT_FILE).exists().then_some((id, path))
+        })
+        .collect();
+    if finished.len() <= FINISHED_EXECS_KEPT {
+        return;
+    }
+    finished.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+    for (_, path) in finished.drain(FINISHED_EXECS_KEPT..) {
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!("remove the finished exec {}: {e}", path.display());
+        }
+    }
 }

@@ -137,6 +137,19 @@ impl ExecStream {
     /// exec ended, as the Kubernetes status sent on channel 3.
     pub async fn finish(mut self, manager: &Manager) -> Status {
         let status = self.helper.wait().await;
+        let ended = self.ended(status, manager);
+        if let Some(execs) = self.dir.parent() {
+            super::exec::prune_finished_execs(execs);
+        }
+        ended
+    }
+
+    /// The exec's end as its helper recorded it.
+    fn ended(
+        &self,
+        status: std::io::Result<std::process::ExitStatus>,
+        manager: &Manager,
+    ) -> Status {
         let record: Option<ExitRecord> = std::fs::read(self.dir.join(EXIT_FILE))
             .ok()
             .and_then(|raw| serde_json::from_slice(&raw).ok());
