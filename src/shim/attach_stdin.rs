@@ -6,9 +6,11 @@
 //! `streams::frames`: channel 0 is written to the pipe, `[255, 0]` closes it
 //! (the command sees EOF) once what is queued is written.
 //!
-//! One writer at a time: a connection arriving while one is attached is
-//! closed at once. An attacher that leaves without `[255, 0]` leaves stdin
-//! open for the next one. Nothing here runs unless `-i` was asked for.
+//! One writer at a time: a connection arriving while one is attached waits
+//! (up to [`MAX_WAITING`] of them, in order; more are closed at once) and
+//! takes over when it leaves. An attacher that leaves without `[255, 0]`
+//! leaves stdin open for the next one. Nothing here runs unless `-i` was
+//! asked for.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -26,10 +28,18 @@ use crate::streams::{frames, CLOSE, RESIZE, STDIN};
 /// The socket's name in the container's state dir.
 pub const SOCKET: &str = "attach.sock";
 
+/// How many attachers may wait for the one attached. The agent connects
+/// for the next attacher as soon as the last one's client leaves, which
+/// can be before the shim has read the last one's end: without waiting,
+/// that next attacher's input was dropped.
+pub const MAX_WAITING: usize = 8;
+
 /// The shim's side of the container's stdin.
 pub struct StdinRelay {
     listener: UnixListener,
     conn: Option<UnixStream>,
+    /// Attachers that came while `conn` was attached, oldest first.
+    waiting: std::collections::VecDeque<UnixStream>,
     decoder: frames::Decoder,
     pending: Vec<u8>,
     pipe: Option<OwnedFd>,
@@ -64,6 +74,7 @@ impl StdinRelay {
             StdinRelay {
                 listener,
                 conn: None,
+                waiting: std::collections::VecDeque::new(),
                 decoder: frames::Decoder::default(),
                 pending: Vec::new(),
                 pipe: Some(write),
@@ -113,20 +124,35 @@ impl StdinRelay {
 
     /// Does what poll found ready: accepts, reads frames, writes the pipe.
     pub fn on_ready(&mut self, [listener, conn, _pipe]: [bool; 3]) {
-        if listener {
-            while let Ok((stream, _)) = self.listener.accept() {
-                if self.conn.is_none() && self.pipe.is_some() {
-                    let _ = stream.set_nonblocking(true);
-                    self.conn = Some(stream);
-                    self.decoder = frames::Decoder::default();
-                }
-                // Otherwise dropped: one writer at a time.
-            }
-        }
+        // The attached one first: its end may be what makes room.
         if conn {
             self.read_conn();
         }
+        if listener {
+            while let Ok((stream, _)) = self.listener.accept() {
+                if self.pipe.is_some() && self.waiting.len() < MAX_WAITING {
+                    self.waiting.push_back(stream);
+                }
+                // Otherwise dropped: stdin is closed, or too many wait.
+            }
+        }
         self.write_pending();
+        self.take_next();
+    }
+
+    /// Attaches the longest-waiting attacher once none is attached.
+    fn take_next(&mut self) {
+        if self.pipe.is_none() {
+            self.waiting.clear();
+            return;
+        }
+        if self.conn.is_none() {
+            if let Some(stream) = self.waiting.pop_front() {
+                let _ = stream.set_nonblocking(true);
+                self.conn = Some(stream);
+                self.decoder = frames::Decoder::default();
+            }
+        }
     }
 
     fn read_conn(&mut self) {
