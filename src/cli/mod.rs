@@ -8,6 +8,7 @@ mod images;
 mod logs_stream;
 mod output;
 mod ps_filter;
+mod secrets;
 mod security;
 mod sig_proxy;
 mod stats;
@@ -391,6 +392,8 @@ pub struct RunArgs {
     /// writes to a layer of its own, removed with it).
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub files: secrets::FileArgs,
 }
 
 /// `berth run`'s health check flags (Docker's names; Mesos semantics).
@@ -1223,6 +1226,7 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if !log.is_empty() {
         request["log"] = log.into();
     }
+    secrets::add_to_request(&args.files, &mut request)?;
     Ok(request)
 }
 

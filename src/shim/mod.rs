@@ -17,6 +17,7 @@ mod daemon;
 mod device_nodes;
 mod devices;
 mod exec;
+mod files;
 mod init;
 pub mod join;
 mod keyring;
