@@ -42,6 +42,15 @@ fn read_secret(agent: &Agent, id: &str, uid: u32, file: &str) -> Value {
     exec_as(agent, id, uid, &["/bin/busybox", "sha256sum", file])
 }
 
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
 fn exec_as(agent: &Agent, id: &str, uid: u32, command: &[&str]) -> Value {
     let answer = agent.api(
         "POST",
@@ -169,6 +178,12 @@ fn a_secret_is_private_to_the_user_never_on_disk_rotated_and_gone_at_the_end() {
     let options = line.split(' ').nth(5).unwrap();
     for option in ["ro", "nosuid", "nodev", "noexec"] {
         assert!(options.split(',').any(|o| o == option), "{option}: {line}");
+    }
+    // Size-capped; never swapped out where the kernel has `noswap` (6.4+).
+    let super_options = line.rsplit(' ').next().unwrap();
+    assert!(super_options.contains("size="), "{line}");
+    if kernel_at_least(6, 4) {
+        assert!(super_options.split(',').any(|o| o == "noswap"), "{line}");
     }
 
     // Not in inspect, the list, on disk, or in any log.
@@ -488,6 +503,160 @@ fn bad_input_is_a_400_naming_the_field_and_makes_nothing() {
     agent.api(
         "POST",
         "/v1/containers/upd/stop",
+        Some(json!({"timeout": 1})),
+    );
+}
+
+#[test]
+fn the_cli_reads_the_files_and_secret_env_is_only_on_request() {
+    require_root!();
+    let agent = Agent::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let value = unique("cli-secret");
+    let secret_file = tmp.path().join("db.txt");
+    std::fs::write(&secret_file, &value).unwrap();
+    let conf = tmp.path().join("app.conf");
+    std::fs::write(&conf, "port=80\n").unwrap();
+    let out = agent.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--secret",
+        &format!("db={}", secret_file.display()),
+        "--secret",
+        &format!("other={}", secret_file.display()),
+        "--secret-env",
+        "db=DB_PASSWORD",
+        "--config-file",
+        &format!("app.conf={}:/etc/app", conf.display()),
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = read_secret(&agent, "cli", 0, "/run/secrets/other");
+    assert_eq!(out["stdout"], sha256_line(&value, "/run/secrets/other"));
+    let out = exec_as(&agent, "cli", 0, &["cat", "/etc/app/app.conf"]);
+    assert_eq!(out["stdout"], "port=80\n");
+    // Asked for: in the environment; not asked for: not.
+    let out = exec_as(
+        &agent,
+        "cli",
+        0,
+        &[
+            "sh",
+            "-c",
+            "printf %s \"$DB_PASSWORD\" | /bin/busybox sha256sum; env | grep -c -e other -e OTHER",
+        ],
+    );
+    assert_eq!(
+        out["stdout"],
+        format!("{}0\n", sha256_line(&value, "-")),
+        "{out}"
+    );
+    // Bad flags: one line, no request sent.
+    let bad = agent.berth(&["run", "--secret", "novalue", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.starts_with("berth: ") && stderr.contains("--secret"),
+        "{stderr}"
+    );
+    let bad = agent.berth(&["run", "--secret", "x=/nonexistent/file", "--", "true"]);
+    assert!(!bad.status.success());
+    agent.api(
+        "POST",
+        "/v1/containers/cli/stop",
+        Some(json!({"timeout": 1})),
+    );
+}
+
+#[test]
+fn after_an_agent_restart_the_container_keeps_its_secret_and_updates_are_refused() {
+    require_root!();
+    let mut agent = Agent::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let value = unique("survives");
+    agent.launch(json!({
+        "id": "keep",
+        "rootfs": rootfs,
+        "command": ["sh", "-c", "sleep 1000"],
+        "secrets": [{"name": "s", "value_base64": b64(value.as_bytes())}],
+    }));
+    agent.restart();
+    let out = read_secret(&agent, "keep", 0, "/run/secrets/s");
+    assert_eq!(
+        out["stdout"],
+        sha256_line(&value, "/run/secrets/s"),
+        "{out}"
+    );
+    // The values were in the old agent's memory only.
+    let answer = put(&agent, "keep", "secrets", "s", "new");
+    assert_eq!(answer.status, 409, "{:?}", answer.body);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("agent restart"), "{message}");
+    assert_nowhere(&agent, &value, &[]);
+    agent.api(
+        "POST",
+        "/v1/containers/keep/stop",
+        Some(json!({"timeout": 1})),
+    );
+}
+
+#[test]
+fn with_a_user_namespace_the_secret_belongs_to_the_mapped_user() {
+    require_root!();
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    if max.trim() == "0" {
+        common::skip_missing_kernel_feature(
+            "secrets::with_a_user_namespace",
+            "the kernel allows no user namespaces",
+        );
+        return;
+    }
+    let agent = Agent::start_with_config("[userns]\nsubordinate_uids = \"3000000:131072\"\n");
+    let value = unique("userns-secret");
+    agent.launch(json!({
+        "id": "uns",
+        "userns": "auto",
+        "user": {"uid": 1000, "gid": 1000},
+        "command": ["sh", "-c", "sleep 1000"],
+        "secrets": [{"name": "s", "value_base64": b64(value.as_bytes())}],
+    }));
+    let out = exec_as(
+        &agent,
+        "uns",
+        1000,
+        &[
+            "sh",
+            "-c",
+            "stat -c '%a %u:%g' /run/secrets /run/secrets/s && sha256sum /run/secrets/s",
+        ],
+    );
+    assert_eq!(
+        out["stdout"],
+        format!(
+            "500 1000:1000\n400 1000:1000\n{}",
+            sha256_line(&value, "/run/secrets/s")
+        ),
+        "{out}"
+    );
+    let other = exec_as(&agent, "uns", 2000, &["sh", "-c", "cat /run/secrets/s"]);
+    assert_ne!(other["exit_code"], 0, "another user reads it: {other}");
+    assert_nowhere(&agent, &value, &[]);
+    agent.api(
+        "POST",
+        "/v1/containers/uns/stop",
         Some(json!({"timeout": 1})),
     );
 }

@@ -228,7 +228,7 @@ fn write_generation(
     let old: Vec<String> = tmpfs
         .names()?
         .into_iter()
-        .filter(|n| n.starts_with("..") && n != "..data")
+        .filter(|n| n.starts_with("..20"))
         .collect();
     let mut generation = chrono::Utc::now()
         .format("..%Y_%m_%d_%H_%M_%S.%9f")
@@ -236,7 +236,7 @@ fn write_generation(
     while old.contains(&generation) {
         generation.push('_');
     }
-    tmpfs.mkdir(&generation, 0o755, owner)?;
+    tmpfs.mkdir(&generation, 0o555, owner)?;
     for name in names {
         let value = values
             .get(name)
