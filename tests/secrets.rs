@@ -563,6 +563,51 @@ fn the_cli_reads_the_files_and_secret_env_is_only_on_request() {
         format!("{}0\n", sha256_line(&value, "-")),
         "{out}"
     );
+    // `berth secret update` and `berth config update` read the file here.
+    let newer = unique("cli-newer");
+    std::fs::write(&secret_file, &newer).unwrap();
+    let out = agent.berth(&[
+        "secret",
+        "update",
+        "cli",
+        "other",
+        secret_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = read_secret(&agent, "cli", 0, "/run/secrets/other");
+    assert_eq!(out["stdout"], sha256_line(&newer, "/run/secrets/other"));
+    std::fs::write(&conf, "port=81\n").unwrap();
+    let out = agent.berth(&[
+        "config",
+        "update",
+        "cli",
+        "app.conf",
+        conf.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = exec_as(&agent, "cli", 0, &["cat", "/etc/app/app.conf"]);
+    assert_eq!(out["stdout"], "port=81\n");
+    let out = agent.berth(&[
+        "secret",
+        "update",
+        "cli",
+        "nope",
+        secret_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("berth: ") && !stderr.contains(&newer),
+        "{stderr}"
+    );
     // Bad flags: one line, no request sent.
     let bad = agent.berth(&["run", "--secret", "novalue", "--", "true"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");

@@ -249,6 +249,12 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
         #[arg(short, long, value_name = "PATH")]
         input: PathBuf,
     },
+    /// Update a container's secrets.
+    #[command(subcommand)]
+    Secret(secrets::SecretCommand),
+    /// Update a container's config files.
+    #[command(subcommand)]
+    Config(secrets::ConfigCommand),
 }
 
 /// `berth files` subcommands.
@@ -866,6 +872,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Image(command) => images::image(&client, command).await,
         Command::Rmi { force, images } => images::rmi(&client, force, &images).await,
         Command::Load { input } => images::load(&client, &input).await,
+        Command::Secret(command) => secrets::secret(&client, command).await,
+        Command::Config(command) => secrets::config(&client, command).await,
         Command::Info { json } => {
             let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
             if json {

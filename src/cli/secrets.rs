@@ -105,3 +105,84 @@ pub fn add_to_request(args: &FileArgs, request: &mut serde_json::Value) -> Resul
     }
     Ok(())
 }
+
+/// `berth secret` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretCommand {
+    /// Replace a running container's secret with the content of FILE (read
+    /// here); the container sees the old or the new value, never a part.
+    Update {
+        /// The container's id.
+        id: String,
+        /// The secret's name.
+        name: String,
+        /// The file holding the new value.
+        file: String,
+    },
+}
+
+/// `berth config` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Replace a container's config file with the content of FILE (read
+    /// here), swapped in atomically; then the container's --config-change.
+    Update {
+        /// The container's id.
+        id: String,
+        /// The config file's name.
+        name: String,
+        /// The file holding the new content.
+        file: String,
+    },
+}
+
+async fn update(
+    client: &super::client::Client,
+    flag: &str,
+    kind: &str,
+    id: &str,
+    name: &str,
+    file: &str,
+) -> Result<i32, Failure> {
+    let body = json!({ "value_base64": read(flag, file)? });
+    let path = format!("{}/{kind}/{}", super::container_path(id), escape(name));
+    client.call(hyper::Method::PUT, &path, Some(body)).await?;
+    Ok(0)
+}
+
+/// Names are checked by the agent; keep the path well-formed meanwhile.
+fn escape(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `berth secret update ID NAME FILE`.
+pub async fn secret(
+    client: &super::client::Client,
+    command: SecretCommand,
+) -> Result<i32, Failure> {
+    match command {
+        SecretCommand::Update { id, name, file } => {
+            update(client, "secret update", "secrets", &id, &name, &file).await
+        }
+    }
+}
+
+/// `berth config update ID NAME FILE`.
+pub async fn config(
+    client: &super::client::Client,
+    command: ConfigCommand,
+) -> Result<i32, Failure> {
+    match command {
+        ConfigCommand::Update { id, name, file } => {
+            update(client, "config update", "configs", &id, &name, &file).await
+        }
+    }
+}
