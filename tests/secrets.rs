@@ -449,6 +449,10 @@ fn bad_input_is_a_400_naming_the_field_and_makes_nothing() {
             "config_files[0].path",
         ),
         (json!({"config_change": "reload"}), "config_change"),
+        (
+            json!({"rootfs": null, "config_files": [{"name": "c", "value_base64": "eA==", "path": "/nonexistent-berth-dir"}]}),
+            "config_files[0].path",
+        ),
         (json!({"config_change": "signal:NOPE"}), "config_change"),
     ];
     for (extra, field) in cases {
@@ -702,6 +706,35 @@ fn with_a_user_namespace_the_secret_belongs_to_the_mapped_user() {
     agent.api(
         "POST",
         "/v1/containers/uns/stop",
+        Some(json!({"timeout": 1})),
+    );
+}
+
+#[test]
+fn a_host_root_container_gets_them_in_its_private_run() {
+    require_root!();
+    let agent = Agent::start();
+    let value = unique("host-root");
+    agent.launch(json!({
+        "id": "hr",
+        "command": ["sleep", "1000"],
+        "secrets": [{"name": "s", "value_base64": b64(value.as_bytes())}],
+        "config_files": [{"name": "c.conf", "value_base64": b64(b"a=1"), "path": "/run/app"}],
+    }));
+    let out = exec_as(&agent, "hr", 0, &["sha256sum", "/run/secrets/s"]);
+    assert_eq!(
+        out["stdout"],
+        sha256_line(&value, "/run/secrets/s"),
+        "{out}"
+    );
+    let out = exec_as(&agent, "hr", 0, &["cat", "/run/app/c.conf"]);
+    assert_eq!(out["stdout"], "a=1", "{out}");
+    // Nothing was made on the host.
+    assert!(!Path::new("/run/secrets/s").exists() && !Path::new("/run/app/c.conf").exists());
+    assert_nowhere(&agent, &value, &[]);
+    agent.api(
+        "POST",
+        "/v1/containers/hr/stop",
         Some(json!({"timeout": 1})),
     );
 }

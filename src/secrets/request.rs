@@ -196,6 +196,12 @@ pub fn check_config_dir(field: &str, path: &str) -> Result<PathBuf, InvalidField
     Ok(p)
 }
 
+/// Whether a config dir can be mounted in a container on the host's root:
+/// below its private `/run` or `/tmp` tmpfs, or an existing dir.
+fn host_root_can_hold(dir: &Path) -> bool {
+    dir.starts_with("/run") || dir.starts_with("/tmp") || dir.is_dir()
+}
+
 /// The value of `value_base64` or of `file` (exactly one of them).
 pub fn read_value(
     field: &str,
@@ -320,6 +326,18 @@ fn check(request: &LaunchRequest, values: bool) -> Result<TakenValues, InvalidFi
             ));
         }
         let dir = check_config_dir(&format!("{field}.path"), &c.path)?;
+        if request.rootfs.is_none() && request.image.is_none() && !host_root_can_hold(&dir) {
+            // The host's root is read-only in the container: nothing can
+            // be created in it (and nothing must be, on the host).
+            return Err(invalid(
+                format!("{field}.path"),
+                format!(
+                    "{} does not exist on the host's root, which the container sees read-only: \
+                     use a dir under /run or /tmp, an existing dir, or a rootfs or image",
+                    dir.display()
+                ),
+            ));
+        }
         if values {
             let value = read_value(&field, c.value_base64.as_ref(), c.file.as_deref())?;
             let total = per_dir.entry(dir).or_default();
