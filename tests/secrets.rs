@@ -455,6 +455,12 @@ fn bad_input_is_a_400_naming_the_field_and_makes_nothing() {
         ),
         (json!({"config_change": "signal:NOPE"}), "config_change"),
     ];
+    let many: Vec<Value> = (0..17)
+        .map(|i| json!({"name": format!("c{i}"), "value_base64": "eA==", "path": format!("/etc/d{i}")}))
+        .collect();
+    let cases = cases
+        .into_iter()
+        .chain([(json!({ "config_files": many }), "config_files")]);
     for (extra, field) in cases {
         let mut request = json!({"id": "bad", "rootfs": rootfs, "command": ["true"]});
         for (k, v) in extra.as_object().unwrap() {

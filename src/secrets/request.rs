@@ -14,6 +14,10 @@ use thiserror::Error;
 use super::{MAX_TOTAL, MAX_VALUE, SECRETS_DIR};
 use crate::container::LaunchRequest;
 
+/// Most distinct config dirs per container (each is a tmpfs of its own and
+/// a descriptor passed to the shim).
+pub const MAX_CONFIG_DIRS: usize = 16;
+
 /// A bad field of a request: the API answers 400 naming `field`. The
 /// message never holds a value.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -350,6 +354,12 @@ fn check(request: &LaunchRequest, values: bool) -> Result<TakenValues, InvalidFi
             }
             taken.configs.push((c.name.clone(), value));
         }
+    }
+    if config_dirs(request).len() > MAX_CONFIG_DIRS {
+        return Err(invalid(
+            "config_files",
+            format!("more than {MAX_CONFIG_DIRS} distinct dirs"),
+        ));
     }
     if let Some(change) = &request.config_change {
         if ConfigChange::parse(change).is_none() {
