@@ -661,11 +661,17 @@ fn after_an_agent_restart_the_container_keeps_its_secret_and_updates_are_refused
     let message = answer.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("agent restart"), "{message}");
     assert_nowhere(&agent, &value, &[]);
-    agent.api(
+    // A restart needs the values again: it fails saying so.
+    let answer = agent.api(
         "POST",
-        "/v1/containers/keep/stop",
+        "/v1/containers/keep/restart",
         Some(json!({"timeout": 1})),
     );
+    assert!(answer.status >= 400, "{:?}", answer.body);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("agent restart"), "{message}");
+    let inspect = agent.api("GET", "/v1/containers/keep", None);
+    assert_eq!(inspect.body["state"], "exited", "{:?}", inspect.body);
 }
 
 #[test]
