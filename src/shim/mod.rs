@@ -17,7 +17,6 @@ mod daemon;
 mod device_nodes;
 mod devices;
 mod exec;
-mod files;
 mod init;
 pub mod join;
 mod keyring;
@@ -39,6 +38,8 @@ mod supervisor;
 mod sync;
 mod user;
 mod userns;
+// Secrets and config files (decision 0034).
+mod files;
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{fork, ForkResult};
