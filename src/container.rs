@@ -105,6 +105,18 @@ pub struct LaunchRequest {
     /// Run the first process on a pty (`-t`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tty: bool,
+    /// Secrets at `/run/secrets/NAME` (`--secret`); the recorded request
+    /// keeps their names only (decision 0034).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::secrets::SecretSource>,
+    /// Config files in read-only dirs, updated live (`--config-file`); the
+    /// recorded request keeps their names and dirs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<crate::secrets::ConfigFileSource>,
+    /// What an update of a config file does: `none` (default), `restart`
+    /// or `signal:NAME` (`--config-change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_change: Option<String>,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running

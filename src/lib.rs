@@ -17,6 +17,7 @@ pub mod process;
 pub mod restart_policy;
 pub mod rootfs_users;
 pub mod seccomp;
+pub mod secrets;
 pub mod shim;
 pub mod size;
 pub mod store;

@@ -7,6 +7,7 @@ mod guard;
 mod images;
 pub mod logs;
 pub mod roles;
+mod secrets;
 mod server;
 mod streams;
 pub mod tls;
@@ -56,6 +57,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/exec", post(exec))
         .route("/v1/containers/{id}/restart", post(restart))
         .merge(images::routes())
+        .merge(secrets::routes())
         .route(
             "/v1/containers/{id}/exec/{exec}/attach",
             get(streams::exec_attach),

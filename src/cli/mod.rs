@@ -8,6 +8,7 @@ mod images;
 mod logs_stream;
 mod output;
 mod ps_filter;
+mod secrets;
 mod security;
 mod sig_proxy;
 mod stats;
@@ -248,6 +249,12 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
         #[arg(short, long, value_name = "PATH")]
         input: PathBuf,
     },
+    /// Update a container's secrets.
+    #[command(subcommand)]
+    Secret(secrets::SecretCommand),
+    /// Update a container's config files.
+    #[command(subcommand)]
+    Config(secrets::ConfigCommand),
 }
 
 /// `berth files` subcommands.
@@ -391,6 +398,8 @@ pub struct RunArgs {
     /// writes to a layer of its own, removed with it).
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub files: secrets::FileArgs,
 }
 
 /// `berth run`'s health check flags (Docker's names; Mesos semantics).
@@ -821,6 +830,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Image(command) => images::image(&client, command).await,
         Command::Rmi { force, images } => images::rmi(&client, force, &images).await,
         Command::Load { input } => images::load(&client, &input).await,
+        Command::Secret(command) => secrets::secret(&client, command).await,
+        Command::Config(command) => secrets::config(&client, command).await,
         Command::Info { json } => {
             let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
             if json {
@@ -1181,6 +1192,7 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     if !log.is_empty() {
         request["log"] = log.into();
     }
+    secrets::add_to_request(&args.files, &mut request)?;
     Ok(request)
 }
 

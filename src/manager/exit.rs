@@ -126,6 +126,7 @@ impl Manager {
             }
         }
         cleanup_isolators(&isolators, id, &mut container.message);
+        self.unmount_files(id.as_str());
         container.state = State::Exited;
         container.pid = None;
         tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");

@@ -77,8 +77,9 @@ impl Manager {
 
     fn launch_blocking(
         self: &Arc<Self>,
-        request: LaunchRequest,
+        mut request: LaunchRequest,
     ) -> Result<Container, ManagerError> {
+        let file_values = self.take_file_values(&mut request)?;
         let mut plan = self.plan(request, false)?;
         let id = plan.container.id.clone();
         let slot = {
@@ -93,6 +94,7 @@ impl Manager {
             }
             let slot = Slot::new(plan.container.clone());
             slots.insert(id.clone(), slot.clone());
+            self.keep_file_values(id.as_str(), file_values);
             slot
         };
         match self.start(&plan, &slot, true) {
@@ -120,6 +122,7 @@ impl Manager {
         super::request_checks::check(&request)?;
         super::restart::check_request(&request)?;
         super::health::check_request(&request)?;
+        crate::secrets::request::check_recorded(&request)?;
         // A restart launches the request as it was asked for, before the
         // image's config filled it in.
         let mut asked = request.clone();
@@ -539,10 +542,12 @@ impl Manager {
             .rootfs
             .as_deref()
             .or(overlay.map(|(_, merged)| merged));
-        let spec = build_spec(&BundleInput {
+        let mut env = container.env.clone();
+        env.extend(self.secret_env(container)?);
+        let mut spec = build_spec(&BundleInput {
             id: container.id.as_str(),
             command: &container.command,
-            env: &container.env,
+            env: &env,
             workdir: container.workdir.as_deref(),
             user: container.user,
             rootfs,
@@ -572,6 +577,11 @@ impl Manager {
             tty: container.tty,
         })
         .map_err(|e| internal(&e))?;
+        let files = self.mount_files(
+            container,
+            sandbox_owner(container).unwrap_or((0, 0)),
+            &mut spec,
+        )?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
         // The filter compiled once per profile, for the shim to load.
         if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -590,8 +600,10 @@ impl Manager {
             state_dir: &state_dir,
             log_dir: container.log_dir(),
             log: &container.log,
+            files: &files,
         })
         .map_err(|e| internal(&e))?;
+        drop(files);
 
         let (shim_pid, pid) = match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid),

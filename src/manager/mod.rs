@@ -19,6 +19,7 @@ mod request_checks;
 mod restart;
 mod root;
 mod seccomp;
+mod secrets;
 mod shim_client;
 mod update;
 pub use exec_stream::{ExecCreated, ExecStream};
@@ -163,6 +164,8 @@ pub struct Manager {
     /// is mounted, and (exclusive) by image removal and GC, so that no
     /// layer is pruned between being unpacked and being mounted.
     image_gate: Arc<tokio::sync::RwLock<()>>,
+    /// Secret and config file values, in memory only (see `secrets`).
+    files: crate::secrets::live::LiveFiles,
 }
 
 impl Manager {
@@ -183,6 +186,7 @@ impl Manager {
             shutting_down: AtomicBool::new(false),
             images: std::sync::OnceLock::new(),
             image_gate: Default::default(),
+            files: Default::default(),
         })
     }
 
@@ -469,6 +473,7 @@ impl Manager {
         let mut slots = self.slots.lock().unwrap();
         if slots.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(id);
+            self.forget_files(id.as_str());
         }
     }
 

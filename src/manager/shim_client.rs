@@ -44,7 +44,22 @@ pub struct ShimArgs<'a> {
     /// Rotation and backpressure, passed on the command line so that nothing
     /// the container can write decides them.
     pub log: &'a LogSettings,
+    /// Prepared mounts (secrets, config files) the container child attaches
+    /// at these destinations: passed as descriptors from
+    /// [`FILES_FD_BASE`] on, named by `--files-fd DEST=FD`.
+    pub files: &'a [(PathBuf, OwnedFd)],
 }
+
+/// The first descriptor number of the shim's [`ShimArgs::files`].
+pub const FILES_FD_BASE: i32 = 4;
+
+/// At most this many prepared mounts (their descriptors are copied above
+/// the range they end up in, so the copies never collide with it).
+const MAX_FILES: usize = 64;
+
+/// Where the agent's copies of [`ShimArgs::files`] start (above any
+/// target number).
+const FILES_FD_COPIES: i32 = FILES_FD_BASE + MAX_FILES as i32;
 
 /// An open conversation with a shim that is launching a container.
 pub struct ShimConnection {
@@ -84,6 +99,27 @@ impl ShimConnection {
         if args.log.compress {
             command.arg("--log-compress");
         }
+        if args.files.len() > MAX_FILES {
+            return Err(ShimError::Protocol(format!(
+                "{} prepared mounts, at most {MAX_FILES}",
+                args.files.len()
+            )));
+        }
+        let mut copies: Vec<OwnedFd> = Vec::with_capacity(args.files.len());
+        for (i, (dest, fd)) in args.files.iter().enumerate() {
+            // SAFETY: F_DUPFD_CLOEXEC returns a fresh descriptor, owned below.
+            let copy =
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FILES_FD_COPIES) };
+            if copy < 0 {
+                return Err(ShimError::Io(io::Error::last_os_error()));
+            }
+            // SAFETY: see above.
+            copies.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) });
+            let mut arg = std::ffi::OsString::from(dest.as_os_str());
+            arg.push(format!("={}", FILES_FD_BASE + i as i32));
+            command.arg("--files-fd").arg(arg);
+        }
+        let files_fds: Vec<i32> = copies.iter().map(|fd| fd.as_raw_fd()).collect();
         // SAFETY: the closure runs between fork and exec and only calls
         // dup2 and fcntl, which are async-signal-safe.
         unsafe {
@@ -96,6 +132,13 @@ impl ShimConnection {
                 } else if libc::dup2(theirs_fd, SYNC_FD) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                // The copies lie above every target, so no dup2 here
+                // overwrites one still to be copied; dup2 clears FD_CLOEXEC.
+                for (i, &fd) in files_fds.iter().enumerate() {
+                    if libc::dup2(fd, FILES_FD_BASE + i as i32) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -103,7 +146,7 @@ impl ShimConnection {
             path: args.shim.to_path_buf(),
             source,
         })?;
-        drop(theirs);
+        drop((theirs, copies));
         let status = child.wait()?;
         if !status.success() {
             return Err(ShimError::EarlyExit {

@@ -27,6 +27,10 @@ pub struct Args {
     pub log_dir: PathBuf,
     /// Rotation, compression and backpressure of the container's output.
     pub log: LogSettings,
+    /// Prepared mounts inherited from the agent (`--files-fd DEST=FD`,
+    /// repeatable): attached at DEST instead of the empty tmpfs the bundle
+    /// names there (see `shim::files`).
+    pub files: Vec<(PathBuf, i32)>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -64,6 +68,7 @@ impl Args {
         let mut max_files: Option<u32> = None;
         let mut compress = false;
         let mut mode: Option<LogMode> = None;
+        let mut files: Vec<(PathBuf, i32)> = Vec::new();
 
         let mut iter = args.into_iter();
         while let Some(arg) = iter.next() {
@@ -92,6 +97,7 @@ impl Args {
                     | "--log-max-size"
                     | "--log-max-files"
                     | "--log-mode"
+                    | "--files-fd"
             ) {
                 return Err(ArgsError::Unknown(arg));
             }
@@ -112,6 +118,23 @@ impl Args {
                     set_once(&mut id, value, &name)?
                 }
                 "--bundle" => set_once(&mut bundle, value.into(), &name)?,
+                "--files-fd" => {
+                    let value = utf8(value, &name)?;
+                    let parsed = value
+                        .rsplit_once('=')
+                        .and_then(|(dest, fd)| Some((PathBuf::from(dest), fd.parse::<i32>().ok()?)))
+                        .filter(|(dest, fd)| dest.is_absolute() && *fd > 2);
+                    match parsed {
+                        Some(entry) => files.push(entry),
+                        None => {
+                            return Err(ArgsError::Invalid {
+                                option: name,
+                                value,
+                                reason: "expected DEST=FD, DEST absolute, FD above 2",
+                            })
+                        }
+                    }
+                }
                 "--state-dir" => set_once(&mut state_dir, value.into(), &name)?,
                 "--log-dir" => set_once(&mut log_dir, value.into(), &name)?,
                 "--log-max-size" => {
@@ -152,6 +175,7 @@ impl Args {
                 compress,
                 mode: mode.unwrap_or(defaults.mode),
             },
+            files,
         })
     }
 }
@@ -218,8 +242,41 @@ mod tests {
                 state_dir: "/s".into(),
                 log_dir: "/l".into(),
                 log: LogSettings::default(),
+                files: Vec::new(),
             }
         );
+    }
+
+    #[test]
+    fn parses_files_fds() {
+        let args = parse(&[
+            "--id=c1",
+            "--bundle=/b",
+            "--state-dir=/s",
+            "--log-dir=/l",
+            "--files-fd",
+            "/run/secrets=4",
+            "--files-fd=/etc/app=5",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.files,
+            vec![("/run/secrets".into(), 4), ("/etc/app".into(), 5)]
+        );
+        for bad in ["rel=4", "/x=1", "/x", "/x=y"] {
+            assert!(
+                parse(&[
+                    "--id=c",
+                    "--bundle=/b",
+                    "--state-dir=/s",
+                    "--log-dir=/l",
+                    "--files-fd",
+                    bad
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

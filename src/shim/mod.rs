@@ -39,6 +39,8 @@ mod supervisor;
 mod sync;
 mod user;
 mod userns;
+// Secrets and config files (decision 0034).
+mod files;
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{fork, ForkResult};

@@ -131,6 +131,12 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     } else {
         Vec::new()
     };
+    // The agent's prepared mounts (secrets, config files) replace the
+    // empty tmpfs the bundle names at their destinations.
+    let files = match super::files::attach_prepared(&mut config.mounts, &args.files) {
+        Ok(files) => files,
+        Err(e) => return fail(args, &mut agent, e.to_string()),
+    };
     let own_net_ns = match config.namespaces.enter_net_before_clone() {
         Ok(own) => own,
         Err(e) => return fail(args, &mut agent, e.to_string()),
@@ -145,7 +151,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(Some(child)) => child,
         Err(e) => return fail(args, &mut agent, e),
     };
-    drop((child_fds, source_trees));
+    drop((child_fds, source_trees, files));
     if let Some(own) = own_net_ns {
         if let Err(e) = setns(own, CloneFlags::CLONE_NEWNET) {
             note(format_args!("return to own network namespace: {e}"));
