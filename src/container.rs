@@ -105,6 +105,9 @@ pub struct LaunchRequest {
     /// Run the first process on a pty (`-t`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tty: bool,
+    /// Bind mounts of host paths and named volumes (`-v`, `--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::volumes::MountRequest>,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running

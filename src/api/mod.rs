@@ -10,6 +10,7 @@ pub mod roles;
 mod server;
 mod streams;
 pub mod tls;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/exec", post(exec))
         .route("/v1/containers/{id}/restart", post(restart))
         .merge(images::routes())
+        .merge(volumes::routes())
         .route(
             "/v1/containers/{id}/exec/{exec}/attach",
             get(streams::exec_attach),

@@ -14,6 +14,7 @@ mod stats;
 mod stdin_send;
 mod table;
 mod time_arg;
+pub mod volumes;
 
 use std::path::PathBuf;
 
@@ -248,6 +249,9 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
         #[arg(short, long, value_name = "PATH")]
         input: PathBuf,
     },
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
 }
 
 /// `berth files` subcommands.
@@ -391,6 +395,8 @@ pub struct RunArgs {
     /// writes to a layer of its own, removed with it).
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub mounts: volumes::MountArgs,
 }
 
 /// `berth run`'s health check flags (Docker's names; Mesos semantics).
@@ -863,6 +869,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Image(command) => images::image(&client, command).await,
         Command::Rmi { force, images } => images::rmi(&client, force, &images).await,
         Command::Load { input } => images::load(&client, &input).await,
+        Command::Volume(command) => volumes::volume(&client, command).await,
         Command::Info { json } => {
             let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
             if json {
@@ -1222,6 +1229,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
     }
     if !log.is_empty() {
         request["log"] = log.into();
+    }
+    if let Some(mounts) = args.mounts.to_json()? {
+        request["mounts"] = mounts;
     }
     Ok(request)
 }

@@ -88,6 +88,9 @@ impl Manager {
                     "container id {id} is in use"
                 )));
             }
+            if let Some(request) = &plan.container.request {
+                Self::check_volume_users(&slots, request, &self.volume_store())?;
+            }
             if plan.userns {
                 plan.container.userns = Some(self.userns.reserve(id.as_str())?);
             }
@@ -225,6 +228,7 @@ impl Manager {
             }
             _ => None,
         };
+        self.resolve_mounts(&request.mounts, lower.is_some())?;
 
         let network = request
             .network
@@ -531,6 +535,7 @@ impl Manager {
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
+        let contribution = &self.with_request_mounts(container, contribution, overlay.is_some())?;
         // The container's own root: a `--rootfs` dir (the shim mounts its
         // overlay over it in the container's mount namespace, so `runc`
         // still runs the bundle unchanged, on the dir read-only), an image

@@ -21,6 +21,7 @@ mod root;
 mod seccomp;
 mod shim_client;
 mod update;
+mod volumes;
 pub use exec_stream::{ExecCreated, ExecStream};
 
 use std::collections::HashMap;
