@@ -512,3 +512,36 @@ fn a_sized_volume_fills_at_its_size_and_survives_an_agent_kill() {
     assert_eq!(agent.api("DELETE", "/v1/volumes/small", None).status, 204);
     assert!(!agent.work_dir.join("volumes/small").exists());
 }
+
+#[test]
+fn gc_never_touches_volumes_and_the_config_file_sets_the_allow_list() {
+    require_root!();
+    let allowed_dir = tempfile::tempdir().unwrap();
+    std::fs::write(allowed_dir.path().join("f"), "bound\n").unwrap();
+    let agent = Agent::start_with_config(&format!(
+        "[gc]\ndelay_seconds = 0\n\n[volumes]\nallowed_host_paths = [{:?}]\n",
+        allowed_dir.path().display().to_string()
+    ));
+    let _mounts = VolumeMounts(agent.work_dir.clone());
+    let rootfs = busybox_rootfs(agent.dir.path());
+    create_volume(&agent, json!({"name": "kept"}));
+    agent.launch(json!({
+        "id": "ended",
+        "rootfs": rootfs,
+        "command": ["sh", "-c", "cat /host/f; echo data > /v/file"],
+        "mounts": [
+            {"type": "volume", "source": "kept", "target": "/v"},
+            {"type": "bind", "source": allowed_dir.path(), "target": "/host", "readonly": true},
+        ],
+    }));
+    assert_eq!(agent.wait("ended")["exit_code"], 0);
+    assert_eq!(agent.stdout("ended"), "bound\n");
+    let gc = agent.api("POST", "/v1/gc", None);
+    assert_eq!(gc.status, 200, "{:?}", gc.body);
+    assert_eq!(gc.body["removed"][0]["id"], "ended", "{:?}", gc.body);
+    let volume = agent.api("GET", "/v1/volumes/kept", None).body;
+    assert_eq!(volume["used_by"], json!([]), "{volume}");
+    let data = agent.work_dir.join("volumes/kept/_data/file");
+    assert_eq!(std::fs::read_to_string(data).unwrap(), "data\n");
+    assert_eq!(std::fs::read_to_string(allowed_dir.path().join("f")).unwrap(), "bound\n");
+}
