@@ -543,5 +543,8 @@ fn gc_never_touches_volumes_and_the_config_file_sets_the_allow_list() {
     assert_eq!(volume["used_by"], json!([]), "{volume}");
     let data = agent.work_dir.join("volumes/kept/_data/file");
     assert_eq!(std::fs::read_to_string(data).unwrap(), "data\n");
-    assert_eq!(std::fs::read_to_string(allowed_dir.path().join("f")).unwrap(), "bound\n");
+    assert_eq!(
+        std::fs::read_to_string(allowed_dir.path().join("f")).unwrap(),
+        "bound\n"
+    );
 }

@@ -293,11 +293,19 @@ pub fn set_attr_recursive(fd: &OwnedFd, set: u64, clr: u64, what: &Path) -> Resu
 /// host user there and may not be able to reach the source's host path
 /// (the agent's dirs are root's alone). Returns the fds, which the monitor
 /// keeps until the child is cloned.
-pub fn detach_bind_sources(mounts: &mut [MountSpec]) -> Result<Vec<OwnedFd>, MountError> {
+///
+/// Not `all`: only the mounts marked [`MountOptions::no_follow`].
+pub fn detach_bind_sources(
+    mounts: &mut [MountSpec],
+    all: bool,
+) -> Result<Vec<OwnedFd>, MountError> {
     let mut trees = Vec::new();
     for m in mounts.iter_mut() {
         // cgroup mounts are binds of the host's tree made in mount_one.
         if !m.options.is_bind() || m.fstype.starts_with("cgroup") {
+            continue;
+        }
+        if !all && !m.options.no_follow {
             continue;
         }
         let Some(source) = &m.source else {

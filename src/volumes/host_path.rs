@@ -50,7 +50,13 @@ pub fn resolve_allowed(source: &str, allowed: &[PathBuf]) -> Result<PathBuf, Str
         ));
     }
     // The path just resolved has no symlink; one now means a swap.
-    open_no_follow(&resolved).map_err(|e| format!("host path {}: {e}", resolved.display()))?;
+    open_no_follow(&resolved).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => format!(
+            "host path {}: a symlink appeared on it after it was resolved",
+            resolved.display()
+        ),
+        _ => format!("host path {}: {e}", resolved.display()),
+    })?;
     Ok(resolved)
 }
 
@@ -74,14 +80,7 @@ pub fn open_no_follow(path: &Path) -> io::Result<OwnedFd> {
         )
     };
     if fd < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ELOOP) {
-            return Err(io::Error::new(
-                err.kind(),
-                "a symlink appeared on the path after it was checked",
-            ));
-        }
-        return Err(err);
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh fd from the kernel.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
