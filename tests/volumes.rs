@@ -473,6 +473,10 @@ fn a_sized_volume_fills_at_its_size_and_survives_an_agent_kill() {
     let used = inspect["used_bytes"].as_u64().unwrap();
     assert!((15 * MIB..=20 * MIB).contains(&used), "{inspect}");
     eprintln!("20 MiB volume: dd wrote {big} bytes, used_bytes {used}");
+    let stats = agent.api("GET", "/v1/containers/filler/stats", None).body;
+    assert_eq!(stats["volumes"]["small"]["size"], 20 * MIB, "{stats}");
+    assert_eq!(stats["volumes"]["small"]["target"], "/data", "{stats}");
+    assert!(stats["volumes"]["small"]["used_bytes"].as_u64().unwrap() >= 15 * MIB);
 
     // kill -9 of the agent, and a new one: intact, and still attached.
     agent.kill_agent();

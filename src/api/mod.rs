@@ -215,12 +215,15 @@ async fn update(
 
 async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let isolators = manager.stats(&id)?;
-    Ok(Json(serde_json::json!({
+    let mut stats = serde_json::json!({
         "id": id,
         "read_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "isolators": isolators,
-    }))
-    .into_response())
+    });
+    if let Some(volumes) = manager.volume_stats(&id) {
+        stats["volumes"] = volumes;
+    }
+    Ok(Json(stats).into_response())
 }
 
 /// Parses a JSON body into `T`, turning serde's complaint into a 400 that

@@ -173,6 +173,31 @@ impl Manager {
         users
     }
 
+    /// The named volumes a container mounts, by name, with their target,
+    /// size and usage (for its `stats`); `None` when it mounts none.
+    pub fn volume_stats(&self, id: &str) -> Option<serde_json::Value> {
+        let container = self.slot(id).ok()?.get();
+        let request = container.request.as_ref()?;
+        let store = self.volume_store();
+        let mut out = serde_json::Map::new();
+        for m in request
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Volume)
+        {
+            let volume = store.get(&m.source).ok();
+            out.insert(
+                m.source.clone(),
+                serde_json::json!({
+                    "target": m.target,
+                    "size": volume.as_ref().and_then(|v| v.size),
+                    "used_bytes": volume.as_ref().and_then(|v| v.used_bytes),
+                }),
+            );
+        }
+        (!out.is_empty()).then_some(serde_json::Value::Object(out))
+    }
+
     pub fn volume_create(
         &self,
         name: &str,
