@@ -735,6 +735,9 @@ fn launch_failed(message: String) -> ManagerError {
     if message.starts_with("chdir to ") {
         return ManagerError::invalid("workdir", message);
     }
+    if message.contains(crate::volumes::ESCAPES) {
+        return ManagerError::invalid("mounts", message);
+    }
     let user_error = message.starts_with("exec ");
     ManagerError::LaunchFailed {
         message,

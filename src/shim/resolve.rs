@@ -22,7 +22,7 @@ pub enum ResolveError {
     Mkdir { path: PathBuf, source: io::Error },
     #[error("path {0} contains a nul byte")]
     Nul(PathBuf),
-    #[error("mount target {0} leads out of the container root through a symlink (absolute, or with `..`): refused")]
+    #[error("mount target {} {}", .0.display(), crate::volumes::ESCAPES)]
     Escapes(PathBuf),
 }
 

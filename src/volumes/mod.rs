@@ -20,6 +20,11 @@ pub use store::{Volume, VolumeError, VolumeStore};
 /// following any symlink.
 pub const NO_FOLLOW: &str = "x-berth-nofollow";
 
+/// What the shim says of a mount target that an image's symlink leads out
+/// of the container's root; the agent answers it with a 400 on `mounts`.
+pub const ESCAPES: &str =
+    "leads out of the container root through a symlink (absolute, or with `..`): refused";
+
 /// `[volumes]`: what containers may mount from the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
