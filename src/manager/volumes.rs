@@ -76,7 +76,7 @@ impl Manager {
                         .map_err(|e| ManagerError::invalid(&field, e))?
                 }
                 MountKind::Volume => {
-                    let volume = store.get(&m.source).map_err(|e| match e {
+                    let volume = store.record(&m.source).map_err(|e| match e {
                         VolumeError::Name(_) | VolumeError::NotFound(_) => {
                             ManagerError::invalid(&field, e.to_string())
                         }
@@ -132,7 +132,7 @@ impl Manager {
             .iter()
             .filter(|m| m.kind == MountKind::Volume)
         {
-            let Ok(volume) = store.get(&m.source) else {
+            let Ok(volume) = store.record(&m.source) else {
                 // Removed since the plan: the launch fails at the mount.
                 return Err(ManagerError::invalid(
                     "mounts",
@@ -223,19 +223,24 @@ impl Manager {
     }
 
     /// Removes a volume no container (in any state) mounts; the slots lock
-    /// is held throughout, so no launch takes it meanwhile.
+    /// is held until it is out of the store, so no launch takes it
+    /// meanwhile; its data is deleted after.
     pub fn volume_remove(&self, name: &str) -> Result<(), VolumeError> {
         let store = self.volume_store();
-        let slots = self.slots.lock().unwrap();
-        store.get(name)?;
-        let users = Self::volume_users(&slots, name);
-        if !users.is_empty() {
-            return Err(VolumeError::InUse {
-                name: name.into(),
-                users: users.join(", "),
-            });
-        }
-        store.remove(name)
+        let gone = {
+            let slots = self.slots.lock().unwrap();
+            store.record(name)?;
+            let users = Self::volume_users(&slots, name);
+            if !users.is_empty() {
+                return Err(VolumeError::InUse {
+                    name: name.into(),
+                    users: users.join(", "),
+                });
+            }
+            store.take_out(name)?
+        };
+        crate::volumes::store::delete(&gone);
+        Ok(())
     }
 
     /// Removes every volume no container mounts; returns their names.

@@ -231,6 +231,22 @@ impl VolumeStore {
 
     /// Reads a volume's record, with its mountpoint and usage.
     pub fn get(&self, name: &str) -> Result<Volume, VolumeError> {
+        let mut volume = self.record(name)?;
+        let data = self.data_dir(name);
+        volume.used_bytes = match volume.size {
+            Some(_) => loop_fs::used_bytes(&data).ok(),
+            None => {
+                let cancel = std::sync::atomic::AtomicBool::new(false);
+                berth_isolator_disk::du::measure(&data, None, &cancel)
+                    .ok()
+                    .map(|m| m.bytes)
+            }
+        };
+        Ok(volume)
+    }
+
+    /// Reads a volume's record, with its mountpoint (cheap: no usage).
+    pub fn record(&self, name: &str) -> Result<Volume, VolumeError> {
         check_name(name)?;
         let path = self.dir.join(name).join(RECORD);
         let bytes = match std::fs::read(&path) {
@@ -246,17 +262,7 @@ impl VolumeStore {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        let data = self.data_dir(name);
-        volume.used_bytes = match volume.size {
-            Some(_) => loop_fs::used_bytes(&data).ok(),
-            None => {
-                let cancel = std::sync::atomic::AtomicBool::new(false);
-                berth_isolator_disk::du::measure(&data, None, &cancel)
-                    .ok()
-                    .map(|m| m.bytes)
-            }
-        };
-        volume.mountpoint = Some(data);
+        volume.mountpoint = Some(self.data_dir(name));
         Ok(volume)
     }
 
@@ -282,10 +288,11 @@ impl VolumeStore {
         Ok(out)
     }
 
-    /// Removes a volume and its data. The caller has checked no container
-    /// uses it.
-    pub fn remove(&self, name: &str) -> Result<(), VolumeError> {
-        let volume = self.get(name)?;
+    /// Takes a volume out of the store (unmounted, renamed away: no longer
+    /// listed) and returns the dir holding its data, for [`delete`]. The
+    /// caller has checked no container uses it.
+    pub fn take_out(&self, name: &str) -> Result<PathBuf, VolumeError> {
+        let volume = self.record(name)?;
         let dir = self.dir.join(name);
         let data = self.data_dir(name);
         if volume.size.is_some() {
@@ -304,7 +311,13 @@ impl VolumeStore {
         ));
         std::fs::rename(&dir, &gone).map_err(Self::io(name, "rename", &dir))?;
         sync_dir(&self.dir);
-        remove_leftover(&gone);
+        Ok(gone)
+    }
+
+    /// Removes a volume and its data.
+    pub fn remove(&self, name: &str) -> Result<(), VolumeError> {
+        let gone = self.take_out(name)?;
+        delete(&gone);
         Ok(())
     }
 
@@ -327,6 +340,12 @@ impl VolumeStore {
         }
         volumes
     }
+}
+
+/// Deletes what [`VolumeStore::take_out`] left (what it leaves at a crash,
+/// [`VolumeStore::recover`] deletes).
+pub fn delete(dir: &Path) {
+    remove_leftover(dir)
 }
 
 /// Removes a half-made or removed volume dir: its image unmounted first if
