@@ -146,19 +146,22 @@ impl VolumeStore {
             return Err(VolumeError::Exists(name.into()));
         }
         std::fs::create_dir_all(&self.dir).map_err(Self::io(name, "create", &self.dir))?;
-        let new_dir = self.dir.join(format!("{NEW_PREFIX}{name}"));
+        // Per attempt: two racing creates of one name never share it.
+        let new_dir = self.dir.join(format!("{NEW_PREFIX}{name}-{}", unique()));
         let made = self.make(name, &new_dir, size, shared, created_at);
         let volume = match made {
             Ok(volume) => volume,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&new_dir);
+                if new_dir.exists() {
+                    remove_leftover(&new_dir);
+                }
                 return Err(e);
             }
         };
         // rename(2) refuses to replace a non-empty dir: a racing create of
         // the same name loses here.
         if let Err(e) = std::fs::rename(&new_dir, &final_dir) {
-            let _ = std::fs::remove_dir_all(&new_dir);
+            remove_leftover(&new_dir);
             return Err(match e.raw_os_error() {
                 Some(libc::ENOTEMPTY | libc::EEXIST) => VolumeError::Exists(name.into()),
                 _ => Self::io(name, "rename", &final_dir)(e),
@@ -166,7 +169,9 @@ impl VolumeStore {
         }
         sync_dir(&self.dir);
         if let Err(e) = self.ensure_mounted(&volume) {
-            let _ = std::fs::remove_dir_all(&final_dir);
+            if let Ok(gone) = self.take_out(name) {
+                delete(&gone);
+            }
             return Err(e);
         }
         self.get(name)
@@ -180,11 +185,9 @@ impl VolumeStore {
         shared: bool,
         created_at: String,
     ) -> Result<Volume, VolumeError> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(Self::io(name, "remove", dir))?;
-        }
+        std::fs::create_dir(dir).map_err(Self::io(name, "create", dir))?;
         let data = dir.join(DATA);
-        std::fs::create_dir_all(&data).map_err(Self::io(name, "create", &data))?;
+        std::fs::create_dir(&data).map_err(Self::io(name, "create", &data))?;
         if let Some(size) = size {
             let paths = LoopPaths {
                 sandbox: data.clone(),
@@ -302,13 +305,9 @@ impl VolumeStore {
             }
         }
         // Gone from every listing at once; then deleted.
-        let gone = self.dir.join(format!(
-            "{REMOVING_PREFIX}{name}-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
+        let gone = self
+            .dir
+            .join(format!("{REMOVING_PREFIX}{name}-{}", unique()));
         std::fs::rename(&dir, &gone).map_err(Self::io(name, "rename", &dir))?;
         sync_dir(&self.dir);
         Ok(gone)
@@ -366,6 +365,17 @@ fn remove_leftover(dir: &Path) {
     }
 }
 
+/// A suffix no other attempt of this host uses: pid, clock and a count.
+fn unique() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(dir) = std::fs::File::open(dir) {
         let _ = dir.sync_all();
@@ -387,6 +397,31 @@ mod tests {
     }
 
     #[test]
+    fn racing_creates_of_one_name_make_one_volume() {
+        let work = tempfile::tempdir().unwrap();
+        let store = VolumeStore::new(work.path());
+        let results: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || store.create("race", None, false, "now".into()))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, VolumeError::Exists(_))));
+        let names: Vec<_> = std::fs::read_dir(work.path().join("volumes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["race"]);
+    }
+
+    #[test]
     fn plain_volume_life() {
         let work = tempfile::tempdir().unwrap();
         let store = VolumeStore::new(work.path());
@@ -398,9 +433,9 @@ mod tests {
         ));
         std::fs::write(store.data_dir("v1").join("f"), b"x").unwrap();
         assert_eq!(store.list().unwrap().len(), 1);
-        std::fs::create_dir_all(work.path().join("volumes/.new-v2/_data")).unwrap();
+        std::fs::create_dir_all(work.path().join("volumes/.new-v2-1-2/_data")).unwrap();
         store.recover();
-        assert!(!work.path().join("volumes/.new-v2").exists());
+        assert!(!work.path().join("volumes/.new-v2-1-2").exists());
         store.remove("v1").unwrap();
         assert!(matches!(store.get("v1"), Err(VolumeError::NotFound(_))));
         assert!(store.list().unwrap().is_empty());
