@@ -532,14 +532,16 @@ fn gc_never_touches_volumes_and_the_config_file_sets_the_allow_list() {
     agent.launch(json!({
         "id": "ended",
         "rootfs": rootfs,
-        "command": ["sh", "-c", "cat /host/f; echo data > /v/file"],
+        "command": ["sh", "-c", "cat /host/f; echo data > /v/file; cat /etc/app.conf"],
         "mounts": [
             {"type": "volume", "source": "kept", "target": "/v"},
             {"type": "bind", "source": allowed_dir.path(), "target": "/host", "readonly": true},
+            // A single file.
+            {"type": "bind", "source": allowed_dir.path().join("f"), "target": "/etc/app.conf"},
         ],
     }));
     assert_eq!(agent.wait("ended")["exit_code"], 0);
-    assert_eq!(agent.stdout("ended"), "bound\n");
+    assert_eq!(agent.stdout("ended"), "bound\nbound\n");
     let gc = agent.api("POST", "/v1/gc", None);
     assert_eq!(gc.status, 200, "{:?}", gc.body);
     assert_eq!(gc.body["removed"][0]["id"], "ended", "{:?}", gc.body);
