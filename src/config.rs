@@ -68,6 +68,8 @@ pub struct AgentConfig {
     pub images: crate::images::settings::ImagesSettings,
     /// Back-off of restart policies: `[restart]`.
     pub restart: crate::restart_policy::RestartSettings,
+    /// Bind mounts' allowed host paths: `[volumes]`.
+    pub volumes: crate::volumes::VolumeSettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -391,6 +393,7 @@ impl Default for AgentConfig {
             security: SecuritySettings::default(),
             images: Default::default(),
             restart: Default::default(),
+            volumes: Default::default(),
         }
     }
 }

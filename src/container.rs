@@ -117,6 +117,9 @@ pub struct LaunchRequest {
     /// or `signal:NAME` (`--config-change`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_change: Option<String>,
+    /// Bind mounts of host paths and named volumes (`-v`, `--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::volumes::MountRequest>,
 }
 
 /// `POST /v1/containers/{id}/exec`: a further process in a running

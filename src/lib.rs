@@ -23,3 +23,4 @@ pub mod size;
 pub mod store;
 pub mod streams;
 pub mod userns;
+pub mod volumes;

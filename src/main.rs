@@ -80,6 +80,10 @@ struct AgentArgs {
     /// CA certificates client certificates must chain to (`[api.tcp] client_ca`).
     #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+    /// A host path prefix bind mounts may come from (repeatable; adds to
+    /// `[volumes] allowed_host_paths`).
+    #[arg(long, value_name = "PREFIX")]
+    allow_host_path: Vec<PathBuf>,
 }
 
 /// Writes `berth.1` and `berth-<command>.1` for every visible command.
@@ -129,6 +133,12 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
         .images
         .insecure_registries
         .extend(args.insecure_registry);
+    for prefix in args.allow_host_path {
+        config
+            .volumes
+            .allowed_host_paths
+            .push(std::path::absolute(prefix)?);
+    }
     if args.tcp.is_some()
         || args.tls_cert.is_some()
         || args.tls_key.is_some()

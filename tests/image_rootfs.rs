@@ -853,3 +853,74 @@ fn a_restart_runs_the_image_it_started_with_even_when_the_tag_moved() {
     remove(&agent, "pinned");
     remove(&agent, "fresh");
 }
+
+/// Bind mounts into an image's root (decision 0033): the target is made in
+/// the container's own layer, never in an image layer; a symlink the image
+/// puts at the target, pointing at the host's `/etc` or climbing out with
+/// `..`, is refused rather than followed.
+#[test]
+fn bind_mount_targets_in_an_image_stay_in_the_containers_layer() {
+    require_root!();
+    if !require_umoci("image_rootfs::bind_mount_targets_in_an_image_stay_in_the_containers_layer") {
+        return;
+    }
+    let allowed = tempfile::tempdir().unwrap();
+    std::fs::write(allowed.path().join("f"), "bound\n").unwrap();
+    let agent = Agent::start_with(&["--allow-host-path", allowed.path().to_str().unwrap()]);
+    let busybox = busybox_bytes();
+    let image = TestImage::new(agent.dir.path(), "mnt");
+    image.add_layer(&with_busybox(
+        &busybox,
+        vec![
+            Entry::Symlink("evil", "/etc"),
+            Entry::Symlink("dots", "../../../../etc"),
+        ],
+    ));
+    image.load(&agent.work_dir);
+    let mount =
+        |target: &str| json!([{"type": "bind", "source": allowed.path(), "target": target}]);
+    let (done, out) = run_out(
+        &agent,
+        "good",
+        json!({"image": "mnt", "pull": "never", "command": ["cat", "/made-by-mount/f"],
+               "mounts": mount("/made-by-mount")}),
+    );
+    assert_eq!(done["exit_code"], 0, "{done}");
+    assert_eq!(out, "bound\n");
+    // The mount point exists in the container's upper dir only.
+    let mut found = Vec::new();
+    let mut stack = vec![agent.work_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_name() == "made-by-mount" {
+                found.push(path.clone());
+            }
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(agent.container_dir("good")),
+        "{found:?}"
+    );
+
+    for target in ["/evil", "/dots", "/evil/sub"] {
+        let answer = agent.api(
+            "POST",
+            "/v1/containers",
+            Some(json!({"image": "mnt", "pull": "never", "command": ["true"],
+                        "mounts": mount(target)})),
+        );
+        assert_eq!(answer.status, 400, "{target}: {:?}", answer.body);
+        let message = answer.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("leads out of the container root"),
+            "{target}: {message}"
+        );
+    }
+    assert!(!Path::new("/etc/f").exists());
+    assert!(!Path::new("/etc/sub").exists());
+}

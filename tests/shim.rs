@@ -1016,3 +1016,56 @@ fn seccomp_is_installed_with_and_without_no_new_privs() {
         other => panic!("expected failed, got {other:?}"),
     }
 }
+
+/// A container's bind (decision 0033): the agent checked the source path,
+/// then someone swapped a symlink in. The shim opens it with no symlink
+/// followed: the launch fails instead of mounting where the link points.
+#[test]
+fn a_symlink_swapped_into_a_checked_bind_source_is_refused() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let base = f.sandbox.parent().unwrap().to_path_buf();
+    let real = base.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("f"), "real\n").unwrap();
+    std::os::unix::fs::symlink(&real, base.join("swapped")).unwrap();
+    let sandbox = f.sandbox.to_str().unwrap();
+    let spec_for = |source: &Path| {
+        let mut spec = f.host_root_spec(&["cat", &format!("{sandbox}/in/f")]);
+        spec["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": format!("{sandbox}/in"), "type": "bind", "source": source,
+            "options": ["bind", "nosuid", "nodev", "ro", "x-berth-nofollow"]
+        }));
+        spec
+    };
+    // The path as checked: mounted.
+    f.write_spec(&spec_for(&real));
+    let rec = f.run_written();
+    assert_eq!(rec.exit_code, Some(0), "{rec:?}\n{}", f.shim_log());
+    assert_eq!(f.stdout(), "real\n");
+
+    // A symlink at the same place now: refused.
+    let f = Fixture::new();
+    let base = f.sandbox.parent().unwrap().to_path_buf();
+    std::os::unix::fs::symlink("/etc", base.join("swapped")).unwrap();
+    let sandbox = f.sandbox.to_str().unwrap();
+    let mut spec = f.host_root_spec(&["cat", &format!("{sandbox}/in/passwd")]);
+    spec["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": format!("{sandbox}/in"), "type": "bind", "source": base.join("swapped"),
+        "options": ["bind", "nosuid", "nodev", "ro", "x-berth-nofollow"]
+    }));
+    f.write_spec(&spec);
+    let mut agent = f.start();
+    let message = loop {
+        match agent.recv() {
+            Some(ShimMessage::Ready { .. }) => agent.go(),
+            Some(ShimMessage::Failed { message }) => break message,
+            other => panic!("expected a failure, got {other:?}\n{}", f.shim_log()),
+        }
+    };
+    assert!(message.contains("swapped"), "{message}");
+    assert!(message.contains("ELOOP"), "{message}");
+    assert!(!f.stdout().contains("root:"), "{}", f.stdout());
+}

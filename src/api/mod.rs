@@ -11,6 +11,7 @@ mod secrets;
 mod server;
 mod streams;
 pub mod tls;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/containers/{id}/restart", post(restart))
         .merge(images::routes())
         .merge(secrets::routes())
+        .merge(volumes::routes())
         .route(
             "/v1/containers/{id}/exec/{exec}/attach",
             get(streams::exec_attach),
@@ -215,12 +217,15 @@ async fn update(
 
 async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let isolators = manager.stats(&id)?;
-    Ok(Json(serde_json::json!({
+    let mut stats = serde_json::json!({
         "id": id,
         "read_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "isolators": isolators,
-    }))
-    .into_response())
+    });
+    if let Some(volumes) = manager.volume_stats(&id) {
+        stats["volumes"] = volumes;
+    }
+    Ok(Json(stats).into_response())
 }
 
 /// Parses a JSON body into `T`, turning serde's complaint into a 400 that

@@ -71,6 +71,8 @@ pub fn read_only_allows(method: &Method, path: &str) -> bool {
             | ["", "v1", "containers"]
             | ["", "v1", "containers", _]
             | ["", "v1", "containers", _, "logs" | "stats"]
+            | ["", "v1", "volumes"]
+            | ["", "v1", "volumes", _]
     )
 }
 

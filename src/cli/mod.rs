@@ -15,6 +15,7 @@ mod stats;
 mod stdin_send;
 mod table;
 mod time_arg;
+pub mod volumes;
 
 use std::path::PathBuf;
 
@@ -255,6 +256,9 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
     /// Update a container's config files.
     #[command(subcommand)]
     Config(secrets::ConfigCommand),
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
 }
 
 /// `berth files` subcommands.
@@ -400,6 +404,8 @@ pub struct RunArgs {
     pub read_only: bool,
     #[command(flatten)]
     pub files: secrets::FileArgs,
+    #[command(flatten)]
+    pub mounts: volumes::MountArgs,
 }
 
 /// `berth run`'s health check flags (Docker's names; Mesos semantics).
@@ -832,6 +838,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Load { input } => images::load(&client, &input).await,
         Command::Secret(command) => secrets::secret(&client, command).await,
         Command::Config(command) => secrets::config(&client, command).await,
+        Command::Volume(command) => volumes::volume(&client, command).await,
         Command::Info { json } => {
             let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
             if json {
@@ -1193,6 +1200,9 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
         request["log"] = log.into();
     }
     secrets::add_to_request(&args.files, &mut request)?;
+    if let Some(mounts) = args.mounts.to_json()? {
+        request["mounts"] = mounts;
+    }
     Ok(request)
 }
 

@@ -89,6 +89,9 @@ impl Manager {
                     "container id {id} is in use"
                 )));
             }
+            if let Some(request) = &plan.container.request {
+                Self::check_volume_users(&slots, request, &self.volume_store())?;
+            }
             if plan.userns {
                 plan.container.userns = Some(self.userns.reserve(id.as_str())?);
             }
@@ -228,6 +231,7 @@ impl Manager {
             }
             _ => None,
         };
+        self.resolve_mounts(&request.mounts, lower.is_some())?;
 
         let network = request
             .network
@@ -534,6 +538,7 @@ impl Manager {
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
+        let contribution = &self.with_request_mounts(container, contribution, overlay.is_some())?;
         // The container's own root: a `--rootfs` dir (the shim mounts its
         // overlay over it in the container's mount namespace, so `runc`
         // still runs the bundle unchanged, on the dir read-only), an image
@@ -741,6 +746,9 @@ impl Manager {
 fn launch_failed(message: String) -> ManagerError {
     if message.starts_with("chdir to ") {
         return ManagerError::invalid("workdir", message);
+    }
+    if message.contains(crate::volumes::ESCAPES) {
+        return ManagerError::invalid("mounts", message);
     }
     let user_error = message.starts_with("exec ");
     ManagerError::LaunchFailed {

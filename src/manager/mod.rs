@@ -22,6 +22,7 @@ mod seccomp;
 mod secrets;
 mod shim_client;
 mod update;
+mod volumes;
 pub use exec_stream::{ExecCreated, ExecStream};
 
 use std::collections::HashMap;

@@ -91,6 +91,9 @@ pub struct MountOptions {
     /// Recursive attributes (`rro`, `rnosuid`, ...) set with `mount_setattr`.
     pub attr_set: u64,
     pub attr_clr: u64,
+    /// [`crate::volumes::NO_FOLLOW`]: open the bind source without
+    /// following any symlink (a container's bind mount or volume).
+    pub no_follow: bool,
 }
 
 impl MountOptions {
@@ -99,7 +102,9 @@ impl MountOptions {
         let mut data: Vec<&str> = Vec::new();
         for opt in options {
             let opt = opt.as_ref();
-            if let Some((clear, flag)) = flag_option(opt) {
+            if opt == crate::volumes::NO_FOLLOW {
+                out.no_follow = true;
+            } else if let Some((clear, flag)) = flag_option(opt) {
                 if clear {
                     out.flags &= !flag;
                 } else {
@@ -288,11 +293,19 @@ pub fn set_attr_recursive(fd: &OwnedFd, set: u64, clr: u64, what: &Path) -> Resu
 /// host user there and may not be able to reach the source's host path
 /// (the agent's dirs are root's alone). Returns the fds, which the monitor
 /// keeps until the child is cloned.
-pub fn detach_bind_sources(mounts: &mut [MountSpec]) -> Result<Vec<OwnedFd>, MountError> {
+///
+/// Not `all`: only the mounts marked [`MountOptions::no_follow`].
+pub fn detach_bind_sources(
+    mounts: &mut [MountSpec],
+    all: bool,
+) -> Result<Vec<OwnedFd>, MountError> {
     let mut trees = Vec::new();
     for m in mounts.iter_mut() {
         // cgroup mounts are binds of the host's tree made in mount_one.
         if !m.options.is_bind() || m.fstype.starts_with("cgroup") {
+            continue;
+        }
+        if !all && !m.options.no_follow {
             continue;
         }
         let Some(source) = &m.source else {
@@ -302,15 +315,26 @@ pub fn detach_bind_sources(mounts: &mut [MountSpec]) -> Result<Vec<OwnedFd>, Mou
             path: source.clone(),
             errno,
         };
-        let path = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
-            .map_err(|_| open_err(Errno::EINVAL))?;
         let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
         if m.options.flags & libc::MS_REC != 0 {
             flags |= libc::AT_RECURSIVE as libc::c_uint;
         }
-        // SAFETY: nul-terminated path; the returned fd is owned below.
-        let fd =
-            unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+        // A container's own bind (decision 0033): the agent checked this
+        // exact path; opened with no symlink followed, then cloned from
+        // the fd, so nothing swapped in since can redirect it.
+        let (dirfd, path, _held) = if m.options.no_follow {
+            let held = crate::volumes::host_path::open_no_follow(source)
+                .map_err(|e| open_err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL))))?;
+            flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+            (held.as_raw_fd(), c"".to_owned(), Some(held))
+        } else {
+            let path = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
+                .map_err(|_| open_err(Errno::EINVAL))?;
+            (libc::AT_FDCWD, path, None)
+        };
+        // SAFETY: a valid dirfd (held above) and a nul-terminated path;
+        // the returned fd is owned below.
+        let fd = unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) };
         if fd < 0 {
             return Err(open_err(Errno::last()));
         }
@@ -409,6 +433,9 @@ fn remount_bind(path: &Path, flags: libc::c_ulong) -> Result<(), Errno> {
 pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
     let dest = &spec.destination;
     let opts = &spec.options;
+    if opts.no_follow {
+        resolve::refuse_escape(root, dest)?;
+    }
 
     // cgroups are the agent's isolators' business; on cgroup v1 a fresh
     // "cgroup" mount without controller options would try to mount a new
@@ -617,6 +644,13 @@ mod tests {
         ]);
         assert_eq!(o.flags, libc::MS_NOSUID | libc::MS_NOEXEC);
         assert_eq!(o.data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    }
+
+    #[test]
+    fn no_follow_is_not_data() {
+        let o = MountOptions::parse(&["bind", "nosuid", crate::volumes::NO_FOLLOW]);
+        assert!(o.no_follow);
+        assert!(o.data.is_empty());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum ResolveError {
     Mkdir { path: PathBuf, source: io::Error },
     #[error("path {0} contains a nul byte")]
     Nul(PathBuf),
+    #[error("mount target {} {}", .0.display(), crate::volumes::ESCAPES)]
+    Escapes(PathBuf),
 }
 
 /// `path` made relative (leading `/` stripped, `.` dropped), for use with a
@@ -40,6 +42,48 @@ pub fn relative(path: &Path) -> PathBuf {
 
 /// Opens `path` (container-absolute) under `root` with `flags`.
 pub fn open(root: &OwnedFd, path: &Path, flags: i32, mode: u32) -> Result<OwnedFd, ResolveError> {
+    open_resolving(
+        root,
+        path,
+        flags,
+        mode,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Refuses a `path` whose existing part leads out of `root` through a
+/// symlink, which `RESOLVE_IN_ROOT` would clamp into the root instead
+/// (`RESOLVE_BENEATH`: an absolute symlink or a `..` above the root fails
+/// with `EXDEV`). For a container's own bind mounts (decision 0033): a
+/// symlink an image puts at their target is refused, not followed.
+pub fn refuse_escape(root: &OwnedFd, path: &Path) -> Result<(), ResolveError> {
+    let mut done = PathBuf::from("/");
+    for comp in relative(path).components() {
+        done.push(comp);
+        let beneath = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        match open_resolving(root, &done, libc::O_PATH, 0, beneath) {
+            Ok(_) => {}
+            Err(ResolveError::Open { source, .. }) => {
+                return match source.raw_os_error() {
+                    // The rest is made by mkdir_all, in the root.
+                    Some(libc::ENOENT) => Ok(()),
+                    Some(libc::EXDEV) => Err(ResolveError::Escapes(path.into())),
+                    _ => Err(ResolveError::Open { path: done, source }),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn open_resolving(
+    root: &OwnedFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> Result<OwnedFd, ResolveError> {
     let rel = relative(path);
     let rel = if rel.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -54,7 +98,7 @@ pub fn open(root: &OwnedFd, path: &Path, flags: i32, mode: u32) -> Result<OwnedF
     if flags & libc::O_CREAT != 0 {
         how.mode = mode as u64;
     }
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: plain syscall with a valid dirfd, a nul-terminated path and a
     // properly sized open_how.
     let fd = unsafe {

@@ -122,14 +122,15 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     out_sink.prepare(monitor.stdout.as_fd());
     err_sink.prepare(monitor.stderr.as_fd());
 
-    // Held until the child is cloned, which gets copies of them.
-    let source_trees = if config.namespaces.new_user() {
-        match super::mounts::detach_bind_sources(&mut config.mounts) {
-            Ok(trees) => trees,
-            Err(e) => return fail(args, &mut agent, e.to_string()),
-        }
-    } else {
-        Vec::new()
+    // Held until the child is cloned, which gets copies of them. Without
+    // a user namespace only the container's own binds (opened with no
+    // symlink followed, decision 0033) are detached here.
+    let source_trees = match super::mounts::detach_bind_sources(
+        &mut config.mounts,
+        config.namespaces.new_user(),
+    ) {
+        Ok(trees) => trees,
+        Err(e) => return fail(args, &mut agent, e.to_string()),
     };
     // The agent's prepared mounts (secrets, config files) replace the
     // empty tmpfs the bundle names at their destinations.

@@ -29,7 +29,7 @@ mod error;
 pub mod image;
 mod isolator;
 pub mod loop_device;
-mod loop_fs;
+pub mod loop_fs;
 pub mod mountinfo;
 mod quota;
 mod watcher;

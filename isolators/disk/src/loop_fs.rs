@@ -196,6 +196,29 @@ pub fn tear_down(paths: &LoopPaths) -> Result<(), DiskError> {
     }
 }
 
+/// Mounts an existing image (made by [`set_up`]) on `mount_point` again,
+/// `nosuid,nodev`: a named volume's filesystem after a reboot or once it
+/// was moved into place.
+pub fn mount_image(image: &Path, mount_point: &Path) -> Result<(), DiskError> {
+    let device = LoopDevice::attach(image)?;
+    mount(
+        Some(device.path()),
+        mount_point,
+        Some("ext4"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(|e| DiskError::io("mount", mount_point, e.into()))
+}
+
+/// Unmounts `mount_point` (lazily if busy) and waits for the loop device
+/// of `image` to be released; the image is kept.
+pub fn unmount_image(image: &Path, mount_point: &Path) -> Result<(), DiskError> {
+    unmount(mount_point)?;
+    release_devices(image);
+    Ok(())
+}
+
 /// Unmounts the sandbox; if something still has files open in it (a log
 /// reader), detaches it lazily: it goes away when they close.
 fn unmount(sandbox: &Path) -> Result<(), DiskError> {
