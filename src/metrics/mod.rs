@@ -275,9 +275,9 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as f64;
     for (container, fs) in running.iter().zip(fs) {
-        let Ok(stats) = manager.stats(container.id.as_str()) else {
-            continue;
-        };
+        // Not the disk isolator's usage: with the du backend it walks the
+        // sandbox on every call; fs usage has its own cached walk.
+        let stats = manager.scrape_usage(container, &["disk"]);
         let labels = container_labels(container);
         let figure = |isolator: &str, key: &str| {
             stats
