@@ -99,6 +99,7 @@ ulimit -n 65536 2>/dev/null || true
 AGENT_PID=$!
 for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
 [ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
+echo "== agent pid $AGENT_PID"
 
 python3 - "$BASE/berth.sock" "$TAG" "$AGENT_PID" "$COUNT" "$SCRAPES" "$CLIENTS" <<'EOF'
 import http.client, json, os, socket, sys, time
@@ -133,8 +134,17 @@ def cpu_ticks():
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
 
 def launch(i):
-    request("POST", "/v1/containers", {"id": f"m{i}", "command": ["sleep", "100000"],
-                                       "network": "none"})
+    # A launch may fail when another process on the host replaces a file the
+    # container binds (e.g. /etc/gshadow by groupadd): try again.
+    for attempt in range(3):
+        try:
+            request("POST", "/v1/containers", {"id": f"m{i}", "command": ["sleep", "100000"],
+                                               "network": "none"})
+            return
+        except RuntimeError as e:
+            if attempt == 2:
+                raise
+            print(f"   m{i}: {e}; again")
 
 print(f"== launching {count} sleep containers ({clients} clients)")
 t0 = time.perf_counter()

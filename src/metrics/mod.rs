@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::metrics::counter::Counter;
@@ -210,33 +211,77 @@ fn container_labels(container: &Container) -> Labels {
     labels
 }
 
-/// `labels` and one more.
-fn with(labels: &Labels, extra: &[(&str, &str)]) -> Labels {
-    let mut out = Vec::with_capacity(labels.len() + extra.len());
-    out.extend_from_slice(labels);
-    out.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    out
+/// The label set of one container series: the container's labels (built
+/// once per container and scrape, shared by its series) and the series' own
+/// (`device`, `stream`...). Equal and hashed by the container's place in
+/// the scrape and the series' own labels only: the families' lookups do not
+/// hash every label of every series.
+#[derive(Clone, Debug)]
+struct Series {
+    index: usize,
+    labels: Arc<Labels>,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Series {
+    fn new(index: usize, labels: &Arc<Labels>) -> Self {
+        Series {
+            index,
+            labels: labels.clone(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// This series with more labels.
+    fn with(&self, extra: &[(&'static str, &str)]) -> Self {
+        let mut out = self.clone();
+        out.extra
+            .extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        out
+    }
+}
+
+impl PartialEq for Series {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index && self.extra == other.extra
+    }
+}
+
+impl Eq for Series {}
+
+impl std::hash::Hash for Series {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.index.hash(state);
+        self.extra.hash(state);
+    }
+}
+
+impl EncodeLabelSet for Series {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        self.labels.as_slice().encode(encoder)?;
+        self.extra.as_slice().encode(encoder)
+    }
 }
 
 /// The families a scrape fills beyond the isolators' plain figures.
 #[derive(Default)]
 struct Extra {
-    blkio: Family<Labels, Counter>,
-    fs_usage: Family<Labels, FloatGauge>,
-    start_time: Family<Labels, FloatGauge>,
-    last_seen: Family<Labels, FloatGauge>,
-    log_written: Family<Labels, Counter>,
-    log_dropped: Family<Labels, Counter>,
-    log_lost: Family<Labels, Counter>,
+    blkio: Family<Series, Counter>,
+    fs_usage: Family<Series, FloatGauge>,
+    start_time: Family<Series, FloatGauge>,
+    last_seen: Family<Series, FloatGauge>,
+    log_written: Family<Series, Counter>,
+    log_dropped: Family<Series, Counter>,
+    log_lost: Family<Series, Counter>,
 }
 
 /// Reads every figure now and encodes them.
 fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     let containers = Family::<Labels, Gauge>::default();
-    let gauges: Vec<Family<Labels, FloatGauge>> =
+    let gauges: Vec<Family<Series, FloatGauge>> =
         GAUGES.iter().map(|_| Family::default()).collect();
-    let counters: Vec<Family<Labels, FloatCounter>> =
+    let counters: Vec<Family<Series, FloatCounter>> =
         COUNTERS.iter().map(|_| Family::default()).collect();
     let extra = Extra::default();
     let list = manager.list();
@@ -274,11 +319,11 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as f64;
-    for (container, fs) in running.iter().zip(fs) {
+    for (index, (container, fs)) in running.iter().zip(fs).enumerate() {
         // Not the disk isolator's usage: with the du backend it walks the
         // sandbox on every call; fs usage has its own cached walk.
         let stats = manager.scrape_usage(container, &["disk"]);
-        let labels = container_labels(container);
+        let labels = Series::new(index, &Arc::new(container_labels(container)));
         let figure = |isolator: &str, key: &str| {
             stats
                 .get(isolator)
@@ -299,7 +344,7 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
         if let Some(bytes) = fs {
             extra
                 .fs_usage
-                .get_or_create(&with(&labels, &[("device", &device)]))
+                .get_or_create(&labels.with(&[("device", &device)]))
                 .set(bytes as f64);
         }
         let started = container
@@ -316,7 +361,7 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
         match crate::logs::counters::read(&manager.store().state_dir(&container.id)) {
             Ok(Some(logs)) => {
                 for (stream, c) in [("stdout", logs.stdout), ("stderr", logs.stderr)] {
-                    let labels = with(&labels, &[("stream", stream)]);
+                    let labels = labels.with(&[("stream", stream)]);
                     extra.log_written.get_or_create(&labels).inc_by(c.bytes);
                     extra
                         .log_dropped
@@ -386,8 +431,8 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
 /// the blkio isolator's `devices` (keyed `MAJ:MIN`, with the kernel's name
 /// when sysfs knows it).
 fn add_blkio(
-    family: &Family<Labels, Counter>,
-    labels: &Labels,
+    family: &Family<Series, Counter>,
+    labels: &Series,
     stats: &serde_json::Map<String, serde_json::Value>,
 ) {
     let Some(devices) = stats
@@ -409,15 +454,12 @@ fn add_blkio(
         for (operation, key) in [("Read", "read_bytes"), ("Write", "write_bytes")] {
             if let Some(v) = io.get(key).and_then(|v| v.as_u64()) {
                 family
-                    .get_or_create(&with(
-                        labels,
-                        &[
-                            ("device", &device),
-                            ("major", major),
-                            ("minor", minor),
-                            ("operation", operation),
-                        ],
-                    ))
+                    .get_or_create(&labels.with(&[
+                        ("device", &device),
+                        ("major", major),
+                        ("minor", minor),
+                        ("operation", operation),
+                    ]))
                     .inc_by(v);
             }
         }
