@@ -322,8 +322,7 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
     for (index, (container, fs)) in running.iter().zip(fs).enumerate() {
         // Not the disk isolator's usage: with the du backend it walks the
         // sandbox on every call; fs usage has its own cached walk.
-        // Each cgroup dir opened once, its files relative to it.
-        let stats = berth_cgroups::with_dir_cache(|| manager.scrape_usage(container, &["disk"]));
+        let stats = manager.scrape_usage(container, &["disk"]);
         let labels = Series::new(index, &Arc::new(container_labels(container)));
         let figure = |isolator: &str, key: &str| {
             stats

@@ -21,7 +21,7 @@ pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = crate::dir_cache::open_read(path).map_err(err)?;
+    let mut file = fs::File::open(path).map_err(err)?;
     let mut text = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

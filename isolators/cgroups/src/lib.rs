@@ -29,7 +29,6 @@ mod bytes;
 mod cgroupfs;
 mod container;
 mod controller;
-mod dir_cache;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -44,7 +43,6 @@ pub mod testing;
 pub use bytes::format_bytes;
 pub use container::ContainerCgroup;
 pub use controller::{Controller, UnknownController};
-pub use dir_cache::with_dir_cache;
 pub use error::CgroupError;
 pub use hierarchies::{CgroupMode, Hierarchies};
 pub use root::{CgroupRoot, AGENT_LEAF, DEFAULT_CGROUP_ROOT};
