@@ -21,6 +21,7 @@ pub async fn serve(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    let router = router.layer(axum::middleware::from_fn(crate::metrics::count_requests));
     let connections = Connections::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

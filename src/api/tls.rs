@@ -228,6 +228,8 @@ pub async fn serve_tcp(
         Arc::new(roles),
         authorize,
     ));
+    // Outermost: refused requests are counted too.
+    let router = router.layer(axum::middleware::from_fn(crate::metrics::count_requests));
     let connections = super::server::Connections::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {

@@ -70,9 +70,14 @@ impl Manager {
         request: LaunchRequest,
     ) -> Result<Container, ManagerError> {
         let manager = self.clone();
-        tokio::task::spawn_blocking(move || manager.launch_blocking(request))
+        let begun = std::time::Instant::now();
+        let launched = tokio::task::spawn_blocking(move || manager.launch_blocking(request))
             .await
-            .map_err(|e| ManagerError::Internal(format!("launch task: {e}")))?
+            .map_err(|e| ManagerError::Internal(format!("launch task: {e}")))?;
+        if launched.is_ok() {
+            crate::metrics::AGENT.launched(begun.elapsed());
+        }
+        launched
     }
 
     fn launch_blocking(

@@ -18,6 +18,7 @@ mod recover;
 mod request_checks;
 mod restart;
 mod root;
+mod scrape;
 mod seccomp;
 mod secrets;
 mod shim_client;

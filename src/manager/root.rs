@@ -235,6 +235,14 @@ pub(super) fn resolve_user_name(
     Ok(())
 }
 
+impl Manager {
+    /// The dir holding a container's writes to its root (`root/upper`;
+    /// absent for a container on the host's root), for its disk usage.
+    pub fn upper_dir(&self, id: &ContainerId) -> PathBuf {
+        RootDirs::of(&self.store, id).upper
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

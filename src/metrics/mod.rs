@@ -6,12 +6,16 @@
 //! format 0.0.4 (the same lines without the `# EOF` trailer, and a
 //! counter's `# HELP`/`# TYPE` lines naming its `_total` samples).
 
+mod agent;
+mod fs_usage;
+
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::metrics::counter::Counter;
@@ -19,8 +23,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::container::State as ContainerState;
+use crate::container::{Container, State as ContainerState};
 use crate::manager::Manager;
+
+pub use agent::{count_requests, AgentMetrics, AGENT};
 
 type Labels = Vec<(String, String)>;
 
@@ -69,6 +75,12 @@ const GAUGES: &[(&str, &str, &str, &str)] = &[
         "current_bytes",
     ),
     (
+        "container_memory_working_set_bytes",
+        "Current working set in bytes",
+        "memory",
+        "working_set_bytes",
+    ),
+    (
         "container_memory_max_usage_bytes",
         "Maximum memory usage recorded in bytes",
         "memory",
@@ -103,6 +115,12 @@ const GAUGES: &[(&str, &str, &str, &str)] = &[
         "CPU period of the container",
         "cpu",
         "period_us",
+    ),
+    (
+        "container_spec_cpu_shares",
+        "CPU share of the container",
+        "cpu",
+        "shares",
     ),
     (
         "container_processes",
@@ -159,14 +177,113 @@ const COUNTERS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// A counter with a fractional value (seconds).
+type FloatCounter = Counter<f64, AtomicU64>;
+/// A gauge with a fractional value.
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// cAdvisor's labels of a container: `id`, `name`, `image` and a
+/// `container_label_<name>` for each of its labels (names made
+/// Prometheus-safe; the first of two keys that map to one name wins, as a
+/// series may not repeat a label).
+fn container_labels(container: &Container) -> Labels {
+    let mut labels = vec![
+        (
+            "id".to_string(),
+            format!("/berth/{}", container.id.as_str()),
+        ),
+        ("name".to_string(), container.id.as_str().to_string()),
+        (
+            "image".to_string(),
+            container.image.clone().unwrap_or_default(),
+        ),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, value) in &container.labels {
+        let name: String = key
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        if seen.insert(name.clone()) {
+            labels.push((format!("container_label_{name}"), value.clone()));
+        }
+    }
+    labels
+}
+
+/// The label set of one container series: the container's labels (built
+/// once per container and scrape, shared by its series) and the series' own
+/// (`device`, `stream`...). Equal and hashed by the container's place in
+/// the scrape and the series' own labels only: the families' lookups do not
+/// hash every label of every series.
+#[derive(Clone, Debug)]
+struct Series {
+    index: usize,
+    labels: Arc<Labels>,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Series {
+    fn new(index: usize, labels: &Arc<Labels>) -> Self {
+        Series {
+            index,
+            labels: labels.clone(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// This series with more labels.
+    fn with(&self, extra: &[(&'static str, &str)]) -> Self {
+        let mut out = self.clone();
+        out.extra
+            .extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        out
+    }
+}
+
+impl PartialEq for Series {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index && self.extra == other.extra
+    }
+}
+
+impl Eq for Series {}
+
+impl std::hash::Hash for Series {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.index.hash(state);
+        self.extra.hash(state);
+    }
+}
+
+impl EncodeLabelSet for Series {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        self.labels.as_slice().encode(encoder)?;
+        self.extra.as_slice().encode(encoder)
+    }
+}
+
+/// The families a scrape fills beyond the isolators' plain figures.
+#[derive(Default)]
+struct Extra {
+    blkio: Family<Series, Counter>,
+    fs_usage: Family<Series, FloatGauge>,
+    start_time: Family<Series, FloatGauge>,
+    last_seen: Family<Series, FloatGauge>,
+    log_written: Family<Series, Counter>,
+    log_dropped: Family<Series, Counter>,
+    log_lost: Family<Series, Counter>,
+}
+
 /// Reads every figure now and encodes them.
 fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     let containers = Family::<Labels, Gauge>::default();
-    let gauges: Vec<Family<Labels, Gauge<f64, AtomicU64>>> =
+    let gauges: Vec<Family<Series, FloatGauge>> =
         GAUGES.iter().map(|_| Family::default()).collect();
-    let counters: Vec<Family<Labels, Counter<f64, AtomicU64>>> =
+    let counters: Vec<Family<Series, FloatCounter>> =
         COUNTERS.iter().map(|_| Family::default()).collect();
+    let extra = Extra::default();
     let list = manager.list();
     for state in ["created", "running", "exited", "unknown"] {
         containers
@@ -180,37 +297,33 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
                 state_name(&container.state).to_string(),
             )])
             .inc();
-        if container.state != ContainerState::Running {
-            continue;
-        }
-        let Ok(stats) = manager.stats(container.id.as_str()) else {
-            continue;
-        };
-        let labels = vec![
-            (
-                "id".to_string(),
-                format!("/berth/{}", container.id.as_str()),
-            ),
-            ("name".to_string(), container.id.as_str().to_string()),
-            (
-                "image".to_string(),
-                container.image.clone().unwrap_or_default(),
-            ),
-        ];
-        let mut labels = labels;
-        // cAdvisor's `container_label_<name>` for each of its labels (names
-        // made Prometheus-safe; the first of two keys that map to one name
-        // wins, as a series may not repeat a label).
-        let mut seen = std::collections::BTreeSet::new();
-        for (key, value) in &container.labels {
-            let name: String = key
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect();
-            if seen.insert(name.clone()) {
-                labels.push((format!("container_label_{name}"), value.clone()));
-            }
-        }
+    }
+    let running: Vec<&Container> = list
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+    let uppers: Vec<std::path::PathBuf> =
+        running.iter().map(|c| manager.upper_dir(&c.id)).collect();
+    let dirs: Vec<fs_usage::Dirs<'_>> = running
+        .iter()
+        .zip(&uppers)
+        .map(|(c, upper)| fs_usage::Dirs {
+            id: &c.id,
+            started_at: c.started_at.as_deref(),
+            sandbox: &c.sandbox,
+            upper,
+        })
+        .collect();
+    let (fs, device) = fs_usage::usage(&dirs, &manager.config().work_dir);
+    // cAdvisor's last_seen: whole seconds since the epoch.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as f64;
+    for (index, (container, fs)) in running.iter().zip(fs).enumerate() {
+        // Not the disk isolator's usage: with the du backend it walks the
+        // sandbox on every call; fs usage has its own cached walk.
+        let stats = manager.scrape_usage(container, &["disk"]);
+        let labels = Series::new(index, &Arc::new(container_labels(container)));
         let figure = |isolator: &str, key: &str| {
             stats
                 .get(isolator)
@@ -227,6 +340,39 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
                 family.get_or_create(&labels).inc_by(v);
             }
         }
+        add_blkio(&extra.blkio, &labels, &stats);
+        if let Some(bytes) = fs {
+            extra
+                .fs_usage
+                .get_or_create(&labels.with(&[("device", &device)]))
+                .set(bytes as f64);
+        }
+        let started = container
+            .started_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let Some(started) = started {
+            extra
+                .start_time
+                .get_or_create(&labels)
+                .set(started.timestamp_micros() as f64 / 1e6);
+        }
+        extra.last_seen.get_or_create(&labels).set(now);
+        match crate::logs::counters::read(&manager.store().state_dir(&container.id)) {
+            Ok(Some(logs)) => {
+                for (stream, c) in [("stdout", logs.stdout), ("stderr", logs.stderr)] {
+                    let labels = labels.with(&[("stream", stream)]);
+                    extra.log_written.get_or_create(&labels).inc_by(c.bytes);
+                    extra
+                        .log_dropped
+                        .get_or_create(&labels)
+                        .inc_by(c.dropped_bytes);
+                    extra.log_lost.get_or_create(&labels).inc_by(c.lost_bytes);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(id = %container.id, "metrics: {e}"),
+        }
     }
     registry.register(
         "berth_containers",
@@ -239,9 +385,85 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
     for ((name, help, _, _), family) in COUNTERS.iter().zip(counters) {
         registry.register(*name, *help, family);
     }
+    registry.register(
+        "container_blkio_device_usage",
+        "Blkio Device bytes usage",
+        extra.blkio,
+    );
+    registry.register(
+        "container_fs_usage_bytes",
+        "Number of bytes that are consumed by the container on this filesystem",
+        extra.fs_usage,
+    );
+    registry.register(
+        "container_start_time_seconds",
+        "Start time of the container since unix epoch in seconds",
+        extra.start_time,
+    );
+    registry.register(
+        "container_last_seen",
+        "Last time a container was seen by the exporter",
+        extra.last_seen,
+    );
+    registry.register(
+        "berth_log_written_bytes",
+        "Bytes of a container's output written to its log files, by stream",
+        extra.log_written,
+    );
+    registry.register(
+        "berth_log_dropped_bytes",
+        "Bytes of a container's output discarded in drop mode because the disk fell behind, by stream",
+        extra.log_dropped,
+    );
+    registry.register(
+        "berth_log_lost_bytes",
+        "Bytes of a container's output read but not written (write errors), by stream",
+        extra.log_lost,
+    );
+    AGENT.register(&mut registry);
     let mut text = String::new();
     encode(&mut text, &registry)?;
     Ok(text)
+}
+
+/// cAdvisor's `container_blkio_device_usage_total{device, major, minor,
+/// operation}`: bytes read (`Read`) and written (`Write`) per device, from
+/// the blkio isolator's `devices` (keyed `MAJ:MIN`, with the kernel's name
+/// when sysfs knows it).
+fn add_blkio(
+    family: &Family<Series, Counter>,
+    labels: &Series,
+    stats: &serde_json::Map<String, serde_json::Value>,
+) {
+    let Some(devices) = stats
+        .get("blkio")
+        .and_then(|b| b.get("devices"))
+        .and_then(|d| d.as_object())
+    else {
+        return;
+    };
+    for (number, io) in devices {
+        let Some((major, minor)) = number.split_once(':') else {
+            continue;
+        };
+        let device = io
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(|n| format!("/dev/{n}"))
+            .unwrap_or_default();
+        for (operation, key) in [("Read", "read_bytes"), ("Write", "write_bytes")] {
+            if let Some(v) = io.get(key).and_then(|v| v.as_u64()) {
+                family
+                    .get_or_create(&labels.with(&[
+                        ("device", &device),
+                        ("major", major),
+                        ("minor", minor),
+                        ("operation", operation),
+                    ]))
+                    .inc_by(v);
+            }
+        }
+    }
 }
 
 /// OpenMetrics text to the Prometheus text format 0.0.4: no `# EOF`, and a

@@ -28,6 +28,9 @@ pub struct BlkioIsolator {
     /// Whether the kernel has the throttle policy.
     throttle: bool,
     containers: Mutex<HashMap<ContainerId, Container>>,
+    /// v1: whether the kernel has the `_recursive` statistics files (looked
+    /// up once here, not on every read of a container's usage).
+    recursive_stats: bool,
 }
 
 #[derive(Debug)]
@@ -52,11 +55,13 @@ impl BlkioIsolator {
             CgroupMode::V2 => "io.max",
         };
         let throttle = dir.join(throttle_file).exists();
+        let recursive_stats = dir.join(stats::RECURSIVE_PROBE).exists();
         Ok(BlkioIsolator {
             root,
             weight_files,
             throttle,
             containers: Mutex::new(HashMap::new()),
+            recursive_stats,
         })
     }
 
@@ -309,7 +314,7 @@ impl Isolator for BlkioIsolator {
         let mut usage = Usage::new();
         usage.insert(
             "devices".into(),
-            stats::devices_json(&stats::read(&cgroup)?),
+            stats::devices_json(&stats::read(&cgroup, self.recursive_stats)?),
         );
         if let Some(weight) = limits.weight {
             usage.insert("weight".into(), weight.into());

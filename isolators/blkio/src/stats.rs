@@ -39,18 +39,23 @@ impl DeviceIo {
     }
 }
 
+/// A v1 file whose presence (in the isolator's root) says the kernel has
+/// the `_recursive` statistics.
+pub(crate) const RECURSIVE_PROBE: &str = "blkio.throttle.io_service_bytes_recursive";
+
 /// The cgroup's I/O per device: v1 from the throttle policy's
 /// `io_service_bytes` and `io_serviced` (which count all I/O, throttled or
-/// not), v2 from `io.stat`. Both include descendant cgroups.
+/// not), their `_recursive` forms when `recursive` (the kernel has them),
+/// v2 from `io.stat`. Both include descendant cgroups.
 pub(crate) fn read(
     cgroup: &ContainerCgroup,
+    recursive: bool,
 ) -> Result<BTreeMap<DeviceNumber, DeviceIo>, CgroupError> {
     match cgroup.mode() {
         CgroupMode::V1 => {
             let file = |name: &str| {
-                let recursive = format!("{name}_recursive");
-                if cgroup.has_file(B, &recursive) {
-                    recursive
+                if recursive {
+                    format!("{name}_recursive")
                 } else {
                     name.to_string()
                 }

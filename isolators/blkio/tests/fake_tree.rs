@@ -64,6 +64,8 @@ const V1_ROOT_FILES: &[(&str, &str)] = &[
     ("blkio.throttle.write_bps_device", ""),
     ("blkio.throttle.read_iops_device", ""),
     ("blkio.throttle.write_iops_device", ""),
+    // The kernel has the recursive statistics (the isolator looks once).
+    ("blkio.throttle.io_service_bytes_recursive", "Total 0\n"),
 ];
 
 /// A v1 blkio hierarchy whose berth root holds `weight_file` (if any).

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,11 +12,27 @@ use crate::CgroupError;
 /// How long [`remove_dir`] retries a busy cgroup.
 pub(crate) const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Reads a whole control file: open, reads until EOF, close. Not
+/// `fs::read_to_string`, which also asks for the file's size and position
+/// (useless on cgroupfs, which says 4096 or 0): a metrics scrape reads
+/// thousands of these.
 pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(|source| CgroupError::Read {
+    let err = |source| CgroupError::Read {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut file = fs::File::open(path).map_err(err)?;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    String::from_utf8(text).map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {

@@ -249,10 +249,15 @@ impl Isolator for CpuIsolator {
         stats::read_usage(&cgroup, &mut usage)?;
         if let Some(limits) = limits {
             usage.insert("cpus".into(), json!(limits.cpus));
+            usage.insert("shares".into(), limits.shares.into());
             if let Some(quota) = limits.quota_us {
                 usage.insert("quota_us".into(), quota.into());
                 usage.insert("period_us".into(), limits.period_us.into());
             }
+        } else {
+            // Nothing written: a new cgroup's default (v1 `cpu.shares` 1024,
+            // v2 `cpu.weight` 100, the same weight).
+            usage.insert("shares".into(), 1024.into());
         }
         Ok(usage)
     }

@@ -110,6 +110,7 @@ fn v1_prepare_isolate_usage_update_cleanup() {
     assert_eq!(usage["nr_throttled"], json!(5));
     assert_eq!(usage["throttled_seconds"], json!(1.5));
     assert_eq!(usage["cpus"], json!(0.5));
+    assert_eq!(usage["shares"], json!(512));
     assert_eq!(usage["quota_us"], json!(50000));
     assert_eq!(usage["period_us"], json!(100000));
 
@@ -208,6 +209,7 @@ fn no_cpus_still_creates_the_cgroup_without_limits() {
     assert_eq!(read(t.cpu.join("c1/cpu.cfs_quota_us")), "-1");
     let usage = t.isolator.usage(&id("c1")).unwrap();
     assert_eq!(usage["usage_seconds"], json!(2.5));
+    assert_eq!(usage["shares"], json!(1024), "the default weight");
     assert!(usage.get("cpus").is_none());
 }
 

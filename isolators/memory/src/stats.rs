@@ -7,14 +7,19 @@ use crate::{apply, oom};
 
 /// Adds the cgroup's memory statistics to `usage`.
 pub(crate) fn read_usage(cgroup: &ContainerCgroup, usage: &mut Usage) -> Result<(), IsolatorError> {
-    usage.insert("current_bytes".into(), apply::current_usage(cgroup)?.into());
+    let current = apply::current_usage(cgroup)?;
+    usage.insert("current_bytes".into(), current.into());
     usage.insert("peak_bytes".into(), apply::peak_usage(cgroup)?.into());
     let stat = cgroup.read_keyed(Controller::Memory, "memory.stat")?;
     // v1 total_* include the cgroup's descendants, like v2's figures.
-    let (rss, cache) = match cgroup.mode() {
-        CgroupMode::V1 => ("total_rss", "total_cache"),
-        CgroupMode::V2 => ("anon", "file"),
+    let (rss, cache, inactive_file) = match cgroup.mode() {
+        CgroupMode::V1 => ("total_rss", "total_cache", "total_inactive_file"),
+        CgroupMode::V2 => ("anon", "file", "inactive_file"),
     };
+    usage.insert(
+        "working_set_bytes".into(),
+        working_set(current, stat.get(inactive_file).copied()).into(),
+    );
     usage.insert(
         "rss_bytes".into(),
         stat.get(rss).copied().unwrap_or(0).into(),
@@ -33,4 +38,22 @@ pub(crate) fn read_usage(cgroup: &ContainerCgroup, usage: &mut Usage) -> Result<
         usage.insert("oom_kills".into(), kills.into());
     }
     Ok(())
+}
+
+/// cAdvisor's working set: usage minus the inactive file cache (which the
+/// kernel reclaims first), never below zero.
+pub(crate) fn working_set(current: u64, inactive_file: Option<u64>) -> u64 {
+    current.saturating_sub(inactive_file.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_set_is_usage_minus_inactive_file_floored_at_zero() {
+        assert_eq!(working_set(10_000, Some(3_000)), 7_000);
+        assert_eq!(working_set(10_000, None), 10_000);
+        assert_eq!(working_set(1_000, Some(3_000)), 0);
+    }
 }

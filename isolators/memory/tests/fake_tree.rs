@@ -62,7 +62,7 @@ fn fake_v1_container(dir: &Path, memsw: bool) {
             ("memory.max_usage_in_bytes", "2097152\n"),
             (
                 "memory.stat",
-                "cache 100\nrss 200\ntotal_cache 4096\ntotal_rss 8192\n",
+                "cache 100\nrss 200\ntotal_cache 4096\ntotal_rss 8192\ntotal_inactive_file 24576\n",
             ),
             (
                 "memory.oom_control",
@@ -100,6 +100,8 @@ fn v1_prepare_usage_update_exit_limitation_cleanup() {
     assert_eq!(usage["peak_bytes"], json!(2097152));
     assert_eq!(usage["rss_bytes"], json!(8192));
     assert_eq!(usage["cache_bytes"], json!(4096));
+    // cAdvisor's working set: usage minus total_inactive_file.
+    assert_eq!(usage["working_set_bytes"], json!(1048576 - 24576));
     assert_eq!(usage["limit_bytes"], json!(67108864));
     assert_eq!(usage["soft_limit_bytes"], json!(33554432));
     assert_eq!(usage["oom_kills"], json!(0));
@@ -291,7 +293,10 @@ fn v2_limits_usage_and_polled_oom() {
             ("memory.swap.max", "max"),
             ("memory.current", "1048576\n"),
             ("memory.peak", "3145728\n"),
-            ("memory.stat", "anon 8192\nfile 4096\nkernel 100\n"),
+            (
+                "memory.stat",
+                "anon 8192\nfile 4096\nkernel 100\ninactive_file 48576\n",
+            ),
             (
                 "memory.events",
                 "low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\noom_group_kill 0\n",
@@ -313,6 +318,8 @@ fn v2_limits_usage_and_polled_oom() {
     assert_eq!(usage["peak_bytes"], json!(3145728));
     assert_eq!(usage["rss_bytes"], json!(8192));
     assert_eq!(usage["cache_bytes"], json!(4096));
+    // v2: memory.current minus inactive_file.
+    assert_eq!(usage["working_set_bytes"], json!(1000000));
     assert_eq!(usage["limit_bytes"], json!(67108864));
     assert_eq!(usage["soft_limit_bytes"], json!(33554432));
     assert_eq!(usage["oom_kills"], json!(0));

@@ -1,0 +1,83 @@
+//! `container_fs_usage_bytes`: the bytes a container keeps on the host's
+//! disk, its sandbox plus its root's writable layer (`root/upper`), counted
+//! as `du -sx` does. A walk costs a syscall per entry, so each container is
+//! walked at most once per [`REFRESH`] and scrapes in between use the last
+//! figure: a scrape of many containers does not walk every tree.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{LazyLock, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use berth_isolator::ContainerId;
+use berth_isolator_blkio::DeviceNumber;
+
+/// The longest a figure is reused.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// By container: when it was walked, its start time then (a restarted
+    /// container is walked again) and the bytes found.
+    figures: HashMap<ContainerId, (Instant, Option<String>, u64)>,
+    /// `/dev/NAME` of the work dir's filesystem, found once.
+    device: OnceLock<String>,
+}
+
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
+
+/// One container's dirs to count.
+pub struct Dirs<'a> {
+    pub id: &'a ContainerId,
+    pub started_at: Option<&'a str>,
+    pub sandbox: &'a Path,
+    pub upper: &'a Path,
+}
+
+/// The bytes of each container of `dirs` (walked when its figure is older
+/// than [`REFRESH`]), and the device label; figures of containers not in
+/// `dirs` are forgotten.
+pub fn usage(dirs: &[Dirs<'_>], work_dir: &Path) -> (Vec<Option<u64>>, String) {
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = cache
+        .device
+        .get_or_init(|| {
+            std::fs::metadata(work_dir)
+                .ok()
+                .and_then(|m| DeviceNumber::from_rdev(m.dev()).name())
+                .map(|name| format!("/dev/{name}"))
+                .unwrap_or_default()
+        })
+        .clone();
+    let now = Instant::now();
+    let live: std::collections::HashSet<&ContainerId> = dirs.iter().map(|d| d.id).collect();
+    cache.figures.retain(|id, _| live.contains(id));
+    let out = dirs
+        .iter()
+        .map(|d| {
+            if let Some((at, started, bytes)) = cache.figures.get(d.id) {
+                if now.duration_since(*at) < REFRESH && started.as_deref() == d.started_at {
+                    return Some(*bytes);
+                }
+            }
+            let bytes = walk(d.sandbox)? + walk(d.upper).unwrap_or(0);
+            cache
+                .figures
+                .insert(d.id.clone(), (now, d.started_at.map(str::to_string), bytes));
+            Some(bytes)
+        })
+        .collect();
+    (out, device)
+}
+
+fn walk(dir: &Path) -> Option<u64> {
+    match berth_isolator_disk::du::measure(dir, None, &AtomicBool::new(false)) {
+        Ok(measured) => Some(measured.bytes),
+        Err(e) => {
+            tracing::debug!(dir = %dir.display(), "metrics: fs usage: {e}");
+            None
+        }
+    }
+}
