@@ -68,6 +68,8 @@ pub struct AgentConfig {
     pub images: crate::images::settings::ImagesSettings,
     /// Back-off of restart policies: `[restart]`.
     pub restart: crate::restart_policy::RestartSettings,
+    /// The event stream's ring and heartbeat: `[events]`.
+    pub events: crate::events::EventSettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -391,6 +393,7 @@ impl Default for AgentConfig {
             security: SecuritySettings::default(),
             images: Default::default(),
             restart: Default::default(),
+            events: Default::default(),
         }
     }
 }
@@ -482,6 +485,7 @@ impl AgentConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.restart.validate().map_err(ConfigError::Invalid)?;
+        self.events.validate().map_err(ConfigError::Invalid)?;
         for (name, seconds) in [
             (
                 "api.header_timeout_seconds",

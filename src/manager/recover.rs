@@ -115,6 +115,13 @@ impl Manager {
         }
         for container in &lost {
             tracing::warn!(id = %container.id, "container lost with the host's runtime state (reboot?)");
+            self.events.record_changed(
+                &Container {
+                    state: State::Running,
+                    ..container.clone()
+                },
+                container,
+            );
             let mut message = container.message.clone();
             cleanup_isolators(
                 &self.isolators.select(&container.isolation),
