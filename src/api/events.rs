@@ -83,7 +83,10 @@ pub(super) async fn events(
         Format::Ndjson => "application/x-ndjson",
         Format::Sse => "text/event-stream",
     };
-    let body = tokio_stream::wrappers::ReceiverStream::new(rx).map_ok_infallible();
+    let body = futures_util::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok::<Bytes, std::convert::Infallible>,
+    );
     Ok((
         StatusCode::OK,
         [
@@ -94,17 +97,6 @@ pub(super) async fn events(
     )
         .into_response())
 }
-
-/// `Ok` every item, for `Body::from_stream`.
-trait MapOkInfallible: futures_util::Stream<Item = Bytes> + Sized {
-    fn map_ok_infallible(
-        self,
-    ) -> futures_util::stream::Map<Self, fn(Bytes) -> Result<Bytes, std::convert::Infallible>> {
-        futures_util::StreamExt::map(self, Ok)
-    }
-}
-
-impl<S: futures_util::Stream<Item = Bytes>> MapOkInfallible for S {}
 
 /// Writes one subscriber's stream until the client goes or `until` passes.
 async fn stream(bus: Arc<EventBus>, query: Query, format: Format, tx: mpsc::Sender<Bytes>) {
