@@ -5,6 +5,7 @@
 //! `events.heartbeat_seconds`): `{"type":"heartbeat","time":...}` in NDJSON,
 //! a `: heartbeat` comment in SSE.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -12,15 +13,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{ApiError, Shared};
 use crate::events::filter::{Query, Until};
 use crate::events::{Event, EventBus, Since};
-
-/// Lines a slow client may have queued before the stream waits for it.
-const QUEUE: usize = 64;
 
 /// How a stream is written.
 #[derive(Clone, Copy, PartialEq)]
@@ -31,15 +28,19 @@ enum Format {
 
 impl Format {
     fn event(self, event: &Event) -> Bytes {
-        let json = serde_json::to_string(event).expect("an event serializes");
-        Bytes::from(match self {
-            Format::Ndjson => format!("{json}\n"),
-            Format::Sse => format!(
-                "id: {}\nevent: {}\ndata: {json}\n\n",
-                event.seq,
-                event.kind.as_str()
-            ),
-        })
+        // Serialized once per event, whatever the number of subscribers.
+        let line = event.line();
+        match self {
+            Format::Ndjson => line.clone(),
+            Format::Sse => {
+                let json = String::from_utf8_lossy(&line[..line.len() - 1]);
+                Bytes::from(format!(
+                    "id: {}\nevent: {}\ndata: {json}\n\n",
+                    event.seq,
+                    event.kind.as_str()
+                ))
+            }
+        }
     }
 
     fn heartbeat(self) -> Bytes {
@@ -76,17 +77,17 @@ pub(super) async fn events(
         Some(accept) if accept.contains("text/event-stream") => Format::Sse,
         _ => Format::Ndjson,
     };
-    let bus = manager.events().clone();
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
-    tokio::spawn(stream(bus, query, format, tx));
+    let feed = Feed::new(manager.events().clone(), query, format);
     let content_type = match format {
         Format::Ndjson => "application/x-ndjson",
         Format::Sse => "text/event-stream",
     };
-    let body = futures_util::StreamExt::map(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-        Ok::<Bytes, std::convert::Infallible>,
-    );
+    // Polled by the connection itself: no task or channel per subscriber;
+    // a client that goes away drops the feed.
+    let body = futures_util::stream::unfold(feed, |mut feed| async move {
+        let next = feed.next().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(next), feed))
+    });
     Ok((
         StatusCode::OK,
         [
@@ -98,81 +99,113 @@ pub(super) async fn events(
         .into_response())
 }
 
-/// Writes one subscriber's stream until the client goes or `until` passes.
-async fn stream(bus: Arc<EventBus>, query: Query, format: Format, tx: mpsc::Sender<Bytes>) {
-    let subscription = bus.subscribe(&query.since);
-    let mut live = subscription.live;
-    let deadline = match &query.until {
-        Some(Until::Time(at)) => {
-            let left = (*at - chrono::Utc::now()).to_std().unwrap_or_default();
-            Some(tokio::time::Instant::now() + left)
-        }
-        _ => None,
-    };
-    let send = |event: &Event| {
-        let tx = tx.clone();
-        let line = format.event(event);
-        async move { tx.send(line).await.is_ok() }
-    };
-    if let Some(reset) = &subscription.reset {
-        if !send(reset).await {
-            return;
-        }
-    }
-    let mut last = 0;
-    for event in &subscription.replay {
-        if query.until.as_ref().is_some_and(|u| u.passed_by(event)) {
-            return;
-        }
-        last = event.seq;
-        if query.filter.matches(event) && !send(event).await {
-            return;
-        }
-    }
-    if let Some(Until::Seq(end)) = query.until {
-        if last >= end {
-            return;
-        }
-    }
-    let heartbeat = bus.heartbeat();
-    loop {
-        let sleep_until = deadline.map(tokio::time::sleep_until);
-        let next = tokio::select! {
-            next = live.recv() => next,
-            _ = tokio::time::sleep(heartbeat) => {
-                if tx.send(format.heartbeat()).await.is_err() {
-                    return;
-                }
-                continue;
+/// One subscriber's stream: the replay, then live events, heartbeats
+/// when idle; ends at `until` or when the agent's bus closes.
+struct Feed {
+    bus: Arc<EventBus>,
+    query: Query,
+    format: Format,
+    /// Lines ready to go (the reset and replay, at first).
+    ready: VecDeque<Bytes>,
+    live: broadcast::Receiver<Arc<Event>>,
+    /// The last seq seen (replayed events are not sent twice).
+    last: u64,
+    deadline: Option<tokio::time::Instant>,
+    done: bool,
+}
+
+impl Feed {
+    fn new(bus: Arc<EventBus>, query: Query, format: Format) -> Feed {
+        let subscription = bus.subscribe(&query.since);
+        let deadline = match &query.until {
+            Some(Until::Time(at)) => {
+                let left = (*at - chrono::Utc::now()).to_std().unwrap_or_default();
+                Some(tokio::time::Instant::now() + left)
             }
-            _ = async { match sleep_until { Some(s) => s.await, None => std::future::pending().await } } => return,
-            _ = tx.closed() => return,
+            _ => None,
         };
-        match next {
-            Ok(event) => {
-                if event.seq <= last {
-                    continue;
-                }
-                if query.until.as_ref().is_some_and(|u| u.passed_by(&event)) {
-                    return;
-                }
-                last = event.seq;
-                if query.filter.matches(&event) && !send(&event).await {
-                    return;
-                }
+        let mut feed = Feed {
+            bus,
+            query,
+            format,
+            ready: VecDeque::new(),
+            live: subscription.live,
+            last: 0,
+            deadline,
+            done: false,
+        };
+        if let Some(reset) = &subscription.reset {
+            feed.ready.push_back(format.event(reset));
+        }
+        for event in &subscription.replay {
+            if !feed.take(event) {
+                break;
             }
-            Err(RecvError::Lagged(missed)) => {
-                // The receiver skipped ahead to what the channel still
-                // holds: tell the client it lost events.
-                let reset = bus.reset_event(
-                    &format!("this subscriber fell {missed} events behind; re-list"),
-                    None,
-                );
-                if !send(&reset).await {
-                    return;
-                }
+        }
+        if let Some(Until::Seq(end)) = feed.query.until {
+            if feed.last >= end {
+                feed.done = true;
             }
-            Err(RecvError::Closed) => return,
+        }
+        feed
+    }
+
+    /// Queues `event` if it is new and matches; false (and done) once
+    /// `until` has passed.
+    fn take(&mut self, event: &Event) -> bool {
+        if event.seq <= self.last {
+            return true;
+        }
+        if self
+            .query
+            .until
+            .as_ref()
+            .is_some_and(|u| u.passed_by(event))
+        {
+            self.done = true;
+            return false;
+        }
+        self.last = event.seq;
+        if self.query.filter.matches(event) {
+            self.ready.push_back(self.format.event(event));
+        }
+        true
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(line) = self.ready.pop_front() {
+                return Some(line);
+            }
+            if self.done {
+                return None;
+            }
+            let deadline = self.deadline;
+            let until = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                next = self.live.recv() => match next {
+                    Ok(event) => {
+                        self.take(&event);
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        // The receiver skipped ahead to what the channel
+                        // still holds: tell the client it lost events.
+                        let reset = self.bus.reset_event(
+                            &format!("this subscriber fell {missed} events behind; re-list"),
+                            None,
+                        );
+                        self.ready.push_back(self.format.event(&reset));
+                    }
+                    Err(RecvError::Closed) => self.done = true,
+                },
+                _ = tokio::time::sleep(self.bus.heartbeat()) => return Some(self.format.heartbeat()),
+                _ = until => self.done = true,
+            }
         }
     }
 }

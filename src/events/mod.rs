@@ -138,7 +138,7 @@ impl Actor {
 }
 
 /// One event: a line of `GET /v1/events` and of the events file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Monotonic over the agent's whole life, across restarts.
     pub seq: u64,
@@ -154,6 +154,20 @@ pub struct Event {
     /// Action-specific facts (`exit_code`, `signal`, `reason`, `status`...).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Its JSON line, made once for the file and every subscriber.
+    #[serde(skip)]
+    line: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Event {
+    /// The event as one JSON line, newline included (made once).
+    pub fn line(&self) -> &bytes::Bytes {
+        self.line.get_or_init(|| {
+            let mut line = serde_json::to_vec(self).expect("an event serializes");
+            line.push(b'\n');
+            bytes::Bytes::from(line)
+        })
+    }
 }
 
 type Attributes = serde_json::Map<String, serde_json::Value>;
@@ -237,6 +251,7 @@ impl EventBus {
             action: action.to_string(),
             actor,
             attributes,
+            line: Default::default(),
         });
         ring.push(event.clone());
         // No receiver is not an error; a full one loses its oldest.
@@ -342,6 +357,7 @@ impl EventBus {
                 labels: BTreeMap::new(),
             },
             attributes,
+            line: Default::default(),
         }
     }
 

@@ -124,9 +124,7 @@ impl Ring {
     pub fn push(&mut self, event: Arc<Event>) {
         self.next = event.seq + 1;
         if let Some(backing) = &mut self.file {
-            let mut line = serde_json::to_vec(&*event).expect("an event serializes");
-            line.push(b'\n');
-            match backing.file.write_all(&line) {
+            match backing.file.write_all(event.line()) {
                 Ok(()) => backing.lines += 1,
                 Err(e) => tracing::error!(path = %backing.path.display(), "append event: {e}"),
             }
@@ -158,8 +156,7 @@ impl Ring {
         };
         let mut text = Vec::new();
         for event in &self.events {
-            serde_json::to_writer(&mut text, &**event).expect("an event serializes");
-            text.push(b'\n');
+            text.extend_from_slice(event.line());
         }
         crate::store::write_atomic(&backing.path, &text, crate::store::Durability::CrashSafe)
             .map_err(|e| EventsError::Io {
@@ -195,6 +192,7 @@ mod tests {
             action: "start".into(),
             actor: Actor::default(),
             attributes: Default::default(),
+            line: Default::default(),
         })
     }
 
