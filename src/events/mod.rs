@@ -175,6 +175,7 @@ type Attributes = serde_json::Map<String, serde_json::Value>;
 /// The agent's event bus.
 pub struct EventBus {
     ring: Mutex<Ring>,
+    ring_size: usize,
     live: broadcast::Sender<Arc<Event>>,
     epoch: u64,
     heartbeat: std::time::Duration,
@@ -200,36 +201,44 @@ pub struct Subscription {
 }
 
 impl EventBus {
-    /// Opens the ring under `work_dir` (an unreadable or unwritable file
-    /// is logged and the bus runs in memory), and records the agent's start.
-    pub fn open(work_dir: &Path, settings: &EventSettings) -> Arc<EventBus> {
-        let dir = work_dir.join(DIR);
-        let ring = Ring::open(&dir, settings.ring_size).unwrap_or_else(|e| {
-            tracing::error!("{e}; events are kept in memory only");
-            Ring::in_memory(settings.ring_size)
-        });
+    /// A bus with an empty ring in memory; [`EventBus::load`] gives it its
+    /// file once the agent owns its dirs.
+    pub fn new(settings: &EventSettings) -> Arc<EventBus> {
         let epoch = chrono::Utc::now()
             .timestamp_nanos_opt()
             .unwrap_or_default()
             .max(0) as u64;
-        let bus = Arc::new(EventBus {
-            ring: Mutex::new(ring),
+        Arc::new(EventBus {
+            ring: Mutex::new(Ring::in_memory(settings.ring_size)),
+            ring_size: settings.ring_size,
             live: broadcast::channel(SUBSCRIBER_BACKLOG).0,
             epoch,
             heartbeat: std::time::Duration::from_secs_f64(settings.heartbeat_seconds),
-        });
-        bus.emit(
+        })
+    }
+
+    /// Loads the ring kept under `work_dir` (an unreadable or unwritable
+    /// file is logged and the bus goes on in memory), and records the
+    /// agent's start. Called once, after the agent has locked its runtime
+    /// dir (a second agent refused there never writes here) and before
+    /// recovery emits anything.
+    pub fn load(&self, work_dir: &Path) {
+        let dir = work_dir.join(DIR);
+        match Ring::open(&dir, self.ring_size) {
+            Ok(ring) => *self.ring.lock().unwrap() = ring,
+            Err(e) => tracing::error!("{e}; events are kept in memory only"),
+        }
+        self.emit(
             Kind::Agent,
             "start",
             Actor {
-                id: epoch.to_string(),
+                id: self.epoch.to_string(),
                 name: "berth".into(),
                 image: None,
                 labels: BTreeMap::new(),
             },
             Attributes::new(),
         );
-        bus
     }
 
     pub fn epoch(&self) -> u64 {

@@ -172,7 +172,7 @@ impl Manager {
     pub fn new(config: AgentConfig, isolators: Isolators, cgroups: HostCgroups) -> Arc<Manager> {
         let store = Store::new(&config.work_dir, &config.runtime_dir);
         let userns = crate::userns::Userns::new(&config.userns);
-        let events = crate::events::EventBus::open(&config.work_dir, &config.events);
+        let events = crate::events::EventBus::new(&config.events);
         Arc::new(Manager {
             userns,
             config,

@@ -46,6 +46,7 @@ impl Manager {
     /// end of those that exited meanwhile, destroys half-launched ones.
     pub fn recover(self: &Arc<Self>) -> Result<Recovery, String> {
         self.store.init().map_err(|e| e.to_string())?;
+        self.events.load(&self.config.work_dir);
         let mut containers = Vec::new();
         let mut quarantined = Vec::new();
         for loaded in self.store.load_all().map_err(|e| e.to_string())? {
