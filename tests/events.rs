@@ -405,3 +405,49 @@ fn old_since_resets_filters_sse_heartbeats_and_the_cli() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn image_pull_and_delete_are_events() {
+    require_root!();
+    if let Some(tool) = common::registry::missing_tool() {
+        common::skip(
+            "image_pull_and_delete_are_events",
+            &format!("{tool} is not installed"),
+        );
+        return;
+    }
+    let reg = common::registry::Registry::start();
+    let source = reg.build_image("ev", 1);
+    let digest = reg.push(&source, "t/ev:v1", &[]);
+    let agent = Agent::start_with_config(&format!(
+        "[images]\ninsecure_registries = [\"{addr}\"]\n[images.credentials.\"{addr}\"]\nusername = \"{user}\"\npassword = \"{pw}\"\n",
+        addr = reg.addr,
+        user = common::registry::USER,
+        pw = common::registry::PASSWORD,
+    ));
+    let reference = format!("{}/t/ev:v1", reg.addr);
+    let stream = Stream::open(&agent, "/v1/events?type=image", None);
+    let out = agent.berth(&["pull", &reference]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = agent.berth(&["rmi", &reference]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = stream.until("the delete", |e| e["action"] == "delete");
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["pull", "delete"], "{events:#?}");
+    for event in &events {
+        assert_eq!(event["type"], "image");
+        assert_eq!(event["actor"]["name"], reference.as_str(), "{event}");
+        assert_eq!(event["attributes"]["digest"], digest.as_str(), "{event}");
+    }
+}
