@@ -199,6 +199,12 @@ fn a_containers_events_arrive_in_order() {
     let mut events = stream.until("hog healthy", |e| {
         e["action"] == "health_status" && e["attributes"]["status"] == "healthy"
     });
+    let answer = agent.api(
+        "PATCH",
+        "/v1/containers/hog/resources",
+        Some(json!({"memory": 96u64 << 20})),
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
     std::fs::write(agent.sandbox("hog").join("go"), "").unwrap();
     let ended = agent.wait("hog");
     assert_eq!(ended["reason"], "memory-limit", "{ended}");
@@ -211,7 +217,15 @@ fn a_containers_events_arrive_in_order() {
     assert!(
         in_order(
             &hog,
-            &["create", "start", "health_status", "oom", "die", "destroy"]
+            &[
+                "create",
+                "start",
+                "health_status",
+                "update",
+                "oom",
+                "die",
+                "destroy"
+            ]
         ),
         "{hog:?}"
     );
