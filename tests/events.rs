@@ -95,7 +95,7 @@ impl Stream {
     /// one; panics after 60 s.
     fn until(&self, what: &str, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
         let mut seen = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60) * common::time_scale();
         while std::time::Instant::now() < deadline {
             let Some(line) = self.line(Duration::from_millis(200)) else {
                 continue;
@@ -115,7 +115,7 @@ impl Stream {
     /// Every line until the stream ends.
     fn rest(&self) -> Vec<String> {
         let mut all = Vec::new();
-        while let Some(line) = self.line(Duration::from_secs(30)) {
+        while let Some(line) = self.line(Duration::from_secs(30) * common::time_scale()) {
             all.push(line);
         }
         all
