@@ -70,6 +70,8 @@ pub struct AgentConfig {
     pub restart: crate::restart_policy::RestartSettings,
     /// Bind mounts' allowed host paths: `[volumes]`.
     pub volumes: crate::volumes::VolumeSettings,
+    /// The event stream's ring and heartbeat: `[events]`.
+    pub events: crate::events::EventSettings,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -394,6 +396,7 @@ impl Default for AgentConfig {
             images: Default::default(),
             restart: Default::default(),
             volumes: Default::default(),
+            events: Default::default(),
         }
     }
 }
@@ -485,6 +488,7 @@ impl AgentConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.restart.validate().map_err(ConfigError::Invalid)?;
+        self.events.validate().map_err(ConfigError::Invalid)?;
         for (name, seconds) in [
             (
                 "api.header_timeout_seconds",

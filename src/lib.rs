@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod container;
+pub mod events;
 pub mod health;
 pub mod images;
 pub mod logs;

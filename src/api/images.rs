@@ -70,6 +70,7 @@ async fn pull(State(manager): Shared, body: Bytes) -> Result<Response, ApiError>
     let reference = manager.parse_image(&request.image)?;
     let images = manager.images()?.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = manager.events().clone();
     tokio::spawn(async move {
         let progress_tx = tx.clone();
         let result = images
@@ -87,10 +88,14 @@ async fn pull(State(manager): Shared, body: Bytes) -> Result<Response, ApiError>
         // Unpacked now, so a launch of it does not wait for extraction.
         let store = images.store.clone();
         let name = reference.to_string();
+        let digest = image.manifest_digest.to_string();
         let unpacked = tokio::task::spawn_blocking(move || {
             crate::images::unpack::unpacked_layers(&store, &image).map(|dirs| dirs.len())
         })
         .await;
+        if matches!(unpacked, Ok(Ok(_))) {
+            events.image("pull", &name, Some(&digest));
+        }
         let event = match unpacked {
             Ok(Ok(layers)) => Event::Progress(Progress::Unpacked {
                 reference: name,

@@ -2,6 +2,7 @@
 
 mod attach;
 mod error;
+mod events;
 mod files;
 mod guard;
 mod images;
@@ -66,6 +67,7 @@ pub fn router(manager: Arc<Manager>) -> Router {
         )
         .route("/v1/containers/{id}/attach", get(attach::attach))
         .route("/metrics", get(crate::metrics::metrics))
+        .route("/v1/events", get(events::events))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

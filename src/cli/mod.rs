@@ -3,6 +3,7 @@
 mod attach;
 mod attach_first;
 pub mod client;
+mod events;
 pub use images::ImageCommand;
 mod images;
 mod logs_stream;
@@ -259,6 +260,9 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Follow the agent's events (containers, images, the agent), one line
+    /// each; `--since` replays what the agent kept.
+    Events(events::EventsArgs),
 }
 
 /// `berth files` subcommands.
@@ -849,6 +853,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Attach { id } => attach_first::attach_first(&client, &id).await,
+        Command::Events(args) => events::events(&client, args).await,
     }
 }
 

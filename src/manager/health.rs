@@ -61,6 +61,7 @@ impl Manager {
             .stderr(log.map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
             // Its first process forks the checker and exits at once.
             .status();
+        self.watch_health(container, None);
         match started {
             Ok(status) if status.success() => {
                 tracing::debug!(%id, "health checker started")
@@ -85,7 +86,26 @@ impl Manager {
         if !alive {
             tracing::warn!(id = %container.id, "its health checker is gone; starting a new one");
             self.start_health_checker(container);
+        } else {
+            self.watch_health(
+                container,
+                self.events.last_health_change(container.id.as_str()),
+            );
         }
+    }
+
+    /// Emits the container's health changes as events while it runs.
+    fn watch_health(&self, container: &Container, seen: Option<String>) {
+        let Ok(record) = self.subscribe(container.id.as_str()) else {
+            return;
+        };
+        let watch = crate::events::health::watch(
+            self.events.clone(),
+            self.store.state_dir(&container.id),
+            record,
+            seen,
+        );
+        self.runtime.spawn(watch);
     }
 
     /// The container with its checker's latest findings, while it runs

@@ -113,6 +113,7 @@ impl Manager {
             }
             e => ManagerError::Internal(e.to_string()),
         })?;
+        self.events.image("delete", &name, Some(&digest));
         Ok(ImageRemoved { removed })
     }
 

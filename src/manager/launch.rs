@@ -493,6 +493,11 @@ impl Manager {
         container.state = State::Running;
         // A restart is done launching (see `restart::end_interrupted_restart`).
         container.restart.relaunching = false;
+        self.events.container(
+            &container,
+            if fresh { "create" } else { "restart" },
+            Default::default(),
+        );
         self.publish(slot, container.clone(), Durability::CrashSafe);
         self.start_health_checker(&container);
         let shim = container.shim.expect("a started container has a shim");

@@ -168,6 +168,8 @@ pub struct Manager {
     image_gate: Arc<tokio::sync::RwLock<()>>,
     /// Secret and config file values, in memory only (see `secrets`).
     files: crate::secrets::live::LiveFiles,
+    /// The event stream (decision 0031).
+    events: Arc<crate::events::EventBus>,
 }
 
 impl Manager {
@@ -175,6 +177,7 @@ impl Manager {
     pub fn new(config: AgentConfig, isolators: Isolators, cgroups: HostCgroups) -> Arc<Manager> {
         let store = Store::new(&config.work_dir, &config.runtime_dir);
         let userns = crate::userns::Userns::new(&config.userns);
+        let events = crate::events::EventBus::new(&config.events);
         Arc::new(Manager {
             userns,
             config,
@@ -189,7 +192,13 @@ impl Manager {
             images: std::sync::OnceLock::new(),
             image_gate: Default::default(),
             files: Default::default(),
+            events,
         })
+    }
+
+    /// The agent's event stream.
+    pub fn events(&self) -> &Arc<crate::events::EventBus> {
+        &self.events
     }
 
     /// Gives the manager its image store (once, at agent start, before
@@ -310,6 +319,11 @@ impl Manager {
                 "container {id} is not running"
             )));
         }
+        self.events.container(
+            &container,
+            "kill",
+            crate::events::attributes([("signal", number.into())]),
+        );
         Ok(())
     }
 
@@ -335,7 +349,7 @@ impl Manager {
             let _ = process.signal(libc::SIGTERM);
         }
         if let Ok(ended) = tokio::time::timeout(grace, self.wait(id)).await {
-            return ended;
+            return ended.inspect(|c| self.events.container(c, "stop", Default::default()));
         }
         if let Some(process) = container_process(&container) {
             let _ = process.signal(libc::SIGKILL);
@@ -345,6 +359,7 @@ impl Manager {
             .map_err(|_| {
                 ManagerError::Internal(format!("container {id} did not end after SIGKILL"))
             })?
+            .inspect(|c| self.events.container(c, "stop", Default::default()))
     }
 
     /// Removes an ended container (or, with `force`, kills it first): its
@@ -411,6 +426,8 @@ impl Manager {
             .map_err(|e| ManagerError::Internal(e.to_string()))?
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
         self.forget(&container.id, &slot);
+        self.events
+            .container(&container, "destroy", Default::default());
         // Only now: until its files are gone, its ids own them.
         self.userns.free(container.id.as_str());
         Ok(())
@@ -464,6 +481,8 @@ impl Manager {
         .map_err(|e| ManagerError::Internal(e.to_string()))?
         .map_err(|e| ManagerError::Internal(e.to_string()))?;
         self.forget(&id, slot);
+        self.events
+            .container(&container, "destroy", Default::default());
         // Its files are gone: the ids that owned them are free.
         self.userns.free(id.as_str());
         Ok(())
@@ -568,6 +587,8 @@ impl Manager {
         if let Err(e) = self.store.save(&container, durability) {
             tracing::error!(id = %container.id, "save record: {e}");
         }
+        self.events
+            .record_changed(&slot.record.borrow(), &container);
         slot.record.send_replace(container);
     }
 }

@@ -47,6 +47,7 @@ impl Manager {
     pub fn recover(self: &Arc<Self>) -> Result<Recovery, String> {
         self.store.init().map_err(|e| e.to_string())?;
         self.recover_volumes();
+        self.events.load(&self.config.work_dir);
         let mut containers = Vec::new();
         let mut quarantined = Vec::new();
         for loaded in self.store.load_all().map_err(|e| e.to_string())? {
@@ -116,6 +117,13 @@ impl Manager {
         }
         for container in &lost {
             tracing::warn!(id = %container.id, "container lost with the host's runtime state (reboot?)");
+            self.events.record_changed(
+                &Container {
+                    state: State::Running,
+                    ..container.clone()
+                },
+                container,
+            );
             let mut message = container.message.clone();
             cleanup_isolators(
                 &self.isolators.select(&container.isolation),
