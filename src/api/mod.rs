@@ -8,8 +8,10 @@ mod images;
 pub mod logs;
 pub mod roles;
 mod server;
+pub mod socket_group;
 mod streams;
 pub mod tls;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;
