@@ -90,6 +90,16 @@ fn jsonl_objects_carry_time_stream_log_and_the_container() {
         logs(&all[1..])
     );
 
+    // `berth logs --format jsonl`: both streams on stdout.
+    let output = agent.berth(&["logs", "--format", "jsonl", "shipme"]);
+    assert!(output.status.success(), "{output:?}");
+    let cli: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logs(&cli), logs(&all));
+
     // Bad parameters are named.
     let answer = agent.api("GET", "/v1/containers/shipme/logs?format=xml", None);
     assert_eq!(answer.status, 400);
