@@ -1184,15 +1184,22 @@ fn the_socket_is_0660_and_owned_by_the_configured_group() {
 
     // By name, in the config.
     let agent = Agent::start_with_config(&format!("[api]\nsocket_group = \"{}\"\n", group.0));
-    let meta = std::fs::metadata(&agent.socket).unwrap();
-    assert_eq!(meta.gid(), gid);
+    // The socket answers from its bind on; its group is set just after.
+    let meta = eventually(Duration::from_secs(10), "the socket's group", || {
+        let meta = std::fs::metadata(&agent.socket).unwrap();
+        (meta.gid() == gid).then_some(meta)
+    });
     assert_eq!(meta.uid(), 0);
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     drop(agent);
 
     // By number, by flag.
     let agent = Agent::start_with(&["--socket-group", &gid.to_string()]);
-    assert_eq!(std::fs::metadata(&agent.socket).unwrap().gid(), gid);
+    eventually(
+        Duration::from_secs(10),
+        "the socket's group by number",
+        || (std::fs::metadata(&agent.socket).unwrap().gid() == gid).then_some(()),
+    );
     drop(agent);
 
     // A missing group stops the start, naming it; no socket is left.
