@@ -154,7 +154,13 @@ pub async fn authorize(
                 why,
                 "API request denied"
             );
-            ApiError::new(status, code, format!("{who}: {why}")).into_response()
+            let mut response = ApiError::new(status, code, format!("{who}: {why}")).into_response();
+            if status == StatusCode::UNAUTHORIZED && !access.tokens.is_empty() {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            response
         }
     }
 }
