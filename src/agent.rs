@@ -108,6 +108,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(tcp) = &config.api.tcp {
         crate::api::tls::check(tcp)?;
     }
+    let tokens = crate::api::tokens::Tokens::new(&config.api.tokens)?;
+    let socket_gid = match &config.api.socket_group {
+        Some(group) => Some(crate::api::socket_group::resolve(group)?),
+        None => None,
+    };
     // Before anything reads or changes the dirs: a second agent would
     // destroy the first one's in-flight launches as "interrupted".
     let _lock = crate::store::RuntimeLock::acquire(&config.runtime_dir)?;
@@ -159,13 +164,16 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     // the socket, so a refused `[api.tcp]` stops the start.
     let tcp = match manager.config().api.tcp.clone() {
         Some(settings) => {
-            let api = crate::api::tls::bind(&settings).await?;
+            let api = crate::api::tls::bind_with_tokens(&settings, tokens).await?;
             tracing::info!(address = %api.local_addr()?, "berth agent listening on TCP");
             Some(api)
         }
         None => None,
     };
     let listener = bind(&socket)?;
+    if let Some(gid) = socket_gid {
+        crate::api::socket_group::apply(&socket, gid)?;
+    }
     tracing::info!(socket = %socket.display(), "berth agent listening");
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

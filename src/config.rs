@@ -149,6 +149,14 @@ pub struct ApiSettings {
     /// Which client-certificate identities hold which role (`[api.roles]`).
     #[serde(default)]
     pub roles: crate::api::roles::RoleSettings,
+    /// Bearer tokens (`[[api.tokens]]`: name, role, salted hash) accepted
+    /// on the TLS listener.
+    #[serde(default)]
+    pub tokens: Vec<crate::api::tokens::TokenSettings>,
+    /// The group owning the unix socket (a name or a number); the socket
+    /// is mode 0660. Default: root's.
+    #[serde(default)]
+    pub socket_group: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -158,6 +166,8 @@ impl Default for ApiSettings {
             body_timeout_seconds: 30.0,
             tcp: None,
             roles: Default::default(),
+            tokens: Vec::new(),
+            socket_group: None,
         }
     }
 }

@@ -38,8 +38,25 @@ enum TopCommand {
         /// The directory, made if missing.
         dir: PathBuf,
     },
+    /// Bearer tokens for the remote API (`[[api.tokens]]`).
+    #[command(subcommand)]
+    Token(TokenCommand),
     #[command(flatten)]
     Client(cli::Command),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Read a token on stdin and print its `[[api.tokens]]` config entry
+    /// (a salted SHA-256 of it, never the token itself).
+    Hash {
+        /// The token holder's name, shown in audit lines.
+        #[arg(long)]
+        name: String,
+        /// The role the token grants.
+        #[arg(long, value_parser = ["operator", "read-only"], default_value = "read-only")]
+        role: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +101,9 @@ struct AgentArgs {
     /// `[volumes] allowed_host_paths`).
     #[arg(long, value_name = "PREFIX")]
     allow_host_path: Vec<PathBuf>,
+    /// The group owning the API socket, name or number (`[api] socket_group`).
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
 }
 
 /// Writes `berth.1` and `berth-<command>.1` for every visible command.
@@ -128,6 +148,9 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
     if let Some(range) = args.userns_range {
         config.userns.subordinate_uids = Some(range.clone());
         config.userns.subordinate_gids = Some(range);
+    }
+    if let Some(group) = args.socket_group {
+        config.api.socket_group = Some(group);
     }
     config
         .images
@@ -209,6 +232,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        TopCommand::Token(TokenCommand::Hash { name, role }) => {
+            use berth::api::tokens::{config_entry, TokenRole};
+            let role = match role.as_str() {
+                "operator" => TokenRole::Operator,
+                _ => TokenRole::ReadOnly,
+            };
+            match config_entry(&mut std::io::stdin().lock(), &name, role) {
+                Ok(entry) => {
+                    print!("{entry}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         TopCommand::Client(command) => {
             let socket = cli.socket.unwrap_or_else(|| AgentConfig::default().socket);
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -80,6 +80,11 @@ struct Remote {
 }
 
 fn start(dir: &Path) -> Remote {
+    start_with(dir, "")
+}
+
+/// [`start`] with more config after the roles (`[[api.tokens]]`).
+fn start_with(dir: &Path, more: &str) -> Remote {
     let server_ca = Ca::new("berth test server ca");
     let client_ca = Ca::new("berth test client ca");
     let server = server_ca.leaf("berth agent", &["localhost"], false);
@@ -98,6 +103,7 @@ client_ca = "{d}/clients.pem"
 [api.roles]
 operator = ["alice"]
 read-only = ["reader"]
+{more}
 "#,
         d = dir.display()
     ));
@@ -129,6 +135,19 @@ fn request_accepting(
     path: &str,
     body: Option<Value>,
     accept: Option<&str>,
+) -> Result<(u16, String, Vec<u8>), String> {
+    request_full(remote, client, method, path, body, accept, None)
+}
+
+/// [`request_accepting`] with an `Authorization` header.
+fn request_full(
+    remote: &Remote,
+    client: Option<&Leaf>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    accept: Option<&str>,
+    authorization: Option<&str>,
 ) -> Result<(u16, String, Vec<u8>), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -174,6 +193,9 @@ fn request_accepting(
         }
         if let Some(accept) = accept {
             builder = builder.header("accept", accept);
+        }
+        if let Some(authorization) = authorization {
+            builder = builder.header("authorization", authorization);
         }
         let response = sender
             .send_request(
@@ -802,4 +824,406 @@ fn attach_works_over_the_tls_listener() {
     let done = remote.agent.wait("fed");
     assert_eq!(remote.agent.stdout("fed"), "hi over tls\n");
     assert_eq!(done["exit_code"], 0, "{done}");
+}
+
+/// `berth token hash` for `token`: the config entry it prints.
+fn token_entry(token: &str, name: &str, role: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["token", "hash", "--name", name, "--role", role])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let entry = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        entry.contains("[[api.tokens]]") && !entry.contains(token),
+        "{entry}"
+    );
+    entry
+}
+
+#[test]
+fn bearer_tokens_over_tls_only_with_roles_and_audit() {
+    require_root!();
+    let operator_token = "op-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    let reader_token = "ro-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let dir = tempfile::tempdir().unwrap();
+    let more = token_entry(operator_token, "deployer", "operator")
+        + &token_entry(reader_token, "grafana", "read-only");
+    let remote = start_with(dir.path(), &more);
+    let bearer = |token: &str| format!("Bearer {token}");
+    let call = |client: Option<&Leaf>,
+                method: &str,
+                path: &str,
+                body: Option<Value>,
+                auth: Option<&str>| {
+        request_full(&remote, client, method, path, body, None, auth)
+            .map(|(status, _, body)| (status, String::from_utf8_lossy(&body).into_owned()))
+    };
+
+    // A read-only token lists but may not launch: 403, audited by its name.
+    let (status, body) = call(
+        None,
+        "GET",
+        "/v1/containers",
+        None,
+        Some(&bearer(reader_token)),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let launch = json!({"id": "tokened", "command": ["echo", "hello by token"]});
+    let (status, body) = call(
+        None,
+        "POST",
+        "/v1/containers",
+        Some(launch.clone()),
+        Some(&bearer(reader_token)),
+    )
+    .unwrap();
+    assert_eq!(status, 403, "{body}");
+    eventually(Duration::from_secs(10), "audit line for grafana", || {
+        remote
+            .agent
+            .log()
+            .lines()
+            .any(|l| {
+                l.contains("API request denied")
+                    && l.contains("token grafana")
+                    && l.contains("POST")
+            })
+            .then_some(())
+    });
+
+    // Attack: guessed tokens (a near miss of the real one, a random one, an
+    // empty one, another scheme) are 401 as "unknown token".
+    for guess in [
+        bearer(&format!("{}X", &operator_token[..operator_token.len() - 1])),
+        bearer("guessed-token-0000000000000000000"),
+        "Bearer ".to_string(),
+        format!("Basic {operator_token}"),
+    ] {
+        let (status, body) = call(
+            None,
+            "POST",
+            "/v1/containers",
+            Some(launch.clone()),
+            Some(&guess),
+        )
+        .unwrap();
+        assert_eq!(status, 401, "{guess}: {body}");
+    }
+    eventually(Duration::from_secs(10), "audit line for the guess", || {
+        remote.agent.log().contains("unknown token").then_some(())
+    });
+    // Without a certificate or a token: 401 (the handshake is allowed
+    // because tokens are configured); another CA's certificate still fails
+    // the handshake.
+    let (status, _) = call(None, "GET", "/v1/containers", None, None).unwrap();
+    assert_eq!(status, 401);
+    let other_ca = Ca::new("another ca").leaf("alice", &[], false);
+    assert!(call(
+        Some(&other_ca),
+        "GET",
+        "/v1/containers",
+        None,
+        Some(&bearer(operator_token))
+    )
+    .is_err());
+
+    // Attack: the operator token over plain TCP, no TLS: no HTTP answer,
+    // the handshake is refused (there is no plain listener).
+    {
+        use std::io::{Read, Write};
+        let mut plain = std::net::TcpStream::connect(("127.0.0.1", remote.port)).unwrap();
+        plain
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        // The agent may close before all is written (broken pipe).
+        let _ = write!(
+            plain,
+            "POST /v1/containers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {operator_token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            launch.to_string().len(),
+            launch
+        )
+        ;
+        let mut answer = Vec::new();
+        let _ = plain.read_to_end(&mut answer);
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("HTTP/1"),
+            "{answer:?}"
+        );
+        eventually(
+            Duration::from_secs(10),
+            "the plain connection's refusal",
+            || {
+                remote
+                    .agent
+                    .log()
+                    .contains("API TLS handshake refused")
+                    .then_some(())
+            },
+        );
+        assert_eq!(
+            remote
+                .agent
+                .api("GET", "/v1/containers/tokened", None)
+                .status,
+            404
+        );
+    }
+
+    // The operator token launches and reads logs.
+    let (status, body) = call(
+        None,
+        "POST",
+        "/v1/containers",
+        Some(launch),
+        Some(&bearer(operator_token)),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = call(
+        None,
+        "GET",
+        "/v1/containers/tokened/wait",
+        None,
+        Some(&bearer(operator_token)),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, logs) = call(
+        None,
+        "GET",
+        "/v1/containers/tokened/logs",
+        None,
+        Some(&bearer(reader_token)),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(logs.contains("hello by token"), "{logs}");
+    // A client certificate still works beside the tokens.
+    let alice = remote.client_ca.leaf("alice", &[], false);
+    assert_eq!(
+        call(Some(&alice), "GET", "/v1/containers", None, None)
+            .unwrap()
+            .0,
+        200
+    );
+
+    // No token is ever in the agent's log.
+    let log = remote.agent.log();
+    for token in [
+        operator_token,
+        reader_token,
+        "guessed-token-0000000000000000000",
+    ] {
+        assert!(!log.contains(token), "{token} in the log:\n{log}");
+    }
+}
+
+/// Reads a followed log body until one more `tick` arrives.
+async fn read_more(seen: &mut String, body: &mut hyper::body::Incoming) {
+    let mark = seen.len();
+    while !seen[mark..].contains("tick") {
+        let frame = tokio::time::timeout(Duration::from_secs(30), body.frame())
+            .await
+            .expect("log data within 30s")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+}
+
+#[test]
+fn certificate_files_rotated_without_sighup_keep_open_streams() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = start(dir.path());
+    let alice = remote.client_ca.leaf("alice", &[], false);
+    let launch = json!({"id": "ticker", "command": ["sh", "-c",
+        "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.1; done"]});
+    let (status, body) = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers",
+        Some(launch),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (mut sender, first_cert) = connect(&remote, &alice).await;
+        let response = sender
+            .send_request(get("/v1/containers/ticker/logs?follow=true&stream=stdout"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut seen = String::new();
+        read_more(&mut seen, &mut body).await;
+
+        // 1. Rename into place (certbot, cert-manager): new files beside,
+        // then renamed over the old ones. No SIGHUP.
+        let second = remote
+            .server_ca
+            .leaf("berth agent second", &["localhost"], false);
+        std::fs::write(dir.path().join(".server.pem.new"), &second.cert_pem).unwrap();
+        std::fs::write(dir.path().join(".server.key.new"), &second.key_pem).unwrap();
+        std::fs::rename(
+            dir.path().join(".server.key.new"),
+            dir.path().join("server.key"),
+        )
+        .unwrap();
+        std::fs::rename(
+            dir.path().join(".server.pem.new"),
+            dir.path().join("server.pem"),
+        )
+        .unwrap();
+        let mut seen_cert = first_cert.clone();
+        for _ in 0..300 {
+            seen_cert = connect(&remote, &alice).await.1;
+            if seen_cert == second.der {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            seen_cert, second.der,
+            "the renamed-in certificate is served"
+        );
+        read_more(&mut seen, &mut body).await;
+
+        // 2. A broken certificate written in place: the old one stays, an
+        // error is logged.
+        std::fs::write(
+            dir.path().join("server.pem"),
+            "-----BEGIN CERTIFICATE-----\nbroken\n",
+        )
+        .unwrap();
+        eventually(
+            Duration::from_secs(30),
+            "the broken certificate's error",
+            || {
+                remote
+                    .agent
+                    .log()
+                    .contains("reload the API TLS certificate (keeping the old one)")
+                    .then_some(())
+            },
+        );
+        assert_eq!(connect(&remote, &alice).await.1, second.der);
+
+        // 3. Rewritten in place, cert then key.
+        let third = remote
+            .server_ca
+            .leaf("berth agent third", &["localhost"], false);
+        std::fs::write(dir.path().join("server.pem"), &third.cert_pem).unwrap();
+        std::fs::write(dir.path().join("server.key"), &third.key_pem).unwrap();
+        for _ in 0..300 {
+            seen_cert = connect(&remote, &alice).await.1;
+            if seen_cert == third.der {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen_cert, third.der, "the rewritten certificate is served");
+
+        // The stream opened before any rotation still delivers.
+        read_more(&mut seen, &mut body).await;
+    });
+    assert!(!remote.agent.log().contains("SIGHUP"));
+    let (status, _) = request(
+        &remote,
+        Some(&alice),
+        "POST",
+        "/v1/containers/ticker/kill",
+        None,
+    )
+    .unwrap();
+    assert!(status < 300, "kill: {status}");
+}
+
+/// A group made for the test, removed when dropped.
+struct TempGroup(String);
+
+impl Drop for TempGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn the_socket_is_0660_and_owned_by_the_configured_group() {
+    require_root!();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let name = format!("berthsock{}", std::process::id());
+    let made = Command::new("groupadd").arg(&name).status();
+    if !made.is_ok_and(|s| s.success()) {
+        common::skip(
+            "the_socket_is_0660_and_owned_by_the_configured_group",
+            "groupadd failed",
+        );
+        return;
+    }
+    let group = TempGroup(name);
+    let gid = nix::unistd::Group::from_name(&group.0)
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+
+    // By name, in the config.
+    let agent = Agent::start_with_config(&format!("[api]\nsocket_group = \"{}\"\n", group.0));
+    // The socket answers from its bind on; its group is set just after.
+    let meta = eventually(Duration::from_secs(10), "the socket's group", || {
+        let meta = std::fs::metadata(&agent.socket).unwrap();
+        (meta.gid() == gid).then_some(meta)
+    });
+    assert_eq!(meta.uid(), 0);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    drop(agent);
+
+    // By number, by flag.
+    let agent = Agent::start_with(&["--socket-group", &gid.to_string()]);
+    eventually(
+        Duration::from_secs(10),
+        "the socket's group by number",
+        || (std::fs::metadata(&agent.socket).unwrap().gid() == gid).then_some(()),
+    );
+    drop(agent);
+
+    // A missing group stops the start, naming it; no socket is left.
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("agent")
+        .args(["--socket-group", "no-such-group-berth"])
+        .arg("--socket")
+        .arg(dir.path().join("berth.sock"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .arg("--cgroup-root")
+        .arg(format!("berth-test-group-{}", std::process::id()))
+        .arg("--shim")
+        .arg(env!("CARGO_BIN_EXE_berth-shim"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no-such-group-berth") && stderr.contains("socket_group"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("berth.sock").exists());
 }

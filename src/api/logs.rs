@@ -31,6 +31,11 @@
 //!   UTC, nanoseconds, then a space). This changes the bytes: `offset` then
 //!   only says where to start, and `length` counts raw log bytes.
 //!
+//! - `format=jsonl`: one JSON object per line, `time`, `stream`, `log`
+//!   and the container's `id`, `name` and `labels` (see
+//!   `crate::logs::jsonl`), with any of the above but `frames`;
+//!   content type `application/x-ndjson`.
+//!
 //! The header `x-berth-log-offset` gives the logical offset the body starts
 //! at (single streams only; with `stream=all`, a stream whose start was
 //! rotated away is named by `x-berth-log-rotated-away-stdout` or `-stderr`,
@@ -58,6 +63,7 @@ use crate::container::Container;
 use crate::logs::follow::{drive, Cursor, CursorOptions, Follow, Step, CHUNK, POLL};
 use crate::logs::frames::{frame, Channel};
 use crate::logs::index::Index;
+use crate::logs::jsonl::{Jsonl, Source};
 use crate::logs::merge::Merge;
 use crate::logs::segments::{list_with_end, Location};
 use crate::logs::tail::tail_before;
@@ -99,6 +105,8 @@ struct Request {
     until: Option<i64>,
     /// End a followed framed body with an exit frame.
     exit: bool,
+    /// `format=jsonl`: one JSON object per line (see `crate::logs::jsonl`).
+    jsonl: bool,
 }
 
 /// An RFC 3339 time parameter, as Unix nanoseconds.
@@ -145,6 +153,19 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
             "needs frames=true and follow=true",
         ));
     }
+    let jsonl = match params.get("format").map(String::as_str) {
+        None | Some("raw") => false,
+        Some("jsonl") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "format",
+                format!("expected raw or jsonl, got {other:?}"),
+            ))
+        }
+    };
+    if jsonl && frames {
+        return Err(ApiError::invalid("frames", "not with format=jsonl"));
+    }
     if tail.is_some() && offset.is_some() {
         return Err(ApiError::invalid("tail", "cannot be combined with offset"));
     }
@@ -175,6 +196,7 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
         frames,
         until,
         exit,
+        jsonl,
     })
 }
 
@@ -242,6 +264,7 @@ pub(super) async fn logs(
     let request = parse(&params)?;
     let container = manager.get(&id)?;
     let dir: PathBuf = container.log_dir().to_path_buf();
+    let (id, labels) = (container.id.to_string(), container.labels.clone());
     let follow = match request.follow {
         true => Some(ContainerFollow::new(
             manager.subscribe(&id)?,
@@ -250,7 +273,13 @@ pub(super) async fn logs(
         )),
         false => None,
     };
-    let builder = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
+    let builder = Response::builder().header(
+        header::CONTENT_TYPE,
+        match request.jsonl {
+            true => "application/x-ndjson",
+            false => "application/octet-stream",
+        },
+    );
 
     let stream = match request.which {
         Which::One(stream) => stream,
@@ -277,9 +306,14 @@ pub(super) async fn logs(
                     Start::Tail(wanted, _) => lines.saturating_sub(wanted),
                     _ => 0,
                 };
-                let merge = Merge::new(&dir, offsets, request.timestamps, request.until)?
-                    .skipping(surplus)
-                    .framed(request.frames);
+                let merge = Merge::new(
+                    &dir,
+                    offsets,
+                    request.timestamps || request.jsonl,
+                    request.until,
+                )?
+                .skipping(surplus)
+                .framed(request.frames || request.jsonl);
                 Ok((merge, rotated_away))
             })
             .await?;
@@ -290,7 +324,13 @@ pub(super) async fn logs(
                     builder = builder.header(name, first);
                 }
             }
-            let body = Body::from_stream(drive(merge, follow));
+            let body = match request.jsonl {
+                true => Body::from_stream(drive(
+                    Jsonl::new(merge, Source::Framed, &id, &labels),
+                    follow,
+                )),
+                false => Body::from_stream(drive(merge, follow)),
+            };
             return Ok(builder.body(body).expect("a valid response"));
         }
     };
@@ -303,7 +343,7 @@ pub(super) async fn logs(
         let options = CursorOptions {
             offset: plan.offset,
             length: plan.length,
-            timestamps: request.timestamps,
+            timestamps: request.timestamps || request.jsonl,
             index: false,
             until: request.until,
         };
@@ -330,7 +370,13 @@ pub(super) async fn logs(
     if let Some(first) = plan.rotated_away {
         builder = builder.header(ROTATED_AWAY_HEADER, first);
     }
-    let body = Body::from_stream(drive(cursor, follow));
+    let body = match request.jsonl {
+        true => Body::from_stream(drive(
+            Jsonl::new(cursor, Source::One(stream), &id, &labels),
+            follow,
+        )),
+        false => Body::from_stream(drive(cursor, follow)),
+    };
     Ok(builder.body(body).expect("a valid response"))
 }
 
@@ -483,6 +529,8 @@ mod tests {
             ("stream=stderr&frames=true", "invalid frames"),
             ("stream=all&frames=true&exit=true", "invalid exit"),
             ("stream=all&follow=true&exit=true", "invalid exit"),
+            ("format=json", "invalid format"),
+            ("stream=all&frames=true&format=jsonl", "invalid frames"),
         ] {
             let message = request(query).unwrap_err();
             assert!(message.starts_with(named), "{query}: {message}");

@@ -10,8 +10,10 @@ pub mod logs;
 pub mod roles;
 mod secrets;
 mod server;
+pub mod socket_group;
 mod streams;
 pub mod tls;
+pub mod tokens;
 mod volumes;
 
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -23,6 +23,14 @@ pub struct RoleSettings {
     /// Identities allowed only the reads of [`read_only_allows`].
     #[serde(rename = "read-only")]
     pub read_only: Vec<String>,
+}
+
+/// What the middleware checks requests against: `[api.roles]` for
+/// client certificates, `[[api.tokens]]` for bearer tokens.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub roles: RoleSettings,
+    pub tokens: super::tokens::Tokens,
 }
 
 /// A role an identity holds.
@@ -76,41 +84,58 @@ pub fn read_only_allows(method: &Method, path: &str) -> bool {
     )
 }
 
-/// The middleware: refuses a request the connection's identity may not make.
+/// The middleware: refuses a request the connection's identity (or its
+/// bearer token) may not make. A request with an `Authorization` header is
+/// judged by its token alone.
 pub async fn authorize(
-    State(roles): State<Arc<RoleSettings>>,
+    State(access): State<Arc<Access>>,
     request: Request,
     next: Next,
 ) -> Response {
     let peer = request.extensions().get::<Peer>().cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let who = peer
-        .as_ref()
-        .and_then(|p| p.identity.clone())
-        .unwrap_or_else(|| "(no client certificate)".to_string());
     let address = peer
         .as_ref()
         .map(|p| p.address.to_string())
         .unwrap_or_default();
-    let role = peer
-        .as_ref()
-        .and_then(|p| p.identity.as_deref())
-        .and_then(|identity| roles.role_of(identity));
-    let refusal = match role {
-        Some(Role::Operator) => None,
-        Some(Role::ReadOnly) if read_only_allows(&method, &path) => None,
-        Some(Role::ReadOnly) => Some((
+    let (who, role, unauthorized) = match request.headers().get(header::AUTHORIZATION) {
+        Some(value) => match bearer(value) {
+            Some(token) => match access.tokens.check(token) {
+                Some((name, role)) => (format!("token {name}"), Some(role), None),
+                None => (
+                    "unknown token".to_string(),
+                    None,
+                    Some("the bearer token matches no [[api.tokens]] entry"),
+                ),
+            },
+            None => (
+                "(unsupported authorization)".to_string(),
+                None,
+                Some("only `Authorization: Bearer <token>` is accepted"),
+            ),
+        },
+        None => {
+            let identity = peer.as_ref().and_then(|p| p.identity.clone());
+            let role = identity
+                .as_deref()
+                .and_then(|identity| access.roles.role_of(identity));
+            let unauthorized = (peer.is_some() && identity.is_none())
+                .then_some("no client certificate or bearer token identifies this request");
+            let who = identity.unwrap_or_else(|| "(no client certificate)".to_string());
+            (who, role, unauthorized)
+        }
+    };
+    let refusal = match (role, unauthorized) {
+        (_, Some(why)) => Some((StatusCode::UNAUTHORIZED, "unauthorized", why)),
+        (Some(Role::Operator), None) => None,
+        (Some(Role::ReadOnly), None) if read_only_allows(&method, &path) => None,
+        (Some(Role::ReadOnly), None) => Some((
             StatusCode::FORBIDDEN,
             "forbidden",
             "the read-only role may not make this request",
         )),
-        None if peer.as_ref().is_some_and(|p| p.identity.is_none()) => Some((
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "no client certificate identifies this connection",
-        )),
-        None => Some((
+        (None, None) => Some((
             StatusCode::FORBIDDEN,
             "forbidden",
             "this identity holds no role in [api.roles]",
@@ -131,9 +156,23 @@ pub async fn authorize(
                 why,
                 "API request denied"
             );
-            ApiError::new(status, code, format!("{who}: {why}")).into_response()
+            let mut response = ApiError::new(status, code, format!("{who}: {why}")).into_response();
+            if status == StatusCode::UNAUTHORIZED && !access.tokens.is_empty() {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            response
         }
     }
+}
+
+/// The token of `Bearer <token>` (the scheme's case ignored).
+fn bearer(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]

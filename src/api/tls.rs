@@ -21,7 +21,8 @@ use rustls::sign::CertifiedKey;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use super::roles::{authorize, Peer, RoleSettings};
+use super::roles::{authorize, Access, Peer, RoleSettings};
+use super::tokens::Tokens;
 
 /// `[api.tcp]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -105,7 +106,21 @@ fn certified_key(settings: &TcpSettings) -> Result<Arc<CertifiedKey>, TlsError> 
             path: settings.key.clone(),
             message: e.to_string(),
         })?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    let pair = CertifiedKey::new(chain, signing);
+    // A rotation caught between renaming the certificate and the key.
+    match pair.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(TlsError::Pem {
+                path: settings.key.clone(),
+                message: format!(
+                    "does not match the certificate {}: {e}",
+                    settings.cert.display()
+                ),
+            })
+        }
+    }
+    Ok(Arc::new(pair))
 }
 
 /// The server certificate, swapped whole on reload.
@@ -132,6 +147,7 @@ pub struct TcpApi {
     acceptor: tokio_rustls::TlsAcceptor,
     certificate: Arc<Reloadable>,
     verifies_clients: bool,
+    tokens: Tokens,
 }
 
 impl TcpApi {
@@ -157,6 +173,13 @@ pub fn check(settings: &TcpSettings) -> Result<SocketAddr, TlsError> {
 
 /// Checks `[api.tcp]`, loads its files and binds the listener.
 pub async fn bind(settings: &TcpSettings) -> Result<TcpApi, TlsError> {
+    bind_with_tokens(settings, Tokens::default()).await
+}
+
+/// [`bind`], also accepting the bearer `tokens`: with any configured, a
+/// client certificate becomes optional (one presented is still verified),
+/// and a request without one needs a token.
+pub async fn bind_with_tokens(settings: &TcpSettings, tokens: Tokens) -> Result<TcpApi, TlsError> {
     let address = check(settings)?;
     let certificate = Arc::new(Reloadable {
         current: RwLock::new(certified_key(settings)?),
@@ -173,7 +196,12 @@ pub async fn bind(settings: &TcpSettings) -> Result<TcpApi, TlsError> {
                     message: e.to_string(),
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let verifier = match tokens.is_empty() {
+                true => verifier,
+                false => verifier.allow_unauthenticated(),
+            };
+            let verifier = verifier
                 .build()
                 .map_err(|e| TlsError::Rustls(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
@@ -193,6 +221,7 @@ pub async fn bind(settings: &TcpSettings) -> Result<TcpApi, TlsError> {
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         certificate,
         verifies_clients: settings.client_ca.is_some(),
+        tokens,
     })
 }
 
@@ -225,12 +254,19 @@ pub async fn serve_tcp(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let router = router.layer(axum::middleware::from_fn_with_state(
-        Arc::new(roles),
+        Arc::new(Access {
+            roles,
+            tokens: api.tokens.clone(),
+        }),
         authorize,
     ));
     // Outermost: refused requests are counted too.
     let router = router.layer(axum::middleware::from_fn(crate::metrics::count_requests));
     let connections = super::server::Connections::new();
+    let watcher = tokio::spawn(watch_certificate(
+        api.settings.clone(),
+        api.certificate.clone(),
+    ));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
@@ -250,13 +286,7 @@ pub async fn serve_tcp(
                 }
             },
             Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                match certified_key(&api.settings) {
-                    Ok(key) => {
-                        *api.certificate.current.write().unwrap_or_else(|e| e.into_inner()) = key;
-                        tracing::info!(cert = %api.settings.cert.display(), "API TLS certificate reloaded");
-                    }
-                    Err(e) => tracing::error!("reload the API TLS certificate (keeping the old one): {e}"),
-                }
+                reload(&api.settings, &api.certificate, "SIGHUP");
                 continue;
             }
             () = &mut shutdown => break,
@@ -299,5 +329,84 @@ pub async fn serve_tcp(
                 .await;
         });
     }
+    watcher.abort();
     connections.close("API TCP").await;
+}
+
+/// Loads the certificate and key again and, when they load and differ from
+/// the ones in use, makes new handshakes take them; a broken pair keeps the
+/// old one and logs the error. Open connections keep theirs either way.
+fn reload(settings: &TcpSettings, certificate: &Reloadable, why: &str) {
+    match certified_key(settings) {
+        Ok(key) => {
+            let mut current = certificate
+                .current
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if current.cert == key.cert && why != "SIGHUP" {
+                return;
+            }
+            *current = key;
+            tracing::info!(cert = %settings.cert.display(), why, "API TLS certificate reloaded");
+        }
+        Err(e) => {
+            tracing::error!(
+                why,
+                "reload the API TLS certificate (keeping the old one): {e}"
+            )
+        }
+    }
+}
+
+/// How long the certificate files must be quiet after a change before they
+/// are read again: a rewrite in place is then complete.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Reloads the certificate when its or its key's directory changes: a
+/// file renamed into place (certbot, cert-manager, a Kubernetes secret's
+/// symlink swap) or rewritten in place.
+async fn watch_certificate(settings: TcpSettings, certificate: Arc<Reloadable>) {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in [&settings.cert, &settings.key] {
+        let dir = match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let mut watches = Vec::new();
+    for dir in &dirs {
+        match crate::logs::wake::DirWatch::new(dir) {
+            Ok(watch) => watches.push(watch),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "no reload of the API TLS certificate on file change (SIGHUP still reloads): {e}");
+                return;
+            }
+        }
+    }
+    loop {
+        if let Err(e) = any_changed(&mut watches).await {
+            tracing::warn!(
+                "the API TLS certificate's file watch failed (SIGHUP still reloads): {e}"
+            );
+            return;
+        }
+        // Until the files are quiet.
+        while let Ok(changed) = tokio::time::timeout(SETTLE, any_changed(&mut watches)).await {
+            if let Err(e) = changed {
+                tracing::warn!(
+                    "the API TLS certificate's file watch failed (SIGHUP still reloads): {e}"
+                );
+                return;
+            }
+        }
+        reload(&settings, &certificate, "file change");
+    }
+}
+
+async fn any_changed(watches: &mut [crate::logs::wake::DirWatch]) -> std::io::Result<()> {
+    let changes = watches.iter_mut().map(|w| Box::pin(w.changed()));
+    futures_util::future::select_all(changes).await.0
 }

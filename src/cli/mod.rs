@@ -115,6 +115,11 @@ host's root, read-only; with `--rootfs DIR`, every word after the options is the
         /// --since); with -f, stop once TIME has passed.
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
+        /// `raw` (the bytes as written) or `jsonl`: one JSON object per
+        /// line with time, stream, log and the container's id, name and
+        /// labels, all on stdout (both streams unless --stream says).
+        #[arg(long, value_parser = ["raw", "jsonl"], default_value = "raw")]
+        format: String,
         /// The container's id (or name).
         id: String,
     },
@@ -656,6 +661,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             timestamps,
             since,
             until,
+            format,
             id,
         } => {
             let stream = if stderr {
@@ -680,6 +686,12 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 query.push_str(&format!("&until={}", query_escape(&time)));
             }
             let base = format!("{}/logs?{query}", container_path(&id));
+            if format == "jsonl" {
+                let stream = stream.as_deref().unwrap_or("all");
+                let path = format!("{base}&stream={stream}&format=jsonl");
+                logs_stream::stream_log(&client, &path, &mut tokio::io::stdout()).await?;
+                return Ok(0);
+            }
             match stream.as_deref() {
                 Some("stderr") => {
                     let path = format!("{base}&stream=stderr");

@@ -533,6 +533,10 @@ impl Manager {
                 self.store.container_dir(&container.id).display()
             )));
         }
+        // For log shippers tailing the segments (issue 14).
+        crate::logs::meta::LogMeta::of(container)
+            .write()
+            .map_err(|e| ManagerError::Internal(e.to_string()))?;
         Ok(())
     }
 
