@@ -125,7 +125,12 @@ impl Fixture {
     /// Waits for the shim's `Ready`: `(shim_pid, pid)`.
     fn ready(&self, agent: &mut Agent) -> (u32, u32) {
         match agent.recv() {
-            Some(ShimMessage::Ready { shim_pid, pid }) => (shim_pid, pid),
+            Some(ShimMessage::Ready { shim_pid, pid }) => {
+                // `Forked` came first, naming the same processes, while the
+                // container was still setting itself up (decision 0035).
+                assert_eq!(agent.forked, Some((shim_pid, pid)), "forked before ready");
+                (shim_pid, pid)
+            }
             other => panic!(
                 "expected ready, got {other:?}; shim.log:\n{}",
                 self.shim_log()
@@ -184,6 +189,7 @@ impl Fixture {
         Agent {
             reader: BufReader::new(ours.try_clone().unwrap()),
             writer: ours,
+            forked: None,
         }
     }
 
@@ -269,17 +275,28 @@ fn standard_mounts(extra: &[Value]) -> Vec<Value> {
 struct Agent {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// The pids of the shim's `Forked`, which `recv` passes over.
+    forked: Option<(u32, u32)>,
 }
 
 impl Agent {
-    /// The next message, or `None` when the shim closed the socket.
+    /// The next message but `Forked` (kept in `forked`), or `None` when
+    /// the shim closed the socket.
     fn recv(&mut self) -> Option<ShimMessage> {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).expect("read from shim");
-        if n == 0 {
-            return None;
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("read from shim");
+            if n == 0 {
+                return None;
+            }
+            match serde_json::from_str(line.trim()).expect("a protocol message") {
+                ShimMessage::Forked { shim_pid, pid } => {
+                    assert_eq!(self.forked, None, "forked twice");
+                    self.forked = Some((shim_pid, pid));
+                }
+                message => return Some(message),
+            }
         }
-        Some(serde_json::from_str(line.trim()).expect("a protocol message"))
     }
 
     fn go(&mut self) {

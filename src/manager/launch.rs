@@ -624,8 +624,11 @@ impl Manager {
         .map_err(|e| internal(&e))?;
         drop(files);
 
-        let (shim_pid, pid) = match shim.receive().map_err(|e| internal(&e))? {
-            ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid),
+        // `Forked` comes while the container still sets itself up: it is
+        // isolated meanwhile (decision 0035); `Ready` follows.
+        let (shim_pid, pid, ready) = match shim.receive().map_err(|e| internal(&e))? {
+            ShimMessage::Forked { shim_pid, pid } => (shim_pid, pid, false),
+            ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid, true),
             ShimMessage::Failed { message } => return Err(launch_failed(message)),
             ShimMessage::Running => return Err(internal(&"shim said running before go")),
         };
@@ -635,6 +638,12 @@ impl Manager {
         container.pid = Some(pid);
         container.pid_start_time = ProcessRef::of(pid).map(|p| p.start_time);
         if container.shim.is_none() || container.pid_start_time.is_none() {
+            // A setup that failed at once: the shim says why.
+            if !ready {
+                if let Ok(ShimMessage::Failed { message }) = shim.receive() {
+                    return Err(launch_failed(message));
+                }
+            }
             return Err(internal(&format!(
                 "shim {shim_pid} or container process {pid} vanished during setup"
             )));
@@ -646,6 +655,13 @@ impl Manager {
 
         for isolator in isolators {
             if let Err(e) = isolator.isolate(&container.id, pid) {
+                // Isolated during its setup, the process may have gone
+                // because the setup failed: the shim's reason comes first.
+                if !ready {
+                    if let Ok(ShimMessage::Failed { message }) = shim.receive() {
+                        return Err(launch_failed(message));
+                    }
+                }
                 // Dropping the connection makes the shim kill the container.
                 drop(shim);
                 return Err(ManagerError::Internal(format!(
@@ -654,12 +670,21 @@ impl Manager {
                 )));
             }
         }
+        if !ready {
+            match shim.receive().map_err(|e| internal(&e))? {
+                ShimMessage::Ready { .. } => {}
+                ShimMessage::Failed { message } => return Err(launch_failed(message)),
+                other => return Err(internal(&format!("shim said {other:?} before ready"))),
+            }
+        }
         launch_gate(&container.id);
         shim.go().map_err(|e| internal(&e))?;
         match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Running => {}
             ShimMessage::Failed { message } => return Err(launch_failed(message)),
-            ShimMessage::Ready { .. } => return Err(internal(&"shim said ready twice")),
+            ShimMessage::Ready { .. } | ShimMessage::Forked { .. } => {
+                return Err(internal(&"shim said ready twice"))
+            }
         }
         container.started_at = Some(super::now());
         Ok(())

@@ -5,9 +5,11 @@
 //! process exits at once, so the supervisor is no child of the agent and
 //! outlives it. Then, over fd 3, one JSON object a line:
 //!
+//! 0. shim → agent [`ShimMessage::Forked`] once the container process exists,
+//!    while it still sets itself up: the agent isolates it meanwhile.
 //! 1. shim → agent [`ShimMessage::Ready`] once the container process is set up
 //!    (namespaces, mounts, user) and waits to exec; or [`ShimMessage::Failed`].
-//! 2. agent → shim the line [`GO`] after the isolators placed `pid`. If the
+//! 2. agent → shim the line [`GO`] after the isolators placed `pid` (and it is ready). If the
 //!    socket closes instead, the shim kills the container and records a
 //!    launch failure.
 //! 3. shim → agent [`ShimMessage::Running`] once the command was exec'd, or
@@ -51,6 +53,17 @@ pub enum ShimMessage {
     Running,
     /// The launch failed; the shim cleans up and exits.
     Failed { message: String },
+    /// The container process was forked and is still setting itself up
+    /// (sent before [`ShimMessage::Ready`]): the agent isolates it (moves
+    /// it into its cgroups) meanwhile, so the kernel's cgroup attach,
+    /// often the slowest step of a launch, overlaps the setup (decision
+    /// 0035). A shim without it sends only `Ready`.
+    Forked {
+        /// The supervisor's pid.
+        shim_pid: u32,
+        /// The container's first process, as the host sees it.
+        pid: u32,
+    },
 }
 
 /// How the container ended, as written by the shim.

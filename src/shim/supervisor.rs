@@ -174,6 +174,14 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, format!("pidfd_open {child}: {e}"));
         }
     };
+    // The agent moves it into its cgroups while it sets itself up.
+    let forked = ShimMessage::Forked {
+        shim_pid: getpid().as_raw() as u32,
+        pid: child.as_raw() as u32,
+    };
+    if let Err(e) = agent.send(&forked) {
+        note(format_args!("send forked: {e}"));
+    }
 
     if let Some(maps) = &config.id_mappings {
         let written = maps.write(child).map_err(|e| e.to_string()).and_then(|()| {

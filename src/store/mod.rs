@@ -187,6 +187,23 @@ impl Store {
         write_atomic(&self.persistent_record(&container.id), &bytes, durability)
     }
 
+    /// Makes the work dir's copy of a record saved [`Durability::CrashSafe`]
+    /// durable after all (the file, then its directory, synced): what a
+    /// `Durable` save does, done after the record was published (decision
+    /// 0035). A record removed meanwhile is fine: there is nothing to keep.
+    pub fn sync_record(&self, id: &ContainerId) -> Result<(), StoreError> {
+        let path = self.persistent_record(id);
+        match fs::File::open(&path) {
+            Ok(file) => file.sync_all().map_err(io_error("fsync", &path))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("open", &path)(e)),
+        }
+        let dir = self.work_dir.join("records");
+        fs::File::open(&dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error("fsync", &dir))
+    }
+
     fn persistent_record(&self, id: &ContainerId) -> PathBuf {
         self.work_dir.join("records").join(format!("{id}.json"))
     }
@@ -410,6 +427,23 @@ mod tests {
         write_atomic(&path, b"two", Durability::CrashSafe).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_record_is_synced_later_and_a_removed_one_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let id = ContainerId::new("synced".to_string()).unwrap();
+        let path = store.persistent_record(&id);
+        write_atomic(&path, b"{}", Durability::CrashSafe).unwrap();
+        store.sync_record(&id).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        // Removed (`rm` right after the exit was published): nothing to do,
+        // and nothing made again.
+        fs::remove_file(&path).unwrap();
+        store.sync_record(&id).unwrap();
+        assert!(!path.exists());
     }
 
     #[test]
