@@ -227,6 +227,16 @@ fn a_secret_is_private_to_the_user_never_on_disk_rotated_and_gone_at_the_end() {
     assert_nowhere(&agent, &second, &[]);
     let rm = agent.api("DELETE", "/v1/containers/sec", None);
     assert_eq!(rm.status, 204, "{:?}", rm.body);
+    // Nor in the event stream: every kept event, replayed up to now.
+    let until = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let events = agent.api("GET", &format!("/v1/events?since=0&until={until}"), None);
+    assert_eq!(events.status, 200);
+    let events = String::from_utf8_lossy(&events.raw).into_owned();
+    assert!(events.contains("\"destroy\""), "{events}");
+    for value in [&first, &second] {
+        assert!(!events.contains(value.as_str()), "{events}");
+        assert!(!events.contains(&b64(value.as_bytes())), "{events}");
+    }
 }
 
 #[test]
