@@ -112,6 +112,29 @@ impl Manager {
         self.files.remove(id);
     }
 
+    /// The container `id` and the new value of its `kind` (`secret` or
+    /// `config file`) `name`, which `has` finds in its launch request: 404
+    /// for an unknown container or name, 400 for a bad name or value.
+    fn file_update(
+        &self,
+        id: &str,
+        name: &str,
+        kind: &str,
+        body: &UpdateFileRequest,
+        has: impl Fn(&LaunchRequest) -> bool,
+    ) -> Result<(Container, crate::secrets::request::Value), ManagerError> {
+        let container = self.slot(id)?.get();
+        crate::secrets::request::check_name("name", name)?;
+        if !container.request.as_deref().is_some_and(has) {
+            return Err(ManagerError::NotFound(format!(
+                "container {id} has no {kind} {name:?}"
+            )));
+        }
+        let value =
+            read_value("", body.value_base64.as_ref(), body.file.as_deref()).map_err(strip_dot)?;
+        Ok((container, value))
+    }
+
     /// `PUT /v1/containers/{id}/secrets/{name}`: a new value, written
     /// atomically into the running container's `/run/secrets/NAME`.
     pub fn update_secret(
@@ -120,20 +143,9 @@ impl Manager {
         name: &str,
         body: UpdateFileRequest,
     ) -> Result<(), ManagerError> {
-        let slot = self.slot(id)?;
-        let container = slot.get();
-        crate::secrets::request::check_name("name", name)?;
-        let known = container
-            .request
-            .as_deref()
-            .is_some_and(|r| r.secrets.iter().any(|s| s.name == name));
-        if !known {
-            return Err(ManagerError::NotFound(format!(
-                "container {id} has no secret {name:?}"
-            )));
-        }
-        let value =
-            read_value("", body.value_base64.as_ref(), body.file.as_deref()).map_err(strip_dot)?;
+        let (container, value) = self.file_update(id, name, "secret", &body, |r| {
+            r.secrets.iter().any(|s| s.name == name)
+        })?;
         self.files
             .update_secret(container.id.as_str(), name, value)
             .map_err(files_error)
@@ -147,20 +159,9 @@ impl Manager {
         name: &str,
         body: UpdateFileRequest,
     ) -> Result<(), ManagerError> {
-        let slot = self.slot(id)?;
-        let container = slot.get();
-        crate::secrets::request::check_name("name", name)?;
-        let known = container
-            .request
-            .as_deref()
-            .is_some_and(|r| r.config_files.iter().any(|c| c.name == name));
-        if !known {
-            return Err(ManagerError::NotFound(format!(
-                "container {id} has no config file {name:?}"
-            )));
-        }
-        let value =
-            read_value("", body.value_base64.as_ref(), body.file.as_deref()).map_err(strip_dot)?;
+        let (container, value) = self.file_update(id, name, "config file", &body, |r| {
+            r.config_files.iter().any(|c| c.name == name)
+        })?;
         let changed = self
             .files
             .update_config(container.id.as_str(), name, value)
