@@ -24,62 +24,27 @@ COUNT=${COUNT:-200}
 WARMUP=${WARMUP:-10}
 BLOCK=${BLOCK:-20}
 SUBS=${SUBS:-100}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-TAG="berth-events-$$"
-BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
-chmod 755 "$BASE"
-AGENT_PID=""
-
-die() { echo "events: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
-
-own_cgroup_dirs() {
-    while IFS=: read -r _ names path; do
-        local sub
-        if [ -z "$names" ]; then sub=/sys/fs/cgroup
-        else sub=/sys/fs/cgroup/${names#name=}; fi
-        [ -d "$sub" ] && echo "$sub$path"
-    done </proc/self/cgroup
-}
+. "$(dirname "$0")/lib.sh"
+bench_setup events
 
 cleanup() {
     set +e
-    if [ -n "$AGENT_PID" ]; then
-        kill "$AGENT_PID" 2>/dev/null
-        wait "$AGENT_PID" 2>/dev/null
-    fi
-    for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
-        for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
-            [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-    done
+    stop_agent
+    remove_bench_cgroups
     rm -rf "$BASE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BUSYBOX=$(command -v busybox) || die "busybox-static not installed"
-if [ -n "${PREBUILT:-}" ]; then
-    BERTH="$PREBUILT/berth"
-    SHIM="$PREBUILT/berth-shim"
-else
-    echo "== building release binaries"
-    (cd "$REPO" && cargo build --release --bins --quiet)
-    BERTH="$REPO/target/release/berth"
-    SHIM="$REPO/target/release/berth-shim"
-fi
+bench_binaries
 
 ROOTFS="$BASE/rootfs"
 mkdir -p "$ROOTFS/bin" "$ROOTFS/dev" "$ROOTFS/proc" "$ROOTFS/sys" "$ROOTFS/tmp" "$ROOTFS/sandbox"
 cp "$BUSYBOX" "$ROOTFS/bin/busybox"
 for applet in sh true; do ln -s busybox "$ROOTFS/bin/$applet"; done
 
-"$BERTH" agent --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
-    --runtime-dir "$BASE/run" --cgroup-root "$TAG" --shim "$SHIM" \
-    >"$BASE/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
-[ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
+start_agent
 
 python3 - "$BASE/berth.sock" "$ROOTFS" "$TAG" "$COUNT" "$WARMUP" "$BLOCK" "$SUBS" "${READ:-1}" <<'EOF'
 import http.client, json, selectors, socket, sys, threading, time

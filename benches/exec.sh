@@ -20,37 +20,17 @@ set -euo pipefail
 
 COUNT=${COUNT:-200}
 WARMUP=${WARMUP:-10}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-TAG="berth-exec-$$"
-BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
-chmod 755 "$BASE"
-AGENT_PID=""
-
-die() { echo "exec: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
-
-own_cgroup_dirs() {
-    while IFS=: read -r _ names path; do
-        local sub
-        if [ -z "$names" ]; then sub=/sys/fs/cgroup
-        else sub=/sys/fs/cgroup/${names#name=}; fi
-        [ -d "$sub" ] && echo "$sub$path"
-    done </proc/self/cgroup
-}
+. "$(dirname "$0")/lib.sh"
+bench_setup exec
 
 cleanup() {
     set +e
     runc delete --force "$TAG-runc" >/dev/null 2>&1
     if [ -n "$AGENT_PID" ]; then
         "$BERTH" --socket "$BASE/berth.sock" rm -f "$TAG-berth" >/dev/null 2>&1
-        kill "$AGENT_PID" 2>/dev/null
-        wait "$AGENT_PID" 2>/dev/null
     fi
-    for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
-        for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
-            [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-    done
+    stop_agent
+    remove_bench_cgroups
     rm -rf "$BASE"
 }
 trap cleanup EXIT
@@ -66,10 +46,7 @@ if [ -n "$missing" ]; then
 fi
 command -v runc >/dev/null || die "runc not installed"
 
-echo "== building release binaries"
-(cd "$REPO" && cargo build --release --bins --quiet)
-BERTH="$REPO/target/release/berth"
-SHIM="$REPO/target/release/berth-shim"
+bench_binaries
 
 BUSYBOX=$(command -v busybox)
 BUNDLE="$BASE/bundle"
@@ -89,12 +66,7 @@ json.dump(spec, open(path, "w"), indent=2)
 EOF
 runc run -d --bundle "$BUNDLE" "$TAG-runc" >/dev/null 2>&1 </dev/null || die "runc run failed"
 
-"$BERTH" agent --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
-    --runtime-dir "$BASE/run" --cgroup-root "$TAG" --shim "$SHIM" \
-    >"$BASE/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
-[ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
+start_agent
 BERTH_SOCKET="$BASE/berth.sock" "$BERTH" run -d --name "$TAG-berth" --rootfs "$ROOTFS" \
     -- /bin/sleep 100000 >/dev/null
 

@@ -24,6 +24,7 @@
 # kills only processes it started. Not run by CI.
 
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 COUNT=${COUNT:-200}
 WARMUP=${WARMUP:-10}
@@ -43,16 +44,6 @@ mount -t tmpfs -o mode=0711 berth-bench-run "$RUNTIME"
 
 die() { echo "launch: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
-
-# This shell's own cgroup directory in every v1 hierarchy (or the v2 root).
-own_cgroup_dirs() {
-    while IFS=: read -r _ names path; do
-        local sub
-        if [ -z "$names" ]; then sub=/sys/fs/cgroup
-        else sub=/sys/fs/cgroup/${names#name=}; fi
-        [ -d "$sub" ] && echo "$sub$path"
-    done </proc/self/cgroup
-}
 
 cleanup() {
     set +e
@@ -74,11 +65,7 @@ cleanup() {
         kill "$REGISTRY_PID" 2>/dev/null
         wait "$REGISTRY_PID" 2>/dev/null
     fi
-    for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
-        for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
-            [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-    done
+    remove_bench_cgroups
     mountpoint -q "$RUNTIME" && umount "$RUNTIME"
     rm -rf "$BASE"
 }

@@ -15,6 +15,7 @@
 #   sudo benches/log_throughput.sh
 
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 SIZE_MB=${SIZE_MB:-2048}
 COUNT=$((SIZE_MB * 16)) # 64 KiB blocks
@@ -30,16 +31,6 @@ CONMON_ID=""
 die() { echo "log_throughput: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
 
-# This shell's own cgroup directory in every v1 hierarchy (or the v2 root).
-own_cgroup_dirs() {
-    while IFS=: read -r _ names path; do
-        local sub
-        if [ -z "$names" ]; then sub=/sys/fs/cgroup
-        else sub=/sys/fs/cgroup/${names#name=}; fi
-        [ -d "$sub" ] && echo "$sub$path"
-    done </proc/self/cgroup
-}
-
 cleanup() {
     set +e
     if [ -n "$CONMON_ID" ]; then
@@ -53,12 +44,7 @@ cleanup() {
         kill "$AGENT_PID" 2>/dev/null
         wait "$AGENT_PID" 2>/dev/null
     fi
-    # Cgroups: the agent's (relative to our own cgroup) and runc's (absolute).
-    for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
-        for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
-            [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-    done
+    remove_bench_cgroups
     rm -rf "$BASE"
 }
 trap cleanup EXIT

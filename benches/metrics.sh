@@ -24,23 +24,8 @@ set -euo pipefail
 COUNT=${COUNT:-1000}
 SCRAPES=${SCRAPES:-20}
 CLIENTS=${CLIENTS:-8}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-TAG="berth-metrics-$$"
-BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
-chmod 755 "$BASE"
-AGENT_PID=""
-
-die() { echo "metrics: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
-
-own_cgroup_dirs() {
-    while IFS=: read -r _ names path; do
-        local sub
-        if [ -z "$names" ]; then sub=/sys/fs/cgroup
-        else sub=/sys/fs/cgroup/${names#name=}; fi
-        [ -d "$sub" ] && echo "$sub$path"
-    done </proc/self/cgroup
-}
+. "$(dirname "$0")/lib.sh"
+bench_setup metrics
 
 cleanup() {
     set +e
@@ -69,36 +54,18 @@ ids = [c["id"] for c in json.loads(call("GET", "/v1/containers"))]
 with ThreadPoolExecutor(8) as pool:
     list(pool.map(lambda i: call("DELETE", f"/v1/containers/{i}?force=true"), ids))
 EOF
-        kill "$AGENT_PID" 2>/dev/null
-        wait "$AGENT_PID" 2>/dev/null
     fi
-    for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
-        for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
-            [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-    done
+    stop_agent
+    remove_bench_cgroups
     rm -rf "$BASE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -n "${PREBUILT:-}" ]; then
-    BERTH="$PREBUILT/berth"
-    SHIM="$PREBUILT/berth-shim"
-else
-    echo "== building release binaries"
-    (cd "$REPO" && cargo build --release --bins --quiet)
-    BERTH="$REPO/target/release/berth"
-    SHIM="$REPO/target/release/berth-shim"
-fi
+bench_binaries
 
 ulimit -n 65536 2>/dev/null || true
-"$BERTH" agent --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
-    --runtime-dir "$BASE/run" --cgroup-root "$TAG" --shim "$SHIM" \
-    >"$BASE/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
-[ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
+start_agent
 echo "== agent pid $AGENT_PID"
 
 python3 - "$BASE/berth.sock" "$TAG" "$AGENT_PID" "$COUNT" "$SCRAPES" "$CLIENTS" <<'EOF'

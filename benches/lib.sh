@@ -1,0 +1,74 @@
+# Shared by the benchmarks that run their own agent: sourced, not run.
+#
+#   . "$(dirname "$0")/lib.sh"
+#   bench_setup NAME      REPO, TAG=berth-NAME-PID, BASE (a temp dir under
+#                         BENCH_DIR, default /var/tmp), AGENT_PID="", die();
+#                         refuses to run without root
+#   bench_binaries        BERTH and SHIM: PREBUILT=DIR's, or release binaries
+#                         built now
+#   start_agent [ARGS]    the agent on BASE's socket, work and runtime dirs and
+#                         a cgroup root TAG below this shell's cgroup; waits for
+#                         its socket
+#   stop_agent            kills and reaps the agent started above, if any
+#   remove_bench_cgroups  removes the cgroups below TAG (the agent's, relative
+#                         to our own cgroup, and runc's, absolute)
+# Each script keeps its own cleanup (what else it started) and calls these.
+
+bench_setup() {
+    BENCH_NAME=$1
+    REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    TAG="berth-$BENCH_NAME-$$"
+    BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
+    chmod 755 "$BASE"
+    AGENT_PID=""
+    [ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
+}
+
+die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
+
+bench_binaries() {
+    if [ -n "${PREBUILT:-}" ]; then
+        BERTH="$PREBUILT/berth"
+        SHIM="$PREBUILT/berth-shim"
+    else
+        echo "== building release binaries"
+        (cd "$REPO" && cargo build --release --bins --quiet)
+        BERTH="$REPO/target/release/berth"
+        SHIM="$REPO/target/release/berth-shim"
+    fi
+}
+
+start_agent() {
+    "$BERTH" agent "$@" --socket "$BASE/berth.sock" --work-dir "$BASE/work" \
+        --runtime-dir "$BASE/run" --cgroup-root "$TAG" --shim "$SHIM" \
+        >"$BASE/agent.log" 2>&1 &
+    AGENT_PID=$!
+    for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
+    [ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
+}
+
+stop_agent() {
+    if [ -n "$AGENT_PID" ]; then
+        kill "$AGENT_PID" 2>/dev/null
+        wait "$AGENT_PID" 2>/dev/null
+    fi
+}
+
+own_cgroup_dirs() {
+    while IFS=: read -r _ names path; do
+        local sub
+        if [ -z "$names" ]; then sub=/sys/fs/cgroup
+        else sub=/sys/fs/cgroup/${names#name=}; fi
+        [ -d "$sub" ] && echo "$sub$path"
+    done </proc/self/cgroup
+}
+
+remove_bench_cgroups() {
+    local dir root
+    for dir in $(own_cgroup_dirs) /sys/fs/cgroup/*; do
+        for root in "$dir/$TAG" "/sys/fs/cgroup/$(basename "$dir")/$TAG"; do
+            [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+    done
+    return 0
+}
