@@ -423,17 +423,7 @@ fn sighup_rotates_the_certificate_and_keeps_open_streams() {
     let dir = tempfile::tempdir().unwrap();
     let remote = start(dir.path());
     let alice = remote.client_ca.leaf("alice", &[], false);
-    let launch = json!({"id": "ticker", "command": ["sh", "-c",
-        "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.1; done"]});
-    let (status, body) = request(
-        &remote,
-        Some(&alice),
-        "POST",
-        "/v1/containers",
-        Some(launch),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    launch_ticker(&remote, &alice);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -447,16 +437,7 @@ fn sighup_rotates_the_certificate_and_keeps_open_streams() {
         assert_eq!(response.status(), 200);
         let mut body = response.into_body();
         let mut seen = String::new();
-        while !seen.contains("tick3") {
-            let frame = tokio::time::timeout(Duration::from_secs(30), body.frame())
-                .await
-                .expect("log data within 30s")
-                .unwrap()
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                seen.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
+        read_more(&mut seen, &mut body).await;
 
         // Rotate: a new pair on disk, then SIGHUP.
         let rotated = remote
@@ -483,17 +464,7 @@ fn sighup_rotates_the_certificate_and_keeps_open_streams() {
         assert_ne!(new_cert, old_cert);
 
         // The open stream goes on after the rotation.
-        let mark = seen.len();
-        while !seen[mark..].contains("tick") {
-            let frame = tokio::time::timeout(Duration::from_secs(30), body.frame())
-                .await
-                .expect("log data after the rotation")
-                .unwrap()
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                seen.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
+        read_more(&mut seen, &mut body).await;
     });
     let (status, _) = request(
         &remote,
@@ -1026,6 +997,16 @@ fn bearer_tokens_over_tls_only_with_roles_and_audit() {
 }
 
 /// Reads a followed log body until one more `tick` arrives.
+/// Launches `ticker`, printing `tickN` ten times a second, as `client`.
+fn launch_ticker(remote: &Remote, client: &Leaf) {
+    let launch = json!({"id": "ticker", "command": ["sh", "-c",
+        "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.1; done"]});
+    let (status, body) =
+        request(remote, Some(client), "POST", "/v1/containers", Some(launch)).unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Reads the log stream `body` into `seen` until a new tick arrives.
 async fn read_more(seen: &mut String, body: &mut hyper::body::Incoming) {
     let mark = seen.len();
     while !seen[mark..].contains("tick") {
@@ -1046,17 +1027,7 @@ fn certificate_files_rotated_without_sighup_keep_open_streams() {
     let dir = tempfile::tempdir().unwrap();
     let remote = start(dir.path());
     let alice = remote.client_ca.leaf("alice", &[], false);
-    let launch = json!({"id": "ticker", "command": ["sh", "-c",
-        "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.1; done"]});
-    let (status, body) = request(
-        &remote,
-        Some(&alice),
-        "POST",
-        "/v1/containers",
-        Some(launch),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    launch_ticker(&remote, &alice);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
