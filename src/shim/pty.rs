@@ -62,6 +62,29 @@ pub fn set_size(master: BorrowedFd<'_>, size: Resize) -> Result<(), Errno> {
 
 /// Sends `fd` over the unix socket `socket` (`SCM_RIGHTS`, one byte of data).
 pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    with_fd_message(|msg| {
+        // SAFETY: msg points at a control buffer of CMSG_SPACE(sizeof fd)
+        // bytes, so the first header and its data fit in it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
+        }
+        loop {
+            // SAFETY: msg and the buffers it points to live across the call.
+            match Errno::result(unsafe { libc::sendmsg(socket.as_raw_fd(), msg, 0) }) {
+                Err(Errno::EINTR) => continue,
+                other => return other.map(drop),
+            }
+        }
+    })
+}
+
+/// Calls `f` with a message of one data byte and room for one fd's
+/// control header: the shape [`send_fd`] sends and [`recv_fd`] receives.
+fn with_fd_message<R>(f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
@@ -76,66 +99,39 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> 
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = space as _;
-    // SAFETY: msg points at a control buffer of CMSG_SPACE(sizeof fd)
-    // bytes, so the first header and its data fit in it.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
-    }
-    loop {
-        // SAFETY: msg and the buffers it points to live across the call.
-        match Errno::result(unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) }) {
-            Err(Errno::EINTR) => continue,
-            other => return other.map(drop),
-        }
-    }
+    f(&mut msg)
 }
 
 /// Receives one fd sent by [`send_fd`]; `Ok(None)` when the peer closed
 /// the socket without sending one. The fd is made close-on-exec.
 pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    let n = loop {
-        // SAFETY: msg and the buffers it points to live across the call.
-        match Errno::result(unsafe {
-            libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
-        }) {
-            Err(Errno::EINTR) => continue,
-            other => break other?,
-        }
-    };
-    if n == 0 {
-        return Ok(None);
-    }
-    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG
-    // macros walk only within it.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
+    with_fd_message(|msg| {
+        let n = loop {
+            // SAFETY: msg and the buffers it points to live across the call.
+            match Errno::result(unsafe {
+                libc::recvmsg(socket.as_raw_fd(), msg, libc::MSG_CMSG_CLOEXEC)
+            }) {
+                Err(Errno::EINTR) => continue,
+                other => break other?,
+            }
+        };
+        if n == 0 {
             return Ok(None);
         }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
-    }
+        // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG
+        // macros walk only within it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            if cmsg.is_null()
+                || (*cmsg).cmsg_level != libc::SOL_SOCKET
+                || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+            {
+                return Ok(None);
+            }
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+            Ok(Some(OwnedFd::from_raw_fd(fd)))
+        }
+    })
 }
 
 #[cfg(test)]
