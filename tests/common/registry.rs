@@ -113,29 +113,14 @@ impl Registry {
     /// holding busybox, the others a small file each) and returns
     /// `oci:<dir>:busy`.
     pub fn build_image(&self, name: &str, layers: usize) -> String {
-        let layout = self.dir.path().join(format!("oci-{name}"));
-        let image = format!("{}:busy", layout.display());
-        run(Command::new("umoci")
-            .arg("init")
-            .arg("--layout")
-            .arg(&layout));
-        run(Command::new("umoci").args(["new", "--image", &image]));
-        let bundle = self.dir.path().join(format!("bundle-{name}"));
-        run(Command::new("umoci")
-            .args(["unpack", "--image", &image])
-            .arg(&bundle));
-        let rootfs = bundle.join("rootfs");
-        for i in 0..layers {
+        let (image, _) = self.build_layers(name, "busy", layers, |rootfs, i| {
             if i + 1 == layers {
                 std::fs::create_dir_all(rootfs.join("bin")).unwrap();
                 std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
             } else {
                 std::fs::write(rootfs.join(format!("layer-{i}")), format!("{name} {i}")).unwrap();
             }
-            run(Command::new("umoci")
-                .args(["repack", "--refresh-bundle", "--image", &image])
-                .arg(&bundle));
-        }
+        });
         run(Command::new("umoci").args([
             "config",
             "--image",
@@ -156,8 +141,28 @@ impl Registry {
     #[allow(dead_code)] // used by some of the test binaries that include this file
     pub fn build_big_image(&self, name: &str, layers: usize, bytes: usize) -> String {
         use std::io::Read;
+        let mut random = std::fs::File::open("/dev/urandom").unwrap();
+        let (image, bundle) = self.build_layers(name, "big", layers, |rootfs, i| {
+            let mut data = vec![0u8; bytes];
+            random.read_exact(&mut data).unwrap();
+            std::fs::write(rootfs.join(format!("data-{i}")), &data).unwrap();
+        });
+        let _ = std::fs::remove_dir_all(&bundle);
+        format!("oci:{image}")
+    }
+
+    /// A new image `<layout of name>:tag` of `layers` layers, each what
+    /// `fill(rootfs, i)` adds to the unpacked bundle before a repack.
+    /// Returns the image (`DIR:tag`) and the bundle.
+    fn build_layers(
+        &self,
+        name: &str,
+        tag: &str,
+        layers: usize,
+        mut fill: impl FnMut(&Path, usize),
+    ) -> (String, PathBuf) {
         let layout = self.dir.path().join(format!("oci-{name}"));
-        let image = format!("{}:big", layout.display());
+        let image = format!("{}:{tag}", layout.display());
         run(Command::new("umoci")
             .arg("init")
             .arg("--layout")
@@ -168,17 +173,13 @@ impl Registry {
             .args(["unpack", "--image", &image])
             .arg(&bundle));
         let rootfs = bundle.join("rootfs");
-        let mut random = std::fs::File::open("/dev/urandom").unwrap();
         for i in 0..layers {
-            let mut data = vec![0u8; bytes];
-            random.read_exact(&mut data).unwrap();
-            std::fs::write(rootfs.join(format!("data-{i}")), &data).unwrap();
+            fill(&rootfs, i);
             run(Command::new("umoci")
                 .args(["repack", "--refresh-bundle", "--image", &image])
                 .arg(&bundle));
         }
-        let _ = std::fs::remove_dir_all(&bundle);
-        format!("oci:{image}")
+        (image, bundle)
     }
 
     /// Pushes `source` as `dest` (a path on this registry) with skopeo;
