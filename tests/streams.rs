@@ -157,20 +157,29 @@ fn berth(agent: &Agent) -> Command {
     command
 }
 
-#[test]
-fn exec_i_feeds_stdin_and_closes_it() {
-    require_root!();
-    let agent = Agent::start();
-    agent.launch(json!({"id": "cat", "command": ["sleep", "1000"]}));
-    let mut child = berth(&agent)
-        .args(["exec", "-i", "cat", "cat"])
+/// `berth ARGS` fed `input` from a thread (so that its output is read
+/// while the input is still being written), then its stdin closed.
+fn run_fed(agent: &Agent, args: &[&str], input: Vec<u8>) -> std::process::Output {
+    let mut child = berth(agent)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input).unwrap());
     let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+#[test]
+fn exec_i_feeds_stdin_and_closes_it() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "cat", "command": ["sleep", "1000"]}));
+    let out = run_fed(&agent, &["exec", "-i", "cat", "cat"], b"hi\n".to_vec());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "hi\n",
@@ -181,18 +190,11 @@ fn exec_i_feeds_stdin_and_closes_it() {
 
     // Exit codes and stderr come through; a large input does not block
     // the output (cat echoes 4 MiB while it is still being fed).
-    let mut child = berth(&agent)
-        .args(["exec", "-i", "cat", "sh", "-c", "cat; echo err >&2; exit 4"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let big = vec![b'x'; 4 << 20];
-    let feeder = std::thread::spawn(move || stdin.write_all(&big).unwrap());
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
+    let out = run_fed(
+        &agent,
+        &["exec", "-i", "cat", "sh", "-c", "cat; echo err >&2; exit 4"],
+        vec![b'x'; 4 << 20],
+    );
     assert_eq!(out.stdout.len(), 4 << 20);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     assert_eq!(out.status.code(), Some(4));
@@ -498,15 +500,7 @@ fn the_terminal_is_put_back_after_a_signal() {
 fn run_i_feeds_the_first_process_stdin() {
     require_root!();
     let agent = Agent::start();
-    let mut child = berth(&agent)
-        .args(["run", "-i", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_fed(&agent, &["run", "-i", "--", "cat"], b"hi\n".to_vec());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "hi\n",
@@ -516,18 +510,11 @@ fn run_i_feeds_the_first_process_stdin() {
     assert_eq!(out.status.code(), Some(0));
 
     // A large input does not block the output; the exit code comes through.
-    let mut child = berth(&agent)
-        .args(["run", "-i", "--", "sh", "-c", "cat; exit 4"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let big = vec![b'x'; 4 << 20];
-    let feeder = std::thread::spawn(move || stdin.write_all(&big).unwrap());
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
+    let out = run_fed(
+        &agent,
+        &["run", "-i", "--", "sh", "-c", "cat; exit 4"],
+        vec![b'x'; 4 << 20],
+    );
     assert_eq!(out.stdout.len(), 4 << 20);
     assert_eq!(out.status.code(), Some(4));
 
