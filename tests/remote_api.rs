@@ -429,15 +429,7 @@ fn sighup_rotates_the_certificate_and_keeps_open_streams() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (mut sender, old_cert) = connect(&remote, &alice).await;
-        let response = sender
-            .send_request(get("/v1/containers/ticker/logs?follow=true&stream=stdout"))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut body = response.into_body();
-        let mut seen = String::new();
-        read_more(&mut seen, &mut body).await;
+        let (_sender, old_cert, mut body, mut seen) = follow_ticker(&remote, &alice).await;
 
         // Rotate: a new pair on disk, then SIGHUP.
         let rotated = remote
@@ -1006,6 +998,30 @@ fn launch_ticker(remote: &Remote, client: &Leaf) {
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
 }
 
+/// Follows `ticker`'s stdout as `client` on a connection of its own until
+/// the first tick: the connection (kept open by holding it), the server
+/// certificate it saw, the stream and what was read of it.
+async fn follow_ticker(
+    remote: &Remote,
+    client: &Leaf,
+) -> (
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    CertificateDer<'static>,
+    hyper::body::Incoming,
+    String,
+) {
+    let (mut sender, cert) = connect(remote, client).await;
+    let response = sender
+        .send_request(get("/v1/containers/ticker/logs?follow=true&stream=stdout"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut seen = String::new();
+    read_more(&mut seen, &mut body).await;
+    (sender, cert, body, seen)
+}
+
 /// Reads the log stream `body` into `seen` until a new tick arrives.
 async fn read_more(seen: &mut String, body: &mut hyper::body::Incoming) {
     let mark = seen.len();
@@ -1033,15 +1049,7 @@ fn certificate_files_rotated_without_sighup_keep_open_streams() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (mut sender, first_cert) = connect(&remote, &alice).await;
-        let response = sender
-            .send_request(get("/v1/containers/ticker/logs?follow=true&stream=stdout"))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut body = response.into_body();
-        let mut seen = String::new();
-        read_more(&mut seen, &mut body).await;
+        let (_sender, first_cert, mut body, mut seen) = follow_ticker(&remote, &alice).await;
 
         // 1. Rename into place (certbot, cert-manager): new files beside,
         // then renamed over the old ones. No SIGHUP.
