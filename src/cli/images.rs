@@ -13,6 +13,7 @@ use super::client::{Client, ClientError};
 use super::output::{out, outln};
 use super::Failure;
 use crate::images::pull::Progress;
+use crate::size::format_size;
 
 /// `berth image` subcommands.
 #[derive(Debug, Subcommand)]
@@ -48,21 +49,6 @@ fn image_path(image: &str) -> String {
         })
         .collect();
     format!("/v1/images/{encoded}")
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 fn short(digest: &str) -> &str {
@@ -154,9 +140,9 @@ pub async fn pull(client: &Client, image: &str) -> Result<i32, Failure> {
                 }
                 Progress::LayerExists { digest, size } => {
                     if display.tty {
-                        display.set(&digest, format!("already present ({})", human(size)))?;
+                        display.set(&digest, format!("already present ({})", format_size(size)))?;
                     } else {
-                        outln!("{digest}: already present ({})", human(size));
+                        outln!("{digest}: already present ({})", format_size(size));
                     }
                 }
                 Progress::Downloading { digest, done, size } => {
@@ -164,15 +150,19 @@ pub async fn pull(client: &Client, image: &str) -> Result<i32, Failure> {
                         let pct = (done * 100).checked_div(size).unwrap_or(100);
                         display.set(
                             &digest,
-                            format!("downloading {} / {} ({pct}%)", human(done), human(size)),
+                            format!(
+                                "downloading {} / {} ({pct}%)",
+                                format_size(done),
+                                format_size(size)
+                            ),
                         )?;
                     }
                 }
                 Progress::LayerDone { digest, size } => {
                     if display.tty {
-                        display.set(&digest, format!("verified ({})", human(size)))?;
+                        display.set(&digest, format!("verified ({})", format_size(size)))?;
                     } else {
-                        outln!("{digest}: verified ({})", human(size));
+                        outln!("{digest}: verified ({})", format_size(size));
                     }
                 }
                 Progress::Done {
@@ -213,7 +203,7 @@ pub async fn list(client: &Client, json: bool) -> Result<i32, Failure> {
                 "sha256:{}",
                 short(i["manifest_digest"].as_str().unwrap_or(""))
             ),
-            human(i["size"].as_u64().unwrap_or(0)),
+            format_size(i["size"].as_u64().unwrap_or(0)),
             if i["in_use"].as_bool().unwrap_or(false) {
                 "yes"
             } else {
@@ -244,7 +234,10 @@ pub async fn image(client: &Client, command: ImageCommand) -> Result<i32, Failur
             for name in report["removed"].as_array().into_iter().flatten() {
                 outln!("removed {}", name.as_str().unwrap_or("?"));
             }
-            outln!("freed {}", human(report["freed"].as_u64().unwrap_or(0)));
+            outln!(
+                "freed {}",
+                format_size(report["freed"].as_u64().unwrap_or(0))
+            );
             Ok(0)
         }
         ImageCommand::Ls { json } => list(client, json).await,
