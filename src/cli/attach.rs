@@ -123,22 +123,10 @@ pub(super) async fn connect(
         Err(tungstenite::Error::Http(response)) => {
             let status = StatusCode::from_u16(response.status().as_u16())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let parsed: serde_json::Value = response
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or_default();
-            return Err(ClientError::Api {
+            return Err(ClientError::refused(
                 status,
-                code: parsed["error"]["code"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_string(),
-                message: parsed["error"]["message"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("the agent answered {status}")),
-            });
+                response.body().as_deref().unwrap_or_default(),
+            ));
         }
         Err(e) => return Err(ClientError::Http(format!("attach: {e}"))),
     };

@@ -37,6 +37,25 @@ pub struct Client {
     socket: PathBuf,
 }
 
+impl ClientError {
+    /// The agent's refusal with `status` and the error body `body`
+    /// (`{"error": {"code", "message"}}`; anything else says the status).
+    pub fn refused(status: StatusCode, body: &[u8]) -> ClientError {
+        let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        ClientError::Api {
+            status,
+            code: parsed["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string(),
+            message: parsed["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the agent answered {status}")),
+        }
+    }
+}
+
 impl Client {
     pub fn new(socket: &Path) -> Client {
         Client {
@@ -103,18 +122,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?
             .to_bytes();
-        let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        Err(ClientError::Api {
-            status,
-            code: parsed["error"]["code"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_string(),
-            message: parsed["error"]["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("the agent answered {status}")),
-        })
+        Err(ClientError::refused(status, &bytes))
     }
 
     /// Sends a request and parses a JSON answer.
