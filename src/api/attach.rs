@@ -14,7 +14,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncReadExt;
 
-use super::streams::{forward_client_frames, offers_protocol};
+use super::streams::{forward_client_frames, stream_upgrade};
 use super::{ApiError, Shared};
 use crate::manager::Manager;
 use crate::streams::PROTOCOL;
@@ -25,13 +25,7 @@ pub async fn attach(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|e| ApiError::invalid("Upgrade", format!("{e}")))?;
-    if !offers_protocol(&headers) {
-        return Err(ApiError::invalid(
-            "Sec-WebSocket-Protocol",
-            format!("the subprotocol {PROTOCOL} is required"),
-        ));
-    }
+    let upgrade = stream_upgrade(upgrade, &headers)?;
     let path = manager.attach_socket(&id)?;
     let shim = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
         ApiError::from(crate::manager::ManagerError::Conflict(format!(

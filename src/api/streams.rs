@@ -16,8 +16,25 @@ use super::{ApiError, Shared};
 use crate::manager::{ExecStream, Manager};
 use crate::streams::{frames, PROTOCOL, STATUS};
 
+/// The WebSocket upgrade of a stream endpoint: 400 naming `Upgrade`
+/// without one, `Sec-WebSocket-Protocol` without the Kubernetes
+/// subprotocol offered.
+pub(super) fn stream_upgrade(
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    headers: &HeaderMap,
+) -> Result<WebSocketUpgrade, ApiError> {
+    let upgrade = upgrade.map_err(|e| ApiError::invalid("Upgrade", format!("{e}")))?;
+    if !offers_protocol(headers) {
+        return Err(ApiError::invalid(
+            "Sec-WebSocket-Protocol",
+            format!("the subprotocol {PROTOCOL} is required"),
+        ));
+    }
+    Ok(upgrade)
+}
+
 /// Whether the client offered the Kubernetes subprotocol.
-pub(super) fn offers_protocol(headers: &HeaderMap) -> bool {
+fn offers_protocol(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -32,13 +49,7 @@ pub async fn exec_attach(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|e| ApiError::invalid("Upgrade", format!("{e}")))?;
-    if !offers_protocol(&headers) {
-        return Err(ApiError::invalid(
-            "Sec-WebSocket-Protocol",
-            format!("the subprotocol {PROTOCOL} is required"),
-        ));
-    }
+    let upgrade = stream_upgrade(upgrade, &headers)?;
     let stream = manager.exec_attach(&id, &exec)?;
     Ok(upgrade
         .protocols([PROTOCOL])
