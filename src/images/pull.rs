@@ -620,6 +620,25 @@ impl Session {
         Ok(())
     }
 
+    /// An HTTP/1 connection over `stream` (TLS or plain) to `addr`, driven
+    /// by a task of its own.
+    async fn http1<S>(
+        &self,
+        stream: S,
+        addr: &str,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, PullError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.connect(format!("connect {addr}"), e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
     fn connect(
         &self,
         what: String,
@@ -828,21 +847,9 @@ impl Session {
                 .connect(name, stream)
                 .await
                 .map_err(|e| self.connect(format!("TLS handshake with {addr}"), e))?;
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| self.connect(format!("connect {addr}"), e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender
+            self.http1(stream, &addr).await?
         } else {
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| self.connect(format!("connect {addr}"), e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender
+            self.http1(stream, &addr).await?
         };
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut request = Request::get(path)
