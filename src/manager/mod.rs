@@ -172,6 +172,23 @@ pub struct Manager {
     events: Arc<crate::events::EventBus>,
 }
 
+/// Sends signal `number` to `container`'s first process (a pidfd of the
+/// pid with its recorded start time, so never a reused pid): 409 when it
+/// is gone.
+fn signal_first_process(container: &Container, number: i32) -> Result<(), ManagerError> {
+    let id = &container.id;
+    let delivered = container_process(container)
+        .map(|p| p.signal(number))
+        .transpose()
+        .map_err(|e| ManagerError::Internal(format!("signal container {id}: {e}")))?;
+    if delivered != Some(true) {
+        return Err(ManagerError::Conflict(format!(
+            "container {id} is not running"
+        )));
+    }
+    Ok(())
+}
+
 impl Manager {
     /// A manager over the given state; call [`Manager::recover`] next.
     pub fn new(config: AgentConfig, isolators: Isolators, cgroups: HostCgroups) -> Arc<Manager> {
@@ -310,15 +327,7 @@ impl Manager {
             )));
         }
         self.mark_stopped_by_user(&slot);
-        let delivered = container_process(&container)
-            .map(|p| p.signal(number))
-            .transpose()
-            .map_err(|e| ManagerError::Internal(format!("signal container {id}: {e}")))?;
-        if delivered != Some(true) {
-            return Err(ManagerError::Conflict(format!(
-                "container {id} is not running"
-            )));
-        }
+        signal_first_process(&container, number)?;
         self.events.container(
             &container,
             "kill",

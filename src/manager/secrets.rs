@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::{MountBuilder, Spec};
 
-use super::{container_process, Manager, ManagerError};
+use super::{Manager, ManagerError};
 use crate::container::{Container, LaunchRequest, State};
 use crate::secrets::live::FilesError;
 use crate::secrets::request::{read_value, InvalidField, TakenValues};
@@ -177,18 +177,7 @@ impl Manager {
         }
         match change {
             ConfigChange::None => Ok(()),
-            ConfigChange::Signal(number) => {
-                let delivered = container_process(&container)
-                    .map(|p| p.signal(number))
-                    .transpose()
-                    .map_err(|e| ManagerError::Internal(format!("signal container {id}: {e}")))?;
-                if delivered != Some(true) {
-                    return Err(ManagerError::Conflict(format!(
-                        "container {id} is not running"
-                    )));
-                }
-                Ok(())
-            }
+            ConfigChange::Signal(number) => super::signal_first_process(&container, number),
             ConfigChange::Restart => self.restart(id, RESTART_GRACE).await.map(|_| ()),
         }
     }
