@@ -176,12 +176,23 @@ fn failures_in_the_start_period_do_not_count_and_commands_run_as_exec() {
     let agent = Agent::start();
     let dir = tempfile::tempdir().unwrap();
     let root = rootfs(dir.path());
-    // Ready after a second; one failure would be enough to be unhealthy.
+    // Ready once the test says so, after a failed check was seen; one
+    // failure would be enough to be unhealthy. (Ready after a fixed second
+    // raced the first check's own start on the slow VM.)
     agent.launch(json!({"id": "slow", "rootfs": root, "network": "none",
-        "command": ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 1000"],
+        "command": ["sleep", "1000"],
         "health": {"cmd": ["sh", "-c", "echo checking; test -e /tmp/ready"],
                    "interval": "100ms", "timeout": "2s", "retries": 1,
                    "start_period": "1m"}}));
+    eventually(Duration::from_secs(30), "a failed check", || {
+        let c = agent.api("GET", "/v1/containers/slow", None).body;
+        c["health"]["log"]
+            .as_array()?
+            .iter()
+            .any(|r| r["exit_code"] == 1)
+            .then_some(())
+    });
+    exec(&agent, "slow", &["touch", "/tmp/ready"]);
     let c = eventually(Duration::from_secs(30), "healthy", || {
         health_is(&agent, "slow", "healthy")
     });
