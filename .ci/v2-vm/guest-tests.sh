@@ -7,8 +7,13 @@
 #   enabled in /system.slice), a new one for every binary; the driver
 #   (this shell) stays in the root cgroup. Afterwards every ancestor of the
 #   service cgroup must still be of cgroup.type "domain".
+# A binary still running after V2VM_BIN_TIMEOUT seconds (default 420) is
+# reported with what every process in the VM waits on (wchan, kernel stacks),
+# the tail of each agent's log, then killed: a hang names its test binary and
+# the rest still run, instead of the whole VM timing out mute.
 # Prints one line per binary with its duration; exits 1 if any failed.
 set -u
+limit=${V2VM_BIN_TIMEOUT:-420}
 mode=$1; shift
 cg=/sys/fs/cgroup
 slice=$cg/system.slice
@@ -26,6 +31,38 @@ check_domain() {
     fi
   done
 }
+# What the VM is doing, for a binary that hangs.
+dump_state() {
+  echo "v2-vm: processes (pid ppid state wchan elapsed cpu command):"
+  ps -eo pid,ppid,stat,wchan:32,etime,time,args | grep -v ' \[' | sed 's/^/  /'
+  for p in $(ps -eo pid=,args= | grep -E 'berth|/deps/' | grep -v grep | awk '{print $1}'); do
+    for t in /proc/"$p"/task/*; do
+      echo "v2-vm: $p task ${t##*/} ($(cat "$t/comm" 2>/dev/null)): $(cat "$t/wchan" 2>/dev/null)"
+      sed 's/^/    /' "$t/stack" 2>/dev/null | head -12
+    done
+  done
+  for f in $(find /tmp -maxdepth 3 -name agent.log 2>/dev/null); do
+    echo "v2-vm: tail of $f:"; tail -n 25 "$f" | sed 's/^/  /'
+  done
+  grep . /proc/pressure/* 2>/dev/null | sed 's/^/  /'
+}
+# Runs "$@" in the background; kills it (and says why) after $limit s.
+run_watched() {
+  "$@" &
+  pid=$!
+  waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$waited" -ge "$limit" ]; then
+      echo "v2-vm: $name still running after ${limit}s: it hangs"
+      dump_state
+      kill -9 "$pid" 2>/dev/null
+      break
+    fi
+    sleep 1
+    waited=$((waited+1))
+  done
+  wait "$pid"
+}
 for bin in "$@"; do
   name=$(basename "$bin" | sed 's/-[0-9a-f]*$//')
   start=$(date +%s)
@@ -35,10 +72,10 @@ for bin in "$@"; do
     mkdir -p "$service"
     echo "+cpu +cpuset +io +memory +pids" > "$slice/cgroup.subtree_control" || exit 1
     # shellcheck disable=SC2016
-    sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$service" \
+    run_watched sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$service" \
       "$bin" $args
   else
-    "$bin" $args
+    run_watched "$bin" $args
   fi
   rc=$?
   echo "v2-vm: $mode $name: exit $rc in $(( $(date +%s) - start ))s"

@@ -8,7 +8,8 @@
 # shim, pids, and the v2-specific ones (cgroup_v2); overlay roots from
 # images (image_rootfs) and health checkers (health), which place processes
 # in the container's cgroups. Fails if any fails.
-# V2VM_MODES="root delegated" picks the runs; V2VM_TESTS overrides the list.
+# V2VM_MODES="root delegated" picks the runs; V2VM_TESTS overrides the list;
+# V2VM_BIN_TIMEOUT (s, default 420) ends a hanging test binary (guest-tests.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=.ci/v2-vm
@@ -46,7 +47,7 @@ status=0
 for mode in ${V2VM_MODES:-root delegated}; do
     start=$(date +%s)
     set +e
-    V2VM_ENV="BERTH_TEST_TIME_SCALE" V2VM_RW="$results $PWD" V2VM_TMP_DISK=${V2VM_TMP_DISK:-4G} "$here/run.sh" sh "$here/guest-tests.sh" "$mode" "${bins[@]}"
+    V2VM_ENV="BERTH_TEST_TIME_SCALE V2VM_BIN_TIMEOUT" V2VM_RW="$results $PWD" V2VM_TMP_DISK=${V2VM_TMP_DISK:-4G} "$here/run.sh" sh "$here/guest-tests.sh" "$mode" "${bins[@]}"
     rc=$?
     set -e
     echo "v2-vm: $mode run: exit $rc in $(( $(date +%s) - start ))s"
