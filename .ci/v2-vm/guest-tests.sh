@@ -44,7 +44,8 @@ dump_state() {
   for f in $(find /tmp -maxdepth 3 -name agent.log 2>/dev/null); do
     echo "v2-vm: tail of $f:"; tail -n 25 "$f" | sed 's/^/  /'
   done
-  grep . /proc/pressure/* 2>/dev/null | sed 's/^/  /'
+  echo "v2-vm: load, memory, pressure, kernel log tail:"
+  { cat /proc/loadavg; free -m; grep . /proc/pressure/*; dmesg | tail -n 20; } 2>/dev/null | sed 's/^/  /'
 }
 # Runs "$@" in the background; kills it (and says why) after $limit s.
 run_watched() {
