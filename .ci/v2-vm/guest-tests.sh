@@ -7,7 +7,7 @@
 #   enabled in /system.slice), a new one for every binary; the driver
 #   (this shell) stays in the root cgroup. Afterwards every ancestor of the
 #   service cgroup must still be of cgroup.type "domain".
-# A binary still running after V2VM_BIN_TIMEOUT seconds (default 420) is
+# A binary still running after V2VM_BIN_TIMEOUT seconds (default 300) is
 # reported with what every process in the VM waits on (wchan, kernel stacks),
 # the tail of each agent's log, then killed with everything it started (the
 # VM is ours alone: every berth process, every test cgroup); it then runs
@@ -17,7 +17,7 @@
 # eleven runs since; the report is what the next one will explain.)
 # Prints one line per binary with its duration; exits 1 if any failed.
 set -u
-limit=${V2VM_BIN_TIMEOUT:-420}
+limit=${V2VM_BIN_TIMEOUT:-300}
 mode=$1; shift
 cg=/sys/fs/cgroup
 slice=$cg/system.slice

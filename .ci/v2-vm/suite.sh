@@ -9,7 +9,7 @@
 # images (image_rootfs) and health checkers (health), which place processes
 # in the container's cgroups. Fails if any fails.
 # V2VM_MODES="root delegated" picks the runs; V2VM_TESTS overrides the list;
-# V2VM_BIN_TIMEOUT (s, default 420) ends a hanging test binary (guest-tests.sh).
+# V2VM_BIN_TIMEOUT (s, default 300) ends a hanging test binary (guest-tests.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=.ci/v2-vm
