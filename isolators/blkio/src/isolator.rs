@@ -106,7 +106,10 @@ impl BlkioIsolator {
         if !limits.throttles.is_empty() && !self.throttle {
             let field = Throttle::ALL
                 .into_iter()
-                .find(|t| !t.limits(resources).is_empty())
+                .find(|t| {
+                    crate::BlkioResources::of(resources)
+                        .is_ok_and(|section| !t.limits(&section).is_empty())
+                })
                 .map_or("throttles", Throttle::field);
             return Err(IsolatorError::Unsupported {
                 message: format!(
@@ -243,6 +246,46 @@ impl Isolator for BlkioIsolator {
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
         self.limits(&config.resources).map(|_| ())
+    }
+
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::BlkioResources::section())
+    }
+
+    /// A weight given replaces the current one; a device listed replaces
+    /// that device's entry, the others stay.
+    fn merge_resources(
+        &self,
+        current: &berth_isolator::Section,
+        update: &berth_isolator::Section,
+    ) -> Result<berth_isolator::Section, IsolatorError> {
+        let read = |section: &berth_isolator::Section| {
+            let resources = Resources::with_section(crate::BlkioResources::SECTION, section);
+            crate::BlkioResources::of(&resources)
+        };
+        let merged = read(current)?.merged_with(&read(update)?);
+        Ok(merged
+            .into_resources()
+            .raw_section(crate::BlkioResources::SECTION)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<Map<String, Value>>, IsolatorError> {
+        let limits = BlkioLimits::from_resources(resources)?;
+        let mut out = Map::new();
+        // No throttle or weight any more still rewrites the key (empty).
+        out.insert(
+            "blockIO".into(),
+            limits
+                .block_io()
+                .unwrap_or_else(|| Value::Object(Map::new())),
+        );
+        Ok(Some(out))
     }
 
     fn prepare(

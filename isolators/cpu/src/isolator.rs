@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::limits::{validate_cpus, CpuLimits};
 use crate::stats;
+use crate::CpuResources;
 
 /// Options of the cpu isolator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +65,7 @@ impl CpuIsolator {
     }
 
     fn limits(&self, resources: &Resources) -> Result<Option<CpuLimits>, IsolatorError> {
-        resources
+        CpuResources::of(resources)?
             .cpus
             .map(|cpus| CpuLimits::new(cpus, self.options.cfs_quota))
             .transpose()
@@ -184,7 +185,22 @@ impl Isolator for CpuIsolator {
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        config.resources.cpus.map_or(Ok(()), validate_cpus)
+        CpuResources::of(&config.resources)?
+            .cpus
+            .map_or(Ok(()), validate_cpus)
+    }
+
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(CpuResources::section())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<Map<String, Value>>, IsolatorError> {
+        let limits = self.limits(resources)?;
+        Ok(Some(contribution(limits.as_ref()).linux_resources))
     }
 
     fn prepare(

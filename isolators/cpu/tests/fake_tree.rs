@@ -6,20 +6,18 @@ use std::path::PathBuf;
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
 use berth_isolator::{ContainerConfig, Isolator, IsolatorError, Resources};
+use berth_isolator_cpu::CpuResources;
 use berth_isolator_cpu::{CpuIsolator, CpuOptions};
 use serde_json::json;
 
 fn config(name: &str, cpus: Option<f64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources.cpus = cpus;
+    config.resources = CpuResources { cpus: cpus }.into_resources();
     config
 }
 
 fn cpus(cpus: f64) -> Resources {
-    Resources {
-        cpus: Some(cpus),
-        ..Default::default()
-    }
+    CpuResources { cpus: Some(cpus) }.into_resources()
 }
 
 const CPU_V1: &[(&str, &str)] = &[

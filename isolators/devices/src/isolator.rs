@@ -4,14 +4,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, DeviceMapping, Isolator, IsolatorError,
-    RecoveredContainer, Resources, Status,
+    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, RecoveredContainer,
+    Resources, Status,
 };
 use serde_json::{json, Map, Value};
 
 use crate::node::passed_devices;
 use crate::rule::{default_rules, DeviceRule};
-use crate::{ebpf, v1};
+use crate::{ebpf, v1, DeviceMapping};
 
 /// The controllers the isolator uses (on v2: the container's one cgroup).
 const CONTROLLERS: &[Controller] = &[Controller::Devices];
@@ -55,7 +55,7 @@ impl DevicesIsolator {
 
     /// The rules for a container: the default list, then its own devices.
     fn rules(config: &ContainerConfig) -> Result<(Vec<DeviceRule>, Contribution), IsolatorError> {
-        let passed = passed_devices(&config.resources.devices)?;
+        let passed = passed_devices(&crate::DevicesResources::of(&config.resources)?.devices)?;
         let mut rules = default_rules();
         rules.extend(passed.iter().map(|p| p.rule));
         let mut contribution = Contribution::default();
@@ -130,7 +130,9 @@ impl Isolator for DevicesIsolator {
                 id.clone(),
                 Container {
                     cgroup,
-                    devices: recovered.config.resources.devices.clone(),
+                    devices: crate::DevicesResources::of(&recovered.config.resources)
+                        .map(|r| r.devices)
+                        .unwrap_or_default(),
                     rules,
                     program: None,
                 },
@@ -145,8 +147,30 @@ impl Isolator for DevicesIsolator {
             .map_err(|e| IsolatorError::Other(format!("devices: remove orphan cgroups: {e}")))
     }
 
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::DevicesResources::section())
+    }
+
+    /// The devices passed through are fixed at launch: an update giving them is refused.
+    fn merge_resources(
+        &self,
+        current: &berth_isolator::Section,
+        update: &berth_isolator::Section,
+    ) -> Result<berth_isolator::Section, IsolatorError> {
+        if update
+            .values()
+            .any(|v| !v.is_null() && v != &serde_json::json!([]))
+        {
+            return Err(IsolatorError::invalid(
+                "resources.devices",
+                "cannot be changed while the container runs",
+            ));
+        }
+        Ok(current.clone())
+    }
+
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        passed_devices(&config.resources.devices).map(drop)
+        passed_devices(&crate::DevicesResources::of(&config.resources)?.devices).map(drop)
     }
 
     fn prepare(
@@ -161,7 +185,7 @@ impl Isolator for DevicesIsolator {
             id.clone(),
             Container {
                 cgroup,
-                devices: config.resources.devices.clone(),
+                devices: crate::DevicesResources::of(&config.resources)?.devices,
                 rules,
                 program,
             },
@@ -185,7 +209,7 @@ impl Isolator for DevicesIsolator {
         let container = state
             .get(id)
             .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
-        if resources.devices != container.devices {
+        if crate::DevicesResources::of(resources)?.devices != container.devices {
             return Err(IsolatorError::invalid(
                 "resources.devices",
                 "cannot be changed while the container runs",

@@ -326,6 +326,10 @@ impl Isolator for DiskIsolator {
         quota_from(&config.resources, self.max_quota()).map(|_| ())
     }
 
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::DiskResources::section())
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,

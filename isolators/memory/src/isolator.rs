@@ -177,6 +177,19 @@ impl Isolator for MemoryIsolator {
         MemoryLimits::from_resources(&config.resources).map(|_| ())
     }
 
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::MemoryResources::section())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<Map<String, Value>>, IsolatorError> {
+        let limits = MemoryLimits::from_resources(resources)?;
+        Ok(Some(contribution(&limits).linux_resources))
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,
@@ -219,9 +232,10 @@ impl Isolator for MemoryIsolator {
     /// limit below the current usage is refused (the kernel would reclaim
     /// and then OOM-kill the container), and the old limits stay.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
+        let section = crate::MemoryResources::of(resources)?;
         let asked = MemoryLimits {
-            limit: resources.memory,
-            reservation: resources.memory_reservation,
+            limit: section.memory,
+            reservation: section.memory_reservation,
         };
         let mut state = self.containers();
         let container = state

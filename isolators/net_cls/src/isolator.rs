@@ -332,10 +332,32 @@ impl Isolator for NetClsIsolator {
 
     /// Checks `resources.net_cls_handle` against the range, and whether it
     /// (or any handle) is free right now; [`Isolator::prepare`] reserves.
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::NetClsResources::section())
+    }
+
+    /// The net_cls handle are fixed at launch: an update giving them is refused.
+    fn merge_resources(
+        &self,
+        current: &berth_isolator::Section,
+        update: &berth_isolator::Section,
+    ) -> Result<berth_isolator::Section, IsolatorError> {
+        if update
+            .values()
+            .any(|v| !v.is_null() && v != &serde_json::json!([]))
+        {
+            return Err(IsolatorError::invalid(
+                "resources.net_cls_handle",
+                "cannot be changed while the container runs",
+            ));
+        }
+        Ok(current.clone())
+    }
+
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
         self.state()
             .handles
-            .check(config.resources.net_cls_handle)
+            .check(crate::NetClsResources::of(&config.resources)?.net_cls_handle)
             .map_err(IsolatorError::from)
     }
 
@@ -355,9 +377,10 @@ impl Isolator for NetClsIsolator {
                 .into());
             }
             let primary = state.handles.primary();
-            let secondary = state
-                .handles
-                .reserve(config.resources.net_cls_handle, &holder(id))?;
+            let secondary = state.handles.reserve(
+                crate::NetClsResources::of(&config.resources)?.net_cls_handle,
+                &holder(id),
+            )?;
             let classid = ClassId::new(primary, secondary);
             // Recorded before the cgroup exists, so that status and a
             // concurrent prepare see the reservation.
@@ -402,7 +425,7 @@ impl Isolator for NetClsIsolator {
     /// written against it. Asking for the same handle again is accepted.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
         let classid = self.known(id)?;
-        match resources.net_cls_handle {
+        match crate::NetClsResources::of(resources)?.net_cls_handle {
             Some(asked) if asked != u32::from(classid.secondary) => Err(IsolatorError::invalid(
                 HANDLE_FIELD,
                 format!(

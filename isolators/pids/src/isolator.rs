@@ -108,8 +108,24 @@ impl Isolator for PidsIsolator {
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        self.options.limit_for(config.resources.pids_limit)?;
+        self.options
+            .limit_for(crate::PidsResources::of(&config.resources)?.pids_limit)?;
         Ok(())
+    }
+
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::PidsResources::section())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, IsolatorError> {
+        let limit = self
+            .options
+            .limit_for(crate::PidsResources::of(resources)?.pids_limit)?;
+        Ok(Some(contribution(limit).linux_resources))
     }
 
     fn prepare(
@@ -117,7 +133,9 @@ impl Isolator for PidsIsolator {
         id: &ContainerId,
         config: &ContainerConfig,
     ) -> Result<Contribution, IsolatorError> {
-        let limit = self.options.limit_for(config.resources.pids_limit)?;
+        let limit = self
+            .options
+            .limit_for(crate::PidsResources::of(&config.resources)?.pids_limit)?;
         let cgroup = self.root.container(id.as_str())?;
         cgroup.create_all_with(CONTROLLERS, |cgroup| {
             cgroup.write(Controller::Pids, "pids.max", &pids_max(limit))
@@ -140,10 +158,11 @@ impl Isolator for PidsIsolator {
         let container = state
             .get_mut(id)
             .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
-        if resources.pids_limit.is_none() {
+        let asked = crate::PidsResources::of(resources)?.pids_limit;
+        if asked.is_none() {
             return Ok(());
         }
-        let new = self.options.limit_for(resources.pids_limit)?;
+        let new = self.options.limit_for(asked)?;
         container
             .cgroup
             .write(Controller::Pids, "pids.max", &pids_max(new))

@@ -6,20 +6,21 @@ use std::path::PathBuf;
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
 use berth_isolator::{ContainerConfig, Isolator, IsolatorError, RecoveredContainer, Resources};
+use berth_isolator_pids::PidsResources;
 use berth_isolator_pids::{PidsIsolator, PidsOptions};
 use serde_json::json;
 
 fn config(name: &str, limit: Option<u64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources.pids_limit = limit;
+    config.resources = PidsResources { pids_limit: limit }.into_resources();
     config
 }
 
 fn limit(n: u64) -> Resources {
-    Resources {
+    PidsResources {
         pids_limit: Some(n),
-        ..Default::default()
     }
+    .into_resources()
 }
 
 /// What mkdir of a pids cgroup brings.
