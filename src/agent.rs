@@ -19,6 +19,42 @@ pub const BUILT_IN_ISOLATORS: &[&str] = &[
     "cpu", "memory", "net_cls", "blkio", "disk", "devices", "pids",
 ];
 
+/// Makes an isolator that is not built in (a test's, or a site's own
+/// compiled into its agent binary) from the agent's config and its
+/// `[isolators.NAME]` table, if the config has one.
+pub type IsolatorFactory =
+    fn(&AgentConfig, Option<&toml::Value>) -> anyhow::Result<Arc<dyn Isolator>>;
+
+static REGISTERED: std::sync::Mutex<Vec<(String, IsolatorFactory)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Offers one more isolator by `name`, after the built-ins, to every agent
+/// this process starts afterwards ([`run`]). A binary that embeds the agent
+/// calls this before running it; the isolator then takes part exactly as a
+/// built-in does (its resource section, validation, usage, lifecycle).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
+/// struct Quiet;
+/// impl Isolator for Quiet {
+///     fn name(&self) -> &str { "quiet" }
+///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+///         Ok(Contribution::default())
+///     }
+/// }
+/// berth::agent::register_isolator("quiet", |_config, _table| Ok(Arc::new(Quiet)));
+/// ```
+pub fn register_isolator(name: &str, factory: IsolatorFactory) {
+    let mut registered = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    registered.retain(|(n, _)| n != name);
+    registered.push((name.to_string(), factory));
+}
+
+fn registered() -> Vec<(String, IsolatorFactory)> {
+    REGISTERED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Creates the configured isolators, in the configured order. Without an
 /// `isolation` list, every built-in isolator this host supports is offered,
 /// and the ones it does not support are logged and left out.
@@ -26,17 +62,20 @@ pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::
     // All names are checked before any isolator is made: making one creates
     // its cgroup root dirs.
     let explicit = config.isolation.is_some();
+    let registered = registered();
+    let known: Vec<String> = BUILT_IN_ISOLATORS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(registered.iter().map(|(n, _)| n.clone()))
+        .collect();
     let names: Vec<String> = match &config.isolation {
         Some(names) => names.clone(),
-        None => BUILT_IN_ISOLATORS.iter().map(|n| n.to_string()).collect(),
+        None => known.clone(),
     };
-    if let Some(name) = names
-        .iter()
-        .find(|n| !BUILT_IN_ISOLATORS.contains(&n.as_str()))
-    {
+    if let Some(name) = names.iter().find(|n| !known.contains(n)) {
         bail!(
             "unknown isolator {name:?} in isolation (known: {})",
-            BUILT_IN_ISOLATORS.join(", ")
+            known.join(", ")
         );
     }
     let mut ordered: Vec<Arc<dyn Isolator>> = Vec::new();
@@ -98,7 +137,10 @@ fn make_isolator(
                 allow_unlimited: config.pids.allow_unlimited,
             },
         )?),
-        other => bail!("no built-in isolator {other:?}"),
+        other => match registered().into_iter().find(|(n, _)| n == other) {
+            Some((_, factory)) => factory(config, config.isolators.get(other))?,
+            None => bail!("no built-in isolator {other:?}"),
+        },
     })
 }
 

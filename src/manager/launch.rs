@@ -304,7 +304,7 @@ impl Manager {
                 .isolators
                 .section_owner(section)
                 .map_or(section.to_string(), |i| i.name().to_string());
-            if !chosen.iter().any(|n| *n == isolator) {
+            if !chosen.contains(&isolator) {
                 return Err(ManagerError::invalid(
                     form.field_of(section),
                     format!("needs the {isolator} isolator, which this container does not use"),
