@@ -252,6 +252,22 @@ fn an_isolator_from_outside_the_tree_brings_its_own_resource_section() {
         agent.api("GET", "/v1/containers/c1/stats", None).body["isolators"]["example"]["tokens"],
         5
     );
+
+    // The CLI reaches the section with no flag of its own.
+    let out = agent.berth(&["update", "c1", "--resource", "example.tokens=4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        agent.api("GET", "/v1/containers/c1/stats", None).body["isolators"]["example"]["tokens"],
+        4
+    );
+    let out = agent.berth(&["update", "c1", "--resource", "example.tokens=12"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resources.example.tokens"), "{stderr}");
 }
 
 /// One truth for limits (decision 0037): the bundle's `linux.resources` is
