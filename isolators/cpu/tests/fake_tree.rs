@@ -12,7 +12,7 @@ use serde_json::json;
 
 fn config(name: &str, cpus: Option<f64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources = CpuResources { cpus: cpus }.into_resources();
+    config.resources = CpuResources { cpus }.into_resources();
     config
 }
 

@@ -1,11 +1,11 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, RecoveredContainer,
-    Resources, Status,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    RecoveredContainer, Resources, Status,
 };
 use serde_json::{json, Map, Value};
 
@@ -21,7 +21,7 @@ const CONTROLLERS: &[Controller] = &[Controller::Devices];
 #[derive(Debug)]
 pub struct DevicesIsolator {
     root: Arc<CgroupRoot>,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -44,13 +44,12 @@ impl DevicesIsolator {
         root.ensure(CONTROLLERS)?;
         Ok(DevicesIsolator {
             root,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // A panic while holding the lock leaves plain data behind: go on.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     /// The rules for a container: the default list, then its own devices.
@@ -117,31 +116,22 @@ impl Isolator for DevicesIsolator {
         containers: &[RecoveredContainer],
         orphans: &[ContainerId],
     ) -> Result<(), IsolatorError> {
-        let mut state = self.containers();
-        for recovered in containers {
-            let id = &recovered.config.id;
-            let cgroup = self.root.container(id.as_str())?;
+        self.containers.recover(containers, orphans, |recovered| {
+            let cgroup = self.root.container(recovered.config.id.as_str())?;
             // The filter stays in the kernel; a config that no longer
             // validates (a host node gone) keeps the default list known.
             let rules = Self::rules(&recovered.config)
                 .map(|(rules, _)| rules)
                 .unwrap_or_else(|_| default_rules());
-            state.insert(
-                id.clone(),
-                Container {
-                    cgroup,
-                    devices: crate::DevicesResources::of(&recovered.config.resources)
-                        .map(|r| r.devices)
-                        .unwrap_or_default(),
-                    rules,
-                    program: None,
-                },
-            );
-        }
-        for id in orphans {
-            state.remove(id);
-        }
-        drop(state);
+            Ok(Container {
+                cgroup,
+                devices: crate::DevicesResources::of(&recovered.config.resources)
+                    .map(|r| r.devices)
+                    .unwrap_or_default(),
+                rules,
+                program: None,
+            })
+        })?;
         self.root
             .remove_containers(orphans.iter().map(ContainerId::as_str), CONTROLLERS)
             .map_err(|e| IsolatorError::Other(format!("devices: remove orphan cgroups: {e}")))
@@ -198,7 +188,7 @@ impl Isolator for DevicesIsolator {
             .containers()
             .get(id)
             .map(|c| c.cgroup.clone())
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+            .ok_or_else(|| unknown(id))?;
         cgroup.add_process(Controller::Devices, pid)?;
         Ok(())
     }
@@ -206,9 +196,7 @@ impl Isolator for DevicesIsolator {
     /// Devices are fixed at launch: a request to change them is refused.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
         let state = self.containers();
-        let container = state
-            .get(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let container = state.get(id).ok_or_else(|| unknown(id))?;
         if crate::DevicesResources::of(resources)?.devices != container.devices {
             return Err(IsolatorError::invalid(
                 "resources.devices",
@@ -220,9 +208,7 @@ impl Isolator for DevicesIsolator {
 
     fn status(&self, id: &ContainerId) -> Result<Status, IsolatorError> {
         let state = self.containers();
-        let container = state
-            .get(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let container = state.get(id).ok_or_else(|| unknown(id))?;
         let mut status = Status::new();
         status.insert(
             "allow".into(),

@@ -12,7 +12,7 @@ use serde_json::json;
 
 fn config(name: &str, devices: Vec<DeviceMapping>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources = DevicesResources { devices: devices }.into_resources();
+    config.resources = DevicesResources { devices }.into_resources();
     config
 }
 
@@ -131,7 +131,6 @@ fn updates_keep_the_devices_or_are_refused() {
             container: Some("/dev/n2".into()),
             access: None,
         }],
-        ..Default::default()
     }
     .into_resources();
     let err = t.isolator.update(&c1, &more).unwrap_err();

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Limitation,
-    LimitationReporter, RecoveredContainer, Resources, Status, Usage,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    Limitation, LimitationReporter, RecoveredContainer, Resources, Status, Usage,
 };
 use serde_json::{Map, Value};
 
@@ -73,7 +73,7 @@ pub struct DiskIsolator {
     options: DiskOptions,
     xfs: Option<XfsQuota>,
     xfs_supported: bool,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -127,7 +127,7 @@ impl DiskIsolator {
             xfs_supported: xfs_mount.is_ok(),
             options,
             xfs,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
@@ -137,15 +137,14 @@ impl DiskIsolator {
     }
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // Plain data behind the lock: a panic elsewhere leaves it usable.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     fn known(&self, id: &ContainerId) -> Result<(Arc<Watched>, Enforcement), IsolatorError> {
         self.containers()
             .get(id)
             .map(|c| (c.watched.clone(), c.enforcement.clone()))
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+            .ok_or_else(|| unknown(id))
     }
 
     fn max_quota(&self) -> Option<u64> {

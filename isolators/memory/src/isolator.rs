@@ -1,11 +1,11 @@
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Limitation,
-    LimitationReporter, RecoveredContainer, Resources, Usage,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    Limitation, LimitationReporter, RecoveredContainer, Resources, Usage,
 };
 use serde_json::{Map, Value};
 
@@ -39,7 +39,7 @@ impl Default for MemoryOptions {
 pub struct MemoryIsolator {
     root: Arc<CgroupRoot>,
     options: MemoryOptions,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -69,7 +69,7 @@ impl MemoryIsolator {
         Ok(MemoryIsolator {
             root,
             options,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
@@ -77,15 +77,14 @@ impl MemoryIsolator {
     pub const CONTROLLERS: &'static [Controller] = &[Controller::Memory];
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // A panic while holding the lock leaves plain data behind: go on.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     fn known(&self, id: &ContainerId) -> Result<(ContainerCgroup, MemoryLimits), IsolatorError> {
         self.containers()
             .get(id)
             .map(|c| (c.cgroup.clone(), c.limits))
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+            .ok_or_else(|| unknown(id))
     }
 
     /// Drops what is known about container `id` and stops its watcher.
@@ -238,9 +237,7 @@ impl Isolator for MemoryIsolator {
             reservation: section.memory_reservation,
         };
         let mut state = self.containers();
-        let container = state
-            .get_mut(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let container = state.get_mut(id).ok_or_else(|| unknown(id))?;
         let new = container.limits.updated(&asked);
         new.validate()?;
         let cgroup = &container.cgroup;

@@ -183,7 +183,6 @@ fn a_specific_handle_conflicts_while_held_and_is_reused_after_cleanup() {
             &id("a"),
             &NetClsResources {
                 net_cls_handle: Some(42),
-                ..Default::default()
             }
             .into_resources(),
         )
@@ -193,7 +192,6 @@ fn a_specific_handle_conflicts_while_held_and_is_reused_after_cleanup() {
             &id("a"),
             &NetClsResources {
                 net_cls_handle: Some(7),
-                ..Default::default()
             }
             .into_resources(),
         )

@@ -82,7 +82,6 @@ fn forks_past_the_limit_fail_and_the_count_stays_at_it() {
     // A live update writes the new limit.
     let more = PidsResources {
         pids_limit: Some(50),
-        ..Default::default()
     }
     .into_resources();
     isolator.update(&id, &more).unwrap();
