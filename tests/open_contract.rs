@@ -158,8 +158,16 @@ fn message(answer: &common::Answer) -> String {
 fn an_isolator_from_outside_the_tree_brings_its_own_resource_section() {
     require_root!();
     let agent = Agent::start_embedded("embedded_agent", "[isolators.example]\nmax_tokens = 10\n");
-    let info = agent.api("GET", "/v1/info", None);
-    assert!(info.body.to_string().contains("example"), "{:?}", info.body);
+    // `GET /v1/info` lists its section beside the built-ins'.
+    let info = agent.api("GET", "/v1/info", None).body;
+    let sections: Vec<&Value> = info["isolators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["resources"])
+        .collect();
+    assert!(sections.contains(&&json!({"section": "example", "flat_keys": []})));
+    assert!(sections.contains(&&json!({"section": "cpu", "flat_keys": ["cpus"]})));
 
     // Launch with the section (and a built-in's flat key beside it): the
     // isolator's prepare sees the value and hands it to the container.

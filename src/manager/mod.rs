@@ -590,6 +590,16 @@ impl Manager {
             .map(|i| {
                 let mut entry = i.describe();
                 entry.insert("name".into(), i.name().into());
+                // The resource section it owns, and its flat `/v1` keys.
+                if let Some(section) = i.resource_section() {
+                    entry.insert(
+                        "resources".into(),
+                        serde_json::json!({
+                            "section": section.name,
+                            "flat_keys": section.flat_keys,
+                        }),
+                    );
+                }
                 serde_json::Value::Object(entry)
             })
             .collect();
