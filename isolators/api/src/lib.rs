@@ -213,6 +213,26 @@ pub trait Isolator: Send + Sync {
     /// update gives ([`merge_fields`]). Refuse with
     /// [`IsolatorError::InvalidConfig`] a field that cannot change while the
     /// container runs.
+    ///
+    /// ```
+    /// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Section};
+    /// /// Its `slot` is fixed at launch.
+    /// struct Slots;
+    /// impl Isolator for Slots {
+    ///     fn name(&self) -> &str { "slots" }
+    ///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         Ok(Contribution::default())
+    ///     }
+    ///     fn merge_resources(&self, current: &Section, update: &Section) -> Result<Section, IsolatorError> {
+    ///         if update.contains_key("slot") {
+    ///             return Err(IsolatorError::invalid("resources.slots.slot", "fixed at launch"));
+    ///         }
+    ///         Ok(berth_isolator::merge_fields(current, update))
+    ///     }
+    /// }
+    /// let update = serde_json::json!({"slot": 2});
+    /// assert!(Slots.merge_resources(&Section::new(), update.as_object().unwrap()).is_err());
+    /// ```
     fn merge_resources(
         &self,
         current: &Section,
@@ -225,6 +245,27 @@ pub trait Isolator: Send + Sync {
     /// isolator's limits for `resources`, for the agent to rewrite the
     /// bundle's `config.json` after an update so that it never disagrees
     /// with what is applied. `None` (the default) leaves the bundle as it is.
+    ///
+    /// ```
+    /// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Resources};
+    /// use serde_json::{json, Map, Value};
+    /// struct Pids;
+    /// impl Isolator for Pids {
+    ///     fn name(&self) -> &str { "pids" }
+    ///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         Ok(Contribution::default())
+    ///     }
+    ///     fn oci_resources(&self, _: &ContainerId, r: &Resources) -> Result<Option<Map<String, Value>>, IsolatorError> {
+    ///         let limit = r.raw_section("pids").and_then(|s| s.get("limit")).cloned();
+    ///         let mut keys = Map::new();
+    ///         keys.insert("pids".into(), json!({"limit": limit.unwrap_or(json!(-1))}));
+    ///         Ok(Some(keys))
+    ///     }
+    /// }
+    /// let id = ContainerId::new("c").unwrap();
+    /// let r = Resources::with_section("pids", &json!({"limit": 50}));
+    /// assert_eq!(Pids.oci_resources(&id, &r).unwrap().unwrap()["pids"]["limit"], 50);
+    /// ```
     fn oci_resources(
         &self,
         id: &ContainerId,

@@ -19,6 +19,11 @@ use crate::IsolatorError;
 
 /// One section of a container's resources: a JSON object whose schema its
 /// isolator owns.
+///
+/// ```
+/// let section: berth_isolator::Section = serde_json::from_str(r#"{"tokens": 3}"#).unwrap();
+/// assert_eq!(section["tokens"], 3);
+/// ```
 pub type Section = Map<String, Value>;
 
 /// The resources a container asks for: one [`Section`] per isolator.
@@ -192,6 +197,7 @@ pub fn merge_fields(current: &Section, update: &Section) -> Section {
 
 /// How a request gave its resources: which sections came as flat `/v1`
 /// keys. Used to name a refused field the way the request wrote it.
+/// Made by [`ResourceTable::from_request`]; see its example.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestForm {
     flat: BTreeSet<String>,

@@ -115,6 +115,12 @@ impl<T> ContainerStates<T> {
 }
 
 /// The error for a container an isolator has no state for.
+///
+/// ```
+/// use berth_isolator::{unknown, ContainerId, IsolatorError};
+/// let id = ContainerId::new("gone").unwrap();
+/// assert!(matches!(unknown(&id), IsolatorError::UnknownContainer { id } if id == "gone"));
+/// ```
 pub fn unknown(id: &ContainerId) -> IsolatorError {
     IsolatorError::UnknownContainer { id: id.to_string() }
 }
