@@ -86,7 +86,30 @@ pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::
             Err(e) => tracing::warn!("isolator {name} is not offered on this host: {e:#}"),
         }
     }
+    check_resource_sections(&ordered)?;
     Ok(Isolators { ordered })
+}
+
+/// Two isolators may not claim the same resource section or flat key: a
+/// request's field must reach exactly one of them.
+fn check_resource_sections(isolators: &[Arc<dyn Isolator>]) -> anyhow::Result<()> {
+    let mut claimed: std::collections::BTreeMap<String, String> = Default::default();
+    for isolator in isolators {
+        let Some(section) = isolator.resource_section() else {
+            continue;
+        };
+        let keys = std::iter::once(&section.name)
+            .chain(section.flat_keys.iter().filter(|k| **k != section.name));
+        for key in keys {
+            if let Some(other) = claimed.insert(key.clone(), isolator.name().to_string()) {
+                bail!(
+                    "isolators {other} and {} both claim the resource key {key:?}",
+                    isolator.name()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Makes one built-in isolator from the agent's settings.
@@ -337,4 +360,51 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", socket.display()))?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_isolator::{
+        ContainerConfig, ContainerId, Contribution, IsolatorError, ResourceSection,
+    };
+
+    use super::*;
+
+    struct Claims(&'static str, &'static [&'static str]);
+
+    impl Isolator for Claims {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn resource_section(&self) -> Option<ResourceSection> {
+            Some(ResourceSection::new(self.0).with_flat_keys(self.1))
+        }
+        fn prepare(
+            &self,
+            _: &ContainerId,
+            _: &ContainerConfig,
+        ) -> Result<Contribution, IsolatorError> {
+            Ok(Contribution::default())
+        }
+    }
+
+    #[test]
+    fn two_isolators_may_not_claim_one_resource_key() {
+        let ok: Vec<Arc<dyn Isolator>> = vec![
+            Arc::new(Claims("memory", &["memory", "memory_reservation"])),
+            Arc::new(Claims("example", &[])),
+        ];
+        check_resource_sections(&ok).unwrap();
+        let clash: Vec<Arc<dyn Isolator>> = vec![
+            Arc::new(Claims("memory", &["memory"])),
+            Arc::new(Claims("mem2", &["memory"])),
+        ];
+        let err = check_resource_sections(&clash).unwrap_err().to_string();
+        assert!(err.contains("memory") && err.contains("mem2"), "{err}");
+        let section_vs_key: Vec<Arc<dyn Isolator>> = vec![
+            Arc::new(Claims("cpu", &["cpus"])),
+            Arc::new(Claims("cpus", &[])),
+        ];
+        assert!(check_resource_sections(&section_vs_key).is_err());
+    }
 }
