@@ -91,7 +91,8 @@ pub use error::IsolatorError;
 pub use id::{ContainerId, InvalidContainerId};
 pub use limitation::{Limitation, LimitationReporter};
 pub use resources::{
-    merge_fields, RequestForm, ResourceSection, ResourceTable, Resources, Section,
+    fixed_at_launch, merge_fields, RequestForm, ResourceSection, ResourceTable, Resources, Section,
+    TypedSection,
 };
 pub use states::{unknown, ContainerStates};
 

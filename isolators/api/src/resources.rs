@@ -139,6 +139,98 @@ impl Resources {
     }
 }
 
+/// An isolator's typed section: its name, its flat `/v1` keys, and the
+/// reads and writes every section type needs, from two constants.
+///
+/// ```
+/// use berth_isolator::{Resources, TypedSection};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Tokens {
+///     #[serde(default, skip_serializing_if = "Option::is_none")]
+///     tokens: Option<u32>,
+/// }
+///
+/// impl TypedSection for Tokens {
+///     const SECTION: &'static str = "example";
+/// }
+///
+/// let resources = Tokens { tokens: Some(3) }.into_resources();
+/// assert_eq!(resources.raw_section("example").unwrap()["tokens"], 3);
+/// assert_eq!(Tokens::of(&resources).unwrap(), Tokens { tokens: Some(3) });
+/// assert_eq!(Tokens::section().name, "example");
+/// ```
+pub trait TypedSection: Serialize + DeserializeOwned + Default {
+    /// The section's key in `resources`.
+    const SECTION: &'static str;
+    /// Fields also accepted at the top level of a `/v1` request
+    /// ([`ResourceSection::flat_keys`]).
+    const FLAT_KEYS: &'static [&'static str] = &[];
+
+    /// The section as its isolator declares it
+    /// ([`Isolator::resource_section`](crate::Isolator::resource_section)).
+    fn section() -> ResourceSection {
+        ResourceSection::new(Self::SECTION).with_flat_keys(Self::FLAT_KEYS)
+    }
+
+    /// This section of `resources` ([`Resources::section`]).
+    fn of(resources: &Resources) -> Result<Self, IsolatorError> {
+        resources.section(Self::SECTION)
+    }
+
+    /// Resources with only this section.
+    fn into_resources(self) -> Resources {
+        Resources::with_section(Self::SECTION, &self)
+    }
+
+    /// Reads a raw section (as [`Isolator::merge_resources`] gets them).
+    ///
+    /// [`Isolator::merge_resources`]: crate::Isolator::merge_resources
+    fn from_section(section: &Section) -> Result<Self, IsolatorError> {
+        Self::of(&Resources::with_section(Self::SECTION, section))
+    }
+
+    /// This value as a raw section.
+    fn to_section(&self) -> Section {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Section::new(),
+        }
+    }
+}
+
+/// The merge of a section whose fields are fixed at launch: an update
+/// giving any of them is refused naming `field`.
+///
+/// ```
+/// use berth_isolator::{fixed_at_launch, Section};
+/// let current = serde_json::json!({"handle": 3});
+/// let current = current.as_object().unwrap();
+/// assert_eq!(&fixed_at_launch("resources.handle", current, &Section::new()).unwrap(), current);
+/// let update = serde_json::json!({"handle": 4});
+/// assert!(fixed_at_launch("resources.handle", current, update.as_object().unwrap()).is_err());
+/// ```
+pub fn fixed_at_launch(
+    field: &str,
+    current: &Section,
+    update: &Section,
+) -> Result<Section, IsolatorError> {
+    let asks = |v: &Value| match v {
+        Value::Null => false,
+        Value::Array(items) => !items.is_empty(),
+        _ => true,
+    };
+    if update.values().any(asks) {
+        return Err(IsolatorError::invalid(
+            field,
+            "cannot be changed while the container runs",
+        ));
+    }
+    Ok(current.clone())
+}
+
 /// What an isolator declares about its resource section (see
 /// [`Isolator::resource_section`](crate::Isolator::resource_section)).
 ///

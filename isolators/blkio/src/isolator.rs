@@ -1,3 +1,4 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::fs;
 use std::sync::{Arc, MutexGuard};
@@ -253,16 +254,9 @@ impl Isolator for BlkioIsolator {
         current: &berth_isolator::Section,
         update: &berth_isolator::Section,
     ) -> Result<berth_isolator::Section, IsolatorError> {
-        let read = |section: &berth_isolator::Section| {
-            let resources = Resources::with_section(crate::BlkioResources::SECTION, section);
-            crate::BlkioResources::of(&resources)
-        };
-        let merged = read(current)?.merged_with(&read(update)?);
-        Ok(merged
-            .into_resources()
-            .raw_section(crate::BlkioResources::SECTION)
-            .cloned()
-            .unwrap_or_default())
+        let current = crate::BlkioResources::from_section(current)?;
+        let update = crate::BlkioResources::from_section(update)?;
+        Ok(current.merged_with(&update).to_section())
     }
 
     fn oci_resources(

@@ -1,6 +1,7 @@
 //! A container's blkio settings as a whole: checked from a request, and
 //! described in the runtime spec's terms.
 
+use berth_isolator::TypedSection;
 use berth_isolator::{IsolatorError, Resources};
 use serde_json::{json, Map, Value};
 

@@ -1,12 +1,13 @@
 //! The blkio isolator's section of a container's resources.
 
-use berth_isolator::{IsolatorError, ResourceSection, Resources};
+use berth_isolator::TypedSection;
 use serde::{Deserialize, Serialize};
 
 /// `{"blkio": {"blkio_weight": 500, "device_write_bps": [...]}}`, or flat
 /// in a `/v1` request: `{"blkio_weight": 500, "device_write_bps": [...]}`.
 ///
 /// ```
+/// use berth_isolator::TypedSection;
 /// use berth_isolator_blkio::{BlkioResources, DeviceLimit};
 /// let current = BlkioResources { blkio_weight: Some(100), ..Default::default() };
 /// let update = BlkioResources {
@@ -53,31 +54,18 @@ pub struct DeviceLimit {
     pub rate: u64,
 }
 
+impl TypedSection for BlkioResources {
+    const SECTION: &'static str = "blkio";
+    const FLAT_KEYS: &'static [&'static str] = &[
+        "blkio_weight",
+        "device_read_bps",
+        "device_write_bps",
+        "device_read_iops",
+        "device_write_iops",
+    ];
+}
+
 impl BlkioResources {
-    /// The section's name.
-    pub const SECTION: &'static str = "blkio";
-
-    /// The section as the isolator declares it.
-    pub fn section() -> ResourceSection {
-        ResourceSection::new(Self::SECTION).with_flat_keys(&[
-            "blkio_weight",
-            "device_read_bps",
-            "device_write_bps",
-            "device_read_iops",
-            "device_write_iops",
-        ])
-    }
-
-    /// The blkio section of `resources`.
-    pub fn of(resources: &Resources) -> Result<Self, IsolatorError> {
-        resources.section(Self::SECTION)
-    }
-
-    /// Resources with only this section.
-    pub fn into_resources(self) -> Resources {
-        Resources::with_section(Self::SECTION, &self)
-    }
-
     /// Applies a live update: a weight given replaces the current one; a
     /// device listed replaces that device's entry (keyed by the words
     /// given), others stay.

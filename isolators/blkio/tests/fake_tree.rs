@@ -4,6 +4,7 @@
 //! Devices must still exist on the host (validation looks at /dev and
 //! sysfs): the tests use the disk holding `/`, and skip where there is none.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -1,3 +1,4 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 

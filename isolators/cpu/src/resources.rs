@@ -1,11 +1,12 @@
 //! The cpu isolator's section of a container's resources.
 
-use berth_isolator::{IsolatorError, ResourceSection, Resources};
+use berth_isolator::TypedSection;
 use serde::{Deserialize, Serialize};
 
 /// `{"cpu": {"cpus": 0.5}}`, or flat in a `/v1` request: `{"cpus": 0.5}`.
 ///
 /// ```
+/// use berth_isolator::TypedSection;
 /// use berth_isolator_cpu::CpuResources;
 /// let r = CpuResources { cpus: Some(0.5) }.into_resources();
 /// assert_eq!(CpuResources::of(&r).unwrap().cpus, Some(0.5));
@@ -29,22 +30,7 @@ fn null_is_not_a_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option
     Ok(Some(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN)))
 }
 
-impl CpuResources {
-    /// The section's name.
-    pub const SECTION: &'static str = "cpu";
-
-    /// The section as the isolator declares it.
-    pub fn section() -> ResourceSection {
-        ResourceSection::new(Self::SECTION).with_flat_keys(&["cpus"])
-    }
-
-    /// The cpu section of `resources`.
-    pub fn of(resources: &Resources) -> Result<Self, IsolatorError> {
-        resources.section(Self::SECTION)
-    }
-
-    /// Resources with only this section.
-    pub fn into_resources(self) -> Resources {
-        Resources::with_section(Self::SECTION, &self)
-    }
+impl TypedSection for CpuResources {
+    const SECTION: &'static str = "cpu";
+    const FLAT_KEYS: &'static [&'static str] = &["cpus"];
 }

@@ -1,6 +1,7 @@
 //! The cpu isolator against fake cgroupfs trees: the files it writes and
 //! the usage it parses, on v1 (separate and co-mounted) and v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::PathBuf;
 

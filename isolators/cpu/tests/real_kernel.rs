@@ -1,6 +1,7 @@
 //! The cpu isolator against the real kernel (root, cgroup v1 or v2): a CFS
 //! quota of half a CPU caps a busy loop at half a CPU.
 
+use berth_isolator::TypedSection;
 use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};

@@ -1,3 +1,4 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, MutexGuard};
@@ -147,16 +148,7 @@ impl Isolator for DevicesIsolator {
         current: &berth_isolator::Section,
         update: &berth_isolator::Section,
     ) -> Result<berth_isolator::Section, IsolatorError> {
-        if update
-            .values()
-            .any(|v| !v.is_null() && v != &serde_json::json!([]))
-        {
-            return Err(IsolatorError::invalid(
-                "resources.devices",
-                "cannot be changed while the container runs",
-            ));
-        }
-        Ok(current.clone())
+        berth_isolator::fixed_at_launch("resources.devices", current, update)
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {

@@ -1,12 +1,13 @@
 //! The devices isolator's section of a container's resources.
 
-use berth_isolator::{IsolatorError, ResourceSection, Resources};
+use berth_isolator::TypedSection;
 use serde::{Deserialize, Serialize};
 
 /// `{"devices": {"devices": [{"host": "/dev/null"}]}}`, or flat in a `/v1` request:
 /// `{"devices": [{"host": "/dev/null"}]}`.
 ///
 /// ```
+/// use berth_isolator::TypedSection;
 /// use berth_isolator_devices::DevicesResources;
 /// let r: berth_isolator::Resources = serde_json::from_str(r#"{"devices": {"devices": [{"host": "/dev/null"}]}}"#).unwrap();
 /// assert!(DevicesResources::of(&r).is_ok());
@@ -20,24 +21,9 @@ pub struct DevicesResources {
     pub devices: Vec<DeviceMapping>,
 }
 
-impl DevicesResources {
-    /// The section's name.
-    pub const SECTION: &'static str = "devices";
-
-    /// The section as the isolator declares it.
-    pub fn section() -> ResourceSection {
-        ResourceSection::new(Self::SECTION).with_flat_keys(&["devices"])
-    }
-
-    /// The devices section of `resources`.
-    pub fn of(resources: &Resources) -> Result<Self, IsolatorError> {
-        resources.section(Self::SECTION)
-    }
-
-    /// Resources with only this section.
-    pub fn into_resources(self) -> Resources {
-        Resources::with_section(Self::SECTION, &self)
-    }
+impl TypedSection for DevicesResources {
+    const SECTION: &'static str = "devices";
+    const FLAT_KEYS: &'static [&'static str] = &["devices"];
 }
 
 /// A host device node passed through to a container, as Docker's

@@ -1,6 +1,7 @@
 //! The devices isolator against fake cgroupfs trees: the files it writes,
 //! the contribution, cleanup, recovery and unknown ids.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::PathBuf;
 

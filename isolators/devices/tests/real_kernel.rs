@@ -4,6 +4,7 @@
 //! filter is loaded, attached to a cgroup of the unified hierarchy (present
 //! on hybrid hosts too) and enforced the same way.
 
+use berth_isolator::TypedSection;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

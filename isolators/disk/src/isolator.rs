@@ -1,5 +1,6 @@
 //! The `disk` isolator: the [`Isolator`] lifecycle over the three backends.
 
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};

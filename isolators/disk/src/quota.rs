@@ -2,6 +2,7 @@
 //! it is exceeded.
 
 pub use berth_cgroups::format_bytes;
+use berth_isolator::TypedSection;
 use berth_isolator::{IsolatorError, Limitation, Resources};
 
 /// The smallest quota: below this not even the container's logs fit.

@@ -1,6 +1,7 @@
 //! The memory values a container asks for, and how they are checked.
 
 pub use berth_cgroups::format_bytes;
+use berth_isolator::TypedSection;
 use berth_isolator::{IsolatorError, Resources};
 
 /// The smallest hard limit: below this a container cannot even start.

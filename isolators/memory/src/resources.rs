@@ -1,12 +1,13 @@
 //! The memory isolator's section of a container's resources.
 
-use berth_isolator::{IsolatorError, ResourceSection, Resources};
+use berth_isolator::TypedSection;
 use serde::{Deserialize, Serialize};
 
 /// `{"memory": {"memory": 67108864, "memory_reservation": 33554432}}`, or
 /// flat in a `/v1` request: `{"memory": 67108864, "memory_reservation": ...}`.
 ///
 /// ```
+/// use berth_isolator::TypedSection;
 /// use berth_isolator_memory::MemoryResources;
 /// let r = MemoryResources { memory: Some(64 << 20), ..Default::default() }.into_resources();
 /// assert_eq!(MemoryResources::of(&r).unwrap().memory, Some(64 << 20));
@@ -23,22 +24,7 @@ pub struct MemoryResources {
     pub memory_reservation: Option<u64>,
 }
 
-impl MemoryResources {
-    /// The section's name.
-    pub const SECTION: &'static str = "memory";
-
-    /// The section as the isolator declares it.
-    pub fn section() -> ResourceSection {
-        ResourceSection::new(Self::SECTION).with_flat_keys(&["memory", "memory_reservation"])
-    }
-
-    /// The memory section of `resources`.
-    pub fn of(resources: &Resources) -> Result<Self, IsolatorError> {
-        resources.section(Self::SECTION)
-    }
-
-    /// Resources with only this section.
-    pub fn into_resources(self) -> Resources {
-        Resources::with_section(Self::SECTION, &self)
-    }
+impl TypedSection for MemoryResources {
+    const SECTION: &'static str = "memory";
+    const FLAT_KEYS: &'static [&'static str] = &["memory", "memory_reservation"];
 }

@@ -1,6 +1,7 @@
 //! The memory isolator against fake cgroupfs trees: the files it writes,
 //! the usage it parses, refused updates, and OOM detection on v1 and v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -2,6 +2,7 @@
 //! hog is OOM-killed at 64 MiB and reported both ways; a limit below usage is
 //! refused; raising and lowering respect the memsw ordering.
 
+use berth_isolator::TypedSection;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::{mpsc, Mutex};

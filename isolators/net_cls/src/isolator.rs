@@ -1,3 +1,4 @@
+use berth_isolator::TypedSection;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -342,16 +343,7 @@ impl Isolator for NetClsIsolator {
         current: &berth_isolator::Section,
         update: &berth_isolator::Section,
     ) -> Result<berth_isolator::Section, IsolatorError> {
-        if update
-            .values()
-            .any(|v| !v.is_null() && v != &serde_json::json!([]))
-        {
-            return Err(IsolatorError::invalid(
-                "resources.net_cls_handle",
-                "cannot be changed while the container runs",
-            ));
-        }
-        Ok(current.clone())
+        berth_isolator::fixed_at_launch("resources.net_cls_handle", current, update)
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {

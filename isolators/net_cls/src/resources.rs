@@ -1,12 +1,13 @@
 //! The net_cls isolator's section of a container's resources.
 
-use berth_isolator::{IsolatorError, ResourceSection, Resources};
+use berth_isolator::TypedSection;
 use serde::{Deserialize, Serialize};
 
 /// `{"net_cls": {"net_cls_handle": 66}}`, or flat in a `/v1` request:
 /// `{"net_cls_handle": 66}`.
 ///
 /// ```
+/// use berth_isolator::TypedSection;
 /// use berth_isolator_net_cls::NetClsResources;
 /// let r: berth_isolator::Resources = serde_json::from_str(r#"{"net_cls": {"net_cls_handle": 66}}"#).unwrap();
 /// assert!(NetClsResources::of(&r).is_ok());
@@ -19,22 +20,7 @@ pub struct NetClsResources {
     pub net_cls_handle: Option<u32>,
 }
 
-impl NetClsResources {
-    /// The section's name.
-    pub const SECTION: &'static str = "net_cls";
-
-    /// The section as the isolator declares it.
-    pub fn section() -> ResourceSection {
-        ResourceSection::new(Self::SECTION).with_flat_keys(&["net_cls_handle"])
-    }
-
-    /// The net_cls section of `resources`.
-    pub fn of(resources: &Resources) -> Result<Self, IsolatorError> {
-        resources.section(Self::SECTION)
-    }
-
-    /// Resources with only this section.
-    pub fn into_resources(self) -> Resources {
-        Resources::with_section(Self::SECTION, &self)
-    }
+impl TypedSection for NetClsResources {
+    const SECTION: &'static str = "net_cls";
+    const FLAT_KEYS: &'static [&'static str] = &["net_cls_handle"];
 }

@@ -2,6 +2,7 @@
 //! through the isolator, the files it writes, recovery from persisted
 //! handles, and the refusal on cgroup v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

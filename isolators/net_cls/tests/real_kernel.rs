@@ -5,6 +5,7 @@
 //! re-executed under `unshare --mount`), where the host's net_cls mount is
 //! removed first: the host's mounts are never touched.
 
+use berth_isolator::TypedSection;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;

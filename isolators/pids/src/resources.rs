@@ -1,12 +1,13 @@
 //! The pids isolator's section of a container's resources.
 
-use berth_isolator::{IsolatorError, ResourceSection, Resources};
+use berth_isolator::TypedSection;
 use serde::{Deserialize, Serialize};
 
 /// `{"pids": {"pids_limit": 100}}`, or flat in a `/v1` request:
 /// `{"pids_limit": 100}`.
 ///
 /// ```
+/// use berth_isolator::TypedSection;
 /// use berth_isolator_pids::PidsResources;
 /// let r: berth_isolator::Resources = serde_json::from_str(r#"{"pids": {"pids_limit": 100}}"#).unwrap();
 /// assert!(PidsResources::of(&r).is_ok());
@@ -21,22 +22,7 @@ pub struct PidsResources {
     pub pids_limit: Option<u64>,
 }
 
-impl PidsResources {
-    /// The section's name.
-    pub const SECTION: &'static str = "pids";
-
-    /// The section as the isolator declares it.
-    pub fn section() -> ResourceSection {
-        ResourceSection::new(Self::SECTION).with_flat_keys(&["pids_limit"])
-    }
-
-    /// The pids section of `resources`.
-    pub fn of(resources: &Resources) -> Result<Self, IsolatorError> {
-        resources.section(Self::SECTION)
-    }
-
-    /// Resources with only this section.
-    pub fn into_resources(self) -> Resources {
-        Resources::with_section(Self::SECTION, &self)
-    }
+impl TypedSection for PidsResources {
+    const SECTION: &'static str = "pids";
+    const FLAT_KEYS: &'static [&'static str] = &["pids_limit"];
 }

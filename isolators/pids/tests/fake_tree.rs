@@ -1,6 +1,7 @@
 //! The pids isolator against fake cgroupfs trees: the files it writes, the
 //! usage it parses, cleanup, recovery and unknown ids, on v1 and v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
 //! The pids isolator against the real kernel (root, cgroup v1 or v2): a
 //! shell that forks 20 sleeps under a limit of 5 gets EAGAIN at the limit.
 
+use berth_isolator::TypedSection;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::thread;
