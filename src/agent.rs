@@ -19,6 +19,42 @@ pub const BUILT_IN_ISOLATORS: &[&str] = &[
     "cpu", "memory", "net_cls", "blkio", "disk", "devices", "pids",
 ];
 
+/// Makes an isolator that is not built in (a test's, or a site's own
+/// compiled into its agent binary) from the agent's config and its
+/// `[isolators.NAME]` table, if the config has one.
+pub type IsolatorFactory =
+    fn(&AgentConfig, Option<&toml::Value>) -> anyhow::Result<Arc<dyn Isolator>>;
+
+static REGISTERED: std::sync::Mutex<Vec<(String, IsolatorFactory)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Offers one more isolator by `name`, after the built-ins, to every agent
+/// this process starts afterwards ([`run`]). A binary that embeds the agent
+/// calls this before running it; the isolator then takes part exactly as a
+/// built-in does (its resource section, validation, usage, lifecycle).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
+/// struct Quiet;
+/// impl Isolator for Quiet {
+///     fn name(&self) -> &str { "quiet" }
+///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+///         Ok(Contribution::default())
+///     }
+/// }
+/// berth::agent::register_isolator("quiet", |_config, _table| Ok(Arc::new(Quiet)));
+/// ```
+pub fn register_isolator(name: &str, factory: IsolatorFactory) {
+    let mut registered = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    registered.retain(|(n, _)| n != name);
+    registered.push((name.to_string(), factory));
+}
+
+fn registered() -> Vec<(String, IsolatorFactory)> {
+    REGISTERED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Creates the configured isolators, in the configured order. Without an
 /// `isolation` list, every built-in isolator this host supports is offered,
 /// and the ones it does not support are logged and left out.
@@ -26,17 +62,20 @@ pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::
     // All names are checked before any isolator is made: making one creates
     // its cgroup root dirs.
     let explicit = config.isolation.is_some();
+    let registered = registered();
+    let known: Vec<String> = BUILT_IN_ISOLATORS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(registered.iter().map(|(n, _)| n.clone()))
+        .collect();
     let names: Vec<String> = match &config.isolation {
         Some(names) => names.clone(),
-        None => BUILT_IN_ISOLATORS.iter().map(|n| n.to_string()).collect(),
+        None => known.clone(),
     };
-    if let Some(name) = names
-        .iter()
-        .find(|n| !BUILT_IN_ISOLATORS.contains(&n.as_str()))
-    {
+    if let Some(name) = names.iter().find(|n| !known.contains(n)) {
         bail!(
             "unknown isolator {name:?} in isolation (known: {})",
-            BUILT_IN_ISOLATORS.join(", ")
+            known.join(", ")
         );
     }
     let mut ordered: Vec<Arc<dyn Isolator>> = Vec::new();
@@ -47,7 +86,30 @@ pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::
             Err(e) => tracing::warn!("isolator {name} is not offered on this host: {e:#}"),
         }
     }
+    check_resource_sections(&ordered)?;
     Ok(Isolators { ordered })
+}
+
+/// Two isolators may not claim the same resource section or flat key: a
+/// request's field must reach exactly one of them.
+fn check_resource_sections(isolators: &[Arc<dyn Isolator>]) -> anyhow::Result<()> {
+    let mut claimed: std::collections::BTreeMap<String, String> = Default::default();
+    for isolator in isolators {
+        let Some(section) = isolator.resource_section() else {
+            continue;
+        };
+        let keys = std::iter::once(&section.name)
+            .chain(section.flat_keys.iter().filter(|k| **k != section.name));
+        for key in keys {
+            if let Some(other) = claimed.insert(key.clone(), isolator.name().to_string()) {
+                bail!(
+                    "isolators {other} and {} both claim the resource key {key:?}",
+                    isolator.name()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Makes one built-in isolator from the agent's settings.
@@ -98,7 +160,10 @@ fn make_isolator(
                 allow_unlimited: config.pids.allow_unlimited,
             },
         )?),
-        other => bail!("no built-in isolator {other:?}"),
+        other => match registered().into_iter().find(|(n, _)| n == other) {
+            Some((_, factory)) => factory(config, config.isolators.get(other))?,
+            None => bail!("no built-in isolator {other:?}"),
+        },
     })
 }
 
@@ -295,4 +360,51 @@ fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", socket.display()))?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_isolator::{
+        ContainerConfig, ContainerId, Contribution, IsolatorError, ResourceSection,
+    };
+
+    use super::*;
+
+    struct Claims(&'static str, &'static [&'static str]);
+
+    impl Isolator for Claims {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn resource_section(&self) -> Option<ResourceSection> {
+            Some(ResourceSection::new(self.0).with_flat_keys(self.1))
+        }
+        fn prepare(
+            &self,
+            _: &ContainerId,
+            _: &ContainerConfig,
+        ) -> Result<Contribution, IsolatorError> {
+            Ok(Contribution::default())
+        }
+    }
+
+    #[test]
+    fn two_isolators_may_not_claim_one_resource_key() {
+        let ok: Vec<Arc<dyn Isolator>> = vec![
+            Arc::new(Claims("memory", &["memory", "memory_reservation"])),
+            Arc::new(Claims("example", &[])),
+        ];
+        check_resource_sections(&ok).unwrap();
+        let clash: Vec<Arc<dyn Isolator>> = vec![
+            Arc::new(Claims("memory", &["memory"])),
+            Arc::new(Claims("mem2", &["memory"])),
+        ];
+        let err = check_resource_sections(&clash).unwrap_err().to_string();
+        assert!(err.contains("memory") && err.contains("mem2"), "{err}");
+        let section_vs_key: Vec<Arc<dyn Isolator>> = vec![
+            Arc::new(Claims("cpu", &["cpus"])),
+            Arc::new(Claims("cpus", &[])),
+        ];
+        assert!(check_resource_sections(&section_vs_key).is_err());
+    }
 }

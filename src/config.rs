@@ -72,6 +72,10 @@ pub struct AgentConfig {
     pub volumes: crate::volumes::VolumeSettings,
     /// The event stream's ring and heartbeat: `[events]`.
     pub events: crate::events::EventSettings,
+    /// Settings of isolators that are not built in, one table each:
+    /// `[isolators.NAME]`, handed to the isolator's factory as it is.
+    #[serde(default)]
+    pub isolators: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -407,6 +411,7 @@ impl Default for AgentConfig {
             restart: Default::default(),
             volumes: Default::default(),
             events: Default::default(),
+            isolators: Default::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use berth_isolator::{ContainerId, Limitation, Resources};
+use berth_isolator::{ContainerId, Limitation};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::capabilities::CapabilityChanges;
@@ -33,9 +33,10 @@ pub struct LaunchRequest {
     /// read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<PathBuf>,
-    /// The resources asked for.
+    /// The resources asked for: per-isolator sections, and the built-ins'
+    /// flat `/v1` keys (see [`berth_isolator::ResourceTable`]).
     #[serde(default)]
-    pub resources: Resources,
+    pub resources: serde_json::Map<String, serde_json::Value>,
     /// The isolators to apply, a subset of what the agent offers; default:
     /// all it offers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,7 +260,9 @@ pub struct Container {
     pub workdir: Option<String>,
     pub user: Option<User>,
     pub rootfs: Option<PathBuf>,
-    pub resources: Resources,
+    /// In the `/v1` shape: flat keys for what the built-ins declare flat,
+    /// sections for the rest ([`berth_isolator::ResourceTable::to_v1`]).
+    pub resources: serde_json::Map<String, serde_json::Value>,
     /// The isolators applied, in order.
     pub isolation: Vec<String>,
     /// `host`, `none` or `ns:PATH`.

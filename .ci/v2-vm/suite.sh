@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=.ci/v2-vm
-root_tests=${V2VM_TESTS:-"launch update blkio disk recovery shim pids cgroup_v2 image_rootfs health"}
+root_tests=${V2VM_TESTS:-"launch update blkio disk recovery shim pids cgroup_v2 image_rootfs health open_contract"}
 crate_tests="berth-isolator-memory berth-isolator-cpu berth-cgroups"
 
 bins=()

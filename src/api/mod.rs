@@ -215,7 +215,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let update: berth_isolator::Resources = parse_json(&body)?;
+    let update: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
     Ok(Json(manager.update(&id, update).await?).into_response())
 }
 

@@ -936,6 +936,10 @@ pub struct ResourceArgs {
     /// the agent allows it).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<String>,
+    /// A field of any isolator's resource section, `SECTION.FIELD=VALUE`
+    /// (repeatable; VALUE is JSON, or else a string): `example.tokens=3`.
+    #[arg(long, value_name = "SECTION.FIELD=VALUE")]
+    pub resource: Vec<String>,
 }
 
 impl ResourceArgs {
@@ -1008,8 +1012,37 @@ impl ResourceArgs {
                 .collect::<Result<Vec<_>, _>>()?;
             resources.insert(key.into(), limits.into());
         }
+        for field in &self.resource {
+            section_field(&mut resources, field)?;
+        }
         Ok(resources)
     }
+}
+
+/// Puts `--resource SECTION.FIELD=VALUE` into its section of `resources`:
+/// the flag every isolator's section is reachable by, the ones berth does
+/// not know included.
+fn section_field(
+    resources: &mut serde_json::Map<String, serde_json::Value>,
+    arg: &str,
+) -> Result<(), Failure> {
+    let bad = |why: &str| usage(format!("invalid --resource {arg:?}: {why}"));
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| bad("expected SECTION.FIELD=VALUE"))?;
+    let (section, field) = key
+        .split_once('.')
+        .filter(|(s, f)| !s.is_empty() && !f.is_empty())
+        .ok_or_else(|| bad("expected SECTION.FIELD=VALUE"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    let entry = resources
+        .entry(section.to_string())
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let Some(entry) = entry.as_object_mut() else {
+        return Err(bad(&format!("{section} is also given by its own flag")));
+    };
+    entry.insert(field.to_string(), value);
+    Ok(())
 }
 
 /// Parses `DEV:RATE` where DEV is a path or `MAJOR:MINOR` (so the rate is
@@ -1504,6 +1537,40 @@ mod tests {
         assert_eq!(r["command"], json!(["sh", "-c", "x"]));
         let r = launch_request(&run_args(&["run", "--rootfs", "/r", "--", "true"])).unwrap();
         assert_eq!(r["command"], json!(["true"]));
+    }
+
+    #[test]
+    fn resource_flags_fill_any_isolators_section() {
+        let args = run_args(&[
+            "run",
+            "--cpus",
+            "0.5",
+            "--resource",
+            "example.tokens=3",
+            "--resource",
+            "example.label=blue",
+            "--",
+            "true",
+        ]);
+        let request = launch_request(&args).unwrap();
+        assert_eq!(
+            request["resources"],
+            json!({"cpus": 0.5, "example": {"tokens": 3, "label": "blue"}})
+        );
+        for bad in ["example", "example.tokens", ".x=1", "x.=1"] {
+            let args = run_args(&["run", "--resource", bad, "--", "true"]);
+            assert!(launch_request(&args).is_err(), "{bad}");
+        }
+        let args = run_args(&[
+            "run",
+            "--memory",
+            "64m",
+            "--resource",
+            "memory.memory=1",
+            "--",
+            "true",
+        ]);
+        assert!(launch_request(&args).is_err());
     }
 
     #[test]

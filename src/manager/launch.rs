@@ -297,14 +297,21 @@ impl Manager {
             }
             None => offered,
         };
-        for (field, isolator) in request.resources.requested_isolators() {
-            if !chosen.iter().any(|n| n == isolator) {
+        let table = self.isolators.resource_table();
+        let (resources, form) = table.from_request(&request.resources)?;
+        for (section, _) in resources.sections() {
+            let isolator = self
+                .isolators
+                .section_owner(section)
+                .map_or(section.to_string(), |i| i.name().to_string());
+            if !chosen.contains(&isolator) {
                 return Err(ManagerError::invalid(
-                    field,
+                    form.field_of(section),
                     format!("needs the {isolator} isolator, which this container does not use"),
                 ));
             }
         }
+        let resources = table.to_v1(&resources);
         let isolators = self.isolators.select(&chosen);
         let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
 
@@ -333,7 +340,7 @@ impl Manager {
                 .user
                 .or_else(|| self.config.container.default_user()),
             rootfs: request.rootfs,
-            resources: request.resources,
+            resources,
             isolation,
             network,
             log,
@@ -384,7 +391,9 @@ impl Manager {
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {
-            isolator.validate(&config)?;
+            isolator
+                .validate(&config)
+                .map_err(|e| super::update::named_as_asked(e, &table, &form))?;
         }
         Ok(Plan {
             container,

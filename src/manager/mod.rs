@@ -121,6 +121,18 @@ impl Isolators {
         self.ordered.iter().map(|i| i.name().to_string()).collect()
     }
 
+    /// The resource sections the isolators declare.
+    pub fn resource_table(&self) -> berth_isolator::ResourceTable {
+        berth_isolator::ResourceTable::new(self.ordered.iter().filter_map(|i| i.resource_section()))
+    }
+
+    /// The isolator that owns resource section `section`.
+    pub fn section_owner(&self, section: &str) -> Option<&Arc<dyn Isolator>> {
+        self.ordered
+            .iter()
+            .find(|i| i.resource_section().is_some_and(|s| s.name == section))
+    }
+
     /// The isolators named in `names`, in the agent's order.
     fn select(&self, names: &[String]) -> Vec<Arc<dyn Isolator>> {
         self.ordered
@@ -578,6 +590,16 @@ impl Manager {
             .map(|i| {
                 let mut entry = i.describe();
                 entry.insert("name".into(), i.name().into());
+                // The resource section it owns, and its flat `/v1` keys.
+                if let Some(section) = i.resource_section() {
+                    entry.insert(
+                        "resources".into(),
+                        serde_json::json!({
+                            "section": section.name,
+                            "flat_keys": section.flat_keys,
+                        }),
+                    );
+                }
                 serde_json::Value::Object(entry)
             })
             .collect();

@@ -380,7 +380,10 @@ impl Manager {
             id: container.id.clone(),
             command: container.command.clone(),
             env: container.env.clone(),
-            resources: container.resources.clone(),
+            resources: self
+                .isolators
+                .resource_table()
+                .from_stored(&container.resources),
             sandbox: container.sandbox.clone(),
             rootfs: container.rootfs.clone(),
             runtime_dir: self.store.isolator_dir(&container.id),

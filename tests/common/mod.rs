@@ -54,6 +54,10 @@ pub fn skip_missing_kernel_feature(test: &str, why: &str) {
 
 pub mod cgroup;
 
+/// The environment variable carrying an embedded agent's arguments, one a
+/// line ([`Agent::start_embedded`]).
+pub const EMBEDDED_AGENT_ARGS: &str = "BERTH_EMBEDDED_AGENT_ARGS";
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Agent {
@@ -65,6 +69,8 @@ pub struct Agent {
     child: Option<Child>,
     extra: Vec<String>,
     env: Vec<(String, String)>,
+    /// A program embedding the agent (and its arguments) instead of `berth agent`.
+    program: Option<(PathBuf, Vec<String>)>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -80,6 +86,27 @@ impl Agent {
     /// Starts an agent offering its default isolators.
     pub fn start() -> Agent {
         Agent::start_with(&[])
+    }
+
+    /// Starts an agent embedded in this test binary: its test `entry` runs
+    /// the agent with the arguments in [`EMBEDDED_AGENT_ARGS`] (see
+    /// `tests/open_contract.rs`), so a test can offer isolators of its own.
+    pub fn start_embedded(entry: &str, toml: &str) -> Agent {
+        let mut agent = Agent::unstarted();
+        let path = agent.dir.path().join("agent.toml");
+        std::fs::write(&path, toml).unwrap();
+        agent.extra = vec!["--config".into(), path.display().to_string()];
+        agent.program = Some((
+            std::env::current_exe().unwrap(),
+            vec![
+                "--exact".into(),
+                entry.into(),
+                "--nocapture".into(),
+                "--test-threads=1".into(),
+            ],
+        ));
+        agent.spawn();
+        agent
     }
 
     /// Starts an agent with a TOML config file (flags the fixture passes,
@@ -150,6 +177,7 @@ impl Agent {
             child: None,
             extra: Vec::new(),
             env: Vec::new(),
+            program: None,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -163,19 +191,37 @@ impl Agent {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("agent")
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--work-dir")
-            .arg(&self.work_dir)
-            .arg("--runtime-dir")
-            .arg(&self.runtime_dir)
-            .arg("--cgroup-root")
-            .arg(&self.cgroup_root)
-            .arg("--shim")
-            .arg(env!("CARGO_BIN_EXE_berth-shim"))
-            .args(&self.extra)
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--socket".into(),
+            self.socket.display().to_string(),
+            "--work-dir".into(),
+            self.work_dir.display().to_string(),
+            "--runtime-dir".into(),
+            self.runtime_dir.display().to_string(),
+            "--cgroup-root".into(),
+            self.cgroup_root.clone(),
+            "--shim".into(),
+            env!("CARGO_BIN_EXE_berth-shim").into(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        let mut command = match &self.program {
+            // The embedding program reads the agent's arguments from the
+            // environment (its own argv belongs to the test harness).
+            Some((program, prefix)) => {
+                let mut command = Command::new(program);
+                command
+                    .args(prefix)
+                    .env(EMBEDDED_AGENT_ARGS, args.join("\n"));
+                command
+            }
+            None => {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+                command.args(&args);
+                command
+            }
+        };
+        let child = command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -79,6 +79,7 @@ mod error;
 mod id;
 mod limitation;
 mod resources;
+mod states;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -89,7 +90,11 @@ pub use contribution::{Contribution, ContributionConflict, DeviceNode, Mount};
 pub use error::IsolatorError;
 pub use id::{ContainerId, InvalidContainerId};
 pub use limitation::{Limitation, LimitationReporter};
-pub use resources::{DeviceLimit, DeviceMapping, Resources};
+pub use resources::{
+    fixed_at_launch, merge_fields, RequestForm, ResourceSection, ResourceTable, Resources, Section,
+    TypedSection,
+};
+pub use states::{unknown, ContainerStates};
 
 /// Statistics an isolator reports for one container, as a JSON object.
 ///
@@ -178,6 +183,97 @@ pub trait Isolator: Send + Sync {
     ) -> Result<(), IsolatorError> {
         let _ = (containers, orphans);
         Ok(())
+    }
+
+    /// The section of a container's resources this isolator owns, if any:
+    /// `{"<name>": {...}}` in a request is routed to it, and a request
+    /// giving a section whose isolator the container does not use is
+    /// refused. The isolator reads it with [`Resources::section`] (its own
+    /// serde type is the schema) and checks it in [`Isolator::validate`].
+    ///
+    /// ```
+    /// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, ResourceSection};
+    /// struct Tokens;
+    /// impl Isolator for Tokens {
+    ///     fn name(&self) -> &str { "tokens" }
+    ///     fn resource_section(&self) -> Option<ResourceSection> {
+    ///         Some(ResourceSection::new("tokens"))
+    ///     }
+    ///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         Ok(Contribution::default())
+    ///     }
+    /// }
+    /// assert_eq!(Tokens.resource_section().unwrap().name, "tokens");
+    /// ```
+    fn resource_section(&self) -> Option<ResourceSection> {
+        None
+    }
+
+    /// Merges a live update into the current section (both this isolator's
+    /// section; either may be empty). The default replaces the fields the
+    /// update gives ([`merge_fields`]). Refuse with
+    /// [`IsolatorError::InvalidConfig`] a field that cannot change while the
+    /// container runs.
+    ///
+    /// ```
+    /// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Section};
+    /// /// Its `slot` is fixed at launch.
+    /// struct Slots;
+    /// impl Isolator for Slots {
+    ///     fn name(&self) -> &str { "slots" }
+    ///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         Ok(Contribution::default())
+    ///     }
+    ///     fn merge_resources(&self, current: &Section, update: &Section) -> Result<Section, IsolatorError> {
+    ///         if update.contains_key("slot") {
+    ///             return Err(IsolatorError::invalid("resources.slots.slot", "fixed at launch"));
+    ///         }
+    ///         Ok(berth_isolator::merge_fields(current, update))
+    ///     }
+    /// }
+    /// let update = serde_json::json!({"slot": 2});
+    /// assert!(Slots.merge_resources(&Section::new(), update.as_object().unwrap()).is_err());
+    /// ```
+    fn merge_resources(
+        &self,
+        current: &Section,
+        update: &Section,
+    ) -> Result<Section, IsolatorError> {
+        Ok(merge_fields(current, update))
+    }
+
+    /// The `linux.resources` keys of the OCI bundle that describe this
+    /// isolator's limits for `resources`, for the agent to rewrite the
+    /// bundle's `config.json` after an update so that it never disagrees
+    /// with what is applied. `None` (the default) leaves the bundle as it is.
+    ///
+    /// ```
+    /// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Resources};
+    /// use serde_json::{json, Map, Value};
+    /// struct Pids;
+    /// impl Isolator for Pids {
+    ///     fn name(&self) -> &str { "pids" }
+    ///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         Ok(Contribution::default())
+    ///     }
+    ///     fn oci_resources(&self, _: &ContainerId, r: &Resources) -> Result<Option<Map<String, Value>>, IsolatorError> {
+    ///         let limit = r.raw_section("pids").and_then(|s| s.get("limit")).cloned();
+    ///         let mut keys = Map::new();
+    ///         keys.insert("pids".into(), json!({"limit": limit.unwrap_or(json!(-1))}));
+    ///         Ok(Some(keys))
+    ///     }
+    /// }
+    /// let id = ContainerId::new("c").unwrap();
+    /// let r = Resources::with_section("pids", &json!({"limit": 50}));
+    /// assert_eq!(Pids.oci_resources(&id, &r).unwrap().unwrap()["pids"]["limit"], 50);
+    /// ```
+    fn oci_resources(
+        &self,
+        id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, IsolatorError> {
+        let _ = (id, resources);
+        Ok(None)
     }
 
     /// Checks the request without touching the host. Return

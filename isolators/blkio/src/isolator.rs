@@ -1,11 +1,12 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::fs;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, RecoveredContainer,
-    Resources, Usage,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    RecoveredContainer, Resources, Usage,
 };
 use serde_json::{Map, Value};
 
@@ -27,7 +28,7 @@ pub struct BlkioIsolator {
     weight_files: Vec<WeightFile>,
     /// Whether the kernel has the throttle policy.
     throttle: bool,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
     /// v1: whether the kernel has the `_recursive` statistics files (looked
     /// up once here, not on every read of a container's usage).
     recursive_stats: bool,
@@ -60,7 +61,7 @@ impl BlkioIsolator {
             root,
             weight_files,
             throttle,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
             recursive_stats,
         })
     }
@@ -75,15 +76,14 @@ impl BlkioIsolator {
     }
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // A panic while holding the lock leaves plain data behind: go on.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     fn cgroup(&self, id: &ContainerId) -> Result<ContainerCgroup, IsolatorError> {
         self.containers()
             .get(id)
             .map(|c| c.cgroup.clone())
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+            .ok_or_else(|| unknown(id))
     }
 
     /// Checks the request and what this host can do; changes nothing.
@@ -106,7 +106,10 @@ impl BlkioIsolator {
         if !limits.throttles.is_empty() && !self.throttle {
             let field = Throttle::ALL
                 .into_iter()
-                .find(|t| !t.limits(resources).is_empty())
+                .find(|t| {
+                    crate::BlkioResources::of(resources)
+                        .is_ok_and(|section| !t.limits(&section).is_empty())
+                })
                 .map_or("throttles", Throttle::field);
             return Err(IsolatorError::Unsupported {
                 message: format!(
@@ -223,19 +226,14 @@ impl Isolator for BlkioIsolator {
         containers: &[RecoveredContainer],
         orphans: &[ContainerId],
     ) -> Result<(), IsolatorError> {
-        for recovered in containers {
-            let id = &recovered.config.id;
-            let cgroup = self.root.container(id.as_str())?;
+        self.containers.recover(containers, orphans, |recovered| {
+            let cgroup = self.root.container(recovered.config.id.as_str())?;
             // Validated at launch; a device gone since is recovered without
             // its limits known.
             let limits =
                 BlkioLimits::from_resources(&recovered.config.resources).unwrap_or_default();
-            self.containers()
-                .insert(id.clone(), Container { cgroup, limits });
-        }
-        for id in orphans {
-            self.containers().remove(id);
-        }
+            Ok(Container { cgroup, limits })
+        })?;
         self.root
             .remove_containers(orphans.iter().map(ContainerId::as_str), Self::CONTROLLERS)
             .map_err(|e| IsolatorError::Other(format!("blkio: remove orphan cgroups: {e}")))
@@ -243,6 +241,39 @@ impl Isolator for BlkioIsolator {
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
         self.limits(&config.resources).map(|_| ())
+    }
+
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::BlkioResources::section())
+    }
+
+    /// A weight given replaces the current one; a device listed replaces
+    /// that device's entry, the others stay.
+    fn merge_resources(
+        &self,
+        current: &berth_isolator::Section,
+        update: &berth_isolator::Section,
+    ) -> Result<berth_isolator::Section, IsolatorError> {
+        let current = crate::BlkioResources::from_section(current)?;
+        let update = crate::BlkioResources::from_section(update)?;
+        Ok(current.merged_with(&update).to_section())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<Map<String, Value>>, IsolatorError> {
+        let limits = BlkioLimits::from_resources(resources)?;
+        let mut out = Map::new();
+        // No throttle or weight any more still rewrites the key (empty).
+        out.insert(
+            "blockIO".into(),
+            limits
+                .block_io()
+                .unwrap_or_else(|| Value::Object(Map::new())),
+        );
+        Ok(Some(out))
     }
 
     fn prepare(
@@ -273,9 +304,7 @@ impl Isolator for BlkioIsolator {
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
         let new = self.limits(resources)?;
         let mut state = self.containers();
-        let container = state
-            .get_mut(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let container = state.get_mut(id).ok_or_else(|| unknown(id))?;
         // A weight cannot be taken away, only changed: keep the old one.
         let new = BlkioLimits {
             weight: new.weight.or(container.limits.weight),
@@ -306,9 +335,7 @@ impl Isolator for BlkioIsolator {
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
         let (cgroup, limits) = {
             let state = self.containers();
-            let container = state
-                .get(id)
-                .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+            let container = state.get(id).ok_or_else(|| unknown(id))?;
             (container.cgroup.clone(), container.limits.clone())
         };
         let mut usage = Usage::new();

@@ -32,6 +32,7 @@
 mod device;
 mod isolator;
 mod limits;
+mod resources;
 mod stats;
 mod throttle;
 mod weight;
@@ -39,6 +40,7 @@ mod weight;
 pub use device::{resolve, DeviceError, DeviceNumber, MalformedDeviceNumber, SYS_DEV_BLOCK};
 pub use isolator::BlkioIsolator;
 pub use limits::BlkioLimits;
+pub use resources::{BlkioResources, DeviceLimit};
 pub use stats::DeviceIo;
 pub use throttle::{Throttle, Throttles};
 pub use weight::{io_weight, validate_weight, WeightFile, MAX_WEIGHT, MIN_WEIGHT};

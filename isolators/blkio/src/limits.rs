@@ -1,6 +1,7 @@
 //! A container's blkio settings as a whole: checked from a request, and
 //! described in the runtime spec's terms.
 
+use berth_isolator::TypedSection;
 use berth_isolator::{IsolatorError, Resources};
 use serde_json::{json, Map, Value};
 
@@ -20,12 +21,13 @@ impl BlkioLimits {
     /// Checks the blkio fields of `resources` (reading the filesystem and
     /// sysfs to resolve devices, changing nothing).
     pub fn from_resources(resources: &Resources) -> Result<Self, IsolatorError> {
-        if let Some(weight) = resources.blkio_weight {
+        let section = crate::BlkioResources::of(resources)?;
+        if let Some(weight) = section.blkio_weight {
             validate_weight(weight)?;
         }
         Ok(BlkioLimits {
-            weight: resources.blkio_weight,
-            throttles: Throttles::from_resources(resources)?,
+            weight: section.blkio_weight,
+            throttles: Throttles::from_section(&section)?,
         })
     }
 

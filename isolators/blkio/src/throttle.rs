@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use berth_cgroups::{CgroupError, CgroupMode, ContainerCgroup, Controller};
-use berth_isolator::{DeviceLimit, IsolatorError, Resources};
+use berth_isolator::IsolatorError;
+
+use crate::{BlkioResources, DeviceLimit};
 
 use crate::device::{self, DeviceNumber};
 
@@ -85,7 +87,7 @@ impl Throttle {
     }
 
     /// The request's list for this throttle.
-    pub fn limits(self, resources: &Resources) -> &[DeviceLimit] {
+    pub fn limits(self, resources: &BlkioResources) -> &[DeviceLimit] {
         match self {
             Throttle::ReadBps => &resources.device_read_bps,
             Throttle::WriteBps => &resources.device_write_bps,
@@ -109,9 +111,9 @@ impl Throttles {
     /// A list naming the same device twice in the same words is refused.
     /// Named in different words (`/dev/vda`, `254:0`), the later entry wins:
     /// that is what a live update looks like, as
-    /// [`Resources::merged_with`] keys entries by the words and appends the
-    /// new ones.
-    pub fn from_resources(resources: &Resources) -> Result<Self, IsolatorError> {
+    /// [`BlkioResources::merged_with`] keys entries by the words and appends
+    /// the new ones.
+    pub fn from_section(resources: &BlkioResources) -> Result<Self, IsolatorError> {
         let mut throttles = Throttles::default();
         for throttle in Throttle::ALL {
             let field = throttle.field();

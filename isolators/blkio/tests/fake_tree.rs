@@ -4,14 +4,14 @@
 //! Devices must still exist on the host (validation looks at /dev and
 //! sysfs): the tests use the disk holding `/`, and skip where there is none.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
-use berth_isolator::{
-    ContainerConfig, DeviceLimit, Isolator, IsolatorError, RecoveredContainer, Resources,
-};
+use berth_isolator::{ContainerConfig, Isolator, IsolatorError, RecoveredContainer, Resources};
 use berth_isolator_blkio::{BlkioIsolator, DeviceNumber};
+use berth_isolator_blkio::{BlkioResources, DeviceLimit};
 use serde_json::json;
 
 fn limit(device: &str, rate: u64) -> DeviceLimit {
@@ -121,12 +121,13 @@ fn v1_prepare_isolate_usage_update_cleanup() {
     fake_v1_container(&t, "c1", Some("blkio.bfq.weight"), disk);
     let c1 = id("c1");
     let by_path = path.clone().unwrap_or_else(|| disk.to_string());
-    let resources = Resources {
+    let resources = BlkioResources {
         blkio_weight: Some(500),
         device_write_bps: vec![limit(&by_path, 5 << 20)],
         device_read_iops: vec![limit(&disk.to_string(), 100)],
         ..Default::default()
-    };
+    }
+    .into_resources();
     let contribution = t
         .isolator
         .prepare(&c1, &config("c1", resources.clone()))
@@ -169,12 +170,13 @@ fn v1_prepare_isolate_usage_update_cleanup() {
 
     // The agent passes the full merged resources: a new weight and write
     // rate, the read iops throttle gone (reset with 0), a read bps added.
-    let updated = Resources {
+    let updated = BlkioResources {
         blkio_weight: Some(200),
         device_write_bps: vec![limit(&disk.to_string(), 1 << 20)],
         device_read_bps: vec![limit(&by_path, 7 << 20)],
         ..Default::default()
-    };
+    }
+    .into_resources();
     t.isolator.update(&c1, &updated).unwrap();
     assert_eq!(read(dir.join("blkio.bfq.weight")), "200");
     assert_eq!(
@@ -192,18 +194,21 @@ fn v1_prepare_isolate_usage_update_cleanup() {
 
     // Invalid updates are refused before anything is written.
     for bad in [
-        Resources {
+        BlkioResources {
             blkio_weight: Some(5),
-            ..updated.clone()
-        },
-        Resources {
+            ..BlkioResources::of(&updated).unwrap()
+        }
+        .into_resources(),
+        BlkioResources {
             device_write_bps: vec![limit("/dev/null", 1)],
-            ..updated.clone()
-        },
-        Resources {
+            ..BlkioResources::of(&updated).unwrap()
+        }
+        .into_resources(),
+        BlkioResources {
             device_write_bps: vec![limit(&disk.to_string(), 0)],
-            ..updated.clone()
-        },
+            ..BlkioResources::of(&updated).unwrap()
+        }
+        .into_resources(),
     ] {
         assert!(matches!(
             t.isolator.update(&c1, &bad).unwrap_err(),
@@ -224,11 +229,12 @@ fn v1_prepare_isolate_usage_update_cleanup() {
         .isolator
         .update(
             &c1,
-            &Resources {
+            &BlkioResources {
                 blkio_weight: Some(900),
                 device_write_iops: vec![limit(&disk.to_string(), 10)],
-                ..updated.clone()
-            },
+                ..BlkioResources::of(&updated).unwrap()
+            }
+            .into_resources(),
         )
         .unwrap_err();
     assert!(matches!(err, IsolatorError::Refused { .. }), "{err}");
@@ -263,10 +269,11 @@ fn a_weight_without_a_weight_file_is_unsupported_and_creates_nothing() {
     assert_eq!(describe["throttle"], json!(true));
     let asked = config(
         "c1",
-        Resources {
+        BlkioResources {
             blkio_weight: Some(500),
             ..Default::default()
-        },
+        }
+        .into_resources(),
     );
     let err = t.isolator.validate(&asked).unwrap_err();
     assert!(matches!(err, IsolatorError::Unsupported { .. }), "{err}");
@@ -282,10 +289,11 @@ fn a_weight_without_a_weight_file_is_unsupported_and_creates_nothing() {
 
     // Throttles alone still work; the cgroup is there for accounting.
     fake_v1_container(&t, "c2", None, disk);
-    let throttled = Resources {
+    let throttled = BlkioResources {
         device_write_bps: vec![limit(&disk.to_string(), 1 << 20)],
         ..Default::default()
-    };
+    }
+    .into_resources();
     t.isolator
         .prepare(&id("c2"), &config("c2", throttled.clone()))
         .unwrap();
@@ -294,10 +302,11 @@ fn a_weight_without_a_weight_file_is_unsupported_and_creates_nothing() {
         .isolator
         .update(
             &id("c2"),
-            &Resources {
+            &BlkioResources {
                 blkio_weight: Some(100),
-                ..throttled
-            },
+                ..BlkioResources::of(&throttled).unwrap()
+            }
+            .into_resources(),
         )
         .unwrap_err();
     assert!(matches!(err, IsolatorError::Unsupported { .. }), "{err}");
@@ -313,59 +322,66 @@ fn bad_requests_name_the_field_and_the_device() {
         assert!(err.to_string().contains(mentions), "{err}");
     };
     check(
-        Resources {
+        BlkioResources {
             device_write_bps: vec![limit("/dev/null", 1 << 20)],
             ..Default::default()
-        },
+        }
+        .into_resources(),
         "resources.device_write_bps",
         "/dev/null is not a block device",
     );
     check(
-        Resources {
+        BlkioResources {
             device_read_bps: vec![limit("/dev/berth-missing", 1 << 20)],
             ..Default::default()
-        },
+        }
+        .into_resources(),
         "resources.device_read_bps",
         "/dev/berth-missing",
     );
     check(
-        Resources {
+        BlkioResources {
             device_read_iops: vec![limit("1:3", 10)],
             ..Default::default()
-        },
+        }
+        .into_resources(),
         "resources.device_read_iops",
         "no block device 1:3",
     );
     check(
-        Resources {
+        BlkioResources {
             device_write_iops: vec![limit("sda", 10)],
             ..Default::default()
-        },
+        }
+        .into_resources(),
         "resources.device_write_iops",
         "\"sda\"",
     );
     check(
-        Resources {
+        BlkioResources {
             device_write_bps: vec![limit(&disk.to_string(), 0)],
             ..Default::default()
-        },
+        }
+        .into_resources(),
         "resources.device_write_bps",
         &disk.to_string(),
     );
     check(
-        Resources {
+        BlkioResources {
             device_write_bps: vec![limit(&disk.to_string(), 1), limit(&disk.to_string(), 2)],
             ..Default::default()
-        },
+        }
+        .into_resources(),
         "resources.device_write_bps",
         "listed twice",
     );
     for weight in [0, 9, 1001] {
         check(
-            Resources {
+            BlkioResources {
                 blkio_weight: Some(weight),
                 ..Default::default()
-            },
+            }
+            .into_resources(),
             "resources.blkio_weight",
             &weight.to_string(),
         );
@@ -382,20 +398,20 @@ fn a_device_named_twice_across_an_update_keeps_the_later_rate() {
     };
     let t = v1(None);
     fake_v1_container(&t, "c1", None, disk);
-    let launch = Resources {
+    let launch = BlkioResources {
         device_write_bps: vec![limit(&path, 1 << 20)],
         ..Default::default()
     };
     t.isolator
-        .prepare(&id("c1"), &config("c1", launch.clone()))
+        .prepare(&id("c1"), &config("c1", launch.clone().into_resources()))
         .unwrap();
-    // Resources::merged_with keys entries by the string given, so the same
-    // disk by number is appended after its path.
-    let update = Resources {
+    // BlkioResources::merged_with keys entries by the string given, so the
+    // same disk by number is appended after its path.
+    let update = BlkioResources {
         device_write_bps: vec![limit(&disk.to_string(), 3 << 20)],
         ..Default::default()
     };
-    let merged = launch.merged_with(&update);
+    let merged = launch.merged_with(&update).into_resources();
     // The agent validates the merged resources first: not a duplicate.
     t.isolator.validate(&config("c1", merged.clone())).unwrap();
     t.isolator.update(&id("c1"), &merged).unwrap();
@@ -430,10 +446,11 @@ fn recover_removes_orphans_and_keeps_known_containers() {
     let known = RecoveredContainer {
         config: config(
             "known",
-            Resources {
+            BlkioResources {
                 device_write_bps: vec![limit(&disk.to_string(), 1 << 20)],
                 ..Default::default()
-            },
+            }
+            .into_resources(),
         ),
         pid: Some(1),
     };
@@ -489,12 +506,13 @@ fn v2_writes_io_weight_io_max_and_parses_io_stat() {
         ],
     );
     let c1 = id("c1");
-    let resources = Resources {
+    let resources = BlkioResources {
         blkio_weight: Some(500),
         device_write_bps: vec![limit(&disk.to_string(), 5 << 20)],
         device_read_iops: vec![limit(&disk.to_string(), 100)],
         ..Default::default()
-    };
+    }
+    .into_resources();
     isolator.prepare(&c1, &config("c1", resources)).unwrap();
     assert_eq!(read(dir.join("io.weight")), "default 4950");
     assert_eq!(read(dir.join("io.bfq.weight")), "500");
@@ -516,10 +534,11 @@ fn v2_writes_io_weight_io_max_and_parses_io_stat() {
     isolator
         .update(
             &c1,
-            &Resources {
+            &BlkioResources {
                 blkio_weight: Some(1000),
                 ..Default::default()
-            },
+            }
+            .into_resources(),
         )
         .unwrap();
     assert_eq!(read(dir.join("io.weight")), "default 10000");
@@ -530,10 +549,11 @@ fn v2_writes_io_weight_io_max_and_parses_io_stat() {
     isolator
         .update(
             &c1,
-            &Resources {
+            &BlkioResources {
                 blkio_weight: Some(10),
                 ..Default::default()
-            },
+            }
+            .into_resources(),
         )
         .unwrap();
     assert_eq!(read(dir.join("io.weight")), "default 1");
@@ -552,10 +572,11 @@ fn v2_without_weight_files_says_so() {
     let err = isolator
         .validate(&config(
             "c1",
-            Resources {
+            BlkioResources {
                 blkio_weight: Some(100),
                 ..Default::default()
-            },
+            }
+            .into_resources(),
         ))
         .unwrap_err();
     assert!(

@@ -1,15 +1,17 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, RecoveredContainer,
-    Resources, Usage,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    RecoveredContainer, Resources, Usage,
 };
 use serde_json::{json, Map, Value};
 
 use crate::limits::{validate_cpus, CpuLimits};
 use crate::stats;
+use crate::CpuResources;
 
 /// Options of the cpu isolator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ impl Default for CpuOptions {
 pub struct CpuIsolator {
     root: Arc<CgroupRoot>,
     options: CpuOptions,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -51,7 +53,7 @@ impl CpuIsolator {
         Ok(CpuIsolator {
             root,
             options,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
@@ -59,12 +61,11 @@ impl CpuIsolator {
     pub const CONTROLLERS: &'static [Controller] = &[Controller::Cpu, Controller::Cpuacct];
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // A panic while holding the lock leaves plain data behind: go on.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     fn limits(&self, resources: &Resources) -> Result<Option<CpuLimits>, IsolatorError> {
-        resources
+        CpuResources::of(resources)?
             .cpus
             .map(|cpus| CpuLimits::new(cpus, self.options.cfs_quota))
             .transpose()
@@ -162,19 +163,13 @@ impl Isolator for CpuIsolator {
         containers: &[RecoveredContainer],
         orphans: &[ContainerId],
     ) -> Result<(), IsolatorError> {
-        let mut state = self.containers();
-        for recovered in containers {
-            let id = &recovered.config.id;
-            let cgroup = self.root.container(id.as_str())?;
+        self.containers.recover(containers, orphans, |recovered| {
+            let cgroup = self.root.container(recovered.config.id.as_str())?;
             // The values were validated at launch; a config that no longer
             // validates (options changed) is recovered without limits known.
             let limits = self.limits(&recovered.config.resources).ok().flatten();
-            state.insert(id.clone(), Container { cgroup, limits });
-        }
-        for id in orphans {
-            state.remove(id);
-        }
-        drop(state);
+            Ok(Container { cgroup, limits })
+        })?;
         self.root
             .remove_containers(
                 orphans.iter().map(ContainerId::as_str),
@@ -184,7 +179,22 @@ impl Isolator for CpuIsolator {
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        config.resources.cpus.map_or(Ok(()), validate_cpus)
+        CpuResources::of(&config.resources)?
+            .cpus
+            .map_or(Ok(()), validate_cpus)
+    }
+
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(CpuResources::section())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<Map<String, Value>>, IsolatorError> {
+        let limits = self.limits(resources)?;
+        Ok(Some(contribution(limits.as_ref()).linux_resources))
     }
 
     fn prepare(
@@ -217,9 +227,7 @@ impl Isolator for CpuIsolator {
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
         let new = self.limits(resources)?;
         let mut state = self.containers();
-        let container = state
-            .get_mut(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let container = state.get_mut(id).ok_or_else(|| unknown(id))?;
         let Some(new) = new else {
             return Ok(());
         };
@@ -240,9 +248,7 @@ impl Isolator for CpuIsolator {
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
         let (cgroup, limits) = {
             let state = self.containers();
-            let container = state
-                .get(id)
-                .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+            let container = state.get(id).ok_or_else(|| unknown(id))?;
             (container.cgroup.clone(), container.limits)
         };
         let mut usage = Usage::new();
@@ -277,6 +283,6 @@ impl CpuIsolator {
         self.containers()
             .get(id)
             .map(|c| c.cgroup.clone())
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+            .ok_or_else(|| unknown(id))
     }
 }

@@ -20,6 +20,7 @@
 
 mod isolator;
 mod limits;
+mod resources;
 mod stats;
 
 pub use isolator::{CpuIsolator, CpuOptions};
@@ -27,3 +28,4 @@ pub use limits::{
     host_cpus, shares_to_weight, validate_cpus, CpuLimits, CFS_PERIOD_US, MAX_CPUS,
     MIN_CFS_QUOTA_US, MIN_SHARES, SHARES_PER_CPU,
 };
+pub use resources::CpuResources;

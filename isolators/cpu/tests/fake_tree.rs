@@ -1,25 +1,24 @@
 //! The cpu isolator against fake cgroupfs trees: the files it writes and
 //! the usage it parses, on v1 (separate and co-mounted) and v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::PathBuf;
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
 use berth_isolator::{ContainerConfig, Isolator, IsolatorError, Resources};
+use berth_isolator_cpu::CpuResources;
 use berth_isolator_cpu::{CpuIsolator, CpuOptions};
 use serde_json::json;
 
 fn config(name: &str, cpus: Option<f64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources.cpus = cpus;
+    config.resources = CpuResources { cpus }.into_resources();
     config
 }
 
 fn cpus(cpus: f64) -> Resources {
-    Resources {
-        cpus: Some(cpus),
-        ..Default::default()
-    }
+    CpuResources { cpus: Some(cpus) }.into_resources()
 }
 
 const CPU_V1: &[(&str, &str)] = &[

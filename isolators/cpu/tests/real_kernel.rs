@@ -1,13 +1,15 @@
 //! The cpu isolator against the real kernel (root, cgroup v1 or v2): a CFS
 //! quota of half a CPU caps a busy loop at half a CPU.
 
+use berth_isolator::TypedSection;
 use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use berth_cgroups::testing::{skip_unless_root, TestRoot};
 use berth_cgroups::{CgroupMode, Controller};
-use berth_isolator::{ContainerConfig, ContainerId, Isolator, IsolatorError, Resources};
+use berth_isolator::{ContainerConfig, ContainerId, Isolator, IsolatorError};
+use berth_isolator_cpu::CpuResources;
 use berth_isolator_cpu::{CpuIsolator, CpuOptions};
 use serde_json::Value;
 
@@ -36,7 +38,7 @@ fn half_a_cpu_caps_a_busy_loop() {
     let isolator = CpuIsolator::new(root.shared(), CpuOptions::default()).unwrap();
     let id = ContainerId::new("spin").unwrap();
     let mut config = ContainerConfig::for_command(id.clone(), ["sh"]);
-    config.resources.cpus = Some(0.5);
+    config.resources = CpuResources { cpus: Some(0.5) }.into_resources();
     isolator.prepare(&id, &config).unwrap();
     let cgroup = root.container("spin").unwrap();
     if root.mode() == CgroupMode::V1 {
@@ -89,19 +91,16 @@ fn half_a_cpu_caps_a_busy_loop() {
         CgroupMode::V2 => "cpu.max",
     };
     let before = cgroup.read(Controller::Cpu, quota_file).unwrap();
-    let bad = Resources {
+    let bad = CpuResources {
         cpus: Some(f64::NAN),
-        ..Default::default()
-    };
+    }
+    .into_resources();
     assert!(matches!(
         isolator.update(&id, &bad),
         Err(IsolatorError::InvalidConfig { .. })
     ));
     assert_eq!(cgroup.read(Controller::Cpu, quota_file).unwrap(), before);
-    let one = Resources {
-        cpus: Some(1.0),
-        ..Default::default()
-    };
+    let one = CpuResources { cpus: Some(1.0) }.into_resources();
     isolator.update(&id, &one).unwrap();
     assert!(cgroup
         .read(Controller::Cpu, quota_file)

@@ -1,17 +1,18 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, DeviceMapping, Isolator, IsolatorError,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
     RecoveredContainer, Resources, Status,
 };
 use serde_json::{json, Map, Value};
 
 use crate::node::passed_devices;
 use crate::rule::{default_rules, DeviceRule};
-use crate::{ebpf, v1};
+use crate::{ebpf, v1, DeviceMapping};
 
 /// The controllers the isolator uses (on v2: the container's one cgroup).
 const CONTROLLERS: &[Controller] = &[Controller::Devices];
@@ -21,7 +22,7 @@ const CONTROLLERS: &[Controller] = &[Controller::Devices];
 #[derive(Debug)]
 pub struct DevicesIsolator {
     root: Arc<CgroupRoot>,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -44,18 +45,17 @@ impl DevicesIsolator {
         root.ensure(CONTROLLERS)?;
         Ok(DevicesIsolator {
             root,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // A panic while holding the lock leaves plain data behind: go on.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     /// The rules for a container: the default list, then its own devices.
     fn rules(config: &ContainerConfig) -> Result<(Vec<DeviceRule>, Contribution), IsolatorError> {
-        let passed = passed_devices(&config.resources.devices)?;
+        let passed = passed_devices(&crate::DevicesResources::of(&config.resources)?.devices)?;
         let mut rules = default_rules();
         rules.extend(passed.iter().map(|p| p.rule));
         let mut contribution = Contribution::default();
@@ -117,36 +117,42 @@ impl Isolator for DevicesIsolator {
         containers: &[RecoveredContainer],
         orphans: &[ContainerId],
     ) -> Result<(), IsolatorError> {
-        let mut state = self.containers();
-        for recovered in containers {
-            let id = &recovered.config.id;
-            let cgroup = self.root.container(id.as_str())?;
+        self.containers.recover(containers, orphans, |recovered| {
+            let cgroup = self.root.container(recovered.config.id.as_str())?;
             // The filter stays in the kernel; a config that no longer
             // validates (a host node gone) keeps the default list known.
             let rules = Self::rules(&recovered.config)
                 .map(|(rules, _)| rules)
                 .unwrap_or_else(|_| default_rules());
-            state.insert(
-                id.clone(),
-                Container {
-                    cgroup,
-                    devices: recovered.config.resources.devices.clone(),
-                    rules,
-                    program: None,
-                },
-            );
-        }
-        for id in orphans {
-            state.remove(id);
-        }
-        drop(state);
+            Ok(Container {
+                cgroup,
+                devices: crate::DevicesResources::of(&recovered.config.resources)
+                    .map(|r| r.devices)
+                    .unwrap_or_default(),
+                rules,
+                program: None,
+            })
+        })?;
         self.root
             .remove_containers(orphans.iter().map(ContainerId::as_str), CONTROLLERS)
             .map_err(|e| IsolatorError::Other(format!("devices: remove orphan cgroups: {e}")))
     }
 
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::DevicesResources::section())
+    }
+
+    /// The devices passed through are fixed at launch: an update giving them is refused.
+    fn merge_resources(
+        &self,
+        current: &berth_isolator::Section,
+        update: &berth_isolator::Section,
+    ) -> Result<berth_isolator::Section, IsolatorError> {
+        berth_isolator::fixed_at_launch("resources.devices", current, update)
+    }
+
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        passed_devices(&config.resources.devices).map(drop)
+        passed_devices(&crate::DevicesResources::of(&config.resources)?.devices).map(drop)
     }
 
     fn prepare(
@@ -161,7 +167,7 @@ impl Isolator for DevicesIsolator {
             id.clone(),
             Container {
                 cgroup,
-                devices: config.resources.devices.clone(),
+                devices: crate::DevicesResources::of(&config.resources)?.devices,
                 rules,
                 program,
             },
@@ -174,7 +180,7 @@ impl Isolator for DevicesIsolator {
             .containers()
             .get(id)
             .map(|c| c.cgroup.clone())
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+            .ok_or_else(|| unknown(id))?;
         cgroup.add_process(Controller::Devices, pid)?;
         Ok(())
     }
@@ -182,10 +188,8 @@ impl Isolator for DevicesIsolator {
     /// Devices are fixed at launch: a request to change them is refused.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
         let state = self.containers();
-        let container = state
-            .get(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
-        if resources.devices != container.devices {
+        let container = state.get(id).ok_or_else(|| unknown(id))?;
+        if crate::DevicesResources::of(resources)?.devices != container.devices {
             return Err(IsolatorError::invalid(
                 "resources.devices",
                 "cannot be changed while the container runs",
@@ -196,9 +200,7 @@ impl Isolator for DevicesIsolator {
 
     fn status(&self, id: &ContainerId) -> Result<Status, IsolatorError> {
         let state = self.containers();
-        let container = state
-            .get(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let container = state.get(id).ok_or_else(|| unknown(id))?;
         let mut status = Status::new();
         status.insert(
             "allow".into(),

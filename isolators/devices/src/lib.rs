@@ -21,10 +21,12 @@ pub mod ebpf;
 mod error;
 mod isolator;
 mod node;
+mod resources;
 mod rule;
 mod v1;
 
 pub use error::DevicesError;
 pub use isolator::DevicesIsolator;
 pub use node::{host_node, PassedDevice};
+pub use resources::{DeviceMapping, DevicesResources};
 pub use rule::{default_rules, Access, DeviceKind, DeviceRule};

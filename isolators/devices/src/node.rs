@@ -3,7 +3,9 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path};
 
-use berth_isolator::{DeviceMapping, DeviceNode, IsolatorError};
+use berth_isolator::{DeviceNode, IsolatorError};
+
+use crate::DeviceMapping;
 
 use crate::rule::{Access, DeviceKind, DeviceRule};
 

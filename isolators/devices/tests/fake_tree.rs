@@ -1,19 +1,19 @@
 //! The devices isolator against fake cgroupfs trees: the files it writes,
 //! the contribution, cleanup, recovery and unknown ids.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::PathBuf;
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
-use berth_isolator::{
-    ContainerConfig, DeviceMapping, Isolator, IsolatorError, RecoveredContainer, Resources,
-};
-use berth_isolator_devices::{default_rules, DeviceRule, DevicesIsolator};
+use berth_isolator::{ContainerConfig, Isolator, IsolatorError, RecoveredContainer, Resources};
+use berth_isolator_devices::DevicesResources;
+use berth_isolator_devices::{default_rules, DeviceMapping, DeviceRule, DevicesIsolator};
 use serde_json::json;
 
 fn config(name: &str, devices: Vec<DeviceMapping>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources.devices = devices;
+    config.resources = DevicesResources { devices }.into_resources();
     config
 }
 
@@ -126,14 +126,14 @@ fn updates_keep_the_devices_or_are_refused() {
     let c1 = id("c1");
     t.isolator.prepare(&c1, &config("c1", vec![])).unwrap();
     t.isolator.update(&c1, &Resources::default()).unwrap();
-    let more = Resources {
+    let more = DevicesResources {
         devices: vec![DeviceMapping {
             host: "/dev/null".into(),
             container: Some("/dev/n2".into()),
             access: None,
         }],
-        ..Default::default()
-    };
+    }
+    .into_resources();
     let err = t.isolator.update(&c1, &more).unwrap_err();
     assert!(
         matches!(&err, IsolatorError::InvalidConfig { field, .. } if field == "resources.devices"),

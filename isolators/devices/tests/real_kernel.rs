@@ -4,14 +4,17 @@
 //! filter is loaded, attached to a cgroup of the unified hierarchy (present
 //! on hybrid hosts too) and enforced the same way.
 
+use berth_isolator::TypedSection;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use berth_cgroups::testing::{skip, skip_unless_root, unique_root_value, TestRoot};
 use berth_cgroups::{CgroupMode, Controller};
-use berth_isolator::{ContainerConfig, ContainerId, DeviceMapping, Isolator};
-use berth_isolator_devices::{default_rules, ebpf, DeviceRule, DevicesIsolator};
+use berth_isolator::{ContainerConfig, ContainerId, Isolator};
+use berth_isolator_devices::{
+    default_rules, ebpf, DeviceMapping, DeviceRule, DevicesIsolator, DevicesResources,
+};
 
 /// Kills and reaps a child we started (only that pid).
 struct Reaped(Child);
@@ -95,11 +98,14 @@ fn v1_devices_list_is_the_allow_list_and_other_nodes_are_refused() {
     let isolator = DevicesIsolator::new(root.shared()).unwrap();
     let id = ContainerId::new("devs").unwrap();
     let mut config = ContainerConfig::for_command(id.clone(), ["sh"]);
-    config.resources.devices = vec![DeviceMapping {
-        host: passed.into(),
-        container: None,
-        access: Some("r".into()),
-    }];
+    config.resources = DevicesResources {
+        devices: vec![DeviceMapping {
+            host: passed.into(),
+            container: None,
+            access: Some("r".into()),
+        }],
+    }
+    .into_resources();
     isolator.prepare(&id, &config).unwrap();
     let cgroup = root.container("devs").unwrap();
     let list = cgroup.read(Controller::Devices, "devices.list").unwrap();

@@ -1,15 +1,16 @@
 //! The `disk` isolator: the [`Isolator`] lifecycle over the three backends.
 
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Limitation,
-    LimitationReporter, RecoveredContainer, Resources, Status, Usage,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    Limitation, LimitationReporter, RecoveredContainer, Resources, Status, Usage,
 };
 use serde_json::{Map, Value};
 
@@ -73,7 +74,7 @@ pub struct DiskIsolator {
     options: DiskOptions,
     xfs: Option<XfsQuota>,
     xfs_supported: bool,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -127,7 +128,7 @@ impl DiskIsolator {
             xfs_supported: xfs_mount.is_ok(),
             options,
             xfs,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
@@ -137,15 +138,14 @@ impl DiskIsolator {
     }
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // Plain data behind the lock: a panic elsewhere leaves it usable.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     fn known(&self, id: &ContainerId) -> Result<(Arc<Watched>, Enforcement), IsolatorError> {
         self.containers()
             .get(id)
             .map(|c| (c.watched.clone(), c.enforcement.clone()))
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+            .ok_or_else(|| unknown(id))
     }
 
     fn max_quota(&self) -> Option<u64> {
@@ -324,6 +324,10 @@ impl Isolator for DiskIsolator {
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
         quota_from(&config.resources, self.max_quota()).map(|_| ())
+    }
+
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::DiskResources::section())
     }
 
     fn prepare(

@@ -32,9 +32,11 @@ pub mod loop_device;
 pub mod loop_fs;
 pub mod mountinfo;
 mod quota;
+mod resources;
 mod watcher;
 pub mod xfs;
 
 pub use error::DiskError;
 pub use isolator::{DiskBackend, DiskIsolator, DiskOptions};
 pub use quota::{format_bytes, over_quota, quota_from, MAX_LOOP_QUOTA, MIN_QUOTA};
+pub use resources::DiskResources;

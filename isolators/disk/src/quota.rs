@@ -2,6 +2,7 @@
 //! it is exceeded.
 
 pub use berth_cgroups::format_bytes;
+use berth_isolator::TypedSection;
 use berth_isolator::{IsolatorError, Limitation, Resources};
 
 /// The smallest quota: below this not even the container's logs fit.
@@ -16,7 +17,7 @@ pub const FIELD: &str = "resources.disk";
 /// Checks `resources.disk`: at least [`MIN_QUOTA`], and at most `max` when
 /// the backend has a maximum. `None` means no quota (usage is still reported).
 pub fn quota_from(resources: &Resources, max: Option<u64>) -> Result<Option<u64>, IsolatorError> {
-    let Some(quota) = resources.disk else {
+    let Some(quota) = crate::DiskResources::of(resources)?.disk else {
         return Ok(None);
     };
     if quota < MIN_QUOTA {
@@ -54,13 +55,7 @@ mod tests {
     use super::*;
 
     fn quota(disk: Option<u64>, max: Option<u64>) -> Result<Option<u64>, IsolatorError> {
-        quota_from(
-            &Resources {
-                disk,
-                ..Default::default()
-            },
-            max,
-        )
+        quota_from(&crate::DiskResources { disk }.into_resources(), max)
     }
 
     fn field(e: IsolatorError) -> String {

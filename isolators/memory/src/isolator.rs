@@ -1,11 +1,12 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Limitation,
-    LimitationReporter, RecoveredContainer, Resources, Usage,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    Limitation, LimitationReporter, RecoveredContainer, Resources, Usage,
 };
 use serde_json::{Map, Value};
 
@@ -39,7 +40,7 @@ impl Default for MemoryOptions {
 pub struct MemoryIsolator {
     root: Arc<CgroupRoot>,
     options: MemoryOptions,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -69,7 +70,7 @@ impl MemoryIsolator {
         Ok(MemoryIsolator {
             root,
             options,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
@@ -77,15 +78,14 @@ impl MemoryIsolator {
     pub const CONTROLLERS: &'static [Controller] = &[Controller::Memory];
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // A panic while holding the lock leaves plain data behind: go on.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     fn known(&self, id: &ContainerId) -> Result<(ContainerCgroup, MemoryLimits), IsolatorError> {
         self.containers()
             .get(id)
             .map(|c| (c.cgroup.clone(), c.limits))
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+            .ok_or_else(|| unknown(id))
     }
 
     /// Drops what is known about container `id` and stops its watcher.
@@ -177,6 +177,19 @@ impl Isolator for MemoryIsolator {
         MemoryLimits::from_resources(&config.resources).map(|_| ())
     }
 
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::MemoryResources::section())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<Map<String, Value>>, IsolatorError> {
+        let limits = MemoryLimits::from_resources(resources)?;
+        Ok(Some(contribution(&limits).linux_resources))
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,
@@ -219,14 +232,13 @@ impl Isolator for MemoryIsolator {
     /// limit below the current usage is refused (the kernel would reclaim
     /// and then OOM-kill the container), and the old limits stay.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
+        let section = crate::MemoryResources::of(resources)?;
         let asked = MemoryLimits {
-            limit: resources.memory,
-            reservation: resources.memory_reservation,
+            limit: section.memory,
+            reservation: section.memory_reservation,
         };
         let mut state = self.containers();
-        let container = state
-            .get_mut(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+        let container = state.get_mut(id).ok_or_else(|| unknown(id))?;
         let new = container.limits.updated(&asked);
         new.validate()?;
         let cgroup = &container.cgroup;

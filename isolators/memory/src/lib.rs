@@ -28,7 +28,9 @@ mod apply;
 mod isolator;
 mod limits;
 mod oom;
+mod resources;
 mod stats;
 
 pub use isolator::{MemoryIsolator, MemoryOptions};
 pub use limits::{format_bytes, MemoryLimits, MAX_LIMIT, MIN_LIMIT};
+pub use resources::MemoryResources;

@@ -1,6 +1,7 @@
 //! The memory values a container asks for, and how they are checked.
 
 pub use berth_cgroups::format_bytes;
+use berth_isolator::TypedSection;
 use berth_isolator::{IsolatorError, Resources};
 
 /// The smallest hard limit: below this a container cannot even start.
@@ -23,9 +24,10 @@ pub struct MemoryLimits {
 impl MemoryLimits {
     /// Checks the memory fields of `resources`; on success they are the limits.
     pub fn from_resources(resources: &Resources) -> Result<Self, IsolatorError> {
+        let section = crate::MemoryResources::of(resources)?;
         let limits = MemoryLimits {
-            limit: resources.memory,
-            reservation: resources.memory_reservation,
+            limit: section.memory,
+            reservation: section.memory_reservation,
         };
         limits.validate()?;
         Ok(limits)
@@ -79,11 +81,13 @@ mod tests {
     use super::*;
 
     fn limits(limit: Option<u64>, reservation: Option<u64>) -> Result<MemoryLimits, IsolatorError> {
-        MemoryLimits::from_resources(&Resources {
-            memory: limit,
-            memory_reservation: reservation,
-            ..Default::default()
-        })
+        MemoryLimits::from_resources(
+            &crate::MemoryResources {
+                memory: limit,
+                memory_reservation: reservation,
+            }
+            .into_resources(),
+        )
     }
 
     fn field(e: IsolatorError) -> String {

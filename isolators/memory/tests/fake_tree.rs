@@ -1,6 +1,7 @@
 //! The memory isolator against fake cgroupfs trees: the files it writes,
 //! the usage it parses, refused updates, and OOM detection on v1 and v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
 use berth_isolator::{ContainerConfig, Isolator, IsolatorError, LimitationReporter, Resources};
+use berth_isolator_memory::MemoryResources;
 use berth_isolator_memory::{MemoryIsolator, MemoryOptions};
 use serde_json::json;
 
@@ -16,17 +18,20 @@ const UNLIMITED: &str = "9223372036854771712";
 
 fn config(name: &str, memory: Option<u64>, reservation: Option<u64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources.memory = memory;
-    config.resources.memory_reservation = reservation;
+    config.resources = MemoryResources {
+        memory,
+        memory_reservation: reservation,
+    }
+    .into_resources();
     config
 }
 
 fn memory(memory: Option<u64>, reservation: Option<u64>) -> Resources {
-    Resources {
+    MemoryResources {
         memory,
         memory_reservation: reservation,
-        ..Default::default()
     }
+    .into_resources()
 }
 
 fn channel_reporter() -> (

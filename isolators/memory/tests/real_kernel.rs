@@ -2,6 +2,7 @@
 //! hog is OOM-killed at 64 MiB and reported both ways; a limit below usage is
 //! refused; raising and lowering respect the memsw ordering.
 
+use berth_isolator::TypedSection;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::{mpsc, Mutex};
@@ -12,8 +13,8 @@ use berth_cgroups::testing::{skip_unless_root, TestRoot};
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
     ContainerConfig, ContainerId, Isolator, IsolatorError, Limitation, LimitationReporter,
-    Resources,
 };
+use berth_isolator_memory::MemoryResources;
 use berth_isolator_memory::{MemoryIsolator, MemoryOptions};
 
 const MIB: u64 = 1 << 20;
@@ -37,7 +38,11 @@ fn spawn_allocating(mib: u64, hold: u32) -> Child {
 
 fn config(id: &ContainerId, memory: u64) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id.clone(), ["hog"]);
-    config.resources.memory = Some(memory);
+    config.resources = MemoryResources {
+        memory: Some(memory),
+        ..Default::default()
+    }
+    .into_resources();
     config
 }
 
@@ -164,10 +169,11 @@ fn update_below_usage_is_refused_and_memsw_order_holds() {
     let update = |memory: u64| {
         isolator.update(
             &id,
-            &Resources {
+            &MemoryResources {
                 memory: Some(memory),
                 ..Default::default()
-            },
+            }
+            .into_resources(),
         )
     };
     let err = update(16 * MIB).unwrap_err();
@@ -194,10 +200,11 @@ fn update_below_usage_is_refused_and_memsw_order_holds() {
     isolator
         .update(
             &id,
-            &Resources {
+            &MemoryResources {
                 memory_reservation: Some(32 * MIB),
                 ..Default::default()
-            },
+            }
+            .into_resources(),
         )
         .unwrap();
     assert_eq!(

@@ -1,3 +1,4 @@
+use berth_isolator::TypedSection;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -332,10 +333,23 @@ impl Isolator for NetClsIsolator {
 
     /// Checks `resources.net_cls_handle` against the range, and whether it
     /// (or any handle) is free right now; [`Isolator::prepare`] reserves.
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::NetClsResources::section())
+    }
+
+    /// The net_cls handle are fixed at launch: an update giving them is refused.
+    fn merge_resources(
+        &self,
+        current: &berth_isolator::Section,
+        update: &berth_isolator::Section,
+    ) -> Result<berth_isolator::Section, IsolatorError> {
+        berth_isolator::fixed_at_launch("resources.net_cls_handle", current, update)
+    }
+
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
         self.state()
             .handles
-            .check(config.resources.net_cls_handle)
+            .check(crate::NetClsResources::of(&config.resources)?.net_cls_handle)
             .map_err(IsolatorError::from)
     }
 
@@ -355,9 +369,10 @@ impl Isolator for NetClsIsolator {
                 .into());
             }
             let primary = state.handles.primary();
-            let secondary = state
-                .handles
-                .reserve(config.resources.net_cls_handle, &holder(id))?;
+            let secondary = state.handles.reserve(
+                crate::NetClsResources::of(&config.resources)?.net_cls_handle,
+                &holder(id),
+            )?;
             let classid = ClassId::new(primary, secondary);
             // Recorded before the cgroup exists, so that status and a
             // concurrent prepare see the reservation.
@@ -402,7 +417,7 @@ impl Isolator for NetClsIsolator {
     /// written against it. Asking for the same handle again is accepted.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
         let classid = self.known(id)?;
-        match resources.net_cls_handle {
+        match crate::NetClsResources::of(resources)?.net_cls_handle {
             Some(asked) if asked != u32::from(classid.secondary) => Err(IsolatorError::invalid(
                 HANDLE_FIELD,
                 format!(

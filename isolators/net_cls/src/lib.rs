@@ -34,8 +34,10 @@ mod handles;
 mod hierarchy;
 mod isolator;
 mod persist;
+mod resources;
 
 pub use classid::ClassId;
 pub use error::NetClsError;
 pub use hierarchy::DEFAULT_MOUNT_POINT;
 pub use isolator::{NetClsIsolator, NetClsOptions};
+pub use resources::NetClsResources;

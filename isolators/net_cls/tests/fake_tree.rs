@@ -2,13 +2,15 @@
 //! through the isolator, the files it writes, recovery from persisted
 //! handles, and the refusal on cgroup v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_cgroups::fake::{forget_files, id, read, FakeCgroupfs};
 use berth_cgroups::CgroupRoot;
-use berth_isolator::{ContainerConfig, Isolator, IsolatorError, RecoveredContainer, Resources};
+use berth_isolator::{ContainerConfig, Isolator, IsolatorError, RecoveredContainer};
+use berth_isolator_net_cls::NetClsResources;
 use berth_isolator_net_cls::{NetClsIsolator, NetClsOptions};
 use serde_json::json;
 
@@ -62,7 +64,10 @@ impl Fake {
 
     fn config(&self, name: &str, handle: Option<u32>) -> ContainerConfig {
         let mut config = ContainerConfig::for_command(id(name), ["true"]);
-        config.resources.net_cls_handle = handle;
+        config.resources = NetClsResources {
+            net_cls_handle: handle,
+        }
+        .into_resources();
         config.runtime_dir = self.runtime_dir(name);
         config
     }
@@ -177,19 +182,19 @@ fn a_specific_handle_conflicts_while_held_and_is_reused_after_cleanup() {
     isolator
         .update(
             &id("a"),
-            &Resources {
+            &NetClsResources {
                 net_cls_handle: Some(42),
-                ..Default::default()
-            },
+            }
+            .into_resources(),
         )
         .unwrap();
     let err = isolator
         .update(
             &id("a"),
-            &Resources {
+            &NetClsResources {
                 net_cls_handle: Some(7),
-                ..Default::default()
-            },
+            }
+            .into_resources(),
         )
         .unwrap_err();
     assert!(

@@ -5,6 +5,7 @@
 //! re-executed under `unshare --mount`), where the host's net_cls mount is
 //! removed first: the host's mounts are never touched.
 
+use berth_isolator::TypedSection;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use berth_cgroups::testing::{skip_unless_root, unique_root_value};
 use berth_cgroups::{CgroupMode, CgroupRoot, Controller, Hierarchies};
 use berth_isolator::{ContainerConfig, ContainerId, Isolator};
+use berth_isolator_net_cls::NetClsResources;
 use berth_isolator_net_cls::{NetClsIsolator, NetClsOptions, DEFAULT_MOUNT_POINT};
 
 const INNER: &str = "BERTH_NET_CLS_TEST_IN_PRIVATE_MOUNT_NS";
@@ -134,7 +136,10 @@ fn a_container_cgroup_carries_its_classid_and_the_process_joins_it() {
         let id = ContainerId::new("c1").unwrap();
         let runtime = tempfile::tempdir().unwrap();
         let mut config = ContainerConfig::for_command(id.clone(), ["sleep"]);
-        config.resources.net_cls_handle = Some(0x42);
+        config.resources = NetClsResources {
+            net_cls_handle: Some(0x42),
+        }
+        .into_resources();
         config.runtime_dir = runtime.path().to_path_buf();
         isolator.validate(&config).unwrap();
         isolator.prepare(&id, &config).unwrap();

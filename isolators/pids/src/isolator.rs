@@ -1,10 +1,11 @@
+use berth_isolator::TypedSection;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, RecoveredContainer,
-    Resources, Usage,
+    unknown, ContainerConfig, ContainerId, ContainerStates, Contribution, Isolator, IsolatorError,
+    RecoveredContainer, Resources, Usage,
 };
 use serde_json::{json, Map, Value};
 
@@ -19,7 +20,7 @@ const CONTROLLERS: &[Controller] = &[Controller::Pids];
 pub struct PidsIsolator {
     root: Arc<CgroupRoot>,
     options: PidsOptions,
-    containers: Mutex<HashMap<ContainerId, Container>>,
+    containers: ContainerStates<Container>,
 }
 
 #[derive(Debug)]
@@ -38,20 +39,19 @@ impl PidsIsolator {
         Ok(PidsIsolator {
             root,
             options,
-            containers: Mutex::new(HashMap::new()),
+            containers: ContainerStates::new(),
         })
     }
 
     fn containers(&self) -> MutexGuard<'_, HashMap<ContainerId, Container>> {
-        // A panic while holding the lock leaves plain data behind: go on.
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        self.containers.lock()
     }
 
     fn cgroup(&self, id: &ContainerId) -> Result<ContainerCgroup, IsolatorError> {
         self.containers()
             .get(id)
             .map(|c| c.cgroup.clone())
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })
+            .ok_or_else(|| unknown(id))
     }
 }
 
@@ -86,30 +86,40 @@ impl Isolator for PidsIsolator {
         containers: &[RecoveredContainer],
         orphans: &[ContainerId],
     ) -> Result<(), IsolatorError> {
-        let mut state = self.containers();
-        for recovered in containers {
-            let id = &recovered.config.id;
-            let cgroup = self.root.container(id.as_str())?;
+        self.containers.recover(containers, orphans, |recovered| {
+            let cgroup = self.root.container(recovered.config.id.as_str())?;
             // The kernel's file is the truth after a restart (the options
             // may have changed since the launch).
             let limit = cgroup
                 .read(Controller::Pids, "pids.max")
                 .ok()
                 .and_then(|text| text.trim().parse().ok());
-            state.insert(id.clone(), Container { cgroup, limit });
-        }
-        for id in orphans {
-            state.remove(id);
-        }
-        drop(state);
+            Ok(Container { cgroup, limit })
+        })?;
         self.root
             .remove_containers(orphans.iter().map(ContainerId::as_str), CONTROLLERS)
             .map_err(|e| IsolatorError::Other(format!("pids: remove orphan cgroups: {e}")))
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        self.options.limit_for(config.resources.pids_limit)?;
+        self.options
+            .limit_for(crate::PidsResources::of(&config.resources)?.pids_limit)?;
         Ok(())
+    }
+
+    fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
+        Some(crate::PidsResources::section())
+    }
+
+    fn oci_resources(
+        &self,
+        _id: &ContainerId,
+        resources: &Resources,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, IsolatorError> {
+        let limit = self
+            .options
+            .limit_for(crate::PidsResources::of(resources)?.pids_limit)?;
+        Ok(Some(contribution(limit).linux_resources))
     }
 
     fn prepare(
@@ -117,7 +127,9 @@ impl Isolator for PidsIsolator {
         id: &ContainerId,
         config: &ContainerConfig,
     ) -> Result<Contribution, IsolatorError> {
-        let limit = self.options.limit_for(config.resources.pids_limit)?;
+        let limit = self
+            .options
+            .limit_for(crate::PidsResources::of(&config.resources)?.pids_limit)?;
         let cgroup = self.root.container(id.as_str())?;
         cgroup.create_all_with(CONTROLLERS, |cgroup| {
             cgroup.write(Controller::Pids, "pids.max", &pids_max(limit))
@@ -137,13 +149,12 @@ impl Isolator for PidsIsolator {
     /// tasks stay, new forks fail until the count drops below it.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
         let mut state = self.containers();
-        let container = state
-            .get_mut(id)
-            .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
-        if resources.pids_limit.is_none() {
+        let container = state.get_mut(id).ok_or_else(|| unknown(id))?;
+        let asked = crate::PidsResources::of(resources)?.pids_limit;
+        if asked.is_none() {
             return Ok(());
         }
-        let new = self.options.limit_for(resources.pids_limit)?;
+        let new = self.options.limit_for(asked)?;
         container
             .cgroup
             .write(Controller::Pids, "pids.max", &pids_max(new))
@@ -157,9 +168,7 @@ impl Isolator for PidsIsolator {
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
         let (cgroup, limit) = {
             let state = self.containers();
-            let container = state
-                .get(id)
-                .ok_or_else(|| IsolatorError::UnknownContainer { id: id.to_string() })?;
+            let container = state.get(id).ok_or_else(|| unknown(id))?;
             (container.cgroup.clone(), container.limit)
         };
         let mut usage = Usage::new();

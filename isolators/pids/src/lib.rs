@@ -21,6 +21,8 @@
 
 mod isolator;
 mod limit;
+mod resources;
 
 pub use isolator::PidsIsolator;
 pub use limit::{PidsOptions, DEFAULT_PIDS_LIMIT, MAX_PIDS_LIMIT};
+pub use resources::PidsResources;

@@ -1,25 +1,27 @@
 //! The pids isolator against fake cgroupfs trees: the files it writes, the
 //! usage it parses, cleanup, recovery and unknown ids, on v1 and v2.
 
+use berth_isolator::TypedSection;
 use std::fs;
 use std::path::PathBuf;
 
 use berth_cgroups::fake::{forget_files, id, read, write_files, FakeCgroupfs};
 use berth_isolator::{ContainerConfig, Isolator, IsolatorError, RecoveredContainer, Resources};
+use berth_isolator_pids::PidsResources;
 use berth_isolator_pids::{PidsIsolator, PidsOptions};
 use serde_json::json;
 
 fn config(name: &str, limit: Option<u64>) -> ContainerConfig {
     let mut config = ContainerConfig::for_command(id(name), ["true"]);
-    config.resources.pids_limit = limit;
+    config.resources = PidsResources { pids_limit: limit }.into_resources();
     config
 }
 
 fn limit(n: u64) -> Resources {
-    Resources {
+    PidsResources {
         pids_limit: Some(n),
-        ..Default::default()
     }
+    .into_resources()
 }
 
 /// What mkdir of a pids cgroup brings.

@@ -1,6 +1,7 @@
 //! The pids isolator against the real kernel (root, cgroup v1 or v2): a
 //! shell that forks 20 sleeps under a limit of 5 gets EAGAIN at the limit.
 
+use berth_isolator::TypedSection;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use berth_cgroups::testing::{skip_unless_root, TestRoot};
 use berth_cgroups::Controller;
-use berth_isolator::{ContainerConfig, ContainerId, Isolator, Resources};
+use berth_isolator::{ContainerConfig, ContainerId, Isolator};
+use berth_isolator_pids::PidsResources;
 use berth_isolator_pids::{PidsIsolator, PidsOptions};
 
 /// Kills and reaps a child we started (only that pid).
@@ -30,7 +32,10 @@ fn forks_past_the_limit_fail_and_the_count_stays_at_it() {
     let isolator = PidsIsolator::new(root.shared(), PidsOptions::default()).unwrap();
     let id = ContainerId::new("forker").unwrap();
     let mut config = ContainerConfig::for_command(id.clone(), ["sh"]);
-    config.resources.pids_limit = Some(5);
+    config.resources = PidsResources {
+        pids_limit: Some(5),
+    }
+    .into_resources();
     isolator.prepare(&id, &config).unwrap();
     let cgroup = root.container("forker").unwrap();
     assert_eq!(
@@ -76,10 +81,10 @@ fn forks_past_the_limit_fail_and_the_count_stays_at_it() {
     assert!(usage["limit_hits"].as_u64().unwrap() >= 1, "{usage:?}");
 
     // A live update writes the new limit.
-    let more = Resources {
+    let more = PidsResources {
         pids_limit: Some(50),
-        ..Default::default()
-    };
+    }
+    .into_resources();
     isolator.update(&id, &more).unwrap();
     assert_eq!(
         cgroup.read(Controller::Pids, "pids.max").unwrap().trim(),
