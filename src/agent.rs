@@ -199,6 +199,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let cgroups_root = root.clone();
     let root_value = config.cgroup_root.clone();
     let kill_value = config.cgroup_root.clone();
+    let warm_root = root.clone();
     let manager = Manager::new(
         config,
         isolators,
@@ -207,6 +208,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             cgroups_path: Box::new(move |id| cgroups_root.oci_cgroups_path(id.as_str())),
             children: Box::new(move || container_cgroups(&root_value)),
             kill: Box::new(move |id| kill_cgroup_processes(&kill_value, id.as_str())),
+            warm_attach: Box::new(move || {
+                if let Err(e) = warm_root.hierarchies().warm_attach() {
+                    tracing::debug!("warm the cgroup attach: {e}");
+                }
+            }),
         },
     );
     {

@@ -111,9 +111,12 @@ fn every_capability() -> HashSet<Capability> {
         .collect()
 }
 
-/// The agent's bounding set; every capability when it cannot be read.
+/// The agent's bounding set; every capability when it cannot be read. Read
+/// once (41 prctls): the agent never changes its own.
 fn held() -> caps::CapsHashSet {
-    caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all())
+    static HELD: std::sync::OnceLock<caps::CapsHashSet> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all()))
+        .clone()
 }
 
 /// A named capability to add that the agent itself cannot grant (it is not

@@ -470,12 +470,36 @@ impl Manager {
             }
         }
 
+        // The attach that follows the shim's `forked` waits for an RCU grace
+        // period unless a cgroup migration just happened: make one now,
+        // after the cgroups are made (it holds the kernel's cgroup mutex
+        // while it waits), in parallel with the bundle and the shim's start.
+        {
+            let manager = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("berth-warm-attach".into())
+                .spawn(move || (manager.cgroups.warm_attach)());
+        }
+        // The limitation watches start once the pid is isolated, while the
+        // container still sets itself up (decision 0038): their registration
+        // (an eventfd in `cgroup.event_control` on v1, 1-10 ms) is off the
+        // launch's critical path, and nothing the command does is unwatched.
+        let weak: Weak<Manager> = Arc::downgrade(self);
+        let start_watches = || {
+            for isolator in &plan.isolators {
+                let reporter = limitation_reporter(weak.clone(), id.clone(), slot.clone());
+                if let Err(e) = isolator.watch(&id, reporter) {
+                    tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
+                }
+            }
+        };
         let launched = self.run_shim(
             &mut container,
             &contribution,
             &plan.isolators,
             &plan.seccomp,
             overlay.as_ref().map(|(o, merged)| (o, merged.as_path())),
+            &start_watches,
         );
         if let Err(e) = launched {
             // The shim is gone (or never started) and with it the process:
@@ -492,13 +516,6 @@ impl Manager {
             return Err(e);
         }
 
-        let weak: Weak<Manager> = Arc::downgrade(self);
-        for isolator in &plan.isolators {
-            let reporter = limitation_reporter(weak.clone(), id.clone(), slot.clone());
-            if let Err(e) = isolator.watch(&id, reporter) {
-                tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
-            }
-        }
         container.state = State::Running;
         // A restart is done launching (see `restart::end_interrupted_restart`).
         container.restart.relaunching = false;
@@ -508,6 +525,13 @@ impl Manager {
             Default::default(),
         );
         self.publish(slot, container.clone(), Durability::CrashSafe);
+        // A limitation reported before the publication found no process to
+        // end in the slot: end it now.
+        if slot.limitation.lock().unwrap().is_some() {
+            if let Some(process) = super::container_process(&container) {
+                let _ = process.signal(libc::SIGKILL);
+            }
+        }
         self.start_health_checker(&container);
         let shim = container.shim.expect("a started container has a shim");
         let manager = self.clone();
@@ -558,6 +582,7 @@ impl Manager {
         isolators: &[Arc<dyn Isolator>],
         seccomp: &crate::seccomp::SeccompSetting,
         overlay: Option<(&crate::shim::overlay::RootOverlay, &std::path::Path)>,
+        start_watches: &dyn Fn(),
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
@@ -679,6 +704,7 @@ impl Manager {
                 )));
             }
         }
+        start_watches();
         if !ready {
             match shim.receive().map_err(|e| internal(&e))? {
                 ShimMessage::Ready { .. } => {}

@@ -154,6 +154,10 @@ pub struct HostCgroups {
     pub children: Box<dyn Fn() -> Vec<String> + Send + Sync>,
     /// SIGKILLs every process in a container's cgroups.
     pub kill: Box<dyn Fn(&ContainerId) + Send + Sync>,
+    /// A no-op migration of the agent itself, run on a helper thread while
+    /// a launch starts its shim, so that the launch's attach finds the
+    /// kernel's migration lock warm (decision 0038). Best effort.
+    pub warm_attach: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The container manager.

@@ -45,9 +45,14 @@ impl CapSets {
 
     /// Drops what is not in the bounding set. Must run while the process
     /// still has CAP_SETPCAP, i.e. before changing to the container's user.
+    ///
+    /// One `PR_CAPBSET_READ` per capability the kernel knows and one
+    /// `PR_CAPBSET_DROP` per capability that is in the set and must go
+    /// (the `caps` crate's helpers read the whole set again for every
+    /// call: 241 prctls per launch before, decision 0038).
     pub fn apply_bounding(&self) -> Result<(), CapabilityError> {
-        for cap in caps::runtime::thread_all_supported() {
-            if !self.bounding.contains(&cap) {
+        for (cap, present) in bounding_now() {
+            if present && !self.bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(|source| CapabilityError::Bounding { cap, source })?;
             }
@@ -58,7 +63,7 @@ impl CapSets {
     /// Sets effective, inheritable, permitted and ambient, after the user
     /// change (with keepcaps, so permitted survived it).
     pub fn apply(&self) -> Result<(), CapabilityError> {
-        let supported = caps::runtime::thread_all_supported();
+        let supported: CapsHashSet = bounding_now().into_iter().map(|(cap, _)| cap).collect();
         // Capabilities this kernel does not know cannot be in any set; the
         // kernel would refuse the whole capset.
         let known =
@@ -74,16 +79,63 @@ impl CapSets {
             caps::set(None, set, &known(value))
                 .map_err(|source| CapabilityError::Set { set, source })?;
         }
-        if caps::runtime::ambient_set_supported().is_ok() {
-            caps::set(None, CapSet::Ambient, &known(&self.ambient)).map_err(|source| {
-                CapabilityError::Set {
-                    set: CapSet::Ambient,
-                    source,
-                }
-            })?;
-        }
-        Ok(())
+        set_ambient(&known(&self.ambient))
     }
+}
+
+/// Every capability this kernel knows (`PR_CAPBSET_READ` fails past the
+/// last one) with whether it is in this thread's bounding set: one prctl
+/// per capability.
+fn bounding_now() -> Vec<(Capability, bool)> {
+    let mut out = Vec::new();
+    for cap in caps::all() {
+        // SAFETY: PR_CAPBSET_READ only reads this thread's bounding set.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_CAPBSET_READ,
+                libc::c_ulong::from(cap.index()),
+                0,
+                0,
+                0,
+            )
+        };
+        if rc >= 0 {
+            out.push((cap, rc == 1));
+        }
+    }
+    out
+}
+
+/// The ambient set: cleared in one prctl, then each wanted capability
+/// raised (the `caps` crate drops or raises every known one in turn). A
+/// kernel without ambient capabilities (< 4.3) refuses the clear: the set
+/// is left alone there, as before.
+fn set_ambient(wanted: &CapsHashSet) -> Result<(), CapabilityError> {
+    let error = |source: caps::errors::CapsError| CapabilityError::Set {
+        set: CapSet::Ambient,
+        source,
+    };
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL only changes this thread's ambient set.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINVAL) {
+            return Ok(());
+        }
+        return Err(error(format!("PR_CAP_AMBIENT_CLEAR_ALL: {err}").into()));
+    }
+    for cap in wanted {
+        caps::raise(None, CapSet::Ambient, *cap).map_err(error)?;
+    }
+    Ok(())
 }
 
 fn convert(set: &Option<Capabilities>) -> Result<CapsHashSet, CapabilityError> {

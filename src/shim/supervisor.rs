@@ -47,6 +47,12 @@ const SCRATCH: usize = 64 * 1024;
 /// How often finished compression children are looked for.
 const COMPRESS_POLL: Duration = Duration::from_millis(100);
 
+/// How long after the command's start the monitor drops setup's code pages
+/// (`resident::trim_code_pages`, a read of `/proc/self/smaps` and a dozen
+/// `madvise`s: 1-4 ms). A command that ends sooner is never trimmed for;
+/// one that lives longer gets the same resident set as before.
+const TRIM_AFTER: Duration = Duration::from_millis(50);
+
 /// Why waiting for `go` ended.
 enum Release {
     Go,
@@ -285,8 +291,9 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         note(format_args!("send running: {e}"));
     }
     agent.close();
-    // From here on only the pump loop runs: let setup's code pages go.
-    super::resident::trim_code_pages();
+    // From here on only the pump loop runs; setup's code pages go once the
+    // container has lived TRIM_AFTER (not before its exit is handled: a
+    // short-lived command's exit would wait for the trim).
 
     let mut streams = [
         Stream {
@@ -478,6 +485,7 @@ fn pump(
     mut stdin_relay: Option<&mut super::attach_stdin::StdinRelay>,
 ) -> WaitStatus {
     let mut scratch = vec![0u8; SCRATCH];
+    let mut trim_at = Some(Instant::now() + TRIM_AFTER);
     loop {
         let mut ready = [false; 2];
         let relay_ready;
@@ -493,7 +501,7 @@ fn pump(
             }
             let n_streams = fds.len();
             let relay_slots = stdin_relay.as_deref().map(|r| r.poll_fds(&mut fds));
-            match poll(&mut fds, poll_timeout(streams, counters)) {
+            match poll(&mut fds, poll_timeout(streams, counters, trim_at)) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
@@ -530,6 +538,10 @@ fn pump(
         if child_gone {
             break;
         }
+        if trim_at.is_some_and(|t| Instant::now() >= t) {
+            trim_at = None;
+            super::resident::trim_code_pages();
+        }
     }
     let status = reap(child);
     // A dead pid namespace closes every write end; without one, a background
@@ -540,10 +552,20 @@ fn pump(
     status
 }
 
-/// How long poll may sleep: until the counters are due or a compression
-/// child may have finished; forever if neither.
-fn poll_timeout(streams: &[Stream; 2], counters: &CountersFile) -> PollTimeout {
-    let mut wait = counters.due_in(&current_counters(streams), Instant::now());
+/// How long poll may sleep: until the counters are due, a compression
+/// child may have finished or the code pages are to be trimmed; forever if
+/// none.
+fn poll_timeout(
+    streams: &[Stream; 2],
+    counters: &CountersFile,
+    trim_at: Option<Instant>,
+) -> PollTimeout {
+    let now = Instant::now();
+    let mut wait = counters.due_in(&current_counters(streams), now);
+    if let Some(t) = trim_at {
+        let left = t.saturating_duration_since(now);
+        wait = Some(wait.map_or(left, |w| w.min(left)));
+    }
     if streams.iter().any(|s| s.sink.busy()) {
         wait = Some(wait.map_or(COMPRESS_POLL, |w| w.min(COMPRESS_POLL)));
     }

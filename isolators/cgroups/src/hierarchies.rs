@@ -216,6 +216,16 @@ impl Hierarchies {
             .collect()
     }
 
+    /// The v1 hierarchies by controller (co-mounted ones repeat).
+    pub(crate) fn v1_hierarchies(&self) -> impl Iterator<Item = (Controller, &Hierarchy)> {
+        self.v1.iter().map(|(c, h)| (*c, h))
+    }
+
+    /// The unified hierarchy, when the controllers are used through it.
+    pub(crate) fn unified_hierarchy(&self) -> Option<&Hierarchy> {
+        self.unified.as_ref()
+    }
+
     /// The process' own cgroup directory in every mounted hierarchy that
     /// serves a known controller, and in the unified one: where a process
     /// must go to be in the same cgroups (one entry per hierarchy).

@@ -39,6 +39,7 @@ mod proc_cgroup;
 mod root;
 #[cfg(feature = "fake")]
 pub mod testing;
+mod warm_attach;
 
 pub use bytes::format_bytes;
 pub use container::ContainerCgroup;
