@@ -237,3 +237,67 @@ fn create_volume(agent: &Agent, body: Value) -> Value {
     assert_eq!(answer.status, 201, "{:?}\n{}", answer.body, agent.log());
     answer.body
 }
+
+/// The attack: root in the container (host user namespace) takes its file
+/// out of the project (`FS_IOC_FSSETXATTR` with project 0) and writes past
+/// the quota. It must fail: the ioctl is refused, or the write still stops
+/// at the quota.
+#[test]
+fn a_container_cannot_move_its_files_out_of_the_project() {
+    require_root!();
+    let Some(mount) =
+        xfs::mount_prjquota("xfs_quota::a_container_cannot_move_its_files_out_of_the_project")
+    else {
+        return;
+    };
+    let agent = Agent::start_in(&mount.path.join("work"), XFS);
+    let script = r#"
+import fcntl, os, struct
+f = os.open("escape", os.O_CREAT | os.O_WRONLY, 0o644)
+buf = bytearray(28)
+fcntl.ioctl(f, 0x801c581f, buf)
+xflags, ext, next, projid, cow = struct.unpack_from("IIIII", buf)
+print("project", projid)
+struct.pack_into("IIIII", buf, 0, xflags & ~0x200, ext, next, 0, cow)
+try:
+    fcntl.ioctl(f, 0x401c5820, bytes(buf))
+    print("setattr ok")
+except OSError as e:
+    print("setattr errno", e.errno)
+n = 0
+try:
+    for i in range(40):
+        os.write(f, b"\0" * (1 << 20))
+        n += 1
+except OSError as e:
+    print("write errno", e.errno)
+print("wrote MiB", n, flush=True)
+"#;
+    agent.launch(json!({
+        "id": "attacker",
+        "command": ["python3", "-c", script],
+        "resources": {"disk": 20 * MIB},
+    }));
+    let ended = agent.wait("attacker");
+    let stdout = agent.stdout("attacker");
+    eprintln!("attack: {stdout}");
+    assert_eq!(ended["exit_code"], 0, "{ended}\n{stdout}");
+    // The default seccomp profile refuses the ioctl (EPERM).
+    assert!(stdout.contains("setattr errno 1"), "{stdout}");
+    let wrote: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("wrote MiB "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        wrote <= 20,
+        "wrote {wrote} MiB past a 20 MiB quota: {stdout}"
+    );
+    let size = agent
+        .sandbox("attacker")
+        .join("escape")
+        .metadata()
+        .unwrap()
+        .len();
+    assert!(size <= 20 * MIB, "{size}");
+}
