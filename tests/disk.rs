@@ -1,6 +1,6 @@
 //! The disk isolator end to end: the du backend ending a container over its
-//! quota, the loop backend refusing writes past it, the xfs backend where
-//! the kernel has it, and bad quotas refused before anything is made.
+//! quota, the loop backend refusing writes past it, and bad quotas refused
+//! before anything is made. The xfs backend: tests/xfs_quota.rs.
 
 mod common;
 
@@ -213,28 +213,6 @@ fn loop_refuses_to_resize_a_running_image() {
     assert_eq!(answer.status, 409, "{:?}", answer.body);
     let message = answer.body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("resize"), "{message}");
-}
-
-#[test]
-fn xfs_project_quota_needs_a_kernel_with_xfs_quota() {
-    // The dev and CI kernels have no XFS quota support (see DESIGN.md):
-    // the xfs logic is unit-tested against a fake kernel layer in
-    // isolators/disk/src/xfs.rs. Not common::skip: that fails under CI,
-    // and CI machines lack the feature too.
-    let supported = std::fs::read_to_string("/proc/fs/xfs/stat").is_ok()
-        && Path::new("/proc/fs/xfs/xqm").exists();
-    common::skip_missing_kernel_feature(
-        "disk::xfs_project_quota_needs_a_kernel_with_xfs_quota",
-        &format!(
-            "the xfs backend needs a work dir on XFS mounted with prjquota and a \
-         kernel with XFS quota support (CONFIG_XFS_QUOTA); this kernel {}",
-            if supported {
-                "has it but the test has no XFS volume to mount"
-            } else {
-                "has no XFS quota support"
-            }
-        ),
-    );
 }
 
 #[test]

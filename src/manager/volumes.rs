@@ -24,8 +24,24 @@ fn volumes_of(container: &Container) -> impl Iterator<Item = &str> {
 }
 
 impl Manager {
+    /// The volume store; with the disk backend `xfs`, sized volumes get
+    /// project quotas from the disk isolator's allocator (the loop image
+    /// when the work dir turns out not to be XFS with `prjquota`: the disk
+    /// isolator is then not offered either, and says why).
     pub(super) fn volume_store(&self) -> VolumeStore {
-        VolumeStore::new(&self.config.work_dir)
+        let store = VolumeStore::new(&self.config.work_dir);
+        let disk = &self.config.disk;
+        if disk.backend != crate::config::DiskBackend::Xfs {
+            return store;
+        }
+        let range = disk.xfs_project_min..=disk.xfs_project_max;
+        match berth_isolator_disk::xfs::shared(&self.config.work_dir, range) {
+            Ok(xfs) => store.with_xfs(xfs),
+            Err(e) => {
+                tracing::debug!("volumes: sized volumes use loop images: {e}");
+                store
+            }
+        }
     }
 
     /// At agent start, before any container is relaunched.

@@ -429,6 +429,31 @@ mod tests {
     }
 
     #[test]
+    fn the_default_profile_refuses_setting_xfs_project_ids_only() {
+        let filter = default_filter();
+        const SET: u64 = crate::seccomp::default::FS_IOC_FSSETXATTR;
+        // On fd -1: EBADF when the filter lets it through, EPERM when not.
+        fn ioctl(request: u64) -> i32 {
+            // SAFETY: ioctl on an invalid fd fails before reading anything.
+            errno_of(unsafe { libc::syscall(libc::SYS_ioctl, -1, request, 0) })
+        }
+        assert_eq!(in_child(&filter, || ioctl(SET)), libc::EPERM);
+        // The kernel ignores the high 32 bits: so does the filter.
+        assert_eq!(in_child(&filter, || ioctl(SET | 1 << 32)), libc::EPERM);
+        assert_eq!(
+            in_child(&filter, || ioctl(SET | 0xffff_ffff << 32)),
+            libc::EPERM
+        );
+        // Every other request passes: the get, its neighbours, a tty's.
+        assert_eq!(in_child(&filter, || ioctl(0x801c_581f)), libc::EBADF);
+        assert_eq!(in_child(&filter, || ioctl(SET + 1)), libc::EBADF);
+        assert_eq!(in_child(&filter, || ioctl(SET - 1)), libc::EBADF);
+        assert_eq!(in_child(&filter, || ioctl(SET ^ 1 << 31)), libc::EBADF);
+        assert_eq!(in_child(&filter, || ioctl(libc::TCGETS)), libc::EBADF);
+        assert_eq!(in_child(&filter, || ioctl(0)), libc::EBADF);
+    }
+
+    #[test]
     fn the_default_profile_compiles_and_blocks_namespaces_but_not_fork() {
         let filter = default_filter();
         assert!(filter.len() > 100, "{filter:?}");

@@ -1,7 +1,12 @@
 //! Named volumes on disk: `<work_dir>/volumes/NAME/` holds `volume.json`
 //! (the record), `_data/` (what containers see) and, for a volume with a
 //! size, `volume.img`, an ext4 image loop-mounted on `_data/` (the disk
-//! isolator's loop backend): writes past the size fail with ENOSPC.
+//! isolator's loop backend): writes past the size fail with ENOSPC. With
+//! the agent's disk backend `xfs`, a sized volume is instead a plain
+//! `_data/` with an XFS project quota of its size, its project id taken
+//! from the disk isolator's allocator (`berth_isolator_disk::xfs::shared`),
+//! so volumes and sandboxes never share one; writes past it fail with
+//! ENOSPC too (see decision 0033).
 //!
 //! Creation is crash-safe: everything is made in `.new-NAME/` and renamed
 //! into place, record included, so a crash leaves either no volume or a
@@ -9,9 +14,11 @@
 //! mounts every sized volume's image again (after a reboot).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use berth_isolator_disk::loop_fs::{self, LoopPaths};
 use berth_isolator_disk::mountinfo;
+use berth_isolator_disk::xfs::XfsQuota;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -79,6 +86,10 @@ pub struct Volume {
     /// The containers whose request mounts it (filled in by the manager).
     #[serde(default)]
     pub used_by: Vec<String>,
+    /// The XFS project whose quota holds `size` (disk backend `xfs`);
+    /// `None` with a size: a loop filesystem image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfs_project: Option<u32>,
 }
 
 /// Checks a volume name: it becomes a directory name.
@@ -100,13 +111,22 @@ pub fn check_name(name: &str) -> Result<(), VolumeError> {
 #[derive(Debug, Clone)]
 pub struct VolumeStore {
     dir: PathBuf,
+    /// Sized volumes get an XFS project quota (disk backend `xfs`).
+    xfs: Option<Arc<XfsQuota>>,
 }
 
 impl VolumeStore {
     pub fn new(work_dir: &Path) -> Self {
         VolumeStore {
             dir: work_dir.join("volumes"),
+            xfs: None,
         }
+    }
+
+    /// Sized volumes made from now on get a project quota from `xfs`.
+    pub fn with_xfs(mut self, xfs: Arc<XfsQuota>) -> Self {
+        self.xfs = Some(xfs);
+        self
     }
 
     fn io(name: &str, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
@@ -188,7 +208,11 @@ impl VolumeStore {
         std::fs::create_dir(dir).map_err(Self::io(name, "create", dir))?;
         let data = dir.join(DATA);
         std::fs::create_dir(&data).map_err(Self::io(name, "create", &data))?;
-        if let Some(size) = size {
+        let mut xfs_project = None;
+        if let (Some(size), Some(xfs)) = (size, &self.xfs) {
+            // Inherited by all made below, across the rename of the dir.
+            xfs_project = Some(xfs.assign(&data, Some(size)).map_err(Self::disk(name))?);
+        } else if let Some(size) = size {
             let paths = LoopPaths {
                 sandbox: data.clone(),
                 image: dir.join(IMAGE),
@@ -207,20 +231,28 @@ impl VolumeStore {
             mountpoint: None,
             used_bytes: None,
             used_by: Vec::new(),
+            xfs_project,
         };
         let record = dir.join(RECORD);
         let bytes = serde_json::to_vec_pretty(&volume).expect("volume serializes");
-        write_atomic(&record, &bytes, Durability::Durable).map_err(|e| VolumeError::Record {
-            name: name.into(),
-            path: record.clone(),
-            message: e.to_string(),
-        })?;
+        let written =
+            write_atomic(&record, &bytes, Durability::Durable).map_err(|e| VolumeError::Record {
+                name: name.into(),
+                path: record.clone(),
+                message: e.to_string(),
+            });
+        if let Err(e) = written {
+            if let (Some(project), Some(xfs)) = (xfs_project, &self.xfs) {
+                let _ = xfs.release(&data, project);
+            }
+            return Err(e);
+        }
         Ok(volume)
     }
 
     /// Mounts a sized volume's image on its data dir unless it is mounted.
     pub fn ensure_mounted(&self, volume: &Volume) -> Result<(), VolumeError> {
-        if volume.size.is_none() {
+        if volume.size.is_none() || volume.xfs_project.is_some() {
             return Ok(());
         }
         let data = self.data_dir(&volume.name);
@@ -236,9 +268,10 @@ impl VolumeStore {
     pub fn get(&self, name: &str) -> Result<Volume, VolumeError> {
         let mut volume = self.record(name)?;
         let data = self.data_dir(name);
-        volume.used_bytes = match volume.size {
-            Some(_) => loop_fs::used_bytes(&data).ok(),
-            None => {
+        volume.used_bytes = match (volume.size, volume.xfs_project, &self.xfs) {
+            (_, Some(project), Some(xfs)) => xfs.used(project).ok(),
+            (Some(_), None, _) => loop_fs::used_bytes(&data).ok(),
+            _ => {
                 let cancel = std::sync::atomic::AtomicBool::new(false);
                 berth_isolator_disk::du::measure(&data, None, &cancel)
                     .ok()
@@ -298,7 +331,7 @@ impl VolumeStore {
         let volume = self.record(name)?;
         let dir = self.dir.join(name);
         let data = self.data_dir(name);
-        if volume.size.is_some() {
+        if volume.size.is_some() && volume.xfs_project.is_none() {
             let mounts = mountinfo::read().map_err(Self::disk(name))?;
             if mountinfo::is_mount_point(&mounts, &data) {
                 loop_fs::unmount_image(&dir.join(IMAGE), &data).map_err(Self::disk(name))?;
@@ -310,6 +343,14 @@ impl VolumeStore {
             .join(format!("{REMOVING_PREFIX}{name}-{}", unique()));
         std::fs::rename(&dir, &gone).map_err(Self::io(name, "rename", &dir))?;
         sync_dir(&self.dir);
+        if let (Some(project), Some(xfs)) = (volume.xfs_project, &self.xfs) {
+            // The limit lifted, the id off every file, then free again (on
+            // error it stays taken until the agent restarts, when the
+            // leftover is deleted).
+            if let Err(e) = xfs.release(&gone.join(DATA), project) {
+                tracing::error!(volume = name, project, "volumes: release xfs project: {e}");
+            }
+        }
         Ok(gone)
     }
 
@@ -333,6 +374,19 @@ impl VolumeStore {
         }
         let volumes = self.list().unwrap_or_default();
         for volume in &volumes {
+            // The project id, read back from the data dir, is taken again
+            // before any container or volume gets a new one.
+            if let (Some(project), Some(xfs)) = (volume.xfs_project, &self.xfs) {
+                let found = xfs.recover(&self.data_dir(&volume.name));
+                if found != Some(project) {
+                    tracing::error!(
+                        volume = %volume.name,
+                        project,
+                        ?found,
+                        "volumes: the data dir does not carry the recorded xfs project"
+                    );
+                }
+            }
             if let Err(e) = self.ensure_mounted(volume) {
                 tracing::error!("volumes: mount after restart: {e}");
             }

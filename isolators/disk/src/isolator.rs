@@ -20,7 +20,7 @@ use crate::loop_fs::{self, LoopPaths};
 use crate::mountinfo;
 use crate::quota::{format_bytes, quota_from, FIELD, MAX_LOOP_QUOTA};
 use crate::watcher::{Watched, Watcher};
-use crate::xfs::{self, KernelQuota, XfsQuota};
+use crate::xfs::{self, XfsQuota};
 
 /// How the disk isolator enforces `resources.disk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub struct DiskOptions {
 #[derive(Debug)]
 pub struct DiskIsolator {
     options: DiskOptions,
-    xfs: Option<XfsQuota>,
+    xfs: Option<Arc<XfsQuota>>,
     xfs_supported: bool,
     containers: ContainerStates<Container>,
 }
@@ -109,14 +109,17 @@ impl DiskIsolator {
         let xfs_mount = xfs::check_work_dir(&mounts, &options.work_dir);
         let xfs = match options.backend {
             DiskBackend::Xfs => {
-                let mount = xfs_mount.as_ref().map_err(|e| IsolatorError::Unsupported {
+                xfs_mount.as_ref().map_err(|e| IsolatorError::Unsupported {
                     message: e.to_string(),
                 })?;
-                Some(XfsQuota::new(
-                    Box::new(KernelQuota),
-                    mount.device(),
-                    options.xfs_projects.clone(),
-                ))
+                // Shared with the agent's sized volumes (one allocator).
+                Some(
+                    xfs::shared(&options.work_dir, options.xfs_projects.clone()).map_err(|e| {
+                        IsolatorError::Unsupported {
+                            message: e.to_string(),
+                        }
+                    })?,
+                )
             }
             DiskBackend::Loop => {
                 check_loop_support()?;

@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::DiskError;
 use crate::mountinfo::{self, MountEntry};
@@ -428,11 +428,30 @@ impl XfsQuota {
     }
 }
 
+/// The one [`XfsQuota`] of each XFS filesystem in this process, by device:
+/// the disk isolator's sandboxes and the agent's sized volumes take their
+/// project ids from the same allocator, so an id is never handed out twice.
+static SHARED: Mutex<Vec<(PathBuf, Arc<XfsQuota>)>> = Mutex::new(Vec::new());
+
+/// The shared [`XfsQuota`] of the XFS filesystem (mounted with `prjquota`)
+/// holding `dir`, with ids from `range` (the first caller's range wins:
+/// one agent has one). Reads the mount table.
+pub fn shared(dir: &Path, range: RangeInclusive<u32>) -> Result<Arc<XfsQuota>, DiskError> {
+    let mount = check_work_dir(&mountinfo::read()?, dir)?;
+    let device = mount.device();
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, quota)) = shared.iter().find(|(d, _)| *d == device) {
+        return Ok(quota.clone());
+    }
+    let quota = Arc::new(XfsQuota::new(Box::new(KernelQuota), device.clone(), range));
+    shared.push((device, quota.clone()));
+    Ok(quota)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::sync::Arc;
 
     #[test]
     fn structs_and_commands_match_the_kernel_headers() {
