@@ -99,14 +99,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_time_survives_odd_command_names() {
-        let stat =
-            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
-        assert_eq!(parse_start_time(stat), Some(987654));
-        assert_eq!(parse_state(stat), Some('S'));
-    }
-
-    #[test]
     fn own_process_is_found_and_a_wrong_start_time_is_not() {
         let me = ProcessRef::of(std::process::id()).unwrap();
         assert!(me.is_alive());
