@@ -7,5 +7,6 @@
 
 pub mod atomic;
 pub mod mountinfo;
+pub mod openat2;
 pub mod pidfd;
 pub mod proc_stat;
