@@ -1,36 +1,12 @@
 //! Finding and signalling processes without being fooled by pid reuse.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use berth_sys::pidfd;
+pub use berth_sys::proc_stat::start_time;
+use berth_sys::proc_stat::{parse_start_time, parse_state};
 
 use crate::container::ProcessRef;
-
-/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`
-/// field 22), or `None` if it does not exist.
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
-}
-
-fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) may contain spaces and parentheses: fields
-    // are counted after its last ')'. Field 3 is the first one after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Blocks until `fd` is readable (a pidfd: its process exited) or `timeout`
-/// has passed; an interrupted or failed poll just returns early.
-fn wait_readable(fd: &OwnedFd, timeout: std::time::Duration) {
-    use std::os::fd::AsRawFd;
-    let mut pollfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: poll on one valid, initialised pollfd that outlives the call.
-    unsafe { libc::poll(&mut pollfd, 1, millis) };
-}
 
 impl ProcessRef {
     /// Identifies the live process `pid`.
@@ -44,13 +20,7 @@ impl ProcessRef {
     /// Opens a pidfd for the process, checking that the pid still names the
     /// same process. Once open, the pidfd cannot be fooled by pid reuse.
     pub fn open(&self) -> Option<OwnedFd> {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let fd = pidfd::open(self.pid as libc::pid_t).ok()?;
         // Checked after opening: if the start time still matches now, the
         // pidfd refers to our process (a reused pid would start later).
         (start_time(self.pid) == Some(self.start_time)).then_some(fd)
@@ -59,7 +29,7 @@ impl ProcessRef {
     /// Whether the process still runs. A zombie has ended: only its exit
     /// status waits for its parent.
     pub fn is_alive(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+        let Some(stat) = berth_sys::proc_stat::read(self.pid) else {
             return false;
         };
         parse_start_time(&stat) == Some(self.start_time) && parse_state(&stat) != Some('Z')
@@ -87,7 +57,9 @@ impl ProcessRef {
             // Capped so that a process lingering after SIGKILL gets it again.
             let wait = (deadline - now).min(std::time::Duration::from_millis(100));
             match &pidfd {
-                Some(fd) => wait_readable(fd, wait),
+                Some(fd) => {
+                    pidfd::wait_exit(fd, wait);
+                }
                 None => std::thread::sleep(wait.min(std::time::Duration::from_millis(10))),
             }
         }
@@ -98,26 +70,10 @@ impl ProcessRef {
         let Some(fd) = self.open() else {
             return Ok(false);
         };
-        use std::os::fd::AsRawFd;
-        // SAFETY: pidfd_send_signal(pidfd, sig, info=NULL, flags=0).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc == 0 {
-            Ok(true)
-        } else {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ESRCH) {
-                Ok(false)
-            } else {
-                Err(err)
-            }
+        match pidfd::send_signal(&fd, signal) {
+            Ok(()) => Ok(true),
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            Err(err) => Err(err),
         }
     }
 }
@@ -138,25 +94,9 @@ pub fn parse_signal(value: &str) -> Option<i32> {
         .map(|s| s as i32)
 }
 
-fn parse_state(stat: &str) -> Option<char> {
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn start_time_survives_odd_command_names() {
-        let stat =
-            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
-        assert_eq!(parse_start_time(stat), Some(987654));
-        assert_eq!(parse_state(stat), Some('S'));
-    }
 
     #[test]
     fn own_process_is_found_and_a_wrong_start_time_is_not() {

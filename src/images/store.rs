@@ -696,12 +696,13 @@ impl Drop for BlobWriter {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    let temp = path.with_extension(format!("tmp.{}.{seq}", std::process::id()));
-    let mut file = File::create(&temp).map_err(io_err("create", &temp))?;
-    file.write_all(data).map_err(io_err("write", &temp))?;
-    file.sync_all().map_err(io_err("sync", &temp))?;
-    fs::rename(&temp, path).map_err(io_err("rename into", path))
+    berth_sys::atomic::write_atomic(path, data, berth_sys::atomic::Durability::Durable).map_err(
+        |e| ImageStoreError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        },
+    )
 }
 
 impl ImageStore {

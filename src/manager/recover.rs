@@ -271,11 +271,10 @@ impl Manager {
         // Mounts below a sandbox of a container that does not run (a loop
         // mount left by a crash, say) pin the sandbox: detach them.
         let sandboxes = self.config.work_dir.join("containers");
-        if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut leaked: Vec<std::path::PathBuf> = mountinfo
-                .lines()
-                .filter_map(|line| line.split(' ').nth(4))
-                .map(unescape_mount_path)
+        if let Ok(mounts) = berth_sys::mountinfo::read() {
+            let mut leaked: Vec<std::path::PathBuf> = mounts
+                .into_iter()
+                .map(|mount| mount.mount_point)
                 .filter(|point| {
                     point
                         .strip_prefix(&sandboxes)
@@ -388,50 +387,5 @@ impl Manager {
             rootfs: container.rootfs.clone(),
             runtime_dir: self.store.isolator_dir(&container.id),
         }
-    }
-}
-
-/// Mount points in mountinfo escape space, tab, newline and backslash as
-/// octal (`\040`).
-fn unescape_mount_path(field: &str) -> std::path::PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(digits)) => {
-                let value = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                out.push(value as u8);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mount_paths_are_unescaped() {
-        assert_eq!(
-            unescape_mount_path("/a\\040b/c"),
-            std::path::PathBuf::from("/a b/c")
-        );
-        assert_eq!(
-            unescape_mount_path("/plain"),
-            std::path::PathBuf::from("/plain")
-        );
     }
 }

@@ -331,47 +331,24 @@ impl FilesTmpfs {
 
 /// `openat2` beneath `dir`, following no symlink, crossing no mount.
 fn openat2(dir: &OwnedFd, path: &str, flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    const RESOLVE_NO_XDEV: u64 = 0x01;
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-    const RESOLVE_BENEATH: u64 = 0x08;
-    let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
     // openat2 refuses O_PATH with any flag but these.
     let extra = if flags & libc::O_PATH != 0 {
         libc::O_CLOEXEC | libc::O_NOFOLLOW
     } else {
         libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK
     };
-    let how = OpenHow {
-        flags: (flags | extra) as u64,
-        mode: if flags & libc::O_CREAT != 0 {
-            mode as u64
-        } else {
-            0
-        },
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-    };
-    // SAFETY: valid dir fd, nul-terminated path, a correctly sized open_how.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a fresh descriptor from the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+    let resolve = libc::RESOLVE_BENEATH
+        | libc::RESOLVE_NO_SYMLINKS
+        | libc::RESOLVE_NO_MAGICLINKS
+        | libc::RESOLVE_NO_XDEV;
+    berth_sys::openat2::openat2(
+        Some(std::os::fd::AsFd::as_fd(dir)),
+        std::path::Path::new(path),
+        flags | extra,
+        mode,
+        resolve,
+    )
+    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 fn unlinkat(dir: &OwnedFd, name: &str, flags: i32) -> Result<(), Errno> {

@@ -2,7 +2,7 @@
 //! into the log files and records how the container ended.
 
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -422,13 +422,7 @@ fn make_pipes() -> nix::Result<(MonitorFds, ChildFds)> {
 }
 
 fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the returned fd is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh fd from the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    berth_sys::pidfd::open(pid.as_raw())
 }
 
 /// Waits for the `go` line, watching the child at the same time.

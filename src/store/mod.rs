@@ -30,7 +30,7 @@
 //! both layouts.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use berth_isolator::ContainerId;
@@ -377,42 +377,17 @@ pub fn create_runtime_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// What a write must survive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// A crash of the writer (`kill -9`, a panic): the rename is atomic and
-    /// the page cache keeps what was written. Not a power loss.
-    CrashSafe,
-    /// Also a power loss or kernel crash: the file and then its directory
-    /// are synced to disk (two fsyncs).
-    Durable,
-}
+/// What a write must survive (the one crash-safe write is berth-sys's).
+pub use berth_sys::atomic::Durability;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
-/// content: a temp file in the same dir, renamed over `path`; with
-/// [`Durability::Durable`], the file is synced before the rename and the
-/// directory after it.
+/// content: [`berth_sys::atomic::write_atomic`] with the store's error.
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("record")
-    ));
-    let mut file = fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
-    file.write_all(bytes).map_err(io_error("write", &tmp))?;
-    if durability == Durability::Durable {
-        file.sync_all().map_err(io_error("fsync", &tmp))?;
-    }
-    drop(file);
-    fs::rename(&tmp, path).map_err(io_error("rename", path))?;
-    if durability == Durability::Durable {
-        if let Ok(dir) = fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
+    berth_sys::atomic::write_atomic(path, bytes, durability).map_err(|e| StoreError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]

@@ -8,10 +8,8 @@
 //! path after the check makes the open fail (`ELOOP`) instead of leading
 //! elsewhere, so what gets mounted is exactly the checked path.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// Resolves `source` and checks it against `allowed`; the error is the
@@ -63,27 +61,13 @@ pub fn resolve_allowed(source: &str, allowed: &[PathBuf]) -> Result<PathBuf, Str
 /// Opens `path` (absolute) as an `O_PATH` handle, refusing to follow any
 /// symlink on the way (`RESOLVE_NO_SYMLINKS`: `ELOOP`).
 pub fn open_no_follow(path: &Path) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_how is plain data; zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: a nul-terminated path and a properly sized open_how.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd from the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    berth_sys::openat2::openat2(
+        None,
+        path,
+        libc::O_PATH | libc::O_CLOEXEC,
+        0,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 #[cfg(test)]

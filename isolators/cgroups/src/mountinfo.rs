@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use berth_sys::mountinfo;
+
 use crate::{CgroupError, Controller};
 
 /// One mounted cgroup filesystem.
@@ -20,76 +22,39 @@ pub(crate) struct CgroupMount {
     pub controllers: BTreeSet<Controller>,
 }
 
-/// Returns the cgroup and cgroup2 mounts of a mountinfo text, in order.
+/// Returns the cgroup and cgroup2 mounts of a mountinfo text, in order
+/// (the text is parsed by berth-sys; a malformed line is an error).
 pub(crate) fn parse(text: &str) -> Result<Vec<CgroupMount>, CgroupError> {
+    let entries = mountinfo::parse_strict(text).map_err(|e| CgroupError::MountInfo {
+        line: e.line,
+        reason: e.reason,
+    })?;
     let mut mounts = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let bad = |reason| CgroupError::MountInfo {
-            line: line.to_string(),
-            reason,
-        };
-        // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue":
-        // the optional fields before " - " vary in number, so split there.
-        let (before, after) = line
-            .split_once(" - ")
-            .ok_or_else(|| bad("no \" - \" separator"))?;
-        let before: Vec<&str> = before.split(' ').collect();
-        if before.len() < 6 {
-            return Err(bad("fewer than 6 fields before the separator"));
-        }
-        let mut after = after.split(' ');
-        let fstype = after.next().ok_or_else(|| bad("no filesystem type"))?;
-        let unified = match fstype {
+    for entry in entries {
+        let unified = match entry.fs_type.as_str() {
             "cgroup" => false,
             "cgroup2" => true,
             _ => continue,
         };
-        let _source = after.next().ok_or_else(|| bad("no mount source"))?;
-        let super_options = after.next().ok_or_else(|| bad("no super options"))?;
         let controllers = if unified {
             BTreeSet::new()
         } else {
             // Super options mix flags (rw, noprefix, xattr, name=systemd, ...)
             // with controller names; only names of known controllers count.
-            super_options
+            entry
+                .super_options
                 .split(',')
                 .filter_map(|o| o.parse::<Controller>().ok())
                 .collect()
         };
         mounts.push(CgroupMount {
-            mount_point: PathBuf::from(unescape(before[4])),
-            root: unescape(before[3]),
+            mount_point: entry.mount_point,
+            root: entry.root,
             unified,
             controllers,
         });
     }
     Ok(mounts)
-}
-
-/// Undoes the kernel's octal escapes (`\040` for a space, `\134` for a
-/// backslash, ...) in mountinfo paths.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let digits = &bytes[i + 1..i + 4];
-            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                let value = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                if let Ok(byte) = u8::try_from(value) {
-                    out.push(byte);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -154,7 +119,6 @@ mod tests {
             parse(line).unwrap()[0].mount_point,
             PathBuf::from(r"/tmp/a b\c")
         );
-        assert_eq!(unescape(r"trailing\04"), r"trailing\04");
     }
 
     #[test]

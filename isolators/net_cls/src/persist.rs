@@ -1,10 +1,11 @@
 //! The handle a container holds, persisted in its runtime dir so that a
 //! restarted agent reserves it again.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
+use berth_sys::atomic::{write_atomic, Durability};
 use serde_json::json;
 
 use crate::{ClassId, NetClsError};
@@ -21,21 +22,21 @@ fn path(dir: &Path) -> PathBuf {
 /// crash of the agent leaves either the old file or the new one, never
 /// half; not synced to disk, as the runtime dir does not outlive a reboot.
 pub(crate) fn save(dir: &Path, classid: ClassId) -> Result<(), NetClsError> {
-    let target = path(dir);
-    let temp = dir.join(format!(".{FILE}.tmp"));
-    let err = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| NetClsError::State { op, path, source }
-    };
     let body = json!({
         "primary": classid.primary,
         "secondary": classid.secondary,
         "classid": classid.to_string(),
     });
-    let mut file = File::create(&temp).map_err(err("create", &temp))?;
-    file.write_all(body.to_string().as_bytes())
-        .map_err(err("write", &temp))?;
-    fs::rename(&temp, &target).map_err(err("rename", &target))
+    write_atomic(
+        &path(dir),
+        body.to_string().as_bytes(),
+        Durability::CrashSafe,
+    )
+    .map_err(|e| NetClsError::State {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Reads the persisted class id; `None` when there is none (the container

@@ -1,0 +1,134 @@
+//! The crash-safe file write: a temp file in the same directory renamed over
+//! the target, so a crash leaves the old content or the new, never half;
+//! with [`Durability::Durable`] the file is synced before the rename and the
+//! directory after it, so a power loss does too.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash of the writer (`kill -9`, a panic): the rename is atomic and
+    /// the page cache keeps what was written. Not a power loss.
+    CrashSafe,
+    /// Also a power loss or kernel crash: the file and then its directory
+    /// are synced to disk (two fsyncs).
+    Durable,
+}
+
+/// A step of [`write_atomic`] failed; the temp file is gone, the target
+/// untouched.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct AtomicWriteError {
+    /// `create`, `write`, `fsync`, `rename`.
+    pub op: &'static str,
+    /// The file the step was on (the temp file, or the target for `rename`,
+    /// or the directory for its `fsync`).
+    pub path: PathBuf,
+    /// The cause.
+    #[source]
+    pub source: io::Error,
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new
+/// content (see [`Durability`]). The temp file (`.NAME.tmp.PID.SEQ` beside
+/// `path`) is unique per call, so concurrent writers of one path do not
+/// write into each other's temp file; on any error it is removed.
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), AtomicWriteError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        Some(_) => Path::new("."),
+        None => Path::new("/"),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.tmp.{}.{seq}", std::process::id()));
+    let err = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AtomicWriteError { op, path, source }
+    };
+    let written = (|| {
+        let mut file = File::create(&temp).map_err(err("create", &temp))?;
+        file.write_all(bytes).map_err(err("write", &temp))?;
+        if durability == Durability::Durable {
+            file.sync_all().map_err(err("fsync", &temp))?;
+        }
+        drop(file);
+        fs::rename(&temp, path).map_err(err("rename", path))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+        return written;
+    }
+    if durability == Durability::Durable {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err("fsync", dir))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn replaces_the_content_and_leaves_only_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        for durability in [Durability::CrashSafe, Durability::Durable] {
+            fs::write(&path, b"old content, longer than the new").unwrap();
+            write_atomic(&path, b"new", durability).unwrap();
+            assert_eq!(fs::read(&path).unwrap(), b"new");
+            assert_eq!(entries(dir.path()), ["record.json"]);
+        }
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_no_temp_file_and_the_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory: rename(2) over it fails
+        // after the temp file was written.
+        let path = dir.path().join("target");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("inside"), b"kept").unwrap();
+        let err = write_atomic(&path, b"new", Durability::Durable).unwrap_err();
+        assert_eq!(err.op, "rename");
+        assert_eq!(err.path, path);
+        assert_eq!(entries(dir.path()), ["target"]);
+        assert_eq!(fs::read(path.join("inside")).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_the_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent").join("record.json");
+        let err = write_atomic(&path, b"x", Durability::CrashSafe).unwrap_err();
+        assert_eq!(err.op, "create");
+        assert!(err.path.starts_with(dir.path().join("absent")));
+        assert_eq!(err.source.kind(), io::ErrorKind::NotFound);
+        assert!(entries(dir.path()).is_empty());
+    }
+}

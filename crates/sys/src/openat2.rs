@@ -1,0 +1,79 @@
+//! openat2(2): opening a path with resolution limits (no symlinks, beneath a
+//! directory, ...). berth-confined builds its confined-open API on the same
+//! call; this is the plain syscall for the agent's other users.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Opens `path` relative to `dir` (`None`: the working directory, for an
+/// absolute path) with `flags` (`O_*`), `mode` (used with `O_CREAT`) and
+/// `resolve` (`RESOLVE_*`). A path with a nul byte is `EINVAL`.
+pub fn openat2(
+    dir: Option<BorrowedFd<'_>>,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = if flags & libc::O_CREAT != 0 {
+        u64::from(mode)
+    } else {
+        0
+    };
+    how.resolve = resolve;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: a valid dir fd (or AT_FDCWD), a nul-terminated path and a
+    // correctly sized open_how, all outliving the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from the kernel that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn beneath_refuses_a_symlink_out_and_opens_a_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("out")).unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC;
+        openat2(Some(root.as_fd()), Path::new("f"), flags, 0, resolve).unwrap();
+        let err = openat2(
+            Some(root.as_fd()),
+            Path::new("out/passwd"),
+            flags,
+            0,
+            resolve,
+        )
+        .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+        let err = openat2(Some(root.as_fd()), Path::new("../x"), flags, 0, resolve).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EXDEV));
+        let err = openat2(None, Path::new("a\0b"), flags, 0, 0).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    }
+}
