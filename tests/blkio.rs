@@ -33,18 +33,6 @@ macro_rules! disk_or_skip {
     };
 }
 
-fn blkio_info(agent: &Agent) -> Value {
-    let info = agent.api("GET", "/v1/info", None);
-    assert_eq!(info.status, 200, "{:?}", info.body);
-    info.body["isolators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "blkio")
-        .unwrap_or_else(|| panic!("blkio is not offered: {}\n{}", info.body, agent.log()))
-        .clone()
-}
-
 /// Writes 20 MiB with O_DIRECT in the sandbox, prints the seconds it took,
 /// then stays up (stats are for running containers) until killed.
 const WRITER: &str = "start=$(date +%s.%N); \
@@ -86,7 +74,7 @@ fn a_write_throttle_slows_direct_io_and_stats_count_it() {
     let agent = Agent::start();
     let (disk, dev_path) = disk_or_skip!(agent);
     let device = dev_path.clone().unwrap_or_else(|| disk.to_string());
-    assert_eq!(blkio_info(&agent)["throttle"], true);
+    assert_eq!(agent.isolator_info("blkio")["throttle"], true);
 
     agent.launch(json!({"id": "free", "command": ["sh", "-c", WRITER]}));
     let free = elapsed(&agent, "free");
@@ -156,7 +144,7 @@ fn a_write_throttle_slows_direct_io_and_stats_count_it() {
 fn the_weight_lands_in_the_hosts_weight_file_or_is_refused_up_front() {
     require_root!();
     let agent = Agent::start();
-    let info = blkio_info(&agent);
+    let info = agent.isolator_info("blkio");
     eprintln!("blkio: {info}");
     let request = json!({
         "id": "weighted",

@@ -260,15 +260,13 @@ fn a_bad_device_is_a_400_naming_the_field_and_creates_nothing() {
 fn info_lists_the_devices_and_pids_isolators() {
     require_root!();
     let agent = Agent::start();
-    let info = agent.api("GET", "/v1/info", None).body;
-    let isolators = info["isolators"].as_array().unwrap();
-    let devices = isolators.iter().find(|i| i["name"] == "devices").unwrap();
+    let devices = agent.isolator_info("devices");
     assert_eq!(devices["filter"], "devices.allow");
     assert_eq!(
         devices["default_allow"].as_array().unwrap().len(),
         DEFAULT_LIST.len()
     );
-    let pids = isolators.iter().find(|i| i["name"] == "pids").unwrap();
+    let pids = agent.isolator_info("pids");
     assert_eq!(pids["default_limit"], 4096);
     let out = agent.berth(&["info"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -100,13 +100,7 @@ fn du_reports_usage_without_a_quota_and_leaves_the_container_alone() {
     assert_eq!(disk["backend"], "du");
     assert!(disk["used_bytes"].as_u64().unwrap() >= 3 * MIB, "{disk}");
     assert!(disk.get("limit_bytes").is_none(), "{disk}");
-    let info = agent.api("GET", "/v1/info", None).body;
-    let described = info["isolators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "disk")
-        .unwrap_or_else(|| panic!("no disk isolator in {info}"));
+    let described = agent.isolator_info("disk");
     assert_eq!(described["backend"], "du");
     assert_eq!(described["interval_seconds"], 0.5);
 }

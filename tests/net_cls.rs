@@ -366,14 +366,7 @@ fn handles_conflict_while_held_and_are_freed_at_exit() {
         stats.body
     );
 
-    let info = agent.api("GET", "/v1/info", None).body;
-    let net_cls = info["isolators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "net_cls")
-        .unwrap_or_else(|| panic!("net_cls offered: {info}"))
-        .clone();
+    let net_cls = agent.isolator_info("net_cls");
     assert_eq!(net_cls["mode"], "v1");
     assert_eq!(net_cls["handles_free"], 0xFFFF - 2, "{net_cls}");
     assert!(net_cls["mount_point"].as_str().is_some(), "{net_cls}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{busybox_rootfs, eventually, Agent};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const MIB: u64 = 1 << 20;
 
@@ -291,12 +291,6 @@ fn a_symlink_at_the_target_in_the_image_does_not_lead_to_the_host() {
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
 
-fn create_volume(agent: &Agent, body: Value) -> Value {
-    let answer = agent.api("POST", "/v1/volumes", Some(body));
-    assert_eq!(answer.status, 201, "{:?}\n{}", answer.body, agent.log());
-    answer.body
-}
-
 #[test]
 fn a_named_volume_outlives_its_container_and_is_refused_while_in_use() {
     require_root!();
@@ -380,7 +374,7 @@ fn a_named_volume_outlives_its_container_and_is_refused_while_in_use() {
     );
 
     // A shared volume may be mounted by several.
-    create_volume(&agent, json!({"name": "common", "shared": true}));
+    agent.create_volume(json!({"name": "common", "shared": true}));
     for id in ["s1", "s2"] {
         agent.launch(
             json!({"id": id, "rootfs": rootfs, "command": ["sleep", "60"],
@@ -430,7 +424,7 @@ fn a_named_volume_outlives_its_container_and_is_refused_while_in_use() {
             answer.body
         );
     }
-    create_volume(&agent, json!({"name": "dup"}));
+    agent.create_volume(json!({"name": "dup"}));
     assert_eq!(
         agent
             .api("POST", "/v1/volumes", Some(json!({"name": "dup"})))
@@ -528,7 +522,7 @@ fn gc_never_touches_volumes_and_the_config_file_sets_the_allow_list() {
     ));
     let _mounts = VolumeMounts(agent.work_dir.clone());
     let rootfs = busybox_rootfs(agent.dir.path());
-    create_volume(&agent, json!({"name": "kept"}));
+    agent.create_volume(json!({"name": "kept"}));
     agent.launch(json!({
         "id": "ended",
         "rootfs": rootfs,

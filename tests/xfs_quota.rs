@@ -44,14 +44,7 @@ fn xfs_quota_refuses_writes_past_it_and_survives_an_agent_kill() {
         return;
     };
     let mut agent = Agent::start_in(&mount.path.join("work"), XFS);
-    let info = agent.api("GET", "/v1/info", None).body;
-    let described = info["isolators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "disk")
-        .unwrap_or_else(|| panic!("no disk isolator in {info}"))
-        .clone();
+    let described = agent.isolator_info("disk");
     assert_eq!(described["backend"], "xfs", "{described}");
     assert_eq!(described["xfs_project_quota"], true, "{described}");
     assert_eq!(described["xfs_device"], mount.device(), "{described}");
@@ -224,18 +217,12 @@ fn xfs_sized_volume_is_a_project_quota_of_its_own() {
     let removed = agent.api("DELETE", "/v1/volumes/small", None);
     assert_eq!(removed.status, 204, "{:?}", removed.body);
     assert!(!volume_dir.exists());
-    let again = create_volume(&agent, json!({"name": "again", "size": 20 * MIB}));
+    let again = agent.create_volume(json!({"name": "again", "size": 20 * MIB}));
     assert_eq!(
         again["xfs_project"],
         volume_project.min(sandbox_project),
         "{again}"
     );
-}
-
-fn create_volume(agent: &Agent, body: Value) -> Value {
-    let answer = agent.api("POST", "/v1/volumes", Some(body));
-    assert_eq!(answer.status, 201, "{:?}\n{}", answer.body, agent.log());
-    answer.body
 }
 
 /// The attack: root in the container (host user namespace) takes its file

@@ -356,6 +356,26 @@ impl Agent {
         answer.body
     }
 
+    /// What `GET /v1/info` says of isolator `name`; panics unless offered.
+    pub fn isolator_info(&self, name: &str) -> Value {
+        let info = self.api("GET", "/v1/info", None);
+        assert_eq!(info.status, 200, "{:?}", info.body);
+        info.body["isolators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not offered: {}\n{}", info.body, self.log()))
+            .clone()
+    }
+
+    /// Creates a named volume through the API; panics unless 201.
+    pub fn create_volume(&self, body: Value) -> Value {
+        let answer = self.api("POST", "/v1/volumes", Some(body));
+        assert_eq!(answer.status, 201, "{:?}\n{}", answer.body, self.log());
+        answer.body
+    }
+
     /// Waits for a container to end and returns it.
     pub fn wait(&self, id: &str) -> Value {
         let answer = self.api("GET", &format!("/v1/containers/{id}/wait"), None);
