@@ -30,20 +30,13 @@ COUNT=${COUNT:-200}
 WARMUP=${WARMUP:-10}
 TOTAL=${TOTAL:-500}
 CLIENTS=${CLIENTS:-8}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-TAG="berth-launch-$$"
-BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
-chmod 755 "$BASE"
-AGENT_PID=""
+bench_setup launch
 REGISTRY_PID=""
 # Runtime state on a tmpfs, as /run is on the hosts berth targets (systemd):
 # berth's runtime dir and runc's and crun's --root alike.
 RUNTIME="$BASE/run"
 mkdir -p "$RUNTIME"
 mount -t tmpfs -o mode=0711 berth-bench-run "$RUNTIME"
-
-die() { echo "launch: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
 
 cleanup() {
     set +e
@@ -83,15 +76,7 @@ if [ -n "$missing" ]; then
 fi
 command -v runc >/dev/null || die "runc not installed"
 
-if [ -n "${PREBUILT:-}" ]; then
-    BERTH="$PREBUILT/berth"
-    SHIM="$PREBUILT/berth-shim"
-else
-    echo "== building release binaries"
-    (cd "$REPO" && cargo build --release --bins --quiet)
-    BERTH="$REPO/target/release/berth"
-    SHIM="$REPO/target/release/berth-shim"
-fi
+bench_binaries
 
 # One busybox rootfs for every case; runc/crun get a bundle around it.
 BUSYBOX=$(command -v busybox)

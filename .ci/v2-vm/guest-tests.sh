@@ -13,8 +13,8 @@
 # VM is ours alone: every berth process, every test cgroup); it then runs
 # once more, and the run passes only if that one does. A hang is never
 # hidden: the report stays in the output and the summary names the binary.
-# (Stop 22's CI: `update` hung once in root mode, unexplained, not seen in
-# eleven runs since; the report is what the next one will explain.)
+# (Stop 22's CI: `update` hung once in root mode, unexplained and not
+# reproduced since; the report is what the next one will explain.)
 # Prints one line per binary with its duration; exits 1 if any failed.
 set -u
 limit=${V2VM_BIN_TIMEOUT:-300}

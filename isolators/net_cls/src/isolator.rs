@@ -331,13 +331,11 @@ impl Isolator for NetClsIsolator {
         }
     }
 
-    /// Checks `resources.net_cls_handle` against the range, and whether it
-    /// (or any handle) is free right now; [`Isolator::prepare`] reserves.
     fn resource_section(&self) -> Option<berth_isolator::ResourceSection> {
         Some(crate::NetClsResources::section())
     }
 
-    /// The net_cls handle are fixed at launch: an update giving them is refused.
+    /// The net_cls handle is fixed at launch: an update giving it is refused.
     fn merge_resources(
         &self,
         current: &berth_isolator::Section,
@@ -346,6 +344,8 @@ impl Isolator for NetClsIsolator {
         berth_isolator::fixed_at_launch("resources.net_cls_handle", current, update)
     }
 
+    /// Checks `resources.net_cls_handle` against the range, and whether it
+    /// (or any handle) is free right now; [`Isolator::prepare`] reserves.
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
         self.state()
             .handles
