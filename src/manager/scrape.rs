@@ -7,17 +7,14 @@ use super::Manager;
 use crate::container::Container;
 
 impl Manager {
-    /// Each isolator's usage of a running `container`, keyed by isolator
-    /// (as [`Manager::stats`]), but without the isolators named in `skip`
-    /// (a scrape has its own cheaper figure for those) and without the ones
-    /// that fail (logged): one isolator's error does not hide the others.
-    pub fn scrape_usage(&self, container: &Container, skip: &[&str]) -> Map<String, Value> {
+    /// Each isolator's scrape figures ([`berth_isolator::Isolator::scrape`])
+    /// of a running `container`, keyed by isolator (as [`Manager::stats`]),
+    /// without the ones that fail (logged): one isolator's error does not
+    /// hide the others.
+    pub fn scrape_usage(&self, container: &Container) -> Map<String, Value> {
         let mut out = Map::new();
         for isolator in self.isolators.select(&container.isolation) {
-            if skip.contains(&isolator.name()) {
-                continue;
-            }
-            match isolator.usage(&container.id) {
+            match isolator.scrape(&container.id) {
                 Ok(usage) => {
                     out.insert(isolator.name().to_string(), Value::Object(usage));
                 }

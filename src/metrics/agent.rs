@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::Labels;
+type Labels = Vec<(String, String)>;
 
 /// The agent's process-wide metrics.
 #[derive(Debug)]

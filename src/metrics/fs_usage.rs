@@ -1,10 +1,12 @@
 //! `container_fs_usage_bytes`: the bytes a container keeps on the host's
 //! disk, its sandbox plus its root's writable layer (`root/upper`), counted
 //! as `du -sx` does. A walk costs a syscall per entry, so each container is
-//! walked at most once per [`REFRESH`] and scrapes in between use the last
-//! figure: a scrape of many containers does not walk every tree.
+//! walked at most once per [`REFRESH`], and a scrape walks at most a
+//! [`STALE_SHARE`] of its containers again (a new or restarted container's
+//! first figure is always walked): a scrape of many containers does not
+//! walk every tree.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -14,8 +16,15 @@ use std::time::{Duration, Instant};
 use berth_isolator::ContainerId;
 use berth_isolator_blkio::DeviceNumber;
 
-/// The longest a figure is reused.
+/// How old a figure may be before a scrape walks that container again.
 pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// A scrape walks again at most one in this many of its containers (those
+/// whose figure is older than [`REFRESH`], the oldest first): scrapes as
+/// far apart as Prometheus makes them (15 s) would otherwise walk every
+/// sandbox each time. At 15 s per scrape a figure is then at most a minute
+/// old, cAdvisor's period for its own walks.
+pub const STALE_SHARE: usize = 4;
 
 #[derive(Debug, Default)]
 struct Cache {
@@ -52,13 +61,32 @@ pub fn usage(dirs: &[Dirs<'_>], work_dir: &Path) -> (Vec<Option<u64>>, String) {
         })
         .clone();
     let now = Instant::now();
-    let live: std::collections::HashSet<&ContainerId> = dirs.iter().map(|d| d.id).collect();
+    let live: HashSet<&ContainerId> = dirs.iter().map(|d| d.id).collect();
     cache.figures.retain(|id, _| live.contains(id));
+    // The containers whose figure is stale, oldest first: a scrape walks at
+    // most a quarter of them (never-walked ones always).
+    let mut stale: Vec<(Instant, usize)> = dirs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match cache.figures.get(d.id) {
+            Some((at, started, _)) if started.as_deref() == d.started_at => {
+                (now.duration_since(*at) >= REFRESH).then_some((*at, i))
+            }
+            _ => None,
+        })
+        .collect();
+    stale.sort();
+    let walk_now: HashSet<usize> = stale
+        .iter()
+        .take(dirs.len().div_ceil(STALE_SHARE))
+        .map(|(_, i)| *i)
+        .collect();
     let out = dirs
         .iter()
-        .map(|d| {
-            if let Some((at, started, bytes)) = cache.figures.get(d.id) {
-                if now.duration_since(*at) < REFRESH && started.as_deref() == d.started_at {
+        .enumerate()
+        .map(|(i, d)| {
+            if let Some((_, started, bytes)) = cache.figures.get(d.id) {
+                if started.as_deref() == d.started_at && !walk_now.contains(&i) {
                     return Some(*bytes);
                 }
             }

@@ -14,6 +14,7 @@
 //! | [`Isolator::watch`] | right after `isolate` | report a [`Limitation`] that must end the container |
 //! | [`Isolator::update`] | while running | apply new [`Resources`] |
 //! | [`Isolator::usage`] / [`Isolator::status`] | any time | report statistics and state |
+//! | [`Isolator::scrape`] | at every metrics scrape | the figures the metrics show, cheaply (default: `usage`) |
 //! | [`Isolator::exit_limitation`] | after the container's processes are gone | say whether a limit caused the exit |
 //! | [`Isolator::cleanup`] | at most once, after all processes are gone | release everything; tolerate unknown ids |
 //! | [`Isolator::recover`] | when the agent starts | rebuild in-memory state from what it persisted |
@@ -320,6 +321,50 @@ pub trait Isolator: Send + Sync {
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
         let _ = id;
         Ok(Usage::new())
+    }
+
+    /// Reports the figures a metrics scrape (`GET /metrics`) shows: the keys
+    /// of [`Isolator::usage`] the agent's metrics name, read as cheaply as
+    /// possible. A scrape calls this for every running container, so an
+    /// isolator whose `usage` reads more than that (counters no metric
+    /// shows, limits it already knows) overrides it to read less. The
+    /// default is `usage` itself.
+    ///
+    /// ```
+    /// use berth_isolator::{
+    ///     ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, Usage,
+    /// };
+    ///
+    /// struct Counting;
+    ///
+    /// impl Isolator for Counting {
+    ///     fn name(&self) -> &str {
+    ///         "counting"
+    ///     }
+    ///
+    ///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         Ok(Contribution::default())
+    ///     }
+    ///
+    ///     fn usage(&self, _id: &ContainerId) -> Result<Usage, IsolatorError> {
+    ///         let mut usage = Usage::new();
+    ///         usage.insert("current".into(), 3.into());
+    ///         usage.insert("history".into(), vec![1, 2, 3].into()); // costly, no metric shows it
+    ///         Ok(usage)
+    ///     }
+    ///
+    ///     fn scrape(&self, _id: &ContainerId) -> Result<Usage, IsolatorError> {
+    ///         let mut usage = Usage::new();
+    ///         usage.insert("current".into(), 3.into());
+    ///         Ok(usage)
+    ///     }
+    /// }
+    ///
+    /// let id = ContainerId::new("c").unwrap();
+    /// assert_eq!(Counting.scrape(&id).unwrap()["current"], Counting.usage(&id).unwrap()["current"]);
+    /// ```
+    fn scrape(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
+        self.usage(id)
     }
 
     /// Reports isolator state for `inspect`.

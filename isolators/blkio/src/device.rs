@@ -1,12 +1,14 @@
 //! Block devices: naming them by path or by number, and checking that they
 //! are whole disks the kernel can throttle.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 
 /// Where the kernel lists block devices by number (`/sys/dev/block/254:0`).
 pub const SYS_DEV_BLOCK: &str = "/sys/dev/block";
@@ -46,12 +48,23 @@ impl DeviceNumber {
 
     /// The kernel's name for the device (`vda`, `dm-0`), from the `DEVNAME`
     /// of its `uevent`; `None` when sysfs does not say.
+    ///
+    /// A name found is remembered for the agent's life (a metrics scrape
+    /// names every device of every container): the kernel gives a number
+    /// the same name whenever it exists (`8:0` is `sda`, `7:0` `loop0`).
     pub fn name(&self) -> Option<String> {
+        static NAMES: Mutex<BTreeMap<DeviceNumber, String>> = Mutex::new(BTreeMap::new());
+        let names = || NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(name) = names().get(self) {
+            return Some(name.clone());
+        }
         let uevent = fs::read_to_string(self.sysfs_dir().join("uevent")).ok()?;
-        uevent
+        let name = uevent
             .lines()
             .find_map(|l| l.strip_prefix("DEVNAME="))
-            .map(str::to_string)
+            .map(str::to_string)?;
+        names().insert(*self, name.clone());
+        Some(name)
     }
 
     /// The whole disk this device is, or the disk it is a partition of;

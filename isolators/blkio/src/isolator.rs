@@ -341,7 +341,7 @@ impl Isolator for BlkioIsolator {
         let mut usage = Usage::new();
         usage.insert(
             "devices".into(),
-            stats::devices_json(&stats::read(&cgroup, self.recursive_stats)?),
+            stats::devices_json(&stats::read(&cgroup, self.recursive_stats, true)?),
         );
         if let Some(weight) = limits.weight {
             usage.insert("weight".into(), weight.into());
@@ -359,6 +359,21 @@ impl Isolator for BlkioIsolator {
             }
             usage.insert("throttles".into(), Value::Object(throttles));
         }
+        Ok(usage)
+    }
+
+    /// The bytes per device only (one file on v1): no metric shows the
+    /// operations, the weight or the throttles.
+    fn scrape(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
+        let cgroup = {
+            let state = self.containers();
+            state.get(id).ok_or_else(|| unknown(id))?.cgroup.clone()
+        };
+        let mut usage = Usage::new();
+        usage.insert(
+            "devices".into(),
+            stats::devices_json(&stats::read(&cgroup, self.recursive_stats, false)?),
+        );
         Ok(usage)
     }
 

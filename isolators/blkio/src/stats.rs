@@ -46,10 +46,12 @@ pub(crate) const RECURSIVE_PROBE: &str = "blkio.throttle.io_service_bytes_recurs
 /// The cgroup's I/O per device: v1 from the throttle policy's
 /// `io_service_bytes` and `io_serviced` (which count all I/O, throttled or
 /// not), their `_recursive` forms when `recursive` (the kernel has them),
-/// v2 from `io.stat`. Both include descendant cgroups.
+/// v2 from `io.stat`. Both include descendant cgroups. Without `ops`, v1
+/// reads the bytes file only (the operations stay 0).
 pub(crate) fn read(
     cgroup: &ContainerCgroup,
     recursive: bool,
+    ops: bool,
 ) -> Result<BTreeMap<DeviceNumber, DeviceIo>, CgroupError> {
     match cgroup.mode() {
         CgroupMode::V1 => {
@@ -66,10 +68,14 @@ pub(crate) fn read(
                 &cgroup.file_path(B, &bytes_file)?,
                 &cgroup.read(B, &bytes_file)?,
             )?;
-            let ops = parse_v1(
-                &cgroup.file_path(B, &ops_file)?,
-                &cgroup.read(B, &ops_file)?,
-            )?;
+            let ops = if ops {
+                parse_v1(
+                    &cgroup.file_path(B, &ops_file)?,
+                    &cgroup.read(B, &ops_file)?,
+                )?
+            } else {
+                BTreeMap::new()
+            };
             let mut out: BTreeMap<DeviceNumber, DeviceIo> = BTreeMap::new();
             for (device, (read, write)) in bytes {
                 let io = out.entry(device).or_default();

@@ -23,11 +23,19 @@ pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
     };
     let mut file = fs::File::open(path).map_err(err)?;
     let mut text = Vec::new();
-    let mut chunk = [0u8; 4096];
+    let mut chunk = [0u8; 8192];
     loop {
         match file.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                text.extend_from_slice(&chunk[..n]);
+                // kernfs serves control files through seq_file, which fills
+                // the buffer until the file ends: a short read is the end,
+                // and the read that would say 0 is saved.
+                if n < chunk.len() {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(err(e)),
         }
@@ -76,6 +84,35 @@ pub(crate) fn parse_keyed(path: &Path, text: &str) -> Result<BTreeMap<String, u6
             reason: "expected \"<key> <unsigned integer>\"".into(),
         })?;
         out.insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// The values of `keys` in a flat keyed file (`None` for a key it lacks):
+/// [`parse_keyed`] without a map, parsing only the lines asked for (a
+/// metrics scrape reads `memory.stat` of every container for three keys).
+pub(crate) fn parse_keys<const N: usize>(
+    path: &Path,
+    text: &str,
+    keys: [&str; N],
+) -> Result<[Option<u64>; N], CgroupError> {
+    let mut out = [None; N];
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some(at) = keys.iter().position(|k| *k == key) else {
+            continue;
+        };
+        let value = value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| CgroupError::Parse {
+                path: path.to_path_buf(),
+                value: line.to_string(),
+                reason: "expected \"<key> <unsigned integer>\"".into(),
+            })?;
+        out[at] = Some(value);
     }
     Ok(out)
 }
@@ -147,6 +184,18 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_keys_asked_for_are_parsed() {
+        let path = Path::new("/sys/fs/cgroup/x/memory.stat");
+        let text = "cache 8192\nrss 4096\nweird line\ntotal_rss 12288\n";
+        assert_eq!(
+            parse_keys(path, text, ["total_rss", "rss", "shmem"]).unwrap(),
+            [Some(12288), Some(4096), None]
+        );
+        let err = parse_keys(path, "rss 4k\n", ["rss"]).unwrap_err();
+        assert!(err.to_string().contains("rss 4k"), "{err}");
+    }
 
     #[test]
     fn keyed_files_parse_and_refuse_garbage() {

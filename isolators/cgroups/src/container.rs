@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::kept_files::{KeptFiles, KEPT};
 use crate::{cgroupfs, CgroupError, CgroupMode, Controller};
 
 /// One container's cgroup: a directory named after the container under the
@@ -8,34 +10,62 @@ use crate::{cgroupfs, CgroupError, CgroupMode, Controller};
 ///
 /// Creating it does not touch control files; the isolators write what they
 /// need, choosing the v1 or v2 file names by [`ContainerCgroup::mode`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its statistics files are kept open between reads (see `kept_files`).
+/// Clones share one handle (cloning is a reference count), and the kept
+/// files close with the last clone.
+#[derive(Debug, Clone)]
 pub struct ContainerCgroup {
+    inner: Arc<Handle>,
+}
+
+#[derive(Debug)]
+struct Handle {
     id: String,
     mode: CgroupMode,
     dirs: BTreeMap<Controller, PathBuf>,
+    kept: KeptFiles,
 }
+
+/// Two handles are equal when they name the same directories.
+impl PartialEq for ContainerCgroup {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.inner, &other.inner);
+        (&a.id, a.mode, &a.dirs) == (&b.id, b.mode, &b.dirs)
+    }
+}
+
+impl Eq for ContainerCgroup {}
 
 impl ContainerCgroup {
     pub(crate) fn new(id: String, mode: CgroupMode, dirs: BTreeMap<Controller, PathBuf>) -> Self {
-        ContainerCgroup { id, mode, dirs }
+        ContainerCgroup {
+            inner: Arc::new(Handle {
+                id,
+                mode,
+                dirs,
+                kept: KeptFiles::default(),
+            }),
+        }
     }
 
     /// The container id (the cgroup's directory name).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.inner.id
     }
 
     /// The cgroup version in use.
     pub fn mode(&self) -> CgroupMode {
-        self.mode
+        self.inner.mode
     }
 
     /// The cgroup directory for `controller`.
     pub fn path(&self, controller: Controller) -> Result<&Path, CgroupError> {
-        self.dirs
+        self.inner
+            .dirs
             .get(&controller)
             .map(PathBuf::as_path)
-            .ok_or_else(|| controller.missing(self.mode))
+            .ok_or_else(|| controller.missing(self.inner.mode))
     }
 
     /// The distinct directories of `controllers`: co-mounted v1 controllers,
@@ -113,15 +143,23 @@ impl ContainerCgroup {
         cgroupfs::write(&self.file_path(controller, file)?, value)
     }
 
-    /// Reads a control file.
+    /// Reads a control file (a statistics file through its kept file).
     pub fn read(&self, controller: Controller, file: &str) -> Result<String, CgroupError> {
-        cgroupfs::read(&self.file_path(controller, file)?)
+        self.read_path(file, &self.file_path(controller, file)?)
+    }
+
+    fn read_path(&self, file: &str, path: &Path) -> Result<String, CgroupError> {
+        if KEPT.contains(&file) {
+            self.inner.kept.read(path)
+        } else {
+            cgroupfs::read(path)
+        }
     }
 
     /// Reads a control file holding one unsigned integer.
     pub fn read_u64(&self, controller: Controller, file: &str) -> Result<u64, CgroupError> {
         let path = self.file_path(controller, file)?;
-        cgroupfs::parse_u64(&path, &cgroupfs::read(&path)?)
+        cgroupfs::parse_u64(&path, &self.read_path(file, &path)?)
     }
 
     /// Reads a flat keyed file (`key value` lines, as `cpu.stat`,
@@ -132,7 +170,20 @@ impl ContainerCgroup {
         file: &str,
     ) -> Result<BTreeMap<String, u64>, CgroupError> {
         let path = self.file_path(controller, file)?;
-        cgroupfs::parse_keyed(&path, &cgroupfs::read(&path)?)
+        cgroupfs::parse_keyed(&path, &self.read_path(file, &path)?)
+    }
+
+    /// Reads the values of `keys` from a flat keyed file, `None` for a key
+    /// it lacks (cheaper than [`ContainerCgroup::read_keyed`] when a few of
+    /// many keys are wanted).
+    pub fn read_keys<const N: usize>(
+        &self,
+        controller: Controller,
+        file: &str,
+        keys: [&str; N],
+    ) -> Result<[Option<u64>; N], CgroupError> {
+        let path = self.file_path(controller, file)?;
+        cgroupfs::parse_keys(&path, &self.read_path(file, &path)?, keys)
     }
 
     /// Moves a process (with all its threads) into the cgroup of `controller`.

@@ -34,6 +34,7 @@ mod error;
 pub mod fake;
 mod hierarchies;
 mod isolator_error;
+mod kept_files;
 mod mountinfo;
 mod proc_cgroup;
 mod root;

@@ -45,3 +45,48 @@ fn busy_cgroup_is_retried_then_removed_after_its_task_exits() {
     root.remove().unwrap();
     assert!(!root.dir(controller).unwrap().exists());
 }
+
+/// A statistics file kept open between reads (`pids.current`) reads the
+/// kernel's current figure every time, and after its cgroup is removed and
+/// made again under the same name, the figure of the new cgroup.
+#[test]
+fn a_kept_statistics_file_reads_fresh_figures_across_a_remade_cgroup() {
+    if skip_unless_root() {
+        return;
+    }
+    let root = TestRoot::detect();
+    let controller = Controller::Pids;
+    if !root.has(controller) {
+        berth_cgroups::testing::skip("cgroups real_kernel", "pids controller not available");
+        return;
+    }
+    root.ensure(&[controller]).unwrap();
+    let cg = root.container("kept").unwrap();
+    cg.create(controller).unwrap();
+    assert_eq!(cg.read_u64(controller, "pids.current").unwrap(), 0);
+    let mut first = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut second = Command::new("sleep").arg("30").spawn().unwrap();
+    cg.add_process(controller, first.id()).unwrap();
+    assert_eq!(cg.read_u64(controller, "pids.current").unwrap(), 1);
+    cg.add_process(controller, second.id()).unwrap();
+    assert_eq!(cg.read_u64(controller, "pids.current").unwrap(), 2);
+    for child in [&mut first, &mut second] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert_eq!(cg.read_u64(controller, "pids.current").unwrap(), 0);
+
+    // Removed: the kept file's read fails and the path's own error shows.
+    cg.remove(controller).unwrap();
+    let err = cg.read_u64(controller, "pids.current").unwrap_err();
+    assert!(matches!(err, CgroupError::Read { .. }), "{err}");
+    // Made again: the same handle reads the new cgroup.
+    cg.create(controller).unwrap();
+    let mut third = Command::new("sleep").arg("30").spawn().unwrap();
+    cg.add_process(controller, third.id()).unwrap();
+    assert_eq!(cg.read_u64(controller, "pids.current").unwrap(), 1);
+    third.kill().unwrap();
+    third.wait().unwrap();
+    cg.remove(controller).unwrap();
+    root.remove().unwrap();
+}

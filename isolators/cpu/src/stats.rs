@@ -22,39 +22,42 @@ pub(crate) fn read_usage(cgroup: &ContainerCgroup, usage: &mut Usage) -> Result<
     match cgroup.mode() {
         CgroupMode::V1 => {
             let hz = user_hz();
-            let stat = cgroup.read_keyed(Controller::Cpuacct, "cpuacct.stat")?;
-            let ticks = |key: &str| stat.get(key).copied().unwrap_or(0);
-            usage.insert("user_seconds".into(), seconds(ticks("user"), hz));
-            usage.insert("system_seconds".into(), seconds(ticks("system"), hz));
+            let [user, system] =
+                cgroup.read_keys(Controller::Cpuacct, "cpuacct.stat", ["user", "system"])?;
+            usage.insert("user_seconds".into(), seconds(user.unwrap_or(0), hz));
+            usage.insert("system_seconds".into(), seconds(system.unwrap_or(0), hz));
             let total_ns = cgroup.read_u64(Controller::Cpuacct, "cpuacct.usage")?;
             usage.insert("usage_seconds".into(), seconds(total_ns, 1_000_000_000));
-            let cpu = cgroup.read_keyed(Controller::Cpu, "cpu.stat")?;
-            let get = |key: &str| cpu.get(key).copied().unwrap_or(0);
-            usage.insert("nr_periods".into(), get("nr_periods").into());
-            usage.insert("nr_throttled".into(), get("nr_throttled").into());
+            let [periods, throttled, throttled_ns] = cgroup.read_keys(
+                Controller::Cpu,
+                "cpu.stat",
+                ["nr_periods", "nr_throttled", "throttled_time"],
+            )?;
+            usage.insert("nr_periods".into(), periods.unwrap_or(0).into());
+            usage.insert("nr_throttled".into(), throttled.unwrap_or(0).into());
             usage.insert(
                 "throttled_seconds".into(),
-                seconds(get("throttled_time"), 1_000_000_000),
+                seconds(throttled_ns.unwrap_or(0), 1_000_000_000),
             );
         }
         CgroupMode::V2 => {
-            let stat = cgroup.read_keyed(Controller::Cpu, "cpu.stat")?;
-            let get = |key: &str| stat.get(key).copied().unwrap_or(0);
-            usage.insert("user_seconds".into(), seconds(get("user_usec"), 1_000_000));
-            usage.insert(
-                "system_seconds".into(),
-                seconds(get("system_usec"), 1_000_000),
-            );
-            usage.insert(
-                "usage_seconds".into(),
-                seconds(get("usage_usec"), 1_000_000),
-            );
-            usage.insert("nr_periods".into(), get("nr_periods").into());
-            usage.insert("nr_throttled".into(), get("nr_throttled").into());
-            usage.insert(
-                "throttled_seconds".into(),
-                seconds(get("throttled_usec"), 1_000_000),
-            );
+            let keys = [
+                "user_usec",
+                "system_usec",
+                "usage_usec",
+                "nr_periods",
+                "nr_throttled",
+                "throttled_usec",
+            ];
+            let [user, system, total, periods, throttled, throttled_us] = cgroup
+                .read_keys(Controller::Cpu, "cpu.stat", keys)?
+                .map(|v| v.unwrap_or(0));
+            usage.insert("user_seconds".into(), seconds(user, 1_000_000));
+            usage.insert("system_seconds".into(), seconds(system, 1_000_000));
+            usage.insert("usage_seconds".into(), seconds(total, 1_000_000));
+            usage.insert("nr_periods".into(), periods.into());
+            usage.insert("nr_throttled".into(), throttled.into());
+            usage.insert("throttled_seconds".into(), seconds(throttled_us, 1_000_000));
         }
     }
     Ok(())

@@ -275,6 +275,17 @@ impl Isolator for MemoryIsolator {
         Ok(usage)
     }
 
+    /// The scrape's figures, with the limit the isolator set (not read back).
+    fn scrape(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
+        let (cgroup, limits) = self.known(id)?;
+        let mut usage = Usage::new();
+        stats::read_scrape(&cgroup, &mut usage)?;
+        if let Some(limit) = limits.limit {
+            usage.insert("limit_bytes".into(), limit.into());
+        }
+        Ok(usage)
+    }
+
     fn exit_limitation(&self, id: &ContainerId) -> Result<Option<Limitation>, IsolatorError> {
         let (cgroup, limits) = self.known(id)?;
         // The counter, not the (possibly undelivered) event, decides.

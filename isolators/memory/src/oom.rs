@@ -27,10 +27,8 @@ pub(crate) fn oom_kills(cgroup: &ContainerCgroup) -> Result<Option<u64>, CgroupE
         CgroupMode::V1 => "memory.oom_control",
         CgroupMode::V2 => "memory.events",
     };
-    Ok(cgroup
-        .read_keyed(Controller::Memory, file)?
-        .get("oom_kill")
-        .copied())
+    let [kills] = cgroup.read_keys(Controller::Memory, file, ["oom_kill"])?;
+    Ok(kills)
 }
 
 /// The limitation for an OOM kill, naming the limit and the peak usage.

@@ -187,6 +187,18 @@ impl Isolator for PidsIsolator {
         Ok(usage)
     }
 
+    /// The process count only (one file): no metric shows the limit's hits.
+    fn scrape(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
+        let cgroup = {
+            let state = self.containers();
+            state.get(id).ok_or_else(|| unknown(id))?.cgroup.clone()
+        };
+        let mut usage = Usage::new();
+        let current = cgroup.read_u64(Controller::Pids, "pids.current")?;
+        usage.insert("current".into(), current.into());
+        Ok(usage)
+    }
+
     fn cleanup(&self, id: &ContainerId) -> Result<(), IsolatorError> {
         self.containers().remove(id);
         // Unknown ids are tolerated, but a cgroup left by an earlier run of
