@@ -1,0 +1,431 @@
+//! Isolator plugins (issue 15, decision 0041): the Python example plugin
+//! (long-lived) and the shell one (exec mode) through the real API, their
+//! failure policy, supervision and recovery, and replies berth refuses.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Agent;
+use serde_json::{json, Value};
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/plugins")
+        .join(name)
+}
+
+/// The pool plugin (long-lived, required) and the stamp plugin (exec).
+fn config(pool_extra: &str) -> String {
+    format!(
+        r#"
+[[plugins]]
+name = "pool"
+path = "{pool}"
+gc_interval_seconds = 0.3
+{pool_extra}
+[plugins.timeouts]
+call_seconds = 3
+handshake_seconds = 5
+
+[[plugins]]
+name = "stamp"
+path = "{stamp}"
+mode = "exec"
+[plugins.timeouts]
+call_seconds = 2
+
+[isolators.pool]
+size = 4
+"#,
+        pool = example("pool.py").display(),
+        stamp = example("stamp.sh").display(),
+    )
+}
+
+fn state_dir(agent: &Agent, plugin: &str) -> PathBuf {
+    agent.work_dir.join("plugins").join(plugin)
+}
+
+/// The pool plugin's events.log, as JSON values.
+fn events(agent: &Agent) -> Vec<Value> {
+    std::fs::read_to_string(state_dir(agent, "pool").join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn message(answer: &common::Answer) -> String {
+    answer.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn plugin_info(agent: &Agent, name: &str) -> Value {
+    agent.isolator_info(name)["plugin"].clone()
+}
+
+fn wait_ready(agent: &Agent, name: &str) -> Value {
+    common::eventually(Duration::from_secs(20), "the plugin is ready", || {
+        let info = plugin_info(agent, name);
+        (info["state"] == "ready").then_some(info)
+    })
+}
+
+#[test]
+fn a_python_plugin_validates_prepares_reports_and_cleans_up() {
+    require_root!();
+    let agent = Agent::start_with_config(&config(""));
+    let info = plugin_info(&agent, "pool");
+    assert_eq!(info["state"], "ready", "{info}");
+    assert_eq!(info["version"], "0.1.0");
+    assert_eq!(info["protocol_version"], 1);
+    assert_eq!(info["mode"], "long-lived");
+    assert_eq!(info["policy"], "required");
+    assert!(info["last_error"].is_null());
+    assert_eq!(info["schema"]["properties"]["slots"]["type"], "integer");
+    assert_eq!(agent.isolator_info("pool")["resources"]["section"], "pool");
+    assert_eq!(plugin_info(&agent, "stamp")["mode"], "exec");
+
+    // Bad values: a 400 naming resources.<plugin>.<key>, nothing made.
+    for (bad, field) in [
+        (json!({"pool": {"slots": 9}}), "resources.pool.slots"),
+        (json!({"pool": {"slots": "x"}}), "resources.pool.slots"),
+        (json!({"pool": {"gold": 1}}), "resources.pool"),
+        (json!({"stamp": {"label": "NO!"}}), "resources.stamp.label"),
+    ] {
+        let answer = agent.api(
+            "POST",
+            "/v1/containers",
+            Some(json!({"id": "bad", "command": ["true"], "resources": bad})),
+        );
+        assert_eq!(answer.status, 400, "{bad}: {:?}", answer.body);
+        assert!(message(&answer).contains(field), "{bad}: {:?}", answer.body);
+        assert_eq!(agent.api("GET", "/v1/containers/bad", None).status, 404);
+    }
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+
+    // Prepare: its env and its mount reach the container.
+    agent.launch(json!({
+        "id": "c1",
+        "command": ["sh", "-c", "echo slots=$POOL_SLOTS label=$STAMP_LABEL; echo hi > /tmp/scratch/f; exec sleep 300"],
+        "resources": {"pool": {"slots": 2, "quota_bytes": 1 << 20}, "stamp": {"label": "blue"}},
+    }));
+    common::eventually(
+        Duration::from_secs(10),
+        "the container prints its slots",
+        || {
+            agent
+                .stdout("c1")
+                .contains("slots=0,1 label=blue")
+                .then_some(())
+        },
+    );
+    let scratch = state_dir(&agent, "pool").join("scratch/c1/f");
+    common::eventually(Duration::from_secs(10), "the file in /scratch", || {
+        (std::fs::read_to_string(&scratch).ok()? == "hi\n").then_some(())
+    });
+    // Usage in stats, under the plugin's name.
+    let stats = agent.api("GET", "/v1/containers/c1/stats", None);
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    assert_eq!(stats.body["isolators"]["pool"]["slots"], 2);
+    assert_eq!(stats.body["isolators"]["pool"]["scratch_bytes"], 3);
+    assert_eq!(stats.body["isolators"]["stamp"]["prepares"], 1);
+    // A second container gets the other slots; a third finds none.
+    agent.launch(
+        json!({"id": "c2", "command": ["sleep", "300"], "resources": {"pool": {"slots": 2}}}),
+    );
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "c3", "command": ["true"], "resources": {"pool": {"slots": 1}}})),
+    );
+    assert_eq!(answer.status, 409, "{:?}", answer.body);
+    assert!(message(&answer).contains("free"), "{:?}", answer.body);
+
+    // Cleanup: its slots and scratch are released.
+    let answer = agent.api("DELETE", "/v1/containers/c1?force=true", None);
+    assert!(answer.status < 300, "{:?}", answer.body);
+    assert!(!state_dir(&agent, "pool")
+        .join("assignments/c1.json")
+        .exists());
+    assert!(!scratch.exists());
+    assert!(events(&agent)
+        .iter()
+        .any(|e| e["event"] == "cleanup" && e["id"] == "c1"));
+    agent.launch(
+        json!({"id": "c4", "command": ["sleep", "300"], "resources": {"pool": {"slots": 2}}}),
+    );
+}
+
+#[test]
+fn a_limitation_reported_by_a_plugin_ends_the_container() {
+    require_root!();
+    let agent = Agent::start_with_config(&config(""));
+    agent.launch(json!({
+        "id": "c1",
+        "command": ["sh", "-c", "head -c 8192 /dev/zero > /tmp/scratch/big; exec sleep 300"],
+        "resources": {"pool": {"quota_bytes": 4096}},
+    }));
+    let ended = agent.wait("c1");
+    assert_eq!(ended["reason"], "scratch-limit", "{ended}\n{}", agent.log());
+    assert!(
+        ended["limitation"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("scratch quota 4096"),
+        "{ended}"
+    );
+}
+
+#[test]
+fn a_plugin_killed_during_a_launch_fails_it_cleanly_and_is_restarted() {
+    require_root!();
+    let agent = Agent::start_with_config(&config(""));
+    let first = plugin_info(&agent, "pool");
+    let pid = first["pid"].as_u64().unwrap() as i32;
+    std::thread::scope(|s| {
+        let launch = s.spawn(|| {
+            agent.api(
+                "POST",
+                "/v1/containers",
+                Some(
+                    json!({"id": "c1", "command": ["true"], "resources": {"pool": {"hang": true}}}),
+                ),
+            )
+        });
+        // The launch has its dirs: the plugin's prepare is next or sent.
+        common::eventually(Duration::from_secs(10), "the launch started", || {
+            agent.container_dir("c1").exists().then_some(())
+        });
+        // SAFETY: kill(2) of the plugin process the agent started for this
+        // test (its pid from the agent's own report).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let answer = launch.join().unwrap();
+        assert_eq!(answer.status, 500, "{:?}", answer.body);
+        assert!(
+            message(&answer).contains("plugin pool"),
+            "{:?}",
+            answer.body
+        );
+    });
+    // Nothing left behind: no record, no sandbox, no cgroup.
+    assert_eq!(agent.api("GET", "/v1/containers/c1", None).status, 404);
+    common::eventually(Duration::from_secs(10), "nothing left behind", || {
+        agent.leftovers().is_empty().then_some(())
+    });
+    // Restarted (the next launch waits for it), recover replayed.
+    agent.launch(json!({"id": "c2", "command": ["sleep", "300"], "resources": {"pool": {}}}));
+    let info = wait_ready(&agent, "pool");
+    assert_ne!(info["pid"], first["pid"]);
+    assert!(info["restarts"].as_u64().unwrap() >= 1, "{info}");
+    assert!(
+        info["last_error"].as_str().unwrap().contains("died"),
+        "{info}"
+    );
+    assert!(
+        events(&agent)
+            .iter()
+            .any(|e| e["event"] == "recover" && e["replay"] == true),
+        "{:?}",
+        events(&agent)
+    );
+}
+
+#[test]
+fn a_hung_plugin_times_out_without_blocking_other_launches() {
+    require_root!();
+    let agent = Agent::start_with_config(&config(""));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let hung = s.spawn(|| {
+            let answer = agent.api(
+                "POST",
+                "/v1/containers",
+                Some(json!({"id": "hung", "command": ["true"], "resources": {"pool": {"hang": true}}})),
+            );
+            (answer, started.elapsed())
+        });
+        common::eventually(Duration::from_secs(10), "the hung launch started", || {
+            agent.container_dir("hung").exists().then_some(())
+        });
+        // Others launch meanwhile, through the same plugin.
+        agent.launch(json!({"id": "ok", "command": ["sleep", "300"], "resources": {"pool": {}}}));
+        let ok_at = started.elapsed();
+        let (answer, hung_at) = hung.join().unwrap();
+        assert_eq!(answer.status, 500, "{:?}", answer.body);
+        assert!(
+            message(&answer).contains("prepare timed out after 3.0s"),
+            "{:?}",
+            answer.body
+        );
+        assert!(ok_at < hung_at, "ok at {ok_at:?}, hung at {hung_at:?}");
+        println!("hung launch failed after {hung_at:?}; the other launched at {ok_at:?}");
+    });
+    assert_eq!(agent.api("GET", "/v1/containers/hung", None).status, 404);
+    // An exec-mode plugin that hangs is killed at its timeout.
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(
+            json!({"id": "hung2", "command": ["true"], "resources": {"stamp": {"label": "hang"}}}),
+        ),
+    );
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    assert!(
+        message(&answer).contains("plugin stamp: prepare: timed out"),
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(plugin_info(&agent, "pool")["state"], "ready");
+}
+
+#[test]
+fn recovery_after_the_agent_is_killed_replays_recover_and_gc_reaps_an_orphan() {
+    require_root!();
+    let mut agent = Agent::start_with_config(&config(""));
+    agent.launch(
+        json!({"id": "c1", "command": ["sleep", "300"], "resources": {"pool": {"slots": 3}}}),
+    );
+    agent.kill_agent();
+    agent.start_again();
+    let recovers: Vec<Value> = events(&agent)
+        .into_iter()
+        .filter(|e| e["event"] == "recover" && e["replay"] == false)
+        .collect();
+    // One at each start: the second one with the container the agent knew.
+    assert_eq!(recovers.len(), 2, "{recovers:?}");
+    assert_eq!(recovers[1]["containers"], json!(["c1"]));
+    // The new plugin process rebuilt c1's slots from its state.
+    let stats = agent.api("GET", "/v1/containers/c1/stats", None);
+    assert_eq!(
+        stats.body["isolators"]["pool"]["slots"], 3,
+        "{:?}",
+        stats.body
+    );
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "c2", "command": ["true"], "resources": {"pool": {"slots": 2}}})),
+    );
+    assert_eq!(answer.status, 409, "{:?}", answer.body);
+
+    // Something leaked (say, a launch the plugin saw but berth never
+    // finished): gc, given the live ids, lets the plugin reap it.
+    let dir = state_dir(&agent, "pool");
+    std::fs::write(
+        dir.join("assignments/ghost.json"),
+        r#"{"slots": [3], "quota_bytes": 0}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("scratch/ghost")).unwrap();
+    common::eventually(Duration::from_secs(10), "gc reaps the orphan", || {
+        (!dir.join("assignments/ghost.json").exists() && !dir.join("scratch/ghost").exists())
+            .then_some(())
+    });
+    assert!(events(&agent)
+        .iter()
+        .any(|e| e["event"] == "gc" && e["reaped"] == json!(["ghost"])));
+    assert!(dir.join("assignments/c1.json").exists());
+}
+
+/// Runs `berth agent` with a config and returns its exit status and stderr
+/// (for configs that stop the agent at start).
+fn agent_refusing(toml: &str) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("berth.toml"), toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("agent")
+        .arg("--config")
+        .arg(dir.path().join("berth.toml"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .arg("--shim")
+        .arg(env!("CARGO_BIN_EXE_berth-shim"))
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_protocol_version_mismatch_is_refused_at_handshake() {
+    require_root!();
+    // Required: the agent does not start, and says why.
+    let toml = format!(
+        "isolation = [\"pool\"]\n[[plugins]]\nname = \"pool\"\npath = \"{}\"\n[plugins.env]\nPOOL_PROTOCOL = \"2\"\n",
+        example("pool.py").display()
+    );
+    let (status, stderr) = agent_refusing(&toml);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("plugin pool: protocol version mismatch: berth speaks [1]")
+            && stderr.contains("pool speaks protocol versions [2]"),
+        "{stderr}"
+    );
+    // Optional: offered, its state and last error shown.
+    let agent = Agent::start_with_config(&format!(
+        "[[plugins]]\nname = \"pool\"\npath = \"{}\"\npolicy = \"optional\"\n[plugins.env]\nPOOL_PROTOCOL = \"2\"\n",
+        example("pool.py").display()
+    ));
+    let info = plugin_info(&agent, "pool");
+    assert_ne!(info["state"], "ready", "{info}");
+    assert!(
+        info["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("protocol version mismatch"),
+        "{info}"
+    );
+    // Optional: its failure is skipped and the launch goes on.
+    agent.launch(json!({"id": "c1", "command": ["true"], "isolation": ["pool"]}));
+    let out = agent.berth(&["info"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pool"), "{text}");
+}
+
+#[test]
+fn malicious_replies_are_refused() {
+    require_root!();
+    let evil = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/evil.py");
+    let agent = Agent::start_with_config(&format!(
+        "[[plugins]]\nname = \"evil\"\npath = \"{}\"\n",
+        evil.display()
+    ));
+    for (attack, refused) in [
+        ("mount-root", "may not mount the host's root"),
+        ("mount-proc", "may not mount over or under /proc"),
+        ("bad-env", "not a valid variable name"),
+        ("huge-line", "longer than 1048576 bytes"),
+    ] {
+        let started = Instant::now();
+        let answer = agent.api(
+            "POST",
+            "/v1/containers",
+            Some(json!({"id": "c1", "command": ["true"], "resources": {"evil": {"do": attack}}})),
+        );
+        assert_eq!(answer.status, 500, "{attack}: {:?}", answer.body);
+        assert!(
+            message(&answer).contains(refused),
+            "{attack}: {:?}",
+            answer.body
+        );
+        println!("{attack}: refused in {:?}", started.elapsed());
+        assert_eq!(agent.api("GET", "/v1/containers/c1", None).status, 404);
+        common::eventually(Duration::from_secs(10), "nothing left behind", || {
+            agent.leftovers().is_empty().then_some(())
+        });
+        wait_ready(&agent, "evil");
+    }
+}
