@@ -387,12 +387,26 @@ fn a_protocol_version_mismatch_is_refused_at_handshake() {
             .contains("protocol version mismatch"),
         "{info}"
     );
-    // Optional: its failure is skipped and the launch goes on.
+    // Optional: its failure is skipped and the launch goes on, without
+    // waiting for it.
+    let started = Instant::now();
     agent.launch(json!({"id": "c1", "command": ["true"], "isolation": ["pool"]}));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let out = agent.berth(&["info"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("pool"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("pool ") && l.contains("long-lived"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("optional") && row.contains("protocol version mismatch"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::config::PluginConfig;
+use super::config::{PluginConfig, PluginPolicy};
 use super::protocol::{self, HandshakeParams, HandshakeResult, Incoming, Request};
 use super::transport::{self, CallError, Transport};
 
@@ -127,7 +127,9 @@ impl Transport for LongLived {
                     break p.clone();
                 }
                 let now = Instant::now();
-                if now >= deadline {
+                // An optional plugin is skipped while down; a required one
+                // is waited for (a restart takes ~100 ms) up to the timeout.
+                if now >= deadline || shared.config.policy == PluginPolicy::Optional {
                     return Err(CallError::Failed(format!(
                         "plugin {} is not running ({}{}), {method} not sent",
                         shared.config.name,
