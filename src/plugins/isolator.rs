@@ -12,13 +12,16 @@ use berth_isolator::{
     LimitationReporter, RecoveredContainer, ResourceSection, Resources, Status, Usage,
 };
 use serde::de::DeserializeOwned;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::config::{PluginConfig, PluginMode, PluginPolicy};
 use super::contribution::{self, HostDirs};
 use super::exec::Exec;
 use super::long_lived::LongLived;
-use super::protocol::{self, code, ExitLimitationResult, GcResult, LimitationNotice};
+use super::protocol::{
+    self, code, ExitLimitationResult, GcParams, GcResult, IdParams, IsolateParams,
+    LimitationNotice, PrepareParams, RecoverParams, UpdateParams, ValidateParams,
+};
 use super::transport::{CallError, Transport};
 
 /// What the agent told the plugin, to replay after the plugin restarts.
@@ -143,7 +146,7 @@ impl PluginIsolator {
     }
 
     fn id_params(id: &ContainerId) -> Value {
-        json!({ "id": id })
+        params(&IdParams { id })
     }
 
     /// The containers the agent knows of, for `gc`.
@@ -152,7 +155,7 @@ impl PluginIsolator {
             return;
         }
         let live: Vec<ContainerId> = lock(&self.known.containers).keys().cloned().collect();
-        match self.call::<GcResult>("gc", json!({ "live": live }), GcResult::default) {
+        match self.call::<GcResult>("gc", params(&GcParams { live: &live }), GcResult::default) {
             Ok(result) if !result.reaped.is_empty() => {
                 tracing::info!(plugin = %self.config.name, reaped = ?result.reaped, "plugin gc");
             }
@@ -160,6 +163,11 @@ impl PluginIsolator {
             Err(e) => tracing::warn!(plugin = %self.config.name, "gc: {e}"),
         }
     }
+}
+
+/// A request's params as JSON (the protocol's types always serialize).
+fn params<T: serde::Serialize>(params: &T) -> Value {
+    serde_json::to_value(params).unwrap_or(Value::Null)
 }
 
 /// A notification from the plugin.
@@ -206,11 +214,15 @@ fn notice(plugin: &str, known: &Weak<Known>, method: &str, params: Value) {
 /// watches again.
 fn replay(known: &Known, call: super::long_lived::DirectCall) -> Result<(), String> {
     let containers: Vec<RecoveredContainer> = lock(&known.containers).values().cloned().collect();
-    let params = json!({ "containers": containers, "orphans": [], "replay": true });
-    call("recover", params).map_err(|e| format!("recover: {e}"))?;
+    let recover = params(&RecoverParams {
+        containers: &containers,
+        orphans: &[],
+        replay: true,
+    });
+    call("recover", recover).map_err(|e| format!("recover: {e}"))?;
     let watched: Vec<ContainerId> = lock(&known.watched).keys().cloned().collect();
     for id in watched {
-        call("watch", json!({ "id": id })).map_err(|e| format!("watch {id}: {e}"))?;
+        call("watch", params(&IdParams { id: &id })).map_err(|e| format!("watch {id}: {e}"))?;
     }
     Ok(())
 }
@@ -283,14 +295,20 @@ impl Isolator for PluginIsolator {
             }
         }
         self.known.recovered.store(true, Ordering::SeqCst);
-        let params = json!({ "containers": containers, "orphans": orphans, "replay": false });
-        self.call::<Value>("recover", params, || Value::Null)
+        let recover = params(&RecoverParams {
+            containers,
+            orphans,
+            replay: false,
+        });
+        self.call::<Value>("recover", recover, || Value::Null)
             .map(drop)
     }
 
     fn validate(&self, config: &ContainerConfig) -> Result<(), IsolatorError> {
-        self.call::<Value>("validate", json!({ "config": config }), || Value::Null)
-            .map(drop)
+        self.call::<Value>("validate", params(&ValidateParams { config }), || {
+            Value::Null
+        })
+        .map(drop)
     }
 
     fn prepare(
@@ -307,7 +325,7 @@ impl Isolator for PluginIsolator {
         );
         let contribution: Contribution = self.call(
             "prepare",
-            json!({ "id": id, "config": config }),
+            params(&PrepareParams { id, config }),
             Contribution::default,
         )?;
         let berth: Vec<&std::path::Path> = self.berth_dirs.iter().map(PathBuf::as_path).collect();
@@ -327,8 +345,10 @@ impl Isolator for PluginIsolator {
         if let Some(c) = lock(&self.known.containers).get_mut(id) {
             c.pid = Some(pid);
         }
-        self.call::<Value>("isolate", json!({ "id": id, "pid": pid }), || Value::Null)
-            .map(drop)
+        self.call::<Value>("isolate", params(&IsolateParams { id, pid }), || {
+            Value::Null
+        })
+        .map(drop)
     }
 
     fn watch(&self, id: &ContainerId, reporter: LimitationReporter) -> Result<(), IsolatorError> {
@@ -343,11 +363,9 @@ impl Isolator for PluginIsolator {
     }
 
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {
-        self.call::<Value>(
-            "update",
-            json!({ "id": id, "resources": resources }),
-            || Value::Null,
-        )?;
+        self.call::<Value>("update", params(&UpdateParams { id, resources }), || {
+            Value::Null
+        })?;
         if let Some(c) = lock(&self.known.containers).get_mut(id) {
             c.config.resources = resources.clone();
         }

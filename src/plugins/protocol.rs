@@ -289,6 +289,119 @@ mod tests {
         assert!(matches!(e, IsolatorError::Other(_)));
     }
 
+    /// The schemas in docs/plugin-protocol/ and these types are one
+    /// contract: every method has its params schema, and the fields berth
+    /// sends are the ones the schema lists.
+    #[test]
+    fn the_schemas_describe_what_berth_sends() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/plugin-protocol");
+        let schema = |name: &str| -> Value {
+            let path = dir.join(format!("{name}.schema.json"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        let id = ContainerId::new("c1").unwrap();
+        let config = ContainerConfig::for_command(id.clone(), ["true"]);
+        let resources = berth_isolator::Resources::new();
+        let sent: Vec<(&str, Value)> = vec![
+            (
+                "handshake",
+                serde_json::to_value(HandshakeParams {
+                    versions: VERSIONS.to_vec(),
+                    name: "p".into(),
+                    berth_version: "0".into(),
+                    settings: Value::Null,
+                    state_dir: "/x".into(),
+                })
+                .unwrap(),
+            ),
+            (
+                "recover",
+                serde_json::to_value(RecoverParams {
+                    containers: &[],
+                    orphans: &[],
+                    replay: false,
+                })
+                .unwrap(),
+            ),
+            (
+                "validate",
+                serde_json::to_value(ValidateParams { config: &config }).unwrap(),
+            ),
+            (
+                "prepare",
+                serde_json::to_value(PrepareParams {
+                    id: &id,
+                    config: &config,
+                })
+                .unwrap(),
+            ),
+            (
+                "isolate",
+                serde_json::to_value(IsolateParams { id: &id, pid: 1 }).unwrap(),
+            ),
+            (
+                "update",
+                serde_json::to_value(UpdateParams {
+                    id: &id,
+                    resources: &resources,
+                })
+                .unwrap(),
+            ),
+            ("gc", serde_json::to_value(GcParams { live: &[] }).unwrap()),
+            ("watch", serde_json::to_value(IdParams { id: &id }).unwrap()),
+            ("usage", serde_json::to_value(IdParams { id: &id }).unwrap()),
+            (
+                "status",
+                serde_json::to_value(IdParams { id: &id }).unwrap(),
+            ),
+            (
+                "exit_limitation",
+                serde_json::to_value(IdParams { id: &id }).unwrap(),
+            ),
+            (
+                "cleanup",
+                serde_json::to_value(IdParams { id: &id }).unwrap(),
+            ),
+        ];
+        let methods = schema("message")["oneOf"][0]["properties"]["method"]["enum"].clone();
+        assert_eq!(methods.as_array().unwrap().len(), sent.len());
+        for (method, params) in sent {
+            assert!(
+                methods.as_array().unwrap().contains(&json!(method)),
+                "{method}"
+            );
+            let schema = schema(&format!("{method}.params"));
+            let mut listed: Vec<&String> =
+                schema["properties"].as_object().unwrap().keys().collect();
+            let mut required: Vec<&str> = schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            let mut keys: Vec<&String> = params.as_object().unwrap().keys().collect();
+            listed.sort();
+            keys.sort();
+            required.sort();
+            assert_eq!(listed, keys, "{method}");
+            assert_eq!(
+                required,
+                keys.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                "{method}"
+            );
+        }
+        // The contribution schema lists the Contribution type's fields.
+        let contribution = serde_json::to_value(berth_isolator::Contribution::default()).unwrap();
+        let mut fields: Vec<&String> = contribution.as_object().unwrap().keys().collect();
+        let prepare = schema("prepare.result");
+        let mut listed: Vec<&String> = prepare["properties"].as_object().unwrap().keys().collect();
+        fields.sort();
+        listed.sort();
+        assert_eq!(fields, listed);
+    }
+
     #[test]
     fn bounded_cuts_on_a_char_boundary() {
         assert_eq!(bounded("héllo", 2), "h...");
