@@ -12,8 +12,10 @@ pub mod contribution;
 pub mod exec;
 pub mod isolator;
 pub mod long_lived;
-pub mod protocol;
 pub mod transport;
+
+/// The messages, shared with plugins written in Rust (`berth-plugin`).
+pub use berth_plugin::protocol;
 
 pub use config::{PluginConfig, PluginMode, PluginPolicy, PluginTimeouts};
 pub use isolator::PluginIsolator;

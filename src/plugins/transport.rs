@@ -71,48 +71,4 @@ pub fn handshake(
     Ok(result)
 }
 
-/// Reads one reply line of at most [`protocol::MAX_LINE`] bytes (without
-/// the newline). `Ok(None)` at end of input.
-pub fn read_line(input: &mut impl std::io::BufRead) -> std::io::Result<Option<Vec<u8>>> {
-    let mut line = Vec::new();
-    loop {
-        let buf = input.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(if line.is_empty() { None } else { Some(line) });
-        }
-        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (i, true),
-            None => (buf.len(), false),
-        };
-        if line.len() + take > protocol::MAX_LINE {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("a reply line longer than {} bytes", protocol::MAX_LINE),
-            ));
-        }
-        line.extend_from_slice(&buf[..take]);
-        input.consume(if done { take + 1 } else { take });
-        if done {
-            return Ok(Some(line));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_bounded() {
-        let mut ok = std::io::Cursor::new(b"{}\nabc".to_vec());
-        assert_eq!(read_line(&mut ok).unwrap().unwrap(), b"{}");
-        assert_eq!(read_line(&mut ok).unwrap().unwrap(), b"abc");
-        assert!(read_line(&mut ok).unwrap().is_none());
-        let long = vec![b'x'; protocol::MAX_LINE + 10];
-        let mut long = std::io::BufReader::new(std::io::Cursor::new(long));
-        assert!(read_line(&mut long)
-            .unwrap_err()
-            .to_string()
-            .contains("longer than"));
-    }
-}
+pub use super::protocol::read_line;

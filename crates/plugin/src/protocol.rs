@@ -1,4 +1,4 @@
-//! The plugin protocol's messages (docs/plugin-protocol.md): newline-
+//! The isolator plugin protocol's messages (docs/plugin-protocol.md): newline-
 //! delimited JSON-RPC 2.0, berth the client, the plugin the server. One
 //! home for both sides' types: the agent writes requests and reads replies
 //! with these, and the JSON schemas in docs/plugin-protocol/ describe them.
@@ -200,6 +200,34 @@ pub struct LimitationNotice {
     pub message: String,
 }
 
+/// Reads one line of at most [`MAX_LINE`] bytes (without the newline).
+/// `Ok(None)` at end of input; a longer line is an `InvalidData` error and
+/// nothing past the limit is read.
+pub fn read_line(input: &mut impl std::io::BufRead) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { None } else { Some(line) });
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > MAX_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a reply line longer than {MAX_LINE} bytes"),
+            ));
+        }
+        line.extend_from_slice(&buf[..take]);
+        input.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Some(line));
+        }
+    }
+}
+
 /// Maps a plugin's error reply onto an [`IsolatorError`]. A field outside
 /// the plugin's own section is named under it.
 pub fn isolator_error(plugin: &str, error: RpcError) -> IsolatorError {
@@ -294,7 +322,8 @@ mod tests {
     /// sends are the ones the schema lists.
     #[test]
     fn the_schemas_describe_what_berth_sends() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/plugin-protocol");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/plugin-protocol");
         let schema = |name: &str| -> Value {
             let path = dir.join(format!("{name}.schema.json"));
             let text = std::fs::read_to_string(&path)
@@ -400,6 +429,20 @@ mod tests {
         fields.sort();
         listed.sort();
         assert_eq!(fields, listed);
+    }
+
+    #[test]
+    fn lines_are_bounded() {
+        let mut ok = std::io::Cursor::new(b"{}\nabc".to_vec());
+        assert_eq!(read_line(&mut ok).unwrap().unwrap(), b"{}");
+        assert_eq!(read_line(&mut ok).unwrap().unwrap(), b"abc");
+        assert!(read_line(&mut ok).unwrap().is_none());
+        let long = vec![b'x'; MAX_LINE + 10];
+        let mut long = std::io::BufReader::new(std::io::Cursor::new(long));
+        assert!(read_line(&mut long)
+            .unwrap_err()
+            .to_string()
+            .contains("longer than"));
     }
 
     #[test]
