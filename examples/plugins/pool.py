@@ -175,10 +175,15 @@ def prepare(p):
             a = assignments[cid]
         else:
             taken = {slot for a in assignments.values() for slot in a["slots"]}
-            free = [slot for slot in range(size) if slot not in taken]
+            free = []
+            for slot in range(size):
+                if slot not in taken:
+                    free.append(slot)
+                    if len(free) == s["slots"]:
+                        break
             if len(free) < s["slots"]:
-                raise Conflict(f"{s['slots']} pool slots asked for, {len(free)} free")
-            a = {"slots": free[: s["slots"]], "quota_bytes": s["quota_bytes"]}
+                raise Conflict(f"{s['slots']} pool slots asked for, {size - len(taken)} free")
+            a = {"slots": free, "quota_bytes": s["quota_bytes"]}
             os.makedirs(scratch_dir(cid), exist_ok=True)
             tmp = assignment_path(cid) + ".tmp"
             with open(tmp, "w") as f:

@@ -122,7 +122,10 @@ impl PluginIsolator {
         skip: impl FnOnce() -> T,
     ) -> Result<T, IsolatorError> {
         let name = &self.config.name;
-        let failure = match self.transport.call(method, params) {
+        let started = std::time::Instant::now();
+        let result = self.transport.call(method, params);
+        tracing::debug!(plugin = %name, method, elapsed_us = started.elapsed().as_micros() as u64, "plugin call");
+        let failure = match result {
             Ok(value) => match serde_json::from_value(value) {
                 Ok(result) => return Ok(result),
                 Err(e) => format!("plugin {name}: its {method} result is not valid: {e}"),
