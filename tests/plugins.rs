@@ -148,6 +148,11 @@ fn a_python_plugin_validates_prepares_reports_and_cleans_up() {
     );
     assert_eq!(answer.status, 409, "{:?}", answer.body);
     assert!(message(&answer).contains("free"), "{:?}", answer.body);
+    // The CLI reaches the plugin's section; its refusal names the field.
+    let out = agent.berth(&["update", "c2", "--resource", "pool.quota_bytes=-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resources.pool.quota_bytes"), "{stderr}");
 
     // Cleanup: its slots and scratch are released.
     let answer = agent.api("DELETE", "/v1/containers/c1?force=true", None);
