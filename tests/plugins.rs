@@ -546,3 +546,53 @@ args = ["-c", '{wrapper}', "{exe}"]
         let _ = std::fs::remove_dir(dir.join(&root));
     }
 }
+
+/// A plugin that stops reading its input (its pipe fills) blocks no caller:
+/// every call still ends at its timeout, the agent keeps answering.
+#[test]
+fn a_plugin_that_stops_reading_blocks_nothing() {
+    require_root!();
+    let evil = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/evil.py");
+    let agent = Agent::start_with_config(&format!(
+        "[[plugins]]\nname = \"evil\"\npath = \"{}\"\n[plugins.timeouts]\ncall_seconds = 1\nquery_seconds = 1\ncleanup_seconds = 1\n",
+        evil.display()
+    ));
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "c1", "command": ["true"], "resources": {"evil": {"do": "stop-read"}}})),
+    );
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    assert!(message(&answer).contains("timed out"), "{:?}", answer.body);
+    // Requests larger than a pipe's buffer (64 KiB), to a plugin that no
+    // longer reads: each launch still ends at the timeout.
+    for n in 0..3 {
+        let started = Instant::now();
+        let answer = agent.api(
+            "POST",
+            "/v1/containers",
+            Some(json!({"id": format!("big{n}"), "command": ["true"], "env": {"BIG": "x".repeat(100_000)}})),
+        );
+        assert_eq!(answer.status, 500, "{:?}", answer.body);
+        assert!(
+            message(&answer).contains("evil: validate timed out"),
+            "{:?}",
+            answer.body
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(agent.api("GET", "/v1/info", None).status, 200);
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+    // It dies with the agent (SIGKILLed here), though it reads nothing.
+    let pid = plugin_info(&agent, "evil")["pid"].as_u64().unwrap();
+    drop(agent);
+    common::eventually(Duration::from_secs(10), "the plugin is gone", || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie about to be reaped by whoever inherited it.
+        (stat.is_empty() || stat.contains(") Z ")).then_some(())
+    });
+}

@@ -64,7 +64,10 @@ impl Exec {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = serde_json::to_vec(&Request::new(id, method, params))
             .map_err(|e| failed(e.to_string()))?;
-        let mut child = Command::new(&self.config.path)
+        let mut command = Command::new(&self.config.path);
+        // The calling thread waits for it: it dies with the agent.
+        super::long_lived::die_with_spawner(&mut command);
+        let mut child = command
             .args(&self.config.args)
             .arg(method)
             .envs(&self.config.env)

@@ -38,7 +38,9 @@ type Pending = HashMap<u64, (String, mpsc::Sender<Result<Value, CallError>>)>;
 
 struct Process {
     pid: u32,
-    stdin: Mutex<ChildStdin>,
+    /// Lines to its writer thread, which owns its stdin: a plugin that
+    /// stops reading blocks that thread, never a caller (who times out).
+    requests: Mutex<mpsc::Sender<Vec<u8>>>,
     /// `None` once the process is dead: no call may start on it.
     pending: Mutex<Option<Pending>>,
 }
@@ -61,6 +63,8 @@ struct Shared {
     next_id: AtomicU64,
     replay: Mutex<Option<ReplayHook>>,
     notice: NoticeHook,
+    /// Tells the supervisor thread the current process died.
+    died: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 /// A supervised long-lived plugin.
@@ -79,6 +83,7 @@ impl LongLived {
         notice: NoticeHook,
         keep_trying: bool,
     ) -> (LongLived, Result<(), String>) {
+        let (died, deaths) = mpsc::channel();
         let shared = Arc::new(Shared {
             config,
             state_dir,
@@ -91,16 +96,26 @@ impl LongLived {
             next_id: AtomicU64::new(1),
             replay: Mutex::new(None),
             notice,
+            died: Mutex::new(Some(died)),
         });
-        let started = start_once(&shared);
+        // Every process is spawned by one thread that lives as long as the
+        // agent: the processes die with it (PR_SET_PDEATHSIG follows the
+        // spawning thread), even when the agent is SIGKILLed.
+        let (first, started) = mpsc::channel();
+        let supervisor = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("berth-plugin-{}", supervisor.config.name))
+            .spawn(move || supervise(supervisor, deaths, first, keep_trying));
+        let started = match spawned {
+            Ok(_) => started
+                .recv()
+                .unwrap_or_else(|_| Err("the supervisor thread ended".into())),
+            Err(e) => Err(format!("start the supervisor thread: {e}")),
+        };
         if let Err(e) = &started {
             let mut status = lock(&shared.status);
             status.state = "failed";
             status.last_error = Some(e.clone());
-            drop(status);
-            if keep_trying {
-                restart_later(shared.clone());
-            }
         }
         (LongLived { shared }, started)
     }
@@ -207,10 +222,10 @@ fn call_on(
             pending.remove(&id);
         }
     };
-    if let Err(e) = lock(&process.stdin).write_all(&line) {
+    if lock(&process.requests).send(line).is_err() {
         forget();
         return Err(CallError::Failed(format!(
-            "plugin {name}: send {method}: {e}"
+            "plugin {name}: send {method}: its input is closed"
         )));
     }
     match rx.recv_timeout(timeout) {
@@ -233,7 +248,9 @@ fn start_once(shared: &Arc<Shared>) -> Result<(), String> {
     let config = &shared.config;
     std::fs::create_dir_all(&shared.state_dir)
         .map_err(|e| format!("create {}: {e}", shared.state_dir.display()))?;
-    let mut child = Command::new(&config.path)
+    let mut command = Command::new(&config.path);
+    die_with_spawner(&mut command);
+    let mut child = command
         .args(&config.args)
         .envs(&config.env)
         .env("BERTH_PLUGIN_NAME", &config.name)
@@ -244,10 +261,15 @@ fn start_once(shared: &Arc<Shared>) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("start {}: {e}", config.path.display()))?;
     let stdin = child.stdin.take().expect("piped stdin");
+    let (requests, lines) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("berth-plugin-{}-in", config.name))
+        .spawn(move || write_requests(stdin, lines))
+        .map_err(|e| format!("start the writer thread: {e}"))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let process = Arc::new(Process {
         pid: child.id(),
-        stdin: Mutex::new(stdin),
+        requests: Mutex::new(requests),
         pending: Mutex::new(Some(HashMap::new())),
     });
     {
@@ -389,31 +411,75 @@ fn read_replies(
     };
     if current {
         tracing::error!(plugin = %name, "plugin died: {why}; restarting");
-        restart_later(shared);
+        if let Some(died) = lock(&shared.died).as_ref() {
+            let _ = died.send(());
+        }
+    }
+}
+
+/// The writer thread of one process: until the process is gone (a write
+/// fails) or dropped (the channel closes).
+fn write_requests(mut stdin: ChildStdin, lines: mpsc::Receiver<Vec<u8>>) {
+    for line in lines {
+        if stdin.write_all(&line).is_err() {
+            return;
+        }
+    }
+}
+
+/// The supervisor thread: the first start (its result to `first`), then a
+/// restart after each death, for the agent's life.
+fn supervise(
+    shared: Arc<Shared>,
+    deaths: mpsc::Receiver<()>,
+    first: mpsc::Sender<Result<(), String>>,
+    keep_trying: bool,
+) {
+    let started = start_once(&shared);
+    let up = started.is_ok();
+    let _ = first.send(started);
+    if !up {
+        if !keep_trying {
+            return;
+        }
+        restart(&shared);
+    }
+    while deaths.recv().is_ok() {
+        restart(&shared);
     }
 }
 
 /// Starts the plugin again, with back-off, until it is up.
-fn restart_later(shared: Arc<Shared>) {
-    let name = format!("berth-plugin-{}-restart", shared.config.name);
-    let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        let mut backoff = BACKOFF_FIRST;
-        loop {
-            std::thread::sleep(backoff);
-            lock(&shared.status).restarts += 1;
-            match start_once(&shared) {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(plugin = %shared.config.name, "restart: {e}");
-                    let mut status = lock(&shared.status);
-                    status.state = "restarting";
-                    status.last_error = Some(e);
-                }
+fn restart(shared: &Arc<Shared>) {
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        std::thread::sleep(backoff);
+        lock(&shared.status).restarts += 1;
+        match start_once(shared) {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(plugin = %shared.config.name, "restart: {e}");
+                let mut status = lock(&shared.status);
+                status.state = "restarting";
+                status.last_error = Some(e);
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-    });
-    if let Err(e) = spawned {
-        tracing::error!("start the plugin restart thread: {e}");
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Makes `command`'s process get SIGKILL when the thread spawning it ends
+/// (with the agent).
+pub(super) fn die_with_spawner(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl(2), which is async-signal-safe, with constant arguments.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }

@@ -5,9 +5,11 @@ an attack chosen by the container's section, {"evil": {"do": ATTACK}}:
   mount-proc  mount over the container's /proc
   bad-env     an env name with "=" in it
   huge-line   a 1 GiB reply line (written in 1 MiB pieces)
+  stop-read   no reply, and it never reads its input again
 """
 import json
 import sys
+import time
 
 for line in sys.stdin:
     request = json.loads(line)
@@ -23,6 +25,8 @@ for line in sys.stdin:
             result = {"mounts": [{"destination": "/proc/sys", "source": "/tmp", "type": "bind", "options": ["rbind"]}]}
         elif attack == "bad-env":
             result = {"env": {"LD_PRELOAD=/x": "y"}}
+        elif attack == "stop-read":
+            time.sleep(3600)
         elif attack == "huge-line":
             chunk = "x" * (1 << 20)
             try:
