@@ -148,6 +148,9 @@ fn a_python_plugin_validates_prepares_reports_and_cleans_up() {
     );
     assert_eq!(answer.status, 409, "{:?}", answer.body);
     assert!(message(&answer).contains("free"), "{:?}", answer.body);
+    // Its status in inspect, under its name.
+    let c2 = agent.api("GET", "/v1/containers/c2", None).body;
+    assert_eq!(c2["status"]["pool"]["slots"], json!([2, 3]), "{c2}");
     // The CLI reaches the plugin's section; its refusal names the field.
     let out = agent.berth(&["update", "c2", "--resource", "pool.quota_bytes=-1"]);
     assert_eq!(out.status.code(), Some(1));
