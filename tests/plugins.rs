@@ -487,6 +487,22 @@ fn pids_plugin_process() {
 fn a_built_in_isolator_runs_out_of_process_through_the_rust_helper() {
     require_root!();
     let root = format!("berth-test-{}-xpids", std::process::id());
+    /// Removes the plugin's cgroup root, also when the test fails.
+    struct RemoveRoot(String);
+    impl Drop for RemoveRoot {
+        fn drop(&mut self) {
+            for dir in common::own_hierarchy_dirs() {
+                let root = dir.join(&self.0);
+                if let Ok(entries) = std::fs::read_dir(&root) {
+                    for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                        let _ = std::fs::remove_dir(entry.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(root);
+            }
+        }
+    }
+    let _root = RemoveRoot(root.clone());
     let wrapper = "exec \"$0\" --exact pids_plugin_process --nocapture --test-threads=1 3>&1 1>&2";
     let agent = Agent::start_with_config(&format!(
         r#"
@@ -544,10 +560,8 @@ args = ["-c", '{wrapper}', "{exe}"]
     assert!(!agent.stdout("c2").contains("all"));
     let answer = agent.api("DELETE", "/v1/containers/c1?force=true", None);
     assert!(answer.status < 300, "{:?}", answer.body);
+    // The agent (and with it the plugin) goes before the root.
     drop(agent);
-    for dir in common::own_hierarchy_dirs() {
-        let _ = std::fs::remove_dir(dir.join(&root));
-    }
 }
 
 /// A plugin that stops reading its input (its pipe fills) blocks no caller:
