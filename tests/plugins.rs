@@ -613,3 +613,37 @@ fn a_plugin_that_stops_reading_blocks_nothing() {
         (stat.is_empty() || stat.contains(") Z ")).then_some(())
     });
 }
+
+/// `optional`: a plugin failure (here a hang past the timeout) is logged and
+/// skipped, and the launch goes on without its contribution; its refusals
+/// (a 400) still stand.
+#[test]
+fn an_optional_plugin_that_fails_is_skipped() {
+    require_root!();
+    let agent = Agent::start_with_config(&format!(
+        "[[plugins]]\nname = \"pool\"\npath = \"{}\"\npolicy = \"optional\"\n[plugins.timeouts]\ncall_seconds = 1\n",
+        example("pool.py").display()
+    ));
+    agent.launch(json!({
+        "id": "c1",
+        "command": ["sh", "-c", "echo slots=${POOL_SLOTS:-none}"],
+        "resources": {"pool": {"hang": true}},
+    }));
+    agent.wait("c1");
+    assert!(
+        agent.stdout("c1").contains("slots=none"),
+        "{}",
+        agent.stdout("c1")
+    );
+    assert!(
+        agent.log().contains("optional plugin skipped in prepare"),
+        "{}",
+        agent.log()
+    );
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "c2", "command": ["true"], "resources": {"pool": {"slots": 0}}})),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+}
