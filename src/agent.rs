@@ -67,6 +67,7 @@ pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::
         .iter()
         .map(|n| n.to_string())
         .chain(registered.iter().map(|(n, _)| n.clone()))
+        .chain(config.plugins.iter().map(|p| p.name.clone()))
         .collect();
     let names: Vec<String> = match &config.isolation {
         Some(names) => names.clone(),
@@ -83,6 +84,8 @@ pub fn build_isolators(config: &AgentConfig, root: &Arc<CgroupRoot>) -> anyhow::
         match make_isolator(name, config, root) {
             Ok(isolator) => ordered.push(isolator),
             Err(e) if explicit => return Err(e.context(format!("isolator {name}"))),
+            // A required plugin that cannot start stops the agent, named.
+            Err(e) if config.plugins.iter().any(|p| &p.name == name) => return Err(e),
             Err(e) => tracing::warn!("isolator {name} is not offered on this host: {e:#}"),
         }
     }
@@ -160,6 +163,15 @@ fn make_isolator(
                 allow_unlimited: config.pids.allow_unlimited,
             },
         )?),
+        other if config.plugins.iter().any(|p| p.name == other) => {
+            let plugin = config.plugins.iter().find(|p| p.name == other).cloned();
+            crate::plugins::PluginIsolator::start(
+                plugin.expect("found above"),
+                config.isolators.get(other),
+                config.work_dir.clone(),
+                config.runtime_dir.clone(),
+            )?
+        }
         other => match registered().into_iter().find(|(n, _)| n == other) {
             Some((_, factory)) => factory(config, config.isolators.get(other))?,
             None => bail!("no built-in isolator {other:?}"),

@@ -76,6 +76,9 @@ pub struct AgentConfig {
     /// `[isolators.NAME]`, handed to the isolator's factory as it is.
     #[serde(default)]
     pub isolators: std::collections::BTreeMap<String, toml::Value>,
+    /// Isolator plugins, `[[plugins]]` (decision 0041).
+    #[serde(default)]
+    pub plugins: Vec<crate::plugins::PluginConfig>,
 }
 
 /// Per-container defaults of the agent: `[container]`.
@@ -412,6 +415,7 @@ impl Default for AgentConfig {
             volumes: Default::default(),
             events: Default::default(),
             isolators: Default::default(),
+            plugins: Default::default(),
         }
     }
 }
@@ -448,6 +452,18 @@ impl AgentConfig {
             if !seen.insert(name) {
                 return Err(ConfigError::Invalid(format!(
                     "isolator {name} is listed twice"
+                )));
+            }
+        }
+        let mut plugins = std::collections::BTreeSet::new();
+        for plugin in &self.plugins {
+            plugin
+                .check(crate::agent::BUILT_IN_ISOLATORS)
+                .map_err(ConfigError::Invalid)?;
+            if !plugins.insert(&plugin.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin {} is declared twice",
+                    plugin.name
                 )));
             }
         }

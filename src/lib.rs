@@ -14,6 +14,7 @@ pub mod logs;
 pub mod manager;
 pub mod metrics;
 pub mod notify;
+pub mod plugins;
 pub mod process;
 pub mod restart_policy;
 pub mod rootfs_users;

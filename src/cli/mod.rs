@@ -8,6 +8,7 @@ pub use images::ImageCommand;
 mod images;
 mod logs_stream;
 mod output;
+mod plugins_table;
 mod ps_filter;
 mod secrets;
 mod security;

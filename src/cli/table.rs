@@ -139,7 +139,7 @@ pub fn info(info: &serde_json::Value) -> String {
                         .as_object()
                         .into_iter()
                         .flatten()
-                        .filter(|(k, _)| k.as_str() != "name")
+                        .filter(|(k, _)| k.as_str() != "name" && k.as_str() != "plugin")
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect();
                     vec![name, details.join(" ")]
@@ -148,6 +148,7 @@ pub fn info(info: &serde_json::Value) -> String {
         })
         .unwrap_or_default();
     out.push_str(&render(&["ISOLATOR", "SUPPORTS"], &rows));
+    out.push_str(&super::plugins_table::plugins(info));
     out
 }
 
