@@ -379,6 +379,12 @@ impl Isolator for PluginIsolator {
         self.call("usage", Self::id_params(id), Usage::new)
     }
 
+    /// Nothing, and no call: no metric shows a plugin's figures, and a
+    /// scrape of many containers must not wait on a plugin for each.
+    fn scrape(&self, _id: &ContainerId) -> Result<Usage, IsolatorError> {
+        Ok(Usage::new())
+    }
+
     fn status(&self, id: &ContainerId) -> Result<Status, IsolatorError> {
         self.call("status", Self::id_params(id), Status::new)
     }
