@@ -173,11 +173,10 @@ fn run_command(
             }
         }
     }
-    let record: crate::shim::protocol::ExitRecord =
-        std::fs::read(dir.join(crate::shim::protocol::EXIT_FILE))
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
-            .ok_or("the exec helper recorded no exit")?;
+    let record = berth_protocol::ExitRecord::read(&dir)
+        .ok()
+        .flatten()
+        .ok_or("the exec helper recorded no exit")?;
     let mut output = std::fs::read(dir.join("stdout")).unwrap_or_default();
     output.extend(std::fs::read(dir.join("stderr")).unwrap_or_default());
     let mut output = String::from_utf8_lossy(&output).into_owned();

@@ -10,10 +10,11 @@ use tokio::io::AsyncReadExt;
 use super::{Manager, ManagerError};
 use crate::container::{ExecRequest, State};
 use crate::shim::join::REQUEST_FILE;
-use crate::shim::protocol::{ExitRecord, EXIT_FILE};
+use berth_protocol::exit::EXIT_FILE;
+use berth_protocol::ExitRecord;
 
 /// Output returned in the answer, per stream; the files keep all of it.
-const MAX_OUTPUT: u64 = crate::shim::protocol::EXEC_OUTPUT_CAP;
+const MAX_OUTPUT: u64 = berth_protocol::messages::EXEC_OUTPUT_CAP;
 
 /// How an exec ended, as the API answers it.
 #[derive(Debug, Clone, Serialize)]
@@ -58,16 +59,13 @@ impl Manager {
             .wait()
             .await
             .map_err(|e| internal("wait for the exec helper", &e))?;
-        let record: ExitRecord = std::fs::read(dir.join(EXIT_FILE))
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
-            .ok_or_else(|| {
-                let log = std::fs::read_to_string(dir.join("helper.log")).unwrap_or_default();
-                internal(
-                    "the exec helper failed",
-                    &format!("{status}: {}", log.trim()),
-                )
-            })?;
+        let record: ExitRecord = ExitRecord::read(&dir).ok().flatten().ok_or_else(|| {
+            let log = std::fs::read_to_string(dir.join("helper.log")).unwrap_or_default();
+            internal(
+                "the exec helper failed",
+                &format!("{status}: {}", log.trim()),
+            )
+        })?;
         let Some(exit_code) = record.exit_code.or(record.signal.map(|s| 128 + s)) else {
             // Nothing ran: the container ended meanwhile, or it could not
             // be joined.

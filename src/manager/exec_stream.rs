@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::exec::container_running;
 use super::{Manager, ManagerError};
 use crate::container::ExecRequest;
-use crate::shim::protocol::{ExitRecord, EXIT_FILE};
 use crate::streams::status::Status;
+use berth_protocol::ExitRecord;
 
 /// Marks an exec dir whose exec has been attached (and so started): a
 /// second attach is a conflict.
@@ -150,9 +150,7 @@ impl ExecStream {
         status: std::io::Result<std::process::ExitStatus>,
         manager: &Manager,
     ) -> Status {
-        let record: Option<ExitRecord> = std::fs::read(self.dir.join(EXIT_FILE))
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok());
+        let record: Option<ExitRecord> = ExitRecord::read(&self.dir).ok().flatten();
         let Some(record) = record else {
             let log = std::fs::read_to_string(self.dir.join("helper.log")).unwrap_or_default();
             return Status::failure(format!(

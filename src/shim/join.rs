@@ -41,11 +41,10 @@ use thiserror::Error;
 use super::container;
 use super::exec;
 use super::exec_output::CappedOutput;
-use super::protocol::ExitRecord;
 use super::seccomp::SeccompProgram;
 use super::spec::{ContainerConfig, ProcessConfig};
-use super::state;
 use crate::container::{ExecRequest, ProcessRef};
+use berth_protocol::ExitRecord;
 
 /// The request file in the exec dir, written by the agent.
 pub const REQUEST_FILE: &str = "request.json";
@@ -184,7 +183,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             error: Some(e.to_string()),
         },
     };
-    match state::write_exit(&args.dir, &record) {
+    match record.write(&args.dir) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("berth-shim exec: {e}");

@@ -26,6 +26,14 @@ pub enum ResolveError {
     Escapes(PathBuf),
 }
 
+impl ResolveError {
+    /// A target that leads out of the container root: the caller's mount
+    /// (or the image's symlink), not berth's trouble.
+    pub fn is_escape(&self) -> bool {
+        matches!(self, ResolveError::Escapes(_))
+    }
+}
+
 /// `path` made relative (leading `/` stripped, `.` dropped), for use with a
 /// dirfd of the root; `..` is kept, `RESOLVE_IN_ROOT` clamps it at the root.
 pub fn relative(path: &Path) -> PathBuf {
