@@ -9,8 +9,8 @@ use tokio::io::AsyncReadExt;
 
 use super::{Manager, ManagerError};
 use crate::container::{ExecRequest, State};
-use crate::shim::join::REQUEST_FILE;
 use berth_protocol::exit::EXIT_FILE;
+use berth_protocol::helper_args::REQUEST_FILE;
 use berth_protocol::ExitRecord;
 
 /// Output returned in the answer, per stream; the files keep all of it.
@@ -52,7 +52,7 @@ impl Manager {
             ManagerError::Internal(format!("exec in {id}: {what}: {e}"))
         };
         let mut child = self
-            .exec_helper(&container.id, &dir, pid, start_time)?
+            .exec_helper(&container.id, &dir, pid, start_time, None)?
             .spawn()
             .map_err(|e| internal("start the exec helper", &e))?;
         let status = child
@@ -166,20 +166,20 @@ impl Manager {
         dir: &Path,
         pid: u32,
         start_time: u64,
+        stream_fd: Option<i32>,
     ) -> Result<tokio::process::Command, ManagerError> {
         let helper_log = std::fs::File::create(dir.join("helper.log"))
             .map_err(|e| ManagerError::Internal(format!("exec in {container}: helper log: {e}")))?;
+        let args = berth_protocol::ExecArgs {
+            bundle: self.store.bundle_dir(container),
+            dir: dir.to_path_buf(),
+            pid,
+            start_time,
+            stream_fd,
+        };
         let mut command = tokio::process::Command::new(self.config.shim_path());
         command
-            .arg("exec")
-            .arg("--bundle")
-            .arg(self.store.bundle_dir(container))
-            .arg("--dir")
-            .arg(dir)
-            .arg("--pid")
-            .arg(pid.to_string())
-            .arg("--start-time")
-            .arg(start_time.to_string())
+            .args(args.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(helper_log);
