@@ -16,9 +16,9 @@ use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
-use crate::shim::seccomp::PROGRAM_FILE;
 use crate::store::Durability;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
+use berth_protocol::bundle::SECCOMP_PROGRAM_FILE as PROGRAM_FILE;
 use berth_protocol::{FailureKind, ShimMessage};
 
 /// How long a failed launch waits for its processes to go.
@@ -581,7 +581,7 @@ impl Manager {
         contribution: &Contribution,
         isolators: &[Arc<dyn Isolator>],
         seccomp: &crate::seccomp::SeccompSetting,
-        overlay: Option<(&crate::shim::overlay::RootOverlay, &std::path::Path)>,
+        overlay: Option<(&berth_protocol::bundle::RootOverlay, &std::path::Path)>,
         start_watches: &dyn Fn(),
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());

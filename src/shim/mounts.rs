@@ -91,7 +91,7 @@ pub struct MountOptions {
     /// Recursive attributes (`rro`, `rnosuid`, ...) set with `mount_setattr`.
     pub attr_set: u64,
     pub attr_clr: u64,
-    /// [`crate::volumes::NO_FOLLOW`]: open the bind source without
+    /// [`berth_protocol::bundle::NO_FOLLOW`]: open the bind source without
     /// following any symlink (a container's bind mount or volume).
     pub no_follow: bool,
 }
@@ -102,7 +102,7 @@ impl MountOptions {
         let mut data: Vec<&str> = Vec::new();
         for opt in options {
             let opt = opt.as_ref();
-            if opt == crate::volumes::NO_FOLLOW {
+            if opt == berth_protocol::bundle::NO_FOLLOW {
                 out.no_follow = true;
             } else if let Some((clear, flag)) = flag_option(opt) {
                 if clear {
@@ -648,7 +648,7 @@ mod tests {
 
     #[test]
     fn no_follow_is_not_data() {
-        let o = MountOptions::parse(&["bind", "nosuid", crate::volumes::NO_FOLLOW]);
+        let o = MountOptions::parse(&["bind", "nosuid", berth_protocol::bundle::NO_FOLLOW]);
         assert!(o.no_follow);
         assert!(o.data.is_empty());
     }

@@ -40,9 +40,6 @@ pub enum SeccompError {
     Install(Errno),
 }
 
-/// The bundle file holding `linux.seccomp` compiled by the agent.
-pub const PROGRAM_FILE: &str = "seccomp.bpf";
-
 /// A `linux.seccomp` the shim can honour: no notify action, no flags, known
 /// architectures, argument indexes 0 to 5.
 #[derive(Debug, Clone)]
