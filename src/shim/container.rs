@@ -23,11 +23,11 @@ use super::masks::{self, MaskError};
 use super::mounts::{self, MountError};
 use super::namespaces::{self, NamespaceError};
 use super::rootfs::{self, RootfsError};
-use super::seccomp::{SeccompError, SeccompProgram};
 use super::spec::{ContainerConfig, ProcessConfig};
 use super::sync;
 use super::user::UserError;
 use super::userns;
+use berth_seccomp::{SeccompError, SeccompProgram};
 
 #[derive(Debug, Error)]
 pub enum SetupError {

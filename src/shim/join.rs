@@ -41,11 +41,11 @@ use thiserror::Error;
 use super::container;
 use super::exec;
 use super::exec_output::CappedOutput;
-use super::seccomp::SeccompProgram;
 use super::spec::{ContainerConfig, ProcessConfig};
 use crate::container::{ExecRequest, ProcessRef};
 use berth_protocol::helper_args::{ExecArgs, REQUEST_FILE};
 use berth_protocol::ExitRecord;
+use berth_seccomp::SeccompProgram;
 
 #[derive(Debug, Error)]
 pub enum JoinError {
@@ -77,7 +77,7 @@ pub enum JoinError {
     #[error(transparent)]
     Spec(#[from] super::spec::SpecError),
     #[error(transparent)]
-    Seccomp(super::seccomp::SeccompError),
+    Seccomp(berth_seccomp::SeccompError),
 }
 
 /// The namespaces an exec joins, by `/proc/PID/ns` name.
@@ -348,7 +348,7 @@ fn exec_process(base: &ProcessConfig, request: &ExecRequest) -> Result<ProcessCo
 /// the exec dirs, or compiled now and kept there for the next exec.
 fn cached_program(
     exec_dir: &Path,
-    filter: &super::seccomp::SeccompFilter,
+    filter: &berth_seccomp::SeccompFilter,
 ) -> Result<SeccompProgram, JoinError> {
     let cache = exec_dir
         .parent()

@@ -30,7 +30,6 @@ pub mod pty;
 mod resident;
 mod resolve;
 mod rootfs;
-pub mod seccomp;
 mod spec;
 mod stream_pump;
 mod supervisor;

@@ -18,13 +18,13 @@ use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
 use super::overlay::{OverlayError, RootOverlay};
-use super::seccomp::{SeccompError, SeccompFilter, SeccompProgram};
 use super::user::{Rlimit, User, UserError};
 use super::userns::{IdMappings, UsernsError};
 use berth_protocol::bundle::{
     INIT_ANNOTATION, OVERLAY_ANNOTATION, SECCOMP_PROGRAM_FILE as PROGRAM_FILE, STDIN_ANNOTATION,
     TTY_ANNOTATION,
 };
+use berth_seccomp::{SeccompError, SeccompFilter, SeccompProgram};
 
 #[derive(Debug, Error)]
 pub enum SpecError {
