@@ -323,7 +323,7 @@ pub fn detach_bind_sources(
         // exact path; opened with no symlink followed, then cloned from
         // the fd, so nothing swapped in since can redirect it.
         let (dirfd, path, _held) = if m.options.no_follow {
-            let held = crate::volumes::host_path::open_no_follow(source)
+            let held = berth_sys::openat2::open_no_follow(source)
                 .map_err(|e| open_err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL))))?;
             flags |= libc::AT_EMPTY_PATH as libc::c_uint;
             (held.as_raw_fd(), c"".to_owned(), Some(held))
