@@ -295,44 +295,14 @@ impl Default for DiskSettings {
     }
 }
 
-/// What the shim does when a container writes faster than the disk takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogMode {
-    /// Slow the container down; lose nothing.
-    Block,
-    /// Drop what does not fit and count it.
-    Drop,
-}
+/// Log rotation and backpressure: handed to the shim on its command line,
+/// so they live with it in berth-protocol.
+pub use berth_protocol::{LogMode, LogSettings};
 
 /// The largest `log.max_size`: one file of a stream, before it rotates.
 pub const MAX_LOG_FILE_SIZE: u64 = 1 << 30;
 /// The most `log.max_files`.
 pub const MAX_LOG_FILES: u32 = 10_000;
-
-/// Log rotation and backpressure settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
-    /// Bytes per log file before it rotates.
-    pub max_size: u64,
-    /// Files kept per stream, the current one included.
-    pub max_files: u32,
-    /// Compress rotated files.
-    pub compress: bool,
-    pub mode: LogMode,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        LogSettings {
-            max_size: 10 << 20,
-            max_files: 5,
-            compress: false,
-            mode: LogMode::Block,
-        }
-    }
-}
 
 /// Settings of the pids isolator.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -152,10 +152,8 @@ fn segments(log_dir: &Path, stream: &str) -> Vec<(String, u64)> {
         .map(|e| e.unwrap())
         .filter_map(|e| {
             let name = e.file_name().into_string().unwrap();
-            let rest = name.strip_prefix(stream)?.strip_prefix('.')?;
-            let digits = rest.strip_suffix(".gz").unwrap_or(rest);
-            (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| (name.clone(), e.metadata().unwrap().len()))
+            berth_protocol::logs::segment::parse_name(stream, &name)?;
+            Some((name, e.metadata().unwrap().len()))
         })
         .collect();
     found.sort();

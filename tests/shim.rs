@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth::shim::protocol::{ExitRecord, ShimMessage, EXIT_FILE, GO, SYNC_FD};
+use berth_protocol::exit::EXIT_FILE;
+use berth_protocol::logs::segment::parse_name;
+use berth_protocol::messages::{GO, SYNC_FD};
+use berth_protocol::{ExitRecord, FailureKind, ShimMessage};
 use serde_json::{json, Value};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
@@ -333,16 +336,9 @@ fn segments(dir: &Path, stream: &str) -> Vec<Segment> {
     };
     for entry in entries {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let Some(rest) = name.strip_prefix(&format!("{stream}.")) else {
+        let Some((start, gz)) = parse_name(stream, &name) else {
             continue;
         };
-        let (digits, gz) = match rest.strip_suffix(".gz") {
-            Some(d) => (d, true),
-            None => (rest, false),
-        };
-        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
         let raw = std::fs::read(dir.join(&name)).unwrap();
         let data = if gz {
             let mut out = Vec::new();
@@ -353,7 +349,6 @@ fn segments(dir: &Path, stream: &str) -> Vec<Segment> {
         } else {
             raw
         };
-        let start = digits.parse().unwrap();
         // A segment caught between compression and removal shows up twice.
         if let Some(seen) = segs.iter().find(|s| s.start == start) {
             assert_eq!(seen.data, data, "{name} differs from its twin");
@@ -527,7 +522,8 @@ fn unknown_executable_fails_clearly() {
     assert_eq!(
         agent.recv(),
         Some(ShimMessage::Failed {
-            message: expected.into()
+            message: expected.into(),
+            kind: FailureKind::Exec,
         })
     );
     let rec = f.exit_record();
@@ -552,7 +548,8 @@ fn bad_spec_fails_before_ready() {
     assert_eq!(
         agent.recv(),
         Some(ShimMessage::Failed {
-            message: expected.into()
+            message: expected.into(),
+            kind: FailureKind::Setup,
         })
     );
     assert_eq!(f.exit_record().error.as_deref(), Some(expected));
@@ -1027,7 +1024,7 @@ fn seccomp_is_installed_with_and_without_no_new_privs() {
     f.write_spec(&spec);
     let mut agent = f.start();
     match agent.recv() {
-        Some(ShimMessage::Failed { message }) => {
+        Some(ShimMessage::Failed { message, .. }) => {
             assert!(message.contains("defaultAction"), "{message}")
         }
         other => panic!("expected failed, got {other:?}"),
@@ -1078,7 +1075,7 @@ fn a_symlink_swapped_into_a_checked_bind_source_is_refused() {
     let message = loop {
         match agent.recv() {
             Some(ShimMessage::Ready { .. }) => agent.go(),
-            Some(ShimMessage::Failed { message }) => break message,
+            Some(ShimMessage::Failed { message, .. }) => break message,
             other => panic!("expected a failure, got {other:?}\n{}", f.shim_log()),
         }
     };

@@ -167,7 +167,7 @@ pub struct BundleInput<'a> {
     pub init: bool,
     /// The root is this overlay, mounted by the shim on `rootfs` (then the
     /// empty mount point); an annotation carries it (see `shim::overlay`).
-    pub overlay: Option<&'a crate::shim::overlay::RootOverlay>,
+    pub overlay: Option<&'a berth_protocol::bundle::RootOverlay>,
     /// With an overlay root: make it read-only (`--read-only`). A root
     /// without its own writable layer is read-only anyway.
     pub read_only: bool,
@@ -197,16 +197,10 @@ impl BundleInput<'_> {
     }
 }
 
-/// The annotation that asks berth-shim for its reaper as pid 1 (read by
-/// `shim::init`).
-pub const INIT_ANNOTATION: &str = "berth.init";
-
-/// The annotation that asks berth-shim for a stdin pipe and an attach
-/// socket (`-i`, read by `shim::spec`).
-pub const STDIN_ANNOTATION: &str = "berth.stdin";
-
-/// The annotation that asks berth-shim for a pty (`-t`).
-pub const TTY_ANNOTATION: &str = "berth.tty";
+/// berth's annotations for berth-shim (berth-protocol's).
+pub use berth_protocol::bundle::{
+    INIT_ANNOTATION, OVERLAY_ANNOTATION, STDIN_ANNOTATION, TTY_ANNOTATION,
+};
 
 /// Builds the runtime spec for a container.
 pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
@@ -361,10 +355,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
     }
     if let Some(overlay) = input.overlay {
         let mut annotations = spec.annotations().clone().unwrap_or_default();
-        annotations.insert(
-            crate::shim::overlay::ANNOTATION.to_string(),
-            overlay.to_annotation(),
-        );
+        annotations.insert(OVERLAY_ANNOTATION.to_string(), overlay.to_annotation());
         spec.set_annotations(Some(annotations));
     }
     if input.stdin {

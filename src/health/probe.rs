@@ -141,18 +141,17 @@ fn run_command(
         ..Default::default()
     };
     let raw = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(crate::shim::join::REQUEST_FILE), raw)
+    std::fs::write(dir.join(berth_protocol::helper_args::REQUEST_FILE), raw)
         .map_err(|e| format!("write the exec request: {e}"))?;
+    let args = berth_protocol::ExecArgs {
+        bundle: target.bundle.to_path_buf(),
+        dir: dir.clone(),
+        pid: target.process.pid,
+        start_time: target.process.start_time,
+        stream_fd: None,
+    };
     let mut child = std::process::Command::new(target.shim)
-        .arg("exec")
-        .arg("--bundle")
-        .arg(target.bundle)
-        .arg("--dir")
-        .arg(&dir)
-        .arg("--pid")
-        .arg(target.process.pid.to_string())
-        .arg("--start-time")
-        .arg(target.process.start_time.to_string())
+        .args(args.to_args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -173,11 +172,10 @@ fn run_command(
             }
         }
     }
-    let record: crate::shim::protocol::ExitRecord =
-        std::fs::read(dir.join(crate::shim::protocol::EXIT_FILE))
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
-            .ok_or("the exec helper recorded no exit")?;
+    let record = berth_protocol::ExitRecord::read(&dir)
+        .ok()
+        .flatten()
+        .ok_or("the exec helper recorded no exit")?;
     let mut output = std::fs::read(dir.join("stdout")).unwrap_or_default();
     output.extend(std::fs::read(dir.join("stderr")).unwrap_or_default());
     let mut output = String::from_utf8_lossy(&output).into_owned();

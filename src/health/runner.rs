@@ -16,49 +16,11 @@ use super::{
     KEPT_CHANGES, KEPT_RESULTS, LOG_FILE, STATE_FILE,
 };
 use crate::container::ProcessRef;
-
-/// The checker's arguments.
-struct Args {
-    state_dir: PathBuf,
-    bundle: PathBuf,
-    process: ProcessRef,
-}
-
-fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
-    let (mut state_dir, mut bundle, mut pid, mut start) = (None, None, None, None);
-    let mut iter = args.into_iter();
-    while let Some(name) = iter.next() {
-        let name = name.to_string_lossy().into_owned();
-        let value = iter
-            .next()
-            .ok_or_else(|| format!("option {name} needs a value"))?;
-        let number = |v: &OsString| {
-            v.to_str()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| format!("invalid value {v:?} for {name}"))
-        };
-        match name.as_str() {
-            "--state-dir" => state_dir = Some(PathBuf::from(value)),
-            "--bundle" => bundle = Some(PathBuf::from(value)),
-            "--pid" => pid = Some(number(&value)? as u32),
-            "--start-time" => start = Some(number(&value)?),
-            _ => return Err(format!("unknown argument {name:?}")),
-        }
-    }
-    let missing = |o: &str| format!("missing required option {o}");
-    Ok(Args {
-        state_dir: state_dir.ok_or_else(|| missing("--state-dir"))?,
-        bundle: bundle.ok_or_else(|| missing("--bundle"))?,
-        process: ProcessRef {
-            pid: pid.ok_or_else(|| missing("--pid"))?,
-            start_time: start.ok_or_else(|| missing("--start-time"))?,
-        },
-    })
-}
+use berth_protocol::HealthArgs;
 
 /// The checker's entry point; returns the exit code of its first process.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let args = match parse(args) {
+    let args = match HealthArgs::parse(args) {
         Ok(args) => args,
         Err(e) => {
             eprintln!("berth-shim health: {e}");
@@ -112,7 +74,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     let shim = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth-shim"));
     let target = Target {
-        process: args.process,
+        process: ProcessRef {
+            pid: args.pid,
+            start_time: args.start_time,
+        },
         bundle: &args.bundle,
         state_dir: &args.state_dir,
         shim: &shim,

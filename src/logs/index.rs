@@ -6,15 +6,10 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{LogError, Stream};
+use berth_protocol::logs::index::parse;
+pub use berth_protocol::logs::index::Entry;
 
-/// One index line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub offset: u64,
-    /// Unix time in nanoseconds.
-    pub time: i64,
-}
+use super::{LogError, Stream};
 
 /// A stream's index, loaded and refreshable as the writer appends to it.
 #[derive(Debug)]
@@ -30,7 +25,7 @@ pub struct Index {
 
 /// The index file of a stream in a sandbox.
 pub fn path(dir: &Path, stream: Stream) -> PathBuf {
-    dir.join(format!("{}.idx", stream.name()))
+    dir.join(berth_protocol::logs::index::index_name(stream.name()))
 }
 
 impl Index {
@@ -131,70 +126,10 @@ impl Index {
     }
 }
 
-/// Parses complete lines of `text` into `entries`; returns the bytes
-/// consumed (a trailing partial line is left for the next look). Malformed
-/// lines are skipped: the index is a hint, and the logs must stay readable.
-pub fn parse(text: &[u8], entries: &mut Vec<Entry>) -> usize {
-    let mut consumed = 0;
-    for line in text.split_inclusive(|&b| b == b'\n') {
-        if line.last() != Some(&b'\n') {
-            break;
-        }
-        consumed += line.len();
-        let Ok(line) = std::str::from_utf8(&line[..line.len() - 1]) else {
-            continue;
-        };
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(offset), Some(time), None) = (fields.next(), fields.next(), fields.next()) else {
-            continue;
-        };
-        let (Ok(offset), Ok(time)) = (offset.parse::<u64>(), time.parse::<i64>()) else {
-            continue;
-        };
-        // Keep the order promise even if a writer bug breaks it: a reader
-        // bisects these.
-        if entries
-            .last()
-            .is_some_and(|last| offset < last.offset || time < last.time)
-        {
-            continue;
-        }
-        entries.push(Entry { offset, time });
-    }
-    consumed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn parses_complete_lines_and_skips_junk() {
-        let mut entries = Vec::new();
-        let consumed = parse(
-            b"0 100\n50 200\nbad line\n40 300\n70 150\n90 400\n12",
-            &mut entries,
-        );
-        assert_eq!(consumed, 43);
-        assert_eq!(
-            entries,
-            [
-                Entry {
-                    offset: 0,
-                    time: 100
-                },
-                Entry {
-                    offset: 50,
-                    time: 200
-                },
-                Entry {
-                    offset: 90,
-                    time: 400
-                },
-            ]
-        );
-    }
 
     #[test]
     fn offset_to_time_and_time_to_offset() {

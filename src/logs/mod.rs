@@ -5,7 +5,8 @@
 //! Everything here is blocking file IO except the driver in [`follow`],
 //! which runs the blocking steps on tokio's blocking pool.
 
-pub mod counters;
+/// The shim's per-stream counters, `<state-dir>/logs.json`.
+pub use berth_protocol::logs::counters;
 pub mod follow;
 pub mod frames;
 pub mod index;
@@ -111,7 +112,7 @@ pub(crate) mod testing {
 
     /// The file name of a segment.
     pub fn segment_name(stream: Stream, start: u64) -> String {
-        format!("{}.{start:020}", stream.name())
+        berth_protocol::logs::segment::plain_name(stream.name(), start)
     }
 
     /// Writes `data` as consecutive segments of `size` bytes starting at
@@ -129,7 +130,8 @@ pub(crate) mod testing {
         for (i, piece) in data.chunks(size).enumerate() {
             let name = segment_name(stream, start);
             if compress.contains(&i) {
-                let file = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
+                let gz_name = berth_protocol::logs::segment::compressed_name(stream.name(), start);
+                let file = std::fs::File::create(dir.join(gz_name)).unwrap();
                 let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
                 gz.write_all(piece).unwrap();
                 gz.finish().unwrap();

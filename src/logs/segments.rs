@@ -14,11 +14,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use berth_confined::{Dir, Kind, ReadFile};
+use berth_protocol::logs::segment::parse_name;
 
 use super::{LogError, Stream, RETRIES};
-
-/// Digits of the zero-padded start offset in a segment's name.
-const START_DIGITS: usize = 20;
 
 /// One segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +135,8 @@ impl Segments {
             Err(e) => return Err(list_error(e.into())),
         };
         for name in confined.names().map_err(|e| list_error(e.into()))? {
-            let Some((start, compressed)) = name.to_str().and_then(|n| parse_name(n, stream))
+            let Some((start, compressed)) =
+                name.to_str().and_then(|n| parse_name(stream.name(), n))
             else {
                 continue;
             };
@@ -199,19 +198,6 @@ impl Segments {
             Some(last) => Ok(last.start + last.len()?),
         }
     }
-}
-
-/// Parses `S.<20 digits>` or `S.<20 digits>.gz` into (start, compressed).
-fn parse_name(name: &str, stream: Stream) -> Option<(u64, bool)> {
-    let rest = name.strip_prefix(stream.name())?.strip_prefix('.')?;
-    let (digits, compressed) = match rest.strip_suffix(".gz") {
-        Some(digits) => (digits, true),
-        None => (rest, false),
-    };
-    if digits.len() != START_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((digits.parse().ok()?, compressed))
 }
 
 /// Lists the segments and their logical end, retrying when the last one
@@ -412,29 +398,6 @@ mod tests {
                 ReadOutcome::End => return (out, skipped),
             }
         }
-    }
-
-    #[test]
-    fn names_parse_strictly() {
-        assert_eq!(
-            parse_name("stdout.00000000000000000042", Stream::Stdout),
-            Some((42, false))
-        );
-        assert_eq!(
-            parse_name("stdout.00000000000000000042.gz", Stream::Stdout),
-            Some((42, true))
-        );
-        assert_eq!(
-            parse_name("stdout.00000000000000000042", Stream::Stderr),
-            None
-        );
-        assert_eq!(parse_name("stdout.idx", Stream::Stdout), None);
-        assert_eq!(parse_name("stdout.42", Stream::Stdout), None);
-        assert_eq!(
-            parse_name("stdout.00000000000000000042.gz.tmp", Stream::Stdout),
-            None
-        );
-        assert_eq!(parse_name("stdout", Stream::Stdout), None);
     }
 
     #[test]

@@ -22,6 +22,6 @@ impl Manager {
         Ok(self
             .store
             .state_dir(&container.id)
-            .join(crate::shim::attach_stdin::SOCKET))
+            .join(berth_protocol::bundle::ATTACH_SOCKET))
     }
 }

@@ -9,11 +9,12 @@ use tokio::io::AsyncReadExt;
 
 use super::{Manager, ManagerError};
 use crate::container::{ExecRequest, State};
-use crate::shim::join::REQUEST_FILE;
-use crate::shim::protocol::{ExitRecord, EXIT_FILE};
+use berth_protocol::exit::EXIT_FILE;
+use berth_protocol::helper_args::REQUEST_FILE;
+use berth_protocol::ExitRecord;
 
 /// Output returned in the answer, per stream; the files keep all of it.
-const MAX_OUTPUT: u64 = crate::shim::protocol::EXEC_OUTPUT_CAP;
+const MAX_OUTPUT: u64 = berth_protocol::messages::EXEC_OUTPUT_CAP;
 
 /// How an exec ended, as the API answers it.
 #[derive(Debug, Clone, Serialize)]
@@ -51,23 +52,20 @@ impl Manager {
             ManagerError::Internal(format!("exec in {id}: {what}: {e}"))
         };
         let mut child = self
-            .exec_helper(&container.id, &dir, pid, start_time)?
+            .exec_helper(&container.id, &dir, pid, start_time, None)?
             .spawn()
             .map_err(|e| internal("start the exec helper", &e))?;
         let status = child
             .wait()
             .await
             .map_err(|e| internal("wait for the exec helper", &e))?;
-        let record: ExitRecord = std::fs::read(dir.join(EXIT_FILE))
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
-            .ok_or_else(|| {
-                let log = std::fs::read_to_string(dir.join("helper.log")).unwrap_or_default();
-                internal(
-                    "the exec helper failed",
-                    &format!("{status}: {}", log.trim()),
-                )
-            })?;
+        let record: ExitRecord = ExitRecord::read(&dir).ok().flatten().ok_or_else(|| {
+            let log = std::fs::read_to_string(dir.join("helper.log")).unwrap_or_default();
+            internal(
+                "the exec helper failed",
+                &format!("{status}: {}", log.trim()),
+            )
+        })?;
         let Some(exit_code) = record.exit_code.or(record.signal.map(|s| 128 + s)) else {
             // Nothing ran: the container ended meanwhile, or it could not
             // be joined.
@@ -168,20 +166,20 @@ impl Manager {
         dir: &Path,
         pid: u32,
         start_time: u64,
+        stream_fd: Option<i32>,
     ) -> Result<tokio::process::Command, ManagerError> {
         let helper_log = std::fs::File::create(dir.join("helper.log"))
             .map_err(|e| ManagerError::Internal(format!("exec in {container}: helper log: {e}")))?;
+        let args = berth_protocol::ExecArgs {
+            bundle: self.store.bundle_dir(container),
+            dir: dir.to_path_buf(),
+            pid,
+            start_time,
+            stream_fd,
+        };
         let mut command = tokio::process::Command::new(self.config.shim_path());
         command
-            .arg("exec")
-            .arg("--bundle")
-            .arg(self.store.bundle_dir(container))
-            .arg("--dir")
-            .arg(dir)
-            .arg("--pid")
-            .arg(pid.to_string())
-            .arg("--start-time")
-            .arg(start_time.to_string())
+            .args(args.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(helper_log);

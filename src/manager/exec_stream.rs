@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::exec::container_running;
 use super::{Manager, ManagerError};
 use crate::container::ExecRequest;
-use crate::shim::protocol::{ExitRecord, EXIT_FILE};
 use crate::streams::status::Status;
+use berth_protocol::ExitRecord;
 
 /// Marks an exec dir whose exec has been attached (and so started): a
 /// second attach is a conflict.
@@ -66,10 +66,11 @@ impl Manager {
             .state_dir(&container.id)
             .join("exec")
             .join(exec_id);
-        let request: ExecRequest = std::fs::read(dir.join(crate::shim::join::REQUEST_FILE))
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok())
-            .ok_or_else(not_found)?;
+        let request: ExecRequest =
+            std::fs::read(dir.join(berth_protocol::helper_args::REQUEST_FILE))
+                .ok()
+                .and_then(|raw| serde_json::from_slice(&raw).ok())
+                .ok_or_else(not_found)?;
         if !request.stdin && !request.tty {
             return Err(ManagerError::Conflict(format!(
                 "exec {exec_id} is not attachable (it has neither stdin nor tty)"
@@ -98,8 +99,8 @@ impl Manager {
             tokio::net::UnixStream::from_std(ours).map_err(|e| internal("socketpair", &e))?;
         let theirs = OwnedFd::from(theirs);
         let raw = theirs.as_raw_fd();
-        let mut command = self.exec_helper(&container.id, &dir, pid, start_time)?;
-        command.arg("--stream-fd").arg(STREAM_FD.to_string());
+        let mut command =
+            self.exec_helper(&container.id, &dir, pid, start_time, Some(STREAM_FD))?;
         // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork
         // and exec; `raw` stays open until spawn returns.
         unsafe {
@@ -150,9 +151,7 @@ impl ExecStream {
         status: std::io::Result<std::process::ExitStatus>,
         manager: &Manager,
     ) -> Status {
-        let record: Option<ExitRecord> = std::fs::read(self.dir.join(EXIT_FILE))
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok());
+        let record: Option<ExitRecord> = ExitRecord::read(&self.dir).ok().flatten();
         let Some(record) = record else {
             let log = std::fs::read_to_string(self.dir.join("helper.log")).unwrap_or_default();
             return Status::failure(format!(

@@ -46,16 +46,14 @@ impl Manager {
             .create(true)
             .append(true)
             .open(state_dir.join(LOG_FILE));
+        let args = berth_protocol::HealthArgs {
+            state_dir: state_dir.clone(),
+            bundle: container.bundle.clone(),
+            pid,
+            start_time,
+        };
         let started = std::process::Command::new(self.config.shim_path())
-            .arg("health")
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("--bundle")
-            .arg(&container.bundle)
-            .arg("--pid")
-            .arg(pid.to_string())
-            .arg("--start-time")
-            .arg(start_time.to_string())
+            .args(args.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.map(Stdio::from).unwrap_or_else(|_| Stdio::null()))

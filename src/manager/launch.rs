@@ -16,10 +16,10 @@ use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
-use crate::shim::protocol::ShimMessage;
-use crate::shim::seccomp::PROGRAM_FILE;
 use crate::store::Durability;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
+use berth_protocol::bundle::SECCOMP_PROGRAM_FILE as PROGRAM_FILE;
+use berth_protocol::{FailureKind, ShimMessage};
 
 /// How long a failed launch waits for its processes to go.
 const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -581,7 +581,7 @@ impl Manager {
         contribution: &Contribution,
         isolators: &[Arc<dyn Isolator>],
         seccomp: &crate::seccomp::SeccompSetting,
-        overlay: Option<(&crate::shim::overlay::RootOverlay, &std::path::Path)>,
+        overlay: Option<(&berth_protocol::bundle::RootOverlay, &std::path::Path)>,
         start_watches: &dyn Fn(),
     ) -> Result<(), ManagerError> {
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
@@ -663,7 +663,7 @@ impl Manager {
         let (shim_pid, pid, ready) = match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Forked { shim_pid, pid } => (shim_pid, pid, false),
             ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid, true),
-            ShimMessage::Failed { message } => return Err(launch_failed(message)),
+            ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
             ShimMessage::Running => return Err(internal(&"shim said running before go")),
         };
         // Both are identified now, before anything can exit: the container
@@ -674,8 +674,8 @@ impl Manager {
         if container.shim.is_none() || container.pid_start_time.is_none() {
             // A setup that failed at once: the shim says why.
             if !ready {
-                if let Ok(ShimMessage::Failed { message }) = shim.receive() {
-                    return Err(launch_failed(message));
+                if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
+                    return Err(launch_failed(kind, message));
                 }
             }
             return Err(internal(&format!(
@@ -692,8 +692,8 @@ impl Manager {
                 // Isolated during its setup, the process may have gone
                 // because the setup failed: the shim's reason comes first.
                 if !ready {
-                    if let Ok(ShimMessage::Failed { message }) = shim.receive() {
-                        return Err(launch_failed(message));
+                    if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
+                        return Err(launch_failed(kind, message));
                     }
                 }
                 // Dropping the connection makes the shim kill the container.
@@ -708,7 +708,7 @@ impl Manager {
         if !ready {
             match shim.receive().map_err(|e| internal(&e))? {
                 ShimMessage::Ready { .. } => {}
-                ShimMessage::Failed { message } => return Err(launch_failed(message)),
+                ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
                 other => return Err(internal(&format!("shim said {other:?} before ready"))),
             }
         }
@@ -716,7 +716,7 @@ impl Manager {
         shim.go().map_err(|e| internal(&e))?;
         match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Running => {}
-            ShimMessage::Failed { message } => return Err(launch_failed(message)),
+            ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
             ShimMessage::Ready { .. } | ShimMessage::Forked { .. } => {
                 return Err(internal(&"shim said ready twice"))
             }
@@ -815,19 +815,17 @@ impl Manager {
     }
 }
 
-/// A launch failure; a command that cannot be exec'd, or a working
-/// directory missing in the container, is the caller's error.
-fn launch_failed(message: String) -> ManagerError {
-    if message.starts_with("chdir to ") {
-        return ManagerError::invalid("workdir", message);
-    }
-    if message.contains(crate::volumes::ESCAPES) {
-        return ManagerError::invalid("mounts", message);
-    }
-    let user_error = message.starts_with("exec ");
-    ManagerError::LaunchFailed {
-        message,
-        user_error,
+/// A launch failure, by the kind the shim gave it: a command that cannot
+/// be exec'd, a working directory missing in the container or a mount
+/// target leading out of it is the caller's error.
+fn launch_failed(kind: FailureKind, message: String) -> ManagerError {
+    match kind {
+        FailureKind::Workdir => ManagerError::invalid("workdir", message),
+        FailureKind::MountEscape => ManagerError::invalid("mounts", message),
+        FailureKind::Exec | FailureKind::Setup => ManagerError::LaunchFailed {
+            message,
+            user_error: kind.is_user_error(),
+        },
     }
 }
 

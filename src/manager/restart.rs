@@ -366,7 +366,7 @@ impl Manager {
         let exit_file = self
             .store
             .state_dir(&old.id)
-            .join(crate::shim::protocol::EXIT_FILE);
+            .join(berth_protocol::exit::EXIT_FILE);
         match std::fs::remove_file(&exit_file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

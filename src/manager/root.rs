@@ -13,8 +13,8 @@ use super::{Manager, ManagerError};
 use crate::container::LaunchRequest;
 use crate::images::{ImageConfig, Reference};
 use crate::rootfs_users::RootUsers;
-use crate::shim::overlay::{RootOverlay, MAX_LOWER};
 use crate::store::Store;
+use berth_protocol::bundle::{RootOverlay, MAX_LOWER};
 
 /// An image resolved for a launch: in the store, its layers unpacked.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use oci_spec::runtime::{Capability, LinuxSeccomp};
 use super::{Manager, ManagerError};
 use crate::container::SecurityOpt;
 use crate::seccomp::{Host, SeccompSetting};
-use crate::shim::seccomp::{SeccompError, SeccompFilter, SeccompProgram};
+use berth_seccomp::{SeccompError, SeccompFilter, SeccompProgram};
 
 /// The most distinct profiles whose programs are kept: one per profile
 /// and bounding set in use, usually a handful.

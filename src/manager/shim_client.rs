@@ -1,4 +1,4 @@
-//! The agent's side of the shim protocol (see `shim::protocol`).
+//! The agent's side of the shim protocol (see `berth_protocol::messages`).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::config::{LogMode, LogSettings};
-use crate::shim::protocol::{ShimMessage, GO, SYNC_FD};
+use berth_protocol::messages::{GO, SYNC_FD};
+pub use berth_protocol::shim_args::FILES_FD_BASE;
+use berth_protocol::{LogSettings, ShimArgs as WireArgs, ShimMessage};
 
 /// How long a shim may take to set a container up before the launch fails.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -50,9 +51,6 @@ pub struct ShimArgs<'a> {
     pub files: &'a [(PathBuf, OwnedFd)],
 }
 
-/// The first descriptor number of the shim's [`ShimArgs::files`].
-pub const FILES_FD_BASE: i32 = 4;
-
 /// At most this many prepared mounts (their descriptors are copied above
 /// the range they end up in, so the copies never collide with it).
 const MAX_FILES: usize = 64;
@@ -74,37 +72,20 @@ impl ShimConnection {
         let (ours, theirs) = UnixStream::pair()?;
         let theirs: OwnedFd = theirs.into();
         let theirs_fd = theirs.as_raw_fd();
-        let mut command = Command::new(args.shim);
-        command
-            .arg("--id")
-            .arg(args.id)
-            .arg("--bundle")
-            .arg(args.bundle)
-            .arg("--state-dir")
-            .arg(args.state_dir)
-            .arg("--log-dir")
-            .arg(args.log_dir)
-            .arg("--log-max-size")
-            .arg(args.log.max_size.to_string())
-            .arg("--log-max-files")
-            .arg(args.log.max_files.to_string())
-            .arg("--log-mode")
-            .arg(match args.log.mode {
-                LogMode::Block => "block",
-                LogMode::Drop => "drop",
-            })
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if args.log.compress {
-            command.arg("--log-compress");
-        }
         if args.files.len() > MAX_FILES {
             return Err(ShimError::Protocol(format!(
                 "{} prepared mounts, at most {MAX_FILES}",
                 args.files.len()
             )));
         }
+        let mut wire = WireArgs {
+            id: args.id.to_string(),
+            bundle: args.bundle.to_path_buf(),
+            state_dir: args.state_dir.to_path_buf(),
+            log_dir: args.log_dir.to_path_buf(),
+            log: args.log.clone(),
+            files: Vec::with_capacity(args.files.len()),
+        };
         let mut copies: Vec<OwnedFd> = Vec::with_capacity(args.files.len());
         for (i, (dest, fd)) in args.files.iter().enumerate() {
             // SAFETY: F_DUPFD_CLOEXEC returns a fresh descriptor, owned below.
@@ -115,10 +96,14 @@ impl ShimConnection {
             }
             // SAFETY: see above.
             copies.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) });
-            let mut arg = std::ffi::OsString::from(dest.as_os_str());
-            arg.push(format!("={}", FILES_FD_BASE + i as i32));
-            command.arg("--files-fd").arg(arg);
+            wire.files.push((dest.clone(), FILES_FD_BASE + i as i32));
         }
+        let mut command = Command::new(args.shim);
+        command
+            .args(wire.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let files_fds: Vec<i32> = copies.iter().map(|fd| fd.as_raw_fd()).collect();
         // SAFETY: the closure runs between fork and exec and only calls
         // dup2 and fcntl, which are async-signal-safe.
@@ -166,7 +151,7 @@ impl ShimConnection {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
             Ok(0) => Err(ShimError::Protocol("the shim closed the connection".into())),
-            Ok(_) => serde_json::from_str(&line).map_err(|e| {
+            Ok(_) => ShimMessage::parse_line(&line).map_err(|e| {
                 ShimError::Protocol(format!("bad message {:?}: {e}", line.trim_end()))
             }),
             Err(e)

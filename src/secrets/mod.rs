@@ -22,11 +22,9 @@ pub use request::{ConfigChange, ConfigFileSource, SecretSource, SecretText, Upda
 /// Where the secrets tmpfs is mounted in a container.
 pub const SECRETS_DIR: &str = "/run/secrets";
 
-/// The bundle names the tmpfs at [`SECRETS_DIR`] and at each config dir
-/// with this source, so that the shim knows to attach the prepared tmpfs
-/// it is given instead of mounting an empty one (`runc` mounts an empty
-/// tmpfs there).
-pub const TMPFS_SOURCE: &str = "berth-files";
+/// The source the bundle names the tmpfs at [`SECRETS_DIR`] and at each
+/// config dir with, so that the shim attaches the prepared tmpfs.
+pub use berth_protocol::bundle::FILES_TMPFS_SOURCE as TMPFS_SOURCE;
 
 /// The largest value of one secret or config file.
 pub const MAX_VALUE: usize = 1024 * 1024;

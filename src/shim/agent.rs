@@ -4,7 +4,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 
-use super::protocol::{ShimMessage, SYNC_FD};
+use berth_protocol::messages::SYNC_FD;
+use berth_protocol::ShimMessage;
 
 /// What one read from the agent gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,9 +54,7 @@ impl Agent {
                 "no agent socket",
             ));
         };
-        let mut line = serde_json::to_vec(msg).map_err(io::Error::other)?;
-        line.push(b'\n');
-        stream.write_all(&line)
+        stream.write_all(&msg.to_line())
     }
 
     /// A complete line already buffered, if any.

@@ -18,15 +18,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
+// The socket's name in the container's state dir.
+use berth_protocol::bundle::ATTACH_SOCKET as SOCKET;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{PollFd, PollFlags};
 use nix::unistd::pipe2;
 
-use crate::streams::{frames, CLOSE, RESIZE, STDIN};
-
-/// The socket's name in the container's state dir.
-pub const SOCKET: &str = "attach.sock";
+use berth_protocol::streams::{frames, CLOSE, RESIZE, STDIN};
 
 /// How many attachers may wait for the one attached. The agent connects
 /// for the next attacher as soon as the last one's client leaves, which
@@ -179,7 +178,9 @@ impl StdinRelay {
                     RESIZE => {
                         if let (Some(m), Ok(size)) = (
                             &self.master,
-                            serde_json::from_slice::<crate::streams::Resize>(&frame.payload),
+                            serde_json::from_slice::<berth_protocol::streams::Resize>(
+                                &frame.payload,
+                            ),
                         ) {
                             let _ = super::pty::set_size(m.as_fd(), size);
                         }

@@ -7,6 +7,7 @@ use std::fs::OpenOptions;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
+use berth_protocol::FailureKind;
 use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
@@ -22,11 +23,11 @@ use super::masks::{self, MaskError};
 use super::mounts::{self, MountError};
 use super::namespaces::{self, NamespaceError};
 use super::rootfs::{self, RootfsError};
-use super::seccomp::{SeccompError, SeccompProgram};
 use super::spec::{ContainerConfig, ProcessConfig};
 use super::sync;
 use super::user::UserError;
 use super::userns;
+use berth_seccomp::{SeccompError, SeccompProgram};
 
 #[derive(Debug, Error)]
 pub enum SetupError {
@@ -72,6 +73,27 @@ pub enum SetupError {
     Pty(Errno),
 }
 
+impl SetupError {
+    /// Whose fault it is, for the agent's answer: a working directory that
+    /// is not there, or a mount target an image's symlink leads out of the
+    /// root, is the caller's; the rest is berth's.
+    pub fn kind(&self) -> FailureKind {
+        let resolve = match self {
+            SetupError::Cwd { .. } => return FailureKind::Workdir,
+            SetupError::Mount(MountError::Resolve(e))
+            | SetupError::Mask(MaskError::Resolve(e))
+            | SetupError::Device(DeviceError::Resolve(e))
+            | SetupError::DeviceNode(DeviceNodeError::Resolve(e)) => e,
+            _ => return FailureKind::Setup,
+        };
+        if resolve.is_escape() {
+            FailureKind::MountEscape
+        } else {
+            FailureKind::Setup
+        }
+    }
+}
+
 /// The child's ends of the pipes.
 pub struct ChildFds {
     pub stdout: OwnedFd,
@@ -101,14 +123,14 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
             exit(1);
         }
         if let Err(e) = userns::become_root() {
-            sync::report_error(&report, &e.to_string());
+            sync::report_error(&report, FailureKind::Setup, &e.to_string());
             exit(1);
         }
     }
     let seccomp = match setup(config, stdout, stderr, stdin, pty) {
         Ok(seccomp) => seccomp,
         Err(e) => {
-            sync::report_error(&report, &e.to_string());
+            sync::report_error(&report, e.kind(), &e.to_string());
             exit(1);
         }
     };
@@ -125,7 +147,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
     // needed for it.
     if let Some(filter) = seccomp {
         if let Err(e) = filter.install() {
-            sync::report_error(&report, &e.to_string());
+            sync::report_error(&report, FailureKind::Setup, &e.to_string());
             exit(1);
         }
     }
@@ -134,7 +156,11 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         match super::init::fork_reaper(report) {
             Ok(report) => report,
             Err((e, report)) => {
-                sync::report_error(&report, &format!("fork the init process: {e}"));
+                sync::report_error(
+                    &report,
+                    FailureKind::Setup,
+                    &format!("fork the init process: {e}"),
+                );
                 exit(1);
             }
         }
@@ -142,7 +168,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         report
     };
     let message = exec::exec(&p.args, &p.env, p.path_var.as_deref());
-    sync::report_error(&report, &message);
+    sync::report_error(&report, FailureKind::Exec, &message);
     exit(127);
 }
 

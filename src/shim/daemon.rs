@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 use thiserror::Error;
 
-use super::protocol::SHIM_LOG_FILE;
+use berth_protocol::messages::SHIM_LOG_FILE;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {

@@ -1,5 +1,5 @@
 //! An exec's captured output file, written up to
-//! [`EXEC_OUTPUT_CAP`](super::protocol::EXEC_OUTPUT_CAP) bytes: what the
+//! [`EXEC_OUTPUT_CAP`] bytes: what the
 //! command writes beyond that is read (so it never blocks on a full pipe)
 //! and dropped, and the file says so at its end.
 //!
@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::Write;
 
-use super::protocol::EXEC_OUTPUT_CAP;
+use berth_protocol::messages::EXEC_OUTPUT_CAP;
 
 /// The line appended once when output is dropped.
 const DROPPED_NOTICE: &[u8] = b"\n[berth: output beyond the cap was dropped]\n";

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::mounts::MountSpec;
-use crate::secrets::TMPFS_SOURCE;
+use berth_protocol::bundle::FILES_TMPFS_SOURCE as TMPFS_SOURCE;
 
 #[derive(Debug, Error)]
 pub enum FilesError {

@@ -17,9 +17,6 @@ use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-/// The annotation that asks the shim for the reaper.
-pub use crate::bundle::INIT_ANNOTATION as ANNOTATION;
-
 /// Forks: returns `report` in the child, which goes on to exec the command
 /// with the signal mask it had; the parent becomes the reaper and never
 /// returns. The parent closes `report` (the setup pipe to the monitor) so

@@ -41,25 +41,11 @@ use thiserror::Error;
 use super::container;
 use super::exec;
 use super::exec_output::CappedOutput;
-use super::protocol::ExitRecord;
-use super::seccomp::SeccompProgram;
 use super::spec::{ContainerConfig, ProcessConfig};
-use super::state;
 use crate::container::{ExecRequest, ProcessRef};
-
-/// The request file in the exec dir, written by the agent.
-pub const REQUEST_FILE: &str = "request.json";
-
-/// What the agent tells the helper.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JoinArgs {
-    pub bundle: PathBuf,
-    pub dir: PathBuf,
-    pub target: ProcessRef,
-    /// `--stream-fd N`: a connected socket to the agent carrying the
-    /// streams' frames (`crate::streams::frames`), for `-i`/`-t`.
-    pub stream_fd: Option<i32>,
-}
+use berth_protocol::helper_args::{ExecArgs, REQUEST_FILE};
+use berth_protocol::ExitRecord;
+use berth_seccomp::SeccompProgram;
 
 #[derive(Debug, Error)]
 pub enum JoinError {
@@ -91,44 +77,7 @@ pub enum JoinError {
     #[error(transparent)]
     Spec(#[from] super::spec::SpecError),
     #[error(transparent)]
-    Seccomp(super::seccomp::SeccompError),
-}
-
-impl JoinArgs {
-    pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<JoinArgs, JoinError> {
-        let (mut bundle, mut dir, mut pid, mut start) = (None, None, None, None);
-        let mut stream_fd = None;
-        let mut iter = args.into_iter();
-        while let Some(name) = iter.next() {
-            let name = name.to_string_lossy().into_owned();
-            let value = iter
-                .next()
-                .ok_or_else(|| JoinError::Usage(format!("option {name} needs a value")))?;
-            let number = |v: &OsString| {
-                v.to_str()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| JoinError::Usage(format!("invalid value {v:?} for {name}")))
-            };
-            match name.as_str() {
-                "--bundle" => bundle = Some(PathBuf::from(value)),
-                "--dir" => dir = Some(PathBuf::from(value)),
-                "--pid" => pid = Some(number(&value)? as u32),
-                "--start-time" => start = Some(number(&value)?),
-                "--stream-fd" => stream_fd = Some(number(&value)? as i32),
-                _ => return Err(JoinError::Usage(format!("unknown argument {name:?}"))),
-            }
-        }
-        let missing = |o: &str| JoinError::Usage(format!("missing required option {o}"));
-        Ok(JoinArgs {
-            bundle: bundle.ok_or_else(|| missing("--bundle"))?,
-            dir: dir.ok_or_else(|| missing("--dir"))?,
-            target: ProcessRef {
-                pid: pid.ok_or_else(|| missing("--pid"))?,
-                start_time: start.ok_or_else(|| missing("--start-time"))?,
-            },
-            stream_fd,
-        })
-    }
+    Seccomp(berth_seccomp::SeccompError),
 }
 
 /// The namespaces an exec joins, by `/proc/PID/ns` name.
@@ -149,10 +98,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     // through /proc/PID/fd. Inherited across fork.
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    let args = match JoinArgs::parse(args) {
+    let args = match ExecArgs::parse(args) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", JoinError::Usage(e.to_string()));
             return 2;
         }
     };
@@ -184,7 +133,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             error: Some(e.to_string()),
         },
     };
-    match state::write_exit(&args.dir, &record) {
+    match record.write(&args.dir) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("berth-shim exec: {e}");
@@ -206,7 +155,7 @@ struct Pipes {
 }
 
 /// Runs the exec; the joiner's wait status and the command's start error.
-fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
+fn run(args: &ExecArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
     let config = ContainerConfig::load(&args.bundle)?;
     let request_path = args.dir.join(REQUEST_FILE);
     let raw = std::fs::read(&request_path).map_err(|source| JoinError::Read {
@@ -231,8 +180,12 @@ fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
         None
     };
 
-    let pid = args.target.pid;
-    let pidfd = args.target.open().ok_or(JoinError::Ended { pid })?;
+    let target = ProcessRef {
+        pid: args.pid,
+        start_time: args.start_time,
+    };
+    let pid = target.pid;
+    let pidfd = target.open().ok_or(JoinError::Ended { pid })?;
     let mountinfo = Path::new("/proc/self/mountinfo");
     let own = berth_cgroups::Hierarchies::from_files(mountinfo, Path::new("/proc/self/cgroup"))?
         .own_dirs()?;
@@ -254,7 +207,7 @@ fn run(args: &JoinArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
         }
     }
     // Checked again now that everything about it has been read.
-    if !args.target.is_alive() {
+    if !target.is_alive() {
         return Err(JoinError::Ended { pid });
     }
     let create = |name: &str| {
@@ -395,7 +348,7 @@ fn exec_process(base: &ProcessConfig, request: &ExecRequest) -> Result<ProcessCo
 /// the exec dirs, or compiled now and kept there for the next exec.
 fn cached_program(
     exec_dir: &Path,
-    filter: &super::seccomp::SeccompFilter,
+    filter: &berth_seccomp::SeccompFilter,
 ) -> Result<SeccompProgram, JoinError> {
     let cache = exec_dir
         .parent()

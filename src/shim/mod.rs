@@ -1,4 +1,5 @@
-//! berth-shim: the per-container supervisor the agent execs (see `protocol`).
+//! berth-shim: the per-container supervisor the agent execs (its protocol
+//! with the agent is in berth-protocol).
 //!
 //! The agent starts `berth-shim`, whose first process forks and exits; the
 //! forked monitor ([`supervisor`]) forks the container child ([`container`]),
@@ -8,7 +9,6 @@
 //! throughout, so forking and running Rust code in the child is safe.
 
 mod agent;
-mod args;
 pub mod attach_stdin;
 mod capabilities;
 mod clock;
@@ -26,14 +26,11 @@ mod masks;
 mod mounts;
 mod namespaces;
 pub mod overlay;
-pub mod protocol;
 pub mod pty;
 mod resident;
 mod resolve;
 mod rootfs;
-pub mod seccomp;
 mod spec;
-mod state;
 mod stream_pump;
 mod supervisor;
 mod sync;
@@ -46,8 +43,7 @@ use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{fork, ForkResult};
 
 use agent::Agent;
-use args::Args;
-use protocol::ShimMessage;
+use berth_protocol::{FailureKind, ShimArgs as Args, ShimMessage};
 
 /// The shim's entry point; returns the process exit code.
 pub fn main() -> i32 {
@@ -86,6 +82,7 @@ pub fn main() -> i32 {
     if let Err(e) = daemon::detach(&args.state_dir) {
         let _ = agent.send(&ShimMessage::Failed {
             message: e.to_string(),
+            kind: FailureKind::Setup,
         });
         return 1;
     }

@@ -91,7 +91,7 @@ pub struct MountOptions {
     /// Recursive attributes (`rro`, `rnosuid`, ...) set with `mount_setattr`.
     pub attr_set: u64,
     pub attr_clr: u64,
-    /// [`crate::volumes::NO_FOLLOW`]: open the bind source without
+    /// [`berth_protocol::bundle::NO_FOLLOW`]: open the bind source without
     /// following any symlink (a container's bind mount or volume).
     pub no_follow: bool,
 }
@@ -102,7 +102,7 @@ impl MountOptions {
         let mut data: Vec<&str> = Vec::new();
         for opt in options {
             let opt = opt.as_ref();
-            if opt == crate::volumes::NO_FOLLOW {
+            if opt == berth_protocol::bundle::NO_FOLLOW {
                 out.no_follow = true;
             } else if let Some((clear, flag)) = flag_option(opt) {
                 if clear {
@@ -323,7 +323,7 @@ pub fn detach_bind_sources(
         // exact path; opened with no symlink followed, then cloned from
         // the fd, so nothing swapped in since can redirect it.
         let (dirfd, path, _held) = if m.options.no_follow {
-            let held = crate::volumes::host_path::open_no_follow(source)
+            let held = berth_sys::openat2::open_no_follow(source)
                 .map_err(|e| open_err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL))))?;
             flags |= libc::AT_EMPTY_PATH as libc::c_uint;
             (held.as_raw_fd(), c"".to_owned(), Some(held))
@@ -648,7 +648,7 @@ mod tests {
 
     #[test]
     fn no_follow_is_not_data() {
-        let o = MountOptions::parse(&["bind", "nosuid", crate::volumes::NO_FOLLOW]);
+        let o = MountOptions::parse(&["bind", "nosuid", berth_protocol::bundle::NO_FOLLOW]);
         assert!(o.no_follow);
         assert!(o.data.is_empty());
     }

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-use crate::streams::Resize;
+use berth_protocol::streams::Resize;
 
 /// Opens a pty pair from the `/dev/ptmx` of the current mount namespace:
 /// (master, slave), both close-on-exec and not yet anyone's terminal.

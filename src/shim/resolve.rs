@@ -22,8 +22,22 @@ pub enum ResolveError {
     Mkdir { path: PathBuf, source: io::Error },
     #[error("path {0} contains a nul byte")]
     Nul(PathBuf),
-    #[error("mount target {} {}", .0.display(), crate::volumes::ESCAPES)]
+    #[error("mount target {} {}", .0.display(), ESCAPES)]
     Escapes(PathBuf),
+}
+
+/// What the shim says of a mount target that an image's symlink leads out
+/// of the container's root (the agent answers it with a 400 on `mounts`,
+/// by its [`berth_protocol::FailureKind::MountEscape`]).
+const ESCAPES: &str =
+    "leads out of the container root through a symlink (absolute, or with `..`): refused";
+
+impl ResolveError {
+    /// A target that leads out of the container root: the caller's mount
+    /// (or the image's symlink), not berth's trouble.
+    pub fn is_escape(&self) -> bool {
+        matches!(self, ResolveError::Escapes(_))
+    }
 }
 
 /// `path` made relative (leading `/` stripped, `.` dropped), for use with a

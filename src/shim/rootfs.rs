@@ -68,7 +68,7 @@ pub fn prepare(
 
     let before = mount_id(libc::AT_FDCWD, rootfs, 0)?;
     match overlay {
-        Some(overlay) => overlay.mount(rootfs)?,
+        Some(overlay) => super::overlay::mount_overlay(overlay, rootfs)?,
         None => mount(
             Some(rootfs),
             rootfs,

@@ -17,10 +17,14 @@ use super::device_nodes::{DeviceNodeError, DeviceNodeSpec};
 use super::exec;
 use super::mounts::MountSpec;
 use super::namespaces::{NamespaceError, Namespaces};
-use super::overlay::{OverlayError, RootOverlay, ANNOTATION as OVERLAY_ANNOTATION};
-use super::seccomp::{SeccompError, SeccompFilter, SeccompProgram, PROGRAM_FILE};
+use super::overlay::{OverlayError, RootOverlay};
 use super::user::{Rlimit, User, UserError};
 use super::userns::{IdMappings, UsernsError};
+use berth_protocol::bundle::{
+    INIT_ANNOTATION, OVERLAY_ANNOTATION, SECCOMP_PROGRAM_FILE as PROGRAM_FILE, STDIN_ANNOTATION,
+    TTY_ANNOTATION,
+};
+use berth_seccomp::{SeccompError, SeccompFilter, SeccompProgram};
 
 #[derive(Debug, Error)]
 pub enum SpecError {
@@ -243,7 +247,7 @@ impl ContainerConfig {
             .annotations()
             .as_ref()
             .and_then(|a| a.get(OVERLAY_ANNOTATION))
-            .map(|v| RootOverlay::from_annotation(v))
+            .map(|v| RootOverlay::from_annotation(v).map_err(OverlayError::from))
             .transpose()?;
 
         Ok(ContainerConfig {
@@ -276,17 +280,17 @@ impl ContainerConfig {
                 init: spec
                     .annotations()
                     .as_ref()
-                    .and_then(|a| a.get(super::init::ANNOTATION))
+                    .and_then(|a| a.get(INIT_ANNOTATION))
                     .is_some_and(|v| v == "true"),
                 stdin: spec
                     .annotations()
                     .as_ref()
-                    .and_then(|a| a.get(crate::bundle::STDIN_ANNOTATION))
+                    .and_then(|a| a.get(STDIN_ANNOTATION))
                     .is_some_and(|v| v == "true"),
                 tty: spec
                     .annotations()
                     .as_ref()
-                    .and_then(|a| a.get(crate::bundle::TTY_ANNOTATION))
+                    .and_then(|a| a.get(TTY_ANNOTATION))
                     .is_some_and(|v| v == "true"),
             },
         })

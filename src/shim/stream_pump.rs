@@ -18,7 +18,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::exec_output::CappedOutput;
-use crate::streams::{frames, Resize, CLOSE, RESIZE, STDERR, STDIN, STDOUT};
+use berth_protocol::streams::{frames, Resize, CLOSE, RESIZE, STDERR, STDIN, STDOUT};
 
 /// Where the command's output comes from.
 pub enum Output {

@@ -14,16 +14,15 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, pipe2, ForkResult, Pid};
 
 use super::agent::{Agent, Incoming};
-use super::args::Args;
 use super::container::{self, ChildFds};
-use super::logs::{Counters, CountersFile, LogSink, Pumped, Stamp};
+use super::logs::{CountersFile, LogCounters, LogSink, Pumped, Stamp};
 use super::namespaces::NsAction;
 use super::note;
-use super::protocol::{ExitRecord, ShimMessage, GO};
 use super::spec::ContainerConfig;
-use super::state;
 use super::sync::{self, SetupReport};
 use super::userns;
+use berth_protocol::messages::GO;
+use berth_protocol::{ExitRecord, FailureKind, ShimArgs as Args, ShimMessage};
 
 /// The monitor's ends of the pipes.
 struct MonitorFds {
@@ -202,9 +201,9 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 
     match sync::read_setup(&monitor.report) {
         Ok(SetupReport::Ready) => {}
-        Ok(SetupReport::Failed(message)) => {
+        Ok(SetupReport::Failed(kind, message)) => {
             reap(child);
-            return fail(args, &mut agent, message);
+            return fail_as(args, &mut agent, kind, message);
         }
         Ok(SetupReport::Vanished) => {
             let status = reap(child);
@@ -276,9 +275,9 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 
     match sync::read_exec(&monitor.report) {
         Ok(None) => {}
-        Ok(Some(message)) => {
+        Ok(Some((kind, message))) => {
             reap(child);
-            return fail(args, &mut agent, message);
+            return fail_as(args, &mut agent, kind, message);
         }
         Err(e) => {
             kill_and_reap(child);
@@ -333,7 +332,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         finished_at,
         error: None,
     };
-    let code = match state::write_exit(&args.state_dir, &record) {
+    let code = match record.write(&args.state_dir) {
         Ok(()) => 0,
         Err(e) => {
             note(format_args!("{e}"));
@@ -352,8 +351,13 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 /// because the agent removes the state dir once it hears of the failure: a
 /// record written after that would leave the dir behind.
 fn fail(args: &Args, agent: &mut Agent, message: String) -> i32 {
+    fail_as(args, agent, FailureKind::Setup, message)
+}
+
+/// [`fail`] with the kind the container child reported.
+fn fail_as(args: &Args, agent: &mut Agent, kind: FailureKind, message: String) -> i32 {
     let code = record_failure(args, message.clone());
-    if let Err(e) = agent.send(&ShimMessage::Failed { message }) {
+    if let Err(e) = agent.send(&ShimMessage::Failed { message, kind }) {
         note(format_args!("send failed: {e}"));
     }
     agent.close();
@@ -369,7 +373,7 @@ fn record_failure(args: &Args, message: String) -> i32 {
         finished_at: now(),
         error: Some(message),
     };
-    if let Err(e) = state::write_exit(&args.state_dir, &record) {
+    if let Err(e) = record.write(&args.state_dir) {
         note(format_args!("{e}"));
     }
     1
@@ -573,8 +577,8 @@ fn poll_timeout(
     }
 }
 
-fn current_counters(streams: &[Stream; 2]) -> Counters {
-    Counters {
+fn current_counters(streams: &[Stream; 2]) -> LogCounters {
+    LogCounters {
         stdout: streams[0].sink.counters(),
         stderr: streams[1].sink.counters(),
     }

@@ -1,7 +1,9 @@
 //! The pipes between the monitor and the container child.
 //!
 //! - report pipe, child → monitor, close-on-exec in the child: one `R` byte
-//!   when setup is done; `E` and a message when setup or exec failed. Its EOF
+//!   when setup is done; a byte naming the [`FailureKind`] (`E` setup, `X`
+//!   exec, `W` workdir, `T` mount target) and a message when setup or exec
+//!   failed. Its EOF
 //!   after the release means the exec succeeded (the kernel closed the write
 //!   end as part of it), which is how runc learns the same.
 //! - go pipe, monitor → child: one byte releases the child to exec; EOF (the
@@ -11,11 +13,15 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
+use berth_protocol::FailureKind;
 use nix::errno::Errno;
 use nix::unistd::{read, write};
 
 const READY: u8 = b'R';
 const ERROR: u8 = b'E';
+const EXEC_ERROR: u8 = b'X';
+const WORKDIR_ERROR: u8 = b'W';
+const ESCAPE_ERROR: u8 = b'T';
 const GO: u8 = b'G';
 const MAPS: u8 = b'M';
 
@@ -23,7 +29,7 @@ const MAPS: u8 = b'M';
 #[derive(Debug, PartialEq, Eq)]
 pub enum SetupReport {
     Ready,
-    Failed(String),
+    Failed(FailureKind, String),
     /// The child died without a word (killed, or crashed).
     Vanished,
 }
@@ -33,9 +39,14 @@ pub fn report_ready(report: &OwnedFd) -> io::Result<()> {
 }
 
 /// Best effort: the monitor may be gone, and there is nobody else to tell.
-pub fn report_error(report: &OwnedFd, message: &str) {
+pub fn report_error(report: &OwnedFd, kind: FailureKind, message: &str) {
     let mut buf = Vec::with_capacity(message.len() + 1);
-    buf.push(ERROR);
+    buf.push(match kind {
+        FailureKind::Exec => EXEC_ERROR,
+        FailureKind::Workdir => WORKDIR_ERROR,
+        FailureKind::MountEscape => ESCAPE_ERROR,
+        FailureKind::Setup => ERROR,
+    });
     buf.extend_from_slice(message.as_bytes());
     let _ = write_all(report, &buf);
 }
@@ -47,17 +58,29 @@ pub fn read_setup(report: &OwnedFd) -> io::Result<SetupReport> {
     }
     match byte[0] {
         READY => Ok(SetupReport::Ready),
-        _ => Ok(SetupReport::Failed(read_message(report)?)),
+        kind => Ok(SetupReport::Failed(
+            failure_kind(kind),
+            read_message(report)?,
+        )),
+    }
+}
+
+fn failure_kind(byte: u8) -> FailureKind {
+    match byte {
+        EXEC_ERROR => FailureKind::Exec,
+        WORKDIR_ERROR => FailureKind::Workdir,
+        ESCAPE_ERROR => FailureKind::MountEscape,
+        _ => FailureKind::Setup,
     }
 }
 
 /// After the release: `None` when the exec succeeded, else the child's error.
-pub fn read_exec(report: &OwnedFd) -> io::Result<Option<String>> {
+pub fn read_exec(report: &OwnedFd) -> io::Result<Option<(FailureKind, String)>> {
     let mut byte = [0u8; 1];
     if read_retry(report, &mut byte)? == 0 {
         return Ok(None);
     }
-    Ok(Some(read_message(report)?))
+    Ok(Some((failure_kind(byte[0]), read_message(report)?)))
 }
 
 pub fn release(go: &OwnedFd) -> io::Result<()> {
@@ -131,12 +154,36 @@ mod tests {
     #[test]
     fn error_message_round_trips() {
         let (r, w) = pipe().unwrap();
-        report_error(&w, "exec \"x\": no such file or directory");
+        report_error(
+            &w,
+            FailureKind::Exec,
+            "exec \"x\": no such file or directory",
+        );
         drop(w);
         assert_eq!(
             read_setup(&r).unwrap(),
-            SetupReport::Failed("exec \"x\": no such file or directory".into())
+            SetupReport::Failed(
+                FailureKind::Exec,
+                "exec \"x\": no such file or directory".into()
+            )
         );
+    }
+
+    #[test]
+    fn every_kind_crosses_the_pipe() {
+        for kind in [
+            FailureKind::Exec,
+            FailureKind::Workdir,
+            FailureKind::MountEscape,
+            FailureKind::Setup,
+        ] {
+            let (r, w) = pipe().unwrap();
+            report_ready(&w).unwrap();
+            report_error(&w, kind, "m");
+            drop(w);
+            assert_eq!(read_setup(&r).unwrap(), SetupReport::Ready);
+            assert_eq!(read_exec(&r).unwrap(), Some((kind, "m".into())));
+        }
     }
 
     #[test]

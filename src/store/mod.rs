@@ -36,7 +36,8 @@ use std::path::{Path, PathBuf};
 use berth_isolator::ContainerId;
 
 use crate::container::Container;
-use crate::shim::protocol::{ExitRecord, EXIT_FILE};
+use berth_protocol::exit::ExitRecordError;
+use berth_protocol::ExitRecord;
 
 mod lock;
 mod quarantine;
@@ -298,14 +299,14 @@ impl Store {
 
     /// The shim's record of how the container ended, if it wrote one.
     pub fn exit_record(&self, id: &ContainerId) -> Result<Option<ExitRecord>, StoreError> {
-        let path = self.state_dir(id).join(EXIT_FILE);
-        match read_json(&path) {
-            Ok(record) => Ok(Some(record)),
-            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        ExitRecord::read(&self.state_dir(id)).map_err(|e| match e {
+            ExitRecordError::Read { path, source } => StoreError::Io {
+                op: "read",
+                path,
+                source,
+            },
+            ExitRecordError::Parse { path, source } => StoreError::Corrupt { path, source },
+        })
     }
 
     /// Removes the container's state dir and its container dir (sandbox and
@@ -393,6 +394,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_protocol::exit::EXIT_FILE;
 
     #[test]
     fn atomic_write_replaces_content_and_leaves_no_temp() {

@@ -8,8 +8,6 @@
 //! path after the check makes the open fail (`ELOOP`) instead of leading
 //! elsewhere, so what gets mounted is exactly the checked path.
 
-use std::io;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// Resolves `source` and checks it against `allowed`; the error is the
@@ -58,17 +56,7 @@ pub fn resolve_allowed(source: &str, allowed: &[PathBuf]) -> Result<PathBuf, Str
     Ok(resolved)
 }
 
-/// Opens `path` (absolute) as an `O_PATH` handle, refusing to follow any
-/// symlink on the way (`RESOLVE_NO_SYMLINKS`: `ELOOP`).
-pub fn open_no_follow(path: &Path) -> io::Result<OwnedFd> {
-    berth_sys::openat2::openat2(
-        None,
-        path,
-        libc::O_PATH | libc::O_CLOEXEC,
-        0,
-        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    )
-}
+pub use berth_sys::openat2::open_no_follow;
 
 #[cfg(test)]
 mod tests {

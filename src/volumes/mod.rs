@@ -15,15 +15,9 @@ pub mod store;
 pub use request::{MountKind, MountRequest};
 pub use store::{Volume, VolumeError, VolumeStore};
 
-/// The bundle mount option (a userspace `x-` option, which `mount(8)` and
-/// the kernel never see) that makes the shim open the bind source without
-/// following any symlink.
-pub const NO_FOLLOW: &str = "x-berth-nofollow";
-
-/// What the shim says of a mount target that an image's symlink leads out
-/// of the container's root; the agent answers it with a 400 on `mounts`.
-pub const ESCAPES: &str =
-    "leads out of the container root through a symlink (absolute, or with `..`): refused";
+/// The bundle mount option that makes the shim open the bind source
+/// without following any symlink (berth-protocol's).
+pub use berth_protocol::bundle::NO_FOLLOW;
 
 /// `[volumes]`: what containers may mount from the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]

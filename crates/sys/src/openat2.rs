@@ -48,10 +48,35 @@ pub fn openat2(
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Opens `path` (absolute) as an `O_PATH` handle, refusing to follow any
+/// symlink on the way (`RESOLVE_NO_SYMLINKS`: `ELOOP`): the agent checks a
+/// bind source with it, the shim holds the source it mounts with it.
+pub fn open_no_follow(path: &Path) -> io::Result<OwnedFd> {
+    openat2(
+        None,
+        path,
+        libc::O_PATH | libc::O_CLOEXEC,
+        0,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn no_follow_refuses_a_symlink_anywhere_on_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let real = std::fs::canonicalize(dir.path().join("real")).unwrap();
+        assert!(open_no_follow(&real).is_ok());
+        let through = real.parent().unwrap().join("link");
+        let err = open_no_follow(&through).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+    }
 
     #[test]
     fn beneath_refuses_a_symlink_out_and_opens_a_plain_file() {

@@ -1,74 +1,29 @@
-//! `<state-dir>/logs.json`: what happened to each stream's bytes. Written
-//! (temp file + rename, no fsync: these are statistics) at most once a
-//! [`INTERVAL`] while something changed, and at exit.
+//! When to write `<state-dir>/logs.json` (its format and the write are
+//! berth-protocol's): at most once a [`INTERVAL`] while something changed,
+//! and at exit.
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
-
-pub const LOGS_FILE: &str = "logs.json";
+pub use berth_protocol::logs::counters::{LogCounters, StreamCounters};
+use berth_sys::atomic::AtomicWriteError;
 
 /// The least time between two writes.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// One stream's counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct StreamCounters {
-    /// Written to segments: also the next logical offset.
-    pub bytes: u64,
-    /// Discarded in drop mode because the writer fell behind.
-    pub dropped_bytes: u64,
-    /// Read but not written (a full disk, other write errors).
-    pub lost_bytes: u64,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
-    pub stdout: StreamCounters,
-    pub stderr: StreamCounters,
-}
-
-impl Counters {
-    /// The JSON of docs/log-format.md. Written by hand, not with serde:
-    /// this runs in the pump loop of every shim, where each distinct code
-    /// path costs resident pages for the container's whole life.
-    pub fn to_json(self) -> String {
-        let stream = |c: &StreamCounters| {
-            format!(
-                "{{\"bytes\":{},\"dropped_bytes\":{},\"lost_bytes\":{}}}",
-                c.bytes, c.dropped_bytes, c.lost_bytes
-            )
-        };
-        format!(
-            "{{\"stdout\":{},\"stderr\":{}}}",
-            stream(&self.stdout),
-            stream(&self.stderr)
-        )
-    }
-}
-
-#[derive(Debug, Error)]
-#[error("write {path}: {source}")]
-pub struct CountersError {
-    path: PathBuf,
-    source: io::Error,
-}
+/// A failed write of the counters file.
+pub type CountersError = AtomicWriteError;
 
 pub struct CountersFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    written: Option<Counters>,
+    state_dir: PathBuf,
+    written: Option<LogCounters>,
     last_write: Option<Instant>,
 }
 
 impl CountersFile {
     pub fn new(state_dir: &Path) -> CountersFile {
         CountersFile {
-            path: state_dir.join(LOGS_FILE),
-            tmp: state_dir.join(format!(".{LOGS_FILE}.tmp")),
+            state_dir: state_dir.to_path_buf(),
             written: None,
             last_write: None,
         }
@@ -76,7 +31,7 @@ impl CountersFile {
 
     /// How long until `current` should be written: `None` if it is on disk
     /// already.
-    pub fn due_in(&self, current: &Counters, now: Instant) -> Option<Duration> {
+    pub fn due_in(&self, current: &LogCounters, now: Instant) -> Option<Duration> {
         if self.written.as_ref() == Some(current) {
             return None;
         }
@@ -87,7 +42,7 @@ impl CountersFile {
     }
 
     /// Writes `current` if it changed and the interval has passed.
-    pub fn tick(&mut self, current: &Counters, now: Instant) -> Result<(), CountersError> {
+    pub fn tick(&mut self, current: &LogCounters, now: Instant) -> Result<(), CountersError> {
         match self.due_in(current, now) {
             Some(wait) if wait.is_zero() => self.write(current, now),
             _ => Ok(()),
@@ -95,30 +50,27 @@ impl CountersFile {
     }
 
     /// Writes `current` now.
-    pub fn write(&mut self, current: &Counters, now: Instant) -> Result<(), CountersError> {
+    pub fn write(&mut self, current: &LogCounters, now: Instant) -> Result<(), CountersError> {
         // Counted as written even if it fails: retrying a failing write on
         // every chunk would slow the pump; the next change retries.
         self.written = Some(*current);
         self.last_write = Some(now);
-        let err = |source| CountersError {
-            path: self.path.clone(),
-            source,
-        };
-        fs::write(&self.tmp, current.to_json()).map_err(err)?;
-        fs::rename(&self.tmp, &self.path).map_err(err)
+        current.write(&self.state_dir)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_protocol::logs::counters::FILE as LOGS_FILE;
+    use std::fs;
 
     #[test]
     fn writes_the_documented_shape_at_most_once_an_interval() {
         let dir = tempfile::tempdir().unwrap();
         let mut file = CountersFile::new(dir.path());
         let t0 = Instant::now();
-        let mut c = Counters::default();
+        let mut c = LogCounters::default();
         assert_eq!(file.due_in(&c, t0), Some(Duration::ZERO));
         file.tick(&c, t0).unwrap();
         assert_eq!(file.due_in(&c, t0), None);

@@ -9,6 +9,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use berth_confined::{Dir, ReadFile};
+pub use berth_protocol::logs::index::index_name;
+use berth_protocol::logs::index::Entry;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// When a chunk arrived: the monotonic clock for the shim's timers, the
@@ -29,10 +31,6 @@ impl Stamp {
             unix_ns,
         }
     }
-}
-
-pub fn index_name(stream: &str) -> String {
-    format!("{stream}.idx")
 }
 
 pub struct TimeIndex {
@@ -82,7 +80,7 @@ impl TimeIndex {
         self.last_unix_ns = self.last_unix_ns.max(at.unix_ns);
         // One write per line, so a concurrent reader never sees half of one
         // unless the disk is full.
-        let line = format!("{offset} {}\n", self.last_unix_ns);
+        let line = entry(offset, self.last_unix_ns).to_line();
         self.file.write_all(line.as_bytes())
     }
 
@@ -105,10 +103,11 @@ impl TimeIndex {
 /// as an entry at `oldest` itself: it timestamps the bytes from there to the
 /// next entry, which would otherwise lose their time.
 pub fn prune_entries(input: impl BufRead, oldest: u64, out: &mut impl Write) -> io::Result<()> {
-    let mut carried: Option<u64> = None;
+    let mut put = |offset, time| out.write_all(Entry { offset, time }.to_line().as_bytes());
+    let mut carried: Option<i64> = None;
     for line in input.lines() {
         let line = line?;
-        let Some((offset, time)) = parse_entry(&line) else {
+        let Some(Entry { offset, time }) = Entry::parse_line(&line) else {
             continue;
         };
         if offset < oldest {
@@ -117,20 +116,24 @@ pub fn prune_entries(input: impl BufRead, oldest: u64, out: &mut impl Write) -> 
         }
         if let Some(time) = carried.take() {
             if offset > oldest {
-                writeln!(out, "{oldest} {time}")?;
+                put(oldest, time)?;
             }
         }
-        writeln!(out, "{offset} {time}")?;
+        put(offset, time)?;
     }
     if let Some(time) = carried {
-        writeln!(out, "{oldest} {time}")?;
+        put(oldest, time)?;
     }
     Ok(())
 }
 
-fn parse_entry(line: &str) -> Option<(u64, u64)> {
-    let (offset, time) = line.split_once(' ')?;
-    Some((offset.parse().ok()?, time.parse().ok()?))
+/// An index entry at `offset` for a time in unix nanoseconds (which fits
+/// an `i64` until 2262).
+fn entry(offset: u64, unix_ns: u64) -> Entry {
+    Entry {
+        offset,
+        time: i64::try_from(unix_ns).unwrap_or(i64::MAX),
+    }
 }
 
 /// The time of the file's last complete entry.
@@ -141,8 +144,8 @@ fn last_time(file: &ReadFile) -> Option<u64> {
     String::from_utf8_lossy(&tail[..n])
         .lines()
         .rev()
-        .find_map(parse_entry)
-        .map(|(_, time)| time)
+        .find_map(Entry::parse_line)
+        .and_then(|e| u64::try_from(e.time).ok())
 }
 
 #[cfg(test)]

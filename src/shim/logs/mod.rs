@@ -25,10 +25,10 @@ use berth_confined::Dir;
 
 use thiserror::Error;
 
-use crate::config::{LogMode, LogSettings};
 use crate::shim::note;
+use berth_protocol::{LogMode, LogSettings};
 use compress::Compressor;
-pub use counters::{Counters, CountersFile, StreamCounters};
+pub use counters::{CountersFile, LogCounters, StreamCounters};
 pub use index::Stamp;
 use index::TimeIndex;
 use rotation::Kept;

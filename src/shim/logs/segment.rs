@@ -1,5 +1,5 @@
-//! Segment files: their names, finding them on disk, and appending to the
-//! current one (see docs/log-format.md). Every file operation goes through
+//! Segment files: finding them on disk, and appending to the current one
+//! (see docs/log-format.md; their names are berth-protocol's). Every file operation goes through
 //! `berth_confined` relative to the log dir's descriptor: no name is ever
 //! followed as a symlink, created through one, or truncated.
 
@@ -10,43 +10,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use berth_confined::Dir;
+use berth_protocol::logs::segment::parse_name;
+pub use berth_protocol::logs::segment::{compress_temp_name, compressed_name, plain_name};
 
 /// Mode of log files: root reads and writes, its group reads.
 const MODE: u32 = 0o640;
-
-/// Digits of the start offset in a segment's name, so that names sort by
-/// offset.
-const START_DIGITS: usize = 20;
-
-/// `S.<start>`: a plain segment.
-pub fn plain_name(stream: &str, start: u64) -> String {
-    format!("{stream}.{start:020}")
-}
-
-/// `S.<start>.gz`: a compressed rotated segment.
-pub fn compressed_name(stream: &str, start: u64) -> String {
-    format!("{stream}.{start:020}.gz")
-}
-
-/// Where a compressed segment is built before it is renamed into place. The
-/// leading dot keeps it out of every reader's pattern.
-pub fn compress_temp_name(stream: &str, start: u64) -> String {
-    format!(".{stream}.{start:020}.gz.tmp")
-}
-
-/// Parses a directory entry's name as a segment of `stream`: its start and
-/// whether it is compressed.
-pub fn parse_name(stream: &str, name: &str) -> Option<(u64, bool)> {
-    let rest = name.strip_prefix(stream)?.strip_prefix('.')?;
-    let (digits, compressed) = match rest.strip_suffix(".gz") {
-        Some(digits) => (digits, true),
-        None => (rest, false),
-    };
-    if digits.len() != START_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((digits.parse().ok()?, compressed))
-}
 
 /// A segment found on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,35 +197,6 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_sort_by_offset_and_parse_back() {
-        assert_eq!(plain_name("stdout", 4096), "stdout.00000000000000004096");
-        assert_eq!(
-            compressed_name("stderr", 0),
-            "stderr.00000000000000000000.gz"
-        );
-        assert!(plain_name("stdout", 9_999) < plain_name("stdout", 10_000));
-        assert_eq!(
-            parse_name("stdout", "stdout.00000000000000004096"),
-            Some((4096, false))
-        );
-        assert_eq!(
-            parse_name("stdout", "stdout.00000000000000004096.gz"),
-            Some((4096, true))
-        );
-        for other in [
-            "stdout",
-            "stdout.idx",
-            "stderr.00000000000000004096",
-            "stdout.4096",
-            "stdout.0000000000000000409x",
-            ".stdout.00000000000000004096.gz.tmp",
-            "stdout.00000000000000004096.gz.tmp",
-        ] {
-            assert_eq!(parse_name("stdout", other), None, "{other}");
-        }
-    }
 
     #[test]
     fn lists_and_removes_segments() {

@@ -1,22 +1,27 @@
 //! The shim's command line: `--id ID --bundle DIR --state-dir DIR --log-dir DIR
 //! [--log-max-size BYTES] [--log-max-files N] [--log-compress]
-//! [--log-mode block|drop]`.
+//! [--log-mode block|drop] [--files-fd DEST=FD]...`.
 //!
-//! Parsed by hand: a handful of options do not justify a parser crate in a
-//! binary that is started once per container. The log settings come only from
-//! here (never from a file the container could write); absent ones take
-//! [`LogSettings::default`].
+//! The agent writes it with [`ShimArgs::to_args`], the shim reads it with
+//! [`ShimArgs::parse`]. Parsed by hand: a handful of options do not justify
+//! a parser crate in a binary that is started once per container. The log
+//! settings come only from here (never from a file the container could
+//! write); absent ones take [`LogSettings::default`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::config::{LogMode, LogSettings};
+use crate::log_settings::{LogMode, LogSettings};
+
+/// The first descriptor number of the shim's prepared mounts
+/// ([`ShimArgs::files`]): the agent places them from here on.
+pub const FILES_FD_BASE: i32 = 4;
 
 /// What the agent tells the shim on its command line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Args {
+pub struct ShimArgs {
     /// The container's id (used in diagnostics only).
     pub id: String,
     /// The OCI bundle directory holding `config.json`.
@@ -29,7 +34,7 @@ pub struct Args {
     pub log: LogSettings,
     /// Prepared mounts inherited from the agent (`--files-fd DEST=FD`,
     /// repeatable): attached at DEST instead of the empty tmpfs the bundle
-    /// names there (see `shim::files`).
+    /// names there.
     pub files: Vec<(PathBuf, i32)>,
 }
 
@@ -53,7 +58,33 @@ pub enum ArgsError {
     },
 }
 
-impl Args {
+impl ShimArgs {
+    /// The arguments after the program name, as [`ShimArgs::parse`] reads
+    /// them back.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = Vec::with_capacity(14 + 2 * self.files.len());
+        let mut pair = |name: &str, value: OsString| {
+            out.push(name.into());
+            out.push(value);
+        };
+        pair("--id", self.id.clone().into());
+        pair("--bundle", self.bundle.clone().into());
+        pair("--state-dir", self.state_dir.clone().into());
+        pair("--log-dir", self.log_dir.clone().into());
+        pair("--log-max-size", self.log.max_size.to_string().into());
+        pair("--log-max-files", self.log.max_files.to_string().into());
+        pair("--log-mode", self.log.mode.as_str().into());
+        for (dest, fd) in &self.files {
+            let mut value = OsString::from(dest.as_os_str());
+            value.push(format!("={fd}"));
+            pair("--files-fd", value);
+        }
+        if self.log.compress {
+            out.push("--log-compress".into());
+        }
+        out
+    }
+
     /// Parses the arguments after the program name. Accepts `--opt value` and
     /// `--opt=value`.
     pub fn parse<I>(args: I) -> Result<Self, ArgsError>
@@ -147,16 +178,12 @@ impl Args {
                 }
                 _ => {
                     let value = utf8(value, &name)?;
-                    let parsed = match value.as_str() {
-                        "block" => LogMode::Block,
-                        "drop" => LogMode::Drop,
-                        _ => {
-                            return Err(ArgsError::Invalid {
-                                option: name,
-                                value,
-                                reason: "expected block or drop",
-                            })
-                        }
+                    let Some(parsed) = LogMode::parse(&value) else {
+                        return Err(ArgsError::Invalid {
+                            option: name,
+                            value,
+                            reason: "expected block or drop",
+                        });
                     };
                     set_once(&mut mode, parsed, &name)?
                 }
@@ -164,7 +191,7 @@ impl Args {
         }
         let defaults = LogSettings::default();
 
-        Ok(Args {
+        Ok(ShimArgs {
             id: id.ok_or(ArgsError::Missing("--id"))?,
             bundle: bundle.ok_or(ArgsError::Missing("--bundle"))?,
             state_dir: state_dir.ok_or(ArgsError::Missing("--state-dir"))?,
@@ -219,8 +246,39 @@ fn set_once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ArgsErr
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args, ArgsError> {
-        Args::parse(args.iter().map(OsString::from))
+    fn parse(args: &[&str]) -> Result<ShimArgs, ArgsError> {
+        ShimArgs::parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn round_trips_through_the_command_line() {
+        let minimal = ShimArgs {
+            id: "c1".into(),
+            bundle: "/b".into(),
+            state_dir: "/s".into(),
+            log_dir: "/l".into(),
+            log: LogSettings::default(),
+            files: Vec::new(),
+        };
+        let full = ShimArgs {
+            id: "web-1".into(),
+            bundle: "/var/lib/berth/containers/web 1/bundle".into(),
+            state_dir: "/run/berth/state/web-1".into(),
+            log_dir: "/var/lib/berth/containers/web-1/logs".into(),
+            log: LogSettings {
+                max_size: 4096,
+                max_files: 3,
+                compress: true,
+                mode: LogMode::Drop,
+            },
+            files: vec![
+                ("/run/secrets".into(), FILES_FD_BASE),
+                ("/etc/a=b".into(), FILES_FD_BASE + 1),
+            ],
+        };
+        for args in [minimal, full] {
+            assert_eq!(ShimArgs::parse(args.to_args()).unwrap(), args);
+        }
     }
 
     #[test]
@@ -236,7 +294,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             args,
-            Args {
+            ShimArgs {
                 id: "c1".into(),
                 bundle: "/b".into(),
                 state_dir: "/s".into(),

@@ -2,10 +2,11 @@
 //! (`berth-shim exec --stream-fd`): `[channel: u8][length: u32 BE]
 //! [payload]`, with the channels of the WebSocket (see the module above).
 //! Written and read here only: the helper's side is blocking, the agent's
-//! async.
+//! async (with this crate's `tokio` feature).
 
 use std::io::{self, Read, Write};
 
+#[cfg(feature = "tokio")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The largest payload accepted: a reader never allocates more.
@@ -101,6 +102,7 @@ pub fn read(r: &mut impl Read) -> io::Result<Option<Frame>> {
 }
 
 /// Writes one frame (async).
+#[cfg(feature = "tokio")]
 pub async fn write_async(
     w: &mut (impl AsyncWrite + Unpin),
     channel: u8,
@@ -113,6 +115,7 @@ pub async fn write_async(
 }
 
 /// Reads one frame (async); `None` at a clean end of the stream.
+#[cfg(feature = "tokio")]
 pub async fn read_async(r: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<Frame>> {
     let mut h = [0u8; HEADER];
     match r.read_exact(&mut h).await {

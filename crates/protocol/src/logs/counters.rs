@@ -1,8 +1,11 @@
-//! The shim's per-stream counters, `<state-dir>/logs.json`.
+//! `<state-dir>/logs.json`: what happened to each stream's bytes. The shim
+//! writes it ([`LogCounters::write`], temp file + rename, no fsync: these
+//! are statistics), the agent reads it ([`read`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use berth_sys::atomic::{write_atomic, AtomicWriteError, Durability};
 use serde::{Deserialize, Serialize};
 
 /// The counters file in a container's state dir.
@@ -44,6 +47,35 @@ pub enum CountersError {
     },
 }
 
+impl LogCounters {
+    /// The JSON of docs/log-format.md. Written by hand, not with serde:
+    /// this runs in the pump loop of every shim, where each distinct code
+    /// path costs resident pages for the container's whole life.
+    pub fn to_json(self) -> String {
+        let stream = |c: &StreamCounters| {
+            format!(
+                "{{\"bytes\":{},\"dropped_bytes\":{},\"lost_bytes\":{}}}",
+                c.bytes, c.dropped_bytes, c.lost_bytes
+            )
+        };
+        format!(
+            "{{\"stdout\":{},\"stderr\":{}}}",
+            stream(&self.stdout),
+            stream(&self.stderr)
+        )
+    }
+
+    /// Replaces the counters file in `state_dir` (a reader sees the old
+    /// counters or the new ones, never a torn file).
+    pub fn write(self, state_dir: &Path) -> Result<(), AtomicWriteError> {
+        write_atomic(
+            &state_dir.join(FILE),
+            self.to_json().as_bytes(),
+            Durability::CrashSafe,
+        )
+    }
+}
+
 /// Reads the counters in `state_dir`; `None` before the shim wrote any.
 pub fn read(state_dir: &Path) -> Result<Option<LogCounters>, CountersError> {
     let path = state_dir.join(FILE);
@@ -62,9 +94,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_contract_shape_and_tolerates_absence() {
+    fn written_counters_read_back() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
+        let mut counters = LogCounters::default();
+        counters.write(dir.path()).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Some(counters));
+        counters.stdout.bytes = u64::MAX;
+        counters.stdout.dropped_bytes = 4;
+        counters.stderr.lost_bytes = 1;
+        counters.write(dir.path()).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Some(counters));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn reads_the_contract_shape_and_rejects_a_torn_file() {
+        let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(FILE),
             r#"{"stdout": {"bytes": 123, "dropped_bytes": 4, "lost_bytes": 0},
@@ -75,6 +121,6 @@ mod tests {
         assert_eq!(counters.stdout.dropped_bytes, 4);
         assert_eq!(counters.stderr.lost_bytes, 1);
         std::fs::write(dir.path().join(FILE), "{").unwrap();
-        assert!(read(dir.path()).is_err());
+        assert!(matches!(read(dir.path()), Err(CountersError::Parse { .. })));
     }
 }
