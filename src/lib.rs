@@ -25,3 +25,4 @@ pub mod store;
 pub mod streams;
 pub mod userns;
 pub mod volumes;
+pub mod wire;

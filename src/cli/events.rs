@@ -8,7 +8,7 @@ use hyper::Method;
 use tokio::io::AsyncWriteExt;
 
 use super::client::{Client, ClientError};
-use super::{query_escape, time_arg, usage, Failure};
+use super::{time_arg, usage, Failure};
 
 /// `berth events`' flags.
 #[derive(Debug, Args)]
@@ -42,12 +42,12 @@ fn point(flag: &str, value: &str) -> Result<String, Failure> {
 
 /// The request path for the flags.
 pub fn path(args: &EventsArgs) -> Result<String, Failure> {
-    let mut query = Vec::new();
+    let mut query = form_urlencoded::Serializer::new(String::new());
     if let Some(since) = &args.since {
-        query.push(format!("since={}", query_escape(&point("since", since)?)));
+        query.append_pair("since", &point("since", since)?);
     }
     if let Some(until) = &args.until {
-        query.push(format!("until={}", query_escape(&point("until", until)?)));
+        query.append_pair("until", &point("until", until)?);
     }
     for filter in &args.filters {
         let (key, value) = filter
@@ -58,9 +58,9 @@ pub fn path(args: &EventsArgs) -> Result<String, Failure> {
                 "invalid --filter {filter:?}: the key must be type, action, container or label"
             )));
         }
-        query.push(format!("{key}={}", query_escape(value)));
+        query.append_pair(key, value);
     }
-    Ok(format!("/v1/events?{}", query.join("&")))
+    Ok(format!("/v1/events?{}", query.finish()))
 }
 
 /// One event as a line: `TIME TYPE ACTION ID (key=value, ...)`.

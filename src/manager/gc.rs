@@ -5,28 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::{Manager, ManagerError};
 use crate::container::State;
 
-/// What one collection did.
-#[derive(Debug, Clone, Serialize)]
-pub struct GcReport {
-    /// The work dir's disk usage, 0 to 1.
-    pub disk_usage: f64,
-    /// How long an ended container's sandbox was allowed to stay.
-    pub max_age_seconds: f64,
-    pub removed: Vec<GcRemoved>,
-}
-
-/// A container whose sandbox was removed.
-#[derive(Debug, Clone, Serialize)]
-pub struct GcRemoved {
-    pub id: String,
-    pub finished_at: Option<String>,
-    pub age_seconds: f64,
-}
+pub use crate::wire::gc::{GcRemoved, GcReport};
 
 /// The age an ended container's sandbox may reach.
 pub fn max_age(delay: Duration, headroom: f64, disk_usage: f64) -> Duration {
