@@ -8,6 +8,7 @@ use berth_isolator::ContainerId;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::locked::locked;
 use super::{container_process, now, Manager, KILL_TIMEOUT};
 use crate::container::{reason, ProcessRef, State};
 use crate::store::Durability;
@@ -41,7 +42,7 @@ impl Manager {
 
     /// Records the end of a container whose shim has gone, once.
     pub(super) fn finalize(&self, id: &ContainerId) {
-        let Some(slot) = self.slots.lock().unwrap().get(id).cloned() else {
+        let Some(slot) = locked(&self.slots).get(id).cloned() else {
             return;
         };
         if slot.finalized.swap(true, Ordering::SeqCst) {
@@ -80,7 +81,7 @@ impl Manager {
         }
 
         let isolators = self.isolators.select(&container.isolation);
-        let mut limitation = slot.limitation.lock().unwrap().take();
+        let mut limitation = locked(&slot.limitation).take();
         if limitation.is_none() {
             for isolator in &isolators {
                 match isolator.exit_limitation(id) {

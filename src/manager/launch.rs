@@ -10,6 +10,7 @@ use berth_isolator::{
     ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, LimitationReporter,
 };
 
+use super::locked::locked;
 use super::shim_client::{ShimArgs, ShimConnection};
 use super::{now, Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
@@ -88,7 +89,7 @@ impl Manager {
         let mut plan = self.plan(request, false)?;
         let id = plan.container.id.clone();
         let slot = {
-            let mut slots = self.slots.lock().unwrap();
+            let mut slots = locked(&self.slots);
             if slots.contains_key(&id) {
                 return Err(ManagerError::Conflict(format!(
                     "container id {id} is in use"
@@ -315,7 +316,7 @@ impl Manager {
         let isolators = self.isolators.select(&chosen);
         let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
 
-        if !relaunch && self.slots.lock().unwrap().contains_key(&id) {
+        if !relaunch && locked(&self.slots).contains_key(&id) {
             return Err(ManagerError::Conflict(format!(
                 "container id {id} is in use"
             )));
@@ -527,7 +528,7 @@ impl Manager {
         self.publish(slot, container.clone(), Durability::CrashSafe);
         // A limitation reported before the publication found no process to
         // end in the slot: end it now.
-        if slot.limitation.lock().unwrap().is_some() {
+        if locked(&slot.limitation).is_some() {
             if let Some(process) = super::container_process(&container) {
                 let _ = process.signal(libc::SIGKILL);
             }
@@ -871,7 +872,7 @@ pub(super) fn limitation_reporter(
         }
         tracing::info!(%id, resource = %limitation.resource, "limitation: {}", limitation.message);
         {
-            let mut first = slot.limitation.lock().unwrap();
+            let mut first = locked(&slot.limitation);
             if first.is_none() {
                 *first = Some(limitation);
             }

@@ -9,6 +9,7 @@ pub use exec::ExecResult;
 mod exit;
 mod gc;
 mod launch;
+mod locked;
 pub use gc::{GcRemoved, GcReport};
 mod attach;
 mod exec_stream;
@@ -29,6 +30,8 @@ pub use exec_stream::{ExecCreated, ExecStream};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+
+use locked::locked;
 use std::time::Duration;
 
 use berth_isolator::{ContainerId, Isolator, Limitation};
@@ -262,20 +265,12 @@ impl Manager {
     fn slot(&self, id: &str) -> Result<Arc<Slot>, ManagerError> {
         let not_found = || ManagerError::NotFound(id.to_string());
         let id = ContainerId::new(id).map_err(|_| not_found())?;
-        self.slots
-            .lock()
-            .unwrap()
-            .get(&id)
-            .cloned()
-            .ok_or_else(not_found)
+        locked(&self.slots).get(&id).cloned().ok_or_else(not_found)
     }
 
     /// Every container, oldest first.
     pub fn list(&self) -> Vec<Container> {
-        let mut all: Vec<Container> = self
-            .slots
-            .lock()
-            .unwrap()
+        let mut all: Vec<Container> = locked(&self.slots)
             .values()
             .map(|slot| self.with_health(slot.get()).public())
             .collect();
@@ -516,7 +511,7 @@ impl Manager {
     /// Drops a container's slot, unless a new container of the same id has
     /// taken it meanwhile.
     fn forget(&self, id: &ContainerId, slot: &Arc<Slot>) {
-        let mut slots = self.slots.lock().unwrap();
+        let mut slots = locked(&self.slots);
         if slots.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(id);
             self.forget_files(id.as_str());
@@ -528,10 +523,7 @@ impl Manager {
     pub async fn stop_all(&self, grace: Duration) {
         // The slots' records, not `list()`: the public view has no start
         // times to check pids against.
-        let running: Vec<Container> = self
-            .slots
-            .lock()
-            .unwrap()
+        let running: Vec<Container> = locked(&self.slots)
             .values()
             .map(|slot| slot.get())
             .filter(|c| c.state == State::Running)

@@ -8,6 +8,7 @@ use berth_isolator::{ContainerConfig, ContainerId, RecoveredContainer};
 
 use super::exit::cleanup_isolators;
 use super::launch::limitation_reporter;
+use super::locked::locked;
 use super::{container_process, Manager, Slot, KILL_TIMEOUT};
 use crate::container::{reason, Container, State};
 use crate::store::{Loaded, Quarantined};
@@ -112,7 +113,7 @@ impl Manager {
             let slot = Slot::new(self.quarantined_record(q));
             slot.finalized.store(true, Ordering::SeqCst);
             let id = slot.get().id;
-            self.slots.lock().unwrap().insert(id, slot);
+            locked(&self.slots).insert(id, slot);
             summary.quarantined += 1;
         }
         for container in &lost {
@@ -138,12 +139,12 @@ impl Manager {
                 State::Exited => {
                     let slot = Slot::new(container);
                     slot.finalized.store(true, Ordering::SeqCst);
-                    self.slots.lock().unwrap().insert(id, slot);
+                    locked(&self.slots).insert(id, slot);
                     summary.ended_before += 1;
                 }
                 State::Unknown => {
                     tracing::error!(%id, "a record says its state is unknown; left alone");
-                    self.slots.lock().unwrap().insert(id, Slot::new(container));
+                    locked(&self.slots).insert(id, Slot::new(container));
                     summary.quarantined += 1;
                 }
                 State::Created if container.restart.relaunching => {
@@ -157,7 +158,7 @@ impl Manager {
                 State::Running => {
                     let shim = container.shim.filter(|s| s.is_alive());
                     let slot = Slot::new(container.clone());
-                    self.slots.lock().unwrap().insert(id.clone(), slot.clone());
+                    locked(&self.slots).insert(id.clone(), slot.clone());
                     match shim {
                         Some(shim) => {
                             self.ensure_health_checker(&container);
@@ -191,10 +192,7 @@ impl Manager {
     /// yet removed) and of sandboxes no readable record explains, so that
     /// no new container gets ids that own a live container's files.
     fn recover_userns(&self) {
-        let containers: Vec<Container> = self
-            .slots
-            .lock()
-            .unwrap()
+        let containers: Vec<Container> = locked(&self.slots)
             .values()
             .map(|slot| slot.get())
             .collect();

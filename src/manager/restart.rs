@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use berth_isolator::ContainerId;
 
+use super::locked::locked;
 use super::{now, Manager, ManagerError, Slot};
 use crate::container::{reason, Container, LaunchRequest, State};
 use crate::restart_policy::KEPT_ATTEMPTS;
@@ -67,7 +68,7 @@ impl Manager {
     /// Called once a container's end is recorded: removes it (`--rm`) or
     /// schedules its restart, as its record says.
     pub(super) fn after_exit(self: &Arc<Self>, id: &ContainerId) {
-        let Some(slot) = self.slots.lock().unwrap().get(id).cloned() else {
+        let Some(slot) = locked(&self.slots).get(id).cloned() else {
             return;
         };
         let container = slot.get();
@@ -89,7 +90,7 @@ impl Manager {
     /// containers, re-arms pending restarts, and schedules the restart of
     /// those that ended while no agent ran.
     pub(super) fn resume_lifecycle(self: &Arc<Self>) {
-        let slots: Vec<Arc<Slot>> = self.slots.lock().unwrap().values().cloned().collect();
+        let slots: Vec<Arc<Slot>> = locked(&self.slots).values().cloned().collect();
         for slot in slots {
             let container = slot.get();
             if container.state != State::Exited {
@@ -311,10 +312,7 @@ impl Manager {
             return Ok(None);
         };
         // Not forgotten while starting: still in the slots map.
-        if !self
-            .slots
-            .lock()
-            .unwrap()
+        if !locked(&self.slots)
             .get(&old.id)
             .is_some_and(|s| Arc::ptr_eq(s, slot))
         {
@@ -377,7 +375,7 @@ impl Manager {
                 )))
             }
         }
-        *slot.limitation.lock().unwrap() = None;
+        *locked(&slot.limitation) = None;
         slot.finalized.store(false, Ordering::SeqCst);
         let started = self.start(&plan, slot, false);
         match started {
@@ -421,7 +419,7 @@ impl Manager {
         }
         let slot = Slot::new(container);
         slot.finalized.store(true, Ordering::SeqCst);
-        self.slots.lock().unwrap().insert(id, slot);
+        locked(&self.slots).insert(id, slot);
     }
 
     /// A user stopped, killed or force-removed the container: its restart
