@@ -794,7 +794,10 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                 outln!(
                     "{}\tended {}\t{:.0}s ago",
                     entry.id,
-                    entry.finished_at.as_deref().unwrap_or("-"),
+                    entry
+                        .finished_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     entry.age_seconds
                 );
             }

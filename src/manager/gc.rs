@@ -37,7 +37,7 @@ impl Manager {
             settings.disk_headroom,
             disk_usage,
         );
-        let now = chrono::Utc::now();
+        let now = crate::timestamp::Timestamp::now();
         let mut expired = Vec::new();
         for container in self.list() {
             if container.state != State::Exited {
@@ -49,20 +49,12 @@ impl Manager {
             }
             // A container with no end time (the host went down under it) is
             // aged from its creation.
-            let since = container
-                .finished_at
-                .as_deref()
-                .unwrap_or(&container.created_at);
-            let Ok(since) = chrono::DateTime::parse_from_rfc3339(since) else {
-                continue;
-            };
-            let age = (now - since.with_timezone(&chrono::Utc))
-                .to_std()
-                .unwrap_or_default();
+            let since = container.finished_at.unwrap_or(container.created_at);
+            let age = now.since(&since);
             if age >= allowed {
                 expired.push(GcRemoved {
                     id: container.id.to_string(),
-                    finished_at: container.finished_at.clone(),
+                    finished_at: container.finished_at,
                     age_seconds: age.as_secs_f64(),
                 });
             }

@@ -12,7 +12,7 @@ use berth_isolator::{
 
 use super::locked::locked;
 use super::shim_client::{ShimArgs, ShimConnection};
-use super::{now, Manager, ManagerError, Slot};
+use super::{Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
@@ -20,6 +20,7 @@ use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::shim::protocol::ShimMessage;
 use crate::shim::seccomp::PROGRAM_FILE;
 use crate::store::Durability;
+use crate::timestamp::Timestamp;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 
 /// How long a failed launch waits for its processes to go.
@@ -348,7 +349,7 @@ impl Manager {
             capabilities,
             tmp_size: Some(tmp_size),
             seccomp: seccomp.mode().to_string(),
-            created_at: now(),
+            created_at: Timestamp::now(),
             started_at: None,
             finished_at: None,
             exit_code: None,
@@ -722,7 +723,7 @@ impl Manager {
                 return Err(internal(&"shim said ready twice"))
             }
         }
-        container.started_at = Some(super::now());
+        container.started_at = Some(Timestamp::now());
         Ok(())
     }
 }

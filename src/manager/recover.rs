@@ -12,6 +12,7 @@ use super::locked::locked;
 use super::{container_process, Manager, Slot, KILL_TIMEOUT};
 use crate::container::{reason, Container, State};
 use crate::store::{Loaded, Quarantined};
+use crate::timestamp::Timestamp;
 
 /// What recovery found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -338,7 +339,7 @@ impl Manager {
             tmp_size: None,
             userns: None,
             seccomp: "unknown".into(),
-            created_at: super::now(),
+            created_at: Timestamp::now(),
             started_at: None,
             finished_at: None,
             exit_code: None,

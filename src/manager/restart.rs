@@ -18,6 +18,7 @@ use super::{now, Manager, ManagerError, Slot};
 use crate::container::{reason, Container, LaunchRequest, State};
 use crate::restart_policy::KEPT_ATTEMPTS;
 use crate::store::Durability;
+use crate::timestamp::Timestamp;
 
 /// How long an ended `--rm` container stays at least, so that a client
 /// that launched it in the foreground can still read its output and exit.
@@ -325,7 +326,7 @@ impl Manager {
                 failed.state = State::Exited;
                 failed.pid = None;
                 failed.started_at = None;
-                failed.finished_at = Some(now());
+                failed.finished_at = Some(Timestamp::now());
                 failed.exit_code = None;
                 failed.signal = None;
                 failed.limitation = None;
@@ -410,7 +411,7 @@ impl Manager {
         container.state = State::Exited;
         container.pid = None;
         container.started_at = None;
-        container.finished_at = Some(now());
+        container.finished_at = Some(Timestamp::now());
         container.reason = Some(reason::LAUNCH_FAILED.into());
         container.message = message;
         container.restart.relaunching = false;
@@ -448,12 +449,8 @@ impl Manager {
 
 /// How long the container's last run lasted (zero if unknown).
 fn ran_for(container: &Container) -> Duration {
-    let parse = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    };
-    match (parse(&container.started_at), parse(&container.finished_at)) {
-        (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
+    match (&container.started_at, &container.finished_at) {
+        (Some(start), Some(end)) => end.since(start),
         _ => Duration::ZERO,
     }
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use berth_isolator::ContainerId;
 use berth_isolator_blkio::DeviceNumber;
 
+use crate::timestamp::Timestamp;
+
 /// The longest a figure is reused.
 pub const REFRESH: Duration = Duration::from_secs(5);
 
@@ -21,7 +23,7 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 struct Cache {
     /// By container: when it was walked, its start time then (a restarted
     /// container is walked again) and the bytes found.
-    figures: HashMap<ContainerId, (Instant, Option<String>, u64)>,
+    figures: HashMap<ContainerId, (Instant, Option<Timestamp>, u64)>,
     /// `/dev/NAME` of the work dir's filesystem, found once.
     device: OnceLock<String>,
 }
@@ -31,7 +33,7 @@ static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
 /// One container's dirs to count.
 pub struct Dirs<'a> {
     pub id: &'a ContainerId,
-    pub started_at: Option<&'a str>,
+    pub started_at: Option<Timestamp>,
     pub sandbox: &'a Path,
     pub upper: &'a Path,
 }
@@ -58,14 +60,14 @@ pub fn usage(dirs: &[Dirs<'_>], work_dir: &Path) -> (Vec<Option<u64>>, String) {
         .iter()
         .map(|d| {
             if let Some((at, started, bytes)) = cache.figures.get(d.id) {
-                if now.duration_since(*at) < REFRESH && started.as_deref() == d.started_at {
+                if now.duration_since(*at) < REFRESH && *started == d.started_at {
                     return Some(*bytes);
                 }
             }
             let bytes = walk(d.sandbox)? + walk(d.upper).unwrap_or(0);
             cache
                 .figures
-                .insert(d.id.clone(), (now, d.started_at.map(str::to_string), bytes));
+                .insert(d.id.clone(), (now, d.started_at, bytes));
             Some(bytes)
         })
         .collect();

@@ -309,7 +309,7 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
         .zip(&uppers)
         .map(|(c, upper)| fs_usage::Dirs {
             id: &c.id,
-            started_at: c.started_at.as_deref(),
+            started_at: c.started_at,
             sandbox: &c.sandbox,
             upper,
         })
@@ -347,15 +347,11 @@ fn render(manager: &Manager) -> Result<String, std::fmt::Error> {
                 .get_or_create(&labels.with(&[("device", &device)]))
                 .set(bytes as f64);
         }
-        let started = container
-            .started_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        if let Some(started) = started {
+        if let Some(started) = container.started_at {
             extra
                 .start_time
                 .get_or_create(&labels)
-                .set(started.timestamp_micros() as f64 / 1e6);
+                .set(started.unix_seconds());
         }
         extra.last_seen.get_or_create(&labels).set(now);
         match crate::logs::counters::read(&manager.store().state_dir(&container.id)) {

@@ -16,6 +16,6 @@ pub struct GcReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GcRemoved {
     pub id: String,
-    pub finished_at: Option<String>,
+    pub finished_at: Option<crate::timestamp::Timestamp>,
     pub age_seconds: f64,
 }
