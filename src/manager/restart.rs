@@ -351,7 +351,7 @@ impl Manager {
             ))
         })?;
         let mut plan = self.plan(*request, true)?;
-        plan.container.created_at = old.created_at.clone();
+        plan.container.created_at = old.created_at;
         plan.container.userns = old.userns;
         plan.container.restart = old.restart.clone();
         plan.container.restart.relaunching = true;
