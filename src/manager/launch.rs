@@ -3,12 +3,9 @@
 //! cgroup, directory, process or record behind.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, LimitationReporter,
-};
+use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
 
 use super::locked::locked;
 use super::shim_client::{ShimArgs, ShimConnection};
@@ -486,15 +483,7 @@ impl Manager {
         // container still sets itself up (decision 0038): their registration
         // (an eventfd in `cgroup.event_control` on v1, 1-10 ms) is off the
         // launch's critical path, and nothing the command does is unwatched.
-        let weak: Weak<Manager> = Arc::downgrade(self);
-        let start_watches = || {
-            for isolator in &plan.isolators {
-                let reporter = limitation_reporter(weak.clone(), id.clone(), slot.clone());
-                if let Err(e) = isolator.watch(&id, reporter) {
-                    tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
-                }
-            }
-        };
+        let start_watches = || self.watch_limitations(&id, slot, &plan.isolators);
         let launched = self.run_shim(
             &mut container,
             &contribution,
@@ -536,9 +525,7 @@ impl Manager {
         }
         self.start_health_checker(&container);
         let shim = container.shim.expect("a started container has a shim");
-        let manager = self.clone();
-        self.runtime
-            .spawn(async move { manager.watch_exit(id, shim).await });
+        self.follow_exit(id, shim);
         Ok(container)
     }
 
@@ -858,32 +845,6 @@ fn wait_gone(process: &ProcessRef, kill: bool) {
             "process still alive after a failed launch"
         );
     }
-}
-
-/// The reporter handed to isolators' `watch`: records the first limitation
-/// and kills the container, whose exit then carries the limitation's reason.
-pub(super) fn limitation_reporter(
-    manager: Weak<Manager>,
-    id: ContainerId,
-    slot: Arc<Slot>,
-) -> LimitationReporter {
-    LimitationReporter::new(move |limitation| {
-        if slot.finalized.load(Ordering::SeqCst) {
-            return;
-        }
-        tracing::info!(%id, resource = %limitation.resource, "limitation: {}", limitation.message);
-        {
-            let mut first = locked(&slot.limitation);
-            if first.is_none() {
-                *first = Some(limitation);
-            }
-        }
-        if manager.upgrade().is_some() {
-            if let Some(process) = super::container_process(&slot.get()) {
-                let _ = process.signal(libc::SIGKILL);
-            }
-        }
-    })
 }
 
 /// A random 12-hex-digit id, as Docker's short ids.

@@ -15,6 +15,7 @@ mod attach;
 mod exec_stream;
 mod health;
 pub mod images;
+mod reattach;
 mod recover;
 mod request_checks;
 mod restart;

@@ -2,12 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use berth_isolator::{ContainerConfig, ContainerId, RecoveredContainer};
 
 use super::exit::cleanup_isolators;
-use super::launch::limitation_reporter;
 use super::locked::locked;
 use super::{container_process, Manager, Slot, KILL_TIMEOUT};
 use crate::container::{reason, Container, State};
@@ -162,18 +161,7 @@ impl Manager {
                     locked(&self.slots).insert(id.clone(), slot.clone());
                     match shim {
                         Some(shim) => {
-                            self.ensure_health_checker(&container);
-                            let weak: Weak<Manager> = Arc::downgrade(self);
-                            for isolator in self.isolators.select(&container.isolation) {
-                                let reporter =
-                                    limitation_reporter(weak.clone(), id.clone(), slot.clone());
-                                if let Err(e) = isolator.watch(&id, reporter) {
-                                    tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
-                                }
-                            }
-                            let manager = self.clone();
-                            self.runtime
-                                .spawn(async move { manager.watch_exit(id, shim).await });
+                            self.reattach(&container, &slot, shim);
                             summary.reattached += 1;
                         }
                         None => {
