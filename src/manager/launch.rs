@@ -32,6 +32,8 @@ pub(super) struct Plan {
     isolators: Vec<Arc<dyn Isolator>>,
     config: ContainerConfig,
     seccomp: crate::seccomp::SeccompSetting,
+    /// The network, as parsed from the request (the record keeps its text).
+    network: NetworkMode,
     /// The lower dirs of its overlay root, topmost first (an image's
     /// layers, or the `--rootfs` dir); `None`: no overlay.
     lower: Option<Vec<PathBuf>>,
@@ -127,6 +129,7 @@ impl Manager {
         relaunch: bool,
     ) -> Result<Plan, ManagerError> {
         super::request_checks::check(&request)?;
+        let network = super::request_checks::network(&request)?;
         super::restart::check_request(&request)?;
         super::health::check_request(&request)?;
         crate::secrets::request::check_recorded(&request)?;
@@ -237,20 +240,6 @@ impl Manager {
         };
         self.resolve_mounts(&request.mounts, lower.is_some())?;
 
-        let network = request
-            .network
-            .clone()
-            .unwrap_or_else(|| "host".to_string());
-        match NetworkMode::parse(&network) {
-            Ok(NetworkMode::Join(path)) if !path.exists() => {
-                return Err(ManagerError::invalid(
-                    "network",
-                    format!("no namespace at {}", path.display()),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(ManagerError::invalid("network", e)),
-        }
         let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
         let capabilities = request
             .capabilities
@@ -341,7 +330,7 @@ impl Manager {
             rootfs: request.rootfs,
             resources,
             isolation,
-            network,
+            network: network.to_string(),
             log,
             capabilities,
             tmp_size: Some(tmp_size),
@@ -400,6 +389,7 @@ impl Manager {
             isolators,
             config,
             seccomp,
+            network,
             lower,
             _image_gate: image_gate,
         })
@@ -489,6 +479,7 @@ impl Manager {
             &contribution,
             &plan.isolators,
             &plan.seccomp,
+            &plan.network,
             overlay.as_ref().map(|(o, merged)| (o, merged.as_path())),
             &start_watches,
         );
@@ -570,6 +561,7 @@ impl Manager {
         contribution: &Contribution,
         isolators: &[Arc<dyn Isolator>],
         seccomp: &crate::seccomp::SeccompSetting,
+        network: &NetworkMode,
         overlay: Option<(&crate::shim::overlay::RootOverlay, &std::path::Path)>,
         start_watches: &dyn Fn(),
     ) -> Result<(), ManagerError> {
@@ -596,7 +588,7 @@ impl Manager {
             sandbox: &container.sandbox,
             cgroups_path: (self.cgroups.cgroups_path)(&container.id),
             contribution,
-            network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
+            network,
             nofile: crate::bundle::inherited_nofile(),
             hidden: self.hidden_dirs(),
             hidden_paths: match rootfs {
