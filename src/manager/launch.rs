@@ -477,9 +477,7 @@ impl Manager {
         let launched = self.run_shim(
             &mut container,
             &contribution,
-            &plan.isolators,
-            &plan.seccomp,
-            &plan.network,
+            plan,
             overlay.as_ref().map(|(o, merged)| (o, merged.as_path())),
             &start_watches,
         );
@@ -559,12 +557,11 @@ impl Manager {
         &self,
         container: &mut Container,
         contribution: &Contribution,
-        isolators: &[Arc<dyn Isolator>],
-        seccomp: &crate::seccomp::SeccompSetting,
-        network: &NetworkMode,
+        plan: &Plan,
         overlay: Option<(&crate::shim::overlay::RootOverlay, &std::path::Path)>,
         start_watches: &dyn Fn(),
     ) -> Result<(), ManagerError> {
+        let (isolators, seccomp, network) = (&plan.isolators, &plan.seccomp, &plan.network);
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
         let contribution = &self.with_request_mounts(container, contribution, overlay.is_some())?;
