@@ -83,7 +83,7 @@ async fn gc(State(manager): Shared) -> Result<Response, ApiError> {
     Ok(Json(manager.gc().await?).into_response())
 }
 
-async fn info(State(manager): Shared) -> Json<serde_json::Value> {
+async fn info(State(manager): Shared) -> Json<crate::wire::info::Info> {
     Json(manager.info())
 }
 

@@ -34,6 +34,7 @@ use crate::images::PullPolicy;
 use crate::size::parse_size;
 use crate::wire::control::MAX_STOP_TIMEOUT;
 use crate::wire::files::Entry;
+use crate::wire::info::Info;
 use crate::wire::query::{segment, to_query, FilesQuery, LogsQuery, RemoveQuery};
 use crate::wire::{ExecCreated, ExecResult, GcReport, KillRequest, StopRequest};
 use client::{Client, ClientError};
@@ -859,8 +860,9 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Config(command) => secrets::config(&client, command).await,
         Command::Volume(command) => volumes::volume(&client, command).await,
         Command::Info { json } => {
-            let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
+            let info: Info = client.json(Method::GET, "/v1/info", None).await?;
             if json {
+                let info = output::json_value(&info);
                 outln!("{}", serde_json::to_string_pretty(&info).expect("json"));
             } else {
                 out!("{}", table::info(&info));

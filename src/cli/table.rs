@@ -114,33 +114,24 @@ pub fn escape_controls(text: &str) -> String {
 }
 
 /// The `berth info` table.
-pub fn info(info: &serde_json::Value) -> String {
+pub fn info(info: &crate::wire::info::Info) -> String {
     let mut out = format!(
         "version: {}\ncgroups: {}\nwork dir: {}\nruntime dir: {}\n\n",
-        info["version"].as_str().unwrap_or("?"),
-        info["cgroup_mode"].as_str().unwrap_or("?"),
-        info["work_dir"].as_str().unwrap_or("?"),
-        info["runtime_dir"].as_str().unwrap_or("?"),
+        info.version,
+        info.cgroup_mode,
+        info.work_dir.display(),
+        info.runtime_dir.display(),
     );
-    out.insert_str(out.len() - 1, &userns_line(&info["userns"]));
-    let rows: Vec<Vec<String>> = info["isolators"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|i| {
-                    let name = i["name"].as_str().unwrap_or("?").to_string();
-                    let details: Vec<String> = i
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .filter(|(k, _)| k.as_str() != "name")
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    vec![name, details.join(" ")]
-                })
-                .collect()
+    out.insert_str(out.len() - 1, &userns_line(&info.userns));
+    let rows: Vec<Vec<String>> = info
+        .isolators
+        .iter()
+        .map(|i| {
+            // The isolator's own keys, in order (`details` is sorted).
+            let details: Vec<String> = i.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            vec![i.name.clone(), details.join(" ")]
         })
-        .unwrap_or_default();
+        .collect();
     out.push_str(&render(&["ISOLATOR", "SUPPORTS"], &rows));
     out
 }

@@ -579,17 +579,18 @@ impl Manager {
     }
 
     /// What this agent is and offers.
-    pub fn info(&self) -> serde_json::Value {
-        let isolators: Vec<serde_json::Value> = self
+    pub fn info(&self) -> crate::wire::info::Info {
+        let isolators = self
             .isolators
             .ordered
             .iter()
             .map(|i| {
-                let mut entry = i.describe();
-                entry.insert("name".into(), i.name().into());
+                let mut details = i.describe();
+                // Its name is the agent's to give.
+                details.remove("name");
                 // The resource section it owns, and its flat `/v1` keys.
                 if let Some(section) = i.resource_section() {
-                    entry.insert(
+                    details.insert(
                         "resources".into(),
                         serde_json::json!({
                             "section": section.name,
@@ -597,17 +598,20 @@ impl Manager {
                         }),
                     );
                 }
-                serde_json::Value::Object(entry)
+                crate::wire::info::IsolatorInfo {
+                    name: i.name().to_string(),
+                    details,
+                }
             })
             .collect();
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "cgroup_mode": self.cgroups.mode,
-            "isolators": isolators,
-            "work_dir": self.config.work_dir,
-            "runtime_dir": self.config.runtime_dir,
-            "userns": self.userns.describe(),
-        })
+        crate::wire::info::Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            cgroup_mode: self.cgroups.mode.clone(),
+            isolators,
+            work_dir: self.config.work_dir.clone(),
+            runtime_dir: self.config.runtime_dir.clone(),
+            userns: self.userns.describe(),
+        }
     }
 
     /// Writes and publishes a record.

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod files;
 pub mod gc;
 pub mod images;
+pub mod info;
 pub mod query;
 pub mod stats;
 pub mod volumes;
