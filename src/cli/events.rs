@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::{Client, ClientError};
 use super::{time_arg, usage, Failure};
+use crate::events::Event;
 
 /// `berth events`' flags.
 #[derive(Debug, Args)]
@@ -64,32 +65,30 @@ pub fn path(args: &EventsArgs) -> Result<String, Failure> {
 }
 
 /// One event as a line: `TIME TYPE ACTION ID (key=value, ...)`.
-pub fn human(event: &serde_json::Value) -> Option<String> {
-    if event["type"] == "heartbeat" {
-        return None;
-    }
+pub fn human(event: &Event) -> String {
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let mut details = vec![format!("seq={}", text(&event["seq"]))];
-    if let Some(image) = event["actor"]["image"].as_str() {
+    let mut details = vec![format!("seq={}", event.seq)];
+    if let Some(image) = &event.actor.image {
         details.push(format!("image={image}"));
     }
-    if let Some(attributes) = event["attributes"].as_object() {
-        details.extend(attributes.iter().map(|(k, v)| format!("{k}={}", text(v))));
-    }
-    if let Some(labels) = event["actor"]["labels"].as_object() {
-        details.extend(labels.iter().map(|(k, v)| format!("{k}={}", text(v))));
-    }
-    Some(format!(
+    details.extend(
+        event
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={}", text(v))),
+    );
+    details.extend(event.actor.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    format!(
         "{} {} {} {} ({})\n",
-        text(&event["time"]),
-        text(&event["type"]),
-        text(&event["action"]),
-        text(&event["actor"]["id"]),
+        event.time,
+        event.kind.as_str(),
+        event.action,
+        event.actor.id,
         details.join(", ")
-    ))
+    )
 }
 
 pub async fn events(client: &Client, args: EventsArgs) -> Result<i32, Failure> {
@@ -111,16 +110,15 @@ pub async fn events(client: &Client, args: EventsArgs) -> Result<i32, Failure> {
             if line.is_empty() {
                 continue;
             }
-            let Ok(event) = serde_json::from_slice::<serde_json::Value>(line) else {
+            // A heartbeat is no event: it keeps an idle stream open.
+            let Ok(event) = serde_json::from_slice::<Event>(line) else {
                 continue;
             };
             if args.json {
-                if event["type"] != "heartbeat" {
-                    out.extend_from_slice(line);
-                    out.push(b'\n');
-                }
-            } else if let Some(text) = human(&event) {
-                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            } else {
+                out.extend_from_slice(human(&event).as_bytes());
             }
         }
         if !out.is_empty() {
