@@ -24,7 +24,7 @@ use berth_confined::{ConfinedError, Dir, Kind, ReadFile};
 
 use super::query::ApiQuery;
 use super::{ApiError, Shared};
-use crate::wire::query::FilesQuery;
+use crate::wire::query::{FilesQuery, Window};
 
 const CHUNK: u64 = 128 * 1024;
 
@@ -196,11 +196,12 @@ pub(super) async fn content(
     State(manager): Shared,
     UrlPath(id): UrlPath<String>,
     ApiQuery(query): ApiQuery<FilesQuery>,
+    ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Response, ApiError> {
     let dir: PathBuf = manager.get(&id)?.sandbox;
     let path = path_param(&query);
-    let offset = query.offset.unwrap_or(0);
-    let length = query.length;
+    let offset = window.offset.unwrap_or(0);
+    let length = window.length;
     let file = blocking(move || Sandbox::open(&dir)?.open_file(&path)).await?;
     let file = std::sync::Arc::new(file);
     let end = length.map(|l| offset.saturating_add(l));

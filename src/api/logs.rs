@@ -57,7 +57,7 @@ use axum::response::{IntoResponse, Response};
 use super::query::ApiQuery;
 use super::{ApiError, Shared};
 use crate::container::State as ContainerState;
-use crate::wire::query::LogsQuery;
+use crate::wire::query::{LogsQuery, Window};
 use tokio::sync::watch;
 
 use crate::container::Container;
@@ -125,7 +125,7 @@ fn time_param(value: &Option<String>, name: &str) -> Result<Option<i64>, ApiErro
         .transpose()
 }
 
-fn parse(params: &LogsQuery) -> Result<Request, ApiError> {
+fn parse(params: &LogsQuery, window: &Window) -> Result<Request, ApiError> {
     let which = match params.stream.as_deref() {
         None => Which::One(Stream::Stdout),
         Some("all") => Which::All,
@@ -136,7 +136,7 @@ fn parse(params: &LogsQuery) -> Result<Request, ApiError> {
             )
         })?),
     };
-    let (offset, length, tail) = (params.offset, params.length, params.tail);
+    let (offset, length, tail) = (window.offset, window.length, params.tail);
     let since = time_param(&params.since, "since")?;
     let until = time_param(&params.until, "until")?;
     let (follow, timestamps, frames) = (params.follow, params.timestamps, params.frames);
@@ -257,8 +257,9 @@ pub(super) async fn logs(
     State(manager): Shared,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<LogsQuery>,
+    ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Response, ApiError> {
-    let request = parse(&params)?;
+    let request = parse(&params, &window)?;
     let container = manager.get(&id)?;
     let dir: PathBuf = container.log_dir().to_path_buf();
     let (id, labels) = (container.id.to_string(), container.labels.clone());
@@ -500,7 +501,8 @@ mod tests {
 
     fn request(query: &str) -> Result<Request, String> {
         let params: LogsQuery = crate::wire::query::parse(query).map_err(|e| e.to_string())?;
-        parse(&params).map_err(|e| e.message)
+        let window: Window = crate::wire::query::parse(query).map_err(|e| e.to_string())?;
+        parse(&params, &window).map_err(|e| e.message)
     }
 
     #[test]

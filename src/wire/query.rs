@@ -14,20 +14,28 @@ pub struct RemoveQuery {
     pub force: bool,
 }
 
-/// `GET /v1/containers/{id}/files` and `.../files/content`.
+/// `GET /v1/containers/{id}/files` and `.../files/content` (which also
+/// takes a [`Window`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FilesQuery {
     /// Relative to the sandbox; a leading `/` names the sandbox's root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Where to start reading (content).
+}
+
+/// The part of a file or log to read: `offset` and `length` bytes, of
+/// `GET .../files/content` and `GET .../logs` (parsed beside their own
+/// query struct).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// Where to start reading.
     #[serde(
         default,
         deserialize_with = "count",
         skip_serializing_if = "Option::is_none"
     )]
     pub offset: Option<u64>,
-    /// How much to read at most (content).
+    /// How much to read at most.
     #[serde(
         default,
         deserialize_with = "count",
@@ -36,24 +44,12 @@ pub struct FilesQuery {
     pub length: Option<u64>,
 }
 
-/// `GET /v1/containers/{id}/logs`.
+/// `GET /v1/containers/{id}/logs` (which also takes a [`Window`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogsQuery {
     /// `stdout` (default), `stderr` or `all`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "count",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub offset: Option<u64>,
-    #[serde(
-        default,
-        deserialize_with = "count",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub length: Option<u64>,
     /// The last N lines.
     #[serde(
         default,
@@ -202,7 +198,7 @@ mod tests {
             bad.to_string(),
             r#"invalid force: expected true or false, got "maybe""#
         );
-        let bad = parse::<FilesQuery>("offset=-1").unwrap_err();
+        let bad = parse::<Window>("offset=-1").unwrap_err();
         assert_eq!(
             bad.to_string(),
             r#"invalid offset: expected a non-negative integer, got "-1""#
