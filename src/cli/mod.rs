@@ -733,7 +733,6 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Files(FilesCommand::Ls { id, path, json }) => {
             let query = FilesQuery {
                 path: Some(path.unwrap_or_default()),
-                ..Default::default()
             };
             let path = to_query(&format!("{}/files", container_path(&id)), &query);
             let entries: Vec<Entry> = client.json(Method::GET, &path, None).await?;
@@ -753,10 +752,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Files(FilesCommand::Cat { id, path }) => {
-            let query = FilesQuery {
-                path: Some(path),
-                ..Default::default()
-            };
+            let query = FilesQuery { path: Some(path) };
             let path = to_query(&format!("{}/files/content", container_path(&id)), &query);
             client.stream_to(&path, &mut tokio::io::stdout()).await?;
             Ok(0)
@@ -1637,7 +1633,6 @@ mod tests {
         );
         let query = FilesQuery {
             path: Some("a b/c&d".into()),
-            ..Default::default()
         };
         assert_eq!(to_query("/f", &query), "/f?path=a+b%2Fc%26d");
     }

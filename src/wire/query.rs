@@ -173,7 +173,6 @@ mod tests {
         assert_eq!(parse::<LogsQuery>(q).unwrap(), query);
         let files = FilesQuery {
             path: Some("a b/c&d".into()),
-            ..Default::default()
         };
         let text = to_query("/f", &files);
         assert_eq!(
