@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::capabilities::CapabilityChanges;
 use crate::restart_policy::{RestartPolicy, RestartState};
+use crate::timestamp::Timestamp;
 
 /// A launch request: the body of `POST /v1/containers`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -282,9 +283,9 @@ pub struct Container {
     /// Records from before seccomp support ran unconfined.
     #[serde(default = "unconfined")]
     pub seccomp: String,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub reason: Option<String>,

@@ -24,5 +24,7 @@ pub mod shim;
 pub mod size;
 pub mod store;
 pub mod streams;
+pub mod timestamp;
 pub mod userns;
 pub mod volumes;
+pub mod wire;

@@ -12,19 +12,19 @@
 //! the size it had when opened. No string checks: the container owns the
 //! tree and may change it between a check and a use.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_confined::{ConfinedError, Dir, Kind, ReadFile};
-use serde::Serialize;
 
-use super::{u64_param, ApiError, Params, Shared};
+use super::query::ApiQuery;
+use super::{ApiError, Shared};
+use crate::wire::query::{FilesQuery, Window};
 
 const CHUNK: u64 = 128 * 1024;
 
@@ -65,19 +65,7 @@ impl From<FilesError> for ApiError {
     }
 }
 
-/// A directory entry as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
-    pub name: String,
-    /// `file`, `dir`, `symlink` or `other`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub size: u64,
-    /// Permission bits in octal, e.g. `0644`.
-    pub mode: String,
-    /// RFC 3339, UTC.
-    pub mtime: String,
-}
+pub use crate::wire::files::Entry;
 
 /// A sandbox directory, opened once; paths are resolved beneath it.
 pub struct Sandbox {
@@ -137,7 +125,7 @@ impl Sandbox {
                 let (secs, nanos) = entry.stat.mtime();
                 Entry {
                     name: entry.name.to_string_lossy().into_owned(),
-                    kind: kind(entry.stat.kind()),
+                    kind: kind(entry.stat.kind()).into(),
                     size: entry.stat.size(),
                     mode: format!("{:04o}", entry.stat.mode() & 0o7777),
                     mtime: rfc3339(secs, nanos),
@@ -179,8 +167,8 @@ fn rfc3339(seconds: i64, nanos: i64) -> String {
 /// The `path` parameter, relative to the sandbox: absent or `/` means the
 /// sandbox itself and a leading `/` names the sandbox's root, not the
 /// host's (the kernel still resolves what follows beneath the sandbox).
-fn path_param(params: &HashMap<String, String>) -> String {
-    let path = params.get("path").map(String::as_str).unwrap_or_default();
+fn path_param(query: &FilesQuery) -> String {
+    let path = query.path.as_deref().unwrap_or_default();
     path.trim_start_matches('/').to_string()
 }
 
@@ -196,10 +184,10 @@ async fn blocking<T: Send + 'static>(
 pub(super) async fn list(
     State(manager): Shared,
     UrlPath(id): UrlPath<String>,
-    Query(params): Params,
+    ApiQuery(query): ApiQuery<FilesQuery>,
 ) -> Result<Response, ApiError> {
     let dir: PathBuf = manager.get(&id)?.sandbox;
-    let path = path_param(&params);
+    let path = path_param(&query);
     let entries = blocking(move || Sandbox::open(&dir)?.list(&path)).await?;
     Ok(Json(entries).into_response())
 }
@@ -207,12 +195,13 @@ pub(super) async fn list(
 pub(super) async fn content(
     State(manager): Shared,
     UrlPath(id): UrlPath<String>,
-    Query(params): Params,
+    ApiQuery(query): ApiQuery<FilesQuery>,
+    ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Response, ApiError> {
     let dir: PathBuf = manager.get(&id)?.sandbox;
-    let path = path_param(&params);
-    let offset = u64_param(&params, "offset")?.unwrap_or(0);
-    let length = u64_param(&params, "length")?;
+    let path = path_param(&query);
+    let offset = window.offset.unwrap_or(0);
+    let length = window.length;
     let file = blocking(move || Sandbox::open(&dir)?.open_file(&path)).await?;
     let file = std::sync::Arc::new(file);
     let end = length.map(|l| offset.saturating_add(l));
@@ -338,7 +327,10 @@ mod tests {
         )
         .unwrap();
         let entries = sandbox.list("").unwrap();
-        let names: Vec<(&str, &str)> = entries.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        let names: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind.as_str()))
+            .collect();
         assert_eq!(
             names,
             [

@@ -4,18 +4,20 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde::Deserialize;
 
-use super::{bool_param, parse_json, ApiError, Params, Shared};
+use super::query::ApiQuery;
+use super::{parse_json, ApiError, Shared};
 use crate::images::ensure::EnsureError;
 use crate::images::pull::{Progress, PullError};
 use crate::manager::{Manager, ManagerError};
+use crate::wire::images::{ImageListed, LoadRequest, Loaded, PullRequest};
+use crate::wire::query::RemoveQuery;
 
 /// The image routes (merged into the API's router).
 pub fn routes() -> Router<Arc<Manager>> {
@@ -25,12 +27,6 @@ pub fn routes() -> Router<Arc<Manager>> {
         .route("/v1/images/load", post(load))
         .route("/v1/images/prune", post(prune))
         .route("/v1/images/{*reference}", get(inspect).delete(remove))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PullRequest {
-    image: String,
 }
 
 enum Event {
@@ -134,13 +130,11 @@ async fn list(State(manager): Shared) -> Result<Response, ApiError> {
         .await
         .map_err(|e| ManagerError::Internal(e.to_string()))?
         .map_err(|e| ManagerError::Internal(e.to_string()))?;
-    let out: Vec<serde_json::Value> = list
+    let out: Vec<ImageListed> = list
         .into_iter()
-        .map(|i| {
-            let used = in_use.contains(&i.manifest_digest);
-            let mut v = serde_json::to_value(i).expect("summary serializes");
-            v["in_use"] = used.into();
-            v
+        .map(|image| ImageListed {
+            in_use: in_use.contains(&image.manifest_digest),
+            image,
         })
         .collect();
     Ok(Json(out).into_response())
@@ -165,22 +159,13 @@ async fn inspect(
 async fn remove(
     State(manager): Shared,
     Path(reference): Path<String>,
-    Query(params): Params,
+    ApiQuery(query): ApiQuery<RemoveQuery>,
 ) -> Result<Response, ApiError> {
-    let force = bool_param(&params, "force")?.unwrap_or(false);
-    Ok(Json(manager.remove_image(&reference, force).await?).into_response())
+    Ok(Json(manager.remove_image(&reference, query.force).await?).into_response())
 }
 
 async fn prune(State(manager): Shared) -> Result<Response, ApiError> {
     Ok(Json(manager.prune_images().await?).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadRequest {
-    /// An OCI layout directory, an OCI layout tar, or a `docker save` tar,
-    /// on the agent's host (absolute).
-    path: std::path::PathBuf,
 }
 
 /// `POST /v1/images/load {"path": ...}`: the loaded images.
@@ -217,6 +202,6 @@ async fn load(State(manager): Shared, body: Bytes) -> Result<Response, ApiError>
     .await
     .map_err(|e| ManagerError::Internal(e.to_string()))?
     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "load_failed", e.to_string()))?;
-    let names: Vec<&str> = loaded.iter().map(|i| i.reference.as_str()).collect();
-    Ok(Json(serde_json::json!({ "loaded": names })).into_response())
+    let loaded = loaded.into_iter().map(|i| i.reference).collect();
+    Ok(Json(Loaded { loaded }).into_response())
 }

@@ -47,16 +47,17 @@
 //! empty body (or, with `follow`, wait for them). Bad parameters are 400,
 //! naming the parameter.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{bool_param, u64_param, ApiError, Params, Shared};
+use super::query::ApiQuery;
+use super::{ApiError, Shared};
 use crate::container::State as ContainerState;
+use crate::wire::query::{LogsQuery, Window};
 use tokio::sync::watch;
 
 use crate::container::Container;
@@ -110,9 +111,9 @@ struct Request {
 }
 
 /// An RFC 3339 time parameter, as Unix nanoseconds.
-fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
-    params
-        .get(name)
+fn time_param(value: &Option<String>, name: &str) -> Result<Option<i64>, ApiError> {
+    value
+        .as_ref()
         .map(|text| {
             timestamps::parse(text).ok_or_else(|| {
                 ApiError::invalid(
@@ -124,8 +125,8 @@ fn time_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64
         .transpose()
 }
 
-fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
-    let which = match params.get("stream").map(String::as_str) {
+fn parse(params: &LogsQuery, window: &Window) -> Result<Request, ApiError> {
+    let which = match params.stream.as_deref() {
         None => Which::One(Stream::Stdout),
         Some("all") => Which::All,
         Some(name) => Which::One(Stream::parse(name).ok_or_else(|| {
@@ -135,25 +136,21 @@ fn parse(params: &HashMap<String, String>) -> Result<Request, ApiError> {
             )
         })?),
     };
-    let offset = u64_param(params, "offset")?;
-    let length = u64_param(params, "length")?;
-    let tail = u64_param(params, "tail")?;
-    let since = time_param(params, "since")?;
-    let until = time_param(params, "until")?;
-    let follow = bool_param(params, "follow")?.unwrap_or(false);
-    let timestamps = bool_param(params, "timestamps")?.unwrap_or(false);
-    let frames = bool_param(params, "frames")?.unwrap_or(false);
+    let (offset, length, tail) = (window.offset, window.length, params.tail);
+    let since = time_param(&params.since, "since")?;
+    let until = time_param(&params.until, "until")?;
+    let (follow, timestamps, frames) = (params.follow, params.timestamps, params.frames);
     if frames && which != Which::All {
         return Err(ApiError::invalid("frames", "needs stream=all"));
     }
-    let exit = bool_param(params, "exit")?.unwrap_or(false);
+    let exit = params.exit;
     if exit && !(frames && follow) {
         return Err(ApiError::invalid(
             "exit",
             "needs frames=true and follow=true",
         ));
     }
-    let jsonl = match params.get("format").map(String::as_str) {
+    let jsonl = match params.format.as_deref() {
         None | Some("raw") => false,
         Some("jsonl") => true,
         Some(other) => {
@@ -259,9 +256,10 @@ fn plan(dir: &std::path::Path, stream: Stream, request: &Request) -> Result<Plan
 pub(super) async fn logs(
     State(manager): Shared,
     Path(id): Path<String>,
-    Query(params): Params,
+    ApiQuery(params): ApiQuery<LogsQuery>,
+    ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Response, ApiError> {
-    let request = parse(&params)?;
+    let request = parse(&params, &window)?;
     let container = manager.get(&id)?;
     let dir: PathBuf = container.log_dir().to_path_buf();
     let (id, labels) = (container.id.to_string(), container.labels.clone());
@@ -501,14 +499,10 @@ mod tests {
     use super::*;
     use crate::logs::testing::write_segments;
 
-    fn params(query: &str) -> HashMap<String, String> {
-        let query: Params =
-            Query::try_from_uri(&format!("http://x/?{query}").parse().unwrap()).unwrap();
-        query.0
-    }
-
     fn request(query: &str) -> Result<Request, String> {
-        parse(&params(query)).map_err(|e| e.message)
+        let params: LogsQuery = crate::wire::query::parse(query).map_err(|e| e.to_string())?;
+        let window: Window = crate::wire::query::parse(query).map_err(|e| e.to_string())?;
+        parse(&params, &window).map_err(|e| e.message)
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod files;
 mod guard;
 mod images;
 pub mod logs;
+mod query;
 pub mod roles;
 mod secrets;
 mod server;
@@ -16,16 +17,14 @@ pub mod tls;
 pub mod tokens;
 mod volumes;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 
 pub use error::ApiError;
 pub use server::serve;
@@ -33,9 +32,12 @@ pub use tls::serve_tcp;
 
 use crate::container::LaunchRequest;
 use crate::manager::{Manager, ManagerError};
+use crate::wire::control::MAX_STOP_TIMEOUT;
+use crate::wire::query::RemoveQuery;
+use crate::wire::{KillRequest, Stats, StopRequest};
+use query::ApiQuery;
 
 type Shared = State<Arc<Manager>>;
-type Params = Query<HashMap<String, String>>;
 
 /// The API's routes.
 pub fn router(manager: Arc<Manager>) -> Router {
@@ -81,7 +83,7 @@ async fn gc(State(manager): Shared) -> Result<Response, ApiError> {
     Ok(Json(manager.gc().await?).into_response())
 }
 
-async fn info(State(manager): Shared) -> Json<serde_json::Value> {
+async fn info(State(manager): Shared) -> Json<crate::wire::info::Info> {
     Json(manager.info())
 }
 
@@ -103,47 +105,19 @@ async fn wait(State(manager): Shared, Path(id): Path<String>) -> Result<Response
     Ok(Json(manager.wait(&id).await?).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KillRequest {
-    #[serde(default = "default_signal")]
-    signal: String,
-}
-
-fn default_signal() -> String {
-    "KILL".into()
-}
-
 async fn kill(
     State(manager): Shared,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: KillRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        KillRequest {
-            signal: default_signal(),
-        }
+        KillRequest::default()
     } else {
         parse_json(&body)?
     };
     manager.kill(&id, &request.signal)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StopRequest {
-    /// Seconds between SIGTERM and SIGKILL.
-    #[serde(default = "default_stop_timeout")]
-    timeout: f64,
-}
-
-fn default_stop_timeout() -> f64 {
-    10.0
-}
-
-/// The longest grace period a stop accepts: a day.
-const MAX_STOP_TIMEOUT: f64 = 86_400.0;
 
 async fn stop(
     State(manager): Shared,
@@ -168,9 +142,7 @@ async fn restart(
 /// The grace period of a stop or restart request body (empty: default).
 fn stop_grace(body: &[u8]) -> Result<std::time::Duration, ApiError> {
     let request: StopRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        StopRequest {
-            timeout: default_stop_timeout(),
-        }
+        StopRequest::default()
     } else {
         parse_json(body)?
     };
@@ -203,10 +175,9 @@ async fn exec(
 async fn remove(
     State(manager): Shared,
     Path(id): Path<String>,
-    Query(params): Params,
+    ApiQuery(query): ApiQuery<RemoveQuery>,
 ) -> Result<Response, ApiError> {
-    let force = bool_param(&params, "force")?.unwrap_or(false);
-    manager.remove(&id, force).await?;
+    manager.remove(&id, query.force).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -221,14 +192,12 @@ async fn update(
 
 async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let isolators = manager.stats(&id)?;
-    let mut stats = serde_json::json!({
-        "id": id,
-        "read_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "isolators": isolators,
-    });
-    if let Some(volumes) = manager.volume_stats(&id) {
-        stats["volumes"] = volumes;
-    }
+    let stats = Stats {
+        read_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        isolators,
+        volumes: manager.volume_stats(&id),
+        id,
+    };
     Ok(Json(stats).into_response())
 }
 
@@ -255,31 +224,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         )
     })?;
     Ok(value)
-}
-
-fn bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ApiError> {
-    params
-        .get(name)
-        .map(|v| match v.as_str() {
-            "true" | "1" | "" => Ok(true),
-            "false" | "0" => Ok(false),
-            other => Err(ApiError::invalid(
-                name,
-                format!("expected true or false, got {other:?}"),
-            )),
-        })
-        .transpose()
-}
-
-fn u64_param(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
-    params
-        .get(name)
-        .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::invalid(name, format!("expected a non-negative integer, got {v:?}"))
-            })
-        })
-        .transpose()
 }
 
 impl From<ManagerError> for ApiError {

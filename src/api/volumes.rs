@@ -8,11 +8,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 
 use super::{parse_json, ApiError, Shared};
 use crate::manager::Manager;
 use crate::volumes::VolumeError;
+use crate::wire::volumes::{CreateVolume, VolumesPruned};
 
 /// The volume routes (merged into the API's router).
 pub fn routes() -> Router<Arc<Manager>> {
@@ -20,18 +20,6 @@ pub fn routes() -> Router<Arc<Manager>> {
         .route("/v1/volumes", get(list).post(create))
         .route("/v1/volumes/prune", post(prune))
         .route("/v1/volumes/{name}", get(inspect).delete(remove))
-}
-
-/// `POST /v1/volumes`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRequest {
-    name: String,
-    /// Bytes; absent: unlimited.
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    shared: bool,
 }
 
 fn volume_error(e: VolumeError) -> ApiError {
@@ -60,7 +48,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn create(State(manager): Shared, body: Bytes) -> Result<Response, ApiError> {
-    let request: CreateRequest = parse_json(&body)?;
+    let request: CreateVolume = parse_json(&body)?;
     let volume = blocking(manager, move |m| {
         m.volume_create(&request.name, request.size, request.shared)
     })
@@ -83,5 +71,5 @@ async fn remove(State(manager): Shared, Path(name): Path<String>) -> Result<Resp
 
 async fn prune(State(manager): Shared) -> Result<Response, ApiError> {
     let removed = blocking(manager, |m| m.volume_prune()).await?;
-    Ok(Json(serde_json::json!({ "removed": removed })).into_response())
+    Ok(Json(VolumesPruned { removed }).into_response())
 }

@@ -116,6 +116,17 @@ impl NetworkMode {
     }
 }
 
+/// The text [`NetworkMode::parse`] reads: `host`, `none` or `ns:PATH`.
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Join(path) => write!(f, "ns:{}", path.display()),
+        }
+    }
+}
+
 /// What a bundle is made from.
 #[derive(Debug, Clone)]
 pub struct BundleInput<'a> {
@@ -813,6 +824,9 @@ mod tests {
         );
         assert!(NetworkMode::parse("ns:relative").is_err());
         assert!(NetworkMode::parse("bridge").is_err());
+        for text in ["host", "none", "ns:/run/netns/a"] {
+            assert_eq!(NetworkMode::parse(text).unwrap().to_string(), text);
+        }
         let command = vec!["true".to_string()];
         let env = BTreeMap::new();
         let contribution = Contribution::default();

@@ -170,3 +170,8 @@ impl Client {
         Ok(())
     }
 }
+
+/// A request body: one of the API's request types, as JSON.
+pub fn body(request: &impl serde::Serialize) -> Option<serde_json::Value> {
+    Some(serde_json::to_value(request).expect("a request type serializes"))
+}

@@ -8,7 +8,8 @@ use hyper::Method;
 use tokio::io::AsyncWriteExt;
 
 use super::client::{Client, ClientError};
-use super::{query_escape, time_arg, usage, Failure};
+use super::{time_arg, usage, Failure};
+use crate::events::Event;
 
 /// `berth events`' flags.
 #[derive(Debug, Args)]
@@ -42,12 +43,12 @@ fn point(flag: &str, value: &str) -> Result<String, Failure> {
 
 /// The request path for the flags.
 pub fn path(args: &EventsArgs) -> Result<String, Failure> {
-    let mut query = Vec::new();
+    let mut query = form_urlencoded::Serializer::new(String::new());
     if let Some(since) = &args.since {
-        query.push(format!("since={}", query_escape(&point("since", since)?)));
+        query.append_pair("since", &point("since", since)?);
     }
     if let Some(until) = &args.until {
-        query.push(format!("until={}", query_escape(&point("until", until)?)));
+        query.append_pair("until", &point("until", until)?);
     }
     for filter in &args.filters {
         let (key, value) = filter
@@ -58,38 +59,36 @@ pub fn path(args: &EventsArgs) -> Result<String, Failure> {
                 "invalid --filter {filter:?}: the key must be type, action, container or label"
             )));
         }
-        query.push(format!("{key}={}", query_escape(value)));
+        query.append_pair(key, value);
     }
-    Ok(format!("/v1/events?{}", query.join("&")))
+    Ok(format!("/v1/events?{}", query.finish()))
 }
 
 /// One event as a line: `TIME TYPE ACTION ID (key=value, ...)`.
-pub fn human(event: &serde_json::Value) -> Option<String> {
-    if event["type"] == "heartbeat" {
-        return None;
-    }
+pub fn human(event: &Event) -> String {
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let mut details = vec![format!("seq={}", text(&event["seq"]))];
-    if let Some(image) = event["actor"]["image"].as_str() {
+    let mut details = vec![format!("seq={}", event.seq)];
+    if let Some(image) = &event.actor.image {
         details.push(format!("image={image}"));
     }
-    if let Some(attributes) = event["attributes"].as_object() {
-        details.extend(attributes.iter().map(|(k, v)| format!("{k}={}", text(v))));
-    }
-    if let Some(labels) = event["actor"]["labels"].as_object() {
-        details.extend(labels.iter().map(|(k, v)| format!("{k}={}", text(v))));
-    }
-    Some(format!(
+    details.extend(
+        event
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={}", text(v))),
+    );
+    details.extend(event.actor.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    format!(
         "{} {} {} {} ({})\n",
-        text(&event["time"]),
-        text(&event["type"]),
-        text(&event["action"]),
-        text(&event["actor"]["id"]),
+        event.time,
+        event.kind.as_str(),
+        event.action,
+        event.actor.id,
         details.join(", ")
-    ))
+    )
 }
 
 pub async fn events(client: &Client, args: EventsArgs) -> Result<i32, Failure> {
@@ -111,16 +110,15 @@ pub async fn events(client: &Client, args: EventsArgs) -> Result<i32, Failure> {
             if line.is_empty() {
                 continue;
             }
-            let Ok(event) = serde_json::from_slice::<serde_json::Value>(line) else {
+            // A heartbeat is no event: it keeps an idle stream open.
+            let Ok(event) = serde_json::from_slice::<Event>(line) else {
                 continue;
             };
             if args.json {
-                if event["type"] != "heartbeat" {
-                    out.extend_from_slice(line);
-                    out.push(b'\n');
-                }
-            } else if let Some(text) = human(&event) {
-                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            } else {
+                out.extend_from_slice(human(&event).as_bytes());
             }
         }
         if !out.is_empty() {

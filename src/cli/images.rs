@@ -7,13 +7,16 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use http_body_util::BodyExt;
 use hyper::Method;
-use serde_json::json;
 
 use super::client::{Client, ClientError};
 use super::output::{out, outln};
 use super::Failure;
 use crate::images::pull::Progress;
 use crate::size::format_size;
+use crate::wire::images::{
+    ImageListed, ImageRemoved, ImagesPruned, LoadRequest, Loaded, PullRequest,
+};
+use crate::wire::query::{segment, to_query, RemoveQuery};
 
 /// `berth image` subcommands.
 #[derive(Debug, Subcommand)]
@@ -39,16 +42,7 @@ pub enum ImageCommand {
 
 /// An image reference as a URL path segment (percent-encoded).
 fn image_path(image: &str) -> String {
-    let encoded: String = image
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b':' | b'@' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    format!("/v1/images/{encoded}")
+    format!("/v1/images/{}", segment(image))
 }
 
 fn short(digest: &str) -> &str {
@@ -96,7 +90,9 @@ pub async fn pull(client: &Client, image: &str) -> Result<i32, Failure> {
         .send(
             Method::POST,
             "/v1/images/pull",
-            Some(json!({ "image": image })),
+            super::client::body(&PullRequest {
+                image: image.to_string(),
+            }),
         )
         .await?;
     let mut display = Display {
@@ -186,8 +182,9 @@ pub async fn pull(client: &Client, image: &str) -> Result<i32, Failure> {
 
 /// `berth images [--json]`.
 pub async fn list(client: &Client, json: bool) -> Result<i32, Failure> {
-    let images: Vec<serde_json::Value> = client.json(Method::GET, "/v1/images", None).await?;
+    let images: Vec<ImageListed> = client.json(Method::GET, "/v1/images", None).await?;
     if json {
+        let images = super::output::json_value(&images);
         outln!("{}", serde_json::to_string_pretty(&images).expect("json"));
         return Ok(0);
     }
@@ -198,17 +195,10 @@ pub async fn list(client: &Client, json: bool) -> Result<i32, Failure> {
     for i in &images {
         text.push_str(&format!(
             "{:<60} {:<19} {:>10} {}\n",
-            i["reference"].as_str().unwrap_or("?"),
-            format!(
-                "sha256:{}",
-                short(i["manifest_digest"].as_str().unwrap_or(""))
-            ),
-            format_size(i["size"].as_u64().unwrap_or(0)),
-            if i["in_use"].as_bool().unwrap_or(false) {
-                "yes"
-            } else {
-                "no"
-            }
+            i.image.reference,
+            format!("sha256:{}", short(&i.image.manifest_digest.to_string())),
+            format_size(i.image.size),
+            if i.in_use { "yes" } else { "no" }
         ));
     }
     out!("{text}");
@@ -225,19 +215,16 @@ pub async fn image(client: &Client, command: ImageCommand) -> Result<i32, Failur
             Ok(0)
         }
         ImageCommand::Prune { json } => {
-            let report: serde_json::Value =
-                client.json(Method::POST, "/v1/images/prune", None).await?;
+            let report: ImagesPruned = client.json(Method::POST, "/v1/images/prune", None).await?;
             if json {
+                let report = super::output::json_value(&report);
                 outln!("{}", serde_json::to_string_pretty(&report).expect("json"));
                 return Ok(0);
             }
-            for name in report["removed"].as_array().into_iter().flatten() {
-                outln!("removed {}", name.as_str().unwrap_or("?"));
+            for name in &report.removed {
+                outln!("removed {name}");
             }
-            outln!(
-                "freed {}",
-                format_size(report["freed"].as_u64().unwrap_or(0))
-            );
+            outln!("freed {}", format_size(report.freed));
             Ok(0)
         }
         ImageCommand::Ls { json } => list(client, json).await,
@@ -248,10 +235,10 @@ pub async fn image(client: &Client, command: ImageCommand) -> Result<i32, Failur
 /// the command.
 pub async fn rmi(client: &Client, force: bool, images: &[String]) -> Result<i32, Failure> {
     for image in images {
-        let path = format!("{}?force={force}", image_path(image));
-        let answer: serde_json::Value = client.json(Method::DELETE, &path, None).await?;
-        for name in answer["removed"].as_array().into_iter().flatten() {
-            outln!("removed {}", name.as_str().unwrap_or("?"));
+        let path = to_query(&image_path(image), &RemoveQuery { force });
+        let answer: ImageRemoved = client.json(Method::DELETE, &path, None).await?;
+        for name in &answer.removed {
+            outln!("removed {name}");
         }
     }
     Ok(0)
@@ -263,15 +250,15 @@ pub async fn load(client: &Client, path: &PathBuf) -> Result<i32, Failure> {
         message: format!("{}: {e}", path.display()),
         code: 1,
     })?;
-    let answer: serde_json::Value = client
+    let answer: Loaded = client
         .json(
             Method::POST,
             "/v1/images/load",
-            Some(json!({ "path": path })),
+            super::client::body(&LoadRequest { path }),
         )
         .await?;
-    for name in answer["loaded"].as_array().into_iter().flatten() {
-        outln!("loaded {}", name.as_str().unwrap_or("?"));
+    for name in &answer.loaded {
+        outln!("loaded {name}");
     }
     Ok(0)
 }

@@ -25,8 +25,19 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::json;
 
-use crate::container::{Container, State, User};
+use std::collections::BTreeMap;
+
+use crate::bundle::capabilities::CapabilityChanges;
+use crate::config::LogMode;
+use crate::container::{Container, ExecRequest, LaunchRequest, LogOverrides, State, User};
+use crate::health::HealthCheck;
+use crate::images::PullPolicy;
 use crate::size::parse_size;
+use crate::wire::control::MAX_STOP_TIMEOUT;
+use crate::wire::files::Entry;
+use crate::wire::info::Info;
+use crate::wire::query::{segment, to_query, FilesQuery, LogsQuery, RemoveQuery};
+use crate::wire::{ExecCreated, ExecResult, GcReport, KillRequest, StopRequest};
 use client::{Client, ClientError};
 use output::{out, outln};
 
@@ -453,8 +464,9 @@ pub struct HealthArgs {
 }
 
 impl HealthArgs {
-    /// The launch request's `health` object, if a check is asked for.
-    fn to_json(&self) -> Result<Option<serde_json::Value>, Failure> {
+    /// The launch request's `health` check, if one is asked for (the
+    /// settings left out get the agent's defaults, as the agent reads it).
+    fn to_check(&self) -> Result<Option<HealthCheck>, Failure> {
         let mut check = serde_json::Map::new();
         if let Some(cmd) = &self.health_cmd {
             check.insert("cmd".into(), json!(["/bin/sh", "-c", cmd]));
@@ -493,7 +505,9 @@ impl HealthArgs {
             0 => Err(usage(
                 "the --health-* settings need a check: --health-cmd, --health-http or --health-tcp",
             )),
-            1 => Ok(Some(check.into())),
+            1 => serde_json::from_value(check.into())
+                .map(Some)
+                .map_err(|e| usage(format!("invalid health check: {e}"))),
             _ => Err(usage(
                 "give one of --health-cmd, --health-http and --health-tcp",
             )),
@@ -589,7 +603,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             let mut failed = Failed::default();
             for id in &ids {
                 match client
-                    .json::<serde_json::Value>(Method::GET, &container_path(id), None)
+                    .json::<Container>(Method::GET, &container_path(id), None)
                     .await
                 {
                     Ok(container) => found.push(container),
@@ -598,8 +612,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             }
             let shown = match (ids.len(), found.len()) {
                 (_, 0) => None,
-                (1, _) => found.pop(),
-                _ => Some(serde_json::Value::Array(found)),
+                (1, _) => found.pop().map(|c| output::json_value(&c)),
+                _ => Some(output::json_value(&found)),
             };
             if let Some(shown) = shown {
                 outln!("{}", serde_json::to_string_pretty(&shown).expect("json"));
@@ -630,7 +644,9 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
                     .call(
                         Method::POST,
                         &format!("{}/kill", container_path(id)),
-                        Some(json!({"signal": signal})),
+                        client::body(&KillRequest {
+                            signal: signal.clone(),
+                        }),
                     )
                     .await;
                 if let Err(e) = sent {
@@ -642,11 +658,7 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Rm { force, ids } => {
             let mut failed = Failed::default();
             for id in ids {
-                let path = format!(
-                    "{}{}",
-                    container_path(&id),
-                    if force { "?force=true" } else { "" }
-                );
+                let path = to_query(&container_path(&id), &RemoveQuery { force });
                 match client.call(Method::DELETE, &path, None).await {
                     Ok(_) => outln!("{id}"),
                     Err(e) => failed.note(e)?,
@@ -670,42 +682,49 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             } else {
                 stream
             };
-            let mut query = format!("follow={follow}&timestamps={timestamps}");
+            let mut query = LogsQuery {
+                follow,
+                timestamps,
+                ..Default::default()
+            };
             if let Some(Tail::Lines(lines)) = tail {
-                query.push_str(&format!("&tail={lines}"));
+                query.tail = Some(lines);
             }
             if let Some(since) = &since {
                 let time = time_arg::parse_time(since, chrono::Utc::now())
                     .map_err(|e| usage(format!("invalid --since {e}")))?;
-                let time = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                query.push_str(&format!("&since={}", query_escape(&time)));
+                query.since = Some(time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
             }
             if let Some(until) = &until {
                 let time = time_arg::parse_time(until, chrono::Utc::now())
                     .map_err(|e| usage(format!("invalid --until {e}")))?;
-                let time = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                query.push_str(&format!("&until={}", query_escape(&time)));
+                query.until = Some(time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
             }
-            let base = format!("{}/logs?{query}", container_path(&id));
+            let base = format!("{}/logs", container_path(&id));
             if format == "jsonl" {
-                let stream = stream.as_deref().unwrap_or("all");
-                let path = format!("{base}&stream={stream}&format=jsonl");
+                query.stream = Some(stream.unwrap_or_else(|| "all".into()));
+                query.format = Some("jsonl".into());
+                let path = to_query(&base, &query);
                 logs_stream::stream_log(&client, &path, &mut tokio::io::stdout()).await?;
                 return Ok(0);
             }
             match stream.as_deref() {
                 Some("stderr") => {
-                    let path = format!("{base}&stream=stderr");
+                    query.stream = stream.clone();
+                    let path = to_query(&base, &query);
                     logs_stream::stream_log(&client, &path, &mut tokio::io::stderr()).await?;
                 }
-                Some(stream) => {
-                    let path = format!("{base}&stream={stream}");
+                Some(_) => {
+                    query.stream = stream.clone();
+                    let path = to_query(&base, &query);
                     logs_stream::stream_log(&client, &path, &mut tokio::io::stdout()).await?;
                 }
                 None => {
                     // Each stream to its own fd, as `docker logs` does,
                     // in the order the lines arrived.
-                    let path = format!("{base}&stream=all&frames=true");
+                    query.stream = Some("all".into());
+                    query.frames = true;
+                    let path = to_query(&base, &query);
                     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
                     logs_stream::stream_framed(&client, &path, &mut stdout, &mut stderr).await?;
                 }
@@ -713,27 +732,19 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Files(FilesCommand::Ls { id, path, json }) => {
-            let path = format!(
-                "{}/files?path={}",
-                container_path(&id),
-                query_escape(path.as_deref().unwrap_or(""))
-            );
-            let entries: Vec<serde_json::Value> = client.json(Method::GET, &path, None).await?;
+            let query = FilesQuery {
+                path: Some(path.unwrap_or_default()),
+            };
+            let path = to_query(&format!("{}/files", container_path(&id)), &query);
+            let entries: Vec<Entry> = client.json(Method::GET, &path, None).await?;
             if json {
+                let entries = output::json_value(&entries);
                 outln!("{}", serde_json::to_string_pretty(&entries).expect("json"));
                 return Ok(0);
             }
             let rows: Vec<Vec<String>> = entries
-                .iter()
-                .map(|e| {
-                    ["type", "mode", "size", "mtime", "name"]
-                        .iter()
-                        .map(|k| match &e[*k] {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect()
-                })
+                .into_iter()
+                .map(|e| vec![e.kind, e.mode, e.size.to_string(), e.mtime, e.name])
                 .collect();
             out!(
                 "{}",
@@ -742,11 +753,8 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Files(FilesCommand::Cat { id, path }) => {
-            let path = format!(
-                "{}/files/content?path={}",
-                container_path(&id),
-                query_escape(&path)
-            );
+            let query = FilesQuery { path: Some(path) };
+            let path = to_query(&format!("{}/files/content", container_path(&id)), &query);
             client.stream_to(&path, &mut tokio::io::stdout()).await?;
             Ok(0)
         }
@@ -756,34 +764,39 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             ids,
         } => stats::run(&client, ids, no_stream, json).await,
         Command::Update { id, resources } => {
-            let body = serde_json::Value::Object(resources.to_json()?);
-            if body.as_object().is_some_and(|o| o.is_empty()) {
+            let update = resources.to_json()?;
+            if update.is_empty() {
                 return Err(usage("nothing to update: give at least one resource flag"));
             }
             let path = format!("{}/resources", container_path(&id));
-            let container: Container = client.json(Method::PATCH, &path, Some(body)).await?;
+            let container: Container = client
+                .json(Method::PATCH, &path, client::body(&update))
+                .await?;
             outln!("{}", container.id);
             Ok(0)
         }
         Command::Gc { json } => {
-            let report: serde_json::Value = client.json(Method::POST, "/v1/gc", None).await?;
+            let report: GcReport = client.json(Method::POST, "/v1/gc", None).await?;
             if json {
+                let report = output::json_value(&report);
                 outln!("{}", serde_json::to_string_pretty(&report).expect("json"));
                 return Ok(0);
             }
-            let removed = report["removed"].as_array().cloned().unwrap_or_default();
             outln!(
                 "disk usage {:.1}%: sandboxes may stay {:.0}s after their container ended; removed {}",
-                report["disk_usage"].as_f64().unwrap_or(0.0) * 100.0,
-                report["max_age_seconds"].as_f64().unwrap_or(0.0),
-                removed.len()
+                report.disk_usage * 100.0,
+                report.max_age_seconds,
+                report.removed.len()
             );
-            for entry in removed {
+            for entry in &report.removed {
                 outln!(
                     "{}\tended {}\t{:.0}s ago",
-                    entry["id"].as_str().unwrap_or("?"),
-                    entry["finished_at"].as_str().unwrap_or("-"),
-                    entry["age_seconds"].as_f64().unwrap_or(0.0)
+                    entry.id,
+                    entry
+                        .finished_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    entry.age_seconds
                 );
             }
             Ok(0)
@@ -799,54 +812,41 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
             interactive,
             tty,
         } => {
-            let mut request = json!({ "command": command });
-            request["env"] = env_vars(&env)?.into();
-            if let Some(dir) = workdir {
-                request["workdir"] = dir.into();
-            }
+            let mut request = ExecRequest {
+                command,
+                env: env_vars(&env)?,
+                workdir,
+                ..Default::default()
+            };
             if let Some(user) = &user {
-                match User::parse(user) {
-                    Some(user) => request["user"] = serde_json::to_value(user).expect("json"),
-                    None if !user.is_empty() => request["user_name"] = user.clone().into(),
-                    None => {
-                        return Err(usage("invalid --user \"\": expected NAME|UID[:GROUP|GID]"))
-                    }
-                }
+                (request.user, request.user_name) = user_arg(user)?;
             }
+            let path = format!("{}/exec", container_path(&id));
             if interactive || tty {
-                request["stdin"] = interactive.into();
-                request["tty"] = tty.into();
-                let created: serde_json::Value = client
-                    .json(
-                        Method::POST,
-                        &format!("{}/exec", container_path(&id)),
-                        Some(request),
-                    )
+                request.stdin = interactive;
+                request.tty = tty;
+                let created: ExecCreated = client
+                    .json(Method::POST, &path, client::body(&request))
                     .await?;
-                let path = created["attach"].as_str().unwrap_or_default();
                 let options = attach::Attach {
                     stdin: interactive,
                     tty,
                 };
-                return Ok(attach::attach(client.socket(), path, options).await?);
+                return Ok(attach::attach(client.socket(), &created.attach, options).await?);
             }
-            let result: serde_json::Value = client
-                .json(
-                    Method::POST,
-                    &format!("{}/exec", container_path(&id)),
-                    Some(request),
-                )
+            let result: ExecResult = client
+                .json(Method::POST, &path, client::body(&request))
                 .await?;
-            out!("{}", result["stdout"].as_str().unwrap_or(""));
+            out!("{}", result.stdout);
             {
                 use std::io::Write;
                 let mut err = std::io::stderr();
-                let _ = err.write_all(result["stderr"].as_str().unwrap_or("").as_bytes());
-                if let Some(error) = result["error"].as_str() {
+                let _ = err.write_all(result.stderr.as_bytes());
+                if let Some(error) = &result.error {
                     let _ = writeln!(err, "berth: {error}");
                 }
             }
-            Ok(result["exit_code"].as_i64().unwrap_or(255) as i32)
+            Ok(result.exit_code)
         }
         Command::Pull { image } => images::pull(&client, &image).await,
         Command::Images { json } => images::list(&client, json).await,
@@ -857,8 +857,9 @@ pub async fn run(socket: PathBuf, command: Command) -> Result<i32, Failure> {
         Command::Config(command) => secrets::config(&client, command).await,
         Command::Volume(command) => volumes::volume(&client, command).await,
         Command::Info { json } => {
-            let info: serde_json::Value = client.json(Method::GET, "/v1/info", None).await?;
+            let info: Info = client.json(Method::GET, "/v1/info", None).await?;
             if json {
+                let info = output::json_value(&info);
                 outln!("{}", serde_json::to_string_pretty(&info).expect("json"));
             } else {
                 out!("{}", table::info(&info));
@@ -890,17 +891,7 @@ fn parse_tail(value: &str) -> Result<Tail, String> {
 pub(crate) fn container_path(id: &str) -> String {
     // Ids never need escaping, but a typo might: keep the path well-formed
     // and let the agent answer 404.
-    let escaped: String = id
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("/v1/containers/{escaped}")
+    format!("/v1/containers/{}", segment(id))
 }
 
 /// Resource flags shared by `berth run` and `berth update`.
@@ -1097,22 +1088,8 @@ fn device_mapping(value: &str) -> Result<serde_json::Value, Failure> {
     Ok(mapping)
 }
 
-/// Percent-encodes a query parameter value.
-fn query_escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Turns `berth run` flags into a launch request body.
-pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
+/// Turns `berth run` flags into a launch request.
+pub fn launch_request(args: &RunArgs) -> Result<LaunchRequest, Failure> {
     let env = env_vars(&args.env)?;
     let mut resources = args.resources.to_json()?;
     if let Some(handle) = args.net_cls_handle {
@@ -1127,83 +1104,78 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
         resources.insert("devices".into(), devices.into());
     }
     let (image, command) = args.image_and_command()?;
-    let mut request = json!({
-        "command": command,
-        "env": env,
-        "resources": resources,
-    });
-    if let Some(image) = image {
-        request["image"] = image.into();
-    }
+    let mut request = LaunchRequest {
+        id: args.name.clone(),
+        command,
+        env,
+        workdir: args.workdir.clone(),
+        user: None,
+        rootfs: None,
+        resources,
+        isolation: args.isolation.clone(),
+        network: args.network.clone(),
+        log: None,
+        capabilities: None,
+        tmp_size: None,
+        userns: args.userns.clone(),
+        security_opt: None,
+        init: args.init,
+        labels: Default::default(),
+        auto_remove: args.rm,
+        restart: Default::default(),
+        user_name: None,
+        health: args.health.to_check()?,
+        image,
+        pull: None,
+        entrypoint: None,
+        read_only: args.read_only,
+        stdin: args.interactive,
+        tty: args.tty,
+        secrets: Vec::new(),
+        config_files: Vec::new(),
+        config_change: None,
+        mounts: args.mounts.to_mounts()?,
+    };
     if let Some(entrypoint) = &args.entrypoint {
-        let entrypoint: Vec<String> = match entrypoint.as_str() {
+        request.entrypoint = Some(match entrypoint.as_str() {
             "" => Vec::new(),
             e => vec![e.to_string()],
-        };
-        request["entrypoint"] = entrypoint.into();
+        });
     }
     if let Some(pull) = &args.pull {
-        if !["missing", "always", "never"].contains(&pull.as_str()) {
-            return Err(usage(format!(
-                "invalid --pull {pull:?}: expected missing, always or never"
-            )));
-        }
-        request["pull"] = pull.clone().into();
-    }
-    if args.read_only {
-        request["read_only"] = true.into();
-    }
-    if let Some(name) = &args.name {
-        request["id"] = name.clone().into();
+        request.pull = Some(match pull.as_str() {
+            "missing" => PullPolicy::Missing,
+            "always" => PullPolicy::Always,
+            "never" => PullPolicy::Never,
+            _ => {
+                return Err(usage(format!(
+                    "invalid --pull {pull:?}: expected missing, always or never"
+                )))
+            }
+        });
     }
     if let Some(rootfs) = &args.rootfs {
         // The agent has another working directory: send an absolute path.
         let absolute =
             std::path::absolute(rootfs).map_err(|e| usage(format!("invalid --rootfs: {e}")))?;
-        request["rootfs"] = absolute.display().to_string().into();
-    }
-    if let Some(workdir) = &args.workdir {
-        request["workdir"] = workdir.clone().into();
+        request.rootfs = Some(absolute);
     }
     if let Some(user) = &args.user {
-        match User::parse(user) {
-            Some(user) => request["user"] = serde_json::to_value(user).expect("json"),
-            // A name: the agent resolves it in the root filesystem.
-            None if !user.is_empty() => request["user_name"] = user.clone().into(),
-            None => return Err(usage("invalid --user \"\": expected NAME|UID[:GROUP|GID]")),
-        }
-    }
-    if let Some(isolation) = &args.isolation {
-        request["isolation"] = isolation.clone().into();
-    }
-    if let Some(network) = &args.network {
-        request["network"] = network.clone().into();
+        (request.user, request.user_name) = user_arg(user)?;
     }
     if !args.cap_add.is_empty() || !args.cap_drop.is_empty() {
         // The agent checks the names and answers 400 naming the field.
-        request["capabilities"] = json!({"add": args.cap_add, "drop": args.cap_drop});
+        request.capabilities = Some(CapabilityChanges {
+            add: args.cap_add.clone(),
+            drop: args.cap_drop.clone(),
+        });
     }
     if let Some(size) = &args.tmp_size {
         let bytes = parse_size(size).map_err(|e| usage(format!("invalid --tmp-size: {e}")))?;
-        request["tmp_size"] = bytes.into();
-    }
-    if let Some(userns) = &args.userns {
-        request["userns"] = userns.clone().into();
+        request.tmp_size = Some(bytes);
     }
     if !args.security_opt.is_empty() {
-        request["security_opt"] = security::security_opt(&args.security_opt)?.into();
-    }
-    if args.interactive {
-        request["stdin"] = true.into();
-    }
-    if args.tty {
-        request["tty"] = true.into();
-    }
-    if args.init {
-        request["init"] = true.into();
-    }
-    if args.rm {
-        request["auto_remove"] = true.into();
+        request.security_opt = Some(security::security_opt(&args.security_opt)?);
     }
     if let Some(policy) = &args.restart {
         let policy: crate::restart_policy::RestartPolicy = policy
@@ -1212,49 +1184,50 @@ pub fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
         if args.rm && !policy.is_no() {
             return Err(usage("--rm and --restart conflict: choose one"));
         }
-        request["restart"] = policy.to_string().into();
+        request.restart = policy;
     }
-    if let Some(health) = args.health.to_json()? {
-        request["health"] = health;
-    }
-    if !args.labels.is_empty() {
-        let mut labels = serde_json::Map::new();
-        for pair in &args.labels {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if key.is_empty() {
-                return Err(usage(format!("invalid --label {pair:?}: expected K=V")));
-            }
-            labels.insert(key.to_string(), value.into());
+    for pair in &args.labels {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key.is_empty() {
+            return Err(usage(format!("invalid --label {pair:?}: expected K=V")));
         }
-        request["labels"] = labels.into();
+        request.labels.insert(key.to_string(), value.to_string());
     }
-    let mut log = serde_json::Map::new();
+    let mut log = LogOverrides::default();
     if let Some(size) = &args.log_max_size {
         let bytes = parse_size(size).map_err(|e| usage(format!("invalid --log-max-size: {e}")))?;
-        log.insert("max_size".into(), bytes.into());
+        log.max_size = Some(bytes);
     }
-    if let Some(files) = args.log_max_files {
-        log.insert("max_files".into(), files.into());
-    }
+    log.max_files = args.log_max_files;
     if args.log_compress {
-        log.insert("compress".into(), true.into());
+        log.compress = Some(true);
     }
     if let Some(mode) = &args.log_mode {
-        if !matches!(mode.as_str(), "block" | "drop") {
-            return Err(usage(format!(
-                "invalid --log-mode {mode:?}: expected block or drop"
-            )));
-        }
-        log.insert("mode".into(), mode.clone().into());
+        log.mode = Some(match mode.as_str() {
+            "block" => LogMode::Block,
+            "drop" => LogMode::Drop,
+            _ => {
+                return Err(usage(format!(
+                    "invalid --log-mode {mode:?}: expected block or drop"
+                )))
+            }
+        });
     }
-    if !log.is_empty() {
-        request["log"] = log.into();
+    if log != LogOverrides::default() {
+        request.log = Some(log);
     }
     secrets::add_to_request(&args.files, &mut request)?;
-    if let Some(mounts) = args.mounts.to_json()? {
-        request["mounts"] = mounts;
-    }
     Ok(request)
+}
+
+/// `--user`: `UID[:GID]`, or a name the agent resolves in the root
+/// filesystem.
+fn user_arg(user: &str) -> Result<(Option<User>, Option<String>), Failure> {
+    match User::parse(user) {
+        Some(user) => Ok((Some(user), None)),
+        None if !user.is_empty() => Ok((None, Some(user.to_string()))),
+        None => Err(usage("invalid --user \"\": expected NAME|UID[:GROUP|GID]")),
+    }
 }
 
 async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
@@ -1265,7 +1238,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         None
     };
     let container: Container = client
-        .json(Method::POST, "/v1/containers", Some(request))
+        .json(Method::POST, "/v1/containers", client::body(&request))
         .await
         .map_err(command_failure)?;
     if args.detach {
@@ -1327,12 +1300,12 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
 
 /// `-e K=V` sets K; `-e K` passes the CLI's own value of K, or nothing
 /// when K is not set here (as Docker).
-fn env_vars(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
-    let mut env = serde_json::Map::new();
+fn env_vars(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut env = BTreeMap::new();
     for pair in pairs {
         match pair.split_once('=') {
             Some((key, value)) => {
-                env.insert(key.to_string(), value.into());
+                env.insert(key.to_string(), value.to_string());
             }
             None if pair.is_empty() => {
                 return Err(usage("invalid --env \"\": expected K=V or K"));
@@ -1342,7 +1315,7 @@ fn env_vars(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Valu
                     let value = value.into_string().map_err(|_| {
                         usage(format!("invalid --env {pair}: its value here is not UTF-8"))
                     })?;
-                    env.insert(pair.clone(), value.into());
+                    env.insert(pair.clone(), value);
                 }
             }
         }
@@ -1382,7 +1355,7 @@ async fn stop_each(
     time: f64,
     ids: Vec<String>,
 ) -> Result<i32, Failure> {
-    if !(0.0..=86_400.0).contains(&time) {
+    if !(0.0..=MAX_STOP_TIMEOUT).contains(&time) {
         return Err(usage(format!(
             "invalid --time {time}: expected seconds between 0 and 86400"
         )));
@@ -1393,7 +1366,7 @@ async fn stop_each(
             .call(
                 Method::POST,
                 &format!("{}/{action}", container_path(&id)),
-                Some(json!({ "timeout": time })),
+                client::body(&StopRequest { timeout: time }),
             )
             .await;
         match done {
@@ -1440,6 +1413,11 @@ mod tests {
     struct Cli {
         #[command(subcommand)]
         command: Command,
+    }
+
+    /// The request as the agent receives it.
+    fn launch_request(args: &RunArgs) -> Result<serde_json::Value, Failure> {
+        super::launch_request(args).map(|r| serde_json::to_value(r).expect("json"))
     }
 
     fn run_args(argv: &[&str]) -> RunArgs {
@@ -1646,10 +1624,17 @@ mod tests {
         assert!(parse(&["logs", "--stderr", "--stream", "all", "x"]).is_err());
         assert!(parse(&["logs", "--stream", "both", "x"]).is_err());
         assert!(parse(&["files", "ls", "x"]).is_ok());
+        let query = LogsQuery {
+            since: Some("2024-05-01T12:00:00+02:00".into()),
+            ..Default::default()
+        };
         assert_eq!(
-            query_escape("2024-05-01T12:00:00+02:00"),
-            "2024-05-01T12%3A00%3A00%2B02%3A00"
+            to_query("/l", &query),
+            "/l?since=2024-05-01T12%3A00%3A00%2B02%3A00"
         );
-        assert_eq!(query_escape("a b/c&d"), "a%20b/c%26d");
+        let query = FilesQuery {
+            path: Some("a b/c&d".into()),
+        };
+        assert_eq!(to_query("/f", &query), "/f?path=a+b%2Fc%26d");
     }
 }

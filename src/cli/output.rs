@@ -50,3 +50,9 @@ macro_rules! outln {
 }
 
 pub(crate) use {out, outln};
+
+/// An answer as `--json` prints it: a JSON value, so its keys come out
+/// sorted, as when the CLI printed the agent's JSON untyped.
+pub fn json_value(answer: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(answer).expect("an answer type serializes")
+}

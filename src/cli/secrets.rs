@@ -7,9 +7,12 @@
 
 use base64::Engine;
 use clap::Args;
-use serde_json::json;
 
 use super::{usage, Failure};
+use crate::container::LaunchRequest;
+use crate::secrets::{ConfigFileSource, SecretSource, SecretText, UpdateFileRequest};
+// Names are checked by the agent; keep the path well-formed meanwhile.
+use crate::wire::query::segment;
 
 /// The largest file the CLI sends (the agent's limit too).
 const MAX_FILE: u64 = crate::secrets::MAX_VALUE as u64;
@@ -55,7 +58,7 @@ fn read(flag: &str, path: &str) -> Result<String, Failure> {
 }
 
 /// Adds the flags' fields to a launch request.
-pub fn add_to_request(args: &FileArgs, request: &mut serde_json::Value) -> Result<(), Failure> {
+pub fn add_to_request(args: &FileArgs, request: &mut LaunchRequest) -> Result<(), Failure> {
     let mut secrets = Vec::new();
     for pair in &args.secrets {
         let Some((name, path)) = pair.split_once('=') else {
@@ -63,7 +66,12 @@ pub fn add_to_request(args: &FileArgs, request: &mut serde_json::Value) -> Resul
                 "invalid --secret {pair:?}: expected NAME=FILE"
             )));
         };
-        secrets.push(json!({"name": name, "value_base64": read("--secret", path)?}));
+        secrets.push(SecretSource {
+            name: name.to_string(),
+            value_base64: Some(SecretText(read("--secret", path)?)),
+            file: None,
+            env: None,
+        });
     }
     for pair in &args.secret_env {
         let Some((name, var)) = pair.split_once('=') else {
@@ -71,12 +79,12 @@ pub fn add_to_request(args: &FileArgs, request: &mut serde_json::Value) -> Resul
                 "invalid --secret-env {pair:?}: expected NAME=VAR"
             )));
         };
-        let Some(secret) = secrets.iter_mut().find(|s| s["name"] == name) else {
+        let Some(secret) = secrets.iter_mut().find(|s| s.name == name) else {
             return Err(usage(format!(
                 "invalid --secret-env {pair:?}: no --secret {name}"
             )));
         };
-        secret["env"] = var.into();
+        secret.env = Some(var.to_string());
     }
     let mut configs = Vec::new();
     for spec in &args.config_files {
@@ -88,21 +96,16 @@ pub fn add_to_request(args: &FileArgs, request: &mut serde_json::Value) -> Resul
                 "invalid --config-file {spec:?}: expected NAME=FILE:DIR"
             )));
         };
-        configs.push(json!({
-            "name": name,
-            "value_base64": read("--config-file", file)?,
-            "path": dir,
-        }));
+        configs.push(ConfigFileSource {
+            name: name.to_string(),
+            value_base64: Some(SecretText(read("--config-file", file)?)),
+            file: None,
+            path: dir.to_string(),
+        });
     }
-    if !secrets.is_empty() {
-        request["secrets"] = secrets.into();
-    }
-    if !configs.is_empty() {
-        request["config_files"] = configs.into();
-    }
-    if let Some(change) = &args.config_change {
-        request["config_change"] = change.clone().into();
-    }
+    request.secrets = secrets;
+    request.config_files = configs;
+    request.config_change = args.config_change.clone();
     Ok(())
 }
 
@@ -144,23 +147,15 @@ async fn update(
     name: &str,
     file: &str,
 ) -> Result<i32, Failure> {
-    let body = json!({ "value_base64": read(flag, file)? });
-    let path = format!("{}/{kind}/{}", super::container_path(id), escape(name));
-    client.call(hyper::Method::PUT, &path, Some(body)).await?;
+    let body = UpdateFileRequest {
+        value_base64: Some(SecretText(read(flag, file)?)),
+        file: None,
+    };
+    let path = format!("{}/{kind}/{}", super::container_path(id), segment(name));
+    client
+        .call(hyper::Method::PUT, &path, super::client::body(&body))
+        .await?;
     Ok(0)
-}
-
-/// Names are checked by the agent; keep the path well-formed meanwhile.
-fn escape(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `berth secret update ID NAME FILE`.

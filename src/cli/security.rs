@@ -3,12 +3,13 @@
 //! agent never reads client paths.
 
 use super::{usage, Failure};
+use crate::container::SecurityOpt;
+use crate::seccomp::SeccompSetting;
 
-/// The `security_opt` object for `--security-opt` values.
-pub fn security_opt(
-    options: &[String],
-) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
-    let mut object = serde_json::Map::new();
+/// The request's `security_opt` for `--security-opt` values (a profile is
+/// parsed here as the agent parses it).
+pub fn security_opt(options: &[String]) -> Result<SecurityOpt, Failure> {
+    let mut object = SecurityOpt::default();
     for option in options {
         let bad = |why: String| usage(format!("invalid --security-opt {option:?}: {why}"));
         let (key, value) = option
@@ -17,15 +18,19 @@ pub fn security_opt(
         match key {
             "seccomp" => {
                 let setting = match value {
-                    "default" | "unconfined" => value.into(),
+                    "default" => SeccompSetting::Default,
+                    "unconfined" => SeccompSetting::Unconfined,
                     "" => return Err(bad("expected default, unconfined or a file".into())),
                     path => {
                         let text = std::fs::read(path).map_err(|e| bad(format!("{path}: {e}")))?;
                         serde_json::from_slice::<serde_json::Value>(&text)
-                            .map_err(|e| bad(format!("{path}: {e}")))?
+                            .map_err(|e| bad(format!("{path}: {e}")))?;
+                        let mut json = serde_json::Deserializer::from_slice(&text);
+                        serde_path_to_error::deserialize(&mut json)
+                            .map_err(|e| bad(format!("{path}: {}: {}", e.path(), e.inner())))?
                     }
                 };
-                object.insert("seccomp".into(), setting);
+                object.seccomp = Some(setting);
             }
             other => return Err(bad(format!("unknown option {other:?} (known: seccomp)"))),
         }
@@ -39,7 +44,10 @@ mod tests {
 
     #[test]
     fn modes_pass_and_files_are_read_and_sent() {
-        let opts = |v: &[&str]| security_opt(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let opts = |v: &[&str]| {
+            security_opt(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .map(|o| serde_json::to_value(o).unwrap())
+        };
         assert_eq!(
             opts(&["seccomp=unconfined"]).unwrap()["seccomp"],
             "unconfined"

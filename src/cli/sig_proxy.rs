@@ -2,11 +2,11 @@
 //! container.
 
 use hyper::Method;
-use serde_json::json;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::client::Client;
 use super::container_path;
+use crate::wire::KillRequest;
 
 /// The signals a foreground run forwards, caught from before the launch so
 /// that none sent while it is under way kills the CLI instead.
@@ -44,7 +44,13 @@ impl Proxy {
                 _ = self.hup.recv() => "HUP",
             };
             let _ = client
-                .call(Method::POST, &path, Some(json!({ "signal": name })))
+                .call(
+                    Method::POST,
+                    &path,
+                    super::client::body(&KillRequest {
+                        signal: name.into(),
+                    }),
+                )
                 .await;
         }
     }

@@ -13,12 +13,13 @@ use super::output::{out, outln};
 use super::{container_path, table, Failure};
 use crate::container::{Container, State};
 use crate::size::format_size;
+use crate::wire::Stats;
 
 const REFRESH: Duration = Duration::from_secs(1);
 
 /// One container's stats sample, with the time it was taken.
 struct Sample {
-    stats: Value,
+    stats: Stats,
     at: Instant,
 }
 
@@ -58,13 +59,15 @@ pub async fn run(
             let cpu_percent = previous
                 .get(id)
                 .and_then(|before| cpu_percent(before, &current));
-            let mut object = current.stats.clone();
-            object["cpu_percent"] = cpu_percent.map(Value::from).unwrap_or(Value::Null);
             rows.push(row(id, &current.stats, cpu_percent));
-            objects.push(object);
+            objects.push(Shown {
+                stats: current.stats.clone(),
+                cpu_percent,
+            });
             previous.insert(id.clone(), current);
         }
         if json {
+            let objects = super::output::json_value(&objects);
             outln!("{}", serde_json::to_string_pretty(&objects).expect("json"));
             return Ok(0);
         }
@@ -91,6 +94,14 @@ pub async fn run(
     }
 }
 
+/// A sample as `--json` shows it: the agent's stats and the CPU rate.
+#[derive(serde::Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    stats: Stats,
+    cpu_percent: Option<f64>,
+}
+
 /// The ids to show: the given ones, or every running container.
 async fn resolve(client: &Client, ids: &[String]) -> Result<Vec<String>, Failure> {
     if !ids.is_empty() {
@@ -108,7 +119,7 @@ async fn resolve(client: &Client, ids: &[String]) -> Result<Vec<String>, Failure
 /// asked for by name.
 async fn sample(client: &Client, id: &str, explicit: bool) -> Result<Option<Sample>, Failure> {
     let path = format!("{}/stats", container_path(id));
-    match client.json::<Value>(Method::GET, &path, None).await {
+    match client.json::<Stats>(Method::GET, &path, None).await {
         Ok(stats) => Ok(Some(Sample {
             stats,
             at: Instant::now(),
@@ -121,7 +132,7 @@ async fn sample(client: &Client, id: &str, explicit: bool) -> Result<Option<Samp
 }
 
 fn cpu_percent(before: &Sample, now: &Sample) -> Option<f64> {
-    let used = |s: &Value| s["isolators"]["cpu"]["usage_seconds"].as_f64();
+    let used = |s: &Stats| s.isolators.get("cpu")?["usage_seconds"].as_f64();
     let elapsed = now.at.duration_since(before.at).as_secs_f64();
     if elapsed <= 0.0 {
         return None;
@@ -129,11 +140,13 @@ fn cpu_percent(before: &Sample, now: &Sample) -> Option<f64> {
     Some(((used(&now.stats)? - used(&before.stats)?) / elapsed * 100.0).max(0.0))
 }
 
-fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
-    let isolators = &stats["isolators"];
+fn row(id: &str, stats: &Stats, cpu_percent: Option<f64>) -> Vec<String> {
+    // Each isolator's usage keys are its own (the open resource contract):
+    // read as JSON, a missing one shown as `-`.
+    let isolators = |name: &str| stats.isolators.get(name).unwrap_or(&Value::Null);
     let dash = || "-".to_string();
     let cpu = cpu_percent.map(|p| format!("{p:.1}%")).unwrap_or_else(dash);
-    let memory = &isolators["memory"];
+    let memory = isolators("memory");
     let (mem, mem_percent) = match (
         memory["current_bytes"].as_u64(),
         memory["limit_bytes"].as_u64(),
@@ -145,7 +158,7 @@ fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
         (Some(used), _) => (format!("{} / -", format_size(used)), dash()),
         _ => (dash(), dash()),
     };
-    let block = isolators["blkio"]["devices"]
+    let block = isolators("blkio")["devices"]
         .as_object()
         .map(|devices| {
             let sum = |key: &str| {
@@ -161,17 +174,17 @@ fn row(id: &str, stats: &Value, cpu_percent: Option<f64>) -> Vec<String> {
             )
         })
         .unwrap_or_else(dash);
-    let disk = &isolators["disk"];
+    let disk = isolators("disk");
     let disk = match (disk["used_bytes"].as_u64(), disk["limit_bytes"].as_u64()) {
         (Some(used), Some(limit)) => format!("{} / {}", format_size(used), format_size(limit)),
         (Some(used), None) => format!("{} / -", format_size(used)),
         _ => dash(),
     };
-    let class = isolators["net_cls"]["classid"]
+    let class = isolators("net_cls")["classid"]
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(dash);
-    let pids = &isolators["pids"];
+    let pids = isolators("pids");
     let pids = match (pids["current"].as_u64(), &pids["limit"]) {
         (Some(current), serde_json::Value::Number(limit)) => format!("{current} / {limit}"),
         (Some(current), _) => format!("{current} / -"),
@@ -194,16 +207,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A stats answer with these isolators' usage.
+    fn sample(isolators: Value) -> Stats {
+        Stats {
+            id: "c".into(),
+            read_at: String::new(),
+            isolators: isolators["isolators"].as_object().cloned().unwrap(),
+            volumes: None,
+        }
+    }
+
     #[test]
     fn row_formats_each_isolator_and_tolerates_missing_ones() {
-        let stats = json!({"isolators": {
+        let stats = sample(json!({"isolators": {
             "cpu": {"usage_seconds": 1.0},
             "memory": {"current_bytes": 32u64 << 20, "limit_bytes": 64u64 << 20},
             "blkio": {"devices": {"254:0": {"read_bytes": 1024, "write_bytes": 2048}}},
             "disk": {"used_bytes": 1u64 << 20, "limit_bytes": 20u64 << 20},
             "net_cls": {"classid": "0xaaaa0001"},
             "pids": {"current": 3, "limit": 4096},
-        }});
+        }}));
         let row = row("c1", &stats, Some(50.0));
         assert_eq!(
             row,
@@ -218,7 +241,7 @@ mod tests {
                 "3 / 4096"
             ]
         );
-        let bare = super::row("c2", &json!({"isolators": {}}), None);
+        let bare = super::row("c2", &sample(json!({"isolators": {}})), None);
         assert_eq!(bare[1..], ["-", "-", "-", "-", "-", "-", "-"]);
     }
 
@@ -226,11 +249,11 @@ mod tests {
     fn cpu_percent_is_the_usage_rate() {
         let t0 = Instant::now();
         let before = Sample {
-            stats: json!({"isolators": {"cpu": {"usage_seconds": 1.0}}}),
+            stats: sample(json!({"isolators": {"cpu": {"usage_seconds": 1.0}}})),
             at: t0,
         };
         let now = Sample {
-            stats: json!({"isolators": {"cpu": {"usage_seconds": 1.5}}}),
+            stats: sample(json!({"isolators": {"cpu": {"usage_seconds": 1.5}}})),
             at: t0 + Duration::from_secs(1),
         };
         assert!((cpu_percent(&before, &now).unwrap() - 50.0).abs() < 1e-9);

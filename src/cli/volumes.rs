@@ -2,13 +2,14 @@
 
 use clap::{Args, Subcommand};
 use hyper::Method;
-use serde_json::json;
 
 use super::client::Client;
 use super::output::{out, outln};
 use super::{usage, Failure};
 use crate::size::{format_size, parse_size};
 use crate::volumes::request::{parse_mount_flag, parse_volume_flag};
+use crate::volumes::MountRequest;
+use crate::wire::volumes::{CreateVolume, Volume, VolumesPruned};
 
 /// `berth run`'s mount flags.
 #[derive(Debug, Args, Default)]
@@ -28,7 +29,7 @@ pub struct MountArgs {
 
 impl MountArgs {
     /// The request's `mounts`, `-v` ones first.
-    pub fn to_json(&self) -> Result<Option<serde_json::Value>, Failure> {
+    pub fn to_mounts(&self) -> Result<Vec<MountRequest>, Failure> {
         let mut out = Vec::new();
         for v in &self.volumes {
             out.push(parse_volume_flag(v).map_err(|e| usage(format!("invalid -v {v:?}: {e}")))?);
@@ -38,10 +39,7 @@ impl MountArgs {
                 parse_mount_flag(m).map_err(|e| usage(format!("invalid --mount {m:?}: {e}")))?,
             );
         }
-        if out.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(serde_json::to_value(out).expect("json")))
+        Ok(out)
     }
 }
 
@@ -90,19 +88,19 @@ fn volume_path(name: &str) -> Result<String, Failure> {
 pub async fn volume(client: &Client, command: VolumeCommand) -> Result<i32, Failure> {
     match command {
         VolumeCommand::Create { name, size, shared } => {
-            let mut body = json!({ "name": name, "shared": shared });
-            if let Some(size) = size {
-                let bytes = parse_size(&size).map_err(|e| usage(format!("invalid --size: {e}")))?;
-                body["size"] = bytes.into();
-            }
-            let volume: serde_json::Value =
-                client.json(Method::POST, "/v1/volumes", Some(body)).await?;
-            outln!("{}", volume["name"].as_str().unwrap_or(&name));
+            let size = size
+                .map(|size| parse_size(&size).map_err(|e| usage(format!("invalid --size: {e}"))))
+                .transpose()?;
+            let body = CreateVolume { name, size, shared };
+            let volume: Volume = client
+                .json(Method::POST, "/v1/volumes", super::client::body(&body))
+                .await?;
+            outln!("{}", volume.name);
         }
         VolumeCommand::Ls { json } => {
-            let volumes: Vec<serde_json::Value> =
-                client.json(Method::GET, "/v1/volumes", None).await?;
+            let volumes: Vec<Volume> = client.json(Method::GET, "/v1/volumes", None).await?;
             if json {
+                let volumes = super::output::json_value(&volumes);
                 outln!("{}", serde_json::to_string_pretty(&volumes).expect("json"));
                 return Ok(0);
             }
@@ -111,34 +109,18 @@ pub async fn volume(client: &Client, command: VolumeCommand) -> Result<i32, Fail
                 "NAME", "SIZE", "USED", "SHARED", "USED BY"
             );
             for v in &volumes {
-                let size = v["size"]
-                    .as_u64()
-                    .map(format_size)
-                    .unwrap_or_else(|| "-".into());
-                let used = v["used_bytes"]
-                    .as_u64()
-                    .map(format_size)
-                    .unwrap_or_else(|| "?".into());
-                let users: Vec<&str> = v["used_by"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|u| u.as_str())
-                    .collect();
+                let size = v.size.map(format_size).unwrap_or_else(|| "-".into());
+                let used = v.used_bytes.map(format_size).unwrap_or_else(|| "?".into());
                 text.push_str(&format!(
                     "{:<32} {:>10} {:>10} {:<6} {}\n",
-                    v["name"].as_str().unwrap_or("?"),
+                    v.name,
                     size,
                     used,
-                    if v["shared"].as_bool().unwrap_or(false) {
-                        "yes"
-                    } else {
-                        "no"
-                    },
-                    if users.is_empty() {
+                    if v.shared { "yes" } else { "no" },
+                    if v.used_by.is_empty() {
                         "-".to_string()
                     } else {
-                        users.join(",")
+                        v.used_by.join(",")
                     }
                 ));
             }
@@ -147,14 +129,13 @@ pub async fn volume(client: &Client, command: VolumeCommand) -> Result<i32, Fail
         VolumeCommand::Inspect { names } => {
             let mut all = Vec::new();
             for name in &names {
-                let v: serde_json::Value =
-                    client.json(Method::GET, &volume_path(name)?, None).await?;
+                let v: Volume = client.json(Method::GET, &volume_path(name)?, None).await?;
                 all.push(v);
             }
             let value = if all.len() == 1 {
-                all.remove(0)
+                super::output::json_value(&all[0])
             } else {
-                all.into()
+                super::output::json_value(&all)
             };
             outln!("{}", serde_json::to_string_pretty(&value).expect("json"));
         }
@@ -167,10 +148,10 @@ pub async fn volume(client: &Client, command: VolumeCommand) -> Result<i32, Fail
             }
         }
         VolumeCommand::Prune => {
-            let answer: serde_json::Value =
+            let answer: VolumesPruned =
                 client.json(Method::POST, "/v1/volumes/prune", None).await?;
-            for name in answer["removed"].as_array().into_iter().flatten() {
-                outln!("removed {}", name.as_str().unwrap_or("?"));
+            for name in &answer.removed {
+                outln!("removed {name}");
             }
         }
     }

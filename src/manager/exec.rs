@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use super::{Manager, ManagerError};
@@ -16,24 +15,7 @@ use berth_protocol::ExitRecord;
 /// Output returned in the answer, per stream; the files keep all of it.
 const MAX_OUTPUT: u64 = berth_protocol::messages::EXEC_OUTPUT_CAP;
 
-/// How an exec ended, as the API answers it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExecResult {
-    /// The exec's id, naming its directory in the container's state dir.
-    pub id: String,
-    /// The command's code, or 128 + n when signal n ended it; 127 when it
-    /// was not found, 126 when it could not be started.
-    pub exit_code: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    /// Why the command could not be started.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: String,
-}
+pub use crate::wire::exec::ExecResult;
 
 impl Manager {
     /// Runs `request` in the running container `id` and waits for its end.

@@ -7,8 +7,6 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use super::exec::container_running;
 use super::{Manager, ManagerError};
 use crate::container::ExecRequest;
@@ -22,14 +20,7 @@ const ATTACHED_FILE: &str = "attached";
 /// The fd number the helper gets the agent's socket on.
 const STREAM_FD: i32 = 3;
 
-/// The answer to an attached exec's `POST .../exec`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExecCreated {
-    pub id: String,
-    /// Where to attach (a WebSocket, `v5.channel.k8s.io`); the exec starts
-    /// then.
-    pub attach: String,
-}
+pub use crate::wire::exec::ExecCreated;
 
 /// A started attached exec: the socket to its helper and the helper.
 pub struct ExecStream {

@@ -8,9 +8,11 @@ use berth_isolator::ContainerId;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::{container_process, now, Manager, KILL_TIMEOUT};
+use super::locked::locked;
+use super::{container_process, Manager, KILL_TIMEOUT};
 use crate::container::{reason, ProcessRef, State};
 use crate::store::Durability;
+use crate::timestamp::Timestamp;
 
 impl Manager {
     /// Waits for the shim to exit (through a pidfd, so pid reuse cannot
@@ -41,7 +43,7 @@ impl Manager {
 
     /// Records the end of a container whose shim has gone, once.
     pub(super) fn finalize(&self, id: &ContainerId) {
-        let Some(slot) = self.slots.lock().unwrap().get(id).cloned() else {
+        let Some(slot) = locked(&self.slots).get(id).cloned() else {
             return;
         };
         if slot.finalized.swap(true, Ordering::SeqCst) {
@@ -52,9 +54,10 @@ impl Manager {
             Ok(Some(exit)) => {
                 container.exit_code = exit.exit_code;
                 container.signal = exit.signal;
-                container.finished_at = Some(exit.finished_at);
+                container.finished_at =
+                    Some(Timestamp::parse(&exit.finished_at).unwrap_or_else(Timestamp::now));
                 if container.started_at.is_none() {
-                    container.started_at = exit.started_at;
+                    container.started_at = exit.started_at.as_deref().and_then(Timestamp::parse);
                 }
                 if let Some(error) = exit.error {
                     container.reason = Some(reason::LAUNCH_FAILED.into());
@@ -65,7 +68,7 @@ impl Manager {
                 container.reason = Some(reason::SHIM_LOST.into());
                 container.message =
                     Some("the shim ended without recording the container's exit".into());
-                container.finished_at = Some(now());
+                container.finished_at = Some(Timestamp::now());
                 // Without its supervisor the container may still run: end it,
                 // so its cgroups can be removed.
                 if let Some(process) = container_process(&container) {
@@ -75,12 +78,12 @@ impl Manager {
             Err(e) => {
                 container.reason = Some(reason::SHIM_LOST.into());
                 container.message = Some(format!("unreadable exit record: {e}"));
-                container.finished_at = Some(now());
+                container.finished_at = Some(Timestamp::now());
             }
         }
 
         let isolators = self.isolators.select(&container.isolation);
-        let mut limitation = slot.limitation.lock().unwrap().take();
+        let mut limitation = locked(&slot.limitation).take();
         if limitation.is_none() {
             for isolator in &isolators {
                 match isolator.exit_limitation(id) {

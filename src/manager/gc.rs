@@ -5,28 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::{Manager, ManagerError};
 use crate::container::State;
 
-/// What one collection did.
-#[derive(Debug, Clone, Serialize)]
-pub struct GcReport {
-    /// The work dir's disk usage, 0 to 1.
-    pub disk_usage: f64,
-    /// How long an ended container's sandbox was allowed to stay.
-    pub max_age_seconds: f64,
-    pub removed: Vec<GcRemoved>,
-}
-
-/// A container whose sandbox was removed.
-#[derive(Debug, Clone, Serialize)]
-pub struct GcRemoved {
-    pub id: String,
-    pub finished_at: Option<String>,
-    pub age_seconds: f64,
-}
+pub use crate::wire::gc::{GcRemoved, GcReport};
 
 /// The age an ended container's sandbox may reach.
 pub fn max_age(delay: Duration, headroom: f64, disk_usage: f64) -> Duration {
@@ -55,7 +37,7 @@ impl Manager {
             settings.disk_headroom,
             disk_usage,
         );
-        let now = chrono::Utc::now();
+        let now = crate::timestamp::Timestamp::now();
         let mut expired = Vec::new();
         for container in self.list() {
             if container.state != State::Exited {
@@ -67,20 +49,12 @@ impl Manager {
             }
             // A container with no end time (the host went down under it) is
             // aged from its creation.
-            let since = container
-                .finished_at
-                .as_deref()
-                .unwrap_or(&container.created_at);
-            let Ok(since) = chrono::DateTime::parse_from_rfc3339(since) else {
-                continue;
-            };
-            let age = (now - since.with_timezone(&chrono::Utc))
-                .to_std()
-                .unwrap_or_default();
+            let since = container.finished_at.unwrap_or(container.created_at);
+            let age = now.since(&since);
             if age >= allowed {
                 expired.push(GcRemoved {
                     id: container.id.to_string(),
-                    finished_at: container.finished_at.clone(),
+                    finished_at: container.finished_at,
                     age_seconds: age.as_secs_f64(),
                 });
             }

@@ -5,17 +5,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use super::{Manager, ManagerError};
 use crate::images::store::GcReport;
 use crate::images::{Digest, Images, Reference};
 
-/// What `DELETE /v1/images/{ref}` removed.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImageRemoved {
-    pub removed: Vec<String>,
-}
+pub use crate::wire::images::ImageRemoved;
 
 impl Manager {
     fn images_arc(&self) -> Result<Arc<Images>, ManagerError> {

@@ -3,20 +3,19 @@
 //! cgroup, directory, process or record behind.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use berth_isolator::{
-    ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError, LimitationReporter,
-};
+use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
 
+use super::locked::locked;
 use super::shim_client::{ShimArgs, ShimConnection};
-use super::{now, Manager, ManagerError, Slot};
+use super::{Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
 use crate::container::{Container, LaunchRequest, ProcessRef, State};
 use crate::store::Durability;
+use crate::timestamp::Timestamp;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 use berth_protocol::bundle::SECCOMP_PROGRAM_FILE as PROGRAM_FILE;
 use berth_protocol::{FailureKind, ShimMessage};
@@ -33,6 +32,8 @@ pub(super) struct Plan {
     isolators: Vec<Arc<dyn Isolator>>,
     config: ContainerConfig,
     seccomp: crate::seccomp::SeccompSetting,
+    /// The network, as parsed from the request (the record keeps its text).
+    network: NetworkMode,
     /// The lower dirs of its overlay root, topmost first (an image's
     /// layers, or the `--rootfs` dir); `None`: no overlay.
     lower: Option<Vec<PathBuf>>,
@@ -88,7 +89,7 @@ impl Manager {
         let mut plan = self.plan(request, false)?;
         let id = plan.container.id.clone();
         let slot = {
-            let mut slots = self.slots.lock().unwrap();
+            let mut slots = locked(&self.slots);
             if slots.contains_key(&id) {
                 return Err(ManagerError::Conflict(format!(
                     "container id {id} is in use"
@@ -128,6 +129,7 @@ impl Manager {
         relaunch: bool,
     ) -> Result<Plan, ManagerError> {
         super::request_checks::check(&request)?;
+        let network = super::request_checks::network(&request)?;
         super::restart::check_request(&request)?;
         super::health::check_request(&request)?;
         crate::secrets::request::check_recorded(&request)?;
@@ -238,20 +240,6 @@ impl Manager {
         };
         self.resolve_mounts(&request.mounts, lower.is_some())?;
 
-        let network = request
-            .network
-            .clone()
-            .unwrap_or_else(|| "host".to_string());
-        match NetworkMode::parse(&network) {
-            Ok(NetworkMode::Join(path)) if !path.exists() => {
-                return Err(ManagerError::invalid(
-                    "network",
-                    format!("no namespace at {}", path.display()),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(ManagerError::invalid("network", e)),
-        }
         let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
         let capabilities = request
             .capabilities
@@ -315,7 +303,7 @@ impl Manager {
         let isolators = self.isolators.select(&chosen);
         let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
 
-        if !relaunch && self.slots.lock().unwrap().contains_key(&id) {
+        if !relaunch && locked(&self.slots).contains_key(&id) {
             return Err(ManagerError::Conflict(format!(
                 "container id {id} is in use"
             )));
@@ -342,12 +330,12 @@ impl Manager {
             rootfs: request.rootfs,
             resources,
             isolation,
-            network,
+            network: network.to_string(),
             log,
             capabilities,
             tmp_size: Some(tmp_size),
             seccomp: seccomp.mode().to_string(),
-            created_at: now(),
+            created_at: Timestamp::now(),
             started_at: None,
             finished_at: None,
             exit_code: None,
@@ -401,6 +389,7 @@ impl Manager {
             isolators,
             config,
             seccomp,
+            network,
             lower,
             _image_gate: image_gate,
         })
@@ -484,20 +473,11 @@ impl Manager {
         // container still sets itself up (decision 0038): their registration
         // (an eventfd in `cgroup.event_control` on v1, 1-10 ms) is off the
         // launch's critical path, and nothing the command does is unwatched.
-        let weak: Weak<Manager> = Arc::downgrade(self);
-        let start_watches = || {
-            for isolator in &plan.isolators {
-                let reporter = limitation_reporter(weak.clone(), id.clone(), slot.clone());
-                if let Err(e) = isolator.watch(&id, reporter) {
-                    tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
-                }
-            }
-        };
+        let start_watches = || self.watch_limitations(&id, slot, &plan.isolators);
         let launched = self.run_shim(
             &mut container,
             &contribution,
-            &plan.isolators,
-            &plan.seccomp,
+            plan,
             overlay.as_ref().map(|(o, merged)| (o, merged.as_path())),
             &start_watches,
         );
@@ -527,16 +507,14 @@ impl Manager {
         self.publish(slot, container.clone(), Durability::CrashSafe);
         // A limitation reported before the publication found no process to
         // end in the slot: end it now.
-        if slot.limitation.lock().unwrap().is_some() {
+        if locked(&slot.limitation).is_some() {
             if let Some(process) = super::container_process(&container) {
                 let _ = process.signal(libc::SIGKILL);
             }
         }
         self.start_health_checker(&container);
         let shim = container.shim.expect("a started container has a shim");
-        let manager = self.clone();
-        self.runtime
-            .spawn(async move { manager.watch_exit(id, shim).await });
+        self.follow_exit(id, shim);
         Ok(container)
     }
 
@@ -579,11 +557,11 @@ impl Manager {
         &self,
         container: &mut Container,
         contribution: &Contribution,
-        isolators: &[Arc<dyn Isolator>],
-        seccomp: &crate::seccomp::SeccompSetting,
+        plan: &Plan,
         overlay: Option<(&berth_protocol::bundle::RootOverlay, &std::path::Path)>,
         start_watches: &dyn Fn(),
     ) -> Result<(), ManagerError> {
+        let (isolators, seccomp, network) = (&plan.isolators, &plan.seccomp, &plan.network);
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
         let contribution = &self.with_request_mounts(container, contribution, overlay.is_some())?;
@@ -607,7 +585,7 @@ impl Manager {
             sandbox: &container.sandbox,
             cgroups_path: (self.cgroups.cgroups_path)(&container.id),
             contribution,
-            network: &NetworkMode::parse(&container.network).map_err(|e| internal(&e))?,
+            network,
             nofile: crate::bundle::inherited_nofile(),
             hidden: self.hidden_dirs(),
             hidden_paths: match rootfs {
@@ -721,7 +699,7 @@ impl Manager {
                 return Err(internal(&"shim said ready twice"))
             }
         }
-        container.started_at = Some(super::now());
+        container.started_at = Some(Timestamp::now());
         Ok(())
     }
 }
@@ -854,32 +832,6 @@ fn wait_gone(process: &ProcessRef, kill: bool) {
             "process still alive after a failed launch"
         );
     }
-}
-
-/// The reporter handed to isolators' `watch`: records the first limitation
-/// and kills the container, whose exit then carries the limitation's reason.
-pub(super) fn limitation_reporter(
-    manager: Weak<Manager>,
-    id: ContainerId,
-    slot: Arc<Slot>,
-) -> LimitationReporter {
-    LimitationReporter::new(move |limitation| {
-        if slot.finalized.load(Ordering::SeqCst) {
-            return;
-        }
-        tracing::info!(%id, resource = %limitation.resource, "limitation: {}", limitation.message);
-        {
-            let mut first = slot.limitation.lock().unwrap();
-            if first.is_none() {
-                *first = Some(limitation);
-            }
-        }
-        if manager.upgrade().is_some() {
-            if let Some(process) = super::container_process(&slot.get()) {
-                let _ = process.signal(libc::SIGKILL);
-            }
-        }
-    })
 }
 
 /// A random 12-hex-digit id, as Docker's short ids.

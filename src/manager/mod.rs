@@ -9,11 +9,13 @@ pub use exec::ExecResult;
 mod exit;
 mod gc;
 mod launch;
+mod locked;
 pub use gc::{GcRemoved, GcReport};
 mod attach;
 mod exec_stream;
 mod health;
 pub mod images;
+mod reattach;
 mod recover;
 mod request_checks;
 mod restart;
@@ -29,6 +31,8 @@ pub use exec_stream::{ExecCreated, ExecStream};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+
+use locked::locked;
 use std::time::Duration;
 
 use berth_isolator::{ContainerId, Isolator, Limitation};
@@ -262,20 +266,12 @@ impl Manager {
     fn slot(&self, id: &str) -> Result<Arc<Slot>, ManagerError> {
         let not_found = || ManagerError::NotFound(id.to_string());
         let id = ContainerId::new(id).map_err(|_| not_found())?;
-        self.slots
-            .lock()
-            .unwrap()
-            .get(&id)
-            .cloned()
-            .ok_or_else(not_found)
+        locked(&self.slots).get(&id).cloned().ok_or_else(not_found)
     }
 
     /// Every container, oldest first.
     pub fn list(&self) -> Vec<Container> {
-        let mut all: Vec<Container> = self
-            .slots
-            .lock()
-            .unwrap()
+        let mut all: Vec<Container> = locked(&self.slots)
             .values()
             .map(|slot| self.with_health(slot.get()).public())
             .collect();
@@ -516,7 +512,7 @@ impl Manager {
     /// Drops a container's slot, unless a new container of the same id has
     /// taken it meanwhile.
     fn forget(&self, id: &ContainerId, slot: &Arc<Slot>) {
-        let mut slots = self.slots.lock().unwrap();
+        let mut slots = locked(&self.slots);
         if slots.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(id);
             self.forget_files(id.as_str());
@@ -528,10 +524,7 @@ impl Manager {
     pub async fn stop_all(&self, grace: Duration) {
         // The slots' records, not `list()`: the public view has no start
         // times to check pids against.
-        let running: Vec<Container> = self
-            .slots
-            .lock()
-            .unwrap()
+        let running: Vec<Container> = locked(&self.slots)
             .values()
             .map(|slot| slot.get())
             .filter(|c| c.state == State::Running)
@@ -586,17 +579,18 @@ impl Manager {
     }
 
     /// What this agent is and offers.
-    pub fn info(&self) -> serde_json::Value {
-        let isolators: Vec<serde_json::Value> = self
+    pub fn info(&self) -> crate::wire::info::Info {
+        let isolators = self
             .isolators
             .ordered
             .iter()
             .map(|i| {
-                let mut entry = i.describe();
-                entry.insert("name".into(), i.name().into());
+                let mut details = i.describe();
+                // Its name is the agent's to give.
+                details.remove("name");
                 // The resource section it owns, and its flat `/v1` keys.
                 if let Some(section) = i.resource_section() {
-                    entry.insert(
+                    details.insert(
                         "resources".into(),
                         serde_json::json!({
                             "section": section.name,
@@ -604,17 +598,20 @@ impl Manager {
                         }),
                     );
                 }
-                serde_json::Value::Object(entry)
+                crate::wire::info::IsolatorInfo {
+                    name: i.name().to_string(),
+                    details,
+                }
             })
             .collect();
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "cgroup_mode": self.cgroups.mode,
-            "isolators": isolators,
-            "work_dir": self.config.work_dir,
-            "runtime_dir": self.config.runtime_dir,
-            "userns": self.userns.describe(),
-        })
+        crate::wire::info::Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            cgroup_mode: self.cgroups.mode.clone(),
+            isolators,
+            work_dir: self.config.work_dir.clone(),
+            runtime_dir: self.config.runtime_dir.clone(),
+            userns: self.userns.describe(),
+        }
     }
 
     /// Writes and publishes a record.

@@ -2,15 +2,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use berth_isolator::{ContainerConfig, ContainerId, RecoveredContainer};
 
 use super::exit::cleanup_isolators;
-use super::launch::limitation_reporter;
+use super::locked::locked;
 use super::{container_process, Manager, Slot, KILL_TIMEOUT};
 use crate::container::{reason, Container, State};
 use crate::store::{Loaded, Quarantined};
+use crate::timestamp::Timestamp;
 
 /// What recovery found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -112,7 +113,7 @@ impl Manager {
             let slot = Slot::new(self.quarantined_record(q));
             slot.finalized.store(true, Ordering::SeqCst);
             let id = slot.get().id;
-            self.slots.lock().unwrap().insert(id, slot);
+            locked(&self.slots).insert(id, slot);
             summary.quarantined += 1;
         }
         for container in &lost {
@@ -138,12 +139,12 @@ impl Manager {
                 State::Exited => {
                     let slot = Slot::new(container);
                     slot.finalized.store(true, Ordering::SeqCst);
-                    self.slots.lock().unwrap().insert(id, slot);
+                    locked(&self.slots).insert(id, slot);
                     summary.ended_before += 1;
                 }
                 State::Unknown => {
                     tracing::error!(%id, "a record says its state is unknown; left alone");
-                    self.slots.lock().unwrap().insert(id, Slot::new(container));
+                    locked(&self.slots).insert(id, Slot::new(container));
                     summary.quarantined += 1;
                 }
                 State::Created if container.restart.relaunching => {
@@ -157,21 +158,10 @@ impl Manager {
                 State::Running => {
                     let shim = container.shim.filter(|s| s.is_alive());
                     let slot = Slot::new(container.clone());
-                    self.slots.lock().unwrap().insert(id.clone(), slot.clone());
+                    locked(&self.slots).insert(id.clone(), slot.clone());
                     match shim {
                         Some(shim) => {
-                            self.ensure_health_checker(&container);
-                            let weak: Weak<Manager> = Arc::downgrade(self);
-                            for isolator in self.isolators.select(&container.isolation) {
-                                let reporter =
-                                    limitation_reporter(weak.clone(), id.clone(), slot.clone());
-                                if let Err(e) = isolator.watch(&id, reporter) {
-                                    tracing::error!(%id, isolator = isolator.name(), "watch: {e}");
-                                }
-                            }
-                            let manager = self.clone();
-                            self.runtime
-                                .spawn(async move { manager.watch_exit(id, shim).await });
+                            self.reattach(&container, &slot, shim);
                             summary.reattached += 1;
                         }
                         None => {
@@ -191,10 +181,7 @@ impl Manager {
     /// yet removed) and of sandboxes no readable record explains, so that
     /// no new container gets ids that own a live container's files.
     fn recover_userns(&self) {
-        let containers: Vec<Container> = self
-            .slots
-            .lock()
-            .unwrap()
+        let containers: Vec<Container> = locked(&self.slots)
             .values()
             .map(|slot| slot.get())
             .collect();
@@ -340,7 +327,7 @@ impl Manager {
             tmp_size: None,
             userns: None,
             seccomp: "unknown".into(),
-            created_at: super::now(),
+            created_at: Timestamp::now(),
             started_at: None,
             finished_at: None,
             exit_code: None,

@@ -62,11 +62,21 @@ pub fn check(request: &LaunchRequest) -> Result<(), ManagerError> {
     if let Some(rootfs) = &request.rootfs {
         check_rootfs(rootfs)?;
     }
-    if let Some(Ok(NetworkMode::Join(path))) = request.network.as_deref().map(NetworkMode::parse) {
-        check_network_namespace(&path)
+    Ok(())
+}
+
+/// The request's network, parsed once for the whole launch: `host` when
+/// absent; a namespace to join must be a network namespace file.
+pub fn network(request: &LaunchRequest) -> Result<NetworkMode, ManagerError> {
+    let Some(text) = request.network.as_deref() else {
+        return Ok(NetworkMode::Host);
+    };
+    let network = NetworkMode::parse(text).map_err(|e| ManagerError::invalid("network", e))?;
+    if let NetworkMode::Join(path) = &network {
+        check_network_namespace(path)
             .map_err(|message| ManagerError::invalid("network", message))?;
     }
-    Ok(())
+    Ok(network)
 }
 
 /// At most `max_count` strings, each and all together of a size `execve`
@@ -222,7 +232,7 @@ mod tests {
         assert_eq!(field_of(check(&with("rootfs", "/".into()))), "rootfs");
         assert_eq!(field_of(check(&with("rootfs", "/etc/..".into()))), "rootfs");
         assert_eq!(
-            field_of(check(&with("network", "ns:/etc/hostname".into()))),
+            field_of(network(&with("network", "ns:/etc/hostname".into())).map(drop)),
             "network"
         );
     }

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use berth_isolator::ContainerId;
 
+use super::locked::locked;
 use super::{now, Manager, ManagerError, Slot};
 use crate::container::{reason, Container, LaunchRequest, State};
 use crate::restart_policy::KEPT_ATTEMPTS;
 use crate::store::Durability;
+use crate::timestamp::Timestamp;
 
 /// How long an ended `--rm` container stays at least, so that a client
 /// that launched it in the foreground can still read its output and exit.
@@ -67,7 +69,7 @@ impl Manager {
     /// Called once a container's end is recorded: removes it (`--rm`) or
     /// schedules its restart, as its record says.
     pub(super) fn after_exit(self: &Arc<Self>, id: &ContainerId) {
-        let Some(slot) = self.slots.lock().unwrap().get(id).cloned() else {
+        let Some(slot) = locked(&self.slots).get(id).cloned() else {
             return;
         };
         let container = slot.get();
@@ -89,7 +91,7 @@ impl Manager {
     /// containers, re-arms pending restarts, and schedules the restart of
     /// those that ended while no agent ran.
     pub(super) fn resume_lifecycle(self: &Arc<Self>) {
-        let slots: Vec<Arc<Slot>> = self.slots.lock().unwrap().values().cloned().collect();
+        let slots: Vec<Arc<Slot>> = locked(&self.slots).values().cloned().collect();
         for slot in slots {
             let container = slot.get();
             if container.state != State::Exited {
@@ -311,10 +313,7 @@ impl Manager {
             return Ok(None);
         };
         // Not forgotten while starting: still in the slots map.
-        if !self
-            .slots
-            .lock()
-            .unwrap()
+        if !locked(&self.slots)
             .get(&old.id)
             .is_some_and(|s| Arc::ptr_eq(s, slot))
         {
@@ -327,7 +326,7 @@ impl Manager {
                 failed.state = State::Exited;
                 failed.pid = None;
                 failed.started_at = None;
-                failed.finished_at = Some(now());
+                failed.finished_at = Some(Timestamp::now());
                 failed.exit_code = None;
                 failed.signal = None;
                 failed.limitation = None;
@@ -352,7 +351,7 @@ impl Manager {
             ))
         })?;
         let mut plan = self.plan(*request, true)?;
-        plan.container.created_at = old.created_at.clone();
+        plan.container.created_at = old.created_at;
         plan.container.userns = old.userns;
         plan.container.restart = old.restart.clone();
         plan.container.restart.relaunching = true;
@@ -377,7 +376,7 @@ impl Manager {
                 )))
             }
         }
-        *slot.limitation.lock().unwrap() = None;
+        *locked(&slot.limitation) = None;
         slot.finalized.store(false, Ordering::SeqCst);
         let started = self.start(&plan, slot, false);
         match started {
@@ -412,7 +411,7 @@ impl Manager {
         container.state = State::Exited;
         container.pid = None;
         container.started_at = None;
-        container.finished_at = Some(now());
+        container.finished_at = Some(Timestamp::now());
         container.reason = Some(reason::LAUNCH_FAILED.into());
         container.message = message;
         container.restart.relaunching = false;
@@ -421,7 +420,7 @@ impl Manager {
         }
         let slot = Slot::new(container);
         slot.finalized.store(true, Ordering::SeqCst);
-        self.slots.lock().unwrap().insert(id, slot);
+        locked(&self.slots).insert(id, slot);
     }
 
     /// A user stopped, killed or force-removed the container: its restart
@@ -450,12 +449,8 @@ impl Manager {
 
 /// How long the container's last run lasted (zero if unknown).
 fn ran_for(container: &Container) -> Duration {
-    let parse = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    };
-    match (parse(&container.started_at), parse(&container.finished_at)) {
-        (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
+    match (&container.started_at, &container.finished_at) {
+        (Some(start), Some(end)) => end.since(start),
         _ => Duration::ZERO,
     }
 }

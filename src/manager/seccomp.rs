@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use oci_spec::runtime::{Capability, LinuxSeccomp};
 
+use super::locked::locked;
 use super::{Manager, ManagerError};
 use crate::container::SecurityOpt;
 use crate::seccomp::{Host, SeccompSetting};
@@ -27,12 +28,12 @@ impl ProgramCache {
     /// The program for `spec`, compiled on first use.
     pub(super) fn get(&self, spec: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
         let key = serde_json::to_string(spec).expect("a seccomp spec serializes");
-        if let Some(program) = self.programs.lock().unwrap().get(&key) {
+        if let Some(program) = locked(&self.programs).get(&key) {
             return Ok(program.clone());
         }
         // Compiled outside the lock: two first uses may both compile.
         let program = SeccompFilter::check(spec)?.compile()?;
-        let mut programs = self.programs.lock().unwrap();
+        let mut programs = locked(&self.programs);
         if programs.len() >= CACHED_PROGRAMS {
             // Requests naming ever new profiles must not grow the agent.
             programs.clear();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use berth_isolator::{ContainerId, Contribution, Mount};
 
+use super::locked::locked;
 use super::{now, Manager, ManagerError, Slot};
 use crate::container::{Container, LaunchRequest, State};
 use crate::volumes::request::check_target;
@@ -225,13 +226,13 @@ impl Manager {
 
     pub fn volume_get(&self, name: &str) -> Result<Volume, VolumeError> {
         let mut volume = self.volume_store().get(name)?;
-        volume.used_by = Self::volume_users(&self.slots.lock().unwrap(), name);
+        volume.used_by = Self::volume_users(&locked(&self.slots), name);
         Ok(volume)
     }
 
     pub fn volume_list(&self) -> Result<Vec<Volume>, VolumeError> {
         let mut volumes = self.volume_store().list()?;
-        let slots = self.slots.lock().unwrap();
+        let slots = locked(&self.slots);
         for volume in &mut volumes {
             volume.used_by = Self::volume_users(&slots, &volume.name);
         }
@@ -244,7 +245,7 @@ impl Manager {
     pub fn volume_remove(&self, name: &str) -> Result<(), VolumeError> {
         let store = self.volume_store();
         let gone = {
-            let slots = self.slots.lock().unwrap();
+            let slots = locked(&self.slots);
             store.record(name)?;
             let users = Self::volume_users(&slots, name);
             if !users.is_empty() {

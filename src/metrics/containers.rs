@@ -167,7 +167,7 @@ pub(super) fn scrape(manager: &Manager, running: &[&Container]) -> Containers {
         .zip(&uppers)
         .map(|(c, upper)| fs_usage::Dirs {
             id: &c.id,
-            started_at: c.started_at.as_deref(),
+            started_at: c.started_at,
             sandbox: &c.sandbox,
             upper,
         })
@@ -195,11 +195,7 @@ pub(super) fn scrape(manager: &Manager, running: &[&Container]) -> Containers {
             labels: container_labels(container),
             usage: manager.scrape_usage(container),
             fs_bytes,
-            started: container
-                .started_at
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_micros() as f64 / 1e6),
+            started: container.started_at.map(|t| t.unix_seconds()),
             logs,
         })
         .collect();

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use berth_isolator::ContainerId;
 use berth_isolator_blkio::DeviceNumber;
 
+use crate::timestamp::Timestamp;
+
 /// How old a figure may be before a scrape walks that container again.
 pub const REFRESH: Duration = Duration::from_secs(5);
 
@@ -30,7 +32,7 @@ pub const STALE_SHARE: usize = 4;
 struct Cache {
     /// By container: when it was walked, its start time then (a restarted
     /// container is walked again) and the bytes found.
-    figures: HashMap<ContainerId, (Instant, Option<String>, u64)>,
+    figures: HashMap<ContainerId, (Instant, Option<Timestamp>, u64)>,
     /// `/dev/NAME` of the work dir's filesystem, found once.
     device: OnceLock<String>,
 }
@@ -40,7 +42,7 @@ static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
 /// One container's dirs to count.
 pub struct Dirs<'a> {
     pub id: &'a ContainerId,
-    pub started_at: Option<&'a str>,
+    pub started_at: Option<Timestamp>,
     pub sandbox: &'a Path,
     pub upper: &'a Path,
 }
@@ -69,7 +71,7 @@ pub fn usage(dirs: &[Dirs<'_>], work_dir: &Path) -> (Vec<Option<u64>>, String) {
         .iter()
         .enumerate()
         .filter_map(|(i, d)| match cache.figures.get(d.id) {
-            Some((at, started, _)) if started.as_deref() == d.started_at => {
+            Some((at, started, _)) if *started == d.started_at => {
                 (now.duration_since(*at) >= REFRESH).then_some((*at, i))
             }
             _ => None,
@@ -86,14 +88,14 @@ pub fn usage(dirs: &[Dirs<'_>], work_dir: &Path) -> (Vec<Option<u64>>, String) {
         .enumerate()
         .map(|(i, d)| {
             if let Some((_, started, bytes)) = cache.figures.get(d.id) {
-                if started.as_deref() == d.started_at && !walk_now.contains(&i) {
+                if *started == d.started_at && !walk_now.contains(&i) {
                     return Some(*bytes);
                 }
             }
             let bytes = walk(d.sandbox)? + walk(d.upper).unwrap_or(0);
             cache
                 .figures
-                .insert(d.id.clone(), (now, d.started_at.map(str::to_string), bytes));
+                .insert(d.id.clone(), (now, d.started_at, bytes));
             Some(bytes)
         })
         .collect();
