@@ -2,8 +2,9 @@
 //! `text/event-stream` when the `Accept` header asks for it. Replays from
 //! `since` (or the `Last-Event-ID` header), then follows live; ends at
 //! `until` if given. Idle streams carry a heartbeat every 15 s (config
-//! `events.heartbeat_seconds`): `{"type":"heartbeat","time":...}` in NDJSON,
-//! a `: heartbeat` comment in SSE.
+//! `events.heartbeat_seconds`; a tick with nothing else sent since the one
+//! before): `{"type":"heartbeat","time":...}` in NDJSON, a `: heartbeat`
+//! comment in SSE. Events published together (a burst) go out as one chunk.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -111,6 +112,12 @@ struct Feed {
     /// The last seq seen (replayed events are not sent twice).
     last: u64,
     deadline: Option<tokio::time::Instant>,
+    /// Ticks every heartbeat period; a tick with nothing sent since the
+    /// last one is a heartbeat. One timer for the stream's life, not one
+    /// per wake-up (100 subscribers wake at every event).
+    heartbeat: tokio::time::Interval,
+    /// Something was sent since the last tick.
+    sent: bool,
     done: bool,
 }
 
@@ -125,13 +132,21 @@ impl Feed {
             _ => None,
         };
         let mut feed = Feed {
-            bus,
+            bus: bus.clone(),
             query,
             format,
             ready: VecDeque::new(),
             live: subscription.live,
             last: 0,
             deadline,
+            heartbeat: {
+                let period = bus.heartbeat();
+                let mut ticks =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticks
+            },
+            sent: false,
             done: false,
         };
         if let Some(reset) = &subscription.reset {
@@ -172,10 +187,29 @@ impl Feed {
         true
     }
 
+    /// The lines ready, as one chunk.
+    fn take_ready(&mut self) -> Option<Bytes> {
+        match self.ready.len() {
+            0 => None,
+            1 => self.ready.pop_front(),
+            _ => {
+                let mut chunk =
+                    bytes::BytesMut::with_capacity(self.ready.iter().map(Bytes::len).sum());
+                for line in self.ready.drain(..) {
+                    chunk.extend_from_slice(&line);
+                }
+                Some(chunk.freeze())
+            }
+        }
+    }
+
+    /// The next chunk to send: every line ready (a burst of events is one
+    /// write), or a heartbeat.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(line) = self.ready.pop_front() {
-                return Some(line);
+            if let Some(chunk) = self.take_ready() {
+                self.sent = true;
+                return Some(chunk);
             }
             if self.done {
                 return None;
@@ -191,6 +225,13 @@ impl Feed {
                 next = self.live.recv() => match next {
                     Ok(event) => {
                         self.take(&event);
+                        // What else was published meanwhile goes in the
+                        // same chunk.
+                        while let Ok(event) = self.live.try_recv() {
+                            if !self.take(&event) {
+                                break;
+                            }
+                        }
                     }
                     Err(RecvError::Lagged(missed)) => {
                         // The receiver skipped ahead to what the channel
@@ -203,7 +244,11 @@ impl Feed {
                     }
                     Err(RecvError::Closed) => self.done = true,
                 },
-                _ = tokio::time::sleep(self.bus.heartbeat()) => return Some(self.format.heartbeat()),
+                _ = self.heartbeat.tick() => {
+                    if !std::mem::take(&mut self.sent) {
+                        return Some(self.format.heartbeat());
+                    }
+                }
                 _ = until => self.done = true,
             }
         }
