@@ -929,7 +929,8 @@ pub struct ResourceArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<String>,
     /// A field of any isolator's resource section, `SECTION.FIELD=VALUE`
-    /// (repeatable; VALUE is JSON, or else a string): `example.tokens=3`.
+    /// (repeatable; VALUE is JSON, or else a string): `example.tokens=3`;
+    /// or a whole section's fields as a JSON object: `example={"tokens":3}`.
     #[arg(long, value_name = "SECTION.FIELD=VALUE")]
     pub resource: Vec<String>,
 }
@@ -1019,21 +1020,28 @@ fn section_field(
     arg: &str,
 ) -> Result<(), Failure> {
     let bad = |why: &str| usage(format!("invalid --resource {arg:?}: {why}"));
-    let (key, value) = arg
-        .split_once('=')
-        .ok_or_else(|| bad("expected SECTION.FIELD=VALUE"))?;
-    let (section, field) = key
-        .split_once('.')
-        .filter(|(s, f)| !s.is_empty() && !f.is_empty())
-        .ok_or_else(|| bad("expected SECTION.FIELD=VALUE"))?;
-    let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    const EXPECTED: &str = "expected SECTION.FIELD=VALUE or SECTION={JSON object}";
+    let (key, value) = arg.split_once('=').ok_or_else(|| bad(EXPECTED))?;
+    // SECTION={...}: the fields of a whole section at once.
+    let fields: Vec<(String, serde_json::Value)> = match key.split_once('.') {
+        None if !key.is_empty() => match serde_json::from_str(value) {
+            Ok(serde_json::Value::Object(fields)) => fields.into_iter().collect(),
+            _ => return Err(bad(EXPECTED)),
+        },
+        Some((section, field)) if !section.is_empty() && !field.is_empty() => {
+            let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+            vec![(field.to_string(), value)]
+        }
+        _ => return Err(bad(EXPECTED)),
+    };
+    let section = key.split_once('.').map_or(key, |(section, _)| section);
     let entry = resources
         .entry(section.to_string())
         .or_insert_with(|| serde_json::Value::Object(Default::default()));
     let Some(entry) = entry.as_object_mut() else {
         return Err(bad(&format!("{section} is also given by its own flag")));
     };
-    entry.insert(field.to_string(), value);
+    entry.extend(fields);
     Ok(())
 }
 
@@ -1528,15 +1536,26 @@ mod tests {
             "example.tokens=3",
             "--resource",
             "example.label=blue",
+            "--resource",
+            r#"other={"slots": 2, "names": ["a"]}"#,
             "--",
             "true",
         ]);
         let request = launch_request(&args).unwrap();
         assert_eq!(
             request["resources"],
-            json!({"cpus": 0.5, "example": {"tokens": 3, "label": "blue"}})
+            json!({"cpus": 0.5, "example": {"tokens": 3, "label": "blue"},
+                   "other": {"slots": 2, "names": ["a"]}})
         );
-        for bad in ["example", "example.tokens", ".x=1", "x.=1"] {
+        for bad in [
+            "example",
+            "example.tokens",
+            ".x=1",
+            "x.=1",
+            "x=3",
+            "x=[1]",
+            "={}",
+        ] {
             let args = run_args(&["run", "--resource", bad, "--", "true"]);
             assert!(launch_request(&args).is_err(), "{bad}");
         }
