@@ -33,6 +33,8 @@ pub async fn stream_log(
         let mut stderr = tokio::io::stderr();
         let notice = format!("berth: output before offset {first} was rotated away\n");
         let _ = stderr.write_all(notice.as_bytes()).await;
+        // tokio's stderr writes on a blocking thread: wait for it.
+        let _ = stderr.flush().await;
     }
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
@@ -91,7 +93,14 @@ pub async fn stream_framed_notify(
                 "berth: {} output before offset {first} was rotated away\n",
                 stream.name()
             );
-            let _ = tokio::io::stderr().write_all(notice.as_bytes()).await;
+            // On the writer the container's stderr goes to, flushed: a
+            // second handle's write could land after the output (tokio
+            // writes stdio on a blocking thread).
+            stderr
+                .write_all(notice.as_bytes())
+                .await
+                .map_err(ClientError::Output)?;
+            stderr.flush().await.map_err(ClientError::Output)?;
         }
     }
     let mut body = response.into_body();
