@@ -266,25 +266,19 @@ fn counter<V: prometheus_client::encoding::EncodeCounterValue>(
 impl Collector for Containers {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let all = || self.scraped.iter();
-        for (name, help, isolator, key) in GAUGES {
+        type Write = fn(&mut prometheus_client::encoding::MetricEncoder, &f64) -> fmt::Result;
+        let figures = (GAUGES
+            .iter()
+            .map(|g| (g, MetricType::Gauge, gauge as Write)))
+        .chain(
+            COUNTERS
+                .iter()
+                .map(|c| (c, MetricType::Counter, counter as Write)),
+        );
+        for ((name, help, isolator, key), kind, write) in figures {
             let samples =
                 all().filter_map(|c| Some((c.labels.as_slice(), c.figure(isolator, key)?)));
-            family(
-                &mut encoder,
-                (name, help, MetricType::Gauge),
-                samples,
-                gauge,
-            )?;
-        }
-        for (name, help, isolator, key) in COUNTERS {
-            let samples =
-                all().filter_map(|c| Some((c.labels.as_slice(), c.figure(isolator, key)?)));
-            family(
-                &mut encoder,
-                (name, help, MetricType::Counter),
-                samples,
-                counter,
-            )?;
+            family(&mut encoder, (name, help, kind), samples, write)?;
         }
         // cAdvisor's `container_blkio_device_usage_total{device, major,
         // minor, operation}`: bytes read (`Read`) and written (`Write`) per
