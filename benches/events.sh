@@ -48,6 +48,7 @@ start_agent
 
 python3 - "$BASE/berth.sock" "$ROOTFS" "$TAG" "$COUNT" "$WARMUP" "$BLOCK" "$SUBS" "${READ:-1}" <<'EOF'
 import http.client, json, selectors, socket, sys, threading, time
+from berth_api import call_json
 
 sock, rootfs, tag = sys.argv[1:4]
 count, warmup, block, subs = map(int, sys.argv[4:8])
@@ -56,24 +57,8 @@ count, warmup, block, subs = map(int, sys.argv[4:8])
 reading = sys.argv[8] != "0"
 seq = iter(range(10**9))
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=120)
-        self.unix_path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
 def request(method, path, body=None):
-    conn = UnixHTTP(sock)
-    headers = {"content-type": "application/json"} if body is not None else {}
-    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    if resp.status >= 300:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
-    return json.loads(data) if data else None
+    return call_json(sock, method, path, body)
 
 def launch():
     cid = f"{tag}-{next(seq)}"

@@ -72,18 +72,11 @@ BERTH_SOCKET="$BASE/berth.sock" "$BERTH" run -d --name "$TAG-berth" --rootfs "$R
 
 python3 - "$BERTH" "$BASE/berth.sock" "$TAG" "$COUNT" "$WARMUP" <<'EOF'
 import http.client, json, os, socket, subprocess, sys, time
+from berth_api import UnixHTTP
 
 berth, sock, tag = sys.argv[1:4]
 count, warmup = map(int, sys.argv[4:6])
 env = dict(os.environ, BERTH_SOCKET=sock)
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=60)
-        self.unix_path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
 
 def api():
     conn = UnixHTTP(sock)

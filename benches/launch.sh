@@ -142,6 +142,7 @@ for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
 
 python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" "$IMAGE" <<'EOF'
 import http.client, json, os, shutil, socket, subprocess, sys, time
+from berth_api import call_json
 from concurrent.futures import ThreadPoolExecutor
 
 berth, sock, bundle, tag = sys.argv[1:5]
@@ -152,24 +153,8 @@ rootfs = os.path.join(bundle, "rootfs")
 env = dict(os.environ, BERTH_SOCKET=sock)
 seq = iter(range(10**9))
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=60)
-        self.unix_path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
 def request(method, path, body=None):
-    conn = UnixHTTP(sock)
-    headers = {"content-type": "application/json"} if body is not None else {}
-    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    if resp.status >= 300:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
-    return json.loads(data) if data else None
+    return call_json(sock, method, path, body)
 
 def remove(cid):
     request("DELETE", f"/v1/containers/{cid}?force=true")

@@ -2,8 +2,9 @@
 #
 #   . "$(dirname "$0")/lib.sh"
 #   bench_setup NAME      REPO, TAG=berth-NAME-PID, BASE (a temp dir under
-#                         BENCH_DIR, default /var/tmp), AGENT_PID="", die();
-#                         refuses to run without root
+#                         BENCH_DIR, default /var/tmp), AGENT_PID="", die(),
+#                         PYTHONPATH with benches/ (berth_api.py: the API over
+#                         the unix socket); refuses to run without root
 #   bench_binaries        BERTH and SHIM: PREBUILT=DIR's, or release binaries
 #                         built now
 #   start_agent [ARGS]    the agent on BASE's socket, work and runtime dirs and
@@ -21,6 +22,7 @@ bench_setup() {
     BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
     chmod 755 "$BASE"
     AGENT_PID=""
+    export PYTHONPATH="$REPO/benches${PYTHONPATH:+:$PYTHONPATH}"
     [ "$(id -u)" = 0 ] || die "needs root (containers, cgroups)"
 }
 

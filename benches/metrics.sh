@@ -36,25 +36,14 @@ cleanup() {
         # with the work dir); kill the shims' sleeps for certain first.
         python3 - "$BASE/berth.sock" "$TAG" <<'EOF' 2>/dev/null
 import http.client, json, socket, sys
+from berth_api import call
 from concurrent.futures import ThreadPoolExecutor
 sock, tag = sys.argv[1:3]
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=120)
-        self.unix_path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-def call(method, path):
-    conn = UnixHTTP(sock)
-    conn.request(method, path)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return data
-ids = [c["id"] for c in json.loads(call("GET", "/v1/containers"))]
+def call_quiet(method, path):
+    return call(sock, method, path)
+ids = [c["id"] for c in json.loads(call_quiet("GET", "/v1/containers"))]
 with ThreadPoolExecutor(8) as pool:
-    list(pool.map(lambda i: call("DELETE", f"/v1/containers/{i}?force=true"), ids))
+    list(pool.map(lambda i: call_quiet("DELETE", f"/v1/containers/{i}?force=true"), ids))
 EOF
     fi
     stop_agent
@@ -72,30 +61,15 @@ echo "== agent pid $AGENT_PID"
 
 python3 - "$BASE/berth.sock" "$TAG" "$AGENT_PID" "$COUNT" "$SCRAPES" "$CLIENTS" <<'EOF'
 import http.client, json, os, socket, sys, time
+from berth_api import call
 from concurrent.futures import ThreadPoolExecutor
 
 sock, tag = sys.argv[1:3]
 agent_pid, count, scrapes, clients = map(int, sys.argv[3:7])
 HZ = os.sysconf("SC_CLK_TCK")
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=120)
-        self.unix_path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
 def request(method, path, body=None):
-    conn = UnixHTTP(sock)
-    headers = {"content-type": "application/json"} if body is not None else {}
-    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    if resp.status >= 300:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
-    return data
+    return call(sock, method, path, body)
 
 def cpu_ticks():
     with open(f"/proc/{agent_pid}/stat") as f:

@@ -49,30 +49,15 @@ start_agent --config "$BASE/berth.toml"
 
 python3 - "$BASE/berth.sock" "$TAG" "$COUNT" "$WARMUP" <<'PY'
 import http.client, json, socket, sys, time
+from berth_api import call_json
 
 sock, tag = sys.argv[1:3]
 count, warmup = map(int, sys.argv[3:5])
 base = ["cpu", "memory", "pids"]
 cases = {"none": base, "long-lived": base + ["pool"], "exec": base + ["stamp"]}
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=60)
-        self.unix_path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
 def request(method, path, body=None):
-    conn = UnixHTTP(sock)
-    headers = {"content-type": "application/json"} if body is not None else {}
-    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    if resp.status >= 300:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data[:300]!r}")
-    return json.loads(data) if data else None
+    return call_json(sock, method, path, body)
 
 n = 0
 def launch(isolation):
