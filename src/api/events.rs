@@ -4,7 +4,8 @@
 //! `until` if given. Idle streams carry a heartbeat every 15 s (config
 //! `events.heartbeat_seconds`; a tick with nothing else sent since the one
 //! before): `{"type":"heartbeat","time":...}` in NDJSON, a `: heartbeat`
-//! comment in SSE. Events published together (a burst) go out as one chunk.
+//! comment in SSE. Events published within 5 ms of one another go out as one
+//! chunk.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,6 +20,10 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use super::{ApiError, Shared};
 use crate::events::filter::{Query, Until};
 use crate::events::{Event, EventBus, Since};
+
+/// How long a subscriber's stream waits after an event for more to send
+/// with it.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How a stream is written.
 #[derive(Clone, Copy, PartialEq)]
@@ -225,8 +230,11 @@ impl Feed {
                 next = self.live.recv() => match next {
                     Ok(event) => {
                         self.take(&event);
-                        // What else was published meanwhile goes in the
-                        // same chunk.
+                        // What else is published within COALESCE goes in
+                        // the same chunk: a launch's `start` and a short
+                        // command's `die` reach each subscriber as one
+                        // write, not two wake-ups and writes on both sides.
+                        tokio::time::sleep(COALESCE).await;
                         while let Ok(event) = self.live.try_recv() {
                             if !self.take(&event) {
                                 break;
