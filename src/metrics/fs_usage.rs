@@ -24,9 +24,10 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 /// A scrape walks again at most one in this many of its containers (those
 /// whose figure is older than [`REFRESH`], the oldest first): scrapes as
 /// far apart as Prometheus makes them (15 s) would otherwise walk every
-/// sandbox each time. At 15 s per scrape a figure is then at most a minute
-/// old, cAdvisor's period for its own walks.
-pub const STALE_SHARE: usize = 4;
+/// sandbox each time. At 15 s per scrape a figure is then at most two
+/// minutes old (cAdvisor walks once a minute, and backs off to 20 minutes
+/// when walks are slow).
+pub const STALE_SHARE: usize = 8;
 
 #[derive(Debug, Default)]
 struct Cache {
@@ -66,7 +67,7 @@ pub fn usage(dirs: &[Dirs<'_>], work_dir: &Path) -> (Vec<Option<u64>>, String) {
     let live: HashSet<&ContainerId> = dirs.iter().map(|d| d.id).collect();
     cache.figures.retain(|id, _| live.contains(id));
     // The containers whose figure is stale, oldest first: a scrape walks at
-    // most a quarter of them (never-walked ones always).
+    // most an eighth of all (never-walked ones always).
     let mut stale: Vec<(Instant, usize)> = dirs
         .iter()
         .enumerate()
