@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,15 +18,21 @@ pub(crate) const REMOVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// (useless on cgroupfs, which says 4096 or 0): a metrics scrape reads
 /// thousands of these.
 pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
-    let err = |source| CgroupError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = fs::File::open(path).map_err(err)?;
+    fs::File::open(path)
+        .and_then(|file| read_from_start(&file))
+        .map_err(|source| CgroupError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The whole text of an open control file, read from offset 0 (again, for
+/// a kept file: seq_file then renders it anew).
+pub(crate) fn read_from_start(file: &fs::File) -> io::Result<String> {
     let mut text = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        match file.read(&mut chunk) {
+        match file.read_at(&mut chunk, text.len() as u64) {
             Ok(0) => break,
             Ok(n) => {
                 text.extend_from_slice(&chunk[..n]);
@@ -37,10 +44,10 @@ pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(err(e)),
+            Err(e) => return Err(e),
         }
     }
-    String::from_utf8(text).map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))
+    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {

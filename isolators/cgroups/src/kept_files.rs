@@ -14,13 +14,12 @@
 //! container); past that, files are opened per read as before.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use crate::{cgroupfs, CgroupError};
+use crate::cgroupfs::{self, read_from_start};
+use crate::CgroupError;
 
 /// The files kept open: the statistics the isolators' scrape figures read
 /// (v1 and v2 names). Limits and other control files are opened per read.
@@ -117,27 +116,6 @@ impl std::fmt::Debug for KeptFiles {
         let files = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         write!(f, "KeptFiles({})", files.len())
     }
-}
-
-/// The whole text of a kept file, read from offset 0 (a short read is the
-/// end, as in [`cgroupfs::read`]).
-fn read_from_start(file: &File) -> io::Result<String> {
-    let mut text = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match file.read_at(&mut chunk, text.len() as u64) {
-            Ok(0) => break,
-            Ok(n) => {
-                text.extend_from_slice(&chunk[..n]);
-                if n < chunk.len() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]
