@@ -69,8 +69,9 @@ pub(crate) struct KeptFiles(Mutex<Vec<(PathBuf, File)>>);
 
 impl KeptFiles {
     /// Reads `path` through its kept file, opening and keeping it first
-    /// when the budget allows; any failure of a kept file forgets it and
-    /// reads as [`cgroupfs::read`] does (whose error is the one reported).
+    /// when the budget allows; a kept file that fails is forgotten and
+    /// `path` opened again (the error of that open, or of its read, is the
+    /// one reported, as [`cgroupfs::read`] reports it).
     pub(crate) fn read(&self, path: &Path) -> Result<String, CgroupError> {
         let mut files = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(at) = files
@@ -96,9 +97,12 @@ impl KeptFiles {
                 files.push((path.to_path_buf(), file));
                 Ok(text)
             }
-            Err(_) => {
+            Err(source) => {
                 OPEN.fetch_sub(1, Ordering::Relaxed);
-                cgroupfs::read(path)
+                Err(CgroupError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
             }
         }
     }

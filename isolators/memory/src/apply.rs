@@ -1,5 +1,7 @@
 //! Writing limits to the cgroup files, in an order the kernel accepts.
 
+use std::io;
+
 use berth_cgroups::{CgroupError, CgroupMode, ContainerCgroup, Controller};
 
 const M: Controller = Controller::Memory;
@@ -60,12 +62,17 @@ pub(crate) fn current_usage(cgroup: &ContainerCgroup) -> Result<u64, CgroupError
 }
 
 /// Peak usage in bytes (v2 kernels before 5.19 have no `memory.peak`: the
-/// current usage is the best there is).
+/// current usage is the best there is). Read directly, not after a check
+/// that the file exists: a scrape reads it through its kept file.
 pub(crate) fn peak_usage(cgroup: &ContainerCgroup) -> Result<u64, CgroupError> {
     match cgroup.mode() {
         CgroupMode::V1 => cgroup.read_u64(M, "memory.max_usage_in_bytes"),
-        CgroupMode::V2 if cgroup.has_file(M, "memory.peak") => cgroup.read_u64(M, "memory.peak"),
-        CgroupMode::V2 => cgroup.read_u64(M, "memory.current"),
+        CgroupMode::V2 => match cgroup.read_u64(M, "memory.peak") {
+            Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                cgroup.read_u64(M, "memory.current")
+            }
+            peak => peak,
+        },
     }
 }
 

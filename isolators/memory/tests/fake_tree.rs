@@ -329,6 +329,25 @@ fn v2_limits_usage_and_polled_oom() {
     assert_eq!(usage["soft_limit_bytes"], json!(33554432));
     assert_eq!(usage["oom_kills"], json!(0));
 
+    // A kernel before 5.19 has no memory.peak: the peak is the current usage.
+    let old_kernel = root_dir.join("c0");
+    write_files(
+        &old_kernel,
+        &[
+            ("cgroup.procs", ""),
+            ("memory.max", "max"),
+            ("memory.low", "0"),
+            ("memory.swap.max", "max"),
+            ("memory.current", "2097152\n"),
+            ("memory.stat", "anon 8192\nfile 4096\ninactive_file 0\n"),
+            ("memory.events", "oom_kill 0\n"),
+        ],
+    );
+    let c0 = id("c0");
+    isolator.prepare(&c0, &config("c0", None, None)).unwrap();
+    assert_eq!(isolator.usage(&c0).unwrap()["peak_bytes"], json!(2097152));
+    assert_eq!(isolator.scrape(&c0).unwrap()["peak_bytes"], json!(2097152));
+
     fs::write(dir.join("memory.current"), (100 * MIB).to_string()).unwrap();
     let err = isolator
         .update(&c1, &memory(Some(80 * MIB), None))
