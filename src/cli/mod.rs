@@ -1022,19 +1022,18 @@ fn section_field(
     let bad = |why: &str| usage(format!("invalid --resource {arg:?}: {why}"));
     const EXPECTED: &str = "expected SECTION.FIELD=VALUE or SECTION={JSON object}";
     let (key, value) = arg.split_once('=').ok_or_else(|| bad(EXPECTED))?;
-    // SECTION={...}: the fields of a whole section at once.
-    let fields: Vec<(String, serde_json::Value)> = match key.split_once('.') {
+    let (section, fields): (&str, Vec<(String, serde_json::Value)>) = match key.split_once('.') {
+        // SECTION={...}: the fields of a whole section at once.
         None if !key.is_empty() => match serde_json::from_str(value) {
-            Ok(serde_json::Value::Object(fields)) => fields.into_iter().collect(),
+            Ok(serde_json::Value::Object(fields)) => (key, fields.into_iter().collect()),
             _ => return Err(bad(EXPECTED)),
         },
         Some((section, field)) if !section.is_empty() && !field.is_empty() => {
             let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
-            vec![(field.to_string(), value)]
+            (section, vec![(field.to_string(), value)])
         }
         _ => return Err(bad(EXPECTED)),
     };
-    let section = key.split_once('.').map_or(key, |(section, _)| section);
     let entry = resources
         .entry(section.to_string())
         .or_insert_with(|| serde_json::Value::Object(Default::default()));

@@ -236,7 +236,7 @@ fn container_labels(container: &Container) -> Vec<(String, String)> {
 }
 
 /// A family's descriptor, then one sample per container that has a value.
-fn family<'a, V: 'a, L: EncodeLabelSet>(
+fn family<V, L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     (name, help, kind): (&str, &str, MetricType),
     samples: impl Iterator<Item = (L, V)>,
