@@ -36,13 +36,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-BUSYBOX=$(command -v busybox) || die "busybox-static not installed"
 bench_binaries
 
 ROOTFS="$BASE/rootfs"
-mkdir -p "$ROOTFS/bin" "$ROOTFS/dev" "$ROOTFS/proc" "$ROOTFS/sys" "$ROOTFS/tmp" "$ROOTFS/sandbox"
-cp "$BUSYBOX" "$ROOTFS/bin/busybox"
-for applet in sh true; do ln -s busybox "$ROOTFS/bin/$applet"; done
+busybox_rootfs "$ROOTFS" sh true
 
 start_agent
 

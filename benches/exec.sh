@@ -48,12 +48,9 @@ command -v runc >/dev/null || die "runc not installed"
 
 bench_binaries
 
-BUSYBOX=$(command -v busybox)
 BUNDLE="$BASE/bundle"
 ROOTFS="$BUNDLE/rootfs"
-mkdir -p "$ROOTFS/bin" "$ROOTFS/dev" "$ROOTFS/proc" "$ROOTFS/sys" "$ROOTFS/tmp" "$ROOTFS/sandbox"
-cp "$BUSYBOX" "$ROOTFS/bin/busybox"
-for applet in sh true sleep; do ln -s busybox "$ROOTFS/bin/$applet"; done
+busybox_rootfs "$ROOTFS" sh true sleep
 (cd "$BUNDLE" && runc spec)
 python3 - "$BUNDLE/config.json" <<'EOF'
 import json, sys

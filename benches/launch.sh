@@ -79,13 +79,9 @@ command -v runc >/dev/null || die "runc not installed"
 bench_binaries
 
 # One busybox rootfs for every case; runc/crun get a bundle around it.
-BUSYBOX=$(command -v busybox)
 BUNDLE="$BASE/bundle"
 ROOTFS="$BUNDLE/rootfs"
-mkdir -p "$ROOTFS/bin" "$ROOTFS/dev" "$ROOTFS/proc" "$ROOTFS/sys" "$ROOTFS/tmp" \
-    "$ROOTFS/sandbox" # berth mounts the sandbox here
-cp "$BUSYBOX" "$ROOTFS/bin/busybox"
-for applet in sh true; do ln -s busybox "$ROOTFS/bin/$applet"; done
+busybox_rootfs "$ROOTFS" sh true
 (cd "$BUNDLE" && runc spec)
 python3 - "$BUNDLE/config.json" <<'EOF'
 import json, sys

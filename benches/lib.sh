@@ -13,6 +13,9 @@
 #   stop_agent            kills and reaps the agent started above, if any
 #   remove_bench_cgroups  removes the cgroups below TAG (the agent's, relative
 #                         to our own cgroup, and runc's, absolute)
+#   busybox_rootfs DIR APPLET...
+#                         a rootfs in DIR: busybox-static with the applets
+#                         linked, and the dirs berth and runc mount over
 # Each script keeps its own cleanup (what else it started) and calls these.
 
 bench_setup() {
@@ -73,4 +76,14 @@ remove_bench_cgroups() {
         done
     done
     return 0
+}
+
+busybox_rootfs() {
+    local dir=$1 busybox applet
+    shift
+    busybox=$(command -v busybox) || die "busybox-static not installed"
+    # sandbox: berth mounts the container's sandbox there.
+    mkdir -p "$dir/bin" "$dir/dev" "$dir/proc" "$dir/sys" "$dir/tmp" "$dir/sandbox"
+    cp "$busybox" "$dir/bin/busybox"
+    for applet in "$@"; do ln -s busybox "$dir/bin/$applet"; done
 }
