@@ -510,23 +510,10 @@ fn an_unreachable_agent_is_one_clear_line() {
 
 #[test]
 fn the_agent_refuses_an_unknown_isolator_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "agent",
-            "--isolation",
-            "cpu,gpu",
-            "--cgroup-root",
-            "berth-never",
-        ])
-        .arg("--socket")
-        .arg(dir.path().join("s.sock"))
-        .arg("--work-dir")
-        .arg(dir.path().join("w"))
-        .arg("--runtime-dir")
-        .arg(dir.path().join("r"))
-        .output()
-        .unwrap();
+    let (_dir, out) = common::agent_start_output(
+        None,
+        ["--isolation", "cpu,gpu", "--cgroup-root", "berth-never"],
+    );
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown isolator \"gpu\""));
 }

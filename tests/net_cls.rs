@@ -487,22 +487,11 @@ fn on_cgroup_v2_net_cls_is_refused_naming_the_alternative() {
     );
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
     // An agent configured to require it does not start.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("berth.toml");
-    std::fs::write(&config, "isolation = [\"net_cls\"]\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["agent", "--config"])
-        .arg(&config)
-        .arg("--socket")
-        .arg(dir.path().join("s.sock"))
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .arg("--runtime-dir")
-        .arg(dir.path().join("run"))
-        .arg("--cgroup-root")
-        .arg(format!("berth-test-netcls-{}", std::process::id()))
-        .output()
-        .unwrap();
+    let cgroup_root = format!("berth-test-netcls-{}", std::process::id());
+    let (_dir, out) = common::agent_start_output(
+        Some("isolation = [\"net_cls\"]\n"),
+        ["--cgroup-root", cgroup_root.as_str()],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -347,22 +346,7 @@ fn recovery_after_the_agent_is_killed_replays_recover_and_gc_reaps_an_orphan() {
 /// Runs `berth agent` with a config and returns its exit status and stderr
 /// (for configs that stop the agent at start).
 fn agent_refusing(toml: &str) -> (std::process::ExitStatus, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("berth.toml"), toml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("agent")
-        .arg("--config")
-        .arg(dir.path().join("berth.toml"))
-        .arg("--socket")
-        .arg(dir.path().join("s.sock"))
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .arg("--runtime-dir")
-        .arg(dir.path().join("run"))
-        .arg("--shim")
-        .arg(env!("CARGO_BIN_EXE_berth-shim"))
-        .output()
-        .unwrap();
+    let (_dir, out) = common::agent_start_output(Some(toml), [""; 0]);
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -343,33 +343,26 @@ fn non_loopback_without_client_ca_is_refused_at_start() {
     let server = ca.leaf("berth agent", &["localhost"], false);
     std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
     std::fs::write(dir.path().join("server.key"), &server.key_pem).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("agent")
-        .arg("--tcp")
-        .arg("0.0.0.0:0")
-        .arg("--tls-cert")
-        .arg(dir.path().join("server.pem"))
-        .arg("--tls-key")
-        .arg(dir.path().join("server.key"))
-        .arg("--socket")
-        .arg(dir.path().join("berth.sock"))
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .arg("--runtime-dir")
-        .arg(dir.path().join("run"))
-        .arg("--cgroup-root")
-        .arg(format!("berth-test-refuse-{}", std::process::id()))
-        .arg("--shim")
-        .arg(env!("CARGO_BIN_EXE_berth-shim"))
-        .output()
-        .unwrap();
+    let (agent_dir, output) = common::agent_start_output(
+        None,
+        [
+            "--tcp".into(),
+            "0.0.0.0:0".into(),
+            "--tls-cert".into(),
+            dir.path().join("server.pem").into_os_string(),
+            "--tls-key".into(),
+            dir.path().join("server.key").into_os_string(),
+            "--cgroup-root".into(),
+            format!("berth-test-refuse-{}", std::process::id()).into(),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
         stderr.contains("non-loopback") && stderr.contains("client_ca"),
         "{stderr}"
     );
-    assert!(!dir.path().join("berth.sock").exists());
+    assert!(!agent_dir.path().join("s.sock").exists());
 }
 
 /// A TLS connection as `alice`: the request sender and the server's leaf.
@@ -1182,27 +1175,21 @@ fn the_socket_is_0660_and_owned_by_the_configured_group() {
     drop(agent);
 
     // A missing group stops the start, naming it; no socket is left.
-    let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("agent")
-        .args(["--socket-group", "no-such-group-berth"])
-        .arg("--socket")
-        .arg(dir.path().join("berth.sock"))
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .arg("--runtime-dir")
-        .arg(dir.path().join("run"))
-        .arg("--cgroup-root")
-        .arg(format!("berth-test-group-{}", std::process::id()))
-        .arg("--shim")
-        .arg(env!("CARGO_BIN_EXE_berth-shim"))
-        .output()
-        .unwrap();
+    let cgroup_root = format!("berth-test-group-{}", std::process::id());
+    let (dir, output) = common::agent_start_output(
+        None,
+        [
+            "--socket-group",
+            "no-such-group-berth",
+            "--cgroup-root",
+            cgroup_root.as_str(),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
         stderr.contains("no-such-group-berth") && stderr.contains("socket_group"),
         "{stderr}"
     );
-    assert!(!dir.path().join("berth.sock").exists());
+    assert!(!dir.path().join("s.sock").exists());
 }

@@ -577,6 +577,36 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+/// `berth agent` started with `config` (written to `berth.toml`, if any),
+/// then `args`, its socket, work and runtime dirs in a temp dir and the
+/// shim built with the tests: for a start the test expects refused. The
+/// temp dir (the socket is `s.sock` in it) and the agent's output.
+pub fn agent_start_output<S: AsRef<std::ffi::OsStr>>(
+    config: Option<&str>,
+    args: impl IntoIterator<Item = S>,
+) -> (tempfile::TempDir, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_berth"));
+    agent.arg("agent");
+    if let Some(config) = config {
+        std::fs::write(dir.path().join("berth.toml"), config).unwrap();
+        agent.arg("--config").arg(dir.path().join("berth.toml"));
+    }
+    let out = agent
+        .args(args)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--runtime-dir")
+        .arg(dir.path().join("run"))
+        .arg("--shim")
+        .arg(env!("CARGO_BIN_EXE_berth-shim"))
+        .output()
+        .unwrap();
+    (dir, out)
+}
+
 /// A minimal busybox root filesystem in `dir`.
 pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     let rootfs = dir.join("rootfs");
