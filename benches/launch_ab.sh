@@ -13,7 +13,10 @@
 # TOTAL (default 200) API launches by 8 clients, alternating the builds.
 # Prints p50/p99 of create, create->exit and the CLI per build, and the
 # throughputs. On a shared machine only such same-run comparisons mean
-# anything (decisions 0035, 0038). Removes what it made; kills only the
+# anything (decisions 0035, 0038). A_CONFIG and B_CONFIG (optional) are
+# each agent's berth.toml text, to compare one build with two settings
+# (e.g. B_CONFIG=$'[container]\nidle_shims = 0', decision 0043).
+# Removes what it made; kills only the
 # agents it started. Not run by CI.
 
 set -euo pipefail
@@ -33,7 +36,8 @@ R="$BASE/rootfs"
 mkdir -p "$R/bin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/sandbox"
 cp "$BUSYBOX" "$R/bin/busybox"
 ln -s busybox "$R/bin/true"
-: >"$BASE/berth.toml"
+printf '%s\n' "${A_CONFIG:-}" >"$BASE/berth-a.toml"
+printf '%s\n' "${B_CONFIG:-}" >"$BASE/berth-b.toml"
 PIDS=()
 bin_of() { if [ "$1" = a ]; then echo "$A"; else echo "$B"; fi; }
 cleanup() {
@@ -55,7 +59,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 for x in a b; do
     bin=$(bin_of $x)
-    "$bin/berth" agent --config "$BASE/berth.toml" --socket "$BASE/$x.sock" \
+    "$bin/berth" agent --config "$BASE/berth-$x.toml" --socket "$BASE/$x.sock" \
         --work-dir "$BASE/work-$x" --runtime-dir "$BASE/run/$x" --cgroup-root "$TAG-$x" \
         --shim "$bin/berth-shim" >"$BASE/agent-$x.log" 2>&1 &
     PIDS+=($!)

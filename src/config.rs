@@ -93,7 +93,13 @@ pub struct ContainerSettings {
     pub hidden_paths: Vec<String>,
     /// `UID[:GID]` for containers whose request names no user; default root.
     pub default_user: Option<String>,
+    /// Shims kept started ahead of launches (decision 0043); 0 execs a
+    /// shim per launch.
+    pub idle_shims: usize,
 }
+
+/// The most idle shims `container.idle_shims` may ask for.
+pub const MAX_IDLE_SHIMS: usize = 64;
 
 /// The smallest `tmp_size` accepted, per container or agent-wide.
 pub const MIN_TMP_SIZE: u64 = 4096;
@@ -107,6 +113,7 @@ impl Default for ContainerSettings {
                 .map(|p| p.to_string())
                 .collect(),
             default_user: None,
+            idle_shims: 2,
         }
     }
 }
@@ -128,6 +135,12 @@ impl ContainerSettings {
         for pattern in &self.hidden_paths {
             crate::bundle::hidden::check_pattern(pattern)
                 .map_err(|e| ConfigError::Invalid(format!("container.{e}")))?;
+        }
+        if self.idle_shims > MAX_IDLE_SHIMS {
+            return Err(ConfigError::Invalid(format!(
+                "container.idle_shims must be at most {MAX_IDLE_SHIMS}, got {}",
+                self.idle_shims
+            )));
         }
         if let Some(user) = &self.default_user {
             if self.default_user().is_none() {

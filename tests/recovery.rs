@@ -38,15 +38,24 @@ fn ids(agent: &Agent) -> Vec<String> {
 /// This agent's shims: processes whose command line gives a state dir in
 /// its runtime dir.
 fn shims_of(agent: &Agent) -> Vec<u32> {
-    let needle = format!("--state-dir\0{}", agent.runtime_dir.display());
+    // Started for its launch (`--state-dir` on its command line), or taken
+    // from the idle pool (`pool --runtime-dir`) and logging into a
+    // container's state dir since its handover.
+    let started = format!("--state-dir\0{}", agent.runtime_dir.display());
+    let pooled = format!("pool\0--runtime-dir\0{}\0", agent.runtime_dir.display());
+    let state_dirs = agent.runtime_dir.join("containers");
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).into_owned())
+                .unwrap_or_default();
+            cmdline.contains(&started)
+                || (cmdline.contains(&pooled)
+                    && std::fs::read_link(format!("/proc/{pid}/fd/2"))
+                        .is_ok_and(|log| log.starts_with(&state_dirs)))
         })
         .collect()
 }

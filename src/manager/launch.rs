@@ -8,7 +8,7 @@ use std::sync::Arc;
 use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
 
 use super::locked::locked;
-use super::shim_client::{ShimArgs, ShimConnection};
+use super::shim_client::{ShimArgs, ShimConnection, ShimError};
 use super::{Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
@@ -624,7 +624,7 @@ impl Manager {
 
         let shim_path = self.config.shim_path();
         let state_dir = self.store.state_dir(&container.id);
-        let mut shim = ShimConnection::spawn(&ShimArgs {
+        let shim_args = ShimArgs {
             shim: &shim_path,
             id: container.id.as_str(),
             bundle: &container.bundle,
@@ -632,8 +632,8 @@ impl Manager {
             log_dir: container.log_dir(),
             log: &container.log,
             files: &files,
-        })
-        .map_err(|e| internal(&e))?;
+        };
+        let mut shim = self.shim_for(&shim_args).map_err(|e| internal(&e))?;
         drop(files);
 
         // `Forked` comes while the container still sets itself up: it is
@@ -643,6 +643,7 @@ impl Manager {
             ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid, true),
             ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
             ShimMessage::Running => return Err(internal(&"shim said running before go")),
+            ShimMessage::Idle { .. } => return Err(internal(&"shim said idle after its handover")),
         };
         // Both are identified now, before anything can exit: the container
         // waits for our go, and the shim waits for the container.
@@ -695,7 +696,7 @@ impl Manager {
         match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Running => {}
             ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
-            ShimMessage::Ready { .. } | ShimMessage::Forked { .. } => {
+            ShimMessage::Ready { .. } | ShimMessage::Forked { .. } | ShimMessage::Idle { .. } => {
                 return Err(internal(&"shim said ready twice"))
             }
         }
@@ -705,6 +706,22 @@ impl Manager {
 }
 
 /// The agent's log settings with a container's overrides applied.
+impl Manager {
+    /// The launch's shim: an idle one from the pool, handed the launch
+    /// (decision 0043), or, when none is ready or the one taken died idle,
+    /// one exec'd for it.
+    fn shim_for(&self, args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
+        while let Some(idle) = self.shim_pool.take() {
+            let pid = idle.pid;
+            match ShimConnection::hand_over(idle, args) {
+                Ok(shim) => return Ok(shim),
+                Err(e) => tracing::warn!(id = args.id, "idle shim {pid}: {e}; trying another"),
+            }
+        }
+        ShimConnection::spawn(args)
+    }
+}
+
 fn effective_log_settings(
     agent: &LogSettings,
     overrides: Option<&LogOverrides>,

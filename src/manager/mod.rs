@@ -24,6 +24,7 @@ mod scrape;
 mod seccomp;
 mod secrets;
 mod shim_client;
+pub mod shim_pool;
 mod update;
 mod volumes;
 pub use exec_stream::{ExecCreated, ExecStream};
@@ -190,6 +191,8 @@ pub struct Manager {
     files: crate::secrets::live::LiveFiles,
     /// The event stream (decision 0031).
     events: Arc<crate::events::EventBus>,
+    /// Shims started ahead of launches (decision 0043).
+    shim_pool: Arc<shim_pool::ShimPool>,
 }
 
 /// Sends signal `number` to `container`'s first process (a pidfd of the
@@ -215,6 +218,11 @@ impl Manager {
         let store = Store::new(&config.work_dir, &config.runtime_dir);
         let userns = crate::userns::Userns::new(&config.userns);
         let events = crate::events::EventBus::new(&config.events);
+        let shim_pool = shim_pool::ShimPool::start(
+            config.shim_path(),
+            config.runtime_dir.clone(),
+            config.container.idle_shims,
+        );
         Arc::new(Manager {
             userns,
             config,
@@ -230,6 +238,7 @@ impl Manager {
             image_gate: Default::default(),
             files: Default::default(),
             events,
+            shim_pool,
         })
     }
 

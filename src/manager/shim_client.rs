@@ -1,7 +1,7 @@
 //! The agent's side of the shim protocol (see `berth_protocol::messages`).
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,8 @@ use std::time::Duration;
 use berth_protocol::messages::{GO, SYNC_FD};
 pub use berth_protocol::shim_args::FILES_FD_BASE;
 use berth_protocol::{LogSettings, ShimArgs as WireArgs, ShimMessage};
+
+use super::shim_pool::IdleShim;
 
 /// How long a shim may take to set a container up before the launch fails.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,28 +68,31 @@ pub struct ShimConnection {
 }
 
 impl ShimConnection {
+    /// Hands the launch to an idle shim from the pool (decision 0043): the
+    /// same arguments a started shim reads from its command line, the
+    /// prepared mounts' descriptors passed along. An error means this
+    /// shim cannot take it (it died idle): the caller starts one instead.
+    pub fn hand_over(idle: IdleShim, args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
+        let wire = wire_args(args)?;
+        let files: Vec<BorrowedFd<'_>> = args.files.iter().map(|(_, fd)| fd.as_fd()).collect();
+        berth_protocol::handover::send(idle.writer.as_fd(), &wire, &files)
+            .map_err(|e| ShimError::Protocol(e.to_string()))?;
+        idle.writer.set_read_timeout(Some(SETUP_TIMEOUT))?;
+        Ok(ShimConnection {
+            reader: idle.reader,
+            writer: idle.writer,
+        })
+    }
+
     /// Execs the shim, whose first process exits at once (the supervisor
     /// lives on as an orphan, not as our child), and connects to it.
     pub fn spawn(args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
         let (ours, theirs) = UnixStream::pair()?;
         let theirs: OwnedFd = theirs.into();
         let theirs_fd = theirs.as_raw_fd();
-        if args.files.len() > MAX_FILES {
-            return Err(ShimError::Protocol(format!(
-                "{} prepared mounts, at most {MAX_FILES}",
-                args.files.len()
-            )));
-        }
-        let mut wire = WireArgs {
-            id: args.id.to_string(),
-            bundle: args.bundle.to_path_buf(),
-            state_dir: args.state_dir.to_path_buf(),
-            log_dir: args.log_dir.to_path_buf(),
-            log: args.log.clone(),
-            files: Vec::with_capacity(args.files.len()),
-        };
+        let wire = wire_args(args)?;
         let mut copies: Vec<OwnedFd> = Vec::with_capacity(args.files.len());
-        for (i, (dest, fd)) in args.files.iter().enumerate() {
+        for (_, fd) in args.files.iter() {
             // SAFETY: F_DUPFD_CLOEXEC returns a fresh descriptor, owned below.
             let copy =
                 unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FILES_FD_COPIES) };
@@ -96,7 +101,6 @@ impl ShimConnection {
             }
             // SAFETY: see above.
             copies.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) });
-            wire.files.push((dest.clone(), FILES_FD_BASE + i as i32));
         }
         let mut command = Command::new(args.shim);
         command
@@ -174,4 +178,25 @@ impl ShimConnection {
         self.writer.write_all(format!("{GO}\n").as_bytes())?;
         Ok(())
     }
+}
+
+/// What the shim reads: `args`, the prepared mounts named by the numbers
+/// they get in the shim ([`FILES_FD_BASE`] on).
+fn wire_args(args: &ShimArgs<'_>) -> Result<WireArgs, ShimError> {
+    if args.files.len() > MAX_FILES {
+        return Err(ShimError::Protocol(format!(
+            "{} prepared mounts, at most {MAX_FILES}",
+            args.files.len()
+        )));
+    }
+    Ok(WireArgs {
+        id: args.id.to_string(),
+        bundle: args.bundle.to_path_buf(),
+        state_dir: args.state_dir.to_path_buf(),
+        log_dir: args.log_dir.to_path_buf(),
+        log: args.log.clone(),
+        files: (args.files.iter().enumerate())
+            .map(|(i, (dest, _))| (dest.clone(), FILES_FD_BASE + i as i32))
+            .collect(),
+    })
 }

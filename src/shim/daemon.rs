@@ -25,6 +25,13 @@ pub enum DaemonError {
 
 /// Called in the forked monitor. Afterwards stderr is `<state-dir>/shim.log`.
 pub fn detach(state_dir: &Path) -> Result<(), DaemonError> {
+    leave_session()?;
+    log_to(state_dir)
+}
+
+/// The first half of [`detach`], for an idle shim that does not know its
+/// container yet: its own session, `/` as cwd, all of stdio `/dev/null`.
+pub fn leave_session() -> Result<(), DaemonError> {
     setsid().map_err(DaemonError::Setsid)?;
     chdir("/").map_err(DaemonError::Chdir)?;
     let null = OpenOptions::new()
@@ -35,6 +42,14 @@ pub fn detach(state_dir: &Path) -> Result<(), DaemonError> {
             path: "/dev/null".into(),
             source,
         })?;
+    dup2_stdin(&null).map_err(DaemonError::Stdio)?;
+    dup2_stdout(&null).map_err(DaemonError::Stdio)?;
+    dup2_stderr(&null).map_err(DaemonError::Stdio)?;
+    Ok(())
+}
+
+/// The second half of [`detach`]: stderr becomes `<state-dir>/shim.log`.
+pub fn log_to(state_dir: &Path) -> Result<(), DaemonError> {
     let log_path = state_dir.join(SHIM_LOG_FILE);
     let log = fs::create_dir_all(state_dir)
         .and_then(|()| OpenOptions::new().append(true).create(true).open(&log_path))
@@ -42,8 +57,6 @@ pub fn detach(state_dir: &Path) -> Result<(), DaemonError> {
             path: log_path,
             source,
         })?;
-    dup2_stdin(&null).map_err(DaemonError::Stdio)?;
-    dup2_stdout(&null).map_err(DaemonError::Stdio)?;
     dup2_stderr(&log).map_err(DaemonError::Stdio)?;
     Ok(())
 }

@@ -26,6 +26,7 @@ mod masks;
 mod mounts;
 mod namespaces;
 pub mod overlay;
+mod pool;
 pub mod pty;
 mod resident;
 mod resolve;
@@ -53,12 +54,18 @@ pub fn main() -> i32 {
     if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
         return crate::health::runner::main(std::env::args_os().skip(2));
     }
-    let args = match Args::parse(std::env::args_os().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("berth-shim: {e}");
-            return 2;
-        }
+    let pool = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == berth_protocol::handover::POOL_COMMAND);
+    let args = match pool {
+        true => None,
+        false => match Args::parse(std::env::args_os().skip(1)) {
+            Ok(args) => Some(args),
+            Err(e) => {
+                eprintln!("berth-shim: {e}");
+                return 2;
+            }
+        },
     };
     // A vanished agent or a closed pipe must give EPIPE, not kill the
     // supervisor. The container child resets this before exec.
@@ -67,6 +74,9 @@ pub fn main() -> i32 {
         eprintln!("berth-shim: ignore SIGPIPE: {e}");
         return 1;
     }
+    let Some(args) = args else {
+        return pool::main();
+    };
     // The first process exits at once, so the monitor is no child of the
     // agent: it outlives the agent and the agent just reaps this one.
     // SAFETY: single-threaded here.

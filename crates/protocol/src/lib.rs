@@ -11,6 +11,7 @@
 //! * [`bundle`]: what the agent puts in a container's bundle for the shim
 //!   beyond the OCI spec (annotations, the overlay root layout, names);
 //! * [`exit`]: the exit record the shim leaves in its state dir;
+//! * [`handover`]: the launch an idle shim (started ahead) waits for;
 //! * [`streams`]: the channels and frames of interactive streams between
 //!   the agent and a process's helper;
 //! * [`logs`]: the log file format (segment and index names, index entries,
@@ -21,6 +22,7 @@
 
 pub mod bundle;
 pub mod exit;
+pub mod handover;
 pub mod helper_args;
 pub mod log_settings;
 pub mod logs;

@@ -92,6 +92,13 @@ pub enum ShimMessage {
         /// The container's first process, as the host sees it.
         pid: u32,
     },
+    /// An idle shim (`berth-shim pool`, started ahead of any launch) has
+    /// detached and waits for its handover (see [`crate::handover`]); it
+    /// is sent once, before any other message.
+    Idle {
+        /// The supervisor's pid.
+        shim_pid: u32,
+    },
 }
 
 impl ShimMessage {
@@ -117,6 +124,7 @@ mod tests {
     #[test]
     fn messages_round_trip_as_lines() {
         for message in [
+            ShimMessage::Idle { shim_pid: 7 },
             ShimMessage::Forked {
                 shim_pid: 10,
                 pid: 11,

@@ -6,6 +6,7 @@
 //! wrap [`atomic::AtomicWriteError`] or the `io::Error` these return.
 
 pub mod atomic;
+pub mod fd_passing;
 pub mod mountinfo;
 pub mod openat2;
 pub mod pidfd;

@@ -1,0 +1,220 @@
+//! Shims started ahead of launches (decision 0043). A launch takes an idle
+//! shim (`berth-shim pool`, already exec'd, loaded and detached) and hands
+//! it its container over the socket, instead of exec'ing one and waiting
+//! for it to start: the exec, the dynamic loader and the shim's
+//! daemonizing fork leave the launch's critical path. A background thread
+//! keeps the pool full. Each idle shim serves one container; nothing of
+//! one launch is ever seen by another.
+//!
+//! An idle shim holds nothing but its socket to this agent: when the
+//! agent goes (stops, crashes, `kill -9`), the socket closes and the idle
+//! shims exit by themselves, so recovery has none to reap.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use berth_protocol::handover::{POOL_COMMAND, RUNTIME_DIR_OPTION};
+use berth_protocol::messages::SYNC_FD;
+use berth_protocol::ShimMessage;
+
+use super::shim_client::ShimError;
+
+/// How long a starting idle shim may take to say it is idle.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed start, the refill waits this long before the next.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A detached shim waiting for its container.
+pub struct IdleShim {
+    /// The supervisor's pid (as it said in [`ShimMessage::Idle`]).
+    pub pid: u32,
+    pub(super) reader: BufReader<UnixStream>,
+    pub(super) writer: UnixStream,
+}
+
+/// The idle shims and the thread that refills them.
+pub struct ShimPool {
+    state: Mutex<PoolState>,
+    changed: Condvar,
+    size: usize,
+}
+
+struct PoolState {
+    idle: Vec<IdleShim>,
+    stopped: bool,
+}
+
+impl ShimPool {
+    /// A pool of `size` idle shims started from `shim` by a background
+    /// thread; `size` 0 keeps none (every launch execs its shim).
+    /// `runtime_dir` only names the agent on the idle shims' command line
+    /// (`berth-shim pool --runtime-dir DIR`), for `ps` and tests.
+    pub fn start(shim: PathBuf, runtime_dir: PathBuf, size: usize) -> Arc<ShimPool> {
+        let pool = Arc::new(ShimPool {
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                stopped: false,
+            }),
+            changed: Condvar::new(),
+            size,
+        });
+        if size > 0 {
+            let weak = Arc::downgrade(&pool);
+            let spawned = std::thread::Builder::new()
+                .name("berth-shim-pool".into())
+                .spawn(move || refill(weak, shim, runtime_dir));
+            if let Err(e) = spawned {
+                tracing::warn!("start the shim pool's thread: {e}; launches exec their shims");
+            }
+        }
+        pool
+    }
+
+    /// An idle shim, if one is ready; the refill starts its successor.
+    pub fn take(&self) -> Option<IdleShim> {
+        let mut state = self.lock();
+        let shim = state.idle.pop();
+        self.changed.notify_all();
+        shim
+    }
+
+    /// The pids of the idle shims now.
+    pub fn idle_pids(&self) -> Vec<u32> {
+        self.lock().idle.iter().map(|s| s.pid).collect()
+    }
+
+    /// How many idle shims the pool keeps.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Stops refilling and lets the idle shims go (their sockets close,
+    /// they exit).
+    pub fn stop(&self) {
+        let mut state = self.lock();
+        state.stopped = true;
+        state.idle.clear();
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for ShimPool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The refill thread: keeps `size` idle shims until the pool is stopped or
+/// dropped.
+fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
+    loop {
+        {
+            let Some(pool) = pool.upgrade() else { return };
+            let mut state = pool.lock();
+            while !state.stopped && state.idle.len() >= pool.size {
+                // Woken by `take` and `stop`; the timeout only lets a
+                // dropped pool end this thread.
+                state = pool
+                    .changed
+                    .wait_timeout(state, Duration::from_secs(5))
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+                if Arc::strong_count(&pool) == 1 {
+                    return;
+                }
+            }
+            if state.stopped {
+                return;
+            }
+        }
+        match start_idle(&shim, &runtime_dir) {
+            Ok(idle) => {
+                let Some(pool) = pool.upgrade() else { return };
+                let mut state = pool.lock();
+                if state.stopped {
+                    return;
+                }
+                state.idle.push(idle);
+            }
+            Err(e) => {
+                tracing::warn!("start an idle shim: {e}");
+                std::thread::sleep(RETRY_AFTER);
+            }
+        }
+    }
+}
+
+/// Execs `shim pool`, reaps its first process and waits for the detached
+/// supervisor's [`ShimMessage::Idle`].
+fn start_idle(shim: &PathBuf, runtime_dir: &std::path::Path) -> Result<IdleShim, ShimError> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let theirs: OwnedFd = theirs.into();
+    let theirs_fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+    let mut command = Command::new(shim);
+    command
+        .arg(POOL_COMMAND)
+        .arg(RUNTIME_DIR_OPTION)
+        .arg(runtime_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: the closure runs between fork and exec and only calls dup2
+    // and fcntl, which are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if theirs_fd == SYNC_FD {
+                // dup2 onto itself keeps FD_CLOEXEC: clear it by hand.
+                if libc::fcntl(SYNC_FD, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(theirs_fd, SYNC_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|source| ShimError::Spawn {
+        path: shim.clone(),
+        source,
+    })?;
+    drop(theirs);
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(ShimError::EarlyExit {
+            path: shim.clone(),
+            status,
+        });
+    }
+    ours.set_read_timeout(Some(START_TIMEOUT))?;
+    let writer = ours.try_clone()?;
+    let mut reader = BufReader::new(ours);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    match ShimMessage::parse_line(&line) {
+        Ok(ShimMessage::Idle { shim_pid }) => Ok(IdleShim {
+            pid: shim_pid,
+            reader,
+            writer,
+        }),
+        Ok(ShimMessage::Failed { message, .. }) => Err(ShimError::Protocol(format!(
+            "idle shim failed to start: {message}"
+        ))),
+        _ => Err(ShimError::Protocol(format!(
+            "idle shim said {:?} instead of idle",
+            line.trim_end()
+        ))),
+    }
+}
