@@ -1,11 +1,10 @@
 //! The agent's side of the shim protocol (see `berth_protocol::messages`).
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_protocol::messages::{GO, SYNC_FD};
@@ -53,13 +52,8 @@ pub struct ShimArgs<'a> {
     pub files: &'a [(PathBuf, OwnedFd)],
 }
 
-/// At most this many prepared mounts (their descriptors are copied above
-/// the range they end up in, so the copies never collide with it).
+/// At most this many prepared mounts.
 const MAX_FILES: usize = 64;
-
-/// Where the agent's copies of [`ShimArgs::files`] start (above any
-/// target number).
-const FILES_FD_COPIES: i32 = FILES_FD_BASE + MAX_FILES as i32;
 
 /// An open conversation with a shim that is launching a container.
 pub struct ShimConnection {
@@ -84,63 +78,31 @@ impl ShimConnection {
         })
     }
 
-    /// Execs the shim, whose first process exits at once (the supervisor
+    /// Starts the shim (`posix_spawn`: the agent's address space is not
+    /// copied, see `berth_sys::spawn`), whose first process exits at once (the supervisor
     /// lives on as an orphan, not as our child), and connects to it.
     pub fn spawn(args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
         let (ours, theirs) = UnixStream::pair()?;
-        let theirs: OwnedFd = theirs.into();
-        let theirs_fd = theirs.as_raw_fd();
         let wire = wire_args(args)?;
-        let mut copies: Vec<OwnedFd> = Vec::with_capacity(args.files.len());
-        for (_, fd) in args.files.iter() {
-            // SAFETY: F_DUPFD_CLOEXEC returns a fresh descriptor, owned below.
-            let copy =
-                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FILES_FD_COPIES) };
-            if copy < 0 {
-                return Err(ShimError::Io(io::Error::last_os_error()));
-            }
-            // SAFETY: see above.
-            copies.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) });
-        }
-        let mut command = Command::new(args.shim);
-        command
-            .args(wire.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let files_fds: Vec<i32> = copies.iter().map(|fd| fd.as_raw_fd()).collect();
-        // SAFETY: the closure runs between fork and exec and only calls
-        // dup2 and fcntl, which are async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                if theirs_fd == SYNC_FD {
-                    // dup2 onto itself keeps FD_CLOEXEC: clear it by hand.
-                    if libc::fcntl(SYNC_FD, libc::F_SETFD, 0) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else if libc::dup2(theirs_fd, SYNC_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The copies lie above every target, so no dup2 here
-                // overwrites one still to be copied; dup2 clears FD_CLOEXEC.
-                for (i, &fd) in files_fds.iter().enumerate() {
-                    if libc::dup2(fd, FILES_FD_BASE + i as i32) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().map_err(|source| ShimError::Spawn {
+        let argv = wire.to_args();
+        let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
+        // The socket at fd 3, the prepared mounts from FILES_FD_BASE on.
+        let mut fds = vec![(theirs.as_fd(), SYNC_FD)];
+        fds.extend(
+            (args.files.iter().enumerate())
+                .map(|(i, (_, fd))| (fd.as_fd(), FILES_FD_BASE + i as i32)),
+        );
+        let spawn_error = |source| ShimError::Spawn {
             path: args.shim.to_path_buf(),
             source,
-        })?;
-        drop((theirs, copies));
-        let status = child.wait()?;
-        if !status.success() {
+        };
+        let pid = berth_sys::spawn::spawn(args.shim, &argv, &fds).map_err(spawn_error)?;
+        drop(theirs);
+        let status = berth_sys::spawn::wait(pid)?;
+        if status != 0 {
             return Err(ShimError::EarlyExit {
                 path: args.shim.to_path_buf(),
-                status,
+                status: std::process::ExitStatus::from_raw(status),
             });
         }
         ours.set_read_timeout(Some(SETUP_TIMEOUT))?;

@@ -11,11 +11,10 @@
 //! shims exit by themselves, so recovery has none to reap.
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::OwnedFd;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -157,45 +156,28 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
     }
 }
 
-/// Execs `shim pool`, reaps its first process and waits for the detached
+/// Starts `shim pool` (`posix_spawn`, see `berth_sys::spawn`), reaps its first process and waits for the detached
 /// supervisor's [`ShimMessage::Idle`].
 fn start_idle(shim: &PathBuf, runtime_dir: &std::path::Path) -> Result<IdleShim, ShimError> {
     let (ours, theirs) = UnixStream::pair()?;
-    let theirs: OwnedFd = theirs.into();
-    let theirs_fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
-    let mut command = Command::new(shim);
-    command
-        .arg(POOL_COMMAND)
-        .arg(RUNTIME_DIR_OPTION)
-        .arg(runtime_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: the closure runs between fork and exec and only calls dup2
-    // and fcntl, which are async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if theirs_fd == SYNC_FD {
-                // dup2 onto itself keeps FD_CLOEXEC: clear it by hand.
-                if libc::fcntl(SYNC_FD, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(theirs_fd, SYNC_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+    let args = [
+        std::ffi::OsStr::new(POOL_COMMAND),
+        std::ffi::OsStr::new(RUNTIME_DIR_OPTION),
+        runtime_dir.as_os_str(),
+    ];
+    let pid =
+        berth_sys::spawn::spawn(shim, &args, &[(theirs.as_fd(), SYNC_FD)]).map_err(|source| {
+            ShimError::Spawn {
+                path: shim.clone(),
+                source,
             }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|source| ShimError::Spawn {
-        path: shim.clone(),
-        source,
-    })?;
+        })?;
     drop(theirs);
-    let status = child.wait()?;
-    if !status.success() {
+    let status = berth_sys::spawn::wait(pid)?;
+    if status != 0 {
         return Err(ShimError::EarlyExit {
             path: shim.clone(),
-            status,
+            status: std::process::ExitStatus::from_raw(status),
         });
     }
     ours.set_read_timeout(Some(START_TIMEOUT))?;

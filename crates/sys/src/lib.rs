@@ -11,3 +11,4 @@ pub mod mountinfo;
 pub mod openat2;
 pub mod pidfd;
 pub mod proc_stat;
+pub mod spawn;
