@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -158,7 +158,7 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
 
 /// Starts `shim pool` (`posix_spawn`, see `berth_sys::spawn`), reaps its first process and waits for the detached
 /// supervisor's [`ShimMessage::Idle`].
-fn start_idle(shim: &PathBuf, runtime_dir: &std::path::Path) -> Result<IdleShim, ShimError> {
+fn start_idle(shim: &Path, runtime_dir: &Path) -> Result<IdleShim, ShimError> {
     let (ours, theirs) = UnixStream::pair()?;
     let args = [
         std::ffi::OsStr::new(POOL_COMMAND),
@@ -168,7 +168,7 @@ fn start_idle(shim: &PathBuf, runtime_dir: &std::path::Path) -> Result<IdleShim,
     let pid =
         berth_sys::spawn::spawn(shim, &args, &[(theirs.as_fd(), SYNC_FD)]).map_err(|source| {
             ShimError::Spawn {
-                path: shim.clone(),
+                path: shim.to_path_buf(),
                 source,
             }
         })?;
@@ -176,7 +176,7 @@ fn start_idle(shim: &PathBuf, runtime_dir: &std::path::Path) -> Result<IdleShim,
     let status = berth_sys::spawn::wait(pid)?;
     if status != 0 {
         return Err(ShimError::EarlyExit {
-            path: shim.clone(),
+            path: shim.to_path_buf(),
             status: std::process::ExitStatus::from_raw(status),
         });
     }
