@@ -631,3 +631,147 @@ fn an_optional_plugin_that_fails_is_skipped() {
     );
     assert_eq!(answer.status, 400, "{:?}", answer.body);
 }
+
+/// The stamp plugin (exec mode) returning `resources` as its cgroup
+/// settings from every prepare, with `policy`.
+fn stamp_with_resources(resources: &str, policy: &str) -> Agent {
+    Agent::start_with_config(&format!(
+        "[[plugins]]\nname = \"stamp\"\npath = \"{}\"\nmode = \"exec\"\npolicy = \"{policy}\"\n[plugins.env]\nSTAMP_LINUX_RESOURCES = '{resources}'\n",
+        example("stamp.sh").display()
+    ))
+}
+
+fn cgroup_file(agent: &Agent, controller: &str, id: Option<&str>, file: &str) -> String {
+    std::fs::read_to_string(agent.cgroup_dir(controller, id).join(file))
+        .unwrap_or_else(|e| panic!("{controller}/{file}: {e}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_plugins_cgroup_settings_are_applied_to_the_containers_cgroups() {
+    require_root!();
+    let agent = stamp_with_resources(
+        r#"{"pids":{"limit":17},"cpu":{"quota":50000,"period":100000},"memory":{"limit":67108864}}"#,
+        "required",
+    );
+    // The request's own settings of other fields stay.
+    let container = agent.launch(json!({
+        "id": "set", "command": ["sleep", "300"],
+        "resources": {"memory": {"memory_reservation": 33554432u64}},
+    }));
+    assert_eq!(cgroup_file(&agent, "pids", Some("set"), "pids.max"), "17");
+    assert_eq!(
+        cgroup_file(&agent, "cpu", Some("set"), "cpu.cfs_quota_us"),
+        "50000"
+    );
+    assert_eq!(
+        cgroup_file(&agent, "cpu", Some("set"), "cpu.cfs_period_us"),
+        "100000"
+    );
+    assert_eq!(
+        cgroup_file(&agent, "memory", Some("set"), "memory.limit_in_bytes"),
+        "67108864"
+    );
+    assert_eq!(
+        cgroup_file(&agent, "memory", Some("set"), "memory.soft_limit_in_bytes"),
+        "33554432"
+    );
+    // The bundle records what was applied.
+    let bundle = Path::new(container["bundle"].as_str().unwrap()).join("config.json");
+    let spec: Value = serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+    let resources = &spec["linux"]["resources"];
+    assert_eq!(resources["pids"]["limit"], 17, "{resources}");
+    assert_eq!(resources["memory"]["limit"], 67108864, "{resources}");
+    assert_eq!(resources["cpu"]["quota"], 50000, "{resources}");
+    // And the limit binds: a 20th process cannot be forked.
+    let out = agent.api(
+        "POST",
+        "/v1/containers/set/exec",
+        Some(json!({"command": ["sh", "-c", "for i in $(seq 30); do sleep 2 & done; wait"]})),
+    );
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    let failed_fork = out.body["exit_code"] != 0
+        || out.body["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fork");
+    assert!(failed_fork, "{}", out.body);
+    let deleted = agent.api("DELETE", "/v1/containers/set?force=true", None);
+    assert_eq!(deleted.status, 204);
+}
+
+#[test]
+fn a_setting_the_request_makes_too_is_refused_naming_the_field() {
+    require_root!();
+    let agent = stamp_with_resources(r#"{"pids":{"limit":17}}"#, "required");
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({"id": "both", "command": ["true"], "resources": {"pids": {"pids_limit": 50}}})),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    let why = message(&answer);
+    assert!(
+        why.contains("resources.pids.pids_limit") && why.contains("plugin stamp"),
+        "{:?}",
+        answer.body
+    );
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}
+
+#[test]
+fn settings_berth_does_not_apply_fail_the_launch_and_write_nothing() {
+    require_root!();
+    // The attack: a key shaped like a path out of the container's cgroup,
+    // a key berth does not apply, a value that would lift a limit.
+    for (resources, key) in [
+        (
+            r#"{"pids":{"limit":5,"../../pids.max":1}}"#,
+            "linux_resources.pids.../../pids.max",
+        ),
+        (r#"{"cpu":{"shares":2}}"#, "linux_resources.cpu.shares"),
+        (r#"{"pids":{"limit":-1}}"#, "linux_resources.pids.limit"),
+        (r#"{"memory":{"limit":1}}"#, "memory"),
+    ] {
+        let agent = stamp_with_resources(resources, "required");
+        let parent_pids = cgroup_file(&agent, "pids", None, "pids.max");
+        let answer = agent.api(
+            "POST",
+            "/v1/containers",
+            Some(json!({"id": "bad", "command": ["true"]})),
+        );
+        assert_eq!(answer.status, 500, "{resources}: {:?}", answer.body);
+        let why = message(&answer);
+        assert!(
+            why.contains("plugin stamp") && why.contains(key),
+            "{resources}: {why}"
+        );
+        assert!(
+            agent.leftovers().is_empty(),
+            "{resources}: {:?}",
+            agent.leftovers()
+        );
+        assert_eq!(cgroup_file(&agent, "pids", None, "pids.max"), parent_pids);
+    }
+}
+
+#[test]
+fn an_optional_plugins_refused_settings_are_skipped() {
+    require_root!();
+    let agent = stamp_with_resources(r#"{"cpu":{"shares":2}}"#, "optional");
+    agent.launch(json!({"id": "skipped", "command": ["sleep", "300"]}));
+    assert_ne!(
+        cgroup_file(&agent, "cpu", Some("skipped"), "cpu.shares"),
+        "2"
+    );
+    assert!(
+        agent
+            .log()
+            .contains("cgroup settings skipped (optional plugin)"),
+        "{}",
+        agent.log()
+    );
+    let deleted = agent.api("DELETE", "/v1/containers/skipped?force=true", None);
+    assert_eq!(deleted.status, 204);
+}

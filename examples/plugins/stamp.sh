@@ -6,6 +6,11 @@
 # Its resource section: {"stamp": {"label": "blue"}} -- the label (lowercase
 # letters, digits and -, at most 32) reaches the container as STAMP_LABEL.
 # Every method it does not know answers {} (nothing to do).
+#
+# Cgroup settings: the operator may give it STAMP_LINUX_RESOURCES (in the
+# plugin's `[plugins.env]`), a runtime-spec linux.resources fragment such as
+# {"pids":{"limit":64}}, which it returns from every prepare for berth to
+# validate and apply (docs/plugin-protocol.md).
 set -eu
 method="$1"
 request=$(cat)
@@ -45,7 +50,9 @@ prepare)
     check
     [ "$label" = hang ] && sleep 3600
     echo prepared >> "$state/calls"
-    reply "{\"env\":{\"STAMP_LABEL\":\"$label\"}}"
+    resources="${STAMP_LINUX_RESOURCES:-}"
+    [ -n "$resources" ] || resources='{}'
+    reply "{\"env\":{\"STAMP_LABEL\":\"$label\"},\"linux_resources\":$resources}"
     ;;
 usage)
     calls=$(cat "$state/calls" 2>/dev/null | wc -l)

@@ -443,17 +443,40 @@ impl Manager {
             }
         };
         let mut contribution = Contribution::default();
+        // A plugin's cgroup settings are applied once every isolator has
+        // prepared (the built-in that applies one may come after it).
+        let mut plugin_settings = Vec::new();
         for isolator in &plan.isolators {
             let result = isolator
                 .prepare(&id, &plan.config)
                 .map_err(ManagerError::from)
-                .and_then(|c| {
+                .and_then(|mut c| {
+                    if let Some(plugin) = self.plugin_config(isolator.name()) {
+                        if !c.linux_resources.is_empty() {
+                            let fragment = std::mem::take(&mut c.linux_resources);
+                            plugin_settings.push((plugin, fragment));
+                        }
+                    }
                     contribution
                         .merge(c, isolator.name())
                         .map_err(|e| ManagerError::Internal(e.to_string()))
                 });
             prepared.push(isolator);
             if let Err(e) = result {
+                undo_isolators(&prepared);
+                return Err(e);
+            }
+        }
+        for (plugin, fragment) in plugin_settings {
+            let applied = self.apply_plugin_settings(
+                &id,
+                plan,
+                &prepared,
+                plugin,
+                &fragment,
+                &mut contribution,
+            );
+            if let Err(e) = applied {
                 undo_isolators(&prepared);
                 return Err(e);
             }
@@ -707,6 +730,101 @@ impl Manager {
 
 /// The agent's log settings with a container's overrides applied.
 impl Manager {
+    /// The `[[plugins]]` entry of isolator `name`, if it is a plugin.
+    fn plugin_config(&self, name: &str) -> Option<&crate::plugins::PluginConfig> {
+        self.config.plugins.iter().find(|p| p.name == name)
+    }
+
+    /// Applies plugin `plugin`'s cgroup settings (its `linux_resources`,
+    /// see `plugins::cgroup_settings`) through the built-in isolators that
+    /// own them, and records them in the bundle's `linux.resources`. A
+    /// setting refused (unknown key, out of range, set by the request
+    /// too, its isolator not in this container's isolation, refused by
+    /// that isolator) fails the launch for a `required` plugin and is
+    /// logged and skipped for an `optional` one.
+    fn apply_plugin_settings(
+        &self,
+        id: &ContainerId,
+        plan: &Plan,
+        prepared: &[&Arc<dyn Isolator>],
+        plugin: &crate::plugins::PluginConfig,
+        fragment: &serde_json::Map<String, serde_json::Value>,
+        contribution: &mut Contribution,
+    ) -> Result<(), ManagerError> {
+        use crate::plugins::cgroup_settings::{set_by_request, translate};
+        let name = &plugin.name;
+        let applied = (|| {
+            let settings = translate(fragment)
+                .map_err(|e| ManagerError::Internal(format!("plugin {name}: {e}")))?;
+            let mut sections: std::collections::BTreeMap<
+                &str,
+                serde_json::Map<String, serde_json::Value>,
+            > = Default::default();
+            for setting in &settings {
+                if set_by_request(&plan.config.resources, setting) {
+                    return Err(ManagerError::invalid(
+                        format!("resources.{}.{}", setting.isolator, setting.field),
+                        format!(
+                            "plugin {name} sets it too (linux_resources.{}); leave it to the plugin",
+                            setting.key
+                        ),
+                    ));
+                }
+                let section = sections.entry(setting.isolator).or_insert_with(|| {
+                    // The request's own fields stay (an update of one field
+                    // must not clear the others).
+                    plan.config
+                        .resources
+                        .raw_section(setting.isolator)
+                        .cloned()
+                        .unwrap_or_default()
+                });
+                section.insert(setting.field.to_string(), setting.value.clone());
+            }
+            for (isolator, section) in sections {
+                let Some(builtin) = prepared.iter().find(|i| i.name() == isolator) else {
+                    // No built-in isolator owns that controller for this
+                    // container: berth made no cgroup to apply it to, the
+                    // plugin owns the controller (a built-in run out of
+                    // process, say). Recorded in the bundle only.
+                    tracing::debug!(%id, plugin = %name, isolator, "cgroup settings recorded, not applied: no such isolator in this container's isolation");
+                    continue;
+                };
+                let resources = berth_isolator::Resources::with_section(
+                    isolator,
+                    &serde_json::Value::Object(section),
+                );
+                builtin.update(id, &resources).map_err(|e| {
+                    ManagerError::Internal(format!(
+                        "plugin {name}: linux_resources for {isolator}: {e}"
+                    ))
+                })?;
+            }
+            Ok(())
+        })();
+        match (applied, plugin.policy) {
+            (Ok(()), _) => {}
+            (Err(e), crate::plugins::PluginPolicy::Optional) => {
+                tracing::warn!(%id, plugin = %name, "cgroup settings skipped (optional plugin): {e}");
+                return Ok(());
+            }
+            (Err(e), crate::plugins::PluginPolicy::Required) => return Err(e),
+        }
+        // What was applied is what the bundle records.
+        for (group, keys) in fragment {
+            let entry = contribution
+                .linux_resources
+                .entry(group.clone())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let (Some(entry), Some(keys)) = (entry.as_object_mut(), keys.as_object()) {
+                for (key, value) in keys {
+                    entry.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The launch's shim: an idle one from the pool, handed the launch
     /// (decision 0043), or, when none is ready or the one taken died idle,
     /// one exec'd for it.

@@ -7,6 +7,7 @@
 //! transports: a long-lived process speaking JSON-RPC over its stdio
 //! ([`long_lived`]), or one process per call ([`exec`]).
 
+pub mod cgroup_settings;
 pub mod config;
 pub mod contribution;
 pub mod exec;
