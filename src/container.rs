@@ -124,39 +124,6 @@ pub struct LaunchRequest {
     pub mounts: Vec<crate::volumes::MountRequest>,
 }
 
-/// `POST /v1/containers/{id}/exec`: a further process in a running
-/// container. Also the `request.json` the agent writes for the exec helper
-/// (`berth-shim exec`), which reads it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecRequest {
-    /// The command and its arguments.
-    pub command: Vec<String>,
-    /// Environment variables set over the container's.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// The working directory inside the container (default: the
-    /// container's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
-    /// The user to run as (default: the container's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<User>,
-    /// `NAME|UID[:GROUP|GID]` resolved in the container's root
-    /// filesystem (`-u NAME`); instead of `user`. The agent resolves it
-    /// before writing the helper's request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_name: Option<String>,
-    /// Keep stdin open, fed by the attached client (`-i`); the exec is
-    /// started by `GET .../exec/{exec}/attach` (decision 0026).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub stdin: bool,
-    /// Run on a pty opened inside the container (`-t`); attached as with
-    /// `stdin`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub tty: bool,
-}
-
 /// Per-container `--security-opt` settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,33 +156,7 @@ fn default_network() -> String {
     "host".to_string()
 }
 
-/// A numeric user and group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct User {
-    pub uid: u32,
-    /// Defaults to the uid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gid: Option<u32>,
-}
-
-impl User {
-    /// Parses `UID[:GID]`.
-    pub fn parse(value: &str) -> Option<User> {
-        let (uid, gid) = match value.split_once(':') {
-            Some((uid, gid)) => (uid, Some(gid.parse().ok()?)),
-            None => (value, None),
-        };
-        Some(User {
-            uid: uid.parse().ok()?,
-            gid,
-        })
-    }
-
-    pub fn gid(&self) -> u32 {
-        self.gid.unwrap_or(self.uid)
-    }
-}
+pub use berth_protocol::exec_request::{ExecRequest, User};
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,14 +307,7 @@ pub struct Container {
     pub tty: bool,
 }
 
-/// A process identified beyond its pid: the pid plus its start time in clock
-/// ticks since boot (`/proc/<pid>/stat` field 22), so a recycled pid is not
-/// mistaken for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessRef {
-    pub pid: u32,
-    pub start_time: u64,
-}
+pub use berth_protocol::process::ProcessRef;
 
 impl Container {
     /// A container's exit code as a shell would report it: the code, or

@@ -1,5 +1,7 @@
-//! berth: a per-host container agent. The library behind the `berth` and
-//! `berth-shim` binaries.
+//! berth: a per-host container agent. The library behind the `berth`
+//! binary; `berth-shim` is its own crate (`crates/shim`), built here as
+//! this package's second binary so that `cargo build --bins` and the tests
+//! (`CARGO_BIN_EXE_berth-shim`) find it beside `berth`.
 
 pub mod agent;
 pub mod api;
@@ -20,7 +22,6 @@ pub mod restart_policy;
 pub mod rootfs_users;
 pub mod seccomp;
 pub mod secrets;
-pub mod shim;
 pub mod size;
 pub mod store;
 pub mod streams;

@@ -12,6 +12,9 @@
 //!   beyond the OCI spec (annotations, the overlay root layout, names);
 //! * [`exit`]: the exit record the shim leaves in its state dir;
 //! * [`handover`]: the launch an idle shim (started ahead) waits for;
+//! * [`exec_request`]: the exec request the exec helper reads, and [`exec_request::User`];
+//! * [`health`]: health check requests and results (`health.json`);
+//! * [`process`]: [`process::ProcessRef`], a process identified beyond its pid;
 //! * [`streams`]: the channels and frames of interactive streams between
 //!   the agent and a process's helper;
 //! * [`logs`]: the log file format (segment and index names, index entries,
@@ -21,12 +24,15 @@
 //! this crate, never on each other.
 
 pub mod bundle;
+pub mod exec_request;
 pub mod exit;
 pub mod handover;
+pub mod health;
 pub mod helper_args;
 pub mod log_settings;
 pub mod logs;
 pub mod messages;
+pub mod process;
 pub mod shim_args;
 pub mod streams;
 

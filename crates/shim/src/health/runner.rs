@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::probe::{self, Target};
-use super::{
+use berth_protocol::health::{
     Change, CheckResult, HealthCheck, HealthState, OnUnhealthy, Status, CHECKER_FILE, CONFIG_FILE,
     KEPT_CHANGES, KEPT_RESULTS, LOG_FILE, STATE_FILE,
 };
-use crate::container::ProcessRef;
+use berth_protocol::process::ProcessRef;
 use berth_protocol::HealthArgs;
 
 /// The checker's entry point; returns the exit code of its first process.
@@ -60,7 +60,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     if let Some(me) = ProcessRef::of(std::process::id()) {
         let raw = serde_json::to_vec(&me).expect("a process ref serializes");
         let path = args.state_dir.join(CHECKER_FILE);
-        if let Err(e) = crate::store::write_atomic(&path, &raw, crate::store::Durability::CrashSafe)
+        if let Err(e) =
+            berth_sys::atomic::write_atomic(&path, &raw, berth_sys::atomic::Durability::CrashSafe)
         {
             eprintln!("{} health: {e}", now());
         }
@@ -103,7 +104,7 @@ fn detach_stdio(state_dir: &Path) {
 }
 
 /// Checks until the container ends (or is ended for being unhealthy).
-fn run(check: &HealthCheck, probe: &super::Probe, target: &Target<'_>) {
+fn run(check: &HealthCheck, probe: &berth_protocol::health::Probe, target: &Target<'_>) {
     let started = Instant::now();
     let mut state = HealthState::new(now());
     let mut seen_success = false;

@@ -11,8 +11,9 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Probe, MAX_OUTPUT};
-use crate::container::{ExecRequest, ProcessRef};
+use berth_protocol::exec_request::ExecRequest;
+use berth_protocol::health::{Probe, MAX_OUTPUT};
+use berth_protocol::process::ProcessRef;
 
 /// A check's outcome: the code (0 healthy) and what it said.
 #[derive(Debug, Clone, PartialEq, Eq)]

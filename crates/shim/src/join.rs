@@ -42,8 +42,9 @@ use super::container;
 use super::exec;
 use super::exec_output::CappedOutput;
 use super::spec::{ContainerConfig, ProcessConfig};
-use crate::container::{ExecRequest, ProcessRef};
+use berth_protocol::exec_request::ExecRequest;
 use berth_protocol::helper_args::{ExecArgs, REQUEST_FILE};
+use berth_protocol::process::ProcessRef;
 use berth_protocol::ExitRecord;
 use berth_seccomp::SeccompProgram;
 

@@ -18,6 +18,7 @@ mod device_nodes;
 mod devices;
 mod exec;
 mod exec_output;
+pub mod health;
 mod init;
 pub mod join;
 mod keyring;

@@ -20,7 +20,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use thiserror::Error;
 
 use super::segment::{compress_temp_name, compressed_name, plain_name};
-use crate::shim::note;
+use crate::note;
 
 #[derive(Debug, Error)]
 pub enum CompressError {

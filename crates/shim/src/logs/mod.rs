@@ -25,7 +25,7 @@ use berth_confined::Dir;
 
 use thiserror::Error;
 
-use crate::shim::note;
+use crate::note;
 use berth_protocol::{LogMode, LogSettings};
 use compress::Compressor;
 pub use counters::{CountersFile, LogCounters, StreamCounters};
