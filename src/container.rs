@@ -189,10 +189,11 @@ pub mod reason {
     pub const UNHEALTHY: &str = "unhealthy";
 }
 
-/// Everything the agent knows about one container. Written to
-/// `<runtime_dir>/containers/<id>/container.json`, and returned by the API.
+/// A container as the API shows it (`GET /v1/containers/{id}`, `ps`,
+/// `wait`, events): what a client may know of it. The record the agent
+/// keeps ([`Container`]) holds this and the agent's own fields besides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Container {
+pub struct ContainerView {
     pub id: ContainerId,
     pub state: State,
     /// The container's first process on the host, while it runs.
@@ -246,16 +247,6 @@ pub struct Container {
     /// What each isolator reports for the container (filled in on request).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub status: serde_json::Map<String, serde_json::Value>,
-    /// How the agent finds the supervisor again; not part of the API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shim: Option<ProcessRef>,
-    /// The first process's start time, which guards against pid reuse.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_start_time: Option<u64>,
-    /// Each isolator's usage just before its cleanup, what `stats` shows of
-    /// an ended container; not part of the container's API object.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub final_usage: serde_json::Map<String, serde_json::Value>,
     /// The shim's log counters, `{"stdout": {...}, "stderr": {...}}`
     /// (filled in on request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,10 +263,6 @@ pub struct Container {
     /// Its restart policy, restarts made and the next one due.
     #[serde(default)]
     pub restart: RestartState,
-    /// The request it was launched with, which a restart launches again;
-    /// not part of the API object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<Box<LaunchRequest>>,
     /// Its health check, as asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<crate::health::HealthCheck>,
@@ -307,9 +294,47 @@ pub struct Container {
     pub tty: bool,
 }
 
+/// Everything the agent knows about one container: its [`ContainerView`]
+/// and the agent's own fields, which no API answer shows. Written to
+/// `<runtime_dir>/containers/<id>/container.json` (and the work dir's
+/// copy); the view's fields sit at the top level of that file beside
+/// these, so records written before the split read unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    #[serde(flatten)]
+    pub view: ContainerView,
+    /// How the agent finds the supervisor again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shim: Option<ProcessRef>,
+    /// The first process's start time, which guards against pid reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+    /// Each isolator's usage just before its cleanup, what `stats` shows of
+    /// an ended container.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub final_usage: serde_json::Map<String, serde_json::Value>,
+    /// The request it was launched with, which a restart launches again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Box<LaunchRequest>>,
+}
+
+impl std::ops::Deref for Container {
+    type Target = ContainerView;
+
+    fn deref(&self) -> &ContainerView {
+        &self.view
+    }
+}
+
+impl std::ops::DerefMut for Container {
+    fn deref_mut(&mut self) -> &mut ContainerView {
+        &mut self.view
+    }
+}
+
 pub use berth_protocol::process::ProcessRef;
 
-impl Container {
+impl ContainerView {
     /// A container's exit code as a shell would report it: the code, or
     /// 128 + signal.
     pub fn shell_exit_code(&self) -> i32 {
@@ -326,29 +351,76 @@ impl Container {
     pub fn log_dir(&self) -> &std::path::Path {
         self.log_dir.as_deref().unwrap_or(&self.sandbox)
     }
+}
 
-    /// The record without agent-internal fields, as the API shows it: a
-    /// signal death shows `exit_code` 128 + n beside `signal`, as `ps` and
-    /// `wait` (and shells) report it.
-    pub fn public(&self) -> Container {
-        let exit_code = match (self.exit_code, self.signal) {
-            (None, Some(_)) => Some(self.shell_exit_code()),
-            (code, _) => code,
-        };
-        Container {
-            shim: None,
-            pid_start_time: None,
-            final_usage: serde_json::Map::new(),
-            request: None,
-            exit_code,
-            ..self.clone()
+impl Container {
+    /// The container as the API shows it: a signal death shows
+    /// `exit_code` 128 + n beside `signal`, as `ps` and `wait` (and shells)
+    /// report it.
+    pub fn public(&self) -> ContainerView {
+        let mut view = self.view.clone();
+        if let (None, Some(_)) = (view.exit_code, view.signal) {
+            view.exit_code = Some(self.shell_exit_code());
         }
+        view
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record as an agent before the view/record split wrote it: every
+    /// field at the top level, the agent's own (`shim`, `pid_start_time`,
+    /// `request`) among them.
+    const OLD_RECORD: &str = r#"{
+        "id": "old1", "state": "running", "pid": 4242, "command": ["sleep", "9"],
+        "env": {}, "workdir": null, "user": null, "rootfs": null, "resources": {},
+        "isolation": ["cpu"], "network": "host", "seccomp": "default",
+        "created_at": "2026-12-01T10:00:00Z", "started_at": "2026-12-01T10:00:01Z",
+        "finished_at": null, "exit_code": null, "signal": null, "reason": null,
+        "limitation": null, "message": null, "sandbox": "/var/lib/berth/containers/old1/sandbox",
+        "bundle": "/run/berth/containers/old1/bundle",
+        "shim": {"pid": 4240, "start_time": 77}, "pid_start_time": 78,
+        "final_usage": {"cpu": {"user_seconds": 1.5}},
+        "request": {"command": ["sleep", "9"]}
+    }"#;
+
+    #[test]
+    fn a_record_written_before_the_split_reads_with_its_own_fields() {
+        let record: Container = serde_json::from_str(OLD_RECORD).unwrap();
+        assert_eq!(record.id.as_str(), "old1");
+        assert_eq!(record.pid, Some(4242));
+        assert_eq!(
+            record.shim,
+            Some(ProcessRef {
+                pid: 4240,
+                start_time: 77
+            })
+        );
+        assert_eq!(record.pid_start_time, Some(78));
+        assert_eq!(record.final_usage["cpu"]["user_seconds"], 1.5);
+        assert_eq!(record.request.as_ref().unwrap().command, ["sleep", "9"]);
+        // Written again, it keeps the same flat shape and reads back equal.
+        let again = serde_json::to_value(&record).unwrap();
+        assert_eq!(again["shim"]["pid"], 4240);
+        assert_eq!(again["id"], "old1");
+        let back: Container = serde_json::from_value(again).unwrap();
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn the_api_view_has_none_of_the_agents_own_fields() {
+        let record: Container = serde_json::from_str(OLD_RECORD).unwrap();
+        let view = serde_json::to_value(record.public()).unwrap();
+        for internal in ["shim", "pid_start_time", "final_usage", "request"] {
+            assert!(view.get(internal).is_none(), "{internal} in {view}");
+        }
+        assert_eq!(view["pid"], 4242);
+        // A client reading a view into the view type gets it whole.
+        let read: ContainerView = serde_json::from_value(view).unwrap();
+        assert_eq!(read, record.public());
+    }
 
     #[test]
     fn user_parses_uid_and_gid() {

@@ -658,3 +658,30 @@ fn a_container_cannot_make_device_nodes() {
     ]);
     assert_eq!(stdout_of(&out), "refused\n");
 }
+
+#[test]
+fn the_api_shows_no_field_of_the_agents_own_record() {
+    require_root!();
+    let agent = Agent::start();
+    agent.launch(json!({"id": "viewed", "command": ["sleep", "300"]}));
+    // The record on disk has them (the agent needs them to find its shim
+    // again after a restart) ...
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(agent.runtime_dir.join("containers/viewed/container.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(record["shim"]["pid"].is_u64(), "{record}");
+    assert!(record["request"].is_object(), "{record}");
+    // ... no answer of the API does.
+    let one = agent.api("GET", "/v1/containers/viewed", None).body;
+    let list = agent.api("GET", "/v1/containers", None).body;
+    let listed = list.as_array().unwrap()[0].clone();
+    for shown in [one, listed] {
+        assert_eq!(shown["id"], "viewed");
+        for internal in ["shim", "pid_start_time", "final_usage", "request"] {
+            assert!(shown.get(internal).is_none(), "{internal} in {shown}");
+        }
+    }
+    let deleted = agent.api("DELETE", "/v1/containers/viewed?force=true", None);
+    assert_eq!(deleted.status, 204);
+}

@@ -186,7 +186,7 @@ pub(super) async fn list(
     UrlPath(id): UrlPath<String>,
     ApiQuery(query): ApiQuery<FilesQuery>,
 ) -> Result<Response, ApiError> {
-    let dir: PathBuf = manager.get(&id)?.sandbox;
+    let dir: PathBuf = manager.get(&id)?.sandbox.clone();
     let path = path_param(&query);
     let entries = blocking(move || Sandbox::open(&dir)?.list(&path)).await?;
     Ok(Json(entries).into_response())
@@ -198,7 +198,7 @@ pub(super) async fn content(
     ApiQuery(query): ApiQuery<FilesQuery>,
     ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Response, ApiError> {
-    let dir: PathBuf = manager.get(&id)?.sandbox;
+    let dir: PathBuf = manager.get(&id)?.sandbox.clone();
     let path = path_param(&query);
     let offset = window.offset.unwrap_or(0);
     let length = window.length;

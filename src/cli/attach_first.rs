@@ -5,7 +5,7 @@
 
 use super::client::Client;
 use super::{container_path, logs_stream, stdin_send, Failure};
-use crate::container::Container;
+use crate::container::ContainerView as Container;
 use hyper::Method;
 
 pub async fn attach_first(client: &Client, id: &str) -> Result<i32, Failure> {

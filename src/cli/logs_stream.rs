@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::{Client, ClientError};
 use crate::api::logs::ROTATED_AWAY_HEADER;
-use crate::container::Container;
+use crate::container::ContainerView as Container;
 use crate::logs::frames::{Channel, Demux};
 use crate::logs::Stream;
 

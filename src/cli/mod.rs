@@ -29,7 +29,9 @@ use std::collections::BTreeMap;
 
 use crate::bundle::capabilities::CapabilityChanges;
 use crate::config::LogMode;
-use crate::container::{Container, ExecRequest, LaunchRequest, LogOverrides, State, User};
+use crate::container::{
+    ContainerView as Container, ExecRequest, LaunchRequest, LogOverrides, State, User,
+};
 use crate::health::HealthCheck;
 use crate::images::PullPolicy;
 use crate::size::parse_size;

@@ -2,7 +2,7 @@
 //! Values of one key are alternatives; different keys must all match, as
 //! Docker's filters.
 
-use crate::container::{Container, State};
+use crate::container::{ContainerView as Container, State};
 
 /// The parsed filters.
 #[derive(Debug, Default, PartialEq)]

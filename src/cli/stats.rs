@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::client::Client;
 use super::output::{out, outln};
 use super::{container_path, table, Failure};
-use crate::container::{Container, State};
+use crate::container::{ContainerView as Container, State};
 use crate::size::format_size;
 use crate::wire::Stats;
 

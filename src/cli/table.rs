@@ -1,6 +1,6 @@
 //! Aligned tables for people.
 
-use crate::container::{Container, State};
+use crate::container::{ContainerView as Container, State};
 
 /// Formats rows as columns separated by three spaces, padded to the widest
 /// cell of each column. Control characters in cells are escaped.

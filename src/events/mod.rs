@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::container::{Container, State};
+use crate::container::{ContainerView as Container, State};
 use ring::Ring;
 
 /// The events file's directory below the agent's work dir.

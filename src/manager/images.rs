@@ -64,7 +64,7 @@ impl Manager {
             .map_err(|e| ManagerError::Internal(e.to_string()))?
             .ok_or_else(|| ManagerError::NotFound(format!("image {name}")))?;
         let digest = stored.manifest_digest.to_string();
-        let users: Vec<crate::container::Container> = self
+        let users: Vec<crate::container::ContainerView> = self
             .list()
             .into_iter()
             .filter(|c| {

@@ -13,7 +13,7 @@ use super::{Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
-use crate::container::{Container, LaunchRequest, ProcessRef, State};
+use crate::container::{Container, ContainerView, LaunchRequest, ProcessRef, State};
 use crate::store::Durability;
 use crate::timestamp::Timestamp;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
@@ -69,7 +69,7 @@ impl Manager {
     pub async fn launch(
         self: &Arc<Self>,
         request: LaunchRequest,
-    ) -> Result<Container, ManagerError> {
+    ) -> Result<ContainerView, ManagerError> {
         let manager = self.clone();
         let begun = std::time::Instant::now();
         let launched = tokio::task::spawn_blocking(move || manager.launch_blocking(request))
@@ -84,7 +84,7 @@ impl Manager {
     fn launch_blocking(
         self: &Arc<Self>,
         mut request: LaunchRequest,
-    ) -> Result<Container, ManagerError> {
+    ) -> Result<ContainerView, ManagerError> {
         let file_values = self.take_file_values(&mut request)?;
         let mut plan = self.plan(request, false)?;
         let id = plan.container.id.clone();
@@ -318,64 +318,66 @@ impl Manager {
             )));
         }
         let container = Container {
-            id: id.clone(),
-            state: State::Created,
-            pid: None,
-            command: request.command,
-            env: request.env,
-            workdir: request.workdir,
-            user: request
-                .user
-                .or_else(|| self.config.container.default_user()),
-            rootfs: request.rootfs,
-            resources,
-            isolation,
-            network: network.to_string(),
-            log,
-            capabilities,
-            tmp_size: Some(tmp_size),
-            seccomp: seccomp.mode().to_string(),
-            created_at: Timestamp::now(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            limitation: None,
-            message: None,
-            sandbox: self.store.sandbox(&id),
-            log_dir: Some(self.store.log_dir(&id)),
-            bundle: self.store.bundle_dir(&id),
-            userns: None,
-            status: Default::default(),
+            view: ContainerView {
+                id: id.clone(),
+                state: State::Created,
+                pid: None,
+                command: request.command,
+                env: request.env,
+                workdir: request.workdir,
+                user: request
+                    .user
+                    .or_else(|| self.config.container.default_user()),
+                rootfs: request.rootfs,
+                resources,
+                isolation,
+                network: network.to_string(),
+                log,
+                capabilities,
+                tmp_size: Some(tmp_size),
+                seccomp: seccomp.mode().to_string(),
+                created_at: Timestamp::now(),
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                signal: None,
+                reason: None,
+                limitation: None,
+                message: None,
+                sandbox: self.store.sandbox(&id),
+                log_dir: Some(self.store.log_dir(&id)),
+                bundle: self.store.bundle_dir(&id),
+                userns: None,
+                status: Default::default(),
+                logs: None,
+                init: request.init,
+                labels: request.labels,
+                auto_remove: request.auto_remove,
+                restart: crate::restart_policy::RestartState {
+                    policy: request.restart,
+                    ..Default::default()
+                },
+                health_check: request.health,
+                health: None,
+                image: image.as_ref().map(|i| i.reference.clone()),
+                image_digest: image.as_ref().map(|i| i.manifest_digest.clone()),
+                read_only: request.read_only && lower.is_some(),
+                exposed_ports: image
+                    .as_ref()
+                    .and_then(|i| i.config.exposed_ports.as_ref())
+                    .map(|ports| ports.keys().cloned().collect())
+                    .unwrap_or_default(),
+                image_labels: image
+                    .as_ref()
+                    .and_then(|i| i.config.labels.clone())
+                    .unwrap_or_default(),
+                stdin: request.stdin,
+                tty: request.tty,
+            },
             shim: None,
             pid_start_time: None,
             final_usage: Default::default(),
-            logs: None,
-            init: request.init,
-            labels: request.labels,
-            auto_remove: request.auto_remove,
-            restart: crate::restart_policy::RestartState {
-                policy: request.restart,
-                ..Default::default()
-            },
             request: Some(stored),
-            health_check: request.health,
-            health: None,
-            image: image.as_ref().map(|i| i.reference.clone()),
-            image_digest: image.as_ref().map(|i| i.manifest_digest.clone()),
-            read_only: request.read_only && lower.is_some(),
-            exposed_ports: image
-                .as_ref()
-                .and_then(|i| i.config.exposed_ports.as_ref())
-                .map(|ports| ports.keys().cloned().collect())
-                .unwrap_or_default(),
-            image_labels: image
-                .as_ref()
-                .and_then(|i| i.config.labels.clone())
-                .unwrap_or_default(),
-            stdin: request.stdin,
-            tty: request.tty,
         };
         let config = self.isolator_config(&container);
         for isolator in &isolators {

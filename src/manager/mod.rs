@@ -40,7 +40,7 @@ use berth_isolator::{ContainerId, Isolator, Limitation};
 use tokio::sync::watch;
 
 use crate::config::AgentConfig;
-use crate::container::{Container, State};
+use crate::container::{Container, ContainerView, State};
 use crate::process::parse_signal;
 use crate::store::{Durability, Store};
 
@@ -279,8 +279,8 @@ impl Manager {
     }
 
     /// Every container, oldest first.
-    pub fn list(&self) -> Vec<Container> {
-        let mut all: Vec<Container> = locked(&self.slots)
+    pub fn list(&self) -> Vec<ContainerView> {
+        let mut all: Vec<ContainerView> = locked(&self.slots)
             .values()
             .map(|slot| self.with_health(slot.get()).public())
             .collect();
@@ -289,7 +289,7 @@ impl Manager {
     }
 
     /// One container, with its isolators' status while it runs.
-    pub fn get(&self, id: &str) -> Result<Container, ManagerError> {
+    pub fn get(&self, id: &str) -> Result<ContainerView, ManagerError> {
         let mut container = self.with_health(self.slot(id)?.get());
         match crate::logs::counters::read(&self.store.state_dir(&container.id)) {
             Ok(counters) => container.logs = counters,
@@ -326,7 +326,7 @@ impl Manager {
 
     /// Waits until the container has ended (at once for one whose state is
     /// unknown).
-    pub async fn wait(&self, id: &str) -> Result<Container, ManagerError> {
+    pub async fn wait(&self, id: &str) -> Result<ContainerView, ManagerError> {
         let mut rx = self.subscribe(id)?;
         let container = rx
             .wait_for(|c| c.state == State::Exited || c.state == State::Unknown)
@@ -360,7 +360,7 @@ impl Manager {
     /// Stops a container: SIGTERM, then SIGKILL once `grace` has passed
     /// without it ending; returns its record once it has ended. An ended
     /// container is returned as it is; one still launching is a conflict.
-    pub async fn stop(&self, id: &str, grace: Duration) -> Result<Container, ManagerError> {
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<ContainerView, ManagerError> {
         let slot = self.slot(id)?;
         // Also cancels a pending restart of an ended container.
         self.mark_stopped_by_user(&slot);

@@ -9,7 +9,7 @@ use berth_isolator::{ContainerConfig, ContainerId, RecoveredContainer};
 use super::exit::cleanup_isolators;
 use super::locked::locked;
 use super::{container_process, Manager, Slot, KILL_TIMEOUT};
-use crate::container::{reason, Container, State};
+use crate::container::{reason, Container, ContainerView, State};
 use crate::store::{Loaded, Quarantined};
 use crate::timestamp::Timestamp;
 
@@ -112,7 +112,7 @@ impl Manager {
         for q in quarantined {
             let slot = Slot::new(self.quarantined_record(q));
             slot.finalized.store(true, Ordering::SeqCst);
-            let id = slot.get().id;
+            let id = slot.get().id.clone();
             locked(&self.slots).insert(id, slot);
             summary.quarantined += 1;
         }
@@ -120,7 +120,10 @@ impl Manager {
             tracing::warn!(id = %container.id, "container lost with the host's runtime state (reboot?)");
             self.events.record_changed(
                 &Container {
-                    state: State::Running,
+                    view: ContainerView {
+                        state: State::Running,
+                        ..container.view.clone()
+                    },
                     ..container.clone()
                 },
                 container,
@@ -312,52 +315,54 @@ impl Manager {
     /// its id, state `unknown` and what happened. Never saved.
     fn quarantined_record(&self, q: Quarantined) -> Container {
         Container {
-            state: State::Unknown,
-            pid: None,
-            command: Vec::new(),
-            env: Default::default(),
-            workdir: None,
-            user: None,
-            rootfs: None,
-            resources: Default::default(),
-            isolation: Vec::new(),
-            network: "unknown".into(),
-            log: self.config.log.clone(),
-            capabilities: Default::default(),
-            tmp_size: None,
-            userns: None,
-            seccomp: "unknown".into(),
-            created_at: Timestamp::now(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            limitation: None,
-            message: Some(q.message),
-            sandbox: self.store.sandbox(&q.id),
-            log_dir: Some(self.store.log_dir(&q.id)),
-            bundle: self.store.bundle_dir(&q.id),
-            status: Default::default(),
+            view: ContainerView {
+                state: State::Unknown,
+                pid: None,
+                command: Vec::new(),
+                env: Default::default(),
+                workdir: None,
+                user: None,
+                rootfs: None,
+                resources: Default::default(),
+                isolation: Vec::new(),
+                network: "unknown".into(),
+                log: self.config.log.clone(),
+                capabilities: Default::default(),
+                tmp_size: None,
+                userns: None,
+                seccomp: "unknown".into(),
+                created_at: Timestamp::now(),
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                signal: None,
+                reason: None,
+                limitation: None,
+                message: Some(q.message),
+                sandbox: self.store.sandbox(&q.id),
+                log_dir: Some(self.store.log_dir(&q.id)),
+                bundle: self.store.bundle_dir(&q.id),
+                status: Default::default(),
+                init: false,
+                stdin: false,
+                tty: false,
+                logs: None,
+                labels: Default::default(),
+                auto_remove: false,
+                restart: Default::default(),
+                health_check: None,
+                health: None,
+                image: None,
+                image_digest: None,
+                read_only: false,
+                exposed_ports: Vec::new(),
+                image_labels: Default::default(),
+                id: q.id,
+            },
             shim: None,
             pid_start_time: None,
             final_usage: Default::default(),
-            init: false,
-            stdin: false,
-            tty: false,
-            logs: None,
-            labels: Default::default(),
-            auto_remove: false,
-            restart: Default::default(),
             request: None,
-            health_check: None,
-            health: None,
-            image: None,
-            image_digest: None,
-            read_only: false,
-            exposed_ports: Vec::new(),
-            image_labels: Default::default(),
-            id: q.id,
         }
     }
 

@@ -15,7 +15,7 @@ use berth_isolator::ContainerId;
 
 use super::locked::locked;
 use super::{now, Manager, ManagerError, Slot};
-use crate::container::{reason, Container, LaunchRequest, State};
+use crate::container::{reason, Container, ContainerView, LaunchRequest, State};
 use crate::restart_policy::KEPT_ATTEMPTS;
 use crate::store::Durability;
 use crate::timestamp::Timestamp;
@@ -211,7 +211,7 @@ impl Manager {
                     tracing::info!(id = %container.id, count = container.restart.count, "restarted by policy")
                 }
                 Ok(Ok(None)) => {
-                    let id = slot.get().id;
+                    let id = slot.get().id.clone();
                     tracing::info!(%id, %due, "restart not made: stopped, removed or restarted meanwhile");
                 }
                 Ok(Err(e)) => {
@@ -233,7 +233,7 @@ impl Manager {
         self: &Arc<Self>,
         id: &str,
         grace: Duration,
-    ) -> Result<Container, ManagerError> {
+    ) -> Result<ContainerView, ManagerError> {
         let slot = self.slot(id)?;
         let container = slot.get();
         if container.auto_remove {

@@ -4,7 +4,7 @@ use berth_isolator::IsolatorError;
 use serde_json::{Map, Value};
 
 use super::Manager;
-use crate::container::Container;
+use crate::container::ContainerView as Container;
 
 impl Manager {
     /// Each isolator's scrape figures ([`berth_isolator::Isolator::scrape`])

@@ -4,7 +4,7 @@
 use berth_isolator::{ContainerConfig, IsolatorError, RequestForm, ResourceTable, Resources};
 
 use super::{Manager, ManagerError};
-use crate::container::{Container, State};
+use crate::container::{Container, ContainerView, State};
 use crate::store::Durability;
 
 impl Manager {
@@ -15,7 +15,7 @@ impl Manager {
         &self,
         id: &str,
         update: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Container, ManagerError> {
+    ) -> Result<ContainerView, ManagerError> {
         let slot = self.slot(id)?;
         // One update at a time per agent: two interleaved updates could each
         // roll back over the other's values.

@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use serde_json::{Map, Value};
 
 use super::{fs_usage, log_counters};
-use crate::container::Container;
+use crate::container::ContainerView as Container;
 use crate::logs::counters::LogCounters;
 use crate::manager::Manager;
 
