@@ -685,3 +685,33 @@ fn the_api_shows_no_field_of_the_agents_own_record() {
     let deleted = agent.api("DELETE", "/v1/containers/viewed?force=true", None);
     assert_eq!(deleted.status, 204);
 }
+
+#[test]
+fn a_bad_field_is_refused_before_any_image_is_pulled() {
+    require_root!();
+    let agent = Agent::start();
+    // A registry nobody listens on: a pull would fail there (and differently);
+    // the request's own mistakes are found first, with nothing touched.
+    let image = "127.0.0.1:9/nobody/nothing:1";
+    for (body, field) in [
+        (json!({"image": image, "tmp_size": 1}), "tmp_size"),
+        (json!({"image": image, "env": {"A=B": "x"}}), "env"),
+        (json!({"image": image, "isolation": ["nope"]}), "isolation"),
+        (json!({"image": image, "id": "../x"}), "id"),
+        (
+            json!({"image": image, "resources": {"nope": 1}}),
+            "resources.nope",
+        ),
+    ] {
+        let answer = agent.api("POST", "/v1/containers", Some(body.clone()));
+        assert_eq!(answer.status, 400, "{body}: {:?}", answer.body);
+        let message = answer.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{body}: {message}");
+        assert!(
+            !message.contains("127.0.0.1:9"),
+            "{body}: a pull was tried: {message}"
+        );
+    }
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+    assert!(!agent.log().contains("127.0.0.1:9"), "{}", agent.log());
+}

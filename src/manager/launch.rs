@@ -128,11 +128,10 @@ impl Manager {
         mut request: LaunchRequest,
         relaunch: bool,
     ) -> Result<Plan, ManagerError> {
-        super::request_checks::check(&request)?;
-        let network = super::request_checks::network(&request)?;
-        super::restart::check_request(&request)?;
-        super::health::check_request(&request)?;
-        crate::secrets::request::check_recorded(&request)?;
+        // Everything the request alone decides, before anything is
+        // touched: no image gate, no pull, no dir.
+        let spec = self.validate(&request)?;
+        let network = spec.network.clone();
         // A restart launches the request as it was asked for, before the
         // image's config filled it in.
         let mut asked = request.clone();
@@ -148,69 +147,14 @@ impl Manager {
             super::root::apply_image_config(&mut request, &image.config);
             super::request_checks::check(&request)?;
         }
-        let id = match &request.id {
-            Some(id) => ContainerId::new(id.clone())
-                .map_err(|e| ManagerError::invalid("id", e.to_string()))?,
-            None => random_id(),
-        };
+        // The image may have filled in the command, env, workdir: the
+        // process fields are checked again as they will run.
+        check_process_fields(&request, true)?;
+        let id = spec.id.clone();
         let stored = Box::new(LaunchRequest {
             id: Some(id.to_string()),
             ..asked
         });
-        if request.command.is_empty() || request.command[0].is_empty() {
-            return Err(ManagerError::invalid(
-                "command",
-                "must name a program to run",
-            ));
-        }
-        if request.command.iter().any(|arg| arg.contains('\0')) {
-            return Err(ManagerError::invalid(
-                "command",
-                "arguments must not contain NUL",
-            ));
-        }
-        for key in request.env.keys() {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(ManagerError::invalid(
-                    "env",
-                    format!("bad variable name {key:?}"),
-                ));
-            }
-        }
-        if request.env.values().any(|v| v.contains('\0')) {
-            return Err(ManagerError::invalid("env", "values must not contain NUL"));
-        }
-        if let Some(workdir) = &request.workdir {
-            if !workdir.starts_with('/') || workdir.contains('\0') {
-                return Err(ManagerError::invalid(
-                    "workdir",
-                    format!("must be an absolute path, got {workdir:?}"),
-                ));
-            }
-        }
-        if let Some(rootfs) = &request.rootfs {
-            if !rootfs.is_absolute() {
-                return Err(ManagerError::invalid(
-                    "rootfs",
-                    format!("must be an absolute path, got {}", rootfs.display()),
-                ));
-            }
-            match std::fs::metadata(rootfs) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => {
-                    return Err(ManagerError::invalid(
-                        "rootfs",
-                        format!("{} is not a directory", rootfs.display()),
-                    ))
-                }
-                Err(e) => {
-                    return Err(ManagerError::invalid(
-                        "rootfs",
-                        format!("{}: {e}", rootfs.display()),
-                    ))
-                }
-            }
-        }
 
         let root_layers: Vec<&std::path::Path> = match (&image, &request.rootfs) {
             (Some(image), _) => image.layers.iter().map(PathBuf::as_path).collect(),
@@ -240,25 +184,17 @@ impl Manager {
         };
         self.resolve_mounts(&request.mounts, lower.is_some())?;
 
-        let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
-        let capabilities = request
-            .capabilities
-            .as_ref()
-            .map(|c| c.normalized())
-            .transpose()
-            .map_err(|e| ManagerError::invalid(e.field, e.to_string()))?
-            .unwrap_or_default();
-        if let Some(message) = crate::bundle::capabilities::not_grantable(&capabilities) {
-            return Err(ManagerError::invalid("capabilities.add", message));
-        }
-        let tmp_size = request.tmp_size.unwrap_or(self.config.container.tmp_size);
-        if tmp_size < crate::config::MIN_TMP_SIZE {
-            return Err(ManagerError::invalid(
-                "tmp_size",
-                format!("must be at least {} bytes", crate::config::MIN_TMP_SIZE),
-            ));
-        }
-        let userns = UsernsMode::parse(request.userns.as_deref())?;
+        let LaunchSpec {
+            log,
+            capabilities,
+            tmp_size,
+            userns,
+            chosen,
+            resources,
+            table,
+            form,
+            ..
+        } = spec;
         if userns == UsernsMode::Auto {
             self.check_userns(&request)?;
         }
@@ -266,40 +202,6 @@ impl Manager {
             request.security_opt.as_ref(),
             &capabilities.apply(crate::bundle::DEFAULT_CAPABILITIES),
         )?;
-
-        let offered = self.isolators.names();
-        let chosen = match &request.isolation {
-            Some(names) => {
-                for name in names {
-                    if !offered.contains(name) {
-                        return Err(ManagerError::invalid(
-                            "isolation",
-                            format!(
-                                "unknown or unoffered isolator {name:?} (offered: {})",
-                                offered.join(", ")
-                            ),
-                        ));
-                    }
-                }
-                names.clone()
-            }
-            None => offered,
-        };
-        let table = self.isolators.resource_table();
-        let (resources, form) = table.from_request(&request.resources)?;
-        for (section, _) in resources.sections() {
-            let isolator = self
-                .isolators
-                .section_owner(section)
-                .map_or(section.to_string(), |i| i.name().to_string());
-            if !chosen.contains(&isolator) {
-                return Err(ManagerError::invalid(
-                    form.field_of(section),
-                    format!("needs the {isolator} isolator, which this container does not use"),
-                ));
-            }
-        }
-        let resources = table.to_v1(&resources);
         let isolators = self.isolators.select(&chosen);
         let isolation: Vec<String> = isolators.iter().map(|i| i.name().to_string()).collect();
 
@@ -840,6 +742,173 @@ impl Manager {
         }
         ShimConnection::spawn(args)
     }
+}
+
+/// What the request alone decides, checked without touching the host
+/// (no image gate, no pull, no dir, no cgroup): the first step of a launch
+/// (see `Manager::validate`), its values used by the rest.
+pub(super) struct LaunchSpec {
+    pub id: ContainerId,
+    pub network: NetworkMode,
+    pub log: LogSettings,
+    pub capabilities: crate::bundle::capabilities::CapabilityChanges,
+    pub tmp_size: u64,
+    pub userns: UsernsMode,
+    /// The isolators chosen, by name.
+    pub chosen: Vec<String>,
+    /// The resources in the agent's v1 form.
+    pub resources: serde_json::Map<String, serde_json::Value>,
+    pub table: berth_isolator::ResourceTable,
+    pub form: berth_isolator::RequestForm,
+}
+
+impl Manager {
+    /// Checks everything the request alone decides: its fields' syntax and
+    /// ranges, the network, restart, health and secret settings, the
+    /// isolation and the resources. Touches nothing: a request refused
+    /// here leaves no trace, and no image is pulled for it. What depends
+    /// on the image (its config's command, env, user) is checked again
+    /// once the image is resolved.
+    pub(super) fn validate(&self, request: &LaunchRequest) -> Result<LaunchSpec, ManagerError> {
+        super::request_checks::check(request)?;
+        let network = super::request_checks::network(request)?;
+        super::restart::check_request(request)?;
+        super::health::check_request(request)?;
+        crate::secrets::request::check_recorded(request)?;
+        let id = match &request.id {
+            Some(id) => ContainerId::new(id.clone())
+                .map_err(|e| ManagerError::invalid("id", e.to_string()))?,
+            None => random_id(),
+        };
+        // Without an image the command must be there now; an image's config
+        // may still supply it.
+        check_process_fields(request, request.image.is_none())?;
+        if let Some(rootfs) = &request.rootfs {
+            if !rootfs.is_absolute() {
+                return Err(ManagerError::invalid(
+                    "rootfs",
+                    format!("must be an absolute path, got {}", rootfs.display()),
+                ));
+            }
+            match std::fs::metadata(rootfs) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(ManagerError::invalid(
+                        "rootfs",
+                        format!("{} is not a directory", rootfs.display()),
+                    ))
+                }
+                Err(e) => {
+                    return Err(ManagerError::invalid(
+                        "rootfs",
+                        format!("{}: {e}", rootfs.display()),
+                    ))
+                }
+            }
+        }
+        let log = effective_log_settings(&self.config.log, request.log.as_ref())?;
+        let capabilities = request
+            .capabilities
+            .as_ref()
+            .map(|c| c.normalized())
+            .transpose()
+            .map_err(|e| ManagerError::invalid(e.field, e.to_string()))?
+            .unwrap_or_default();
+        if let Some(message) = crate::bundle::capabilities::not_grantable(&capabilities) {
+            return Err(ManagerError::invalid("capabilities.add", message));
+        }
+        let tmp_size = request.tmp_size.unwrap_or(self.config.container.tmp_size);
+        if tmp_size < crate::config::MIN_TMP_SIZE {
+            return Err(ManagerError::invalid(
+                "tmp_size",
+                format!("must be at least {} bytes", crate::config::MIN_TMP_SIZE),
+            ));
+        }
+        let userns = UsernsMode::parse(request.userns.as_deref())?;
+
+        let offered = self.isolators.names();
+        let chosen = match &request.isolation {
+            Some(names) => {
+                for name in names {
+                    if !offered.contains(name) {
+                        return Err(ManagerError::invalid(
+                            "isolation",
+                            format!(
+                                "unknown or unoffered isolator {name:?} (offered: {})",
+                                offered.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                names.clone()
+            }
+            None => offered,
+        };
+        let table = self.isolators.resource_table();
+        let (resources, form) = table.from_request(&request.resources)?;
+        for (section, _) in resources.sections() {
+            let isolator = self
+                .isolators
+                .section_owner(section)
+                .map_or(section.to_string(), |i| i.name().to_string());
+            if !chosen.contains(&isolator) {
+                return Err(ManagerError::invalid(
+                    form.field_of(section),
+                    format!("needs the {isolator} isolator, which this container does not use"),
+                ));
+            }
+        }
+        let resources = table.to_v1(&resources);
+        Ok(LaunchSpec {
+            id,
+            network,
+            log,
+            capabilities,
+            tmp_size,
+            userns,
+            chosen,
+            resources,
+            table,
+            form,
+        })
+    }
+}
+
+/// The fields of the process to run: a command (when `need_command`), no
+/// NUL anywhere, valid variable names, an absolute working directory.
+fn check_process_fields(request: &LaunchRequest, need_command: bool) -> Result<(), ManagerError> {
+    if need_command && (request.command.is_empty() || request.command[0].is_empty()) {
+        return Err(ManagerError::invalid(
+            "command",
+            "must name a program to run",
+        ));
+    }
+    if request.command.iter().any(|arg| arg.contains('\0')) {
+        return Err(ManagerError::invalid(
+            "command",
+            "arguments must not contain NUL",
+        ));
+    }
+    for key in request.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(ManagerError::invalid(
+                "env",
+                format!("bad variable name {key:?}"),
+            ));
+        }
+    }
+    if request.env.values().any(|v| v.contains('\0')) {
+        return Err(ManagerError::invalid("env", "values must not contain NUL"));
+    }
+    if let Some(workdir) = &request.workdir {
+        if !workdir.starts_with('/') || workdir.contains('\0') {
+            return Err(ManagerError::invalid(
+                "workdir",
+                format!("must be an absolute path, got {workdir:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn effective_log_settings(
