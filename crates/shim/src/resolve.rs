@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -104,34 +104,20 @@ fn open_resolving(
     } else {
         rel
     };
-    let c_path =
-        CString::new(rel.as_os_str().as_bytes()).map_err(|_| ResolveError::Nul(path.into()))?;
-    // SAFETY: open_how is plain data; zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    if flags & libc::O_CREAT != 0 {
-        how.mode = mode as u64;
+    if rel.as_os_str().as_bytes().contains(&0) {
+        return Err(ResolveError::Nul(path.into()));
     }
-    how.resolve = resolve;
-    // SAFETY: plain syscall with a valid dirfd, a nul-terminated path and a
-    // properly sized open_how.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c_path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(ResolveError::Open {
-            path: path.into(),
-            source: io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: the kernel just handed us this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    berth_sys::openat2::openat2(
+        Some(root.as_fd()),
+        &rel,
+        flags | libc::O_CLOEXEC,
+        mode,
+        resolve,
+    )
+    .map_err(|source| ResolveError::Open {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Opens `path` as an `O_PATH` handle; `None` when it does not exist.

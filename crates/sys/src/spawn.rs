@@ -65,7 +65,10 @@ pub fn spawn(
         parked.push(unsafe { OwnedFd::from_raw_fd(copy) });
     }
 
-    let mut actions = FileActions::new()?;
+    let mut actions = Initialized::new(
+        libc::posix_spawn_file_actions_init,
+        libc::posix_spawn_file_actions_destroy,
+    )?;
     let null = CString::new("/dev/null").expect("no NUL in a literal");
     check(
         // SAFETY: `actions` is initialized; `null` outlives the spawn.
@@ -114,7 +117,7 @@ pub fn spawn(
     // SAFETY: `actions` is initialized.
     check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.as_mut(), first_free) })?;
 
-    let mut attr = SpawnAttr::new()?;
+    let mut attr = Initialized::new(libc::posix_spawnattr_init, libc::posix_spawnattr_destroy)?;
     // SAFETY: the sigset_t values are initialized by sigemptyset and
     // sigaddset before use; `attr` is initialized.
     unsafe {
@@ -176,58 +179,37 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-struct FileActions(libc::posix_spawn_file_actions_t);
+/// A posix_spawn object (file actions or attributes): initialized by
+/// `init`, destroyed by `destroy` when dropped.
+struct Initialized<T> {
+    value: T,
+    destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+}
 
-impl FileActions {
-    fn new() -> io::Result<FileActions> {
-        // SAFETY: init fills the zeroed struct before any other use.
-        let mut actions = FileActions(unsafe { std::mem::zeroed() });
-        // SAFETY: as above.
-        let rc = unsafe { libc::posix_spawn_file_actions_init(&mut actions.0) };
-        if rc != 0 {
-            // Not initialized: must not be destroyed.
-            std::mem::forget(actions);
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        Ok(actions)
+impl<T> Initialized<T> {
+    fn new(
+        init: unsafe extern "C" fn(*mut T) -> libc::c_int,
+        destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+    ) -> io::Result<Self> {
+        // SAFETY: both types are plain C structs for which all-zero is a
+        // valid (uninitialized-but-harmless) value; `init` fills it in before
+        // any other use.
+        let mut value: T = unsafe { std::mem::zeroed() };
+        // SAFETY: `value` is a live, writable object of the type `init` takes.
+        check(unsafe { init(&mut value) })?;
+        Ok(Initialized { value, destroy })
     }
 
-    fn as_mut(&mut self) -> &mut libc::posix_spawn_file_actions_t {
-        &mut self.0
+    fn as_mut(&mut self) -> &mut T {
+        &mut self.value
     }
 }
 
-impl Drop for FileActions {
+impl<T> Drop for Initialized<T> {
     fn drop(&mut self) {
-        // SAFETY: initialized in `new`.
-        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
-    }
-}
-
-struct SpawnAttr(libc::posix_spawnattr_t);
-
-impl SpawnAttr {
-    fn new() -> io::Result<SpawnAttr> {
-        // SAFETY: init fills the zeroed struct before any other use.
-        let mut attr = SpawnAttr(unsafe { std::mem::zeroed() });
-        // SAFETY: as above.
-        let rc = unsafe { libc::posix_spawnattr_init(&mut attr.0) };
-        if rc != 0 {
-            std::mem::forget(attr);
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        Ok(attr)
-    }
-
-    fn as_mut(&mut self) -> &mut libc::posix_spawnattr_t {
-        &mut self.0
-    }
-}
-
-impl Drop for SpawnAttr {
-    fn drop(&mut self) {
-        // SAFETY: initialized in `new`.
-        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+        // SAFETY: initialized in `new` (a failed init returned before this
+        // value existed), destroyed once.
+        unsafe { (self.destroy)(&mut self.value) };
     }
 }
 

@@ -54,40 +54,22 @@ fn openat2(
     mode: libc::mode_t,
     no_xdev: bool,
 ) -> Result<OwnedFd, OpenError> {
-    let c_path = c_string(path)?;
-    // SAFETY: open_how is plain integers; all zero is its default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = flags as u64;
-    if flags & libc::O_CREAT != 0 {
-        how.mode = u64::from(mode);
-    }
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // A NUL in the path is refused as before, with this crate's error.
+    c_string(path)?;
+    let mut resolve =
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     if no_xdev {
-        how.resolve |= libc::RESOLVE_NO_XDEV;
+        resolve |= libc::RESOLVE_NO_XDEV;
     }
-    // SAFETY: the path is NUL-terminated, `how` is a valid open_how of the
-    // size passed, and the returned descriptor is owned below.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c_path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
+    berth_sys::openat2::openat2(Some(dir), path, flags, mode, resolve).map_err(|e| {
+        match e.raw_os_error() {
             // EXDEV: the walk would leave the directory (absolute, `..`
             // above it, a mount with no_xdev). ELOOP: a symlink or a magic
             // link on the way.
             Some(libc::EXDEV) | Some(libc::ELOOP) => OpenError::Escapes,
             _ => OpenError::Io(e),
-        });
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+        }
+    })
 }
 
 /// The fallback: one `openat(O_NOFOLLOW)` per component, refusing absolute
