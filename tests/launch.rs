@@ -715,3 +715,77 @@ fn a_bad_field_is_refused_before_any_image_is_pulled() {
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
     assert!(!agent.log().contains("127.0.0.1:9"), "{}", agent.log());
 }
+
+#[test]
+fn run_is_one_request_whose_answer_is_the_output_and_the_exit() {
+    require_root!();
+    let agent = Agent::start();
+    // The API: the create's answer is the framed output, the id in a header.
+    let answer = agent.api_raw(
+        "POST",
+        "/v1/containers?attach=true",
+        serde_json::to_vec(
+            &json!({"id": "oneshot", "command": ["sh", "-c", "echo out; echo err >&2; exit 3"]}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), None);
+    let mut raw = &answer.raw[..];
+    // Frames: a channel byte, 3 zero bytes, a 4-byte big-endian length,
+    // the bytes (as Docker's).
+    while raw.len() >= 8 {
+        let len = u32::from_be_bytes(raw[4..8].try_into().unwrap()) as usize;
+        let data = raw[8..8 + len].to_vec();
+        match raw[0] {
+            1 => stdout.extend(data),
+            2 => stderr.extend(data),
+            _ => exit = Some(serde_json::from_slice::<Value>(&data).unwrap()),
+        }
+        raw = &raw[8 + len..];
+    }
+    assert!(raw.is_empty());
+    assert_eq!((&stdout[..], &stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
+    assert_eq!(exit.expect("an exit frame")["exit_code"], 3);
+    // The id the request gave (the CLI reads it from x-berth-container-id).
+    assert_eq!(
+        agent.api("GET", "/v1/containers/oneshot", None).body["exit_code"],
+        3
+    );
+
+    // The CLI: a command that writes 1 MiB and ends at once loses nothing.
+    let out = agent.berth(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "head -c 1048576 /dev/zero | tr '\\0' a",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 1 << 20);
+    assert!(out.stdout.iter().all(|b| *b == b'a'));
+
+    // A bad field is the same 400 as a plain create, and leaves nothing.
+    let out = agent.berth(&["run", "--tmp-size", "1", "--", "true"]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tmp_size") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let answer = agent.api_raw(
+        "POST",
+        "/v1/containers?attach=true",
+        serde_json::to_vec(&json!({"command": ["true"], "tmp_size": 1})).unwrap(),
+    );
+    assert_eq!(answer.status, 400);
+    assert!(answer.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tmp_size"));
+}

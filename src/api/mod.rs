@@ -33,7 +33,7 @@ pub use tls::serve_tcp;
 use crate::container::LaunchRequest;
 use crate::manager::{Manager, ManagerError};
 use crate::wire::control::MAX_STOP_TIMEOUT;
-use crate::wire::query::RemoveQuery;
+use crate::wire::query::{LaunchQuery, LogsQuery, RemoveQuery};
 use crate::wire::{KillRequest, Stats, StopRequest};
 use query::ApiQuery;
 
@@ -87,10 +87,42 @@ async fn info(State(manager): Shared) -> Json<crate::wire::info::Info> {
     Json(manager.info())
 }
 
-async fn launch(State(manager): Shared, body: Bytes) -> Result<Response, ApiError> {
+/// The header naming the container a `POST /v1/containers?attach=true`
+/// created (its body is the container's output).
+pub const CONTAINER_ID_HEADER: &str = "x-berth-container-id";
+
+async fn launch(
+    State(manager): Shared,
+    ApiQuery(query): ApiQuery<LaunchQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request: LaunchRequest = parse_json(&body)?;
     let container = manager.launch(request).await?;
-    Ok((StatusCode::CREATED, Json(container)).into_response())
+    if !query.attach {
+        return Ok((StatusCode::CREATED, Json(container)).into_response());
+    }
+    // The output from offset 0 of each stream: nothing the command wrote
+    // before this answer began is missed, however fast it ended.
+    let output = LogsQuery {
+        stream: Some("all".into()),
+        frames: true,
+        follow: true,
+        exit: true,
+        ..Default::default()
+    };
+    let id = container.id.to_string();
+    let mut answer = logs::logs(
+        State(manager),
+        Path(id.clone()),
+        ApiQuery(output),
+        ApiQuery(Default::default()),
+    )
+    .await?;
+    *answer.status_mut() = StatusCode::CREATED;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        answer.headers_mut().insert(CONTAINER_ID_HEADER, value);
+    }
+    Ok(answer)
 }
 
 async fn list(State(manager): Shared) -> Response {

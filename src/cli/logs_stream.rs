@@ -83,6 +83,17 @@ pub async fn stream_framed_notify(
     if let Some(started) = started {
         let _ = started.send(());
     }
+    stream_answer(response, stdout, stderr).await
+}
+
+/// Writes a framed answer's output (the logs route's, or a create with
+/// `attach=true`) to `stdout` and `stderr` as it comes; its exit frame's
+/// container, if it came.
+pub async fn stream_answer(
+    response: hyper::Response<hyper::body::Incoming>,
+    stdout: &mut (impl tokio::io::AsyncWrite + Unpin),
+    stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<Option<Container>, ClientError> {
     // Per stream: skip to the first line start after a rotated-away start.
     let mut skipping = [false; 2];
     for (i, stream) in Stream::ALL.into_iter().enumerate() {

@@ -1246,15 +1246,35 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     } else {
         None
     };
-    let container: Container = client
-        .json(Method::POST, "/v1/containers", client::body(&request))
-        .await
-        .map_err(command_failure)?;
     if args.detach {
+        let container: Container = client
+            .json(Method::POST, "/v1/containers", client::body(&request))
+            .await
+            .map_err(command_failure)?;
         outln!("{}", container.id);
         return Ok(0);
     }
-    let base = container_path(container.id.as_str());
+    // One request: the create's answer is the container's output, framed,
+    // from its first byte, and its exit last (decision 0042).
+    let answer = client
+        .send(
+            Method::POST,
+            "/v1/containers?attach=true",
+            client::body(&request),
+        )
+        .await
+        .map_err(command_failure)?;
+    let id = answer
+        .headers()
+        .get(crate::api::CONTAINER_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            command_failure(client::ClientError::Http(
+                "the agent's answer names no container".into(),
+            ))
+        })?;
+    let base = container_path(&id);
     let _raw = if args.tty {
         attach::RawMode::enter()
     } else {
@@ -1271,12 +1291,9 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
             }
         });
     }
-    // Output in arrival order, each stream on its fd, and the exit in the
-    // last frame: one request.
-    let path = format!("{base}/logs?stream=all&frames=true&follow=true&exit=true");
     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
     let follow = async {
-        let ended = logs_stream::stream_framed(client, &path, &mut stdout, &mut stderr).await?;
+        let ended = logs_stream::stream_answer(answer, &mut stdout, &mut stderr).await?;
         match ended {
             Some(ended) => Ok(ended),
             // The answer ended without the container's end (an agent going
@@ -1291,7 +1308,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     let ended = match proxy {
         Some(proxy) => tokio::select! {
             ended = follow => ended?,
-            never = proxy.forward(client, container.id.as_str()) => match never {},
+            never = proxy.forward(client, &id) => match never {},
         },
         None => follow.await?,
     };

@@ -14,6 +14,17 @@ pub struct RemoveQuery {
     pub force: bool,
 }
 
+/// `POST /v1/containers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LaunchQuery {
+    /// Answer with the container's output instead of its record: the
+    /// framed stream of `GET .../logs?stream=all&frames=true&follow=true&exit=true`
+    /// from its first byte, the exit frame last, the id in the
+    /// `x-berth-container-id` header (decision 0042). `berth run` uses it.
+    #[serde(default, deserialize_with = "flag", skip_serializing_if = "is_false")]
+    pub attach: bool,
+}
+
 /// `GET /v1/containers/{id}/files` and `.../files/content` (which also
 /// takes a [`Window`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
