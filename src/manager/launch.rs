@@ -130,8 +130,18 @@ impl Manager {
     ) -> Result<Plan, ManagerError> {
         // Everything the request alone decides, before anything is
         // touched: no image gate, no pull, no dir.
-        let spec = self.validate(&request)?;
-        let network = spec.network.clone();
+        let LaunchSpec {
+            id,
+            network,
+            log,
+            capabilities,
+            tmp_size,
+            userns,
+            chosen,
+            resources,
+            table,
+            form,
+        } = self.validate(&request)?;
         // A restart launches the request as it was asked for, before the
         // image's config filled it in.
         let mut asked = request.clone();
@@ -146,11 +156,10 @@ impl Manager {
             asked.image = Some(super::root::pinned_reference(image));
             super::root::apply_image_config(&mut request, &image.config);
             super::request_checks::check(&request)?;
+            // The image may have filled in the command, env, workdir: the
+            // process fields are checked again as they will run.
+            check_process_fields(&request, true)?;
         }
-        // The image may have filled in the command, env, workdir: the
-        // process fields are checked again as they will run.
-        check_process_fields(&request, true)?;
-        let id = spec.id.clone();
         let stored = Box::new(LaunchRequest {
             id: Some(id.to_string()),
             ..asked
@@ -184,17 +193,6 @@ impl Manager {
         };
         self.resolve_mounts(&request.mounts, lower.is_some())?;
 
-        let LaunchSpec {
-            log,
-            capabilities,
-            tmp_size,
-            userns,
-            chosen,
-            resources,
-            table,
-            form,
-            ..
-        } = spec;
         if userns == UsernsMode::Auto {
             self.check_userns(&request)?;
         }
@@ -632,7 +630,6 @@ impl Manager {
     }
 }
 
-/// The agent's log settings with a container's overrides applied.
 impl Manager {
     /// The `[[plugins]]` entry of isolator `name`, if it is a plugin.
     fn plugin_config(&self, name: &str) -> Option<&crate::plugins::PluginConfig> {
@@ -911,6 +908,7 @@ fn check_process_fields(request: &LaunchRequest, need_command: bool) -> Result<(
     Ok(())
 }
 
+/// The agent's log settings with a container's overrides applied.
 fn effective_log_settings(
     agent: &LogSettings,
     overrides: Option<&LogOverrides>,

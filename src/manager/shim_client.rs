@@ -82,29 +82,14 @@ impl ShimConnection {
     /// copied, see `berth_sys::spawn`), whose first process exits at once (the supervisor
     /// lives on as an orphan, not as our child), and connects to it.
     pub fn spawn(args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
-        let (ours, theirs) = UnixStream::pair()?;
         let wire = wire_args(args)?;
         let argv = wire.to_args();
         let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
-        // The socket at fd 3, the prepared mounts from FILES_FD_BASE on.
-        let mut fds = vec![(theirs.as_fd(), SYNC_FD)];
-        fds.extend(
-            (args.files.iter().enumerate())
-                .map(|(i, (_, fd))| (fd.as_fd(), FILES_FD_BASE + i as i32)),
-        );
-        let spawn_error = |source| ShimError::Spawn {
-            path: args.shim.to_path_buf(),
-            source,
-        };
-        let pid = berth_sys::spawn::spawn(args.shim, &argv, &fds).map_err(spawn_error)?;
-        drop(theirs);
-        let status = berth_sys::spawn::wait(pid)?;
-        if status != 0 {
-            return Err(ShimError::EarlyExit {
-                path: args.shim.to_path_buf(),
-                status: std::process::ExitStatus::from_raw(status),
-            });
-        }
+        // The prepared mounts from FILES_FD_BASE on.
+        let files: Vec<(BorrowedFd<'_>, i32)> = (args.files.iter().enumerate())
+            .map(|(i, (_, fd))| (fd.as_fd(), FILES_FD_BASE + i as i32))
+            .collect();
+        let ours = start_shim(args.shim, &argv, &files)?;
         ours.set_read_timeout(Some(SETUP_TIMEOUT))?;
         Ok(ShimConnection {
             writer: ours.try_clone()?,
@@ -140,6 +125,34 @@ impl ShimConnection {
         self.writer.write_all(format!("{GO}\n").as_bytes())?;
         Ok(())
     }
+}
+
+/// Starts `shim` with `argv`, its socket to the agent at [`SYNC_FD`] and
+/// `files` at their numbers (`posix_spawn`, see `berth_sys::spawn`), reaps
+/// its first process (which exits at once: the supervisor lives on as an
+/// orphan) and returns the agent's end of the socket. Used for a launch's
+/// own shim and for the pool's idle ones.
+pub(super) fn start_shim(
+    shim: &Path,
+    argv: &[&std::ffi::OsStr],
+    files: &[(BorrowedFd<'_>, i32)],
+) -> Result<UnixStream, ShimError> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut fds = vec![(theirs.as_fd(), SYNC_FD)];
+    fds.extend_from_slice(files);
+    let pid = berth_sys::spawn::spawn(shim, argv, &fds).map_err(|source| ShimError::Spawn {
+        path: shim.to_path_buf(),
+        source,
+    })?;
+    drop(theirs);
+    let status = berth_sys::spawn::wait(pid)?;
+    if status != 0 {
+        return Err(ShimError::EarlyExit {
+            path: shim.to_path_buf(),
+            status: std::process::ExitStatus::from_raw(status),
+        });
+    }
+    Ok(ours)
 }
 
 /// What the shim reads: `args`, the prepared mounts named by the numbers

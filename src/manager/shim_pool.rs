@@ -11,15 +11,12 @@
 //! shims exit by themselves, so recovery has none to reap.
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use berth_protocol::handover::{POOL_COMMAND, RUNTIME_DIR_OPTION};
-use berth_protocol::messages::SYNC_FD;
 use berth_protocol::ShimMessage;
 
 use super::shim_client::ShimError;
@@ -159,27 +156,12 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
 /// Starts `shim pool` (`posix_spawn`, see `berth_sys::spawn`), reaps its first process and waits for the detached
 /// supervisor's [`ShimMessage::Idle`].
 fn start_idle(shim: &Path, runtime_dir: &Path) -> Result<IdleShim, ShimError> {
-    let (ours, theirs) = UnixStream::pair()?;
     let args = [
         std::ffi::OsStr::new(POOL_COMMAND),
         std::ffi::OsStr::new(RUNTIME_DIR_OPTION),
         runtime_dir.as_os_str(),
     ];
-    let pid =
-        berth_sys::spawn::spawn(shim, &args, &[(theirs.as_fd(), SYNC_FD)]).map_err(|source| {
-            ShimError::Spawn {
-                path: shim.to_path_buf(),
-                source,
-            }
-        })?;
-    drop(theirs);
-    let status = berth_sys::spawn::wait(pid)?;
-    if status != 0 {
-        return Err(ShimError::EarlyExit {
-            path: shim.to_path_buf(),
-            status: std::process::ExitStatus::from_raw(status),
-        });
-    }
+    let ours = super::shim_client::start_shim(shim, &args, &[])?;
     ours.set_read_timeout(Some(START_TIMEOUT))?;
     let writer = ours.try_clone()?;
     let mut reader = BufReader::new(ours);
