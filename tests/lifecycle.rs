@@ -82,6 +82,26 @@ fn rm_removes_the_container_when_it_ends() {
     assert_gone(&agent, "bg");
 }
 
+/// The end is published before the isolators' cleanup (decision 0044): a
+/// remove right after the wait waits for that cleanup, so the id can be
+/// launched again at once, with fresh cgroups, and nothing is left.
+#[test]
+fn an_id_removed_right_after_its_wait_launches_again_at_once() {
+    require_root!();
+    let agent = Agent::start();
+    for round in 0..20 {
+        agent.launch(json!({"id": "again", "command": ["sh", "-c", "exit 5"]}));
+        assert_eq!(agent.wait("again")["exit_code"], 5, "round {round}");
+        let removed = agent.api("DELETE", "/v1/containers/again", None);
+        assert_eq!(removed.status, 204, "round {round}: {:?}", removed.body);
+        assert!(
+            !agent.cgroup_dir("memory", Some("again")).exists(),
+            "round {round}: a removed container's cgroup is left"
+        );
+    }
+    assert_eq!(agent.leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn rm_removes_a_container_that_ended_while_the_agent_was_down() {
     require_root!();

@@ -230,6 +230,10 @@ fn kill_and_wait(agent: &Agent, id: &str) {
     let killed = agent.api("POST", &format!("/v1/containers/{id}/kill"), None);
     assert_eq!(killed.status, 204, "kill {id}: {:?}", killed.body);
     agent.wait(id);
+    // The handle is freed by the cleanup that follows the exit's publication.
+    common::eventually(Duration::from_secs(5), "the net_cls cgroup to go", || {
+        (!agent.cgroup_dir("net_cls", Some(id)).exists()).then_some(())
+    });
 }
 
 fn classid_of(agent: &Agent, id: &str) -> Value {

@@ -775,3 +775,58 @@ fn an_optional_plugins_refused_settings_are_skipped() {
     let deleted = agent.api("DELETE", "/v1/containers/skipped?force=true", None);
     assert_eq!(deleted.status, 204);
 }
+
+/// The end is published before the isolators' cleanup (decision 0044): a
+/// plugin whose `cleanup` takes a second holds neither the wait nor the
+/// exit code, but a remove waits for it, so the id can launch again.
+#[test]
+fn a_slow_cleanup_holds_the_remove_not_the_wait() {
+    require_root!();
+    let plugin = tempfile::tempdir().unwrap();
+    let script = plugin.path().join("slow.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+request=$(cat)
+id=$(printf '%s' "$request" | sed -n 's/^{"jsonrpc":"2.0","id":\([0-9]*\),.*/\1/p')
+reply() { printf '{"jsonrpc":"2.0","id":%s,"result":%s}\n' "$id" "$1"; }
+case "$1" in
+handshake) reply '{"version":1,"name":"slow","plugin_version":"0.1.0","section":{"name":"slow","schema":{"type":"object"}}}' ;;
+cleanup) sleep 1; echo cleaned >> "$BERTH_PLUGIN_STATE_DIR/cleanups"; reply '{}' ;;
+*) reply '{}' ;;
+esac
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let agent = Agent::start_with_config(&format!(
+        "[[plugins]]\nname = \"slow\"\npath = \"{}\"\nmode = \"exec\"\n",
+        script.display()
+    ));
+    let cleanups = || {
+        std::fs::read_to_string(state_dir(&agent, "slow").join("cleanups"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    for round in 1..=2 {
+        agent.launch(json!({"id": "slowly", "command": ["sh", "-c", "exit 6"]}));
+        let asked = Instant::now();
+        let ended = agent.wait("slowly");
+        assert_eq!(ended["exit_code"], 6, "round {round}: {ended}");
+        assert_eq!(
+            cleanups(),
+            round - 1,
+            "round {round}: the wait waited for the cleanup"
+        );
+        let removed = agent.api("DELETE", "/v1/containers/slowly", None);
+        assert_eq!(removed.status, 204, "round {round}: {:?}", removed.body);
+        assert_eq!(
+            cleanups(),
+            round,
+            "round {round}: removed before its cleanup was done"
+        );
+        assert!(asked.elapsed() >= Duration::from_secs(1), "round {round}");
+    }
+    assert_eq!(agent.leftovers(), Vec::<String>::new());
+}

@@ -213,9 +213,10 @@ fn an_exit_while_the_agent_is_down_is_reported_after_restart() {
         .unwrap()
         .contains("64.0 MiB"));
     for controller in ["cpu", "memory"] {
-        assert!(
-            !agent.cgroup_dir(controller, Some("hog")).exists(),
-            "cgroups are cleaned up after recovery"
+        eventually(
+            Duration::from_secs(5),
+            "cgroups cleaned up after recovery",
+            || (!agent.cgroup_dir(controller, Some("hog")).exists()).then_some(()),
         );
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Agent;
+use common::{busybox_rootfs, Agent};
 use serde_json::{json, Value};
 
 /// A python probe that makes raw syscalls and prints `name=errno` (0 for
@@ -190,6 +190,38 @@ fn a_profile_file_given_to_the_cli_is_enforced() {
     assert_eq!(container["seccomp"], "custom");
     let inspect = agent.berth(&["inspect", "nomkdir"]);
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("\"seccomp\": \"custom\""));
+}
+
+/// The shim installs a filter before it waits for the agent's go only when
+/// the filter lets that wait's syscalls through (decision 0044); one that
+/// refuses `read`, `write` or `close` goes on last, right before the exec,
+/// and the command runs under it (its `mkdir` is refused).
+#[test]
+fn a_profile_refusing_the_setups_own_syscalls_still_confines_the_command() {
+    require_root!();
+    let agent = Agent::start();
+    let rootfs = busybox_rootfs(agent.dir.path());
+    for (id, refused) in [
+        ("nowrite", &["write", "writev"][..]),
+        ("noread", &["read"][..]),
+        ("noclose", &["close"][..]),
+        ("allowing", &[][..]),
+    ] {
+        let mut names = vec!["mkdir", "mkdirat"];
+        names.extend_from_slice(refused);
+        agent.launch(json!({
+            "id": id,
+            "rootfs": rootfs,
+            "command": ["sh", "-c", "mkdir /tmp/d 2>/dev/null || exit 4"],
+            "security_opt": {"seccomp": {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": names, "action": "SCMP_ACT_ERRNO"}]
+            }}
+        }));
+        let ended = agent.wait(id);
+        assert_eq!(ended["exit_code"], 4, "{id}: {ended}");
+        assert_eq!(ended["reason"], "exited", "{id}: {ended}");
+    }
 }
 
 #[test]

@@ -128,19 +128,29 @@ impl Manager {
                     .insert(isolator.name().to_string(), usage);
             }
         }
-        cleanup_isolators(&isolators, id, &mut container.message);
-        self.unmount_files(id.as_str());
         container.state = State::Exited;
         container.pid = None;
         tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");
-        // How it ended is kept across a power loss too: synced to disk right
-        // after waiters are told, so the fsyncs are not part of the exit's
-        // latency (decision 0035; a power loss in between shows the
-        // container as lost after the reboot, as one before the exit would).
-        self.publish(&slot, container, Durability::CrashSafe);
+        // Waiters are told as soon as the end is known; the isolators'
+        // cleanup follows, and a remove waits for it (decision 0044).
+        slot.cleanup_pending.send_replace(true);
+        self.publish(&slot, container.clone(), Durability::CrashSafe);
+        let mut message = container.message.clone();
+        cleanup_isolators(&isolators, id, &mut message);
+        self.unmount_files(id.as_str());
+        if message != container.message {
+            // A failed cleanup is part of the record.
+            container.message = message;
+            self.publish(&slot, container, Durability::CrashSafe);
+        }
+        // How it ended is kept across a power loss too: synced to disk after
+        // waiters are told, so the fsyncs are not part of the exit's latency
+        // (decision 0035; a power loss in between shows the container as
+        // lost after the reboot, as one before the exit would).
         if let Err(e) = self.store.sync_record(id) {
             tracing::error!(%id, "sync the final record: {e}");
         }
+        slot.cleanup_pending.send_replace(false);
     }
 }
 

@@ -14,7 +14,7 @@ use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
 use crate::container::LogOverrides;
 use crate::container::{Container, ContainerView, LaunchRequest, ProcessRef, State};
-use crate::store::Durability;
+use crate::store::{Copies, Durability};
 use crate::timestamp::Timestamp;
 use crate::userns::{UsernsError, UsernsMode, BLOCK as USERNS_BLOCK};
 use berth_protocol::bundle::SECCOMP_PROGRAM_FILE as PROGRAM_FILE;
@@ -429,7 +429,9 @@ impl Manager {
             if fresh { "create" } else { "restart" },
             Default::default(),
         );
-        self.publish(slot, container.clone(), Durability::CrashSafe);
+        // `running` says nothing a reboot would keep true: the work dir's
+        // copy stays as created until the end is recorded (decision 0044).
+        self.publish(slot, container.clone(), Copies::RuntimeOnly);
         // A limitation reported before the publication found no process to
         // end in the slot: end it now.
         if locked(&slot.limitation).is_some() {
@@ -586,9 +588,11 @@ impl Manager {
                 "shim {shim_pid} or container process {pid} vanished during setup"
             )));
         }
-        // Its processes do not outlive a power loss: crash-safe is enough.
+        // Its processes do not outlive a reboot: the runtime dir's copy is
+        // enough (decision 0044), and the attach below does not wait for
+        // the work dir's filesystem.
         self.store
-            .save(container, Durability::CrashSafe)
+            .save(container, Copies::RuntimeOnly)
             .map_err(|e| internal(&e))?;
 
         for isolator in isolators {

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use crate::config::AgentConfig;
 use crate::container::{Container, ContainerView, State};
 use crate::process::parse_signal;
-use crate::store::{Durability, Store};
+use crate::store::{Copies, Store};
 
 /// How long the manager waits for a SIGKILLed process to be gone before it
 /// goes on cleaning up without it.
@@ -94,8 +94,11 @@ struct Slot {
     record: watch::Sender<Container>,
     /// The limitation a watcher reported, kept for the exit.
     limitation: Mutex<Option<Limitation>>,
-    /// Set once the end has been recorded and isolators cleaned up.
+    /// Set once the end is being recorded (see `Manager::finalize`).
     finalized: AtomicBool,
+    /// True from the publication of the end until the isolators' cleanup
+    /// after it is done: a remove waits for it (decision 0044).
+    cleanup_pending: watch::Sender<bool>,
 }
 
 impl Slot {
@@ -104,6 +107,7 @@ impl Slot {
             record: watch::channel(container).0,
             limitation: Mutex::new(None),
             finalized: AtomicBool::new(false),
+            cleanup_pending: watch::channel(false).0,
         })
     }
 
@@ -449,6 +453,15 @@ impl Manager {
             })?
             .map_err(|_| ManagerError::NotFound(id.to_string()))?;
         }
+        // The end is published before the isolators' cleanup (decision
+        // 0044): their cgroups, files and handles go first.
+        let mut pending = slot.cleanup_pending.subscribe();
+        tokio::time::timeout(FORCE_REMOVE_TIMEOUT, pending.wait_for(|p| !*p))
+            .await
+            .map_err(|_| {
+                ManagerError::Internal(format!("container {id}'s cleanup is still under way"))
+            })?
+            .map_err(|_| ManagerError::NotFound(id.to_string()))?;
         let store = self.store.clone();
         let cid = container.id.clone();
         tokio::task::spawn_blocking(move || store.remove(&cid))
@@ -624,8 +637,8 @@ impl Manager {
     }
 
     /// Writes and publishes a record.
-    fn publish(&self, slot: &Slot, container: Container, durability: Durability) {
-        if let Err(e) = self.store.save(&container, durability) {
+    fn publish(&self, slot: &Slot, container: Container, copies: impl Into<Copies>) {
+        if let Err(e) = self.store.save(&container, copies) {
             tracing::error!(id = %container.id, "save record: {e}");
         }
         self.events

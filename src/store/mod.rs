@@ -181,11 +181,19 @@ impl Store {
     /// agent crash leaves the old or the new record), the work dir's copy
     /// also synced to disk when `durability` says so (see decision 0014:
     /// the runtime dir does not outlive a reboot, so its copy never is).
-    pub fn save(&self, container: &Container, durability: Durability) -> Result<(), StoreError> {
+    ///
+    /// [`Copies::RuntimeOnly`] leaves the work dir's copy as it was: for
+    /// the states a reboot makes moot (decision 0044).
+    pub fn save(&self, container: &Container, copies: impl Into<Copies>) -> Result<(), StoreError> {
         let path = self.state_dir(&container.id).join(RECORD_FILE);
         let bytes = serde_json::to_vec_pretty(container).expect("a container record serializes");
         write_atomic(&path, &bytes, Durability::CrashSafe)?;
-        write_atomic(&self.persistent_record(&container.id), &bytes, durability)
+        match copies.into() {
+            Copies::RuntimeOnly => Ok(()),
+            Copies::Both(durability) => {
+                write_atomic(&self.persistent_record(&container.id), &bytes, durability)
+            }
+        }
     }
 
     /// Makes the work dir's copy of a record saved [`Durability::CrashSafe`]
@@ -380,6 +388,25 @@ pub fn create_runtime_dir(dir: &Path) -> std::io::Result<()> {
 
 /// What a write must survive (the one crash-safe write is berth-sys's).
 pub use berth_sys::atomic::Durability;
+
+/// Which copies of a record [`Store::save`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    /// Both, the work dir's with this durability (the runtime dir's copy
+    /// is always crash-safe: a tmpfs does not outlive a reboot).
+    Both(Durability),
+    /// Only the runtime dir's: for a state that matters only while the
+    /// host is up (a launch's pids, `running`). After a reboot the work
+    /// dir's copy, written at create and at the end, is marked lost
+    /// whatever state between it would have said (decision 0044).
+    RuntimeOnly,
+}
+
+impl From<Durability> for Copies {
+    fn from(durability: Durability) -> Copies {
+        Copies::Both(durability)
+    }
+}
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
 /// content: [`berth_sys::atomic::write_atomic`] with the store's error.

@@ -177,6 +177,41 @@ impl SeccompFilter {
         })
     }
 
+    /// Whether the filter lets every syscall of `names` through whatever
+    /// its arguments: no rule names it with another action than allow,
+    /// and a rule without conditions allows it, or the default action
+    /// does. A name this libseccomp does not know is never allowed.
+    ///
+    /// ```
+    /// use berth_seccomp::SeccompFilter;
+    /// use oci_spec::runtime::LinuxSeccomp;
+    ///
+    /// let spec: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+    ///     "defaultAction": "SCMP_ACT_ERRNO",
+    ///     "syscalls": [
+    ///         {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+    ///         {"names": ["close"], "action": "SCMP_ACT_ALLOW",
+    ///          "args": [{"index": 0, "value": 3, "op": "SCMP_CMP_GT"}]}
+    ///     ]
+    /// })).unwrap();
+    /// let filter = SeccompFilter::check(&spec).unwrap();
+    /// assert!(filter.allows_unconditionally(&["read", "write"]));
+    /// assert!(!filter.allows_unconditionally(&["read", "close"]));
+    /// ```
+    pub fn allows_unconditionally(&self, names: &[&str]) -> bool {
+        let rules = self.spec.syscalls().as_deref().unwrap_or_default();
+        names.iter().all(|name| {
+            if ScmpSyscall::from_name(name).is_err() {
+                return false;
+            }
+            let naming = || rules.iter().filter(|r| r.names().iter().any(|n| n == name));
+            let denied = naming().any(|r| r.action() != LinuxSeccompAction::ScmpActAllow);
+            let allowed = self.spec.default_action() == LinuxSeccompAction::ScmpActAllow
+                || naming().any(|r| r.args().as_ref().is_none_or(|a| a.is_empty()));
+            !denied && allowed
+        })
+    }
+
     /// Compiles the filter to BPF (or returns the program the agent
     /// compiled).
     pub fn compile(&self) -> Result<SeccompProgram, SeccompError> {
