@@ -102,6 +102,101 @@ fn a_launch_is_handed_to_an_idle_shim_and_the_pool_refills() {
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
 }
 
+/// The refill forks a successor of an idle shim instead of exec'ing the
+/// shim binary (decision 0045). A forked process keeps its parent's
+/// auxiliary vector, and with address space randomization every exec gets
+/// its own (`AT_RANDOM`, `AT_PHDR`...): the shims of one lineage all show
+/// the first one's.
+#[test]
+fn the_pool_refills_by_forking_an_idle_shim() {
+    require_root!();
+    let randomized = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space").unwrap();
+    if randomized.trim() == "0" {
+        common::skip(
+            "the_pool_refills_by_forking_an_idle_shim",
+            "address space randomization is off",
+        );
+        return;
+    }
+    let agent = Agent::start();
+    let auxv = |pid: u32| std::fs::read(format!("/proc/{pid}/auxv")).unwrap();
+    let first = full_pool(&agent);
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let id = format!("lineage{i}");
+        agent.launch(json!({"id": id, "command": ["sleep", "300"]}));
+        seen.push(pooled_shim_of(&agent, &id).expect("a pooled shim"));
+        full_pool(&agent);
+    }
+    seen.extend(first.iter().copied());
+    seen.extend(idle(&agent));
+    let lineage = auxv(seen[0]);
+    for pid in &seen {
+        assert_eq!(auxv(*pid), lineage, "shim {pid} was exec'd, not forked");
+    }
+    // With no idle shim left to fork, the refill execs: a new lineage.
+    let idle_now = idle(&agent);
+    for pid in &idle_now {
+        // This test's own agent's idle shims, by pid.
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    eventually(Duration::from_secs(10), "the idle shims to die", || {
+        idle_now.iter().all(|pid| !alive(*pid)).then_some(())
+    });
+    // The launch finds them dead and starts its own; the refill, with no
+    // live idle shim to ask, execs.
+    agent.launch(json!({"id": "lineage4", "command": ["true"]}));
+    let fresh = eventually(Duration::from_secs(10), "a fresh pool", || {
+        let idle = idle(&agent);
+        (idle.len() == 2 && idle.is_disjoint(&idle_now)).then_some(idle)
+    });
+    let fresh: Vec<Vec<u8>> = fresh.iter().map(|pid| auxv(*pid)).collect();
+    assert_ne!(fresh[0], lineage, "an exec'd shim looks forked");
+    assert_eq!(
+        fresh[0], fresh[1],
+        "the second of the fresh pool was exec'd too"
+    );
+    for i in 0..5 {
+        let deleted = agent.api(
+            "DELETE",
+            &format!("/v1/containers/lineage{i}?force=true"),
+            None,
+        );
+        assert_eq!(deleted.status, 204);
+    }
+}
+
+/// No more than 33 shims (an exec'd one and 32 successors) share one
+/// address space layout and stack canary: then the refill execs afresh.
+#[test]
+fn a_lineage_ends_after_32_forks() {
+    require_root!();
+    let agent = Agent::start();
+    let mut lineages: std::collections::BTreeMap<Vec<u8>, BTreeSet<u32>> = Default::default();
+    for i in 0..45 {
+        for pid in full_pool(&agent) {
+            if let Ok(auxv) = std::fs::read(format!("/proc/{pid}/auxv")) {
+                lineages.entry(auxv).or_default().insert(pid);
+            }
+        }
+        let id = format!("short{i}");
+        agent.launch(json!({"id": id, "command": ["true"]}));
+        agent.wait(&id);
+        let deleted = agent.api("DELETE", &format!("/v1/containers/{id}"), None);
+        assert_eq!(deleted.status, 204);
+    }
+    let sizes: Vec<usize> = lineages.values().map(|l| l.len()).collect();
+    assert!(
+        sizes.len() >= 2,
+        "one lineage served 45 launches: {sizes:?}"
+    );
+    assert!(sizes.iter().all(|n| *n <= 33), "{sizes:?}");
+}
+
 #[test]
 fn prepared_mounts_pass_through_the_handover() {
     require_root!();

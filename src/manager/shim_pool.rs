@@ -9,10 +9,17 @@
 //! An idle shim holds nothing but its socket to this agent: when the
 //! agent goes (stops, crashes, `kill -9`), the socket closes and the idle
 //! shims exit by themselves, so recovery has none to reap.
+//!
+//! The refill asks an idle shim for a successor (a fork of it on a new
+//! socket, decision 0045) and execs the shim binary only when none is idle:
+//! a fork of a small process that has served nobody costs a fraction of an
+//! exec and its dynamic loading.
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -31,9 +38,19 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub struct IdleShim {
     /// The supervisor's pid (as it said in [`ShimMessage::Idle`]).
     pub pid: u32,
+    /// How many successors its lineage (the exec'd shim it descends from
+    /// and every fork of it) has had.
+    lineage: Arc<AtomicU32>,
     pub(super) reader: BufReader<UnixStream>,
     pub(super) writer: UnixStream,
 }
+
+/// A successor keeps its parent's address space layout and stack canary:
+/// after this many successors in a lineage the refill execs a fresh shim,
+/// so that no more than this many and one share them (a canary guessed by
+/// crashing shims one by one needs up to 256 tries per byte; decision
+/// 0045).
+const MAX_SUCCESSORS: u32 = 32;
 
 /// The idle shims and the thread that refills them.
 pub struct ShimPool {
@@ -136,7 +153,26 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
                 return;
             }
         }
-        match start_idle(&shim, &runtime_dir) {
+        let parent = pool.upgrade().and_then(|pool| {
+            let mut state = pool.lock();
+            let young = (state.idle.iter())
+                .rposition(|s| s.lineage.load(Ordering::SeqCst) < MAX_SUCCESSORS)?;
+            Some(state.idle.remove(young))
+        });
+        let started = match parent {
+            Some(parent) => {
+                let (parent, successor) = successor_of(parent);
+                if let (Some(parent), Some(pool)) = (parent, pool.upgrade()) {
+                    pool.lock().idle.push(parent);
+                }
+                successor.or_else(|e| {
+                    tracing::debug!("successor of an idle shim: {e}; exec'ing one");
+                    start_idle(&shim, &runtime_dir)
+                })
+            }
+            None => start_idle(&shim, &runtime_dir),
+        };
+        match started {
             Ok(idle) => {
                 let Some(pool) = pool.upgrade() else { return };
                 let mut state = pool.lock();
@@ -153,6 +189,27 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
     }
 }
 
+/// Asks `parent`, an idle shim, for a successor on a new socket pair and
+/// waits for the successor's [`ShimMessage::Idle`]. Gives `parent` back
+/// unless it could not be asked (it died idle).
+fn successor_of(parent: IdleShim) -> (Option<IdleShim>, Result<IdleShim, ShimError>) {
+    let (ours, theirs) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => return (Some(parent), Err(e.into())),
+    };
+    if let Err(e) = berth_protocol::handover::send_successor(parent.writer.as_fd(), theirs.as_fd())
+    {
+        return (None, Err(ShimError::Protocol(e.to_string())));
+    }
+    drop(theirs);
+    let successor = idle_on(ours).map(|mut successor| {
+        parent.lineage.fetch_add(1, Ordering::SeqCst);
+        successor.lineage = parent.lineage.clone();
+        successor
+    });
+    (Some(parent), successor)
+}
+
 /// Starts `shim pool` (`posix_spawn`, see `berth_sys::spawn`), reaps its first process and waits for the detached
 /// supervisor's [`ShimMessage::Idle`].
 fn start_idle(shim: &Path, runtime_dir: &Path) -> Result<IdleShim, ShimError> {
@@ -161,7 +218,11 @@ fn start_idle(shim: &Path, runtime_dir: &Path) -> Result<IdleShim, ShimError> {
         std::ffi::OsStr::new(RUNTIME_DIR_OPTION),
         runtime_dir.as_os_str(),
     ];
-    let ours = super::shim_client::start_shim(shim, &args, &[])?;
+    idle_on(super::shim_client::start_shim(shim, &args, &[])?)
+}
+
+/// Waits on `ours` for an idle shim's [`ShimMessage::Idle`].
+fn idle_on(ours: UnixStream) -> Result<IdleShim, ShimError> {
     ours.set_read_timeout(Some(START_TIMEOUT))?;
     let writer = ours.try_clone()?;
     let mut reader = BufReader::new(ours);
@@ -170,6 +231,7 @@ fn start_idle(shim: &Path, runtime_dir: &Path) -> Result<IdleShim, ShimError> {
     match ShimMessage::parse_line(&line) {
         Ok(ShimMessage::Idle { shim_pid }) => Ok(IdleShim {
             pid: shim_pid,
+            lineage: Arc::new(AtomicU32::new(0)),
             reader,
             writer,
         }),

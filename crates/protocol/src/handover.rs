@@ -9,6 +9,13 @@
 //! ([`ShimArgs::to_args`]) each ended by a NUL byte. `args.files[i]` names
 //! descriptor [`FILES_FD_BASE`]` + i`, which the shim makes of the `i`-th
 //! descriptor received.
+//!
+//! Before its handover, an idle shim may be asked for a successor
+//! (decision 0045): a length of 0 with exactly one descriptor attached, a
+//! new socket to the agent. The idle shim forks a fresh idle shim on that
+//! socket (which says [`Idle`](crate::ShimMessage::Idle) on it) and goes on
+//! waiting. A fork of a shim that has served nobody replaces an exec of
+//! the shim binary.
 
 use std::ffi::OsString;
 use std::io;
@@ -43,6 +50,17 @@ pub enum HandoverError {
     Args(#[from] ArgsError),
     #[error("handover names {named} prepared mounts, {received} descriptors came")]
     Files { named: usize, received: usize },
+    #[error("a successor request carries one socket, {0} descriptors came")]
+    Successor(usize),
+}
+
+/// What an idle shim receives.
+#[derive(Debug)]
+pub enum Received {
+    /// Its launch: the arguments and the prepared mounts' descriptors.
+    Launch(ShimArgs, Vec<OwnedFd>),
+    /// A request for a successor on this socket (see the module doc).
+    Successor(OwnedFd),
 }
 
 /// The agent's side: hands `args` and the descriptors of its prepared
@@ -67,12 +85,23 @@ pub fn send(
     Ok(())
 }
 
-/// The idle shim's side: waits for a handover. `Ok(None)` when the agent
-/// closed the socket before sending one (it stopped, or shrank its pool).
-/// Reads exactly the handover, nothing after it.
-pub fn receive(socket: BorrowedFd<'_>) -> Result<Option<(ShimArgs, Vec<OwnedFd>)>, HandoverError> {
+/// The agent's side: asks an idle shim for a successor on `successor`, the
+/// shim's end of a new socket pair.
+pub fn send_successor(
+    socket: BorrowedFd<'_>,
+    successor: BorrowedFd<'_>,
+) -> Result<(), HandoverError> {
+    send_with_fds(socket, &0u32.to_le_bytes(), &[successor])?;
+    Ok(())
+}
+
+/// The idle shim's side: waits for a handover or a successor request.
+/// `Ok(None)` when the agent closed the socket before sending one (it
+/// stopped, or shrank its pool). Reads exactly one message, nothing after
+/// it.
+pub fn receive(socket: BorrowedFd<'_>) -> Result<Option<Received>, HandoverError> {
     let mut prefix = [0u8; 4];
-    let (mut got, fds) = recv_with_fds(socket, &mut prefix)?;
+    let (mut got, mut fds) = recv_with_fds(socket, &mut prefix)?;
     if got == 0 {
         return Ok(None);
     }
@@ -80,6 +109,12 @@ pub fn receive(socket: BorrowedFd<'_>) -> Result<Option<(ShimArgs, Vec<OwnedFd>)
         got += read_some(socket, &mut prefix[got..])?;
     }
     let len = u32::from_le_bytes(prefix) as usize;
+    if len == 0 {
+        return match (fds.pop(), fds.len()) {
+            (Some(successor), 0) => Ok(Some(Received::Successor(successor))),
+            (popped, more) => Err(HandoverError::Successor(more + popped.iter().count())),
+        };
+    }
     if len > MAX_HANDOVER {
         return Err(HandoverError::TooLarge(len));
     }
@@ -94,7 +129,7 @@ pub fn receive(socket: BorrowedFd<'_>) -> Result<Option<(ShimArgs, Vec<OwnedFd>)
         .map(|arg| OsString::from_vec(arg.to_vec()));
     let args = ShimArgs::parse(args)?;
     check_files(&args, fds.len())?;
-    Ok(Some((args, fds)))
+    Ok(Some(Received::Launch(args, fds)))
 }
 
 fn read_some(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, HandoverError> {
@@ -152,7 +187,9 @@ mod tests {
         send(agent.as_fd(), &sent, &[file.as_fd()]).unwrap();
         // Whatever the agent writes next is not swallowed by the handover.
         (&agent).write_all(b"next").unwrap();
-        let (got, fds) = receive(shim.as_fd()).unwrap().unwrap();
+        let Some(Received::Launch(got, fds)) = receive(shim.as_fd()).unwrap() else {
+            panic!("not a launch");
+        };
         assert_eq!(got, sent);
         let mut copy = std::fs::File::from(fds.into_iter().next().unwrap());
         copy.rewind().unwrap();
@@ -162,6 +199,34 @@ mod tests {
         let mut next = [0u8; 4];
         (&shim).read_exact(&mut next).unwrap();
         assert_eq!(&next, b"next");
+    }
+
+    #[test]
+    fn a_successor_request_carries_exactly_one_socket() {
+        let (agent, shim) = UnixStream::pair().unwrap();
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        send_successor(agent.as_fd(), theirs.as_fd()).unwrap();
+        drop(theirs);
+        let Some(Received::Successor(socket)) = receive(shim.as_fd()).unwrap() else {
+            panic!("not a successor request");
+        };
+        // The socket received is the other end of `ours`.
+        (&UnixStream::from(socket)).write_all(b"idle").unwrap();
+        let mut said = [0u8; 4];
+        (&ours).read_exact(&mut said).unwrap();
+        assert_eq!(&said, b"idle");
+        // Without a socket, or with two, it is refused.
+        (&agent).write_all(&0u32.to_le_bytes()).unwrap();
+        assert!(matches!(
+            receive(shim.as_fd()),
+            Err(HandoverError::Successor(0))
+        ));
+        let (a, b) = UnixStream::pair().unwrap();
+        send_with_fds(agent.as_fd(), &0u32.to_le_bytes(), &[a.as_fd(), b.as_fd()]).unwrap();
+        assert!(matches!(
+            receive(shim.as_fd()),
+            Err(HandoverError::Successor(2))
+        ));
     }
 
     #[test]

@@ -196,8 +196,8 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
 }
 
 /// `_exit`: no atexit handlers or stdio flushing of state copied from the
-/// monitor.
-fn exit(code: i32) -> ! {
+/// monitor (a fork's child of any shim process uses it).
+pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit is always safe to call.
     unsafe { libc::_exit(code) }
 }

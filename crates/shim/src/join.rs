@@ -38,7 +38,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid, ForkResult, Pid};
 use thiserror::Error;
 
+// `_exit`: nothing of the helper's state is flushed twice.
 use super::container;
+use super::container::exit;
 use super::exec;
 use super::exec_output::CappedOutput;
 use super::spec::{ContainerConfig, ProcessConfig};
@@ -505,12 +507,6 @@ fn start(pipes: &Pipes, process: &ProcessConfig, program: Option<&SeccompProgram
 fn fail(report: &OwnedFd, message: &str, code: i32) -> ! {
     let _ = File::from(report.try_clone().expect("dup report")).write_all(message.as_bytes());
     exit(code)
-}
-
-/// `_exit`: nothing of the helper's state is flushed twice.
-fn exit(code: i32) -> ! {
-    // SAFETY: _exit is always safe to call.
-    unsafe { libc::_exit(code) }
 }
 
 /// Copies the command's output into the files until the joiner has ended

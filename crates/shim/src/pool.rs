@@ -3,11 +3,13 @@
 //! socket for one handover (`berth_protocol::handover`); then it is the
 //! shim of that container, exactly as if it had been started with the
 //! handover's arguments. If the agent closes the socket first (it stopped
-//! or shrank its pool), it exits having done nothing.
+//! or shrank its pool), it exits having done nothing. Until its handover it
+//! may be asked for successors: forks of itself, each an idle shim on a new
+//! socket (decision 0045).
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use berth_protocol::handover::{self, HandoverError};
+use berth_protocol::handover::{self, HandoverError, Received};
 use berth_protocol::messages::SYNC_FD;
 use berth_protocol::shim_args::FILES_FD_BASE;
 use berth_protocol::{FailureKind, ShimMessage};
@@ -26,13 +28,8 @@ pub fn main() -> i32 {
     // Nothing the agent's process may have left inheritable (a jobserver
     // pipe, a log file) stays open in a shim that will serve a container
     // the agent does not know yet: only stdio and the agent socket.
-    // SAFETY: close_range closes descriptors this process does not use
-    // (0-3 are kept); no Rust object owns one of them at this point.
-    if unsafe { libc::syscall(libc::SYS_close_range, SYNC_FD as u32 + 1, u32::MAX, 0) } < 0 {
-        eprintln!(
-            "berth-shim pool: close_range: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = close_from(SYNC_FD + 1) {
+        eprintln!("berth-shim pool: close_range: {e}");
         return 1;
     }
     // As a started shim: the first process exits at once, so the monitor is
@@ -46,6 +43,23 @@ pub fn main() -> i32 {
             return 1;
         }
     }
+    serve()
+}
+
+/// Closes every descriptor from `first` on.
+fn close_from(first: i32) -> std::io::Result<()> {
+    // SAFETY: close_range closes descriptors this process does not use (the
+    // caller keeps those below `first`); no Rust object owns one of them.
+    if unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The detached idle shim on the agent's socket (fd [`SYNC_FD`]): says
+/// idle, makes successors when asked, and serves the container handed to
+/// it; returns the exit code.
+fn serve() -> i32 {
     let mut agent = Agent::from_sync_fd();
     let fail = |agent: &mut Agent, message: String| {
         let _ = agent.send(&ShimMessage::Failed {
@@ -68,11 +82,19 @@ pub fn main() -> i32 {
     // SAFETY: the agent's socket stays open (owned by `agent`) while this
     // borrow is used.
     let socket = unsafe { BorrowedFd::borrow_raw(socket) };
-    let (args, fds) = match handover::receive(socket) {
-        Ok(Some(handover)) => handover,
-        Ok(None) => return 0,
-        Err(HandoverError::Io(e)) => return fail(&mut agent, format!("handover: {e}")),
-        Err(e) => return fail(&mut agent, e.to_string()),
+    let (args, fds) = loop {
+        match handover::receive(socket) {
+            Ok(Some(Received::Launch(args, fds))) => break (args, fds),
+            Ok(Some(Received::Successor(theirs))) => {
+                // This shim has served nobody: its successor, a copy of it
+                // on a new socket, has nothing of any container either.
+                // A failure is the agent's to see (no idle message comes).
+                let _ = start_successor(theirs);
+            }
+            Ok(None) => return 0,
+            Err(HandoverError::Io(e)) => return fail(&mut agent, format!("handover: {e}")),
+            Err(e) => return fail(&mut agent, e.to_string()),
+        }
     };
     if let Err(e) = place_files(fds) {
         return fail(&mut agent, format!("handover: place prepared mounts: {e}"));
@@ -85,6 +107,44 @@ pub fn main() -> i32 {
         args.id
     ));
     supervisor::supervise(&args, agent)
+}
+
+/// Forks a successor on `socket` (decision 0045): a child that forks the
+/// successor and exits at once (reaped here), so the successor is no child
+/// of this shim, which will supervise a container. The successor keeps
+/// stdio and `socket` (as [`SYNC_FD`]) only, and serves like this shim.
+fn start_successor(socket: OwnedFd) -> nix::Result<()> {
+    // SAFETY: an idle shim is single-threaded.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => {
+            drop(socket);
+            nix::sys::wait::waitpid(child, None)?;
+            Ok(())
+        }
+        ForkResult::Child => {
+            // SAFETY: single-threaded (a fork's child).
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {}
+                // The middle process: done either way, running nothing of
+                // this process's on the way out.
+                _ => super::container::exit(0),
+            }
+            // The successor: its socket becomes SYNC_FD (replacing this
+            // shim's, which it must not hold), and nothing else stays open.
+            // SAFETY: dup2 onto SYNC_FD, whose old descriptor nothing in
+            // this process uses from here on (the frames above are never
+            // returned to).
+            if unsafe { libc::dup2(socket.as_raw_fd(), SYNC_FD) } < 0 {
+                super::container::exit(1);
+            }
+            if close_from(SYNC_FD + 1).is_err() {
+                super::container::exit(1);
+            }
+            // `socket`'s number is closed already.
+            std::mem::forget(socket);
+            std::process::exit(serve())
+        }
+    }
 }
 
 /// Gives the `i`-th received descriptor the number [`FILES_FD_BASE`]` + i`,
