@@ -66,6 +66,21 @@ fn pooled_shim_of(agent: &Agent, id: &str) -> Option<u32> {
         .map(|(pid, _)| pid)
 }
 
+/// SIGKILLs this test's own agent's idle shims `pids` and waits until they
+/// are gone.
+fn kill_idle(pids: &BTreeSet<u32>) {
+    for pid in pids {
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    eventually(Duration::from_secs(10), "the idle shims to die", || {
+        pids.iter().all(|pid| !alive(*pid)).then_some(())
+    });
+}
+
 fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -136,17 +151,7 @@ fn the_pool_refills_by_forking_an_idle_shim() {
     }
     // With no idle shim left to fork, the refill execs: a new lineage.
     let idle_now = idle(&agent);
-    for pid in &idle_now {
-        // This test's own agent's idle shims, by pid.
-        let status = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    eventually(Duration::from_secs(10), "the idle shims to die", || {
-        idle_now.iter().all(|pid| !alive(*pid)).then_some(())
-    });
+    kill_idle(&idle_now);
     // The launch finds them dead and starts its own; the refill, with no
     // live idle shim to ask, execs.
     agent.launch(json!({"id": "lineage4", "command": ["true"]}));
@@ -269,17 +274,7 @@ fn a_dead_idle_shim_is_skipped_and_replaced() {
     require_root!();
     let agent = Agent::start();
     let idle = full_pool(&agent);
-    for pid in &idle {
-        // This test's own agent's idle shims, by pid.
-        let status = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    eventually(Duration::from_secs(10), "the idle shims to die", || {
-        idle.iter().all(|pid| !alive(*pid)).then_some(())
-    });
+    kill_idle(&idle);
     agent.launch(json!({"id": "after", "command": ["sh", "-c", "echo fine"]}));
     assert_eq!(agent.wait("after")["exit_code"], 0);
     assert_eq!(agent.stdout("after"), "fine\n");
