@@ -488,3 +488,43 @@ fn a_loop_mounted_sandbox_belongs_to_the_containers_root_too() {
     assert_eq!(rm.status, 204, "{:?}", rm.body);
     assert!(!dir.exists());
 }
+
+/// The default device nodes: made with mknod outside a user namespace (a
+/// copy of the host node, no mount), bind mounts of the host's nodes inside
+/// one, where mknod is refused. Either way they are the host's devices,
+/// with the host's mode, and work.
+#[test]
+fn default_devices_are_nodes_outside_a_user_namespace_and_binds_inside() {
+    require_root!();
+    if !userns_available("userns::default_devices_are_nodes_outside_and_binds_inside") {
+        return;
+    }
+    let agent = agent_with_range(&format!("{}:{}", 3_000_000u64, 2 * BLOCK));
+    let rootfs = busybox_rootfs(agent.dir.path());
+    let script = "for d in null zero full random urandom tty; do \
+                  stat -c \"$d %t:%T %a %F\" /dev/$d; done; \
+                  grep -c ' /dev/\\(null\\|zero\\|full\\|random\\|urandom\\|tty\\) ' /proc/self/mountinfo; \
+                  echo x > /dev/null && head -c 3 /dev/zero | wc -c";
+    let expected: String = ["null", "zero", "full", "random", "urandom", "tty"]
+        .iter()
+        .map(|d| {
+            let host = std::fs::metadata(format!("/dev/{d}")).unwrap();
+            let rdev = host.rdev();
+            format!(
+                "{d} {:x}:{:x} {:o} character special file\n",
+                libc::major(rdev),
+                libc::minor(rdev),
+                host.mode() & 0o777
+            )
+        })
+        .collect();
+    for (id, userns, mounts) in [("plain", "host", "0"), ("mapped", "auto", "6")] {
+        agent.launch(json!({
+            "id": id, "rootfs": rootfs, "userns": userns,
+            "command": ["sh", "-c", script],
+        }));
+        let ended = agent.wait(id);
+        assert_eq!(ended["exit_code"], 0, "{id}: {ended} {}", agent.stdout(id));
+        assert_eq!(agent.stdout(id), format!("{expected}{mounts}\n3\n"), "{id}");
+    }
+}
