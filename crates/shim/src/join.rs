@@ -38,9 +38,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid, ForkResult, Pid};
 use thiserror::Error;
 
-// `_exit`: nothing of the helper's state is flushed twice.
-use super::container;
-use super::container::exit;
+use super::container::{self, exit};
 use super::exec;
 use super::exec_output::CappedOutput;
 use super::spec::{ContainerConfig, ProcessConfig};

@@ -16,6 +16,7 @@ use berth_protocol::{FailureKind, ShimMessage};
 use nix::unistd::{fork, ForkResult};
 
 use super::agent::Agent;
+use super::container::exit;
 use super::{daemon, note, supervisor};
 
 /// Where received descriptors wait before they take their numbers: above
@@ -127,7 +128,7 @@ fn start_successor(socket: OwnedFd) -> nix::Result<()> {
                 Ok(ForkResult::Child) => {}
                 // The middle process: done either way, running nothing of
                 // this process's on the way out.
-                _ => super::container::exit(0),
+                _ => exit(0),
             }
             // The successor: its socket becomes SYNC_FD (replacing this
             // shim's, which it must not hold), and nothing else stays open.
@@ -135,13 +136,14 @@ fn start_successor(socket: OwnedFd) -> nix::Result<()> {
             // this process uses from here on (the frames above are never
             // returned to).
             if unsafe { libc::dup2(socket.as_raw_fd(), SYNC_FD) } < 0 {
-                super::container::exit(1);
+                exit(1);
             }
             if close_from(SYNC_FD + 1).is_err() {
-                super::container::exit(1);
+                exit(1);
             }
             // `socket`'s number is closed already.
             std::mem::forget(socket);
+            // It ends as an idle shim's `main` does, not with `_exit`.
             std::process::exit(serve())
         }
     }
