@@ -91,9 +91,11 @@ impl ShimPool {
     }
 
     /// An idle shim, if one is ready; the refill starts its successor.
+    /// The oldest goes first: once its lineage has ended it can have no
+    /// successor, and left in the pool it would make every refill exec.
     pub fn take(&self) -> Option<IdleShim> {
         let mut state = self.lock();
-        let shim = state.idle.pop();
+        let shim = (!state.idle.is_empty()).then(|| state.idle.remove(0));
         self.changed.notify_all();
         shim
     }
