@@ -150,3 +150,152 @@ fn an_allow_list_with_a_denied_syscall_compiles_from_oci_json() {
     });
     assert_eq!(code, libc::EACCES);
 }
+
+/// The default profile as a binary tree (what berth loads, decision 0046)
+/// and as libseccomp's linear list decide every syscall of every
+/// architecture the same way, for arguments around each value the
+/// profile's conditions compare with; the tree decides in far fewer steps.
+#[test]
+fn the_default_profiles_tree_decides_as_its_linear_list_does() {
+    use berth_seccomp::Layout;
+    let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES
+        .iter()
+        .copied()
+        .collect();
+    let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
+    let filter = SeccompFilter::check(&spec).unwrap();
+    let tree = Bpf::of(&filter.compile_as(Layout::BinaryTree).unwrap());
+    let list = Bpf::of(&filter.compile_as(Layout::Linear).unwrap());
+    assert_ne!(tree.0, list.0, "the two layouts compiled alike");
+
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let mut values: Vec<u64> = vec![
+        0,
+        1,
+        40,
+        41,
+        u64::MAX,
+        1 << 31,
+        1 << 32,
+        libc::SIGCHLD as u64,
+    ];
+    for v in [0x8, 0x20000, 0x20008, 0xffff_ffff, 0x7e02_0000, 0x401c_5820] {
+        values.extend([v, v + 1, v - 1, v | 1 << 32, v | libc::SIGCHLD as u64]);
+    }
+    let (mut tree_most, mut list_most, mut decided) = (0, 0, 0);
+    for (arch, numbers) in [
+        (AUDIT_ARCH_X86_64, (0..600).collect::<Vec<u32>>()),
+        (
+            AUDIT_ARCH_X86_64,
+            (0..600).map(|n| n | X32_SYSCALL_BIT).collect(),
+        ),
+        (AUDIT_ARCH_I386, (0..600).collect()),
+        (0xdead_beef, vec![0, 1, 59]),
+    ] {
+        for nr in numbers {
+            let mut calls = vec![[0u64; 6]];
+            for index in 0..3 {
+                for &v in &values {
+                    let mut args = [0u64; 6];
+                    args[index] = v;
+                    calls.push(args);
+                }
+            }
+            for args in calls {
+                let data = seccomp_data(nr, arch, &args);
+                let (by_tree, tree_steps) = tree.run(&data);
+                let (by_list, list_steps) = list.run(&data);
+                assert_eq!(
+                    by_tree, by_list,
+                    "arch {arch:#x} nr {nr:#x} args {args:x?}: tree {by_tree:#x}, list {by_list:#x}"
+                );
+                tree_most = tree_most.max(tree_steps);
+                list_most = list_most.max(list_steps);
+                decided += 1;
+            }
+        }
+    }
+    assert!(decided > 100_000, "{decided}");
+    assert!(
+        tree_most * 4 < list_most,
+        "longest path: tree {tree_most} steps, list {list_most}"
+    );
+}
+
+/// `struct seccomp_data` as the kernel lays it out for a filter.
+fn seccomp_data(nr: u32, arch: u32, args: &[u64; 6]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(64);
+    data.extend_from_slice(&nr.to_ne_bytes());
+    data.extend_from_slice(&arch.to_ne_bytes());
+    data.extend_from_slice(&0u64.to_ne_bytes());
+    for a in args {
+        data.extend_from_slice(&a.to_ne_bytes());
+    }
+    data
+}
+
+/// A classic BPF program and an interpreter for what seccomp allows of it.
+struct Bpf(Vec<(u16, u8, u8, u32)>);
+
+impl Bpf {
+    fn of(program: &SeccompProgram) -> Bpf {
+        let bytes = program.to_bytes();
+        Bpf(bytes
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    u16::from_ne_bytes([c[0], c[1]]),
+                    c[2],
+                    c[3],
+                    u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect())
+    }
+
+    /// The action the program returns for `data`, and how many
+    /// instructions it ran.
+    fn run(&self, data: &[u8]) -> (u32, usize) {
+        let (mut a, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
+        for steps in 1.. {
+            let (code, jt, jf, k) = self.0[pc];
+            pc += 1;
+            let jump = |taken: bool| if taken { jt as usize } else { jf as usize };
+            match code {
+                0x20 => {
+                    let k = k as usize;
+                    a = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                0x00 => a = k,
+                0x01 => x = k,
+                0x60 => a = mem[k as usize],
+                0x61 => x = mem[k as usize],
+                0x02 => mem[k as usize] = a,
+                0x03 => mem[k as usize] = x,
+                0x07 => x = a,
+                0x87 => a = x,
+                0x04 => a = a.wrapping_add(k),
+                0x14 => a = a.wrapping_sub(k),
+                0x44 => a |= k,
+                0x54 => a &= k,
+                0x74 => a >>= k,
+                0x64 => a <<= k,
+                0x05 => pc += k as usize,
+                0x15 => pc += jump(a == k),
+                0x25 => pc += jump(a > k),
+                0x35 => pc += jump(a >= k),
+                0x45 => pc += jump(a & k != 0),
+                0x1d => pc += jump(a == x),
+                0x2d => pc += jump(a > x),
+                0x3d => pc += jump(a >= x),
+                0x4d => pc += jump(a & x != 0),
+                0x06 => return (k, steps),
+                0x16 => return (a, steps),
+                other => panic!("BPF opcode {other:#x} at {}", pc - 1),
+            }
+        }
+        unreachable!()
+    }
+}

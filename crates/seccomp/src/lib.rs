@@ -56,6 +56,19 @@ pub struct SeccompFilter {
     precompiled: Option<SeccompProgram>,
 }
 
+/// How the compiled program looks a syscall up (decision 0046). Both
+/// decide every syscall the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// libseccomp's binary tree over the syscall numbers: a few jumps per
+    /// syscall. On attach the kernel runs the program once for every
+    /// syscall number of each architecture (to cache those always
+    /// allowed), so a tree attaches several times faster than a list.
+    BinaryTree,
+    /// libseccomp's default: one comparison after another.
+    Linear,
+}
+
 /// A compiled filter: the `sock_filter` instructions the kernel takes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SeccompProgram {
@@ -213,8 +226,14 @@ impl SeccompFilter {
     }
 
     /// Compiles the filter to BPF (or returns the program the agent
-    /// compiled).
+    /// compiled), laid out as a [`Layout::BinaryTree`].
     pub fn compile(&self) -> Result<SeccompProgram, SeccompError> {
+        self.compile_as(Layout::BinaryTree)
+    }
+
+    /// Compiles the filter to BPF in the given layout (or returns the
+    /// program the agent compiled).
+    pub fn compile_as(&self, layout: Layout) -> Result<SeccompProgram, SeccompError> {
         if let Some(program) = &self.precompiled {
             return Ok(program.clone());
         }
@@ -226,6 +245,11 @@ impl SeccompFilter {
         filter
             .set_ctl_nnp(false)
             .map_err(library("clear the no_new_privs attribute"))?;
+        if layout == Layout::BinaryTree {
+            // A libseccomp older than 2.5 has no tree: its linear program
+            // decides the same, only more slowly.
+            let _ = filter.set_ctl_optimize(2);
+        }
         for (i, (name, arch)) in self.architectures.iter().enumerate() {
             let what = || format!("architectures[{i}] {name}");
             // The native architecture is in every new filter.
