@@ -83,12 +83,6 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             ));
         }
     }
-    let sinks = LogSink::open(&args.log_dir, "stdout", &args.log)
-        .and_then(|out| Ok((out, LogSink::open(&args.log_dir, "stderr", &args.log)?)));
-    let (mut out_sink, mut err_sink) = match sinks {
-        Ok(sinks) => sinks,
-        Err(e) => return fail(args, &mut agent, e.to_string()),
-    };
     // Kept to return to after forking the container: see below.
     let own_pid_ns = std::fs::File::open("/proc/self/ns/pid");
     // With a new user namespace, the clone below creates the pid namespace.
@@ -124,9 +118,6 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             Err(e) => return fail(args, &mut agent, format!("open the stdin relay: {e}")),
         }
     }
-    out_sink.prepare(monitor.stdout.as_fd());
-    err_sink.prepare(monitor.stderr.as_fd());
-
     // Held until the child is cloned, which gets copies of them. Without
     // a user namespace only the container's own binds (opened with no
     // symlink followed, decision 0033) are detached here.
@@ -151,7 +142,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
             // write end would keep it from noticing the monitor's death.
-            drop((monitor, agent, out_sink, err_sink, stdin_relay, pty_socket));
+            drop((monitor, agent, stdin_relay, pty_socket));
             container::run(&config, child_fds)
         }
         Ok(Some(child)) => child,
@@ -198,6 +189,21 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, e);
         }
     }
+
+    // The log files are opened while the container sets itself up (it
+    // writes nothing before the go), off the launch's critical path
+    // (decision 0046); the container never holds them.
+    let sinks = LogSink::open(&args.log_dir, "stdout", &args.log)
+        .and_then(|out| Ok((out, LogSink::open(&args.log_dir, "stderr", &args.log)?)));
+    let (mut out_sink, mut err_sink) = match sinks {
+        Ok(sinks) => sinks,
+        Err(e) => {
+            kill_and_reap(child);
+            return fail(args, &mut agent, e.to_string());
+        }
+    };
+    out_sink.prepare(monitor.stdout.as_fd());
+    err_sink.prepare(monitor.stderr.as_fd());
 
     match sync::read_setup(&monitor.report) {
         Ok(SetupReport::Ready) => {}
