@@ -211,6 +211,59 @@ fn a_passed_device_opens_as_allowed_and_no_further() {
     assert!(patch.body.to_string().contains("resources.devices"));
 }
 
+/// The devices isolator prepares on the launch's helper thread while the
+/// shim starts the container (decision 0046). When the kernel refuses its
+/// rules there (the agent's own cgroup denies the device), the launch still
+/// fails with the kernel's reason and leaves nothing: no container process,
+/// cgroup, directory or record.
+#[test]
+fn a_device_the_agents_cgroup_denies_fails_the_launch_and_leaves_nothing() {
+    require_root!();
+    let name = "a_device_the_agents_cgroup_denies_fails_the_launch_and_leaves_nothing";
+    if !Path::new("/dev/loop-control").exists() {
+        common::skip(name, "no /dev/loop-control on this host");
+        return;
+    }
+    let agent = Agent::start();
+    if agent.cgroup_layout().mode() != berth_cgroups::CgroupMode::V1 {
+        common::skip(name, "the devices cgroup's deny file is v1's");
+        return;
+    }
+    let root = agent.cgroup_dir("devices", None);
+    std::fs::write(root.join("devices.deny"), "c 10:237 rwm").unwrap();
+    let rootfs = busybox_rootfs(agent.dir.path());
+    let answer = agent.api(
+        "POST",
+        "/v1/containers",
+        Some(json!({
+            "id": "denied",
+            "command": ["sleep", "3131"],
+            "rootfs": rootfs,
+            "resources": {"devices": [{"host": "/dev/loop-control", "access": "r"}]},
+        })),
+    );
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("devices.allow") && message.contains("not permitted"),
+        "{message}"
+    );
+    assert_eq!(agent.api("GET", "/v1/containers/denied", None).status, 404);
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+    // The container's process was started and waited for the go: it is
+    // gone with the failed launch.
+    let sleeping = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .any(|cmdline| cmdline == b"sleep\x003131\0")
+    };
+    eventually(Duration::from_secs(10), "no container process", || {
+        (!sleeping()).then_some(())
+    });
+}
+
 #[test]
 fn a_bad_device_is_a_400_naming_the_field_and_creates_nothing() {
     require_root!();

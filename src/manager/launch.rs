@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
 
+use super::early_prepare::EarlyPrepare;
 use super::locked::locked;
 use super::shim_client::{ShimArgs, ShimConnection, ShimError};
 use super::{Manager, ManagerError, Slot};
@@ -336,8 +337,36 @@ impl Manager {
             None => None,
         };
 
+        // What each isolator says it contributes up front: those prepare on
+        // a helper thread while the launch goes on (decision 0046), waited
+        // for before the first isolate and before any cleanup.
+        let mut announced = Vec::with_capacity(plan.isolators.len());
+        let mut early_list = Vec::new();
+        for isolator in &plan.isolators {
+            let early = isolator
+                .early_contribution(&id, &plan.config)
+                .map_err(ManagerError::from)?;
+            if let Some(c) = &early {
+                early_list.push((isolator.clone(), c.clone()));
+            }
+            announced.push(early);
+        }
+        // The attach that follows the shim's `forked` waits for an RCU grace
+        // period unless a cgroup migration just happened: the helper makes
+        // one once the cgroups are made (it holds the kernel's cgroup mutex
+        // while it waits), in parallel with the bundle and the shim's start.
+        let warm_attach = {
+            let manager = self.clone();
+            move || {
+                let _ = std::thread::Builder::new()
+                    .name("berth-warm-attach".into())
+                    .spawn(move || (manager.cgroups.warm_attach)());
+            }
+        };
+        let early = EarlyPrepare::start(&id, &plan.config, early_list, warm_attach);
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
         let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {
+            early.settle();
             for isolator in prepared.iter().rev() {
                 if let Err(e) = isolator.cleanup(&id) {
                     tracing::error!(%id, isolator = isolator.name(), "cleanup after failed launch: {e}");
@@ -348,23 +377,31 @@ impl Manager {
         // A plugin's cgroup settings are applied once every isolator has
         // prepared (the built-in that applies one may come after it).
         let mut plugin_settings = Vec::new();
-        for isolator in &plan.isolators {
-            let result = isolator
-                .prepare(&id, &plan.config)
-                .map_err(ManagerError::from)
-                .and_then(|mut c| {
-                    if let Some(plugin) = self.plugin_config(isolator.name()) {
-                        if !c.linux_resources.is_empty() {
-                            let fragment = std::mem::take(&mut c.linux_resources);
-                            plugin_settings.push((plugin, fragment));
-                        }
+        for (isolator, announced) in plan.isolators.iter().zip(announced) {
+            let result = match announced {
+                Some(c) => Ok(c),
+                None => isolator.prepare(&id, &plan.config),
+            };
+            let result = result.map_err(ManagerError::from).and_then(|mut c| {
+                if let Some(plugin) = self.plugin_config(isolator.name()) {
+                    if !c.linux_resources.is_empty() {
+                        let fragment = std::mem::take(&mut c.linux_resources);
+                        plugin_settings.push((plugin, fragment));
                     }
-                    contribution
-                        .merge(c, isolator.name())
-                        .map_err(|e| ManagerError::Internal(e.to_string()))
-                });
+                }
+                contribution
+                    .merge(c, isolator.name())
+                    .map_err(|e| ManagerError::Internal(e.to_string()))
+            });
             prepared.push(isolator);
             if let Err(e) = result {
+                undo_isolators(&prepared);
+                return Err(e);
+            }
+        }
+        if !plugin_settings.is_empty() {
+            // Applied through the built-ins' cgroups: those must exist.
+            if let Err(e) = early.finish() {
                 undo_isolators(&prepared);
                 return Err(e);
             }
@@ -384,16 +421,6 @@ impl Manager {
             }
         }
 
-        // The attach that follows the shim's `forked` waits for an RCU grace
-        // period unless a cgroup migration just happened: make one now,
-        // after the cgroups are made (it holds the kernel's cgroup mutex
-        // while it waits), in parallel with the bundle and the shim's start.
-        {
-            let manager = self.clone();
-            let _ = std::thread::Builder::new()
-                .name("berth-warm-attach".into())
-                .spawn(move || (manager.cgroups.warm_attach)());
-        }
         // The limitation watches start once the pid is isolated, while the
         // container still sets itself up (decision 0038): their registration
         // (an eventfd in `cgroup.event_control` on v1, 1-10 ms) is off the
@@ -405,6 +432,7 @@ impl Manager {
             plan,
             overlay.as_ref().map(|(o, merged)| (o, merged.as_path())),
             &start_watches,
+            &early,
         );
         if let Err(e) = launched {
             // The shim is gone (or never started) and with it the process:
@@ -487,6 +515,7 @@ impl Manager {
         plan: &Plan,
         overlay: Option<(&berth_protocol::bundle::RootOverlay, &std::path::Path)>,
         start_watches: &dyn Fn(),
+        early: &EarlyPrepare,
     ) -> Result<(), ManagerError> {
         let (isolators, seccomp, network) = (&plan.isolators, &plan.seccomp, &plan.network);
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
@@ -595,6 +624,9 @@ impl Manager {
             .save(container, Copies::RuntimeOnly)
             .map_err(|e| internal(&e))?;
 
+        // Dropping the connection (on error) makes the shim kill the
+        // container.
+        early.finish()?;
         for isolator in isolators {
             if let Err(e) = isolator.isolate(&container.id, pid) {
                 // Isolated during its setup, the process may have gone

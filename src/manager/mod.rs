@@ -12,6 +12,7 @@ mod launch;
 mod locked;
 pub use gc::{GcRemoved, GcReport};
 mod attach;
+mod early_prepare;
 mod exec_stream;
 mod health;
 pub mod images;

@@ -407,7 +407,7 @@ impl Agent {
 
     /// The agent's cgroup root as berth's own layer sees it, detected anew:
     /// the net_cls isolator may have mounted its hierarchy since.
-    fn cgroup_layout(&self) -> berth_cgroups::CgroupRoot {
+    pub fn cgroup_layout(&self) -> berth_cgroups::CgroupRoot {
         berth_cgroups::CgroupRoot::detect(&self.cgroup_root).expect("detect the cgroup layout")
     }
 

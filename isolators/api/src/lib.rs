@@ -22,7 +22,11 @@
 //! Prepare runs in the configured order and cleanup in the reverse order. If
 //! `prepare` of a later isolator fails, the agent cleans up the earlier ones:
 //! an isolator never has to undo another's work, but it must undo its own
-//! partial work before returning an error from `prepare`.
+//! partial work before returning an error from `prepare`. An isolator that
+//! knows its contribution up front ([`Isolator::early_contribution`]) has its
+//! `prepare` run on another thread, in order with the other such isolators,
+//! while the launch goes on; every `prepare` has ended before the first
+//! `isolate` and before any `cleanup`.
 //!
 //! # Example
 //!
@@ -291,6 +295,53 @@ pub trait Isolator: Send + Sync {
         id: &ContainerId,
         config: &ContainerConfig,
     ) -> Result<Contribution, IsolatorError>;
+
+    /// What [`Isolator::prepare`] will contribute, when the isolator can
+    /// tell without changing the host. `Some` lets the agent write the
+    /// bundle and start the container's process while `prepare` runs on
+    /// another thread (its cgroup writes off the launch's critical path);
+    /// `prepare` still ends before [`Isolator::isolate`], and must return
+    /// this very contribution (a launch whose `prepare` contributes
+    /// something else fails). Its errors count as `prepare`'s. The default,
+    /// `None`, makes the launch wait for `prepare`.
+    ///
+    /// ```
+    /// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
+    ///
+    /// /// Tags every container; its contribution depends on nothing else.
+    /// struct Tag;
+    ///
+    /// fn tag() -> Contribution {
+    ///     let mut contribution = Contribution::default();
+    ///     contribution.env.insert("TAGGED".into(), "1".into());
+    ///     contribution
+    /// }
+    ///
+    /// impl Isolator for Tag {
+    ///     fn name(&self) -> &str { "tag" }
+    ///     fn early_contribution(&self, _: &ContainerId, _: &ContainerConfig)
+    ///         -> Result<Option<Contribution>, IsolatorError> {
+    ///         Ok(Some(tag()))
+    ///     }
+    ///     fn prepare(&self, _: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         // ... create host state, then say the same as above ...
+    ///         Ok(tag())
+    ///     }
+    /// }
+    ///
+    /// let id = ContainerId::new("c1").unwrap();
+    /// let config = ContainerConfig::for_command(id.clone(), ["true"]);
+    /// let early = Tag.early_contribution(&id, &config).unwrap();
+    /// assert_eq!(early, Some(Tag.prepare(&id, &config).unwrap()));
+    /// ```
+    fn early_contribution(
+        &self,
+        id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Option<Contribution>, IsolatorError> {
+        let _ = (id, config);
+        Ok(None)
+    }
 
     /// Places the container's first process (host pid) under isolation. Runs
     /// before the command is exec'd, so everything it starts is isolated.

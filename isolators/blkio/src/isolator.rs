@@ -276,6 +276,15 @@ impl Isolator for BlkioIsolator {
         Ok(Some(out))
     }
 
+    fn early_contribution(
+        &self,
+        _id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Option<Contribution>, IsolatorError> {
+        let limits = self.limits(&config.resources)?;
+        Ok(Some(contribution(&limits)))
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,

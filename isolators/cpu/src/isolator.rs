@@ -197,6 +197,15 @@ impl Isolator for CpuIsolator {
         Ok(Some(contribution(limits.as_ref()).linux_resources))
     }
 
+    fn early_contribution(
+        &self,
+        _id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Option<Contribution>, IsolatorError> {
+        let limits = self.limits(&config.resources)?;
+        Ok(Some(contribution(limits.as_ref())))
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,

@@ -155,6 +155,14 @@ impl Isolator for DevicesIsolator {
         passed_devices(&crate::DevicesResources::of(&config.resources)?.devices).map(drop)
     }
 
+    fn early_contribution(
+        &self,
+        _id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Option<Contribution>, IsolatorError> {
+        Ok(Some(Self::rules(config)?.1))
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,

@@ -190,6 +190,15 @@ impl Isolator for MemoryIsolator {
         Ok(Some(contribution(&limits).linux_resources))
     }
 
+    fn early_contribution(
+        &self,
+        _id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Option<Contribution>, IsolatorError> {
+        let limits = MemoryLimits::from_resources(&config.resources)?;
+        Ok(Some(contribution(&limits)))
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,

@@ -122,6 +122,17 @@ impl Isolator for PidsIsolator {
         Ok(Some(contribution(limit).linux_resources))
     }
 
+    fn early_contribution(
+        &self,
+        _id: &ContainerId,
+        config: &ContainerConfig,
+    ) -> Result<Option<Contribution>, IsolatorError> {
+        let limit = self
+            .options
+            .limit_for(crate::PidsResources::of(&config.resources)?.pids_limit)?;
+        Ok(Some(contribution(limit)))
+    }
+
     fn prepare(
         &self,
         id: &ContainerId,

@@ -1,0 +1,314 @@
+//! The `prepare` of the isolators that said their contribution up front
+//! (`Isolator::early_contribution`), run in order on a helper thread while
+//! the launch writes the bundle and starts the container (decision 0046).
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
+
+use super::ManagerError;
+
+/// An isolator to prepare and the contribution it announced.
+pub(super) type Announced = (Arc<dyn Isolator>, Contribution);
+
+/// How the helper's prepares went: the first failure, if any (the
+/// isolators after it were not prepared).
+type Outcome = Result<(), (String, PrepareFailure)>;
+
+enum PrepareFailure {
+    Failed(IsolatorError),
+    /// `prepare` returned another contribution than it announced.
+    Differs,
+}
+
+/// The helper's prepares, waited for by [`EarlyPrepare::finish`] (before the
+/// first `isolate`) or [`EarlyPrepare::settle`] (before any `cleanup`).
+pub(super) struct EarlyPrepare {
+    running: Mutex<Option<JoinHandle<Outcome>>>,
+    /// The outcome when no helper thread could be started (the prepares
+    /// then ran on the caller's thread).
+    done: Mutex<Option<Outcome>>,
+}
+
+impl EarlyPrepare {
+    /// Nothing to prepare.
+    pub(super) fn none() -> EarlyPrepare {
+        EarlyPrepare {
+            running: Mutex::new(None),
+            done: Mutex::new(None),
+        }
+    }
+
+    /// Starts preparing `isolators`, in order, on a helper thread (or here,
+    /// if no thread can be started), then runs `then` there.
+    pub(super) fn start(
+        id: &ContainerId,
+        config: &ContainerConfig,
+        isolators: Vec<Announced>,
+        then: impl FnOnce() + Send + 'static,
+    ) -> EarlyPrepare {
+        let early = EarlyPrepare::none();
+        if isolators.is_empty() {
+            then();
+            return early;
+        }
+        let work = Arc::new((id.clone(), config.clone(), isolators));
+        let for_thread = work.clone();
+        let then = Arc::new(Mutex::new(Some(then)));
+        let then_for_thread = then.clone();
+        let spawned = std::thread::Builder::new()
+            .name("berth-prepare".into())
+            .spawn(move || {
+                let outcome = prepare_all(&for_thread);
+                if let Some(then) = lock(&then_for_thread).take() {
+                    then();
+                }
+                outcome
+            });
+        match spawned {
+            Ok(handle) => *lock(&early.running) = Some(handle),
+            Err(e) => {
+                tracing::warn!("start the prepare thread: {e}; preparing in line");
+                *lock(&early.done) = Some(prepare_all(&work));
+                if let Some(then) = lock(&then).take() {
+                    then();
+                }
+            }
+        }
+        early
+    }
+
+    /// Waits for the prepares; the first failure fails the launch, as a
+    /// failed `prepare` on the launch's own thread would.
+    pub(super) fn finish(&self) -> Result<(), ManagerError> {
+        match self.outcome() {
+            Some(Err((_, PrepareFailure::Failed(e)))) => Err(ManagerError::from(e)),
+            Some(Err((name, PrepareFailure::Differs))) => Err(ManagerError::Internal(format!(
+                "isolator {name}: prepare contributed other than its early contribution"
+            ))),
+            Some(Ok(())) | None => Ok(()),
+        }
+    }
+
+    /// Waits for the prepares, whatever their outcome (a failed launch
+    /// cleans every isolator up after this).
+    pub(super) fn settle(&self) {
+        let _ = self.outcome();
+    }
+
+    /// The outcome, once (`None` after it has been taken, or with nothing
+    /// to prepare).
+    fn outcome(&self) -> Option<Outcome> {
+        if let Some(handle) = lock(&self.running).take() {
+            return Some(handle.join().unwrap_or_else(|_| {
+                Err((
+                    "(helper)".into(),
+                    PrepareFailure::Failed(IsolatorError::Other(
+                        "the prepare thread panicked".into(),
+                    )),
+                ))
+            }));
+        }
+        lock(&self.done).take()
+    }
+}
+
+impl Drop for EarlyPrepare {
+    /// No `cleanup` may overlap a `prepare`: a dropped launch still waits.
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+fn prepare_all(work: &(ContainerId, ContainerConfig, Vec<Announced>)) -> Outcome {
+    let (id, config, isolators) = work;
+    for (isolator, announced) in isolators {
+        let name = isolator.name().to_string();
+        match isolator.prepare(id, config) {
+            Ok(contribution) if contribution == *announced => {}
+            Ok(_) => return Err((name, PrepareFailure::Differs)),
+            Err(e) => return Err((name, PrepareFailure::Failed(e))),
+        }
+    }
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// Records its prepares in a shared log; fails or contributes
+    /// something unannounced when told to.
+    struct Step {
+        name: &'static str,
+        log: Arc<Mutex<Vec<String>>>,
+        fail: bool,
+        differ: bool,
+        delay: Duration,
+    }
+
+    impl Isolator for Step {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn prepare(
+            &self,
+            _: &ContainerId,
+            _: &ContainerConfig,
+        ) -> Result<Contribution, IsolatorError> {
+            std::thread::sleep(self.delay);
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            lock(&self.log).push(format!("{} on {thread}", self.name));
+            if self.fail {
+                return Err(IsolatorError::invalid("resources.x", "refused"));
+            }
+            Ok(contribution(self.name, self.differ))
+        }
+    }
+
+    fn contribution(name: &str, differ: bool) -> Contribution {
+        let mut c = Contribution::default();
+        c.env
+            .insert(name.to_uppercase(), if differ { "2" } else { "1" }.into());
+        c
+    }
+
+    fn steps(
+        log: &Arc<Mutex<Vec<String>>>,
+        specs: &[(&'static str, bool, bool)],
+    ) -> Vec<Announced> {
+        specs
+            .iter()
+            .map(|&(name, fail, differ)| {
+                let step: Arc<dyn Isolator> = Arc::new(Step {
+                    name,
+                    log: log.clone(),
+                    fail,
+                    differ,
+                    delay: Duration::ZERO,
+                });
+                (step, contribution(name, false))
+            })
+            .collect()
+    }
+
+    fn config() -> (ContainerId, ContainerConfig) {
+        let id = ContainerId::new("early").unwrap();
+        let config = ContainerConfig::for_command(id.clone(), ["true"]);
+        (id, config)
+    }
+
+    #[test]
+    fn prepares_run_in_order_on_a_helper_then_the_follow_up() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (id, config) = config();
+        let after = log.clone();
+        let early = EarlyPrepare::start(
+            &id,
+            &config,
+            steps(&log, &[("cpu", false, false), ("memory", false, false)]),
+            move || lock(&after).push("then".into()),
+        );
+        early.finish().unwrap();
+        assert_eq!(
+            *lock(&log),
+            ["cpu on berth-prepare", "memory on berth-prepare", "then"]
+        );
+        // Once finished, nothing is left to wait for.
+        early.finish().unwrap();
+    }
+
+    #[test]
+    fn the_first_failure_fails_the_launch_as_its_prepare_would_and_stops_the_rest() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (id, config) = config();
+        let early = EarlyPrepare::start(
+            &id,
+            &config,
+            steps(
+                &log,
+                &[
+                    ("cpu", false, false),
+                    ("memory", true, false),
+                    ("pids", false, false),
+                ],
+            ),
+            || {},
+        );
+        match early.finish() {
+            Err(ManagerError::Invalid { field, .. }) => assert_eq!(field, "resources.x"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            *lock(&log),
+            ["cpu on berth-prepare", "memory on berth-prepare"]
+        );
+    }
+
+    #[test]
+    fn a_contribution_other_than_announced_fails_the_launch() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (id, config) = config();
+        let early =
+            EarlyPrepare::start(&id, &config, steps(&log, &[("blkio", false, true)]), || {});
+        match early.finish() {
+            Err(ManagerError::Internal(message)) => {
+                assert!(
+                    message.contains("blkio") && message.contains("early"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn settle_and_drop_wait_for_a_slow_prepare() {
+        let (id, config) = config();
+        for settle in [true, false] {
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            let slow: Arc<dyn Isolator> = Arc::new(Step {
+                name: "slow",
+                log: Arc::new(Mutex::new(Vec::new())),
+                fail: true,
+                differ: false,
+                delay: Duration::from_millis(200),
+            });
+            let early = EarlyPrepare::start(
+                &id,
+                &config,
+                vec![(slow, Contribution::default())],
+                move || flag.store(true, Ordering::SeqCst),
+            );
+            if settle {
+                early.settle();
+            } else {
+                drop(early);
+            }
+            // The follow-up runs after the prepares, on the same thread.
+            assert!(done.load(Ordering::SeqCst), "settle {settle}");
+        }
+    }
+
+    #[test]
+    fn with_nothing_to_prepare_the_follow_up_runs_at_once() {
+        let (id, config) = config();
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let early = EarlyPrepare::start(&id, &config, Vec::new(), move || {
+            flag.store(true, Ordering::SeqCst)
+        });
+        assert!(ran.load(Ordering::SeqCst));
+        early.finish().unwrap();
+    }
+}
