@@ -78,7 +78,52 @@ fn remove(agent: &Agent, id: &str) {
 #[test]
 fn a_rootfs_with_only_bin_runs_writes_anywhere_and_is_left_unmodified() {
     require_root!();
+    writes_anywhere_and_leaves_the_rootfs(&Agent::start());
+}
+
+/// The same with the overlay mounted by the container child itself, as on
+/// a kernel without the new mount API (decision 0046).
+#[test]
+fn a_rootfs_runs_the_same_when_the_container_mounts_its_overlay_itself() {
+    require_root!();
+    writes_anywhere_and_leaves_the_rootfs(&Agent::start_with_env(
+        &[("BERTH_TEST_NO_ROOT_MOUNT", "1")],
+        "",
+    ));
+}
+
+/// The agent builds a container's overlay root as a detached mount
+/// (decision 0046): the container sees an overlay at `/`, the host's mount
+/// table never has it.
+#[test]
+fn the_agents_overlay_root_is_mounted_in_the_container_only() {
+    require_root!();
     let agent = Agent::start();
+    let rootfs = bin_only_rootfs(agent.dir.path());
+    agent.launch(json!({
+        "id": "held",
+        "command": ["/bin/sh", "-c", "busybox grep ' / / ' /proc/self/mountinfo; exec sleep 300"],
+        "rootfs": rootfs,
+    }));
+    let line = eventually(Duration::from_secs(10), "the container's root line", || {
+        let out = agent.stdout("held");
+        out.contains('\n').then_some(out)
+    });
+    assert!(line.contains(" - overlay overlay "), "{line}");
+    let upper = agent.container_dir("held").join("root/upper");
+    let agent_table = format!("/proc/{}/mountinfo", agent.pid().unwrap());
+    for table in ["/proc/self/mountinfo", &agent_table] {
+        let mounts = std::fs::read_to_string(table).unwrap();
+        assert!(
+            !mounts.contains(upper.to_str().unwrap()),
+            "{table}: {mounts}"
+        );
+    }
+    remove(&agent, "held");
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}
+
+fn writes_anywhere_and_leaves_the_rootfs(agent: &Agent) {
     let rootfs = bin_only_rootfs(agent.dir.path());
     let before = snapshot(&rootfs);
     agent.launch(json!({
@@ -115,8 +160,8 @@ fn a_rootfs_with_only_bin_runs_writes_anywhere_and_is_left_unmodified() {
         agent.stdout("second")
     );
     // rm takes the writes with it.
-    remove(&agent, "binonly");
-    remove(&agent, "second");
+    remove(agent, "binonly");
+    remove(agent, "second");
     assert!(!agent.container_dir("binonly").exists());
     assert_eq!(snapshot(&rootfs), before, "the --rootfs dir changed");
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());

@@ -24,6 +24,17 @@ use berth_protocol::{FailureKind, ShimMessage};
 /// How long a failed launch waits for its processes to go.
 const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What runs beside the launch's own thread while it starts the shim
+/// (decision 0046).
+struct Beside<'a> {
+    /// Starts the isolators' limitation watches, once the pid is isolated.
+    start_watches: &'a dyn Fn(),
+    /// The isolators' prepares on the helper thread.
+    early: &'a EarlyPrepare,
+    /// The overlay root being built as a detached mount.
+    root_mount: &'a mut super::root::RootMountBuild,
+}
+
 /// A validated launch.
 pub(super) struct Plan {
     pub(super) container: Container,
@@ -336,6 +347,12 @@ impl Manager {
             }
             None => None,
         };
+        let mut root_mount = match &overlay {
+            Some((overlay, _)) => {
+                super::root::RootMountBuild::start(overlay, container.userns.is_some())
+            }
+            None => super::root::RootMountBuild::none(),
+        };
 
         // What each isolator says it contributes up front: those prepare on
         // a helper thread while the launch goes on (decision 0046), waited
@@ -431,8 +448,11 @@ impl Manager {
             &contribution,
             plan,
             overlay.as_ref().map(|(o, merged)| (o, merged.as_path())),
-            &start_watches,
-            &early,
+            Beside {
+                start_watches: &start_watches,
+                early: &early,
+                root_mount: &mut root_mount,
+            },
         );
         if let Err(e) = launched {
             // The shim is gone (or never started) and with it the process:
@@ -514,9 +534,13 @@ impl Manager {
         contribution: &Contribution,
         plan: &Plan,
         overlay: Option<(&berth_protocol::bundle::RootOverlay, &std::path::Path)>,
-        start_watches: &dyn Fn(),
-        early: &EarlyPrepare,
+        beside: Beside<'_>,
     ) -> Result<(), ManagerError> {
+        let Beside {
+            start_watches,
+            early,
+            root_mount,
+        } = beside;
         let (isolators, seccomp, network) = (&plan.isolators, &plan.seccomp, &plan.network);
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
         let seccomp = seccomp.profile();
@@ -580,6 +604,7 @@ impl Manager {
 
         let shim_path = self.config.shim_path();
         let state_dir = self.store.state_dir(&container.id);
+        let root_mount = root_mount.take();
         let shim_args = ShimArgs {
             shim: &shim_path,
             id: container.id.as_str(),
@@ -588,9 +613,10 @@ impl Manager {
             log_dir: container.log_dir(),
             log: &container.log,
             files: &files,
+            root_mount: root_mount.as_ref(),
         };
         let mut shim = self.shim_for(&shim_args).map_err(|e| internal(&e))?;
-        drop(files);
+        drop((files, root_mount));
 
         // `Forked` comes while the container still sets itself up: it is
         // isolated meanwhile (decision 0035); `Ready` follows.

@@ -243,6 +243,54 @@ impl Manager {
     }
 }
 
+/// The overlay root built as a detached mount on a helper thread while the
+/// launch goes on (decision 0046), passed to the shim, whose container
+/// child moves it onto its root. Any failure (a kernel without the new
+/// mount API, too many layers for one `fsconfig` value) leaves the mount
+/// to the child, as before. Dropping it waits for the helper.
+pub(super) struct RootMountBuild(Option<std::thread::JoinHandle<Option<std::os::fd::OwnedFd>>>);
+
+impl RootMountBuild {
+    /// Starts building `overlay`. With a user namespace the container's
+    /// root mounts the overlay itself (its mount belongs to that
+    /// namespace), so nothing is built. `BERTH_TEST_NO_ROOT_MOUNT` in the
+    /// agent's environment also builds nothing: tests of the fallback.
+    pub(super) fn start(overlay: &RootOverlay, userns: bool) -> RootMountBuild {
+        if userns || std::env::var_os("BERTH_TEST_NO_ROOT_MOUNT").is_some() {
+            return RootMountBuild(None);
+        }
+        let overlay = overlay.clone();
+        let spawned = std::thread::Builder::new()
+            .name("berth-root-mount".into())
+            .spawn(move || match berth_shim::overlay::detached(&overlay) {
+                Ok(mount) => Some(mount),
+                Err(e) => {
+                    tracing::debug!("{e}; the container mounts its overlay root itself");
+                    None
+                }
+            });
+        RootMountBuild(spawned.ok())
+    }
+
+    /// Nothing to build.
+    pub(super) fn none() -> RootMountBuild {
+        RootMountBuild(None)
+    }
+
+    /// The mount, once built (`None`: the container mounts the overlay).
+    pub(super) fn take(&mut self) -> Option<std::os::fd::OwnedFd> {
+        self.0
+            .take()
+            .and_then(|helper| helper.join().ok().flatten())
+    }
+}
+
+impl Drop for RootMountBuild {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

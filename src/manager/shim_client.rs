@@ -50,10 +50,14 @@ pub struct ShimArgs<'a> {
     /// at these destinations: passed as descriptors from
     /// [`FILES_FD_BASE`] on, named by `--files-fd DEST=FD`.
     pub files: &'a [(PathBuf, OwnedFd)],
+    /// The root overlay built as a detached mount (decision 0046), passed
+    /// after the prepared mounts and named by `--root-fd`.
+    pub root_mount: Option<&'a OwnedFd>,
 }
 
-/// At most this many prepared mounts.
-const MAX_FILES: usize = 64;
+/// At most this many prepared mounts (one descriptor of a handover is
+/// kept for the root mount).
+const MAX_FILES: usize = berth_sys::fd_passing::MAX_FDS - 1;
 
 /// An open conversation with a shim that is launching a container.
 pub struct ShimConnection {
@@ -68,7 +72,9 @@ impl ShimConnection {
     /// shim cannot take it (it died idle): the caller starts one instead.
     pub fn hand_over(idle: IdleShim, args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
         let wire = wire_args(args)?;
-        let files: Vec<BorrowedFd<'_>> = args.files.iter().map(|(_, fd)| fd.as_fd()).collect();
+        let files: Vec<BorrowedFd<'_>> = (args.files.iter().map(|(_, fd)| fd.as_fd()))
+            .chain(args.root_mount.map(|fd| fd.as_fd()))
+            .collect();
         berth_protocol::handover::send(idle.writer.as_fd(), &wire, &files)
             .map_err(|e| ShimError::Protocol(e.to_string()))?;
         idle.writer.set_read_timeout(Some(SETUP_TIMEOUT))?;
@@ -85,9 +91,11 @@ impl ShimConnection {
         let wire = wire_args(args)?;
         let argv = wire.to_args();
         let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
-        // The prepared mounts from FILES_FD_BASE on.
-        let files: Vec<(BorrowedFd<'_>, i32)> = (args.files.iter().enumerate())
-            .map(|(i, (_, fd))| (fd.as_fd(), FILES_FD_BASE + i as i32))
+        // The prepared mounts from FILES_FD_BASE on, then the root mount.
+        let files: Vec<(BorrowedFd<'_>, i32)> = (args.files.iter().map(|(_, fd)| fd.as_fd()))
+            .chain(args.root_mount.map(|fd| fd.as_fd()))
+            .enumerate()
+            .map(|(i, fd)| (fd, FILES_FD_BASE + i as i32))
             .collect();
         let ours = start_shim(args.shim, &argv, &files)?;
         ours.set_read_timeout(Some(SETUP_TIMEOUT))?;
@@ -173,5 +181,6 @@ fn wire_args(args: &ShimArgs<'_>) -> Result<WireArgs, ShimError> {
         files: (args.files.iter().enumerate())
             .map(|(i, (dest, _))| (dest.clone(), FILES_FD_BASE + i as i32))
             .collect(),
+        root_mount: (args.root_mount.is_some()).then_some(FILES_FD_BASE + args.files.len() as i32),
     })
 }

@@ -21,15 +21,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use thiserror::Error;
 
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+use berth_sys::fs_context::{
+    FsContext, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+};
+
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 
 #[derive(Debug, Error)]
@@ -74,43 +69,18 @@ fn fd_result(rc: libc::c_long, what: &'static str) -> Result<OwnedFd, TmpfsError
     Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
 }
 
-fn fsconfig(fs: &OwnedFd, cmd: libc::c_uint, key: &str, value: Option<&str>) -> Result<(), Errno> {
-    let key = CString::new(key).map_err(|_| Errno::EINVAL)?;
-    let value = value
-        .map(|v| CString::new(v).map_err(|_| Errno::EINVAL))
-        .transpose()?;
-    let key_ptr = if cmd == FSCONFIG_CMD_CREATE {
-        std::ptr::null()
-    } else {
-        key.as_ptr()
-    };
-    let value_ptr = value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
-    // SAFETY: valid fd; nul-terminated strings or null as the command wants.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            cmd,
-            key_ptr,
-            value_ptr,
-            0 as libc::c_int,
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
+fn errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl FilesTmpfs {
     /// A new tmpfs of at most `size` bytes whose root has `mode` and is
     /// owned by `uid:gid` (host ids), mounted `nosuid,nodev,noexec`.
     pub fn create(size: usize, mode: u32, uid: u32, gid: u32) -> Result<Self, TmpfsError> {
-        // SAFETY: a nul-terminated fs name; the fd is owned by fd_result.
-        let fs = fd_result(
-            unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) },
-            "fsopen",
-        )?;
+        let fs = FsContext::open("tmpfs").map_err(|e| TmpfsError::Mount {
+            what: "fsopen",
+            errno: errno(e),
+        })?;
         let options = [
             ("size", size.to_string()),
             ("mode", format!("{mode:o}")),
@@ -119,32 +89,20 @@ impl FilesTmpfs {
             ("nr_inodes", "1024".to_string()),
         ];
         for (key, value) in &options {
-            fsconfig(&fs, FSCONFIG_SET_STRING, key, Some(value)).map_err(|errno| {
-                TmpfsError::Option {
-                    option: format!("{key}={value}"),
-                    errno,
-                }
+            fs.set_string(key, value).map_err(|e| TmpfsError::Option {
+                option: format!("{key}={value}"),
+                errno: errno(e),
             })?;
         }
         // Linux 6.4+: the pages are never swapped out. Older kernels refuse
         // the option; the tmpfs is still never written to a filesystem.
-        let noswap = fsconfig(&fs, FSCONFIG_SET_FLAG, "noswap", None).is_ok();
-        fsconfig(&fs, FSCONFIG_CMD_CREATE, "", None).map_err(|errno| TmpfsError::Mount {
-            what: "create",
-            errno,
-        })?;
-        // SAFETY: valid fs context fd; the mount fd is owned by fd_result.
-        let root = fd_result(
-            unsafe {
-                libc::syscall(
-                    libc::SYS_fsmount,
-                    fs.as_raw_fd(),
-                    FSMOUNT_CLOEXEC,
-                    (MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) as libc::c_uint,
-                )
-            },
-            "fsmount",
-        )?;
+        let noswap = fs.set_flag("noswap").is_ok();
+        let root = fs
+            .mount(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)
+            .map_err(|(what, e)| TmpfsError::Mount {
+                what,
+                errno: errno(e),
+            })?;
         Ok(FilesTmpfs { root, noswap })
     }
 

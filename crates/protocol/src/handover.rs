@@ -142,17 +142,20 @@ fn read_some(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, HandoverEr
     Ok(n)
 }
 
+/// The descriptors must be the prepared mounts' in order, then the root
+/// mount's if one is named.
 fn check_files(args: &ShimArgs, received: usize) -> Result<(), HandoverError> {
     let in_order = args
         .files
         .iter()
         .enumerate()
         .all(|(i, (_, fd))| *fd == FILES_FD_BASE + i as i32);
-    if args.files.len() != received || received > MAX_FDS || !in_order {
-        return Err(HandoverError::Files {
-            named: args.files.len(),
-            received,
-        });
+    let root_in_place = args
+        .root_mount
+        .is_none_or(|fd| fd == FILES_FD_BASE + args.files.len() as i32);
+    let named = args.files.len() + usize::from(args.root_mount.is_some());
+    if named != received || received > MAX_FDS || !in_order || !root_in_place {
+        return Err(HandoverError::Files { named, received });
     }
     Ok(())
 }
@@ -175,6 +178,7 @@ mod tests {
             files: (0..files)
                 .map(|i| (format!("/run/secrets/{i}").into(), FILES_FD_BASE + i as i32))
                 .collect(),
+            root_mount: None,
         }
     }
 
@@ -255,6 +259,31 @@ mod tests {
         assert!(matches!(
             receive(shim.as_fd()),
             Err(HandoverError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_root_mount_descriptor_follows_the_files() {
+        let (agent, shim) = UnixStream::pair().unwrap();
+        let (secret, root) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+        let mut sent = args(1);
+        sent.root_mount = Some(FILES_FD_BASE + 1);
+        send(agent.as_fd(), &sent, &[secret.as_fd(), root.as_fd()]).unwrap();
+        let Some(Received::Launch(got, fds)) = receive(shim.as_fd()).unwrap() else {
+            panic!("not a launch");
+        };
+        assert_eq!((got, fds.len()), (sent.clone(), 2));
+        // Named elsewhere than right after the files, or without its
+        // descriptor: refused.
+        sent.root_mount = Some(FILES_FD_BASE);
+        assert!(send(agent.as_fd(), &sent, &[secret.as_fd(), root.as_fd()]).is_err());
+        sent.root_mount = Some(FILES_FD_BASE + 1);
+        assert!(matches!(
+            send(agent.as_fd(), &sent, &[secret.as_fd()]),
+            Err(HandoverError::Files {
+                named: 2,
+                received: 1
+            })
         ));
     }
 

@@ -1,6 +1,6 @@
 //! The shim's command line: `--id ID --bundle DIR --state-dir DIR --log-dir DIR
 //! [--log-max-size BYTES] [--log-max-files N] [--log-compress]
-//! [--log-mode block|drop] [--files-fd DEST=FD]...`.
+//! [--log-mode block|drop] [--files-fd DEST=FD]... [--root-fd FD]`.
 //!
 //! The agent writes it with [`ShimArgs::to_args`], the shim reads it with
 //! [`ShimArgs::parse`]. Parsed by hand: a handful of options do not justify
@@ -36,6 +36,11 @@ pub struct ShimArgs {
     /// repeatable): attached at DEST instead of the empty tmpfs the bundle
     /// names there.
     pub files: Vec<(PathBuf, i32)>,
+    /// The root overlay the agent built as a detached mount (`--root-fd
+    /// FD`, decision 0046): the container child moves it onto its root
+    /// instead of mounting the overlay itself. Its descriptor follows the
+    /// prepared mounts'.
+    pub root_mount: Option<i32>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -79,6 +84,10 @@ impl ShimArgs {
             value.push(format!("={fd}"));
             pair("--files-fd", value);
         }
+        if let Some(fd) = self.root_mount {
+            out.push("--root-fd".into());
+            out.push(fd.to_string().into());
+        }
         if self.log.compress {
             out.push("--log-compress".into());
         }
@@ -100,6 +109,7 @@ impl ShimArgs {
         let mut compress = false;
         let mut mode: Option<LogMode> = None;
         let mut files: Vec<(PathBuf, i32)> = Vec::new();
+        let mut root_mount: Option<i32> = None;
 
         let mut iter = args.into_iter();
         while let Some(arg) = iter.next() {
@@ -129,6 +139,7 @@ impl ShimArgs {
                     | "--log-max-files"
                     | "--log-mode"
                     | "--files-fd"
+                    | "--root-fd"
             ) {
                 return Err(ArgsError::Unknown(arg));
             }
@@ -162,6 +173,19 @@ impl ShimArgs {
                                 option: name,
                                 value,
                                 reason: "expected DEST=FD, DEST absolute, FD above 2",
+                            })
+                        }
+                    }
+                }
+                "--root-fd" => {
+                    let value = utf8(value, &name)?;
+                    match value.parse::<i32>() {
+                        Ok(fd) if fd > 2 => set_once(&mut root_mount, fd, &name)?,
+                        _ => {
+                            return Err(ArgsError::Invalid {
+                                option: name,
+                                value,
+                                reason: "expected a descriptor number above 2",
                             })
                         }
                     }
@@ -203,6 +227,7 @@ impl ShimArgs {
                 mode: mode.unwrap_or(defaults.mode),
             },
             files,
+            root_mount,
         })
     }
 }
@@ -259,6 +284,7 @@ mod tests {
             log_dir: "/l".into(),
             log: LogSettings::default(),
             files: Vec::new(),
+            root_mount: None,
         };
         let full = ShimArgs {
             id: "web-1".into(),
@@ -275,6 +301,7 @@ mod tests {
                 ("/run/secrets".into(), FILES_FD_BASE),
                 ("/etc/a=b".into(), FILES_FD_BASE + 1),
             ],
+            root_mount: Some(FILES_FD_BASE + 2),
         };
         for args in [minimal, full] {
             assert_eq!(ShimArgs::parse(args.to_args()).unwrap(), args);
@@ -301,7 +328,25 @@ mod tests {
                 log_dir: "/l".into(),
                 log: LogSettings::default(),
                 files: Vec::new(),
+                root_mount: None,
             }
+        );
+    }
+
+    #[test]
+    fn a_root_fd_is_one_number_above_2() {
+        let base = ["--id=c1", "--bundle=/b", "--state-dir=/s", "--log-dir=/l"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        assert_eq!(with(&["--root-fd", "6"]).unwrap().root_mount, Some(6));
+        for bad in ["2", "-1", "x", "6x"] {
+            assert!(
+                matches!(with(&["--root-fd", bad]), Err(ArgsError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            with(&["--root-fd=5", "--root-fd=6"]),
+            Err(ArgsError::Duplicate("--root-fd".into()))
         );
     }
 

@@ -242,6 +242,7 @@ fn setup(
         &config.rootfs,
         config.rootfs_readonly,
         config.overlay.as_ref(),
+        config.root_mount,
     )?;
     for m in &config.mounts {
         mounts::mount_one(&root, m)?;

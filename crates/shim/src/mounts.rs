@@ -355,7 +355,7 @@ fn tree_is_dir(tree: RawFd) -> Result<bool, Errno> {
 }
 
 /// `move_mount` of a detached tree onto `target`.
-fn attach_tree(tree: RawFd, target: &OwnedFd) -> Result<(), Errno> {
+pub(crate) fn attach_tree(tree: RawFd, target: &OwnedFd) -> Result<(), Errno> {
     // SAFETY: both fds are open; the empty paths are nul-terminated.
     let rc = unsafe {
         libc::syscall(

@@ -1,6 +1,8 @@
 //! The container's root as an overlay: read-only lower dirs (an image's
 //! layers, or a `--rootfs` dir) under the container's own upper dir, mounted
-//! by the container child inside its own mount namespace (see decision 0024).
+//! by the container child inside its own mount namespace (see decision 0024),
+//! or built by the agent as a detached mount ([`detached`], decision 0046)
+//! that the child moves onto its root.
 //!
 //! The agent writes the layout ([`RootOverlay`], berth-protocol's) into the
 //! bundle as an annotation; the shim reads it back from there. Nothing is mounted on the host, so a dead
@@ -38,6 +40,84 @@ pub enum OverlayError {
     },
     #[error("chdir {path}: {errno}")]
     Chdir { path: PathBuf, errno: Errno },
+    #[error("build the overlay root as a detached mount: {step}: {source}")]
+    Detached {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent's root mount (descriptor {fd}): {errno}")]
+    Prepared { fd: i32, errno: Errno },
+}
+
+/// The longest value `fsconfig` takes for one option.
+const FSCONFIG_VALUE_MAX: usize = 255;
+
+/// The overlay as a detached mount (`nosuid,nodev`, `volatile` where the
+/// kernel has it), for the container child to move onto its root: the
+/// agent builds it while the shim starts (decision 0046), so its ~0.5 ms
+/// is off the launch's critical path. Layers are named `/proc/self/fd/N`
+/// of descriptors opened here. Fails where the kernel has no new mount
+/// API, or the lower dirs do not fit one `fsconfig` value: the child then
+/// mounts the overlay itself ([`mount_overlay`]).
+pub fn detached(overlay_root: &RootOverlay) -> Result<OwnedFd, OverlayError> {
+    use berth_sys::fs_context::{FsContext, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID};
+    let fail = |step: &str, source| OverlayError::Detached {
+        step: step.to_string(),
+        source,
+    };
+    let mut fds = Vec::with_capacity(overlay_root.lower.len() + 2);
+    for path in overlay_root
+        .lower
+        .iter()
+        .chain([&overlay_root.upper, &overlay_root.work])
+    {
+        fds.push(open_dir(path)?);
+    }
+    let names: Vec<String> = (fds.iter())
+        .map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .collect();
+    let (lower, rest) = names.split_at(overlay_root.lower.len());
+    let lower = lower.join(":");
+    if lower.len() > FSCONFIG_VALUE_MAX {
+        return Err(fail(
+            "lowerdir",
+            std::io::Error::other(format!("{} bytes for one fsconfig value", lower.len())),
+        ));
+    }
+    // As in `mount_overlay`: a restart's old volatile marker blocks the
+    // mount.
+    let _ = std::fs::remove_dir(overlay_root.work.join("work/incompat/volatile"));
+    let fs = FsContext::open("overlay").map_err(|e| fail("fsopen", e))?;
+    // "overlay" as the source, as `mount_overlay` (and Docker) show it.
+    let source = "overlay".to_string();
+    for (key, value) in [
+        ("source", &source),
+        ("lowerdir", &lower),
+        ("upperdir", &rest[0]),
+        ("workdir", &rest[1]),
+    ] {
+        fs.set_string(key, value).map_err(|e| fail(key, e))?;
+    }
+    // See `mount_overlay` for why; older kernels refuse it.
+    let _ = fs.set_flag("volatile");
+    fs.mount(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+        .map_err(|(step, e)| fail(step, e))
+}
+
+/// Takes the agent's root mount inherited at `fd` (made close-on-exec):
+/// the monitor keeps it until the child is cloned.
+pub fn adopt_prepared(fd: i32) -> Result<OwnedFd, OverlayError> {
+    // SAFETY: F_SETFD on a number; fails with EBADF if it is not open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(OverlayError::Prepared {
+            fd,
+            errno: Errno::last(),
+        });
+    }
+    // SAFETY: inherited from the agent for this purpose alone; nothing else
+    // in the shim owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Mounts the overlay on `target`, `nosuid,nodev`. Changes the cwd

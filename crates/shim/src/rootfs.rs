@@ -48,14 +48,16 @@ pub enum RootfsError {
 /// namespace too, instead of this copy pinning the filesystem and its loop
 /// device until the container ends.
 ///
-/// With `overlay`, the overlay is mounted on `rootfs` instead of the bind,
-/// and stays writable here: the mount points the spec needs are made in the
+/// With `overlay`, the overlay is mounted on `rootfs` instead of the bind
+/// (or `prepared`, the agent's detached mount of it, is moved there), and
+/// stays writable here: the mount points the spec needs are made in the
 /// container's upper dir, and [`seal_readonly`] makes the root read-only
 /// afterwards when asked.
 pub fn prepare(
     rootfs: &Path,
     readonly: bool,
     overlay: Option<&RootOverlay>,
+    prepared: Option<std::os::fd::RawFd>,
 ) -> Result<OwnedFd, RootfsError> {
     mount(
         None::<&str>,
@@ -67,9 +69,16 @@ pub fn prepare(
     .map_err(RootfsError::Propagation)?;
 
     let before = mount_id(libc::AT_FDCWD, rootfs, 0)?;
-    match overlay {
-        Some(overlay) => super::overlay::mount_overlay(overlay, rootfs)?,
-        None => mount(
+    match (overlay, prepared) {
+        (Some(_), Some(tree)) => {
+            let target = open_dir(rootfs)?;
+            mounts::attach_tree(tree, &target).map_err(|errno| RootfsError::Bind {
+                path: rootfs.into(),
+                errno,
+            })?;
+        }
+        (Some(overlay), None) => super::overlay::mount_overlay(overlay, rootfs)?,
+        (None, _) => mount(
             Some(rootfs),
             rootfs,
             None::<&str>,

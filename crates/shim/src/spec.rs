@@ -70,6 +70,10 @@ pub struct ContainerConfig {
     pub rootfs_readonly: bool,
     /// The root is an overlay mounted on `rootfs` (see `shim::overlay`).
     pub overlay: Option<RootOverlay>,
+    /// The overlay the agent built as a detached mount (decision 0046),
+    /// held open by the monitor: moved onto `rootfs` instead of mounting
+    /// `overlay`. Set by the monitor, never read from the bundle.
+    pub root_mount: Option<std::os::fd::RawFd>,
     pub hostname: Option<String>,
     pub namespaces: Namespaces,
     /// The id maps of a new user namespace.
@@ -260,6 +264,7 @@ impl ContainerConfig {
             rootfs,
             rootfs_readonly: root.readonly().unwrap_or(false),
             overlay,
+            root_mount: None,
             hostname: spec.hostname().clone(),
             namespaces,
             id_mappings,

@@ -134,6 +134,23 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(files) => files,
         Err(e) => return fail(args, &mut agent, e.to_string()),
     };
+    // The overlay the agent built as a detached mount (decision 0046),
+    // for the child to move onto its root.
+    let root_mount = match (args.root_mount, &config.overlay) {
+        (None, _) => None,
+        (Some(fd), Some(_)) => match super::overlay::adopt_prepared(fd) {
+            Ok(fd) => Some(fd),
+            Err(e) => return fail(args, &mut agent, e.to_string()),
+        },
+        (Some(_), None) => {
+            return fail(
+                args,
+                &mut agent,
+                "a root mount was passed for a bundle without an overlay root".into(),
+            )
+        }
+    };
+    config.root_mount = root_mount.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let own_net_ns = match config.namespaces.enter_net_before_clone() {
         Ok(own) => own,
         Err(e) => return fail(args, &mut agent, e.to_string()),
@@ -148,7 +165,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(Some(child)) => child,
         Err(e) => return fail(args, &mut agent, e),
     };
-    drop((child_fds, source_trees, files));
+    drop((child_fds, source_trees, files, root_mount));
     if let Some(own) = own_net_ns {
         if let Err(e) = setns(own, CloneFlags::CLONE_NEWNET) {
             note(format_args!("return to own network namespace: {e}"));

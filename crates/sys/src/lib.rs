@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod fd_passing;
+pub mod fs_context;
 pub mod mountinfo;
 pub mod openat2;
 pub mod pidfd;
