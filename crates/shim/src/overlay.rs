@@ -66,14 +66,7 @@ pub fn detached(overlay_root: &RootOverlay) -> Result<OwnedFd, OverlayError> {
         step: step.to_string(),
         source,
     };
-    let mut fds = Vec::with_capacity(overlay_root.lower.len() + 2);
-    for path in overlay_root
-        .lower
-        .iter()
-        .chain([&overlay_root.upper, &overlay_root.work])
-    {
-        fds.push(open_dir(path)?);
-    }
+    let fds = open_layers(overlay_root)?;
     let names: Vec<String> = (fds.iter())
         .map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .collect();
@@ -124,14 +117,7 @@ pub fn adopt_prepared(fd: i32) -> Result<OwnedFd, OverlayError> {
 /// (to `/proc/self/fd` and back to `/`): only for the container child,
 /// before its pivot.
 pub fn mount_overlay(overlay_root: &RootOverlay, target: &Path) -> Result<(), OverlayError> {
-    let mut fds = Vec::with_capacity(overlay_root.lower.len() + 2);
-    for path in overlay_root
-        .lower
-        .iter()
-        .chain([&overlay_root.upper, &overlay_root.work])
-    {
-        fds.push(open_dir(path)?);
-    }
+    let fds = open_layers(overlay_root)?;
     let names: Vec<String> = fds.iter().map(|fd| fd.as_raw_fd().to_string()).collect();
     let (lower, rest) = names.split_at(overlay_root.lower.len());
     let data = format!(
@@ -180,6 +166,14 @@ pub fn mount_overlay(overlay_root: &RootOverlay, target: &Path) -> Result<(), Ov
         errno,
     })?;
     Ok(())
+}
+
+/// The lower dirs, then the upper and the work dir, opened `O_PATH`.
+fn open_layers(overlay_root: &RootOverlay) -> Result<Vec<OwnedFd>, OverlayError> {
+    (overlay_root.lower.iter())
+        .chain([&overlay_root.upper, &overlay_root.work])
+        .map(|path| open_dir(path))
+        .collect()
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd, OverlayError> {
