@@ -1,9 +1,12 @@
 //! The `prepare` of the isolators that said their contribution up front
 //! (`Isolator::early_contribution`), run in order on a helper thread while
 //! the launch writes the bundle and starts the container (decision 0046).
+//! The same thread does the launch's other side work, one job after the
+//! other: first what the handover needs (the overlay root), then the
+//! prepares, then what nobody waits for (the warm attach).
 
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
 
@@ -25,7 +28,8 @@ enum PrepareFailure {
 /// The helper's prepares, waited for by [`EarlyPrepare::finish`] (before the
 /// first `isolate`) or [`EarlyPrepare::settle`] (before any `cleanup`).
 pub(super) struct EarlyPrepare {
-    running: Mutex<Option<JoinHandle<Outcome>>>,
+    /// The helper's outcome, sent once its prepares are done.
+    running: Mutex<Option<Receiver<Outcome>>>,
     /// The outcome when no helper thread could be started (the prepares
     /// then ran on the caller's thread).
     done: Mutex<Option<Outcome>>,
@@ -40,38 +44,45 @@ impl EarlyPrepare {
         }
     }
 
-    /// Starts preparing `isolators`, in order, on a helper thread (or here,
-    /// if no thread can be started), then runs `then` there.
+    /// Starts a helper thread (or works here, if none can be started) that
+    /// runs `first`, prepares `isolators` in order, then runs `then`.
     pub(super) fn start(
         id: &ContainerId,
         config: &ContainerConfig,
         isolators: Vec<Announced>,
+        first: Option<Box<dyn FnOnce() + Send>>,
         then: impl FnOnce() + Send + 'static,
     ) -> EarlyPrepare {
         let early = EarlyPrepare::none();
-        if isolators.is_empty() {
+        if isolators.is_empty() && first.is_none() {
             then();
             return early;
         }
+        let jobs = Arc::new(Mutex::new(Some((first, then))));
         let work = Arc::new((id.clone(), config.clone(), isolators));
-        let for_thread = work.clone();
-        let then = Arc::new(Mutex::new(Some(then)));
-        let then_for_thread = then.clone();
+        let (sender, receiver) = channel();
+        let (jobs_for_thread, work_for_thread) = (jobs.clone(), work.clone());
         let spawned = std::thread::Builder::new()
             .name("berth-prepare".into())
             .spawn(move || {
-                let outcome = prepare_all(&for_thread);
-                if let Some(then) = lock(&then_for_thread).take() {
-                    then();
+                let Some((first, then)) = lock(&jobs_for_thread).take() else {
+                    return;
+                };
+                if let Some(first) = first {
+                    first();
                 }
-                outcome
+                let _ = sender.send(prepare_all(&work_for_thread));
+                then();
             });
         match spawned {
-            Ok(handle) => *lock(&early.running) = Some(handle),
+            Ok(_) => *lock(&early.running) = Some(receiver),
             Err(e) => {
                 tracing::warn!("start the prepare thread: {e}; preparing in line");
-                *lock(&early.done) = Some(prepare_all(&work));
-                if let Some(then) = lock(&then).take() {
+                if let Some((first, then)) = lock(&jobs).take() {
+                    if let Some(first) = first {
+                        first();
+                    }
+                    *lock(&early.done) = Some(prepare_all(&work));
                     then();
                 }
             }
@@ -100,8 +111,8 @@ impl EarlyPrepare {
     /// The outcome, once (`None` after it has been taken, or with nothing
     /// to prepare).
     fn outcome(&self) -> Option<Outcome> {
-        if let Some(handle) = lock(&self.running).take() {
-            return Some(handle.join().unwrap_or_else(|_| {
+        if let Some(receiver) = lock(&self.running).take() {
+            return Some(receiver.recv().unwrap_or_else(|_| {
                 Err((
                     "(helper)".into(),
                     PrepareFailure::Failed(IsolatorError::Other(
@@ -211,17 +222,25 @@ mod tests {
     fn prepares_run_in_order_on_a_helper_then_the_follow_up() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (id, config) = config();
-        let after = log.clone();
+        let (before, after) = (log.clone(), log.clone());
         let early = EarlyPrepare::start(
             &id,
             &config,
             steps(&log, &[("cpu", false, false), ("memory", false, false)]),
+            Some(Box::new(move || lock(&before).push("first".into()))),
             move || lock(&after).push("then".into()),
         );
         early.finish().unwrap();
+        // `then` runs after the outcome is sent: wait for it.
+        eventually_logged(&log, 4);
         assert_eq!(
             *lock(&log),
-            ["cpu on berth-prepare", "memory on berth-prepare", "then"]
+            [
+                "first",
+                "cpu on berth-prepare",
+                "memory on berth-prepare",
+                "then"
+            ]
         );
         // Once finished, nothing is left to wait for.
         early.finish().unwrap();
@@ -242,6 +261,7 @@ mod tests {
                     ("pids", false, false),
                 ],
             ),
+            None,
             || {},
         );
         match early.finish() {
@@ -258,8 +278,13 @@ mod tests {
     fn a_contribution_other_than_announced_fails_the_launch() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (id, config) = config();
-        let early =
-            EarlyPrepare::start(&id, &config, steps(&log, &[("blkio", false, true)]), || {});
+        let early = EarlyPrepare::start(
+            &id,
+            &config,
+            steps(&log, &[("blkio", false, true)]),
+            None,
+            || {},
+        );
         match early.finish() {
             Err(ManagerError::Internal(message)) => {
                 assert!(
@@ -275,11 +300,10 @@ mod tests {
     fn settle_and_drop_wait_for_a_slow_prepare() {
         let (id, config) = config();
         for settle in [true, false] {
-            let done = Arc::new(AtomicBool::new(false));
-            let flag = done.clone();
+            let log = Arc::new(Mutex::new(Vec::new()));
             let slow: Arc<dyn Isolator> = Arc::new(Step {
                 name: "slow",
-                log: Arc::new(Mutex::new(Vec::new())),
+                log: log.clone(),
                 fail: true,
                 differ: false,
                 delay: Duration::from_millis(200),
@@ -288,15 +312,23 @@ mod tests {
                 &id,
                 &config,
                 vec![(slow, Contribution::default())],
-                move || flag.store(true, Ordering::SeqCst),
+                None,
+                || {},
             );
             if settle {
                 early.settle();
             } else {
                 drop(early);
             }
-            // The follow-up runs after the prepares, on the same thread.
-            assert!(done.load(Ordering::SeqCst), "settle {settle}");
+            assert_eq!(*lock(&log), ["slow on berth-prepare"], "settle {settle}");
+        }
+    }
+
+    /// Waits (up to 10 s) until `log` has `n` entries.
+    fn eventually_logged(log: &Arc<Mutex<Vec<String>>>, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lock(log).len() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -305,7 +337,7 @@ mod tests {
         let (id, config) = config();
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
-        let early = EarlyPrepare::start(&id, &config, Vec::new(), move || {
+        let early = EarlyPrepare::start(&id, &config, Vec::new(), None, move || {
             flag.store(true, Ordering::SeqCst)
         });
         assert!(ran.load(Ordering::SeqCst));

@@ -347,11 +347,12 @@ impl Manager {
             }
             None => None,
         };
-        let mut root_mount = match &overlay {
+        // Built first by the launch's helper thread (below).
+        let (mut root_mount, root_mount_job) = match &overlay {
             Some((overlay, _)) => {
-                super::root::RootMountBuild::start(overlay, container.userns.is_some())
+                super::root::RootMountBuild::of(overlay, container.userns.is_some())
             }
-            None => super::root::RootMountBuild::none(),
+            None => (super::root::RootMountBuild::none(), None),
         };
 
         // What each isolator says it contributes up front: those prepare on
@@ -374,13 +375,9 @@ impl Manager {
         // while it waits), in parallel with the bundle and the shim's start.
         let warm_attach = {
             let manager = self.clone();
-            move || {
-                let _ = std::thread::Builder::new()
-                    .name("berth-warm-attach".into())
-                    .spawn(move || (manager.cgroups.warm_attach)());
-            }
+            move || (manager.cgroups.warm_attach)()
         };
-        let early = EarlyPrepare::start(&id, &plan.config, early_list, warm_attach);
+        let early = EarlyPrepare::start(&id, &plan.config, early_list, root_mount_job, warm_attach);
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
         let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {
             early.settle();

@@ -243,33 +243,42 @@ impl Manager {
     }
 }
 
-/// The overlay root built as a detached mount on a helper thread while the
-/// launch goes on (decision 0046), passed to the shim, whose container
-/// child moves it onto its root. Any failure (a kernel without the new
-/// mount API, too many layers for one `fsconfig` value) leaves the mount
-/// to the child, as before. Dropping it waits for the helper.
-pub(super) struct RootMountBuild(Option<std::thread::JoinHandle<Option<std::os::fd::OwnedFd>>>);
+/// The overlay root built as a detached mount by the launch's helper thread
+/// (decision 0046), passed to the shim, whose container child moves it
+/// onto its root. Any failure (a kernel without the new mount API, too many
+/// layers for one `fsconfig` value) leaves the mount to the child, as
+/// before.
+pub(super) struct RootMountBuild(Option<std::sync::mpsc::Receiver<Option<std::os::fd::OwnedFd>>>);
+
+/// The helper's job that builds it.
+pub(super) type RootMountJob = Box<dyn FnOnce() + Send>;
 
 impl RootMountBuild {
-    /// Starts building `overlay`. With a user namespace the container's
-    /// root mounts the overlay itself (its mount belongs to that
-    /// namespace), so nothing is built. `BERTH_TEST_NO_ROOT_MOUNT` in the
-    /// agent's environment also builds nothing: tests of the fallback.
-    pub(super) fn start(overlay: &RootOverlay, userns: bool) -> RootMountBuild {
+    /// The build of `overlay`, and the job for the helper. With a user
+    /// namespace the container's root mounts the overlay itself (its mount
+    /// belongs to that namespace), so nothing is built.
+    /// `BERTH_TEST_NO_ROOT_MOUNT` in the agent's environment also builds
+    /// nothing: tests of the fallback.
+    pub(super) fn of(
+        overlay: &RootOverlay,
+        userns: bool,
+    ) -> (RootMountBuild, Option<RootMountJob>) {
         if userns || std::env::var_os("BERTH_TEST_NO_ROOT_MOUNT").is_some() {
-            return RootMountBuild(None);
+            return (RootMountBuild(None), None);
         }
         let overlay = overlay.clone();
-        let spawned = std::thread::Builder::new()
-            .name("berth-root-mount".into())
-            .spawn(move || match berth_shim::overlay::detached(&overlay) {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let job = move || {
+            let built = match berth_shim::overlay::detached(&overlay) {
                 Ok(mount) => Some(mount),
                 Err(e) => {
                     tracing::debug!("{e}; the container mounts its overlay root itself");
                     None
                 }
-            });
-        RootMountBuild(spawned.ok())
+            };
+            let _ = sender.send(built);
+        };
+        (RootMountBuild(Some(receiver)), Some(Box::new(job)))
     }
 
     /// Nothing to build.
@@ -279,15 +288,7 @@ impl RootMountBuild {
 
     /// The mount, once built (`None`: the container mounts the overlay).
     pub(super) fn take(&mut self) -> Option<std::os::fd::OwnedFd> {
-        self.0
-            .take()
-            .and_then(|helper| helper.join().ok().flatten())
-    }
-}
-
-impl Drop for RootMountBuild {
-    fn drop(&mut self) {
-        drop(self.take());
+        self.0.take().and_then(|built| built.recv().ok().flatten())
     }
 }
 
