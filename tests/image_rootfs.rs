@@ -110,6 +110,13 @@ fn the_agents_overlay_root_is_mounted_in_the_container_only() {
         out.contains('\n').then_some(out)
     });
     assert!(line.contains(" - overlay overlay "), "{line}");
+    // The agent names the layers by its own descriptors' absolute paths;
+    // the child mounting the overlay itself names them relative to its cwd.
+    // Where the kernel builds overlays with the new mount API, the agent's
+    // mount is the one in use.
+    if berth_sys::fs_context::FsContext::open("overlay").is_ok() {
+        assert!(line.contains("lowerdir=/proc/self/fd/"), "{line}");
+    }
     let upper = agent.container_dir("held").join("root/upper");
     let agent_table = format!("/proc/{}/mountinfo", agent.pid().unwrap());
     for table in ["/proc/self/mountinfo", &agent_table] {
