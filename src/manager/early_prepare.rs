@@ -28,22 +28,12 @@ enum PrepareFailure {
 /// The helper's prepares, waited for by [`EarlyPrepare::finish`] (before the
 /// first `isolate`) or [`EarlyPrepare::settle`] (before any `cleanup`).
 pub(super) struct EarlyPrepare {
-    /// The helper's outcome, sent once its prepares are done.
-    running: Mutex<Option<Receiver<Outcome>>>,
-    /// The outcome when no helper thread could be started (the prepares
-    /// then ran on the caller's thread).
-    done: Mutex<Option<Outcome>>,
+    /// The helper's outcome, sent once its prepares are done (`None` with
+    /// nothing to prepare, or once taken).
+    outcome: Mutex<Option<Receiver<Outcome>>>,
 }
 
 impl EarlyPrepare {
-    /// Nothing to prepare.
-    pub(super) fn none() -> EarlyPrepare {
-        EarlyPrepare {
-            running: Mutex::new(None),
-            done: Mutex::new(None),
-        }
-    }
-
     /// Starts a helper thread (or works here, if none can be started) that
     /// runs `first`, prepares `isolators` in order, then runs `then`.
     pub(super) fn start(
@@ -53,41 +43,41 @@ impl EarlyPrepare {
         first: Option<Box<dyn FnOnce() + Send>>,
         then: impl FnOnce() + Send + 'static,
     ) -> EarlyPrepare {
-        let early = EarlyPrepare::none();
         if isolators.is_empty() && first.is_none() {
             then();
-            return early;
+            return EarlyPrepare {
+                outcome: Mutex::new(None),
+            };
         }
-        let jobs = Arc::new(Mutex::new(Some((first, then))));
-        let work = Arc::new((id.clone(), config.clone(), isolators));
+        let (id, config) = (id.clone(), config.clone());
         let (sender, receiver) = channel();
-        let (jobs_for_thread, work_for_thread) = (jobs.clone(), work.clone());
+        let work = move || {
+            if let Some(first) = first {
+                first();
+            }
+            let _ = sender.send(prepare_all(&id, &config, &isolators));
+            then();
+        };
+        // Shared so that the work can still run here if the thread cannot
+        // be started (the closure given to a failed spawn is gone).
+        let work = Arc::new(Mutex::new(Some(work)));
+        let for_thread = work.clone();
         let spawned = std::thread::Builder::new()
             .name("berth-prepare".into())
             .spawn(move || {
-                let Some((first, then)) = lock(&jobs_for_thread).take() else {
-                    return;
-                };
-                if let Some(first) = first {
-                    first();
+                if let Some(work) = lock(&for_thread).take() {
+                    work();
                 }
-                let _ = sender.send(prepare_all(&work_for_thread));
-                then();
             });
-        match spawned {
-            Ok(_) => *lock(&early.running) = Some(receiver),
-            Err(e) => {
-                tracing::warn!("start the prepare thread: {e}; preparing in line");
-                if let Some((first, then)) = lock(&jobs).take() {
-                    if let Some(first) = first {
-                        first();
-                    }
-                    *lock(&early.done) = Some(prepare_all(&work));
-                    then();
-                }
+        if let Err(e) = spawned {
+            tracing::warn!("start the prepare thread: {e}; preparing in line");
+            if let Some(work) = lock(&work).take() {
+                work();
             }
         }
-        early
+        EarlyPrepare {
+            outcome: Mutex::new(Some(receiver)),
+        }
     }
 
     /// Waits for the prepares; the first failure fails the launch, as a
@@ -111,17 +101,13 @@ impl EarlyPrepare {
     /// The outcome, once (`None` after it has been taken, or with nothing
     /// to prepare).
     fn outcome(&self) -> Option<Outcome> {
-        if let Some(receiver) = lock(&self.running).take() {
-            return Some(receiver.recv().unwrap_or_else(|_| {
-                Err((
-                    "(helper)".into(),
-                    PrepareFailure::Failed(IsolatorError::Other(
-                        "the prepare thread panicked".into(),
-                    )),
-                ))
-            }));
-        }
-        lock(&self.done).take()
+        let receiver = lock(&self.outcome).take()?;
+        Some(receiver.recv().unwrap_or_else(|_| {
+            Err((
+                "(helper)".into(),
+                PrepareFailure::Failed(IsolatorError::Other("the prepare thread panicked".into())),
+            ))
+        }))
     }
 }
 
@@ -132,8 +118,7 @@ impl Drop for EarlyPrepare {
     }
 }
 
-fn prepare_all(work: &(ContainerId, ContainerConfig, Vec<Announced>)) -> Outcome {
-    let (id, config, isolators) = work;
+fn prepare_all(id: &ContainerId, config: &ContainerConfig, isolators: &[Announced]) -> Outcome {
     for (isolator, announced) in isolators {
         let name = isolator.name().to_string();
         match isolator.prepare(id, config) {

@@ -55,6 +55,14 @@ pub struct ShimArgs<'a> {
     pub root_mount: Option<&'a OwnedFd>,
 }
 
+impl ShimArgs<'_> {
+    /// The descriptors the shim gets, in the order they are numbered from
+    /// [`FILES_FD_BASE`]: the prepared mounts', then the root mount's.
+    fn descriptors(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        (self.files.iter().map(|(_, fd)| fd.as_fd())).chain(self.root_mount.map(|fd| fd.as_fd()))
+    }
+}
+
 /// At most this many prepared mounts (one descriptor of a handover is
 /// kept for the root mount).
 const MAX_FILES: usize = berth_sys::fd_passing::MAX_FDS - 1;
@@ -72,9 +80,7 @@ impl ShimConnection {
     /// shim cannot take it (it died idle): the caller starts one instead.
     pub fn hand_over(idle: IdleShim, args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
         let wire = wire_args(args)?;
-        let files: Vec<BorrowedFd<'_>> = (args.files.iter().map(|(_, fd)| fd.as_fd()))
-            .chain(args.root_mount.map(|fd| fd.as_fd()))
-            .collect();
+        let files: Vec<BorrowedFd<'_>> = args.descriptors().collect();
         berth_protocol::handover::send(idle.writer.as_fd(), &wire, &files)
             .map_err(|e| ShimError::Protocol(e.to_string()))?;
         idle.writer.set_read_timeout(Some(SETUP_TIMEOUT))?;
@@ -92,9 +98,7 @@ impl ShimConnection {
         let argv = wire.to_args();
         let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
         // The prepared mounts from FILES_FD_BASE on, then the root mount.
-        let files: Vec<(BorrowedFd<'_>, i32)> = (args.files.iter().map(|(_, fd)| fd.as_fd()))
-            .chain(args.root_mount.map(|fd| fd.as_fd()))
-            .enumerate()
+        let files: Vec<(BorrowedFd<'_>, i32)> = (args.descriptors().enumerate())
             .map(|(i, fd)| (fd, FILES_FD_BASE + i as i32))
             .collect();
         let ours = start_shim(args.shim, &argv, &files)?;

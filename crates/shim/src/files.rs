@@ -32,16 +32,10 @@ pub fn attach_prepared(
 ) -> Result<Vec<OwnedFd>, FilesError> {
     let mut owned = Vec::with_capacity(files.len());
     for (dest, fd) in files {
-        // SAFETY: F_SETFD on a number; fails with EBADF if it is not open.
-        if unsafe { libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-            return Err(FilesError::NotOpen {
-                dest: dest.clone(),
-                fd: *fd,
-            });
-        }
-        // SAFETY: inherited from the agent for this purpose alone; nothing
-        // else in the shim owns it.
-        owned.push(unsafe { OwnedFd::from_raw_fd(*fd) });
+        owned.push(adopt_inherited(*fd).map_err(|_| FilesError::NotOpen {
+            dest: dest.clone(),
+            fd: *fd,
+        })?);
     }
     for (fd, (dest, _)) in owned.iter().zip(files) {
         let m = mounts
@@ -59,6 +53,18 @@ pub fn attach_prepared(
         });
     }
     Ok(owned)
+}
+
+/// Takes a descriptor the agent passed at number `fd` (the prepared
+/// mounts, the root mount), made close-on-exec. `EBADF` if it is not open.
+pub fn adopt_inherited(fd: i32) -> Result<OwnedFd, nix::errno::Errno> {
+    // SAFETY: F_SETFD on a number; fails with EBADF if it is not open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: inherited from the agent for this purpose alone; nothing else
+    // in the shim owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn is_prepared_tmpfs(m: &MountSpec) -> bool {

@@ -46,8 +46,6 @@ pub enum OverlayError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the agent's root mount (descriptor {fd}): {errno}")]
-    Prepared { fd: i32, errno: Errno },
 }
 
 /// The longest value `fsconfig` takes for one option.
@@ -83,9 +81,8 @@ pub fn detached(overlay_root: &RootOverlay) -> Result<OwnedFd, OverlayError> {
     let _ = std::fs::remove_dir(overlay_root.work.join("work/incompat/volatile"));
     let fs = FsContext::open("overlay").map_err(|e| fail("fsopen", e))?;
     // "overlay" as the source, as `mount_overlay` (and Docker) show it.
-    let source = "overlay".to_string();
     for (key, value) in [
-        ("source", &source),
+        ("source", "overlay"),
         ("lowerdir", &lower),
         ("upperdir", &rest[0]),
         ("workdir", &rest[1]),
@@ -96,21 +93,6 @@ pub fn detached(overlay_root: &RootOverlay) -> Result<OwnedFd, OverlayError> {
     let _ = fs.set_flag("volatile");
     fs.mount(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
         .map_err(|(step, e)| fail(step, e))
-}
-
-/// Takes the agent's root mount inherited at `fd` (made close-on-exec):
-/// the monitor keeps it until the child is cloned.
-pub fn adopt_prepared(fd: i32) -> Result<OwnedFd, OverlayError> {
-    // SAFETY: F_SETFD on a number; fails with EBADF if it is not open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(OverlayError::Prepared {
-            fd,
-            errno: Errno::last(),
-        });
-    }
-    // SAFETY: inherited from the agent for this purpose alone; nothing else
-    // in the shim owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Mounts the overlay on `target`, `nosuid,nodev`. Changes the cwd

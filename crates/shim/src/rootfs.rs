@@ -22,6 +22,8 @@ pub enum RootfsError {
     Propagation(Errno),
     #[error("bind rootfs {path} onto itself: {errno}")]
     Bind { path: PathBuf, errno: Errno },
+    #[error("move the agent's overlay root onto {path}: {errno}")]
+    Attach { path: PathBuf, errno: Errno },
     #[error("open rootfs {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
     #[error("rootfs {0} is not reachable through its bind mount")]
@@ -72,7 +74,7 @@ pub fn prepare(
     match (overlay, prepared) {
         (Some(_), Some(tree)) => {
             let target = open_dir(rootfs)?;
-            mounts::attach_tree(tree, &target).map_err(|errno| RootfsError::Bind {
+            mounts::attach_tree(tree, &target).map_err(|errno| RootfsError::Attach {
                 path: rootfs.into(),
                 errno,
             })?;

@@ -138,9 +138,12 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     // for the child to move onto its root.
     let root_mount = match (args.root_mount, &config.overlay) {
         (None, _) => None,
-        (Some(fd), Some(_)) => match super::overlay::adopt_prepared(fd) {
+        (Some(fd), Some(_)) => match super::files::adopt_inherited(fd) {
             Ok(fd) => Some(fd),
-            Err(e) => return fail(args, &mut agent, e.to_string()),
+            Err(errno) => {
+                let message = format!("the agent's root mount (descriptor {fd}): {errno}");
+                return fail(args, &mut agent, message);
+            }
         },
         (Some(_), None) => {
             return fail(
