@@ -492,6 +492,59 @@ fn info_names_the_cgroup_mode_and_isolators() {
     assert!(stdout_of(&out).contains(&mode));
 }
 
+/// Every isolator's cgroup holds the command from its first instruction:
+/// on cgroup v1 the process moved itself there during its setup (decision
+/// 0047), with a user namespace (or on v2) the isolators moved it.
+#[test]
+fn the_command_starts_in_every_isolators_cgroup_with_or_without_a_user_namespace() {
+    require_root!();
+    let v1 = common::cgroup::mode_name() == "v1";
+    let (isolation, controllers): (&str, &[&str]) = if v1 {
+        (
+            r#"["cpu", "memory", "blkio", "pids", "devices", "net_cls"]"#,
+            &[
+                "cpu", "cpuacct", "memory", "blkio", "pids", "devices", "net_cls",
+            ],
+        )
+    } else {
+        (r#"["cpu", "memory", "pids", "devices"]"#, &[""])
+    };
+    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .is_ok_and(|max| max.trim() != "0");
+    if !userns {
+        common::skip_missing_kernel_feature(
+            "launch::the_command_starts_in_every_isolators_cgroup (user namespace)",
+            "the kernel allows no user namespaces",
+        );
+    }
+    let agent = Agent::start_with_config(&format!(
+        "isolation = {isolation}\n[userns]\nsubordinate_uids = \"6000000:65536\"\n"
+    ));
+    let cases = [("own", false), ("in-userns", true)];
+    for (id, with_userns) in cases.into_iter().filter(|(_, u)| userns || !u) {
+        let mut request = json!({"id": id, "command": ["cat", "/proc/self/cgroup"]});
+        if with_userns {
+            request["userns"] = json!("auto");
+        }
+        agent.launch(request);
+        assert_eq!(agent.wait(id)["exit_code"], 0, "{}", agent.log());
+        let seen = agent.stdout(id);
+        for controller in controllers {
+            // `ID:controllers:path`; on v2 the one line `0::path`.
+            let line = seen.lines().find(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, names) = (parts.next(), parts.next().unwrap_or("-"));
+                names.split(',').any(|n| n == *controller)
+            });
+            let line = line.unwrap_or_else(|| panic!("{id}: no {controller:?} line in {seen}"));
+            assert!(
+                line.ends_with(&format!("/{id}")),
+                "{id} ({controller:?}) started outside its cgroup: {line}"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_unreachable_agent_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();

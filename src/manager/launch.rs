@@ -9,6 +9,7 @@ use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, Isola
 
 use super::early_prepare::EarlyPrepare;
 use super::locked::locked;
+use super::self_join::SelfJoin;
 use super::shim_client::{ShimArgs, ShimConnection, ShimError};
 use super::{Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
@@ -33,6 +34,9 @@ struct Beside<'a> {
     early: &'a EarlyPrepare,
     /// The overlay root being built as a detached mount.
     root_mount: &'a mut super::root::RootMountBuild,
+    /// The cgroups the container's process moves itself into (decision
+    /// 0047), if it does.
+    self_join: Option<&'a mut SelfJoin>,
 }
 
 /// A validated launch.
@@ -369,13 +373,28 @@ impl Manager {
             }
             announced.push(early);
         }
+        // The cgroups the process moves itself into, its isolators'
+        // `isolate` skipped (decision 0047).
+        let mut self_join = SelfJoin::plan(
+            &id,
+            &plan.isolators,
+            &self.cgroups.mode,
+            container.userns.is_some(),
+        )?;
         // The attach that follows the shim's `forked` waits for an RCU grace
         // period unless a cgroup migration just happened: the helper makes
         // one once the cgroups are made (it holds the kernel's cgroup mutex
         // while it waits), in parallel with the bundle and the shim's start.
+        // Not with a self-join: it would hold the kernel's cgroup mutex,
+        // which the process' own move takes too, through a grace period.
         let warm_attach = {
             let manager = self.clone();
-            move || (manager.cgroups.warm_attach)()
+            let warm = self_join.is_none();
+            move || {
+                if warm {
+                    (manager.cgroups.warm_attach)()
+                }
+            }
         };
         let early = EarlyPrepare::start(&id, &plan.config, early_list, root_mount_job, warm_attach);
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
@@ -449,6 +468,7 @@ impl Manager {
                 start_watches: &start_watches,
                 early: &early,
                 root_mount: &mut root_mount,
+                self_join: self_join.as_mut(),
             },
         );
         if let Err(e) = launched {
@@ -537,6 +557,7 @@ impl Manager {
             start_watches,
             early,
             root_mount,
+            mut self_join,
         } = beside;
         let (isolators, seccomp, network) = (&plan.isolators, &plan.seccomp, &plan.network);
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
@@ -611,6 +632,7 @@ impl Manager {
             log: &container.log,
             files: &files,
             root_mount: root_mount.as_ref(),
+            cgroups: self_join.as_ref().map(|j| (j.dirs.as_slice(), &j.ready)),
         };
         let mut shim = self.shim_for(&shim_args).map_err(|e| internal(&e))?;
         drop((files, root_mount));
@@ -650,22 +672,38 @@ impl Manager {
         // Dropping the connection (on error) makes the shim kill the
         // container.
         early.finish()?;
-        for isolator in isolators {
-            if let Err(e) = isolator.isolate(&container.id, pid) {
-                // Isolated during its setup, the process may have gone
-                // because the setup failed: the shim's reason comes first.
-                if !ready {
-                    if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
-                        return Err(launch_failed(kind, message));
-                    }
-                }
-                // Dropping the connection makes the shim kill the container.
-                drop(shim);
-                return Err(ManagerError::Internal(format!(
-                    "isolator {}: {e}",
-                    isolator.name()
-                )));
+        // The cgroups exist: the process may move itself into those it
+        // joins (before it confines itself); the isolators move it into
+        // the others.
+        let isolated = (|| {
+            if let Some(join) = self_join.as_mut() {
+                join.release()
+                    .map_err(|e| format!("tell the container its cgroups exist: {e}"))?;
             }
+            for isolator in isolators {
+                if self_join
+                    .as_ref()
+                    .is_some_and(|j| j.replaces(isolator.as_ref()))
+                {
+                    continue;
+                }
+                isolator
+                    .isolate(&container.id, pid)
+                    .map_err(|e| format!("isolator {}: {e}", isolator.name()))?;
+            }
+            Ok::<(), String>(())
+        })();
+        if let Err(e) = isolated {
+            // Isolated during its setup, the process may have gone
+            // because the setup failed: the shim's reason comes first.
+            if !ready {
+                if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
+                    return Err(launch_failed(kind, message));
+                }
+            }
+            // Dropping the connection makes the shim kill the container.
+            drop(shim);
+            return Err(ManagerError::Internal(e));
         }
         start_watches();
         if !ready {

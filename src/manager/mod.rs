@@ -24,6 +24,7 @@ mod root;
 mod scrape;
 mod seccomp;
 mod secrets;
+mod self_join;
 mod shim_client;
 pub mod shim_pool;
 mod update;

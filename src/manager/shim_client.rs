@@ -53,19 +53,26 @@ pub struct ShimArgs<'a> {
     /// The root overlay built as a detached mount (decision 0046), passed
     /// after the prepared mounts and named by `--root-fd`.
     pub root_mount: Option<&'a OwnedFd>,
+    /// The cgroup directories the container's process moves itself into
+    /// (decision 0047) and the read end of the pipe on which the launch
+    /// says they exist; passed last, named by `--cgroups-ready-fd`.
+    pub cgroups: Option<(&'a [PathBuf], &'a OwnedFd)>,
 }
 
 impl ShimArgs<'_> {
     /// The descriptors the shim gets, in the order they are numbered from
-    /// [`FILES_FD_BASE`]: the prepared mounts', then the root mount's.
+    /// [`FILES_FD_BASE`]: the prepared mounts', then the root mount's,
+    /// then the cgroups-ready pipe's.
     fn descriptors(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        (self.files.iter().map(|(_, fd)| fd.as_fd())).chain(self.root_mount.map(|fd| fd.as_fd()))
+        (self.files.iter().map(|(_, fd)| fd.as_fd()))
+            .chain(self.root_mount.map(|fd| fd.as_fd()))
+            .chain(self.cgroups.map(|(_, ready)| ready.as_fd()))
     }
 }
 
-/// At most this many prepared mounts (one descriptor of a handover is
-/// kept for the root mount).
-const MAX_FILES: usize = berth_sys::fd_passing::MAX_FDS - 1;
+/// At most this many prepared mounts (two descriptors of a handover are
+/// kept: the root mount, the cgroups-ready pipe).
+const MAX_FILES: usize = berth_sys::fd_passing::MAX_FDS - 2;
 
 /// An open conversation with a shim that is launching a container.
 pub struct ShimConnection {
@@ -176,6 +183,8 @@ fn wire_args(args: &ShimArgs<'_>) -> Result<WireArgs, ShimError> {
             args.files.len()
         )));
     }
+    let after_files = FILES_FD_BASE + args.files.len() as i32;
+    let root_mount = (args.root_mount.is_some()).then_some(after_files);
     Ok(WireArgs {
         id: args.id.to_string(),
         bundle: args.bundle.to_path_buf(),
@@ -185,6 +194,9 @@ fn wire_args(args: &ShimArgs<'_>) -> Result<WireArgs, ShimError> {
         files: (args.files.iter().enumerate())
             .map(|(i, (dest, _))| (dest.clone(), FILES_FD_BASE + i as i32))
             .collect(),
-        root_mount: (args.root_mount.is_some()).then_some(FILES_FD_BASE + args.files.len() as i32),
+        root_mount,
+        cgroups: (args.cgroups.map(|(dirs, _)| dirs.to_vec())).unwrap_or_default(),
+        cgroups_ready: (args.cgroups.is_some())
+            .then_some(after_files + i32::from(root_mount.is_some())),
     })
 }

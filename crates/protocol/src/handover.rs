@@ -143,19 +143,15 @@ fn read_some(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, HandoverEr
 }
 
 /// The descriptors must be the prepared mounts' in order, then the root
-/// mount's if one is named.
+/// mount's and the cgroups-ready pipe's if they are named.
 fn check_files(args: &ShimArgs, received: usize) -> Result<(), HandoverError> {
-    let in_order = args
-        .files
-        .iter()
-        .enumerate()
-        .all(|(i, (_, fd))| *fd == FILES_FD_BASE + i as i32);
-    let root_in_place = args
-        .root_mount
-        .is_none_or(|fd| fd == FILES_FD_BASE + args.files.len() as i32);
-    let named = args.files.len() + usize::from(args.root_mount.is_some());
-    if named != received || received > MAX_FDS || !in_order || !root_in_place {
-        return Err(HandoverError::Files { named, received });
+    let named = args.descriptors();
+    let in_order = (named.iter().enumerate()).all(|(i, fd)| *fd == FILES_FD_BASE + i as i32);
+    if named.len() != received || received > MAX_FDS || !in_order {
+        return Err(HandoverError::Files {
+            named: named.len(),
+            received,
+        });
     }
     Ok(())
 }
@@ -179,6 +175,8 @@ mod tests {
                 .map(|i| (format!("/run/secrets/{i}").into(), FILES_FD_BASE + i as i32))
                 .collect(),
             root_mount: None,
+            cgroups: Vec::new(),
+            cgroups_ready: None,
         }
     }
 
@@ -280,6 +278,35 @@ mod tests {
         sent.root_mount = Some(FILES_FD_BASE + 1);
         assert!(matches!(
             send(agent.as_fd(), &sent, &[secret.as_fd()]),
+            Err(HandoverError::Files {
+                named: 2,
+                received: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn a_cgroups_ready_descriptor_comes_last() {
+        let (agent, shim) = UnixStream::pair().unwrap();
+        let fds = [(); 3].map(|()| tempfile::tempfile().unwrap());
+        let mut sent = args(1);
+        sent.root_mount = Some(FILES_FD_BASE + 1);
+        sent.cgroups = vec!["/sys/fs/cgroup/memory/berth/c1".into()];
+        sent.cgroups_ready = Some(FILES_FD_BASE + 2);
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        send(agent.as_fd(), &sent, &borrowed).unwrap();
+        let Some(Received::Launch(got, received)) = receive(shim.as_fd()).unwrap() else {
+            panic!("not a launch");
+        };
+        assert_eq!((got, received.len()), (sent.clone(), 3));
+        // Before the root mount's, or without its descriptor: refused.
+        sent.cgroups_ready = Some(FILES_FD_BASE + 1);
+        sent.root_mount = Some(FILES_FD_BASE + 2);
+        assert!(send(agent.as_fd(), &sent, &borrowed).is_err());
+        sent.root_mount = None;
+        sent.cgroups_ready = Some(FILES_FD_BASE + 1);
+        assert!(matches!(
+            send(agent.as_fd(), &sent, &borrowed[..1]),
             Err(HandoverError::Files {
                 named: 2,
                 received: 1

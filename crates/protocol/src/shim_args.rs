@@ -1,6 +1,7 @@
 //! The shim's command line: `--id ID --bundle DIR --state-dir DIR --log-dir DIR
 //! [--log-max-size BYTES] [--log-max-files N] [--log-compress]
-//! [--log-mode block|drop] [--files-fd DEST=FD]... [--root-fd FD]`.
+//! [--log-mode block|drop] [--files-fd DEST=FD]... [--root-fd FD]
+//! [--cgroup DIR... --cgroups-ready-fd FD]`.
 //!
 //! The agent writes it with [`ShimArgs::to_args`], the shim reads it with
 //! [`ShimArgs::parse`]. Parsed by hand: a handful of options do not justify
@@ -41,6 +42,14 @@ pub struct ShimArgs {
     /// instead of mounting the overlay itself. Its descriptor follows the
     /// prepared mounts'.
     pub root_mount: Option<i32>,
+    /// The cgroup directories the container's process moves itself into
+    /// (`--cgroup DIR`, repeatable; decision 0047), once the agent says
+    /// they exist: a byte on the pipe whose read end is
+    /// [`ShimArgs::cgroups_ready`].
+    pub cgroups: Vec<PathBuf>,
+    /// `--cgroups-ready-fd FD`, given with `--cgroup` and only then: its
+    /// descriptor follows the root mount's (or the prepared mounts').
+    pub cgroups_ready: Option<i32>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -64,6 +73,16 @@ pub enum ArgsError {
 }
 
 impl ShimArgs {
+    /// The descriptor numbers it names, in the order the agent passes
+    /// them: the prepared mounts', the root mount's, the cgroups-ready
+    /// pipe's.
+    pub fn descriptors(&self) -> Vec<i32> {
+        (self.files.iter().map(|(_, fd)| *fd))
+            .chain(self.root_mount)
+            .chain(self.cgroups_ready)
+            .collect()
+    }
+
     /// The arguments after the program name, as [`ShimArgs::parse`] reads
     /// them back.
     pub fn to_args(&self) -> Vec<OsString> {
@@ -88,6 +107,14 @@ impl ShimArgs {
             out.push("--root-fd".into());
             out.push(fd.to_string().into());
         }
+        for dir in &self.cgroups {
+            out.push("--cgroup".into());
+            out.push(dir.clone().into());
+        }
+        if let Some(fd) = self.cgroups_ready {
+            out.push("--cgroups-ready-fd".into());
+            out.push(fd.to_string().into());
+        }
         if self.log.compress {
             out.push("--log-compress".into());
         }
@@ -110,6 +137,8 @@ impl ShimArgs {
         let mut mode: Option<LogMode> = None;
         let mut files: Vec<(PathBuf, i32)> = Vec::new();
         let mut root_mount: Option<i32> = None;
+        let mut cgroups: Vec<PathBuf> = Vec::new();
+        let mut cgroups_ready: Option<i32> = None;
 
         let mut iter = args.into_iter();
         while let Some(arg) = iter.next() {
@@ -140,6 +169,8 @@ impl ShimArgs {
                     | "--log-mode"
                     | "--files-fd"
                     | "--root-fd"
+                    | "--cgroup"
+                    | "--cgroups-ready-fd"
             ) {
                 return Err(ArgsError::Unknown(arg));
             }
@@ -177,18 +208,20 @@ impl ShimArgs {
                         }
                     }
                 }
-                "--root-fd" => {
-                    let value = utf8(value, &name)?;
-                    match value.parse::<i32>() {
-                        Ok(fd) if fd > 2 => set_once(&mut root_mount, fd, &name)?,
-                        _ => {
-                            return Err(ArgsError::Invalid {
-                                option: name,
-                                value,
-                                reason: "expected a descriptor number above 2",
-                            })
-                        }
+                "--root-fd" => set_once(&mut root_mount, descriptor(value, &name)?, &name)?,
+                "--cgroups-ready-fd" => {
+                    set_once(&mut cgroups_ready, descriptor(value, &name)?, &name)?
+                }
+                "--cgroup" => {
+                    let dir = PathBuf::from(value);
+                    if !dir.is_absolute() {
+                        return Err(ArgsError::Invalid {
+                            option: name,
+                            value: dir.to_string_lossy().into_owned(),
+                            reason: "expected an absolute path",
+                        });
                     }
+                    cgroups.push(dir);
                 }
                 "--state-dir" => set_once(&mut state_dir, value.into(), &name)?,
                 "--log-dir" => set_once(&mut log_dir, value.into(), &name)?,
@@ -213,6 +246,13 @@ impl ShimArgs {
                 }
             }
         }
+        if cgroups.is_empty() != cgroups_ready.is_none() {
+            return Err(ArgsError::Missing(if cgroups.is_empty() {
+                "--cgroup (with --cgroups-ready-fd)"
+            } else {
+                "--cgroups-ready-fd (with --cgroup)"
+            }));
+        }
         let defaults = LogSettings::default();
 
         Ok(ShimArgs {
@@ -228,7 +268,22 @@ impl ShimArgs {
             },
             files,
             root_mount,
+            cgroups,
+            cgroups_ready,
         })
+    }
+}
+
+/// A descriptor number the agent placed: above stdio.
+fn descriptor(value: OsString, option: &str) -> Result<i32, ArgsError> {
+    let value = utf8(value, option)?;
+    match value.parse::<i32>() {
+        Ok(fd) if fd > 2 => Ok(fd),
+        _ => Err(ArgsError::Invalid {
+            option: option.to_string(),
+            value,
+            reason: "expected a descriptor number above 2",
+        }),
     }
 }
 
@@ -285,6 +340,8 @@ mod tests {
             log: LogSettings::default(),
             files: Vec::new(),
             root_mount: None,
+            cgroups: Vec::new(),
+            cgroups_ready: None,
         };
         let full = ShimArgs {
             id: "web-1".into(),
@@ -302,6 +359,11 @@ mod tests {
                 ("/etc/a=b".into(), FILES_FD_BASE + 1),
             ],
             root_mount: Some(FILES_FD_BASE + 2),
+            cgroups: vec![
+                "/sys/fs/cgroup/cpu,cpuacct/berth/web-1".into(),
+                "/sys/fs/cgroup/memory/berth/web-1".into(),
+            ],
+            cgroups_ready: Some(FILES_FD_BASE + 3),
         };
         for args in [minimal, full] {
             assert_eq!(ShimArgs::parse(args.to_args()).unwrap(), args);
@@ -329,6 +391,8 @@ mod tests {
                 log: LogSettings::default(),
                 files: Vec::new(),
                 root_mount: None,
+                cgroups: Vec::new(),
+                cgroups_ready: None,
             }
         );
     }
@@ -348,6 +412,33 @@ mod tests {
             with(&["--root-fd=5", "--root-fd=6"]),
             Err(ArgsError::Duplicate("--root-fd".into()))
         );
+    }
+
+    #[test]
+    fn cgroups_come_with_their_ready_descriptor() {
+        let base = ["--id=c1", "--bundle=/b", "--state-dir=/s", "--log-dir=/l"];
+        let with = |more: &[&str]| parse(&[&base[..], more].concat());
+        let args = with(&[
+            "--cgroup=/sys/fs/cgroup/pids/berth/c1",
+            "--cgroup",
+            "/sys/fs/cgroup/memory/berth/c1",
+            "--cgroups-ready-fd=4",
+        ])
+        .unwrap();
+        assert_eq!(args.cgroups.len(), 2);
+        assert_eq!((args.cgroups_ready, args.descriptors()), (Some(4), vec![4]));
+        assert!(matches!(
+            with(&["--cgroup=/sys/fs/cgroup/pids/berth/c1"]),
+            Err(ArgsError::Missing(_))
+        ));
+        assert!(matches!(
+            with(&["--cgroups-ready-fd=4"]),
+            Err(ArgsError::Missing(_))
+        ));
+        assert!(matches!(
+            with(&["--cgroup=pids/c1", "--cgroups-ready-fd=4"]),
+            Err(ArgsError::Invalid { .. })
+        ));
     }
 
     #[test]

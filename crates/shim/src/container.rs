@@ -15,6 +15,7 @@ use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, sethostname, sets
 use thiserror::Error;
 
 use super::capabilities::CapabilityError;
+use super::cgroup_move::{CgroupMove, CgroupMoveError};
 use super::device_nodes::{self, DeviceNodeError};
 use super::devices::{self, DeviceError};
 use super::exec;
@@ -71,6 +72,8 @@ pub enum SetupError {
     Seccomp(#[from] SeccompError),
     #[error("set up the pty: {0}")]
     Pty(Errno),
+    #[error(transparent)]
+    CgroupMove(#[from] CgroupMoveError),
 }
 
 impl SetupError {
@@ -212,6 +215,8 @@ fn setup(
 ) -> Result<Option<SeccompProgram>, SetupError> {
     reset_signals()?;
     setsid().map_err(SetupError::Setsid)?;
+    // Its cgroups' parents, opened before any mount below (decision 0047).
+    let cgroups = CgroupMove::open(&config.cgroups, config.cgroups_ready)?;
 
     let null = OpenOptions::new()
         .read(true)
@@ -286,6 +291,11 @@ fn setup(
     // Still root with every capability: the new keyring is owned by root
     // and possessed by the process, whatever user it becomes below.
     keyring::join_new_session()?;
+    // Into its cgroups once the agent has made them (it has prepared them
+    // meanwhile), while it still has every capability; before its command.
+    if let Some(cgroups) = cgroups {
+        cgroups.join()?;
+    }
     confine(&config.process)
 }
 

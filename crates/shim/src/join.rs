@@ -192,14 +192,21 @@ fn run(args: &ExecArgs) -> Result<(WaitStatus, Option<String>), JoinError> {
         .own_dirs()?;
     // Only where the helper is elsewhere: a move into the cgroup one is
     // already in costs as much (v1) and changes nothing.
-    let cgroups: Vec<PathBuf> = berth_cgroups::Hierarchies::from_files(
+    let theirs = berth_cgroups::Hierarchies::from_files(
         mountinfo,
         &PathBuf::from(format!("/proc/{pid}/cgroup")),
-    )?
-    .own_dirs()?
-    .into_iter()
-    .filter(|dir| !own.contains(dir))
-    .collect();
+    )?;
+    // A v1 thread that writes 0 to `tasks` moves itself without the
+    // kernel's global migration lock (decision 0047); v2 moves whole
+    // processes only.
+    let file = match theirs.mode() {
+        berth_cgroups::CgroupMode::V1 => "tasks",
+        berth_cgroups::CgroupMode::V2 => "cgroup.procs",
+    };
+    let cgroups: Vec<PathBuf> = (theirs.own_dirs()?.into_iter())
+        .filter(|dir| !own.contains(dir))
+        .map(|dir| dir.join(file))
+        .collect();
     let mut flags = 0;
     for (name, flag) in NAMESPACES {
         let theirs = ns_inode(&format!("/proc/{pid}/ns/{name}"))?;
@@ -379,7 +386,8 @@ fn ns_inode(path: &str) -> Result<u64, JoinError> {
         })
 }
 
-/// The joiner: into the cgroups and namespaces, then forks the command and
+/// The joiner: into the cgroups (`cgroups`: the files it writes itself
+/// into) and namespaces, then forks the command and
 /// passes its end on as its own. Never returns.
 fn join(
     pipes: &Pipes,
@@ -398,9 +406,8 @@ fn join(
         unsafe { libc::close(write.as_raw_fd()) };
     }
     // Before the namespaces: the cgroup files are the host's.
-    for dir in cgroups {
-        let path = dir.join("cgroup.procs");
-        if let Err(e) = std::fs::write(&path, b"0") {
+    for path in cgroups {
+        if let Err(e) = std::fs::write(path, b"0") {
             fail(report, &format!("join cgroup {}: {e}", path.display()), 1);
         }
     }

@@ -11,6 +11,7 @@
 mod agent;
 pub mod attach_stdin;
 mod capabilities;
+mod cgroup_move;
 mod clock;
 mod container;
 mod daemon;

@@ -74,6 +74,13 @@ pub struct ContainerConfig {
     /// held open by the monitor: moved onto `rootfs` instead of mounting
     /// `overlay`. Set by the monitor, never read from the bundle.
     pub root_mount: Option<std::os::fd::RawFd>,
+    /// The cgroups the child moves itself into once the agent's byte on
+    /// `cgroups_ready` says they exist (decision 0047). Set by the
+    /// monitor from its arguments, never read from the bundle.
+    pub cgroups: Vec<PathBuf>,
+    /// The read end of the agent's cgroups-ready pipe, held open by the
+    /// monitor.
+    pub cgroups_ready: Option<std::os::fd::RawFd>,
     pub hostname: Option<String>,
     pub namespaces: Namespaces,
     /// The id maps of a new user namespace.
@@ -265,6 +272,8 @@ impl ContainerConfig {
             rootfs_readonly: root.readonly().unwrap_or(false),
             overlay,
             root_mount: None,
+            cgroups: Vec::new(),
+            cgroups_ready: None,
             hostname: spec.hostname().clone(),
             namespaces,
             id_mappings,

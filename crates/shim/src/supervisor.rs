@@ -154,6 +154,18 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         }
     };
     config.root_mount = root_mount.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    // The agent's pipe that says the container's cgroups exist, for the
+    // child to move itself into them (decision 0047).
+    let cgroups_ready = match args.cgroups_ready.map(super::files::adopt_inherited) {
+        None => None,
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(errno)) => {
+            let message = format!("the agent's cgroups-ready pipe: {errno}");
+            return fail(args, &mut agent, message);
+        }
+    };
+    config.cgroups = args.cgroups.clone();
+    config.cgroups_ready = cgroups_ready.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let own_net_ns = match config.namespaces.enter_net_before_clone() {
         Ok(own) => own,
         Err(e) => return fail(args, &mut agent, e.to_string()),
@@ -168,7 +180,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(Some(child)) => child,
         Err(e) => return fail(args, &mut agent, e),
     };
-    drop((child_fds, source_trees, files, root_mount));
+    drop((child_fds, source_trees, files, root_mount, cgroups_ready));
     if let Some(own) = own_net_ns {
         if let Err(e) = setns(own, CloneFlags::CLONE_NEWNET) {
             note(format_args!("return to own network namespace: {e}"));

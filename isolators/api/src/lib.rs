@@ -350,6 +350,51 @@ pub trait Isolator: Send + Sync {
         Ok(())
     }
 
+    /// The cgroup directories [`Isolator::isolate`] moves the process
+    /// into, for an isolator whose `isolate` does nothing else. Where the
+    /// process can move itself (cgroup v1, no user namespace), berth has
+    /// it do so once `prepare` has ended, before its command runs, and
+    /// does not call `isolate`: a process moving itself skips the kernel's
+    /// global migration lock, whose first taker waits for an RCU grace
+    /// period (decision 0047). Elsewhere `isolate` is called as usual. A
+    /// failed move fails the launch. Known before `prepare` (the paths
+    /// only, nothing is created). The default, none, always calls
+    /// `isolate`.
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
+    ///
+    /// /// One v1 cgroup per container below `root`.
+    /// struct Freezer { root: PathBuf }
+    ///
+    /// impl Isolator for Freezer {
+    ///     fn name(&self) -> &str { "freezer" }
+    ///     fn prepare(&self, id: &ContainerId, _: &ContainerConfig) -> Result<Contribution, IsolatorError> {
+    ///         // ... mkdir root/<id> ...
+    ///         Ok(Contribution::default())
+    ///     }
+    ///     fn isolate(&self, id: &ContainerId, pid: u32) -> Result<(), IsolatorError> {
+    ///         // ... write pid to root/<id>/cgroup.procs ...
+    ///         Ok(())
+    ///     }
+    ///     fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolatorError> {
+    ///         Ok(vec![self.root.join(id.as_str())])
+    ///     }
+    /// }
+    ///
+    /// let freezer = Freezer { root: "/sys/fs/cgroup/freezer/berth".into() };
+    /// let id = ContainerId::new("c1").unwrap();
+    /// assert_eq!(
+    ///     freezer.joinable_cgroups(&id).unwrap(),
+    ///     [PathBuf::from("/sys/fs/cgroup/freezer/berth/c1")]
+    /// );
+    /// ```
+    fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolatorError> {
+        let _ = id;
+        Ok(Vec::new())
+    }
+
     /// Starts watching for a limitation. When one is hit, call
     /// `reporter.report(...)` once: the agent then ends the container with
     /// reason `<resource>-limit`. Watching threads or tasks must stop by

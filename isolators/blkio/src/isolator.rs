@@ -1,6 +1,7 @@
 use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::fs;
+use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
@@ -304,6 +305,11 @@ impl Isolator for BlkioIsolator {
     fn isolate(&self, id: &ContainerId, pid: u32) -> Result<(), IsolatorError> {
         self.cgroup(id)?.add_process(B, pid)?;
         Ok(())
+    }
+
+    /// `isolate` only moves the process: where it can, it moves itself.
+    fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolatorError> {
+        Ok(self.root.container_dirs(id.as_str(), &[B])?)
     }
 
     /// Applies the container's full resources: weight and throttles are

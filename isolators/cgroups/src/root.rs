@@ -282,6 +282,19 @@ impl CgroupRoot {
         Ok(())
     }
 
+    /// The distinct directories of container `id`'s cgroups for
+    /// `controllers` (what an isolator's `joinable_cgroups` returns): the
+    /// paths only, nothing is created.
+    pub fn container_dirs(
+        &self,
+        id: &str,
+        controllers: &[Controller],
+    ) -> Result<Vec<PathBuf>, CgroupError> {
+        let cgroup = self.container(id)?;
+        let dirs = cgroup.paths(controllers)?;
+        Ok(dirs.into_iter().map(Path::to_path_buf).collect())
+    }
+
     /// The cgroup of container `id` (not created yet). `id` must be a single
     /// path component.
     pub fn container(&self, id: &str) -> Result<ContainerCgroup, CgroupError> {

@@ -1,5 +1,6 @@
 use berth_isolator::TypedSection;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
@@ -228,6 +229,13 @@ impl Isolator for CpuIsolator {
         // Co-mounted controllers share a directory: it is written once.
         cgroup.add_process_all(controllers(cgroup.mode()), pid)?;
         Ok(())
+    }
+
+    /// `isolate` only moves the process: where it can, it moves itself.
+    fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolatorError> {
+        Ok(self
+            .root
+            .container_dirs(id.as_str(), controllers(self.root.mode()))?)
     }
 
     /// Applies a new `resources.cpus`; an absent value leaves the current

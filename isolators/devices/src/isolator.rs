@@ -1,6 +1,7 @@
 use berth_isolator::TypedSection;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
@@ -191,6 +192,11 @@ impl Isolator for DevicesIsolator {
             .ok_or_else(|| unknown(id))?;
         cgroup.add_process(Controller::Devices, pid)?;
         Ok(())
+    }
+
+    /// `isolate` only moves the process: where it can, it moves itself.
+    fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolatorError> {
+        Ok(self.root.container_dirs(id.as_str(), CONTROLLERS)?)
     }
 
     /// Devices are fixed at launch: a request to change them is refused.

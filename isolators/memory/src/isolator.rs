@@ -1,5 +1,6 @@
 use berth_isolator::TypedSection;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -216,6 +217,11 @@ impl Isolator for MemoryIsolator {
         let (cgroup, _) = self.known(id)?;
         cgroup.add_process(M, pid)?;
         Ok(())
+    }
+
+    /// `isolate` only moves the process: where it can, it moves itself.
+    fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolatorError> {
+        Ok(self.root.container_dirs(id.as_str(), &[M])?)
     }
 
     fn watch(&self, id: &ContainerId, reporter: LimitationReporter) -> Result<(), IsolatorError> {

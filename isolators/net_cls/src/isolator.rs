@@ -413,6 +413,11 @@ impl Isolator for NetClsIsolator {
         Ok(())
     }
 
+    /// `isolate` only moves the process: where it can, it moves itself.
+    fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<std::path::PathBuf>, IsolatorError> {
+        Ok(self.root.container_dirs(id.as_str(), &[NC])?)
+    }
+
     /// A running container keeps its class id: tc and netfilter rules are
     /// written against it. Asking for the same handle again is accepted.
     fn update(&self, id: &ContainerId, resources: &Resources) -> Result<(), IsolatorError> {

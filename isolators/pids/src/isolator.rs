@@ -1,5 +1,6 @@
 use berth_isolator::TypedSection;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
 use berth_cgroups::{CgroupRoot, ContainerCgroup, Controller};
@@ -153,6 +154,11 @@ impl Isolator for PidsIsolator {
     fn isolate(&self, id: &ContainerId, pid: u32) -> Result<(), IsolatorError> {
         self.cgroup(id)?.add_process(Controller::Pids, pid)?;
         Ok(())
+    }
+
+    /// `isolate` only moves the process: where it can, it moves itself.
+    fn joinable_cgroups(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolatorError> {
+        Ok(self.root.container_dirs(id.as_str(), CONTROLLERS)?)
     }
 
     /// Applies a new `resources.pids_limit`; an absent value leaves the
