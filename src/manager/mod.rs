@@ -167,7 +167,8 @@ pub struct HostCgroups {
     pub kill: Box<dyn Fn(&ContainerId) + Send + Sync>,
     /// A no-op migration of the agent itself, run on a helper thread while
     /// a launch starts its shim, so that the launch's attach finds the
-    /// kernel's migration lock warm (decision 0038). Best effort.
+    /// kernel's migration lock warm (decision 0038). Best effort. Not run
+    /// for a launch whose process moves itself (decision 0047).
     pub warm_attach: Box<dyn Fn() + Send + Sync>,
 }
 

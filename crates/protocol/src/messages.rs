@@ -7,7 +7,10 @@
 //! ([`ShimMessage::to_line`], [`ShimMessage::parse_line`]):
 //!
 //! 0. shim → agent [`ShimMessage::Forked`] once the container process exists,
-//!    while it still sets itself up: the agent isolates it meanwhile.
+//!    while it still sets itself up: the agent isolates it meanwhile. With
+//!    `--cgroup` (decision 0047) the process moves itself into those
+//!    cgroups once the agent writes a byte to the `--cgroups-ready-fd`
+//!    pipe, before it confines itself and reports ready.
 //! 1. shim → agent [`ShimMessage::Ready`] once the container process is set up
 //!    (namespaces, mounts, user) and waits to exec; or [`ShimMessage::Failed`].
 //! 2. agent → shim the line [`GO`] after the isolators placed `pid` (and it is ready). If the
