@@ -243,12 +243,13 @@ impl Manager {
     }
 }
 
-/// The overlay root built as a detached mount by the launch's helper thread
-/// (decision 0046), passed to the shim, whose container child moves it
-/// onto its root. Any failure (a kernel without the new mount API, too many
-/// layers for one `fsconfig` value) leaves the mount to the child, as
-/// before.
-pub(super) struct RootMountBuild(Option<std::sync::mpsc::Receiver<Option<std::os::fd::OwnedFd>>>);
+/// The overlay root the launch's helper thread builds as a detached mount
+/// (decision 0046): the shim's end of the socket it goes to the container
+/// child on, once built ([`berth_protocol::root_mount`]; decision 0047:
+/// the launch does not wait for it). A failed build (a kernel without the
+/// new mount API, too many layers for one `fsconfig` value) leaves the
+/// mount to the child, as before.
+pub(super) struct RootMountBuild(Option<std::os::fd::OwnedFd>);
 
 /// The helper's job that builds it.
 pub(super) type RootMountJob = Box<dyn FnOnce() + Send>;
@@ -266,8 +267,14 @@ impl RootMountBuild {
         if userns || std::env::var_os("BERTH_TEST_NO_ROOT_MOUNT").is_some() {
             return (RootMountBuild(None), None);
         }
+        let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!("a socket for the root mount: {e}; the container mounts its overlay root itself");
+                return (RootMountBuild(None), None);
+            }
+        };
         let overlay = overlay.clone();
-        let (sender, receiver) = std::sync::mpsc::channel();
         let job = move || {
             let built = match berth_shim::overlay::detached(&overlay) {
                 Ok(mount) => Some(mount),
@@ -276,9 +283,16 @@ impl RootMountBuild {
                     None
                 }
             };
-            let _ = sender.send(built);
+            use std::os::fd::AsFd;
+            let sent =
+                berth_protocol::root_mount::send(ours.as_fd(), built.as_ref().map(|m| m.as_fd()));
+            if let Err(e) = sent {
+                // The launch failed before the container took it: the
+                // mount dissolves with its last descriptor, here.
+                tracing::debug!("send the root mount: {e}");
+            }
         };
-        (RootMountBuild(Some(receiver)), Some(Box::new(job)))
+        (RootMountBuild(Some(theirs.into())), Some(Box::new(job)))
     }
 
     /// Nothing to build.
@@ -286,9 +300,10 @@ impl RootMountBuild {
         RootMountBuild(None)
     }
 
-    /// The mount, once built (`None`: the container mounts the overlay).
+    /// The shim's end of the socket (`None`: the container mounts the
+    /// overlay).
     pub(super) fn take(&mut self) -> Option<std::os::fd::OwnedFd> {
-        self.0.take().and_then(|built| built.recv().ok().flatten())
+        self.0.take()
     }
 }
 

@@ -15,6 +15,7 @@
 //! * [`exec_request`]: the exec request the exec helper reads, and [`exec_request::User`];
 //! * [`health`]: health check requests and results (`health.json`);
 //! * [`process`]: [`process::ProcessRef`], a process identified beyond its pid;
+//! * [`root_mount`]: the agent's detached root mount, sent to the container child;
 //! * [`streams`]: the channels and frames of interactive streams between
 //!   the agent and a process's helper;
 //! * [`logs`]: the log file format (segment and index names, index entries,
@@ -33,6 +34,7 @@ pub mod log_settings;
 pub mod logs;
 pub mod messages;
 pub mod process;
+pub mod root_mount;
 pub mod shim_args;
 pub mod streams;
 

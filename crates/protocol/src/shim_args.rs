@@ -37,10 +37,11 @@ pub struct ShimArgs {
     /// repeatable): attached at DEST instead of the empty tmpfs the bundle
     /// names there.
     pub files: Vec<(PathBuf, i32)>,
-    /// The root overlay the agent built as a detached mount (`--root-fd
-    /// FD`, decision 0046): the container child moves it onto its root
-    /// instead of mounting the overlay itself. Its descriptor follows the
-    /// prepared mounts'.
+    /// A unix socket on which the container child receives the root
+    /// overlay the agent builds as a detached mount (`--root-fd FD`,
+    /// decisions 0046 and 0047, [`crate::root_mount`]): it moves it onto its
+    /// root instead of mounting the overlay itself. Its descriptor follows
+    /// the prepared mounts'.
     pub root_mount: Option<i32>,
     /// The cgroup directories the container's process moves itself into
     /// (`--cgroup DIR`, repeatable; decision 0047), once the agent says

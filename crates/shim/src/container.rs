@@ -4,7 +4,7 @@
 //! lock can be held by a thread that does not exist in the child.
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use berth_protocol::FailureKind;
@@ -74,6 +74,8 @@ pub enum SetupError {
     Pty(Errno),
     #[error(transparent)]
     CgroupMove(#[from] CgroupMoveError),
+    #[error(transparent)]
+    RootMount(#[from] berth_protocol::root_mount::RootMountError),
 }
 
 impl SetupError {
@@ -243,12 +245,22 @@ fn setup(
         namespaces::loopback_up()?;
     }
 
+    // The agent's root mount, built while this process started (decision
+    // 0047); `None`: the overlay is mounted here.
+    let root_mount = match config.root_mount {
+        // SAFETY: the monitor keeps the socket open for the child's life.
+        Some(socket) => {
+            berth_protocol::root_mount::receive(unsafe { BorrowedFd::borrow_raw(socket) })?
+        }
+        None => None,
+    };
     let root = rootfs::prepare(
         &config.rootfs,
         config.rootfs_readonly,
         config.overlay.as_ref(),
-        config.root_mount,
+        root_mount.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     )?;
+    drop(root_mount);
     for m in &config.mounts {
         mounts::mount_one(&root, m)?;
     }

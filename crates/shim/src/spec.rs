@@ -70,9 +70,10 @@ pub struct ContainerConfig {
     pub rootfs_readonly: bool,
     /// The root is an overlay mounted on `rootfs` (see `shim::overlay`).
     pub overlay: Option<RootOverlay>,
-    /// The overlay the agent built as a detached mount (decision 0046),
-    /// held open by the monitor: moved onto `rootfs` instead of mounting
-    /// `overlay`. Set by the monitor, never read from the bundle.
+    /// The socket on which the overlay the agent builds as a detached
+    /// mount comes (decisions 0046, 0047), held open by the monitor: moved
+    /// onto `rootfs` instead of mounting `overlay`. Set by the monitor,
+    /// never read from the bundle.
     pub root_mount: Option<std::os::fd::RawFd>,
     /// The cgroups the child moves itself into once the agent's byte on
     /// `cgroups_ready` says they exist (decision 0047). Set by the

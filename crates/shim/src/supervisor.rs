@@ -134,14 +134,14 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(files) => files,
         Err(e) => return fail(args, &mut agent, e.to_string()),
     };
-    // The overlay the agent built as a detached mount (decision 0046),
-    // for the child to move onto its root.
+    // The socket the overlay the agent builds as a detached mount comes
+    // on (decisions 0046, 0047), for the child to move onto its root.
     let root_mount = match (args.root_mount, &config.overlay) {
         (None, _) => None,
         (Some(fd), Some(_)) => match super::files::adopt_inherited(fd) {
             Ok(fd) => Some(fd),
             Err(errno) => {
-                let message = format!("the agent's root mount (descriptor {fd}): {errno}");
+                let message = format!("the agent's root mount socket (descriptor {fd}): {errno}");
                 return fail(args, &mut agent, message);
             }
         },
