@@ -248,9 +248,10 @@ fn setup(
     // The agent's root mount, built while this process started (decision
     // 0047); `None`: the overlay is mounted here.
     let root_mount = match config.root_mount {
-        // SAFETY: the monitor keeps the socket open for the child's life.
         Some(socket) => {
-            berth_protocol::root_mount::receive(unsafe { BorrowedFd::borrow_raw(socket) })?
+            // SAFETY: the monitor keeps the socket open for the child's life.
+            let socket = unsafe { BorrowedFd::borrow_raw(socket) };
+            berth_protocol::root_mount::receive(socket)?
         }
         None => None,
     };
