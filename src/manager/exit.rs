@@ -131,10 +131,13 @@ impl Manager {
         container.state = State::Exited;
         container.pid = None;
         tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");
-        // Waiters are told as soon as the end is known; the isolators'
-        // cleanup follows, and a remove waits for it (decision 0044).
+        // Waiters are told as soon as the end is known, before the record's
+        // writes (decision 0047: an agent that dies in between finds the
+        // shim's exit record at recovery and ends the container the same
+        // way); the isolators' cleanup follows, and a remove waits for it
+        // (decision 0044).
         slot.cleanup_pending.send_replace(true);
-        self.publish(&slot, container.clone(), Durability::CrashSafe);
+        self.publish_end(&slot, container.clone());
         let mut message = container.message.clone();
         cleanup_isolators(&isolators, id, &mut message);
         self.unmount_files(id.as_str());

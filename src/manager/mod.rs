@@ -648,6 +648,22 @@ impl Manager {
             .record_changed(&slot.record.borrow(), &container);
         slot.record.send_replace(container);
     }
+
+    /// [`Manager::publish`] of a container's end: waiters and the event
+    /// stream first, then both copies of the record (crash-safe, synced
+    /// later). Only for what recovery derives again from the shim's exit
+    /// record if the agent dies in between.
+    fn publish_end(&self, slot: &Slot, container: Container) {
+        self.events
+            .record_changed(&slot.record.borrow(), &container);
+        slot.record.send_replace(container.clone());
+        if let Err(e) = self
+            .store
+            .save(&container, crate::store::Durability::CrashSafe)
+        {
+            tracing::error!(id = %container.id, "save record: {e}");
+        }
+    }
 }
 
 /// The container's first process, if it is recorded.
