@@ -545,6 +545,41 @@ fn the_command_starts_in_every_isolators_cgroup_with_or_without_a_user_namespace
     }
 }
 
+/// Attack: a descriptor of berth's left open in the container's process
+/// (the cgroups-ready pipe, the parents of its cgroups, the root mount's
+/// socket: decision 0047) would hand the command the host's cgroup tree
+/// or the agent's end of a channel. The command holds its stdio only.
+#[test]
+fn the_command_holds_no_descriptor_but_its_stdio() {
+    require_root!();
+    let agent = Agent::start();
+    let rootfs = busybox_rootfs(agent.dir.path());
+    let cases = [
+        (
+            "on-rootfs",
+            json!({"id": "on-rootfs", "rootfs": rootfs, "command": ["ls", "/proc/self/fd"]}),
+        ),
+        (
+            "on-host",
+            json!({"id": "on-host", "command": ["ls", "/proc/self/fd"]}),
+        ),
+    ];
+    for (id, request) in cases {
+        agent.launch(request);
+        assert_eq!(agent.wait(id)["exit_code"], 0, "{}", agent.log());
+        let mut fds: Vec<u32> = (agent.stdout(id).split_whitespace())
+            .map(|n| n.parse().unwrap())
+            .collect();
+        fds.sort();
+        // 3 is the directory `ls` reads.
+        assert_eq!(
+            fds,
+            [0, 1, 2, 3],
+            "{id}: the command holds more than its stdio"
+        );
+    }
+}
+
 #[test]
 fn an_unreachable_agent_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
