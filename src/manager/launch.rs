@@ -706,6 +706,11 @@ impl Manager {
             return Err(ManagerError::Internal(e));
         }
         start_watches();
+        launch_gate(&container.id);
+        // Nothing is left to do here before the command runs: the go goes
+        // now, and the shim holds it until the container says it is ready
+        // (decision 0047), saving the round trip through this thread.
+        shim.go().map_err(|e| internal(&e))?;
         if !ready {
             match shim.receive().map_err(|e| internal(&e))? {
                 ShimMessage::Ready { .. } => {}
@@ -713,8 +718,6 @@ impl Manager {
                 other => return Err(internal(&format!("shim said {other:?} before ready"))),
             }
         }
-        launch_gate(&container.id);
-        shim.go().map_err(|e| internal(&e))?;
         match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Running => {}
             ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),

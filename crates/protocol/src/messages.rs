@@ -13,7 +13,8 @@
 //!    pipe, before it confines itself and reports ready.
 //! 1. shim → agent [`ShimMessage::Ready`] once the container process is set up
 //!    (namespaces, mounts, user) and waits to exec; or [`ShimMessage::Failed`].
-//! 2. agent → shim the line [`GO`] after the isolators placed `pid` (and it is ready). If the
+//! 2. agent → shim the line [`GO`] once the isolators placed `pid`, before or
+//!    after `Ready`: the shim holds it until the container is ready. If the
 //!    socket closes instead, the shim kills the container and records a
 //!    launch failure.
 //! 3. shim → agent [`ShimMessage::Running`] once the command was exec'd, or
