@@ -12,6 +12,10 @@
 #   (d) runc run of a bundle with the same rootfs
 #   (e) crun run of the same bundle (if crun is installed)
 # and prints p50/p90/p99 per case, then the ratios berth/runc last.
+# After a quiet spell: QUIET runs (default 50) of (c) and (d), alternating, each
+# after QUIET_MS (default 100) ms of nothing, as one user's launch comes: the
+# first cgroup migration after a pause waits for an RCU grace period
+# (decision 0047).
 # Throughput: TOTAL containers (default 500) started by CLIENTS (default 8)
 # clients in parallel, containers/second, berth (CLI) and runc the same way.
 #
@@ -29,6 +33,8 @@ set -euo pipefail
 COUNT=${COUNT:-200}
 WARMUP=${WARMUP:-10}
 TOTAL=${TOTAL:-500}
+QUIET=${QUIET:-50}
+QUIET_MS=${QUIET_MS:-100}
 CLIENTS=${CLIENTS:-8}
 bench_setup launch
 REGISTRY_PID=""
@@ -136,7 +142,7 @@ AGENT_PID=$!
 for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
 [ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
 
-python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" "$IMAGE" <<'EOF'
+python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" "$IMAGE" "$QUIET" "$QUIET_MS" <<'EOF'
 import http.client, json, os, shutil, socket, subprocess, sys, time
 from berth_api import call_json
 from concurrent.futures import ThreadPoolExecutor
@@ -145,6 +151,7 @@ berth, sock, bundle, tag = sys.argv[1:5]
 count, warmup, total, clients = map(int, sys.argv[5:9])
 runtime_root = sys.argv[9]
 image = sys.argv[10]
+quiet, quiet_ms = int(sys.argv[11]), int(sys.argv[12])
 rootfs = os.path.join(bundle, "rootfs")
 env = dict(os.environ, BERTH_SOCKET=sock)
 seq = iter(range(10**9))
@@ -238,6 +245,18 @@ def throughput(fn):
             remove(cid)
     return total / dt
 
+quiet_cases = [("berth API create->wait", run_api), ("runc run", runtime("runc"))]
+quiet_times = {name: [] for name, _ in quiet_cases}
+for _ in range(quiet):
+    for name, fn in quiet_cases:
+        time.sleep(quiet_ms / 1e3)
+        quiet_times[name].append(timed(fn))
+if quiet:
+    print(f"== after {quiet_ms} ms of quiet, {quiet} runs each, alternating (ms)")
+    for name, _ in quiet_cases:
+        xs = quiet_times[name]
+        print(f"   {name:<26} {pct(xs,50)*1e3:8.1f} {pct(xs,90)*1e3:8.1f} {pct(xs,99)*1e3:8.1f}")
+
 print(f"== throughput, {total} containers, {clients} clients in parallel (containers/s)")
 tp = {}
 for name, fn in [("berth run --rootfs", run_cli), ("berth API create->wait", run_api),
@@ -254,4 +273,8 @@ print("== ratios berth/runc (lower is faster)")
 for name in ("berth run --rootfs", "berth API create->wait"):
     print(f"   {name:<26} p50 {pct(times[name],50)/runc50:5.2f}x"
           f"  throughput {tp[name]/tp['runc run']:5.2f}x runc's containers/s")
+if quiet:
+    name = "berth API create->wait"
+    print(f"   {name + ' after quiet':<26} p50 "
+          f"{pct(quiet_times[name],50)/pct(quiet_times['runc run'],50):5.2f}x")
 EOF
