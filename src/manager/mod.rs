@@ -116,6 +116,20 @@ impl Slot {
     fn get(&self) -> Container {
         self.record.borrow().clone()
     }
+
+    /// Waits until an ended container's isolators are cleaned up: its end
+    /// is published before that cleanup (decisions 0044, 0047), so a remove
+    /// or a relaunch that follows a `wait` waits for it here.
+    async fn cleaned(&self, id: &str) -> Result<(), ManagerError> {
+        let mut pending = self.cleanup_pending.subscribe();
+        tokio::time::timeout(FORCE_REMOVE_TIMEOUT, pending.wait_for(|p| !*p))
+            .await
+            .map_err(|_| {
+                ManagerError::Internal(format!("container {id}'s cleanup is still under way"))
+            })?
+            .map_err(|_| ManagerError::NotFound(id.to_string()))?;
+        Ok(())
+    }
 }
 
 /// The isolators offered by this agent, in the order they apply.
@@ -456,15 +470,8 @@ impl Manager {
             })?
             .map_err(|_| ManagerError::NotFound(id.to_string()))?;
         }
-        // The end is published before the isolators' cleanup (decision
-        // 0044): their cgroups, files and handles go first.
-        let mut pending = slot.cleanup_pending.subscribe();
-        tokio::time::timeout(FORCE_REMOVE_TIMEOUT, pending.wait_for(|p| !*p))
-            .await
-            .map_err(|_| {
-                ManagerError::Internal(format!("container {id}'s cleanup is still under way"))
-            })?
-            .map_err(|_| ManagerError::NotFound(id.to_string()))?;
+        // Their cgroups, files and handles go first.
+        slot.cleaned(id).await?;
         let store = self.store.clone();
         let cid = container.id.clone();
         tokio::task::spawn_blocking(move || store.remove(&cid))

@@ -257,7 +257,9 @@ impl Manager {
             }
             State::Exited => {}
         }
-        // The end is recorded once `stop` returns; isolators are cleaned.
+        // The end is recorded once `stop` returns; its isolators' cleanup
+        // (their cgroups, a net_cls class id) may still be under way.
+        slot.cleaned(id).await?;
         let manager = self.clone();
         let relaunched =
             tokio::task::spawn_blocking(move || manager.relaunch_blocking(&slot, Trigger::User))
