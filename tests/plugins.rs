@@ -171,6 +171,47 @@ fn a_python_plugin_validates_prepares_reports_and_cleans_up() {
     );
 }
 
+/// A restart relaunches only once the old run is cleaned up (its end is
+/// published before that cleanup, decisions 0044 and 0047). With the stamp
+/// plugin's cleanup held for a second (the pool's and the built-ins' come
+/// after it), a relaunch that did not wait would prepare while the old run
+/// still holds its net_cls class id and pool slot, whose late cleanup would
+/// then take the new run's away.
+#[test]
+fn a_restart_relaunches_once_the_old_run_is_cleaned_up() {
+    require_root!();
+    let agent = Agent::start_with_config(&config(""));
+    wait_ready(&agent, "pool");
+    agent.launch(json!({
+        "id": "r1",
+        "command": ["sleep", "300"],
+        "resources": {"pool": {"slots": 1}, "stamp": {"label": "slow"}},
+    }));
+    std::fs::write(state_dir(&agent, "stamp").join("slow-cleanup"), "1").unwrap();
+    let answer = agent.api(
+        "POST",
+        "/v1/containers/r1/restart",
+        Some(json!({"timeout": 1})),
+    );
+    assert_eq!(answer.status, 200, "{:?}\n{}", answer.body, agent.log());
+    assert_eq!(answer.body["state"], "running");
+    assert!(
+        events(&agent)
+            .iter()
+            .any(|e| e["event"] == "cleanup" && e["id"] == "r1"),
+        "the old run's pool cleanup came after the restart's answer"
+    );
+    let pool = state_dir(&agent, "pool");
+    assert!(
+        pool.join("assignments/r1.json").exists(),
+        "the new run lost its slot"
+    );
+    assert!(
+        pool.join("scratch/r1").is_dir(),
+        "the new run lost its scratch dir"
+    );
+}
+
 #[test]
 fn a_limitation_reported_by_a_plugin_ends_the_container() {
     require_root!();

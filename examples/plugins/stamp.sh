@@ -54,6 +54,12 @@ prepare)
     [ -n "$resources" ] || resources='{}'
     reply "{\"env\":{\"STAMP_LABEL\":\"$label\"},\"linux_resources\":$resources}"
     ;;
+cleanup)
+    # Test hook: a file slow-cleanup in the state dir holds every cleanup
+    # for its number of seconds.
+    if [ -f "$state/slow-cleanup" ]; then sleep "$(cat "$state/slow-cleanup")"; fi
+    reply '{}'
+    ;;
 usage)
     calls=$(cat "$state/calls" 2>/dev/null | wc -l)
     reply "{\"prepares\":$calls}"
