@@ -153,6 +153,8 @@ fn v1_prepare_isolate_usage_update_cleanup() {
     assert_eq!(read(dir.join("blkio.throttle.read_bps_device")), "");
 
     t.isolator.isolate(&c1, 4242).unwrap();
+
+    berth_cgroups::fake::assert_joinable_where_isolated(&t.isolator, &c1, 4242);
     assert_eq!(read(dir.join("cgroup.procs")), "4242");
 
     let usage = t.isolator.usage(&c1).unwrap();

@@ -216,6 +216,31 @@ pub fn forget_files(dir: &Path) {
     }
 }
 
+/// Asserts that the dirs `isolator.joinable_cgroups(id)` names are the
+/// ones whose `cgroup.procs` its `isolate` wrote `pid` to: where the
+/// process moves itself (decision 0047), it lands where `isolate` would
+/// have put it.
+pub fn assert_joinable_where_isolated(
+    isolator: &dyn berth_isolator::Isolator,
+    id: &ContainerId,
+    pid: u32,
+) {
+    let joinable = isolator.joinable_cgroups(id).unwrap();
+    assert!(
+        !joinable.is_empty(),
+        "{}: no joinable cgroup",
+        isolator.name()
+    );
+    for dir in joinable {
+        assert_eq!(
+            read(dir.join("cgroup.procs")),
+            pid.to_string(),
+            "{}",
+            dir.display()
+        );
+    }
+}
+
 /// A container id.
 ///
 /// # Panics

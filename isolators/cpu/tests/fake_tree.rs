@@ -98,6 +98,11 @@ fn v1_prepare_isolate_usage_update_cleanup() {
     t.isolator.isolate(&c1, 4242).unwrap();
     assert_eq!(read(dir.join("cgroup.procs")), "4242");
     assert_eq!(read(t.cpuacct.join("c1/cgroup.procs")), "4242");
+    // Where the process may move itself instead: the same two dirs.
+    assert_eq!(
+        t.isolator.joinable_cgroups(&c1).unwrap(),
+        [dir.clone(), t.cpuacct.join("c1")]
+    );
 
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
@@ -175,6 +180,11 @@ fn v1_comounted_without_cfs_quota_writes_only_shares() {
     assert!(!t.cpu.join("c1/cpu.cfs_quota_us").exists());
     t.isolator.isolate(&id("c1"), 7).unwrap();
     assert_eq!(read(t.cpu.join("c1/cgroup.procs")), "7");
+    // Co-mounted: one dir to join, as one to write.
+    assert_eq!(
+        t.isolator.joinable_cgroups(&id("c1")).unwrap(),
+        [t.cpu.join("c1")]
+    );
 }
 
 #[test]
@@ -279,6 +289,7 @@ fn v2_writes_weight_and_max() {
     assert_eq!(read(dir.join("cpu.max")), "50000 100000");
     isolator.isolate(&c1, 99).unwrap();
     assert_eq!(read(dir.join("cgroup.procs")), "99");
+    assert_eq!(isolator.joinable_cgroups(&c1).unwrap(), std::slice::from_ref(&dir));
 
     let usage = isolator.usage(&c1).unwrap();
     assert_eq!(usage["usage_seconds"], json!(3.0));

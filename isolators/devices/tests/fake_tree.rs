@@ -84,6 +84,8 @@ fn v1_denies_all_then_allows_each_rule() {
     );
 
     t.isolator.isolate(&c1, 4242).unwrap();
+
+    berth_cgroups::fake::assert_joinable_where_isolated(&t.isolator, &c1, 4242);
     assert_eq!(read(dir.join("cgroup.procs")), "4242");
     let status = t.isolator.status(&c1).unwrap();
     assert_eq!(status["allow"].as_array().unwrap().len(), expected.len());

@@ -98,6 +98,8 @@ fn v1_prepare_usage_update_exit_limitation_cleanup() {
     assert_eq!(read(dir.join("memory.soft_limit_in_bytes")), "33554432");
 
     isolator.isolate(&c1, 4242).unwrap();
+
+    berth_cgroups::fake::assert_joinable_where_isolated(&isolator, &c1, 4242);
     assert_eq!(read(dir.join("cgroup.procs")), "4242");
 
     let usage = isolator.usage(&c1).unwrap();

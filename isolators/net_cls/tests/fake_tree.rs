@@ -114,6 +114,8 @@ fn prepare_writes_the_classid_and_reports_it() {
     assert_eq!(persisted["secondary"], 1);
 
     isolator.isolate(&c1, 4242).unwrap();
+
+    berth_cgroups::fake::assert_joinable_where_isolated(&isolator, &c1, 4242);
     assert_eq!(read(dir.join("cgroup.procs")), "4242");
 
     let status = isolator.status(&c1).unwrap();
