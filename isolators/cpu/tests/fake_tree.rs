@@ -289,7 +289,10 @@ fn v2_writes_weight_and_max() {
     assert_eq!(read(dir.join("cpu.max")), "50000 100000");
     isolator.isolate(&c1, 99).unwrap();
     assert_eq!(read(dir.join("cgroup.procs")), "99");
-    assert_eq!(isolator.joinable_cgroups(&c1).unwrap(), std::slice::from_ref(&dir));
+    assert_eq!(
+        isolator.joinable_cgroups(&c1).unwrap(),
+        std::slice::from_ref(&dir)
+    );
 
     let usage = isolator.usage(&c1).unwrap();
     assert_eq!(usage["usage_seconds"], json!(3.0));
