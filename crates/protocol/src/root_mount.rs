@@ -35,12 +35,8 @@ pub fn send(socket: BorrowedFd<'_>, mount: Option<BorrowedFd<'_>>) -> io::Result
 /// none. Waits until the agent has sent.
 pub fn receive(socket: BorrowedFd<'_>) -> Result<Option<OwnedFd>, RootMountError> {
     let mut byte = [0u8; 1];
-    let (n, mut fds) = loop {
-        match recv_with_fds(socket, &mut byte) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other?,
-        }
-    };
+    // `recv_with_fds` tries again after a signal itself.
+    let (n, mut fds) = recv_with_fds(socket, &mut byte)?;
     match (n, byte[0], fds.len()) {
         (0, _, _) => Err(RootMountError::Closed),
         (1, 1, 1) => Ok(fds.pop()),

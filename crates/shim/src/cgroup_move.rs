@@ -26,7 +26,7 @@ pub enum CgroupMoveError {
     #[error("the agent went away before the cgroups were made")]
     AgentGone,
     #[error("read the cgroups-ready pipe: {0}")]
-    Ready(Errno),
+    Ready(std::io::Error),
     #[error("move into cgroup {dir}: {errno}")]
     Move { dir: PathBuf, errno: Errno },
 }
@@ -78,13 +78,10 @@ impl<'a> CgroupMove<'a> {
     /// thread (the process: the child has one) into each.
     pub fn join(self) -> Result<(), CgroupMoveError> {
         let mut byte = [0u8; 1];
-        loop {
-            match nix::unistd::read(self.ready, &mut byte) {
-                Ok(1) => break,
-                Ok(_) => return Err(CgroupMoveError::AgentGone),
-                Err(Errno::EINTR) => continue,
-                Err(errno) => return Err(CgroupMoveError::Ready(errno)),
-            }
+        match super::sync::read_retry(self.ready, &mut byte) {
+            Ok(1) => {}
+            Ok(_) => return Err(CgroupMoveError::AgentGone),
+            Err(e) => return Err(CgroupMoveError::Ready(e)),
         }
         for (dir, parent) in &self.cgroups {
             let moved = move_self(parent.as_fd(), dir);

@@ -11,7 +11,7 @@
 //!   first gets an `M` byte on it: its id maps are written.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use berth_protocol::FailureKind;
 use nix::errno::Errno;
@@ -117,9 +117,10 @@ fn read_message(fd: &OwnedFd) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn read_retry(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+/// `read(2)` on one of the pipes, again after a signal.
+pub(crate) fn read_retry(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        match read(fd, buf) {
+        match read(&fd, buf) {
             Err(Errno::EINTR) => continue,
             other => return other.map_err(io::Error::from),
         }
