@@ -648,12 +648,8 @@ impl Manager {
 
     /// Writes and publishes a record.
     fn publish(&self, slot: &Slot, container: Container, copies: impl Into<Copies>) {
-        if let Err(e) = self.store.save(&container, copies) {
-            tracing::error!(id = %container.id, "save record: {e}");
-        }
-        self.events
-            .record_changed(&slot.record.borrow(), &container);
-        slot.record.send_replace(container);
+        self.save_record(&container, copies);
+        self.tell(slot, container);
     }
 
     /// [`Manager::publish`] of a container's end: waiters and the event
@@ -661,15 +657,23 @@ impl Manager {
     /// later). Only for what recovery derives again from the shim's exit
     /// record if the agent dies in between.
     fn publish_end(&self, slot: &Slot, container: Container) {
-        self.events
-            .record_changed(&slot.record.borrow(), &container);
-        slot.record.send_replace(container.clone());
-        if let Err(e) = self
-            .store
-            .save(&container, crate::store::Durability::CrashSafe)
-        {
+        self.tell(slot, container.clone());
+        self.save_record(&container, crate::store::Durability::CrashSafe);
+    }
+
+    /// Saves `container`'s record; a failure is logged (the slot stays the
+    /// truth for the API).
+    fn save_record(&self, container: &Container, copies: impl Into<Copies>) {
+        if let Err(e) = self.store.save(container, copies) {
             tracing::error!(id = %container.id, "save record: {e}");
         }
+    }
+
+    /// The event stream and the slot's watchers learn of `container`.
+    fn tell(&self, slot: &Slot, container: Container) {
+        self.events
+            .record_changed(&slot.record.borrow(), &container);
+        slot.record.send_replace(container);
     }
 }
 

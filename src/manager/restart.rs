@@ -180,9 +180,7 @@ impl Manager {
             return;
         };
         tracing::info!(id = %container.id, %due, "restart scheduled by policy {}", container.restart.policy);
-        if let Err(e) = self.store.save(&container, Durability::Durable) {
-            tracing::error!(id = %container.id, "save record: {e}");
-        }
+        self.save_record(&container, Durability::Durable);
         self.arm(slot.clone(), due, delay);
     }
 
@@ -417,9 +415,7 @@ impl Manager {
         container.reason = Some(reason::LAUNCH_FAILED.into());
         container.message = message;
         container.restart.relaunching = false;
-        if let Err(e) = self.store.save(&container, Durability::Durable) {
-            tracing::error!(%id, "save record: {e}");
-        }
+        self.save_record(&container, Durability::Durable);
         let slot = Slot::new(container);
         slot.finalized.store(true, Ordering::SeqCst);
         locked(&self.slots).insert(id, slot);
@@ -442,9 +438,7 @@ impl Manager {
             true
         });
         if let Some(container) = changed {
-            if let Err(e) = self.store.save(&container, Durability::Durable) {
-                tracing::error!(id = %container.id, "save record: {e}");
-            }
+            self.save_record(&container, Durability::Durable);
         }
     }
 }
