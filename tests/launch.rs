@@ -580,6 +580,65 @@ fn the_command_holds_no_descriptor_but_its_stdio() {
     }
 }
 
+/// The namespaces the agent's descriptors name (`mnt:[4026532175]`, ...).
+fn agent_namespaces(agent: &Agent) -> Vec<String> {
+    let fds = format!("/proc/{}/fd", agent.pid().unwrap());
+    std::fs::read_dir(fds)
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.starts_with("mnt:"))
+        .collect()
+}
+
+/// Decision 0048: the agent holds a running container's mount namespace
+/// (sent by its shim with `Running`), so that the exiting command does not
+/// tear the container's mounts down before its end is told; and it lets go
+/// once the end is told, for a container that exits and one removed by
+/// force alike: no namespace, and none of the mounts in it, outlives them.
+#[test]
+fn the_agent_holds_a_containers_mount_namespace_until_its_end() {
+    require_root!();
+    let agent = Agent::start();
+    let rootfs = busybox_rootfs(agent.dir.path());
+    let running =
+        agent.launch(json!({"id": "held", "rootfs": rootfs, "command": ["sleep", "100"]}));
+    let pid = running["pid"]
+        .as_u64()
+        .expect("a running container has a pid");
+    let namespace = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .unwrap()
+        .display()
+        .to_string();
+    let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_ne!(
+        namespace,
+        own.display().to_string(),
+        "the container has its own"
+    );
+    assert!(
+        agent_namespaces(&agent).contains(&namespace),
+        "the agent does not hold {namespace}: {:?}",
+        agent_namespaces(&agent)
+    );
+    let removed = agent.api("DELETE", "/v1/containers/held?force=true", None);
+    assert_eq!(removed.status, 204, "{:?}", removed.body);
+    assert!(
+        !agent_namespaces(&agent).contains(&namespace),
+        "the agent still holds {namespace} after the remove"
+    );
+
+    agent.launch(json!({"id": "done", "rootfs": rootfs, "command": ["echo", "done"]}));
+    assert_eq!(agent.wait("done")["exit_code"], 0, "{}", agent.log());
+    let removed = agent.api("DELETE", "/v1/containers/done", None);
+    assert_eq!(removed.status, 204, "{:?}", removed.body);
+    assert_eq!(
+        agent_namespaces(&agent),
+        Vec::<String>::new(),
+        "the agent holds a namespace of a container that is gone"
+    );
+}
+
 #[test]
 fn an_unreachable_agent_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -138,6 +138,9 @@ impl Manager {
         // (decision 0044).
         slot.cleanup_pending.send_replace(true);
         self.publish_end(&slot, container.clone());
+        // The container's mounts go now, before its isolators' cleanup and
+        // any relaunch (an overlay refuses an upper dir still in use).
+        drop(locked(&slot.mount_namespace).take());
         let mut message = container.message.clone();
         cleanup_isolators(&isolators, id, &mut message);
         self.unmount_files(id.as_str());

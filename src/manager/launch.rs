@@ -2,6 +2,7 @@
 //! go. Any failure undoes every step before it, so a failed launch leaves no
 //! cgroup, directory, process or record behind.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -471,20 +472,24 @@ impl Manager {
                 self_join: self_join.as_mut(),
             },
         );
-        if let Err(e) = launched {
-            // The shim is gone (or never started) and with it the process:
-            // wait until the kernel is done with it before removing cgroups.
-            if let Some(process) = super::container_process(&container) {
-                wait_gone(&process, true);
+        let mount_namespace = match launched {
+            Ok(held) => held,
+            Err(e) => {
+                // The shim is gone (or never started) and with it the process:
+                // wait until the kernel is done with it before removing cgroups.
+                if let Some(process) = super::container_process(&container) {
+                    wait_gone(&process, true);
+                }
+                // The shim records the failure in the state dir before it exits;
+                // the dir is removed after that, not before.
+                if let Some(shim) = container.shim {
+                    wait_gone(&shim, false);
+                }
+                undo_isolators(&prepared);
+                return Err(e);
             }
-            // The shim records the failure in the state dir before it exits;
-            // the dir is removed after that, not before.
-            if let Some(shim) = container.shim {
-                wait_gone(&shim, false);
-            }
-            undo_isolators(&prepared);
-            return Err(e);
-        }
+        };
+        *locked(&slot.mount_namespace) = mount_namespace;
 
         container.state = State::Running;
         // A restart is done launching (see `restart::end_interrupted_restart`).
@@ -544,7 +549,9 @@ impl Manager {
     }
 
     /// Writes the bundle, starts the shim, isolates the pid and lets the
-    /// command run. Fills in the container's pids and start time.
+    /// command run. Fills in the container's pids and start time. Returns
+    /// the container's mount namespace, if the shim sent it, to hold until
+    /// its end is told (decision 0048).
     fn run_shim(
         &self,
         container: &mut Container,
@@ -552,7 +559,7 @@ impl Manager {
         plan: &Plan,
         overlay: Option<(&berth_protocol::bundle::RootOverlay, &std::path::Path)>,
         beside: Beside<'_>,
-    ) -> Result<(), ManagerError> {
+    ) -> Result<Option<OwnedFd>, ManagerError> {
         let Beside {
             start_watches,
             early,
@@ -726,7 +733,7 @@ impl Manager {
             }
         }
         container.started_at = Some(Timestamp::now());
-        Ok(())
+        Ok(shim.take_mount_namespace())
     }
 }
 

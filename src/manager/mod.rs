@@ -101,6 +101,11 @@ struct Slot {
     /// True from the publication of the end until the isolators' cleanup
     /// after it is done: a remove waits for it (decision 0044).
     cleanup_pending: watch::Sender<bool>,
+    /// The running container's mount namespace, from its shim: held so that
+    /// the last reference, and with it the teardown of the container's
+    /// mounts (two RCU grace periods), goes after the end is told, not in the
+    /// exiting process before anyone hears of it (decision 0048).
+    mount_namespace: Mutex<Option<std::os::fd::OwnedFd>>,
 }
 
 impl Slot {
@@ -110,6 +115,7 @@ impl Slot {
             limitation: Mutex::new(None),
             finalized: AtomicBool::new(false),
             cleanup_pending: watch::channel(false).0,
+            mount_namespace: Mutex::new(None),
         })
     }
 

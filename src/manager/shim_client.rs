@@ -1,6 +1,6 @@
 //! The agent's side of the shim protocol (see `berth_protocol::messages`).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -76,8 +76,49 @@ const MAX_FILES: usize = berth_sys::fd_passing::MAX_FDS - 2;
 
 /// An open conversation with a shim that is launching a container.
 pub struct ShimConnection {
-    reader: BufReader<UnixStream>,
+    reader: MessageReader,
     writer: UnixStream,
+}
+
+/// The shim's lines, read with `recvmsg` so that the descriptors a message
+/// carries (the container's mount namespace, with `Running`) are kept, not
+/// closed by the kernel as a plain `read` would.
+struct MessageReader {
+    socket: UnixStream,
+    /// Bytes received and not yet returned as a line.
+    buf: Vec<u8>,
+    /// Descriptors received with them, in order.
+    fds: Vec<OwnedFd>,
+}
+
+impl MessageReader {
+    /// Takes over a reader that may hold bytes already (an idle shim's).
+    fn of(reader: BufReader<UnixStream>) -> MessageReader {
+        let buf = reader.buffer().to_vec();
+        MessageReader {
+            socket: reader.into_inner(),
+            buf,
+            fds: Vec::new(),
+        }
+    }
+
+    /// The next line, `None` at the end of the stream.
+    fn read_line(&mut self) -> io::Result<Option<String>> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+            }
+            let mut chunk = [0u8; 1024];
+            // Retries after a signal itself; the socket's read timeout holds.
+            let (n, fds) = berth_sys::fd_passing::recv_with_fds(self.socket.as_fd(), &mut chunk)?;
+            self.fds.extend(fds);
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
 }
 
 impl ShimConnection {
@@ -92,7 +133,7 @@ impl ShimConnection {
             .map_err(|e| ShimError::Protocol(e.to_string()))?;
         idle.writer.set_read_timeout(Some(SETUP_TIMEOUT))?;
         Ok(ShimConnection {
-            reader: idle.reader,
+            reader: MessageReader::of(idle.reader),
             writer: idle.writer,
         })
     }
@@ -112,16 +153,15 @@ impl ShimConnection {
         ours.set_read_timeout(Some(SETUP_TIMEOUT))?;
         Ok(ShimConnection {
             writer: ours.try_clone()?,
-            reader: BufReader::new(ours),
+            reader: MessageReader::of(BufReader::new(ours)),
         })
     }
 
     /// Reads the shim's next message.
     pub fn receive(&mut self) -> Result<ShimMessage, ShimError> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => Err(ShimError::Protocol("the shim closed the connection".into())),
-            Ok(_) => ShimMessage::parse_line(&line).map_err(|e| {
+        match self.reader.read_line() {
+            Ok(None) => Err(ShimError::Protocol("the shim closed the connection".into())),
+            Ok(Some(line)) => ShimMessage::parse_line(&line).map_err(|e| {
                 ShimError::Protocol(format!("bad message {:?}: {e}", line.trim_end()))
             }),
             Err(e)
@@ -137,6 +177,16 @@ impl ShimConnection {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The container's mount namespace, which the shim attaches to
+    /// [`ShimMessage::Running`] (call after it): held until the end is told,
+    /// so that its teardown is not on the exit's path (decision 0048).
+    /// `None` from a shim that sent none.
+    pub fn take_mount_namespace(&mut self) -> Option<OwnedFd> {
+        let mut fds = std::mem::take(&mut self.reader.fds);
+        // Only `Running` carries one; anything else is not ours to keep.
+        (fds.len() == 1).then(|| fds.remove(0))
     }
 
     /// Lets the container exec its command.
@@ -199,4 +249,58 @@ fn wire_args(args: &ShimArgs<'_>) -> Result<WireArgs, ShimError> {
         cgroups_ready: (args.cgroups.is_some())
             .then_some(after_files + i32::from(root_mount.is_some())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Ready` and `Running` may arrive in one read: the descriptor sent
+    /// with `Running` is kept.
+    #[test]
+    fn a_descriptor_sent_with_a_line_is_kept() {
+        let (agent, shim) = UnixStream::pair().unwrap();
+        let writer = agent.try_clone().unwrap();
+        let mut buffered = BufReader::new(agent);
+        let idle = ShimMessage::Idle { shim_pid: 7 }.to_line();
+        let ready = ShimMessage::Ready {
+            shim_pid: 7,
+            pid: 8,
+        }
+        .to_line();
+        let running = ShimMessage::Running.to_line();
+        // The pool reads an idle shim's line through a BufReader, before
+        // the handover (nothing else is sent until then).
+        (&shim).write_all(&idle).unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut buffered, &mut line).unwrap();
+        assert_eq!(line.as_bytes(), idle);
+        (&shim).write_all(&ready).unwrap();
+        let attached = std::fs::File::open("/proc/self/ns/mnt").unwrap();
+        berth_sys::fd_passing::send_with_fds(shim.as_fd(), &running, &[attached.as_fd()]).unwrap();
+        let mut connection = ShimConnection {
+            reader: MessageReader::of(buffered),
+            writer,
+        };
+        assert_eq!(
+            connection.receive().unwrap(),
+            ShimMessage::Ready {
+                shim_pid: 7,
+                pid: 8
+            }
+        );
+        assert_eq!(connection.receive().unwrap(), ShimMessage::Running);
+        let held = connection
+            .take_mount_namespace()
+            .expect("the namespace came");
+        let (ours, theirs) = (
+            std::fs::metadata("/proc/self/ns/mnt").unwrap(),
+            std::fs::File::from(held).metadata().unwrap(),
+        );
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((ours.dev(), ours.ino()), (theirs.dev(), theirs.ino()));
+        assert!(connection.take_mount_namespace().is_none(), "taken once");
+        drop(shim);
+        assert!(connection.receive().is_err(), "the end of the stream");
+    }
 }

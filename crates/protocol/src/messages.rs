@@ -19,7 +19,11 @@
 //!    launch failure.
 //! 3. shim → agent [`ShimMessage::Running`] once the command was exec'd, or
 //!    [`ShimMessage::Failed`] (for example an unknown executable). The shim
-//!    then closes fd 3.
+//!    then closes fd 3. A container with its own mount namespace has it
+//!    attached to `Running` (`SCM_RIGHTS`, one nsfs descriptor): the agent
+//!    holds it until it has told the end, so that the namespace's teardown
+//!    is not on the exit's path (decision 0048). The agent reads with
+//!    `recvmsg` to keep it; an agent or a shim without it works as before.
 //!
 //! When the container has ended and its output is drained, the shim writes
 //! [`crate::ExitRecord`] to `<state-dir>/exit.json` and exits. The agent
@@ -76,7 +80,8 @@ pub enum ShimMessage {
         /// The container's first process, as the host sees it.
         pid: u32,
     },
-    /// The command was exec'd.
+    /// The command was exec'd; the container's mount namespace may be
+    /// attached (see the module's protocol, step 3).
     Running,
     /// The launch failed; the shim cleans up and exits.
     Failed {

@@ -57,6 +57,21 @@ impl Agent {
         stream.write_all(&msg.to_line())
     }
 
+    /// Sends `msg` as one line with `fds` attached (`SCM_RIGHTS`): the
+    /// agent gets its own copies, ours stay open.
+    pub fn send_with(&mut self, msg: &ShimMessage, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let Some(stream) = self.stream.as_ref() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no agent socket",
+            ));
+        };
+        if fds.is_empty() {
+            return self.send(msg);
+        }
+        berth_sys::fd_passing::send_with_fds(stream.as_fd(), &msg.to_line(), fds)
+    }
+
     /// A complete line already buffered, if any.
     pub fn buffered_line(&mut self) -> Option<String> {
         let pos = self.buf.iter().position(|&b| b == b'\n')?;

@@ -256,6 +256,19 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, format!("read setup report: {e}"));
         }
     }
+    // The container's own mount namespace, for the agent to hold until it
+    // has told the end: the exiting process then does not drop the last
+    // reference, whose teardown waits two RCU grace periods before anyone
+    // hears of the exit (decision 0048). Opened while the process waits
+    // for its go, so the pid is surely it. Without it, the end only comes
+    // a little later.
+    let mount_namespace = (config.namespaces.mount == NsAction::Create)
+        .then(|| std::fs::File::open(format!("/proc/{child}/ns/mnt")))
+        .and_then(|opened| {
+            opened
+                .map_err(|e| note(format_args!("open the container's mount namespace: {e}")))
+                .ok()
+        });
     // With -t, the pty's master: the output and the input both.
     let mut master = None;
     if let Some(socket) = &pty_socket {
@@ -324,9 +337,12 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     }
     drop(monitor.report);
     let started_at = now();
-    if let Err(e) = agent.send(&ShimMessage::Running) {
+    let held: Vec<_> = mount_namespace.iter().map(|f| f.as_fd()).collect();
+    if let Err(e) = agent.send_with(&ShimMessage::Running, &held) {
         note(format_args!("send running: {e}"));
     }
+    drop(held);
+    drop(mount_namespace);
     agent.close();
     // From here on only the pump loop runs; setup's code pages go once the
     // container has lived TRIM_AFTER (not before its exit is handled: a
