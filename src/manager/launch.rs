@@ -717,7 +717,16 @@ impl Manager {
         // Nothing is left to do here before the command runs: the go goes
         // now, and the shim holds it until the container says it is ready
         // (decision 0047), saving the round trip through this thread.
-        shim.go().map_err(|e| internal(&e))?;
+        if let Err(e) = shim.go() {
+            // A setup that failed meanwhile (a mount escape, say) closed
+            // the shim's end: its reason comes first.
+            if !ready {
+                if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
+                    return Err(launch_failed(kind, message));
+                }
+            }
+            return Err(internal(&e));
+        }
         if !ready {
             match shim.receive().map_err(|e| internal(&e))? {
                 ShimMessage::Ready { .. } => {}
