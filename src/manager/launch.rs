@@ -660,14 +660,13 @@ impl Manager {
         container.pid_start_time = ProcessRef::of(pid).map(|p| p.start_time);
         if container.shim.is_none() || container.pid_start_time.is_none() {
             // A setup that failed at once: the shim says why.
-            if !ready {
-                if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
-                    return Err(launch_failed(kind, message));
-                }
-            }
-            return Err(internal(&format!(
-                "shim {shim_pid} or container process {pid} vanished during setup"
-            )));
+            return Err(shim_reason_or(
+                &mut shim,
+                ready,
+                internal(&format!(
+                    "shim {shim_pid} or container process {pid} vanished during setup"
+                )),
+            ));
         }
         // Its processes do not outlive a reboot: the runtime dir's copy is
         // enough (decision 0044), and the attach below does not wait for
@@ -703,14 +702,10 @@ impl Manager {
         if let Err(e) = isolated {
             // Isolated during its setup, the process may have gone
             // because the setup failed: the shim's reason comes first.
-            if !ready {
-                if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
-                    return Err(launch_failed(kind, message));
-                }
-            }
+            let failed = shim_reason_or(&mut shim, ready, ManagerError::Internal(e));
             // Dropping the connection makes the shim kill the container.
             drop(shim);
-            return Err(ManagerError::Internal(e));
+            return Err(failed);
         }
         start_watches();
         launch_gate(&container.id);
@@ -720,12 +715,7 @@ impl Manager {
         if let Err(e) = shim.go() {
             // A setup that failed meanwhile (a mount escape, say) closed
             // the shim's end: its reason comes first.
-            if !ready {
-                if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
-                    return Err(launch_failed(kind, message));
-                }
-            }
-            return Err(internal(&e));
+            return Err(shim_reason_or(&mut shim, ready, internal(&e)));
         }
         if !ready {
             match shim.receive().map_err(|e| internal(&e))? {
@@ -1116,6 +1106,18 @@ impl Manager {
 /// A launch failure, by the kind the shim gave it: a command that cannot
 /// be exec'd, a working directory missing in the container or a mount
 /// target leading out of it is the caller's error.
+/// The shim's own reason for a setup that failed before `Ready` (read
+/// now, if it sent one), else `otherwise`: what the agent saw go wrong
+/// (the process gone, a refused move or go) follows from the shim's.
+fn shim_reason_or(shim: &mut ShimConnection, ready: bool, otherwise: ManagerError) -> ManagerError {
+    if !ready {
+        if let Ok(ShimMessage::Failed { message, kind }) = shim.receive() {
+            return launch_failed(kind, message);
+        }
+    }
+    otherwise
+}
+
 fn launch_failed(kind: FailureKind, message: String) -> ManagerError {
     match kind {
         FailureKind::Workdir => ManagerError::invalid("workdir", message),

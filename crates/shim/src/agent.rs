@@ -48,28 +48,23 @@ impl Agent {
     /// Sends `msg` as one line. A failure means the agent is gone, which the
     /// shim survives; it is returned for the diagnostics.
     pub fn send(&mut self, msg: &ShimMessage) -> io::Result<()> {
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "no agent socket",
-            ));
-        };
-        stream.write_all(&msg.to_line())
+        self.connected()?.write_all(&msg.to_line())
     }
 
     /// Sends `msg` as one line with `fds` attached (`SCM_RIGHTS`): the
     /// agent gets its own copies, ours stay open.
     pub fn send_with(&mut self, msg: &ShimMessage, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        let Some(stream) = self.stream.as_ref() else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "no agent socket",
-            ));
-        };
         if fds.is_empty() {
             return self.send(msg);
         }
-        berth_sys::fd_passing::send_with_fds(stream.as_fd(), &msg.to_line(), fds)
+        berth_sys::fd_passing::send_with_fds(self.connected()?.as_fd(), &msg.to_line(), fds)
+    }
+
+    /// The socket to the agent, or why there is none.
+    fn connected(&mut self) -> io::Result<&mut UnixStream> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no agent socket"))
     }
 
     /// A complete line already buffered, if any.

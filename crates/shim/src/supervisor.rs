@@ -337,11 +337,10 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     }
     drop(monitor.report);
     let started_at = now();
-    let held: Vec<_> = mount_namespace.iter().map(|f| f.as_fd()).collect();
-    if let Err(e) = agent.send_with(&ShimMessage::Running, &held) {
+    let held = mount_namespace.as_ref().map(|f| f.as_fd());
+    if let Err(e) = agent.send_with(&ShimMessage::Running, held.as_slice()) {
         note(format_args!("send running: {e}"));
     }
-    drop(held);
     drop(mount_namespace);
     agent.close();
     // From here on only the pump loop runs; setup's code pages go once the
