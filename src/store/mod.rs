@@ -111,6 +111,17 @@ impl Store {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
                 .map_err(io_error("chmod", &dir))?;
         }
+        // Each container's tree in a block group of its own (decision 0049).
+        let containers = self.work_dir.join("containers");
+        let spread = fs::File::open(&containers)
+            .and_then(|dir| berth_sys::inode_flags::spread_subdirectories(&dir));
+        match spread {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(dir = %containers.display(), "the filesystem places directories its own way (no chattr +T)")
+            }
+            Err(e) => tracing::warn!(dir = %containers.display(), "chattr +T: {e}"),
+        }
         Ok(())
     }
 
@@ -461,6 +472,24 @@ mod tests {
         fs::write(&path, b"00000000-0000-0000-0000-000000000000\n").unwrap();
         assert!(!store.same_boot().unwrap());
         assert!(store.same_boot().unwrap());
+    }
+
+    #[test]
+    fn container_trees_are_spread_where_the_filesystem_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let probe = fs::File::open(dir.path()).unwrap();
+        let can = berth_sys::inode_flags::spread_subdirectories(&probe).unwrap();
+        let containers = fs::File::open(dir.path().join("work/containers")).unwrap();
+        assert_eq!(
+            berth_sys::inode_flags::spreads_subdirectories(&containers).unwrap(),
+            can,
+            "containers/ is chattr +T where the filesystem has it"
+        );
+        // The records and the runtime dir are not trees.
+        let records = fs::File::open(dir.path().join("work/records")).unwrap();
+        assert!(!berth_sys::inode_flags::spreads_subdirectories(&records).unwrap());
     }
 
     #[test]

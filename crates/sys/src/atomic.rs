@@ -5,6 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -67,7 +68,20 @@ pub fn write_atomic(
             file.sync_all().map_err(err("fsync", &temp))?;
         }
         drop(file);
-        fs::rename(&temp, path).map_err(err("rename", path))
+        // The file replaced is held open across the rename, so that its last
+        // reference goes at our `close`, not inside `rename(2)`: there the
+        // kernel frees its blocks (on a `discard` mount, waiting for the
+        // device) while it holds the directory's lock, and every other
+        // create or rename in the directory waits (decision 0049).
+        // `O_PATH`: no access, never blocks (a FIFO), follows no link.
+        let replaced = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .ok();
+        let renamed = fs::rename(&temp, path).map_err(err("rename", path));
+        drop(replaced);
+        renamed
     })();
     if written.is_err() {
         let _ = fs::remove_file(&temp);
@@ -104,6 +118,20 @@ mod tests {
             assert_eq!(fs::read(&path).unwrap(), b"new");
             assert_eq!(entries(dir.path()), ["record.json"]);
         }
+    }
+
+    #[test]
+    fn a_fifo_at_the_target_is_replaced_without_blocking() {
+        // The file replaced is held open across the rename: a FIFO there
+        // (a reader-less open would block) must not stall the write.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        write_atomic(&path, b"new", Durability::Durable).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(entries(dir.path()), ["record.json"]);
     }
 
     #[test]

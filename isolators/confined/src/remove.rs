@@ -1,8 +1,9 @@
 //! Removing a tree a container made: relative to directory descriptors, so
 //! no symlink is followed and no path is resolved again; never into another
-//! mount; with as many descriptors open as one (going back up through `..`,
-//! checked against the inode it came from), so depth costs no descriptors
-//! and no path length limit applies.
+//! mount; with one descriptor for the walk, two for a moment while a
+//! directory is removed (going back up through `..`, checked against the
+//! inode it came from), so depth costs no descriptors and no path length
+//! limit applies.
 
 use std::ffi::OsStr;
 use std::ffi::OsString;
@@ -127,7 +128,9 @@ fn remove_once(parent: &Dir, name: &OsStr) -> Result<()> {
                 path: current.path().to_path_buf(),
             });
         }
-        current = up;
+        // The emptied dir's own handle stays open across its removal (see
+        // the top's, below).
+        let _emptied = std::mem::replace(&mut current, up);
         match current.remove_dir(&done.name) {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
@@ -147,8 +150,14 @@ fn remove_once(parent: &Dir, name: &OsStr) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    // `current` is the top's own handle, held across its removal: the last
+    // reference to the directory goes at our `close`, not inside
+    // `rmdir(2)`, where the kernel frees its blocks (on a `discard` mount,
+    // waiting for the device) while it holds the parent's lock, which every
+    // other create and remove in the parent waits for (decision 0049).
+    let removed = ignore_missing(parent.remove_dir(name));
     drop(current);
-    ignore_missing(parent.remove_dir(name))
+    removed
 }
 
 /// Removes every non-directory in `dir` and returns the level with its
