@@ -10,6 +10,7 @@ use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, Isola
 
 use super::early_prepare::EarlyPrepare;
 use super::locked::locked;
+use super::record_sync::RecordSync;
 use super::self_join::SelfJoin;
 use super::shim_client::{ShimArgs, ShimConnection, ShimError};
 use super::{Manager, ManagerError, Slot};
@@ -38,6 +39,9 @@ struct Beside<'a> {
     /// The cgroups the container's process moves itself into (decision
     /// 0047), if it does.
     self_join: Option<&'a mut SelfJoin>,
+    /// The create record being made durable, waited for before the go
+    /// (decision 0050).
+    record_synced: Option<RecordSync>,
 }
 
 /// A validated launch.
@@ -325,13 +329,14 @@ impl Manager {
     ) -> Result<Container, ManagerError> {
         let mut container = plan.container.clone();
         let id = container.id.clone();
-        if fresh {
-            self.create_dirs(&container)?;
+        let record_synced = if fresh {
+            Some(self.create_dirs(&container)?)
         } else {
             self.store
                 .save(&container, Durability::Durable)
                 .map_err(|e| ManagerError::Internal(e.to_string()))?;
-        }
+            None
+        };
         let overlay = match &plan.lower {
             Some(lower) => {
                 let dirs = super::root::RootDirs::of(&self.store, &id);
@@ -470,6 +475,7 @@ impl Manager {
                 early: &early,
                 root_mount: &mut root_mount,
                 self_join: self_join.as_mut(),
+                record_synced,
             },
         );
         let mount_namespace = match launched {
@@ -515,7 +521,11 @@ impl Manager {
         Ok(container)
     }
 
-    fn create_dirs(&self, container: &Container) -> Result<(), ManagerError> {
+    /// Creates a fresh container's record and dirs. The work dir's record
+    /// is written crash-safe here (a process crash keeps it) and made
+    /// durable by the returned [`RecordSync`] while the launch goes on; the
+    /// go waits for it (decision 0050).
+    fn create_dirs(self: &Arc<Self>, container: &Container) -> Result<RecordSync, ManagerError> {
         let internal = |what: &str, path: &PathBuf, e: std::io::Error| {
             ManagerError::Internal(format!("{what} {}: {e}", path.display()))
         };
@@ -523,11 +533,17 @@ impl Manager {
         for dir in [&state_dir, &self.store.isolator_dir(&container.id)] {
             std::fs::create_dir_all(dir).map_err(|e| internal("create", dir, e))?;
         }
-        // The record comes before the sandbox, so that a crash, even a
-        // power loss, leaves no sandbox that no record explains.
+        // The record comes before the sandbox, so that a crash leaves no
+        // sandbox that no record explains; it is durable before the
+        // command runs, so that a power loss leaves none in which a
+        // command ran (decisions 0014, 0050).
         self.store
-            .save(container, Durability::Durable)
+            .save(container, Durability::CrashSafe)
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
+        let synced = {
+            let (manager, id) = (self.clone(), container.id.clone());
+            RecordSync::start(move || manager.store.sync_record(&id))?
+        };
         let owner = sandbox_owner(container);
         let created = self
             .store
@@ -545,7 +561,7 @@ impl Manager {
         crate::logs::meta::LogMeta::of(container)
             .write()
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
-        Ok(())
+        Ok(synced)
     }
 
     /// Writes the bundle, starts the shim, isolates the pid and lets the
@@ -565,6 +581,7 @@ impl Manager {
             early,
             root_mount,
             mut self_join,
+            record_synced,
         } = beside;
         let (isolators, seccomp, network) = (&plan.isolators, &plan.seccomp, &plan.network);
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
@@ -708,6 +725,9 @@ impl Manager {
             return Err(failed);
         }
         start_watches();
+        if let Some(synced) = record_synced {
+            synced.wait()?;
+        }
         launch_gate(&container.id);
         // Nothing is left to do here before the command runs: the go goes
         // now, and the shim holds it until the container says it is ready

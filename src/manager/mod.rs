@@ -17,6 +17,7 @@ mod exec_stream;
 mod health;
 pub mod images;
 mod reattach;
+mod record_sync;
 mod recover;
 mod request_checks;
 mod restart;

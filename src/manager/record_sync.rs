@@ -1,0 +1,97 @@
+//! Making a fresh container's create record durable on a thread of its own
+//! while the launch goes on; the go waits for it (decision 0050).
+
+use super::ManagerError;
+use crate::store::StoreError;
+
+/// The fsyncs of a record saved crash-safe, under way.
+pub(super) struct RecordSync(std::thread::JoinHandle<Result<(), StoreError>>);
+
+impl RecordSync {
+    /// Runs `sync` (e.g. `Store::sync_record`) on its own thread.
+    pub(super) fn start(
+        sync: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<RecordSync, ManagerError> {
+        std::thread::Builder::new()
+            .name("berth-record-sync".into())
+            .spawn(sync)
+            .map(RecordSync)
+            .map_err(|e| ManagerError::Internal(format!("start the record's fsync: {e}")))
+    }
+
+    /// Waits for the fsyncs: the container's command must not run on a
+    /// record that a power loss could take. Dropped instead (a launch that
+    /// failed first), the thread finishes on its own: a record removed
+    /// meanwhile is no error to it.
+    pub(super) fn wait(self) -> Result<(), ManagerError> {
+        match self.0.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ManagerError::Internal(format!(
+                "make the container's record durable: {e}"
+            ))),
+            Err(_) => Err(ManagerError::Internal(
+                "the record's fsync thread panicked".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Durability, Store};
+    use berth_isolator::ContainerId;
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        (dir, Arc::new(store))
+    }
+
+    /// A record as `Store::save` leaves it before its sync: written
+    /// crash-safe, not synced.
+    fn saved(dir: &std::path::Path, id: &str) -> ContainerId {
+        let path = dir.join(format!("work/records/{id}.json"));
+        crate::store::write_atomic(&path, b"{}", Durability::CrashSafe).unwrap();
+        ContainerId::new(id).unwrap()
+    }
+
+    #[test]
+    fn a_saved_record_is_synced_and_a_removed_one_is_no_error() {
+        let (dir, store) = store();
+        let id = saved(dir.path(), "synced");
+        let (s, i) = (store.clone(), id.clone());
+        RecordSync::start(move || s.sync_record(&i))
+            .unwrap()
+            .wait()
+            .unwrap();
+        // `rm` of a launch that failed before its go: nothing to sync.
+        store.remove(&id).unwrap();
+        let (s, i) = (store.clone(), id.clone());
+        RecordSync::start(move || s.sync_record(&i))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_sync_that_fails_fails_the_wait() {
+        let (dir, store) = store();
+        let id = ContainerId::new("unsyncable").unwrap();
+        // A socket where the record should be: open(2) of it is ENXIO,
+        // as an fsync's EIO would be, an error the go must not pass.
+        let path = dir.path().join("work/records/unsyncable.json");
+        let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let s = store.clone();
+        let err = RecordSync::start(move || s.sync_record(&id))
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert!(
+            matches!(&err, ManagerError::Internal(m) if m.contains("durable") && m.contains("unsyncable.json")),
+            "{err:?}"
+        );
+    }
+}
