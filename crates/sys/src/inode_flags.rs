@@ -23,23 +23,18 @@ const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn spread_subdirectories(dir: &File) -> io::Result<bool> {
-    let mut flags: libc::c_int = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one int (the kernel's `flags` are 32
-    // bits whatever the ioctl's name says) through a pointer to a live,
-    // aligned c_int; the fd is borrowed for the call.
-    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
-    if rc < 0 {
-        return unsupported_is_false(io::Error::last_os_error());
-    }
+    let Some(flags) = flags(dir)? else {
+        return Ok(false);
+    };
     if flags & FS_TOPDIR_FL != 0 {
         return Ok(true);
     }
-    flags |= FS_TOPDIR_FL;
+    let flags = flags | FS_TOPDIR_FL;
     // SAFETY: FS_IOC_SETFLAGS reads one int through a pointer to a live,
     // aligned c_int; the fd is borrowed for the call.
     let rc = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
     if rc < 0 {
-        return unsupported_is_false(io::Error::last_os_error());
+        return unsupported(io::Error::last_os_error()).map(|()| false);
     }
     Ok(true)
 }
@@ -47,20 +42,27 @@ pub fn spread_subdirectories(dir: &File) -> io::Result<bool> {
 /// Whether `dir` is marked as the top of directory hierarchies (see
 /// [`spread_subdirectories`]); `Ok(false)` on a filesystem without flags.
 pub fn spreads_subdirectories(dir: &File) -> io::Result<bool> {
+    Ok(flags(dir)?.is_some_and(|flags| flags & FS_TOPDIR_FL != 0))
+}
+
+/// `dir`'s inode flags; `None` on a filesystem without them.
+fn flags(dir: &File) -> io::Result<Option<libc::c_int>> {
     let mut flags: libc::c_int = 0;
-    // SAFETY: as in `spread_subdirectories`.
+    // SAFETY: FS_IOC_GETFLAGS writes one int (the kernel's `flags` are 32
+    // bits whatever the ioctl's name says) through a pointer to a live,
+    // aligned c_int; the fd is borrowed for the call.
     let rc = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
     if rc < 0 {
-        return unsupported_is_false(io::Error::last_os_error());
+        return unsupported(io::Error::last_os_error()).map(|()| None);
     }
-    Ok(flags & FS_TOPDIR_FL != 0)
+    Ok(Some(flags))
 }
 
 /// A filesystem without inode flags, or without this one, answers with one
-/// of these: not an error, only nothing to do.
-fn unsupported_is_false(e: io::Error) -> io::Result<bool> {
+/// of these: not an error, only nothing to do. Anything else is returned.
+fn unsupported(e: io::Error) -> io::Result<()> {
     match e.raw_os_error() {
-        Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => Ok(false),
+        Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => Ok(()),
         _ => Err(e),
     }
 }
