@@ -1123,9 +1123,6 @@ impl Manager {
     }
 }
 
-/// A launch failure, by the kind the shim gave it: a command that cannot
-/// be exec'd, a working directory missing in the container or a mount
-/// target leading out of it is the caller's error.
 /// The shim's own reason for a setup that failed before `Ready` (read
 /// now, if it sent one), else `otherwise`: what the agent saw go wrong
 /// (the process gone, a refused move or go) follows from the shim's.
@@ -1138,6 +1135,9 @@ fn shim_reason_or(shim: &mut ShimConnection, ready: bool, otherwise: ManagerErro
     otherwise
 }
 
+/// A launch failure, by the kind the shim gave it: a command that cannot
+/// be exec'd, a working directory missing in the container or a mount
+/// target leading out of it is the caller's error.
 fn launch_failed(kind: FailureKind, message: String) -> ManagerError {
     match kind {
         FailureKind::Workdir => ManagerError::invalid("workdir", message),

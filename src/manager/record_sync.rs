@@ -58,22 +58,23 @@ mod tests {
         ContainerId::new(id).unwrap()
     }
 
+    /// `Store::sync_record` of `id` on a `RecordSync`, waited for, as a
+    /// launch does before its go.
+    fn sync(store: &Arc<Store>, id: &ContainerId) -> Result<(), ManagerError> {
+        let (store, id) = (store.clone(), id.clone());
+        RecordSync::start(move || store.sync_record(&id))
+            .unwrap()
+            .wait()
+    }
+
     #[test]
     fn a_saved_record_is_synced_and_a_removed_one_is_no_error() {
         let (dir, store) = store();
         let id = saved(dir.path(), "synced");
-        let (s, i) = (store.clone(), id.clone());
-        RecordSync::start(move || s.sync_record(&i))
-            .unwrap()
-            .wait()
-            .unwrap();
+        sync(&store, &id).unwrap();
         // `rm` of a launch that failed before its go: nothing to sync.
         store.remove(&id).unwrap();
-        let (s, i) = (store.clone(), id.clone());
-        RecordSync::start(move || s.sync_record(&i))
-            .unwrap()
-            .wait()
-            .unwrap();
+        sync(&store, &id).unwrap();
     }
 
     #[test]
@@ -84,11 +85,7 @@ mod tests {
         // as an fsync's EIO would be, an error the go must not pass.
         let path = dir.path().join("work/records/unsyncable.json");
         let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let s = store.clone();
-        let err = RecordSync::start(move || s.sync_record(&id))
-            .unwrap()
-            .wait()
-            .unwrap_err();
+        let err = sync(&store, &id).unwrap_err();
         assert!(
             matches!(&err, ManagerError::Internal(m) if m.contains("durable") && m.contains("unsyncable.json")),
             "{err:?}"

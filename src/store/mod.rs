@@ -487,7 +487,7 @@ mod tests {
             can,
             "containers/ is chattr +T where the filesystem has it"
         );
-        // The records and the runtime dir are not trees.
+        // Only `containers/`: the records dir holds files, not trees.
         let records = fs::File::open(dir.path().join("work/records")).unwrap();
         assert!(!berth_sys::inode_flags::spreads_subdirectories(&records).unwrap());
     }

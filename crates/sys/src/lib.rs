@@ -1,9 +1,9 @@
 //! Host system calls and kernel file formats berth uses in more than one
 //! place, each written once (decision 0036): the crash-safe file write and
 //! the `/proc/self/mountinfo` parser, pidfds, a process's identity from
-//! `/proc/PID/stat` and inode flags. Outside the shim this is the only crate with `unsafe`
-//! system calls. Callers keep their own error types and
-//! wrap [`atomic::AtomicWriteError`] or the `io::Error` these return.
+//! `/proc/PID/stat` and inode flags. Outside the shim this is the only crate
+//! with `unsafe` system calls. Callers keep their own error types and wrap
+//! [`atomic::AtomicWriteError`] or the `io::Error` these return.
 
 pub mod atomic;
 pub mod fd_passing;
