@@ -98,6 +98,7 @@ async fn launch(
 ) -> Result<Response, ApiError> {
     let request: LaunchRequest = parse_json(&body)?;
     let container = manager.launch(request).await?;
+    berth_sys::launch_marks::mark("agent: answers the create");
     if !query.attach {
         return Ok((StatusCode::CREATED, Json(container)).into_response());
     }
@@ -134,7 +135,9 @@ async fn inspect(State(manager): Shared, Path(id): Path<String>) -> Result<Respo
 }
 
 async fn wait(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(manager.wait(&id).await?).into_response())
+    let ended = manager.wait(&id).await?;
+    berth_sys::launch_marks::mark("agent: answers the wait");
+    Ok(Json(ended).into_response())
 }
 
 async fn kill(
@@ -223,7 +226,7 @@ async fn update(
 }
 
 async fn stats(State(manager): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let isolators = manager.stats(&id)?;
+    let isolators = manager.stats(&id).await?;
     let stats = Stats {
         read_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         isolators,

@@ -35,6 +35,7 @@ impl Manager {
                 }
             }
         }
+        berth_sys::launch_marks::mark("agent: shim gone");
         let manager = self.clone();
         let ended = id.clone();
         let _ = tokio::task::spawn_blocking(move || manager.finalize(&ended)).await;
@@ -119,7 +120,21 @@ impl Manager {
             );
         }
 
-        // The final figures, for `stats` of the ended container.
+        container.state = State::Exited;
+        container.pid = None;
+        tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");
+        // Waiters are told as soon as the end is known, before the final
+        // figures are read and the record is written (decision 0047: an
+        // agent that dies in between finds the shim's exit record at
+        // recovery and ends the container the same way); the isolators'
+        // cleanup follows, and a remove, and `stats`, wait for it
+        // (decisions 0044, 0051).
+        slot.cleanup_pending.send_replace(true);
+        self.tell(&slot, container.clone());
+        berth_sys::launch_marks::mark("agent: end told");
+        // The final figures, for `stats` of the ended container, while its
+        // cgroups are still there. The slot gets them without a word to its
+        // watchers: nothing they wait for changed.
         for isolator in &isolators {
             if let Ok(usage) = isolator.usage(id) {
                 let usage = serde_json::Value::Object(usage);
@@ -128,16 +143,11 @@ impl Manager {
                     .insert(isolator.name().to_string(), usage);
             }
         }
-        container.state = State::Exited;
-        container.pid = None;
-        tracing::info!(%id, reason = container.reason.as_deref().unwrap_or(""), "container ended");
-        // Waiters are told as soon as the end is known, before the record's
-        // writes (decision 0047: an agent that dies in between finds the
-        // shim's exit record at recovery and ends the container the same
-        // way); the isolators' cleanup follows, and a remove waits for it
-        // (decision 0044).
-        slot.cleanup_pending.send_replace(true);
-        self.publish_end(&slot, container.clone());
+        slot.record.send_if_modified(|recorded| {
+            recorded.final_usage = container.final_usage.clone();
+            false
+        });
+        self.save_record(&container, crate::store::Durability::CrashSafe);
         // The container's mounts go now, before its isolators' cleanup and
         // any relaunch (an overlay refuses an upper dir still in use).
         drop(locked(&slot.mount_namespace).take());

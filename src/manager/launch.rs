@@ -91,6 +91,7 @@ impl Manager {
         self: &Arc<Self>,
         request: LaunchRequest,
     ) -> Result<ContainerView, ManagerError> {
+        berth_sys::launch_marks::mark("agent: launch begins");
         let manager = self.clone();
         let begun = std::time::Instant::now();
         let launched = tokio::task::spawn_blocking(move || manager.launch_blocking(request))
@@ -108,6 +109,7 @@ impl Manager {
     ) -> Result<ContainerView, ManagerError> {
         let file_values = self.take_file_values(&mut request)?;
         let mut plan = self.plan(request, false)?;
+        berth_sys::launch_marks::mark("agent: planned");
         let id = plan.container.id.clone();
         let slot = {
             let mut slots = locked(&self.slots);
@@ -337,6 +339,7 @@ impl Manager {
                 .map_err(|e| ManagerError::Internal(e.to_string()))?;
             None
         };
+        berth_sys::launch_marks::mark("agent: record and dirs made");
         let overlay = match &plan.lower {
             Some(lower) => {
                 let dirs = super::root::RootDirs::of(&self.store, &id);
@@ -403,6 +406,7 @@ impl Manager {
             }
         };
         let early = EarlyPrepare::start(&id, &plan.config, early_list, root_mount_job, warm_attach);
+        berth_sys::launch_marks::mark("agent: helper thread started");
         let mut prepared: Vec<&Arc<dyn Isolator>> = Vec::new();
         let undo_isolators = |prepared: &[&Arc<dyn Isolator>]| {
             early.settle();
@@ -464,6 +468,7 @@ impl Manager {
         // container still sets itself up (decision 0038): their registration
         // (an eventfd in `cgroup.event_control` on v1, 1-10 ms) is off the
         // launch's critical path, and nothing the command does is unwatched.
+        berth_sys::launch_marks::mark("agent: isolators prepared");
         let start_watches = || self.watch_limitations(&id, slot, &plan.isolators);
         let launched = self.run_shim(
             &mut container,
@@ -644,6 +649,7 @@ impl Manager {
                 .map_err(|e| internal(&format!("write {}: {e}", path.display())))?;
         }
 
+        berth_sys::launch_marks::mark("agent: bundle written");
         let shim_path = self.config.shim_path();
         let state_dir = self.store.state_dir(&container.id);
         let root_mount = root_mount.take();
@@ -659,6 +665,7 @@ impl Manager {
             cgroups: self_join.as_ref().map(|j| (j.dirs.as_slice(), &j.ready)),
         };
         let mut shim = self.shim_for(&shim_args).map_err(|e| internal(&e))?;
+        berth_sys::launch_marks::mark("agent: handed to the shim");
         drop((files, root_mount));
 
         // `Forked` comes while the container still sets itself up: it is
@@ -670,6 +677,7 @@ impl Manager {
             ShimMessage::Running => return Err(internal(&"shim said running before go")),
             ShimMessage::Idle { .. } => return Err(internal(&"shim said idle after its handover")),
         };
+        berth_sys::launch_marks::mark("agent: heard forked");
         // Both are identified now, before anything can exit: the container
         // waits for our go, and the shim waits for the container.
         container.shim = ProcessRef::of(shim_pid);
@@ -724,10 +732,12 @@ impl Manager {
             drop(shim);
             return Err(failed);
         }
+        berth_sys::launch_marks::mark("agent: isolated");
         start_watches();
         if let Some(synced) = record_synced {
             synced.wait()?;
         }
+        berth_sys::launch_marks::mark("agent: record durable");
         launch_gate(&container.id);
         // Nothing is left to do here before the command runs: the go goes
         // now, and the shim holds it until the container says it is ready
@@ -737,6 +747,7 @@ impl Manager {
             // the shim's end: its reason comes first.
             return Err(shim_reason_or(&mut shim, ready, internal(&e)));
         }
+        berth_sys::launch_marks::mark("agent: go sent");
         if !ready {
             match shim.receive().map_err(|e| internal(&e))? {
                 ShimMessage::Ready { .. } => {}
@@ -751,6 +762,7 @@ impl Manager {
                 return Err(internal(&"shim said ready twice"))
             }
         }
+        berth_sys::launch_marks::mark("agent: heard running");
         container.started_at = Some(Timestamp::now());
         Ok(shim.take_mount_namespace())
     }

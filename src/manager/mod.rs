@@ -590,12 +590,18 @@ impl Manager {
         futures_util::future::join_all(waits).await;
     }
 
-    /// Every isolator's usage for a container, keyed by isolator name.
-    pub fn stats(
+    /// Every isolator's usage for a container, keyed by isolator name; for
+    /// an ended one the figures read at its end, once they are (its end is
+    /// told before, decision 0051).
+    pub async fn stats(
         &self,
         id: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
-        let container = self.slot(id)?.get();
+        let slot = self.slot(id)?;
+        if slot.get().state == State::Exited {
+            slot.cleaned(id).await?;
+        }
+        let container = slot.get();
         if container.state == State::Exited && !container.final_usage.is_empty() {
             return Ok(container.final_usage);
         }
@@ -657,15 +663,6 @@ impl Manager {
     fn publish(&self, slot: &Slot, container: Container, copies: impl Into<Copies>) {
         self.save_record(&container, copies);
         self.tell(slot, container);
-    }
-
-    /// [`Manager::publish`] of a container's end: waiters and the event
-    /// stream first, then both copies of the record (crash-safe, synced
-    /// later). Only for what recovery derives again from the shim's exit
-    /// record if the agent dies in between.
-    fn publish_end(&self, slot: &Slot, container: Container) {
-        self.tell(slot, container.clone());
-        self.save_record(&container, crate::store::Durability::CrashSafe);
     }
 
     /// Saves `container`'s record; a failure is logged (the slot stays the

@@ -120,6 +120,7 @@ const AFTER_EARLY_FILTER: &[&str] = &["read", "write", "close"];
 /// Sets the container up, reports, waits for the release and execs. Never
 /// returns: the process becomes the command or exits.
 pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
+    berth_sys::launch_marks::mark("child: started");
     let ChildFds {
         stdout,
         stderr,
@@ -154,6 +155,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
         .seccomp
         .as_ref()
         .is_some_and(|f| f.allows_unconditionally(AFTER_EARLY_FILTER));
+    berth_sys::launch_marks::mark("child: confined");
     if early {
         if let Some(filter) = seccomp.take() {
             if let Err(e) = filter.install() {
@@ -162,6 +164,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
             }
         }
     }
+    berth_sys::launch_marks::mark("child: ready");
     if sync::report_ready(&report).is_err() {
         exit(1);
     }
@@ -195,6 +198,7 @@ pub fn run(config: &ContainerConfig, fds: ChildFds) -> ! {
     } else {
         report
     };
+    berth_sys::launch_marks::mark("child: execs");
     let message = exec::exec(&p.args, &p.env, p.path_var.as_deref());
     sync::report_error(&report, FailureKind::Exec, &message);
     exit(127);
@@ -241,6 +245,7 @@ fn setup(
     }
 
     let new_net = config.namespaces.enter_others()?;
+    berth_sys::launch_marks::mark("child: namespaces made");
     if new_net {
         namespaces::loopback_up()?;
     }
@@ -262,6 +267,7 @@ fn setup(
         root_mount.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     )?;
     drop(root_mount);
+    berth_sys::launch_marks::mark("child: root mounted");
     for m in &config.mounts {
         mounts::mount_one(&root, m)?;
     }
@@ -275,6 +281,7 @@ fn setup(
             errno,
         })?;
     }
+    berth_sys::launch_marks::mark("child: mounts made");
     masks::readonly_paths(&root, &config.readonly_paths)?;
     masks::mask_paths(&root, &config.masked_paths)?;
     if let Some(overlay) = &config.overlay {
@@ -287,7 +294,9 @@ fn setup(
             rootfs::seal_readonly(&root)?;
         }
     }
+    berth_sys::launch_marks::mark("child: paths masked");
     rootfs::pivot(&root)?;
+    berth_sys::launch_marks::mark("child: pivoted");
     drop(root);
     if let Some(socket) = pty {
         // The container's own devpts, after the pivot: its slave becomes
@@ -309,6 +318,7 @@ fn setup(
     if let Some(cgroups) = cgroups {
         cgroups.join()?;
     }
+    berth_sys::launch_marks::mark("child: in its cgroups");
     confine(&config.process)
 }
 

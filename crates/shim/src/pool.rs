@@ -97,6 +97,7 @@ fn serve() -> i32 {
             Err(e) => return fail(&mut agent, e.to_string()),
         }
     };
+    berth_sys::launch_marks::mark("shim: handover received");
     if let Err(e) = place_files(fds) {
         return fail(&mut agent, format!("handover: place prepared mounts: {e}"));
     }

@@ -69,6 +69,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(config) => config,
         Err(e) => return fail(args, &mut agent, e.to_string()),
     };
+    berth_sys::launch_marks::mark("shim: config loaded");
     if !config.ignored.is_empty() {
         note(format_args!(
             "not applied by berth-shim: {}",
@@ -170,6 +171,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Ok(own) => own,
         Err(e) => return fail(args, &mut agent, e.to_string()),
     };
+    berth_sys::launch_marks::mark("shim: forks the container");
     let child = match fork_container(&config) {
         Ok(None) => {
             // The child must not hold the monitor's ends: a held go-pipe
@@ -336,6 +338,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         }
     }
     drop(monitor.report);
+    berth_sys::launch_marks::mark("shim: exec seen");
     let started_at = now();
     let held = mount_namespace.as_ref().map(|f| f.as_fd());
     if let Err(e) = agent.send_with(&ShimMessage::Running, held.as_slice()) {
@@ -365,6 +368,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         &mut counters,
         stdin_relay.as_mut(),
     );
+    berth_sys::launch_marks::mark("shim: command ended");
     // Final counters before exit.json: whoever sees the exit sees them too.
     if let Err(e) = counters.write(&current_counters(&streams), Instant::now()) {
         note(format_args!("{e}"));
@@ -392,6 +396,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             1
         }
     };
+    berth_sys::launch_marks::mark("shim: exit recorded");
     // Compressing what is left does not hold up the exit record.
     for s in &mut streams {
         s.sink.finish();

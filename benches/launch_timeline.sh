@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Where one launch's time goes: the steps of an API launch in the agent, the
+# shim and the container's process, on one clock (decision 0051).
+#
+#   sudo benches/launch_timeline.sh
+#
+# Builds berth with the `launch-marks` feature into target/launch-marks (or
+# takes PREBUILT=DIR holding such a `berth` and `berth-shim`), starts an
+# agent with BERTH_LAUNCH_MARKS set (its own temp dirs, a tmpfs runtime dir,
+# a cgroup root below this shell's cgroup), and makes COUNT (default 200)
+# API launches one after another, 20 ms apart: POST /v1/containers
+# {command: [/bin/true], rootfs: R} -> GET .../wait -> DELETE. Prints each
+# step's p50 time since the client sent the create (the CLOCK_MONOTONIC
+# both sides read), and the p50 of the time from the step before. The
+# marks file costs a write per step: the totals run a little above
+# benches/launch.sh's. Not run by CI; removes what it made and kills only
+# the agent it started.
+
+set -euo pipefail
+COUNT=${COUNT:-200}
+[ "$(id -u)" = 0 ] || { echo "launch_timeline: needs root" >&2; exit 1; }
+BUSYBOX=$(command -v busybox) || { echo "launch_timeline: needs busybox" >&2; exit 1; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ -n "${PREBUILT:-}" ]; then
+    BIN=$PREBUILT
+else
+    (cd "$ROOT" && cargo build --release --quiet --features launch-marks \
+        --target-dir target/launch-marks --bin berth --bin berth-shim)
+    BIN=$ROOT/target/launch-marks/release
+fi
+TAG="berth-launch-timeline-$$"
+BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
+chmod 755 "$BASE"
+mkdir -p "$BASE/run"
+mount -t tmpfs -o mode=0711 berth-bench-run "$BASE/run"
+R="$BASE/rootfs"
+mkdir -p "$R/bin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/sandbox"
+cp "$BUSYBOX" "$R/bin/busybox"
+ln -s busybox "$R/bin/true"
+: >"$BASE/berth.toml"
+AGENT=
+cleanup() {
+    set +e
+    for id in $("$BIN/berth" --socket "$BASE/agent.sock" ps -aq 2>/dev/null); do
+        "$BIN/berth" --socket "$BASE/agent.sock" rm -f "$id" >/dev/null 2>&1
+    done
+    [ -n "$AGENT" ] && kill "$AGENT" && wait "$AGENT"
+    for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+        find "$h" -depth -type d -name "$TAG*" -exec rmdir {} \; 2>/dev/null
+    done
+    mountpoint -q "$BASE/run" && umount "$BASE/run"
+    rm -rf "$BASE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+BERTH_LAUNCH_MARKS="$BASE/marks" "$BIN/berth" agent --config "$BASE/berth.toml" \
+    --socket "$BASE/agent.sock" --work-dir "$BASE/work" --runtime-dir "$BASE/run/berth" \
+    --cgroup-root "$TAG" --shim "$BIN/berth-shim" >"$BASE/agent.log" 2>&1 &
+AGENT=$!
+for _ in $(seq 100); do [ -S "$BASE/agent.sock" ] && break; sleep 0.1; done
+[ -S "$BASE/agent.sock" ] || { cat "$BASE/agent.log"; exit 1; }
+
+python3 - "$BASE" "$R" "$COUNT" <<'EOF'
+import collections, http.client, json, socket, sys, time
+base, rootfs, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=60)
+        self.path_ = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path_)
+
+def req(method, path, body=None):
+    c = Unix(f"{base}/agent.sock")
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"content-type": "application/json"} if body is not None else {})
+    r = c.getresponse(); data = r.read(); c.close()
+    if r.status >= 300:
+        raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
+
+def now_us():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+warmup = 20
+windows = []
+for i in range(warmup + count):
+    t0 = now_us()
+    req("POST", "/v1/containers", {"id": f"t{i}", "command": ["/bin/true"], "rootfs": rootfs})
+    t1 = now_us()
+    req("GET", f"/v1/containers/t{i}/wait")
+    t2 = now_us()
+    req("DELETE", f"/v1/containers/t{i}?force=true")
+    if i >= warmup:
+        windows.append((t0, t1, t2))
+    time.sleep(0.02)
+
+marks = []
+with open(f"{base}/marks") as f:
+    for line in f:
+        _pid, at, label = line.rstrip("\n").split(" ", 2)
+        marks.append((int(at), label))
+marks.sort()
+offsets = collections.defaultdict(list)
+j = 0
+for t0, t1, t2 in windows:
+    while j < len(marks) and marks[j][0] < t0:
+        j += 1
+    seen = set()
+    k = j
+    while k < len(marks) and marks[k][0] <= t2:
+        at, label = marks[k]
+        if label not in seen:
+            seen.add(label)
+            offsets[label].append(at - t0)
+        k += 1
+    offsets["client: has the create's answer"].append(t1 - t0)
+    offsets["client: has the wait's answer"].append(t2 - t0)
+
+def p50(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+
+print(f"== one API launch, {len(windows)} runs one after another: p50 us since the client sent the create")
+print(f"   {'step':40s} {'at':>7s} {'after the step before':>22s}")
+last = 0
+for label, v in sorted(offsets.items(), key=lambda kv: p50(kv[1])):
+    at = p50(v)
+    note = "" if len(v) == len(windows) else f"   (in {len(v)} of {len(windows)} runs)"
+    print(f"   {label:40s} {at:7d} {at - last:22d}{note}")
+    last = at
+EOF
