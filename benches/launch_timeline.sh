@@ -17,68 +17,46 @@
 # the agent it started.
 
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
 COUNT=${COUNT:-200}
-[ "$(id -u)" = 0 ] || { echo "launch_timeline: needs root" >&2; exit 1; }
-BUSYBOX=$(command -v busybox) || { echo "launch_timeline: needs busybox" >&2; exit 1; }
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${PREBUILT:-}" ]; then
-    BIN=$PREBUILT
-else
-    (cd "$ROOT" && cargo build --release --quiet --features launch-marks \
+bench_setup launch-timeline
+if [ -z "${PREBUILT:-}" ]; then
+    echo "== building release binaries with launch-marks"
+    (cd "$REPO" && cargo build --release --quiet --features launch-marks \
         --target-dir target/launch-marks --bin berth --bin berth-shim)
-    BIN=$ROOT/target/launch-marks/release
+    PREBUILT=$REPO/target/launch-marks/release
 fi
-TAG="berth-launch-timeline-$$"
-BASE=$(mktemp -d "${BENCH_DIR:-/var/tmp}/$TAG.XXXXXX")
-chmod 755 "$BASE"
+bench_binaries
+# Runtime state on a tmpfs, as /run is on the hosts berth targets (systemd).
 mkdir -p "$BASE/run"
 mount -t tmpfs -o mode=0711 berth-bench-run "$BASE/run"
-R="$BASE/rootfs"
-mkdir -p "$R/bin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/sandbox"
-cp "$BUSYBOX" "$R/bin/busybox"
-ln -s busybox "$R/bin/true"
-: >"$BASE/berth.toml"
-AGENT=
 cleanup() {
     set +e
-    for id in $("$BIN/berth" --socket "$BASE/agent.sock" ps -aq 2>/dev/null); do
-        "$BIN/berth" --socket "$BASE/agent.sock" rm -f "$id" >/dev/null 2>&1
-    done
-    [ -n "$AGENT" ] && kill "$AGENT" && wait "$AGENT"
-    for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-        find "$h" -depth -type d -name "$TAG*" -exec rmdir {} \; 2>/dev/null
-    done
+    if [ -n "$AGENT_PID" ]; then
+        for id in $("$BERTH" --socket "$BASE/berth.sock" ps -aq 2>/dev/null); do
+            "$BERTH" --socket "$BASE/berth.sock" rm -f "$id" >/dev/null 2>&1
+        done
+    fi
+    stop_agent
+    remove_bench_cgroups
     mountpoint -q "$BASE/run" && umount "$BASE/run"
     rm -rf "$BASE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-BERTH_LAUNCH_MARKS="$BASE/marks" "$BIN/berth" agent --config "$BASE/berth.toml" \
-    --socket "$BASE/agent.sock" --work-dir "$BASE/work" --runtime-dir "$BASE/run/berth" \
-    --cgroup-root "$TAG" --shim "$BIN/berth-shim" >"$BASE/agent.log" 2>&1 &
-AGENT=$!
-for _ in $(seq 100); do [ -S "$BASE/agent.sock" ] && break; sleep 0.1; done
-[ -S "$BASE/agent.sock" ] || { cat "$BASE/agent.log"; exit 1; }
+busybox_rootfs "$BASE/rootfs" true
+export BERTH_LAUNCH_MARKS="$BASE/marks"
+start_agent
 
-python3 - "$BASE" "$R" "$COUNT" <<'EOF'
-import collections, http.client, json, socket, sys, time
+python3 - "$BASE" "$BASE/rootfs" "$COUNT" <<'EOF'
+import collections, sys, time
+from berth_api import call
 base, rootfs, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=60)
-        self.path_ = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path_)
+sock = f"{base}/berth.sock"
 
 def req(method, path, body=None):
-    c = Unix(f"{base}/agent.sock")
-    c.request(method, path, json.dumps(body) if body is not None else None,
-              {"content-type": "application/json"} if body is not None else {})
-    r = c.getresponse(); data = r.read(); c.close()
-    if r.status >= 300:
-        raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
+    call(sock, method, path, body)
 
 def now_us():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000

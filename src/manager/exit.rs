@@ -130,8 +130,8 @@ impl Manager {
         // cleanup follows, and a remove, and `stats`, wait for it
         // (decisions 0044, 0051).
         slot.cleanup_pending.send_replace(true);
+        berth_sys::launch_marks::mark("agent: tells the end");
         self.tell(&slot, container.clone());
-        berth_sys::launch_marks::mark("agent: end told");
         // The final figures, for `stats` of the ended container, while its
         // cgroups are still there. The slot gets them without a word to its
         // watchers: nothing they wait for changed.
