@@ -194,6 +194,7 @@ fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<Agen
 }
 
 fn main() -> ExitCode {
+    berth_sys::launch_marks::mark("cli: main");
     let cli = Cli::parse();
     match cli.command {
         TopCommand::Agent(args) => {

@@ -1256,6 +1256,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
     }
     // One request: the create's answer is the container's output, framed,
     // from its first byte, and its exit last (decision 0042).
+    berth_sys::launch_marks::mark("cli: sends the run");
     let answer = client
         .send(
             Method::POST,
@@ -1264,6 +1265,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         )
         .await
         .map_err(command_failure)?;
+    berth_sys::launch_marks::mark("cli: has the create's answer");
     let id = answer
         .headers()
         .get(crate::api::CONTAINER_ID_HEADER)
@@ -1312,6 +1314,7 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<i32, Failure> {
         },
         None => follow.await?,
     };
+    berth_sys::launch_marks::mark("cli: has the exit");
     if let Some(limitation) = &ended.limitation {
         use std::io::Write;
         let _ = writeln!(

@@ -219,6 +219,7 @@ pub fn drive<P: Producer, F: Follow>(
                 Ok(Step::Data(bytes)) => return Some((Ok(bytes), Some((producer, follow)))),
                 Ok(Step::Done) => return None,
                 Ok(Step::End) if ended_before => {
+                    berth_sys::launch_marks::mark("agent: the log stream ends");
                     let trailer = follow.as_mut().and_then(Follow::trailer)?;
                     return Some((Ok(trailer), None));
                 }
