@@ -598,7 +598,8 @@ impl Manager {
         id: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ManagerError> {
         let slot = self.slot(id)?;
-        if slot.get().state == State::Exited {
+        let exited = slot.record.borrow().state == State::Exited;
+        if exited {
             slot.cleaned(id).await?;
         }
         let container = slot.get();

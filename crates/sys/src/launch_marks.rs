@@ -11,7 +11,7 @@
 //! command runs with it.
 //!
 //! ```
-//! berth_sys::launch_marks::mark("A-api");
+//! berth_sys::launch_marks::mark("agent: launch begins");
 //! ```
 
 /// Appends `label` with the time to the marks file (a no-op without the
@@ -26,40 +26,23 @@ pub fn mark(label: &str) {
 
 #[cfg(feature = "launch-marks")]
 fn write(label: &str) {
-    use std::sync::atomic::{AtomicI32, Ordering};
-    // -1: not opened yet; -2: no file named.
-    static FD: AtomicI32 = AtomicI32::new(-1);
-    let mut fd = FD.load(Ordering::Relaxed);
-    if fd == -1 {
-        fd = match std::env::var_os("BERTH_LAUNCH_MARKS") {
-            Some(path) => {
-                let Ok(path) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
-                    path.as_os_str(),
-                )) else {
-                    return;
-                };
-                // SAFETY: a nul-terminated path; the descriptor is kept for
-                // the process's life in FD.
-                let opened = unsafe {
-                    libc::open(
-                        path.as_ptr(),
-                        libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                };
-                if opened < 0 {
-                    -2
-                } else {
-                    opened
-                }
-            }
-            None => -2,
-        };
-        FD.store(fd, Ordering::Relaxed);
-    }
-    if fd < 0 {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened once per process (std opens close-on-exec); `None`: no file
+    // named, or it could not be opened.
+    static FILE: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let path = std::env::var_os("BERTH_LAUNCH_MARKS")?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .ok()
+    });
+    let Some(mut file) = file.as_ref() else {
         return;
-    }
+    };
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -67,10 +50,9 @@ fn write(label: &str) {
     // SAFETY: clock_gettime fills the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     let micros = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
-    let line = format!("{} {micros} {label}\n", std::process::id());
-    // SAFETY: writes the line's bytes to a descriptor this process owns;
-    // O_APPEND keeps lines from several processes whole.
-    unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+    // One write of the whole line: O_APPEND keeps lines from several
+    // processes whole.
+    let _ = file.write_all(format!("{} {micros} {label}\n", std::process::id()).as_bytes());
 }
 
 #[cfg(test)]
