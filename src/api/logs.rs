@@ -61,7 +61,7 @@ use crate::wire::query::{LogsQuery, Window};
 use tokio::sync::watch;
 
 use crate::container::Container;
-use crate::logs::follow::{drive, Cursor, CursorOptions, Follow, Step, CHUNK, POLL};
+use crate::logs::follow::{drive, Cursor, CursorOptions, EndProbe, Follow, Step, CHUNK, POLL};
 use crate::logs::frames::{frame, Channel};
 use crate::logs::index::Index;
 use crate::logs::jsonl::{Jsonl, Source};
@@ -70,6 +70,8 @@ use crate::logs::segments::{list_with_end, Location};
 use crate::logs::tail::tail_before;
 use crate::logs::wake::DirWatch;
 use crate::logs::{timestamps, LogError, Stream};
+use crate::timestamp::Timestamp;
+use berth_protocol::exit::ExitRecord;
 
 /// The header that tells at which logical offset the body starts.
 pub const OFFSET_HEADER: &str = "x-berth-log-offset";
@@ -267,6 +269,7 @@ pub(super) async fn logs(
         true => Some(ContainerFollow::new(
             manager.subscribe(&id)?,
             &dir,
+            manager.state_dir(&container.id),
             request.exit,
         )),
         false => None,
@@ -386,12 +389,17 @@ struct ContainerFollow {
     dir: Option<DirWatch>,
     /// End with an exit frame holding the ended container's record.
     exit: bool,
+    /// Where the shim records the container's end (`exit.json`), once all
+    /// its output is written: seen there, the end is known before the
+    /// agent tells it (see [`Follow::end_probe`]).
+    state_dir: PathBuf,
 }
 
 impl ContainerFollow {
     fn new(
         updates: watch::Receiver<Container>,
         dir: &std::path::Path,
+        state_dir: PathBuf,
         exit: bool,
     ) -> ContainerFollow {
         let dir = DirWatch::new(dir)
@@ -399,13 +407,35 @@ impl ContainerFollow {
                 tracing::warn!(dir = %dir.display(), "no inotify watch for a log follower, polling: {e}");
             })
             .ok();
-        ContainerFollow { updates, dir, exit }
+        ContainerFollow {
+            updates,
+            dir,
+            exit,
+            state_dir,
+        }
     }
 }
 
 impl Follow for ContainerFollow {
     fn ended(&mut self) -> bool {
         self.updates.borrow_and_update().state == ContainerState::Exited
+    }
+
+    /// The shim writes its exit record after the last of the output, and
+    /// a restart removes it before the next run begins: its end time names
+    /// the run whose output is all on disk.
+    fn end_probe(&self) -> Option<EndProbe> {
+        let dir = self.state_dir.clone();
+        Some(Box::new(move || {
+            Some(ExitRecord::read(&dir).ok()??.finished_at)
+        }))
+    }
+
+    fn ended_as(&mut self, seen: &str) -> bool {
+        let container = self.updates.borrow_and_update();
+        container.state == ContainerState::Exited
+            && container.finished_at.is_some()
+            && container.finished_at == Timestamp::parse(seen)
     }
 
     fn trailer(&mut self) -> Option<bytes::Bytes> {

@@ -41,7 +41,28 @@ pub trait Follow: Send + 'static {
     fn trailer(&mut self) -> Option<Bytes> {
         None
     }
+
+    /// A look at whether the writer has already ended for good, made on
+    /// the blocking pool right before a read, where the end may be on disk
+    /// before [`Follow::ended`] can say so (a container's exit record,
+    /// written once its output is). It gives what identifies that end, or
+    /// `None`. A read made after such a look and finding nothing is then
+    /// the last: once [`Follow::ended_as`] confirms the same end, the body
+    /// ends without another read (0052).
+    fn end_probe(&self) -> Option<EndProbe> {
+        None
+    }
+
+    /// Whether the writer has ended, and with the end `seen` by a probe
+    /// (not a later one: a restarted container's next run).
+    fn ended_as(&mut self, seen: &str) -> bool {
+        let _ = seen;
+        false
+    }
 }
+
+/// See [`Follow::end_probe`].
+pub type EndProbe = Box<dyn FnOnce() -> Option<String> + Send>;
 
 /// What a producer has next.
 #[derive(Debug)]
@@ -204,33 +225,52 @@ pub fn drive<P: Producer, F: Follow>(
             // Asked before reading: if the container had already ended,
             // everything it wrote is on disk, so an empty read means done.
             let ended_before = follow.as_mut().is_some_and(Follow::ended);
+            let probe = match ended_before {
+                true => None,
+                false => follow.as_ref().and_then(Follow::end_probe),
+            };
             let task = tokio::task::spawn_blocking(move || {
+                let seen = probe.and_then(|probe| probe());
                 let step = producer.produce();
-                (producer, step)
+                (producer, step, seen)
             });
-            let step = match task.await {
-                Ok((p, step)) => {
+            let (step, seen) = match task.await {
+                Ok((p, step, seen)) => {
                     producer = p;
-                    step
+                    (step, seen)
                 }
                 Err(e) => return Some((Err(io::Error::other(format!("log reader: {e}"))), None)),
             };
             match step {
                 Ok(Step::Data(bytes)) => return Some((Ok(bytes), Some((producer, follow)))),
                 Ok(Step::Done) => return None,
-                Ok(Step::End) if ended_before => {
-                    berth_sys::launch_marks::mark("agent: the log stream ends");
-                    let trailer = follow.as_mut().and_then(Follow::trailer)?;
-                    return Some((Ok(trailer), None));
-                }
+                Ok(Step::End) if ended_before => return end(follow),
                 Ok(Step::End) => match &mut follow {
-                    Some(f) => f.more().await,
+                    Some(f) => {
+                        f.more().await;
+                        // The end the probe saw before this empty read,
+                        // now told: nothing is left to read (0052).
+                        if seen.is_some_and(|seen| f.ended_as(&seen)) {
+                            return end(follow);
+                        }
+                    }
                     None => return None,
                 },
                 Err(e) => return Some((Err(io::Error::other(e)), None)),
             }
         }
     })
+}
+
+/// What [`drive`]'s steps give: the next chunk, and the state for the one
+/// after it (none once the body ends).
+type Next<P, F> = Option<(io::Result<Bytes>, Option<(P, Option<F>)>)>;
+
+/// The end of a followed body: its trailer, if any.
+fn end<P, F: Follow>(mut follow: Option<F>) -> Next<P, F> {
+    berth_sys::launch_marks::mark("agent: the log stream ends");
+    let trailer = follow.as_mut().and_then(Follow::trailer)?;
+    Some((Ok(trailer), None))
 }
 
 #[cfg(test)]
@@ -262,6 +302,99 @@ mod tests {
             out.extend_from_slice(&chunk.unwrap());
         }
         out
+    }
+
+    /// Steps handed out in order (then `End`), counting the reads.
+    struct Script {
+        steps: std::sync::Mutex<std::collections::VecDeque<&'static [u8]>>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Producer for Arc<Script> {
+        fn produce(&mut self) -> Result<Step, LogError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(match self.steps.lock().unwrap().pop_front() {
+                Some(bytes) => Step::Data(Bytes::from_static(bytes)),
+                None => Step::End,
+            })
+        }
+    }
+
+    fn script(steps: &[&'static [u8]]) -> Arc<Script> {
+        Arc::new(Script {
+            steps: std::sync::Mutex::new(steps.iter().copied().collect()),
+            reads: Default::default(),
+        })
+    }
+
+    /// A writer whose end a probe sees as `probed` before it is told, and
+    /// which is told (ended) with the end in `told`.
+    struct Told {
+        probed: Option<&'static str>,
+        told: tokio::sync::watch::Receiver<Option<&'static str>>,
+    }
+
+    impl Follow for Told {
+        fn ended(&mut self) -> bool {
+            self.told.borrow_and_update().is_some()
+        }
+
+        async fn more(&mut self) {
+            if self.told.changed().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+
+        fn trailer(&mut self) -> Option<Bytes> {
+            Some(Bytes::from_static(b"|end"))
+        }
+
+        fn end_probe(&self) -> Option<EndProbe> {
+            let probed = self.probed;
+            Some(Box::new(move || probed.map(str::to_string)))
+        }
+
+        fn ended_as(&mut self, seen: &str) -> bool {
+            *self.told.borrow_and_update() == Some(seen)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_end_seen_before_the_last_read_needs_no_other_read() {
+        let producer = script(&[b"out"]);
+        let (tell, told) = tokio::sync::watch::channel(None);
+        let follow = Told {
+            probed: Some("run 1"),
+            told,
+        };
+        let body = tokio::spawn(collect(drive(producer.clone(), Some(follow))));
+        // The follower waits at the end (two reads: the output, nothing).
+        while producer.reads.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        tell.send_replace(Some("run 1"));
+        assert_eq!(body.await.unwrap(), b"out|end");
+        assert_eq!(producer.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_later_end_than_the_probe_saw_is_read_up_to() {
+        // The probe saw run 1's end; the follower is told of run 2's (a
+        // restart between), whose output it must still read.
+        let producer = script(&[b"one"]);
+        let (tell, told) = tokio::sync::watch::channel(None);
+        let follow = Told {
+            probed: Some("run 1"),
+            told,
+        };
+        let body = tokio::spawn(collect(drive(producer.clone(), Some(follow))));
+        while producer.reads.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        producer.steps.lock().unwrap().push_back(b" two");
+        tell.send_replace(Some("run 2"));
+        assert_eq!(body.await.unwrap(), b"one two|end");
+        assert_eq!(producer.reads.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
