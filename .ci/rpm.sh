@@ -43,6 +43,12 @@ rpm --root "$root" -i --nodeps --noscripts "$rpm_file"
 "$root/usr/bin/berth" --version
 "$root/usr/bin/berth" agent --help >/dev/null
 [ -x "$root/usr/libexec/berth/berth-shim" ]
+# `berth agent` execs the packaged berth-agent (decision 0052): the error
+# is the agent's own (no config file), not one of finding it.
+if out=$("$root/usr/bin/berth" agent --config "$top/no-such.toml" 2>&1); then
+    echo "berth agent ran without its config file"; exit 1
+fi
+grep -q "read config" <<<"$out" || { echo "berth agent did not run berth-agent: $out"; exit 1; }
 grep -q '^shim = "/usr/libexec/berth/berth-shim"' "$root/etc/berth/berth.toml"
 
 echo "== file list"

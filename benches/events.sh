@@ -13,7 +13,7 @@
 # READ=0: the subscribers read nothing (the agent writes the same into their
 # socket buffers), which leaves this client's own CPU out of the comparison.
 # Quick run: COUNT=40 WARMUP=5 benches/events.sh
-# PREBUILT=DIR uses DIR/berth and DIR/berth-shim instead of building release
+# PREBUILT=DIR uses DIR/berth, DIR/berth-agent and DIR/berth-shim instead of building release
 # binaries. Needs root and busybox-static. Runs its own agent with temp dirs
 # and a cgroup root below this shell's cgroup; removes what it made and kills
 # only processes it started. Not run by CI.

@@ -20,7 +20,7 @@
 # clients in parallel, containers/second, berth (CLI) and runc the same way.
 #
 # Quick run: COUNT=20 WARMUP=3 TOTAL=40 benches/launch.sh
-# PREBUILT=DIR uses DIR/berth and DIR/berth-shim instead of building (e.g. an
+# PREBUILT=DIR uses DIR/berth, DIR/berth-agent and DIR/berth-shim instead of building (e.g. an
 # older build, with NO_IMAGE=1 if it cannot run images).
 # Needs root. Builds release binaries; installs runc, crun and busybox-static
 # with apt-get if missing. Runs its own agent with temp dirs and a cgroup root

@@ -3,7 +3,8 @@
 #
 #   sudo benches/launch_ab.sh BASE_DIR NEW_DIR
 #
-# BASE_DIR and NEW_DIR each hold a `berth` and a `berth-shim` (e.g. a copy of
+# BASE_DIR and NEW_DIR each hold a `berth`, a `berth-agent` (from decision
+# 0052 on; `berth agent` execs it) and a `berth-shim` (e.g. a copy of
 # target/release before and after a change). Two agents run at once, one per
 # build, each with its own temp dirs, runtime dir (a tmpfs) and cgroup root
 # below this shell's cgroup. ROUNDS (default 200) rounds alternate the builds

@@ -6,7 +6,7 @@
 #   sudo benches/launch_timeline.sh
 #
 # Builds berth with the `launch-marks` feature into target/launch-marks (or
-# takes PREBUILT=DIR holding such a `berth` and `berth-shim`), starts an
+# takes PREBUILT=DIR holding such a `berth`, `berth-agent` and `berth-shim`), starts an
 # agent with BERTH_LAUNCH_MARKS set (its own temp dirs, a tmpfs runtime dir,
 # a cgroup root below this shell's cgroup), and makes COUNT (default 200)
 # API launches one after another, 20 ms apart (POST /v1/containers
@@ -26,7 +26,7 @@ bench_setup launch-timeline
 if [ -z "${PREBUILT:-}" ]; then
     echo "== building release binaries with launch-marks"
     (cd "$REPO" && cargo build --release --quiet --features launch-marks \
-        --target-dir target/launch-marks --bin berth --bin berth-shim)
+        --target-dir target/launch-marks --bin berth --bin berth-agent --bin berth-shim)
     PREBUILT=$REPO/target/launch-marks/release
 fi
 bench_binaries

@@ -16,7 +16,7 @@
 # read, close each; no parsing), its CPU per pass.
 #
 # Quick run: COUNT=100 SCRAPES=5 benches/metrics.sh
-# PREBUILT=DIR uses DIR/berth and DIR/berth-shim instead of building.
+# PREBUILT=DIR uses DIR/berth, DIR/berth-agent and DIR/berth-shim instead of building.
 # Needs root. Builds release binaries. Runs its own agent with temp dirs and
 # a cgroup root below this shell's cgroup; removes its containers, temp dirs
 # and cgroups and kills only processes it started. Not run by CI.

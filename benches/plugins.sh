@@ -10,7 +10,7 @@
 # Target: the long-lived plugin adds <= 1 ms at p50.
 #
 # Quick run: COUNT=20 WARMUP=3 benches/plugins.sh
-# PREBUILT=DIR uses DIR/berth and DIR/berth-shim instead of building release
+# PREBUILT=DIR uses DIR/berth, DIR/berth-agent and DIR/berth-shim instead of building release
 # binaries (PREBUILT=target/debug for a smoke run: debug figures are slower).
 # Needs root and python3. Runs its own agent with temp dirs and a cgroup
 # root below this shell's cgroup; removes them and kills only what it

@@ -4,6 +4,7 @@
 //! (`CARGO_BIN_EXE_berth-shim`) find it beside `berth`.
 
 pub mod agent;
+pub mod agent_args;
 pub mod api;
 pub mod bundle;
 pub mod cli;

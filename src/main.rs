@@ -1,9 +1,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth::agent_args::AgentArgs;
 use berth::cli;
 use berth::config::AgentConfig;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// berth: a per-host container agent and its command line.
 #[derive(Debug, Parser)]
@@ -59,51 +60,42 @@ enum TokenCommand {
     },
 }
 
-#[derive(Debug, Args)]
-struct AgentArgs {
-    /// A TOML config file; flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Where sandboxes live.
-    #[arg(long, value_name = "DIR")]
-    work_dir: Option<PathBuf>,
-    /// Where state, bundles and shim records live.
-    #[arg(long, value_name = "DIR")]
-    runtime_dir: Option<PathBuf>,
-    /// `/path` below each hierarchy's root, or relative to the agent's own cgroup.
-    #[arg(long, value_name = "VALUE")]
-    cgroup_root: Option<String>,
-    /// The isolators to offer, comma-separated, in order.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    isolation: Option<Vec<String>>,
-    /// The berth-shim binary.
-    #[arg(long, value_name = "PATH")]
-    shim: Option<PathBuf>,
-    /// Host uids and gids for `--userns auto` containers, as in /etc/subuid.
-    #[arg(long, value_name = "START:COUNT")]
-    userns_range: Option<String>,
-    /// A registry spoken to over plain HTTP (repeatable), as dockerd.
-    #[arg(long, value_name = "HOST:PORT")]
-    insecure_registry: Vec<String>,
-    /// Also serve the API on TCP, over TLS (`[api.tcp] listen`).
-    #[arg(long, value_name = "ADDR:PORT")]
-    tcp: Option<String>,
-    /// The TCP listener's certificate chain, PEM (`[api.tcp] cert`).
-    #[arg(long, value_name = "FILE")]
-    tls_cert: Option<PathBuf>,
-    /// The TCP listener's private key, PEM (`[api.tcp] key`).
-    #[arg(long, value_name = "FILE")]
-    tls_key: Option<PathBuf>,
-    /// CA certificates client certificates must chain to (`[api.tcp] client_ca`).
-    #[arg(long, value_name = "FILE")]
-    tls_client_ca: Option<PathBuf>,
-    /// A host path prefix bind mounts may come from (repeatable; adds to
-    /// `[volumes] allowed_host_paths`).
-    #[arg(long, value_name = "PREFIX")]
-    allow_host_path: Vec<PathBuf>,
-    /// The group owning the API socket, name or number (`[api] socket_group`).
-    #[arg(long, value_name = "GROUP")]
-    socket_group: Option<String>,
+/// Where the agent's binary is: beside this one (a build tree, a
+/// tarball), else where the RPM puts it, `../libexec/berth` from this
+/// one's dir (`/usr/bin` → `/usr/libexec/berth`).
+fn agent_binary() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().unwrap_or(std::path::Path::new("/"));
+    let beside = dir.join(AGENT_BINARY);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    Ok(dir.join("../libexec/berth").join(AGENT_BINARY))
+}
+
+/// The agent's binary's name.
+const AGENT_BINARY: &str = "berth-agent";
+
+/// Replaces this process with `berth-agent` on the same arguments (it
+/// parses `berth agent`'s command line); returns only if that fails.
+fn exec_agent() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let name = args.next().unwrap_or_else(|| "berth".into());
+    let error = match agent_binary() {
+        // The same pid, name and arguments: to `ps` and systemd it is
+        // still `berth agent`.
+        Ok(path) => {
+            let error = std::process::Command::new(&path)
+                .arg0(name)
+                .args(args)
+                .exec();
+            format!("exec {}: {error}", path.display())
+        }
+        Err(e) => format!("find {AGENT_BINARY}: {e}"),
+    };
+    eprintln!("berth agent: {error}");
+    ExitCode::FAILURE
 }
 
 /// Writes `berth.1` and `berth-<command>.1` for every visible command.
@@ -120,77 +112,6 @@ fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
         write(name.clone(), sub.clone().name(name))?;
     }
     write("berth".to_string(), command)
-}
-
-fn agent_config(args: AgentArgs, socket: Option<PathBuf>) -> anyhow::Result<AgentConfig> {
-    let mut config = match &args.config {
-        Some(path) => AgentConfig::load(path)?,
-        None => AgentConfig::default(),
-    };
-    if let Some(socket) = socket {
-        config.socket = socket;
-    }
-    if let Some(dir) = args.work_dir {
-        config.work_dir = std::path::absolute(dir)?;
-    }
-    if let Some(dir) = args.runtime_dir {
-        config.runtime_dir = std::path::absolute(dir)?;
-    }
-    if let Some(root) = args.cgroup_root {
-        config.cgroup_root = root;
-    }
-    if let Some(isolation) = args.isolation {
-        config.isolation = Some(isolation.into_iter().filter(|s| !s.is_empty()).collect());
-    }
-    if let Some(shim) = args.shim {
-        config.shim = Some(shim);
-    }
-    if let Some(range) = args.userns_range {
-        config.userns.subordinate_uids = Some(range.clone());
-        config.userns.subordinate_gids = Some(range);
-    }
-    if let Some(group) = args.socket_group {
-        config.api.socket_group = Some(group);
-    }
-    config
-        .images
-        .insecure_registries
-        .extend(args.insecure_registry);
-    for prefix in args.allow_host_path {
-        config
-            .volumes
-            .allowed_host_paths
-            .push(std::path::absolute(prefix)?);
-    }
-    if args.tcp.is_some()
-        || args.tls_cert.is_some()
-        || args.tls_key.is_some()
-        || args.tls_client_ca.is_some()
-    {
-        let file = config.api.tcp.take();
-        let listen = args
-            .tcp
-            .or_else(|| file.as_ref().map(|t| t.listen.clone()))
-            .ok_or_else(|| anyhow::anyhow!("--tls-* flags need --tcp (or [api.tcp] listen)"))?;
-        let cert = args
-            .tls_cert
-            .or_else(|| file.as_ref().map(|t| t.cert.clone()))
-            .ok_or_else(|| anyhow::anyhow!("--tcp needs --tls-cert (or [api.tcp] cert)"))?;
-        let key = args
-            .tls_key
-            .or_else(|| file.as_ref().map(|t| t.key.clone()))
-            .ok_or_else(|| anyhow::anyhow!("--tcp needs --tls-key (or [api.tcp] key)"))?;
-        let client_ca = args
-            .tls_client_ca
-            .or_else(|| file.as_ref().and_then(|t| t.client_ca.clone()));
-        config.api.tcp = Some(berth::api::tls::TcpSettings {
-            listen,
-            cert,
-            key,
-            client_ca,
-        });
-    }
-    Ok(config)
 }
 
 /// The command line with `run` its only command: `berth run`, the command
@@ -233,30 +154,10 @@ fn main() -> ExitCode {
     berth_sys::launch_marks::mark("cli: main");
     let cli = parse_from(std::env::args_os().collect());
     match cli.command {
-        TopCommand::Agent(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                // Colour only for a terminal: a log file gets plain text.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
-            let result = agent_config(args, cli.socket).and_then(|config| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()?
-                    .block_on(berth::agent::run(config))
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("berth agent: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        // Parsed here for the help and to refuse a bad flag at once; run
+        // by `berth-agent`, so that this binary, which every command
+        // starts, carries none of the agent's code (decision 0052).
+        TopCommand::Agent(_) => exec_agent(),
         TopCommand::Completion { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "berth", &mut std::io::stdout());

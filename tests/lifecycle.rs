@@ -76,10 +76,38 @@ fn rm_removes_the_container_when_it_ends() {
     let container = agent.launch(json!({"id": "bg", "auto_remove": true,
         "command": ["sleep", "0.2"]}));
     assert_eq!(container["auto_remove"], true);
+    let shim = parent_of(container["pid"].as_u64().unwrap());
+    let name = std::fs::read_to_string(format!("/proc/{shim}/comm")).unwrap();
+    assert_eq!(name.trim_end(), "berth-shim");
     eventually(Duration::from_secs(20), "bg removed", || {
         gone(&agent, "bg").then_some(())
     });
     assert_gone(&agent, "bg");
+    // The end is told as soon as the shim says it is recorded, before the
+    // shim's process is gone; the remove waits for that (decision 0052).
+    let state = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('Z'),
+        "the shim {shim} still runs after its container was removed: {state}"
+    );
+}
+
+/// The parent's pid of process `pid` (a container's: its shim).
+fn parent_of(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit(')').next().unwrap();
+    after_name
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// The end is published before the isolators' cleanup (decision 0044): a

@@ -252,7 +252,17 @@ impl Fixture {
         };
         agent.go();
         assert_eq!(agent.recv(), Some(ShimMessage::Running));
-        assert_eq!(agent.recv(), None, "shim should close fd 3 after running");
+        let said = agent.recv();
+        assert_eq!(
+            said,
+            Some(ShimMessage::Exited),
+            "shim.log:\n{}",
+            self.shim_log()
+        );
+        // Said once the end is recorded: the record is there already.
+        let recorded = self.state.join(EXIT_FILE);
+        assert!(recorded.exists(), "exited before {}", recorded.display());
+        assert_eq!(agent.recv(), None, "shim should close fd 3 after exited");
         (self.exit_record(), shim_pid)
     }
 }

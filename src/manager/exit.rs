@@ -8,6 +8,7 @@ use berth_isolator::ContainerId;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::end_notice::EndNotice;
 use super::locked::locked;
 use super::{container_process, Manager, KILL_TIMEOUT};
 use crate::container::{reason, ProcessRef, State};
@@ -15,30 +16,44 @@ use crate::store::Durability;
 use crate::timestamp::Timestamp;
 
 impl Manager {
-    /// Waits for the shim to exit (through a pidfd, so pid reuse cannot
-    /// fool it), then records the end.
-    pub(super) async fn watch_exit(self: Arc<Self>, id: ContainerId, shim: ProcessRef) {
-        if let Some(pidfd) = shim.open() {
-            // SAFETY: the AsyncFd owns the pidfd, which stays open and the
-            // same for the AsyncFd's whole life.
-            let registered = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) };
-            match registered.map_err(|e| e.into_parts().1) {
-                // A pidfd turns readable when the process exits.
-                Ok(fd) => {
-                    let _ = fd.readable().await;
+    /// Waits for the shim to say the end is recorded (`notice`, decision
+    /// 0052) or to exit (through a pidfd, so pid reuse cannot fool it),
+    /// then records the end. A remove or a restart waits for the shim's
+    /// exit too: nothing of the container's is left running then.
+    pub(super) async fn watch_exit(
+        self: Arc<Self>,
+        id: ContainerId,
+        shim: ProcessRef,
+        notice: Option<EndNotice>,
+    ) {
+        let gone = shim_gone(&id, &shim);
+        tokio::pin!(gone);
+        let mut shim_is_gone = false;
+        let heard = match notice {
+            Some(notice) => tokio::select! {
+                () = &mut gone => {
+                    shim_is_gone = true;
+                    false
                 }
-                Err(e) => {
-                    tracing::error!(%id, "watch shim {}: {e}; polling instead", shim.pid);
-                    while shim.is_alive() {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    }
-                }
-            }
+                exited = notice.exited() => exited,
+            },
+            None => false,
+        };
+        if heard {
+            berth_sys::launch_marks::mark("agent: heard exited");
+        } else if !shim_is_gone {
+            (&mut gone).await;
+            shim_is_gone = true;
         }
-        berth_sys::launch_marks::mark("agent: shim gone");
+        if shim_is_gone {
+            berth_sys::launch_marks::mark("agent: shim gone");
+        }
         let manager = self.clone();
         let ended = id.clone();
         let _ = tokio::task::spawn_blocking(move || manager.finalize(&ended)).await;
+        if !shim_is_gone {
+            gone.await;
+        }
         self.after_exit(&id);
     }
 
@@ -185,6 +200,28 @@ pub(super) fn cleanup_isolators(
                 Some(m) => format!("{m}; {note}"),
                 None => note,
             });
+        }
+    }
+}
+
+/// Resolves once the shim has exited.
+async fn shim_gone(id: &ContainerId, shim: &ProcessRef) {
+    let Some(pidfd) = shim.open() else {
+        return;
+    };
+    // SAFETY: the AsyncFd owns the pidfd, which stays open and the same
+    // for the AsyncFd's whole life.
+    let registered = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) };
+    match registered.map_err(|e| e.into_parts().1) {
+        // A pidfd turns readable when the process exits.
+        Ok(fd) => {
+            let _ = fd.readable().await;
+        }
+        Err(e) => {
+            tracing::error!(%id, "watch shim {}: {e}; polling instead", shim.pid);
+            while shim.is_alive() {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use berth_isolator::{ContainerConfig, ContainerId, Contribution, Isolator, IsolatorError};
 
 use super::early_prepare::EarlyPrepare;
+use super::end_notice::EndNotice;
 use super::locked::locked;
 use super::record_sync::RecordSync;
 use super::self_join::SelfJoin;
@@ -26,6 +27,14 @@ use berth_protocol::{FailureKind, ShimMessage};
 
 /// How long a failed launch waits for its processes to go.
 const FAILED_LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a launch keeps of its shim once the command runs.
+struct Started {
+    /// The container's mount namespace (decision 0048).
+    mount_namespace: Option<OwnedFd>,
+    /// The shim's socket, for its word of the end (decision 0052).
+    end_notice: EndNotice,
+}
 
 /// What runs beside the launch's own thread while it starts the shim
 /// (decision 0046).
@@ -483,8 +492,11 @@ impl Manager {
                 record_synced,
             },
         );
-        let mount_namespace = match launched {
-            Ok(held) => held,
+        let Started {
+            mount_namespace,
+            end_notice,
+        } = match launched {
+            Ok(started) => started,
             Err(e) => {
                 // The shim is gone (or never started) and with it the process:
                 // wait until the kernel is done with it before removing cgroups.
@@ -522,7 +534,7 @@ impl Manager {
         }
         self.start_health_checker(&container);
         let shim = container.shim.expect("a started container has a shim");
-        self.follow_exit(id, shim);
+        self.follow_exit(id, shim, Some(end_notice));
         Ok(container)
     }
 
@@ -580,7 +592,7 @@ impl Manager {
         plan: &Plan,
         overlay: Option<(&berth_protocol::bundle::RootOverlay, &std::path::Path)>,
         beside: Beside<'_>,
-    ) -> Result<Option<OwnedFd>, ManagerError> {
+    ) -> Result<Started, ManagerError> {
         let Beside {
             start_watches,
             early,
@@ -675,6 +687,7 @@ impl Manager {
             ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid, true),
             ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
             ShimMessage::Running => return Err(internal(&"shim said running before go")),
+            ShimMessage::Exited => return Err(internal(&"shim said exited before go")),
             ShimMessage::Idle { .. } => return Err(internal(&"shim said idle after its handover")),
         };
         berth_sys::launch_marks::mark("agent: heard forked");
@@ -758,13 +771,17 @@ impl Manager {
         match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Running => {}
             ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
+            ShimMessage::Exited => return Err(internal(&"shim said exited before running")),
             ShimMessage::Ready { .. } | ShimMessage::Forked { .. } | ShimMessage::Idle { .. } => {
                 return Err(internal(&"shim said ready twice"))
             }
         }
         berth_sys::launch_marks::mark("agent: heard running");
         container.started_at = Some(Timestamp::now());
-        Ok(shim.take_mount_namespace())
+        Ok(Started {
+            mount_namespace: shim.take_mount_namespace(),
+            end_notice: shim.into_end_notice(),
+        })
     }
 }
 

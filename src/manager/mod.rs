@@ -13,6 +13,7 @@ mod locked;
 pub use gc::{GcRemoved, GcReport};
 mod attach;
 mod early_prepare;
+mod end_notice;
 mod exec_stream;
 mod health;
 pub mod images;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 
 use berth_isolator::{ContainerId, Isolator, LimitationReporter};
 
+use super::end_notice::EndNotice;
 use super::locked::locked;
 use super::{Manager, Slot};
 use crate::container::{Container, ProcessRef};
@@ -32,11 +33,17 @@ impl Manager {
         }
     }
 
-    /// Waits for the container's shim to exit, then records the end.
-    pub(super) fn follow_exit(self: &Arc<Self>, id: ContainerId, shim: ProcessRef) {
+    /// Waits for the container's shim to say its end is recorded (on the
+    /// launch's socket, `notice`) or to exit, then records the end.
+    pub(super) fn follow_exit(
+        self: &Arc<Self>,
+        id: ContainerId,
+        shim: ProcessRef,
+        notice: Option<EndNotice>,
+    ) {
         let manager = self.clone();
         self.runtime
-            .spawn(async move { manager.watch_exit(id, shim).await });
+            .spawn(async move { manager.watch_exit(id, shim, notice).await });
     }
 
     /// Follows a container found running at recovery, whose shim `shim`
@@ -50,7 +57,8 @@ impl Manager {
         self.ensure_health_checker(container);
         let isolators = self.isolators.select(&container.isolation);
         self.watch_limitations(&container.id, slot, &isolators);
-        self.follow_exit(container.id.clone(), shim);
+        // Recovered: its launch's socket went with the agent before.
+        self.follow_exit(container.id.clone(), shim, None);
     }
 }
 

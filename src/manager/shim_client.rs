@@ -189,6 +189,12 @@ impl ShimConnection {
         (fds.len() == 1).then(|| fds.remove(0))
     }
 
+    /// The socket, kept after [`ShimMessage::Running`] for the shim's
+    /// [`ShimMessage::Exited`] (decision 0052).
+    pub(super) fn into_end_notice(self) -> super::end_notice::EndNotice {
+        super::end_notice::EndNotice::new(self.reader.socket, self.reader.buf)
+    }
+
     /// Lets the container exec its command.
     pub fn go(&mut self) -> Result<(), ShimError> {
         self.writer.write_all(format!("{GO}\n").as_bytes())?;

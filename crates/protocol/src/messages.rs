@@ -18,16 +18,19 @@
 //!    socket closes instead, the shim kills the container and records a
 //!    launch failure.
 //! 3. shim → agent [`ShimMessage::Running`] once the command was exec'd, or
-//!    [`ShimMessage::Failed`] (for example an unknown executable). The shim
-//!    then closes fd 3. A container with its own mount namespace has it
-//!    attached to `Running` (`SCM_RIGHTS`, one nsfs descriptor): the agent
-//!    holds it until it has told the end, so that the namespace's teardown
-//!    is not on the exit's path (decision 0048). The agent reads with
-//!    `recvmsg` to keep it; an agent or a shim without it works as before.
-//!
-//! When the container has ended and its output is drained, the shim writes
-//! [`crate::ExitRecord`] to `<state-dir>/exit.json` and exits. The agent
-//! watches the shim's pid (a pidfd) to learn of it.
+//!    [`ShimMessage::Failed`] (for example an unknown executable). A
+//!    container with its own mount namespace has it attached to `Running`
+//!    (`SCM_RIGHTS`, one nsfs descriptor): the agent holds it until it has
+//!    told the end, so that the namespace's teardown is not on the exit's
+//!    path (decision 0048). The agent reads with `recvmsg` to keep it; an
+//!    agent or a shim without it works as before.
+//! 4. When the container has ended and its output is drained, the shim
+//!    writes [`crate::ExitRecord`] to `<state-dir>/exit.json`, sends
+//!    [`ShimMessage::Exited`] on fd 3, kept open since `Running`, and
+//!    exits. The agent also watches the shim's pid (a pidfd): the message
+//!    tells the end before the shim's process is torn down (decision
+//!    0052), the pidfd covers a shim that died without it and an agent
+//!    restarted since the launch, which has no socket to the shim.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +43,10 @@ pub const SHIM_LOG_FILE: &str = "shim.log";
 /// The most of an exec's stdout, and of its stderr, kept in its exec dir:
 /// the exec helper writes no more, the agent reads no more.
 pub const EXEC_OUTPUT_CAP: u64 = 4 << 20;
+
+/// [`ShimMessage::Exited`] as its line: the shim writes it as is, at the
+/// end of a container's life, without paging serde's code in again.
+pub const EXITED_LINE: &[u8] = b"{\"type\":\"exited\"}\n";
 
 /// The fd on which the shim finds its socket to the agent.
 pub const SYNC_FD: i32 = 3;
@@ -101,6 +108,9 @@ pub enum ShimMessage {
         /// The container's first process, as the host sees it.
         pid: u32,
     },
+    /// The container's end is in `exit.json` and all its output in its
+    /// logs; the shim exits next and writes nothing more.
+    Exited,
     /// An idle shim (`berth-shim pool`, started ahead of any launch) has
     /// detached and waits for its handover (see [`crate::handover`]); it
     /// is sent once, before any other message.
@@ -131,6 +141,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_exited_line_is_the_exited_message() {
+        assert_eq!(ShimMessage::Exited.to_line(), EXITED_LINE);
+    }
+
+    #[test]
     fn messages_round_trip_as_lines() {
         for message in [
             ShimMessage::Idle { shim_pid: 7 },
@@ -143,6 +158,7 @@ mod tests {
                 pid: 11,
             },
             ShimMessage::Running,
+            ShimMessage::Exited,
             ShimMessage::Failed {
                 message: "exec \"nope\": no such file or directory".into(),
                 kind: FailureKind::Exec,

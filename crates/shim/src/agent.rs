@@ -51,6 +51,11 @@ impl Agent {
         self.connected()?.write_all(&msg.to_line())
     }
 
+    /// Sends a line made ahead (see [`berth_protocol::messages::EXITED_LINE`]).
+    pub fn send_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.connected()?.write_all(line)
+    }
+
     /// Sends `msg` as one line with `fds` attached (`SCM_RIGHTS`): the
     /// agent gets its own copies, ours stay open.
     pub fn send_with(&mut self, msg: &ShimMessage, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
@@ -99,7 +104,7 @@ impl Agent {
         }
     }
 
-    /// Closes fd 3; the protocol ends after `Running` or `Failed`.
+    /// Closes fd 3; the protocol ends after `Exited` or `Failed`.
     pub fn close(&mut self) {
         self.stream = None;
     }

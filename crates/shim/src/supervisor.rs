@@ -21,7 +21,7 @@ use super::note;
 use super::spec::ContainerConfig;
 use super::sync::{self, SetupReport};
 use super::userns;
-use berth_protocol::messages::GO;
+use berth_protocol::messages::{EXITED_LINE, GO};
 use berth_protocol::{ExitRecord, FailureKind, ShimArgs as Args, ShimMessage};
 
 /// The monitor's ends of the pipes.
@@ -345,7 +345,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         note(format_args!("send running: {e}"));
     }
     drop(mount_namespace);
-    agent.close();
+    // The socket stays open for the end's message (`Exited`).
     // From here on only the pump loop runs; setup's code pages go once the
     // container has lived TRIM_AFTER (not before its exit is handled: a
     // short-lived command's exit would wait for the trim).
@@ -401,6 +401,19 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     for s in &mut streams {
         s.sink.finish();
     }
+    // Nothing of the container's is written from here on: the agent may
+    // tell its end now, before this process is torn down (decision 0052).
+    if code == 0 {
+        match agent.send_line(EXITED_LINE) {
+            // An agent restarted since the launch has no socket to this
+            // shim: it learns of the end from the pid.
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                note(format_args!("send exited: {e}"))
+            }
+            _ => {}
+        }
+    }
+    agent.close();
     code
 }
 
