@@ -116,8 +116,9 @@ fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// The command line with `run` its only command: `berth run`, the command
 /// whose start a user waits on most, is parsed against this tree first.
-/// clap builds every command's arguments before it parses anything, and
-/// for the whole tree that is a sixth of the CLI's start (0052).
+/// clap builds every command's arguments before it parses anything: for
+/// the whole tree, 0.15 ms of CPU and 83 page faults of the CLI's start
+/// (decision 0052).
 #[derive(Debug, Parser)]
 #[command(name = "berth")]
 struct RunOnly {

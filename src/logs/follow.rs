@@ -48,7 +48,7 @@ pub trait Follow: Send + 'static {
     /// written once its output is). It gives what identifies that end, or
     /// `None`. A read made after such a look and finding nothing is then
     /// the last: once [`Follow::ended_as`] confirms the same end, the body
-    /// ends without another read (0052).
+    /// ends without another read (decision 0052).
     fn end_probe(&self) -> Option<EndProbe> {
         None
     }
@@ -249,7 +249,7 @@ pub fn drive<P: Producer, F: Follow>(
                     Some(f) => {
                         f.more().await;
                         // The end the probe saw before this empty read,
-                        // now told: nothing is left to read (0052).
+                        // now told: nothing is left to read (decision 0052).
                         if seen.is_some_and(|seen| f.ended_as(&seen)) {
                             return end(follow);
                         }
