@@ -229,6 +229,9 @@ pub fn drive<P: Producer, F: Follow>(
                 true => None,
                 false => follow.as_ref().and_then(Follow::end_probe),
             };
+            if ended_before {
+                berth_sys::launch_marks::mark("agent: a follower's last read begins");
+            }
             let task = tokio::task::spawn_blocking(move || {
                 let seen = probe.and_then(|probe| probe());
                 let step = producer.produce();
@@ -251,6 +254,7 @@ pub fn drive<P: Producer, F: Follow>(
                         // The end the probe saw before this empty read,
                         // now told: nothing is left to read (decision 0052).
                         if seen.is_some_and(|seen| f.ended_as(&seen)) {
+                            berth_sys::launch_marks::mark("agent: a follower needs no last read");
                             return end(follow);
                         }
                     }

@@ -16,3 +16,4 @@ pub mod openat2;
 pub mod pidfd;
 pub mod proc_stat;
 pub mod spawn;
+pub mod thread_priority;
