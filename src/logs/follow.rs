@@ -363,19 +363,29 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_end_seen_before_the_last_read_needs_no_other_read() {
-        let producer = script(&[b"out"]);
+    type Teller = tokio::sync::watch::Sender<Option<&'static str>>;
+
+    /// A follower of `output` whose probe saw run 1's end, once it waits
+    /// at the end (two reads: the output, then nothing).
+    async fn waiting_after(
+        output: &'static [u8],
+    ) -> (Arc<Script>, Teller, tokio::task::JoinHandle<Vec<u8>>) {
+        let producer = script(&[output]);
         let (tell, told) = tokio::sync::watch::channel(None);
         let follow = Told {
             probed: Some("run 1"),
             told,
         };
         let body = tokio::spawn(collect(drive(producer.clone(), Some(follow))));
-        // The follower waits at the end (two reads: the output, nothing).
         while producer.reads.load(Ordering::SeqCst) < 2 {
             tokio::task::yield_now().await;
         }
+        (producer, tell, body)
+    }
+
+    #[tokio::test]
+    async fn an_end_seen_before_the_last_read_needs_no_other_read() {
+        let (producer, tell, body) = waiting_after(b"out").await;
         tell.send_replace(Some("run 1"));
         assert_eq!(body.await.unwrap(), b"out|end");
         assert_eq!(producer.reads.load(Ordering::SeqCst), 2);
@@ -385,16 +395,7 @@ mod tests {
     async fn a_later_end_than_the_probe_saw_is_read_up_to() {
         // The probe saw run 1's end; the follower is told of run 2's (a
         // restart between), whose output it must still read.
-        let producer = script(&[b"one"]);
-        let (tell, told) = tokio::sync::watch::channel(None);
-        let follow = Told {
-            probed: Some("run 1"),
-            told,
-        };
-        let body = tokio::spawn(collect(drive(producer.clone(), Some(follow))));
-        while producer.reads.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        let (producer, tell, body) = waiting_after(b"one").await;
         producer.steps.lock().unwrap().push_back(b" two");
         tell.send_replace(Some("run 2"));
         assert_eq!(body.await.unwrap(), b"one two|end");
