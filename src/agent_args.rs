@@ -30,6 +30,8 @@ fn absolute(flag: &'static str, path: PathBuf) -> Result<PathBuf, AgentArgsError
     std::path::absolute(&path).map_err(|source| AgentArgsError::Path { flag, path, source })
 }
 
+// `berth agent`'s flags. (No doc comment: clap would take it for the
+// command's about, which the CLI's `agent` command gives.)
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// A TOML config file; flags override it.

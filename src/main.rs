@@ -60,6 +60,9 @@ enum TokenCommand {
     },
 }
 
+/// The agent's binary's name.
+const AGENT_BINARY: &str = "berth-agent";
+
 /// Where the agent's binary is: beside this one (a build tree, a
 /// tarball), else where the RPM puts it, `../libexec/berth` from this
 /// one's dir (`/usr/bin` → `/usr/libexec/berth`).
@@ -72,9 +75,6 @@ fn agent_binary() -> std::io::Result<PathBuf> {
     }
     Ok(dir.join("../libexec/berth").join(AGENT_BINARY))
 }
-
-/// The agent's binary's name.
-const AGENT_BINARY: &str = "berth-agent";
 
 /// Replaces this process with `berth-agent` on the same arguments (it
 /// parses `berth agent`'s command line); returns only if that fails.

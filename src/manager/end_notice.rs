@@ -28,7 +28,7 @@ impl EndNotice {
     /// end) or said anything else: its pidfd tells the end then.
     pub(super) async fn exited(self) -> bool {
         let EndNotice { socket, mut buf } = self;
-        let socket = match socket
+        let mut socket = match socket
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixStream::from_std(socket))
         {
@@ -38,7 +38,6 @@ impl EndNotice {
                 return false;
             }
         };
-        let mut socket = socket;
         loop {
             if let Some(end) = buf.iter().position(|&b| b == b'\n') {
                 let line = String::from_utf8_lossy(&buf[..end]);

@@ -436,10 +436,6 @@ fn fail_as(args: &Args, agent: &mut Agent, kind: FailureKind, message: String) -
         note(format_args!("send failed: {e}"));
     }
     agent.close();
-    // This process's teardown yields the CPU to the agent telling the end.
-    // SAFETY: plain syscall on this process; raising one's own nice value
-    // needs no privilege.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
     code
 }
 
