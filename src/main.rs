@@ -68,12 +68,18 @@ const AGENT_BINARY: &str = "berth-agent";
 /// one's dir (`/usr/bin` → `/usr/libexec/berth`).
 fn agent_binary() -> std::io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().unwrap_or(std::path::Path::new("/"));
+    Ok(agent_binary_for(
+        exe.parent().unwrap_or(std::path::Path::new("/")),
+    ))
+}
+
+/// [`agent_binary`] for a `berth` in `dir`.
+fn agent_binary_for(dir: &std::path::Path) -> PathBuf {
     let beside = dir.join(AGENT_BINARY);
     if beside.is_file() {
-        return Ok(beside);
+        return beside;
     }
-    Ok(dir.join("../libexec/berth").join(AGENT_BINARY))
+    dir.join("../libexec/berth").join(AGENT_BINARY)
 }
 
 /// Replaces this process with `berth-agent` on the same arguments (it
@@ -235,6 +241,25 @@ mod tests {
             assert_eq!(alone, format!("{:?}", whole.unwrap()), "{line}");
             assert!(alone.contains("Client(Run("), "{line}: {alone}");
         }
+    }
+
+    #[test]
+    fn the_agent_binary_beside_else_in_libexec() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("usr/bin");
+        let libexec = root.path().join("usr/libexec/berth");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&libexec).unwrap();
+        std::fs::write(libexec.join(AGENT_BINARY), b"").unwrap();
+        // As the RPM installs it.
+        let found = agent_binary_for(&bin);
+        assert_eq!(
+            found.canonicalize().unwrap(),
+            libexec.join(AGENT_BINARY).canonicalize().unwrap()
+        );
+        // A build tree or a tarball: beside `berth`.
+        std::fs::write(bin.join(AGENT_BINARY), b"").unwrap();
+        assert_eq!(agent_binary_for(&bin), bin.join(AGENT_BINARY));
     }
 
     #[test]
