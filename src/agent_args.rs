@@ -1,4 +1,5 @@
-//! `berth agent`'s flags and the config they make. The CLI parses them
+//! `berth agent`'s flags and the config they make, and the global
+//! `--socket` the CLI takes too. The CLI parses them
 //! (for its help, and to refuse a bad flag before anything starts) and
 //! execs `berth-agent`, which parses them again and runs the agent
 //! (decision 0052).
@@ -8,6 +9,16 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::{AgentConfig, ConfigError};
+
+/// The global `--socket`: the API socket the CLI talks to and the agent
+/// serves. One definition for the CLI's parsers and `berth-agent`'s, which
+/// must take the same command line.
+#[derive(Debug, Args)]
+pub struct SocketArg {
+    /// The agent's API socket.
+    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
 
 /// Flags of `berth agent` that make a config unusable.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth::agent_args::AgentArgs;
+use berth::agent_args::{AgentArgs, SocketArg};
 use berth::cli;
 use berth::config::AgentConfig;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -17,9 +17,8 @@ use clap::{CommandFactory, Parser, Subcommand};
                   `run` and `wait` exit with the container's code (128+n for a signal n)."
 )]
 struct Cli {
-    /// The agent's API socket.
-    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
+    #[command(flatten)]
+    global: SocketArg,
     #[command(subcommand)]
     command: TopCommand,
 }
@@ -128,9 +127,8 @@ fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
 #[derive(Debug, Parser)]
 #[command(name = "berth")]
 struct RunOnly {
-    /// The agent's API socket.
-    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
+    #[command(flatten)]
+    global: SocketArg,
     #[command(subcommand)]
     command: RunCommand,
 }
@@ -147,10 +145,10 @@ enum RunCommand {
 fn parse_from(args: Vec<std::ffi::OsString>) -> Cli {
     match RunOnly::try_parse_from(&args) {
         Ok(RunOnly {
-            socket,
+            global,
             command: RunCommand::Run(args),
         }) => Cli {
-            socket,
+            global,
             command: TopCommand::Client(cli::Command::Run(args)),
         },
         Err(_) => Cli::parse_from(args),
@@ -195,7 +193,7 @@ fn main() -> ExitCode {
             }
         }
         TopCommand::Client(command) => {
-            let socket = cli.socket.unwrap_or_else(|| AgentConfig::default().socket);
+            let socket = (cli.global.socket).unwrap_or_else(|| AgentConfig::default().socket);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

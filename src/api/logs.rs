@@ -434,8 +434,7 @@ impl Follow for ContainerFollow {
     fn ended_as(&mut self, seen: &str) -> bool {
         let container = self.updates.borrow_and_update();
         container.state == ContainerState::Exited
-            && container.finished_at.is_some()
-            && container.finished_at == Timestamp::parse(seen)
+            && Timestamp::parse(seen).is_some_and(|seen| container.finished_at == Some(seen))
     }
 
     fn trailer(&mut self) -> Option<bytes::Bytes> {

@@ -2,10 +2,9 @@
 //! line (decision 0052): a binary of its own, so that `berth`, which every
 //! command of the CLI starts, carries none of the agent's code.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth::agent_args::AgentArgs;
+use berth::agent_args::{AgentArgs, SocketArg};
 use clap::{Parser, Subcommand};
 
 // `berth agent`'s command line, as the CLI took it.
@@ -16,9 +15,8 @@ use clap::{Parser, Subcommand};
     about = "berth's agent: `berth agent` execs it on its own command line (see `berth agent --help`)"
 )]
 struct AgentCommandLine {
-    /// The agent's API socket.
-    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
+    #[command(flatten)]
+    global: SocketArg,
     #[command(subcommand)]
     command: AgentCommand,
 }
@@ -42,7 +40,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = args
-        .config(line.socket)
+        .config(line.global.socket)
         .map_err(anyhow::Error::from)
         .and_then(|config| {
             tokio::runtime::Builder::new_multi_thread()

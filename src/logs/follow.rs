@@ -219,19 +219,24 @@ pub fn drive<P: Producer, F: Follow>(
     producer: P,
     follow: Option<F>,
 ) -> impl AsyncStream<Item = io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::unfold(Some((producer, follow)), move |state| async move {
-        let (mut producer, mut follow) = state?;
+    // The state: the producer, the follow, and whether the last read
+    // reached the end of what was written (or none was made yet).
+    futures_util::stream::unfold(Some((producer, follow, true)), move |state| async move {
+        let (mut producer, mut follow, mut near_end) = state?;
         loop {
             // Asked before reading: if the container had already ended,
             // everything it wrote is on disk, so an empty read means done.
             let ended_before = follow.as_mut().is_some_and(Follow::ended);
-            let probe = match ended_before {
-                true => None,
-                false => follow.as_ref().and_then(Follow::end_probe),
-            };
-            if ended_before {
+            // The probe only where this read may find the end: not while
+            // full chunks stream.
+            let probe = if ended_before {
                 berth_sys::launch_marks::mark("agent: a follower's last read begins");
-            }
+                None
+            } else if near_end {
+                follow.as_ref().and_then(Follow::end_probe)
+            } else {
+                None
+            };
             let task = tokio::task::spawn_blocking(move || {
                 let seen = probe.and_then(|probe| probe());
                 let step = producer.produce();
@@ -245,12 +250,16 @@ pub fn drive<P: Producer, F: Follow>(
                 Err(e) => return Some((Err(io::Error::other(format!("log reader: {e}"))), None)),
             };
             match step {
-                Ok(Step::Data(bytes)) => return Some((Ok(bytes), Some((producer, follow)))),
+                Ok(Step::Data(bytes)) => {
+                    let near_end = bytes.len() < CHUNK;
+                    return Some((Ok(bytes), Some((producer, follow, near_end))));
+                }
                 Ok(Step::Done) => return None,
                 Ok(Step::End) if ended_before => return end(follow),
                 Ok(Step::End) => match &mut follow {
                     Some(f) => {
                         f.more().await;
+                        near_end = true;
                         // The end the probe saw before this empty read,
                         // now told: nothing is left to read (decision 0052).
                         if seen.is_some_and(|seen| f.ended_as(&seen)) {
@@ -268,7 +277,7 @@ pub fn drive<P: Producer, F: Follow>(
 
 /// What [`drive`]'s steps give: the next chunk, and the state for the one
 /// after it (none once the body ends).
-type Next<P, F> = Option<(io::Result<Bytes>, Option<(P, Option<F>)>)>;
+type Next<P, F> = Option<(io::Result<Bytes>, Option<(P, Option<F>, bool)>)>;
 
 /// The end of a followed body: its trailer, if any.
 fn end<P, F: Follow>(mut follow: Option<F>) -> Next<P, F> {
@@ -336,6 +345,8 @@ mod tests {
     struct Told {
         probed: Option<&'static str>,
         told: tokio::sync::watch::Receiver<Option<&'static str>>,
+        /// How many reads were preceded by a probe.
+        probes: Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl Follow for Told {
@@ -354,8 +365,11 @@ mod tests {
         }
 
         fn end_probe(&self) -> Option<EndProbe> {
-            let probed = self.probed;
-            Some(Box::new(move || probed.map(str::to_string)))
+            let (probed, probes) = (self.probed, self.probes.clone());
+            Some(Box::new(move || {
+                probes.fetch_add(1, Ordering::SeqCst);
+                probed.map(str::to_string)
+            }))
         }
 
         fn ended_as(&mut self, seen: &str) -> bool {
@@ -375,6 +389,7 @@ mod tests {
         let follow = Told {
             probed: Some("run 1"),
             told,
+            probes: Default::default(),
         };
         let body = tokio::spawn(collect(drive(producer.clone(), Some(follow))));
         while producer.reads.load(Ordering::SeqCst) < 2 {
@@ -400,6 +415,29 @@ mod tests {
         tell.send_replace(Some("run 2"));
         assert_eq!(body.await.unwrap(), b"one two|end");
         assert_eq!(producer.reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn full_chunks_stream_without_probes() {
+        static FULL: [u8; CHUNK] = [b'x'; CHUNK];
+        let producer = script(&[&FULL, &FULL, b"tail"]);
+        let (tell, told) = tokio::sync::watch::channel(None);
+        let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let follow = Told {
+            probed: None,
+            told,
+            probes: probes.clone(),
+        };
+        let body = tokio::spawn(collect(drive(producer.clone(), Some(follow))));
+        // Four reads: two full chunks, the tail, nothing.
+        while producer.reads.load(Ordering::SeqCst) < 4 {
+            tokio::task::yield_now().await;
+        }
+        tell.send_replace(Some("run 1"));
+        assert_eq!(body.await.unwrap().len(), 2 * CHUNK + b"tail|end".len());
+        // Before the first read and the one after the short tail only; the
+        // read after the tell is the last, unprobed.
+        assert_eq!(probes.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use berth_isolator::ContainerId;
+use futures_util::future::{FusedFuture, FutureExt};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -26,32 +27,28 @@ impl Manager {
         shim: ProcessRef,
         notice: Option<EndNotice>,
     ) {
-        let gone = shim_gone(&id, &shim);
+        // Fused: whether the shim is gone is whether this has finished.
+        let gone = shim_gone(&id, &shim).fuse();
         tokio::pin!(gone);
-        let mut shim_is_gone = false;
         let heard = match notice {
             Some(notice) => tokio::select! {
-                () = &mut gone => {
-                    shim_is_gone = true;
-                    false
-                }
+                () = &mut gone => false,
                 exited = notice.exited() => exited,
             },
             None => false,
         };
         if heard {
             berth_sys::launch_marks::mark("agent: heard exited");
-        } else if !shim_is_gone {
-            (&mut gone).await;
-            shim_is_gone = true;
-        }
-        if shim_is_gone {
+        } else {
+            if !gone.is_terminated() {
+                (&mut gone).await;
+            }
             berth_sys::launch_marks::mark("agent: shim gone");
         }
         let manager = self.clone();
         let ended = id.clone();
         let _ = tokio::task::spawn_blocking(move || manager.finalize(&ended)).await;
-        if !shim_is_gone {
+        if !gone.is_terminated() {
             gone.await;
         }
         self.after_exit(&id);

@@ -348,13 +348,13 @@ impl Manager {
         Ok(container.public())
     }
 
-    /// A receiver that sees every change of the container's record.
     /// The container's state dir, where its shim records its end
     /// (`berth_protocol::exit`).
     pub fn state_dir(&self, id: &ContainerId) -> std::path::PathBuf {
         self.store.state_dir(id)
     }
 
+    /// A receiver that sees every change of the container's record.
     pub fn subscribe(&self, id: &str) -> Result<watch::Receiver<Container>, ManagerError> {
         Ok(self.slot(id)?.record.subscribe())
     }

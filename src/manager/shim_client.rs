@@ -82,8 +82,9 @@ pub struct ShimConnection {
 
 /// The shim's lines, read with `recvmsg` so that the descriptors a message
 /// carries (the container's mount namespace, with `Running`) are kept, not
-/// closed by the kernel as a plain `read` would.
-struct MessageReader {
+/// closed by the kernel as a plain `read` would. Blocking during a launch;
+/// after it, non-blocking under the runtime (`end_notice`).
+pub(super) struct MessageReader {
     socket: UnixStream,
     /// Bytes received and not yet returned as a line.
     buf: Vec<u8>,
@@ -95,15 +96,30 @@ impl MessageReader {
     /// Takes over a reader that may hold bytes already (an idle shim's).
     fn of(reader: BufReader<UnixStream>) -> MessageReader {
         let buf = reader.buffer().to_vec();
+        MessageReader::new(reader.into_inner(), buf)
+    }
+
+    /// Reads `socket`, `buf` received from it already.
+    pub(super) fn new(socket: UnixStream, buf: Vec<u8>) -> MessageReader {
         MessageReader {
-            socket: reader.into_inner(),
+            socket,
             buf,
             fds: Vec::new(),
         }
     }
 
+    /// How many bytes wait for the end of their line.
+    pub(super) fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Makes reads return `WouldBlock` instead of waiting.
+    pub(super) fn set_nonblocking(&self) -> io::Result<()> {
+        self.socket.set_nonblocking(true)
+    }
+
     /// The next line, `None` at the end of the stream.
-    fn read_line(&mut self) -> io::Result<Option<String>> {
+    pub(super) fn read_line(&mut self) -> io::Result<Option<String>> {
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
@@ -118,6 +134,12 @@ impl MessageReader {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+impl std::os::fd::AsRawFd for MessageReader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
     }
 }
 
@@ -192,7 +214,7 @@ impl ShimConnection {
     /// The socket, kept after [`ShimMessage::Running`] for the shim's
     /// [`ShimMessage::Exited`] (decision 0052).
     pub(super) fn into_end_notice(self) -> super::end_notice::EndNotice {
-        super::end_notice::EndNotice::new(self.reader.socket, self.reader.buf)
+        super::end_notice::EndNotice::new(self.reader)
     }
 
     /// Lets the container exec its command.
