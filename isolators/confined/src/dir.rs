@@ -206,12 +206,33 @@ impl Dir {
     /// Creates the regular file `name` for writing, replacing whatever has
     /// that name (a file, a symlink: unlinked, never written through).
     pub fn create_replacing(&self, name: impl AsRef<Path>, mode: u32) -> Result<File> {
-        let name = name.as_ref();
-        match self.remove_file(name) {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
-        self.create_new(name, mode)
+        self.create_replacing_with(name.as_ref(), libc::O_WRONLY, mode)
+    }
+
+    /// Like [`Dir::create_replacing`], open for reading too (`pread` of
+    /// what was written, `splice` with an offset).
+    pub fn create_replacing_read_write(&self, name: impl AsRef<Path>, mode: u32) -> Result<File> {
+        self.create_replacing_with(name.as_ref(), libc::O_RDWR, mode)
+    }
+
+    fn create_replacing_with(&self, name: &Path, access: libc::c_int, mode: u32) -> Result<File> {
+        let create = || {
+            let flags = access | libc::O_CREAT | libc::O_EXCL;
+            self.open_raw(name, flags, mode as libc::mode_t)
+        };
+        // Usually nothing has the name: one syscall. Otherwise it is
+        // unlinked (a symlink too, never followed) and created again.
+        let file = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match self.remove_file(name) {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
+                create()?
+            }
+            other => other?,
+        };
+        self.regular(file, name)
     }
 
     /// Opens the existing regular file `name` for writing (`append`: every

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, FileExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -156,6 +156,23 @@ fn writes_never_go_through_a_link() {
     std::io::Write::write_all(&mut dir.create_replacing("out", 0o640).unwrap(), b"mine").unwrap();
     assert_eq!(fs::read_to_string(&secret).unwrap(), "host secret");
     assert_eq!(fs::read_to_string(tmp.path().join("out")).unwrap(), "mine");
+    // So does the read-write replace, over a link to the secret and over a
+    // dangling one; an existing file is replaced by a new one.
+    symlink(&secret, tmp.path().join("rw")).unwrap();
+    symlink(host.path().join("absent"), tmp.path().join("dangling")).unwrap();
+    for name in ["rw", "dangling", "out"] {
+        let file = dir.create_replacing_read_write(name, 0o640).unwrap();
+        file.write_all_at(b"rw", 0).unwrap();
+        let mut back = [0u8; 2];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back, b"rw", "{name}");
+        let after = fs::symlink_metadata(tmp.path().join(name)).unwrap();
+        assert!(after.is_file(), "{name}");
+        // A new file: nothing of "mine" is left in "out".
+        assert_eq!(after.len(), 2, "{name}");
+    }
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "host secret");
+    assert!(!host.path().join("absent").exists());
     // A symlink renamed over, never through.
     dir.symlink(&secret, "link").unwrap();
     fs::write(tmp.path().join("new"), "new").unwrap();

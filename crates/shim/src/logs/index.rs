@@ -48,11 +48,15 @@ impl TimeIndex {
     pub fn open(dir: &Dir, stream: &str) -> io::Result<TimeIndex> {
         let name = index_name(stream);
         let file = dir.open_writable(&name, true, Some(0o640))?;
-        let last_unix_ns = dir
-            .open_file(&name)
-            .ok()
-            .and_then(|f| last_time(&f))
-            .unwrap_or(0);
+        // A new (empty) index has no last entry to read back.
+        let last_unix_ns = match file.metadata().map(|m| m.len()) {
+            Ok(0) => 0,
+            _ => dir
+                .open_file(&name)
+                .ok()
+                .and_then(|f| last_time(&f))
+                .unwrap_or(0),
+        };
         Ok(TimeIndex {
             dir: dir.try_clone()?,
             path: dir.path().join(&name),

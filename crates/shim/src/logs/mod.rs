@@ -477,16 +477,20 @@ impl LogSink {
     }
 
     /// Points the `S` symlink at the current segment (atomically: a new link
-    /// renamed over the old one).
+    /// renamed over the old one; the first link is made in place).
     fn link_current(&self) {
         let link = self.stream;
-        let tmp = format!(".{}.link.tmp", self.stream);
         let target = segment::plain_name(self.stream, self.segment.start());
-        let _ = self.dir.remove_file(&tmp);
-        let result = self
-            .dir
-            .symlink(&target, &tmp)
-            .and_then(|()| self.dir.rename(&tmp, link));
+        let result = match self.dir.symlink(&target, link) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let tmp = format!(".{}.link.tmp", self.stream);
+                let _ = self.dir.remove_file(&tmp);
+                self.dir
+                    .symlink(&target, &tmp)
+                    .and_then(|()| self.dir.rename(&tmp, link))
+            }
+            other => other,
+        };
         if let Err(e) = result {
             note(format_args!("link {link} to {target}: {e}"));
         }

@@ -81,10 +81,9 @@ impl Segment {
     pub fn create(dir: &Dir, stream: &str, start: u64) -> io::Result<Segment> {
         let name = plain_name(stream, start);
         let path = dir.path().join(&name);
-        drop(dir.create_replacing(&name, MODE)?);
         // Read and write: the index reads back where lines start in bytes
         // that were spliced (never through user space).
-        let file = dir.open_read_write(&name)?;
+        let file = dir.create_replacing_read_write(&name, MODE)?;
         Ok(Segment {
             path,
             file,
