@@ -51,10 +51,23 @@ pub(crate) fn read_from_start(file: &fs::File) -> io::Result<String> {
 }
 
 pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    let err = |source| CgroupError::Write {
-        path: path.to_path_buf(),
-        value: value.to_string(),
-        source,
+    write_each(path, &[value])
+}
+
+/// Writes each of `values` to the control file in a `write(2)` of its own
+/// (the kernel parses each write on its own: one device rule, one pid),
+/// through one open of the file. The error names the value that failed.
+pub(crate) fn write_each(path: &Path, values: &[&str]) -> Result<(), CgroupError> {
+    let err = |value: &str| {
+        let value = value.to_string();
+        move |source| CgroupError::Write {
+            path: path.to_path_buf(),
+            value,
+            source,
+        }
+    };
+    let Some(first) = values.first() else {
+        return Ok(());
     };
     // No O_CREAT: cgroupfs refuses to create files with a misleading EACCES,
     // so a missing control file must show up as ENOENT. O_TRUNC is ignored
@@ -64,9 +77,11 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
         .write(true)
         .truncate(true)
         .open(path)
-        .map_err(err)?;
-    // One write(2) per value: the kernel parses each write on its own.
-    file.write_all(value.as_bytes()).map_err(err)
+        .map_err(err(first))?;
+    for value in values {
+        file.write_all(value.as_bytes()).map_err(err(value))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_u64(path: &Path, value: &str) -> Result<u64, CgroupError> {
@@ -224,6 +239,18 @@ mod tests {
             "{msg}"
         );
         assert!(!dir.path().join("cpu.shares").exists());
+    }
+
+    #[test]
+    fn write_each_writes_every_value_through_one_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("devices.allow");
+        fs::write(&file, "an old longer value").unwrap();
+        write_each(&file, &["c 1:3 rwm", "c 5:0 rwm"]).unwrap();
+        // A plain file keeps both writes, one after the other.
+        assert_eq!(fs::read_to_string(&file).unwrap(), "c 1:3 rwmc 5:0 rwm");
+        let err = write_each(&dir.path().join("gone"), &["a", "b"]).unwrap_err();
+        assert!(err.to_string().contains("\"a\""), "{err}");
     }
 
     #[test]

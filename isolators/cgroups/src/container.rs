@@ -143,6 +143,18 @@ impl ContainerCgroup {
         cgroupfs::write(&self.file_path(controller, file)?, value)
     }
 
+    /// Writes each of `values` to a control file, one `write(2)` per value
+    /// through a single open (cgroup v1's `devices.allow` takes one rule
+    /// per write); the error names the file and the value that failed.
+    pub fn write_each(
+        &self,
+        controller: Controller,
+        file: &str,
+        values: &[&str],
+    ) -> Result<(), CgroupError> {
+        cgroupfs::write_each(&self.file_path(controller, file)?, values)
+    }
+
     /// Reads a control file (a statistics file through its kept file).
     pub fn read(&self, controller: Controller, file: &str) -> Result<String, CgroupError> {
         self.read_path(file, &self.file_path(controller, file)?)

@@ -62,12 +62,13 @@ fn v1_denies_all_then_allows_each_rule() {
         .isolator
         .prepare(&c1, &config("c1", vec![passed]))
         .unwrap();
-    // A plain file keeps the last write: the passed device's rule came
-    // after the deny-all (the real-kernel test reads the whole list).
+    // A plain file keeps every write through its one open, in order: the
+    // default rules, then the passed device's (the real-kernel test reads
+    // the whole list back).
     assert_eq!(read(dir.join("devices.deny")), "a");
-    assert_eq!(read(dir.join("devices.allow")), "c 1:3 r");
     let mut expected = default_lines();
     expected.push("c 1:3 r".into());
+    assert_eq!(read(dir.join("devices.allow")), expected.concat());
 
     // The bundle gets the same rules after a deny-all, and the node.
     let rules = contribution.linux_resources["devices"].as_array().unwrap();
