@@ -25,6 +25,11 @@ use nix::errno::Errno;
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 use thiserror::Error;
 
+pub mod agreement;
+mod bpf;
+mod specialize;
+pub use specialize::specialize;
+
 /// The errno of an `SCMP_ACT_ERRNO` without `errnoRet`, as runc.
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
 
@@ -56,7 +61,7 @@ pub struct SeccompFilter {
     precompiled: Option<SeccompProgram>,
 }
 
-/// How the compiled program looks a syscall up (decision 0046). Both
+/// How the compiled program looks a syscall up (decision 0046). All
 /// decide every syscall the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -67,6 +72,14 @@ pub enum Layout {
     BinaryTree,
     /// libseccomp's default: one comparison after another.
     Linear,
+    /// libseccomp's tree, specialized per architecture and syscall range
+    /// (see [`specialize`]): per architecture a binary search over the
+    /// intervals of syscall numbers the tree cannot tell apart, down to
+    /// an action or to the tree's argument checks for that interval. A
+    /// fraction of the tree's instructions, so it attaches faster still.
+    /// Checked against the tree before it is used (the tree itself if the
+    /// check fails).
+    Specialized,
 }
 
 /// A compiled filter: the `sock_filter` instructions the kernel takes.
@@ -226,9 +239,9 @@ impl SeccompFilter {
     }
 
     /// Compiles the filter to BPF (or returns the program the agent
-    /// compiled), laid out as a [`Layout::BinaryTree`].
+    /// compiled), laid out as [`Layout::Specialized`].
     pub fn compile(&self) -> Result<SeccompProgram, SeccompError> {
-        self.compile_as(Layout::BinaryTree)
+        self.compile_as(Layout::Specialized)
     }
 
     /// Compiles the filter to BPF in the given layout (or returns the
@@ -245,7 +258,7 @@ impl SeccompFilter {
         filter
             .set_ctl_nnp(false)
             .map_err(library("clear the no_new_privs attribute"))?;
-        if layout == Layout::BinaryTree {
+        if layout != Layout::Linear {
             // A libseccomp older than 2.5 has no tree: its linear program
             // decides the same, only more slowly.
             let _ = filter.set_ctl_optimize(2);
@@ -304,8 +317,12 @@ impl SeccompFilter {
                 added.map_err(library(format!("syscalls[{i}].names {name}")))?;
             }
         }
-        Ok(SeccompProgram {
+        let program = SeccompProgram {
             instructions: export(&filter)?,
+        };
+        Ok(match layout {
+            Layout::Specialized => specialize(&program),
+            Layout::BinaryTree | Layout::Linear => program,
         })
     }
 }
