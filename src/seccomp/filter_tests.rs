@@ -8,13 +8,19 @@ use berth_seccomp::{SeccompFilter, SeccompProgram};
 use nix::errno::Errno;
 use std::collections::HashSet;
 
-fn default_filter() -> SeccompProgram {
+/// The default profile as a container with the default capabilities
+/// gets it, checked.
+fn default_profile() -> SeccompFilter {
     let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES
         .iter()
         .copied()
         .collect();
     let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
-    SeccompFilter::check(&spec).unwrap().compile().unwrap()
+    SeccompFilter::check(&spec).unwrap()
+}
+
+fn default_filter() -> SeccompProgram {
+    default_profile().compile().unwrap()
 }
 
 /// Runs `probe` in a forked child with `filter` installed (after
@@ -242,12 +248,7 @@ fn assert_alike(
 #[test]
 fn the_default_profiles_tree_decides_as_its_linear_list_does() {
     use berth_seccomp::Layout;
-    let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
-        .collect();
-    let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
-    let filter = SeccompFilter::check(&spec).unwrap();
+    let filter = default_profile();
     let tree = filter.compile_as(Layout::BinaryTree).unwrap();
     let list = filter.compile_as(Layout::Linear).unwrap();
     assert_ne!(tree, list, "the two layouts compiled alike");
@@ -274,12 +275,7 @@ fn the_default_profiles_tree_decides_as_its_linear_list_does() {
 #[test]
 fn the_default_profiles_specialized_tree_decides_as_the_tree_does() {
     use berth_seccomp::Layout;
-    let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
-        .collect();
-    let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
-    let filter = SeccompFilter::check(&spec).unwrap();
+    let filter = default_profile();
     let tree = filter.compile_as(Layout::BinaryTree).unwrap();
     let specialized = filter.compile().unwrap();
     assert_eq!(specialized, filter.compile_as(Layout::Specialized).unwrap());
@@ -438,12 +434,7 @@ fn profiles_with_conditions_decide_alike_in_every_layout() {
 #[ignore]
 fn attach_time_of_the_default_profile() {
     use berth_seccomp::Layout;
-    let caps: HashSet<_> = crate::bundle::DEFAULT_CAPABILITIES
-        .iter()
-        .copied()
-        .collect();
-    let spec = docker_default().resolve(&caps, &Host::current()).unwrap();
-    let filter = SeccompFilter::check(&spec).unwrap();
+    let filter = default_profile();
     let tree = filter.compile_as(Layout::BinaryTree).unwrap();
     let started = std::time::Instant::now();
     let specialized = berth_seccomp::specialize(&tree);

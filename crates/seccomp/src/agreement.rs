@@ -510,7 +510,7 @@ impl Constants {
                     let (t, f) = (next + usize::from(jt), next + usize::from(jf));
                     match (s.a.known, operand.known) {
                         (Some(a), Some(b)) => {
-                            let taken = compare(code & OP, a, b);
+                            let taken = compare(code & OP, a, b) == Some(true);
                             goto(if taken { t } else { f }, &s);
                         }
                         _ => {
@@ -533,32 +533,6 @@ impl Constants {
                 _ /* RET */ => {}
             }
         }
-    }
-}
-
-/// `a op b`, as the interpreter computes it (`None` where it does not).
-fn alu(op: u16, a: u32, b: u32) -> Option<u32> {
-    Some(match op {
-        ADD => a.wrapping_add(b),
-        SUB => a.wrapping_sub(b),
-        MUL => a.wrapping_mul(b),
-        DIV => a.checked_div(b)?,
-        OR => a | b,
-        AND => a & b,
-        XOR => a ^ b,
-        LSH if b < 32 => a << b,
-        RSH if b < 32 => a >> b,
-        _ => return None,
-    })
-}
-
-/// Whether a conditional jump is taken.
-fn compare(op: u16, a: u32, b: u32) -> bool {
-    match op {
-        JEQ => a == b,
-        JGT => a > b,
-        JGE => a >= b,
-        _ => a & b != 0,
     }
 }
 

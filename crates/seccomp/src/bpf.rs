@@ -54,3 +54,33 @@ pub(crate) const DATA_LEN: u32 = 64;
 pub(crate) const NR: u32 = 0;
 /// The offset of `seccomp_data.arch`.
 pub(crate) const ARCH: u32 = 4;
+
+/// `a op b` as classic BPF computes it, for the ALU operations seccomp
+/// loads; `None` for a division by zero, a shift by 32 or more, and any
+/// other operation (seccomp refuses `MOD`; `NEG` takes no operand).
+pub(crate) fn alu(op: u16, a: u32, b: u32) -> Option<u32> {
+    Some(match op {
+        ADD => a.wrapping_add(b),
+        SUB => a.wrapping_sub(b),
+        MUL => a.wrapping_mul(b),
+        DIV => a.checked_div(b)?,
+        OR => a | b,
+        AND => a & b,
+        XOR => a ^ b,
+        LSH if b < 32 => a << b,
+        RSH if b < 32 => a >> b,
+        _ => return None,
+    })
+}
+
+/// Whether the conditional jump `op` is taken; `None` for an operation
+/// that is no comparison.
+pub(crate) fn compare(op: u16, a: u32, b: u32) -> Option<bool> {
+    Some(match op {
+        JEQ => a == b,
+        JGT => a > b,
+        JGE => a >= b,
+        JSET => a & b != 0,
+        _ => return None,
+    })
+}

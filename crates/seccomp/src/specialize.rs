@@ -302,33 +302,6 @@ struct Eval<'a> {
     steps_left: usize,
 }
 
-fn alu(op: u16, a: u32, b: u32) -> Option<u32> {
-    Some(match op {
-        ADD => a.wrapping_add(b),
-        SUB => a.wrapping_sub(b),
-        MUL => a.wrapping_mul(b),
-        DIV => a.checked_div(b)?,
-        MOD => a.checked_rem(b)?,
-        OR => a | b,
-        AND => a & b,
-        XOR => a ^ b,
-        LSH if b < 32 => a << b,
-        RSH if b < 32 => a >> b,
-        _ => return None,
-    })
-}
-
-/// Whether a conditional jump is taken.
-fn compare(op: u16, a: u32, b: u32) -> Option<bool> {
-    Some(match op {
-        JEQ => a == b,
-        JGT => a > b,
-        JGE => a >= b,
-        JSET => a & b != 0,
-        _ => return None,
-    })
-}
-
 impl Eval<'_> {
     /// What loading `seccomp_data` at `offset` gives.
     fn load(&self, offset: u32) -> Val {
@@ -469,10 +442,7 @@ impl Eval<'_> {
     /// The accumulator after the ALU instruction `code k`.
     fn alu(&self, code: u16, k: u32, s: &State, ops: &mut Vec<(u16, u32)>) -> Result<Val, Stop> {
         let op = code & OP;
-        if !matches!(
-            op,
-            ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | MOD | XOR
-        ) {
+        if !matches!(op, ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | XOR) {
             return Err(Stop::Fallback);
         }
         if op == NEG {
@@ -937,6 +907,25 @@ mod tests {
     }
 
     /// `ld arch; jeq x86_64 or kill; ld nr`, then `body`.
+    /// Even syscall numbers below `end` allowed, the rest refused, each in
+    /// a block of its own that loads the number again and checks that
+    /// `arg0 & 0 == 0` (always true) before it allows.
+    fn evens_after_a_redundant_check(end: u32) -> SeccompProgram {
+        let mut body = Vec::new();
+        for nr in (0..end).step_by(2) {
+            body.extend([
+                insn(LD | W | ABS, 0, 0, NR),
+                insn(JMP | JEQ, 0, 4, nr),
+                insn(LD | W | ABS, 0, 0, 16),
+                insn(ALU | AND, 0, 0, 0),
+                insn(JMP | JEQ, 0, 1, 0),
+                insn(RET, 0, 0, ALLOW),
+            ]);
+        }
+        body.push(insn(RET, 0, 0, ERRNO));
+        on_x86_64(body)
+    }
+
     fn on_x86_64(body: Vec<sock_filter>) -> SeccompProgram {
         let mut instructions = vec![
             insn(LD | W | ABS, 0, 0, ARCH),
@@ -985,19 +974,7 @@ mod tests {
     fn a_specialization_that_disagrees_is_not_used() {
         // Even numbers below 20 allowed, each after a redundant argument
         // check.
-        let mut body = Vec::new();
-        for nr in (0..20).step_by(2) {
-            body.extend([
-                insn(LD | W | ABS, 0, 0, NR),
-                insn(JMP | JEQ, 0, 4, nr),
-                insn(LD | W | ABS, 0, 0, 16),
-                insn(ALU | AND, 0, 0, 0),
-                insn(JMP | JEQ, 0, 1, 0),
-                insn(RET, 0, 0, ALLOW),
-            ]);
-        }
-        body.push(insn(RET, 0, 0, ERRNO));
-        let original = on_x86_64(body);
+        let original = evens_after_a_redundant_check(20);
         let specialized = checked(&original, try_specialize);
         assert!(specialized.len() < original.len(), "{specialized:?}");
         assert_eq!(specialized, specialize(&original));
@@ -1036,19 +1013,7 @@ mod tests {
     /// search of 1199 intervals, too wide for conditional jumps alone.
     #[test]
     fn a_search_too_wide_for_conditional_jumps_goes_through_ja() {
-        let mut body = Vec::new();
-        for nr in (0..1200).step_by(2) {
-            body.extend([
-                insn(LD | W | ABS, 0, 0, NR),
-                insn(JMP | JEQ, 0, 4, nr),
-                insn(LD | W | ABS, 0, 0, 16),
-                insn(ALU | AND, 0, 0, 0),
-                insn(JMP | JEQ, 0, 1, 0),
-                insn(RET, 0, 0, ALLOW),
-            ]);
-        }
-        body.push(insn(RET, 0, 0, ERRNO));
-        let original = on_x86_64(body);
+        let original = evens_after_a_redundant_check(1200);
         let specialized = specialize(&original);
         assert!(
             specialized.len() < original.len() / 2,

@@ -158,9 +158,6 @@ pub(crate) fn run_words(program: &[sock_filter], words: &[u32; 16]) -> Result<Ru
             }
             ALU if code & !(OP | SRC_X | CLASS) == 0 => {
                 a = match code & OP {
-                    ADD => a.wrapping_add(operand),
-                    SUB => a.wrapping_sub(operand),
-                    MUL => a.wrapping_mul(operand),
                     // A division by a zero X ends the run with 0 (the
                     // kernel checks a constant divisor when it loads).
                     DIV if operand == 0 && code & SRC_X != 0 => {
@@ -170,25 +167,13 @@ pub(crate) fn run_words(program: &[sock_filter], words: &[u32; 16]) -> Result<Ru
                             loaded,
                         })
                     }
-                    DIV if operand != 0 => a / operand,
-                    OR => a | operand,
-                    AND => a & operand,
-                    XOR => a ^ operand,
-                    LSH if operand < 32 => a << operand,
-                    RSH if operand < 32 => a >> operand,
                     NEG if code == ALU | NEG => a.wrapping_neg(),
-                    _ => return Err(refused),
+                    op => alu(op, a, operand).ok_or(refused)?,
                 }
             }
             JMP if code == JMP | JA => pc = pc.checked_add(k as usize).ok_or(Fault::OffTheEnd)?,
             JMP if code & !(OP | SRC_X | CLASS) == 0 => {
-                let taken = match code & OP {
-                    JEQ => a == operand,
-                    JGT => a > operand,
-                    JGE => a >= operand,
-                    JSET => a & operand != 0,
-                    _ => return Err(refused),
-                };
+                let taken = compare(code & OP, a, operand).ok_or(refused)?;
                 pc += usize::from(if taken { jt } else { jf });
             }
             RET if code == RET => {
