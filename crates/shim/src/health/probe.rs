@@ -255,7 +255,7 @@ fn process_tree(root: u32) -> Vec<u32> {
 
 /// A process's state letter and parent pid from `/proc/PID/stat`.
 fn stat_state(pid: u32) -> Option<(char, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = berth_sys::proc_stat::read(pid)?;
     // The fields after the command's name, which may hold spaces.
     let mut rest = stat[stat.rfind(')')? + 2..].split(' ');
     let state = rest.next()?.chars().next()?;
