@@ -10,7 +10,7 @@ use super::locked::locked;
 use super::{Manager, ManagerError};
 use crate::container::SecurityOpt;
 use crate::seccomp::{Host, SeccompSetting};
-use berth_seccomp::{SeccompError, SeccompFilter, SeccompProgram};
+use berth_seccomp::{Layout, NotSpecialized, SeccompError, SeccompFilter, SeccompProgram};
 
 /// The most distinct profiles whose programs are kept: one per profile
 /// and bounding set in use, usually a handful.
@@ -32,7 +32,19 @@ impl ProgramCache {
             return Ok(program.clone());
         }
         // Compiled outside the lock: two first uses may both compile.
-        let program = SeccompFilter::check(spec)?.compile()?;
+        let tree = SeccompFilter::check(spec)?.compile_as(Layout::BinaryTree)?;
+        let program = match berth_seccomp::specialized(&tree) {
+            Ok(program) => program,
+            // As libseccomp compiled it: decides the same, attaches slower.
+            Err(NotSpecialized::Unchanged) => tree,
+            Err(e) => {
+                tracing::warn!(
+                    instructions = tree.len(),
+                    "seccomp profile loaded as libseccomp compiled it: {e}"
+                );
+                tree
+            }
+        };
         let mut programs = locked(&self.programs);
         if programs.len() >= CACHED_PROGRAMS {
             // Requests naming ever new profiles must not grow the agent.

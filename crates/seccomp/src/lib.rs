@@ -28,7 +28,7 @@ use thiserror::Error;
 pub mod agreement;
 mod bpf;
 mod specialize;
-pub use specialize::specialize;
+pub use specialize::{specialize, specialized, NotSpecialized};
 
 /// The errno of an `SCMP_ACT_ERRNO` without `errnoRet`, as runc.
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;

@@ -57,7 +57,9 @@ use std::collections::HashMap;
 
 use libc::sock_filter;
 
-use crate::agreement::agree;
+use thiserror::Error;
+
+use crate::agreement::{agree, Unconfirmed};
 use crate::bpf::*;
 use crate::SeccompProgram;
 
@@ -96,24 +98,59 @@ const NODE_BUDGET: usize = 1 << 20;
 /// assert!(specialize(&tree).len() <= tree.len());
 /// ```
 pub fn specialize(program: &SeccompProgram) -> SeccompProgram {
+    specialized(program).unwrap_or_else(|_| program.clone())
+}
+
+/// Why [`specialized`] gave no program.
+#[derive(Debug, Error)]
+pub enum NotSpecialized {
+    /// The program does what the specialization cannot follow soundly, or
+    /// its specialization would not be shorter: it is best as it is.
+    #[error("the program cannot be specialized into a shorter one")]
+    Unchanged,
+    /// The specialization failed its check against the program: a
+    /// disagreement is a bug in the specialization (worth a report).
+    #[error("the specialized program failed its check: {0}")]
+    Unconfirmed(#[from] Unconfirmed),
+}
+
+/// [`specialize`], saying why not where it gives `program` back.
+///
+/// ```
+/// use berth_seccomp::{specialized, Layout, NotSpecialized, SeccompFilter};
+/// use oci_spec::runtime::LinuxSeccomp;
+///
+/// let spec: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+///     "defaultAction": "SCMP_ACT_ALLOW",
+///     "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+///     "syscalls": [{"names": ["reboot", "kexec_load"], "action": "SCMP_ACT_ERRNO"}]
+/// })).unwrap();
+/// let tree = SeccompFilter::check(&spec)
+///     .unwrap()
+///     .compile_as(Layout::BinaryTree)
+///     .unwrap();
+/// let shorter = specialized(&tree).unwrap();
+/// assert!(shorter.len() < tree.len());
+/// // What is specialized already gets no shorter.
+/// assert!(matches!(specialized(&shorter), Err(NotSpecialized::Unchanged)));
+/// ```
+pub fn specialized(program: &SeccompProgram) -> Result<SeccompProgram, NotSpecialized> {
     checked(program, try_specialize)
 }
 
 /// What `specialization` makes of `program`, if that is shorter and
-/// [`agree`]s with `program`; else `program`.
+/// [`agree`]s with `program`.
 fn checked(
     program: &SeccompProgram,
     specialization: impl FnOnce(&[sock_filter]) -> Option<Vec<sock_filter>>,
-) -> SeccompProgram {
+) -> Result<SeccompProgram, NotSpecialized> {
     match specialization(&program.instructions) {
         Some(instructions) if instructions.len() < program.len() => {
             let specialized = SeccompProgram { instructions };
-            match agree(program, &specialized) {
-                Ok(_) => specialized,
-                Err(_) => program.clone(),
-            }
+            agree(program, &specialized)?;
+            Ok(specialized)
         }
-        _ => program.clone(),
+        _ => Err(NotSpecialized::Unchanged),
     }
 }
 
@@ -975,7 +1012,7 @@ mod tests {
         // Even numbers below 20 allowed, each after a redundant argument
         // check.
         let original = evens_after_a_redundant_check(20);
-        let specialized = checked(&original, try_specialize);
+        let specialized = checked(&original, try_specialize).unwrap();
         assert!(specialized.len() < original.len(), "{specialized:?}");
         assert_eq!(specialized, specialize(&original));
 
@@ -983,12 +1020,18 @@ mod tests {
         let mut changed = specialized.instructions.clone();
         let last = changed.iter_mut().rev().find(|i| i.code == RET).unwrap();
         last.k ^= 1;
-        assert_eq!(checked(&original, |_| Some(changed)), original);
+        assert!(matches!(
+            checked(&original, |_| Some(changed)),
+            Err(NotSpecialized::Unconfirmed(Unconfirmed::Disagree(_)))
+        ));
         // One jump of the search going the other way.
         let mut swapped = specialized.instructions.clone();
         let jump = swapped.iter_mut().find(|i| i.code == JMP | JGE).unwrap();
         (jump.jt, jump.jf) = (jump.jf, jump.jt);
-        assert_eq!(checked(&original, |_| Some(swapped)), original);
+        assert!(matches!(
+            checked(&original, |_| Some(swapped)),
+            Err(NotSpecialized::Unconfirmed(Unconfirmed::Disagree(_)))
+        ));
     }
 
     #[test]
