@@ -539,19 +539,8 @@ impl Constants {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf::hand_written::{insn, program, ALLOW, KILL, X86_64};
     use crate::{Layout, SeccompFilter};
-
-    const X86_64: u32 = 0xc000_003e;
-    const KILL: u32 = 0;
-    const ALLOW: u32 = 0x7fff_0000;
-
-    fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
-        sock_filter { code, jt, jf, k }
-    }
-
-    fn program(instructions: Vec<sock_filter>) -> SeccompProgram {
-        SeccompProgram { instructions }
-    }
 
     /// The offset of the first word of argument `index`, low or high half.
     fn arg(index: u32, high: bool) -> u32 {

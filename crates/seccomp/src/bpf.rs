@@ -84,3 +84,26 @@ pub(crate) fn compare(op: u16, a: u32, b: u32) -> Option<bool> {
         _ => return None,
     })
 }
+
+/// Hand-written programs for the crate's tests.
+#[cfg(test)]
+pub(crate) mod hand_written {
+    use libc::sock_filter;
+
+    use crate::SeccompProgram;
+
+    /// `AUDIT_ARCH_X86_64`.
+    pub(crate) const X86_64: u32 = 0xc000_003e;
+    /// `SECCOMP_RET_KILL_THREAD`.
+    pub(crate) const KILL: u32 = 0;
+    /// `SECCOMP_RET_ALLOW`.
+    pub(crate) const ALLOW: u32 = 0x7fff_0000;
+
+    pub(crate) fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+        sock_filter { code, jt, jf, k }
+    }
+
+    pub(crate) fn program(instructions: Vec<sock_filter>) -> SeccompProgram {
+        SeccompProgram { instructions }
+    }
+}

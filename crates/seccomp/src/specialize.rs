@@ -888,20 +888,10 @@ fn emit(graph: &Graph, root: usize) -> Option<Vec<sock_filter>> {
 mod tests {
     use super::*;
     use crate::agreement::{self, decide_alike, Run, SeccompData};
+    use crate::bpf::hand_written::{insn, program, ALLOW, KILL, X86_64};
 
-    const X86_64: u32 = 0xc000_003e;
     const I386: u32 = 0x4000_0003;
-    const KILL: u32 = 0;
-    const ALLOW: u32 = 0x7fff_0000;
     const ERRNO: u32 = 0x0005_0001;
-
-    fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
-        sock_filter { code, jt, jf, k }
-    }
-
-    fn program(instructions: Vec<sock_filter>) -> SeccompProgram {
-        SeccompProgram { instructions }
-    }
 
     /// How `program` runs for this syscall (the instruction pointer 0).
     fn run(program: &SeccompProgram, nr: u32, arch: u32, args: [u64; 6]) -> Run {
