@@ -15,5 +15,6 @@ pub mod mountinfo;
 pub mod openat2;
 pub mod pidfd;
 pub mod proc_stat;
+pub mod seq_file;
 pub mod spawn;
 pub mod thread_priority;

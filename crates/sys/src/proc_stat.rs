@@ -9,22 +9,8 @@ pub fn start_time(pid: u32) -> Option<u64> {
 
 /// The text of `/proc/<pid>/stat`, `None` if the process does not exist.
 pub fn read(pid: u32) -> Option<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    // A few hundred bytes: one read with room for all of it, then the one
-    // that says the end (`read_to_string` would stat the file, which says
-    // 0 bytes, and read 32, 64, 128, ... bytes at a time).
-    let mut chunk = [0u8; 1024];
-    let mut text = Vec::new();
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    String::from_utf8(text).ok()
+    let file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    crate::seq_file::read_from_start(&file).ok()
 }
 
 /// Field 22 (start time) of a stat text.

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,29 +25,7 @@ pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
         })
 }
 
-/// The whole text of an open control file, read from offset 0 (again, for
-/// a kept file: seq_file then renders it anew).
-pub(crate) fn read_from_start(file: &fs::File) -> io::Result<String> {
-    let mut text = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match file.read_at(&mut chunk, text.len() as u64) {
-            Ok(0) => break,
-            Ok(n) => {
-                text.extend_from_slice(&chunk[..n]);
-                // kernfs serves control files through seq_file, which fills
-                // the buffer until the file ends: a short read is the end,
-                // and the read that would say 0 is saved.
-                if n < chunk.len() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
+pub(crate) use berth_sys::seq_file::read_from_start;
 
 pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     write_each(path, &[value])
@@ -57,7 +34,7 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 /// Writes each of `values` to the control file in a `write(2)` of its own
 /// (the kernel parses each write on its own: one device rule, one pid),
 /// through one open of the file. The error names the value that failed.
-pub(crate) fn write_each(path: &Path, values: &[&str]) -> Result<(), CgroupError> {
+pub(crate) fn write_each(path: &Path, values: &[impl AsRef<str>]) -> Result<(), CgroupError> {
     let err = |value: &str| {
         let value = value.to_string();
         move |source| CgroupError::Write {
@@ -77,8 +54,8 @@ pub(crate) fn write_each(path: &Path, values: &[&str]) -> Result<(), CgroupError
         .write(true)
         .truncate(true)
         .open(path)
-        .map_err(err(first))?;
-    for value in values {
+        .map_err(err(first.as_ref()))?;
+    for value in values.iter().map(AsRef::as_ref) {
         file.write_all(value.as_bytes()).map_err(err(value))?;
     }
     Ok(())
