@@ -150,7 +150,7 @@ impl ContainerCgroup {
         &self,
         controller: Controller,
         file: &str,
-        values: &[&str],
+        values: &[impl AsRef<str>],
     ) -> Result<(), CgroupError> {
         cgroupfs::write_each(&self.file_path(controller, file)?, values)
     }

@@ -11,6 +11,5 @@ use crate::rule::DeviceRule;
 pub(crate) fn apply(cgroup: &ContainerCgroup, rules: &[DeviceRule]) -> Result<(), CgroupError> {
     cgroup.write(Controller::Devices, "devices.deny", "a")?;
     let lines: Vec<String> = rules.iter().map(DeviceRule::v1_line).collect();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     cgroup.write_each(Controller::Devices, "devices.allow", &lines)
 }
