@@ -539,24 +539,13 @@ impl Constants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::hand_written::{insn, program, ALLOW, KILL, X86_64};
+    use crate::bpf::hand_written::{insn, on_x86_64, program, ALLOW, KILL, X86_64};
     use crate::{Layout, SeccompFilter};
 
     /// The offset of the first word of argument `index`, low or high half.
     fn arg(index: u32, high: bool) -> u32 {
         let low_first = cfg!(target_endian = "little");
         16 + 8 * index + if high == low_first { 4 } else { 0 }
-    }
-
-    /// `ld arch; jeq x86_64 or kill`, then `body`.
-    fn on_x86_64(body: Vec<sock_filter>) -> SeccompProgram {
-        let mut instructions = vec![
-            insn(LD | W | ABS, 0, 0, ARCH),
-            insn(JMP | JEQ, 1, 0, X86_64),
-            insn(RET, 0, 0, KILL),
-        ];
-        instructions.extend(body);
-        program(instructions)
     }
 
     /// A small allow-list with argument conditions (two on one syscall, a

@@ -106,4 +106,15 @@ pub(crate) mod hand_written {
     pub(crate) fn program(instructions: Vec<sock_filter>) -> SeccompProgram {
         SeccompProgram { instructions }
     }
+
+    /// `ld arch; jeq x86_64 or kill`, then `body`.
+    pub(crate) fn on_x86_64(body: Vec<sock_filter>) -> SeccompProgram {
+        let mut instructions = vec![
+            insn(super::LD | super::W | super::ABS, 0, 0, super::ARCH),
+            insn(super::JMP | super::JEQ, 1, 0, X86_64),
+            insn(super::RET, 0, 0, KILL),
+        ];
+        instructions.extend(body);
+        program(instructions)
+    }
 }

@@ -888,7 +888,7 @@ fn emit(graph: &Graph, root: usize) -> Option<Vec<sock_filter>> {
 mod tests {
     use super::*;
     use crate::agreement::{self, decide_alike, Run, SeccompData};
-    use crate::bpf::hand_written::{insn, program, ALLOW, KILL, X86_64};
+    use crate::bpf::hand_written::{self, insn, program, ALLOW, KILL, X86_64};
 
     const I386: u32 = 0x4000_0003;
     const ERRNO: u32 = 0x0005_0001;
@@ -933,7 +933,6 @@ mod tests {
         }
     }
 
-    /// `ld arch; jeq x86_64 or kill; ld nr`, then `body`.
     /// Even syscall numbers below `end` allowed, the rest refused, each in
     /// a block of its own that loads the number again and checks that
     /// `arg0 & 0 == 0` (always true) before it allows.
@@ -953,15 +952,10 @@ mod tests {
         on_x86_64(body)
     }
 
+    /// `ld arch; jeq x86_64 or kill; ld nr`, then `body`.
     fn on_x86_64(body: Vec<sock_filter>) -> SeccompProgram {
-        let mut instructions = vec![
-            insn(LD | W | ABS, 0, 0, ARCH),
-            insn(JMP | JEQ, 1, 0, X86_64),
-            insn(RET, 0, 0, KILL),
-            insn(LD | W | ABS, 0, 0, NR),
-        ];
-        instructions.extend(body);
-        program(instructions)
+        let load_nr = insn(LD | W | ABS, 0, 0, NR);
+        hand_written::on_x86_64([load_nr].into_iter().chain(body).collect())
     }
 
     #[test]
