@@ -51,6 +51,29 @@ fi
 grep -q "read config" <<<"$out" || { echo "berth agent did not run berth-agent: $out"; exit 1; }
 grep -q '^shim = "/usr/libexec/berth/berth-shim"' "$root/etc/berth/berth.toml"
 
+echo "== static berth and berth-shim, dynamic berth-agent (decision 0054)"
+interp() { readelf -lW "$1" | grep -q 'Requesting program interpreter'; }
+for bin in usr/bin/berth usr/libexec/berth/berth-shim; do
+    ! interp "$root/$bin" || { echo "$bin is not static"; exit 1; }
+done
+interp "$root/usr/libexec/berth/berth-agent" || { echo "berth-agent is not dynamic"; exit 1; }
+
+echo "== a container through the installed binaries"
+(
+    . benches/lib.sh
+    bench_setup rpm
+    BERTH="$root/usr/bin/berth" SHIM="$root/usr/libexec/berth/berth-shim"
+    trap 'stop_agent; remove_bench_cgroups; rm -rf "$BASE"' EXIT
+    busybox_rootfs "$BASE/rootfs" sh echo
+    : >"$BASE/berth.toml"
+    start_agent --config "$BASE/berth.toml"
+    out=$("$BERTH" --socket "$BASE/berth.sock" run --rm --rootfs "$BASE/rootfs" -- \
+        sh -c 'echo "from the container"; exit 7') && status=0 || status=$?
+    [ "$out" = "from the container" ] || { echo "unexpected output: $out"; exit 1; }
+    [ "$status" = 7 ] || { echo "exit status $status, not 7"; exit 1; }
+    echo "   output and exit status 7 through the static CLI and shim"
+)
+
 echo "== file list"
 # packaging/rpm-files.txt, plus a man page for every command the installed
 # berth has (compared without the .gz a build host's rpm may add); the

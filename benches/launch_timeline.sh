@@ -5,7 +5,8 @@
 #
 #   sudo benches/launch_timeline.sh
 #
-# Builds berth with the `launch-marks` feature into target/launch-marks (or
+# Builds berth with the `launch-marks` feature, as shipped (decision 0054),
+# into target/launch-marks/shipped (or
 # takes PREBUILT=DIR holding such a `berth`, `berth-agent` and `berth-shim`), starts an
 # agent with BERTH_LAUNCH_MARKS set (its own temp dirs, a tmpfs runtime dir,
 # a cgroup root below this shell's cgroup), and makes COUNT (default 200)
@@ -24,10 +25,10 @@ set -euo pipefail
 COUNT=${COUNT:-200}
 bench_setup launch-timeline
 if [ -z "${PREBUILT:-}" ]; then
-    echo "== building release binaries with launch-marks"
-    (cd "$REPO" && cargo build --release --quiet --features launch-marks \
-        --target-dir target/launch-marks --bin berth --bin berth-agent --bin berth-shim)
-    PREBUILT=$REPO/target/launch-marks/release
+    echo "== release binaries with launch-marks"
+    CARGO_TARGET_DIR=$REPO/target/launch-marks \
+        release_binaries "$REPO/target/launch-marks/shipped" --features launch-marks
+    PREBUILT=$REPO/target/launch-marks/shipped
 fi
 bench_binaries
 # Runtime state on a tmpfs, as /run is on the hosts berth targets (systemd).

@@ -6,7 +6,13 @@
 #                         PYTHONPATH with benches/ (berth_api.py: the API over
 #                         the unix socket); refuses to run without root
 #   bench_binaries        BERTH and SHIM: PREBUILT=DIR's, or release binaries
-#                         built now
+#                         built now (release_binaries)
+#   release_binaries DIR [CARGO_ARGS...]
+#                         the binaries as shipped, into DIR: `berth` and
+#                         `berth-shim` static (packaging/static-build.sh,
+#                         decision 0054), `berth-agent` as cargo built it;
+#                         all three dynamic, said so, where the static C
+#                         libraries are missing. Honours CARGO_TARGET_DIR.
 #   start_agent [ARGS]    the agent on BASE's socket, work and runtime dirs and
 #                         a cgroup root TAG below this shell's cgroup; waits for
 #                         its socket
@@ -36,11 +42,30 @@ bench_binaries() {
         BERTH="$PREBUILT/berth"
         SHIM="$PREBUILT/berth-shim"
     else
-        echo "== building release binaries"
-        (cd "$REPO" && cargo build --release --bins --quiet)
-        BERTH="$REPO/target/release/berth"
-        SHIM="$REPO/target/release/berth-shim"
+        release_binaries "$REPO/target/release-shipped"
+        BERTH="$REPO/target/release-shipped/berth"
+        SHIM="$REPO/target/release-shipped/berth-shim"
     fi
+}
+
+release_binaries() {
+    local out=$1 built status
+    shift
+    built=${CARGO_TARGET_DIR:-$REPO/target}/release
+    echo "== building release binaries"
+    (cd "$REPO" && cargo build --release --bins --quiet "$@")
+    mkdir -p "$out"
+    install -m 0755 "$built/berth-agent" "$out/berth-agent"
+    status=0
+    "$REPO/packaging/static-build.sh" "$out" --quiet "$@" >/dev/null || status=$?
+    case $status in
+    0) ;;
+    2)
+        echo "   (static build unavailable: measuring dynamic berth and berth-shim)"
+        install -m 0755 "$built/berth" "$built/berth-shim" "$out/"
+        ;;
+    *) die "packaging/static-build.sh failed" ;;
+    esac
 }
 
 start_agent() {

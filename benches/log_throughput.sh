@@ -63,10 +63,7 @@ wait_for_file() { # path; up to 30 s
 
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
-echo "== building release binaries"
-(cd "$REPO" && cargo build --release --bins --quiet)
-BERTH="$REPO/target/release/berth"
-SHIM="$REPO/target/release/berth-shim"
+bench_binaries
 
 # --- raw ---------------------------------------------------------------------
 echo "== raw: dd | cat > file ($SIZE_MB MiB)"
