@@ -51,8 +51,9 @@ mkdir -p "$out"
 for bin in berth berth-shim; do
     built="$target_dir/$triple/release/$bin"
     # A static-pie has no program interpreter: a left-over dynamic link
-    # (an RUSTFLAGS overridden, a shared library slipped in) shows here.
-    if readelf -lW "$built" | grep -q 'INTERP'; then
+    # (the flag lost to a RUSTFLAGS override, a shared library slipped in)
+    # shows here.
+    if readelf -lW "$built" | grep -q 'Requesting program interpreter'; then
         echo "static-build: $built is not static" >&2
         exit 1
     fi
