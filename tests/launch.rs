@@ -700,6 +700,7 @@ fn a_busybox_rootfs_bundle_runs_the_same_under_runc() {
         config["linux"]["seccomp"]["defaultAction"],
         "SCMP_ACT_ERRNO"
     );
+    agent.wait_cgroups_gone("interop");
     common::assert_runc_runs_the_same(runc, bundle, "interop", &ours);
     eventually(Duration::from_secs(5), "runc's cgroup to go", || {
         (!agent.cgroup_dir("memory", Some("interop")).exists()).then_some(())

@@ -370,6 +370,7 @@ fn runc_runs_a_userns_bundle_the_same() {
     agent.wait("interop");
     let ours = agent.stdout("interop");
     assert!(ours.contains("sys=ok\nsandbox=rw\nroot=ro"), "{ours}");
+    agent.wait_cgroups_gone("interop");
     common::assert_runc_runs_the_same(runc, c["bundle"].as_str().unwrap(), "userns-interop", &ours);
 }
 

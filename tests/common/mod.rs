@@ -405,6 +405,25 @@ impl Agent {
         id.map_or_else(|| dir.to_path_buf(), |id| dir.join(id))
     }
 
+    /// Waits until container `id`'s cgroup dir is gone from every
+    /// hierarchy: the agent removes them after it has told the end
+    /// (decision 0051), so a `wait` can return while they are still there.
+    /// What reuses their paths (`runc run` of the container's bundle) must
+    /// not race that removal.
+    pub fn wait_cgroups_gone(&self, id: &str) {
+        let layout = self.cgroup_layout();
+        let dirs: Vec<PathBuf> = berth_cgroups::Controller::ALL
+            .iter()
+            .filter_map(|c| layout.dir(*c).ok())
+            .map(|dir| dir.join(id))
+            .collect();
+        eventually(
+            Duration::from_secs(10),
+            "the container's cgroups to go",
+            || dirs.iter().all(|dir| !dir.exists()).then_some(()),
+        );
+    }
+
     /// The agent's cgroup root as berth's own layer sees it, detected anew:
     /// the net_cls isolator may have mounted its hierarchy since.
     pub fn cgroup_layout(&self) -> berth_cgroups::CgroupRoot {
