@@ -214,11 +214,7 @@ fn detached_run_kill_wait_and_rm_leave_nothing_behind() {
     assert_eq!(ended["signal"], 9);
     // Cgroups go right after the exit is published; sandbox and bundle
     // stay until rm.
-    for controller in ["cpu", "cpuacct", "memory"] {
-        eventually(Duration::from_secs(5), "the cgroups to go", || {
-            (!agent.cgroup_dir(controller, Some("sleeper")).exists()).then_some(())
-        });
-    }
+    agent.wait_cgroups_gone("sleeper");
     assert!(std::path::Path::new(&sandbox).exists());
     assert_eq!(agent.berth(&["rm", "sleeper"]).status.code(), Some(0));
     assert!(!std::path::Path::new(&sandbox).exists());

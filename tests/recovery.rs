@@ -212,13 +212,8 @@ fn an_exit_while_the_agent_is_down_is_reported_after_restart() {
         .as_str()
         .unwrap()
         .contains("64.0 MiB"));
-    for controller in ["cpu", "memory"] {
-        eventually(
-            Duration::from_secs(5),
-            "cgroups cleaned up after recovery",
-            || (!agent.cgroup_dir(controller, Some("hog")).exists()).then_some(()),
-        );
-    }
+    // Cleaned up after recovery, in every hierarchy.
+    agent.wait_cgroups_gone("hog");
 }
 
 #[test]

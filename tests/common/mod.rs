@@ -418,7 +418,7 @@ impl Agent {
             .map(|dir| dir.join(id))
             .collect();
         eventually(
-            Duration::from_secs(10),
+            Duration::from_secs(5),
             "the container's cgroups to go",
             || dirs.iter().all(|dir| !dir.exists()).then_some(()),
         );
