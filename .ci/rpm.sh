@@ -51,12 +51,17 @@ fi
 grep -q "read config" <<<"$out" || { echo "berth agent did not run berth-agent: $out"; exit 1; }
 grep -q '^shim = "/usr/libexec/berth/berth-shim"' "$root/etc/berth/berth.toml"
 
-echo "== static berth and berth-shim, dynamic berth-agent (decision 0054)"
+echo "== static berth (musl) and berth-shim (glibc), dynamic berth-agent (decisions 0054, 0055)"
 interp() { readelf -lW "$1" | grep -q 'Requesting program interpreter'; }
 for bin in usr/bin/berth usr/libexec/berth/berth-shim; do
     ! interp "$root/$bin" || { echo "$bin is not static"; exit 1; }
 done
 interp "$root/usr/libexec/berth/berth-agent" || { echo "berth-agent is not dynamic"; exit 1; }
+# The CLI on musl, the shim on glibc (decision 0055): glibc reads its
+# tunables from the environment at start, musl has none.
+glibc() { grep -q GLIBC_TUNABLES "$1"; }
+! glibc "$root/usr/bin/berth" || { echo "berth is not built on musl"; exit 1; }
+glibc "$root/usr/libexec/berth/berth-shim" || { echo "berth-shim is not built on glibc"; exit 1; }
 
 echo "== a container through the installed binaries"
 (

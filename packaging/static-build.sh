@@ -8,6 +8,15 @@
 #
 #   packaging/static-build.sh OUT_DIR [CARGO_ARGS...]   # e.g. --locked --offline
 #
+# The CLI is linked against musl where this toolchain has the musl target
+# (`rustup target add x86_64-unknown-linux-musl`) and a musl C compiler is at
+# hand (`musl-gcc`; Debian: musl-tools), else against glibc, and says which
+# (decision 0055): glibc's static start-up asks the CPU about its caches
+# with dozens of CPUID instructions, each a trap to the hypervisor in a VM,
+# ~0.5 ms of every command. The shim stays on glibc (its launch path
+# allocates, and musl's allocator made a launch slower). BERTH_CLI_LIBC=glibc
+# forces glibc; BERTH_CLI_LIBC=musl fails rather than fall back.
+#
 # Needs the static C libraries the two link: glibc's libc.a (Debian:
 # libc6-dev; EL: glibc-static) and libseccomp.a (Debian: libseccomp-dev; EL:
 # libseccomp-static). Without either it builds nothing and exits 2, naming
@@ -41,15 +50,43 @@ fi
 
 triple=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+# The CLI on musl, if this host can build it (see above).
+musl_triple=${triple%%-*}-unknown-linux-musl
+musl_std=$(rustc --print target-libdir --target "$musl_triple" 2>/dev/null || true)
+cli_libc=glibc
+if [ "${BERTH_CLI_LIBC:-}" != glibc ] && [ -n "$musl_std" ] &&
+    compgen -G "$musl_std/libstd-*.rlib" >/dev/null && command -v musl-gcc >/dev/null; then
+    cli_libc=musl
+elif [ "${BERTH_CLI_LIBC:-}" = musl ]; then
+    echo "static-build: BERTH_CLI_LIBC=musl, but no $musl_triple target or no musl-gcc" >&2
+    exit 2
+fi
+glibc_bins=(--bin berth-shim)
+[ "$cli_libc" = glibc ] && glibc_bins+=(--bin berth)
 # With --target, RUSTFLAGS reach only the target's code, not build scripts
 # or proc macros (which must stay dynamic to be loaded by rustc).
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(dirname "$libseccomp_a") \
-    cargo build --release --target "$triple" --bin berth --bin berth-shim "$@"
+    cargo build --release --target "$triple" "${glibc_bins[@]}" "$@"
+cli_built="$target_dir/$triple/release/berth"
+if [ "$cli_libc" = musl ]; then
+    # libseccomp.a alone in a dir of its own: the link searches that dir
+    # before musl's, and glibc's libc.a must not be found there.
+    seccomp_dir="$target_dir/musl-libseccomp"
+    mkdir -p "$seccomp_dir"
+    cp "$libseccomp_a" "$seccomp_dir/libseccomp.a"
+    musl_cc_var="CC_$(tr - _ <<<"$musl_triple")"
+    env "$musl_cc_var=musl-gcc" \
+        LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$seccomp_dir" \
+        cargo build --release --target "$musl_triple" --bin berth "$@"
+    cli_built="$target_dir/$musl_triple/release/berth"
+fi
+echo "static-build: berth (the CLI) on $cli_libc, berth-shim on glibc" >&2
 
 mkdir -p "$out"
 for bin in berth berth-shim; do
     built="$target_dir/$triple/release/$bin"
+    [ "$bin" = berth ] && built=$cli_built
     # A static-pie has no program interpreter: a left-over dynamic link
     # (the flag lost to a RUSTFLAGS override, a shared library slipped in)
     # shows here.

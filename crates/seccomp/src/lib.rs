@@ -27,6 +27,8 @@ use thiserror::Error;
 
 pub mod agreement;
 mod bpf;
+#[cfg(target_env = "musl")]
+mod musl_link;
 mod specialize;
 pub use specialize::{specialize, specialized, NotSpecialized};
 

@@ -239,10 +239,7 @@ fn setup(
     drop((null, stdout, stderr, stdin));
     // Whatever else the agent let us inherit must not reach the command; the
     // pipes to the monitor are close-on-exec already.
-    // SAFETY: only changes fd flags.
-    if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } < 0 {
-        return Err(SetupError::CloseRange(std::io::Error::last_os_error()));
-    }
+    close_on_exec_above_stdio().map_err(SetupError::CloseRange)?;
 
     let new_net = config.namespaces.enter_others()?;
     berth_sys::launch_marks::mark("child: namespaces made");
@@ -373,6 +370,25 @@ pub fn reset_signals() -> Result<(), SetupError> {
         }
         // SAFETY: installing SIG_DFL has no handler-safety concerns.
         let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    Ok(())
+}
+
+/// Marks every descriptor above 2 close-on-exec: `close_range(2)` by its
+/// number (musl's libc has no wrapper for it).
+pub(crate) fn close_on_exec_above_stdio() -> std::io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags;
+    // the arguments are plain integers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

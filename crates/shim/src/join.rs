@@ -486,9 +486,7 @@ fn start(pipes: &Pipes, process: &ProcessConfig, program: Option<&SeccompProgram
         drop(input);
     }
     // Nothing else of the helper's reaches the command.
-    // SAFETY: only changes fd flags.
-    if unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } < 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = container::close_on_exec_above_stdio() {
         fail(report, &format!("mark fds close-on-exec: {e}"), 126);
     }
     let seccomp = match container::confine(process) {

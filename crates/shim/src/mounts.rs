@@ -393,6 +393,8 @@ fn remount_bind(path: &Path, flags: libc::c_ulong) -> Result<(), Errno> {
         Err(Errno::EPERM) => {
             let current = nix::sys::statvfs::statvfs(path)?.flags();
             use nix::sys::statvfs::FsFlags;
+            // statfs(2)'s ST_RELATIME, which nix names for glibc only.
+            const ST_RELATIME: FsFlags = FsFlags::from_bits_retain(0x1000);
             let mut locked = flags;
             for (st, ms) in [
                 (FsFlags::ST_NOSUID, libc::MS_NOSUID),
@@ -413,7 +415,7 @@ fn remount_bind(path: &Path, flags: libc::c_ulong) -> Result<(), Errno> {
                 for (st, ms) in [
                     (FsFlags::ST_NOATIME, libc::MS_NOATIME),
                     (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-                    (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+                    (ST_RELATIME, libc::MS_RELATIME),
                 ] {
                     if current.contains(st) {
                         locked |= ms;

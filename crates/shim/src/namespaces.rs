@@ -235,12 +235,12 @@ pub fn loopback_up() -> Result<(), NamespaceError> {
         *dst = *src as libc::c_char;
     }
     // SAFETY: the ioctls read/write a correctly sized ifreq.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
         return Err(NamespaceError::Loopback(io::Error::last_os_error()));
     }
     req.flags |= libc::IFF_UP as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads the ifreq filled above, which outlives the call.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
         return Err(NamespaceError::Loopback(io::Error::last_os_error()));
     }
     Ok(())

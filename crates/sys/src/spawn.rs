@@ -114,8 +114,7 @@ pub fn spawn(
         .max()
         .unwrap_or(3)
         .max(3);
-    // SAFETY: `actions` is initialized.
-    check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.as_mut(), first_free) })?;
+    close_from(&mut actions, first_free)?;
 
     let mut attr = Initialized::new(libc::posix_spawnattr_init, libc::posix_spawnattr_destroy)?;
     // SAFETY: the sigset_t values are initialized by sigemptyset and
@@ -169,6 +168,30 @@ pub fn wait(pid: libc::pid_t) -> io::Result<i32> {
             return Err(e);
         }
     }
+}
+
+/// Adds "close every descriptor from `first` up" to `actions` (glibc 2.34+).
+#[cfg(target_env = "gnu")]
+fn close_from(
+    actions: &mut Initialized<libc::posix_spawn_file_actions_t>,
+    first: RawFd,
+) -> io::Result<()> {
+    // SAFETY: `actions` is initialized.
+    check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.as_mut(), first) })
+}
+
+/// musl has no `addclosefrom`; nothing built for musl (the CLI and the
+/// shim, decision 0055) spawns through here: only the agent, which is built
+/// against glibc, does.
+#[cfg(not(target_env = "gnu"))]
+fn close_from(
+    _actions: &mut Initialized<libc::posix_spawn_file_actions_t>,
+    _first: RawFd,
+) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "spawn with closed descriptors needs glibc",
+    ))
 }
 
 /// A posix_spawn family return code as a result.

@@ -109,7 +109,7 @@ pub(crate) fn chmod_node(dir: &impl AsFd, name: &OsStr, mode: u32) -> io::Result
 
 fn times(mtime: i64) -> [libc::timespec; 2] {
     let t = libc::timespec {
-        tv_sec: mtime as libc::time_t,
+        tv_sec: mtime as _,
         tv_nsec: 0,
     };
     [t, t]
