@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod agent_args;
 pub mod api;
+pub mod blocking;
 pub mod bundle;
 pub mod cli;
 pub mod config;

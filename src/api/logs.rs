@@ -492,11 +492,12 @@ fn lines_from(
     Ok(lines + u64::from(last != b'\n'))
 }
 
-/// Runs blocking log work off the runtime.
+/// Runs blocking log work (on this thread where the runtime allows, see
+/// [`crate::blocking`]).
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, LogError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
+    crate::blocking::run(work)
         .await
         .map_err(|e| internal(format!("log reader: {e}")))?
         .map_err(log_error)

@@ -96,6 +96,7 @@ async fn launch(
     ApiQuery(query): ApiQuery<LaunchQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    berth_sys::launch_marks::mark("agent: has the create's request");
     let request: LaunchRequest = parse_json(&body)?;
     let container = manager.launch(request).await?;
     berth_sys::launch_marks::mark("agent: answers the create");
@@ -119,6 +120,7 @@ async fn launch(
         ApiQuery(Default::default()),
     )
     .await?;
+    berth_sys::launch_marks::mark("agent: the output's answer is ready");
     *answer.status_mut() = StatusCode::CREATED;
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         answer.headers_mut().insert(CONTAINER_ID_HEADER, value);

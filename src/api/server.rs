@@ -27,7 +27,10 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    berth_sys::launch_marks::mark("agent: accepts a connection");
+                    stream
+                }
                 Err(e) => {
                     // EMFILE and the like: wait instead of spinning.
                     tracing::error!("accept on the API socket: {e}");

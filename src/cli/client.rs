@@ -95,6 +95,7 @@ impl Client {
                     socket: self.socket.clone(),
                     source,
                 })?;
+        berth_sys::launch_marks::mark("cli: connected");
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;

@@ -47,7 +47,7 @@ impl Manager {
         }
         let manager = self.clone();
         let ended = id.clone();
-        let _ = tokio::task::spawn_blocking(move || manager.finalize(&ended)).await;
+        let _ = crate::blocking::run(move || manager.finalize(&ended)).await;
         if !gone.is_terminated() {
             gone.await;
         }

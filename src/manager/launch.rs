@@ -103,7 +103,7 @@ impl Manager {
         berth_sys::launch_marks::mark("agent: launch begins");
         let manager = self.clone();
         let begun = std::time::Instant::now();
-        let launched = tokio::task::spawn_blocking(move || manager.launch_blocking(request))
+        let launched = crate::blocking::run(move || manager.launch_blocking(request))
             .await
             .map_err(|e| ManagerError::Internal(format!("launch task: {e}")))?;
         if launched.is_ok() {
