@@ -76,7 +76,11 @@ if [ "$cli_libc" = musl ]; then
     mkdir -p "$seccomp_dir"
     cp "$libseccomp_a" "$seccomp_dir/libseccomp.a"
     musl_cc_var="CC_$(tr - _ <<<"$musl_triple")"
+    # httparse picks its SIMD code at run time through std_detect, whose
+    # first use asks the CPU with a dozen CPUIDs (traps in a VM): the CLI
+    # parses a few short response heads, which need no SIMD.
     env "$musl_cc_var=musl-gcc" \
+        RUSTFLAGS="${RUSTFLAGS:-} --cfg httparse_disable_simd=\"1\"" \
         LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$seccomp_dir" \
         cargo build --release --target "$musl_triple" --bin berth "$@"
     cli_built="$target_dir/$musl_triple/release/berth"

@@ -155,6 +155,10 @@ fn parse_from(args: Vec<std::ffi::OsString>) -> Cli {
     }
 }
 
+/// A command's first allocations come from an arena (decision 0055).
+#[global_allocator]
+static ALLOCATOR: cli::arena::Arena = cli::arena::Arena::new();
+
 fn main() -> ExitCode {
     berth_sys::launch_marks::mark("cli: main");
     let cli = parse_from(std::env::args_os().collect());

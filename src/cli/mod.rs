@@ -1,5 +1,6 @@
 //! The `berth` command line: talks to the agent's API.
 
+pub mod arena;
 mod attach;
 mod attach_first;
 pub mod client;
