@@ -180,9 +180,9 @@ fn close_from(
     check(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(actions.as_mut(), first) })
 }
 
-/// musl has no `addclosefrom`; nothing built for musl (the CLI and the
-/// shim, decision 0055) spawns through here: only the agent, which is built
-/// against glibc, does.
+/// musl has no `addclosefrom`; nothing built for musl (the CLI, decision
+/// 0055) spawns through here: only the agent, which is built against
+/// glibc, does.
 #[cfg(not(target_env = "gnu"))]
 fn close_from(
     _actions: &mut Initialized<libc::posix_spawn_file_actions_t>,
