@@ -239,7 +239,7 @@ fn setup(
     drop((null, stdout, stderr, stdin));
     // Whatever else the agent let us inherit must not reach the command; the
     // pipes to the monitor are close-on-exec already.
-    close_on_exec_above_stdio().map_err(SetupError::CloseRange)?;
+    close_range(3, libc::CLOSE_RANGE_CLOEXEC as libc::c_uint).map_err(SetupError::CloseRange)?;
 
     let new_net = config.namespaces.enter_others()?;
     berth_sys::launch_marks::mark("child: namespaces made");
@@ -374,19 +374,14 @@ pub fn reset_signals() -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Marks every descriptor above 2 close-on-exec: `close_range(2)` by its
-/// number (musl's libc has no wrapper for it).
-pub(crate) fn close_on_exec_above_stdio() -> std::io::Result<()> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags;
-    // the arguments are plain integers.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        )
-    };
+/// `close_range(first, ~0, flags)`, by its number (musl's libc has no
+/// wrapper for it): closes every descriptor from `first` on, or with
+/// `CLOSE_RANGE_CLOEXEC` marks them close-on-exec.
+pub(crate) fn close_range(first: libc::c_uint, flags: libc::c_uint) -> std::io::Result<()> {
+    // SAFETY: plain integer arguments. Closing: the callers keep the
+    // descriptors they use below `first`, and no Rust object owns one
+    // above it; CLOSE_RANGE_CLOEXEC only changes fd flags.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, flags) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }

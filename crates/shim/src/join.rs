@@ -486,7 +486,7 @@ fn start(pipes: &Pipes, process: &ProcessConfig, program: Option<&SeccompProgram
         drop(input);
     }
     // Nothing else of the helper's reaches the command.
-    if let Err(e) = container::close_on_exec_above_stdio() {
+    if let Err(e) = container::close_range(3, libc::CLOSE_RANGE_CLOEXEC as libc::c_uint) {
         fail(report, &format!("mark fds close-on-exec: {e}"), 126);
     }
     let seccomp = match container::confine(process) {

@@ -16,7 +16,7 @@ use berth_protocol::{FailureKind, ShimMessage};
 use nix::unistd::{fork, ForkResult};
 
 use super::agent::Agent;
-use super::container::exit;
+use super::container::{close_range, exit};
 use super::{daemon, note, supervisor};
 
 /// Where received descriptors wait before they take their numbers: above
@@ -29,7 +29,7 @@ pub fn main() -> i32 {
     // Nothing the agent's process may have left inheritable (a jobserver
     // pipe, a log file) stays open in a shim that will serve a container
     // the agent does not know yet: only stdio and the agent socket.
-    if let Err(e) = close_from(SYNC_FD + 1) {
+    if let Err(e) = close_range(SYNC_FD as libc::c_uint + 1, 0) {
         eprintln!("berth-shim pool: close_range: {e}");
         return 1;
     }
@@ -45,16 +45,6 @@ pub fn main() -> i32 {
         }
     }
     serve()
-}
-
-/// Closes every descriptor from `first` on.
-fn close_from(first: i32) -> std::io::Result<()> {
-    // SAFETY: close_range closes descriptors this process does not use (the
-    // caller keeps those below `first`); no Rust object owns one of them.
-    if unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The detached idle shim on the agent's socket (fd [`SYNC_FD`]): says
@@ -139,7 +129,7 @@ fn start_successor(socket: OwnedFd) -> nix::Result<()> {
             if unsafe { libc::dup2(socket.as_raw_fd(), SYNC_FD) } < 0 {
                 exit(1);
             }
-            if close_from(SYNC_FD + 1).is_err() {
+            if close_range(SYNC_FD as libc::c_uint + 1, 0).is_err() {
                 exit(1);
             }
             // `socket`'s number is closed already.
