@@ -209,6 +209,37 @@ fn a_lineage_ends_after_32_forks() {
     );
 }
 
+/// A burst of launches, more than the pool keeps idle, is served by forks
+/// of the pool's shims: the last idle shim is kept back as a parent, and a
+/// launch that finds no other takes a successor of it instead of exec'ing
+/// a shim on its own critical path (decision 0056).
+#[test]
+fn a_burst_of_launches_is_served_by_forks_not_execs() {
+    require_root!();
+    let agent = Agent::start();
+    let pool = full_pool(&agent);
+    let auxv = |pid: u32| std::fs::read(format!("/proc/{pid}/auxv")).unwrap();
+    let lineage = auxv(*pool.first().unwrap());
+    let ids: Vec<String> = (0..6).map(|i| format!("burst{i}")).collect();
+    std::thread::scope(|scope| {
+        for id in &ids {
+            let agent = &agent;
+            scope.spawn(move || agent.launch(json!({"id": id, "command": ["sleep", "300"]})));
+        }
+    });
+    for id in &ids {
+        // A shim a launch exec'd itself runs `berth-shim` with the launch's
+        // arguments, not `pool`: none of these is one.
+        let shim = pooled_shim_of(&agent, id)
+            .unwrap_or_else(|| panic!("{id}'s shim was exec'd by its launch"));
+        assert_eq!(auxv(shim), lineage, "{id}'s shim {shim} was exec'd");
+    }
+    for id in &ids {
+        let deleted = agent.api("DELETE", &format!("/v1/containers/{id}?force=true"), None);
+        assert_eq!(deleted.status, 204);
+    }
+}
+
 #[test]
 fn prepared_mounts_pass_through_the_handover() {
     require_root!();

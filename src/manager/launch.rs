@@ -14,6 +14,7 @@ use super::locked::locked;
 use super::record_sync::RecordSync;
 use super::self_join::SelfJoin;
 use super::shim_client::{ShimArgs, ShimConnection, ShimError};
+use super::shim_pool::Taken;
 use super::{Manager, ManagerError, Slot};
 use crate::bundle::{build_spec, hidden, write_bundle, BundleInput, NetworkMode};
 use crate::config::{LogSettings, MAX_LOG_FILES, MAX_LOG_FILE_SIZE};
@@ -885,7 +886,21 @@ impl Manager {
     /// (decision 0043), or, when none is ready or the one taken died idle,
     /// one exec'd for it.
     fn shim_for(&self, args: &ShimArgs<'_>) -> Result<ShimConnection, ShimError> {
-        while let Some(idle) = self.shim_pool.take() {
+        loop {
+            let idle = match self.shim_pool.take() {
+                Taken::Idle(idle) => idle,
+                Taken::Successor(asked) => match asked.idle() {
+                    Ok(idle) => idle,
+                    Err(e) => {
+                        tracing::warn!(
+                            id = args.id,
+                            "successor of an idle shim: {e}; starting one"
+                        );
+                        break;
+                    }
+                },
+                Taken::None => break,
+            };
             let pid = idle.pid;
             match ShimConnection::hand_over(idle, args) {
                 Ok(shim) => return Ok(shim),

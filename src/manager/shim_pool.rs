@@ -14,6 +14,12 @@
 //! socket, decision 0045) and execs the shim binary only when none is idle:
 //! a fork of a small process that has served nobody costs a fraction of an
 //! exec and its dynamic loading.
+//!
+//! The last idle shim that can still have successors is not handed to a
+//! launch while the pool keeps two or more: a launch that finds no other
+//! asks it for a successor and takes that (decision 0056). Launches that
+//! come faster than the refill (a burst of parallel launches) are served by
+//! forks, not by execs on their critical path.
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
@@ -39,8 +45,11 @@ pub struct IdleShim {
     /// The supervisor's pid (as it said in [`ShimMessage::Idle`]).
     pub pid: u32,
     /// How many successors its lineage (the exec'd shim it descends from
-    /// and every fork of it) has had.
+    /// and every fork of it) has had or has been asked for.
     lineage: Arc<AtomicU32>,
+    /// Its successors asked for and not yet idle: a shim handed a launch
+    /// reads no further request, so it is handed none until they are.
+    asked: Arc<AtomicU32>,
     pub(super) reader: BufReader<UnixStream>,
     pub(super) writer: UnixStream,
 }
@@ -51,6 +60,10 @@ pub struct IdleShim {
 /// crashing shims one by one needs up to 256 tries per byte; decision
 /// 0045).
 const MAX_SUCCESSORS: u32 = 32;
+
+/// The refill execs a fresh shim, the next lineage's first, once the
+/// youngest lineage can have no more than this many successors left.
+const LINEAGE_RENEWED_AT: u32 = 4;
 
 /// The idle shims and the thread that refills them.
 pub struct ShimPool {
@@ -90,14 +103,32 @@ impl ShimPool {
         pool
     }
 
-    /// An idle shim, if one is ready; the refill starts its successor.
-    /// The oldest goes first: once its lineage has ended it can have no
-    /// successor, and left in the pool it would make every refill exec.
-    pub fn take(&self) -> Option<IdleShim> {
+    /// A shim for a launch: an idle one if one can go, else a successor
+    /// asked of the pool's parent (the last idle shim whose lineage may
+    /// still grow), else none (the launch execs its own). The refill
+    /// starts replacements. The oldest goes first: once its lineage has
+    /// ended it can have no successor, and left in the pool it would make
+    /// every refill exec.
+    pub fn take(&self) -> Taken {
         let mut state = self.lock();
-        let shim = (!state.idle.is_empty()).then(|| state.idle.remove(0));
         self.changed.notify_all();
-        shim
+        let free = |s: &IdleShim| s.asked.load(Ordering::SeqCst) == 0;
+        let Some(oldest) = state.idle.iter().position(free) else {
+            return match parent_of(&state.idle) {
+                Some(parent) => ask_successor(parent).map_or(Taken::None, Taken::Successor),
+                None => Taken::None,
+            };
+        };
+        // A pool of one hands out its only shim; a larger one keeps a
+        // parent back for the launches that come before the refill.
+        let keeps_parent = self.size >= 2
+            && !(state.idle.iter().enumerate()).any(|(i, s)| i != oldest && can_fork(s));
+        if keeps_parent && can_fork(&state.idle[oldest]) {
+            if let Some(asked) = ask_successor(&state.idle[oldest]) {
+                return Taken::Successor(asked);
+            }
+        }
+        Taken::Idle(state.idle.remove(oldest))
     }
 
     /// The pids of the idle shims now.
@@ -132,6 +163,72 @@ impl Drop for ShimPool {
     }
 }
 
+/// What [`ShimPool::take`] gives a launch.
+pub enum Taken {
+    /// An idle shim, to hand the launch to.
+    Idle(IdleShim),
+    /// A successor asked of the pool's parent: an idle shim once it says so.
+    Successor(AskedSuccessor),
+    /// Nothing: the launch starts its own shim.
+    None,
+}
+
+/// A successor asked of an idle shim, not yet idle.
+pub struct AskedSuccessor {
+    ours: UnixStream,
+    lineage: Arc<AtomicU32>,
+    /// The parent's count of successors under way, lowered once this one
+    /// has answered (or failed to).
+    parent_asked: Arc<AtomicU32>,
+}
+
+impl AskedSuccessor {
+    /// Waits for the successor's [`ShimMessage::Idle`].
+    pub fn idle(self) -> Result<IdleShim, ShimError> {
+        let AskedSuccessor {
+            ours,
+            lineage,
+            parent_asked,
+        } = self;
+        let successor = idle_on(ours);
+        parent_asked.fetch_sub(1, Ordering::SeqCst);
+        successor.map(|mut successor| {
+            successor.lineage = lineage;
+            successor
+        })
+    }
+}
+
+/// Whether `shim`'s lineage may have another successor.
+fn can_fork(shim: &IdleShim) -> bool {
+    shim.lineage.load(Ordering::SeqCst) < MAX_SUCCESSORS
+}
+
+/// The idle shim successors are asked of: the youngest that can fork (an
+/// old lineage ends sooner; its shims go to launches first).
+fn parent_of(idle: &[IdleShim]) -> Option<&IdleShim> {
+    idle.iter().rev().find(|s| can_fork(s))
+}
+
+/// Asks `parent` for a successor on a new socket pair. The request is
+/// counted in its lineage at once, so that concurrent asks never pass
+/// [`MAX_SUCCESSORS`]. `None` if it could not be sent (the parent died).
+fn ask_successor(parent: &IdleShim) -> Option<AskedSuccessor> {
+    let (ours, theirs) = UnixStream::pair()
+        .inspect_err(|e| tracing::debug!("socket pair for a successor: {e}"))
+        .ok()?;
+    berth_protocol::handover::send_successor(parent.writer.as_fd(), theirs.as_fd())
+        .inspect_err(|e| tracing::debug!("ask idle shim {} for a successor: {e}", parent.pid))
+        .ok()?;
+    parent.lineage.fetch_add(1, Ordering::SeqCst);
+    parent.asked.fetch_add(1, Ordering::SeqCst);
+    Some(AskedSuccessor {
+        ours,
+        lineage: parent.lineage.clone(),
+        parent_asked: parent.asked.clone(),
+    })
+}
+
 /// The refill thread: keeps `size` idle shims until the pool is stopped or
 /// dropped.
 fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
@@ -155,23 +252,21 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
                 return;
             }
         }
-        let parent = pool.upgrade().and_then(|pool| {
-            let mut state = pool.lock();
-            let young = (state.idle.iter())
-                .rposition(|s| s.lineage.load(Ordering::SeqCst) < MAX_SUCCESSORS)?;
-            Some(state.idle.remove(young))
+        // The parent stays in the pool while its successor starts; it is
+        // handed no launch until the successor has answered. A lineage near
+        // its end is followed by an exec'd shim now, from this thread, so
+        // that the launches find a parent when it ends.
+        let asked = pool.upgrade().and_then(|pool| {
+            let state = pool.lock();
+            let parent = parent_of(&state.idle)?;
+            let left = MAX_SUCCESSORS.saturating_sub(parent.lineage.load(Ordering::SeqCst));
+            (left > LINEAGE_RENEWED_AT).then(|| ask_successor(parent))?
         });
-        let started = match parent {
-            Some(parent) => {
-                let (parent, successor) = successor_of(parent);
-                if let (Some(parent), Some(pool)) = (parent, pool.upgrade()) {
-                    pool.lock().idle.push(parent);
-                }
-                successor.or_else(|e| {
-                    tracing::debug!("successor of an idle shim: {e}; exec'ing one");
-                    start_idle(&shim, &runtime_dir)
-                })
-            }
+        let started = match asked {
+            Some(asked) => asked.idle().or_else(|e| {
+                tracing::debug!("successor of an idle shim: {e}; exec'ing one");
+                start_idle(&shim, &runtime_dir)
+            }),
             None => start_idle(&shim, &runtime_dir),
         };
         match started {
@@ -189,27 +284,6 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
             }
         }
     }
-}
-
-/// Asks `parent`, an idle shim, for a successor on a new socket pair and
-/// waits for the successor's [`ShimMessage::Idle`]. Gives `parent` back
-/// unless it could not be asked (it died idle).
-fn successor_of(parent: IdleShim) -> (Option<IdleShim>, Result<IdleShim, ShimError>) {
-    let (ours, theirs) = match UnixStream::pair() {
-        Ok(pair) => pair,
-        Err(e) => return (Some(parent), Err(e.into())),
-    };
-    if let Err(e) = berth_protocol::handover::send_successor(parent.writer.as_fd(), theirs.as_fd())
-    {
-        return (None, Err(ShimError::Protocol(e.to_string())));
-    }
-    drop(theirs);
-    let successor = idle_on(ours).map(|mut successor| {
-        parent.lineage.fetch_add(1, Ordering::SeqCst);
-        successor.lineage = parent.lineage.clone();
-        successor
-    });
-    (Some(parent), successor)
 }
 
 /// Starts `shim pool` (`posix_spawn`, see `berth_sys::spawn`), reaps its first process and waits for the detached
@@ -234,6 +308,7 @@ fn idle_on(ours: UnixStream) -> Result<IdleShim, ShimError> {
         Ok(ShimMessage::Idle { shim_pid }) => Ok(IdleShim {
             pid: shim_pid,
             lineage: Arc::new(AtomicU32::new(0)),
+            asked: Arc::new(AtomicU32::new(0)),
             reader,
             writer,
         }),
