@@ -105,6 +105,55 @@ fn du_reports_usage_without_a_quota_and_leaves_the_container_alone() {
     assert_eq!(described["interval_seconds"], 0.5);
 }
 
+/// The agent's threads named `name` (thread names are cut at 15 bytes).
+fn agent_threads(agent: &Agent, name: &str) -> usize {
+    let pid = agent.pid().expect("the agent runs");
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .count()
+}
+
+/// Without a quota no thread measures the sandbox; a quota set later by an
+/// update starts one, and it ends the container as at launch.
+#[test]
+fn du_measures_from_a_quota_set_by_an_update() {
+    require_root!();
+    let agent = Agent::start_with_config("[disk]\nbackend = \"du\"\ninterval_seconds = 0.5\n");
+    let container = agent.launch(json!({
+        "id": "later",
+        "command": ["sh", "-c", "while [ ! -e go ]; do sleep 0.1; done; dd if=/dev/zero of=big bs=1M count=50 2>/dev/null; sleep 60"],
+    }));
+    let sandbox = PathBuf::from(container["sandbox"].as_str().unwrap());
+    assert_eq!(
+        agent_threads(&agent, "berth-du-later"),
+        0,
+        "a watcher without a quota"
+    );
+    let updated = agent.api(
+        "PATCH",
+        "/v1/containers/later/resources",
+        Some(json!({"disk": 20 * MIB})),
+    );
+    assert_eq!(updated.status, 200, "{:?}", updated.body);
+    assert_eq!(
+        agent_threads(&agent, "berth-du-later"),
+        1,
+        "no watcher after the update"
+    );
+    std::fs::write(sandbox.join("go"), b"").unwrap();
+    let ended = agent.wait("later");
+    assert_eq!(ended["reason"], "disk-limit", "{ended}\n{}", agent.log());
+    assert!(
+        (ended["limitation"]["message"].as_str().unwrap()).ends_with("exceeds quota 20.0 MiB"),
+        "{ended}"
+    );
+}
+
 #[test]
 fn loop_refuses_writes_past_the_quota_and_keeps_the_sandbox() {
     require_root!();

@@ -82,6 +82,10 @@ struct Container {
     watched: Arc<Watched>,
     enforcement: Enforcement,
     watcher: Option<Watcher>,
+    /// The du backend's reporter for a container without a quota: kept
+    /// until an update sets one, which starts the watcher (no thread
+    /// measures a sandbox that has nothing to be measured against).
+    parked: Option<LimitationReporter>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +153,25 @@ impl DiskIsolator {
             .get(id)
             .map(|c| (c.watched.clone(), c.enforcement.clone()))
             .ok_or_else(|| unknown(id))
+    }
+
+    /// Starts the du watcher of `id`, replacing (and stopping) any other.
+    fn start_watcher(
+        &self,
+        id: &ContainerId,
+        watched: Arc<Watched>,
+        reporter: LimitationReporter,
+    ) -> Result<(), IsolatorError> {
+        let watcher = Watcher::start(id.as_str(), watched, self.options.interval, reporter)?;
+        let old = match self.containers().get_mut(id) {
+            Some(container) => container.watcher.replace(watcher),
+            // Cleaned up meanwhile: nothing to watch.
+            None => Some(watcher),
+        };
+        if let Some(old) = old {
+            old.stop();
+        }
+        Ok(())
     }
 
     fn max_quota(&self) -> Option<u64> {
@@ -284,6 +307,7 @@ impl Isolator for DiskIsolator {
                     watched: Arc::new(Watched::new(config.sandbox.clone(), quota)),
                     enforcement,
                     watcher: None,
+                    parked: None,
                 },
             );
         }
@@ -358,6 +382,7 @@ impl Isolator for DiskIsolator {
                 watched: Arc::new(Watched::new(sandbox, quota)),
                 enforcement,
                 watcher: None,
+                parked: None,
             },
         );
         Ok(Contribution::default())
@@ -370,16 +395,18 @@ impl Isolator for DiskIsolator {
         if self.options.backend != DiskBackend::Du {
             return Ok(());
         }
-        let watcher = Watcher::start(id.as_str(), watched, self.options.interval, reporter)?;
-        let old = match self.containers().get_mut(id) {
-            Some(container) => container.watcher.replace(watcher),
-            // Cleaned up meanwhile: nothing to watch.
-            None => Some(watcher),
-        };
-        if let Some(old) = old {
-            old.stop();
+        {
+            // Under the containers' lock, as `update` sets a quota: a quota
+            // set meanwhile is either seen here or finds the reporter parked.
+            let mut containers = self.containers();
+            if watched.quota().is_none() {
+                if let Some(container) = containers.get_mut(id) {
+                    container.parked = Some(reporter);
+                }
+                return Ok(());
+            }
         }
-        Ok(())
+        self.start_watcher(id, watched, reporter)
     }
 
     /// Applies a new quota. A quota below the current usage is refused (the
@@ -426,8 +453,16 @@ impl Isolator for DiskIsolator {
                     message: e.to_string(),
                 })?;
         }
-        watched.set_quota(Some(quota));
-        Ok(())
+        let parked = {
+            let mut containers = self.containers();
+            watched.set_quota(Some(quota));
+            containers.get_mut(id).and_then(|c| c.parked.take())
+        };
+        // A container launched without a quota is measured from now on.
+        match parked {
+            Some(reporter) => self.start_watcher(id, watched, reporter),
+            None => Ok(()),
+        }
     }
 
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolatorError> {
