@@ -49,6 +49,10 @@ struct Container {
     cgroup: ContainerCgroup,
     limits: MemoryLimits,
     watcher: Option<Watcher>,
+    /// The reporter of a container without a limit, which no cgroup OOM
+    /// can hit: kept until an update sets a limit, which starts the
+    /// watcher (no thread per unlimited container).
+    parked: Option<LimitationReporter>,
 }
 
 impl Container {
@@ -57,6 +61,7 @@ impl Container {
             cgroup,
             limits,
             watcher: None,
+            parked: None,
         }
     }
 }
@@ -225,7 +230,17 @@ impl Isolator for MemoryIsolator {
     }
 
     fn watch(&self, id: &ContainerId, reporter: LimitationReporter) -> Result<(), IsolatorError> {
-        let (cgroup, limits) = self.known(id)?;
+        let (cgroup, limits) = {
+            // Under the lock `update` sets a limit under: a limit set
+            // meanwhile is seen here, or finds the reporter parked.
+            let mut state = self.containers();
+            let container = state.get_mut(id).ok_or_else(|| unknown(id))?;
+            if container.limits.limit.is_none() {
+                container.parked = Some(reporter);
+                return Ok(());
+            }
+            (container.cgroup.clone(), container.limits)
+        };
         let watcher = Watcher::start(
             cgroup,
             limits.limit,
@@ -280,6 +295,21 @@ impl Isolator for MemoryIsolator {
             });
         }
         container.limits = new;
+        // A container launched without a limit is watched from now on.
+        // The limit is applied either way: a watcher that cannot start is
+        // logged, and the exit's counter still tells an OOM kill.
+        if let (Some(limit), Some(reporter)) = (new.limit, container.parked.take()) {
+            let started = Watcher::start(
+                container.cgroup.clone(),
+                Some(limit),
+                reporter,
+                self.options.oom_poll_interval,
+            );
+            match started {
+                Ok(watcher) => container.watcher = Some(watcher),
+                Err(e) => tracing::warn!(%id, "memory: watch after an update: {e}"),
+            }
+        }
         Ok(())
     }
 

@@ -223,3 +223,62 @@ fn update_below_usage_is_refused_and_memsw_order_holds() {
     assert!(reports.try_recv().is_err(), "no oom, no report");
     assert_removed(&root, &cgroup);
 }
+
+/// This process's threads named `name` (names are cut at 15 bytes).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .count()
+}
+
+/// A container without a limit, which no cgroup OOM can hit, has no
+/// watcher thread; an update that sets a limit starts one, which reports
+/// the OOM kill as at launch.
+#[test]
+fn an_unlimited_container_is_watched_once_an_update_limits_it() {
+    if skip_unless_root() {
+        return;
+    }
+    let root = TestRoot::detect();
+    let isolator = MemoryIsolator::new(root.shared(), MemoryOptions::default()).unwrap();
+    let id = ContainerId::new("lately").unwrap();
+    let unlimited = ContainerConfig::for_command(id.clone(), ["hog"]);
+    isolator.prepare(&id, &unlimited).unwrap();
+    let cgroup = root.container("lately").unwrap();
+    let (tx, reports) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let reporter = LimitationReporter::new(move |l| tx.lock().unwrap().send(l).unwrap());
+    isolator.watch(&id, reporter).unwrap();
+    let thread = "berth-oom-latel";
+    assert_eq!(threads_named(thread), 0, "a watcher without a limit");
+
+    let limited = MemoryResources {
+        memory: Some(64 * MIB),
+        ..Default::default()
+    };
+    isolator.update(&id, &limited.into_resources()).unwrap();
+    assert_eq!(threads_named(thread), 1, "no watcher after the update");
+    let mut child = spawn_allocating(200, 1);
+    isolator.isolate(&id, child.id()).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the hog must not survive 64 MiB: {status:?}"
+    );
+    let reported = reports
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the watcher started by the update reports the oom kill");
+    assert!(
+        reported.message.contains("64.0 MiB"),
+        "{}",
+        reported.message
+    );
+    isolator.cleanup(&id).unwrap();
+    assert_eq!(threads_named(thread), 0, "the watcher outlived the cleanup");
+    assert_removed(&root, &cgroup);
+}
