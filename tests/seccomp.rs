@@ -127,6 +127,46 @@ fn the_default_profile_denies_what_docker_denies_and_lets_the_rest_run() {
     assert!(lines.contains(&"keyctl=0".to_string()), "{lines:?}");
 }
 
+/// The default profile is resolved per bounding set (Docker's lets
+/// CAP_SYS_ADMIN unshare) and each set's filter is kept for the next
+/// container of that set: one container's added capability never widens
+/// another's filter (decision 0056).
+#[test]
+fn the_default_profile_follows_each_containers_capabilities() {
+    require_root!();
+    if !require_python("the_default_profile_follows_each_containers_capabilities") {
+        return;
+    }
+    let agent = Agent::start();
+    let unshare = |id: &str, capabilities: Option<Value>| -> String {
+        let mut request = json!({"id": id, "command": [PYTHON, "-c", PROBE]});
+        if let Some(capabilities) = capabilities {
+            request["capabilities"] = capabilities;
+        }
+        agent.launch(request);
+        let ended = agent.wait(id);
+        let out = agent.stdout(id);
+        assert_eq!(ended["exit_code"], 0, "{out}\n{}", agent.log());
+        let line = out.lines().find(|l| l.starts_with("unshare="));
+        line.unwrap_or_else(|| panic!("{id}: {out}")).to_string()
+    };
+    let eperm = format!("unshare={}", libc::EPERM);
+    assert_eq!(unshare("plain", None), eperm);
+    assert_eq!(
+        unshare("admin", Some(json!({"add": ["SYS_ADMIN"]}))),
+        "unshare=0"
+    );
+    assert_eq!(
+        unshare("plain-again", None),
+        eperm,
+        "the admin's filter was reused"
+    );
+    assert_eq!(
+        unshare("admin-again", Some(json!({"add": ["SYS_ADMIN"]}))),
+        "unshare=0"
+    );
+}
+
 #[test]
 fn unshare_of_a_user_namespace_fails_with_eperm() {
     require_root!();

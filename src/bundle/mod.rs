@@ -170,9 +170,10 @@ pub struct BundleInput<'a> {
     pub tmp_size: u64,
     /// The container's id mapping when it has a user namespace.
     pub userns: Option<&'a UsernsMapping>,
-    /// The seccomp profile, resolved here against the container's bounding
-    /// set; `None` runs it unconfined.
-    pub seccomp: Option<&'a crate::seccomp::Profile>,
+    /// The seccomp filter, its profile resolved against the container's
+    /// bounding set (`Manager::resolved_seccomp`); `None` runs it
+    /// unconfined.
+    pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
     /// Run the shim's reaper as pid 1 (`--init`), asked for by an
     /// annotation (see `shim::init`).
     pub init: bool,
@@ -334,10 +335,6 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .and_then(serde_json::from_value)
         .map_err(BundleError::Resources)?;
 
-    let seccomp = input
-        .seccomp
-        .map(|profile| profile.resolve(&caps, &crate::seccomp::Host::current()))
-        .transpose()?;
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
@@ -346,7 +343,7 @@ pub fn build_spec(input: &BundleInput<'_>) -> Result<Spec, BundleError> {
         .masked_paths(masked_paths())
         .readonly_paths(get_default_readonly_paths())
         .build()?;
-    linux.set_seccomp(seccomp);
+    linux.set_seccomp(input.seccomp.cloned());
 
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
@@ -932,7 +929,11 @@ mod tests {
         let spec = spec_json(&input);
         assert!(spec["linux"].get("seccomp").is_none(), "unconfined");
         let profile = crate::seccomp::default::docker_default();
-        input.seccomp = Some(&profile);
+        let caps = NO_CHANGES.apply(DEFAULT_CAPABILITIES);
+        let resolved = profile
+            .resolve(&caps, &crate::seccomp::Host::current())
+            .unwrap();
+        input.seccomp = Some(&resolved);
         let spec = spec_json(&input);
         let seccomp = &spec["linux"]["seccomp"];
         assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");

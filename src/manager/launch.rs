@@ -603,7 +603,12 @@ impl Manager {
         } = beside;
         let (isolators, seccomp, network) = (&plan.isolators, &plan.seccomp, &plan.network);
         let internal = |e: &dyn std::fmt::Display| ManagerError::Internal(e.to_string());
-        let seccomp = seccomp.profile();
+        let seccomp = self.resolved_seccomp(
+            seccomp,
+            &container
+                .capabilities
+                .apply(crate::bundle::DEFAULT_CAPABILITIES),
+        )?;
         let contribution = &self.with_request_mounts(container, contribution, overlay.is_some())?;
         // The container's own root: a `--rootfs` dir (the shim mounts its
         // overlay over it in the container's mount namespace, so `runc`
@@ -640,7 +645,7 @@ impl Manager {
             capabilities: &container.capabilities,
             tmp_size: container.tmp_size.unwrap_or(self.config.container.tmp_size),
             userns: container.userns.as_ref(),
-            seccomp: seccomp.as_deref(),
+            seccomp: seccomp.as_deref().map(|resolved| &resolved.spec),
             init: container.init,
             overlay: overlay.map(|(o, _)| o),
             read_only: container.read_only,
@@ -648,17 +653,18 @@ impl Manager {
             tty: container.tty,
         })
         .map_err(|e| internal(&e))?;
+        berth_sys::launch_marks::mark("agent: spec built");
         let files = self.mount_files(
             container,
             sandbox_owner(container).unwrap_or((0, 0)),
             &mut spec,
         )?;
         write_bundle(&container.bundle, &spec).map_err(|e| internal(&e))?;
+        berth_sys::launch_marks::mark("agent: config written");
         // The filter compiled once per profile, for the shim to load.
-        if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            let program = self.seccomp_program(seccomp).map_err(|e| internal(&e))?;
+        if let Some(seccomp) = &seccomp {
             let path = container.bundle.join(PROGRAM_FILE);
-            std::fs::write(&path, program.to_bytes())
+            std::fs::write(&path, seccomp.program.to_bytes())
                 .map_err(|e| internal(&format!("write {}: {e}", path.display())))?;
         }
 

@@ -207,6 +207,7 @@ pub struct Manager {
     userns: crate::userns::Userns,
     /// Seccomp programs compiled so far, by profile (see `seccomp`).
     seccomp_programs: seccomp::ProgramCache,
+    default_seccomp: seccomp::DefaultSeccomp,
     /// Set when the agent stops: restart policies record their next
     /// attempt for the next agent instead of making it.
     shutting_down: AtomicBool,
@@ -262,6 +263,7 @@ impl Manager {
             update_lock: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             seccomp_programs: seccomp::ProgramCache::default(),
+            default_seccomp: seccomp::DefaultSeccomp::default(),
             shutting_down: AtomicBool::new(false),
             images: std::sync::OnceLock::new(),
             image_gate: Default::default(),

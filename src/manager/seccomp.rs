@@ -2,7 +2,7 @@
 //! before anything is created.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use oci_spec::runtime::{Capability, LinuxSeccomp};
 
@@ -55,6 +55,22 @@ impl ProgramCache {
     }
 }
 
+/// A profile resolved against a bounding set on this host, and its
+/// program: what the bundle's `linux.seccomp` says and the shim loads.
+pub(super) struct ResolvedSeccomp {
+    pub(super) spec: LinuxSeccomp,
+    pub(super) program: SeccompProgram,
+}
+
+/// The default profile resolved and compiled per bounding set: built,
+/// resolved and looked up once, not at every launch (decision 0056).
+/// The host's architecture and kernel, which resolving reads too, do not
+/// change while the agent runs.
+#[derive(Default)]
+pub(super) struct DefaultSeccomp {
+    by_bounding_set: Mutex<HashMap<Vec<String>, Arc<ResolvedSeccomp>>>,
+}
+
 /// The request's field, as error messages name it.
 const FIELD: &str = "security_opt.seccomp";
 
@@ -94,11 +110,43 @@ impl Manager {
 }
 
 impl Manager {
-    /// The compiled program of a bundle's `linux.seccomp`.
-    pub(super) fn seccomp_program(
+    /// The filter of a container with seccomp `setting` and bounding set
+    /// `capabilities`: its `linux.seccomp` and program (`None`:
+    /// unconfined). The default profile's come from [`DefaultSeccomp`].
+    pub(super) fn resolved_seccomp(
         &self,
-        spec: &LinuxSeccomp,
-    ) -> Result<SeccompProgram, SeccompError> {
-        self.seccomp_programs.get(spec)
+        setting: &SeccompSetting,
+        capabilities: &HashSet<Capability>,
+    ) -> Result<Option<Arc<ResolvedSeccomp>>, ManagerError> {
+        let resolve = |profile: &crate::seccomp::Profile| {
+            let spec = profile
+                .resolve(capabilities, &Host::current())
+                .map_err(|e| ManagerError::Internal(format!("resolve the seccomp profile: {e}")))?;
+            let program = self
+                .seccomp_programs
+                .get(&spec)
+                .map_err(|e| ManagerError::Internal(format!("compile the seccomp profile: {e}")))?;
+            Ok::<_, ManagerError>(Arc::new(ResolvedSeccomp { spec, program }))
+        };
+        match setting {
+            SeccompSetting::Unconfined => Ok(None),
+            SeccompSetting::Profile(profile) => resolve(profile).map(Some),
+            SeccompSetting::Default => {
+                let mut key: Vec<String> = capabilities.iter().map(|c| c.to_string()).collect();
+                key.sort_unstable();
+                let cache = &self.default_seccomp.by_bounding_set;
+                if let Some(resolved) = locked(cache).get(&key) {
+                    return Ok(Some(resolved.clone()));
+                }
+                // Resolved outside the lock: two first uses may both do it.
+                let resolved = resolve(&crate::seccomp::default::docker_default())?;
+                let mut cache = locked(cache);
+                if cache.len() >= CACHED_PROGRAMS {
+                    cache.clear();
+                }
+                cache.insert(key, resolved.clone());
+                Ok(Some(resolved))
+            }
+        }
     }
 }

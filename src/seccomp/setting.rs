@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::default::docker_default;
 use super::profile::{Profile, ProfileError};
 
 /// A container's seccomp setting.
@@ -61,15 +60,6 @@ impl SeccompSetting {
                 Ok(SeccompSetting::Profile(Box::new(profile)))
             }
             other => Err(SettingError::Value(other.to_string())),
-        }
-    }
-
-    /// The profile to resolve into the bundle, or `None` for no filter.
-    pub fn profile(&self) -> Option<std::borrow::Cow<'_, Profile>> {
-        match self {
-            SeccompSetting::Default => Some(std::borrow::Cow::Owned(docker_default())),
-            SeccompSetting::Unconfined => None,
-            SeccompSetting::Profile(p) => Some(std::borrow::Cow::Borrowed(p)),
         }
     }
 

@@ -98,6 +98,7 @@ fn serve() -> i32 {
         "shim for container {} started (idle since its start)",
         args.id
     ));
+    berth_sys::launch_marks::mark("shim: logs to its state dir");
     supervisor::supervise(&args, agent)
 }
 
