@@ -188,9 +188,7 @@ fn a_crash_during_a_burst_of_launches_leaves_nothing_unaccounted_for() {
         );
     }
     assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
-    let sandboxes: Vec<_> = std::fs::read_dir(agent.work_dir.join("containers"))
-        .unwrap()
-        .collect();
+    let sandboxes = agent.container_dirs();
     assert!(sandboxes.is_empty(), "{sandboxes:?}");
 }
 

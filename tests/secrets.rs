@@ -492,9 +492,7 @@ fn bad_input_is_a_400_naming_the_field_and_makes_nothing() {
         "half-made containers: {:?}",
         list.body
     );
-    let made: Vec<_> = std::fs::read_dir(agent.work_dir.join("containers"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let made = agent.container_dirs();
     assert!(made.is_empty(), "left behind: {made:?}");
     assert_nowhere(&agent, &secret, &[]);
 

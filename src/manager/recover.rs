@@ -47,6 +47,7 @@ impl Manager {
     /// end of those that exited meanwhile, destroys half-launched ones.
     pub fn recover(self: &Arc<Self>) -> Result<Recovery, String> {
         self.store.init().map_err(|e| e.to_string())?;
+        self.store.keep_spare_trees();
         self.recover_volumes();
         self.events.load(&self.config.work_dir);
         let mut containers = Vec::new();

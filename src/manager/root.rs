@@ -48,15 +48,21 @@ impl RootDirs {
     }
 
     /// Creates the dirs; the container dir exists already.
+    /// Those of a container dir made from a spare tree exist already
+    /// (`store::spare_trees`), made the same way.
     pub fn create(&self) -> std::io::Result<()> {
+        let made = |builder: &std::fs::DirBuilder, dir: &Path| match builder.create(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            other => other,
+        };
         let mut builder = std::fs::DirBuilder::new();
         builder.mode(0o700);
-        builder.create(self.upper.parent().expect("root dir"))?;
-        builder.create(&self.work)?;
+        made(&builder, self.upper.parent().expect("root dir"))?;
+        made(&builder, &self.work)?;
         // The upper dir's owner and mode are those of the container's "/".
         builder.mode(0o755);
-        builder.create(&self.upper)?;
-        builder.create(&self.merged)?;
+        made(&builder, &self.upper)?;
+        made(&builder, &self.merged)?;
         Ok(())
     }
 

@@ -41,6 +41,7 @@ use berth_protocol::ExitRecord;
 
 mod lock;
 mod quarantine;
+pub mod spare_trees;
 pub use lock::{LockError, RuntimeLock};
 use quarantine::{load_record, QUARANTINE_SUFFIX};
 pub use quarantine::{Loaded, Quarantined};
@@ -84,6 +85,8 @@ fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
 pub struct Store {
     work_dir: PathBuf,
     runtime_dir: PathBuf,
+    /// Container trees made ahead, once [`Store::keep_spare_trees`] runs.
+    spare_trees: std::sync::OnceLock<std::sync::Arc<spare_trees::SpareTrees>>,
 }
 
 impl Store {
@@ -91,7 +94,15 @@ impl Store {
         Store {
             work_dir: work_dir.to_path_buf(),
             runtime_dir: runtime_dir.to_path_buf(),
+            spare_trees: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Keeps container trees ready for [`Store::create_container_dirs`]
+    /// from now on (see [`spare_trees`]); the work dir is initialized.
+    pub fn keep_spare_trees(&self) {
+        self.spare_trees
+            .get_or_init(|| spare_trees::SpareTrees::start(self.work_dir.join("containers")));
     }
 
     /// Creates the top-level directories, mode 0700: no host user but root
@@ -146,7 +157,9 @@ impl Store {
     /// Creates the container dir and the logs dir in it (both 0700 root:
     /// only the sandbox is mounted into the container) and the sandbox,
     /// owned by `owner` (uid, gid) if given. `Ok(false)`, creating nothing,
-    /// when the container dir exists already.
+    /// when the container dir exists already. A spare tree, when one is
+    /// ready, becomes the container dir by a rename (it also holds the
+    /// empty `root` dirs of an overlay root).
     pub fn create_container_dirs(
         &self,
         id: &ContainerId,
@@ -154,6 +167,28 @@ impl Store {
     ) -> Result<bool, StoreError> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let container_dir = self.container_dir(id);
+        let sandbox = self.sandbox(id);
+        let chown_sandbox = || match owner {
+            Some((uid, gid)) => std::os::unix::fs::chown(&sandbox, Some(uid), Some(gid))
+                .map_err(io_error("chown", &sandbox)),
+            None => Ok(()),
+        };
+        if let Some(spares) = self.spare_trees.get() {
+            if let Some(spare) = spares.take() {
+                // Never over an existing dir: that is an old container's.
+                match berth_sys::rename::rename_noreplace(&spare, &container_dir) {
+                    Ok(()) => return chown_sandbox().map(|()| true),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        spares.give_back(spare);
+                        return Ok(false);
+                    }
+                    Err(e) => {
+                        tracing::warn!(spare = %spare.display(), "rename a spare tree: {e}; making the dirs");
+                        let _ = berth_confined::remove_tree(&spare);
+                    }
+                }
+            }
+        }
         match fs::DirBuilder::new().mode(0o700).create(&container_dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
@@ -167,13 +202,8 @@ impl Store {
             .mode(0o700)
             .create(&log_dir)
             .map_err(io_error("create", &log_dir))?;
-        let sandbox = self.sandbox(id);
         fs::create_dir(&sandbox).map_err(io_error("create", &sandbox))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&sandbox, Some(uid), Some(gid))
-                .map_err(io_error("chown", &sandbox))?;
-        }
-        Ok(true)
+        chown_sandbox().map(|()| true)
     }
 
     pub fn state_dir(&self, id: &ContainerId) -> PathBuf {
@@ -259,13 +289,14 @@ impl Store {
             .collect())
     }
 
-    /// Ids of container directories in the work dir.
+    /// Ids of container directories in the work dir (not the spares).
     pub fn sandbox_ids(&self) -> Vec<String> {
         fs::read_dir(self.work_dir.join("containers"))
             .map(|entries| {
                 entries
                     .flatten()
                     .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|name| !name.starts_with(spare_trees::SPARE_PREFIX))
                     .collect()
             })
             .unwrap_or_default()
@@ -515,6 +546,45 @@ mod tests {
         store.remove(&id).unwrap();
         assert!(!store.container_dir(&id).exists());
         assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn a_spare_tree_becomes_the_container_dir_and_never_replaces_one() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        store.keep_spare_trees();
+        let containers = dir.path().join("work/containers");
+        let spare_inodes = || -> Vec<u64> {
+            (fs::read_dir(&containers).unwrap().flatten())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".spare-"))
+                .map(|e| e.metadata().unwrap().ino())
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while spare_inodes().len() < spare_trees::SPARE_TREES {
+            assert!(std::time::Instant::now() < deadline, "no spares made");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let before = spare_inodes();
+        let id = ContainerId::new("c1").unwrap();
+        assert!(store
+            .create_container_dirs(&id, Some((1000, 1000)))
+            .unwrap());
+        let made = fs::metadata(store.container_dir(&id)).unwrap();
+        assert!(before.contains(&made.ino()), "not a spare: {before:?}");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.container_dir(&id)), 0o700);
+        assert_eq!(mode(&store.log_dir(&id)), 0o700);
+        assert_eq!(fs::metadata(store.sandbox(&id)).unwrap().uid(), 1000);
+        assert_eq!(store.sandbox_ids(), vec!["c1".to_string()], "spares listed");
+        // An existing dir is refused and kept, the spare taken given back.
+        fs::write(store.sandbox(&id).join("mine"), "m").unwrap();
+        assert!(!store.create_container_dirs(&id, None).unwrap());
+        assert!(store.sandbox(&id).join("mine").exists());
+        store.remove(&id).unwrap();
+        assert!(!store.container_dir(&id).exists());
     }
 
     #[test]

@@ -432,15 +432,36 @@ impl Agent {
 
     /// The entries of the agent's `containers` dirs and cgroup root: what a
     /// failed launch must not leave behind.
+    /// The entries of the work dir's `containers/`, except the agent's
+    /// spare trees (`.spare-N`, made ahead of launches), which must hold
+    /// nothing but empty directories: one holding a file is listed too.
+    pub fn container_dirs(&self) -> Vec<PathBuf> {
+        fn only_dirs(dir: &std::path::Path) -> bool {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .all(|e| e.file_type().is_ok_and(|t| t.is_dir()) && only_dirs(&e.path()))
+            })
+        }
+        std::fs::read_dir(self.work_dir.join("containers"))
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().path())
+                    .filter(|path| {
+                        let name = path.file_name().unwrap().to_string_lossy();
+                        !(name.starts_with(".spare-") && only_dirs(path))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn leftovers(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        for dir in [
-            self.work_dir.join("containers"),
-            self.runtime_dir.join("containers"),
-        ] {
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                found.extend(entries.map(|e| e.unwrap().path().display().to_string()));
-            }
+        let mut found: Vec<String> = (self.container_dirs().iter())
+            .map(|p| p.display().to_string())
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(self.runtime_dir.join("containers")) {
+            found.extend(entries.map(|e| e.unwrap().path().display().to_string()));
         }
         for controller in [
             "cpu", "cpuacct", "memory", "blkio", "net_cls", "devices", "pids",

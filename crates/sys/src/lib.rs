@@ -15,6 +15,7 @@ pub mod mountinfo;
 pub mod openat2;
 pub mod pidfd;
 pub mod proc_stat;
+pub mod rename;
 pub mod seq_file;
 pub mod spawn;
 pub mod thread_priority;
