@@ -2,8 +2,9 @@
 //! carries on across rotations and ends once the container has exited and
 //! everything written has been delivered.
 //!
-//! The reading itself is blocking; each chunk is read on tokio's blocking
-//! pool, and a follower at the end of what is written waits on the runtime
+//! The reading itself is blocking; each chunk is read by
+//! [`crate::blocking::run`] (on the task's own thread in the agent), and a
+//! follower at the end of what is written waits on the runtime
 //! for its [`Follow`] to say there may be more (the log dir changed, the
 //! container ended), so an idle follower holds no thread and never polls.
 
@@ -42,8 +43,8 @@ pub trait Follow: Send + 'static {
         None
     }
 
-    /// A look at whether the writer has already ended for good, made on
-    /// the blocking pool right before a read, where the end may be on disk
+    /// A look at whether the writer has already ended for good, made with
+    /// the read, right before it, where the end may be on disk
     /// before [`Follow::ended`] can say so (a container's exit record,
     /// written once its output is). It gives what identifies that end, or
     /// `None`. A read made after such a look and finding nothing is then
@@ -74,7 +75,8 @@ pub enum Step {
     Done,
 }
 
-/// A source of log chunks, polled from the blocking pool.
+/// A source of log chunks, polled where blocking work may run
+/// ([`crate::blocking::run`]).
 pub trait Producer: Send + 'static {
     fn produce(&mut self) -> Result<Step, LogError>;
 }
@@ -237,7 +239,9 @@ pub fn drive<P: Producer, F: Follow>(
             } else {
                 None
             };
-            let task = tokio::task::spawn_blocking(move || {
+            // On this task's thread (decision 0055): a read's hand-off to
+            // the blocking pool and back were two wake-ups on the end's path.
+            let task = crate::blocking::run(move || {
                 let seen = probe.and_then(|probe| probe());
                 let step = producer.produce();
                 (producer, step, seen)
