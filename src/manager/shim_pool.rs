@@ -61,6 +61,11 @@ pub struct IdleShim {
 /// 0045).
 const MAX_SUCCESSORS: u32 = 32;
 
+/// How long after a launch took a shim the refill waits, while the pool
+/// still has one, before it forks the replacement: the launch's shim and
+/// container start meanwhile without the fork competing for the CPU.
+const REFILL_AFTER: Duration = Duration::from_millis(5);
+
 /// The refill execs a fresh shim, the next lineage's first, once the
 /// youngest lineage can have no more than this many successors left.
 const LINEAGE_RENEWED_AT: u32 = 4;
@@ -250,6 +255,19 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
             }
             if state.stopped {
                 return;
+            }
+            // The launch that took a shim runs first: its successor is
+            // forked once that launch is under way, unless the pool has
+            // no shim left for the next (decision 0056).
+            if !state.idle.is_empty() {
+                state = pool
+                    .changed
+                    .wait_timeout(state, REFILL_AFTER)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+                if state.stopped {
+                    return;
+                }
             }
         }
         // The parent stays in the pool while its successor starts; it is

@@ -99,6 +99,11 @@ impl Drop for SpareTrees {
 /// The thread: removes old spares, then keeps [`SPARE_TREES`] ready until
 /// stopped or dropped.
 fn keep_ready(spares: Weak<SpareTrees>, containers: PathBuf) {
+    // The launch that took a spare runs first: this thread's mkdirs wait
+    // for an idle CPU (its nice value stays raised for its life).
+    let _yielding = berth_sys::thread_priority::Lowered::by(10)
+        .inspect_err(|e| tracing::debug!("lower the spare trees' priority: {e}"))
+        .ok();
     remove_spares(&containers);
     let mut seq: u64 = 0;
     loop {
