@@ -94,7 +94,9 @@ pub struct ContainerSettings {
     /// `UID[:GID]` for containers whose request names no user; default root.
     pub default_user: Option<String>,
     /// Shims kept started ahead of launches (decision 0043); 0 execs a
-    /// shim per launch.
+    /// shim per launch. With 2 or more, the last is kept back as the
+    /// parent of the shims launches take when the others are gone
+    /// (decision 0056).
     pub idle_shims: usize,
 }
 
