@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use berth_cgroups::testing::threads_named;
 use common::{eventually, Agent};
 use serde_json::json;
 
@@ -105,19 +106,6 @@ fn du_reports_usage_without_a_quota_and_leaves_the_container_alone() {
     assert_eq!(described["interval_seconds"], 0.5);
 }
 
-/// The agent's threads named `name` (thread names are cut at 15 bytes).
-fn agent_threads(agent: &Agent, name: &str) -> usize {
-    let pid = agent.pid().expect("the agent runs");
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        })
-        .count()
-}
-
 /// Without a quota no thread measures the sandbox; a quota set later by an
 /// update starts one, and it ends the container as at launch.
 #[test]
@@ -129,8 +117,9 @@ fn du_measures_from_a_quota_set_by_an_update() {
         "command": ["sh", "-c", "while [ ! -e go ]; do sleep 0.1; done; dd if=/dev/zero of=big bs=1M count=50 2>/dev/null; sleep 60"],
     }));
     let sandbox = PathBuf::from(container["sandbox"].as_str().unwrap());
+    let agent_pid = agent.pid().expect("the agent runs");
     assert_eq!(
-        agent_threads(&agent, "berth-du-later"),
+        threads_named(Some(agent_pid), "berth-du-later"),
         0,
         "a watcher without a quota"
     );
@@ -140,10 +129,11 @@ fn du_measures_from_a_quota_set_by_an_update() {
         Some(json!({"disk": 20 * MIB})),
     );
     assert_eq!(updated.status, 200, "{:?}", updated.body);
-    assert_eq!(
-        agent_threads(&agent, "berth-du-later"),
-        1,
-        "no watcher after the update"
+    // A new thread takes its name itself, once it runs.
+    eventually(
+        Duration::from_secs(10),
+        "the watcher after the update",
+        || (threads_named(Some(agent_pid), "berth-du-later") == 1).then_some(()),
     );
     std::fs::write(sandbox.join("go"), b"").unwrap();
     let ended = agent.wait("later");

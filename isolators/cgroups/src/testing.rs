@@ -22,6 +22,27 @@ use std::sync::Arc;
 
 use crate::CgroupRoot;
 
+/// How many threads of process `pid` (this process for `None`) are named
+/// `name`: an isolator's watcher threads, say. Linux cuts thread names at
+/// 15 bytes: pass the cut name.
+pub fn threads_named(pid: Option<u32>, name: &str) -> usize {
+    let tasks = match pid {
+        Some(pid) => format!("/proc/{pid}/task"),
+        None => "/proc/self/task".to_string(),
+    };
+    std::fs::read_dir(tasks)
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|comm| comm.trim_end() == name)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// The environment variable naming a file where skipped tests are listed.
 ///
 /// `cargo test` hides the output of tests that pass, and a test that returns

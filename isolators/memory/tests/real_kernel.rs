@@ -9,7 +9,7 @@ use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use berth_cgroups::testing::{skip_unless_root, TestRoot};
+use berth_cgroups::testing::{skip_unless_root, threads_named, TestRoot};
 use berth_cgroups::{CgroupMode, CgroupRoot, ContainerCgroup, Controller};
 use berth_isolator::{
     ContainerConfig, ContainerId, Isolator, IsolatorError, Limitation, LimitationReporter,
@@ -224,18 +224,6 @@ fn update_below_usage_is_refused_and_memsw_order_holds() {
     assert_removed(&root, &cgroup);
 }
 
-/// This process's threads named `name` (names are cut at 15 bytes).
-fn threads_named(name: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        })
-        .count()
-}
-
 /// A container without a limit, which no cgroup OOM can hit, has no
 /// watcher thread; an update that sets a limit starts one, which reports
 /// the OOM kill as at launch.
@@ -254,15 +242,23 @@ fn an_unlimited_container_is_watched_once_an_update_limits_it() {
     let tx = Mutex::new(tx);
     let reporter = LimitationReporter::new(move |l| tx.lock().unwrap().send(l).unwrap());
     isolator.watch(&id, reporter).unwrap();
-    let thread = "berth-oom-latel";
-    assert_eq!(threads_named(thread), 0, "a watcher without a limit");
+    let watcher = "berth-oom-latel";
+    assert_eq!(threads_named(None, watcher), 0, "a watcher without a limit");
 
     let limited = MemoryResources {
         memory: Some(64 * MIB),
         ..Default::default()
     };
     isolator.update(&id, &limited.into_resources()).unwrap();
-    assert_eq!(threads_named(thread), 1, "no watcher after the update");
+    // A new thread takes its name itself, once it runs.
+    let start = Instant::now();
+    while threads_named(None, watcher) != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no watcher after the update"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
     let mut child = spawn_allocating(200, 1);
     isolator.isolate(&id, child.id()).unwrap();
     let status = child.wait().unwrap();
@@ -279,6 +275,10 @@ fn an_unlimited_container_is_watched_once_an_update_limits_it() {
         reported.message
     );
     isolator.cleanup(&id).unwrap();
-    assert_eq!(threads_named(thread), 0, "the watcher outlived the cleanup");
+    assert_eq!(
+        threads_named(None, watcher),
+        0,
+        "the watcher outlived the cleanup"
+    );
     assert_removed(&root, &cgroup);
 }
