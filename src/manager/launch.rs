@@ -353,16 +353,14 @@ impl Manager {
         let overlay = match &plan.lower {
             Some(lower) => {
                 let dirs = super::root::RootDirs::of(&self.store, &id);
+                // A fresh container's dir has them (`Store::create_container_dirs`).
                 // A restart keeps its writable layer; the work dir is made
                 // anew (a `volatile` overlay refuses one it has used).
-                let made = if fresh {
-                    dirs.create()
-                } else {
-                    dirs.recreate_work()
-                };
-                made.map_err(|e| {
-                    ManagerError::Internal(format!("create the container's root dirs: {e}"))
-                })?;
+                if !fresh {
+                    dirs.recreate_work().map_err(|e| {
+                        ManagerError::Internal(format!("create the container's root dirs: {e}"))
+                    })?;
+                }
                 Some((
                     dirs.overlay(lower.clone(), container.image.is_some()),
                     dirs.merged,

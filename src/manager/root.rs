@@ -47,25 +47,6 @@ impl RootDirs {
         }
     }
 
-    /// Creates the dirs; the container dir exists already.
-    /// Those of a container dir made from a spare tree exist already
-    /// (`store::spare_trees`), made the same way.
-    pub fn create(&self) -> std::io::Result<()> {
-        let made = |builder: &std::fs::DirBuilder, dir: &Path| match builder.create(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-            other => other,
-        };
-        let mut builder = std::fs::DirBuilder::new();
-        builder.mode(0o700);
-        made(&builder, self.upper.parent().expect("root dir"))?;
-        made(&builder, &self.work)?;
-        // The upper dir's owner and mode are those of the container's "/".
-        builder.mode(0o755);
-        made(&builder, &self.upper)?;
-        made(&builder, &self.merged)?;
-        Ok(())
-    }
-
     /// For a restart: the writable layer stays, the overlay's work dir is
     /// emptied (a `volatile` mount leaves `work/incompat/volatile`, which
     /// the next mount refuses) and anything missing is made again.

@@ -154,18 +154,17 @@ impl Store {
         self.container_dir(id).join("logs")
     }
 
-    /// Creates the container dir and the logs dir in it (both 0700 root:
-    /// only the sandbox is mounted into the container) and the sandbox,
-    /// owned by `owner` (uid, gid) if given. `Ok(false)`, creating nothing,
-    /// when the container dir exists already. A spare tree, when one is
-    /// ready, becomes the container dir by a rename (it also holds the
-    /// empty `root` dirs of an overlay root).
+    /// Creates the container dir (0700 root: only the sandbox is mounted
+    /// into the container) and what it holds ([`spare_trees::make_tree`]:
+    /// the logs dir, the sandbox, owned by `owner` (uid, gid) if given, and
+    /// the dirs of an overlay root). `Ok(false)`, creating nothing, when the
+    /// container dir exists already. A spare tree, when one is ready,
+    /// becomes the container dir by a rename.
     pub fn create_container_dirs(
         &self,
         id: &ContainerId,
         owner: Option<(u32, u32)>,
     ) -> Result<bool, StoreError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let container_dir = self.container_dir(id);
         let sandbox = self.sandbox(id);
         let chown_sandbox = || match owner {
@@ -189,20 +188,13 @@ impl Store {
                 }
             }
         }
-        match fs::DirBuilder::new().mode(0o700).create(&container_dir) {
+        // Only the container dir itself can exist: its contents are made in
+        // it once it is new.
+        match spare_trees::make_tree(&container_dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io_error("create", &container_dir)(e)),
         }
-        // Whatever the umask left: root's alone.
-        fs::set_permissions(&container_dir, fs::Permissions::from_mode(0o700))
-            .map_err(io_error("chmod", &container_dir))?;
-        let log_dir = self.log_dir(id);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&log_dir)
-            .map_err(io_error("create", &log_dir))?;
-        fs::create_dir(&sandbox).map_err(io_error("create", &sandbox))?;
         chown_sandbox().map(|()| true)
     }
 

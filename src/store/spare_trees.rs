@@ -2,9 +2,9 @@
 //! container's dir is a ready `containers/.spare-<n>` tree renamed to its
 //! id, instead of seven directories made on the work dir's disk on the
 //! launch's critical path; a background thread keeps [`SPARE_TREES`] of
-//! them. A spare holds nothing of anybody's: empty directories, made as
-//! [`Store::create_container_dirs`](super::Store::create_container_dirs)
-//! and `RootDirs::create` make them.
+//! them. A spare holds nothing of anybody's: the empty directories of
+//! [`make_tree`], which also makes a container's dir when no spare is
+//! ready.
 //!
 //! Spares left by an earlier run of the agent (a crash, a stop) are
 //! removed at start: one may be half made.
@@ -145,23 +145,31 @@ fn keep_ready(spares: Weak<SpareTrees>, containers: PathBuf) {
 
 /// Makes the empty tree of a container dir at `tree`: the dir and `logs`
 /// (0700: root's alone), `sandbox`, and `root` (0700) with the overlay's
-/// `work` (0700), `upper` and `merged` (0755). A container without an
-/// overlay root leaves `root` empty.
+/// `work` (0700), `upper` and `merged` (0755; `manager::root::RootDirs`),
+/// which a container without an overlay root leaves empty. Every container
+/// dir is this tree, from a spare or made at its launch. An error below
+/// `tree` names the dir it is about.
 pub fn make_tree(tree: &Path) -> io::Result<()> {
-    let mut private = fs::DirBuilder::new();
-    private.mode(0o700);
-    private.create(tree)?;
+    fs::DirBuilder::new().mode(0o700).create(tree)?;
     // Whatever the umask left: root's alone.
     fs::set_permissions(tree, fs::Permissions::from_mode(0o700))?;
-    private.create(tree.join("logs"))?;
-    fs::create_dir(tree.join("sandbox"))?;
     let root = tree.join("root");
-    private.create(&root)?;
-    private.create(root.join("work"))?;
-    let mut open = fs::DirBuilder::new();
-    open.mode(0o755);
-    open.create(root.join("upper"))?;
-    open.create(root.join("merged"))
+    for (path, mode) in [
+        (tree.join("logs"), 0o700),
+        // As `create_dir` makes a dir: the umask decides.
+        (tree.join("sandbox"), 0o777),
+        (root.clone(), 0o700),
+        (root.join("work"), 0o700),
+        // The upper dir's mode is that of the container's "/".
+        (root.join("upper"), 0o755),
+        (root.join("merged"), 0o755),
+    ] {
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// Removes the spares in `containers` (empty trees; a name of the spare
