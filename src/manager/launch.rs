@@ -353,7 +353,7 @@ impl Manager {
         let overlay = match &plan.lower {
             Some(lower) => {
                 let dirs = super::root::RootDirs::of(&self.store, &id);
-                // A fresh container's dir has them (`Store::create_container_dirs`).
+                // A fresh container's dir has them (`Store::create_container`).
                 // A restart keeps its writable layer; the work dir is made
                 // anew (a `volatile` overlay refuses one it has used).
                 if !fresh {
@@ -550,21 +550,17 @@ impl Manager {
             std::fs::create_dir_all(dir).map_err(|e| internal("create", dir, e))?;
         }
         // The record comes before the sandbox, so that a crash leaves no
-        // sandbox that no record explains; it is durable before the
-        // command runs, so that a power loss leaves none in which a
-        // command ran (decisions 0014, 0050).
-        self.store
-            .save(container, Durability::CrashSafe)
+        // sandbox that no record explains (the store sees to it); it is
+        // durable before the command runs, so that a power loss leaves
+        // none in which a command ran (decisions 0014, 0050).
+        let created = self
+            .store
+            .create_container(container, Durability::CrashSafe, sandbox_owner(container))
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
         let synced = {
             let (manager, id) = (self.clone(), container.id.clone());
             RecordSync::start(move || manager.store.sync_record(&id))?
         };
-        let owner = sandbox_owner(container);
-        let created = self
-            .store
-            .create_container_dirs(&container.id, owner)
-            .map_err(|e| ManagerError::Internal(e.to_string()))?;
         if !created {
             // Left by an earlier container of the same id that was never
             // removed: refuse rather than mix two containers' files.

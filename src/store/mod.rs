@@ -98,7 +98,7 @@ impl Store {
         }
     }
 
-    /// Keeps container trees ready for [`Store::create_container_dirs`]
+    /// Keeps container trees ready for [`Store::create_container`]
     /// from now on (see [`spare_trees`]); the work dir is initialized.
     pub fn keep_spare_trees(&self) {
         self.spare_trees
@@ -154,16 +154,35 @@ impl Store {
         self.container_dir(id).join("logs")
     }
 
-    /// Creates the container dir (0700 root: only the sandbox is mounted
-    /// into the container) and what it holds ([`spare_trees::make_tree`]:
-    /// the logs dir, the sandbox, owned by `owner` (uid, gid) if given, and
-    /// the dirs of an overlay root). `Ok(false)`, creating nothing, when the
-    /// container dir exists already. A spare tree, when one is ready,
-    /// becomes the container dir by a rename.
-    pub fn create_container_dirs(
+    /// Saves a fresh container's first record, as [`Store::save`] does
+    /// (`durability` for the work dir's copy), then creates its container
+    /// dir: the record first, so that a crash leaves no container dir that
+    /// no record explains (decisions 0014, 0050). The dir (0700 root: only
+    /// the sandbox is mounted into the container) holds what
+    /// [`spare_trees::make_tree`] makes: the logs dir, the sandbox, owned
+    /// by `owner` (uid, gid) if given, and the dirs of an overlay root. A
+    /// spare tree, when one is ready, becomes the container dir by a
+    /// rename; the record's temp file is made in it (decision 0057).
+    /// `Ok(false)`, with the record saved and no dir touched, when the
+    /// container dir exists already.
+    pub fn create_container(
+        &self,
+        container: &Container,
+        durability: Durability,
+        owner: Option<(u32, u32)>,
+    ) -> Result<bool, StoreError> {
+        let spare = self.spare_trees.get().and_then(|spares| spares.take());
+        self.save_with_temp_in(container, Copies::Both(durability), spare.as_deref())?;
+        self.create_container_dirs(&container.id, owner, spare)
+    }
+
+    /// The container dir from `spare` (a tree taken from the spares) or
+    /// made; `Ok(false)`, creating nothing, when it exists already.
+    fn create_container_dirs(
         &self,
         id: &ContainerId,
         owner: Option<(u32, u32)>,
+        spare: Option<PathBuf>,
     ) -> Result<bool, StoreError> {
         let container_dir = self.container_dir(id);
         let sandbox = self.sandbox(id);
@@ -172,19 +191,17 @@ impl Store {
                 .map_err(io_error("chown", &sandbox)),
             None => Ok(()),
         };
-        if let Some(spares) = self.spare_trees.get() {
-            if let Some(spare) = spares.take() {
-                // Never over an existing dir: that is an old container's.
-                match berth_sys::rename::rename_noreplace(&spare, &container_dir) {
-                    Ok(()) => return chown_sandbox().map(|()| true),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        spares.give_back(spare);
-                        return Ok(false);
-                    }
-                    Err(e) => {
-                        tracing::warn!(spare = %spare.display(), "rename a spare tree: {e}; making the dirs");
-                        let _ = berth_confined::remove_tree(&spare);
-                    }
+        if let (Some(spares), Some(spare)) = (self.spare_trees.get(), spare) {
+            // Never over an existing dir: that is an old container's.
+            match berth_sys::rename::rename_noreplace(&spare, &container_dir) {
+                Ok(()) => return chown_sandbox().map(|()| true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    spares.give_back(spare);
+                    return Ok(false);
+                }
+                Err(e) => {
+                    tracing::warn!(spare = %spare.display(), "rename a spare tree: {e}; making the dirs");
+                    let _ = berth_confined::remove_tree(&spare);
                 }
             }
         }
@@ -218,13 +235,35 @@ impl Store {
     /// [`Copies::RuntimeOnly`] leaves the work dir's copy as it was: for
     /// the states a reboot makes moot (decision 0044).
     pub fn save(&self, container: &Container, copies: impl Into<Copies>) -> Result<(), StoreError> {
+        let container_dir = self.container_dir(&container.id);
+        let is_dir = |path: &Path| path.symlink_metadata().is_ok_and(|m| m.is_dir());
+        let temp_dir = is_dir(&container_dir).then_some(container_dir.as_path());
+        self.save_with_temp_in(container, copies.into(), temp_dir)
+    }
+
+    /// [`Store::save`], the work dir's copy written through a temp file in
+    /// `temp_dir` (the container's dir, or the spare tree that becomes it)
+    /// when given: its inode is then allocated in that dir's block group,
+    /// not in the group of `records`, where every save of every container
+    /// would walk past the inodes the saves before it freed (decision
+    /// 0057).
+    fn save_with_temp_in(
+        &self,
+        container: &Container,
+        copies: Copies,
+        temp_dir: Option<&Path>,
+    ) -> Result<(), StoreError> {
         let path = self.state_dir(&container.id).join(RECORD_FILE);
         let bytes = serde_json::to_vec_pretty(container).expect("a container record serializes");
         write_atomic(&path, &bytes, Durability::CrashSafe)?;
-        match copies.into() {
+        match copies {
             Copies::RuntimeOnly => Ok(()),
             Copies::Both(durability) => {
-                write_atomic(&self.persistent_record(&container.id), &bytes, durability)
+                let record = self.persistent_record(&container.id);
+                match temp_dir {
+                    Some(temp_dir) => write_atomic_in(temp_dir, &record, &bytes, durability),
+                    None => write_atomic(&record, &bytes, durability),
+                }
             }
         }
     }
@@ -445,16 +484,33 @@ impl From<Durability> for Copies {
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
 /// content: [`berth_sys::atomic::write_atomic`] with the store's error.
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
-    berth_sys::atomic::write_atomic(path, bytes, durability).map_err(|e| StoreError::Io {
-        op: e.op,
-        path: e.path,
-        source: e.source,
-    })
+    berth_sys::atomic::write_atomic(path, bytes, durability).map_err(StoreError::from)
+}
+
+/// [`berth_sys::atomic::write_atomic_in`] with the store's error.
+fn write_atomic_in(
+    temp_dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), StoreError> {
+    berth_sys::atomic::write_atomic_in(temp_dir, path, bytes, durability).map_err(StoreError::from)
+}
+
+impl From<berth_sys::atomic::AtomicWriteError> for StoreError {
+    fn from(e: berth_sys::atomic::AtomicWriteError) -> StoreError {
+        StoreError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::State;
     use berth_protocol::exit::EXIT_FILE;
 
     #[test]
@@ -515,6 +571,37 @@ mod tests {
         assert!(!berth_sys::inode_flags::spreads_subdirectories(&records).unwrap());
     }
 
+    /// A record of container `id`, as a launch saves it first, and its
+    /// state dir, which the launch makes before.
+    fn record_in(store: &Store, id: &str) -> Container {
+        fs::create_dir_all(store.state_dir(&ContainerId::new(id).unwrap())).unwrap();
+        record(id)
+    }
+
+    /// A record of container `id`.
+    fn record(id: &str) -> Container {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "state": "created", "pid": null, "command": ["true"],
+            "env": {}, "workdir": null, "user": null, "rootfs": null, "resources": {},
+            "isolation": [], "network": "host", "seccomp": "default",
+            "created_at": "2026-12-06T10:00:00Z", "started_at": null,
+            "finished_at": null, "exit_code": null, "signal": null, "reason": null,
+            "limitation": null, "message": null,
+            "sandbox": format!("/var/lib/berth/containers/{id}/sandbox"),
+            "bundle": format!("/run/berth/containers/{id}/bundle"),
+        }))
+        .unwrap()
+    }
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = (fs::read_dir(dir).unwrap().flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn container_dirs_are_roots_and_removal_takes_all_of_them() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -522,10 +609,13 @@ mod tests {
         let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
         store.init().unwrap();
         let id = ContainerId::new("c1").unwrap();
+        let c1 = record_in(&store, "c1");
         assert!(store
-            .create_container_dirs(&id, Some((1000, 1000)))
+            .create_container(&c1, Durability::CrashSafe, Some((1000, 1000)))
             .unwrap());
-        assert!(!store.create_container_dirs(&id, None).unwrap());
+        assert!(!store
+            .create_container(&c1, Durability::CrashSafe, None)
+            .unwrap());
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store.container_dir(&id)), 0o700);
         assert_eq!(mode(&store.log_dir(&id)), 0o700);
@@ -561,8 +651,9 @@ mod tests {
         }
         let before = spare_inodes();
         let id = ContainerId::new("c1").unwrap();
+        let c1 = record_in(&store, "c1");
         assert!(store
-            .create_container_dirs(&id, Some((1000, 1000)))
+            .create_container(&c1, Durability::Durable, Some((1000, 1000)))
             .unwrap());
         let made = fs::metadata(store.container_dir(&id)).unwrap();
         assert!(before.contains(&made.ino()), "not a spare: {before:?}");
@@ -573,10 +664,68 @@ mod tests {
         assert_eq!(store.sandbox_ids(), vec!["c1".to_string()], "spares listed");
         // An existing dir is refused and kept, the spare taken given back.
         fs::write(store.sandbox(&id).join("mine"), "m").unwrap();
-        assert!(!store.create_container_dirs(&id, None).unwrap());
+        assert!(!store
+            .create_container(&c1, Durability::CrashSafe, None)
+            .unwrap());
         assert!(store.sandbox(&id).join("mine").exists());
         store.remove(&id).unwrap();
         assert!(!store.container_dir(&id).exists());
+    }
+
+    #[test]
+    fn records_are_written_through_the_container_dir_and_the_spare() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        store.keep_spare_trees();
+        let containers = dir.path().join("work/containers");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while names_in(&containers).len() < spare_trees::SPARE_TREES {
+            assert!(std::time::Instant::now() < deadline, "no spares made");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let records = dir.path().join("work/records");
+        let mut c1 = record_in(&store, "c1");
+        assert!(store
+            .create_container(&c1, Durability::Durable, None)
+            .unwrap());
+        let id = ContainerId::new("c1").unwrap();
+        let container_dir = store.container_dir(&id);
+        // The first record's inode was made in the spare that became the
+        // container dir: written there, renamed into `records`, nothing left.
+        assert_eq!(names_in(&records), ["c1.json"]);
+        assert_eq!(names_in(&container_dir), ["logs", "root", "sandbox"]);
+        let first = fs::metadata(records.join("c1.json")).unwrap().ino();
+        // A later save goes through the container dir too (a temp file
+        // made and moved out there), and replaces the record.
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let watch = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+        watch
+            .add_watch(&container_dir, AddWatchFlags::IN_MOVED_FROM)
+            .unwrap();
+        c1.view.state = State::Exited;
+        store.save(&c1, Durability::Durable).unwrap();
+        let moved: Vec<String> = (watch.read_events().unwrap().into_iter())
+            .filter_map(|e| e.name.map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert!(
+            matches!(&moved[..], [name] if name.starts_with(".c1.json.tmp.")),
+            "{moved:?}"
+        );
+        assert_eq!(names_in(&records), ["c1.json"]);
+        assert_eq!(names_in(&container_dir), ["logs", "root", "sandbox"]);
+        assert_ne!(fs::metadata(records.join("c1.json")).unwrap().ino(), first);
+        let loaded = store.load_persistent().unwrap();
+        assert!(matches!(&loaded[..], [Loaded::Record(c)] if c.state == State::Exited));
+        // Without a container dir (removed, or none made yet) the record is
+        // written beside itself, as before.
+        store.remove(&id).unwrap();
+        assert!(!container_dir.exists());
+        store
+            .save(&record_in(&store, "c2"), Durability::CrashSafe)
+            .unwrap();
+        assert_eq!(names_in(&records), ["c2.json"]);
     }
 
     #[test]
