@@ -34,8 +34,9 @@ pub(super) struct EarlyPrepare {
 }
 
 impl EarlyPrepare {
-    /// Starts a helper thread (or works here, if none can be started) that
-    /// runs `first`, prepares `isolators` in order, then runs `then`.
+    /// Starts a helper (`blocking::detach`: a thread of the blocking pool,
+    /// or here if none can be started) that runs `first`, prepares
+    /// `isolators` in order, then runs `then`.
     pub(super) fn start(
         id: &ContainerId,
         config: &ContainerConfig,
@@ -51,30 +52,13 @@ impl EarlyPrepare {
         }
         let (id, config) = (id.clone(), config.clone());
         let (sender, receiver) = channel();
-        let work = move || {
+        crate::blocking::detach("berth-prepare", move || {
             if let Some(first) = first {
                 first();
             }
             let _ = sender.send(prepare_all(&id, &config, &isolators));
             then();
-        };
-        // Shared so that the work can still run here if the thread cannot
-        // be started (the closure given to a failed spawn is gone).
-        let work = Arc::new(Mutex::new(Some(work)));
-        let for_thread = work.clone();
-        let spawned = std::thread::Builder::new()
-            .name("berth-prepare".into())
-            .spawn(move || {
-                if let Some(work) = lock(&for_thread).take() {
-                    work();
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("start the prepare thread: {e}; preparing in line");
-            if let Some(work) = lock(&work).take() {
-                work();
-            }
-        }
+        });
         EarlyPrepare {
             outcome: Mutex::new(Some(receiver)),
         }

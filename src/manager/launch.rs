@@ -559,7 +559,7 @@ impl Manager {
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
         let synced = {
             let (manager, id) = (self.clone(), container.id.clone());
-            RecordSync::start(move || manager.store.sync_record(&id))?
+            RecordSync::start(move || manager.store.sync_record(&id))
         };
         if !created {
             // Left by an earlier container of the same id that was never

@@ -1,37 +1,36 @@
-//! Making a fresh container's create record durable on a thread of its own
+//! Making a fresh container's create record durable on another thread
 //! while the launch goes on; the go waits for it (decision 0050).
 
 use super::ManagerError;
 use crate::store::StoreError;
 
 /// The fsyncs of a record saved crash-safe, under way.
-pub(super) struct RecordSync(std::thread::JoinHandle<Result<(), StoreError>>);
+pub(super) struct RecordSync(std::sync::mpsc::Receiver<Result<(), StoreError>>);
 
 impl RecordSync {
-    /// Runs `sync` (e.g. `Store::sync_record`) on its own thread.
+    /// Runs `sync` (e.g. `Store::sync_record`) on another thread
+    /// (`blocking::detach`: the runtime's blocking pool; decision 0057).
     pub(super) fn start(
         sync: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<RecordSync, ManagerError> {
-        std::thread::Builder::new()
-            .name("berth-record-sync".into())
-            .spawn(sync)
-            .map(RecordSync)
-            .map_err(|e| ManagerError::Internal(format!("start the record's fsync: {e}")))
+    ) -> RecordSync {
+        let (done, said) = std::sync::mpsc::channel();
+        crate::blocking::detach("berth-record-sync", move || {
+            let _ = done.send(sync());
+        });
+        RecordSync(said)
     }
 
     /// Waits for the fsyncs: the container's command must not run on a
     /// record that a power loss could take. Dropped instead (a launch that
-    /// failed first), the thread finishes on its own: a record removed
+    /// failed first), the sync finishes on its own: a record removed
     /// meanwhile is no error to it.
     pub(super) fn wait(self) -> Result<(), ManagerError> {
-        match self.0.join() {
+        match self.0.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ManagerError::Internal(format!(
                 "make the container's record durable: {e}"
             ))),
-            Err(_) => Err(ManagerError::Internal(
-                "the record's fsync thread panicked".into(),
-            )),
+            Err(_) => Err(ManagerError::Internal("the record's fsync panicked".into())),
         }
     }
 }
@@ -62,9 +61,7 @@ mod tests {
     /// launch does before its go.
     fn sync(store: &Arc<Store>, id: &ContainerId) -> Result<(), ManagerError> {
         let (store, id) = (store.clone(), id.clone());
-        RecordSync::start(move || store.sync_record(&id))
-            .unwrap()
-            .wait()
+        RecordSync::start(move || store.sync_record(&id)).wait()
     }
 
     #[test]
