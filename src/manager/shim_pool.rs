@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use berth_protocol::handover::{SuccessorStart, POOL_COMMAND, RUNTIME_DIR_OPTION};
+use berth_protocol::handover::{POOL_COMMAND, RUNTIME_DIR_OPTION};
 use berth_protocol::ShimMessage;
 
 use super::shim_client::ShimError;
@@ -120,8 +120,7 @@ impl ShimPool {
         let free = |s: &IdleShim| s.asked.load(Ordering::SeqCst) == 0;
         let Some(oldest) = state.idle.iter().position(free) else {
             return match parent_of(&state.idle) {
-                Some(parent) => ask_successor(parent, SuccessorStart::AtOnce)
-                    .map_or(Taken::None, Taken::Successor),
+                Some(parent) => ask_successor(parent).map_or(Taken::None, Taken::Successor),
                 None => Taken::None,
             };
         };
@@ -130,7 +129,7 @@ impl ShimPool {
         let keeps_parent = self.size >= 2
             && !(state.idle.iter().enumerate()).any(|(i, s)| i != oldest && can_fork(s));
         if keeps_parent && can_fork(&state.idle[oldest]) {
-            if let Some(asked) = ask_successor(&state.idle[oldest], SuccessorStart::AtOnce) {
+            if let Some(asked) = ask_successor(&state.idle[oldest]) {
                 return Taken::Successor(asked);
             }
         }
@@ -216,16 +215,14 @@ fn parent_of(idle: &[IdleShim]) -> Option<&IdleShim> {
     idle.iter().rev().find(|s| can_fork(s))
 }
 
-/// Asks `parent` for a successor on a new socket pair, to say it is idle as
-/// `start` says: at once for a launch, rehearsed for the refill (decision
-/// 0057). The request is counted in its lineage at once, so that
-/// concurrent asks never pass [`MAX_SUCCESSORS`]. `None` if it could not be
-/// sent (the parent died).
-fn ask_successor(parent: &IdleShim, start: SuccessorStart) -> Option<AskedSuccessor> {
+/// Asks `parent` for a successor on a new socket pair. The request is
+/// counted in its lineage at once, so that concurrent asks never pass
+/// [`MAX_SUCCESSORS`]. `None` if it could not be sent (the parent died).
+fn ask_successor(parent: &IdleShim) -> Option<AskedSuccessor> {
     let (ours, theirs) = UnixStream::pair()
         .inspect_err(|e| tracing::debug!("socket pair for a successor: {e}"))
         .ok()?;
-    berth_protocol::handover::send_successor(parent.writer.as_fd(), theirs.as_fd(), start)
+    berth_protocol::handover::send_successor(parent.writer.as_fd(), theirs.as_fd())
         .inspect_err(|e| tracing::debug!("ask idle shim {} for a successor: {e}", parent.pid))
         .ok()?;
     parent.lineage.fetch_add(1, Ordering::SeqCst);
@@ -281,7 +278,7 @@ fn refill(pool: Weak<ShimPool>, shim: PathBuf, runtime_dir: PathBuf) {
             let state = pool.lock();
             let parent = parent_of(&state.idle)?;
             let left = MAX_SUCCESSORS.saturating_sub(parent.lineage.load(Ordering::SeqCst));
-            (left > LINEAGE_RENEWED_AT).then(|| ask_successor(parent, SuccessorStart::Rehearsed))?
+            (left > LINEAGE_RENEWED_AT).then(|| ask_successor(parent))?
         });
         let started = match asked {
             Some(asked) => asked.idle().or_else(|e| {

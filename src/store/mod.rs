@@ -235,10 +235,12 @@ impl Store {
     /// [`Copies::RuntimeOnly`] leaves the work dir's copy as it was: for
     /// the states a reboot makes moot (decision 0044).
     pub fn save(&self, container: &Container, copies: impl Into<Copies>) -> Result<(), StoreError> {
+        let copies = copies.into();
         let container_dir = self.container_dir(&container.id);
         let is_dir = |path: &Path| path.symlink_metadata().is_ok_and(|m| m.is_dir());
-        let temp_dir = is_dir(&container_dir).then_some(container_dir.as_path());
-        self.save_with_temp_in(container, copies.into(), temp_dir)
+        let temp_dir = (matches!(copies, Copies::Both(_)) && is_dir(&container_dir))
+            .then_some(container_dir.as_path());
+        self.save_with_temp_in(container, copies, temp_dir)
     }
 
     /// [`Store::save`], the work dir's copy written through a temp file in

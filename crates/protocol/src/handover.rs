@@ -12,10 +12,10 @@
 //!
 //! Before its handover, an idle shim may be asked for a successor
 //! (decision 0045): a length of 0 with exactly one descriptor attached, a
-//! new socket to the agent, then one byte, the [`SuccessorStart`]. The idle
-//! shim forks a fresh idle shim on that socket (which says
-//! [`Idle`](crate::ShimMessage::Idle) on it) and goes on waiting. A fork of
-//! a shim that has served nobody replaces an exec of the shim binary.
+//! new socket to the agent. The idle shim forks a fresh idle shim on that
+//! socket (which says [`Idle`](crate::ShimMessage::Idle) on it) and goes on
+//! waiting. A fork of a shim that has served nobody replaces an exec of
+//! the shim binary.
 
 use std::ffi::OsString;
 use std::io;
@@ -52,8 +52,6 @@ pub enum HandoverError {
     Files { named: usize, received: usize },
     #[error("a successor request carries one socket, {0} descriptors came")]
     Successor(usize),
-    #[error("a successor request's start is 0 or 1, not {0}")]
-    SuccessorStart(u8),
 }
 
 /// What an idle shim receives.
@@ -62,35 +60,7 @@ pub enum Received {
     /// Its launch: the arguments and the prepared mounts' descriptors.
     Launch(ShimArgs, Vec<OwnedFd>),
     /// A request for a successor on this socket (see the module doc).
-    Successor(OwnedFd, SuccessorStart),
-}
-
-/// When a successor says it is idle (decision 0057).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SuccessorStart {
-    /// At once: a launch waits for it.
-    AtOnce,
-    /// Once it has rehearsed a launch's first steps (read and checked a
-    /// sample bundle config), so that its launch finds the code and heap
-    /// pages those steps touch already its own: no launch waits for it.
-    Rehearsed,
-}
-
-impl SuccessorStart {
-    fn to_byte(self) -> u8 {
-        match self {
-            SuccessorStart::AtOnce => 0,
-            SuccessorStart::Rehearsed => 1,
-        }
-    }
-
-    fn from_byte(byte: u8) -> Result<Self, HandoverError> {
-        match byte {
-            0 => Ok(SuccessorStart::AtOnce),
-            1 => Ok(SuccessorStart::Rehearsed),
-            other => Err(HandoverError::SuccessorStart(other)),
-        }
-    }
+    Successor(OwnedFd),
 }
 
 /// The agent's side: hands `args` and the descriptors of its prepared
@@ -116,15 +86,12 @@ pub fn send(
 }
 
 /// The agent's side: asks an idle shim for a successor on `successor`, the
-/// shim's end of a new socket pair, to say it is idle as `start` says.
+/// shim's end of a new socket pair.
 pub fn send_successor(
     socket: BorrowedFd<'_>,
     successor: BorrowedFd<'_>,
-    start: SuccessorStart,
 ) -> Result<(), HandoverError> {
-    let mut message = 0u32.to_le_bytes().to_vec();
-    message.push(start.to_byte());
-    send_with_fds(socket, &message, &[successor])?;
+    send_with_fds(socket, &0u32.to_le_bytes(), &[successor])?;
     Ok(())
 }
 
@@ -143,11 +110,8 @@ pub fn receive(socket: BorrowedFd<'_>) -> Result<Option<Received>, HandoverError
     }
     let len = u32::from_le_bytes(prefix) as usize;
     if len == 0 {
-        let mut start = [0u8; 1];
-        read_some(socket, &mut start)?;
-        let start = SuccessorStart::from_byte(start[0])?;
         return match (fds.pop(), fds.len()) {
-            (Some(successor), 0) => Ok(Some(Received::Successor(successor, start))),
+            (Some(successor), 0) => Ok(Some(Received::Successor(successor))),
             (popped, more) => Err(HandoverError::Successor(more + popped.iter().count())),
         };
     }
@@ -243,39 +207,27 @@ mod tests {
     fn a_successor_request_carries_exactly_one_socket() {
         let (agent, shim) = UnixStream::pair().unwrap();
         let (ours, theirs) = UnixStream::pair().unwrap();
-        send_successor(agent.as_fd(), theirs.as_fd(), SuccessorStart::Rehearsed).unwrap();
+        send_successor(agent.as_fd(), theirs.as_fd()).unwrap();
         drop(theirs);
-        let Some(Received::Successor(socket, start)) = receive(shim.as_fd()).unwrap() else {
+        let Some(Received::Successor(socket)) = receive(shim.as_fd()).unwrap() else {
             panic!("not a successor request");
         };
-        assert_eq!(start, SuccessorStart::Rehearsed);
         // The socket received is the other end of `ours`.
         (&UnixStream::from(socket)).write_all(b"idle").unwrap();
         let mut said = [0u8; 4];
         (&ours).read_exact(&mut said).unwrap();
         assert_eq!(&said, b"idle");
         // Without a socket, or with two, it is refused.
-        (&agent).write_all(&[0, 0, 0, 0, 0]).unwrap();
+        (&agent).write_all(&0u32.to_le_bytes()).unwrap();
         assert!(matches!(
             receive(shim.as_fd()),
             Err(HandoverError::Successor(0))
         ));
         let (a, b) = UnixStream::pair().unwrap();
-        send_with_fds(agent.as_fd(), &[0, 0, 0, 0, 0], &[a.as_fd(), b.as_fd()]).unwrap();
+        send_with_fds(agent.as_fd(), &0u32.to_le_bytes(), &[a.as_fd(), b.as_fd()]).unwrap();
         assert!(matches!(
             receive(shim.as_fd()),
             Err(HandoverError::Successor(2))
-        ));
-        // A start other than the two is refused.
-        send_with_fds(agent.as_fd(), &[0, 0, 0, 0, 7], &[a.as_fd()]).unwrap();
-        assert!(matches!(
-            receive(shim.as_fd()),
-            Err(HandoverError::SuccessorStart(7))
-        ));
-        send_successor(agent.as_fd(), a.as_fd(), SuccessorStart::AtOnce).unwrap();
-        assert!(matches!(
-            receive(shim.as_fd()),
-            Ok(Some(Received::Successor(_, SuccessorStart::AtOnce)))
         ));
     }
 

@@ -30,7 +30,6 @@ mod namespaces;
 pub mod overlay;
 mod pool;
 pub mod pty;
-mod rehearsal;
 mod resident;
 mod resolve;
 mod rootfs;

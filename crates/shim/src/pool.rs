@@ -9,7 +9,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use berth_protocol::handover::{self, HandoverError, Received, SuccessorStart};
+use berth_protocol::handover::{self, HandoverError, Received};
 use berth_protocol::messages::SYNC_FD;
 use berth_protocol::shim_args::FILES_FD_BASE;
 use berth_protocol::{FailureKind, ShimMessage};
@@ -17,7 +17,7 @@ use nix::unistd::{fork, ForkResult};
 
 use super::agent::Agent;
 use super::container::{close_range, exit};
-use super::{daemon, note, rehearsal, supervisor};
+use super::{daemon, note, supervisor};
 
 /// Where received descriptors wait before they take their numbers: above
 /// every number they can end up at.
@@ -44,13 +44,13 @@ pub fn main() -> i32 {
             return 1;
         }
     }
-    serve(SuccessorStart::AtOnce)
+    serve()
 }
 
 /// The detached idle shim on the agent's socket (fd [`SYNC_FD`]): says
-/// idle (`start` says when), makes successors when asked, and serves the
-/// container handed to it; returns the exit code.
-fn serve(start: SuccessorStart) -> i32 {
+/// idle, makes successors when asked, and serves the container handed to
+/// it; returns the exit code.
+fn serve() -> i32 {
     let mut agent = Agent::from_sync_fd();
     let fail = |agent: &mut Agent, message: String| {
         let _ = agent.send(&ShimMessage::Failed {
@@ -66,9 +66,6 @@ fn serve(start: SuccessorStart) -> i32 {
         // Started by hand, with nobody to hand it a container.
         return 2;
     };
-    if start == SuccessorStart::Rehearsed {
-        rehearsal::rehearse();
-    }
     let shim_pid = std::process::id();
     if agent.send(&ShimMessage::Idle { shim_pid }).is_err() {
         return 0;
@@ -79,11 +76,11 @@ fn serve(start: SuccessorStart) -> i32 {
     let (args, fds) = loop {
         match handover::receive(socket) {
             Ok(Some(Received::Launch(args, fds))) => break (args, fds),
-            Ok(Some(Received::Successor(theirs, start))) => {
+            Ok(Some(Received::Successor(theirs))) => {
                 // This shim has served nobody: its successor, a copy of it
                 // on a new socket, has nothing of any container either.
                 // A failure is the agent's to see (no idle message comes).
-                let _ = start_successor(theirs, start);
+                let _ = start_successor(theirs);
             }
             Ok(None) => return 0,
             Err(HandoverError::Io(e)) => return fail(&mut agent, format!("handover: {e}")),
@@ -108,9 +105,8 @@ fn serve(start: SuccessorStart) -> i32 {
 /// Forks a successor on `socket` (decision 0045): a child that forks the
 /// successor and exits at once (reaped here), so the successor is no child
 /// of this shim, which will supervise a container. The successor keeps
-/// stdio and `socket` (as [`SYNC_FD`]) only, and serves like this shim,
-/// saying it is idle as `start` says.
-fn start_successor(socket: OwnedFd, start: SuccessorStart) -> nix::Result<()> {
+/// stdio and `socket` (as [`SYNC_FD`]) only, and serves like this shim.
+fn start_successor(socket: OwnedFd) -> nix::Result<()> {
     // SAFETY: an idle shim is single-threaded.
     match unsafe { fork() }? {
         ForkResult::Parent { child } => {
@@ -140,7 +136,7 @@ fn start_successor(socket: OwnedFd, start: SuccessorStart) -> nix::Result<()> {
             // `socket`'s number is closed already.
             std::mem::forget(socket);
             // It ends as an idle shim's `main` does, not with `_exit`.
-            std::process::exit(serve(start))
+            std::process::exit(serve())
         }
     }
 }
