@@ -285,7 +285,7 @@ fn setup(
         if overlay.make_workdir {
             // As Docker does for an image, a missing working directory is
             // created, in the container's own layer.
-            super::resolve::mkdir_all(&root, &config.process.cwd).map_err(MountError::from)?;
+            super::resolve::dir(&root, &config.process.cwd).map_err(MountError::from)?;
         }
         if config.rootfs_readonly {
             rootfs::seal_readonly(&root)?;

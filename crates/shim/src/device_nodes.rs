@@ -83,8 +83,7 @@ pub fn create(root: &OwnedFd, nodes: &[DeviceNodeSpec]) -> Result<(), DeviceNode
 
 fn create_one(root: &OwnedFd, node: &DeviceNodeSpec) -> Result<(), DeviceNodeError> {
     let parent = node.path.parent().unwrap_or(Path::new("/"));
-    resolve::mkdir_all(root, parent)?;
-    let dir = resolve::open(root, parent, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let dir = resolve::dir(root, parent)?;
     let name = node.path.file_name().expect("checked in from_oci");
     let name = CString::new(name.as_bytes()).map_err(|_| ResolveError::Nul(node.path.clone()))?;
     let fail = |op| {

@@ -458,7 +458,9 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         attr_set |= MOUNT_ATTR_RDONLY;
     }
 
-    if bind {
+    // The mount point, made if missing: mounted on through this handle,
+    // the very object resolved in the root.
+    let target_fd = if bind {
         let src = source
             .as_ref()
             .ok_or_else(|| MountError::NoSource(dest.clone()))?;
@@ -475,15 +477,14 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
                 .is_dir(),
         };
         if is_dir {
-            resolve::mkdir_all(root, dest)?;
+            resolve::dir(root, dest)?
         } else {
             resolve::create_file(root, dest)?;
+            resolve::open(root, dest, libc::O_PATH, 0)?
         }
     } else {
-        resolve::mkdir_all(root, dest)?;
-    }
-
-    let target_fd = resolve::open(root, dest, libc::O_PATH, 0)?;
+        resolve::dir(root, dest)?
+    };
     let target = resolve::proc_fd_path(&target_fd);
     let mount_err = |errno| MountError::Mount {
         source_desc: source
@@ -550,11 +551,6 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
         flags &= !libc::MS_REMOUNT;
     }
 
-    // The O_PATH handle still names the mountpoint under the new mount;
-    // reopen to get the mount itself for the follow-up changes.
-    let mounted = resolve::open(root, dest, libc::O_PATH, 0)?;
-    let mounted_path = resolve::proc_fd_path(&mounted);
-
     let remount_flags = flags
         & (libc::MS_RDONLY
             | libc::MS_NOSUID
@@ -571,6 +567,13 @@ pub fn mount_one(root: &OwnedFd, spec: &MountSpec) -> Result<(), MountError> {
     } else {
         remount_flags & libc::MS_RDONLY != 0
     };
+    if !remount_needed && opts.propagation.is_empty() && attr_set == 0 && opts.attr_clr == 0 {
+        return Ok(());
+    }
+    // The O_PATH handle still names the mountpoint under the new mount;
+    // reopen to get the mount itself for the follow-up changes.
+    let mounted = resolve::open(root, dest, libc::O_PATH, 0)?;
+    let mounted_path = resolve::proc_fd_path(&mounted);
     if remount_needed {
         remount_bind(&mounted_path, remount_flags).map_err(|errno| MountError::Remount {
             target: dest.clone(),

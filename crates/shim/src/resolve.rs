@@ -131,8 +131,21 @@ pub fn open_path(root: &OwnedFd, path: &Path) -> Result<Option<OwnedFd>, Resolve
     }
 }
 
-/// Creates the directory `path` and its missing parents under `root`.
-pub fn mkdir_all(root: &OwnedFd, path: &Path) -> Result<(), ResolveError> {
+/// An `O_PATH` handle of the directory `path` under `root`, which is made
+/// first, with its missing parents, if it does not exist: one lookup for a
+/// directory that is there (a mount point the image has).
+pub fn dir(root: &OwnedFd, path: &Path) -> Result<OwnedFd, ResolveError> {
+    match open(root, path, libc::O_PATH | libc::O_DIRECTORY, 0) {
+        Err(ResolveError::Open { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+            mkdir_all(root, path)
+        }
+        other => other,
+    }
+}
+
+/// Creates the directory `path` and its missing parents under `root`;
+/// returns an `O_PATH` handle of it.
+pub fn mkdir_all(root: &OwnedFd, path: &Path) -> Result<OwnedFd, ResolveError> {
     let mut done = PathBuf::from("/");
     for comp in relative(path).components() {
         let parent = open(root, &done, libc::O_PATH | libc::O_DIRECTORY, 0)?;
@@ -153,14 +166,14 @@ pub fn mkdir_all(root: &OwnedFd, path: &Path) -> Result<(), ResolveError> {
             }
         }
     }
-    open(root, path, libc::O_PATH | libc::O_DIRECTORY, 0).map(drop)
+    open(root, path, libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
 /// Creates `path` as an empty file (and its parent directories) unless it
 /// exists already.
 pub fn create_file(root: &OwnedFd, path: &Path) -> Result<(), ResolveError> {
     if let Some(parent) = path.parent() {
-        mkdir_all(root, parent)?;
+        dir(root, parent)?;
     }
     if open_path(root, path)?.is_some() {
         return Ok(());
