@@ -96,6 +96,9 @@ pub struct CursorOptions {
     pub until: Option<i64>,
 }
 
+/// What a [`Cursor`] that has caught up with the writer reads at a time.
+const CAUGHT_UP_READ: usize = 16 * 1024;
+
 /// One stream being read from a logical offset.
 pub struct Cursor {
     reader: Reader,
@@ -103,6 +106,13 @@ pub struct Cursor {
     index: Option<Index>,
     stamper: Option<Stamper>,
     until: Option<i64>,
+    /// The last read found the end of what was written, or less than it
+    /// asked for: the next finds a few lines, or nothing (a follower's
+    /// look after a wake-up, its last read after the end). It reads into
+    /// a buffer of [`CAUGHT_UP_READ`]: a [`CHUNK`] one, zeroed, costs a
+    /// `mmap` and a `munmap` (which flushes the TLB of every CPU the
+    /// agent's threads ran on) for each look (decision 0057).
+    caught_up: bool,
 }
 
 impl Cursor {
@@ -118,6 +128,7 @@ impl Cursor {
             index,
             stamper: options.timestamps.then(Stamper::new),
             until: options.until,
+            caught_up: false,
         })
     }
 
@@ -168,9 +179,15 @@ impl Cursor {
                 Some(remaining) => max.min(usize::try_from(remaining).unwrap_or(usize::MAX)),
                 None => max,
             };
+            let want = if self.caught_up {
+                want.min(CAUGHT_UP_READ)
+            } else {
+                want
+            };
             let mut buf = vec![0u8; want];
             match self.reader.read(&mut buf)? {
                 ReadOutcome::Data(n) => {
+                    self.caught_up = n < want;
                     buf.truncate(n);
                     self.remaining = self.remaining.map(|r| r - n as u64);
                     let at = self.reader.position() - n as u64;
@@ -198,7 +215,10 @@ impl Cursor {
                     );
                     self.remaining = self.remaining.map(|r| r.saturating_sub(to - from));
                 }
-                ReadOutcome::End => return Ok(Step::End),
+                ReadOutcome::End => {
+                    self.caught_up = true;
+                    return Ok(Step::End);
+                }
             }
         }
     }
@@ -455,6 +475,41 @@ mod tests {
         };
         let cursor = Cursor::new(dir.path(), Stream::Stdout, &options).unwrap();
         assert_eq!(collect(drive(cursor, None::<Flag>)).await, b"3456789ab");
+    }
+
+    #[test]
+    fn a_cursor_that_caught_up_looks_with_a_small_buffer_then_reads_full_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join(segment_name(Stream::Stdout, 0));
+        std::fs::write(&segment, vec![b'a'; 300 * 1024]).unwrap();
+        let mut cursor =
+            Cursor::new(dir.path(), Stream::Stdout, &CursorOptions::default()).unwrap();
+        let mut sizes = || match cursor.produce().unwrap() {
+            Step::Data(bytes) => bytes.len(),
+            Step::End => 0,
+            Step::Done => usize::MAX,
+        };
+        // From the start: full chunks, then the rest, then the end.
+        let read: Vec<usize> = (0..4).map(|_| sizes()).collect();
+        assert_eq!(read, [CHUNK, CHUNK, 300 * 1024 - 2 * CHUNK, 0]);
+        // Caught up: a small look first; a full one tells it the writer is
+        // ahead again, and the next asks for a whole chunk.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap()
+            .write_all(&vec![b'b'; 200 * 1024])
+            .unwrap();
+        let read: Vec<usize> = (0..4).map(|_| sizes()).collect();
+        assert_eq!(
+            read,
+            [
+                CAUGHT_UP_READ,
+                CHUNK,
+                200 * 1024 - CAUGHT_UP_READ - CHUNK,
+                0
+            ]
+        );
     }
 
     #[tokio::test]
