@@ -253,17 +253,20 @@ impl Fixture {
         agent.go();
         assert_eq!(agent.recv(), Some(ShimMessage::Running));
         let said = agent.recv();
-        assert_eq!(
-            said,
-            Some(ShimMessage::Exited),
-            "shim.log:\n{}",
-            self.shim_log()
-        );
-        // Said once the end is recorded: the record is there already.
+        let Some(ShimMessage::Exited { exit: Some(told) }) = said else {
+            panic!(
+                "expected exited with its record, got {said:?}; shim.log:\n{}",
+                self.shim_log()
+            );
+        };
+        // Said once the end is recorded: the record is there already, and
+        // the message carries the same.
         let recorded = self.state.join(EXIT_FILE);
         assert!(recorded.exists(), "exited before {}", recorded.display());
         assert_eq!(agent.recv(), None, "shim should close fd 3 after exited");
-        (self.exit_record(), shim_pid)
+        let record = self.exit_record();
+        assert_eq!(told, record, "the message's record is exit.json's");
+        (record, shim_pid)
     }
 }
 

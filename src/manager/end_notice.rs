@@ -5,7 +5,7 @@
 
 use std::io;
 
-use berth_protocol::ShimMessage;
+use berth_protocol::{ExitRecord, ShimMessage};
 use tokio::io::unix::AsyncFd;
 
 use super::shim_client::MessageReader;
@@ -16,19 +16,28 @@ const MAX_LINE: usize = 4096;
 /// The launch's reader of a shim's lines, after [`ShimMessage::Running`].
 pub(super) struct EndNotice(MessageReader);
 
+/// What the shim said of its container's end.
+#[derive(Debug, PartialEq)]
+pub(super) enum Heard {
+    /// [`ShimMessage::Exited`], with the exit record it sent along (none
+    /// from a shim that sends none: `exit.json` has it).
+    Exited(Option<ExitRecord>),
+    /// Nothing: it closed the socket without a word (it died, or could not
+    /// record the end) or said something else. Its pidfd tells the end.
+    Nothing,
+}
+
 impl EndNotice {
     pub(super) fn new(reader: MessageReader) -> EndNotice {
         EndNotice(reader)
     }
 
-    /// Whether the shim said [`ShimMessage::Exited`]. `false` once it
-    /// closed the socket without it (it died, or could not record the
-    /// end) or said anything else: its pidfd tells the end then.
-    pub(super) async fn exited(self) -> bool {
+    /// What the shim says next: [`Heard::Exited`] or [`Heard::Nothing`].
+    pub(super) async fn exited(self) -> Heard {
         let mut reader = self.0;
         if let Err(e) = reader.set_nonblocking() {
             tracing::warn!("the shim's socket after running: {e}");
-            return false;
+            return Heard::Nothing;
         }
         // The line may have come with `Running` already.
         let mut next = reader.read_line();
@@ -39,20 +48,23 @@ impl EndNotice {
             Ok(reader) => reader,
             Err(e) => {
                 tracing::warn!("the shim's socket after running: {e}");
-                return false;
+                return Heard::Nothing;
             }
         };
         loop {
             match next {
                 Ok(Some(line)) => {
-                    return matches!(ShimMessage::parse_line(&line), Ok(ShimMessage::Exited))
+                    return match ShimMessage::parse_line(&line) {
+                        Ok(ShimMessage::Exited { exit }) => Heard::Exited(exit),
+                        _ => Heard::Nothing,
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if reader.get_ref().pending() > MAX_LINE {
-                        return false;
+                        return Heard::Nothing;
                     }
                 }
-                Ok(None) | Err(_) => return false,
+                Ok(None) | Err(_) => return Heard::Nothing,
             }
             next = match reader.readable_mut().await {
                 Ok(mut ready) => match ready.try_io(|reader| reader.get_mut().read_line()) {
@@ -78,28 +90,40 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_exited_line_is_the_end() {
+        // With its record, as a shim sends it.
+        let record = ExitRecord {
+            exit_code: Some(7),
+            signal: None,
+            started_at: None,
+            finished_at: "2026-12-06T10:00:00Z".into(),
+            error: None,
+        };
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        theirs
-            .write_all(berth_protocol::messages::EXITED_LINE)
-            .unwrap();
-        assert!(notice(ours, b"").exited().await);
+        let exited = ShimMessage::Exited {
+            exit: Some(record.clone()),
+        };
+        theirs.write_all(&exited.to_line()).unwrap();
+        assert_eq!(
+            notice(ours, b"").exited().await,
+            Heard::Exited(Some(record))
+        );
 
-        // Already received with `Running`, in two pieces.
+        // Without, already received with `Running`, in two pieces.
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         theirs.write_all(b"pe\":\"exited\"}\n").unwrap();
-        assert!(notice(ours, b"{\"ty").exited().await);
+        assert_eq!(notice(ours, b"{\"ty").exited().await, Heard::Exited(None));
 
         // Closed without it: a shim that died.
         let (ours, theirs) = UnixStream::pair().unwrap();
         drop(theirs);
-        assert!(!notice(ours, b"").exited().await);
+        assert_eq!(notice(ours, b"").exited().await, Heard::Nothing);
 
         // Anything else, or no line at all.
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         theirs.write_all(b"{\"type\":\"running\"}\n").unwrap();
-        assert!(!notice(ours, b"").exited().await);
+        assert_eq!(notice(ours, b"").exited().await, Heard::Nothing);
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         theirs.write_all(&[b'x'; MAX_LINE + 600]).unwrap();
-        assert!(!notice(ours, b"").exited().await);
+        assert_eq!(notice(ours, b"").exited().await, Heard::Nothing);
     }
 }

@@ -5,11 +5,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use berth_isolator::ContainerId;
+use berth_protocol::ExitRecord;
 use futures_util::future::{FusedFuture, FutureExt};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::end_notice::EndNotice;
+use super::end_notice::{EndNotice, Heard};
 use super::locked::locked;
 use super::{container_process, Manager, KILL_TIMEOUT};
 use crate::container::{reason, ProcessRef, State};
@@ -32,30 +33,37 @@ impl Manager {
         tokio::pin!(gone);
         let heard = match notice {
             Some(notice) => tokio::select! {
-                () = &mut gone => false,
-                exited = notice.exited() => exited,
+                () = &mut gone => Heard::Nothing,
+                heard = notice.exited() => heard,
             },
-            None => false,
+            None => Heard::Nothing,
         };
-        if heard {
-            berth_sys::launch_marks::mark("agent: heard exited");
-        } else {
-            if !gone.is_terminated() {
-                (&mut gone).await;
+        let told = match heard {
+            Heard::Exited(record) => {
+                berth_sys::launch_marks::mark("agent: heard exited");
+                record
             }
-            berth_sys::launch_marks::mark("agent: shim gone");
-        }
+            Heard::Nothing => {
+                if !gone.is_terminated() {
+                    (&mut gone).await;
+                }
+                berth_sys::launch_marks::mark("agent: shim gone");
+                None
+            }
+        };
         let manager = self.clone();
         let ended = id.clone();
-        let _ = crate::blocking::run(move || manager.finalize(&ended)).await;
+        let _ = crate::blocking::run(move || manager.finalize(&ended, told)).await;
         if !gone.is_terminated() {
             gone.await;
         }
         self.after_exit(&id);
     }
 
-    /// Records the end of a container whose shim has gone, once.
-    pub(super) fn finalize(&self, id: &ContainerId) {
+    /// Records the end of a container whose shim has gone, once: from the
+    /// exit record the shim `told` along with its word, else from the one
+    /// it left in the state dir.
+    pub(super) fn finalize(&self, id: &ContainerId, told: Option<ExitRecord>) {
         let Some(slot) = locked(&self.slots).get(id).cloned() else {
             return;
         };
@@ -63,7 +71,11 @@ impl Manager {
             return;
         }
         let mut container = slot.get();
-        match self.store.exit_record(id) {
+        let exit = match told {
+            Some(record) => Ok(Some(record)),
+            None => self.store.exit_record(id),
+        };
+        match exit {
             Ok(Some(exit)) => {
                 container.exit_code = exit.exit_code;
                 container.signal = exit.signal;

@@ -688,7 +688,7 @@ impl Manager {
             ShimMessage::Ready { shim_pid, pid } => (shim_pid, pid, true),
             ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
             ShimMessage::Running => return Err(internal(&"shim said running before go")),
-            ShimMessage::Exited => return Err(internal(&"shim said exited before go")),
+            ShimMessage::Exited { .. } => return Err(internal(&"shim said exited before go")),
             ShimMessage::Idle { .. } => return Err(internal(&"shim said idle after its handover")),
         };
         berth_sys::launch_marks::mark("agent: heard forked");
@@ -772,7 +772,7 @@ impl Manager {
         match shim.receive().map_err(|e| internal(&e))? {
             ShimMessage::Running => {}
             ShimMessage::Failed { message, kind } => return Err(launch_failed(kind, message)),
-            ShimMessage::Exited => return Err(internal(&"shim said exited before running")),
+            ShimMessage::Exited { .. } => return Err(internal(&"shim said exited before running")),
             ShimMessage::Ready { .. } | ShimMessage::Forked { .. } | ShimMessage::Idle { .. } => {
                 return Err(internal(&"shim said ready twice"))
             }

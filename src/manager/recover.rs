@@ -169,7 +169,7 @@ impl Manager {
                             summary.reattached += 1;
                         }
                         None => {
-                            self.finalize(&id);
+                            self.finalize(&id, None);
                             summary.ended_meanwhile += 1;
                         }
                     }

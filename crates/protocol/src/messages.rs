@@ -26,8 +26,8 @@
 //!    agent or a shim without it works as before.
 //! 4. When the container has ended and its output is drained, the shim
 //!    writes [`crate::ExitRecord`] to `<state-dir>/exit.json`, sends
-//!    [`ShimMessage::Exited`] on fd 3, kept open since `Running`, and
-//!    exits. The agent also watches the shim's pid (a pidfd): the message
+//!    [`ShimMessage::Exited`] with the same record on fd 3, kept open since
+//!    `Running`, and exits. The agent also watches the shim's pid (a pidfd): the message
 //!    tells the end before the shim's process is torn down (decision
 //!    0052), the pidfd covers a shim that died without it and an agent
 //!    restarted since the launch, which has no socket to the shim.
@@ -43,10 +43,6 @@ pub const SHIM_LOG_FILE: &str = "shim.log";
 /// The most of an exec's stdout, and of its stderr, kept in its exec dir:
 /// the exec helper writes no more, the agent reads no more.
 pub const EXEC_OUTPUT_CAP: u64 = 4 << 20;
-
-/// [`ShimMessage::Exited`] as its line: the shim writes it as is, at the
-/// end of a container's life, without paging serde's code in again.
-pub const EXITED_LINE: &[u8] = b"{\"type\":\"exited\"}\n";
 
 /// The fd on which the shim finds its socket to the agent.
 pub const SYNC_FD: i32 = 3;
@@ -110,7 +106,13 @@ pub enum ShimMessage {
     },
     /// The container's end is in `exit.json` and all its output in its
     /// logs; the shim exits next and writes nothing more.
-    Exited,
+    Exited {
+        /// What `exit.json` holds, sent along so that the agent tells the
+        /// end without reading the file back (decision 0057). Absent from
+        /// a shim older than the field: the file has it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit: Option<crate::ExitRecord>,
+    },
     /// An idle shim (`berth-shim pool`, started ahead of any launch) has
     /// detached and waits for its handover (see [`crate::handover`]); it
     /// is sent once, before any other message.
@@ -141,8 +143,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_exited_line_is_the_exited_message() {
-        assert_eq!(ShimMessage::Exited.to_line(), EXITED_LINE);
+    fn an_exited_line_without_its_record_is_read() {
+        // As a shim older than the record in the message says it.
+        assert_eq!(
+            ShimMessage::parse_line("{\"type\":\"exited\"}\n").unwrap(),
+            ShimMessage::Exited { exit: None }
+        );
     }
 
     #[test]
@@ -158,7 +164,16 @@ mod tests {
                 pid: 11,
             },
             ShimMessage::Running,
-            ShimMessage::Exited,
+            ShimMessage::Exited { exit: None },
+            ShimMessage::Exited {
+                exit: Some(crate::ExitRecord {
+                    exit_code: Some(3),
+                    signal: None,
+                    started_at: Some("2026-12-06T10:00:00.000000001Z".into()),
+                    finished_at: "2026-12-06T10:00:01.5Z".into(),
+                    error: None,
+                }),
+            },
             ShimMessage::Failed {
                 message: "exec \"nope\": no such file or directory".into(),
                 kind: FailureKind::Exec,

@@ -51,11 +51,6 @@ impl Agent {
         self.connected()?.write_all(&msg.to_line())
     }
 
-    /// Sends a line made ahead (see [`berth_protocol::messages::EXITED_LINE`]).
-    pub fn send_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.connected()?.write_all(line)
-    }
-
     /// Sends `msg` as one line with `fds` attached (`SCM_RIGHTS`): the
     /// agent gets its own copies, ours stay open.
     pub fn send_with(&mut self, msg: &ShimMessage, fds: &[BorrowedFd<'_>]) -> io::Result<()> {

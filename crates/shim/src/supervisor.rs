@@ -21,7 +21,7 @@ use super::note;
 use super::spec::ContainerConfig;
 use super::sync::{self, SetupReport};
 use super::userns;
-use berth_protocol::messages::{EXITED_LINE, GO};
+use berth_protocol::messages::GO;
 use berth_protocol::{ExitRecord, FailureKind, ShimArgs as Args, ShimMessage};
 
 /// The monitor's ends of the pipes.
@@ -404,7 +404,10 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     // Nothing of the container's is written from here on: the agent may
     // tell its end now, before this process is torn down (decision 0052).
     if code == 0 {
-        match agent.send_line(EXITED_LINE) {
+        // The record along with the word: the agent tells the end without
+        // reading exit.json back (decision 0057).
+        let exited = ShimMessage::Exited { exit: Some(record) };
+        match agent.send(&exited) {
             // An agent restarted since the launch has no socket to this
             // shim: it learns of the end from the pid.
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
