@@ -632,13 +632,25 @@ mod tests {
         assert!(outside.path().join("keep").exists());
     }
 
-    #[test]
-    fn a_spare_tree_becomes_the_container_dir_and_never_replaces_one() {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    /// A store in a temp dir, once its spare trees are all made.
+    fn store_with_spares() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
         store.init().unwrap();
         store.keep_spare_trees();
+        let containers = dir.path().join("work/containers");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while names_in(&containers).len() < spare_trees::SPARE_TREES {
+            assert!(std::time::Instant::now() < deadline, "no spares made");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn a_spare_tree_becomes_the_container_dir_and_never_replaces_one() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (dir, store) = store_with_spares();
         let containers = dir.path().join("work/containers");
         let spare_inodes = || -> Vec<u64> {
             (fs::read_dir(&containers).unwrap().flatten())
@@ -646,11 +658,6 @@ mod tests {
                 .map(|e| e.metadata().unwrap().ino())
                 .collect()
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while spare_inodes().len() < spare_trees::SPARE_TREES {
-            assert!(std::time::Instant::now() < deadline, "no spares made");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
         let before = spare_inodes();
         let id = ContainerId::new("c1").unwrap();
         let c1 = record_in(&store, "c1");
@@ -677,16 +684,7 @@ mod tests {
     #[test]
     fn records_are_written_through_the_container_dir_and_the_spare() {
         use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
-        store.init().unwrap();
-        store.keep_spare_trees();
-        let containers = dir.path().join("work/containers");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while names_in(&containers).len() < spare_trees::SPARE_TREES {
-            assert!(std::time::Instant::now() < deadline, "no spares made");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let (dir, store) = store_with_spares();
         let records = dir.path().join("work/records");
         let mut c1 = record_in(&store, "c1");
         assert!(store
