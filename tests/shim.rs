@@ -704,6 +704,80 @@ fn busybox_rootfs() {
     );
 }
 
+/// A mount point that the root makes a symlink out of it (absolute, or
+/// climbing with `..`) is looked up inside the root: the mount lands on
+/// the root's own directory of that name, never on the host's; a link to
+/// a directory only the host has fails the launch, the host untouched.
+#[test]
+fn a_symlinked_mount_point_is_resolved_inside_the_root() {
+    if skip_unless_root() {
+        return;
+    }
+    let busybox_root = |f: &Fixture| {
+        let rootfs = f.bundle.join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "ls", "touch"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        rootfs
+    };
+    let tmpfs = |at: &str| json!({"destination": at, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]});
+    let spec_for = |f: &Fixture, command: &str| {
+        let mut spec = f.host_root_spec(&["sh", "-c", command]);
+        spec["root"] = json!({"path": "rootfs", "readonly": false});
+        spec["process"]["env"] = json!(["PATH=/bin"]);
+        spec["process"]["cwd"] = json!("/");
+        spec["mounts"] = json!(standard_mounts(&[tmpfs("/tmp"), tmpfs("/run")]));
+        spec
+    };
+
+    // /tmp names /etc, /run climbs out to it: both are the root's /etc.
+    let f = Fixture::new();
+    let rootfs = busybox_root(&f);
+    std::os::unix::fs::symlink("/etc", rootfs.join("tmp")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../etc", rootfs.join("run")).unwrap();
+    f.write_spec(&spec_for(
+        &f,
+        "touch /tmp/made-tmp /run/made-run && ls /etc",
+    ));
+    let rec = f.run_written();
+    assert_eq!(
+        rec.exit_code,
+        Some(0),
+        "{rec:?}\n{}\n{}",
+        f.stderr(),
+        f.shim_log()
+    );
+    assert_eq!(f.stdout(), "made-run\nmade-tmp\n");
+    // Written to the tmpfs over the root's /etc: not to the root's files
+    // (as they would be had the mount gone to the host's /etc instead),
+    // nor to the host's.
+    assert!(!rootfs.join("etc/made-tmp").exists());
+    assert!(!Path::new("/etc/made-tmp").exists() && !Path::new("/etc/made-run").exists());
+
+    // A link to a directory that only the host has: refused, nothing made.
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::write(host.path().join("secret"), "host\n").unwrap();
+    let f = Fixture::new();
+    let rootfs = busybox_root(&f);
+    std::os::unix::fs::symlink(host.path(), rootfs.join("tmp")).unwrap();
+    std::os::unix::fs::symlink("/etc", rootfs.join("run")).unwrap();
+    f.write_spec(&spec_for(&f, "touch /tmp/made"));
+    let mut agent = f.start_with(&[]);
+    let said = agent.recv();
+    assert!(
+        matches!(&said, Some(ShimMessage::Failed { message, .. }) if message.contains("/tmp")),
+        "{said:?}"
+    );
+    let host_names: Vec<_> = (std::fs::read_dir(host.path()).unwrap())
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(host_names, ["secret"]);
+}
+
 #[test]
 fn rotation_keeps_the_newest_segments_at_their_offsets() {
     if skip_unless_root() {
