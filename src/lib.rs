@@ -24,6 +24,7 @@ pub mod restart_policy;
 pub mod rootfs_users;
 pub mod seccomp;
 pub mod secrets;
+pub mod side_threads;
 pub mod size;
 pub mod store;
 pub mod streams;

@@ -34,9 +34,9 @@ pub(super) struct EarlyPrepare {
 }
 
 impl EarlyPrepare {
-    /// Starts a helper (`blocking::detach`: a thread of the blocking pool,
-    /// or here if none can be started) that runs `first`, prepares
-    /// `isolators` in order, then runs `then`.
+    /// Starts a helper (a side thread, `crate::side_threads`, or here if
+    /// none can be started) that runs `first`, prepares `isolators` in
+    /// order, then runs `then`.
     pub(super) fn start(
         id: &ContainerId,
         config: &ContainerConfig,
@@ -52,7 +52,7 @@ impl EarlyPrepare {
         }
         let (id, config) = (id.clone(), config.clone());
         let (sender, receiver) = channel();
-        crate::blocking::detach("berth-prepare", move || {
+        crate::side_threads::run(move || {
             if let Some(first) = first {
                 first();
             }
@@ -204,12 +204,7 @@ mod tests {
         eventually_logged(&log, 4);
         assert_eq!(
             *lock(&log),
-            [
-                "first",
-                "cpu on berth-prepare",
-                "memory on berth-prepare",
-                "then"
-            ]
+            ["first", "cpu on berth-side", "memory on berth-side", "then"]
         );
         // Once finished, nothing is left to wait for.
         early.finish().unwrap();
@@ -237,10 +232,7 @@ mod tests {
             Err(ManagerError::Invalid { field, .. }) => assert_eq!(field, "resources.x"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            *lock(&log),
-            ["cpu on berth-prepare", "memory on berth-prepare"]
-        );
+        assert_eq!(*lock(&log), ["cpu on berth-side", "memory on berth-side"]);
     }
 
     #[test]
@@ -289,7 +281,7 @@ mod tests {
             } else {
                 drop(early);
             }
-            assert_eq!(*lock(&log), ["slow on berth-prepare"], "settle {settle}");
+            assert_eq!(*lock(&log), ["slow on berth-side"], "settle {settle}");
         }
     }
 

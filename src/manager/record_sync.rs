@@ -9,12 +9,12 @@ pub(super) struct RecordSync(std::sync::mpsc::Receiver<Result<(), StoreError>>);
 
 impl RecordSync {
     /// Runs `sync` (e.g. `Store::sync_record`) on another thread
-    /// (`blocking::detach`: the runtime's blocking pool; decision 0057).
+    /// (a side thread, `crate::side_threads`; decision 0057).
     pub(super) fn start(
         sync: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
     ) -> RecordSync {
         let (done, said) = std::sync::mpsc::channel();
-        crate::blocking::detach("berth-record-sync", move || {
+        crate::side_threads::run(move || {
             let _ = done.send(sync());
         });
         RecordSync(said)
