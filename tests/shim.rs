@@ -235,6 +235,32 @@ impl Fixture {
         self.run_written()
     }
 
+    /// A busybox root in the bundle: `dirs`, and `bin/` with `applets`.
+    fn busybox_root(&self, dirs: &[&str], applets: &[&str]) -> PathBuf {
+        let rootfs = self.bundle.join("rootfs");
+        for d in dirs.iter().chain(&["bin"]) {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in applets {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        rootfs
+    }
+
+    /// [`Fixture::run_written`], which must end with exit code 0.
+    fn run_written_ok(&self) -> ExitRecord {
+        let rec = self.run_written();
+        assert_eq!(
+            rec.exit_code,
+            Some(0),
+            "{rec:?}\n{}\n{}",
+            self.stderr(),
+            self.shim_log()
+        );
+        rec
+    }
+
     fn run_written(&self) -> ExitRecord {
         self.run_written_with(&[]).0
     }
@@ -667,14 +693,10 @@ fn busybox_rootfs() {
         return;
     }
     let f = Fixture::new();
-    let rootfs = f.bundle.join("rootfs");
-    for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ls", "cat", "echo", "touch"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
+    f.busybox_root(
+        &["proc", "dev", "sys", "tmp", "etc"],
+        &["sh", "ls", "cat", "echo", "touch"],
+    );
     let mut spec = f.host_root_spec(&[
         "sh",
         "-c",
@@ -688,14 +710,7 @@ fn busybox_rootfs() {
         "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]
     })]));
     f.write_spec(&spec);
-    let rec = f.run_written();
-    assert_eq!(
-        rec.exit_code,
-        Some(0),
-        "{rec:?}\n{}\n{}",
-        f.stderr(),
-        f.shim_log()
-    );
+    f.run_written_ok();
     assert_eq!(
         f.stdout(),
         "bin\ndev\netc\nproc\nsys\ntmp\n\
@@ -713,17 +728,8 @@ fn a_symlinked_mount_point_is_resolved_inside_the_root() {
     if skip_unless_root() {
         return;
     }
-    let busybox_root = |f: &Fixture| {
-        let rootfs = f.bundle.join("rootfs");
-        for d in ["bin", "proc", "dev", "sys", "etc"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for applet in ["sh", "ls", "touch"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-        rootfs
-    };
+    let busybox_root =
+        |f: &Fixture| f.busybox_root(&["proc", "dev", "sys", "etc"], &["sh", "ls", "touch"]);
     let tmpfs = |at: &str| json!({"destination": at, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]});
     let spec_for = |f: &Fixture, command: &str| {
         let mut spec = f.host_root_spec(&["sh", "-c", command]);
@@ -743,14 +749,7 @@ fn a_symlinked_mount_point_is_resolved_inside_the_root() {
         &f,
         "touch /tmp/made-tmp /run/made-run && ls /etc",
     ));
-    let rec = f.run_written();
-    assert_eq!(
-        rec.exit_code,
-        Some(0),
-        "{rec:?}\n{}\n{}",
-        f.stderr(),
-        f.shim_log()
-    );
+    f.run_written_ok();
     assert_eq!(f.stdout(), "made-run\nmade-tmp\n");
     // Written to the tmpfs over the root's /etc: not to the root's files
     // (as they would be had the mount gone to the host's /etc instead),
