@@ -171,8 +171,17 @@ impl Store {
         durability: Durability,
         owner: Option<(u32, u32)>,
     ) -> Result<bool, StoreError> {
-        let spare = self.spare_trees.get().and_then(|spares| spares.take());
-        self.save_with_temp_in(container, Copies::Both(durability), spare.as_deref())?;
+        let spares = self.spare_trees.get();
+        let spare = spares.and_then(|spares| spares.take());
+        let saved = self.save_with_temp_in(container, Copies::Both(durability), spare.as_deref());
+        if let Err(e) = saved {
+            // The failed write took its temp file with it: the spare is
+            // as it was.
+            if let (Some(spares), Some(spare)) = (spares, spare) {
+                spares.give_back(spare);
+            }
+            return Err(e);
+        }
         self.create_container_dirs(&container.id, owner, spare)
     }
 
@@ -638,9 +647,8 @@ mod tests {
         let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
         store.init().unwrap();
         store.keep_spare_trees();
-        let containers = dir.path().join("work/containers");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while names_in(&containers).len() < spare_trees::SPARE_TREES {
+        while store.spare_trees.get().unwrap().ready() < spare_trees::SPARE_TREES {
             assert!(std::time::Instant::now() < deadline, "no spares made");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -726,6 +734,53 @@ mod tests {
             .save(&record_in(&store, "c2"), Durability::CrashSafe)
             .unwrap();
         assert_eq!(names_in(&records), ["c2.json"]);
+    }
+
+    #[test]
+    fn a_failed_first_record_gives_its_spare_back_untouched() {
+        let (dir, store) = store_with_spares();
+        let (containers, records) = (
+            dir.path().join("work/containers"),
+            dir.path().join("work/records"),
+        );
+        let spares = names_in(&containers);
+        // The records dir replaced by a file: the record's rename fails.
+        fs::remove_dir(&records).unwrap();
+        fs::write(&records, b"").unwrap();
+        let c1 = record_in(&store, "c1");
+        assert!(store
+            .create_container(&c1, Durability::CrashSafe, None)
+            .is_err());
+        // The spare taken is given back: every spare on disk is a ready
+        // one again (a spare dropped would lie there, never used).
+        let ready = || store.spare_trees.get().unwrap().ready();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ready() != names_in(&containers).len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} ready of {:?}",
+                ready(),
+                names_in(&containers)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // No container dir; every spare still there, holding only its dirs.
+        let now = names_in(&containers);
+        assert!(spares.iter().all(|s| now.contains(s)), "{spares:?} {now:?}");
+        for name in &now {
+            assert!(name.starts_with(".spare-"), "{now:?}");
+            assert_eq!(
+                names_in(&containers.join(name)),
+                ["logs", "root", "sandbox"]
+            );
+        }
+        // The next launch goes as ever.
+        fs::remove_file(&records).unwrap();
+        fs::create_dir(&records).unwrap();
+        assert!(store
+            .create_container(&c1, Durability::CrashSafe, None)
+            .unwrap());
+        assert!(names_in(&containers).contains(&"c1".to_string()));
     }
 
     #[test]

@@ -66,6 +66,11 @@ impl SpareTrees {
         state.ready.pop()
     }
 
+    /// How many trees are ready now.
+    pub fn ready(&self) -> usize {
+        self.lock().ready.len()
+    }
+
     /// Puts back a tree taken and not used (its rename was refused).
     pub fn give_back(&self, tree: PathBuf) {
         self.lock().ready.push(tree);
