@@ -8,10 +8,38 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// How often a lookup that the kernel could not keep in bounds (`EAGAIN`)
+/// is tried again before its `EAGAIN` is returned.
+const TRIES_ON_EAGAIN: u32 = 64;
+
 /// Opens `path` relative to `dir` (`None`: the working directory, for an
 /// absolute path) with `flags` (`O_*`), `mode` (used with `O_CREAT`) and
 /// `resolve` (`RESOLVE_*`). A path with a nul byte is `EINVAL`.
+///
+/// With `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH`, a `..` on the way fails the
+/// lookup with `EAGAIN` when a rename or a mount anywhere on the host
+/// raced with it (the kernel cannot tell that the `..` stayed in bounds);
+/// the lookup is made again then, up to [`TRIES_ON_EAGAIN`] times.
 pub fn openat2(
+    dir: Option<BorrowedFd<'_>>,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    let mut tries = 1;
+    loop {
+        match openat2_once(dir, path, flags, mode, resolve) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < TRIES_ON_EAGAIN => {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One `openat2(2)` call.
+fn openat2_once(
     dir: Option<BorrowedFd<'_>>,
     path: &Path,
     flags: i32,
@@ -76,6 +104,46 @@ mod tests {
         let through = real.parent().unwrap().join("link");
         let err = open_no_follow(&through).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+    }
+
+    #[test]
+    fn a_dotdot_lookup_racing_with_renames_is_made_again() {
+        // Renames anywhere on the host make the kernel refuse a `..` in a
+        // RESOLVE_IN_ROOT lookup (EAGAIN) now and then.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("b"), b"x").unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let (stop, dir) = (stop.clone(), dir.path().to_path_buf());
+            std::fs::write(dir.join("r1"), b"").unwrap();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(dir.join("r1"), dir.join("r2")).unwrap();
+                    std::fs::rename(dir.join("r2"), dir.join("r1")).unwrap();
+                }
+            })
+        };
+        let resolve = libc::RESOLVE_IN_ROOT;
+        let flags = libc::O_PATH | libc::O_CLOEXEC;
+        let (mut refused_once, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let path = Path::new("a/../a/../b");
+            if openat2_once(Some(root.as_fd()), path, flags, 0, resolve).is_err() {
+                refused_once += 1;
+            }
+            if openat2(Some(root.as_fd()), path, flags, 0, resolve).is_err() {
+                refused += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().unwrap();
+        assert_eq!(
+            refused, 0,
+            "refused {refused} times ({refused_once} single tries)"
+        );
+        eprintln!("single tries refused: {refused_once} of 20000");
     }
 
     #[test]
