@@ -79,7 +79,7 @@ pub fn refuse_escape(root: &OwnedFd, path: &Path) -> Result<(), ResolveError> {
             Ok(_) => {}
             Err(ResolveError::Open { source, .. }) => {
                 return match source.raw_os_error() {
-                    // The rest is made by mkdir_all, in the root.
+                    // The rest is made by `dir`, in the root.
                     Some(libc::ENOENT) => Ok(()),
                     Some(libc::EXDEV) => Err(ResolveError::Escapes(path.into())),
                     _ => Err(ResolveError::Open { path: done, source }),
@@ -145,7 +145,7 @@ pub fn dir(root: &OwnedFd, path: &Path) -> Result<OwnedFd, ResolveError> {
 
 /// Creates the directory `path` and its missing parents under `root`;
 /// returns an `O_PATH` handle of it.
-pub fn mkdir_all(root: &OwnedFd, path: &Path) -> Result<OwnedFd, ResolveError> {
+fn mkdir_all(root: &OwnedFd, path: &Path) -> Result<OwnedFd, ResolveError> {
     let mut done = PathBuf::from("/");
     for comp in relative(path).components() {
         let parent = open(root, &done, libc::O_PATH | libc::O_DIRECTORY, 0)?;
