@@ -344,6 +344,20 @@ impl Agent {
     fn go(&mut self) {
         self.writer.write_all(format!("{GO}\n").as_bytes()).unwrap();
     }
+
+    /// Waits for the shim's first message, which must be `Forked`, as the
+    /// agent does before it isolates the process and sends its go.
+    fn forked(&mut self) -> (u32, u32) {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read from shim");
+        match serde_json::from_str(line.trim()).expect("a protocol message") {
+            ShimMessage::Forked { shim_pid, pid } => {
+                self.forked = Some((shim_pid, pid));
+                (shim_pid, pid)
+            }
+            other => panic!("expected forked first, got {other:?}"),
+        }
+    }
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -568,6 +582,55 @@ fn unknown_executable_fails_clearly() {
     let rec = f.exit_record();
     assert_eq!(rec.error.as_deref(), Some(expected));
     assert_eq!(rec.started_at, None);
+}
+
+/// The agent sends its go while the process still sets itself up, as soon
+/// as it has isolated it (decision 0058): the process finds the go when it
+/// is ready and runs; a setup that fails after such a go is reported with
+/// its reason, and nothing runs.
+#[test]
+fn a_go_before_ready_is_kept_and_a_setup_failing_after_it_is_reported() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::new();
+    f.write_spec(&f.host_root_spec(&["sh", "-c", "echo early; exit 4"]));
+    let mut agent = f.start();
+    agent.forked();
+    agent.go();
+    f.ready(&mut agent);
+    assert_eq!(
+        agent.recv(),
+        Some(ShimMessage::Running),
+        "shim.log:\n{}",
+        f.shim_log()
+    );
+    let rec = f.exit_record();
+    assert_eq!(rec.exit_code, Some(4), "{rec:?}\n{}", f.shim_log());
+    assert_eq!(f.stdout(), "early\n");
+
+    // A working directory that is not there: the process fails at its
+    // chdir, after the go reached it.
+    let f = Fixture::new();
+    let mut spec = f.host_root_spec(&["sh", "-c", "echo ran"]);
+    spec["process"]["cwd"] = json!("/no/such/dir");
+    f.write_spec(&spec);
+    let mut agent = f.start();
+    agent.forked();
+    agent.go();
+    match agent.recv() {
+        Some(ShimMessage::Failed { message, kind }) => {
+            assert_eq!(kind, FailureKind::Workdir, "{message}");
+            assert!(message.contains("/no/such/dir"), "{message}");
+        }
+        other => panic!(
+            "expected failed, got {other:?}; shim.log:\n{}",
+            f.shim_log()
+        ),
+    }
+    let rec = f.exit_record();
+    assert_eq!(rec.started_at, None, "{rec:?}");
+    assert_eq!(f.stdout(), "", "nothing ran");
 }
 
 #[test]

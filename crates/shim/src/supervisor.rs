@@ -2,7 +2,7 @@
 //! into the log files and records how the container ended.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -57,6 +57,8 @@ enum Release {
     Go,
     AgentGone,
     ChildDied,
+    /// The child's setup report came first (waited for with the go).
+    Reported,
 }
 
 fn now() -> String {
@@ -204,6 +206,17 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, format!("pidfd_open {child}: {e}"));
         }
     };
+    // The container's own mount namespace, for the agent to hold until it
+    // has told the end: the exiting process then does not drop the last
+    // reference, whose teardown waits two RCU grace periods before anyone
+    // hears of the exit (decision 0048). A process cloned into it
+    // (`Namespaces::at_clone`) has it from its first instant: held now,
+    // and the go may reach the process before it is set up (below).
+    let at_clone = config
+        .namespaces
+        .at_clone()
+        .contains(CloneFlags::CLONE_NEWNS);
+    let mut mount_namespace = at_clone.then(|| open_mount_namespace(child)).flatten();
     // The agent moves it into its cgroups while it sets itself up.
     let forked = ShimMessage::Forked {
         shim_pid: getpid().as_raw() as u32,
@@ -239,7 +252,46 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     out_sink.prepare(monitor.stdout.as_fd());
     err_sink.prepare(monitor.stderr.as_fd());
 
+    // With its mount namespace held, the process is let go on as soon as
+    // the agent says go, ready or not: it then finds the go waiting when
+    // it has set itself up, and execs without waiting for this process to
+    // hear of it and answer (decision 0058). An agent may also wait for
+    // `Ready` before its go: a report that comes first is answered first.
+    let mut released = false;
+    let mut died_before_go = false;
+    if at_clone {
+        match wait_for_go(&mut agent, &pidfd, Some(monitor.report.as_fd())) {
+            Release::Go => {
+                if let Err(e) = sync::release(&monitor.go) {
+                    let status = reap(child);
+                    return fail(
+                        args,
+                        &mut agent,
+                        format!("release container process: {e} ({status:?})"),
+                    );
+                }
+                released = true;
+            }
+            Release::AgentGone => {
+                kill_and_reap(child);
+                agent.close();
+                return record_failure(args, "agent went away before the container started".into());
+            }
+            // Its setup failed, most likely: its report says why.
+            Release::ChildDied => died_before_go = true,
+            Release::Reported => {}
+        }
+    }
+
     match sync::read_setup(&monitor.report) {
+        Ok(SetupReport::Ready) if died_before_go => {
+            let status = reap(child);
+            return fail(
+                args,
+                &mut agent,
+                format!("container process died before it was started ({status:?})"),
+            );
+        }
         Ok(SetupReport::Ready) => {}
         Ok(SetupReport::Failed(kind, message)) => {
             reap(child);
@@ -258,19 +310,12 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             return fail(args, &mut agent, format!("read setup report: {e}"));
         }
     }
-    // The container's own mount namespace, for the agent to hold until it
-    // has told the end: the exiting process then does not drop the last
-    // reference, whose teardown waits two RCU grace periods before anyone
-    // hears of the exit (decision 0048). Opened while the process waits
-    // for its go, so the pid is surely it. Without it, the end only comes
-    // a little later.
-    let mount_namespace = (config.namespaces.mount == NsAction::Create)
-        .then(|| std::fs::File::open(format!("/proc/{child}/ns/mnt")))
-        .and_then(|opened| {
-            opened
-                .map_err(|e| note(format_args!("open the container's mount namespace: {e}")))
-                .ok()
-        });
+    // Otherwise opened while the process waits for its go, so that the
+    // namespace is surely its own. Without it, the end only comes a little
+    // later.
+    if !at_clone && config.namespaces.mount == NsAction::Create {
+        mount_namespace = open_mount_namespace(child);
+    }
     // With -t, the pty's master: the output and the input both.
     let mut master = None;
     if let Some(socket) = &pty_socket {
@@ -300,8 +345,13 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         note(format_args!("send ready: {e}"));
     }
 
-    match wait_for_go(&mut agent, &pidfd) {
-        Release::Go => {}
+    let release = match released {
+        true => Release::Go,
+        false => wait_for_go(&mut agent, &pidfd, None),
+    };
+    match release {
+        // (`Reported` only comes with a report watched: not here.)
+        Release::Go | Release::Reported => {}
         Release::AgentGone => {
             kill_and_reap(child);
             agent.close();
@@ -316,13 +366,15 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
             );
         }
     }
-    if let Err(e) = sync::release(&monitor.go) {
-        let status = reap(child);
-        return fail(
-            args,
-            &mut agent,
-            format!("release container process: {e} ({status:?})"),
-        );
+    if !released {
+        if let Err(e) = sync::release(&monitor.go) {
+            let status = reap(child);
+            return fail(
+                args,
+                &mut agent,
+                format!("release container process: {e} ({status:?})"),
+            );
+        }
     }
     drop(monitor.go);
 
@@ -466,12 +518,27 @@ fn fork_container(config: &ContainerConfig) -> Result<Option<Pid>, String> {
         return unsafe { userns::clone_child(config.namespaces.pid == NsAction::Create) }
             .map_err(|e| e.to_string());
     }
+    let at_clone = config.namespaces.at_clone();
+    if !at_clone.is_empty() {
+        // SAFETY: the shim is single-threaded, so the child may run Rust
+        // code; it sets itself up and execs (see `clone_into`).
+        return unsafe { super::namespaces::clone_into(at_clone) }
+            .map_err(|e| format!("clone container process into {at_clone:?}: {e}"));
+    }
     // SAFETY: the shim is single-threaded, so the child may run Rust code.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => Ok(None),
         Ok(ForkResult::Parent { child }) => Ok(Some(child)),
         Err(e) => Err(format!("fork container process: {e}")),
     }
+}
+
+/// The mount namespace of `child`, an unreaped child of this process (so
+/// the pid is surely it); `None`, noted, if it cannot be opened.
+fn open_mount_namespace(child: Pid) -> Option<std::fs::File> {
+    std::fs::File::open(format!("/proc/{child}/ns/mnt"))
+        .map_err(|e| note(format_args!("open the container's mount namespace: {e}")))
+        .ok()
 }
 
 fn make_pipes() -> nix::Result<(MonitorFds, ChildFds)> {
@@ -508,7 +575,9 @@ fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 }
 
 /// Waits for the `go` line, watching the child at the same time.
-fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd) -> Release {
+/// Waits for the agent's go, the child's death or, with `report`, the
+/// child's setup report (or the report pipe's end), the go first.
+fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd, report: Option<BorrowedFd>) -> Release {
     loop {
         if let Some(line) = agent.buffered_line() {
             if line == GO {
@@ -522,11 +591,14 @@ fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd) -> Release {
         let Some(agent_fd) = agent.fd() else {
             return Release::AgentGone;
         };
+        let report_fd = report.unwrap_or(pidfd.as_fd());
         let mut fds = [
             PollFd::new(agent_fd, PollFlags::POLLIN),
             PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(report_fd, PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        let watched = if report.is_some() { 3 } else { 2 };
+        match poll(&mut fds[..watched], PollTimeout::NONE) {
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
             Err(e) => {
@@ -536,6 +608,7 @@ fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd) -> Release {
         }
         let agent_ready = fds[0].any().unwrap_or(true);
         let child_gone = fds[1].any().unwrap_or(false);
+        let reported = report.is_some() && fds[2].any().unwrap_or(false);
         if agent_ready {
             match agent.read() {
                 Incoming::Line(line) if line == GO => return Release::Go,
@@ -545,6 +618,8 @@ fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd) -> Release {
                 Incoming::Partial => {}
                 Incoming::Closed => return Release::AgentGone,
             }
+        } else if reported {
+            return Release::Reported;
         } else if child_gone {
             return Release::ChildDied;
         }

@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
+use nix::sched::CloneFlags;
 use nix::unistd::{setresgid, setresuid, Gid, Pid, Uid};
 use oci_spec::runtime::LinuxIdMapping;
 use thiserror::Error;
@@ -106,28 +107,12 @@ impl IdMappings {
 /// # Safety
 /// As for `fork`: the caller must be single-threaded.
 pub unsafe fn clone_child(new_pid: bool) -> Result<Option<Pid>, UsernsError> {
-    let mut flags = libc::CLONE_NEWUSER | libc::SIGCHLD;
+    let mut flags = CloneFlags::CLONE_NEWUSER;
     if new_pid {
-        flags |= libc::CLONE_NEWPID;
+        flags |= CloneFlags::CLONE_NEWPID;
     }
-    // SAFETY: the raw clone syscall with no new stack duplicates the caller
-    // like fork does (the child continues on a copy of the stack); the
-    // caller guarantees there are no other threads.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags as libc::c_ulong,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            0 as libc::c_ulong,
-        )
-    };
-    match rc {
-        -1 => Err(UsernsError::Clone(Errno::last())),
-        0 => Ok(None),
-        pid => Ok(Some(Pid::from_raw(pid as i32))),
-    }
+    // SAFETY: the caller guarantees there are no other threads.
+    unsafe { super::namespaces::clone_into(flags) }.map_err(UsernsError::Clone)
 }
 
 /// In the child, once its maps are written: uid and gid 0 of its
