@@ -214,6 +214,42 @@ fn listing_goes_through_the_descriptor_and_stats_without_following() {
     assert_eq!(dir.read_link("inside").unwrap(), Path::new("sub/file"));
 }
 
+/// A listing reads the whole directory from its start, however many
+/// reads of the kernel's records it takes, and again the same the next
+/// time; names are bytes, not text.
+#[test]
+fn a_listing_spans_many_reads_and_repeats_from_the_start() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // 700 names of ~60 bytes: about 56 kB of records, several buffers.
+    let mut expected: Vec<Vec<u8>> = (0..700)
+        .map(|i| format!("entry-{i:04}-{}", "x".repeat(48)).into_bytes())
+        .collect();
+    expected.push(b"not-utf8-\xff\xfe".to_vec());
+    expected.push(b"a".to_vec());
+    for name in &expected {
+        fs::write(tmp.path().join(OsStr::from_bytes(name)), b"").unwrap();
+    }
+    fs::create_dir(tmp.path().join("sub")).unwrap();
+    expected.push(b"sub".to_vec());
+    expected.sort();
+    let dir = Dir::open(tmp.path()).unwrap();
+    for _ in 0..2 {
+        let mut names: Vec<Vec<u8>> = dir
+            .names()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.as_bytes().to_vec())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), expected.len());
+        assert!(names == expected, "the listing differs from what was made");
+    }
+    let empty = tempfile::tempdir().unwrap();
+    assert!(Dir::open(empty.path()).unwrap().names().unwrap().is_empty());
+}
+
 #[test]
 fn removal_keeps_what_links_point_at_and_handles_deep_unwritable_trees() {
     let (tmp, host) = hostile();
