@@ -14,11 +14,12 @@
 //! 1. shim → agent [`ShimMessage::Ready`] once the container process is set up
 //!    (namespaces, mounts, user) and waits to exec; or [`ShimMessage::Failed`].
 //! 2. agent → shim the line [`GO`] once the isolators placed `pid`, before or
-//!    after `Ready`: the shim passes it on to the container process, which
-//!    takes it once it is set up (the shim holds the container's mount
-//!    namespace from its clone, decision 0058; without a new mount namespace
-//!    of its own, the shim holds the go until `Ready`). If the socket closes
-//!    instead, the shim kills the container and records a launch failure.
+//!    after `Ready`: a shim that holds the container's mount namespace from
+//!    the clone (a new one, no new user namespace: decision 0058) passes it
+//!    on to the container process at once, which takes it once it is set
+//!    up; another shim holds it until the container is ready. If the socket
+//!    closes instead, the shim kills the container and records a launch
+//!    failure.
 //! 3. shim → agent [`ShimMessage::Running`] once the command was exec'd, or
 //!    [`ShimMessage::Failed`] (for example an unknown executable). A
 //!    container with its own mount namespace has it attached to `Running`
