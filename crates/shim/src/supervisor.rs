@@ -262,21 +262,12 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     if at_clone {
         match wait_for_go(&mut agent, &pidfd, Some(monitor.report.as_fd())) {
             Release::Go => {
-                if let Err(e) = sync::release(&monitor.go) {
-                    let status = reap(child);
-                    return fail(
-                        args,
-                        &mut agent,
-                        format!("release container process: {e} ({status:?})"),
-                    );
+                if let Err(code) = release_child(args, &mut agent, child, &monitor.go) {
+                    return code;
                 }
                 released = true;
             }
-            Release::AgentGone => {
-                kill_and_reap(child);
-                agent.close();
-                return record_failure(args, "agent went away before the container started".into());
-            }
+            Release::AgentGone => return agent_gone_before_go(args, &mut agent, child),
             // Its setup failed, most likely: its report says why.
             Release::ChildDied => died_before_go = true,
             Release::Reported => {}
@@ -285,12 +276,7 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 
     match sync::read_setup(&monitor.report) {
         Ok(SetupReport::Ready) if died_before_go => {
-            let status = reap(child);
-            return fail(
-                args,
-                &mut agent,
-                format!("container process died before it was started ({status:?})"),
-            );
+            return died_before_start(args, &mut agent, child)
         }
         Ok(SetupReport::Ready) => {}
         Ok(SetupReport::Failed(kind, message)) => {
@@ -352,28 +338,12 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     match release {
         // (`Reported` only comes with a report watched: not here.)
         Release::Go | Release::Reported => {}
-        Release::AgentGone => {
-            kill_and_reap(child);
-            agent.close();
-            return record_failure(args, "agent went away before the container started".into());
-        }
-        Release::ChildDied => {
-            let status = reap(child);
-            return fail(
-                args,
-                &mut agent,
-                format!("container process died before it was started ({status:?})"),
-            );
-        }
+        Release::AgentGone => return agent_gone_before_go(args, &mut agent, child),
+        Release::ChildDied => return died_before_start(args, &mut agent, child),
     }
     if !released {
-        if let Err(e) = sync::release(&monitor.go) {
-            let status = reap(child);
-            return fail(
-                args,
-                &mut agent,
-                format!("release container process: {e} ({status:?})"),
-            );
+        if let Err(code) = release_child(args, &mut agent, child, &monitor.go) {
+            return code;
         }
     }
     drop(monitor.go);
@@ -480,6 +450,37 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
 /// it still listens), and returns the monitor's exit code. In this order
 /// because the agent removes the state dir once it hears of the failure: a
 /// record written after that would leave the dir behind.
+/// Passes the go on to the container process; else the monitor's exit
+/// code, the failure recorded.
+fn release_child(args: &Args, agent: &mut Agent, child: Pid, go: &OwnedFd) -> Result<(), i32> {
+    sync::release(go).map_err(|e| {
+        let status = reap(child);
+        fail(
+            args,
+            agent,
+            format!("release container process: {e} ({status:?})"),
+        )
+    })
+}
+
+/// The agent went away before its go: the container is killed and the
+/// launch failure recorded. Returns the monitor's exit code.
+fn agent_gone_before_go(args: &Args, agent: &mut Agent, child: Pid) -> i32 {
+    kill_and_reap(child);
+    agent.close();
+    record_failure(args, "agent went away before the container started".into())
+}
+
+/// The container process died after its setup, before its go.
+fn died_before_start(args: &Args, agent: &mut Agent, child: Pid) -> i32 {
+    let status = reap(child);
+    fail(
+        args,
+        agent,
+        format!("container process died before it was started ({status:?})"),
+    )
+}
+
 fn fail(args: &Args, agent: &mut Agent, message: String) -> i32 {
     fail_as(args, agent, FailureKind::Setup, message)
 }
