@@ -317,6 +317,17 @@ mod tests {
     }
 
     #[test]
+    fn only_a_new_mount_namespace_without_a_new_user_one_comes_with_the_clone() {
+        let plain = ns(serde_json::json!([{"type": "pid"}, {"type": "mount"}])).unwrap();
+        assert_eq!(plain.at_clone(), CloneFlags::CLONE_NEWNS);
+        let user =
+            ns(serde_json::json!([{"type": "user"}, {"type": "pid"}, {"type": "mount"}])).unwrap();
+        assert_eq!(user.at_clone(), CloneFlags::empty());
+        let joined = ns(serde_json::json!([{"type": "mount", "path": "/proc/1/ns/mnt"}])).unwrap();
+        assert_eq!(joined.at_clone(), CloneFlags::empty());
+    }
+
+    #[test]
     fn user_namespace_is_created_with_a_pid_namespace_and_no_joins() {
         let n =
             ns(serde_json::json!([{"type": "user"}, {"type": "pid"}, {"type": "mount"}])).unwrap();

@@ -446,10 +446,6 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     code
 }
 
-/// Records a launch failure in exit.json, then reports it to the agent (if
-/// it still listens), and returns the monitor's exit code. In this order
-/// because the agent removes the state dir once it hears of the failure: a
-/// record written after that would leave the dir behind.
 /// Passes the go on to the container process; else the monitor's exit
 /// code, the failure recorded.
 fn release_child(args: &Args, agent: &mut Agent, child: Pid, go: &OwnedFd) -> Result<(), i32> {
@@ -481,6 +477,10 @@ fn died_before_start(args: &Args, agent: &mut Agent, child: Pid) -> i32 {
     )
 }
 
+/// Records a launch failure in exit.json, then reports it to the agent (if
+/// it still listens), and returns the monitor's exit code. In this order
+/// because the agent removes the state dir once it hears of the failure: a
+/// record written after that would leave the dir behind.
 fn fail(args: &Args, agent: &mut Agent, message: String) -> i32 {
     fail_as(args, agent, FailureKind::Setup, message)
 }
