@@ -631,6 +631,33 @@ fn a_go_before_ready_is_kept_and_a_setup_failing_after_it_is_reported() {
     let rec = f.exit_record();
     assert_eq!(rec.started_at, None, "{rec:?}");
     assert_eq!(f.stdout(), "", "nothing ran");
+
+    // A setup that fails at its start, dead before or as the go comes (a
+    // go written into its pipe then finds no reader): still reported with
+    // the process's own reason.
+    for _ in 0..5 {
+        let f = Fixture::new();
+        let mut spec = f.host_root_spec(&["sh", "-c", "echo ran"]);
+        for ns in spec["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "ipc" {
+                ns["path"] = json!("/no/such/ns");
+            }
+        }
+        f.write_spec(&spec);
+        let mut agent = f.start();
+        agent.forked();
+        agent.go();
+        match agent.recv() {
+            Some(ShimMessage::Failed { message, .. }) => {
+                assert!(message.contains("/no/such/ns"), "{message}")
+            }
+            other => panic!(
+                "expected failed, got {other:?}; shim.log:\n{}",
+                f.shim_log()
+            ),
+        }
+        assert_eq!(f.stdout(), "", "nothing ran");
+    }
 }
 
 #[test]

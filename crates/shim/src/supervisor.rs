@@ -261,12 +261,13 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     let mut died_before_go = false;
     if at_clone {
         match wait_for_go(&mut agent, &pidfd, Some(monitor.report.as_fd())) {
-            Release::Go => {
-                if let Err(code) = release_child(args, &mut agent, child, &monitor.go) {
-                    return code;
-                }
-                released = true;
-            }
+            Release::Go => match sync::release(&monitor.go) {
+                Ok(()) => released = true,
+                // The process is gone, its setup failed most likely: its
+                // report says why.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => died_before_go = true,
+                Err(e) => return release_failed(args, &mut agent, child, e),
+            },
             Release::AgentGone => return agent_gone_before_go(args, &mut agent, child),
             // Its setup failed, most likely: its report says why.
             Release::ChildDied => died_before_go = true,
@@ -342,8 +343,8 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
         Release::ChildDied => return died_before_start(args, &mut agent, child),
     }
     if !released {
-        if let Err(code) = release_child(args, &mut agent, child, &monitor.go) {
-            return code;
+        if let Err(e) = sync::release(&monitor.go) {
+            return release_failed(args, &mut agent, child, e);
         }
     }
     drop(monitor.go);
@@ -446,17 +447,17 @@ pub fn supervise(args: &Args, mut agent: Agent) -> i32 {
     code
 }
 
-/// Passes the go on to the container process; else the monitor's exit
-/// code, the failure recorded.
-fn release_child(args: &Args, agent: &mut Agent, child: Pid, go: &OwnedFd) -> Result<(), i32> {
-    sync::release(go).map_err(|e| {
-        let status = reap(child);
-        fail(
-            args,
-            agent,
-            format!("release container process: {e} ({status:?})"),
-        )
-    })
+/// The go could not be passed on to the container process: it is ended
+/// and the failure recorded. Returns the monitor's exit code.
+fn release_failed(args: &Args, agent: &mut Agent, child: Pid, e: io::Error) -> i32 {
+    // (A process already dead is a zombie until reaped: the kill is moot.)
+    let _ = kill(child, Signal::SIGKILL);
+    let status = reap(child);
+    fail(
+        args,
+        agent,
+        format!("release container process: {e} ({status:?})"),
+    )
 }
 
 /// The agent went away before its go: the container is killed and the
@@ -577,7 +578,7 @@ fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 
 /// Waits for the `go` line, watching the child at the same time.
 /// Waits for the agent's go, the child's death or, with `report`, the
-/// child's setup report (or the report pipe's end), the go first.
+/// child's setup report (or the report pipe's end), the report first.
 fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd, report: Option<BorrowedFd>) -> Release {
     loop {
         if let Some(line) = agent.buffered_line() {
@@ -610,7 +611,10 @@ fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd, report: Option<BorrowedFd>) -
         let agent_ready = fds[0].any().unwrap_or(true);
         let child_gone = fds[1].any().unwrap_or(false);
         let reported = report.is_some() && fds[2].any().unwrap_or(false);
-        if agent_ready {
+        if reported {
+            // First: a setup that failed is reported as it failed.
+            return Release::Reported;
+        } else if agent_ready {
             match agent.read() {
                 Incoming::Line(line) if line == GO => return Release::Go,
                 Incoming::Line(line) => note(format_args!(
@@ -619,8 +623,6 @@ fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd, report: Option<BorrowedFd>) -
                 Incoming::Partial => {}
                 Incoming::Closed => return Release::AgentGone,
             }
-        } else if reported {
-            return Release::Reported;
         } else if child_gone {
             return Release::ChildDied;
         }
