@@ -326,12 +326,7 @@ impl Agent {
     /// the shim closed the socket.
     fn recv(&mut self) -> Option<ShimMessage> {
         loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).expect("read from shim");
-            if n == 0 {
-                return None;
-            }
-            match serde_json::from_str(line.trim()).expect("a protocol message") {
+            match self.next()? {
                 ShimMessage::Forked { shim_pid, pid } => {
                     assert_eq!(self.forked, None, "forked twice");
                     self.forked = Some((shim_pid, pid));
@@ -341,6 +336,14 @@ impl Agent {
         }
     }
 
+    /// The next message, whatever it is; `None` when the shim closed the
+    /// socket.
+    fn next(&mut self) -> Option<ShimMessage> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read from shim");
+        (n > 0).then(|| serde_json::from_str(line.trim()).expect("a protocol message"))
+    }
+
     fn go(&mut self) {
         self.writer.write_all(format!("{GO}\n").as_bytes()).unwrap();
     }
@@ -348,10 +351,8 @@ impl Agent {
     /// Waits for the shim's first message, which must be `Forked`, as the
     /// agent does before it isolates the process and sends its go.
     fn forked(&mut self) -> (u32, u32) {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("read from shim");
-        match serde_json::from_str(line.trim()).expect("a protocol message") {
-            ShimMessage::Forked { shim_pid, pid } => {
+        match self.next() {
+            Some(ShimMessage::Forked { shim_pid, pid }) => {
                 self.forked = Some((shim_pid, pid));
                 (shim_pid, pid)
             }

@@ -576,7 +576,6 @@ fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     berth_sys::pidfd::open(pid.as_raw())
 }
 
-/// Waits for the `go` line, watching the child at the same time.
 /// Waits for the agent's go, the child's death or, with `report`, the
 /// child's setup report (or the report pipe's end), the report first.
 fn wait_for_go(agent: &mut Agent, pidfd: &OwnedFd, report: Option<BorrowedFd>) -> Release {

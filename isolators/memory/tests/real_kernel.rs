@@ -88,6 +88,16 @@ fn prepare_and_watch(
     (root, isolator, id, cgroup, reports)
 }
 
+/// Waits (`within` at most, else fails with `why`) until `count` threads
+/// of this process are named `name`.
+fn wait_for_threads_named(name: &str, count: usize, within: Duration, why: &str) {
+    let start = Instant::now();
+    while threads_named(None, name) != count {
+        assert!(start.elapsed() < within, "{why}");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn assert_removed(root: &CgroupRoot, cgroup: &ContainerCgroup) {
     let path = cgroup.path(Controller::Memory).unwrap();
     assert!(!path.exists(), "{} left behind", path.display());
@@ -251,14 +261,12 @@ fn an_unlimited_container_is_watched_once_an_update_limits_it() {
     };
     isolator.update(&id, &limited.into_resources()).unwrap();
     // A new thread takes its name itself, once it runs.
-    let start = Instant::now();
-    while threads_named(None, watcher) != 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no watcher after the update"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_threads_named(
+        watcher,
+        1,
+        Duration::from_secs(10),
+        "no watcher after the update",
+    );
     let mut child = spawn_allocating(200, 1);
     isolator.isolate(&id, child.id()).unwrap();
     let status = child.wait().unwrap();
@@ -278,13 +286,11 @@ fn an_unlimited_container_is_watched_once_an_update_limits_it() {
     // The cleanup joined the watcher; the kernel drops the task's entry in
     // /proc a moment after the join returns (the join waits for the tid to
     // be cleared, which happens before the task is released).
-    let start = Instant::now();
-    while threads_named(None, watcher) != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the watcher outlived the cleanup"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_threads_named(
+        watcher,
+        0,
+        Duration::from_secs(5),
+        "the watcher outlived the cleanup",
+    );
     assert_removed(&root, &cgroup);
 }
