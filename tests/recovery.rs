@@ -306,6 +306,83 @@ fn after_a_reboot_containers_are_reported_agent_lost_with_their_sandboxes() {
 }
 
 #[test]
+fn after_a_power_loss_the_records_journal_keeps_each_containers_last_record() {
+    require_root!();
+    let mut agent = Agent::start();
+    let records = agent.work_dir.join("records");
+    let record_says = |id: &str, what: &str| {
+        std::fs::read_to_string(records.join(format!("{id}.json")))
+            .is_ok_and(|record| record.contains(what))
+    };
+    agent.launch(json!({"id": "ended", "command": ["sh", "-c", "exit 7"]}));
+    assert_eq!(agent.wait("ended")["exit_code"], 7);
+    let running = agent.launch(json!({"id": "running", "command": ["sleep", "300"]}));
+    agent.launch(json!({"id": "removed", "command": ["true"]}));
+    agent.wait("removed");
+    eventually(Duration::from_secs(5), "the ends recorded", || {
+        (record_says("ended", "\"exited\"") && record_says("removed", "\"exited\"")).then_some(())
+    });
+    let removed_record = std::fs::read(records.join("removed.json")).unwrap();
+    assert_eq!(
+        agent.api("DELETE", "/v1/containers/removed", None).status,
+        204
+    );
+    agent.kill_agent();
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(agent.runtime_dir.join("containers/running/container.json")).unwrap(),
+    )
+    .unwrap();
+    let pids = [
+        state["shim"]["pid"].as_u64().unwrap() as i32,
+        running["pid"].as_u64().unwrap() as i32,
+    ];
+    for pid in pids {
+        // SAFETY: kill(2) of this test's own container's shim and process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the container's processes gone",
+        || {
+            pids.iter()
+                .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+                .then_some(())
+        },
+    );
+    // The power loss: no record file's write was flushed, so none reached
+    // the disk, nor did the removal's unlink; the runtime dir (a tmpfs) is
+    // gone with the reboot. Only the journal's flushed frames are left.
+    std::fs::remove_file(records.join("ended.json")).unwrap();
+    std::fs::remove_file(records.join("running.json")).unwrap();
+    std::fs::write(records.join("removed.json"), &removed_record).unwrap();
+    std::fs::remove_dir_all(&agent.runtime_dir).unwrap();
+    agent.start_again();
+
+    let ended = agent.api("GET", "/v1/containers/ended", None).body;
+    assert_eq!(ended["state"], "exited");
+    assert_eq!(ended["exit_code"], 7);
+    assert_eq!(ended["reason"], "exited");
+    let lost = agent.api("GET", "/v1/containers/running", None).body;
+    assert_eq!(lost["state"], "exited");
+    assert_eq!(lost["reason"], "agent-lost");
+    assert_eq!(
+        agent.api("GET", "/v1/containers/removed", None).status,
+        404,
+        "a removed container stays removed"
+    );
+    assert!(!records.join("removed.json").exists());
+    for id in ["ended", "running"] {
+        assert_eq!(
+            agent
+                .api("DELETE", &format!("/v1/containers/{id}"), None)
+                .status,
+            204
+        );
+    }
+    assert!(agent.leftovers().is_empty(), "{:?}", agent.leftovers());
+}
+
+#[test]
 fn shutdown_leaves_containers_running_unless_configured_to_stop_them() {
     require_root!();
     let mut agent = Agent::start();

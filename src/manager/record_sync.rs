@@ -51,10 +51,21 @@ mod tests {
 
     /// A record as `Store::save` leaves it before its sync: written
     /// crash-safe, not synced.
-    fn saved(dir: &std::path::Path, id: &str) -> ContainerId {
-        let path = dir.join(format!("work/records/{id}.json"));
-        crate::store::write_atomic(&path, b"{}", Durability::CrashSafe).unwrap();
-        ContainerId::new(id).unwrap()
+    fn saved(store: &Store, id: &str) -> ContainerId {
+        let container: crate::container::Container = serde_json::from_value(serde_json::json!({
+            "id": id, "state": "created", "pid": null, "command": ["true"],
+            "env": {}, "workdir": null, "user": null, "rootfs": null, "resources": {},
+            "isolation": [], "network": "host", "seccomp": "default",
+            "created_at": "2026-12-06T10:00:00Z", "started_at": null,
+            "finished_at": null, "exit_code": null, "signal": null, "reason": null,
+            "limitation": null, "message": null,
+            "sandbox": format!("/var/lib/berth/containers/{id}/sandbox"),
+            "bundle": format!("/run/berth/containers/{id}/bundle"),
+        }))
+        .unwrap();
+        std::fs::create_dir_all(store.state_dir(&container.id)).unwrap();
+        store.save(&container, Durability::CrashSafe).unwrap();
+        container.id.clone()
     }
 
     /// `Store::sync_record` of `id` on a `RecordSync`, waited for, as a
@@ -66,9 +77,11 @@ mod tests {
 
     #[test]
     fn a_saved_record_is_synced_and_a_removed_one_is_no_error() {
-        let (dir, store) = store();
-        let id = saved(dir.path(), "synced");
+        let (_dir, store) = store();
+        let id = saved(&store, "synced");
+        let flushes = store.journal_flushes();
         sync(&store, &id).unwrap();
+        assert_eq!(store.journal_flushes(), flushes + 1);
         // `rm` of a launch that failed before its go: nothing to sync.
         store.remove(&id).unwrap();
         sync(&store, &id).unwrap();
@@ -76,16 +89,20 @@ mod tests {
 
     #[test]
     fn a_sync_that_fails_fails_the_wait() {
-        let (dir, store) = store();
-        let id = ContainerId::new("unsyncable").unwrap();
-        // A socket where the record should be: open(2) of it is ENXIO,
-        // as an fsync's EIO would be, an error the go must not pass.
-        let path = dir.path().join("work/records/unsyncable.json");
-        let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let err = sync(&store, &id).unwrap_err();
+        // As `Store::sync_record` fails when the journal's flush did (its
+        // own test makes one fail): an error the go must not pass.
+        let failed = RecordSync::start(|| {
+            Err(crate::store::StoreError::Io {
+                op: "flush",
+                path: "/var/lib/berth/records.journal".into(),
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            })
+        })
+        .wait()
+        .unwrap_err();
         assert!(
-            matches!(&err, ManagerError::Internal(m) if m.contains("durable") && m.contains("unsyncable.json")),
-            "{err:?}"
+            matches!(&failed, ManagerError::Internal(m) if m.contains("durable") && m.contains("records.journal")),
+            "{failed:?}"
         );
     }
 }

@@ -20,6 +20,9 @@
 //! <work_dir>/records/<id>.json                 a copy of the record that
 //!                                              survives a reboot (the runtime
 //!                                              dir is a tmpfs)
+//! <work_dir>/records.journal                   every save of those copies,
+//!                                              appended: what makes them
+//!                                              durable (decision 0059)
 //! ```
 //!
 //! The record copy in the work dir is outside the sandbox on purpose: the
@@ -39,9 +42,12 @@ use crate::container::Container;
 use berth_protocol::exit::ExitRecordError;
 use berth_protocol::ExitRecord;
 
+mod journal;
 mod lock;
 mod quarantine;
 pub mod spare_trees;
+pub use journal::JOURNAL_FILE;
+use journal::{Entry, Journal};
 pub use lock::{LockError, RuntimeLock};
 use quarantine::{load_record, QUARANTINE_SUFFIX};
 pub use quarantine::{Loaded, Quarantined};
@@ -87,6 +93,8 @@ pub struct Store {
     runtime_dir: PathBuf,
     /// Container trees made ahead, once [`Store::keep_spare_trees`] runs.
     spare_trees: std::sync::OnceLock<std::sync::Arc<spare_trees::SpareTrees>>,
+    /// The records' journal, opened by [`Store::init`]; shared by clones.
+    journal: std::sync::Arc<std::sync::OnceLock<Journal>>,
 }
 
 impl Store {
@@ -95,6 +103,7 @@ impl Store {
             work_dir: work_dir.to_path_buf(),
             runtime_dir: runtime_dir.to_path_buf(),
             spare_trees: std::sync::OnceLock::new(),
+            journal: Default::default(),
         }
     }
 
@@ -133,7 +142,20 @@ impl Store {
             }
             Err(e) => tracing::warn!(dir = %containers.display(), "chattr +T: {e}"),
         }
+        if self.journal.get().is_none() {
+            let journal = Journal::open(&self.work_dir, &self.work_dir.join("records"))?;
+            let _ = self.journal.set(journal);
+        }
         Ok(())
+    }
+
+    /// The records' journal; an error before [`Store::init`].
+    fn journal(&self) -> Result<&Journal, StoreError> {
+        self.journal.get().ok_or_else(|| StoreError::Io {
+            op: "append to",
+            path: self.work_dir.join(JOURNAL_FILE),
+            source: io::Error::other("the store is not initialized"),
+        })
     }
 
     /// `<work_dir>/containers/<id>`: everything of the container that
@@ -270,30 +292,37 @@ impl Store {
         match copies {
             Copies::RuntimeOnly => Ok(()),
             Copies::Both(durability) => {
+                // The journal first: it is never behind the record file.
+                let journal = self.journal()?;
+                journal.append_saved(&container.id, &bytes)?;
                 let record = self.persistent_record(&container.id);
                 match temp_dir {
-                    Some(temp_dir) => write_atomic_in(temp_dir, &record, &bytes, durability),
-                    None => write_atomic(&record, &bytes, durability),
+                    Some(temp_dir) => {
+                        write_atomic_in(temp_dir, &record, &bytes, Durability::CrashSafe)
+                    }
+                    None => write_atomic(&record, &bytes, Durability::CrashSafe),
+                }?;
+                if durability == Durability::Durable {
+                    journal.wait_durable(&container.id)?;
                 }
+                Ok(())
             }
         }
     }
 
     /// Makes the work dir's copy of a record saved [`Durability::CrashSafe`]
-    /// durable after all (the file, then its directory, synced): what a
-    /// `Durable` save does, done after the record was published (decision
-    /// 0035). A record removed meanwhile is fine: there is nothing to keep.
+    /// durable after all: waits for the journal's flush that covers its
+    /// last save (decisions 0035, 0059; one flush for every save waiting
+    /// with it). A record removed meanwhile is fine: there is nothing to
+    /// keep.
     pub fn sync_record(&self, id: &ContainerId) -> Result<(), StoreError> {
-        let path = self.persistent_record(id);
-        match fs::File::open(&path) {
-            Ok(file) => file.sync_all().map_err(io_error("fsync", &path))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_error("open", &path)(e)),
-        }
-        let dir = self.work_dir.join("records");
-        fs::File::open(&dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error("fsync", &dir))
+        self.journal()?.wait_durable(id)
+    }
+
+    /// How many flushes the records' journal has made since the agent
+    /// started.
+    pub fn journal_flushes(&self) -> u64 {
+        self.journal.get().map_or(0, Journal::flushes)
     }
 
     fn persistent_record(&self, id: &ContainerId) -> PathBuf {
@@ -301,11 +330,18 @@ impl Store {
     }
 
     /// Records kept in the work dir, for containers whose runtime state is
-    /// gone (the host rebooted, or the runtime dir was wiped). A corrupt one
-    /// is quarantined (see [`Loaded::Quarantined`]).
+    /// gone (the host rebooted, or the runtime dir was wiped). Each is the
+    /// journal's last record of the container, or its record file when the
+    /// journal has none (saved by an agent before the journal, decision
+    /// 0059); a container the journal says was removed has none. A corrupt
+    /// record file is quarantined (see [`Loaded::Quarantined`]).
     pub fn load_persistent(&self) -> Result<Vec<Loaded>, StoreError> {
         let dir = self.work_dir.join("records");
-        let mut ids = std::collections::BTreeSet::new();
+        let mut journaled = match self.journal.get() {
+            Some(journal) => journal.entries()?,
+            None => Default::default(),
+        };
+        let mut ids: std::collections::BTreeSet<ContainerId> = journaled.keys().cloned().collect();
         for name in entry_names(&dir)? {
             // `<id>.json`, or only a quarantined `<id>.json.corrupt-<time>`.
             let id = name
@@ -324,9 +360,17 @@ impl Store {
         }
         Ok(ids
             .into_iter()
-            .filter_map(|id| {
-                let path = self.persistent_record(&id);
-                load_record(id, &path)
+            .filter_map(|id| match journaled.remove(&id) {
+                Some(Entry::Removed) => None,
+                Some(Entry::Saved(bytes)) => match serde_json::from_slice::<Container>(&bytes) {
+                    Ok(container) if container.id == id => Some(Loaded::Record(Box::new(container))),
+                    // Never written so: the crc held. The file, then.
+                    _ => {
+                        tracing::error!(%id, "the journal's record of the container does not parse; reading its record file");
+                        load_record(id.clone(), &self.persistent_record(&id))
+                    }
+                },
+                None => load_record(id.clone(), &self.persistent_record(&id)),
             })
             .collect())
     }
@@ -422,10 +466,11 @@ impl Store {
             }
         }
         match fs::remove_file(&record) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_error("remove", &record)(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove", &record)(e)),
         }
+        self.journal()?.append_removed(id)
     }
 }
 
@@ -523,6 +568,7 @@ mod tests {
     use super::*;
     use crate::container::State;
     use berth_protocol::exit::EXIT_FILE;
+    use std::collections::BTreeMap;
 
     #[test]
     fn atomic_write_replaces_content_and_leaves_no_temp() {
@@ -539,16 +585,78 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
         store.init().unwrap();
-        let id = ContainerId::new("synced".to_string()).unwrap();
-        let path = store.persistent_record(&id);
-        write_atomic(&path, b"{}", Durability::CrashSafe).unwrap();
-        store.sync_record(&id).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        let container = record_in(&store, "synced");
+        store.save(&container, Durability::CrashSafe).unwrap();
+        let before = store.journal_flushes();
+        store.sync_record(&container.id).unwrap();
+        assert_eq!(store.journal_flushes(), before + 1);
+        // On disk already: no flush more.
+        store.sync_record(&container.id).unwrap();
+        assert_eq!(store.journal_flushes(), before + 1);
         // Removed (`rm` right after the exit was published): nothing to do,
         // and nothing made again.
-        fs::remove_file(&path).unwrap();
-        store.sync_record(&id).unwrap();
-        assert!(!path.exists());
+        store.remove(&container.id).unwrap();
+        store.sync_record(&container.id).unwrap();
+        assert!(!store.persistent_record(&container.id).exists());
+    }
+
+    #[test]
+    fn after_a_power_loss_the_journal_says_what_each_record_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (work, run) = (dir.path().join("work"), dir.path().join("run"));
+        let store = Store::new(&work, &run);
+        store.init().unwrap();
+        // `ended`: created, then its end saved and synced as `finalize` does.
+        let mut ended = record_in(&store, "ended");
+        store.save(&ended, Durability::Durable).unwrap();
+        let as_created = fs::read(store.persistent_record(&ended.id)).unwrap();
+        ended.state = State::Exited;
+        ended.exit_code = Some(3);
+        store.save(&ended, Durability::CrashSafe).unwrap();
+        store.sync_record(&ended.id).unwrap();
+        let created = record_in(&store, "created");
+        store.save(&created, Durability::Durable).unwrap();
+        let removed = record_in(&store, "removed");
+        store.save(&removed, Durability::Durable).unwrap();
+        store.remove(&removed.id).unwrap();
+        // The power loss, as the disk may have kept the record files: the
+        // end's rename lost, a create's file lost, a removal's unlink lost.
+        fs::write(store.persistent_record(&ended.id), &as_created).unwrap();
+        fs::remove_file(store.persistent_record(&created.id)).unwrap();
+        let removed_file = store.persistent_record(&removed.id);
+        fs::write(&removed_file, serde_json::to_vec(&removed).unwrap()).unwrap();
+        // A record an agent before the journal made durable.
+        let older = record("older");
+        let older_file = store.persistent_record(&older.id);
+        write_atomic(
+            &older_file,
+            &serde_json::to_vec(&older).unwrap(),
+            Durability::Durable,
+        )
+        .unwrap();
+        drop(store);
+
+        // The host is back: the runtime dir is gone, the agent starts.
+        fs::remove_dir_all(&run).unwrap();
+        let store = Store::new(&work, &run);
+        store.init().unwrap();
+        let loaded: BTreeMap<String, Container> = store
+            .load_persistent()
+            .unwrap()
+            .into_iter()
+            .map(|loaded| match loaded {
+                Loaded::Record(c) => (c.id.to_string(), *c),
+                Loaded::Quarantined(q) => panic!("quarantined: {q:?}"),
+            })
+            .collect();
+        assert_eq!(
+            loaded.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["created", "ended", "older"]
+        );
+        assert_eq!(loaded["ended"].state, State::Exited);
+        assert_eq!(loaded["ended"].exit_code, Some(3));
+        assert_eq!(loaded["created"].state, State::Created);
+        assert!(!removed_file.exists(), "the removal is carried out again");
     }
 
     #[test]
