@@ -95,6 +95,9 @@ pub struct Store {
     spare_trees: std::sync::OnceLock<std::sync::Arc<spare_trees::SpareTrees>>,
     /// The records' journal, opened by [`Store::init`]; shared by clones.
     journal: std::sync::Arc<std::sync::OnceLock<Journal>>,
+    /// Held while a record is appended to the journal and written to its
+    /// file; shared by clones.
+    saving: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -104,6 +107,7 @@ impl Store {
             runtime_dir: runtime_dir.to_path_buf(),
             spare_trees: std::sync::OnceLock::new(),
             journal: Default::default(),
+            saving: Default::default(),
         }
     }
 
@@ -292,16 +296,17 @@ impl Store {
         match copies {
             Copies::RuntimeOnly => Ok(()),
             Copies::Both(durability) => {
-                // The journal first: it is never behind the record file.
                 let journal = self.journal()?;
-                journal.append_saved(&container.id, &bytes)?;
-                let record = self.persistent_record(&container.id);
-                match temp_dir {
-                    Some(temp_dir) => {
-                        write_atomic_in(temp_dir, &record, &bytes, Durability::CrashSafe)
-                    }
-                    None => write_atomic(&record, &bytes, Durability::CrashSafe),
-                }?;
+                {
+                    // The journal first: it is never behind the record file,
+                    // and both take concurrent saves in the same order.
+                    let _order = self
+                        .saving
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    journal.append_saved(&container.id, &bytes)?;
+                    write_record_copy(&self.persistent_record(&container.id), &bytes, temp_dir)?;
+                }
                 if durability == Durability::Durable {
                     journal.wait_durable(&container.id)?;
                 }
@@ -541,6 +546,31 @@ impl From<Durability> for Copies {
 /// content: [`berth_sys::atomic::write_atomic`] with the store's error.
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
     berth_sys::atomic::write_atomic(path, bytes, durability).map_err(StoreError::from)
+}
+
+/// Writes the work dir's copy of a record: over the file in place when it
+/// exists (decision 0059: no inode made, none freed, whose blocks a disk
+/// mounted with `discard` would discard at once; a power loss or a crash
+/// mid-write may leave it torn, and the journal is what recovery reads);
+/// made through a temp file in `temp_dir` (see [`write_atomic_in`]) or
+/// beside it otherwise.
+fn write_record_copy(path: &Path, bytes: &[u8], temp_dir: Option<&Path>) -> Result<(), StoreError> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let existing = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    match existing {
+        Ok(file) => file
+            .write_all_at(bytes, 0)
+            .and_then(|()| file.set_len(bytes.len() as u64))
+            .map_err(io_error("write", path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match temp_dir {
+            Some(temp_dir) => write_atomic_in(temp_dir, path, bytes, Durability::CrashSafe),
+            None => write_atomic(path, bytes, Durability::CrashSafe),
+        },
+        Err(e) => Err(io_error("open", path)(e)),
+    }
 }
 
 /// [`berth_sys::atomic::write_atomic_in`] with the store's error.
@@ -813,25 +843,28 @@ mod tests {
         assert_eq!(names_in(&records), ["c1.json"]);
         assert_eq!(names_in(&container_dir), ["logs", "root", "sandbox"]);
         let first = fs::metadata(records.join("c1.json")).unwrap().ino();
-        // A later save goes through the container dir too (a temp file
-        // made and moved out there), and replaces the record.
+        // A later save writes over the record in place (decision 0059): no
+        // temp file, the same inode, nothing left of the longer content.
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
         let watch = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
-        watch
-            .add_watch(&container_dir, AddWatchFlags::IN_MOVED_FROM)
-            .unwrap();
+        for dir in [&container_dir, &records] {
+            watch.add_watch(dir, AddWatchFlags::IN_CREATE).unwrap();
+        }
         c1.view.state = State::Exited;
+        c1.view.labels.insert("long".into(), "x".repeat(4000));
         store.save(&c1, Durability::Durable).unwrap();
-        let moved: Vec<String> = (watch.read_events().unwrap().into_iter())
-            .filter_map(|e| e.name.map(|n| n.to_string_lossy().into_owned()))
-            .collect();
+        c1.view.labels.clear();
+        store.save(&c1, Durability::Durable).unwrap();
         assert!(
-            matches!(&moved[..], [name] if name.starts_with(".c1.json.tmp.")),
-            "{moved:?}"
+            matches!(watch.read_events(), Err(nix::errno::Errno::EAGAIN)),
+            "no file made"
         );
         assert_eq!(names_in(&records), ["c1.json"]);
         assert_eq!(names_in(&container_dir), ["logs", "root", "sandbox"]);
-        assert_ne!(fs::metadata(records.join("c1.json")).unwrap().ino(), first);
+        assert_eq!(fs::metadata(records.join("c1.json")).unwrap().ino(), first);
+        let copy: Container = serde_json::from_slice(&fs::read(records.join("c1.json")).unwrap())
+            .expect("the shorter record whole, no tail of the longer one");
+        assert_eq!(copy.state, State::Exited);
         let loaded = store.load_persistent().unwrap();
         assert!(matches!(&loaded[..], [Loaded::Record(c)] if c.state == State::Exited));
         // Without a container dir (removed, or none made yet) the record is
