@@ -2,8 +2,9 @@
 //! the container's `logs/` dir, so a log shipper (Filebeat, Fluent Bit,
 //! Vector) tailing the segment files can tell whose they are: the
 //! container's id, name, image and labels, and its streams' file names
-//! (relative to `log_dir`). Written crash-safe (temp file and rename) at
-//! launch, before the shim writes any segment; removed with the container
+//! (relative to `log_dir`). Written at launch, in the container's tree
+//! before it becomes the container's dir, before the shim writes any
+//! segment; removed with the container
 //! dir. Inside the container dir (root's, 0700): the container cannot see
 //! it.
 
@@ -14,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Stream;
 use crate::container::Container;
-use crate::store::{write_atomic, Durability, StoreError};
 
 /// The file's name, in the container dir.
 pub const META_FILE: &str = "logs.json";
@@ -82,9 +82,8 @@ impl LogMeta {
         log_dir.parent().unwrap_or(Path::new("/")).join(META_FILE)
     }
 
-    /// Writes the file beside the container's logs dir, crash-safe.
-    pub fn write(&self) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(self).expect("log metadata serializes");
-        write_atomic(&Self::path(&self.log_dir), &bytes, Durability::CrashSafe)
+    /// The file's content (the store writes it at launch).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("log metadata serializes")
     }
 }

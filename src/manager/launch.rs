@@ -553,9 +553,17 @@ impl Manager {
         // sandbox that no record explains (the store sees to it); it is
         // durable before the command runs, so that a power loss leaves
         // none in which a command ran (decisions 0014, 0050).
+        // For log shippers tailing the segments (issue 14): in the tree
+        // before it becomes the container's dir.
+        let log_meta = crate::logs::meta::LogMeta::of(container).to_bytes();
         let created = self
             .store
-            .create_container(container, Durability::CrashSafe, sandbox_owner(container))
+            .create_container(
+                container,
+                Durability::CrashSafe,
+                sandbox_owner(container),
+                &[(crate::logs::meta::META_FILE, &log_meta)],
+            )
             .map_err(|e| ManagerError::Internal(e.to_string()))?;
         let synced = {
             let (manager, id) = (self.clone(), container.id.clone());
@@ -569,10 +577,6 @@ impl Manager {
                 self.store.container_dir(&container.id).display()
             )));
         }
-        // For log shippers tailing the segments (issue 14).
-        crate::logs::meta::LogMeta::of(container)
-            .write()
-            .map_err(|e| ManagerError::Internal(e.to_string()))?;
         Ok(synced)
     }
 

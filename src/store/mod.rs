@@ -114,8 +114,12 @@ impl Store {
     /// Keeps container trees ready for [`Store::create_container`]
     /// from now on (see [`spare_trees`]); the work dir is initialized.
     pub fn keep_spare_trees(&self) {
-        self.spare_trees
-            .get_or_init(|| spare_trees::SpareTrees::start(self.work_dir.join("containers")));
+        self.spare_trees.get_or_init(|| {
+            spare_trees::SpareTrees::start(
+                self.work_dir.join("containers"),
+                &[crate::logs::meta::META_FILE],
+            )
+        });
     }
 
     /// Creates the top-level directories, mode 0700: no host user but root
@@ -188,27 +192,47 @@ impl Store {
     /// [`spare_trees::make_tree`] makes: the logs dir, the sandbox, owned
     /// by `owner` (uid, gid) if given, and the dirs of an overlay root. A
     /// spare tree, when one is ready, becomes the container dir by a
-    /// rename; the record's temp file is made in it (decision 0057).
-    /// `Ok(false)`, with the record saved and no dir touched, when the
+    /// rename; the record's first copy is written in it (decisions 0057,
+    /// 0059) and so are `first_files` (name in the container dir, bytes),
+    /// before the rename; without a spare they are written once the dir is
+    /// made. `Ok(false)`, with the record saved and no dir touched, when the
     /// container dir exists already.
     pub fn create_container(
         &self,
         container: &Container,
         durability: Durability,
         owner: Option<(u32, u32)>,
+        first_files: &[(&str, &[u8])],
     ) -> Result<bool, StoreError> {
         let spares = self.spare_trees.get();
         let spare = spares.and_then(|spares| spares.take());
-        let saved = self.save_with_temp_in(container, Copies::Both(durability), spare.as_deref());
+        let saved = self
+            .save_with_temp_in(container, Copies::Both(durability), spare.as_deref())
+            .and_then(|()| match &spare {
+                Some(spare) => first_files.iter().try_for_each(|(name, bytes)| {
+                    write_record_copy(&spare.join(name), bytes, None)
+                }),
+                None => Ok(()),
+            });
         if let Err(e) = saved {
-            // The failed write took its temp file with it: the spare is
-            // as it was.
+            // The spare is as it was, but for its placeholders, which
+            // `give_back` empties.
             if let (Some(spares), Some(spare)) = (spares, spare) {
                 spares.give_back(spare);
             }
             return Err(e);
         }
-        self.create_container_dirs(&container.id, owner, spare)
+        let from_spare = spare.is_some();
+        if !self.create_container_dirs(&container.id, owner, spare)? {
+            return Ok(false);
+        }
+        if !from_spare {
+            let dir = self.container_dir(&container.id);
+            for (name, bytes) in first_files {
+                write_atomic(&dir.join(name), bytes, Durability::CrashSafe)?;
+            }
+        }
+        Ok(true)
     }
 
     /// The container dir from `spare` (a tree taken from the spares) or
@@ -551,24 +575,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
 /// Writes the work dir's copy of a record: over the file in place when it
 /// exists (decision 0059: no inode made, none freed, whose blocks a disk
 /// mounted with `discard` would discard at once; a power loss or a crash
-/// mid-write may leave it torn, and the journal is what recovery reads);
-/// made through a temp file in `temp_dir` (see [`write_atomic_in`]) or
-/// beside it otherwise.
+/// mid-write may leave it torn, and the journal is what recovery reads).
+/// Otherwise it is made in `temp_dir` (a spare tree, whose empty
+/// [`spare_trees::RECORD_PLACEHOLDER`] is written and renamed; the
+/// container's dir, through a temp file: see [`write_atomic_in`]), or
+/// beside it.
 fn write_record_copy(path: &Path, bytes: &[u8], temp_dir: Option<&Path>) -> Result<(), StoreError> {
+    if write_in_place(path, bytes)? {
+        return Ok(());
+    }
+    match temp_dir {
+        Some(temp_dir) => {
+            let placeholder = temp_dir.join(spare_trees::RECORD_PLACEHOLDER);
+            if write_in_place(&placeholder, bytes)? {
+                return fs::rename(&placeholder, path).map_err(io_error("rename", path));
+            }
+            write_atomic_in(temp_dir, path, bytes, Durability::CrashSafe)
+        }
+        None => write_atomic(path, bytes, Durability::CrashSafe),
+    }
+}
+
+/// Writes `bytes` over the file at `path`, not following a link, and cuts
+/// what is left of a longer content; `Ok(false)` when there is no file.
+fn write_in_place(path: &Path, bytes: &[u8]) -> Result<bool, StoreError> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let existing = fs::OpenOptions::new()
+    let file = fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path);
-    match existing {
+    match file {
         Ok(file) => file
             .write_all_at(bytes, 0)
             .and_then(|()| file.set_len(bytes.len() as u64))
+            .map(|()| true)
             .map_err(io_error("write", path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match temp_dir {
-            Some(temp_dir) => write_atomic_in(temp_dir, path, bytes, Durability::CrashSafe),
-            None => write_atomic(path, bytes, Durability::CrashSafe),
-        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_error("open", path)(e)),
     }
 }
@@ -760,10 +802,10 @@ mod tests {
         let id = ContainerId::new("c1").unwrap();
         let c1 = record_in(&store, "c1");
         assert!(store
-            .create_container(&c1, Durability::CrashSafe, Some((1000, 1000)))
+            .create_container(&c1, Durability::CrashSafe, Some((1000, 1000)), &[])
             .unwrap());
         assert!(!store
-            .create_container(&c1, Durability::CrashSafe, None)
+            .create_container(&c1, Durability::CrashSafe, None, &[])
             .unwrap());
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store.container_dir(&id)), 0o700);
@@ -808,7 +850,7 @@ mod tests {
         let id = ContainerId::new("c1").unwrap();
         let c1 = record_in(&store, "c1");
         assert!(store
-            .create_container(&c1, Durability::Durable, Some((1000, 1000)))
+            .create_container(&c1, Durability::Durable, Some((1000, 1000)), &[])
             .unwrap());
         let made = fs::metadata(store.container_dir(&id)).unwrap();
         assert!(before.contains(&made.ino()), "not a spare: {before:?}");
@@ -820,7 +862,7 @@ mod tests {
         // An existing dir is refused and kept, the spare taken given back.
         fs::write(store.sandbox(&id).join("mine"), "m").unwrap();
         assert!(!store
-            .create_container(&c1, Durability::CrashSafe, None)
+            .create_container(&c1, Durability::CrashSafe, None, &[])
             .unwrap());
         assert!(store.sandbox(&id).join("mine").exists());
         store.remove(&id).unwrap();
@@ -834,14 +876,29 @@ mod tests {
         let records = dir.path().join("work/records");
         let mut c1 = record_in(&store, "c1");
         assert!(store
-            .create_container(&c1, Durability::Durable, None)
+            .create_container(
+                &c1,
+                Durability::Durable,
+                None,
+                &[("logs.json", b"{\"c1\":1}")]
+            )
             .unwrap());
         let id = ContainerId::new("c1").unwrap();
         let container_dir = store.container_dir(&id);
-        // The first record's inode was made in the spare that became the
-        // container dir: written there, renamed into `records`, nothing left.
+        // The first record was the spare's placeholder, written and renamed
+        // into `records`; the spare's other placeholder holds the first file.
         assert_eq!(names_in(&records), ["c1.json"]);
-        assert_eq!(names_in(&container_dir), ["logs", "root", "sandbox"]);
+        assert_eq!(
+            names_in(&container_dir),
+            ["logs", "logs.json", "root", "sandbox"]
+        );
+        assert_eq!(
+            fs::read(container_dir.join("logs.json")).unwrap(),
+            b"{\"c1\":1}"
+        );
+        let copy: Container =
+            serde_json::from_slice(&fs::read(records.join("c1.json")).unwrap()).unwrap();
+        assert_eq!(copy.id, c1.id);
         let first = fs::metadata(records.join("c1.json")).unwrap().ino();
         // A later save writes over the record in place (decision 0059): no
         // temp file, the same inode, nothing left of the longer content.
@@ -860,7 +917,10 @@ mod tests {
             "no file made"
         );
         assert_eq!(names_in(&records), ["c1.json"]);
-        assert_eq!(names_in(&container_dir), ["logs", "root", "sandbox"]);
+        assert_eq!(
+            names_in(&container_dir),
+            ["logs", "logs.json", "root", "sandbox"]
+        );
         assert_eq!(fs::metadata(records.join("c1.json")).unwrap().ino(), first);
         let copy: Container = serde_json::from_slice(&fs::read(records.join("c1.json")).unwrap())
             .expect("the shorter record whole, no tail of the longer one");
@@ -890,7 +950,7 @@ mod tests {
         fs::write(&records, b"").unwrap();
         let c1 = record_in(&store, "c1");
         assert!(store
-            .create_container(&c1, Durability::CrashSafe, None)
+            .create_container(&c1, Durability::CrashSafe, None, &[("logs.json", b"{}")])
             .is_err());
         // The spare taken is given back: every spare on disk is a ready
         // one again (a spare dropped would lie there, never used).
@@ -905,21 +965,30 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        // No container dir; every spare still there, holding only its dirs.
+        // No container dir; every spare still there, holding only its dirs
+        // and its empty placeholders.
         let now = names_in(&containers);
         assert!(spares.iter().all(|s| now.contains(s)), "{spares:?} {now:?}");
         for name in &now {
             assert!(name.starts_with(".spare-"), "{now:?}");
+            let spare = containers.join(name);
             assert_eq!(
-                names_in(&containers.join(name)),
-                ["logs", "root", "sandbox"]
+                names_in(&spare),
+                [".record.json", "logs", "logs.json", "root", "sandbox"]
             );
+            for file in [".record.json", "logs.json"] {
+                assert_eq!(
+                    fs::metadata(spare.join(file)).unwrap().len(),
+                    0,
+                    "{name}/{file}"
+                );
+            }
         }
         // The next launch goes as ever.
         fs::remove_file(&records).unwrap();
         fs::create_dir(&records).unwrap();
         assert!(store
-            .create_container(&c1, Durability::CrashSafe, None)
+            .create_container(&c1, Durability::CrashSafe, None, &[])
             .unwrap());
         assert!(names_in(&containers).contains(&"c1".to_string()));
     }

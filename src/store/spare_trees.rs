@@ -6,6 +6,11 @@
 //! [`make_tree`], which also makes a container's dir when no spare is
 //! ready.
 //!
+//! A spare also holds, empty, the files a launch writes first (decision
+//! 0059): its record's first copy ([`RECORD_PLACEHOLDER`], renamed into
+//! `records/`) and the files its caller names (the log metadata). A launch
+//! writes them in place: no inode is allocated on its path.
+//!
 //! Spares left by an earlier run of the agent (a crash, a stop) are
 //! removed at start: one may be half made.
 
@@ -24,6 +29,10 @@ pub const SPARE_TREES: usize = 4;
 /// with a dot.
 pub const SPARE_PREFIX: &str = ".spare-";
 
+/// The empty file in a spare that becomes its container's record's first
+/// copy (renamed into `records/`).
+pub const RECORD_PLACEHOLDER: &str = ".record.json";
+
 /// After a failed make, the thread waits this long before the next.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -40,8 +49,10 @@ struct State {
 
 impl SpareTrees {
     /// Removes the spares in `containers` (the work dir's) and starts the
-    /// thread that keeps [`SPARE_TREES`] ready there.
-    pub fn start(containers: PathBuf) -> Arc<SpareTrees> {
+    /// thread that keeps [`SPARE_TREES`] ready there, each with
+    /// [`RECORD_PLACEHOLDER`] and `placeholders` (names in the tree) made
+    /// empty.
+    pub fn start(containers: PathBuf, placeholders: &'static [&'static str]) -> Arc<SpareTrees> {
         let spares = Arc::new(SpareTrees {
             state: Mutex::new(State {
                 ready: Vec::new(),
@@ -52,7 +63,7 @@ impl SpareTrees {
         let weak = Arc::downgrade(&spares);
         let spawned = std::thread::Builder::new()
             .name("berth-spare-trees".into())
-            .spawn(move || keep_ready(weak, containers));
+            .spawn(move || keep_ready(weak, containers, placeholders));
         if let Err(e) = spawned {
             tracing::warn!("start the spare trees' thread: {e}; launches make their trees");
         }
@@ -71,9 +82,28 @@ impl SpareTrees {
         self.lock().ready.len()
     }
 
-    /// Puts back a tree taken and not used (its rename was refused).
+    /// Puts back a tree taken and not used (its rename was refused), its
+    /// placeholders emptied again; one that cannot be is not kept.
     pub fn give_back(&self, tree: PathBuf) {
-        self.lock().ready.push(tree);
+        let emptied = fs::read_dir(&tree).and_then(|entries| {
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(entry.path())?
+                        .set_len(0)?;
+                }
+            }
+            Ok(())
+        });
+        match emptied {
+            Ok(()) => self.lock().ready.push(tree),
+            Err(e) => {
+                tracing::warn!(tree = %tree.display(), "empty a spare's files: {e}; not kept");
+                let _ = berth_confined::remove_tree(&tree);
+            }
+        }
     }
 
     /// Stops the thread; the spares stay for the next start to remove.
@@ -103,7 +133,11 @@ impl Drop for SpareTrees {
 
 /// The thread: removes old spares, then keeps [`SPARE_TREES`] ready until
 /// stopped or dropped.
-fn keep_ready(spares: Weak<SpareTrees>, containers: PathBuf) {
+fn keep_ready(
+    spares: Weak<SpareTrees>,
+    containers: PathBuf,
+    placeholders: &'static [&'static str],
+) {
     // The launch that took a spare runs first: this thread's mkdirs wait
     // for an idle CPU (its nice value stays raised for its life).
     let _yielding = berth_sys::thread_priority::Lowered::by(10)
@@ -134,7 +168,7 @@ fn keep_ready(spares: Weak<SpareTrees>, containers: PathBuf) {
         }
         seq += 1;
         let tree = containers.join(format!("{SPARE_PREFIX}{seq}"));
-        match make_tree(&tree) {
+        match make_spare(&tree, placeholders) {
             Ok(()) => match spares.upgrade() {
                 Some(spares) => spares.lock().ready.push(tree),
                 None => return,
@@ -172,6 +206,24 @@ pub fn make_tree(tree: &Path) -> io::Result<()> {
         fs::DirBuilder::new()
             .mode(mode)
             .create(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Makes a spare: [`make_tree`], and in it the empty [`RECORD_PLACEHOLDER`]
+/// and `placeholders` (0600: root's alone; a record and the log metadata
+/// are never the container's to read).
+fn make_spare(tree: &Path, placeholders: &[&str]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    make_tree(tree)?;
+    for name in std::iter::once(&RECORD_PLACEHOLDER).chain(placeholders) {
+        let path = tree.join(name);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     }
     Ok(())
@@ -225,7 +277,7 @@ mod tests {
         // A spare half made by an earlier run, and a container's dir.
         fs::create_dir_all(dir.path().join(".spare-7/logs")).unwrap();
         fs::create_dir(dir.path().join("web")).unwrap();
-        let spares = SpareTrees::start(dir.path().to_path_buf());
+        let spares = SpareTrees::start(dir.path().to_path_buf(), &["meta.json"]);
         wait_for("ready spares", || spares.lock().ready.len() == SPARE_TREES);
         let names = spares_in(dir.path());
         assert_eq!(names.len(), SPARE_TREES, "{names:?}");
@@ -244,6 +296,16 @@ mod tests {
             assert!(taken.join(sub).is_dir(), "{sub}");
         }
         assert_eq!(fs::read_dir(taken.join("sandbox")).unwrap().count(), 0);
+        for file in [RECORD_PLACEHOLDER, "meta.json"] {
+            let meta = fs::metadata(taken.join(file)).unwrap();
+            assert!(meta.is_file() && meta.len() == 0, "{file}");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+        }
+        // Given back after a use that failed: emptied again.
+        fs::write(taken.join("meta.json"), b"someone's").unwrap();
+        spares.give_back(taken.clone());
+        assert_eq!(fs::metadata(taken.join("meta.json")).unwrap().len(), 0);
+        assert_eq!(spares.take().as_deref(), Some(taken.as_path()));
         // The taken one is replaced.
         wait_for("a replacement", || spares.lock().ready.len() == SPARE_TREES);
         assert_eq!(spares_in(dir.path()).len(), SPARE_TREES + 1);
