@@ -436,11 +436,15 @@ impl Agent {
     /// spare trees (`.spare-N`, made ahead of launches), which must hold
     /// nothing but empty directories: one holding a file is listed too.
     pub fn container_dirs(&self) -> Vec<PathBuf> {
-        fn only_dirs(dir: &std::path::Path) -> bool {
+        /// Dirs and empty files only: a spare's placeholders hold nothing
+        /// until a launch takes it.
+        fn nothing_in(dir: &std::path::Path) -> bool {
             std::fs::read_dir(dir).is_ok_and(|entries| {
-                entries
-                    .flatten()
-                    .all(|e| e.file_type().is_ok_and(|t| t.is_dir()) && only_dirs(&e.path()))
+                entries.flatten().all(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => nothing_in(&e.path()),
+                    Ok(t) if t.is_file() => e.metadata().is_ok_and(|m| m.len() == 0),
+                    _ => false,
+                })
             })
         }
         std::fs::read_dir(self.work_dir.join("containers"))
@@ -449,7 +453,7 @@ impl Agent {
                     .map(|e| e.unwrap().path())
                     .filter(|path| {
                         let name = path.file_name().unwrap().to_string_lossy();
-                        !(name.starts_with(".spare-") && only_dirs(path))
+                        !(name.starts_with(".spare-") && nothing_in(path))
                     })
                     .collect()
             })
