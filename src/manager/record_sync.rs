@@ -52,17 +52,7 @@ mod tests {
     /// A record as `Store::save` leaves it before its sync: written
     /// crash-safe, not synced.
     fn saved(store: &Store, id: &str) -> ContainerId {
-        let container: crate::container::Container = serde_json::from_value(serde_json::json!({
-            "id": id, "state": "created", "pid": null, "command": ["true"],
-            "env": {}, "workdir": null, "user": null, "rootfs": null, "resources": {},
-            "isolation": [], "network": "host", "seccomp": "default",
-            "created_at": "2026-12-06T10:00:00Z", "started_at": null,
-            "finished_at": null, "exit_code": null, "signal": null, "reason": null,
-            "limitation": null, "message": null,
-            "sandbox": format!("/var/lib/berth/containers/{id}/sandbox"),
-            "bundle": format!("/run/berth/containers/{id}/bundle"),
-        }))
-        .unwrap();
+        let container = crate::store::test_record(id);
         std::fs::create_dir_all(store.state_dir(&container.id)).unwrap();
         store.save(&container, Durability::CrashSafe).unwrap();
         container.id.clone()

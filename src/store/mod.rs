@@ -635,6 +635,22 @@ impl From<berth_sys::atomic::AtomicWriteError> for StoreError {
     }
 }
 
+/// A record of container `id`, as a launch first saves it (for tests).
+#[cfg(test)]
+pub(crate) fn test_record(id: &str) -> Container {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "state": "created", "pid": null, "command": ["true"],
+        "env": {}, "workdir": null, "user": null, "rootfs": null, "resources": {},
+        "isolation": [], "network": "host", "seccomp": "default",
+        "created_at": "2026-12-06T10:00:00Z", "started_at": null,
+        "finished_at": null, "exit_code": null, "signal": null, "reason": null,
+        "limitation": null, "message": null,
+        "sandbox": format!("/var/lib/berth/containers/{id}/sandbox"),
+        "bundle": format!("/run/berth/containers/{id}/bundle"),
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,20 +785,7 @@ mod tests {
         record(id)
     }
 
-    /// A record of container `id`.
-    fn record(id: &str) -> Container {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "state": "created", "pid": null, "command": ["true"],
-            "env": {}, "workdir": null, "user": null, "rootfs": null, "resources": {},
-            "isolation": [], "network": "host", "seccomp": "default",
-            "created_at": "2026-12-06T10:00:00Z", "started_at": null,
-            "finished_at": null, "exit_code": null, "signal": null, "reason": null,
-            "limitation": null, "message": null,
-            "sandbox": format!("/var/lib/berth/containers/{id}/sandbox"),
-            "bundle": format!("/run/berth/containers/{id}/bundle"),
-        }))
-        .unwrap()
-    }
+    use super::test_record as record;
 
     /// The names in `dir`, sorted.
     fn names_in(dir: &Path) -> Vec<String> {
