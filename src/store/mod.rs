@@ -209,8 +209,13 @@ impl Store {
         let saved = self
             .save_with_temp_in(container, Copies::Both(durability), spare.as_deref())
             .and_then(|()| match &spare {
+                // Over the spare's empty placeholders.
                 Some(spare) => first_files.iter().try_for_each(|(name, bytes)| {
-                    write_record_copy(&spare.join(name), bytes, None)
+                    let path = spare.join(name);
+                    match write_in_place(&path, bytes)? {
+                        true => Ok(()),
+                        false => write_atomic(&path, bytes, Durability::CrashSafe),
+                    }
                 }),
                 None => Ok(()),
             });
