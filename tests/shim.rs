@@ -345,7 +345,23 @@ impl Agent {
     }
 
     fn go(&mut self) {
-        self.writer.write_all(format!("{GO}\n").as_bytes()).unwrap();
+        self.try_go().unwrap();
+    }
+
+    /// Sends the go; `EPIPE` when the shim is gone already (its container's
+    /// setup failed before the go came, and the shim reported it and ended).
+    fn try_go(&mut self) -> std::io::Result<()> {
+        self.writer.write_all(format!("{GO}\n").as_bytes())
+    }
+
+    /// Sends the go to a container whose setup fails: the shim may have
+    /// reported the failure and ended before the go came.
+    fn go_to_a_failing_setup(&mut self) {
+        match self.try_go() {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => panic!("send the go: {e}"),
+        }
     }
 
     /// Waits for the shim's first message, which must be `Forked`, as the
@@ -618,7 +634,7 @@ fn a_go_before_ready_is_kept_and_a_setup_failing_after_it_is_reported() {
     f.write_spec(&spec);
     let mut agent = f.start();
     agent.forked();
-    agent.go();
+    agent.go_to_a_failing_setup();
     match agent.recv() {
         Some(ShimMessage::Failed { message, kind }) => {
             assert_eq!(kind, FailureKind::Workdir, "{message}");
@@ -647,7 +663,7 @@ fn a_go_before_ready_is_kept_and_a_setup_failing_after_it_is_reported() {
         f.write_spec(&spec);
         let mut agent = f.start();
         agent.forked();
-        agent.go();
+        agent.go_to_a_failing_setup();
         match agent.recv() {
             Some(ShimMessage::Failed { message, .. }) => {
                 assert!(message.contains("/no/such/ns"), "{message}")
