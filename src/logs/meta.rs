@@ -4,12 +4,11 @@
 //! container's id, name, image and labels, and its streams' file names
 //! (relative to `log_dir`). Written at launch, in the container's tree
 //! before it becomes the container's dir, before the shim writes any
-//! segment; removed with the container
-//! dir. Inside the container dir (root's, 0700): the container cannot see
-//! it.
+//! segment; removed with the container dir. Inside the container dir
+//! (root's, 0700): the container cannot see it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -75,11 +74,6 @@ impl LogMeta {
             log_dir: container.log_dir().to_path_buf(),
             streams,
         }
-    }
-
-    /// Where the file of a container whose logs are in `log_dir` goes.
-    pub fn path(log_dir: &Path) -> PathBuf {
-        log_dir.parent().unwrap_or(Path::new("/")).join(META_FILE)
     }
 
     /// The file's content (the store writes it at launch).

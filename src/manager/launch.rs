@@ -552,9 +552,9 @@ impl Manager {
         // The record comes before the sandbox, so that a crash leaves no
         // sandbox that no record explains (the store sees to it); it is
         // durable before the command runs, so that a power loss leaves
-        // none in which a command ran (decisions 0014, 0050).
-        // For log shippers tailing the segments (issue 14): in the tree
-        // before it becomes the container's dir.
+        // none in which a command ran (decisions 0014, 0050). The log
+        // metadata, for log shippers tailing the segments (issue 14), is
+        // written in the tree before it becomes the container's dir.
         let log_meta = crate::logs::meta::LogMeta::of(container).to_bytes();
         let created = self
             .store

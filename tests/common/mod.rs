@@ -434,7 +434,8 @@ impl Agent {
     /// failed launch must not leave behind.
     /// The entries of the work dir's `containers/`, except the agent's
     /// spare trees (`.spare-N`, made ahead of launches), which must hold
-    /// nothing but empty directories: one holding a file is listed too.
+    /// nothing but empty directories and empty files (their placeholders):
+    /// one holding anything else is listed too.
     pub fn container_dirs(&self) -> Vec<PathBuf> {
         /// Dirs and empty files only: a spare's placeholders hold nothing
         /// until a launch takes it.
