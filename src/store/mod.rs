@@ -95,9 +95,43 @@ pub struct Store {
     spare_trees: std::sync::OnceLock<std::sync::Arc<spare_trees::SpareTrees>>,
     /// The records' journal, opened by [`Store::init`]; shared by clones.
     journal: std::sync::Arc<std::sync::OnceLock<Journal>>,
-    /// Held while a record is appended to the journal and written to its
-    /// file; shared by clones.
-    saving: std::sync::Arc<std::sync::Mutex<()>>,
+    /// One of them, chosen by the container's id, is held while a record
+    /// is appended to the journal and written to its file; shared by
+    /// clones.
+    saving: std::sync::Arc<SavingLocks>,
+}
+
+/// The locks that keep each container's saves in one order in the journal
+/// and in its record file. Only saves of one container need an order: the
+/// lock is chosen by the id, so that saves of others (parallel launches)
+/// seldom wait for one another, which they did behind a single lock
+/// whenever its holder was preempted on a busy host.
+#[derive(Debug)]
+struct SavingLocks([std::sync::Mutex<()>; SAVING_LOCKS]);
+
+impl Default for SavingLocks {
+    fn default() -> SavingLocks {
+        SavingLocks(std::array::from_fn(|_| std::sync::Mutex::new(())))
+    }
+}
+
+/// How many [`SavingLocks`]: well above the launches a host runs at once.
+const SAVING_LOCKS: usize = 64;
+
+impl SavingLocks {
+    /// The lock for `id`'s saves, held.
+    fn hold(&self, id: &ContainerId) -> std::sync::MutexGuard<'_, ()> {
+        self.0[Self::index(id)]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Which lock is `id`'s: always the same one (a hash with fixed keys).
+    fn index(id: &ContainerId) -> usize {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(id.as_str());
+        (hash % SAVING_LOCKS as u64) as usize
+    }
 }
 
 impl Store {
@@ -329,10 +363,7 @@ impl Store {
                 {
                     // The journal first: it is never behind the record file,
                     // and both take concurrent saves in the same order.
-                    let _order = self
-                        .saving
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let _order = self.saving.hold(&container.id);
                     journal.append_saved(&container.id, &bytes)?;
                     write_record_copy(&self.persistent_record(&container.id), &bytes, temp_dir)?;
                 }
@@ -671,6 +702,36 @@ mod tests {
         write_atomic(&path, b"two", Durability::CrashSafe).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_save_waits_only_for_saves_of_its_own_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("work"), &dir.path().join("run"));
+        store.init().unwrap();
+        let held = record_in(&store, "held");
+        let other = (0..)
+            .map(|i| format!("other{i}"))
+            .find(|id| {
+                SavingLocks::index(&ContainerId::new(id).unwrap()) != SavingLocks::index(&held.id)
+            })
+            .map(|id| record_in(&store, &id))
+            .unwrap();
+        let order = store.saving.hold(&held.id);
+        // Another container's save, durable, goes through meanwhile.
+        let (done, said) = std::sync::mpsc::channel();
+        let saving = store.clone();
+        std::thread::spawn(move || done.send(saving.save(&other, Durability::Durable)));
+        let saved = said.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(matches!(saved, Ok(Ok(()))), "{saved:?}");
+        // The held container's own saves wait: its lock is the one held.
+        assert!(store.saving.0[SavingLocks::index(&held.id)]
+            .try_lock()
+            .is_err());
+        drop(order);
+        store.save(&held, Durability::Durable).unwrap();
+        let loaded = store.load_persistent().unwrap();
+        assert_eq!(loaded.len(), 2, "{loaded:?}");
     }
 
     #[test]
