@@ -9,8 +9,12 @@
 #       docker-registry, or with NO_IMAGE=1
 #   (c) API alone: POST /v1/containers {command: [/bin/true], rootfs: R}
 #       -> GET /v1/containers/{id}/wait -> exit code, over the unix socket
-#   (d) runc run of a bundle with the same rootfs
+#   (d) runc run of a bundle with the same rootfs and the same isolation:
+#       the spec berth's own bundle has for (c), rootfs read-only
 #   (e) crun run of the same bundle (if crun is installed)
+#   (f) runc run of `runc spec`'s default bundle around the same rootfs
+#       (read-only, /bin/true), for reference: a network namespace berth's
+#       container has not, and no seccomp filter where berth's has one
 # and prints p50/p90/p99 per case, then the ratios berth/runc last.
 # After a quiet spell: QUIET runs (default 50) of (c) and (d), alternating, each
 # after QUIET_MS (default 100) ms of nothing, as one user's launch comes: the
@@ -88,16 +92,8 @@ bench_binaries
 BUNDLE="$BASE/bundle"
 ROOTFS="$BUNDLE/rootfs"
 busybox_rootfs "$ROOTFS" sh true
-(cd "$BUNDLE" && runc spec)
-python3 - "$BUNDLE/config.json" <<'EOF'
-import json, sys
-path = sys.argv[1]
-spec = json.load(open(path))
-spec["process"]["terminal"] = False
-spec["process"]["args"] = ["/bin/true"]
-spec["root"]["readonly"] = True
-json.dump(spec, open(path, "w"), indent=2)
-EOF
+# Its config.json is written once the agent runs: berth's own spec for the
+# same container (equivalent_bundle below).
 
 # (b): the same files as an image in a loopback registry.
 IMAGE=""
@@ -183,7 +179,56 @@ def run_api():
         raise RuntimeError(f"api: exit {code}")
     return cid
 
-def runtime(rt):
+def equivalent_bundle():
+    """Gives runc and crun the isolation berth gives `berth run --rootfs R
+    -- /bin/true`: the spec of berth's own bundle for it (namespaces -- no
+    network namespace, berth's default is the host's network --, mounts,
+    masked and read-only paths, devices, capabilities, rlimits, seccomp
+    profile), with the rootfs read-only in place of berth's overlay and
+    nothing of berth's own (annotations, cgroup path). `runc spec`'s
+    default would add a network namespace berth's container has not, and
+    no seccomp filter where berth's has one."""
+    cid = f"{tag}-spec"
+    request("POST", "/v1/containers", {"id": cid, "command": ["/bin/true"], "rootfs": rootfs})
+    view = request("GET", f"/v1/containers/{cid}/wait")
+    with open(os.path.join(view["bundle"], "config.json")) as f:
+        spec = json.load(f)
+    remove(cid)
+    spec["root"] = {"path": rootfs, "readonly": True}
+    sandbox = os.path.join(os.path.dirname(bundle), "runtime-sandbox")
+    os.makedirs(sandbox, exist_ok=True)
+    for mount in spec["mounts"]:
+        if mount["destination"] == "/sandbox":
+            mount["source"] = sandbox
+    spec["process"]["args"] = ["/bin/true"]
+    spec.pop("annotations", None)
+    spec["linux"].pop("cgroupsPath", None)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+    kinds = ", ".join(n["type"] for n in spec["linux"]["namespaces"])
+    rules = len(spec["linux"].get("seccomp", {}).get("syscalls", []))
+    print(f"== runc/crun bundle: berth's spec (namespaces {kinds}; {len(spec['mounts'])} mounts;"
+          f" seccomp {rules} rules), rootfs read-only")
+
+equivalent_bundle()
+
+def default_bundle():
+    """`runc spec`'s own default around the same rootfs, for case (f)."""
+    path = os.path.join(os.path.dirname(bundle), "bundle-runc-default")
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["runc", "spec"], cwd=path, check=True)
+    with open(os.path.join(path, "config.json")) as f:
+        spec = json.load(f)
+    spec["root"] = {"path": rootfs, "readonly": True}
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["/bin/true"]
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+    return path
+
+runc_default = default_bundle()
+
+def runtime(rt, bundle=bundle):
     def run():
         cid = f"{tag}-{rt}{next(seq)}"
         subprocess.run([rt, "--root", os.path.join(runtime_root, rt), "run", "-b", bundle, cid],
@@ -200,7 +245,8 @@ if image:
                    stdout=subprocess.DEVNULL)
     remove(cid)
     cases.append(("berth run IMAGE", run_image))
-cases += [("berth API create->wait", run_api), ("runc run", runtime("runc"))]
+cases += [("berth API create->wait", run_api), ("runc run", runtime("runc")),
+          ("runc run, runc's default", runtime("runc", runc_default))]
 if shutil.which("crun"):
     probe = subprocess.run(["crun", "--root", os.path.join(runtime_root, "crun"), "run",
                             "-b", bundle, f"{tag}-crunprobe"],
@@ -260,7 +306,8 @@ if quiet:
 print(f"== throughput, {total} containers, {clients} clients in parallel (containers/s)")
 tp = {}
 for name, fn in [("berth run --rootfs", run_cli), ("berth API create->wait", run_api),
-                 ("runc run", runtime("runc"))]:
+                 ("runc run", runtime("runc")),
+                 ("runc run, runc's default", runtime("runc", runc_default))]:
     tp[name] = throughput(fn)
     print(f"   {name:<26} {tp[name]:8.1f}")
 
@@ -268,8 +315,8 @@ if image:
     print("== ratio berth run IMAGE / berth run --rootfs (target <= 1.2x)")
     for p in (50, 90):
         print(f"   p{p} {pct(times['berth run IMAGE'], p) / pct(times['berth run --rootfs'], p):5.2f}x")
+print("== ratios berth/runc (lower is faster), runc with berth's isolation")
 runc50 = pct(times["runc run"], 50)
-print("== ratios berth/runc (lower is faster)")
 for name in ("berth run --rootfs", "berth API create->wait"):
     print(f"   {name:<26} p50 {pct(times[name],50)/runc50:5.2f}x"
           f"  throughput {tp[name]/tp['runc run']:5.2f}x runc's containers/s")
@@ -277,4 +324,10 @@ if quiet:
     name = "berth API create->wait"
     print(f"   {name + ' after quiet':<26} p50 "
           f"{pct(quiet_times[name],50)/pct(quiet_times['runc run'],50):5.2f}x")
+print("== for reference, against runc's default bundle (+ network namespace, no seccomp)")
+default50 = pct(times["runc run, runc's default"], 50)
+default_tp = tp["runc run, runc's default"]
+for name in ("berth run --rootfs", "berth API create->wait"):
+    print(f"   {name:<26} p50 {pct(times[name],50)/default50:5.2f}x"
+          f"  throughput {tp[name]/default_tp:5.2f}x runc's containers/s")
 EOF
