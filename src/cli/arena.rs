@@ -61,6 +61,13 @@ impl Arena {
         }
     }
 
+    /// Maps the arena's first `bytes` in one call, before they are
+    /// allocated (decision 0060): a `berth run` would fault them in a page
+    /// at a time. Best effort: an older kernel refuses, and they fault in.
+    pub fn prefault(&self, bytes: usize) {
+        let _ = berth_sys::prefault::populate_write(self.base(), bytes.min(ARENA_BYTES));
+    }
+
     /// The arena's first byte.
     fn base(&self) -> *mut u8 {
         self.bytes.0.get().cast()

@@ -14,6 +14,7 @@ pub mod launch_marks;
 pub mod mountinfo;
 pub mod openat2;
 pub mod pidfd;
+pub mod prefault;
 pub mod proc_stat;
 pub mod rename;
 pub mod seq_file;
