@@ -13,6 +13,8 @@ use std::io;
 
 /// Maps the pages of `len` bytes from `start` writable and zeroed (as a
 /// first write would), in one call. `start` is rounded down to its page.
+/// At a page that is not mapped writable the call stops with an error; the
+/// pages before it stay mapped.
 ///
 /// ```
 /// let mut buffer = vec![0u8; 64 << 10];
@@ -27,8 +29,8 @@ pub fn populate_write(start: *mut u8, len: usize) -> io::Result<()> {
     let end = (start as usize).saturating_add(len);
     // SAFETY: MADV_POPULATE_WRITE changes no byte of the range: it faults
     // its pages in as a write would, with their present contents (zero for
-    // untouched anonymous memory), and fails without effect on a range
-    // that is not mapped writable.
+    // untouched anonymous memory), and stops with an error at the first
+    // page that is not mapped writable.
     let rc = unsafe {
         libc::madvise(
             first as *mut libc::c_void,
@@ -44,8 +46,8 @@ pub fn populate_write(start: *mut u8, len: usize) -> io::Result<()> {
 
 /// Maps `bytes` of the calling thread's stack below the current frame, to
 /// be grown into without a fault per page. Only within the stack's mapping
-/// (the main thread's starts at 128 KiB and more): past its end the call
-/// fails and nothing is mapped.
+/// (the main thread's starts at 128 KiB and more): a range that begins past
+/// its end is refused, nothing mapped.
 ///
 /// ```
 /// // 64 KiB below this frame: inside the main thread's first 128 KiB, or
@@ -84,10 +86,11 @@ mod tests {
         vec.iter().filter(|b| **b & 1 == 1).count()
     }
 
-    #[test]
-    fn populated_pages_are_resident_and_zero_before_any_write() {
-        let len = 32 * page_size();
-        // SAFETY: a fresh private anonymous mapping, unmapped below.
+    /// A fresh private anonymous mapping of `len` bytes, none resident,
+    /// without huge pages.
+    fn anonymous(len: usize) -> *mut u8 {
+        // SAFETY: a new mapping at an address the kernel picks; the caller
+        // unmaps it.
         let start = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -99,7 +102,18 @@ mod tests {
             )
         };
         assert_ne!(start, libc::MAP_FAILED);
-        let start = start.cast::<u8>();
+        // Pages of 4 KiB only: a transparent huge page would make a whole
+        // 2 MiB resident at once, beyond the range populated.
+        // SAFETY: advice on the mapping just made.
+        let rc = unsafe { libc::madvise(start, len, libc::MADV_NOHUGEPAGE) };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        start.cast()
+    }
+
+    #[test]
+    fn populated_pages_are_resident_and_zero_before_any_write() {
+        let len = 32 * page_size();
+        let start = anonymous(len);
         assert_eq!(resident(start, len), 0);
         // The second half only.
         let half = len / 2;
@@ -121,22 +135,16 @@ mod tests {
     }
 
     #[test]
-    fn a_range_past_the_mapping_is_refused() {
+    fn a_range_into_memory_that_cannot_be_written_is_refused() {
         let page = page_size();
-        // SAFETY: a fresh mapping of one page, unmapped below.
-        let start = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(start, libc::MAP_FAILED);
-        assert!(populate_write(start.cast(), 64 * page).is_err());
+        // Two pages, the second not writable: the range ends in memory of
+        // its own, never in a mapping of another test's made next to it.
+        let start = anonymous(2 * page);
+        // SAFETY: the second page of the mapping just made.
+        let rc = unsafe { libc::mprotect(start.add(page).cast(), page, libc::PROT_NONE) };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        assert!(populate_write(start, 2 * page).is_err());
         // SAFETY: the mapping made above, not used after.
-        unsafe { libc::munmap(start, page) };
+        unsafe { libc::munmap(start.cast(), 2 * page) };
     }
 }
