@@ -244,13 +244,10 @@ impl Store {
             .save_with_temp_in(container, Copies::Both(durability), spare.as_deref())
             .and_then(|()| match &spare {
                 // Over the spare's empty placeholders.
-                Some(spare) => first_files.iter().try_for_each(|(name, bytes)| {
-                    let path = spare.join(name);
-                    match write_in_place(&path, bytes)? {
-                        true => Ok(()),
-                        false => write_atomic(&path, bytes, Durability::CrashSafe),
-                    }
-                }),
+                // Over the spare's empty placeholders.
+                Some(spare) => first_files
+                    .iter()
+                    .try_for_each(|(name, bytes)| write_over(&spare.join(name), bytes)),
                 None => Ok(()),
             });
         if let Err(e) = saved {
@@ -617,19 +614,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result
 /// container's dir, through a temp file: see [`write_atomic_in`]), or
 /// beside it.
 fn write_record_copy(path: &Path, bytes: &[u8], temp_dir: Option<&Path>) -> Result<(), StoreError> {
+    let Some(temp_dir) = temp_dir else {
+        return write_over(path, bytes);
+    };
     if write_in_place(path, bytes)? {
         return Ok(());
     }
-    match temp_dir {
-        Some(temp_dir) => {
-            let placeholder = temp_dir.join(spare_trees::RECORD_PLACEHOLDER);
-            if write_in_place(&placeholder, bytes)? {
-                return fs::rename(&placeholder, path).map_err(io_error("rename", path));
-            }
-            write_atomic_in(temp_dir, path, bytes, Durability::CrashSafe)
-        }
-        None => write_atomic(path, bytes, Durability::CrashSafe),
+    let placeholder = temp_dir.join(spare_trees::RECORD_PLACEHOLDER);
+    if write_in_place(&placeholder, bytes)? {
+        return fs::rename(&placeholder, path).map_err(io_error("rename", path));
     }
+    write_atomic_in(temp_dir, path, bytes, Durability::CrashSafe)
+}
+
+/// Writes `bytes` over the file at `path` ([`write_in_place`]), or, when
+/// there is none, makes it crash-safe through a temp file beside it.
+fn write_over(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if write_in_place(path, bytes)? {
+        return Ok(());
+    }
+    write_atomic(path, bytes, Durability::CrashSafe)
 }
 
 /// Writes `bytes` over the file at `path`, not following a link, and cuts
