@@ -46,10 +46,11 @@ const SCRATCH: usize = 64 * 1024;
 /// How often finished compression children are looked for.
 const COMPRESS_POLL: Duration = Duration::from_millis(100);
 
-/// How long after the command's start the monitor drops setup's code pages
-/// (`resident::trim_code_pages`, a read of `/proc/self/smaps` and a dozen
-/// `madvise`s: 1-4 ms). A command that ends sooner is never trimmed for;
-/// one that lives longer gets the same resident set as before.
+/// How long after the command's start the monitor drops setup's code pages,
+/// the stack below its pump loop and its allocator's free memory
+/// (`resident::trim_after_setup`, a read of `/proc/self/smaps` and a dozen
+/// `madvise`s: 1-4 ms). A command that ends sooner is never trimmed for; one that
+/// lives longer gets a smaller resident set, 50 ms later.
 const TRIM_AFTER: Duration = Duration::from_millis(50);
 
 /// Why waiting for `go` ended.
@@ -693,7 +694,8 @@ fn pump(
         }
         if trim_at.is_some_and(|t| Instant::now() >= t) {
             trim_at = None;
-            super::resident::trim_code_pages();
+            // From this loop: the stack its own calls use stays.
+            super::resident::trim_after_setup();
         }
     }
     let status = reap(child);
