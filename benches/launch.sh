@@ -8,7 +8,11 @@
 #       Debian docker-registry on loopback); skipped without umoci, skopeo and
 #       docker-registry, or with NO_IMAGE=1
 #   (c) API alone: POST /v1/containers {command: [/bin/true], rootfs: R}
-#       -> GET /v1/containers/{id}/wait -> exit code, over the unix socket
+#       -> GET /v1/containers/{id}/wait -> exit code, over the unix socket,
+#       from this script's python (http.client)
+#   (c') the same two requests from a compiled client, examples/api_launch.rs,
+#       which times them itself: the API without the python interpreter's
+#       own ~0.3 ms a request (decision 0061)
 #   (d) runc run of a bundle with the same rootfs and the same isolation:
 #       the spec berth's own bundle has for (c), rootfs read-only
 #   (e) crun run of the same bundle (if crun is installed)
@@ -87,6 +91,10 @@ fi
 command -v runc >/dev/null || die "runc not installed"
 
 bench_binaries
+# (c'): built from this checkout whatever PREBUILT is (std only; the API's
+# requests have not changed since it was written).
+(cd "$REPO" && cargo build --release --quiet --example api_launch)
+API_CLIENT=${CARGO_TARGET_DIR:-$REPO/target}/release/examples/api_launch
 
 # One busybox rootfs for every case; runc/crun get a bundle around it.
 BUNDLE="$BASE/bundle"
@@ -138,7 +146,7 @@ AGENT_PID=$!
 for _ in $(seq 100); do [ -S "$BASE/berth.sock" ] && break; sleep 0.1; done
 [ -S "$BASE/berth.sock" ] || { cat "$BASE/agent.log"; die "agent did not start"; }
 
-python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" "$IMAGE" "$QUIET" "$QUIET_MS" <<'EOF'
+python3 - "$BERTH" "$BASE/berth.sock" "$BUNDLE" "$TAG" "$COUNT" "$WARMUP" "$TOTAL" "$CLIENTS" "$RUNTIME" "$IMAGE" "$QUIET" "$QUIET_MS" "$API_CLIENT" <<'EOF'
 import http.client, json, os, shutil, socket, subprocess, sys, time
 from berth_api import call_json
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +156,7 @@ count, warmup, total, clients = map(int, sys.argv[5:9])
 runtime_root = sys.argv[9]
 image = sys.argv[10]
 quiet, quiet_ms = int(sys.argv[11]), int(sys.argv[12])
+api_client = sys.argv[13]
 rootfs = os.path.join(bundle, "rootfs")
 env = dict(os.environ, BERTH_SOCKET=sock)
 seq = iter(range(10**9))
@@ -178,6 +187,23 @@ def run_api():
     if code not in (0, None):
         raise RuntimeError(f"api: exit {code}")
     return cid
+
+# (c'): one client process for the whole run, a line per launch.
+compiled = subprocess.Popen([api_client, sock], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+
+def run_api_compiled():
+    """(c'), timed by the client: the id and the seconds it measured."""
+    cid = f"{tag}-d{next(seq)}"
+    compiled.stdin.write(f"{cid} {rootfs}\n")
+    compiled.stdin.flush()
+    line = compiled.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{api_client} ended (exit {compiled.wait()})")
+    micros, code = line.split()
+    if code not in ("0", "null"):
+        raise RuntimeError(f"api (compiled client): exit {code}")
+    return cid, int(micros) / 1e6
 
 def equivalent_bundle():
     """Gives runc and crun the isolation berth gives `berth run --rootfs R
@@ -245,7 +271,8 @@ if image:
                    stdout=subprocess.DEVNULL)
     remove(cid)
     cases.append(("berth run IMAGE", run_image))
-cases += [("berth API create->wait", run_api), ("runc run", runtime("runc")),
+cases += [("berth API create->wait", run_api), ("berth API, compiled client", run_api_compiled),
+          ("runc run", runtime("runc")),
           ("runc run, runc's default", runtime("runc", runc_default))]
 if shutil.which("crun"):
     probe = subprocess.run(["crun", "--root", os.path.join(runtime_root, "crun"), "run",
@@ -257,9 +284,13 @@ if shutil.which("crun"):
         print(f"== crun skipped: {probe.stderr.strip().splitlines()[-1:]}")
 
 def timed(fn):
+    """A case's time: the client's own measure if it returns one with the
+    id, else the wall time of `fn`."""
     t0 = time.perf_counter()
     cid = fn()
     dt = time.perf_counter() - t0
+    if isinstance(cid, tuple):
+        cid, dt = cid
     if cid:
         remove(cid)  # outside the timing
     return dt
@@ -320,6 +351,8 @@ runc50 = pct(times["runc run"], 50)
 for name in ("berth run --rootfs", "berth API create->wait"):
     print(f"   {name:<26} p50 {pct(times[name],50)/runc50:5.2f}x"
           f"  throughput {tp[name]/tp['runc run']:5.2f}x runc's containers/s")
+name = "berth API, compiled client"
+print(f"   {name:<26} p50 {pct(times[name],50)/runc50:5.2f}x")
 if quiet:
     name = "berth API create->wait"
     print(f"   {name + ' after quiet':<26} p50 "
@@ -330,4 +363,6 @@ default_tp = tp["runc run, runc's default"]
 for name in ("berth run --rootfs", "berth API create->wait"):
     print(f"   {name:<26} p50 {pct(times[name],50)/default50:5.2f}x"
           f"  throughput {tp[name]/default_tp:5.2f}x runc's containers/s")
+name = "berth API, compiled client"
+print(f"   {name:<26} p50 {pct(times[name],50)/default50:5.2f}x")
 EOF
