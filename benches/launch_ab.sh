@@ -5,7 +5,8 @@
 #
 # BASE_DIR and NEW_DIR each hold a `berth`, a `berth-agent` (from decision
 # 0052 on; `berth agent` execs it) and a `berth-shim` (e.g. a copy of
-# target/release before and after a change). Two agents run at once, one per
+# target/release before and after a change); both are copied into the
+# benchmark's dir at its start and run from there. Two agents run at once, one per
 # build, each with its own temp dirs, runtime dir (a tmpfs) and cgroup root
 # below this shell's cgroup. ROUNDS (default 200) rounds alternate the builds
 # (ab, ba, ab, ...), each round on each build: one API launch (POST
@@ -37,6 +38,20 @@ R="$BASE/rootfs"
 mkdir -p "$R/bin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/sandbox"
 cp "$BUSYBOX" "$R/bin/busybox"
 ln -s busybox "$R/bin/true"
+# Both builds run from copies made now, side by side: in the VM these
+# benchmarks run in, one build copied two hours before another copy of
+# itself launched 0.87-0.92x as fast as that copy (decision 0061).
+for x in a b; do
+    from=$A
+    [ "$x" = b ] && from=$B
+    mkdir -p "$BASE/bin-$x"
+    for f in berth berth-agent berth-shim; do
+        cat "$from/$f" >"$BASE/bin-$x/$f"
+        chmod 755 "$BASE/bin-$x/$f"
+    done
+done
+A=$BASE/bin-a
+B=$BASE/bin-b
 printf '%s\n' "${A_CONFIG:-}" >"$BASE/berth-a.toml"
 printf '%s\n' "${B_CONFIG:-}" >"$BASE/berth-b.toml"
 PIDS=()

@@ -45,9 +45,13 @@ pub fn populate_write(start: *mut u8, len: usize) -> io::Result<()> {
 }
 
 /// Maps `bytes` of the calling thread's stack below the current frame, to
-/// be grown into without a fault per page. Only within the stack's mapping
-/// (the main thread's starts at 128 KiB and more): a range that begins past
-/// its end is refused, nothing mapped.
+/// be grown into without a fault per page. Only within the stack's mapping:
+/// the kernel refuses a range that reaches past it whole (`ENOMEM`) and
+/// does not grow a stack for advice. The main thread's mapping ends 128 KiB
+/// below its arguments at exec, and `main`'s own frame may hold much of
+/// that (a release `berth`'s does ~20 KiB: 112 KiB were refused, decision
+/// 0061); a refused range is therefore asked again once, half as deep.
+/// A thread's stack must hold `bytes` below the frame.
 ///
 /// ```
 /// // 64 KiB below this frame: inside the main thread's first 128 KiB, or
@@ -58,7 +62,13 @@ pub fn populate_write(start: *mut u8, len: usize) -> io::Result<()> {
 pub fn stack(bytes: usize) -> io::Result<()> {
     let mut here = 0u8;
     let top = std::ptr::addr_of_mut!(here) as usize & !(page_size() - 1);
-    populate_write(top.saturating_sub(bytes) as *mut u8, bytes)
+    match populate_write(top.saturating_sub(bytes) as *mut u8, bytes) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+            let half = (bytes / 2) & !(page_size() - 1);
+            populate_write(top.saturating_sub(half) as *mut u8, half)
+        }
+        done => done,
+    }
 }
 
 fn page_size() -> usize {
