@@ -12,6 +12,8 @@
 
 use std::fs;
 
+use berth_sys::prefault::page_size;
+
 /// Drops what setup left resident and the pump loop, which calls this,
 /// does not use: the stack below the caller ([`trim_stack`]), the code
 /// pages ([`trim_code_pages`]), then the allocator's free memory
@@ -124,16 +126,6 @@ fn mapping_containing(maps: &str, address: usize) -> Option<(usize, usize)> {
         );
         (range.0..range.1).contains(&address).then_some(range)
     })
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf with a valid name has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as usize
-    } else {
-        4096
-    }
 }
 
 /// The `(start, end)` of each mapping in `smaps` text that is private,

@@ -49,8 +49,8 @@ const COMPRESS_POLL: Duration = Duration::from_millis(100);
 /// How long after the command's start the monitor drops setup's code pages,
 /// the stack below its pump loop and its allocator's free memory
 /// (`resident::trim_after_setup`, a read of `/proc/self/smaps` and a dozen
-/// `madvise`s: 1-4 ms). A command that ends sooner is never trimmed for; one that
-/// lives longer gets a smaller resident set, 50 ms later.
+/// `madvise`s: 1-4 ms). A command that ends sooner is never trimmed for;
+/// one that lives longer gets a smaller resident set, 50 ms later.
 const TRIM_AFTER: Duration = Duration::from_millis(50);
 
 /// Why waiting for `go` ended.

@@ -49,8 +49,9 @@ pub fn populate_write(start: *mut u8, len: usize) -> io::Result<()> {
 /// the kernel refuses a range that reaches past it whole (`ENOMEM`) and
 /// does not grow a stack for advice. The main thread's mapping ends 128 KiB
 /// below its arguments at exec, and `main`'s own frame may hold much of
-/// that (a release `berth`'s does ~20 KiB: 112 KiB were refused, decision
-/// 0061); a refused range is therefore asked again once, half as deep.
+/// that (a release `berth`'s holds over 30 KiB: 96 KiB below it were
+/// refused, decision 0061); a refused range is therefore asked again once,
+/// half as deep.
 /// A thread's stack must hold `bytes` below the frame.
 ///
 /// ```
@@ -71,7 +72,8 @@ pub fn stack(bytes: usize) -> io::Result<()> {
     }
 }
 
-fn page_size() -> usize {
+/// The size of a page of memory (4096 if the system will not say).
+pub fn page_size() -> usize {
     // SAFETY: sysconf with a valid name has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if size > 0 {
