@@ -244,7 +244,6 @@ impl Store {
             .save_with_temp_in(container, Copies::Both(durability), spare.as_deref())
             .and_then(|()| match &spare {
                 // Over the spare's empty placeholders.
-                // Over the spare's empty placeholders.
                 Some(spare) => first_files
                     .iter()
                     .try_for_each(|(name, bytes)| write_over(&spare.join(name), bytes)),

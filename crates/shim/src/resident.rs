@@ -119,13 +119,18 @@ fn trim_heap() -> bool {
 fn mapping_containing(maps: &str, address: usize) -> Option<(usize, usize)> {
     maps.lines().find_map(|line| {
         // A header line's first field is the range; no field line has a '-'.
-        let (start, end) = line.split_whitespace().next()?.split_once('-')?;
-        let range = (
-            usize::from_str_radix(start, 16).ok()?,
-            usize::from_str_radix(end, 16).ok()?,
-        );
+        let range = parse_range(line.split_whitespace().next()?)?;
         (range.0..range.1).contains(&address).then_some(range)
     })
+}
+
+/// A mapping header's first field, `start-end` in hex.
+fn parse_range(field: &str) -> Option<(usize, usize)> {
+    let (start, end) = field.split_once('-')?;
+    Some((
+        usize::from_str_radix(start, 16).ok()?,
+        usize::from_str_radix(end, 16).ok()?,
+    ))
 }
 
 /// The `(start, end)` of each mapping in `smaps` text that is private,
@@ -154,16 +159,11 @@ fn clean_read_only_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
 /// line that is not a header.
 fn parse_header(line: &str) -> Option<Option<(usize, usize)>> {
     let mut fields = line.split_whitespace();
-    let range = fields.next()?;
-    let (start, end) = range.split_once('-')?;
-    let (start, end) = (
-        usize::from_str_radix(start, 16).ok()?,
-        usize::from_str_radix(end, 16).ok()?,
-    );
+    let range = parse_range(fields.next()?)?;
     let perms = fields.next()?;
     let path = fields.nth(3);
     let wanted = matches!(perms, "r-xp" | "r--p") && path.is_some_and(|p| p.starts_with('/'));
-    Some(wanted.then_some((start, end)))
+    Some(wanted.then_some(range))
 }
 
 #[cfg(test)]
